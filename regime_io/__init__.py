@@ -1,0 +1,45 @@
+"""regime_io: market history in PostgreSQL, back as columnar frames.
+
+Example:
+    >>> from regime_io import PostgreSQLIntegration
+    >>> pg = PostgreSQLIntegration()          # doctest: +SKIP  (embedded server)
+"""
+
+from __future__ import annotations
+
+from .config import Secret, Settings, load_settings
+from .database import Database
+from .errors import (
+    ConfigError,
+    ReadError,
+    RegimeIOError,
+    SchemaError,
+    ServerError,
+    ServerUnavailableError,
+    ValidationError,
+    WriteError,
+)
+from .integration import PostgreSQLIntegration
+from .tables import TABLES, Column, TableSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TABLES",
+    "Column",
+    "ConfigError",
+    "Database",
+    "PostgreSQLIntegration",
+    "ReadError",
+    "RegimeIOError",
+    "SchemaError",
+    "Secret",
+    "ServerError",
+    "ServerUnavailableError",
+    "Settings",
+    "TableSpec",
+    "ValidationError",
+    "WriteError",
+    "__version__",
+    "load_settings",
+]

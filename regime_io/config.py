@@ -1,0 +1,493 @@
+"""Configuration: one frozen, typed object from the seed's INI file, its dict, or the environment.
+
+Precedence, lowest first: defaults < INI file or dict < ``REGIME_IO_*`` environment variables.
+With nothing configured (no host, no DSN) regime_io runs on the embedded server.
+
+Example:
+    >>> s = load_settings(config={"database": {"host": "db.example", "password": "pw"}}, env={})
+    >>> s.host, s.port, str(s.password)
+    ('db.example', 5432, '***')
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import logging
+import math
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+
+from ._sql import identifier_problem
+from .errors import ConfigError
+from .tables import CONFIG_KEYS, TABLES, TableKey
+
+__all__ = ["PartitionInterval", "Secret", "Settings", "load_settings"]
+
+log = logging.getLogger(__name__)
+
+PartitionInterval = Literal["day", "week", "month", "year"]
+
+ENV_PREFIX = "REGIME_IO_"
+# Environment variables with this prefix are not configuration (the test suite's DSN etc.).
+_ENV_IGNORED = ("REGIME_IO_TEST_", "REGIME_IO_CONFIG", "REGIME_IO_BENCH_")
+
+# libpq options passed through untouched from [DATABASE] (or a DSN's query string).
+LIBPQ_OPTIONS = frozenset({
+    "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "sslpassword", "channel_binding",
+    "gssencmode", "application_name", "target_session_attrs", "keepalives", "keepalives_idle",
+    "keepalives_interval", "keepalives_count", "options", "requiressl", "sslcompression",
+})
+
+
+class Secret:
+    """A string that never prints: ``str()`` and ``repr()`` give ``***``.
+
+    >>> s = Secret("hunter2")
+    >>> s, str(s), s.get()
+    (Secret('***'), '***', 'hunter2')
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        """The secret value, for the one place that needs it (the connection string)."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with :func:`load_settings`."""
+
+    enabled: bool = True
+    host: str | None = None  # None: the embedded server; a path: a Unix-socket directory
+    port: int = 5432
+    database: str = "postgres"
+    user: str = "postgres"
+    password: Secret = field(default_factory=lambda: Secret(""))
+    schema: str = "public"
+    table_prefix: str = "mr_"
+    table_names: Mapping[TableKey, str] = field(
+        default_factory=lambda: {k: t.default_name for k, t in TABLES.items()}
+    )
+    libpq_options: Mapping[str, str] = field(default_factory=dict)
+    storage_timezone: str = "UTC"
+    partition_interval: PartitionInterval = "month"
+    embedded_dir: str | None = None
+    citus: bool = False
+    max_connections: int = 5
+    connection_timeout: float = 30.0
+    retry_attempts: int = 3
+    retry_delay: float = 5.0
+    # Connections idle longer than this are pinged before being handed out.
+    health_check_interval: float = 0.5
+    read_replicas: tuple[Secret, ...] = ()
+    read_your_writes: bool = False
+    retention_days: Mapping[TableKey, int] = field(default_factory=dict)
+    rolling_window_minutes: int | None = None
+    source: str = "defaults"
+
+    @property
+    def embedded(self) -> bool:
+        """True when no server is configured and the embedded one is used."""
+        return self.host is None
+
+    def table_name(self, key: TableKey) -> str:
+        """The physical (unqualified) table name: prefix + configured name."""
+        return f"{self.table_prefix}{self.table_names[key]}"
+
+    def url(self, *, redact: bool = True, with_timeout: bool = True) -> str:
+        """A ``postgresql://`` URL for libpq, ADBC and connectorx.
+
+        User and password are percent-encoded (a ``#`` or ``@`` in a password breaks
+        unencoded URLs). A Unix-socket directory travels in the ``host`` query parameter.
+        The password shows as ``***`` unless ``redact=False``.
+        """
+        if self.host is None:
+            raise ConfigError(["no server resolved yet (embedded server not started)"])
+        password = "***" if (redact and self.password) else self.password.get()
+        auth = quote(self.user, safe="")
+        if password:
+            auth += ":" + quote(password, safe="")
+        query: dict[str, str] = {}
+        if self.host.startswith("/"):
+            netloc = f"{auth}@localhost:{self.port}"
+            query["host"] = self.host
+        else:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            netloc = f"{auth}@{host}:{self.port}"
+        if with_timeout:
+            # libpq takes whole seconds and treats anything under 2 as 2.
+            query["connect_timeout"] = str(max(2, math.ceil(self.connection_timeout)))
+        query.update(self.libpq_options)
+        qs = ("?" + urlencode(query, safe="/")) if query else ""
+        return f"postgresql://{netloc}/{quote(self.database, safe='')}{qs}"
+
+    def redact(self, text: str) -> str:
+        """Remove this configuration's password (raw and URL-encoded) from ``text``."""
+        secrets = [self.password.get(), *(r.get() for r in self.read_replicas)]
+        for secret in secrets:
+            if not secret:
+                continue
+            for form in {secret, quote(secret, safe=""), quote(secret)}:
+                text = text.replace(form, "***")
+        return text
+
+    def describe(self) -> str:
+        """One line for logs and the CLI, never with the password."""
+        where = "embedded server" if self.embedded else f"{self.host}:{self.port}"
+        return f"{where} database={self.database!r} user={self.user!r} schema={self.schema!r}"
+
+
+# ---------------------------------------------------------------------------------------
+# Parsing
+
+_DATABASE_KEYS = {
+    "enabled", "host", "port", "database", "user", "password", "schema", "table_prefix",
+    "dsn", "storage_timezone", "partition_interval", "embedded_dir", "citus",
+} | LIBPQ_OPTIONS
+_CONNECTION_KEYS = {
+    "max_connections", "connection_timeout", "retry_attempts", "retry_delay",
+    "health_check_interval", "read_replicas", "read_your_writes",
+}
+_RETENTION_KEYS = set(CONFIG_KEYS) | set(TABLES) | {"rolling_window_minutes"}
+_SECTIONS: dict[str, set[str]] = {
+    "database": _DATABASE_KEYS,
+    "tables": set(CONFIG_KEYS) | set(TABLES),
+    "connection": _CONNECTION_KEYS,
+    "retention": _RETENTION_KEYS,
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class _Collector:
+    """Gathers every problem so one ConfigError can list them all."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def add(self, problem: str) -> None:
+        self.problems.append(problem)
+
+    def boolean(self, key: str, value: Any) -> bool | None:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        self.add(f"{key}: expected true or false, got {value!r}")
+        return None
+
+    def integer(self, key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int | None:
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            number = int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
+        except ValueError:
+            self.add(f"{key}: expected a whole number, got {value!r}")
+            return None
+        if number < minimum or (maximum is not None and number > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            self.add(f"{key}: must be {bound}, got {number}")
+            return None
+        return number
+
+    def number(self, key: str, value: Any, *, minimum: float, exclusive: bool = False) -> float | None:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(str(value).strip())
+        except ValueError:
+            self.add(f"{key}: expected a number, got {value!r}")
+            return None
+        if not math.isfinite(number) or number < minimum or (exclusive and number == minimum):
+            op = ">" if exclusive else ">="
+            self.add(f"{key}: must be {op} {minimum:g}, got {value!r}")
+            return None
+        return number
+
+    def identifier(self, key: str, value: Any, *, allow_empty: bool = False) -> str | None:
+        text = str(value).strip()
+        if allow_empty and text == "":
+            return text
+        problem = identifier_problem(text)
+        if problem:
+            self.add(f"{key}: {problem}")
+            return None
+        return text
+
+
+def _normalise(raw: Mapping[str, Any], source: str, col: _Collector) -> dict[str, dict[str, Any]]:
+    """Lower-case section and key names; report unknown ones."""
+    out: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for section, values in raw.items():
+        name = str(section).strip().lower()
+        if name not in _SECTIONS:
+            col.add(f"unknown section [{section}]; allowed: {', '.join(s.upper() for s in _SECTIONS)}")
+            continue
+        if not isinstance(values, Mapping):
+            col.add(f"section [{section}] must be a mapping of keys to values, got {type(values).__name__}")
+            continue
+        for key, value in values.items():
+            k = str(key).strip().lower()
+            if k not in _SECTIONS[name]:
+                col.add(f"unknown key {key!r} in [{name.upper()}]; allowed: {', '.join(sorted(_SECTIONS[name]))}")
+                continue
+            out[name][k] = value
+    return out
+
+
+def _read_ini(path: Path, col: _Collector) -> dict[str, dict[str, Any]]:
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            parser.read_file(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"config file {str(path)!r} does not exist"], source=str(path)) from None
+    except (configparser.Error, UnicodeDecodeError) as err:
+        raise ConfigError([f"cannot parse: {err}"], source=str(path)) from None
+    return {section: dict(parser.items(section)) for section in parser.sections()}
+
+
+def _parse_dsn(dsn: str, col: _Collector) -> dict[str, Any]:
+    """Split a ``postgresql://`` URL or a ``key=value`` DSN into [DATABASE] keys."""
+    out: dict[str, Any] = {}
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        if parts.scheme not in ("postgresql", "postgres"):
+            col.add(f"dsn: scheme must be postgresql://, got {parts.scheme + '://'!r}")
+            return out
+        # urlsplit chokes on '#' and '@' in unencoded passwords; say so instead of guessing.
+        try:
+            port = parts.port
+        except ValueError:
+            col.add("dsn: cannot parse the host/port; percent-encode special characters in the password")
+            return out
+        if parts.fragment:
+            col.add("dsn: contains '#'; percent-encode it (%23) in the password")
+            return out
+        if parts.username:
+            out["user"] = unquote(parts.username)
+        if parts.password is not None:
+            out["password"] = unquote(parts.password)
+        if parts.hostname:
+            out["host"] = unquote(parts.hostname)
+        if port:
+            out["port"] = port
+        if parts.path.strip("/"):
+            out["database"] = unquote(parts.path.strip("/"))
+        for key, value in parse_qsl(parts.query, keep_blank_values=True):
+            key = {"dbname": "database"}.get(key, key)
+            out[key] = value
+    else:
+        for match in re.finditer(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn):
+            key, value = match.group(1), match.group(2)
+            if value.startswith("'"):
+                value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+            out[{"dbname": "database"}.get(key, key)] = value
+        if not out:
+            col.add("dsn: expected postgresql://user:password@host:port/database or key=value pairs")
+    for key in list(out):
+        if key not in _DATABASE_KEYS or key in ("dsn", "schema", "table_prefix"):
+            col.add(f"dsn: unsupported parameter {key!r}")
+            del out[key]
+    # A DSN that names a socket directory via host= but uses 'localhost' in the authority.
+    return out
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {"database": {}, "connection": {}}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name.startswith(_ENV_IGNORED):
+            continue
+        key = name[len(ENV_PREFIX):].lower()
+        if key in _DATABASE_KEYS:
+            out["database"][key] = value
+        elif key in _CONNECTION_KEYS:
+            out["connection"][key] = value
+        else:
+            log.warning("ignoring unknown environment variable %s", name)
+    return out
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build validated :class:`Settings` from an INI file or a dict, then the environment.
+
+    Parameters:
+        config_file: the seed's INI file (``[DATABASE]``, ``[TABLES]``, ``[CONNECTION]``).
+            ``REGIME_IO_CONFIG`` names one when this is None.
+        config: the seed's configuration dict, same shape (lower-case section names).
+        env: environment to read ``REGIME_IO_*`` overrides from (default ``os.environ``).
+
+    Raises:
+        ConfigError: listing every problem found, never only the first.
+
+    Example:
+        >>> load_settings(config={"database": {"port": "x", "schema": "a b"}}, env={})
+        Traceback (most recent call last):
+        ...
+        regime_io.errors.ConfigError: invalid configuration in dict (2 problems):
+          - port: expected a whole number, got 'x'
+          - schema: 'a b' is not a plain SQL name (letters, digits and _, not starting with a digit)
+    """
+    env = os.environ if env is None else env
+    col = _Collector()
+    if config_file is not None and config is not None:
+        raise ConfigError(["pass config_file or config, not both"])
+    if config_file is None and config is None and env.get("REGIME_IO_CONFIG"):
+        config_file = env["REGIME_IO_CONFIG"]
+    if config_file is not None:
+        source = str(config_file)
+        raw: Mapping[str, Any] = _read_ini(Path(config_file), col)
+    elif config is not None:
+        if not isinstance(config, Mapping):
+            raise ConfigError([f"config must be a dict, got {type(config).__name__}"])
+        source, raw = "dict", config
+    else:
+        source, raw = "defaults", {}
+    sections = _normalise(raw, source, col)
+    for name, values in _from_env(env).items():
+        if values:
+            source += " + environment" if "environment" not in source else ""
+        sections[name].update(values)
+    settings = _build(sections, col, source)
+    if col.problems:
+        raise ConfigError(col.problems, source=source)
+    assert settings is not None
+    return settings
+
+
+def _build(sections: dict[str, dict[str, Any]], col: _Collector, source: str) -> Settings | None:
+    db = dict(sections["database"])
+    conn = sections["connection"]
+    kw: dict[str, Any] = {"source": source}
+
+    # A DSN fills in what the file leaves out; explicit keys (and env overrides) win.
+    dsn = db.pop("dsn", None)
+    if dsn:
+        for key, value in _parse_dsn(str(dsn), col).items():
+            db.setdefault(key, value)
+
+    if "enabled" in db:
+        kw["enabled"] = col.boolean("enabled", db["enabled"])
+    host = db.get("host")
+    if host is not None:
+        host = str(host).strip()
+        kw["host"] = None if host.lower() in ("", "embedded") else host
+    if "port" in db:
+        kw["port"] = col.integer("port", db["port"], minimum=1, maximum=65535)
+    for key in ("database", "user"):
+        if key in db:
+            value = str(db[key]).strip()
+            if not value:
+                col.add(f"{key}: must not be empty")
+            kw[key] = value
+    if "password" in db:
+        kw["password"] = Secret(str(db["password"]))
+    if "schema" in db:
+        kw["schema"] = col.identifier("schema", db["schema"])
+    if "table_prefix" in db:
+        kw["table_prefix"] = col.identifier("table_prefix", db["table_prefix"], allow_empty=True)
+    if "storage_timezone" in db:
+        tz = str(db["storage_timezone"]).strip()
+        try:
+            zoneinfo.ZoneInfo(tz)
+            kw["storage_timezone"] = tz
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            col.add(f"storage_timezone: unknown time zone {tz!r} (use an IANA name such as 'UTC' or 'Asia/Kolkata')")
+    if "partition_interval" in db:
+        value = str(db["partition_interval"]).strip().lower()
+        allowed = get_args(PartitionInterval)
+        if value not in allowed:
+            col.add(f"partition_interval: must be one of {', '.join(allowed)}, got {value!r}")
+        kw["partition_interval"] = value
+    if "embedded_dir" in db:
+        kw["embedded_dir"] = str(Path(str(db["embedded_dir"])).expanduser())
+    if "citus" in db:
+        kw["citus"] = col.boolean("citus", db["citus"])
+    kw["libpq_options"] = {k: str(v) for k, v in db.items() if k in LIBPQ_OPTIONS}
+
+    names = {k: t.default_name for k, t in TABLES.items()}
+    for key, value in sections["tables"].items():
+        table: TableKey = CONFIG_KEYS.get(key, key)  # type: ignore[assignment]
+        checked = col.identifier(f"tables.{key}", value)
+        if checked:
+            names[table] = checked
+    kw["table_names"] = names
+    prefix = kw.get("table_prefix", "mr_") or ""
+    for table, name in names.items():
+        # Partition names append "_pYYYY_MM_DD" (12 characters); keep them under the 63 limit.
+        if len(prefix + name) > 50:
+            col.add(f"tables.{table}: {prefix + name!r} is too long (50 characters at most with the prefix)")
+    if len(set(names.values())) != len(names):
+        col.add("tables: two tables share one name")
+
+    if "max_connections" in conn:
+        kw["max_connections"] = col.integer("max_connections", conn["max_connections"], minimum=1, maximum=1000)
+    if "connection_timeout" in conn:
+        kw["connection_timeout"] = col.number("connection_timeout", conn["connection_timeout"], minimum=0, exclusive=True)
+    if "retry_attempts" in conn:
+        kw["retry_attempts"] = col.integer("retry_attempts", conn["retry_attempts"], minimum=0, maximum=100)
+    if "retry_delay" in conn:
+        kw["retry_delay"] = col.number("retry_delay", conn["retry_delay"], minimum=0)
+    if "health_check_interval" in conn:
+        kw["health_check_interval"] = col.number("health_check_interval", conn["health_check_interval"], minimum=0)
+    if "read_replicas" in conn:
+        value = conn["read_replicas"]
+        items = value if isinstance(value, (list, tuple)) else [v for v in re.split(r"[\s,]+", str(value)) if v]
+        for item in items:
+            _parse_dsn(str(item), col)  # validate only; replicas keep their own DSN
+        kw["read_replicas"] = tuple(Secret(str(v)) for v in items)
+    if "read_your_writes" in conn:
+        kw["read_your_writes"] = col.boolean("read_your_writes", conn["read_your_writes"])
+
+    retention: dict[TableKey, int] = {}
+    for key, value in sections["retention"].items():
+        if key == "rolling_window_minutes":
+            kw["rolling_window_minutes"] = col.integer(key, value, minimum=1)
+            continue
+        days = col.integer(f"retention.{key}", value, minimum=1)
+        if days is not None:
+            retention[CONFIG_KEYS.get(key, key)] = days  # type: ignore[index]
+    kw["retention_days"] = retention
+
+    if col.problems:
+        return None
+    return Settings(**kw)
+
+
+def settings_replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy of ``settings`` with some fields changed (used to point at a resolved server)."""
+    return dataclasses.replace(settings, **changes)

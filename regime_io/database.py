@@ -1,0 +1,101 @@
+"""The connection hub every reader, writer and maintenance function takes as ``db``.
+
+It owns the resolved settings (the embedded server is started on first use), the
+primary connection pool, the read-replica choice and the partition cache. Users normally
+meet it through :class:`regime_io.PostgreSQLIntegration`, which wraps one.
+
+Example:
+    >>> from regime_io.database import Database
+    >>> from regime_io.config import load_settings
+    >>> db = Database(load_settings(env={}))        # doctest: +SKIP
+    >>> with db.connection() as conn: ...           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .config import Settings
+from .pool import Connection, ConnectionPool, resolve_server
+from .schema import PartitionCache, qualified_table
+from .tables import TableKey, table_spec
+
+__all__ = ["Database"]
+
+log = logging.getLogger(__name__)
+
+
+class Database:
+    """Settings + pool + partition cache for one server (and its read replicas)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.partitions = PartitionCache()
+        self._resolved: Settings | None = None
+        self._pool: ConnectionPool | None = None
+        self._lock = threading.Lock()
+        self.replicas = None  # set up lazily by regime_io.replicas when configured
+
+    def __repr__(self) -> str:
+        return f"<Database {self.settings.describe()}>"
+
+    @property
+    def resolved(self) -> Settings:
+        """Settings pointing at a concrete server (starts the embedded one if needed)."""
+        if self._resolved is None:
+            with self._lock:
+                if self._resolved is None:
+                    self._resolved = resolve_server(self.settings)
+        return self._resolved
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """The primary server's pool (writers always use it)."""
+        if self._pool is None:
+            resolved = self.resolved
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ConnectionPool(resolved)
+        return self._pool
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A primary connection in a transaction (commit on success, rollback on error)."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    def table(self, name: str) -> str:
+        """The quoted, schema-qualified name of a table (by key or seed config key)."""
+        return qualified_table(table_spec(name), self.settings)
+
+    def table_name(self, key: TableKey) -> str:
+        return self.settings.table_name(key)
+
+    def read_url(self) -> str:
+        """The URL connectorx reads from: a healthy replica when configured, else the primary."""
+        from . import replicas
+
+        return replicas.read_url(self)
+
+    @contextmanager
+    def read_connection(self) -> Iterator[Connection]:
+        """A pooled connection for point reads: a replica's when configured, else the primary's."""
+        from . import replicas
+
+        with replicas.read_connection(self) as conn:
+            yield conn
+
+    def redact(self, text: str) -> str:
+        return self.settings.redact(text)
+
+    def close(self) -> None:
+        """Release every connection (primary and replicas). The embedded server keeps running."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        from . import replicas
+
+        replicas.close(self)

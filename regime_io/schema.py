@@ -1,0 +1,258 @@
+"""Database schema: DDL derived from the table declarations, initialisation, partitions.
+
+Time-series tables are range-partitioned on ``timestamp`` (monthly by default) and
+their natural key is the primary key; partitions are created on demand, in their own
+short transaction, before the data transaction that needs them (``CREATE TABLE ...
+PARTITION OF`` locks the parent until commit, so doing it inside a long ingest would
+block every reader). See ``docs/schema.md``.
+
+Example:
+    >>> from regime_io.config import Settings
+    >>> from regime_io.tables import TABLES
+    >>> print(create_table_sql(TABLES["market_regimes_1min"], Settings())[0].splitlines()[0])
+    CREATE TABLE IF NOT EXISTS "public"."mr_market_regimes_1min" (
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Iterable
+
+from ._sql import literal, qualified, quote_ident
+from .config import PartitionInterval, Settings
+from .errors import ValidationError
+from .pool import ConnectionPool
+from .tables import TABLES, TableKey, TableSpec
+
+__all__ = ["SCHEMA_VERSION", "PartitionCache", "create_table_sql", "initialize_database"]
+
+log = logging.getLogger(__name__)
+
+# Bump with a migration in initialize_database when the DDL changes.
+SCHEMA_VERSION = 1
+
+# Both halves of the advisory lock key: a constant namespace and a hash of the schema.
+_LOCK_NAMESPACE = 0x5245_4749  # "REGI"
+
+# One write may create at most this many partitions: more usually means garbage timestamps
+# (seconds read as microseconds, 1970 epochs) rather than a real history.
+MAX_NEW_PARTITIONS = 2000
+
+
+def qualified_table(spec: TableSpec, settings: Settings) -> str:
+    """The quoted ``"schema"."prefix+name"`` of a table."""
+    return qualified(settings.schema, settings.table_name(spec.key))
+
+
+def version_table(settings: Settings) -> str:
+    return qualified(settings.schema, f"{settings.table_prefix}schema_version")
+
+
+def index_name(settings: Settings, spec: TableSpec, columns: Iterable[str]) -> str:
+    name = f"{settings.table_name(spec.key)}_{'_'.join(columns)}_idx"
+    return name[:63]
+
+
+def create_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
+    """The DDL for one table: CREATE TABLE (partitioned where declared) and its indexes."""
+    lines = ["    id BIGSERIAL NOT NULL"]
+    for col in spec.columns:
+        lines.append(f"    {quote_ident(col.name)} {col.pg_type}{'' if col.nullable else ' NOT NULL'}")
+    lines.append("    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP")
+    lines.append(f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in spec.primary_key)})")
+    partition = f" PARTITION BY RANGE ({quote_ident(spec.time_column)})" if spec.time_column else ""
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {qualified_table(spec, settings)} (\n" + ",\n".join(lines) + f"\n){partition}"
+    ]
+    for columns in spec.indexes:
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {quote_ident(index_name(settings, spec, columns))} "
+            f"ON {qualified_table(spec, settings)} ({', '.join(quote_ident(c) for c in columns)})"
+        )
+    return statements
+
+
+def schema_sql(settings: Settings) -> list[str]:
+    """Every statement ``initialize_database`` runs, in order."""
+    statements = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(settings.schema)}"]
+    for spec in TABLES.values():
+        statements.extend(create_table_sql(spec, settings))
+    statements.append(
+        f"CREATE TABLE IF NOT EXISTS {version_table(settings)} (\n"
+        "    version INTEGER PRIMARY KEY,\n"
+        "    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,\n"
+        "    description TEXT NOT NULL\n)"
+    )
+    return statements
+
+
+def _lock_key(settings: Settings) -> str:
+    return f"{_LOCK_NAMESPACE}, hashtext({literal(settings.schema + '.' + settings.table_prefix)})"
+
+
+def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
+    """Create the schema, the five tables and their indexes if missing; record the version.
+
+    Idempotent, and safe when several processes call it at once: the statements run under
+    a transaction-scoped advisory lock. Returns the schema version now recorded.
+    """
+    with pool.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT pg_advisory_xact_lock({_lock_key(settings)})")
+            cur.fetchall()
+            for statement in schema_sql(settings):
+                cur.execute(statement)
+            cur.execute(
+                f"INSERT INTO {version_table(settings)} (version, description) "
+                f"VALUES ({SCHEMA_VERSION}, 'initial schema: five tables, natural primary keys, "
+                "range partitions on timestamp') ON CONFLICT (version) DO NOTHING"
+            )
+            cur.execute(f"SELECT max(version) FROM {version_table(settings)}")
+            row = cur.fetchone()
+            if settings.citus:
+                _distribute_if_citus(cur, settings)
+        finally:
+            cur.close()
+    log.info("database initialised (%s), schema version %s", settings.describe(), row[0] if row else None)
+    return int(row[0]) if row and row[0] is not None else SCHEMA_VERSION
+
+
+def _distribute_if_citus(cur: object, settings: Settings) -> None:
+    """Distribute the tables by ``symbol`` when the citus extension is installed.
+
+    Filled in by the scaling work (issue 8); a plain server skips this with a log line.
+    """
+    from . import scaling
+
+    scaling.distribute_tables(cur, settings)
+
+
+# ---------------------------------------------------------------------------------------
+# Partitions
+
+
+def bucket_start(value: dt.datetime | dt.date, interval: PartitionInterval) -> dt.date:
+    """The first day of the partition holding ``value``."""
+    day = value.date() if isinstance(value, dt.datetime) else value
+    if interval == "day":
+        return day
+    if interval == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if interval == "month":
+        return day.replace(day=1)
+    return day.replace(month=1, day=1)
+
+
+def next_bucket(start: dt.date, interval: PartitionInterval) -> dt.date:
+    if interval == "day":
+        return start + dt.timedelta(days=1)
+    if interval == "week":
+        return start + dt.timedelta(days=7)
+    if interval == "month":
+        return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+    return start.replace(year=start.year + 1)
+
+
+def partition_name(settings: Settings, spec: TableSpec, start: dt.date, interval: PartitionInterval) -> str:
+    """``<table>_p2024_01`` (month), ``_p2024`` (year), ``_p2024_01_15`` (day, week)."""
+    suffix = {"year": "%Y", "month": "%Y_%m"}.get(interval, "%Y_%m_%d")
+    return f"{settings.table_name(spec.key)}_p{start.strftime(suffix)}"
+
+
+def buckets(ts_min: dt.datetime | dt.date, ts_max: dt.datetime | dt.date,
+            interval: PartitionInterval) -> list[dt.date]:
+    """Start dates of every partition between two timestamps, inclusive."""
+    out = []
+    start = bucket_start(ts_min, interval)
+    last = bucket_start(ts_max, interval)
+    while start <= last:
+        out.append(start)
+        start = next_bucket(start, interval)
+    return out
+
+
+class PartitionCache:
+    """Remembers which partitions exist, so a warm write pays no catalog round trip.
+
+    The cache may go stale (another process drops a partition in cleanup); writers
+    then see "no partition found", call :meth:`forget` and retry once.
+    """
+
+    def __init__(self) -> None:
+        self._known: set[tuple[str, dt.date]] = set()
+        self._lock = threading.Lock()
+
+    def forget(self) -> None:
+        with self._lock:
+            self._known.clear()
+
+    def ensure(self, pool: ConnectionPool, settings: Settings, spec: TableSpec,
+               ts_min: dt.datetime | dt.date, ts_max: dt.datetime | dt.date) -> int:
+        """Create the partitions covering ``[ts_min, ts_max]`` that do not exist yet.
+
+        Runs in its own short transaction. Returns how many partitions were created.
+        """
+        if not spec.partitioned:
+            return 0
+        interval = settings.partition_interval
+        name = settings.table_name(spec.key)
+        wanted = buckets(ts_min, ts_max, interval)
+        with self._lock:
+            missing = [b for b in wanted if (name, b) not in self._known]
+        if not missing:
+            return 0
+        if len(missing) > MAX_NEW_PARTITIONS:
+            raise ValidationError(
+                f"{spec.key}: timestamps span {len(missing)} {interval} partitions "
+                f"({ts_min} .. {ts_max}); more than {MAX_NEW_PARTITIONS} in one write usually means "
+                "wrong timestamps (epoch units?) — check them or use a coarser partition_interval",
+                table=spec.key, column=spec.time_column,
+            )
+        created = 0
+        parent = qualified_table(spec, settings)
+        with pool.connection() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(f"SELECT pg_advisory_xact_lock({_lock_key(settings)})")
+                cur.fetchall()
+                existing = self._existing(cur, settings, spec)
+                for start in missing:
+                    part = partition_name(settings, spec, start, interval)
+                    if part in existing:
+                        continue
+                    end = next_bucket(start, interval)
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {qualified(settings.schema, part)} PARTITION OF {parent} "
+                        f"FOR VALUES FROM ({literal(start.isoformat())}) TO ({literal(end.isoformat())})"
+                    )
+                    created += 1
+            finally:
+                cur.close()
+        with self._lock:
+            self._known.update((name, b) for b in wanted)
+        if created:
+            log.info("created %d partition(s) of %s", created, name)
+        return created
+
+    @staticmethod
+    def _existing(cur: object, settings: Settings, spec: TableSpec) -> set[str]:
+        cur.execute(  # type: ignore[attr-defined]
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
+            f"WHERE n.nspname = {literal(settings.schema)} AND p.relname = {literal(settings.table_name(spec.key))}"
+        )
+        return {r[0] for r in cur.fetchall()}  # type: ignore[attr-defined]
+
+
+def table_exists(pool: ConnectionPool, settings: Settings, key: TableKey) -> bool:
+    with pool.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT to_regclass({literal(qualified(settings.schema, settings.table_name(key)))})")
+            row = cur.fetchone()
+        finally:
+            cur.close()
+    return bool(row and row[0])

@@ -1,0 +1,295 @@
+"""The five tables, declared once.
+
+Everything else is derived from these declarations: the DDL (``schema.py``), the Arrow
+schema writers validate against (``validation.py``), the natural keys used for upserts
+(``writing.py``) and the casts readers apply (``reading.py``). Adding a column is one
+line in ``TABLES`` below.
+
+Example:
+    >>> from regime_io.tables import TABLES
+    >>> TABLES["market_data"].primary_key
+    ('symbol', 'timeframe', 'timestamp')
+    >>> TABLES["market_data"].column("open").pg_type
+    'NUMERIC(10,2)'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+__all__ = ["TABLES", "Column", "TableKey", "TableSpec", "table_spec"]
+
+TableKey = Literal[
+    "market_data",
+    "options_data",
+    "market_regimes",
+    "market_regimes_1min",
+    "optimization_results",
+]
+
+ColumnKind = Literal["text", "decimal", "timestamp", "date", "bigint", "json"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its PostgreSQL type, Arrow type and constraints."""
+
+    name: str
+    kind: ColumnKind
+    nullable: bool = False
+    length: int | None = None  # VARCHAR(n)
+    precision: int | None = None  # NUMERIC(p, s)
+    scale: int | None = None
+    # Filled in by the writer when the input lacks it (e.g. optimisation ``run_id``).
+    computed: bool = False
+
+    @property
+    def pg_type(self) -> str:
+        """The PostgreSQL type as written in the DDL."""
+        if self.kind == "text":
+            return f"VARCHAR({self.length})"
+        if self.kind == "decimal":
+            return f"NUMERIC({self.precision},{self.scale})"
+        return {"timestamp": "TIMESTAMP", "date": "DATE", "bigint": "BIGINT", "json": "JSONB"}[self.kind]
+
+    @property
+    def wire_pg_type(self) -> str:
+        """The type of the column in a COPY staging table.
+
+        JSONB travels as text: ADBC's binary COPY cannot write PostgreSQL's jsonb format.
+        """
+        return "TEXT" if self.kind == "json" else self.pg_type
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """The exact Arrow type COPY needs for this column (binary COPY is type-strict)."""
+        if self.kind == "decimal":
+            assert self.precision is not None and self.scale is not None
+            return pa.decimal128(self.precision, self.scale)
+        return {
+            "text": pa.string(),
+            "json": pa.string(),
+            "timestamp": pa.timestamp("us"),
+            "date": pa.date32(),
+            "bigint": pa.int64(),
+        }[self.kind]
+
+    def read_type(self, *, exact: bool) -> pa.DataType:
+        """The Arrow type readers return: decimals as float64 unless ``exact``."""
+        if self.kind == "decimal" and not exact:
+            return pa.float64()
+        return self.arrow_type
+
+    @property
+    def max_abs(self) -> int:
+        """Exclusive bound of ``abs(value)`` for NUMERIC(p, s): ``10 ** (p - s)``."""
+        assert self.precision is not None and self.scale is not None
+        return 10 ** (self.precision - self.scale)
+
+
+def _text(name: str, length: int, *, nullable: bool = False, computed: bool = False) -> Column:
+    return Column(name, "text", nullable=nullable, length=length, computed=computed)
+
+
+def _dec(name: str, precision: int, scale: int, *, nullable: bool = False) -> Column:
+    return Column(name, "decimal", nullable=nullable, precision=precision, scale=scale)
+
+
+def _ts(name: str) -> Column:
+    return Column(name, "timestamp")
+
+
+def _int(name: str) -> Column:
+    return Column(name, "bigint")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table declaration: columns, natural key, time column and extra indexes.
+
+    ``columns`` are the ones users write and read. Every table also carries the seed's
+    ``id`` (a BIGSERIAL, no longer the primary key) and ``created_at`` columns, which the
+    server fills in.
+    """
+
+    key: TableKey
+    config_key: str  # the key of this table in the seed's [TABLES] section
+    default_name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    time_column: str | None  # range-partition column, None for an unpartitioned table
+    indexes: tuple[tuple[str, ...], ...] = field(default=())
+    # Sanity checks that real vendor data violates: warnings unless strict=True.
+    soft_checks: tuple[tuple[str, str, str], ...] = field(default=())  # (column, op, column)
+    # Columns that must not be negative (a hard error: no real feed has negative volume).
+    non_negative: tuple[str, ...] = field(default=())
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    @property
+    def value_columns(self) -> tuple[str, ...]:
+        """Columns updated on conflict: everything outside the natural key."""
+        return tuple(n for n in self.column_names if n not in self.primary_key)
+
+    @property
+    def partitioned(self) -> bool:
+        return self.time_column is not None
+
+    def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema a validated batch has, column for column."""
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns])
+
+    def read_schema(self, *, exact: bool = False) -> pa.Schema:
+        """The Arrow schema range readers return (without the server-filled columns)."""
+        return pa.schema([pa.field(c.name, c.read_type(exact=exact)) for c in self.columns])
+
+
+GENERATED_COLUMNS = ("id", "created_at")
+
+_OHLC_SOFT_CHECKS = (("low", "<=", "high"), ("low", "<=", "open"), ("low", "<=", "close"),
+                     ("open", "<=", "high"), ("close", "<=", "high"))
+
+TABLES: dict[TableKey, TableSpec] = {
+    "market_data": TableSpec(
+        key="market_data",
+        config_key="market_data",
+        default_name="market_data",
+        columns=(
+            _text("symbol", 20),
+            _ts("timestamp"),
+            _dec("open", 10, 2),
+            _dec("high", 10, 2),
+            _dec("low", 10, 2),
+            _dec("close", 10, 2),
+            _int("volume"),
+            _text("timeframe", 10),
+        ),
+        primary_key=("symbol", "timeframe", "timestamp"),
+        time_column="timestamp",
+        soft_checks=_OHLC_SOFT_CHECKS,
+        non_negative=("volume",),
+    ),
+    "options_data": TableSpec(
+        key="options_data",
+        config_key="options_data",
+        default_name="options_data",
+        columns=(
+            _text("symbol", 20),
+            Column("expiry_date", "date"),
+            _dec("strike_price", 10, 2),
+            _text("option_type", 4),
+            _ts("timestamp"),
+            _dec("open", 10, 2),
+            _dec("high", 10, 2),
+            _dec("low", 10, 2),
+            _dec("close", 10, 2),
+            _int("volume"),
+            _int("open_interest"),
+            _dec("implied_volatility", 10, 4, nullable=True),
+            _dec("delta", 10, 4, nullable=True),
+            _dec("gamma", 10, 4, nullable=True),
+            _dec("theta", 10, 4, nullable=True),
+            _dec("vega", 10, 4, nullable=True),
+        ),
+        primary_key=("symbol", "expiry_date", "strike_price", "option_type", "timestamp"),
+        time_column="timestamp",
+        # Range reads by symbol and time, and chain snapshots, scan this index.
+        indexes=(("symbol", "timestamp"),),
+        soft_checks=_OHLC_SOFT_CHECKS,
+        non_negative=("volume", "open_interest"),
+    ),
+    "market_regimes": TableSpec(
+        key="market_regimes",
+        config_key="market_regimes",
+        default_name="market_regimes",
+        columns=(
+            _text("symbol", 20),
+            _ts("timestamp"),
+            _text("timeframe", 10),
+            _text("regime", 50),
+            _dec("confidence", 5, 2),
+            _dec("dte_value", 10, 4, nullable=True),
+            _dec("atr_value", 10, 4, nullable=True),
+            _dec("ema_value", 10, 4, nullable=True),
+            _dec("volume_value", 10, 4, nullable=True),
+            _dec("vwap_value", 10, 4, nullable=True),
+            _dec("greek_sentiment", 10, 4, nullable=True),
+            _dec("iv_value", 10, 4, nullable=True),
+            _dec("premium_value", 10, 4, nullable=True),
+            _dec("oi_trend_value", 10, 4, nullable=True),
+        ),
+        primary_key=("symbol", "timeframe", "timestamp"),
+        time_column="timestamp",
+    ),
+    "market_regimes_1min": TableSpec(
+        key="market_regimes_1min",
+        config_key="1min_market_regimes",
+        default_name="market_regimes_1min",
+        columns=(
+            _text("symbol", 20),
+            _ts("timestamp"),
+            _text("regime", 50),
+            _dec("confidence", 5, 2),
+            _dec("directional_component", 10, 4, nullable=True),
+            _dec("volatility_component", 10, 4, nullable=True),
+            _dec("directional_confidence", 5, 2, nullable=True),
+            _dec("volatility_confidence", 5, 2, nullable=True),
+            _text("greek_sentiment", 50, nullable=True),
+            _text("trending_oi_pa", 50, nullable=True),
+            _dec("ema_signal", 10, 4, nullable=True),
+            _dec("vwap_signal", 10, 4, nullable=True),
+        ),
+        primary_key=("symbol", "timestamp"),
+        time_column="timestamp",
+    ),
+    "optimization_results": TableSpec(
+        key="optimization_results",
+        config_key="optimization_results",
+        default_name="optimization_results",
+        columns=(
+            _text("symbol", 20),
+            _text("algorithm", 50),
+            Column("parameters", "json"),
+            _dec("fitness_value", 10, 4),
+            _ts("start_date"),
+            _ts("end_date"),
+            _text("timeframe", 10),
+            # The seed has no natural key here; a content hash (or a caller-given run id)
+            # makes a retried save after a lost acknowledgement a no-op instead of a duplicate.
+            _text("run_id", 64, computed=True),
+        ),
+        primary_key=("symbol", "run_id"),
+        time_column=None,
+        indexes=(("symbol", "algorithm", "fitness_value"),),
+    ),
+}
+
+# The seed's [TABLES] keys, mapped to our table keys.
+CONFIG_KEYS: dict[str, TableKey] = {spec.config_key: key for key, spec in TABLES.items()}
+
+
+def table_spec(name: str) -> TableSpec:
+    """Look a table up by its key or its seed config key; raise SchemaError otherwise.
+
+    >>> table_spec("1min_market_regimes").key
+    'market_regimes_1min'
+    """
+    from .errors import SchemaError
+
+    if name in TABLES:
+        return TABLES[name]  # type: ignore[index]
+    if name in CONFIG_KEYS:
+        return TABLES[CONFIG_KEYS[name]]
+    allowed = ", ".join(sorted(TABLES))
+    raise SchemaError(f"unknown table {name!r}; allowed: {allowed}", table=name)

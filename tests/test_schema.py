@@ -1,0 +1,146 @@
+"""DDL on a real server: columns, types, keys, partitions, idempotent and concurrent init."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+
+from regime_io import PostgreSQLIntegration
+from regime_io.database import Database
+from regime_io.schema import SCHEMA_VERSION, buckets, initialize_database
+from regime_io.tables import TABLES
+
+# The seed's column types, as information_schema spells them, for every table.
+SEED_TYPES = {
+    "market_data": {"symbol": "character varying(20)", "timestamp": "timestamp without time zone",
+                    "open": "numeric(10,2)", "high": "numeric(10,2)", "low": "numeric(10,2)",
+                    "close": "numeric(10,2)", "volume": "bigint", "timeframe": "character varying(10)"},
+    "options_data": {"symbol": "character varying(20)", "expiry_date": "date", "strike_price": "numeric(10,2)",
+                     "option_type": "character varying(4)", "open_interest": "bigint",
+                     "implied_volatility": "numeric(10,4)", "delta": "numeric(10,4)", "vega": "numeric(10,4)"},
+    "market_regimes": {"regime": "character varying(50)", "confidence": "numeric(5,2)",
+                       "oi_trend_value": "numeric(10,4)", "timeframe": "character varying(10)"},
+    "market_regimes_1min": {"confidence": "numeric(5,2)", "directional_confidence": "numeric(5,2)",
+                            "greek_sentiment": "character varying(50)", "vwap_signal": "numeric(10,4)"},
+    "optimization_results": {"parameters": "jsonb", "fitness_value": "numeric(10,4)",
+                             "start_date": "timestamp without time zone", "algorithm": "character varying(50)"},
+}
+
+
+def _column_types(sql, schema: str, table: str) -> dict[str, str]:
+    rows = sql(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped""",
+        (schema, table),
+    )
+    return {r[0]: r[1] for r in rows}
+
+
+@pytest.mark.parametrize("key", list(TABLES))
+def test_tables_have_the_seed_columns_and_types(pg: PostgreSQLIntegration, sql, key: str) -> None:
+    types = _column_types(sql, pg.settings.schema, pg.settings.table_name(key))
+    # Every seed column exists, plus id and created_at.
+    assert set(TABLES[key].column_names) | {"id", "created_at"} <= set(types)
+    for column, expected in SEED_TYPES[key].items():
+        assert types[column] == expected, (key, column)
+    assert types["id"] == "bigint"
+    assert types["created_at"] == "timestamp without time zone"
+
+
+@pytest.mark.parametrize("key", list(TABLES))
+def test_primary_key_is_the_natural_key_and_includes_symbol(pg: PostgreSQLIntegration, sql, key: str) -> None:
+    rows = sql(
+        """SELECT a.attname FROM pg_index i
+           JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) ON true
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+           WHERE i.indisprimary AND n.nspname = %s AND c.relname = %s ORDER BY k.ord""",
+        (pg.settings.schema, pg.settings.table_name(key)),
+    )
+    assert tuple(r[0] for r in rows) == TABLES[key].primary_key
+    assert "symbol" in TABLES[key].primary_key
+
+
+def test_time_series_tables_are_range_partitioned_on_timestamp(pg: PostgreSQLIntegration, sql) -> None:
+    rows = sql(
+        """SELECT c.relname, pg_get_partkeydef(c.oid) FROM pg_partitioned_table p
+           JOIN pg_class c ON c.oid = p.partrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = %s""",
+        (pg.settings.schema,),
+    )
+    got = dict(rows)
+    for key, spec in TABLES.items():
+        name = pg.settings.table_name(key)
+        if spec.partitioned:
+            assert got[name] == 'RANGE ("timestamp")'
+        else:
+            assert name not in got
+
+
+def test_partitions_are_created_on_demand(pg: PostgreSQLIntegration, sql) -> None:
+    spec = TABLES["market_data"]
+    created = pg.db.partitions.ensure(pg.db.pool, pg.settings, spec,
+                                      dt.datetime(2024, 1, 31, 23, 59), dt.datetime(2024, 3, 1, 0, 0))
+    assert created == 3
+    parts = sql(
+        """SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i
+           JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+           JOIN pg_namespace n ON n.oid = p.relnamespace WHERE n.nspname = %s AND p.relname = %s
+           ORDER BY 1""",
+        (pg.settings.schema, pg.settings.table_name("market_data")),
+    )
+    assert [p[0] for p in parts] == ["mr_market_data_p2024_01", "mr_market_data_p2024_02", "mr_market_data_p2024_03"]
+    assert "FROM ('2024-02-01 00:00:00') TO ('2024-03-01 00:00:00')" in parts[1][1]
+    # Warm: the cache answers without creating anything; a fresh cache finds them in the catalog.
+    assert pg.db.partitions.ensure(pg.db.pool, pg.settings, spec, dt.datetime(2024, 2, 5), dt.datetime(2024, 2, 6)) == 0
+    pg.db.partitions.forget()
+    assert pg.db.partitions.ensure(pg.db.pool, pg.settings, spec, dt.datetime(2024, 2, 5), dt.datetime(2024, 3, 6)) == 0
+
+
+@pytest.mark.parametrize(("interval", "expected"), [
+    ("day", [dt.date(2024, 2, 28), dt.date(2024, 2, 29), dt.date(2024, 3, 1)]),
+    ("week", [dt.date(2024, 2, 26)]),
+    ("month", [dt.date(2024, 2, 1), dt.date(2024, 3, 1)]),
+    ("year", [dt.date(2024, 1, 1)]),
+])
+def test_bucket_boundaries(interval: str, expected: list[dt.date]) -> None:
+    assert buckets(dt.datetime(2024, 2, 28, 10), dt.datetime(2024, 3, 1, 9), interval) == expected  # type: ignore[arg-type]
+
+
+def test_initialize_twice_is_idempotent(pg: PostgreSQLIntegration, sql) -> None:
+    before = sql("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
+                 (pg.settings.schema,))
+    assert pg.initialize_database() == SCHEMA_VERSION
+    after = sql("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s",
+                (pg.settings.schema,))
+    assert before == after
+    versions = sql(f'SELECT version FROM "{pg.settings.schema}"."mr_schema_version"')
+    assert versions == [(SCHEMA_VERSION,)]
+
+
+def test_concurrent_initialize_is_safe(settings, sql) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def init() -> None:
+        db = Database(settings)
+        try:
+            barrier.wait()
+            initialize_database(db.pool, db.resolved)
+        except BaseException as err:  # collected and asserted below
+            errors.append(err)
+        finally:
+            db.close()
+
+    threads = [threading.Thread(target=init) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    tables = sql("SELECT count(*) FROM pg_tables WHERE schemaname = %s", (settings.schema,))
+    assert tables[0][0] == len(TABLES) + 1  # five tables + schema_version (partitioned parents count)
