@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit
 
 from ._sql import identifier_problem
 from .errors import ConfigError
@@ -44,6 +44,8 @@ LIBPQ_OPTIONS = frozenset({
     "gssencmode", "application_name", "target_session_attrs", "keepalives", "keepalives_idle",
     "keepalives_interval", "keepalives_count", "options", "requiressl", "sslcompression",
 })
+# libpq options that are secrets: masked in repr, redacted URLs and scrubbed from errors.
+SECRET_OPTIONS = frozenset({"sslpassword"})
 
 
 class Secret:
@@ -111,6 +113,15 @@ class Settings:
     rolling_window_minutes: int | None = None
     source: str = "defaults"
 
+    def __repr__(self) -> str:
+        fields = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "libpq_options":
+                value = {k: ("***" if k in SECRET_OPTIONS else v) for k, v in value.items()}
+            fields.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(fields)})"
+
     @property
     def embedded(self) -> bool:
         """True when no server is configured and the embedded one is used."""
@@ -129,10 +140,10 @@ class Settings:
         """
         if self.host is None:
             raise ConfigError(["no server resolved yet (embedded server not started)"])
-        password = "***" if (redact and self.password) else self.password.get()
         auth = quote(self.user, safe="")
-        if password:
-            auth += ":" + quote(password, safe="")
+        if self.password:
+            # The redacted form stays readable (``***``), the real one is percent-encoded.
+            auth += ":" + ("***" if redact else quote(self.password.get(), safe=""))
         query: dict[str, str] = {}
         if self.host.startswith("/"):
             netloc = f"{auth}@localhost:{self.port}"
@@ -143,17 +154,26 @@ class Settings:
         if with_timeout:
             # libpq takes whole seconds and treats anything under 2 as 2.
             query["connect_timeout"] = str(max(2, math.ceil(self.connection_timeout)))
-        query.update(self.libpq_options)
-        qs = ("?" + urlencode(query, safe="/")) if query else ""
+        for key, value in self.libpq_options.items():
+            query[key] = "***" if (redact and key in SECRET_OPTIONS) else value
+        # quote, not quote_plus: libpq decodes %20 but leaves '+' as it is.
+        qs = ("?" + urlencode(query, safe="/*", quote_via=quote)) if query else ""
         return f"postgresql://{netloc}/{quote(self.database, safe='')}{qs}"
 
     def redact(self, text: str) -> str:
         """Remove this configuration's password (raw and URL-encoded) from ``text``."""
-        secrets = [self.password.get(), *(r.get() for r in self.read_replicas)]
-        for secret in secrets:
+        secrets = [self.password.get(), *(v for k, v in self.libpq_options.items() if k in SECRET_OPTIONS)]
+        for replica in self.read_replicas:
+            secrets.append(replica.get())
+            replica_password = _parse_dsn(replica.get(), _Collector()).get("password")
+            if replica_password:
+                secrets.append(str(replica_password))
+        # Longest first, so a password that contains another is removed whole.
+        for secret in sorted(set(secrets), key=len, reverse=True):
             if not secret:
                 continue
-            for form in {secret, quote(secret, safe=""), quote(secret)}:
+            for form in sorted({secret, quote(secret, safe=""), quote(secret), quote_plus(secret)},
+                               key=len, reverse=True):
                 text = text.replace(form, "***")
         return text
 
@@ -181,8 +201,19 @@ _SECTIONS: dict[str, set[str]] = {
     "connection": _CONNECTION_KEYS,
     "retention": _RETENTION_KEYS,
 }
+# What a DSN names. A DSN in a higher layer replaces all of these from lower layers, so an
+# environment DSN never inherits, say, the file's password.
+_ADDRESS_KEYS = frozenset({"host", "port", "database", "user", "password"}) | LIBPQ_OPTIONS
+# Keys a DSN may carry (its query string or key=value pairs); connect_timeout maps to
+# [CONNECTION] connection_timeout.
+_DSN_KEYS = _ADDRESS_KEYS | {"connect_timeout"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+# The version table shares the schema and prefix with the five tables.
+_RESERVED_TABLE_NAMES = frozenset({"schema_version"})
+_PREFIX_CHARS = re.compile(r"^[A-Za-z0-9_]*$")
+
+_Sections = dict[str, dict[str, Any]]
 
 
 class _Collector:
@@ -233,20 +264,19 @@ class _Collector:
             return None
         return number
 
-    def identifier(self, key: str, value: Any, *, allow_empty: bool = False) -> str | None:
+    def identifier(self, key: str, value: Any) -> str | None:
+        # Folded to lower case, as PostgreSQL folds the seed's unquoted names: "Public"
+        # in a seed config meant the schema public.
         text = str(value).strip()
-        if allow_empty and text == "":
-            return text
-        problem = identifier_problem(text)
-        if problem:
-            self.add(f"{key}: {problem}")
+        if identifier_problem(text.lower()):
+            self.add(f"{key}: {identifier_problem(text)}")
             return None
-        return text
+        return text.lower()
 
 
-def _normalise(raw: Mapping[str, Any], source: str, col: _Collector) -> dict[str, dict[str, Any]]:
-    """Lower-case section and key names; report unknown ones."""
-    out: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+def _normalise(raw: Mapping[str, Any], col: _Collector) -> _Sections:
+    """Lower-case section and key names; report unknown ones. None values count as unset."""
+    out: _Sections = {name: {} for name in _SECTIONS}
     for section, values in raw.items():
         name = str(section).strip().lower()
         if name not in _SECTIONS:
@@ -260,70 +290,131 @@ def _normalise(raw: Mapping[str, Any], source: str, col: _Collector) -> dict[str
             if k not in _SECTIONS[name]:
                 col.add(f"unknown key {key!r} in [{name.upper()}]; allowed: {', '.join(sorted(_SECTIONS[name]))}")
                 continue
-            out[name][k] = value
+            if value is not None:
+                out[name][k] = value
     return out
 
 
-def _read_ini(path: Path, col: _Collector) -> dict[str, dict[str, Any]]:
+def _ini_error(err: configparser.Error) -> str:
+    """Describe an INI syntax error by line number only: configparser quotes whole lines,
+    and the offending line may hold the password."""
+    if isinstance(err, configparser.MissingSectionHeaderError):
+        return f"line {err.lineno}: a key before the first [SECTION] header"
+    if isinstance(err, configparser.DuplicateOptionError):
+        return f"line {err.lineno}: key {err.option!r} appears twice in [{err.section}]"
+    if isinstance(err, configparser.DuplicateSectionError):
+        return f"line {err.lineno}: section [{err.section}] appears twice"
+    if isinstance(err, configparser.ParsingError):
+        lines = ", ".join(str(lineno) for lineno, _ in err.errors)
+        return f"line(s) {lines}: expected 'key = value'"
+    return f"cannot parse ({type(err).__name__})"
+
+
+def _read_ini(path: Path) -> dict[str, dict[str, Any]]:
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with path.open(encoding="utf-8") as fh:
             parser.read_file(fh)
     except FileNotFoundError:
         raise ConfigError([f"config file {str(path)!r} does not exist"], source=str(path)) from None
-    except (configparser.Error, UnicodeDecodeError) as err:
-        raise ConfigError([f"cannot parse: {err}"], source=str(path)) from None
+    except IsADirectoryError:
+        raise ConfigError([f"config file {str(path)!r} is a directory"], source=str(path)) from None
+    except UnicodeDecodeError:
+        raise ConfigError(["cannot parse: the file is not UTF-8 text"], source=str(path)) from None
+    except configparser.Error as err:
+        raise ConfigError([_ini_error(err)], source=str(path)) from None
     return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
+def _split_hostport(hostport: str, col: _Collector) -> tuple[str | None, str | None]:
+    """``host:port``, ``[v6]:port`` or ``%2Fsocket%2Fdir`` -> (host, port); no lower-casing
+    (a socket directory is a case-sensitive path)."""
+    if not hostport:
+        return None, None
+    if "," in hostport:
+        col.add("dsn: several hosts in one DSN are not supported; name one host")
+        return None, None
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+        return host, port or None
+    host, sep, port = hostport.rpartition(":")
+    if not sep:
+        return unquote(hostport), None
+    return unquote(host), port or None
+
+
 def _parse_dsn(dsn: str, col: _Collector) -> dict[str, Any]:
-    """Split a ``postgresql://`` URL or a ``key=value`` DSN into [DATABASE] keys."""
+    """Split a ``postgresql://`` URL or a ``key=value`` DSN into [DATABASE] keys.
+
+    Problems never quote the DSN: it may hold a password.
+    """
     out: dict[str, Any] = {}
+    dsn = dsn.strip()
     if "://" in dsn:
         parts = urlsplit(dsn)
         if parts.scheme not in ("postgresql", "postgres"):
             col.add(f"dsn: scheme must be postgresql://, got {parts.scheme + '://'!r}")
             return out
-        # urlsplit chokes on '#' and '@' in unencoded passwords; say so instead of guessing.
-        try:
-            port = parts.port
-        except ValueError:
-            col.add("dsn: cannot parse the host/port; percent-encode special characters in the password")
-            return out
-        if parts.fragment:
+        if parts.fragment or "#" in parts.netloc:
             col.add("dsn: contains '#'; percent-encode it (%23) in the password")
             return out
-        if parts.username:
-            out["user"] = unquote(parts.username)
-        if parts.password is not None:
-            out["password"] = unquote(parts.password)
-        if parts.hostname:
-            out["host"] = unquote(parts.hostname)
-        if port:
-            out["port"] = port
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        if userinfo:
+            user, has_password, password = userinfo.partition(":")
+            if user:
+                out["user"] = unquote(user)
+            if has_password:
+                out["password"] = unquote(password)
+        host, port = _split_hostport(hostport, col)
+        if host:
+            out["host"] = host
+        if port is not None:
+            if not port.isdigit():
+                col.add("dsn: the port is not a number; percent-encode special characters "
+                        "(@ # : / ? %) in the user name and password")
+                return {}
+            out["port"] = int(port)
         if parts.path.strip("/"):
             out["database"] = unquote(parts.path.strip("/"))
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
-            key = {"dbname": "database"}.get(key, key)
-            out[key] = value
+            out[{"dbname": "database"}.get(key, key)] = value
     else:
         for match in re.finditer(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", dsn):
             key, value = match.group(1), match.group(2)
             if value.startswith("'"):
-                value = value[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
             out[{"dbname": "database"}.get(key, key)] = value
         if not out:
             col.add("dsn: expected postgresql://user:password@host:port/database or key=value pairs")
     for key in list(out):
-        if key not in _DATABASE_KEYS or key in ("dsn", "schema", "table_prefix"):
-            col.add(f"dsn: unsupported parameter {key!r}")
+        if key not in _DSN_KEYS:
+            col.add(f"dsn: unsupported parameter {key!r}; allowed: {', '.join(sorted(_DSN_KEYS))}")
             del out[key]
-    # A DSN that names a socket directory via host= but uses 'localhost' in the authority.
     return out
 
 
-def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {"database": {}, "connection": {}}
+def _expand_dsn(layer: _Sections, col: _Collector) -> bool:
+    """Replace a layer's ``dsn`` by the keys it names (the layer's explicit keys win).
+
+    Returns True when the layer had a DSN.
+    """
+    dsn = layer["database"].pop("dsn", None)
+    if dsn is None or str(dsn).strip() == "":
+        return False
+    parsed = _parse_dsn(str(dsn), col)
+    timeout = parsed.pop("connect_timeout", None)
+    if timeout is not None:
+        layer["connection"].setdefault("connection_timeout", timeout)
+    for key, value in parsed.items():
+        layer["database"].setdefault(key, value)
+    return True
+
+
+def _from_env(env: Mapping[str, str]) -> tuple[_Sections, dict[str, str]]:
+    """``REGIME_IO_<KEY>`` variables as a layer, and which variable set each key."""
+    out: _Sections = {name: {} for name in _SECTIONS}
+    names: dict[str, str] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name.startswith(_ENV_IGNORED):
             continue
@@ -334,7 +425,9 @@ def _from_env(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
             out["connection"][key] = value
         else:
             log.warning("ignoring unknown environment variable %s", name)
-    return out
+            continue
+        names[key] = name
+    return out, names
 
 
 def load_settings(
@@ -368,102 +461,122 @@ def load_settings(
         raise ConfigError(["pass config_file or config, not both"])
     if config_file is None and config is None and env.get("REGIME_IO_CONFIG"):
         config_file = env["REGIME_IO_CONFIG"]
+    raw: Mapping[str, Any]
     if config_file is not None:
         source = str(config_file)
-        raw: Mapping[str, Any] = _read_ini(Path(config_file), col)
+        raw = _read_ini(Path(config_file))
     elif config is not None:
         if not isinstance(config, Mapping):
             raise ConfigError([f"config must be a dict, got {type(config).__name__}"])
         source, raw = "dict", config
     else:
         source, raw = "defaults", {}
-    sections = _normalise(raw, source, col)
-    for name, values in _from_env(env).items():
-        if values:
-            source += " + environment" if "environment" not in source else ""
+    sections = _normalise(raw, col)
+    _expand_dsn(sections, col)
+    env_layer, env_names = _from_env(env)
+    if _expand_dsn(env_layer, col):
+        # An environment DSN is a whole address: nothing of the file's address survives.
+        for key in _ADDRESS_KEYS:
+            sections["database"].pop(key, None)
+    if env_names:
+        source += " + environment"
+    for name, values in env_layer.items():
         sections[name].update(values)
-    settings = _build(sections, col, source)
+    settings = _build(sections, col, source, env_names)
     if col.problems:
         raise ConfigError(col.problems, source=source)
     assert settings is not None
     return settings
 
 
-def _build(sections: dict[str, dict[str, Any]], col: _Collector, source: str) -> Settings | None:
-    db = dict(sections["database"])
+def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping[str, str]) -> Settings | None:
+    db = sections["database"]
     conn = sections["connection"]
     kw: dict[str, Any] = {"source": source}
 
-    # A DSN fills in what the file leaves out; explicit keys (and env overrides) win.
-    dsn = db.pop("dsn", None)
-    if dsn:
-        for key, value in _parse_dsn(str(dsn), col).items():
-            db.setdefault(key, value)
+    def lab(key: str) -> str:
+        """The key as problems name it, with the variable it came from."""
+        return f"{key} ({env_names[key]})" if key in env_names else key
 
     if "enabled" in db:
-        kw["enabled"] = col.boolean("enabled", db["enabled"])
+        kw["enabled"] = col.boolean(lab("enabled"), db["enabled"])
     host = db.get("host")
     if host is not None:
         host = str(host).strip()
         kw["host"] = None if host.lower() in ("", "embedded") else host
     if "port" in db:
-        kw["port"] = col.integer("port", db["port"], minimum=1, maximum=65535)
+        kw["port"] = col.integer(lab("port"), db["port"], minimum=1, maximum=65535)
     for key in ("database", "user"):
         if key in db:
             value = str(db[key]).strip()
             if not value:
-                col.add(f"{key}: must not be empty")
+                col.add(f"{lab(key)}: must not be empty")
             kw[key] = value
     if "password" in db:
         kw["password"] = Secret(str(db["password"]))
     if "schema" in db:
-        kw["schema"] = col.identifier("schema", db["schema"])
+        kw["schema"] = col.identifier(lab("schema"), db["schema"])
+    prefix = "mr_"
     if "table_prefix" in db:
-        kw["table_prefix"] = col.identifier("table_prefix", db["table_prefix"], allow_empty=True)
+        prefix = str(db["table_prefix"]).strip().lower()
+        if not _PREFIX_CHARS.match(prefix):
+            col.add(f"{lab('table_prefix')}: {prefix!r} may hold only letters, digits and _")
+        kw["table_prefix"] = prefix
     if "storage_timezone" in db:
         tz = str(db["storage_timezone"]).strip()
         try:
             zoneinfo.ZoneInfo(tz)
             kw["storage_timezone"] = tz
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            col.add(f"storage_timezone: unknown time zone {tz!r} (use an IANA name such as 'UTC' or 'Asia/Kolkata')")
+            col.add(f"{lab('storage_timezone')}: unknown time zone {tz!r} "
+                    "(use an IANA name such as 'UTC' or 'Asia/Kolkata')")
     if "partition_interval" in db:
         value = str(db["partition_interval"]).strip().lower()
         allowed = get_args(PartitionInterval)
         if value not in allowed:
-            col.add(f"partition_interval: must be one of {', '.join(allowed)}, got {value!r}")
+            col.add(f"{lab('partition_interval')}: must be one of {', '.join(allowed)}, got {value!r}")
         kw["partition_interval"] = value
     if "embedded_dir" in db:
-        kw["embedded_dir"] = str(Path(str(db["embedded_dir"])).expanduser())
+        directory = str(db["embedded_dir"]).strip()
+        kw["embedded_dir"] = str(Path(directory).expanduser()) if directory else None
     if "citus" in db:
-        kw["citus"] = col.boolean("citus", db["citus"])
+        kw["citus"] = col.boolean(lab("citus"), db["citus"])
     kw["libpq_options"] = {k: str(v) for k, v in db.items() if k in LIBPQ_OPTIONS}
 
-    names = {k: t.default_name for k, t in TABLES.items()}
+    names: dict[TableKey, str] = {k: t.default_name for k, t in TABLES.items()}
     for key, value in sections["tables"].items():
-        table: TableKey = CONFIG_KEYS.get(key, key)  # type: ignore[assignment]
-        checked = col.identifier(f"tables.{key}", value)
-        if checked:
-            names[table] = checked
+        table = CONFIG_KEYS.get(key) or _table_key(key)
+        name = str(value).strip().lower()
+        if not name or not _PREFIX_CHARS.match(name):
+            col.add(f"tables.{key}: {value!r} is not a plain SQL name (letters, digits and _)")
+            continue
+        names[table] = name
     kw["table_names"] = names
-    prefix = kw.get("table_prefix", "mr_") or ""
-    for table, name in names.items():
+    full_names = {table: prefix + name for table, name in names.items()}
+    for table, full in full_names.items():
+        if full and full[0].isdigit():
+            col.add(f"tables.{table}: {full!r} starts with a digit; use a table_prefix or another name")
         # Partition names append "_pYYYY_MM_DD" (12 characters); keep them under the 63 limit.
-        if len(prefix + name) > 50:
-            col.add(f"tables.{table}: {prefix + name!r} is too long (50 characters at most with the prefix)")
-    if len(set(names.values())) != len(names):
+        if len(full) > 50:
+            col.add(f"tables.{table}: {full!r} is too long (50 characters at most with the prefix)")
+        if names[table] in _RESERVED_TABLE_NAMES:
+            col.add(f"tables.{table}: {names[table]!r} is reserved (the schema version table)")
+    if len(set(full_names.values())) != len(full_names):
         col.add("tables: two tables share one name")
 
     if "max_connections" in conn:
-        kw["max_connections"] = col.integer("max_connections", conn["max_connections"], minimum=1, maximum=1000)
+        kw["max_connections"] = col.integer(lab("max_connections"), conn["max_connections"],
+                                            minimum=1, maximum=1000)
     if "connection_timeout" in conn:
-        kw["connection_timeout"] = col.number("connection_timeout", conn["connection_timeout"], minimum=0, exclusive=True)
+        kw["connection_timeout"] = col.number(lab("connection_timeout"), conn["connection_timeout"],
+                                              minimum=0, exclusive=True)
     if "retry_attempts" in conn:
-        kw["retry_attempts"] = col.integer("retry_attempts", conn["retry_attempts"], minimum=0, maximum=100)
+        kw["retry_attempts"] = col.integer(lab("retry_attempts"), conn["retry_attempts"], minimum=0, maximum=100)
     if "retry_delay" in conn:
-        kw["retry_delay"] = col.number("retry_delay", conn["retry_delay"], minimum=0)
+        kw["retry_delay"] = col.number(lab("retry_delay"), conn["retry_delay"], minimum=0)
     if "health_check_interval" in conn:
-        kw["health_check_interval"] = col.number("health_check_interval", conn["health_check_interval"], minimum=0)
+        kw["health_check_interval"] = col.number(lab("health_check_interval"), conn["health_check_interval"],
+                                                 minimum=0)
     if "read_replicas" in conn:
         value = conn["read_replicas"]
         items = value if isinstance(value, (list, tuple)) else [v for v in re.split(r"[\s,]+", str(value)) if v]
@@ -471,7 +584,7 @@ def _build(sections: dict[str, dict[str, Any]], col: _Collector, source: str) ->
             _parse_dsn(str(item), col)  # validate only; replicas keep their own DSN
         kw["read_replicas"] = tuple(Secret(str(v)) for v in items)
     if "read_your_writes" in conn:
-        kw["read_your_writes"] = col.boolean("read_your_writes", conn["read_your_writes"])
+        kw["read_your_writes"] = col.boolean(lab("read_your_writes"), conn["read_your_writes"])
 
     retention: dict[TableKey, int] = {}
     for key, value in sections["retention"].items():
@@ -480,12 +593,18 @@ def _build(sections: dict[str, dict[str, Any]], col: _Collector, source: str) ->
             continue
         days = col.integer(f"retention.{key}", value, minimum=1)
         if days is not None:
-            retention[CONFIG_KEYS.get(key, key)] = days  # type: ignore[index]
+            retention[CONFIG_KEYS.get(key) or _table_key(key)] = days
     kw["retention_days"] = retention
 
     if col.problems:
         return None
     return Settings(**kw)
+
+
+def _table_key(key: str) -> TableKey:
+    """A [TABLES]/[RETENTION] key that is already a table key (checked by _normalise)."""
+    assert key in TABLES
+    return key  # type: ignore[return-value]
 
 
 def settings_replace(settings: Settings, **changes: Any) -> Settings:
