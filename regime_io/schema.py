@@ -19,6 +19,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from ._sql import literal, qualified, quote_ident
 from .config import PartitionInterval, Settings
@@ -190,10 +191,12 @@ class PartitionCache:
             self._known.clear()
 
     def ensure(self, pool: ConnectionPool, settings: Settings, spec: TableSpec,
-               ts_min: dt.datetime | dt.date, ts_max: dt.datetime | dt.date) -> int:
+               ts_min: dt.datetime | dt.date, ts_max: dt.datetime | dt.date, *, conn: Any = None) -> int:
         """Create the partitions covering ``[ts_min, ts_max]`` that do not exist yet.
 
-        Runs in its own short transaction. Returns how many partitions were created.
+        Runs in its own short transaction, or inside ``conn``'s transaction when given
+        (streamed writes, which learn their time span only after staging). Returns how
+        many partitions were created.
         """
         if not spec.partitioned:
             return 0
@@ -211,30 +214,38 @@ class PartitionCache:
                 "wrong timestamps (epoch units?) — check them or use a coarser partition_interval",
                 table=spec.key, column=spec.time_column,
             )
-        created = 0
-        parent = qualified_table(spec, settings)
-        with pool.connection() as conn:
-            cur = conn.cursor()
-            try:
-                cur.execute(f"SELECT pg_advisory_xact_lock({_lock_key(settings)})")
-                cur.fetchall()
-                existing = self._existing(cur, settings, spec)
-                for start in missing:
-                    part = partition_name(settings, spec, start, interval)
-                    if part in existing:
-                        continue
-                    end = next_bucket(start, interval)
-                    cur.execute(
-                        f"CREATE TABLE IF NOT EXISTS {qualified(settings.schema, part)} PARTITION OF {parent} "
-                        f"FOR VALUES FROM ({literal(start.isoformat())}) TO ({literal(end.isoformat())})"
-                    )
-                    created += 1
-            finally:
-                cur.close()
+        if conn is not None:
+            created = self._create(conn, settings, spec, missing)
+        else:
+            with pool.connection() as own:
+                created = self._create(own, settings, spec, missing)
         with self._lock:
             self._known.update((name, b) for b in wanted)
         if created:
             log.info("created %d partition(s) of %s", created, name)
+        return created
+
+    def _create(self, conn: Any, settings: Settings, spec: TableSpec, missing: list[dt.date]) -> int:
+        interval = settings.partition_interval
+        parent = qualified_table(spec, settings)
+        created = 0
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT pg_advisory_xact_lock({_lock_key(settings)})")
+            cur.fetchall()
+            existing = self._existing(cur, settings, spec)
+            for start in missing:
+                part = partition_name(settings, spec, start, interval)
+                if part in existing:
+                    continue
+                end = next_bucket(start, interval)
+                cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {qualified(settings.schema, part)} PARTITION OF {parent} "
+                    f"FOR VALUES FROM ({literal(start.isoformat())}) TO ({literal(end.isoformat())})"
+                )
+                created += 1
+        finally:
+            cur.close()
         return created
 
     @staticmethod

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,6 +46,8 @@ class Column:
     scale: int | None = None
     # Filled in by the writer when the input lacks it (e.g. optimisation ``run_id``).
     computed: bool = False
+    # Accepted spellings (upper-cased) -> the canonical stored value; None accepts any text.
+    aliases: Mapping[str, str] | None = None
 
     @property
     def pg_type(self) -> str:
@@ -90,8 +93,9 @@ class Column:
         return 10 ** (self.precision - self.scale)
 
 
-def _text(name: str, length: int, *, nullable: bool = False, computed: bool = False) -> Column:
-    return Column(name, "text", nullable=nullable, length=length, computed=computed)
+def _text(name: str, length: int, *, nullable: bool = False, computed: bool = False,
+          aliases: Mapping[str, str] | None = None) -> Column:
+    return Column(name, "text", nullable=nullable, length=length, computed=computed, aliases=aliases)
 
 
 def _dec(name: str, precision: int, scale: int, *, nullable: bool = False) -> Column:
@@ -157,6 +161,12 @@ class TableSpec:
 
 GENERATED_COLUMNS = ("id", "created_at")
 
+# Option types are stored as NSE's CE/PE; these spellings (any case) are accepted on write.
+OPTION_TYPES: dict[str, str] = {
+    "CE": "CE", "C": "CE", "CALL": "CE", "CALLS": "CE",
+    "PE": "PE", "P": "PE", "PUT": "PE", "PUTS": "PE",
+}
+
 _OHLC_SOFT_CHECKS = (("low", "<=", "high"), ("low", "<=", "open"), ("low", "<=", "close"),
                      ("open", "<=", "high"), ("close", "<=", "high"))
 
@@ -188,7 +198,7 @@ TABLES: dict[TableKey, TableSpec] = {
             _text("symbol", 20),
             Column("expiry_date", "date"),
             _dec("strike_price", 10, 2),
-            _text("option_type", 4),
+            _text("option_type", 4, aliases=OPTION_TYPES),
             _ts("timestamp"),
             _dec("open", 10, 2),
             _dec("high", 10, 2),

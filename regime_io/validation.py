@@ -1,0 +1,511 @@
+"""Turn user frames into Arrow tables that fit a table declaration exactly, or explain why not.
+
+Everything is checked before anything is sent to the server. Errors name the table, the
+column, the first offending row (0-based, in the input as given) and its value.
+
+Rules (documented in ``docs/writing.md``):
+
+- Columns: missing required columns and unknown columns are errors (``extra_columns=
+  "ignore"`` drops unknown ones); the server-filled ``id``/``created_at`` are dropped.
+- DECIMAL(p, s): ints, floats and decimals are accepted; floats are first snapped to
+  ``s + 4`` decimal places (removing binary noise such as 1.00499999...), then rounded
+  half away from zero to ``s`` places, which is what PostgreSQL does for
+  ``float8::numeric(p, s)`` (1.005 -> 1.01, -0.125 -> -0.13). NaN, ±inf and values whose
+  rounded magnitude reaches ``10 ** (p - s)`` are errors. Strings and booleans are errors.
+- BIGINT: integers; floats only when integral (pandas turns int columns with NaN into
+  floats); negative volume / open interest are errors.
+- Text: at most the VARCHAR length in characters; NUL bytes are errors (PostgreSQL text
+  cannot hold them); ``option_type`` accepts CE/PE, C/P, CALL/PUT (any case), stored CE/PE.
+- Timestamps: naive values are stored as given; zone-aware values are converted to
+  ``storage_timezone`` and stored naive; strings are parsed (ISO 8601), and a column mixing
+  strings with and without offsets, or unparsable strings, is an error.
+- Dates: dates, midnight timestamps or ISO date strings.
+- JSON: dicts, JSON strings or struct columns, stored as canonical JSON (sorted keys).
+- Duplicate natural keys in one batch: an error (``on_duplicate="keep_last"`` keeps the last).
+- OHLC sanity (low <= open/close <= high): a warning, an error with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import difflib
+import hashlib
+import json
+import logging
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+
+from .errors import ValidationError
+from .tables import GENERATED_COLUMNS, Column, TableSpec
+
+__all__ = ["DataQualityWarning", "to_polars", "validate"]
+
+log = logging.getLogger(__name__)
+
+OnDuplicate = Literal["error", "keep_last"]
+ExtraColumns = Literal["error", "ignore"]
+
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+_MAX_SHOWN = 60  # characters of a bad value quoted in a message
+
+
+class DataQualityWarning(UserWarning):
+    """A soft sanity check failed (e.g. ``low > high``); the batch was still accepted."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def to_polars(data: Any, table: str) -> pl.DataFrame:
+    """Accept polars (eager or lazy), pandas, Arrow, a dict of columns, one row as a dict
+    (optimisation results) or a list of row dicts; return a polars DataFrame."""
+    if isinstance(data, pl.DataFrame):
+        return data
+    if isinstance(data, pl.LazyFrame):
+        return data.collect()
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        return pl.from_arrow(data)  # type: ignore[return-value]
+    module = type(data).__module__
+    if module.startswith("pandas"):
+        try:
+            return pl.from_pandas(data)
+        except Exception as err:  # pandas object columns polars cannot type (mixed zones, objects)
+            raise ValidationError(f"{table}: cannot convert the pandas frame: {err}", table=table) from err
+    if isinstance(data, Mapping):
+        # One row ({"symbol": "X", "parameters": {...}}) or columns ({"symbol": [...]}).
+        if data and all(isinstance(v, (list, tuple)) for v in data.values()):
+            rows: Sequence[Mapping[str, Any]] | None = None
+            columns = {k: list(v) for k, v in data.items()}
+            return _frame_from_rows(table, None, columns)
+        rows = [data]
+        return _frame_from_rows(table, rows, None)
+    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        if not all(isinstance(r, Mapping) for r in data):
+            raise ValidationError(f"{table}: a list input must hold one dict per row", table=table)
+        return _frame_from_rows(table, data, None)
+    raise ValidationError(
+        f"{table}: unsupported input type {type(data).__name__}; pass a polars or pandas DataFrame, "
+        "a polars LazyFrame, a pyarrow Table/RecordBatch, a dict or a list of dicts",
+        table=table,
+    )
+
+
+def _frame_from_rows(table: str, rows: Sequence[Mapping[str, Any]] | None,
+                     columns: dict[str, list[Any]] | None) -> pl.DataFrame:
+    if columns is None:
+        assert rows is not None
+        names: list[str] = []
+        for r in rows:
+            names.extend(k for k in r if k not in names)
+        columns = {n: [r.get(n) for r in rows] for n in names}
+    series = []
+    for name, values in columns.items():
+        if any(isinstance(v, (dict, list)) for v in values):
+            # JSON-ish values (optimisation parameters) stay Python objects until encoded.
+            series.append(pl.Series(name, values, dtype=pl.Object))
+            continue
+        try:
+            series.append(pl.Series(name, values, strict=False))
+        except Exception as err:
+            raise ValidationError(f"{table}.{name}: cannot build a column from the values: {err}",
+                                  table=table, column=name) from err
+    return pl.DataFrame(series)
+
+
+def _first(mask: pl.Series) -> int | None:
+    idx = mask.arg_true()
+    return int(idx[0]) if len(idx) else None
+
+
+def _fail(spec: TableSpec, col: str, row: int, value: Any, why: str) -> ValidationError:
+    return ValidationError(
+        f"{spec.key}.{col}: {why} (first bad row {row}: {_short(value)})",
+        table=spec.key, column=col, row=row, value=value,
+    )
+
+
+def validate(
+    spec: TableSpec,
+    data: Any,
+    *,
+    storage_timezone: str = "UTC",
+    extra_columns: ExtraColumns = "error",
+    on_duplicate: OnDuplicate = "error",
+    strict: bool = False,
+) -> pa.Table:
+    """Check ``data`` against ``spec``; return an Arrow table with exactly ``spec.arrow_schema()``.
+
+    Raises:
+        ValidationError: naming the table, column, first bad row and value.
+
+    Example:
+        >>> import polars as pl
+        >>> from regime_io.tables import TABLES
+        >>> frame = pl.DataFrame({"symbol": ["NIFTY"], "timestamp": ["2024-01-02 09:15"],
+        ...     "regime": ["bull"], "confidence": [87.456]})
+        >>> validate(TABLES["market_regimes_1min"], frame).column("confidence")[0].as_py()
+        Decimal('87.46')
+    """
+    if extra_columns not in ("error", "ignore"):
+        raise ValueError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}")
+    if on_duplicate not in ("error", "keep_last"):
+        raise ValueError(f"on_duplicate must be 'error' or 'keep_last', got {on_duplicate!r}")
+    df = to_polars(data, spec.key)
+    if df.width == 0:
+        raise ValidationError(f"{spec.key}: the input has no columns; expected {', '.join(spec.column_names)}",
+                              table=spec.key)
+    _check_columns(spec, df, extra_columns)
+    n = df.height
+    out: dict[str, pl.Series] = {}
+    for col in spec.columns:
+        if col.name in df.columns:
+            series = df.get_column(col.name)
+        elif col.computed or col.nullable:
+            series = pl.Series(col.name, [None] * n, dtype=pl.Null)
+        else:  # unreachable: _check_columns reported it
+            raise AssertionError(col.name)
+        out[col.name] = _convert(spec, col, series, storage_timezone)
+    frame = pl.DataFrame(list(out.values()))
+    frame = _fill_computed(spec, frame)
+    for col in spec.columns:
+        nulls = frame.get_column(col.name).is_null()
+        if not col.nullable and nulls.any():
+            row = _first(nulls)
+            assert row is not None
+            raise _fail(spec, col.name, row, None, "NULL in a NOT NULL column")
+    _check_non_negative(spec, frame)
+    _check_soft(spec, frame, strict=strict)
+    frame = _check_duplicates(spec, frame, on_duplicate)
+    table = frame.to_arrow()
+    return pa.Table.from_arrays(
+        [table.column(c.name).cast(c.arrow_type) for c in spec.columns], schema=spec.arrow_schema()
+    )
+
+
+def _check_columns(spec: TableSpec, df: pl.DataFrame, extra_columns: ExtraColumns) -> None:
+    known = set(spec.column_names)
+    unknown = [c for c in df.columns if c not in known and c not in GENERATED_COLUMNS]
+    missing = [c.name for c in spec.columns if c.name not in df.columns and not (c.nullable or c.computed)]
+    problems = []
+    if missing:
+        hints = []
+        for name in missing:
+            close = difflib.get_close_matches(name, unknown, n=1)
+            hints.append(f"{name!r}" + (f" (found {close[0]!r}: misspelled?)" if close else ""))
+        problems.append(f"missing required column(s) {', '.join(hints)}")
+    if unknown and extra_columns == "error":
+        problems.append(f"unknown column(s) {', '.join(map(repr, unknown))} (pass extra_columns='ignore' to drop them)")
+    if problems:
+        raise ValidationError(
+            f"{spec.key}: {'; '.join(problems)}; the table has {', '.join(spec.column_names)}",
+            table=spec.key, column=(missing or unknown)[0],
+        )
+
+
+def _convert(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
+    if s.dtype == pl.Null:
+        return pl.Series(col.name, [None] * len(s), dtype=_polars_type(col))
+    if col.kind == "text":
+        return _to_text(spec, col, s)
+    if col.kind == "decimal":
+        return _to_decimal(spec, col, s)
+    if col.kind == "bigint":
+        return _to_bigint(spec, col, s)
+    if col.kind == "timestamp":
+        return _to_timestamp(spec, col, s, tz)
+    if col.kind == "date":
+        return _to_date(spec, col, s, tz)
+    return _to_json(spec, col, s)
+
+
+def _polars_type(col: Column) -> pl.DataType:
+    if col.kind == "decimal":
+        return pl.Decimal(col.precision, col.scale)
+    return {"text": pl.String(), "json": pl.String(), "timestamp": pl.Datetime("us"), "date": pl.Date(),
+            "bigint": pl.Int64()}[col.kind]
+
+
+def _wrong_type(spec: TableSpec, col: Column, s: pl.Series, expected: str) -> ValidationError:
+    row = _first(s.is_not_null()) or 0
+    return _fail(spec, col.name, row, s[row] if len(s) else None, f"expected {expected}, got {s.dtype} values")
+
+
+def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+    if s.dtype in (pl.Categorical, pl.Enum):
+        s = s.cast(pl.String)
+    if s.dtype != pl.String:
+        raise _wrong_type(spec, col, s, "text")
+    nul = s.str.contains("\x00", literal=True).fill_null(False)
+    if nul.any():
+        row = _first(nul)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row], "contains a NUL byte, which PostgreSQL text cannot store")
+    if col.aliases is not None:
+        canonical = s.str.strip_chars().str.to_uppercase().replace_strict(
+            list(col.aliases), list(col.aliases.values()), default=None, return_dtype=pl.String)
+        bad = canonical.is_null() & s.is_not_null()
+        if bad.any():
+            row = _first(bad)
+            assert row is not None
+            allowed = ", ".join(sorted(set(col.aliases)))
+            raise _fail(spec, col.name, row, s[row], f"not an accepted value; allowed (any case): {allowed}")
+        s = canonical.alias(col.name)
+    assert col.length is not None
+    long = (s.str.len_chars() > col.length).fill_null(False)
+    if long.any():
+        row = _first(long)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row], f"longer than VARCHAR({col.length}) ({len(s[row])} characters)")
+    return s
+
+
+def _to_decimal(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+    assert col.precision is not None and col.scale is not None
+    if s.dtype == pl.Boolean or not (s.dtype.is_numeric()):
+        raise _wrong_type(spec, col, s, f"numbers for NUMERIC({col.precision},{col.scale})")
+    if s.dtype.is_float():
+        finite = s.is_finite().fill_null(True)
+        if not finite.all():
+            row = _first(~finite)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "NaN and infinity cannot be stored in NUMERIC")
+        # Values too large for the staging decimal would overflow it silently: check on floats first.
+        big = (s.abs() >= col.max_abs).fill_null(False)
+        if big.any():
+            row = _first(big)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row],
+                        f"overflows NUMERIC({col.precision},{col.scale}) (|value| must be < {col.max_abs:g})")
+    # Snap to scale+4 places, then round half away from zero to the column's scale.
+    wide = s.cast(pl.Decimal(38, col.scale + 4), strict=False)
+    rounded = wide.round(col.scale, mode="half_away_from_zero")
+    bound = decimal.Decimal(col.max_abs)
+    over = (rounded.abs() >= bound).fill_null(False) | (rounded.is_null() & s.is_not_null())
+    if over.any():
+        row = _first(over)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row],
+                    f"overflows NUMERIC({col.precision},{col.scale}) after rounding to {col.scale} places "
+                    f"(|value| must be < {col.max_abs:g})")
+    return rounded.cast(pl.Decimal(col.precision, col.scale)).alias(col.name)
+
+
+def _to_bigint(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+    if s.dtype == pl.Boolean or not s.dtype.is_numeric():
+        raise _wrong_type(spec, col, s, "whole numbers")
+    if s.dtype.is_float() or isinstance(s.dtype, pl.Decimal):
+        f = s.cast(pl.Float64)
+        bad = (~f.is_finite() | (f != f.floor()) | (f.abs() >= 2.0**63)).fill_null(False)
+        if bad.any():
+            row = _first(bad)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "expected whole numbers for BIGINT")
+        return f.cast(pl.Int64).alias(col.name)
+    if s.dtype in (pl.UInt64,):
+        over = (s > 2**63 - 1).fill_null(False)
+        if over.any():
+            row = _first(over)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "too large for BIGINT")
+    return s.cast(pl.Int64)
+
+
+def _to_timestamp(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
+    if s.dtype == pl.String:
+        s = _parse_datetime_strings(spec, col, s, tz)
+    elif s.dtype == pl.Date:
+        s = s.cast(pl.Datetime("us"))
+    elif not isinstance(s.dtype, pl.Datetime):
+        raise _wrong_type(spec, col, s, "datetimes (or ISO 8601 strings)")
+    zone = s.dtype.time_zone  # type: ignore[union-attr]
+    if zone is not None:
+        s = s.dt.convert_time_zone(tz).dt.replace_time_zone(None)
+    return s.cast(pl.Datetime("us")).alias(col.name)
+
+
+def _parse_datetime_strings(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
+    stripped = s.str.strip_chars()
+    has_offset = stripped.str.contains(_OFFSET.pattern + "", literal=False).fill_null(False)
+    present = stripped.is_not_null()
+    n_offset = int(has_offset.sum())
+    if 0 < n_offset < int(present.sum()):
+        row = _first(present & ~has_offset) if has_offset[_first(present) or 0] else _first(has_offset)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row],
+                    "mixes timestamps with and without a UTC offset; make them all naive or all zoned")
+    try:
+        if n_offset:
+            parsed = stripped.str.replace(r"(?i)Z$", "+00:00").str.to_datetime(
+                time_unit="us", time_zone="UTC", strict=False)
+        else:
+            parsed = stripped.str.to_datetime(time_unit="us", strict=False)
+    except Exception:  # polars could not infer one format for the column
+        parsed = pl.Series(col.name, [_parse_one(v) for v in stripped], dtype=pl.Datetime("us", "UTC" if n_offset else None))
+    bad = parsed.is_null() & present
+    if bad.any():
+        # Formats polars' inference rejects (mixed precisions) may still be valid ISO 8601.
+        fallback = [_parse_one(v) for v in stripped]
+        parsed = pl.Series(col.name, fallback, dtype=pl.Datetime("us", "UTC" if n_offset else None))
+        bad = parsed.is_null() & present
+        if bad.any():
+            row = _first(bad)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "cannot parse as an ISO 8601 timestamp")
+    return parsed
+
+
+def _parse_one(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.timezone.utc)
+    return parsed
+
+
+def _to_date(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
+    if s.dtype == pl.Date:
+        return s
+    if s.dtype == pl.String:
+        stripped = s.str.strip_chars()
+        parsed = stripped.str.to_date(strict=False)
+        bad = parsed.is_null() & stripped.is_not_null()
+        if bad.any():
+            s = _to_timestamp(spec, col, s, tz)  # "2024-01-25 00:00" is date-like too
+        else:
+            return parsed.alias(col.name)
+    if isinstance(s.dtype, pl.Datetime):
+        if s.dtype.time_zone is not None:
+            s = s.dt.replace_time_zone(None)
+        not_midnight = (s.dt.truncate("1d") != s).fill_null(False)
+        if not_midnight.any():
+            row = _first(not_midnight)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "expected a date; this timestamp has a time of day")
+        return s.dt.date().alias(col.name)
+    raise _wrong_type(spec, col, s, "dates")
+
+
+def _to_json(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+    values: list[str | None] = []
+    if isinstance(s.dtype, pl.Struct):
+        items: list[Any] = s.to_list()
+    elif s.dtype in (pl.String, pl.Object):
+        items = s.to_list()
+    else:
+        raise _wrong_type(spec, col, s, "dicts, JSON strings or a struct column")
+    for row, item in enumerate(items):
+        if item is None:
+            values.append(None)
+            continue
+        if isinstance(item, str):
+            try:
+                item = json.loads(item)
+            except json.JSONDecodeError as err:
+                raise _fail(spec, col.name, row, item, f"not valid JSON ({err.msg})") from None
+        try:
+            values.append(json.dumps(item, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                                     default=_json_default))
+        except (TypeError, ValueError) as err:
+            raise _fail(spec, col.name, row, item, f"not JSON-serialisable ({err})") from None
+        if "\\u0000" in values[-1]:  # type: ignore[operator]
+            raise _fail(spec, col.name, row, item, "contains a NUL character, which JSONB cannot store")
+    return pl.Series(col.name, values, dtype=pl.String)
+
+
+def _json_default(value: Any) -> Any:
+    # Numpy scalars and dates are common in optimiser output; everything else is an error.
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _fill_computed(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
+    """Fill ``run_id`` of optimisation results with a content hash where missing."""
+    computed = [c for c in spec.columns if c.computed]
+    for col in computed:
+        if not frame.get_column(col.name).is_null().any():
+            continue
+        others = [c for c in spec.column_names if c != col.name]
+        hashes = [
+            hashlib.sha256(json.dumps([_hashable(v) for v in row], separators=(",", ":")).encode()).hexdigest()
+            for row in frame.select(others).iter_rows()
+        ]
+        frame = frame.with_columns(
+            pl.when(pl.col(col.name).is_null()).then(pl.Series(hashes)).otherwise(pl.col(col.name)).alias(col.name)
+        )
+    return frame
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime, decimal.Decimal)):
+        return str(value)
+    return value
+
+
+def _check_non_negative(spec: TableSpec, frame: pl.DataFrame) -> None:
+    for name in spec.non_negative:
+        negative = (frame.get_column(name) < 0).fill_null(False)
+        if negative.any():
+            row = _first(negative)
+            assert row is not None
+            raise _fail(spec, name, row, frame.get_column(name)[row], "must not be negative")
+
+
+_OPS = {"<=": lambda a, b: a <= b}
+
+
+def _check_soft(spec: TableSpec, frame: pl.DataFrame, *, strict: bool) -> None:
+    problems = []
+    for left, op, right in spec.soft_checks:
+        ok = _OPS[op](frame.get_column(left), frame.get_column(right)).fill_null(True)
+        if ok.all():
+            continue
+        row = _first(~ok)
+        assert row is not None
+        lv, rv = frame.get_column(left)[row], frame.get_column(right)[row]
+        if strict:
+            raise ValidationError(
+                f"{spec.key}.{left}: {int((~ok).sum())} row(s) violate {left} {op} {right} (first bad row {row}: "
+                f"{left}={lv}, {right}={rv}); strict=True rejects them",
+                table=spec.key, column=left, row=row, value=lv)
+        problems.append(f"{int((~ok).sum())} row(s) violate {left} {op} {right} (first: row {row}, {left}={lv}, "
+                        f"{right}={rv})")
+    if problems:
+        message = f"{spec.key}: accepted with data-quality warnings: {'; '.join(problems)}"
+        log.warning("%s", message)
+        warnings.warn(message, DataQualityWarning, stacklevel=5)
+
+
+def _check_duplicates(spec: TableSpec, frame: pl.DataFrame, on_duplicate: OnDuplicate) -> pl.DataFrame:
+    key = list(spec.primary_key)
+    dup = frame.select(key).is_duplicated()
+    if not dup.any():
+        return frame
+    if on_duplicate == "keep_last":
+        return frame.unique(subset=key, keep="last", maintain_order=True)
+    row = _first(dup)
+    assert row is not None
+    values = frame.row(row, named=True)
+    shown = ", ".join(f"{k}={values[k]!s}" for k in key)
+    count = int(dup.sum())
+    raise ValidationError(
+        f"{spec.key}: duplicate natural key in the batch ({count} rows share a key; first bad row {row}: {shown}); "
+        "pass on_duplicate='keep_last' to keep the last of each",
+        table=spec.key, column=key[0], row=row, value=values[key[0]],
+    )

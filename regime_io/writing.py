@@ -1,0 +1,450 @@
+"""Writers: validated, atomic, idempotent bulk ingest through ADBC COPY.
+
+One call is one transaction: it lands whole or not at all. Re-running a call with the
+same rows changes nothing (upsert on the natural key). Two paths:
+
+- **copy**: when no row of the batch can collide with a stored row (one index probe over
+  the batch's symbols and time range says so), rows are COPYed straight into the table;
+  plain appends never pay for staging.
+- **staged**: otherwise rows are COPYed into a temporary staging table and merged with
+  ``INSERT ... ON CONFLICT`` (update changed rows, or ignore, per ``on_conflict``).
+
+If a concurrent writer inserts colliding rows between the probe and the COPY, the COPY
+fails with a unique violation, the transaction rolls back and the call re-runs staged.
+Deadlocks and serialisation failures are retried the same way (the whole call, from
+the validated batch held in memory).
+
+Example:
+    >>> result = save(db, "market_data", bars)            # doctest: +SKIP
+    >>> result.inserted, result.updated                   # doctest: +SKIP
+    (375, 0)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import adbc_driver_manager
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._sql import quote_ident
+from .errors import RegimeIOError, SchemaError, ValidationError, WriteError
+from .schema import qualified_table
+from .tables import TableSpec, table_spec
+from .validation import ExtraColumns, OnDuplicate, validate
+
+if TYPE_CHECKING:
+    from .database import Database
+    from .pool import Connection
+
+__all__ = ["OnConflict", "WriteResult", "save", "save_rolling_market_regime"]
+
+log = logging.getLogger(__name__)
+
+OnConflict = Literal["update", "ignore", "error"]
+WriteMethod = Literal["copy", "staged", "empty", "disabled"]
+Progress = Callable[[int, "int | None"], None]
+
+DEFAULT_CHUNK_ROWS = 250_000
+_MAX_ATTEMPTS = 4
+_RETRY_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did. ``inserted + updated + unchanged == rows``.
+
+    ``unchanged`` counts rows that already existed with the same values (or were skipped
+    with ``on_conflict="ignore"``).
+    """
+
+    table: str
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+    method: WriteMethod
+    seconds: float = 0.0
+    trimmed: int = 0
+
+    @property
+    def written(self) -> int:
+        """Rows inserted or updated."""
+        return self.inserted + self.updated
+
+    def __int__(self) -> int:
+        return self.written
+
+    @classmethod
+    def disabled(cls, table: str) -> WriteResult:
+        return cls(table=table_spec(table).key, rows=0, inserted=0, updated=0, unchanged=0, method="disabled")
+
+    def __str__(self) -> str:
+        return (f"{self.table}: {self.rows} rows -> {self.inserted} inserted, {self.updated} updated, "
+                f"{self.unchanged} unchanged ({self.method}, {self.seconds:.3f}s)")
+
+
+class _FallBackToStaging(Exception):
+    """The copy path met a row that now exists: re-run the call staged."""
+
+
+def save(
+    db: Database,
+    table: str,
+    data: Any,
+    *,
+    on_conflict: OnConflict = "update",
+    on_duplicate: OnDuplicate = "error",
+    extra_columns: ExtraColumns = "error",
+    strict: bool = False,
+    chunk_rows: int | None = None,
+    progress: Progress | None = None,
+) -> WriteResult:
+    """Validate ``data`` against ``table`` and write it in one transaction.
+
+    Parameters:
+        table: ``market_data``, ``options_data``, ``market_regimes``, ``market_regimes_1min``
+            (or the seed's ``1min_market_regimes``), ``optimization_results``.
+        data: a polars/pandas DataFrame, polars LazyFrame, Arrow Table/RecordBatch, a dict or
+            list of dicts, or an iterator of such frames (streamed in chunks, one transaction).
+        on_conflict: rows whose natural key exists: ``"update"`` them (default), ``"ignore"``
+            them, or raise ``WriteError`` (``"error"``).
+        on_duplicate: duplicate keys inside the batch: ``"error"`` (default) or ``"keep_last"``.
+        extra_columns: unknown columns: ``"error"`` (default) or ``"ignore"``.
+        strict: turn data-quality warnings (``low > high``...) into errors.
+        chunk_rows: rows per COPY chunk (progress granularity), default 250,000.
+        progress: called as ``progress(rows_done, rows_total_or_None)`` after each chunk.
+
+    Returns:
+        :class:`WriteResult` with inserted / updated / unchanged counts.
+
+    Raises:
+        ValidationError: the data does not fit; nothing was sent.
+        WriteError: the server refused the write; nothing was written.
+        ServerUnavailableError: the connection was lost; nothing was written, retry is safe.
+        SchemaError: unknown table, or tables missing (call ``initialize_database()``).
+
+    Example:
+        >>> pg.save("market_regimes_1min", frame, on_conflict="ignore")   # doctest: +SKIP
+    """
+    if on_conflict not in ("update", "ignore", "error"):
+        raise ValueError(f"on_conflict must be 'update', 'ignore' or 'error', got {on_conflict!r}")
+    spec = table_spec(table)
+    chunk_rows = chunk_rows or DEFAULT_CHUNK_ROWS
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    if data is None:
+        raise ValidationError(f"{spec.key}: nothing to write (data is None)", table=spec.key)
+    options = dict(storage_timezone=db.settings.storage_timezone, extra_columns=extra_columns,
+                   on_duplicate=on_duplicate, strict=strict)
+    if _is_chunk_stream(data):
+        return _save_stream(db, spec, iter(data), on_conflict=on_conflict, chunk_rows=chunk_rows,
+                            progress=progress, options=options)
+    batch = validate(spec, data, **options)  # type: ignore[arg-type]
+    return _save_batch(db, spec, batch, on_conflict=on_conflict, chunk_rows=chunk_rows, progress=progress)
+
+
+def save_rolling_market_regime(db: Database, data: Any, *, window_minutes: int | None = None) -> WriteResult:
+    """Upsert the newest 1-minute regimes from a live loop and trim the rolling window.
+
+    Built for one or a few rows per symbol per minute: on a warm pool this is one index
+    probe plus one COPY (or a staged upsert when a minute is re-sent) and one commit.
+    Duplicate keys keep the last row. With a window (``window_minutes`` or the
+    ``rolling_window_minutes`` setting), rows of the batch's symbols older than the
+    symbol's newest timestamp minus the window are deleted in the same transaction.
+
+    Example:
+        >>> pg.save_rolling_market_regime(latest_rows, window_minutes=375)   # doctest: +SKIP
+    """
+    spec = table_spec("market_regimes_1min")
+    window = window_minutes if window_minutes is not None else db.settings.rolling_window_minutes
+    if window is not None and window < 1:
+        raise ValueError(f"window_minutes must be >= 1, got {window}")
+    batch = validate(spec, data, storage_timezone=db.settings.storage_timezone, on_duplicate="keep_last")
+    trim = None
+    if window is not None and batch.num_rows:
+        newest = (pl.from_arrow(batch.select(["symbol", "timestamp"]))  # type: ignore[union-attr]
+                  .group_by("symbol").agg(pl.col("timestamp").max()))
+        trim = [{"symbol": s, "cutoff": (t - dt.timedelta(minutes=window)).isoformat()}
+                for s, t in newest.iter_rows()]
+    return _save_batch(db, spec, batch, on_conflict="update", chunk_rows=DEFAULT_CHUNK_ROWS, progress=None,
+                       trim=trim)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _is_chunk_stream(data: Any) -> bool:
+    if isinstance(data, Iterator):
+        return True
+    if isinstance(data, (list, tuple)) and data:
+        return all(isinstance(x, (pl.DataFrame, pl.LazyFrame, pa.Table, pa.RecordBatch))
+                   or type(x).__module__.startswith("pandas") for x in data)
+    return False
+
+
+def _time_range(spec: TableSpec, batch: pa.Table) -> tuple[dt.datetime, dt.datetime] | None:
+    if spec.time_column is None or batch.num_rows == 0:
+        return None
+    bounds = pc.min_max(batch.column(spec.time_column))
+    return bounds["min"].as_py(), bounds["max"].as_py()
+
+
+def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: OnConflict, chunk_rows: int,
+                progress: Progress | None, trim: list[dict[str, str]] | None = None) -> WriteResult:
+    started = time.perf_counter()
+    if batch.num_rows == 0:
+        return WriteResult(spec.key, 0, 0, 0, 0, "empty")
+    span = _time_range(spec, batch)
+    if span is not None:
+        try:
+            db.partitions.ensure(db.pool, db.settings, spec, *span)
+        except adbc_driver_manager.Error as err:
+            raise _translate(err, db, spec) from err
+    force_staged = False
+    for attempt in range(1, _MAX_ATTEMPTS + 1):
+        try:
+            with db.connection() as conn:
+                cur = conn.cursor()
+                try:
+                    staged = force_staged or _needs_staging(cur, db, spec, batch, span, on_conflict)
+                    if staged:
+                        inserted, updated = _stage_and_merge(cur, db, spec, [batch], on_conflict, chunk_rows,
+                                                             progress, batch.num_rows)
+                    else:
+                        inserted, updated = _copy(cur, db, spec, batch, chunk_rows, progress,
+                                                  on_conflict=on_conflict)
+                    trimmed = _trim(cur, db, spec, trim) if trim else 0
+                finally:
+                    cur.close()
+        except _FallBackToStaging:
+            log.info("%s: rows appeared concurrently; re-running the write staged", spec.key)
+            force_staged = True
+            continue
+        except adbc_driver_manager.Error as err:
+            if attempt < _MAX_ATTEMPTS and _retryable(err, db, spec, span):
+                time.sleep(0.05 * attempt)
+                continue
+            raise _translate(err, db, spec) from err
+        rows = batch.num_rows
+        result = WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated,
+                             "staged" if staged else "copy", time.perf_counter() - started, trimmed)
+        log.debug("%s", result)
+        return result
+    raise WriteError(f"{spec.key}: gave up after {_MAX_ATTEMPTS} attempts (deadlocks or concurrent "
+                     "partition changes); nothing was written", table=spec.key)
+
+
+def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_conflict: OnConflict, chunk_rows: int,
+                 progress: Progress | None, options: dict[str, Any]) -> WriteResult:
+    """Stream chunks into the staging table inside one transaction, then merge once.
+
+    Each chunk is validated before it is sent; a bad chunk rolls back everything before it.
+    Partitions are created after staging (the span is known only then), inside the same
+    transaction, so the parent's lock is held only for the final merge.
+    """
+    started = time.perf_counter()
+    rows = 0
+    span: list[dt.datetime] = []
+
+    def validated() -> Iterator[pa.Table]:
+        nonlocal rows
+        offset = 0
+        for chunk in chunks:
+            try:
+                batch = validate(spec, chunk, **options)
+            except ValidationError as err:
+                if err.row is not None:  # report the row in the whole stream, not the chunk
+                    err.row += offset
+                    err.args = (f"{err.message} [row {err.row} of the stream]",)
+                raise
+            offset += batch.num_rows
+            rows += batch.num_rows
+            rng = _time_range(spec, batch)
+            if rng:
+                span[:] = [min([rng[0], *span[:1]]), max([rng[1], *span[1:]])]
+            yield batch
+
+    try:
+        with db.connection() as conn:
+            cur = conn.cursor()
+            try:
+                def before_merge() -> None:
+                    if span:
+                        db.partitions.ensure(db.pool, db.settings, spec, span[0], span[1], conn=conn)
+
+                inserted, updated = _stage_and_merge(cur, db, spec, validated(), on_conflict, chunk_rows, progress,
+                                                     None, before_merge=before_merge)
+            finally:
+                cur.close()
+    except adbc_driver_manager.Error as err:
+        raise _translate(err, db, spec) from err
+    method: WriteMethod = "staged" if rows else "empty"
+    return WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated, method,
+                       time.perf_counter() - started)
+
+
+# -- SQL ----------------------------------------------------------------------------------
+
+
+def _needs_staging(cur: Any, db: Database, spec: TableSpec, batch: pa.Table,
+                   span: tuple[dt.datetime, dt.datetime] | None, on_conflict: OnConflict) -> bool:
+    """Could any row of the batch collide with a stored row? One index probe decides."""
+    if any(c.kind == "json" for c in spec.columns):
+        return True  # JSONB travels as text and needs the staging cast
+    if on_conflict == "error":
+        return False  # COPY straight in; a collision is the error the caller asked for
+    if span is None:
+        return True
+    where, params = [], []
+    for name in spec.primary_key:
+        col = spec.column(name)
+        if col.kind == "text":
+            values = pc.unique(batch.column(name)).to_pylist()
+            params.append(json.dumps(values))
+            where.append(f"{quote_ident(name)} = ANY(ARRAY(SELECT jsonb_array_elements_text(${len(params)}::jsonb)))")
+    params.extend(span)
+    where.append(f"{quote_ident(spec.time_column)} BETWEEN ${len(params) - 1} AND ${len(params)}")  # type: ignore[arg-type]
+    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {qualified_table(spec, db.settings)} WHERE {' AND '.join(where)})",
+                parameters=tuple(params))
+    row = cur.fetchone()
+    return bool(row and row[0])
+
+
+def _chunks(batch: pa.Table, chunk_rows: int) -> Iterable[pa.Table]:
+    for offset in range(0, batch.num_rows, chunk_rows):
+        yield batch.slice(offset, chunk_rows)
+
+
+def _copy(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, chunk_rows: int, progress: Progress | None, *,
+          on_conflict: OnConflict) -> tuple[int, int]:
+    done = 0
+    for chunk in _chunks(batch, chunk_rows):
+        try:
+            cur.adbc_ingest(db.settings.table_name(spec.key), chunk, mode="append", db_schema_name=db.settings.schema)
+        except adbc_driver_manager.IntegrityError as err:
+            if getattr(err, "sqlstate", None) == "23505" and on_conflict != "error":
+                raise _FallBackToStaging from err
+            raise
+        done += chunk.num_rows
+        if progress:
+            progress(done, batch.num_rows)
+    return done, 0
+
+
+def _stage_name(spec: TableSpec) -> str:
+    return f"_rio_stage_{spec.key}"
+
+
+def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[pa.Table], on_conflict: OnConflict,
+                     chunk_rows: int, progress: Progress | None, total: int | None,
+                     before_merge: Callable[[], None] | None = None) -> tuple[int, int]:
+    stage = _stage_name(spec)
+    columns = ", ".join(f"{quote_ident(c.name)} {c.wire_pg_type}" for c in spec.columns)
+    # ON COMMIT DELETE ROWS: the table lives as long as the pooled session and empties at
+    # every commit, so a warm connection pays no CREATE per call.
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(stage)} ({columns}) ON COMMIT DELETE ROWS")
+    cur.execute(f"TRUNCATE {quote_ident(stage)}")
+    done = 0
+    for batch in batches:
+        for chunk in _chunks(batch, chunk_rows):
+            cur.adbc_ingest(stage, chunk, mode="append", temporary=True)
+            done += chunk.num_rows
+            if progress:
+                progress(done, total)
+    if done == 0:
+        return 0, 0
+    if before_merge:
+        before_merge()
+    cur.execute(_merge_sql(spec, db, on_conflict))
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict) -> str:
+    target = qualified_table(spec, db.settings)
+    names = [quote_ident(c.name) for c in spec.columns]
+    select = ", ".join(f"{quote_ident(c.name)}::{c.pg_type}" if c.kind == "json" else quote_ident(c.name)
+                       for c in spec.columns)
+    key = ", ".join(quote_ident(c) for c in spec.primary_key)
+    if on_conflict == "update":
+        values = [quote_ident(c) for c in spec.value_columns]
+        conflict = (
+            f" ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(f"{v} = EXCLUDED.{v}" for v in values)
+            + f" WHERE ({', '.join('t.' + v for v in values)}) IS DISTINCT FROM "
+            f"({', '.join('EXCLUDED.' + v for v in values)})"
+        )
+    elif on_conflict == "ignore":
+        conflict = f" ON CONFLICT ({key}) DO NOTHING"
+    else:
+        conflict = ""
+    # created_at defaults to the transaction's start time and is never updated, so it tells
+    # inserted rows from updated ones (RETURNING xmax is refused on partitioned tables).
+    return (
+        f"WITH merged AS (INSERT INTO {target} AS t ({', '.join(names)}) "
+        f"SELECT {select} FROM {quote_ident(_stage_name(spec))} ORDER BY {key}{conflict} "
+        "RETURNING (t.created_at = LOCALTIMESTAMP) AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+    )
+
+
+def _trim(cur: Any, db: Database, spec: TableSpec, trim: list[dict[str, str]]) -> int:
+    target = qualified_table(spec, db.settings)
+    cur.execute(
+        f"WITH gone AS (DELETE FROM {target} AS t USING jsonb_to_recordset($1::jsonb) AS c(symbol text, cutoff timestamp) "
+        f"WHERE t.symbol = c.symbol AND t.{quote_ident(spec.time_column or 'timestamp')} < c.cutoff RETURNING 1) "
+        "SELECT count(*) FROM gone",
+        parameters=(json.dumps(trim),),
+    )
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+def _retryable(err: adbc_driver_manager.Error, db: Database, spec: TableSpec,
+               span: tuple[dt.datetime, dt.datetime] | None) -> bool:
+    sqlstate = getattr(err, "sqlstate", None) or ""
+    if sqlstate in _RETRY_SQLSTATES:
+        log.info("%s: %s; retrying the whole write", spec.key, "deadlock" if sqlstate == "40P01" else "serialization")
+        return True
+    if sqlstate == "23514" and "no partition" in str(err):
+        # Another process dropped a partition our cache believed in (cleanup): rebuild it.
+        db.partitions.forget()
+        if span is not None:
+            db.partitions.ensure(db.pool, db.settings, spec, *span)
+        return True
+    return False
+
+
+_DETAIL = re.compile(r"DETAIL:\s*(.+)")
+
+
+def _translate(err: adbc_driver_manager.Error, db: Database, spec: TableSpec) -> RegimeIOError:
+    sqlstate = getattr(err, "sqlstate", None) or ""
+    text = db.redact(str(err))
+    detail_match = _DETAIL.search(text)
+    detail = detail_match.group(1).strip() if detail_match else ""
+    primary = re.sub(r"^.*?ERROR:\s*", "", text.split("\n")[0]).strip()
+    if sqlstate in ("42P01", "3F000"):  # undefined table, undefined schema
+        return SchemaError(f"{spec.key}: table {db.settings.table_name(spec.key)!r} does not exist in schema "
+                           f"{db.settings.schema!r}; call initialize_database() first", table=spec.key)
+    if sqlstate == "23505":
+        return WriteError(f"{spec.key}: a row with this natural key already exists ({detail or primary}); "
+                          "on_conflict='error' refuses it; nothing was written", table=spec.key)
+    if sqlstate == "21000":
+        return ValidationError(f"{spec.key}: the same natural key appears in two chunks of the stream; "
+                               "deduplicate the input; nothing was written", table=spec.key)
+    return WriteError(f"{spec.key}: the server refused the write: {primary}"
+                      + (f" ({detail})" if detail else "") + "; nothing was written", table=spec.key)

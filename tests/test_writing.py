@@ -1,0 +1,321 @@
+"""Writers on a real server: exact round trips, idempotent upserts, atomicity, every input type."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import threading
+import warnings
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from regime_io import PostgreSQLIntegration, SchemaError, ValidationError, WriteError
+from regime_io.validation import DataQualityWarning
+
+D = decimal.Decimal
+T0 = dt.datetime(2024, 1, 31, 23, 58)  # crosses a month (partition) boundary
+
+
+def bars(n: int = 4, *, symbol: str = "NIFTY", start: dt.datetime = T0, close: float = 100.0) -> pl.DataFrame:
+    return pl.DataFrame({
+        "symbol": [symbol] * n,
+        "timestamp": [start + dt.timedelta(minutes=i) for i in range(n)],
+        "open": [close + i for i in range(n)],
+        "high": [close + i + 1.0 for i in range(n)],
+        "low": [close + i - 1.0 for i in range(n)],
+        "close": [close + i + 0.5 for i in range(n)],
+        "volume": [1000 + i for i in range(n)],
+        "timeframe": ["1m"] * n,
+    })
+
+
+def stored(sql, pg: PostgreSQLIntegration, table: str, columns: str = "*", order: str = "1") -> list[tuple]:
+    return sql(f'SELECT {columns} FROM "{pg.settings.schema}"."{pg.settings.table_name(table)}" ORDER BY {order}')
+
+
+def count(sql, pg: PostgreSQLIntegration, table: str) -> int:
+    return stored(sql, pg, table, "count(*)")[0][0]
+
+
+def test_market_data_round_trip_is_exact(pg: PostgreSQLIntegration, sql) -> None:
+    frame = pl.DataFrame({
+        "symbol": ["X"] * 5,
+        "timestamp": [dt.datetime(2024, 1, 2, 9, 15, 0, 123456) + dt.timedelta(minutes=i) for i in range(5)],
+        "open": [0.05, 0.00, -0.05, 99999999.99, 1.005],
+        "high": [0.05, 0.00, -0.05, 99999999.99, 1.005],
+        "low": [0.05, 0.00, -0.05, 99999999.99, 1.005],
+        "close": [0.05, 0.00, -0.05, 99999999.99, 1.005],
+        "volume": [0, 1, 2**62, 3, 4],
+        "timeframe": ["1m"] * 5,
+    })
+    result = pg.save_market_data(frame)
+    assert (result.inserted, result.updated, result.unchanged, result.method) == (5, 0, 0, "copy")
+    rows = stored(sql, pg, "market_data", "timestamp, open, volume", "timestamp")
+    assert [r[1] for r in rows] == [D("0.05"), D("0.00"), D("-0.05"), D("99999999.99"), D("1.01")]
+    assert rows[0][0] == dt.datetime(2024, 1, 2, 9, 15, 0, 123456)
+    assert rows[2][2] == 2**62
+
+
+def test_rounding_matches_postgres_float_to_numeric_cast(pg: PostgreSQLIntegration, sql) -> None:
+    values = [1.005, -0.125, 2.675, 0.015, 1e-9, 12345.675, -99.995]
+    frame = bars(len(values)).with_columns(pl.Series("open", values))
+    pg.save_market_data(frame)
+    ours = [r[0] for r in stored(sql, pg, "market_data", "open", "timestamp")]
+    server = [sql("SELECT %s::float8::numeric(10,2)", (v,))[0][0] for v in values]
+    assert ours == server
+
+
+def test_same_batch_twice_is_a_no_op_and_changes_are_updates(pg: PostgreSQLIntegration, sql) -> None:
+    frame = bars(6)
+    first = pg.save_market_data(frame)
+    before = stored(sql, pg, "market_data", "symbol, timestamp, close, created_at, id")
+    again = pg.save_market_data(frame)
+    assert (again.inserted, again.updated, again.unchanged, again.method) == (0, 0, 6, "staged")
+    assert stored(sql, pg, "market_data", "symbol, timestamp, close, created_at, id") == before
+    changed = frame.with_columns(pl.when(pl.int_range(pl.len()) < 2).then(pl.col("close") + 1)
+                                 .otherwise(pl.col("close")).alias("close"))
+    extra = bars(2, start=T0 + dt.timedelta(minutes=6))
+    result = pg.save_market_data(pl.concat([changed, extra]))
+    assert (result.inserted, result.updated, result.unchanged) == (2, 2, 4)
+    assert first.inserted == 6
+    closes = [r[0] for r in stored(sql, pg, "market_data", "close", "timestamp")]
+    assert closes[:2] == [D("101.50"), D("102.50")]
+    assert count(sql, pg, "market_data") == 8
+
+
+def test_on_conflict_ignore_and_error(pg: PostgreSQLIntegration, sql) -> None:
+    pg.save_market_data(bars(3))
+    changed = bars(3, close=500.0)
+    ignored = pg.save_market_data(changed, on_conflict="ignore")
+    assert (ignored.inserted, ignored.updated, ignored.unchanged) == (0, 0, 3)
+    assert stored(sql, pg, "market_data", "max(close)")[0][0] == D("102.50")
+    with pytest.raises(WriteError, match="already exists") as info:
+        pg.save_market_data(pl.concat([bars(2, start=T0 + dt.timedelta(days=1)), changed]), on_conflict="error")
+    assert info.value.table == "market_data"
+    assert count(sql, pg, "market_data") == 3  # the two new rows were rolled back too
+
+
+@pytest.mark.parametrize("kind", ["polars", "lazy", "pandas", "arrow", "record_batch"])
+def test_every_input_type_stores_the_same_rows(pg: PostgreSQLIntegration, sql, kind: str) -> None:
+    frame = bars(3)
+    data = {"polars": frame, "lazy": frame.lazy(), "pandas": frame.to_pandas(), "arrow": frame.to_arrow(),
+            "record_batch": frame.to_arrow().to_batches()[0]}[kind]
+    assert pg.save_market_data(data).inserted == 3
+    assert stored(sql, pg, "market_data", "symbol, timestamp, open, high, low, close, volume, timeframe") == [
+        ("NIFTY", T0 + dt.timedelta(minutes=i), D(f"{100 + i}.00"), D(f"{101 + i}.00"), D(f"{99 + i}.00"),
+         D(f"{100 + i}.50"), 1000 + i, "1m") for i in range(3)
+    ]
+
+
+def test_pandas_with_nan_volume_like_floats_and_zoned_timestamps(pg: PostgreSQLIntegration, sql) -> None:
+    frame = bars(2).to_pandas()
+    frame["volume"] = frame["volume"].astype("float64")
+    frame["timestamp"] = pd.to_datetime(["2024-03-01 09:15", "2024-03-01 09:16"]).tz_localize("Asia/Kolkata")
+    pg.save_market_data(frame)
+    assert [r[0] for r in stored(sql, pg, "market_data", "timestamp", "1")] == [
+        dt.datetime(2024, 3, 1, 3, 45), dt.datetime(2024, 3, 1, 3, 46)]
+
+
+def test_options_data_round_trip_with_option_type_spellings(pg: PostgreSQLIntegration, sql) -> None:
+    n = 6
+    frame = pl.DataFrame({
+        "symbol": ["NIFTY"] * n,
+        "expiry_date": [dt.datetime(2024, 1, 25)] * 3 + [dt.datetime(2024, 2, 29)] * 3,  # date-like timestamps
+        "strike_price": [21000.0, 21050.5, 21100.0, 21000.0, 21050.5, 21100.0],
+        "option_type": ["CE", "call", "P", "PUT", "pe", "C"],
+        "timestamp": [dt.datetime(2024, 1, 2, 9, 15)] * n,
+        "open": [10.0] * n, "high": [12.0] * n, "low": [9.0] * n, "close": [11.0] * n,
+        "volume": [100] * n, "open_interest": [5000] * n,
+        "implied_volatility": [0.1234, None, 0.2, 0.3, 0.4, 0.5],
+        "delta": [0.5, -0.5, 0.0, -0.05, 0.05, 0.99994],
+        "gamma": [0.0001] * n, "theta": [-1.2345] * n, "vega": [3.0] * n,
+    })
+    assert pg.save_options_data(frame).inserted == n
+    rows = stored(sql, pg, "options_data", "expiry_date, strike_price, option_type, implied_volatility, delta",
+                  "expiry_date, strike_price, option_type")
+    assert [r[2] for r in rows] == ["CE", "CE", "PE", "PE", "PE", "CE"]
+    assert rows[0] == (dt.date(2024, 1, 25), D("21000.00"), "CE", D("0.1234"), D("0.5000"))
+    assert rows[1][3] is None
+    assert D("0.9999") in [r[4] for r in rows]
+
+
+def test_regimes_and_1min_regimes(pg: PostgreSQLIntegration, sql) -> None:
+    regimes = pl.DataFrame({"symbol": ["NIFTY"] * 2, "timestamp": [T0, T0 + dt.timedelta(minutes=5)],
+                            "timeframe": ["5m"] * 2, "regime": ["Strong_Bullish", "Neutral"],
+                            "confidence": [87.456, 100], "atr_value": [12.34567, None]})
+    assert pg.save_market_regime(regimes).inserted == 2
+    assert stored(sql, pg, "market_regimes", "confidence, atr_value, dte_value", "timestamp") == [
+        (D("87.46"), D("12.3457"), None), (D("100.00"), None, None)]
+    one = pl.DataFrame({"symbol": ["NIFTY"], "timestamp": ["2024-01-02T09:15:00"], "regime": ["Bullish"],
+                        "confidence": [55.5], "greek_sentiment": ["positive"], "trending_oi_pa": ["long_build_up"]})
+    assert pg.save_1min_market_regime(one).inserted == 1
+    assert stored(sql, pg, "market_regimes_1min", "timestamp, regime, greek_sentiment") == [
+        (dt.datetime(2024, 1, 2, 9, 15), "Bullish", "positive")]
+
+
+def test_optimization_results_from_dicts_are_idempotent(pg: PostgreSQLIntegration, sql) -> None:
+    result = {"symbol": "NIFTY", "algorithm": "genetic", "parameters": {"ema": [9, 21], "atr": 14.5, "name": "x'\";"},
+              "fitness_value": 1.23456, "start_date": dt.datetime(2024, 1, 1), "end_date": dt.datetime(2024, 3, 31),
+              "timeframe": "5m"}
+    first = pg.save_optimization_result(result)
+    again = pg.save_optimization_result(result)  # a retry after a lost acknowledgement
+    assert (first.inserted, again.inserted, again.unchanged) == (1, 0, 1)
+    rows = stored(sql, pg, "optimization_results", "parameters, fitness_value, run_id")
+    assert len(rows) == 1
+    assert rows[0][0] == {"ema": [9, 21], "atr": 14.5, "name": "x'\";"}
+    assert rows[0][1] == D("1.2346")
+    assert len(rows[0][2]) == 64
+    # A list of dicts, a JSON string and an explicit run id.
+    more = [dict(result, parameters=json.dumps({"a": 1}), run_id="run-42"), dict(result, fitness_value=2.0)]
+    assert pg.save_optimization_result(more).inserted == 2
+    assert count(sql, pg, "optimization_results") == 3
+
+
+def test_validation_error_leaves_the_table_unchanged(pg: PostgreSQLIntegration, sql) -> None:
+    pg.save_market_data(bars(3))
+    before = stored(sql, pg, "market_data")
+    bad = bars(5, start=T0 + dt.timedelta(days=3)).with_columns(
+        pl.Series("open", [1.0, 2.0, float("inf"), 4.0, 5.0]))
+    with pytest.raises(ValidationError) as info:
+        pg.save_market_data(bad)
+    err = info.value
+    assert (err.table, err.column, err.row) == ("market_data", "open", 2)
+    assert "first bad row 2" in str(err) and "inf" in str(err)
+    assert stored(sql, pg, "market_data") == before
+
+
+def test_a_bad_last_chunk_of_a_stream_leaves_nothing(pg: PostgreSQLIntegration, sql) -> None:
+    good = [bars(50, start=T0 + dt.timedelta(hours=h)) for h in range(3)]
+    bad = bars(5, start=T0 + dt.timedelta(hours=5)).with_columns(pl.Series("symbol", ["X" * 30] * 5))
+    done: list[int] = []
+    with pytest.raises(ValidationError, match="VARCHAR") as info:
+        pg.save_market_data(iter([*good, bad]), chunk_rows=20, progress=lambda d, t: done.append(d))
+    assert info.value.row == 150  # row number within the whole stream
+    assert done and done[-1] == 150  # the good chunks were sent...
+    assert count(sql, pg, "market_data") == 0  # ...and rolled back
+
+
+def test_a_stream_of_frames_lands_in_one_transaction(pg: PostgreSQLIntegration, sql) -> None:
+    chunks = [bars(100, symbol=s, start=dt.datetime(2024, m, 1)) for s in ("A", "B") for m in (1, 4)]
+    result = pg.save_market_data(iter(chunks), chunk_rows=64)
+    assert (result.rows, result.inserted, result.method) == (400, 400, "staged")
+    assert count(sql, pg, "market_data") == 400
+    again = pg.save_market_data(iter(chunks))
+    assert (again.inserted, again.unchanged) == (0, 400)
+
+
+def test_server_error_on_the_last_chunk_rolls_back_earlier_chunks(pg: PostgreSQLIntegration, sql) -> None:
+    pg.save_market_data(bars(1, start=T0 + dt.timedelta(minutes=299)))  # collides with the last chunk
+    progress: list[int] = []
+    with pytest.raises(WriteError):
+        pg.save_market_data(bars(300), on_conflict="error", chunk_rows=100, progress=lambda d, t: progress.append(d))
+    assert progress == [100, 200]
+    assert count(sql, pg, "market_data") == 1
+
+
+def test_duplicate_keys_in_a_batch(pg: PostgreSQLIntegration, sql) -> None:
+    frame = pl.concat([bars(3), bars(1, close=7.0)])
+    with pytest.raises(ValidationError, match="duplicate natural key") as info:
+        pg.save_market_data(frame)
+    assert info.value.row == 0
+    assert count(sql, pg, "market_data") == 0
+    result = pg.save_market_data(frame, on_duplicate="keep_last")
+    assert result.rows == 3
+    assert stored(sql, pg, "market_data", "close", "timestamp")[0][0] == D("7.50")
+
+
+def test_low_above_high_warns_by_default_and_fails_when_strict(pg: PostgreSQLIntegration, sql) -> None:
+    frame = bars(2).with_columns(pl.Series("low", [500.0, 100.0]))
+    with pytest.raises(ValidationError, match="low <= high"):
+        pg.save_market_data(frame, strict=True)
+    assert count(sql, pg, "market_data") == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert pg.save_market_data(frame).inserted == 2
+    assert any(issubclass(w.category, DataQualityWarning) for w in caught)
+
+
+def test_empty_frame_is_a_no_op(pg: PostgreSQLIntegration) -> None:
+    result = pg.save_market_data(bars(0))
+    assert (result.rows, result.written, result.method) == (0, 0, "empty")
+
+
+def test_extra_columns_error_or_ignore_and_generated_columns_are_dropped(pg: PostgreSQLIntegration, sql) -> None:
+    frame = bars(2).with_columns(pl.lit("x").alias("note"), pl.lit(1).alias("id"))
+    with pytest.raises(ValidationError, match="'note'"):
+        pg.save_market_data(frame)
+    assert pg.save_market_data(frame, extra_columns="ignore").inserted == 2
+
+
+def test_missing_tables_give_a_schema_error(settings) -> None:
+    with PostgreSQLIntegration(settings=settings) as pg, pytest.raises(SchemaError, match="initialize_database"):
+        pg.save_1min_market_regime({"symbol": "A", "timestamp": T0, "regime": "x", "confidence": 1})
+
+
+def test_disabled_config_writes_nothing(settings, sql) -> None:
+    from regime_io.config import settings_replace
+
+    with PostgreSQLIntegration(settings=settings_replace(settings, enabled=False)) as pg:
+        result = pg.save_market_data(bars(2))
+        assert (result.method, result.written) == ("disabled", 0)
+        assert pg.initialize_database() == 0
+    assert sql("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (settings.schema,))[0][0] == 0
+
+
+def test_rolling_saves_upsert_and_trim_the_window(pg: PostgreSQLIntegration, sql) -> None:
+    start = dt.datetime(2024, 1, 2, 9, 15)
+    for minute in range(10):
+        rows = [{"symbol": s, "timestamp": start + dt.timedelta(minutes=minute), "regime": "Bullish",
+                 "confidence": 50 + minute} for s in ("A", "B")]
+        result = pg.save_rolling_market_regime(rows, window_minutes=5)
+        assert result.inserted == 2
+    # Re-sending the last minute with a new value updates it.
+    resent = pg.save_rolling_market_regime([{"symbol": "A", "timestamp": start + dt.timedelta(minutes=9),
+                                             "regime": "Bearish", "confidence": 1}], window_minutes=5)
+    assert (resent.inserted, resent.updated) == (0, 1)
+    rows = stored(sql, pg, "market_regimes_1min", "symbol, timestamp", "symbol, timestamp")
+    assert rows == [(s, start + dt.timedelta(minutes=m)) for s in ("A", "B") for m in range(4, 10)]
+
+
+def test_partitions_dropped_by_someone_else_are_recreated(pg: PostgreSQLIntegration, sql) -> None:
+    pg.save_market_data(bars(2, start=dt.datetime(2024, 5, 1)))
+    sql(f'DROP TABLE "{pg.settings.schema}"."mr_market_data_p2024_05"')  # cache now stale
+    assert pg.save_market_data(bars(2, start=dt.datetime(2024, 5, 1))).inserted == 2
+
+
+def test_concurrent_overlapping_writers_end_in_the_expected_table(pg: PostgreSQLIntegration, sql) -> None:
+    # Eight threads write overlapping batches with identical values: no error, no duplicate.
+    frames = [bars(200, symbol=s, start=T0 + dt.timedelta(minutes=50 * i)) for i in range(4) for s in ("A", "B")]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(frames))
+
+    def write(frame: pl.DataFrame) -> None:
+        try:
+            barrier.wait()
+            pg.save_market_data(frame)
+        except BaseException as err:  # asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(f,)) for f in frames]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    expected = pl.concat(frames).unique(subset=["symbol", "timestamp"])
+    assert count(sql, pg, "market_data") == expected.height == 2 * 350
+
+
+def test_arrow_input_with_exact_decimals_and_date32(pg: PostgreSQLIntegration, sql) -> None:
+    table = pa.table({
+        "symbol": ["S"], "expiry_date": pa.array([dt.date(2024, 1, 25)], pa.date32()),
+        "strike_price": pa.array([D("21000.50")], pa.decimal128(12, 2)), "option_type": ["PE"],
+        "timestamp": pa.array([T0], pa.timestamp("ns")), "open": [1.0], "high": [1.0], "low": [1.0],
+        "close": [1.0], "volume": pa.array([1], pa.int32()), "open_interest": pa.array([2], pa.uint32()),
+    })
+    assert pg.save_options_data(table).inserted == 1
+    assert stored(sql, pg, "options_data", "strike_price, volume, open_interest") == [(D("21000.50"), 1, 2)]
