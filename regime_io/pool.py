@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -24,25 +25,31 @@ from typing import Any
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc
+from adbc_driver_manager.dbapi import Connection
 
 from ._sql import literal
 from .config import Settings, settings_replace
-from .errors import ServerError, ServerUnavailableError
+from .errors import PoolTimeoutError, ServerError, ServerUnavailableError
 
-__all__ = ["ConnectionPool", "is_connection_error", "resolve_server"]
+__all__ = ["Connection", "ConnectionPool", "is_connection_error", "resolve_server"]
 
 log = logging.getLogger(__name__)
 
-Connection = adbc.Connection
-
-# ADBC status code for I/O failures (libpq lost or could not open the socket).
-_ADBC_IO = 10
 # SQLSTATE classes that mean "the connection, not the data": 08 connection exceptions,
 # 57P01-57P03 admin shutdown / crash shutdown / cannot connect now.
 _CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
-# Connect failures that retrying cannot fix.
+_LOST_CONNECTION = ("server closed the connection", "failed to connect", "connection to server",
+                    "no connection to the server", "could not receive data", "could not send data",
+                    "terminating connection", "connection refused", "broken pipe", "ssl syscall",
+                    "connection timed out", "timeout expired", "connection reset")
+# Connect failures that retrying cannot fix: credentials, names, bad options. Everything
+# else (refused, timed out, "starting up", "too many connections") is retried.
 _PERMANENT_CONNECT_FAILURES = ("password authentication failed", "authentication failed",
-                               "does not exist", "no pg_hba.conf entry", "role ")
+                               "does not exist", "no pg_hba.conf entry", "not permitted to log in",
+                               "permission denied", "invalid connection option", "invalid sslmode",
+                               "invalid integer value", "invalid port", "certificate",
+                               "ssl is not enabled", "does not support ssl", "password is required",
+                               "no password supplied")
 
 
 def is_connection_error(err: BaseException) -> bool:
@@ -54,8 +61,26 @@ def is_connection_error(err: BaseException) -> bool:
     sqlstate = getattr(err, "sqlstate", None) or ""
     if sqlstate.startswith(_CONNECTION_SQLSTATES):
         return True
-    status = getattr(err, "status_code", None)
-    return isinstance(err, adbc_driver_manager.OperationalError) and (status == _ADBC_IO or not sqlstate)
+    # ADBC reports many things as status IO (even "current transaction is aborted"), so
+    # look for libpq's own words for a lost or refused connection.
+    text = str(err).lower()
+    return isinstance(err, adbc_driver_manager.OperationalError) and any(m in text for m in _LOST_CONNECTION)
+
+
+def _lost_connection(err: BaseException) -> bool:
+    """True when ``err``, or an error it was raised from, is a lost connection.
+
+    Writers wrap driver errors (``raise WriteError(...) from err``); the pool still has to
+    know that the connection underneath is gone.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, adbc_driver_manager.Error) and is_connection_error(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def resolve_server(settings: Settings) -> Settings:
@@ -88,6 +113,9 @@ class ConnectionPool:
         self._lock = threading.Condition()
         self._closed = False
         self._pid = os.getpid()
+        # Idle connections returned before this moment are pinged before reuse whatever
+        # their age: set when any connection of the pool is found dead (server restart).
+        self._suspect_before = 0.0
 
     def __repr__(self) -> str:
         return f"<ConnectionPool {self.name} {self.settings.describe()} open={self._open} idle={len(self._idle)}>"
@@ -96,24 +124,39 @@ class ConnectionPool:
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
-        """A connection in a transaction: commit on success, roll back on error."""
+        """A connection in a transaction: commit on success, roll back on error.
+
+        Raises:
+            PoolTimeoutError: every connection stayed busy for ``connection_timeout`` seconds.
+            ServerUnavailableError: the server cannot be reached (after the retries), or the
+                connection died during the block (nothing was committed, unless the commit
+                itself was cut off: then the message says the outcome is unknown).
+            ServerError: the server refuses the login (bad password, unknown database).
+        """
         conn = self._acquire()
+        committing = False
         try:
             yield conn
+            committing = True
             conn.commit()
         except BaseException as err:
-            healthy = not is_connection_error(err)
+            lost = _lost_connection(err)
+            healthy = not lost
             if healthy:
                 try:
                     conn.rollback()
                 except adbc_driver_manager.Error as rollback_err:
                     healthy = False
                     log.debug("rollback failed on %s: %s", self.name, self.settings.redact(str(rollback_err)))
+            if lost:
+                self._mark_suspect()
             self._release(conn, healthy=healthy)
-            if isinstance(err, adbc_driver_manager.Error) and is_connection_error(err):
+            if isinstance(err, adbc_driver_manager.Error) and lost:
+                outcome = ("the commit was cut off, so whether it was applied is unknown" if committing
+                           else "nothing from this call was committed")
                 raise ServerUnavailableError(
                     f"lost the connection to the {self.name} server ({self.settings.describe()}): "
-                    f"{self.settings.redact(_first_line(err))}; nothing from this call was committed"
+                    f"{self.settings.redact(_first_line(err))}; {outcome}"
                 ) from err
             raise
         else:
@@ -131,7 +174,17 @@ class ConnectionPool:
 
     @property
     def open_connections(self) -> int:
+        """Connections open now, idle or in use."""
         return self._open
+
+    @property
+    def idle_connections(self) -> int:
+        """Connections waiting in the pool."""
+        return len(self._idle)
+
+    def _mark_suspect(self) -> None:
+        with self._lock:
+            self._suspect_before = time.monotonic()
 
     # -- internals ----------------------------------------------------------------------
 
@@ -144,6 +197,7 @@ class ConnectionPool:
 
     def _acquire(self) -> Connection:
         deadline = time.monotonic() + self.settings.connection_timeout
+        conn: Connection | None
         while True:
             with self._lock:
                 self._check_fork()
@@ -153,17 +207,19 @@ class ConnectionPool:
                     conn, last_used = self._idle.pop()  # LIFO: the warmest connection
                 elif self._open < self.settings.max_connections:
                     self._open += 1
-                    conn, last_used = None, 0.0  # type: ignore[assignment]
+                    conn, last_used = None, 0.0
                 else:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise ServerUnavailableError(
+                        raise PoolTimeoutError(
                             f"no free connection in the {self.name} pool after "
-                            f"{self.settings.connection_timeout:g}s (max_connections="
-                            f"{self.settings.max_connections})"
+                            f"{self.settings.connection_timeout:g}s (connection_timeout): all "
+                            f"{self.settings.max_connections} are in use (max_connections); release "
+                            "connections sooner (nested 'with' blocks?) or raise max_connections"
                         )
                     self._lock.wait(remaining)
                     continue
+                suspect = last_used <= self._suspect_before
             if conn is None:
                 try:
                     return self._connect()
@@ -172,11 +228,15 @@ class ConnectionPool:
                         self._open -= 1
                         self._lock.notify()
                     raise
-            if time.monotonic() - last_used > self.settings.health_check_interval and not self._ping(conn):
+            stale = suspect or time.monotonic() - last_used > self.settings.health_check_interval
+            if stale and not self._ping(conn):
                 log.info("discarding a dead connection from the %s pool", self.name)
                 self._close_quietly(conn)
                 with self._lock:
                     self._open -= 1
+                    # Its siblings went through the same restart: check them all.
+                    self._suspect_before = time.monotonic()
+                    self._lock.notify()
                 continue
             return conn
 
@@ -206,11 +266,14 @@ class ConnectionPool:
         attempts = 1 + self.settings.retry_attempts
         last: BaseException | None = None
         for attempt in range(1, attempts + 1):
+            log.debug("connecting to the %s server (%s), attempt %d/%d",
+                      self.name, self.settings.describe(), attempt, attempts)
             try:
-                conn = adbc.connect(self._url)
+                conn: Connection = adbc.connect(self._url)
             except adbc_driver_manager.Error as err:
                 message = self.settings.redact(_first_line(err))
-                if any(p in message for p in _PERMANENT_CONNECT_FAILURES):
+                if any(p in message.lower() for p in _PERMANENT_CONNECT_FAILURES):
+                    # Retrying cannot fix a wrong password or a missing database: fail now.
                     raise ServerError(f"cannot connect to the {self.name} server "
                                       f"({self.settings.describe()}): {message}") from None
                 last = err
@@ -219,7 +282,13 @@ class ConnectionPool:
                 if attempt < attempts:
                     time.sleep(self.settings.retry_delay)
                 continue
-            self._prepare(conn)
+            try:
+                self._prepare(conn)
+            except adbc_driver_manager.Error as err:
+                self._close_quietly(conn)
+                raise ServerError(f"cannot set up a connection to the {self.name} server "
+                                  f"({self.settings.describe()}): {self.settings.redact(_first_line(err))}"
+                                  ) from None
             log.debug("opened a connection to the %s server (%s)", self.name, self.settings.describe())
             return conn
         assert last is not None
@@ -239,10 +308,9 @@ class ConnectionPool:
 
     @staticmethod
     def _close_quietly(conn: Any) -> None:
-        try:
+        # Closing a dead connection may raise; it is gone either way.
+        with contextlib.suppress(Exception):
             conn.close()
-        except Exception:  # closing a dead connection may raise; it is gone either way
-            pass
 
 
 def _first_line(err: BaseException) -> str:

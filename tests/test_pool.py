@@ -1,0 +1,306 @@
+"""The ADBC connection pool: reuse, transactions, limits, retries, restarts, close."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import adbc_driver_manager
+import pytest
+from _auth import password_role
+
+from regime_io.config import Secret, Settings, settings_replace
+from regime_io.errors import PoolTimeoutError, ServerError, ServerUnavailableError
+from regime_io.pool import ConnectionPool
+
+
+def _scalar(conn: Any, query: str) -> Any:
+    cur = conn.cursor()
+    try:
+        cur.execute(query)
+        row = cur.fetchone()
+    finally:
+        cur.close()
+    return row[0] if row else None
+
+
+def _execute(conn: Any, query: str) -> None:
+    cur = conn.cursor()
+    try:
+        cur.execute(query)
+    finally:
+        cur.close()
+
+
+@pytest.fixture
+def tagged(settings: Settings) -> Settings:
+    """Settings whose connections carry a unique application_name, to count them server-side."""
+    options = {**settings.libpq_options, "application_name": f"rio_pool_{uuid.uuid4().hex[:8]}"}
+    return settings_replace(settings, libpq_options=options)
+
+
+@pytest.fixture
+def pool(tagged: Settings) -> Iterator[ConnectionPool]:
+    p = ConnectionPool(tagged)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def scratch(pool: ConnectionPool, sql: Any, tagged: Settings) -> str:
+    """A one-column table in the test's schema; returns its qualified name."""
+    sql(f'CREATE SCHEMA IF NOT EXISTS "{tagged.schema}"')
+    name = f'"{tagged.schema}"."scratch"'
+    sql(f"CREATE TABLE {name} (v INTEGER PRIMARY KEY)")
+    return name
+
+
+def _server_connections(sql: Any, settings: Settings) -> int:
+    rows = sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+               (settings.libpq_options["application_name"],))
+    return int(rows[0][0])
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- reuse and transactions -------------------------------------------------------------
+
+
+def test_a_released_connection_is_handed_out_again(pool: ConnectionPool, sql: Any, tagged: Settings) -> None:
+    with pool.connection() as first:
+        assert _scalar(first, "SELECT 1") == 1
+    with pool.connection() as second:
+        assert _scalar(second, "SELECT 2") == 2
+    assert second is first
+    assert pool.open_connections == 1 and pool.idle_connections == 1
+    assert _server_connections(sql, tagged) == 1
+
+
+def test_connections_use_the_storage_time_zone(tagged: Settings) -> None:
+    pool = ConnectionPool(settings_replace(tagged, storage_timezone="Asia/Kolkata"))
+    try:
+        with pool.connection() as conn:
+            assert _scalar(conn, "SELECT current_setting('TimeZone')") == "Asia/Kolkata"
+    finally:
+        pool.close()
+
+
+def test_commit_on_success(pool: ConnectionPool, scratch: str, sql: Any) -> None:
+    with pool.connection() as conn:
+        _execute(conn, f"INSERT INTO {scratch} VALUES (1)")
+        # Not visible to others before the block ends: one transaction.
+        assert sql(f"SELECT count(*) FROM {scratch}") == [(0,)]
+    assert sql(f"SELECT v FROM {scratch}") == [(1,)]
+
+
+def test_rollback_when_the_block_raises(pool: ConnectionPool, scratch: str, sql: Any) -> None:
+    with pytest.raises(KeyError, match="boom"), pool.connection() as conn:
+        _execute(conn, f"INSERT INTO {scratch} VALUES (1)")
+        raise KeyError("boom")
+    assert sql(f"SELECT count(*) FROM {scratch}") == [(0,)]
+    # The connection was fine: it went back to the pool and works.
+    with pool.connection() as again:
+        assert _scalar(again, f"SELECT count(*) FROM {scratch}") == 0
+    assert pool.open_connections == 1
+
+
+def test_a_data_error_rolls_back_and_keeps_the_connection(pool: ConnectionPool, scratch: str, sql: Any) -> None:
+    with pool.connection() as conn:
+        pass
+    with pytest.raises(adbc_driver_manager.Error) as info, pool.connection() as same:
+        _execute(same, f"INSERT INTO {scratch} VALUES (1)")
+        _execute(same, f"INSERT INTO {scratch} VALUES (1)")  # duplicate key
+    assert not isinstance(info.value, ServerError)  # a data error is not a server problem
+    assert same is conn
+    assert sql(f"SELECT count(*) FROM {scratch}") == [(0,)]
+    with pool.connection() as after:
+        assert after is conn and _scalar(after, "SELECT 1") == 1
+
+
+# -- limits -----------------------------------------------------------------------------
+
+
+def test_max_connections_is_respected_with_a_clear_timeout(tagged: Settings, sql: Any) -> None:
+    pool = ConnectionPool(settings_replace(tagged, max_connections=2, connection_timeout=0.2))
+    try:
+        with pool.connection() as a, pool.connection() as b:
+            assert a is not b
+            with pytest.raises(PoolTimeoutError) as info, pool.connection():
+                pass
+            assert _server_connections(sql, tagged) == 2
+        message = str(info.value)
+        assert "max_connections" in message and "0.2s" in message and "primary" in message
+        assert isinstance(info.value, ServerUnavailableError)
+        with pool.connection() as c:  # free again
+            assert c in (a, b)
+        assert pool.open_connections == 2
+    finally:
+        pool.close()
+
+
+def test_a_waiting_thread_gets_the_released_connection(tagged: Settings) -> None:
+    pool = ConnectionPool(settings_replace(tagged, max_connections=1, connection_timeout=30))
+    got: list[Any] = []
+    waiting = threading.Event()
+
+    def worker() -> None:
+        waiting.set()
+        with pool.connection() as conn:
+            got.append(conn)
+
+    try:
+        with pool.connection() as held:
+            thread = threading.Thread(target=worker)
+            thread.start()
+            waiting.wait()
+        thread.join(30)
+        assert got == [held]
+        assert pool.open_connections == 1
+    finally:
+        pool.close()
+
+
+# -- connecting: what is retried and what is not ----------------------------------------
+
+
+def test_unreachable_server_is_retried_then_reported(tagged: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    unreachable = settings_replace(tagged, host="127.0.0.1", port=_free_tcp_port(), retry_attempts=2,
+                                   retry_delay=0.1, password=Secret("hunter2secret"))
+    pool = ConnectionPool(unreachable)
+    with caplog.at_level(logging.DEBUG, logger="regime_io.pool"), pytest.raises(ServerUnavailableError) as info, \
+            pool.connection():
+        pass
+    attempts = [r for r in caplog.records if "failed (attempt" in r.getMessage()]
+    assert [r.getMessage().split("attempt ")[1][:3] for r in attempts] == ["1/3", "2/3", "3/3"]
+    assert "after 3 attempt(s)" in str(info.value) and "127.0.0.1" in str(info.value)
+    assert "hunter2secret" not in caplog.text and "hunter2secret" not in str(info.value)
+    assert pool.open_connections == 0  # the failed slot was given back
+
+
+def test_unknown_database_is_not_retried(tagged: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    # retry_delay=30: a retry would make this test hang for a minute instead of failing fast.
+    missing = settings_replace(tagged, database="no_such_db_here", retry_attempts=2, retry_delay=30)
+    pool = ConnectionPool(missing)
+    with caplog.at_level(logging.DEBUG, logger="regime_io.pool"), pytest.raises(ServerError) as info, \
+            pool.connection():
+        pass
+    assert not isinstance(info.value, ServerUnavailableError)
+    assert "no_such_db_here" in str(info.value) and "does not exist" in str(info.value)
+    assert [r for r in caplog.records if "attempt 1/3" in r.getMessage()]
+    assert not [r for r in caplog.records if "attempt 2/3" in r.getMessage()]
+
+
+def test_wrong_password_is_not_retried_and_not_shown(server: Any, tagged: Settings,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    with password_role(server, "the-right-one") as role:
+        wrong = settings_replace(tagged, user=role, password=Secret("wr0ng#pass@word"), retry_attempts=2,
+                                 retry_delay=30)
+        pool = ConnectionPool(wrong)
+        with caplog.at_level(logging.DEBUG, logger="regime_io.pool"), pytest.raises(ServerError) as info, \
+                pool.connection():
+            pass
+        assert not isinstance(info.value, ServerUnavailableError)
+        assert "password authentication failed" in str(info.value)
+        for text in (str(info.value), caplog.text):
+            assert "wr0ng" not in text and "wr0ng%23pass" not in text
+        assert not [r for r in caplog.records if "attempt 2/3" in r.getMessage()]
+        right = ConnectionPool(settings_replace(wrong, password=Secret("the-right-one")))
+        with right.connection() as conn:
+            assert _scalar(conn, "SELECT current_user") == role
+        right.close()
+
+
+# -- connections that die ---------------------------------------------------------------
+
+
+def test_a_connection_killed_mid_block_is_discarded(pool: ConnectionPool, sql: Any, tagged: Settings) -> None:
+    with pool.connection() as conn:
+        backend = _scalar(conn, "SELECT pg_backend_pid()")
+    with pytest.raises(ServerUnavailableError, match="nothing from this call was committed"), \
+            pool.connection() as same:
+        assert same is conn
+        sql("SELECT pg_terminate_backend(%s)", (backend,))
+        _scalar(same, "SELECT 1")
+    assert pool.open_connections == 0
+    with pool.connection() as fresh:
+        assert fresh is not conn and _scalar(fresh, "SELECT 1") == 1
+
+
+def test_a_wrapped_connection_error_still_discards_the_connection(pool: ConnectionPool, sql: Any) -> None:
+    with pool.connection() as conn:
+        backend = _scalar(conn, "SELECT pg_backend_pid()")
+    with pytest.raises(RuntimeError, match="wrapped"), pool.connection() as same:
+        sql("SELECT pg_terminate_backend(%s)", (backend,))
+        try:
+            _scalar(same, "SELECT 1")
+        except adbc_driver_manager.Error as err:
+            raise RuntimeError("wrapped") from err  # as writers wrap driver errors
+    assert pool.open_connections == 0
+    with pool.connection() as fresh:
+        assert fresh is not conn and _scalar(fresh, "SELECT 1") == 1
+
+
+def _restart(server: Any) -> None:
+    if not server.controllable:
+        pytest.skip("the test server is an external DSN: it cannot be restarted from here")
+    server.stop("immediate")
+    server.start()
+
+
+def test_pool_recovers_after_a_server_restart(server: Any, tagged: Settings) -> None:
+    # health_check_interval=0: every idle connection is pinged before it is handed out.
+    pool = ConnectionPool(settings_replace(tagged, health_check_interval=0))
+    try:
+        with pool.connection() as a, pool.connection() as b:
+            before = {_scalar(a, "SELECT pg_backend_pid()"), _scalar(b, "SELECT pg_backend_pid()")}
+        _restart(server)
+        for _ in range(3):  # every hand-out works: no dead connection comes back
+            with pool.connection() as conn:
+                assert conn is not a and conn is not b
+                assert _scalar(conn, "SELECT pg_backend_pid()") not in before
+        assert pool.open_connections == 1
+    finally:
+        pool.close()
+
+
+def test_one_dead_connection_makes_the_pool_check_the_others(server: Any, tagged: Settings) -> None:
+    # With the health check effectively off, the first connection handed out after a restart
+    # is dead: that call fails (retry-safe), and the pool then checks its other idle connections.
+    pool = ConnectionPool(settings_replace(tagged, health_check_interval=3600))
+    try:
+        with pool.connection() as a, pool.connection() as b:
+            pass
+        _restart(server)
+        with pytest.raises(ServerUnavailableError), pool.connection() as conn:
+            _scalar(conn, "SELECT 1")
+        with pool.connection() as conn:
+            assert conn is not a and conn is not b
+            assert _scalar(conn, "SELECT 1") == 1
+    finally:
+        pool.close()
+
+
+# -- close ------------------------------------------------------------------------------
+
+
+def test_close_releases_everything(tagged: Settings, sql: Any) -> None:
+    pool = ConnectionPool(settings_replace(tagged, max_connections=3))
+    with pool.connection(), pool.connection():
+        pass
+    with pool.connection() as in_use:
+        assert _server_connections(sql, tagged) == 2
+        pool.close()
+        assert pool.open_connections == 1  # the one in use closes when it comes back
+        assert _scalar(in_use, "SELECT 1") == 1
+    assert pool.open_connections == 0
+    assert _server_connections(sql, tagged) == 0
+    with pytest.raises(ServerError, match="closed"), pool.connection():
+        pass
