@@ -106,7 +106,7 @@ class PostgreSQLIntegration:
     def save(self, table: str, data: Any, *, on_conflict: OnConflict = "update",
              on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
              strict: bool = False, chunk_rows: int | None = None,
-             progress: Callable[[int, int], None] | None = None) -> WriteResult:
+             progress: Callable[[int, int | None], None] | None = None) -> WriteResult:
         """Validate ``data`` against ``table`` and upsert it in one transaction.
 
         See :func:`regime_io.writing.save` for the options.

@@ -37,7 +37,7 @@ _BASE_PRICE = {"NIFTY": 21500.0, "BANKNIFTY": 47000.0, "FINNIFTY": 21000.0, "REL
 
 def session_minutes(days: int, *, start: dt.date = dt.date(2024, 1, 1)) -> np.ndarray:
     """Timestamps (datetime64[us]) of every 1-minute bar of ``days`` weekdays from ``start``."""
-    out = []
+    out: list[dt.date] = []
     day = start
     while len(out) < days:
         if day.weekday() < 5:

@@ -228,7 +228,7 @@ def _convert(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
 
 def _polars_type(col: Column) -> pl.DataType:
     if col.kind == "decimal":
-        return pl.Decimal(col.precision, col.scale)
+        return pl.Decimal(col.precision, col.scale or 0)
     return {"text": pl.String(), "json": pl.String(), "timestamp": pl.Datetime("us"), "date": pl.Date(),
             "bigint": pl.Int64()}[col.kind]
 
@@ -325,7 +325,7 @@ def _to_timestamp(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Ser
         s = s.cast(pl.Datetime("us"))
     elif not isinstance(s.dtype, pl.Datetime):
         raise _wrong_type(spec, col, s, "datetimes (or ISO 8601 strings)")
-    zone = s.dtype.time_zone  # type: ignore[union-attr]
+    zone = s.dtype.time_zone  # type: ignore[attr-defined]
     if zone is not None:
         s = s.dt.convert_time_zone(tz).dt.replace_time_zone(None)
     return s.cast(pl.Datetime("us")).alias(col.name)
@@ -341,19 +341,16 @@ def _parse_datetime_strings(spec: TableSpec, col: Column, s: pl.Series, tz: str)
         assert row is not None
         raise _fail(spec, col.name, row, s[row],
                     "mixes timestamps with and without a UTC offset; make them all naive or all zoned")
+    zone = "UTC" if n_offset else None
+    source = stripped.str.replace(r"(?i)Z$", "+00:00") if n_offset else stripped
+    parsed: pl.Series | None
     try:
-        if n_offset:
-            parsed = stripped.str.replace(r"(?i)Z$", "+00:00").str.to_datetime(
-                time_unit="us", time_zone="UTC", strict=False)
-        else:
-            parsed = stripped.str.to_datetime(time_unit="us", strict=False)
-    except Exception:  # polars could not infer one format for the column
-        parsed = pl.Series(col.name, [_parse_one(v) for v in stripped], dtype=pl.Datetime("us", "UTC" if n_offset else None))
-    bad = parsed.is_null() & present
-    if bad.any():
-        # Formats polars' inference rejects (mixed precisions) may still be valid ISO 8601.
-        fallback = [_parse_one(v) for v in stripped]
-        parsed = pl.Series(col.name, fallback, dtype=pl.Datetime("us", "UTC" if n_offset else None))
+        parsed = source.str.to_datetime(time_unit="us", time_zone=zone, strict=False)
+    except Exception:  # polars could not infer one format for the whole column
+        parsed = None
+    if parsed is None or (parsed.is_null() & present).any():
+        # Mixed precisions and other valid ISO 8601 forms polars' inference rejects.
+        parsed = pl.Series(col.name, [_parse_one(v) for v in stripped], dtype=pl.Datetime("us", zone))
         bad = parsed.is_null() & present
         if bad.any():
             row = _first(bad)

@@ -44,7 +44,6 @@ from .validation import ExtraColumns, OnDuplicate, validate
 
 if TYPE_CHECKING:
     from .database import Database
-    from .pool import Connection
 
 __all__ = ["OnConflict", "WriteResult", "save", "save_rolling_market_regime"]
 
@@ -305,7 +304,8 @@ def _needs_staging(cur: Any, db: Database, spec: TableSpec, batch: pa.Table,
         return False  # COPY straight in; a collision is the error the caller asked for
     if span is None:
         return True
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     for name in spec.primary_key:
         col = spec.column(name)
         if col.kind == "text":
@@ -401,7 +401,8 @@ def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict) -> str:
 def _trim(cur: Any, db: Database, spec: TableSpec, trim: list[dict[str, str]]) -> int:
     target = qualified_table(spec, db.settings)
     cur.execute(
-        f"WITH gone AS (DELETE FROM {target} AS t USING jsonb_to_recordset($1::jsonb) AS c(symbol text, cutoff timestamp) "
+        f"WITH gone AS (DELETE FROM {target} AS t "
+        "USING jsonb_to_recordset($1::jsonb) AS c(symbol text, cutoff timestamp) "
         f"WHERE t.symbol = c.symbol AND t.{quote_ident(spec.time_column or 'timestamp')} < c.cutoff RETURNING 1) "
         "SELECT count(*) FROM gone",
         parameters=(json.dumps(trim),),
