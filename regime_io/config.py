@@ -518,9 +518,10 @@ def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping
         kw["schema"] = col.identifier(lab("schema"), db["schema"])
     prefix = "mr_"
     if "table_prefix" in db:
-        prefix = str(db["table_prefix"]).strip().lower()
-        if not _PREFIX_CHARS.match(prefix):
-            col.add(f"{lab('table_prefix')}: {prefix!r} may hold only letters, digits and _")
+        # Empty (no prefix) or a plain name: the prefix starts every table name.
+        raw_prefix = str(db["table_prefix"]).strip()
+        checked = col.identifier(lab("table_prefix"), raw_prefix) if raw_prefix else ""
+        prefix = checked if checked is not None else ""
         kw["table_prefix"] = prefix
     if "storage_timezone" in db:
         tz = str(db["storage_timezone"]).strip()
@@ -554,7 +555,7 @@ def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping
     kw["table_names"] = names
     full_names = {table: prefix + name for table, name in names.items()}
     for table, full in full_names.items():
-        if full and full[0].isdigit():
+        if full[:1].isdigit():
             col.add(f"tables.{table}: {full!r} starts with a digit; use a table_prefix or another name")
         # Partition names append "_pYYYY_MM_DD" (12 characters); keep them under the 63 limit.
         if len(full) > 50:
