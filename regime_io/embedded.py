@@ -39,7 +39,7 @@ class EmbeddedServer:
     """Where a running embedded server can be reached."""
 
     pgdata: Path
-    socket_dir: str
+    socket_dir: str  # a Unix-socket directory (on Windows: the TCP host, 127.0.0.1)
     port: int
     pid: int | None
     user: str = "postgres"
@@ -111,10 +111,11 @@ def _running_info(pgdata: Path) -> EmbeddedServer | None:
         info: Any = PostmasterInfo.read_from_pgdata(pgdata)
     except (AssertionError, ValueError, OSError):
         return None  # half-written while the server starts or stops
-    if info is None or not info.is_running() or info.status != "ready" or info.socket_dir is None:
+    if info is None or not info.is_running() or info.status != "ready":
         return None
-    return EmbeddedServer(pgdata=pgdata, socket_dir=str(info.socket_dir), port=int(info.port or 5432),
-                          pid=info.pid)
+    # Unix: a socket directory. Windows has no sockets there: the wheel listens on 127.0.0.1.
+    where = str(info.socket_dir) if info.socket_dir is not None else (info.hostname or "127.0.0.1")
+    return EmbeddedServer(pgdata=pgdata, socket_dir=where, port=int(info.port or 5432), pid=info.pid)
 
 
 def status(directory: str | os.PathLike[str] | None = None) -> EmbeddedServer | None:
