@@ -1,0 +1,321 @@
+"""Reader internals: argument parsing, SQL values and the two query engines.
+
+Two engines serve the readers (see ``docs/reading.md``):
+
+* **connectorx** pulls ranges: it decodes PostgreSQL's binary protocol straight into
+  Arrow, but opens a new connection per call and cannot bind parameters, so values are
+  rendered into the SQL text by :func:`sql_value` (the only place that does this).
+* **ADBC**, through the pool's warm connection, serves point lookups and small
+  aggregates with bound parameters (``$1, $2``): a fresh connectorx connection would
+  cost more than the query.
+
+Queries are written once with ``$n`` placeholders (:class:`Query`); the ADBC engine
+binds the parameters, the connectorx engine inlines them as literals.
+
+Example:
+    >>> q = Query()
+    >>> f"symbol = {q.param('NIFTY')}"
+    'symbol = $1'
+    >>> q.inline("SELECT 1 WHERE symbol = $1")
+    "SELECT 1 WHERE symbol = E'NIFTY'"
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import pyarrow as pa
+
+from .errors import ReadError, RegimeIOError, ServerUnavailableError
+
+if TYPE_CHECKING:
+    from .database import Database
+
+log = logging.getLogger(__name__)
+
+DateLike = dt.datetime | dt.date | str
+
+# connectorx error texts that mean "no server", not "bad query".
+_CX_CONNECTION_ERRORS = ("error connecting", "timed out waiting for connection", "connection refused",
+                         "connection closed", "connection reset", "broken pipe", "terminating connection",
+                         "the database system is")
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+
+
+# ---------------------------------------------------------------------------------------
+# SQL values
+
+
+def sql_value(value: Any) -> str:
+    """Render one value as an SQL literal, for connectorx (which cannot bind parameters).
+
+    Strings use the escape-string syntax ``E'...'`` with backslashes and quotes doubled:
+    it means the same whatever ``standard_conforming_strings`` is set to, so no input can
+    end the literal early. NUL bytes (which PostgreSQL text cannot hold) are refused.
+
+    >>> sql_value("O'Neil\\\\")
+    "E'O''Neil\\\\\\\\'"
+    >>> sql_value(dt.datetime(2024, 1, 2, 9, 15))
+    "TIMESTAMP '2024-01-02 09:15:00.000000'"
+    >>> sql_value(["A", "B"])
+    "ARRAY[E'A', E'B']"
+    """
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ReadError(f"value {value!r} contains a NUL byte", value=value)
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            raise ReadError(f"internal: zoned timestamp {value!r} reached SQL rendering", value=value)
+        return f"TIMESTAMP '{value.isoformat(sep=' ', timespec='microseconds')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ReadError(f"value {value!r} is not a finite number", value=value)
+        value = Decimal(repr(value))
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ReadError(f"value {value!r} is not a finite number", value=value)
+        return format(value, "f")
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ReadError("internal: empty array reached SQL rendering")
+        return "ARRAY[" + ", ".join(sql_value(v) for v in value) + "]"
+    raise ReadError(f"cannot use a {type(value).__name__} ({value!r}) as an SQL value", value=value)
+
+
+class Query:
+    """Collects bound parameters while a query is written: ``q.param(v)`` returns ``$n``."""
+
+    def __init__(self) -> None:
+        self.params: list[Any] = []
+
+    def param(self, value: Any) -> str:
+        self.params.append(value)
+        return f"${len(self.params)}"
+
+    def inline(self, sql: str) -> str:
+        """The query with every ``$n`` replaced by its value as a literal (connectorx).
+
+        One pass over the template: text inside a substituted literal is never rescanned.
+        """
+        def repl(m: re.Match[str]) -> str:
+            return sql_value(self.params[int(m.group(1)) - 1])
+
+        return _PLACEHOLDER.sub(repl, sql)
+
+
+# ---------------------------------------------------------------------------------------
+# Arguments
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """``start <= t`` and ``t <= end`` (or ``t < end`` when ``end_exclusive``)."""
+
+    start: dt.datetime
+    end: dt.datetime
+    end_exclusive: bool
+
+    def conditions(self, q: Query, column: str) -> list[str]:
+        op = "<" if self.end_exclusive else "<="
+        return [f"{column} >= {q.param(self.start)}", f"{column} {op} {q.param(self.end)}"]
+
+    @property
+    def last(self) -> dt.datetime:
+        """The latest timestamp the range holds (for look-back windows)."""
+        return self.end - dt.timedelta(microseconds=1) if self.end_exclusive else self.end
+
+
+def parse_time(value: Any, *, name: str, timezone: str) -> tuple[dt.datetime, bool]:
+    """A datetime, date or ISO string as a naive timestamp in the storage zone.
+
+    Returns ``(timestamp, was_a_date)``; a date (or a date-only string) is midnight.
+    Zoned datetimes are converted to ``timezone`` (the storage zone) first.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                return dt.datetime.combine(dt.date.fromisoformat(text), dt.time()), True
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ReadError(f"{name}: {value!r} is not an ISO date or timestamp "
+                            "(e.g. '2024-01-31' or '2024-01-31 15:30')", value=value) from None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+        # pandas.Timestamp is a datetime subclass: keep plain datetimes only.
+        return dt.datetime(value.year, value.month, value.day, value.hour, value.minute,
+                           value.second, value.microsecond), False
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time()), True
+    raise ReadError(f"{name}: expected a datetime, date or ISO string, got {type(value).__name__} ({value!r})",
+                    value=value)
+
+
+def parse_range(start: Any, end: Any, *, timezone: str, start_name: str = "start",
+                end_name: str = "end") -> TimeRange:
+    """``[start, end]`` inclusive; a date as ``end`` includes that whole day."""
+    lo, _ = parse_time(start, name=start_name, timezone=timezone)
+    hi, end_is_date = parse_time(end, name=end_name, timezone=timezone)
+    if end_is_date:
+        hi = hi + dt.timedelta(days=1)
+        if lo >= hi:
+            raise ReadError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
+    elif lo > hi:
+        raise ReadError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
+    return TimeRange(lo, hi, end_exclusive=end_is_date)
+
+
+def parse_date(value: Any, *, name: str) -> dt.date:
+    """A date, a midnight datetime or an ISO date string."""
+    if isinstance(value, dt.datetime):
+        if value.time() != dt.time():
+            raise ReadError(f"{name}: {value!r} has a time of day; pass a date", value=value)
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip()[:10]) if len(value.strip()) == 10 else \
+                parse_date(dt.datetime.fromisoformat(value.strip()), name=name)
+        except ValueError:
+            raise ReadError(f"{name}: {value!r} is not an ISO date (e.g. '2024-01-25')", value=value) from None
+    raise ReadError(f"{name}: expected a date or ISO string, got {type(value).__name__} ({value!r})", value=value)
+
+
+def text_arg(value: Any, *, name: str, allow_none: bool = True) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ReadError(f"{name}: expected a non-empty string, got {value!r}", value=value)
+    if "\x00" in value:
+        raise ReadError(f"{name}: {value!r} contains a NUL byte", value=value)
+    return value
+
+
+def symbol_list(value: Any, *, name: str = "symbol") -> list[str]:
+    """One symbol or a sequence of them, deduplicated, order kept."""
+    if isinstance(value, str):
+        return [text_arg(value, name=name, allow_none=False)]  # type: ignore[list-item]
+    if isinstance(value, Sequence) or (hasattr(value, "__iter__") and not isinstance(value, (bytes, dict))):
+        out: list[str] = []
+        for item in value:
+            s = text_arg(item, name=name, allow_none=False)
+            assert s is not None
+            if s not in out:
+                out.append(s)
+        return out
+    raise ReadError(f"{name}: expected a symbol or a list of symbols, got {type(value).__name__} ({value!r})",
+                    value=value)
+
+
+_DURATION = re.compile(r"(\d+)(us|ms|s|min|m|h|d|w)")
+_UNITS = {"us": dt.timedelta(microseconds=1), "ms": dt.timedelta(milliseconds=1), "s": dt.timedelta(seconds=1),
+          "m": dt.timedelta(minutes=1), "min": dt.timedelta(minutes=1), "h": dt.timedelta(hours=1),
+          "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
+
+
+def parse_duration(value: Any, *, name: str) -> dt.timedelta:
+    """``"5m"``, ``"1h30m"``, ``"2d"`` (Polars spelling; ``"5min"`` also works) or a timedelta."""
+    if isinstance(value, dt.timedelta):
+        delta = value
+    elif isinstance(value, str) and value and _DURATION.sub("", value.strip()) == "":
+        delta = sum((int(n) * _UNITS[u] for n, u in _DURATION.findall(value.strip())), dt.timedelta())
+    else:
+        raise ReadError(f"{name}: {value!r} is not a duration; use e.g. '30s', '5m', '1h', '1d' or a timedelta",
+                        value=value)
+    if delta <= dt.timedelta(0):
+        raise ReadError(f"{name}: {value!r} must be positive", value=value)
+    return delta
+
+
+# ---------------------------------------------------------------------------------------
+# Engines
+
+
+def _first_line(err: BaseException) -> str:
+    return " ".join(str(err).strip().splitlines()[:2])
+
+
+def wrap_error(db: Database, err: BaseException, *, what: str, table: str | None = None) -> RegimeIOError:
+    """A driver error as ReadError (or ServerUnavailableError), scrubbed of credentials."""
+    if isinstance(err, RegimeIOError):
+        return err
+    text = db.redact(_first_line(err))
+    lowered = text.lower()
+    if any(p in lowered for p in _CX_CONNECTION_ERRORS):
+        return ServerUnavailableError(f"{what}: cannot reach the server ({db.settings.describe()}): {text}",
+                                      table=table)
+    hint = ""
+    if "does not exist" in lowered and ("relation" in lowered or "schema" in lowered):
+        hint = " (has initialize_database() been run for this schema?)"
+    return ReadError(f"{what} failed: {text}{hint}", table=table)
+
+
+def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
+    """Run a range query with connectorx; return an Arrow table."""
+    import connectorx as cx
+
+    text = q.inline(sql)
+    log.debug("connectorx: %s", text)
+    try:
+        return cx.read_sql(db.read_url(), text, return_type="arrow")
+    except Exception as err:
+        raise wrap_error(db, err, what=what, table=table) from err
+
+
+def stream_cx(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
+              table: str | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a query with connectorx (``arrow_stream``): batches of ``batch_rows`` rows."""
+    import connectorx as cx
+
+    text = q.inline(sql)
+    log.debug("connectorx stream (%d rows/batch): %s", batch_rows, text)
+    try:
+        reader = cx.read_sql(db.read_url(), text, return_type="arrow_stream", batch_size=batch_rows)
+    except Exception as err:
+        raise wrap_error(db, err, what=what, table=table) from err
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except Exception as err:
+            raise wrap_error(db, err, what=what, table=table) from err
+        yield batch
+
+
+def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
+    """Run a point query on the pool's warm connection with bound parameters."""
+    import adbc_driver_manager
+
+    log.debug("adbc: %s %r", sql, q.params)
+    try:
+        with db.read_connection() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(sql, parameters=tuple(q.params) if q.params else None)
+                return cur.fetch_arrow_table()
+            finally:
+                cur.close()
+    except adbc_driver_manager.Error as err:
+        raise wrap_error(db, err, what=what, table=table) from err
