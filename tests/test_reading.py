@@ -14,11 +14,10 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pytest
+from _reading_data import REGIMES, bars, insert, options, regimes, regimes_1min
 from polars.testing import assert_frame_equal
 
-from _reading_data import REGIMES, bars, insert, options, regimes, regimes_1min
-from regime_io import PostgreSQLIntegration, ReadError
-from regime_io import reading
+from regime_io import PostgreSQLIntegration, ReadError, reading
 from regime_io._readsql import Query, sql_value
 from regime_io.config import settings_replace
 from regime_io.tables import TABLES
@@ -158,8 +157,8 @@ def test_options_filters(pg: PostgreSQLIntegration, sql: Any) -> None:
     assert_frame_equal(got, expected(want, "options_data"))
     got = pg.get_options_data("NIFTY", T0, "2024-01-02", expiry="2024-01-25", strikes=[21550.5, 21600],
                               option_type="PE", exact=True)
-    want = frame.filter((pl.col("expiry_date") == dt.date(2024, 1, 25)) & pl.col("strike_price").is_in([21550.5, 21600.0])
-                        & (pl.col("option_type") == "PE")).sort(order)
+    want = frame.filter((pl.col("expiry_date") == dt.date(2024, 1, 25)) & (pl.col("option_type") == "PE")
+                        & pl.col("strike_price").is_in([21550.5, 21600.0])).sort(order)
     assert got.height == 10
     assert_frame_equal(got, expected(want, "options_data", exact=True))
     got = pg.get_options_data("NIFTY", T0, "2024-01-02", expiry=expiries, option_type=["CE", "PE"],
