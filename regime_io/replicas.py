@@ -1,36 +1,281 @@
 """Read replicas: readers use one when configured, writers always use the primary.
 
-With no ``read_replicas`` configured every read goes to the primary. The replica
-support (round-robin or first healthy, fallback to the primary with a warning,
-read-your-writes) is built in issue 8.
+Configure streaming replicas (``[CONNECTION] read_replicas``, URLs separated by commas)
+and readers (connectorx range reads through :meth:`Database.read_url`, point reads
+through :meth:`Database.read_connection`) go to them; writers, DDL and maintenance
+always use the primary (:meth:`Database.connection`).
+
+* **Choice:** round-robin over the healthy replicas: every read starts at the next
+  replica, so several replicas share the read load.
+* **Health:** each read checks its replica with one short query on a pooled connection.
+  A replica that cannot be reached is skipped for :data:`RECHECK_AFTER` seconds, then
+  probed again quietly; while every replica is down, reads go to the primary. The
+  warning is logged once per outage, and an info line when the replica is back.
+* **Read-your-writes** (``read_your_writes = true``): before reading from a replica the
+  reader asks the primary for its current WAL position (``pg_current_wal_lsn()``) and
+  waits until the replica has replayed it (``pg_last_wal_replay_lsn()``), at most
+  :data:`READ_YOUR_WRITES_TIMEOUT` seconds; then everything committed before the read
+  began (by this process or any other) is visible. A replica that lags longer is skipped
+  and, if none catches up, the read goes to the primary.
+
+A replica URL may leave out the user, password and database: they are the primary's
+(physical replicas share the primary's roles). Replica pools never retry a failed
+connect: the primary is the fallback.
+
+Example:
+    >>> settings = load_settings(config={"connection": {                 # doctest: +SKIP
+    ...     "read_replicas": "postgresql://replica1:5432,postgresql://replica2:5432"}})
+    >>> db = Database(settings)                                          # doctest: +SKIP
+    >>> cx.read_sql(db.read_url(), "SELECT ...")                         # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from .pool import Connection
+import adbc_driver_manager
+import adbc_driver_postgresql.dbapi as adbc
+
+from .config import LIBPQ_OPTIONS, Secret, Settings, _Collector, _parse_dsn, settings_replace
+from .errors import ConfigError, PoolTimeoutError, ServerError
+from .pool import Connection, ConnectionPool
 
 if TYPE_CHECKING:
     from .database import Database
 
+__all__ = ["READ_YOUR_WRITES_TIMEOUT", "RECHECK_AFTER", "ReplicaSet", "close", "read_connection", "read_url"]
+
 log = logging.getLogger(__name__)
+
+# Seconds a read-your-writes read waits for a replica to replay the primary's position.
+READ_YOUR_WRITES_TIMEOUT = 2.0
+# Seconds an unreachable replica is skipped before it is probed again.
+RECHECK_AFTER = 5.0
+_POLL_INTERVAL = 0.005
+
+_create_lock = threading.Lock()
+
+
+def replica_settings(primary: Settings, dsn: str) -> Settings:
+    """The settings of one replica: its DSN over the (resolved) primary's settings.
+
+    >>> from regime_io.config import Settings
+    >>> s = replica_settings(Settings(host="db1", user="quant"), "postgresql://db2:5433")
+    >>> s.host, s.port, s.user, s.retry_attempts
+    ('db2', 5433, 'quant', 0)
+    """
+    col = _Collector()
+    parsed = _parse_dsn(dsn, col)
+    if col.problems:
+        raise ConfigError([p.replace("dsn:", "read_replicas:", 1) for p in col.problems])
+    changes: dict[str, Any] = {"retry_attempts": 0}
+    for key in ("host", "user", "database"):
+        if key in parsed:
+            changes[key] = str(parsed[key])
+    if "port" in parsed:
+        changes["port"] = int(parsed["port"])
+    if "password" in parsed:
+        changes["password"] = Secret(str(parsed["password"]))
+    if "connect_timeout" in parsed:
+        changes["connection_timeout"] = float(parsed["connect_timeout"])
+    options = {k: str(v) for k, v in parsed.items() if k in LIBPQ_OPTIONS}
+    if options:
+        changes["libpq_options"] = {**primary.libpq_options, **options}
+    return settings_replace(primary, **changes)
+
+
+@dataclass
+class _Replica:
+    name: str
+    settings: Settings
+    pool: ConnectionPool
+    down_since: float | None = None  # monotonic time of the first failure of this outage
+    retry_at: float = 0.0
+    lagging: bool = False
+
+
+class ReplicaSet:
+    """The configured replicas of one :class:`Database`, their pools and health."""
+
+    def __init__(self, primary: Settings) -> None:
+        self.replicas = []
+        for i, dsn in enumerate(primary.read_replicas, start=1):
+            settings = replica_settings(primary, dsn.get())
+            name = f"replica {i}"
+            self.replicas.append(_Replica(name, settings, ConnectionPool(settings, name=name)))
+        self._counter = itertools.count()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        states = ", ".join(f"{r.name} ({r.settings.describe()}): {'down' if r.down_since else 'up'}"
+                           for r in self.replicas)
+        return f"<ReplicaSet {states}>"
+
+    def rotation(self) -> list[_Replica]:
+        """The replicas to try for the next read, round-robin, skipping recent failures."""
+        with self._lock:
+            start = next(self._counter) % len(self.replicas)
+        ordered = self.replicas[start:] + self.replicas[:start]
+        now = time.monotonic()
+        return [r for r in ordered if r.down_since is None or now >= r.retry_at]
+
+    def mark_down(self, replica: _Replica, err: BaseException) -> None:
+        with self._lock:
+            first = replica.down_since is None
+            if first:
+                replica.down_since = time.monotonic()
+            replica.retry_at = time.monotonic() + RECHECK_AFTER
+        if first:
+            log.warning("%s (%s) is unreachable, reading from the primary until it is back: %s",
+                        replica.name, replica.settings.describe(), replica.settings.redact(str(err)))
+        else:
+            log.debug("%s is still unreachable: %s", replica.name, replica.settings.redact(str(err)))
+
+    def mark_up(self, replica: _Replica) -> None:
+        with self._lock:
+            since, replica.down_since = replica.down_since, None
+        if since is not None:
+            log.info("%s (%s) is back after %.1fs; reads use it again", replica.name,
+                     replica.settings.describe(), time.monotonic() - since)
+
+    def close(self) -> None:
+        for replica in self.replicas:
+            replica.pool.close()
+
+
+def _replica_set(db: Database) -> ReplicaSet:
+    replicas = getattr(db, "replicas", None)
+    if replicas is None:
+        with _create_lock:
+            replicas = getattr(db, "replicas", None)
+            if replicas is None:
+                replicas = ReplicaSet(db.resolved)
+                db.replicas = replicas  # type: ignore[assignment]
+    return replicas  # type: ignore[no-any-return]
+
+
+def _reachable(replica: _Replica) -> bool:
+    """Open and close one connection outside the pool: a quiet probe of a replica that was
+    down (the pool would log a warning for every failed attempt)."""
+    try:
+        conn = adbc.connect(replica.settings.url(redact=False))
+    except adbc_driver_manager.Error as err:
+        log.debug("%s still unreachable: %s", replica.name, replica.settings.redact(str(err)))
+        return False
+    conn.close()
+    return True
+
+
+def _primary_lsn(db: Database) -> str:
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute("SELECT pg_current_wal_lsn()::text")
+            row = cur.fetchone()
+        finally:
+            cur.close()
+    assert row is not None
+    return str(row[0])
+
+
+def _caught_up(conn: Connection, lsn: str | None) -> bool:
+    """True when the replica answers and (with ``lsn``) has replayed up to ``lsn``."""
+    cur = conn.cursor()
+    try:
+        if lsn is None:
+            cur.execute("SELECT true")
+            cur.fetchone()
+            return True
+        deadline = time.monotonic() + READ_YOUR_WRITES_TIMEOUT
+        while True:
+            # NULL when the server is not in recovery (not a replica): never "caught up".
+            cur.execute("SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)", parameters=(lsn,))
+            row = cur.fetchone()
+            # End the transaction before waiting: an open one can hold a snapshot, and a
+            # standby snapshot holds back the very replay being waited for (recovery
+            # conflict; replay waits max_standby_streaming_delay, 30s by default).
+            conn.rollback()
+            if row and row[0]:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(_POLL_INTERVAL)
+    finally:
+        cur.close()
+
+
+def _choose(db: Database) -> _Replica | None:
+    """The replica the next read uses, or None for the primary."""
+    settings = db.settings
+    if not settings.read_replicas:
+        return None
+    replicas = _replica_set(db)
+    lsn = _primary_lsn(db) if settings.read_your_writes else None
+    for replica in replicas.rotation():
+        if replica.down_since is not None and not _reachable(replica):
+            replicas.mark_down(replica, ServerError("connection refused"))
+            continue
+        try:
+            with replica.pool.connection() as conn:
+                ok = _caught_up(conn, lsn)
+        except PoolTimeoutError:
+            # Busy, not down: every connection to it is in use. Try the next one.
+            log.debug("%s: no free connection, trying the next replica", replica.name)
+            continue
+        except ServerError as err:
+            replicas.mark_down(replica, err)
+            continue
+        replicas.mark_up(replica)
+        if ok:
+            if replica.lagging:
+                replica.lagging = False
+                log.info("%s has caught up; read-your-writes reads use it again", replica.name)
+            return replica
+        if not replica.lagging:
+            replica.lagging = True
+            log.warning("%s did not replay the primary's position %s within %gs; reading from the primary "
+                        "(read_your_writes)", replica.name, lsn, READ_YOUR_WRITES_TIMEOUT)
+    return None
 
 
 def read_url(db: Database) -> str:
-    """The URL connectorx should read from (the primary for now)."""
-    return db.resolved.url(redact=False)
+    """The URL connectorx should read from: a healthy replica when configured, else the primary.
+
+    Example:
+        >>> cx.read_sql(read_url(db), "SELECT 1", return_type="arrow")   # doctest: +SKIP
+    """
+    replica = _choose(db)
+    if replica is None:
+        return db.resolved.url(redact=False)
+    return replica.settings.url(redact=False)
 
 
 @contextmanager
 def read_connection(db: Database) -> Iterator[Connection]:
-    """A pooled connection for point reads."""
-    with db.pool.connection() as conn:
+    """A pooled connection for point reads: a healthy replica's when configured, else the
+    primary's. The block runs in a transaction that is committed (a no-op) at the end.
+
+    Example:
+        >>> with read_connection(db) as conn:                             # doctest: +SKIP
+        ...     conn.cursor().execute("SELECT 1")
+    """
+    replica = _choose(db)
+    pool = db.pool if replica is None else replica.pool
+    with pool.connection() as conn:
         yield conn
 
 
 def close(db: Database) -> None:
-    """Release replica pools (none yet)."""
+    """Close the replica pools (the replicas themselves keep running)."""
+    with _create_lock:
+        replicas = getattr(db, "replicas", None)
+        db.replicas = None
+    if replicas is not None:
+        replicas.close()
