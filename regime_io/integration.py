@@ -232,14 +232,18 @@ class PostgreSQLIntegration:
     def get_market_regime_distribution(self, symbol: str, start_date: DateLike, end_date: DateLike, *,
                                        table: Literal["1min", "regimes"] = "1min",
                                        timeframe: str | None = None,
+                                       max_gap: str | dt.timedelta | None = None,
                                        return_type: ReturnType = "polars") -> Any:
-        """Per regime: rows, share of rows and time-weighted share, computed in SQL."""
+        """Per regime: rows, share of rows and time-weighted share, computed in SQL.
+
+        Gaps longer than ``max_gap`` (default 10x the median gap) count as breaks."""
         from . import reading
 
         if not self.enabled:
             return reading.empty_distribution(return_type=return_type)
         return reading.get_market_regime_distribution(self.db, symbol, start_date, end_date, table=table,
-                                                      timeframe=timeframe, return_type=return_type)
+                                                      timeframe=timeframe, max_gap=max_gap,
+                                                      return_type=return_type)
 
     def get_regime_transitions(self, symbol: str, start_date: DateLike, end_date: DateLike, *,
                                table: Literal["1min", "regimes"] = "1min", timeframe: str | None = None,
