@@ -1,0 +1,167 @@
+"""Citus readiness without Citus: the invariants distribution needs, checked on the
+generated DDL and on a real server's catalog, the reviewable plan, and citus = true on a
+plain server (a warning, tables stay local)."""
+
+from __future__ import annotations
+
+import doctest
+import logging
+import re
+from typing import Any
+
+import pytest
+
+from regime_io import PostgreSQLIntegration, scaling
+from regime_io.config import Settings, load_settings, settings_replace
+from regime_io.scaling import DISTRIBUTION_COLUMN, citus_plan
+from regime_io.schema import create_table_sql, schema_sql
+from regime_io.tables import TABLES, TableSpec
+
+
+def _columns(text: str) -> list[str]:
+    return [c.strip().strip('"') for c in text.split(",")]
+
+
+@pytest.mark.parametrize("key", list(TABLES))
+def test_generated_ddl_is_distributable_by_symbol(key: str) -> None:
+    spec: TableSpec = TABLES[key]
+    ddl = "\n".join(create_table_sql(spec, Settings()))
+    primary = re.search(r"PRIMARY KEY \(([^)]*)\)", ddl)
+    assert primary is not None
+    assert DISTRIBUTION_COLUMN in _columns(primary[1])
+    # Unique constraints other than the primary key would need the column too; there are none.
+    for unique in re.findall(r"UNIQUE[^(]*\(([^)]*)\)", ddl):
+        assert DISTRIBUTION_COLUMN in _columns(unique)
+    assert "REFERENCES" not in ddl.upper() and "FOREIGN KEY" not in ddl.upper()
+    partition = re.search(r"PARTITION BY RANGE \(([^)]*)\)", ddl)
+    if spec.partitioned:
+        assert partition is not None and _columns(partition[1]) == ["timestamp"]
+        assert "timestamp" in _columns(primary[1])  # PostgreSQL needs the partition key in the PK
+    else:
+        assert partition is None
+
+
+def test_whole_schema_has_no_cross_shard_constraints() -> None:
+    statements = schema_sql(Settings())
+    for statement in statements:
+        assert re.match(r"CREATE (SCHEMA|TABLE|INDEX) IF NOT EXISTS", statement), statement
+        assert "REFERENCES" not in statement.upper()
+        assert "EXCLUDE" not in statement.upper()
+
+
+def _catalog(sql: Any, schema: str, query: str) -> list[tuple[Any, ...]]:
+    return sql(query, (schema,))  # type: ignore[no-any-return]
+
+
+def test_real_catalog_is_distributable_by_symbol(pg: PostgreSQLIntegration, sql: Any) -> None:
+    import datetime as dt
+
+    schema = pg.settings.schema
+    for spec in TABLES.values():  # partitions too: their indexes are checked below
+        pg.db.partitions.ensure(pg.db.pool, pg.settings, spec, dt.datetime(2024, 1, 5), dt.datetime(2024, 2, 5))
+    version_table = f"{pg.settings.table_prefix}schema_version"
+    uniques = _catalog(sql, schema, """
+        SELECT c.relname, i.indexrelid::regclass::text, array_agg(a.attname::text ORDER BY k.ord)
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord) ON true
+        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+        WHERE n.nspname = %s AND i.indisunique GROUP BY 1, 2""")
+    tables = {r[0] for r in uniques}
+    assert len(tables) == len(TABLES) + 1 + 2 * 4  # parents, schema_version, two partitions per series
+    for table, index, columns in uniques:
+        if table == version_table:
+            continue  # a reference table: replicated whole, no distribution column needed
+        assert DISTRIBUTION_COLUMN in columns, (table, index, columns)
+    foreign = _catalog(sql, schema, """
+        SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+        WHERE n.nspname = %s AND c.contype IN ('f', 'x')""")
+    assert foreign == []
+    keys = dict(_catalog(sql, schema, """
+        SELECT c.relname, pg_get_partkeydef(c.oid) FROM pg_partitioned_table p
+        JOIN pg_class c ON c.oid = p.partrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s"""))
+    assert keys == {pg.settings.table_name(k): 'RANGE ("timestamp")' for k, s in TABLES.items() if s.partitioned}
+    # Co-location needs the same distribution column type in every table.
+    types = _catalog(sql, schema, """
+        SELECT DISTINCT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = %s AND a.attname = 'symbol' AND c.relkind IN ('r', 'p')""")
+    assert types == [("character varying(20)",)]
+
+
+def test_citus_plan_distributes_everything_colocated_with_market_data() -> None:
+    settings = load_settings(config={"database": {"schema": "quant", "table_prefix": "x_"},
+                                     "tables": {"1min_market_regimes": "regimes_1m"}}, env={})
+    plan = citus_plan(settings)
+    assert plan[0] == """SELECT create_reference_table('"quant"."x_schema_version"')"""
+    assert plan[1] == """SELECT create_distributed_table('"quant"."x_market_data"', 'symbol')"""
+    colocated = ", colocate_with => '\"quant\".\"x_market_data\"')"
+    names = {settings.table_name(k) for k in TABLES}
+    assert len(plan) == 1 + len(TABLES)
+    for statement in plan[2:]:
+        assert statement.startswith("SELECT create_distributed_table('\"quant\".\"x_")
+        assert statement.endswith(colocated)
+    distributed = {re.search(r"create_distributed_table\('\"quant\"\.\"([^\"]+)\"", s)[1] for s in plan[1:]}  # type: ignore[index]
+    assert distributed == names
+    assert "x_regimes_1m" in distributed
+    # Already distributed tables are left out.
+    assert citus_plan(settings, distributed=names | {"x_schema_version"}) == []
+    assert len(citus_plan(settings, distributed={"x_market_data"})) == len(TABLES)
+
+
+def test_citus_plan_runs_against_the_citus_function_signatures(pg: PostgreSQLIntegration, sql: Any) -> None:
+    # Citus cannot be installed here. These stubs have the signatures Citus declares
+    # (create_distributed_table(table_name regclass, distribution_column text,
+    # distribution_type ... DEFAULT 'hash', colocate_with text DEFAULT 'default',
+    # shard_count int DEFAULT NULL) and create_reference_table(table_name regclass)), so
+    # the plan's SQL is checked for syntax, named arguments and table names, not Citus.
+    stub = f"{pg.settings.schema}_citus_stub"
+    sql(f'CREATE SCHEMA "{stub}"')
+    try:
+        sql(f'CREATE TABLE "{stub}".calls (fn text, tbl regclass, col text, colocate text)')
+        sql(f"""CREATE FUNCTION "{stub}".create_distributed_table(table_name regclass, distribution_column text,
+                    distribution_type text DEFAULT 'hash', colocate_with text DEFAULT 'default',
+                    shard_count int DEFAULT NULL) RETURNS void LANGUAGE sql AS
+                $$ INSERT INTO "{stub}".calls VALUES ('distributed', table_name, distribution_column,
+                   colocate_with) $$""")
+        sql(f"""CREATE FUNCTION "{stub}".create_reference_table(table_name regclass) RETURNS void LANGUAGE sql AS
+                $$ INSERT INTO "{stub}".calls VALUES ('reference', table_name, NULL, NULL) $$""")
+        sql(f'SET search_path = "{stub}", pg_catalog')
+        for statement in citus_plan(pg.settings):
+            sql(statement)
+        sql("RESET search_path")
+        calls = sql(f'SELECT fn, tbl::text, col, colocate FROM "{stub}".calls')
+    finally:
+        sql("RESET search_path")
+        sql(f'DROP SCHEMA "{stub}" CASCADE')
+    schema = pg.settings.schema
+    anchor = f'"{schema}"."mr_market_data"'
+    assert calls[0] == ("reference", f"{schema}.mr_schema_version", None, None)
+    assert calls[1] == ("distributed", f"{schema}.mr_market_data", "symbol", "default")
+    assert sorted(c[1] for c in calls[2:]) == sorted(f"{schema}.{pg.settings.table_name(k)}" for k in TABLES
+                                                     if k != "market_data")
+    assert {(c[2], c[3]) for c in calls[2:]} == {("symbol", anchor)}
+
+
+def test_citus_true_on_a_plain_server_warns_and_stays_local(settings: Settings, sql: Any,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    pg = PostgreSQLIntegration(settings=settings_replace(settings, citus=True))
+    try:
+        with caplog.at_level(logging.WARNING, logger="regime_io.scaling"):
+            version = pg.initialize_database()
+            pg.initialize_database()  # idempotent, no error either
+    finally:
+        pg.close()
+    assert version >= 1
+    warnings = [r for r in caplog.records if r.name == "regime_io.scaling"]
+    assert len(warnings) == 2 and "citus extension is not installed" in warnings[0].getMessage()
+    assert sql("SELECT to_regclass('pg_catalog.pg_dist_partition')") == [(None,)]
+    kinds = dict(sql("SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                     "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')", (settings.schema,)))
+    assert kinds[settings.table_name("market_data")] == "p"
+    assert kinds[settings.table_name("optimization_results")] == "r"
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(scaling, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 2
