@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import zoneinfo
 from collections.abc import Iterable
 from typing import Any
 
@@ -175,6 +176,17 @@ def buckets(ts_min: dt.datetime | dt.date, ts_max: dt.datetime | dt.date,
     return out
 
 
+def upcoming_bucket(settings: Settings, last: dt.date) -> list[dt.date]:
+    """``[next partition]`` when a write reaches the current partition (by the clock, in
+    the storage zone), else ``[]``: live writers create next month's partition during this
+    month, so the first bars after the boundary find it and no writer takes the parent's
+    ACCESS EXCLUSIVE lock at the busiest moment. Backfills of past data create nothing extra.
+    """
+    today = dt.datetime.now(zoneinfo.ZoneInfo(settings.storage_timezone)).date()
+    current = bucket_start(today, settings.partition_interval)
+    return [next_bucket(current, settings.partition_interval)] if last == current else []
+
+
 class PartitionCache:
     """Remembers which partitions exist, so a warm write pays no catalog round trip.
 
@@ -203,6 +215,7 @@ class PartitionCache:
         interval = settings.partition_interval
         name = settings.table_name(spec.key)
         wanted = buckets(ts_min, ts_max, interval)
+        wanted += upcoming_bucket(settings, wanted[-1])
         with self._lock:
             missing = [b for b in wanted if (name, b) not in self._known]
         if not missing:

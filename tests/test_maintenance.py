@@ -341,3 +341,18 @@ def test_list_partitions(pg: PostgreSQLIntegration, sql: Any, history: dict[str,
     # Via the facade, every partitioned table (only market_data has partitions here).
     assert pg.list_partitions()["table"].unique().to_list() == ["market_data"]
     assert list_partitions(pg.db, "optimization_results").height == 0
+
+
+def test_a_live_write_also_creates_the_next_partition(pg: PostgreSQLIntegration, sql: Any) -> None:
+    now = _now(pg.settings)
+    current = bucket_start(now, "month")
+    spec = TABLES["market_regimes_1min"]
+    # A backfill of past months creates only what it covers...
+    past = dt.datetime.combine(_month(current, -3), dt.time(10))
+    assert pg.db.partitions.ensure(pg.db.pool, pg.settings, spec, past, past) == 1
+    # ...a write reaching the current month also creates next month's partition.
+    assert pg.db.partitions.ensure(pg.db.pool, pg.settings, spec, now, now) == 2
+    names = _partition_names(pg, sql, "market_regimes_1min")
+    assert f"mr_market_regimes_1min_p{next_bucket(current, 'month'):%Y_%m}" in names
+    assert len(names) == 3
+    assert pg.db.partitions.ensure(pg.db.pool, pg.settings, spec, now, now) == 0  # cached
