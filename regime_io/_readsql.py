@@ -194,11 +194,14 @@ def parse_date(value: Any, *, name: str) -> dt.date:
     if isinstance(value, dt.date):
         return value
     if isinstance(value, str):
+        text = value.strip()
         try:
-            return dt.date.fromisoformat(value.strip()[:10]) if len(value.strip()) == 10 else \
-                parse_date(dt.datetime.fromisoformat(value.strip()), name=name)
+            if len(text) == 10:
+                return dt.date.fromisoformat(text)
+            parsed = dt.datetime.fromisoformat(text)
         except ValueError:
             raise ReadError(f"{name}: {value!r} is not an ISO date (e.g. '2024-01-25')", value=value) from None
+        return parse_date(parsed, name=name)
     raise ReadError(f"{name}: expected a date or ISO string, got {type(value).__name__} ({value!r})", value=value)
 
 

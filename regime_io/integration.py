@@ -220,13 +220,13 @@ class PostgreSQLIntegration:
         return self.get_latest("market_regimes_1min", symbol, symbols=symbols, return_type=return_type)
 
     def get_latest(self, table: str, symbol: str | None = None, *, symbols: Sequence[str] | None = None,
-                   timeframe: str | None = None, return_type: ReturnType = "polars") -> Any:
+                   timeframe: str | None = None, exact: bool = False, return_type: ReturnType = "polars") -> Any:
         """Latest row per symbol of ``market_data``, ``market_regimes`` or ``market_regimes_1min``."""
         from . import reading
 
         if not self.enabled:
             return self._empty_if_disabled(table, return_type)
-        return reading.get_latest(self.db, table, symbol, symbols=symbols, timeframe=timeframe,
+        return reading.get_latest(self.db, table, symbol, symbols=symbols, timeframe=timeframe, exact=exact,
                                   return_type=return_type)
 
     def get_market_regime_distribution(self, symbol: str, start_date: DateLike, end_date: DateLike, *,
@@ -277,18 +277,25 @@ class PostgreSQLIntegration:
     def iter_market_data(self, symbol: str | Sequence[str], start: DateLike, end: DateLike, *,
                          timeframe: str | None = None, batch_rows: int = 250_000,
                          exact: bool = False) -> Iterator[pa.RecordBatch]:
-        """Stream bars as Arrow record batches with bounded memory."""
+        """Stream bars as Arrow record batches with bounded memory (none when disabled)."""
         from . import reading
 
+        if not self.enabled:
+            return iter(())
         return reading.iter_market_data(self.db, symbol, start, end, timeframe=timeframe,
                                         batch_rows=batch_rows, exact=exact)
 
     def iter_options_data(self, symbol: str, start: DateLike, end: DateLike, *,
+                          expiry: DateLike | Sequence[DateLike] | None = None,
+                          strikes: Sequence[float] | None = None, option_type: str | None = None,
                           batch_rows: int = 250_000, exact: bool = False) -> Iterator[pa.RecordBatch]:
-        """Stream option bars as Arrow record batches with bounded memory."""
+        """Stream option bars as Arrow record batches with bounded memory (none when disabled)."""
         from . import reading
 
-        return reading.iter_options_data(self.db, symbol, start, end, batch_rows=batch_rows, exact=exact)
+        if not self.enabled:
+            return iter(())
+        return reading.iter_options_data(self.db, symbol, start, end, expiry=expiry, strikes=strikes,
+                                         option_type=option_type, batch_rows=batch_rows, exact=exact)
 
     # -- maintenance --------------------------------------------------------------------
 

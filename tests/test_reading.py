@@ -318,3 +318,5 @@ def test_disabled_integration_returns_empty_frames_with_schema(settings: Any) ->
         reading.DISTRIBUTION_SCHEMA.names
     assert pg.get_regime_transitions("NIFTY", "2024-01-01", "2024-01-02").height == 0
     assert pg.get_latest_1min_market_regime("NIFTY").height == 0
+    assert list(pg.iter_market_data("NIFTY", "2024-01-01", "2024-01-02")) == []
+    assert list(pg.iter_options_data("NIFTY", "2024-01-01", "2024-01-02")) == []
