@@ -21,6 +21,7 @@ from .errors import (
     WriteError,
 )
 from .integration import PostgreSQLIntegration
+from .plots import plot_price_with_regimes, plot_regime_distribution, plot_transition_matrix  # matplotlib: lazy
 from .tables import TABLES, Column, TableSpec
 
 __version__ = "0.1.0"
@@ -44,4 +45,7 @@ __all__ = [
     "WriteError",
     "__version__",
     "load_settings",
+    "plot_price_with_regimes",
+    "plot_regime_distribution",
+    "plot_transition_matrix",
 ]

@@ -173,11 +173,25 @@ def _options(
 ) -> None:
     """Market history in PostgreSQL, back as columnar frames."""
     ctx.obj = _State(config=config, dsn=dsn, schema=schema)
-    if verbose:
-        from rich.logging import RichHandler
+    _setup_output(verbose)
 
-        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO, format="%(message)s",
-                            handlers=[RichHandler(console=err_console, show_path=False)], force=True)
+
+def _setup_output(verbose: int) -> None:
+    """Library log records (retries, warnings; more with -v) go to stderr through rich.
+    Output that is not a terminal (a pipe, a file, a test) gets wide lines instead of
+    80 columns, so tables are not squeezed."""
+    for c in (console, err_console):
+        if not c.is_terminal and "COLUMNS" not in os.environ:
+            c.width = 160
+    from rich.logging import RichHandler
+
+    package = logging.getLogger("regime_io")
+    package.handlers = [h for h in package.handlers if not getattr(h, "_regime_io_cli", False)]
+    handler = RichHandler(console=err_console, show_path=False, show_time=verbose > 0, markup=False,
+                          rich_tracebacks=False)
+    handler._regime_io_cli = True  # type: ignore[attr-defined]
+    package.addHandler(handler)
+    package.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,20 +227,33 @@ def _clean_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _cell(value: Any) -> str:
+def _text(value: Any, decimals: int | None = None) -> str:
+    """A value as plain text: thousands separators, fixed decimals per column, ISO times."""
     if value is None:
-        return "[dim]-[/dim]"
+        return "-"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        return f"{value:,.4f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:,.{decimals if decimals is not None else 4}f}"
     if isinstance(value, dt.datetime):
         return f"{value:%Y-%m-%d %H:%M:%S}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, dict):
-        return escape(" ".join(f"{k}={_cell(v)}" for k, v in value.items() if v is not None))
-    return escape(str(value))
+        return " ".join(f"{k}={_text(v)}" for k, v in value.items() if v is not None)
+    return str(value)
+
+
+def _decimals(values: Sequence[Any]) -> int:
+    """Decimals that show every float of a column exactly (at most 4)."""
+    needed = 0
+    for value in values:
+        if isinstance(value, float) and math.isfinite(value):
+            for places in range(needed, 5):
+                if abs(round(value, places) - value) < 1e-9:
+                    break
+            needed = max(needed, places)
+    return needed
 
 
 def _print_frame(frame: pl.DataFrame, *, title: str | None = None, columns: Sequence[str] | None = None,
@@ -235,19 +262,22 @@ def _print_frame(frame: pl.DataFrame, *, title: str | None = None, columns: Sequ
     if columns is not None:
         frame = frame.select([c for c in columns if c in frame.columns])
     table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    shown = frame.head(max_rows)
     for name, dtype in frame.schema.items():
         numeric = dtype.is_numeric()
         nested = dtype.is_nested() or name == "parameters"
         table.add_column(name, justify="right" if numeric else "left", no_wrap=not nested,
                          overflow="fold" if nested else "ellipsis", min_width=min(len(name), 12))
-    shown = frame.head(max_rows)
+    places = {name: _decimals(shown[name].to_list()) for name, dtype in frame.schema.items() if dtype.is_float()}
     for row in shown.iter_rows():
         cells = []
         for name, value in zip(frame.columns, row, strict=True):
             if name in percent and isinstance(value, float):
                 cells.append(f"{100 * value:.1f}%")
+            elif value is None:
+                cells.append("[dim]-[/dim]")
             else:
-                cells.append(_cell(value))
+                cells.append(escape(_text(value, places.get(name))))
         table.add_row(*cells)
     console.print(table)
     if frame.height > max_rows:

@@ -311,7 +311,7 @@ def plot_regime_distribution(distribution: Any, *, path: str | os.PathLike[str] 
 
 
 def plot_transition_matrix(transitions: Any, *, path: str | os.PathLike[str] | None = None,
-                           title: str | None = None) -> Figure:
+                           title: str | None = None, self_transitions: bool = True) -> Figure:
     """Heatmap of the probability of moving from one regime (rows) to another (columns).
 
     Parameters:
@@ -320,6 +320,9 @@ def plot_transition_matrix(transitions: Any, *, path: str | os.PathLike[str] | N
             and ``probability`` (or ``count``, normalised per row here).
         path: write a PNG here as well.
         title: the chart title.
+        self_transitions: keep the diagonal (a regime followed by itself: persistence).
+            False drops it and renormalises each row over the changes of regime, which
+            shows where a regime goes when it ends.
 
     Returns:
         The matplotlib Figure.
@@ -333,13 +336,14 @@ def plot_transition_matrix(transitions: Any, *, path: str | os.PathLike[str] | N
     frame = _frame(transitions, "transitions")
     src = _pick(frame, "transitions", ("from_regime", "from", "regime_from", "source"))
     dst = _pick(frame, "transitions", ("to_regime", "to", "regime_to", "target"))
-    if "probability" in frame.columns:
-        value = "probability"
-    else:
-        count_col = _pick(frame, "transitions", ("probability", "count", "transitions", "n"))
-        frame = frame.with_columns((pl.col(count_col) / pl.col(count_col).sum().over(src)).alias("probability"))
-        value = "probability"
     frame = frame.filter(pl.col(src).is_not_null() & pl.col(dst).is_not_null())
+    if not self_transitions:
+        frame = frame.filter(pl.col(src) != pl.col(dst))
+    if "probability" not in frame.columns or not self_transitions:
+        # Row-normalise the counts (or the probabilities left after dropping the diagonal).
+        weight = _pick(frame, "transitions", ("count", "transitions", "n", "probability"))
+        frame = frame.with_columns((pl.col(weight) / pl.col(weight).sum().over(src)).alias("probability"))
+    value = "probability"
     names = sorted(set(frame[src].cast(pl.String).to_list()) | set(frame[dst].cast(pl.String).to_list()))
     index = {n: i for i, n in enumerate(names)}
     matrix = np.full((len(names), len(names)), np.nan)
