@@ -320,3 +320,27 @@ def test_disabled_integration_returns_empty_frames_with_schema(settings: Any) ->
     assert pg.get_latest_1min_market_regime("NIFTY").height == 0
     assert list(pg.iter_market_data("NIFTY", "2024-01-01", "2024-01-02")) == []
     assert list(pg.iter_options_data("NIFTY", "2024-01-01", "2024-01-02")) == []
+
+
+@pytest.mark.parametrize("key", ["market_data", "options_data", "market_regimes", "market_regimes_1min"])
+def test_rows_written_by_the_writers_read_back_unchanged(pg: PostgreSQLIntegration, key: str) -> None:
+    frames = {
+        "market_data": lambda: bars(["NIFTY", "BANKNIFTY"], ["1m"], T0, 40),
+        "options_data": lambda: options("NIFTY", [dt.date(2024, 1, 25)], [21500.0, 21550.5], T0, 10),
+        "market_regimes": lambda: regimes(["NIFTY"], ["5m", "15m"], T0, 10),
+        "market_regimes_1min": lambda: regimes_1min(["NIFTY", "BANKNIFTY"], T0, 40),
+    }
+    frame = frames[key]()
+    pg.save(key, frame)
+    readers = {
+        "market_data": lambda **kw: pg.get_market_data(["NIFTY", "BANKNIFTY"], T0, "2024-01-02", **kw),
+        "options_data": lambda **kw: pg.get_options_data("NIFTY", T0, "2024-01-02", **kw),
+        "market_regimes": lambda **kw: pg.get_market_regimes("NIFTY", T0, "2024-01-02", **kw),
+        "market_regimes_1min": lambda **kw: pg.get_1min_market_regimes("NIFTY", T0, "2024-01-02", **kw),
+    }
+    order = {"market_data": ["symbol", "timeframe", "timestamp"],
+             "options_data": ["timestamp", "expiry_date", "strike_price", "option_type"],
+             "market_regimes": ["timeframe", "timestamp"], "market_regimes_1min": ["timestamp"]}[key]
+    want = frame if key == "market_data" else frame.filter(pl.col("symbol") == "NIFTY")
+    for exact in (False, True):
+        assert_frame_equal(readers[key](exact=exact), expected(want.sort(order), key, exact=exact))
