@@ -172,8 +172,8 @@ class CleanupReport:
         lines = [head + ":"]
         for t in self.tables:
             lines.append(
-                f"  {t.table:<21} {t.column} < {t.cutoff:%Y-%m-%d %H:%M:%S}  {t.rows_removed:>12,} rows "
-                f"({t.partitions_dropped} partition(s) with {t.rows_dropped:,}, deleted {t.rows_deleted:,})"
+                f"  {t.table:<21} {t.column:>10} < {t.cutoff:%Y-%m-%d %H:%M:%S}  {t.rows_removed:>12,} rows: "
+                f"{t.rows_dropped:,} in {t.partitions_dropped} dropped partition(s) + {t.rows_deleted:,} deleted"
             )
         return "\n".join(lines) + ">"
 
