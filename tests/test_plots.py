@@ -12,15 +12,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from matplotlib.collections import PolyCollection
+from matplotlib.image import imread
+from PIL import Image
 
-pytest.importorskip("matplotlib", reason="plots are the optional 'plots' extra (pip install 'regime-io[plots]')")
-
-from matplotlib.collections import PolyCollection  # noqa: E402
-from matplotlib.image import imread  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import regime_io  # noqa: E402
-from regime_io import plots, synthetic  # noqa: E402
+import regime_io
+from regime_io import plots, synthetic
 
 
 def _png_ok(path: Path, fig: object) -> None:
