@@ -34,7 +34,8 @@ from zoneinfo import ZoneInfo
 
 import pyarrow as pa
 
-from .errors import ReadError, RegimeIOError, ServerUnavailableError
+from .errors import ReadError, RegimeIOError, ServerError, ServerUnavailableError
+from .pool import _PERMANENT_CONNECT_FAILURES
 
 if TYPE_CHECKING:
     from .database import Database
@@ -266,6 +267,9 @@ def wrap_error(db: Database, err: BaseException, *, what: str, table: str | None
     text = db.redact(_first_line(err))
     lowered = text.lower()
     if any(p in lowered for p in _CX_CONNECTION_ERRORS):
+        if any(p in lowered for p in _PERMANENT_CONNECT_FAILURES):  # a bad password is not an outage
+            return ServerError(f"{what}: cannot connect to the server ({db.settings.describe()}): {text}",
+                               table=table)
         return ServerUnavailableError(f"{what}: cannot reach the server ({db.settings.describe()}): {text}",
                                       table=table)
     hint = ""
@@ -274,10 +278,22 @@ def wrap_error(db: Database, err: BaseException, *, what: str, table: str | None
     return ReadError(f"{what} failed: {text}{hint}", table=table)
 
 
+def check_reachable(db: Database) -> None:
+    """Fail fast, with the configured retries, when the server is down.
+
+    connectorx's connection pool keeps retrying for a fixed 30 s whatever the settings
+    say; taking (and pinging, when idle) a pooled ADBC connection first costs well under
+    a millisecond and raises ServerUnavailableError after ``retry_attempts`` instead.
+    """
+    with db.read_connection():
+        pass
+
+
 def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
     """Run a range query with connectorx; return an Arrow table."""
     import connectorx as cx
 
+    check_reachable(db)
     text = q.inline(sql)
     log.debug("connectorx: %s", text)
     try:
@@ -291,6 +307,7 @@ def stream_cx(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
     """Stream a query with connectorx (``arrow_stream``): batches of ``batch_rows`` rows."""
     import connectorx as cx
 
+    check_reachable(db)
     text = q.inline(sql)
     log.debug("connectorx stream (%d rows/batch): %s", batch_rows, text)
     try:

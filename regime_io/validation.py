@@ -33,11 +33,13 @@ import difflib
 import hashlib
 import json
 import logging
+import numbers
 import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -76,9 +78,18 @@ def to_polars(data: Any, table: str) -> pl.DataFrame:
     module = type(data).__module__
     if module.startswith("pandas"):
         try:
-            return pl.from_pandas(data)
-        except Exception as err:  # pandas object columns polars cannot type (mixed zones, objects)
+            frame = pl.from_pandas(data)
+        except Exception as err:  # pandas object columns polars cannot type (mixed types, objects)
+            for name in data.columns:  # name the column and row when a mix of kinds is the cause
+                if data[name].dtype == object:
+                    _check_mixed_kinds(table, str(name), data[name].tolist())
             raise ValidationError(f"{table}: cannot convert the pandas frame: {err}", table=table) from err
+        for name in data.columns:
+            # In an object column polars reads True as 1.0 beside numbers, and naive datetimes
+            # as UTC beside zoned ones: refuse such mixes (text columns need no check).
+            if data[name].dtype == object and frame.get_column(str(name)).dtype != pl.String:
+                _check_mixed_kinds(table, str(name), data[name].tolist())
+        return frame
     if isinstance(data, Mapping):
         # One row ({"symbol": "X", "parameters": {...}}) or columns ({"symbol": [...]}).
         if data and all(isinstance(v, (list, tuple)) for v in data.values()):
@@ -112,12 +123,51 @@ def _frame_from_rows(table: str, rows: Sequence[Mapping[str, Any]] | None,
             # JSON-ish values (optimisation parameters) stay Python objects until encoded.
             series.append(pl.Series(name, values, dtype=pl.Object))
             continue
+        _check_mixed_kinds(table, name, values)
         try:
             series.append(pl.Series(name, values, strict=False))
         except Exception as err:
             raise ValidationError(f"{table}.{name}: cannot build a column from the values: {err}",
                                   table=table, column=name) from err
     return pl.DataFrame(series)
+
+
+# Kinds of Python values that must not share a column: polars would silently turn
+# [1.5, "abc"] into text (and report row 0), or read naive datetimes as UTC beside zoned ones.
+_CLASHING_KINDS = ({"bool", "number", "text"}, {"naive datetime", "zoned datetime"})
+
+
+def _kind(value: Any) -> str | None:
+    try:
+        if value is None or value != value:  # None, NaN, NaT
+            return None
+    except (TypeError, ValueError):  # pandas.NA refuses comparison
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Number):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dt.datetime):
+        return "naive datetime" if value.tzinfo is None else "zoned datetime"
+    return None
+
+
+def _check_mixed_kinds(table: str, name: str, values: Sequence[Any]) -> None:
+    """Raise when a column of Python values mixes numbers, booleans and text (or naive and
+    zoned datetimes), naming the first row whose kind differs from the first value's."""
+    first: str | None = None
+    for row, value in enumerate(values):
+        kind = _kind(value)
+        if kind is None:
+            continue
+        if first is None:
+            first = kind
+        elif kind != first and any(kind in group and first in group for group in _CLASHING_KINDS):
+            raise ValidationError(
+                f"{table}.{name}: mixes {first} and {kind} values (first bad row {row}: {_short(value)})",
+                table=table, column=name, row=row, value=value)
 
 
 def _first(mask: pl.Series) -> int | None:
