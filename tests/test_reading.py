@@ -344,3 +344,25 @@ def test_rows_written_by_the_writers_read_back_unchanged(pg: PostgreSQLIntegrati
     want = frame if key == "market_data" else frame.filter(pl.col("symbol") == "NIFTY")
     for exact in (False, True):
         assert_frame_equal(readers[key](exact=exact), expected(want.sort(order), key, exact=exact))
+
+
+def test_unreachable_server_fails_fast_without_the_password(settings: Any) -> None:
+    from regime_io import ServerUnavailableError
+    from regime_io.config import Secret
+    from regime_io.database import Database
+
+    # A port nobody listens on; connectorx alone would retry for a fixed 30 s.
+    dead = Database(settings_replace(settings, port=1, password=Secret("sekret#pw"), connection_timeout=1.0,
+                                     retry_attempts=0, retry_delay=0.1))
+    calls = [
+        lambda: reading.get_market_data(dead, "NIFTY", "2024-01-01", "2024-01-02"),
+        lambda: reading.get_latest(dead, "market_data", "NIFTY"),
+        lambda: next(reading.iter_market_data(dead, "NIFTY", "2024-01-01", "2024-01-02")),
+    ]
+    try:
+        for call in calls:
+            with pytest.raises(ServerUnavailableError) as info:
+                call()
+            assert "sekret" not in str(info.value)
+    finally:
+        dead.close()
