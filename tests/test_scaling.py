@@ -165,3 +165,11 @@ def test_citus_true_on_a_plain_server_warns_and_stays_local(settings: Settings, 
 def test_doctests() -> None:
     result = doctest.testmod(scaling, optionflags=doctest.ELLIPSIS)
     assert result.failed == 0 and result.attempted >= 2
+
+
+def test_docs_show_the_current_plan() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "scaling.md").read_text()
+    for statement in citus_plan(Settings()):
+        assert statement in doc, f"docs/scaling.md: stale Citus plan, missing {statement!r}"
