@@ -253,30 +253,8 @@ def read_url(db: Database) -> str:
     """
     replica = _choose(db)
     if replica is None:
-        _check_primary(db)
         return db.resolved.url(redact=False)
     return replica.settings.url(redact=False)
-
-
-def _check_primary(db: Database) -> None:
-    """Fail fast, with the pool's retries and error classes, when the primary is down.
-
-    connectorx waits 30 s (its own pool's fixed timeout) for a server that is down, and
-    retries a refused password as long; one round trip on a pooled connection first
-    honours connection_timeout, retry_attempts and retry_delay, and names the cause.
-    Skipped when every pooled connection is busy: the server is evidently up, and a
-    reader must not queue behind writers for a pool slot it does not need.
-    """
-    pool = db.pool
-    if pool.idle_connections == 0 and pool.open_connections >= pool.settings.max_connections:
-        return
-    with pool.connection() as conn:
-        cur = conn.cursor()
-        try:
-            cur.execute("SELECT 1")
-            cur.fetchone()
-        finally:
-            cur.close()
 
 
 @contextmanager
