@@ -369,11 +369,10 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
     q = Query()
     target = db.table(spec.key)
     p_symbol, p_at = q.param(sym), q.param(when)
+    # The timestamp bound lets the server skip partitions after ``at``.
+    expiry_cond = f't."expiry_date" >= {p_at}::date AND t."timestamp" <= {p_at}'
     if expiry is not None:
-        p_expiry = q.param(parse_date(expiry, name="expiry"))
-        expiry_cond = f't."expiry_date" = {p_expiry} AND t."expiry_date" >= {p_at}::date'
-    else:
-        expiry_cond = f't."expiry_date" >= {p_at}::date'
+        expiry_cond += f' AND t."expiry_date" = {q.param(parse_date(expiry, name="expiry"))}'
     key = 't."expiry_date", t."strike_price", t."option_type"'
     names = list(spec.column_names)
     sql = (
