@@ -370,7 +370,7 @@ def cleanup_old_data(
             try:
                 for spec in specs:
                     days = settings.retention_days.get(spec.key, days_to_keep)
-                    cutoff = now - dt.timedelta(days=days)
+                    cutoff = _cutoff(now, days)
                     name = settings.table_name(spec.key)
                     kind = _relation(cur, settings.schema, name)
                     if kind is None:
@@ -427,6 +427,13 @@ def _server_now(cur: Any) -> dt.datetime:
     cur.execute("SELECT LOCALTIMESTAMP")
     row = cur.fetchone()
     return row[0]  # type: ignore[no-any-return]
+
+
+def _cutoff(now: dt.datetime, days: int) -> dt.datetime:
+    try:
+        return now - dt.timedelta(days=days)
+    except OverflowError:  # a retention longer than the calendar: nothing is that old
+        return dt.datetime.min
 
 
 def _count(cur: Any, sql: str, parameters: tuple[Any, ...] | None = None) -> int:

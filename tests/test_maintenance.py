@@ -294,6 +294,13 @@ def test_days_to_keep_must_be_a_whole_number(pg: PostgreSQLIntegration, days: An
         cleanup_old_data(pg.db, days)
 
 
+def test_a_retention_longer_than_the_calendar_removes_nothing(pg: PostgreSQLIntegration, sql: Any,
+                                                              history: dict[str, Any]) -> None:
+    report = cleanup_old_data(pg.db, 10**9, tables=["market_data"])
+    assert report.rows_removed == 0 and report["market_data"].cutoff == dt.datetime.min
+    assert len(_stamps(sql, pg, "market_data")) == len(history["stamps"])
+
+
 def test_unknown_and_missing_tables(pg: PostgreSQLIntegration, db: Database, sql: Any) -> None:
     with pytest.raises(SchemaError, match="unknown table 'bars'; allowed: market_data"):
         cleanup_old_data(pg.db, 30, tables=["bars"])
