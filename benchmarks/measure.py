@@ -1,0 +1,120 @@
+"""Timing helpers and the figure records every section produces.
+
+A *figure* is one measured quantity, stored as a plain dict so it goes to JSON as is:
+
+- ``kind="time"``: seconds per run over ``repeats`` runs: ``median``, ``min``, ``max``,
+  ``samples``; with ``rows``, also ``rows_per_s`` (from the median).
+- ``kind="latency"``: milliseconds per call over many warm calls: ``p50``, ``p99``,
+  ``min``, ``max``, ``mean``, ``calls``.
+- ``kind="rss"``: peak resident memory of a subprocess in MB (``peak_mb``), with the
+  memory of the same process just before the measured work (``before_mb``).
+- ``status="unavailable"`` with a ``reason`` when a measurement could not run (e.g. the
+  server cannot read files from this machine).
+
+Example:
+    >>> fig = time_it(lambda: sum(range(1000)), repeats=3, label="sum", rows=1000)
+    >>> fig["kind"], len(fig["samples"])
+    ('time', 3)
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["Figure", "latency", "time_it", "timed_once", "unavailable"]
+
+Figure = dict[str, Any]
+
+
+def _finish(fig: Figure, samples: list[float], rows: int | None) -> Figure:
+    fig["samples"] = [round(s, 6) for s in samples]
+    fig["median"] = statistics.median(samples)
+    fig["min"] = min(samples)
+    fig["max"] = max(samples)
+    if rows:
+        fig["rows"] = rows
+        fig["rows_per_s"] = rows / fig["median"] if fig["median"] > 0 else None
+    return fig
+
+
+def time_it(fn: Callable[[], Any], *, repeats: int, label: str, rows: int | None = None,
+            setup: Callable[[], Any] | None = None, warmup: int = 0, note: str | None = None) -> Figure:
+    """Run ``fn`` ``repeats`` times (``setup`` before each run, untimed); seconds per run."""
+    for _ in range(warmup):
+        if setup:
+            setup()
+        fn()
+    samples = []
+    for _ in range(repeats):
+        if setup:
+            setup()
+        gc.collect()
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    fig: Figure = {"kind": "time", "label": label, "unit": "s"}
+    if note:
+        fig["note"] = note
+    return _finish(fig, samples, rows)
+
+
+def timed_once(fig: Figure | None, seconds: float, *, label: str, rows: int | None = None,
+               note: str | None = None) -> Figure:
+    """Add one sample to a time figure (for round-robin measurements); create it if None."""
+    if fig is None:
+        fig = {"kind": "time", "label": label, "unit": "s", "samples": []}
+        if note:
+            fig["note"] = note
+    samples = [*fig["samples"], seconds]
+    return _finish(fig, samples, rows)
+
+
+def latency(fn: Callable[[], Any], *, calls: int, label: str, warmup: int = 5, note: str | None = None) -> Figure:
+    """Call ``fn`` ``calls`` times after ``warmup`` calls; per-call milliseconds percentiles."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    ordered = sorted(samples)
+
+    def pct(p: float) -> float:
+        # nearest-rank percentile: the value below which p% of the calls fall
+        k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+        return ordered[k]
+
+    fig: Figure = {"kind": "latency", "label": label, "unit": "ms", "calls": calls, "p50": pct(50), "p99": pct(99),
+                   "min": ordered[0], "max": ordered[-1], "mean": statistics.fmean(samples)}
+    if note:
+        fig["note"] = note
+    return fig
+
+
+def unavailable(label: str, reason: str, *, kind: str = "time") -> Figure:
+    """A figure that could not be measured, and why."""
+    return {"kind": kind, "label": label, "status": "unavailable", "reason": reason}
+
+
+def is_measured(fig: Figure | None) -> bool:
+    return fig is not None and fig.get("status") != "unavailable"
+
+
+def value(fig: Figure | None) -> float | None:
+    """The headline number of a figure: median seconds, p50 ms or peak MB."""
+    if not is_measured(fig):
+        return None
+    assert fig is not None
+    kind = fig["kind"]
+    if kind == "time":
+        return float(fig["median"])
+    if kind == "latency":
+        return float(fig["p50"])
+    if kind == "rss":
+        return float(fig["peak_mb"])
+    return None

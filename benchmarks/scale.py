@@ -1,0 +1,88 @@
+"""Scale curve: ingest rate and 1-day range-read time as ``market_data`` grows.
+
+The table grows time-major (every symbol's next minutes), as it does in production. At
+each size N the table is first filled (untimed) to ``N - batches * batch_rows`` rows,
+then ``batches`` fresh batches of ``batch_rows`` rows are ingested with ``save`` and
+timed one by one (the figure is their median rate), so the last measured batch ends at N
+rows. Then the table is ANALYZEd (as autovacuum would) and the read of one symbol for
+one fixed day (375 rows) is timed warm over many calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from psycopg import sql
+
+from regime_io import reading
+from regime_io.writing import save
+
+from .data import MINUTES_PER_DAY, BarStream
+from .measure import Figure, latency, timed_once, unavailable
+from .server import BenchServer
+from .writes import table_ident
+
+__all__ = ["run_scale"]
+
+log = logging.getLogger(__name__)
+
+FILL_CHUNK_ROWS = 1_000_000
+
+
+def run_scale(server: BenchServer, *, sizes: Sequence[int], symbols: int, batch_rows: int, batches: int,
+              read_calls: int, seed: int, say: Callable[[str], None]) -> tuple[dict[str, Figure], Any, BarStream]:
+    """Figures ``scale.<N>.ingest`` and ``scale.<N>.one_day_read`` for each size N.
+
+    Returns the figures, the ``Database`` holding the grown table and its stream.
+    """
+    figures: dict[str, Figure] = {}
+    db = server.database("scale")
+    stream = BarStream(symbols, seed=seed + 1)
+    batch_minutes = max(1, batch_rows // symbols)
+    batch_rows = batch_minutes * symbols
+    table = table_ident(db)
+    total = 0
+    conn = server.connect()
+    for size in sorted(sizes):
+        fill = size - batches * batch_rows - total
+        if fill > 0:
+            say(f"scale {size:,}: filling {fill:,} rows")
+            while fill > 0:
+                frame = stream.take(max(1, min(fill, FILL_CHUNK_ROWS) // symbols))
+                save(db, "market_data", frame)
+                total += frame.height
+                fill -= frame.height
+        key = f"scale.{size}.ingest"
+        label = f"regime_io.save of {batch_rows:,}-row batches into a table growing to {size:,} rows"
+        for _ in range(batches):
+            frame = stream.take(batch_minutes)
+            started = time.perf_counter()
+            result = save(db, "market_data", frame)
+            figures[key] = timed_once(figures.get(key), time.perf_counter() - started, label=label, rows=frame.height)
+            if result.method != "copy" or result.inserted != frame.height:
+                raise RuntimeError(f"scale batch did not take the copy path: {result}")
+            total += frame.height
+        figures[key]["table_rows"] = total
+        figures[key]["target_rows"] = size
+        conn.execute(sql.SQL("ANALYZE {}").format(table))
+        read_key = f"scale.{size}.one_day_read"
+        read_label = f"get_market_data, 1 symbol x 1 day ({MINUTES_PER_DAY} rows), table of {total:,} rows"
+        if not hasattr(reading, "get_market_data"):
+            figures[read_key] = unavailable(read_label, "regime_io.reading.get_market_data does not exist yet",
+                                            kind="latency")
+        else:
+            day_start, day_end = stream.day_bounds(0)
+            got = reading.get_market_data(db, stream.symbols[0], day_start, day_end)
+            if got.height != min(MINUTES_PER_DAY, stream.minute):
+                raise RuntimeError(f"1-day read returned {got.height} rows")
+            read = partial(reading.get_market_data, db, stream.symbols[0], day_start, day_end)
+            figures[read_key] = latency(read, calls=read_calls, label=read_label)
+            figures[read_key]["table_rows"] = total
+        say(f"scale {size:,}: {figures[key]['rows_per_s']:,.0f} rows/s, 1-day read "
+            f"{figures[read_key].get('p50', float('nan')):.1f} ms (table {total:,} rows)")
+    conn.close()
+    return figures, db, stream
