@@ -516,7 +516,8 @@ def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, s
     if bars is None:
         if symbol is None or start is None or end is None:
             raise ReadError("asof_regimes without bars needs symbol, start and end (bars are read from market_data)")
-        frame = get_market_data(db, symbol, start, end)
+        frame = (get_market_data(db, symbol, start, end) if db.settings.enabled
+                 else empty_frame("market_data"))
         added_symbol = False
     else:
         if start is not None or end is not None:
@@ -538,7 +539,7 @@ def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, s
     schema = _schema(spec, ["symbol", "timestamp", *value_names], exact=False)
     symbols = [s for s in frame.get_column("symbol").unique(maintain_order=True).to_list() if s is not None]
     timestamps = frame.get_column("timestamp").drop_nulls()
-    if symbols and len(timestamps):
+    if symbols and len(timestamps) and db.settings.enabled:  # disabled: no regimes, no connection
         regimes = _regimes_for_asof(db, spec, symbols, timestamps.min(), timestamps.max(),  # type: ignore[arg-type]
                                     tolerance=tol, timeframe=tf, names=list(schema.names))
     else:

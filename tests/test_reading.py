@@ -320,6 +320,10 @@ def test_disabled_integration_returns_empty_frames_with_schema(settings: Any) ->
     assert pg.get_latest_1min_market_regime("NIFTY").height == 0
     assert list(pg.iter_market_data("NIFTY", "2024-01-01", "2024-01-02")) == []
     assert list(pg.iter_options_data("NIFTY", "2024-01-01", "2024-01-02")) == []
+    tagged = pg.asof_regimes(pl.DataFrame({"symbol": ["NIFTY"], "timestamp": [T0]}))
+    assert tagged.height == 1 and tagged["regime"].to_list() == [None]
+    assert pg.asof_regimes(symbol="NIFTY", start="2024-01-01", end="2024-01-02").height == 0
+    assert pg.db._pool is None  # nothing connected
 
 
 @pytest.mark.parametrize("key", ["market_data", "options_data", "market_regimes", "market_regimes_1min"])
