@@ -110,7 +110,9 @@ class ReplicaSet:
             settings = replica_settings(primary, dsn.get())
             name = f"replica {i}"
             self.replicas.append(_Replica(name, settings, ConnectionPool(settings, name=name)))
-        self._counter = itertools.count()
+        # One rotation per kind of read: a reader that takes a point-read connection and then
+        # a connectorx URL for the same call still spreads its URLs over every replica.
+        self._counters = {"url": itertools.count(), "connection": itertools.count()}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -118,10 +120,10 @@ class ReplicaSet:
                            for r in self.replicas)
         return f"<ReplicaSet {states}>"
 
-    def rotation(self) -> list[_Replica]:
+    def rotation(self, kind: str = "url") -> list[_Replica]:
         """The replicas to try for the next read, round-robin, skipping recent failures."""
         with self._lock:
-            start = next(self._counter) % len(self.replicas)
+            start = next(self._counters[kind]) % len(self.replicas)
         ordered = self.replicas[start:] + self.replicas[:start]
         now = time.monotonic()
         return [r for r in ordered if r.down_since is None or now >= r.retry_at]
@@ -211,14 +213,14 @@ def _caught_up(conn: Connection, lsn: str | None) -> bool:
         cur.close()
 
 
-def _choose(db: Database) -> _Replica | None:
+def _choose(db: Database, kind: str) -> _Replica | None:
     """The replica the next read uses, or None for the primary."""
     settings = db.settings
     if not settings.read_replicas:
         return None
     replicas = _replica_set(db)
     lsn = _primary_lsn(db) if settings.read_your_writes else None
-    for replica in replicas.rotation():
+    for replica in replicas.rotation(kind):
         if replica.down_since is not None and not _reachable(replica):
             replicas.mark_down(replica, ServerError("connection refused"))
             continue
@@ -251,7 +253,7 @@ def read_url(db: Database) -> str:
     Example:
         >>> cx.read_sql(read_url(db), "SELECT 1", return_type="arrow")   # doctest: +SKIP
     """
-    replica = _choose(db)
+    replica = _choose(db, "url")
     if replica is None:
         return db.resolved.url(redact=False)
     return replica.settings.url(redact=False)
@@ -266,7 +268,7 @@ def read_connection(db: Database) -> Iterator[Connection]:
         >>> with read_connection(db) as conn:                             # doctest: +SKIP
         ...     conn.cursor().execute("SELECT 1")
     """
-    replica = _choose(db)
+    replica = _choose(db, "connection")
     pool = db.pool if replica is None else replica.pool
     with pool.connection() as conn:
         yield conn
