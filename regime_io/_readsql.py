@@ -137,11 +137,6 @@ class TimeRange:
         op = "<" if self.end_exclusive else "<="
         return [f"{column} >= {q.param(self.start)}", f"{column} {op} {q.param(self.end)}"]
 
-    @property
-    def last(self) -> dt.datetime:
-        """The latest timestamp the range holds (for look-back windows)."""
-        return self.end - dt.timedelta(microseconds=1) if self.end_exclusive else self.end
-
 
 def parse_time(value: Any, *, name: str, timezone: str) -> tuple[dt.datetime, bool]:
     """A datetime, date or ISO string as a naive timestamp in the storage zone.
