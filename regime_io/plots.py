@@ -26,6 +26,8 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import io
 import logging
 import os
 from collections.abc import Sequence
@@ -69,13 +71,27 @@ def _matplotlib() -> Any:
     return matplotlib
 
 
+@functools.cache
+def _figure_class() -> type[Figure]:
+    """A Figure that a notebook displays as a PNG even when pyplot was never imported
+    (IPython registers its Figure formatter only when pyplot sets up the inline backend)."""
+    from matplotlib.figure import Figure
+
+    class RegimeIOFigure(Figure):
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=_DPI)
+            return buffer.getvalue()
+
+    return RegimeIOFigure
+
+
 def _new_figure(width: float, height: float) -> Figure:
     """A figure on its own Agg canvas: no pyplot, no global backend change."""
     _matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=_DPI, layout="constrained")
+    fig = _figure_class()(figsize=(width, height), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
