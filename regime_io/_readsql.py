@@ -256,7 +256,8 @@ def _first_line(err: BaseException) -> str:
 
 
 def wrap_error(db: Database, err: BaseException, *, what: str, table: str | None = None) -> RegimeIOError:
-    """A driver error as ReadError (or ServerUnavailableError), scrubbed of credentials."""
+    """A driver error as ReadError, ServerUnavailableError (no server) or ServerError (login
+    refused), scrubbed of credentials."""
     if isinstance(err, RegimeIOError):
         return err
     text = db.redact(_first_line(err))
