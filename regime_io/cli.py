@@ -263,22 +263,29 @@ def _print_frame(frame: pl.DataFrame, *, title: str | None = None, columns: Sequ
         frame = frame.select([c for c in columns if c in frame.columns])
     table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
     shown = frame.head(max_rows)
-    for name, dtype in frame.schema.items():
-        numeric = dtype.is_numeric()
-        nested = dtype.is_nested() or name == "parameters"
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=not nested,
-                         overflow="fold" if nested else "ellipsis", min_width=min(len(name), 12))
     places = {name: _decimals(shown[name].to_list()) for name, dtype in frame.schema.items() if dtype.is_float()}
+    rows: list[list[str]] = []
     for row in shown.iter_rows():
         cells = []
         for name, value in zip(frame.columns, row, strict=True):
             if name in percent and isinstance(value, float):
                 cells.append(f"{100 * value:.1f}%")
             elif value is None:
-                cells.append("[dim]-[/dim]")
+                cells.append("-")
             else:
-                cells.append(escape(_text(value, places.get(name))))
-        table.add_row(*cells)
+                cells.append(_text(value, places.get(name)))
+        rows.append(cells)
+    for i, (name, dtype) in enumerate(frame.schema.items()):
+        numeric = dtype.is_numeric()
+        nested = dtype.is_nested() or name == "parameters"
+        # Values keep their full width (a cut timestamp or price is useless); long
+        # headers give way first.
+        widest = max((len(r[i]) for r in rows), default=0)
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=not nested,
+                         overflow="fold" if nested else "ellipsis",
+                         min_width=None if nested else max(min(len(name), 8), min(widest, 24)))
+    for cells in rows:
+        table.add_row(*(escape(c) if c != "-" else "[dim]-[/dim]" for c in cells))
     console.print(table)
     if frame.height > max_rows:
         console.print(f"[dim]... {frame.height - max_rows:,} more rows[/dim]")
@@ -616,8 +623,7 @@ def latest(
 
 
 _LATEST_COLUMNS = {
-    "market_regimes_1min": ["symbol", "timestamp", "regime", "confidence", "directional_confidence",
-                            "volatility_confidence", "greek_sentiment"],
+    "market_regimes_1min": ["symbol", "timestamp", "regime", "confidence", "greek_sentiment", "trending_oi_pa"],
     "market_regimes": ["symbol", "timeframe", "timestamp", "regime", "confidence"],
     "market_data": ["symbol", "timeframe", "timestamp", "open", "high", "low", "close", "volume"],
 }
