@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import threading
 import zoneinfo
 from collections.abc import Iterable
@@ -248,27 +249,66 @@ class PartitionCache:
             cur.fetchall()
             existing = self._existing(cur, settings, spec)
             for start in missing:
-                part = partition_name(settings, spec, start, interval)
-                if part in existing:
-                    continue
                 end = next_bucket(start, interval)
-                cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {qualified(settings.schema, part)} PARTITION OF {parent} "
-                    f"FOR VALUES FROM ({literal(start.isoformat())}) TO ({literal(end.isoformat())})"
-                )
-                created += 1
+                # Partitions made under another partition_interval may cover part of this
+                # bucket: create only the uncovered gaps, so changing the interval later works.
+                for lo, hi in _gaps(start, end, existing):
+                    part = (partition_name(settings, spec, start, interval) if (lo, hi) == (start, end)
+                            else f"{settings.table_name(spec.key)}_p{lo.strftime('%Y_%m_%d')}")
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {qualified(settings.schema, part)} PARTITION OF {parent} "
+                        f"FOR VALUES FROM ({literal(lo.isoformat())}) TO ({literal(hi.isoformat())})"
+                    )
+                    existing.append((lo, hi))
+                    created += 1
         finally:
             cur.close()
         return created
 
     @staticmethod
-    def _existing(cur: object, settings: Settings, spec: TableSpec) -> set[str]:
-        cur.execute(  # type: ignore[attr-defined]
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+    def _existing(cur: Any, settings: Settings, spec: TableSpec) -> list[tuple[dt.date, dt.date]]:
+        """The ``[from, to)`` ranges of the table's partitions (the DEFAULT partition has none)."""
+        cur.execute(
+            "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
             f"WHERE n.nspname = {literal(settings.schema)} AND p.relname = {literal(settings.table_name(spec.key))}"
         )
-        return {r[0] for r in cur.fetchall()}  # type: ignore[attr-defined]
+        ranges = []
+        for (bound,) in cur.fetchall():
+            match = _BOUNDS.search(bound or "")
+            if match:
+                ranges.append((_bound_date(match.group(1), dt.date.min), _bound_date(match.group(2), dt.date.max)))
+        return ranges
+
+
+_BOUNDS = re.compile(r"FROM \((.+?)\) TO \((.+?)\)")
+
+
+def _bound_date(text: str, unbounded: dt.date) -> dt.date:
+    text = text.strip().strip("'")
+    if text.upper() in ("MINVALUE", "MAXVALUE"):
+        return unbounded
+    value = dt.datetime.fromisoformat(text)
+    # A bound that is not midnight belongs to the day it falls in; partitions we create
+    # always start at midnight, so rounding up keeps the gaps non-overlapping.
+    return value.date() + (dt.timedelta(days=1) if value.time() != dt.time(0) else dt.timedelta(0))
+
+
+def _gaps(start: dt.date, end: dt.date, taken: list[tuple[dt.date, dt.date]]) -> list[tuple[dt.date, dt.date]]:
+    """``[start, end)`` minus every range in ``taken``, as sorted half-open ranges."""
+    gaps = [(start, end)]
+    for lo, hi in taken:
+        next_gaps = []
+        for a, b in gaps:
+            if hi <= a or lo >= b:  # no overlap
+                next_gaps.append((a, b))
+                continue
+            if a < lo:
+                next_gaps.append((a, lo))
+            if hi < b:
+                next_gaps.append((hi, b))
+        gaps = next_gaps
+    return sorted(gaps)
 
 
 def table_exists(pool: ConnectionPool, settings: Settings, key: TableKey) -> bool:

@@ -144,3 +144,35 @@ def test_concurrent_initialize_is_safe(settings, sql) -> None:
     assert errors == []
     tables = sql("SELECT count(*) FROM pg_tables WHERE schemaname = %s", (settings.schema,))
     assert tables[0][0] == len(TABLES) + 1  # five tables + schema_version (partitioned parents count)
+
+
+def test_changing_the_partition_interval_later_fills_only_the_gaps(pg: PostgreSQLIntegration, sql) -> None:
+    import polars as pl
+
+    from regime_io.config import settings_replace
+
+    frame = pl.DataFrame({"symbol": ["A"] * 2, "timestamp": [dt.datetime(2024, 1, 15), dt.datetime(2024, 2, 3)],
+                          "regime": ["x", "y"], "confidence": [1.0, 2.0]})
+    assert pg.save_1min_market_regime(frame).inserted == 2  # monthly partitions for January, February
+    daily = PostgreSQLIntegration(settings=settings_replace(pg.settings, partition_interval="day"))
+    try:
+        later = frame.with_columns(pl.Series("timestamp", [dt.datetime(2024, 1, 20), dt.datetime(2024, 3, 2)]))
+        assert daily.save_1min_market_regime(later).inserted == 2  # January is covered; March 2 gets a day
+    finally:
+        daily.close()
+    names = {r[0] for r in sql(
+        """SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+           JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace
+           WHERE n.nspname = %s AND p.relname = %s""", (pg.settings.schema, "mr_market_regimes_1min"))}
+    assert {"mr_market_regimes_1min_p2024_01", "mr_market_regimes_1min_p2024_02",
+            "mr_market_regimes_1min_p2024_03_02"} <= names
+
+
+def test_gaps() -> None:
+    from regime_io.schema import _gaps
+
+    d = dt.date
+    assert _gaps(d(2024, 1, 1), d(2024, 2, 1), [(d(2024, 1, 10), d(2024, 1, 11))]) == [
+        (d(2024, 1, 1), d(2024, 1, 10)), (d(2024, 1, 11), d(2024, 2, 1))]
+    assert _gaps(d(2024, 1, 5), d(2024, 1, 6), [(d(2024, 1, 1), d(2024, 2, 1))]) == []
+    assert _gaps(d(2024, 1, 5), d(2024, 1, 6), []) == [(d(2024, 1, 5), d(2024, 1, 6))]
