@@ -280,9 +280,26 @@ def check_reachable(db: Database) -> None:
     connectorx's connection pool keeps retrying for a fixed 30 s whatever the settings
     say; taking (and pinging, when idle) a pooled ADBC connection first costs well under
     a millisecond and raises ServerUnavailableError after ``retry_attempts`` instead.
+
+    It runs a query rather than only taking a connection: one used less than
+    ``health_check_interval`` ago is handed out unpinged, and the server may have died
+    since. A connection found dead that way is tried once more (the pool then checks
+    every idle connection), so a server that merely restarted fails no read.
     """
-    with db.read_connection():
-        pass
+    for attempt in (1, 2):
+        try:
+            with db.read_connection() as conn:
+                cur = conn.cursor()
+                try:
+                    cur.execute("SELECT 1")
+                    cur.fetchone()
+                finally:
+                    cur.close()
+            return
+        except ServerUnavailableError as err:
+            # No __cause__: connecting failed, and the pool already retried that as configured.
+            if attempt == 2 or err.__cause__ is None:
+                raise
 
 
 def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:

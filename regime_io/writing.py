@@ -286,7 +286,11 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
             finally:
                 cur.close()
     except adbc_driver_manager.Error as err:
+        db.partitions.forget()  # partitions created in this transaction were rolled back with it
         raise _translate(err, db, spec) from err
+    except BaseException:
+        db.partitions.forget()
+        raise
     method: WriteMethod = "staged" if rows else "empty"
     return WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated, method,
                        time.perf_counter() - started)

@@ -349,6 +349,18 @@ def test_an_empty_batch_is_a_no_op(filled: PostgreSQLIntegration, sql: Any, tabl
     assert snapshot(sql, filled) == before
 
 
+def test_a_refused_stream_into_a_new_month_can_be_retried(pg: PostgreSQLIntegration, sql: Any) -> None:
+    # The stream's partitions are created inside its transaction; when the merge is refused
+    # they roll back with it, and the corrected retry must create them again.
+    september = market_data(10).with_columns(pl.col("timestamp") + dt.timedelta(days=250))
+    with pytest.raises(ValidationError, match="two chunks") as info:
+        pg.save_market_data(iter([september, september.head(2)]))
+    assert info.value.table == "market_data"
+    assert snapshot(sql, pg)["market_data"] == []
+    assert pg.save_market_data(iter([september])).inserted == 10
+    assert len(snapshot(sql, pg)["market_data"]) == 10
+
+
 def test_a_valid_batch_after_the_catalogue_still_writes(filled: PostgreSQLIntegration, sql: Any) -> None:
     # The refusals left no aborted transaction or broken pooled connection behind.
     before = snapshot(sql, filled)
