@@ -261,7 +261,10 @@ def _print_frame(frame: pl.DataFrame, *, title: str | None = None, columns: Sequ
     """Print a frame as a rich table (numbers right-aligned, shares as percentages)."""
     if columns is not None:
         frame = frame.select([c for c in columns if c in frame.columns])
-    table = Table(title=title, title_justify="left", show_edge=False, header_style="bold")
+    if title:
+        # Printed above the table, not as its title: a title wraps at the table's width.
+        console.print(f"[bold]{escape(title)}[/bold]")
+    table = Table(show_edge=False, header_style="bold")
     shown = frame.head(max_rows)
     places = {name: _decimals(shown[name].to_list()) for name, dtype in frame.schema.items() if dtype.is_float()}
     rows: list[list[str]] = []
@@ -387,7 +390,7 @@ def demo(
             console.print(f"[green]✓[/green] chart written to [bold]{escape(str(output.resolve()))}[/bold]")
     console.print(f"done in {time.perf_counter() - started:.1f}s. Data is in schema {settings.schema!r} of "
                   f"{'the embedded server' if settings.embedded else settings.describe()}; "
-                  "try: regime-io --schema regime_io_demo latest")
+                  f"try: regime-io --schema {settings.schema} latest")
 
 
 # ---------------------------------------------------------------------------------------
@@ -738,7 +741,16 @@ def doctor(
     except ConfigError as err:
         console.print(f"[red]✗[/red] configuration: {escape(str(err))}")
         raise typer.Exit(1) from None
-    report = diagnostics.diagnose(settings, count_rows=not estimate)
+    pool_log = logging.getLogger("regime_io.pool")
+    quiet = pool_log.getEffectiveLevel() >= logging.WARNING
+    if quiet:
+        # The failed attempt is the server check's own result: do not print it twice.
+        pool_log.setLevel(logging.ERROR)
+    try:
+        report = diagnostics.diagnose(settings, count_rows=not estimate)
+    finally:
+        if quiet:
+            pool_log.setLevel(logging.NOTSET)
     marks = {"ok": "[green]✓[/green]", "warn": "[yellow]![/yellow]", "fail": "[red]✗[/red]"}
     for check in report.checks:
         console.print(f"{marks[check.status]} {check.name}: {escape(settings.redact(check.detail))}")
