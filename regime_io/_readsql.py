@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 
 from .errors import ReadError, RegimeIOError, ServerError, ServerUnavailableError
-from .pool import _PERMANENT_CONNECT_FAILURES
+from .pool import _PERMANENT_CONNECT_FAILURES, lost_before_commit
 
 if TYPE_CHECKING:
     from .database import Database
@@ -297,8 +297,9 @@ def check_reachable(db: Database) -> None:
                     cur.close()
             return
         except ServerUnavailableError as err:
-            # No __cause__: connecting failed, and the pool already retried that as configured.
-            if attempt == 2 or err.__cause__ is None:
+            # Only a connection that died unnoticed is tried again: a failed connect was
+            # already retried by the pool as configured.
+            if attempt == 2 or not lost_before_commit(err):
                 raise
 
 
@@ -342,13 +343,20 @@ def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None 
     import adbc_driver_manager
 
     log.debug("adbc: %s %r", sql, q.params)
-    try:
-        with db.read_connection() as conn:
-            cur = conn.cursor()
-            try:
-                cur.execute(sql, parameters=tuple(q.params) if q.params else None)
-                return cur.fetch_arrow_table()
-            finally:
-                cur.close()
-    except adbc_driver_manager.Error as err:
-        raise wrap_error(db, err, what=what, table=table) from err
+    for attempt in (1, 2):
+        try:
+            with db.read_connection() as conn:
+                cur = conn.cursor()
+                try:
+                    cur.execute(sql, parameters=tuple(q.params) if q.params else None)
+                    return cur.fetch_arrow_table()
+                finally:
+                    cur.close()
+        except adbc_driver_manager.Error as err:
+            raise wrap_error(db, err, what=what, table=table) from err
+        except ServerUnavailableError as err:
+            # An idle connection that died unnoticed (a quick server restart): the pool now
+            # checks the others; a read is always safe to run once more.
+            if attempt == 2 or not lost_before_commit(err):
+                raise
+    raise AssertionError("unreachable")

@@ -31,7 +31,7 @@ from ._sql import literal
 from .config import Settings, settings_replace
 from .errors import PoolTimeoutError, ServerError, ServerUnavailableError
 
-__all__ = ["Connection", "ConnectionPool", "is_connection_error", "resolve_server"]
+__all__ = ["Connection", "ConnectionPool", "is_connection_error", "lost_before_commit", "resolve_server"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,9 @@ _PERMANENT_CONNECT_FAILURES = ("password authentication failed", "authentication
                                "invalid integer value", "invalid port", "certificate",
                                "ssl is not enabled", "does not support ssl", "password is required",
                                "no password supplied")
+
+
+_NOTHING_COMMITTED = "nothing from this call was committed"
 
 
 def is_connection_error(err: BaseException) -> bool:
@@ -81,6 +84,14 @@ def _lost_connection(err: BaseException) -> bool:
             return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def lost_before_commit(err: BaseException) -> bool:
+    """True when ``err`` is the pool's report of a connection that died during a block,
+    before its commit: the server has nothing of that block, so running it again is safe.
+    (Not a failed connect, which the pool already retried, nor a cut-off commit.)"""
+    return (isinstance(err, ServerUnavailableError) and not isinstance(err, PoolTimeoutError)
+            and isinstance(err.__cause__, adbc_driver_manager.Error) and _NOTHING_COMMITTED in err.message)
 
 
 def resolve_server(settings: Settings) -> Settings:
@@ -153,7 +164,7 @@ class ConnectionPool:
             self._release(conn, healthy=healthy)
             if isinstance(err, adbc_driver_manager.Error) and lost:
                 outcome = ("the commit was cut off, so whether it was applied is unknown" if committing
-                           else "nothing from this call was committed")
+                           else _NOTHING_COMMITTED)
                 raise ServerUnavailableError(
                     f"lost the connection to the {self.name} server ({self.settings.describe()}): "
                     f"{self.settings.redact(_first_line(err))}; {outcome}"

@@ -37,7 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ._sql import quote_ident
-from .errors import RegimeIOError, SchemaError, ValidationError, WriteError
+from .errors import RegimeIOError, SchemaError, ServerUnavailableError, ValidationError, WriteError
+from .pool import lost_before_commit
 from .schema import qualified_table
 from .tables import TableSpec, table_spec
 from .validation import ExtraColumns, OnDuplicate, validate
@@ -210,6 +211,7 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
         except adbc_driver_manager.Error as err:
             raise _translate(err, db, spec) from err
     force_staged = False
+    retried_lost = False
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         try:
             with db.connection() as conn:
@@ -234,6 +236,16 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
                 time.sleep(0.05 * attempt)
                 continue
             raise _translate(err, db, spec) from err
+        except ServerUnavailableError as err:
+            # The connection died before the commit: typically a server restart faster than
+            # health_check_interval, so an idle connection was handed out unpinged. Nothing
+            # was written and the pool now checks every idle connection: run the call once
+            # more (if the server is really down, connecting fails after the configured retries).
+            if attempt < _MAX_ATTEMPTS and not retried_lost and lost_before_commit(err):
+                log.info("%s: the connection died before the commit; re-running the write once", spec.key)
+                retried_lost = True
+                continue
+            raise
         rows = batch.num_rows
         result = WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated,
                              "staged" if staged else "copy", time.perf_counter() - started, trimmed)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,7 +34,8 @@ log = logging.getLogger(__name__)
 
 
 @pytest.fixture(autouse=True)
-def controllable(server: Any) -> Iterator[None]:
+def controllable(server: Any, settings: Any) -> Iterator[None]:
+    # Depends on settings so that its teardown (restart) runs before settings' (drop schema).
     if not server.controllable:
         pytest.skip("the test server is an external DSN: it cannot be stopped from here")
     yield
@@ -94,8 +96,28 @@ def killer(server: Any, after_rows: int) -> tuple[Callable[[int, int | None], No
     return progress, seen
 
 
+def merge_killer(server: Any) -> tuple[threading.Thread, threading.Event, threading.Event]:
+    """A thread that stops the server as soon as a writer's final merge statement runs.
+    Returns the thread, an event set when it fired, and one that cancels it."""
+    fired, cancel = threading.Event(), threading.Event()
+
+    def watch() -> None:
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            while not cancel.is_set():
+                running = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                       "AND pid <> pg_backend_pid() "
+                                       "AND query LIKE '%WITH merged AS (INSERT INTO%'").fetchone()
+                if running and running[0]:
+                    server.stop("immediate")
+                    fired.set()
+                    return
+                time.sleep(0.002)
+
+    return threading.Thread(target=watch, daemon=True), fired, cancel
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", ["copy", "staged", "stream"])
+@pytest.mark.parametrize("path", ["copy", "staged", "stream", "stream-merge"])
 def test_crash_mid_ingest_leaves_nothing_and_the_retry_lands_exactly(server: Any, pg: PostgreSQLIntegration,
                                                                       path: str) -> None:
     frame = bars(ROWS)
@@ -104,31 +126,45 @@ def test_crash_mid_ingest_leaves_nothing_and_the_retry_lands_exactly(server: Any
         # Rows already stored with other values: the batch goes through staging and updates them.
         existing = bars(5_000, close=50.0)
         pg.save_market_data(existing)
-    if path == "stream":
-        # A month with no partition yet: the stream creates it inside its own transaction.
+    if path.startswith("stream"):
+        # A month with no partition yet: the stream creates it inside its own transaction
+        # (just before its final merge, the moment "stream-merge" crashes it).
         frame = bars(ROWS, start=dt.datetime(2024, 7, 1))
 
     def data() -> Any:
-        return iter(frame.iter_slices(CHUNK)) if path == "stream" else frame
+        return iter(frame.iter_slices(CHUNK)) if path.startswith("stream") else frame
 
     before = fingerprint(server, pg)
     progress, seen = killer(server, CHUNK)
+    watcher, fired, cancel = merge_killer(server)
+    if path == "stream-merge":
+        watcher.start()
+        progress = lambda done, total: seen.append(done)  # noqa: E731
     started = time.perf_counter()
-    with pytest.raises(ServerUnavailableError) as info:
-        pg.save_market_data(data(), chunk_rows=CHUNK, progress=progress)
+    try:
+        with pytest.raises(ServerUnavailableError) as info:
+            pg.save_market_data(data(), chunk_rows=CHUNK, progress=progress)
+    finally:
+        cancel.set()
     failed_after = time.perf_counter() - started
-    assert seen[0] == CHUNK and seen[-1] < ROWS  # it died part-way, not at the end
-    assert "nothing from this call was committed" in str(info.value)
+    if path == "stream-merge":
+        watcher.join()
+        assert fired.is_set() and seen[-1] == ROWS  # everything was staged; the merge was cut off
+    else:
+        assert seen[0] == CHUNK and seen[-1] < ROWS  # it died part-way, not at the end
+    # The batch paths re-run once after a lost connection, then fail to connect (the server
+    # is still down); the stream cannot be re-read, so it reports the lost connection.
+    text = str(info.value)
+    assert "nothing from this call was committed" in text or "cannot reach the primary server" in text, text
     server.start()
     assert fingerprint(server, pg) == before  # no partial batch after crash recovery
     result = pg.save_market_data(data(), chunk_rows=CHUNK)  # the same call, retried on the same object
     assert result.rows == ROWS
     if existing is None:
         assert (result.inserted, result.updated) == (ROWS, 0)
-        assert fingerprint(server, pg) == expected_fingerprint(frame)
     else:
         assert (result.inserted, result.updated) == (ROWS - existing.height, existing.height)
-        assert fingerprint(server, pg) == expected_fingerprint(frame)
+    assert fingerprint(server, pg) == expected_fingerprint(frame)
     log.info("%s: crash detected %.2fs after the call started", path, failed_after)
 
 
