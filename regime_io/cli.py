@@ -221,6 +221,14 @@ def _clean_errors(func: F) -> F:
             raise _fail(str(err), state) from None
         except ImportError as err:
             raise _fail(str(err), state) from None
+        except OSError as err:  # a file that cannot be read or written
+            raise _fail(str(err), state) from None
+        except Exception as err:
+            # Arrow's readers report files they cannot parse (not Parquet, a CSV value
+            # that does not convert): a file problem, not a bug to show a traceback for.
+            if type(err).__module__.startswith("pyarrow"):
+                raise _fail(f"cannot read the file: {' '.join(str(err).split())}", state) from None
+            raise
         except KeyboardInterrupt:
             raise _fail("interrupted", state) from None
 

@@ -158,6 +158,22 @@ def test_ingest_reports_bad_arguments_cleanly(cli: Run, tmp_path: Path) -> None:
     odd.write_bytes(b"x")
     fmt = cli("ingest", str(odd), "-t", "market_data", code=1)
     assert "cannot tell the format of" in fmt.stderr and ".parquet" in fmt.stderr
+    (tmp_path / "fake.parquet").write_text("not parquet")
+    fake = cli("ingest", str(tmp_path / "fake.parquet"), "-t", "market_data", code=1)
+    assert fake.stderr.startswith("error: cannot read the file: Parquet magic bytes not found")
+
+
+def test_ingest_of_an_unparsable_csv_value_writes_nothing(cli: Run, sql: Any, settings: Settings,
+                                                          tmp_path: Path) -> None:
+    bars = synthetic.market_bars(["NIFTY"], days=2)
+    text = bars.write_csv()
+    lines = text.splitlines()
+    lines[600] = lines[600].replace("2024-01-02", "2024-01-0x", 1)
+    (tmp_path / "bars.csv").write_text("\n".join(lines) + "\n")
+    cli("init")
+    result = cli("ingest", str(tmp_path / "bars.csv"), "-t", "market_data", code=1)
+    assert "cannot read the file" in result.stderr and "2024-01-0x" in result.stderr
+    assert _count(sql, settings, "market_data") == 0
 
 
 def _save_demo_like(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame]:
