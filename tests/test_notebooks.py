@@ -59,4 +59,5 @@ def test_notebook_executes(path: Path, server: Any, settings: Settings, sql: Any
     assert "Traceback" not in text
     # It wrote where the environment said, not into the schema the notebook names.
     assert sql(f'SELECT count(*) FROM "{settings.schema}".mr_market_data')[0][0] > 0
-    assert sql("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'regime_io_%'")[0][0] == 0
+    assert sql("SELECT count(*) FROM pg_namespace WHERE nspname IN ('regime_io_quickstart', "
+               "'regime_io_backtest')")[0][0] == 0
