@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -70,7 +70,6 @@ INGEST_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arro
                   ".feather": "ipc", ".arrows": "ipc"}
 EXPORT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arrow": "ipc", ".ipc": "ipc",
                   ".feather": "ipc"}
-RegimeTableOption = Literal["1min", "regimes"]
 
 app = typer.Typer(
     name="regime-io",
@@ -204,6 +203,8 @@ def _fail(message: str, state: _State | None = None) -> typer.Exit:
     """Print one red error line (password scrubbed) and return the exit to raise."""
     if state is not None and state._settings is not None:
         message = state._settings.redact(message)
+    elif state is not None and state.dsn:
+        message = message.replace(state.dsn, "***")  # never echo a DSN that failed to load
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
     return typer.Exit(1)
 
