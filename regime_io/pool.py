@@ -303,9 +303,11 @@ class ConnectionPool:
             log.debug("opened a connection to the %s server (%s)", self.name, self.settings.describe())
             return conn
         assert last is not None
+        tries = (f"{attempts} attempts, {self.settings.retry_delay:g}s apart" if attempts > 1
+                 else "1 attempt (retry_attempts = 0)")
         raise ServerUnavailableError(
-            f"cannot reach the {self.name} server ({self.settings.describe()}) after {attempts} "
-            f"attempt(s), {self.settings.retry_delay:g}s apart: {self.settings.redact(_first_line(last))}"
+            f"cannot reach the {self.name} server ({self.settings.describe()}) after {tries}: "
+            f"{self.settings.redact(_first_line(last))}"
         ) from None
 
     def _prepare(self, conn: Connection) -> None:

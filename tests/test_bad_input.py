@@ -469,7 +469,7 @@ def test_unreachable_host_is_retried_as_configured_then_reported(
         assert len(attempts) == 3, attempts  # 1 + retry_attempts
         assert [m.split("attempt ")[1][:3] for m in attempts] == ["1/3", "2/3", "3/3"]
         text = str(info.value)
-        assert f"127.0.0.1:{port}" in text and "after 3 attempt(s)" in text and "0.1s apart" in text
+        assert f"127.0.0.1:{port}" in text and "after 3 attempts" in text and "0.1s apart" in text
         # Readers give the same class of error for the same cause.
         with pytest.raises(ServerUnavailableError) as read_info:
             pg.get_market_data("NIFTY", "2024-01-01", "2024-01-02")
