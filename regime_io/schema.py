@@ -2,9 +2,9 @@
 
 Time-series tables are range-partitioned on ``timestamp`` (monthly by default) and
 their natural key is the primary key; partitions are created on demand, in their own
-short transaction, before the data transaction that needs them (``CREATE TABLE ...
-PARTITION OF`` locks the parent until commit, so doing it inside a long ingest would
-block every reader). See ``docs/schema.md``.
+short transaction, before the data transaction that needs them, as ``CREATE TABLE``
+plus ``ATTACH PARTITION`` (which, unlike ``CREATE TABLE ... PARTITION OF``, does not
+block readers of the parent). See ``docs/schema.md``.
 
 Example:
     >>> from regime_io.config import Settings
@@ -255,8 +255,14 @@ class PartitionCache:
                 for lo, hi in _gaps(start, end, existing):
                     part = (partition_name(settings, spec, start, interval) if (lo, hi) == (start, end)
                             else f"{settings.table_name(spec.key)}_p{lo.strftime('%Y_%m_%d')}")
+                    # CREATE + ATTACH, not CREATE ... PARTITION OF: ATTACH takes only SHARE UPDATE
+                    # EXCLUSIVE on the parent, so readers never wait for it. A reader waiting on
+                    # the parent can hang the whole process: connectorx streams hold the GIL
+                    # while they wait, and this thread needs the GIL to commit.
+                    cur.execute(f"CREATE TABLE {qualified(settings.schema, part)} "
+                                f"(LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
                     cur.execute(
-                        f"CREATE TABLE IF NOT EXISTS {qualified(settings.schema, part)} PARTITION OF {parent} "
+                        f"ALTER TABLE {parent} ATTACH PARTITION {qualified(settings.schema, part)} "
                         f"FOR VALUES FROM ({literal(lo.isoformat())}) TO ({literal(hi.isoformat())})"
                     )
                     existing.append((lo, hi))
