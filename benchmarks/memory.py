@@ -4,7 +4,9 @@ The parent starts ``python -m benchmarks.memory stream|ingest ...`` with the ser
 in the ``RIO_BENCH_URL`` environment variable (never on the command line, where ``ps``
 would show a password). The child does the work and prints one JSON line: rows, seconds,
 ``before_mb`` (RSS after imports and connecting, just before the work) and ``peak_mb``
-(``ru_maxrss``: the highest RSS the process ever had, imports included).
+(``VmHWM``: the highest RSS the process ever had, imports included; ``ru_maxrss`` would
+include the parent's memory, inherited across fork + exec). The parent also samples the
+child's RSS every 20 ms (``sampled_peak_mb``) as a cross-check.
 
 Example (what the parent runs):
     RIO_BENCH_URL=postgresql://... python -m benchmarks.memory stream --schema s \\
@@ -20,6 +22,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -38,9 +41,20 @@ def _rss_mb() -> float:
 
 
 def _peak_mb() -> float:
+    """This process's peak RSS.
+
+    On Linux ``VmHWM`` from /proc (the peak of this process image): ``ru_maxrss`` is
+    inherited across fork + exec, so a child of a big parent would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # macOS bytes, Linux KiB
 
 
 def _database(schema: str) -> Any:
@@ -86,11 +100,38 @@ def _run_child(url: str, argv: list[str], *, timeout: float) -> dict[str, Any]:
     env = dict(os.environ, **{_ENV_URL: url})
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run([sys.executable, "-m", "benchmarks.memory", *argv], env=env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"memory subprocess failed ({done.returncode}): {done.stderr.strip()[-800:]}")
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    import psutil
+
+    # The parent also samples the child's RSS (every 20 ms), a cross-check of VmHWM.
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.memory", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    sampled = 0.0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal sampled
+        try:
+            child = psutil.Process(proc.pid)
+            while not stop.is_set():
+                sampled = max(sampled, child.memory_info().rss / 2**20)
+                stop.wait(0.02)
+        except psutil.Error:
+            pass
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        stop.set()
+        sampler.join()
+        if proc.poll() is None:
+            proc.kill()
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory subprocess failed ({proc.returncode}): {stderr.strip()[-800:]}")
+    out = dict(json.loads(stdout.strip().splitlines()[-1]))
+    out["sampled_peak_mb"] = sampled
+    return out
 
 
 def write_bars_parquet(path: Path, *, rows: int, symbols: int, seed: int, row_group_rows: int = 250_000) -> int:
@@ -121,7 +162,8 @@ def write_bars_parquet(path: Path, *, rows: int, symbols: int, seed: int, row_gr
 
 def _figure(label: str, out: dict[str, Any], **extra: Any) -> Figure:
     fig: Figure = {"kind": "rss", "label": label, "unit": "MB", "peak_mb": out["peak_mb"],
-                   "before_mb": out["before_mb"], "rows": out["rows"], "seconds": out["seconds"],
+                   "before_mb": out["before_mb"], "sampled_peak_mb": out["sampled_peak_mb"], "rows": out["rows"],
+                   "seconds": out["seconds"],
                    "rows_per_s": out["rows"] / out["seconds"] if out["seconds"] else None}
     fig.update(extra)
     return fig

@@ -169,11 +169,11 @@ def run_latest(server: BenchServer, db: Any, symbols: list[str], *, calls: int, 
         label=f"regime_io get_latest('market_data', symbols=[all {len(symbols)}]), warm ({where})")
 
     conn = server.connect()
-    query = sql.SQL("SELECT {} FROM {} WHERE symbol = %s ORDER BY timestamp DESC LIMIT 1").format(
+    query = sql.SQL("SELECT {} FROM {} WHERE symbol = %s AND timeframe = %s ORDER BY timestamp DESC LIMIT 1").format(
         sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS), table_ident(db))
 
     def psy() -> Any:
-        return conn.execute(query, (symbols[0],), prepare=True).fetchone()
+        return conn.execute(query, (symbols[0], "1m"), prepare=True).fetchone()
 
     figures[f"{one}_psycopg"] = latency(
         psy, calls=calls, label=f"psycopg prepared ORDER BY timestamp DESC LIMIT 1, one symbol: the floor ({where})")

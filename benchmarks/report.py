@@ -52,7 +52,7 @@ SECTIONS: list[tuple[str, str]] = [
     ("latest.", "Latest rows (warm, per call)"),
     ("regimes.", "Regime statistics and rolling saves"),
     ("scale.", "Scale curve"),
-    ("memory.", "Peak memory (subprocess, ru_maxrss)"),
+    ("memory.", "Peak memory (fresh subprocess, VmHWM)"),
 ]
 
 
@@ -202,8 +202,9 @@ def _row(key: str, fig: Figure) -> str:
                 f"max {_ms(fig['max'])} (n={fig['calls']}) | | |")
     if kind == "rss":
         rate = f"{fig['rows_per_s']:,.0f} rows/s" if fig.get("rows_per_s") else ""
-        return (f"| {label} | {rows} | peak {fig['peak_mb']:,.0f} MB | {fig['before_mb']:,.0f} MB before the work, "
-                f"{fig['seconds']:.1f} s | {rate} | |")
+        sampled = f", sampled peak {fig['sampled_peak_mb']:,.0f} MB" if fig.get("sampled_peak_mb") else ""
+        return (f"| {label} | {rows} | peak {fig['peak_mb']:,.0f} MB | {fig['before_mb']:,.0f} MB before the work"
+                f"{sampled}, {fig['seconds']:.1f} s | {rate} | |")
     return f"| {label} | | ? | | | |"
 
 

@@ -54,13 +54,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="3 repeats, 1 for slow baselines, scale 1M,3M, 1M-row Parquet file, fewer latency calls")
     p.add_argument("--repeats", type=int, default=None, help="runs per big operation (default 5, quick 3)")
     p.add_argument("--slow-repeats", type=int, default=None,
-                   help="runs of the slow baselines and informative variants (default 2, quick 1)")
+                   help="runs of the slow baselines and informative variants (default 3, quick 1)")
     p.add_argument("--scale", type=_sizes, default=None,
                    help="table sizes of the scale curve (default 1000000,5000000,10000000; quick 1000000,3000000)")
     p.add_argument("--scale-symbols", type=int, default=100, help="symbols in the scale table")
     p.add_argument("--scale-batch", type=int, default=200_000, help="rows per measured scale batch")
     p.add_argument("--scale-batches", type=int, default=3, help="measured batches per scale point")
-    p.add_argument("--pandas-rows", type=int, default=10_000, help="rows pandas.to_sql writes (then extrapolated)")
+    p.add_argument("--pandas-rows", type=int, default=100_000,
+                   help="rows pandas.to_sql writes (a tenth with method='multi'), then extrapolated to --rows")
     p.add_argument("--latency-calls", type=int, default=None, help="calls per latency figure (default 300, quick 100)")
     p.add_argument("--regime-days", type=int, default=250, help="trading days of minute regimes (250 = a year)")
     p.add_argument("--regime-symbols", type=int, default=2, help="symbols of minute regimes")
@@ -83,7 +84,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = args.quick
     args.repeats = args.repeats or (3 if quick else 5)
-    args.slow_repeats = args.slow_repeats or (1 if quick else 2)
+    args.slow_repeats = args.slow_repeats or (1 if quick else 3)
     args.scale = args.scale or ([1_000_000, 3_000_000] if quick else [1_000_000, 5_000_000, 10_000_000])
     args.latency_calls = args.latency_calls or (100 if quick else 300)
     args.rolling_calls = args.rolling_calls or (100 if quick else 200)

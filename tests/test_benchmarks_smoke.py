@@ -20,7 +20,7 @@ from benchmarks.run import main
 SCALE = [4000, 8000]
 TINY = ["--rows", "4000", "--symbols", "4", "--repeats", "2", "--slow-repeats", "1",
         "--scale", ",".join(map(str, SCALE)), "--scale-symbols", "10", "--scale-batch", "1000", "--scale-batches", "2",
-        "--pandas-rows", "300", "--latency-calls", "10", "--regime-days", "3", "--rolling-calls", "5",
+        "--pandas-rows", "1000", "--latency-calls", "10", "--regime-days", "3", "--rolling-calls", "5",
         "--parquet-rows", "5000", "--batch-rows", "1000"]
 
 
@@ -71,7 +71,8 @@ def test_ratios_against_same_run_baselines(run: dict[str, Any]) -> None:
     read = figures["read.range.regime_io"]
     assert read["ratio"] == pytest.approx(read["median"] / figures["read.range.copy_binary"]["median"])
     pandas = figures["ingest.fresh.pandas_to_sql"]
-    assert pandas["measured_rows"] == 300 and pandas["extrapolated_to_rows"] == 4000
+    assert pandas["measured_rows"] == 1000 and pandas["extrapolated_to_rows"] == 4000
+    assert figures["ingest.fresh.pandas_to_sql_multi"]["measured_rows"] == 100
     assert "extrapolated" in pandas["label"]
 
 
