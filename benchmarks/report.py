@@ -34,6 +34,7 @@ BASELINE: dict[str, str] = {
     "ingest.fresh.pandas_to_sql_multi": FRESH_LIMIT,
     "ingest.fresh.server_copy_binary": FRESH_LIMIT,
     "ingest.fresh.server_copy_csv": FRESH_LIMIT,
+    "ingest.fresh.server_copy_binary_sorted": FRESH_LIMIT,
     "ingest.validate_only": FRESH_LIMIT,
     "ingest.reingest.all_colliding": FRESH_LIMIT,
     "ingest.reingest.all_changed": FRESH_LIMIT,
@@ -61,6 +62,7 @@ def expected_figures(scale_sizes: list[int]) -> list[str]:
     fixed = [
         "ingest.validate_only", "ingest.polars_decimal_cast",
         "ingest.fresh.regime_io", "ingest.fresh.server_copy_binary", "ingest.fresh.server_copy_csv",
+        "ingest.fresh.server_copy_binary_sorted",
         FRESH_LIMIT, "ingest.fresh.polars_adbc", "ingest.fresh.psycopg_copy_rows",
         "ingest.fresh.pandas_to_sql", "ingest.fresh.pandas_to_sql_multi",
         "ingest.reingest.all_colliding", "ingest.reingest.all_changed", "ingest.reingest.half_new",

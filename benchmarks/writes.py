@@ -88,11 +88,13 @@ class Maintenance:
         self.conn.close()
 
 
-def _dump(server: BenchServer, db: Any, fmt: str) -> str:
-    """Write the stored rows (input order) to a file the server can read; return its path."""
-    path = server.scratch_file(f"market_data.{fmt}")
-    query = sql.SQL("COPY (SELECT {} FROM {} ORDER BY timestamp, symbol) TO STDOUT WITH (FORMAT {})").format(
-        column_list(), table_ident(db), sql.SQL(fmt))
+def _dump(server: BenchServer, db: Any, fmt: str, *, key_order: bool = False) -> str:
+    """Write the stored rows to a file the server can read; return its path. Rows in input
+    order (time-major), or in natural-key order (the order regime_io sends them in)."""
+    path = server.scratch_file(f"market_data{'_sorted' if key_order else ''}.{fmt}")
+    order = sql.SQL("symbol, timeframe, timestamp" if key_order else "timestamp, symbol")
+    query = sql.SQL("COPY (SELECT {} FROM {} ORDER BY {}) TO STDOUT WITH (FORMAT {})").format(
+        column_list(), table_ident(db), order, sql.SQL(fmt))
     with server.connect() as conn, conn.cursor() as cur, open(path, "wb") as fh, cur.copy(query) as copy:
         for block in copy:
             fh.write(block)
@@ -172,6 +174,7 @@ def run_writes(server: BenchServer, *, rows: int, symbols: int, repeats: int, sl
     if server.local:
         for fmt in ("binary", "csv"):
             files[fmt] = _dump(server, db, fmt)
+        files["binary_sorted"] = _dump(server, db, "binary", key_order=True)
 
     started = time.perf_counter()
     validated = validate(SPEC, bars)
@@ -193,17 +196,20 @@ def run_writes(server: BenchServer, *, rows: int, symbols: int, repeats: int, sl
                                      _polars_adbc(server, db, decimal_frame), None),
     }
     reasons: dict[str, str] = {}
-    for fmt in ("binary", "csv"):
+    for fmt in ("binary", "csv", "binary_sorted"):
         key = f"ingest.fresh.server_copy_{fmt}"
-        label = f"server-side COPY FROM file ({fmt}), the limit"
+        label = (f"server-side COPY FROM file ({fmt}), the limit" if fmt != "binary_sorted" else
+                 "server-side COPY FROM file (binary, rows in natural-key order as regime_io sends them; "
+                 "information, not the target's baseline)")
         if fmt not in files:
             reasons[key] = "the server is not on this machine; it cannot read our file"
             figures[key] = unavailable(label, reasons[key])
             continue
         try:
             maint.truncate()
-            _server_copy(server, db, files[fmt], fmt)()
-            methods[key] = (label, _server_copy(server, db, files[fmt], fmt), None)
+            fmt_sql = fmt.split("_")[0]
+            _server_copy(server, db, files[fmt], fmt_sql)()
+            methods[key] = (label, _server_copy(server, db, files[fmt], fmt_sql), None)
         except Exception as err:
             figures[key] = unavailable(label, f"{type(err).__name__}: {server.settings.redact(str(err))[:200]}")
     say(f"fresh ingest of {n:,} rows: {len(methods)} methods x {repeats} rounds")
