@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Figure], li
     from .reads import run_latest, run_range_reads, run_regimes
     from .scale import run_scale
     from .server import bench_server, machine
-    from .writes import run_writes
+    from .writes import load_bars, run_writes
 
     started = time.perf_counter()
     figures: dict[str, Figure] = {}
@@ -125,12 +125,14 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Figure], li
                           "shared_machine": True}
         _say(f"server: {server.kind}, PostgreSQL {server.version} ({server.describe()})")
         db = stream = None
-        if "write" in args.sections or "read" in args.sections:
+        if "write" in args.sections:
             part, db, stream = run_writes(server, rows=args.rows, symbols=args.symbols, repeats=args.repeats,
                                           slow_repeats=args.slow_repeats, pandas_rows=args.pandas_rows,
                                           seed=args.seed, say=_say)
-            if "write" in args.sections:
-                figures.update(part)
+            figures.update(part)
+        elif "read" in args.sections:
+            _say(f"loading {args.rows:,} bars for the read benchmarks")
+            db, stream = load_bars(server, rows=args.rows, symbols=args.symbols, seed=args.seed)
         if "read" in args.sections:
             assert db is not None and stream is not None
             figures.update(run_range_reads(server, db, stream, repeats=args.repeats, slow_repeats=args.slow_repeats,

@@ -38,7 +38,7 @@ from .data import BarStream
 from .measure import Figure, time_it, timed_once, unavailable
 from .server import BenchServer
 
-__all__ = ["run_writes"]
+__all__ = ["load_bars", "run_writes"]
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +153,17 @@ def _pandas_to_sql(server: BenchServer, db: Any, frame: pl.DataFrame, method: st
                    chunksize=1000 if method == "multi" else None)
 
     return run
+
+
+def load_bars(server: BenchServer, *, rows: int, symbols: int, seed: int) -> tuple[Any, BarStream]:
+    """Only load the bars the read benchmarks use (when the write section is not run)."""
+    db = server.database("io")
+    stream = BarStream(symbols, seed=seed)
+    save(db, "market_data", stream.take(rows // symbols))
+    maint = Maintenance(server, db)
+    maint.vacuum()
+    maint.close()
+    return db, stream
 
 
 def run_writes(server: BenchServer, *, rows: int, symbols: int, repeats: int, slow_repeats: int,
