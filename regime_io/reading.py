@@ -648,10 +648,10 @@ def _select_list(spec: TableSpec, names: Sequence[str], *, exact: bool, engine: 
                  alias: str = "t") -> str:
     """SELECT expressions giving each column its reader type (or one the client casts).
 
-    DECIMAL is cast to float8 on the server for ADBC; connectorx gets the value in units
-    of its last digit as int8, which :func:`_from_units` turns into the same float64
-    (cheaper on the server than ``::float8``, which formats and parses text). Exact reads
-    get NUMERIC from connectorx (decimal128(38,10), rescaled on the client) and text from
+    DECIMAL is cast to float8 on the server for ADBC; connectorx gets it as text, which
+    :func:`_decimal_text_to_float` parses into the same float64 (the server's ``::float8``
+    formats the same text and parses it, on the server's one core). Exact reads get
+    NUMERIC from connectorx (decimal128(38,10), rescaled on the client) and text from
     ADBC (which has no Arrow decimal for NUMERIC).
     """
     parts = []
@@ -659,7 +659,7 @@ def _select_list(spec: TableSpec, names: Sequence[str], *, exact: bool, engine: 
         column = spec.column(name)
         ref = f"{alias}.{quote_ident(name)}"
         if column.kind == "decimal" and not exact and engine == "cx":
-            parts.append(f"({ref} * {10 ** (column.scale or 0)})::int8 AS {quote_ident(name)}")
+            parts.append(f"{ref}::text AS {quote_ident(name)}")
         elif column.kind == "decimal" and not exact:
             parts.append(f"{ref}::float8 AS {quote_ident(name)}")
         elif (column.kind == "decimal" and engine == "adbc") or column.kind == "json":
@@ -669,21 +669,20 @@ def _select_list(spec: TableSpec, names: Sequence[str], *, exact: bool, engine: 
     return ", ".join(parts)
 
 
-def _from_units(table: pa.Table, spec: TableSpec) -> pa.Table:
-    """DECIMAL columns read as int8 units of their last digit (see :func:`_select_list`) as float64.
+def _decimal_text_to_float(table: pa.Table, spec: TableSpec) -> pa.Table:
+    """DECIMAL columns read as text (see :func:`_select_list`) as float64.
 
-    ``units / 10**scale`` is the float64 nearest to the decimal value (IEEE division is
-    correctly rounded, |units| < 2**53), exactly what the server's ``::float8`` returns:
-    1M bars read 10% faster than with the cast.
+    PostgreSQL's ``numeric::float8`` is exactly "format as text, parse with strtod";
+    Arrow's parser is correctly rounded too, so the floats are identical (checked on 11M
+    rows x 4 prices), and 1M bars read in 0.81 s instead of 1.00 s with ``::float8``.
     """
     arrays = []
     changed = False
     for field in table.schema:
         column = table.column(field.name)
         if (field.name in spec.column_names and spec.column(field.name).kind == "decimal"
-                and pa.types.is_integer(field.type)):
-            scale = float(10 ** (spec.column(field.name).scale or 0))
-            column = pc.divide(column.cast(pa.float64()), scale)
+                and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type))):
+            column = pc.cast(column, pa.float64())
             changed = True
         arrays.append(column)
     return pa.Table.from_arrays(arrays, names=table.column_names) if changed else table
@@ -729,7 +728,7 @@ def _read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
     # 1M rows here) and fills it in on the client.
     drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
     q, sql = _range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol)
-    table = _from_units(read_cx(db, q, sql, what=what, table=spec.key), spec)
+    table = _decimal_text_to_float(read_cx(db, q, sql, what=what, table=spec.key), spec)
     return conform(table, schema, constants={"symbol": symbols[0]} if drop_symbol else None)
 
 
@@ -812,7 +811,7 @@ def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRa
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in stream_cx(db, q, sql, batch_rows=batch_rows, what=what, table=spec.key):
             if batch.num_rows:
-                table = _from_units(pa.Table.from_batches([batch]), spec)
+                table = _decimal_text_to_float(pa.Table.from_batches([batch]), spec)
                 yield conform(table, schema).combine_chunks().to_batches()[0]
 
     return batches()
@@ -964,7 +963,7 @@ def _regimes_for_asof(db: Database, spec: TableSpec, symbols: list[str], first: 
         sql = (f"({sql}) UNION ALL (SELECT l.* FROM unnest({p_symbols}::text[]) AS s(symbol) "
                f'CROSS JOIN LATERAL (SELECT {select} FROM {target} t WHERE t."symbol" = s.symbol{tf_cond} '
                f'AND t."timestamp" < {p_lo} ORDER BY t."timestamp" DESC LIMIT 1) l)')
-    table = _from_units(read_cx(db, q, sql, what="asof_regimes", table=spec.key), spec)
+    table = _decimal_text_to_float(read_cx(db, q, sql, what="asof_regimes", table=spec.key), spec)
     if check_timeframes:
         found = {v for v in table.column("__timeframe").unique().to_pylist() if v is not None}
         if len(found) > 1:
