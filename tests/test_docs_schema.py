@@ -102,3 +102,16 @@ def test_relative_links_resolve(doc: str) -> None:
     path = ROOT / doc
     for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", path.read_text()):
         assert (path.parent / target).exists(), f"{doc}: broken link {target}"
+
+
+def test_every_guide_is_linked_from_the_index_and_the_readme() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    index = (root / "docs" / "index.md").read_text(encoding="utf-8")
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    for page in sorted((root / "docs").glob("*.md")):
+        if page.name == "index.md":
+            continue
+        assert f"]({page.name})" in index, f"docs/index.md does not link {page.name}"
+        assert f"](docs/{page.name})" in readme, f"README.md does not link docs/{page.name}"
