@@ -228,9 +228,9 @@ def validate(
     frame = pl.DataFrame(list(out.values()))
     frame = _fill_computed(spec, frame)
     for col in spec.columns:
-        nulls = frame.get_column(col.name).is_null()
-        if not col.nullable and nulls.any():
-            row = _first(nulls)
+        column = frame.get_column(col.name)
+        if not col.nullable and column.null_count():  # a stored count: no pass over the data
+            row = _first(column.is_null())
             assert row is not None
             raise _fail(spec, col.name, row, None, "NULL in a NOT NULL column")
     _check_non_negative(spec, frame)
@@ -325,6 +325,8 @@ def _to_decimal(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
     assert col.precision is not None and col.scale is not None
     if s.dtype == pl.Boolean or not (s.dtype.is_numeric()):
         raise _wrong_type(spec, col, s, f"numbers for NUMERIC({col.precision},{col.scale})")
+    if s.dtype == pl.Float64:
+        return _float_to_decimal(spec, col, s)
     if s.dtype.is_float():
         finite = s.is_finite().fill_null(True)
         if not finite.all():
@@ -338,8 +340,6 @@ def _to_decimal(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
             assert row is not None
             raise _fail(spec, col.name, row, s[row],
                         f"overflows NUMERIC({col.precision},{col.scale}) (|value| must be < {col.max_abs:g})")
-    if s.dtype == pl.Float64:
-        return _float_to_decimal(spec, col, s)
     # Snap to scale+4 places, then round half away from zero to the column's scale.
     wide = s.cast(pl.Decimal(38, col.scale + 4), strict=False)
     rounded = wide.round(col.scale, mode="half_away_from_zero")
@@ -357,16 +357,26 @@ def _to_decimal(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
 def _float_to_decimal(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
     """The float64 case of :func:`_to_decimal` in integer arithmetic (3-4x faster on 1M rows).
 
-    Same result as the Decimal path: ``rint(x * 10**(s+4))`` is exactly polars' float ->
-    Decimal(38, s+4) cast (the snap), then half away from zero to ``s`` places on
-    integers. Values were checked finite and below ``max_abs`` (so below 2**53 units).
+    Same checks, messages and result as the Decimal path: ``rint(x * 10**(s+4))`` is
+    exactly polars' float -> Decimal(38, s+4) cast (the snap), then half away from zero
+    to ``s`` places on integers. Values below ``max_abs`` stay below 2**53 units.
     """
     assert col.precision is not None and col.scale is not None
-    snapped = s.to_numpy() * 10.0 ** (col.scale + 4)  # nulls are NaN here
-    np.rint(snapped, out=snapped)
+    values = s.to_numpy()  # nulls are NaN here
     nulls = s.null_count()
+    valid = s.is_not_null().to_numpy() if nulls else np.ones(len(values), dtype=bool)
+    not_finite = ~np.isfinite(values) & valid
+    if not_finite.any():
+        row = int(np.argmax(not_finite))
+        raise _fail(spec, col.name, row, s[row], "NaN and infinity cannot be stored in NUMERIC")
+    big = np.abs(values) >= col.max_abs  # False for NaN (nulls)
+    if big.any():
+        row = int(np.argmax(big))
+        raise _fail(spec, col.name, row, s[row],
+                    f"overflows NUMERIC({col.precision},{col.scale}) (|value| must be < {col.max_abs:g})")
+    snapped = values * 10.0 ** (col.scale + 4)
+    np.rint(snapped, out=snapped)
     if nulls:
-        valid = ~np.isnan(snapped)
         snapped[~valid] = 0
     units = snapped.astype(np.int64)
     magnitude = np.abs(units)
