@@ -286,21 +286,8 @@ def check_reachable(db: Database) -> None:
     since. A connection found dead that way is tried once more (the pool then checks
     every idle connection), so a server that merely restarted fails no read.
     """
-    for attempt in (1, 2):
-        try:
-            with db.read_connection() as conn:
-                cur = conn.cursor()
-                try:
-                    cur.execute("SELECT 1")
-                    cur.fetchone()
-                finally:
-                    cur.close()
-            return
-        except ServerUnavailableError as err:
-            # Only a connection that died unnoticed is tried again: a failed connect was
-            # already retried by the pool as configured.
-            if attempt == 2 or not lost_before_commit(err):
-                raise
+    # read_adbc already retries a connection that died unnoticed, once, and wraps errors.
+    read_adbc(db, Query(), "SELECT 1", what="connection check")
 
 
 def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
