@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import shutil
 import socket
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from _helpers import eventually, write_seed_ini
 
 from regime_io import PostgreSQLIntegration, embedded
 from regime_io.config import Settings, settings_replace
@@ -36,44 +36,6 @@ def _tables_in(url: str, schema: str, prefix: str = "mr_") -> dict[str, bool]:
                               (f'"{schema}"."{prefix}{spec.default_name}"',)).fetchone() == (True,)
             for key, spec in TABLES.items()
         }
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``check``: a backend leaves pg_stat_activity shortly after its client closes."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
-def _seed_ini(path: Path, server_settings: Settings, *, schema: str, password: str) -> Path:
-    """The seed's INI format, pointing at the test server (a socket directory or a host)."""
-    s = server_settings
-    path.write_text(
-        "[DATABASE]\n"
-        "enabled = true\n"
-        f"host = {s.host}\n"
-        f"port = {s.port}\n"
-        f"database = {s.database}\n"
-        f"user = {s.user}\n"
-        f"password = {password}\n"
-        f"schema = {schema}\n"
-        "table_prefix = mr_\n\n"
-        "[TABLES]\n"
-        "market_data = market_data\n"
-        "options_data = options_data\n"
-        "market_regimes = market_regimes\n"
-        "1min_market_regimes = market_regimes_1min\n"
-        "optimization_results = optimization_results\n\n"
-        "[CONNECTION]\n"
-        "max_connections = 5\n"
-        "connection_timeout = 30\n"
-        "retry_attempts = 3\n"
-        "retry_delay = 5\n"
-    )
-    return path
 
 
 @pytest.fixture
@@ -102,7 +64,7 @@ def test_no_arguments_means_the_embedded_server(embedded_dir: Path) -> None:
 
 
 def test_seed_ini_pointing_at_the_test_server(server: Any, settings: Settings, tmp_path: Path, sql: Any) -> None:
-    ini = _seed_ini(tmp_path / "database_config.ini", server.settings, schema=settings.schema,
+    ini = write_seed_ini(tmp_path / "database_config.ini", server.settings, schema=settings.schema,
                     password=server.settings.password.get() or "postgres")
     pg = PostgreSQLIntegration(config_file=ini)
     try:
@@ -135,18 +97,18 @@ def test_context_manager_closes_every_connection(settings: Settings, sql: Any) -
     with PostgreSQLIntegration(settings=tagged) as pg:
         pg.initialize_database()
         assert connections() == 1
-    assert _eventually(lambda: connections() == 0)
+    assert eventually(lambda: connections() == 0)
     # Also when the block raises.
     with pytest.raises(ZeroDivisionError), PostgreSQLIntegration(settings=tagged) as pg:
         pg.initialize_database()
         assert connections() == 1
         1 / 0  # noqa: B018
-    assert _eventually(lambda: connections() == 0)
+    assert eventually(lambda: connections() == 0)
 
 
 def test_repr_never_shows_the_password(server: Any, settings: Settings, tmp_path: Path) -> None:
     # The test server trusts local connections, so any password logs in: this one never may print.
-    ini = _seed_ini(tmp_path / "c.ini", server.settings, schema=settings.schema,
+    ini = write_seed_ini(tmp_path / "c.ini", server.settings, schema=settings.schema,
                     password=server.settings.password.get() or "hunter2#S3cret")
     secret = server.settings.password.get() or "hunter2#S3cret"
     with PostgreSQLIntegration(config_file=ini) as pg:

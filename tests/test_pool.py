@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import adbc_driver_manager
 import pytest
 from _auth import password_role
+from _helpers import eventually
 
 from regime_io.config import Secret, Settings, settings_replace
 from regime_io.errors import PoolTimeoutError, ServerError, ServerUnavailableError
@@ -64,16 +64,6 @@ def _server_connections(sql: Any, settings: Settings) -> int:
     rows = sql("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
                (settings.libpq_options["application_name"],))
     return int(rows[0][0])
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``check``: a backend leaves pg_stat_activity shortly after its client closes."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _free_tcp_port() -> int:
@@ -312,6 +302,6 @@ def test_close_releases_everything(tagged: Settings, sql: Any) -> None:
         assert pool.open_connections == 1  # the one in use closes when it comes back
         assert _scalar(in_use, "SELECT 1") == 1
     assert pool.open_connections == 0
-    assert _eventually(lambda: _server_connections(sql, tagged) == 0)
+    assert eventually(lambda: _server_connections(sql, tagged) == 0)
     with pytest.raises(ServerError, match="closed"), pool.connection():
         pass

@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from _helpers import write_seed_ini
 from polars.testing import assert_frame_equal
 
 from regime_io import synthetic
@@ -69,40 +70,13 @@ def test_the_copy_matches_the_seed_specification() -> None:
     assert block.group(1) == SEED_SNIPPET
 
 
-def _write_seed_ini(root: Path, server_settings: Settings, schema: str) -> None:
-    s = server_settings
-    path = root / "config" / "database" / "database_config.ini"
-    path.parent.mkdir(parents=True)
-    path.write_text(
-        "[DATABASE]\n"
-        "enabled = true\n"
-        f"host = {s.host}\n"
-        f"port = {s.port}\n"
-        f"database = {s.database}\n"
-        f"user = {s.user}\n"
-        f"password = {s.password.get()}\n"
-        f"schema = {schema}\n"
-        "table_prefix = mr_\n\n"
-        "[TABLES]\n"
-        "market_data = market_data\n"
-        "options_data = options_data\n"
-        "market_regimes = market_regimes\n"
-        "1min_market_regimes = market_regimes_1min\n"
-        "optimization_results = optimization_results\n\n"
-        "[CONNECTION]\n"
-        "max_connections = 5\n"
-        "connection_timeout = 30\n"
-        "retry_attempts = 3\n"
-        "retry_delay = 5\n"
-    )
-
-
 def test_seed_snippet_runs_verbatim(server: Any, settings: Settings, sql: Any, tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("REGIME_IO_") and not name.startswith("REGIME_IO_TEST_"):
             monkeypatch.delenv(name)
-    _write_seed_ini(tmp_path, server.settings, settings.schema)
+    write_seed_ini(tmp_path / "config" / "database" / "database_config.ini", server.settings,
+                   schema=settings.schema, password=server.settings.password.get())
     monkeypatch.chdir(tmp_path)
 
     # The data the pipeline would hand over (January 2024: older than 30 days).
