@@ -96,14 +96,16 @@ TRANSITIONS_SCHEMA = pa.schema([
     ("mean_run_length", pa.float64()),
 ])
 
-# Row order of range reads: the natural key, time last, except options (time first, as a
-# backtest replays them).
-_RANGE_ORDER: dict[TableKey, tuple[str, ...]] = {
-    "market_data": ("symbol", "timeframe", "timestamp"),
-    "options_data": ("symbol", "timestamp", "expiry_date", "strike_price", "option_type"),
-    "market_regimes": ("symbol", "timeframe", "timestamp"),
-    "market_regimes_1min": ("symbol", "timestamp"),
-}
+def _range_order(spec: TableSpec) -> tuple[str, ...]:
+    """Row order of range reads: the natural key (time last), except option bars, which
+    come time first after the symbol, as a backtest replays them."""
+    if spec.key == "options_data":
+        time_col = spec.time_column or "timestamp"
+        rest = tuple(c for c in spec.primary_key if c not in ("symbol", time_col))
+        return ("symbol", time_col, *rest)
+    return spec.primary_key
+
+
 _REGIME_TABLES: dict[str, TableKey] = {
     "1min": "market_regimes_1min", "regimes": "market_regimes",
     "market_regimes_1min": "market_regimes_1min", "1min_market_regimes": "market_regimes_1min",
@@ -712,7 +714,7 @@ def _range_query(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
                  exact: bool, extra: Sequence[tuple[str, Any]], drop_symbol: bool) -> tuple[Query, str]:
     q = Query()
     sql_names = [n for n in names if not (drop_symbol and n == "symbol")]
-    order = [n for n in _RANGE_ORDER[spec.key] if not (len(symbols) == 1 and n == "symbol")]
+    order = [n for n in _range_order(spec) if not (len(symbols) == 1 and n == "symbol")]
     sql = (f"SELECT {_select_list(spec, sql_names, exact=exact, engine='cx')} FROM {db.table(spec.key)} t "
            f"WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} "
            f"ORDER BY {', '.join(f't.{quote_ident(n)}' for n in order)}")
