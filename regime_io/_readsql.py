@@ -1,16 +1,19 @@
 """Reader internals: argument parsing, SQL values and the two query engines.
 
-Two engines serve the readers (see ``docs/reading.md``):
+Three engines serve the readers (see ``docs/reading.md``):
 
 * **connectorx** pulls ranges: it decodes PostgreSQL's binary protocol straight into
   Arrow, but opens a new connection per call and cannot bind parameters, so values are
   rendered into the SQL text by :func:`sql_value` (the only place that does this).
-* **ADBC**, through the pool's warm connection, serves point lookups and small
-  aggregates with bound parameters (``$1, $2``): a fresh connectorx connection would
-  cost more than the query.
+* **ADBC**, through the pool's warm connection, serves aggregates and option chains
+  with bound parameters (``$1, $2``): a fresh connectorx connection would cost more than
+  the query, and the result arrives as Arrow.
+* **psycopg**, through the lookup pool (autocommit, prepared statements), serves the
+  lookups whose answer is one row per series (latest rows) and the reachability check:
+  one round trip where ADBC spends four.
 
-Queries are written once with ``$n`` placeholders (:class:`Query`); the ADBC engine
-binds the parameters, the connectorx engine inlines them as literals.
+Queries are written once with ``$n`` placeholders (:class:`Query`); ADBC binds them,
+psycopg gets them as ``%(pn)s`` (:meth:`Query.pyformat`), connectorx as literals.
 
 Example:
     >>> q = Query()
@@ -32,6 +35,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pyarrow as pa
 
 from .errors import ReadError, RegimeIOError, ServerError, ServerUnavailableError
@@ -119,6 +123,17 @@ class Query:
             return sql_value(self.params[int(m.group(1)) - 1])
 
         return _PLACEHOLDER.sub(repl, sql)
+
+    def pyformat(self, sql: str) -> tuple[str, dict[str, Any]]:
+        """The query in psycopg's placeholder style: ``$n`` becomes ``%(pn)s`` (a literal
+        ``%`` is doubled), with the parameters as a dict.
+
+        >>> q = Query(); sql = f"x = {q.param(1)} AND y LIKE '%a' AND z = {q.param(2)}"
+        >>> q.pyformat(sql)
+        ("x = %(p1)s AND y LIKE '%%a' AND z = %(p2)s", {'p1': 1, 'p2': 2})
+        """
+        text = _PLACEHOLDER.sub(lambda m: f"%(p{m.group(1)})s", sql.replace("%", "%%"))
+        return text, {f"p{i}": value for i, value in enumerate(self.params, start=1)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -260,7 +275,9 @@ def wrap_error(db: Database, err: BaseException, *, what: str, table: str | None
     refused), scrubbed of credentials."""
     if isinstance(err, RegimeIOError):
         return err
-    text = db.redact(_first_line(err))
+    # psycopg carries the server's message apart from the "LINE 1: ..." excerpt.
+    primary = err.diag.message_primary if isinstance(err, psycopg.Error) else None
+    text = db.redact(primary or _first_line(err))
     lowered = text.lower()
     if any(p in lowered for p in _CX_CONNECTION_ERRORS):
         if any(p in lowered for p in _PERMANENT_CONNECT_FAILURES):  # a bad password is not an outage
@@ -286,8 +303,8 @@ def check_reachable(db: Database) -> None:
     since. A connection found dead that way is tried once more (the pool then checks
     every idle connection), so a server that merely restarted fails no read.
     """
-    # read_adbc already retries a connection that died unnoticed, once, and wraps errors.
-    read_adbc(db, Query(), "SELECT 1", what="connection check")
+    # read_lookup already retries a connection that died unnoticed, once, and wraps errors.
+    read_lookup(db, Query(), "SELECT 1", what="connection check")
 
 
 def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
@@ -347,3 +364,35 @@ def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None 
             if attempt == 2 or not lost_before_commit(err):
                 raise
     raise AssertionError("unreachable")
+
+
+# PostgreSQL type OIDs of lookup results -> Arrow types (anything else: inferred).
+_OID_TYPES = {25: pa.string(), 1043: pa.string(), 1042: pa.string(), 1114: pa.timestamp("us"),
+              1082: pa.date32(), 701: pa.float64(), 700: pa.float32(), 20: pa.int64(), 23: pa.int32(),
+              21: pa.int16(), 16: pa.bool_()}
+
+
+def read_lookup(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
+    """Run a small query on a warm lookup connection (psycopg, prepared); an Arrow table.
+
+    For results of a few rows (one per series): the rows come back as Python values, which
+    is cheap at that size and costs one round trip. Large results belong to :func:`read_adbc`.
+    """
+    text, params = q.pyformat(sql)
+    log.debug("lookup: %s %r", sql, q.params)
+    for attempt in (1, 2):
+        try:
+            with db.lookup_connection() as conn, conn.cursor(binary=True) as cur:
+                cur.execute(text, params)
+                rows = cur.fetchall()
+                description = cur.description or []
+            break
+        except psycopg.Error as err:
+            raise wrap_error(db, err, what=what, table=table) from err
+        except ServerUnavailableError as err:
+            # As in read_adbc: an idle connection that died unnoticed; run the read once more.
+            if attempt == 2 or not lost_before_commit(err):
+                raise
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in description]
+    return pa.table({col.name: pa.array(values, type=_OID_TYPES.get(col.type_code))
+                     for col, values in zip(description, columns, strict=True)})

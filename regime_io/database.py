@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .config import Settings
-from .pool import Connection, ConnectionPool, resolve_server
+from .pool import Connection, ConnectionPool, LookupConnection, LookupPool, resolve_server
 from .schema import PartitionCache, qualified_table
 from .tables import TableKey, table_spec
 
@@ -36,6 +36,7 @@ class Database:
         self.partitions = PartitionCache()
         self._resolved: Settings | None = None
         self._pool: ConnectionPool | None = None
+        self._lookup_pool: LookupPool | None = None
         self._lock = threading.Lock()
         self.replicas = None  # set up lazily by regime_io.replicas when configured
 
@@ -60,6 +61,16 @@ class Database:
                 if self._pool is None:
                     self._pool = ConnectionPool(resolved)
         return self._pool
+
+    @property
+    def lookup_pool(self) -> LookupPool:
+        """The primary server's lookup pool (psycopg, autocommit): small reads only."""
+        if self._lookup_pool is None:
+            resolved = self.resolved
+            with self._lock:
+                if self._lookup_pool is None:
+                    self._lookup_pool = LookupPool(resolved)
+        return self._lookup_pool
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:
@@ -88,6 +99,15 @@ class Database:
         with replicas.read_connection(self) as conn:
             yield conn
 
+    @contextmanager
+    def lookup_connection(self) -> Iterator[LookupConnection]:
+        """A lookup connection (autocommit, prepared statements): a replica's when
+        configured, else the primary's."""
+        from . import replicas
+
+        with replicas.lookup_connection(self) as conn:
+            yield conn
+
     def redact(self, text: str) -> str:
         return self.settings.redact(text)
 
@@ -96,6 +116,9 @@ class Database:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._lookup_pool is not None:
+            self._lookup_pool.close()
+            self._lookup_pool = None
         from . import replicas
 
         replicas.close(self)

@@ -1,9 +1,19 @@
-"""A small pool of ADBC connections with retrying connects and health checks.
+"""Small pools of connections with retrying connects and health checks.
 
 ``with pool.connection() as conn:`` hands out a connection inside a transaction: it
 commits when the block succeeds, rolls back when it raises, and returns the connection
 to the pool. A connection that died (server restart, network cut) is discarded, never
 handed out again; idle connections are pinged before reuse.
+
+Two pools share that logic (:class:`_Pool`):
+
+* :class:`ConnectionPool` holds ADBC connections: writers (bulk COPY), DDL, maintenance,
+  and the readers whose results are Arrow-sized (aggregates, option chains).
+* :class:`LookupPool` holds psycopg connections in autocommit mode with server-side
+  prepared statements, for lookups whose answer is a handful of rows (latest rows, the
+  reachability check). ADBC spends four round trips on such a query (BEGIN, Parse,
+  Bind/Execute, COMMIT); a prepared psycopg query spends one, which halves the latency
+  of ``get_latest`` (measured in ``docs/performance.md``).
 
 Example:
     >>> pool = ConnectionPool(settings)                       # doctest: +SKIP
@@ -21,17 +31,24 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc
+import psycopg
 from adbc_driver_manager.dbapi import Connection
 
 from ._sql import literal
 from .config import Settings, settings_replace
 from .errors import PoolTimeoutError, ServerError, ServerUnavailableError
 
-__all__ = ["Connection", "ConnectionPool", "is_connection_error", "lost_before_commit", "resolve_server"]
+__all__ = ["Connection", "ConnectionPool", "LookupConnection", "LookupPool", "is_connection_error",
+           "lost_before_commit", "resolve_server"]
+
+LookupConnection = psycopg.Connection[Any]
+C = TypeVar("C", Connection, LookupConnection)
+# What either driver raises; the pool classifies both alike.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (adbc_driver_manager.Error, psycopg.Error)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +58,9 @@ _CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
 _LOST_CONNECTION = ("server closed the connection", "failed to connect", "connection to server",
                     "no connection to the server", "could not receive data", "could not send data",
                     "terminating connection", "connection refused", "broken pipe", "ssl syscall",
-                    "connection timed out", "timeout expired", "connection reset")
+                    "connection timed out", "timeout expired", "connection reset",
+                    # psycopg's own words for a connection it found dead or closed.
+                    "the connection is lost", "the connection is closed", "consuming input failed")
 # Connect failures that retrying cannot fix: credentials, names, bad options. Everything
 # else (refused, timed out, "starting up", "too many connections") is retried.
 _PERMANENT_CONNECT_FAILURES = ("password authentication failed", "authentication failed",
@@ -59,7 +78,7 @@ def is_connection_error(err: BaseException) -> bool:
     """True when ``err`` is about the connection (retry-safe), not about the data."""
     if isinstance(err, ServerUnavailableError):
         return True
-    if not isinstance(err, adbc_driver_manager.Error):
+    if not isinstance(err, DRIVER_ERRORS):
         return False
     sqlstate = getattr(err, "sqlstate", None) or ""
     if sqlstate.startswith(_CONNECTION_SQLSTATES):
@@ -67,7 +86,8 @@ def is_connection_error(err: BaseException) -> bool:
     # ADBC reports many things as status IO (even "current transaction is aborted"), so
     # look for libpq's own words for a lost or refused connection.
     text = str(err).lower()
-    return isinstance(err, adbc_driver_manager.OperationalError) and any(m in text for m in _LOST_CONNECTION)
+    operational = isinstance(err, (adbc_driver_manager.OperationalError, psycopg.OperationalError))
+    return operational and any(m in text for m in _LOST_CONNECTION)
 
 
 def _lost_connection(err: BaseException) -> bool:
@@ -80,7 +100,7 @@ def _lost_connection(err: BaseException) -> bool:
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, adbc_driver_manager.Error) and is_connection_error(current):
+        if isinstance(current, DRIVER_ERRORS) and is_connection_error(current):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -91,7 +111,7 @@ def lost_before_commit(err: BaseException) -> bool:
     before its commit: the server has nothing of that block, so running it again is safe.
     (Not a failed connect, which the pool already retried, nor a cut-off commit.)"""
     return (isinstance(err, ServerUnavailableError) and not isinstance(err, PoolTimeoutError)
-            and isinstance(err.__cause__, adbc_driver_manager.Error) and _NOTHING_COMMITTED in err.message)
+            and isinstance(err.__cause__, DRIVER_ERRORS) and _NOTHING_COMMITTED in err.message)
 
 
 def resolve_server(settings: Settings) -> Settings:
@@ -106,8 +126,8 @@ def resolve_server(settings: Settings) -> Settings:
                             user=server.user, database=server.database)
 
 
-class ConnectionPool:
-    """Up to ``max_connections`` ADBC connections to one server.
+class _Pool(Generic[C]):
+    """Up to ``max_connections`` connections to one server; subclasses open and ping them.
 
     Parameters:
         settings: resolved settings (see :func:`resolve_server`).
@@ -115,11 +135,14 @@ class ConnectionPool:
         name: shown in logs and errors ("primary", "replica 1").
     """
 
+    #: Shown in logs ("a connection", "a lookup connection").
+    kind = "connection"
+
     def __init__(self, settings: Settings, *, url: str | None = None, name: str = "primary") -> None:
         self.settings = settings
         self.name = name
         self._url = url if url is not None else settings.url(redact=False)
-        self._idle: deque[tuple[Connection, float]] = deque()
+        self._idle: deque[tuple[C, float]] = deque()
         self._open = 0
         self._lock = threading.Condition()
         self._closed = False
@@ -129,12 +152,13 @@ class ConnectionPool:
         self._suspect_before = 0.0
 
     def __repr__(self) -> str:
-        return f"<ConnectionPool {self.name} {self.settings.describe()} open={self._open} idle={len(self._idle)}>"
+        return (f"<{type(self).__name__} {self.name} {self.settings.describe()} open={self._open} "
+                f"idle={len(self._idle)}>")
 
     # -- public -------------------------------------------------------------------------
 
     @contextmanager
-    def connection(self) -> Iterator[Connection]:
+    def connection(self) -> Iterator[C]:
         """A connection in a transaction: commit on success, roll back on error.
 
         Raises:
@@ -156,13 +180,13 @@ class ConnectionPool:
             if healthy:
                 try:
                     conn.rollback()
-                except adbc_driver_manager.Error as rollback_err:
+                except DRIVER_ERRORS as rollback_err:
                     healthy = False
                     log.debug("rollback failed on %s: %s", self.name, self.settings.redact(str(rollback_err)))
             if lost:
                 self._mark_suspect()
             self._release(conn, healthy=healthy)
-            if isinstance(err, adbc_driver_manager.Error) and lost:
+            if isinstance(err, DRIVER_ERRORS) and lost:
                 outcome = ("the commit was cut off, so whether it was applied is unknown" if committing
                            else _NOTHING_COMMITTED)
                 raise ServerUnavailableError(
@@ -200,15 +224,18 @@ class ConnectionPool:
     # -- internals ----------------------------------------------------------------------
 
     def _check_fork(self) -> None:
-        # A child process must not use sockets inherited from its parent.
+        # A child process must not use sockets inherited from its parent, nor close them:
+        # closing sends the server a Terminate on the parent's session. Keep them alive
+        # (unused) in the child instead.
         if os.getpid() != self._pid:
+            _INHERITED.extend(conn for conn, _ in self._idle)
             self._idle.clear()
             self._open = 0
             self._pid = os.getpid()
 
-    def _acquire(self) -> Connection:
+    def _acquire(self) -> C:
         deadline = time.monotonic() + self.settings.connection_timeout
-        conn: Connection | None
+        conn: C | None
         while True:
             with self._lock:
                 self._check_fork()
@@ -241,7 +268,7 @@ class ConnectionPool:
                     raise
             stale = suspect or time.monotonic() - last_used > self.settings.health_check_interval
             if stale and not self._ping(conn):
-                log.info("discarding a dead connection from the %s pool", self.name)
+                log.info("discarding a dead %s from the %s pool", self.kind, self.name)
                 self._close_quietly(conn)
                 with self._lock:
                     self._open -= 1
@@ -251,7 +278,7 @@ class ConnectionPool:
                 continue
             return conn
 
-    def _release(self, conn: Connection, *, healthy: bool) -> None:
+    def _release(self, conn: C, *, healthy: bool) -> None:
         with self._lock:
             if healthy and not self._closed and os.getpid() == self._pid:
                 self._idle.append((conn, time.monotonic()))
@@ -260,7 +287,7 @@ class ConnectionPool:
                 self._open = max(0, self._open - 1)
             self._lock.notify()
 
-    def _ping(self, conn: Connection) -> bool:
+    def _ping(self, conn: C) -> bool:
         try:
             cur = conn.cursor()
             try:
@@ -270,18 +297,18 @@ class ConnectionPool:
                 cur.close()
             conn.rollback()
             return True
-        except adbc_driver_manager.Error:
+        except DRIVER_ERRORS:
             return False
 
-    def _connect(self) -> Connection:
+    def _connect(self) -> C:
         attempts = 1 + self.settings.retry_attempts
         last: BaseException | None = None
         for attempt in range(1, attempts + 1):
             log.debug("connecting to the %s server (%s), attempt %d/%d",
                       self.name, self.settings.describe(), attempt, attempts)
             try:
-                conn: Connection = adbc.connect(self._url)
-            except adbc_driver_manager.Error as err:
+                conn = self._open_connection()
+            except DRIVER_ERRORS as err:
                 message = self.settings.redact(_first_line(err))
                 if any(p in message.lower() for p in _PERMANENT_CONNECT_FAILURES):
                     # Retrying cannot fix a wrong password or a missing database: fail now.
@@ -295,12 +322,12 @@ class ConnectionPool:
                 continue
             try:
                 self._prepare(conn)
-            except adbc_driver_manager.Error as err:
+            except DRIVER_ERRORS as err:
                 self._close_quietly(conn)
                 raise ServerError(f"cannot set up a connection to the {self.name} server "
                                   f"({self.settings.describe()}): {self.settings.redact(_first_line(err))}"
                                   ) from None
-            log.debug("opened a connection to the %s server (%s)", self.name, self.settings.describe())
+            log.debug("opened a %s to the %s server (%s)", self.kind, self.name, self.settings.describe())
             return conn
         assert last is not None
         tries = (f"{attempts} attempts, {self.settings.retry_delay:g}s apart" if attempts > 1
@@ -310,7 +337,10 @@ class ConnectionPool:
             f"{self.settings.redact(_first_line(last))}"
         ) from None
 
-    def _prepare(self, conn: Connection) -> None:
+    def _open_connection(self) -> C:
+        raise NotImplementedError
+
+    def _prepare(self, conn: C) -> None:
         cur = conn.cursor()
         try:
             # created_at defaults and now() follow the storage zone, like the stored timestamps.
@@ -324,6 +354,41 @@ class ConnectionPool:
         # Closing a dead connection may raise; it is gone either way.
         with contextlib.suppress(Exception):
             conn.close()
+
+
+class ConnectionPool(_Pool[Connection]):
+    """Up to ``max_connections`` ADBC connections to one server: bulk COPY, DDL, Arrow reads.
+
+    Example:
+        >>> with ConnectionPool(settings).connection() as conn:   # doctest: +SKIP
+        ...     conn.adbc_ingest(...)
+    """
+
+    def _open_connection(self) -> Connection:
+        return adbc.connect(self._url)
+
+
+class LookupPool(_Pool[LookupConnection]):
+    """Up to ``max_connections`` psycopg connections for small lookups.
+
+    They run in autocommit mode (a lookup is one statement: no BEGIN/COMMIT round trips)
+    and prepare every statement on first use (``prepare_threshold=0``), so a repeated
+    lookup is one Bind/Execute round trip. ``commit()``/``rollback()`` in the pool's
+    block are no-ops; use :class:`ConnectionPool` for anything that writes.
+
+    Example:
+        >>> with LookupPool(settings).connection() as conn:       # doctest: +SKIP
+        ...     conn.execute("SELECT 1").fetchone()
+    """
+
+    kind = "lookup connection"
+
+    def _open_connection(self) -> LookupConnection:
+        return psycopg.connect(self._url, autocommit=True, prepare_threshold=0)
+
+
+# Connections a forked child inherited: never used, never closed (see _Pool._check_fork).
+_INHERITED: list[Any] = []
 
 
 def _first_line(err: BaseException) -> str:

@@ -41,6 +41,7 @@ from ._readsql import (
     parse_time,
     read_adbc,
     read_cx,
+    read_lookup,
     stream_cx,
     symbol_list,
     text_arg,
@@ -346,7 +347,7 @@ def get_latest(db: Database, table: str, symbol: str | None = None, *, symbols: 
     if wanted == []:
         return convert(schema.empty_table(), return_type)
     q, sql = _latest_query(db, spec, wanted, timeframe=tf, exact=exact)
-    table_ = conform(read_adbc(db, q, sql, what="get_latest", table=spec.key), schema)
+    table_ = conform(read_lookup(db, q, sql, what="get_latest", table=spec.key), schema)
     return convert(table_, return_type)
 
 
@@ -846,41 +847,62 @@ def _latest_query(db: Database, spec: TableSpec, wanted: list[str] | None, *, ti
     names = list(spec.column_names)
     q = Query()
     target = db.table(spec.key)
-    with_parts: list[str] = []
-    if wanted is None:
-        with_parts.append(_skip_scan_symbols(target))
-        source = "(SELECT symbol FROM symbols WHERE symbol IS NOT NULL) s"
-    else:
-        source = f"unnest({q.param(wanted)}::text[]) AS s(symbol)"
     match = 't."symbol" = s.symbol'
     order = 'l."symbol" COLLATE "C"'
-    if has_timeframe and tf is None:
-        # One series per (symbol, timeframe): skip-scan each symbol's timeframes.
-        source += (" CROSS JOIN LATERAL (WITH RECURSIVE tf(timeframe) AS ("
-                   f'(SELECT t."timeframe" FROM {target} t WHERE t."symbol" = s.symbol '
-                   'ORDER BY t."timeframe" LIMIT 1) UNION ALL '
-                   f'SELECT (SELECT t."timeframe" FROM {target} t WHERE t."symbol" = s.symbol '
-                   'AND t."timeframe" > tf.timeframe ORDER BY t."timeframe" LIMIT 1) '
-                   "FROM tf WHERE tf.timeframe IS NOT NULL) "
-                   "SELECT timeframe FROM tf WHERE timeframe IS NOT NULL) f")
-        match += ' AND t."timeframe" = f.timeframe'
+    if has_timeframe and tf is None and wanted is None:
+        # Every series of the table: walk the distinct (symbol, timeframe) pairs on the
+        # primary key, one index probe per pair (per symbol then per timeframe costs two
+        # probes per symbol more: measured 19 ms -> 8 ms at 10M rows, 100 symbols).
+        source = f"({_skip_scan_pairs(target)} SELECT symbol, timeframe FROM pairs WHERE symbol IS NOT NULL) s"
+        match += ' AND t."timeframe" = s.timeframe'
         order += ', l."timeframe" COLLATE "C"'
-    elif tf is not None:
-        match += f' AND t."timeframe" = {q.param(tf)}'
-    sql = ((f"WITH RECURSIVE {', '.join(with_parts)} " if with_parts else "")
-           + f"SELECT l.* FROM {source} CROSS JOIN LATERAL ("
+    else:
+        if wanted is None:
+            source = f"({_skip_scan_symbols(target)} SELECT symbol FROM symbols WHERE symbol IS NOT NULL) s"
+        else:
+            source = f"unnest({q.param(wanted)}::text[]) AS s(symbol)"
+        if has_timeframe and tf is None:
+            # One series per (symbol, timeframe): skip-scan each listed symbol's timeframes.
+            source += (" CROSS JOIN LATERAL (WITH RECURSIVE tf(timeframe) AS ("
+                       f'(SELECT t."timeframe" FROM {target} t WHERE t."symbol" = s.symbol '
+                       'ORDER BY t."timeframe" LIMIT 1) UNION ALL '
+                       f'SELECT (SELECT t."timeframe" FROM {target} t WHERE t."symbol" = s.symbol '
+                       'AND t."timeframe" > tf.timeframe ORDER BY t."timeframe" LIMIT 1) '
+                       "FROM tf WHERE tf.timeframe IS NOT NULL) "
+                       "SELECT timeframe FROM tf WHERE timeframe IS NOT NULL) f")
+            match += ' AND t."timeframe" = f.timeframe'
+            order += ', l."timeframe" COLLATE "C"'
+        elif tf is not None:
+            match += f' AND t."timeframe" = {q.param(tf)}'
+    sql = (f"SELECT l.* FROM {source} CROSS JOIN LATERAL ("
            f"SELECT {_select_list(spec, names, exact=exact, engine='adbc', alias='t')} FROM {target} t "
            f'WHERE {match} ORDER BY t."timestamp" DESC LIMIT 1) l ORDER BY {order}')
     return q, sql
 
 
 def _skip_scan_symbols(target: str) -> str:
-    """A recursive CTE ``symbols`` walking the distinct symbols one index probe at a time."""
+    """``WITH RECURSIVE symbols``: the distinct symbols, one index probe each."""
     return (
-        "symbols(symbol) AS ("
+        "WITH RECURSIVE symbols(symbol) AS ("
         f'(SELECT t."symbol" FROM {target} t ORDER BY t."symbol" LIMIT 1) UNION ALL '
         f'SELECT (SELECT t."symbol" FROM {target} t WHERE t."symbol" > symbols.symbol '
         'ORDER BY t."symbol" LIMIT 1) FROM symbols WHERE symbols.symbol IS NOT NULL)'
+    )
+
+
+def _skip_scan_pairs(target: str) -> str:
+    """``WITH RECURSIVE pairs``: the distinct (symbol, timeframe) pairs, one index probe each.
+
+    The row comparison ``(symbol, timeframe) > (...)`` is an index condition on the
+    primary key's leading columns, so each step is one descent of the index.
+    """
+    return (
+        "WITH RECURSIVE pairs(symbol, timeframe) AS ("
+        f'(SELECT t."symbol", t."timeframe" FROM {target} t ORDER BY t."symbol", t."timeframe" LIMIT 1) '
+        "UNION ALL SELECT n.symbol, n.timeframe FROM pairs CROSS JOIN LATERAL ("
+        f'SELECT t."symbol", t."timeframe" FROM {target} t '
+        'WHERE (t."symbol", t."timeframe") > (pairs.symbol, pairs.timeframe) '
+        'ORDER BY t."symbol", t."timeframe" LIMIT 1) n)'
     )
 
 

@@ -45,12 +45,13 @@ import adbc_driver_postgresql.dbapi as adbc
 
 from .config import LIBPQ_OPTIONS, Secret, Settings, _Collector, _parse_dsn, settings_replace
 from .errors import ConfigError, PoolTimeoutError, ServerError
-from .pool import Connection, ConnectionPool
+from .pool import Connection, ConnectionPool, LookupConnection, LookupPool
 
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["READ_YOUR_WRITES_TIMEOUT", "RECHECK_AFTER", "ReplicaSet", "close", "read_connection", "read_url"]
+__all__ = ["READ_YOUR_WRITES_TIMEOUT", "RECHECK_AFTER", "ReplicaSet", "close", "lookup_connection", "read_connection",
+           "read_url"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class _Replica:
     name: str
     settings: Settings
     pool: ConnectionPool
+    lookup_pool: LookupPool
     down_since: float | None = None  # monotonic time of the first failure of this outage
     retry_at: float = 0.0
     lagging: bool = False
@@ -109,10 +111,11 @@ class ReplicaSet:
         for i, dsn in enumerate(primary.read_replicas, start=1):
             settings = replica_settings(primary, dsn.get())
             name = f"replica {i}"
-            self.replicas.append(_Replica(name, settings, ConnectionPool(settings, name=name)))
+            self.replicas.append(_Replica(name, settings, ConnectionPool(settings, name=name),
+                                          LookupPool(settings, name=name)))
         # One rotation per kind of read: a reader that takes a point-read connection and then
         # a connectorx URL for the same call still spreads its URLs over every replica.
-        self._counters = {"url": itertools.count(), "connection": itertools.count()}
+        self._counters = {"url": itertools.count(), "connection": itertools.count(), "lookup": itertools.count()}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -150,6 +153,7 @@ class ReplicaSet:
     def close(self) -> None:
         for replica in self.replicas:
             replica.pool.close()
+            replica.lookup_pool.close()
 
 
 def _replica_set(db: Database) -> ReplicaSet:
@@ -176,41 +180,31 @@ def _reachable(replica: _Replica) -> bool:
 
 
 def _primary_lsn(db: Database) -> str:
-    with db.connection() as conn:
-        cur = conn.cursor()
-        try:
-            cur.execute("SELECT pg_current_wal_lsn()::text")
-            row = cur.fetchone()
-        finally:
-            cur.close()
+    with db.lookup_pool.connection() as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
     return str(row[0])
 
 
-def _caught_up(conn: Connection, lsn: str | None) -> bool:
-    """True when the replica answers and (with ``lsn``) has replayed up to ``lsn``."""
-    cur = conn.cursor()
-    try:
-        if lsn is None:
-            cur.execute("SELECT true")
-            cur.fetchone()
+def _caught_up(conn: LookupConnection, lsn: str | None) -> bool:
+    """True when the replica answers and (with ``lsn``) has replayed up to ``lsn``.
+
+    ``conn`` is in autocommit mode: no transaction stays open while waiting, which matters
+    because a standby snapshot holds back the very replay being waited for (a recovery
+    conflict; replay waits max_standby_streaming_delay, 30 s by default).
+    """
+    if lsn is None:
+        conn.execute("SELECT true").fetchone()
+        return True
+    deadline = time.monotonic() + READ_YOUR_WRITES_TIMEOUT
+    while True:
+        # NULL when the server is not in recovery (not a replica): never "caught up".
+        row = conn.execute("SELECT coalesce(pg_last_wal_replay_lsn() >= %s::pg_lsn, false)", (lsn,)).fetchone()
+        if row and row[0]:
             return True
-        deadline = time.monotonic() + READ_YOUR_WRITES_TIMEOUT
-        while True:
-            # NULL when the server is not in recovery (not a replica): never "caught up".
-            cur.execute("SELECT coalesce(pg_last_wal_replay_lsn() >= $1::pg_lsn, false)", parameters=(lsn,))
-            row = cur.fetchone()
-            # End the transaction before waiting: an open one can hold a snapshot, and a
-            # standby snapshot holds back the very replay being waited for (recovery
-            # conflict; replay waits max_standby_streaming_delay, 30s by default).
-            conn.rollback()
-            if row and row[0]:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(_POLL_INTERVAL)
-    finally:
-        cur.close()
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_INTERVAL)
 
 
 def _choose(db: Database, kind: str) -> _Replica | None:
@@ -225,7 +219,7 @@ def _choose(db: Database, kind: str) -> _Replica | None:
             replicas.mark_down(replica, ServerError("connection refused"))
             continue
         try:
-            with replica.pool.connection() as conn:
+            with replica.lookup_pool.connection() as conn:
                 ok = _caught_up(conn, lsn)
         except PoolTimeoutError:
             # Busy, not down: every connection to it is in use. Try the next one.
@@ -270,6 +264,21 @@ def read_connection(db: Database) -> Iterator[Connection]:
     """
     replica = _choose(db, "connection")
     pool = db.pool if replica is None else replica.pool
+    with pool.connection() as conn:
+        yield conn
+
+
+@contextmanager
+def lookup_connection(db: Database) -> Iterator[LookupConnection]:
+    """A lookup connection (psycopg, autocommit): a healthy replica's when configured, else
+    the primary's.
+
+    Example:
+        >>> with lookup_connection(db) as conn:                           # doctest: +SKIP
+        ...     conn.execute("SELECT 1").fetchone()
+    """
+    replica = _choose(db, "lookup")
+    pool = db.lookup_pool if replica is None else replica.lookup_pool
     with pool.connection() as conn:
         yield conn
 

@@ -1,4 +1,8 @@
-"""The ADBC connection pool: reuse, transactions, limits, retries, restarts, close."""
+"""The connection pools: reuse, transactions, limits, retries, restarts, close.
+
+Everything but transactions runs against both pools: ADBC (``ConnectionPool``) and
+psycopg lookups (``LookupPool``), which share the pooling logic.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import adbc_driver_manager
+import psycopg
 import pytest
 from _auth import password_role
 from _helpers import eventually
 
 from regime_io.config import Secret, Settings, settings_replace
 from regime_io.errors import PoolTimeoutError, ServerError, ServerUnavailableError
-from regime_io.pool import ConnectionPool
+from regime_io.pool import ConnectionPool, LookupPool
 
 
 def _scalar(conn: Any, query: str) -> Any:
@@ -51,6 +56,19 @@ def pool(tagged: Settings) -> Iterator[ConnectionPool]:
     p.close()
 
 
+@pytest.fixture(params=[ConnectionPool, LookupPool], ids=["adbc", "psycopg"])
+def Pool(request: pytest.FixtureRequest) -> Any:
+    """Each pool class in turn."""
+    return request.param
+
+
+@pytest.fixture
+def any_pool(Pool: Any, tagged: Settings) -> Iterator[Any]:
+    p = Pool(tagged)
+    yield p
+    p.close()
+
+
 @pytest.fixture
 def scratch(pool: ConnectionPool, sql: Any, tagged: Settings) -> str:
     """A one-column table in the test's schema; returns its qualified name."""
@@ -75,18 +93,18 @@ def _free_tcp_port() -> int:
 # -- reuse and transactions -------------------------------------------------------------
 
 
-def test_a_released_connection_is_handed_out_again(pool: ConnectionPool, sql: Any, tagged: Settings) -> None:
-    with pool.connection() as first:
+def test_a_released_connection_is_handed_out_again(any_pool: Any, sql: Any, tagged: Settings) -> None:
+    with any_pool.connection() as first:
         assert _scalar(first, "SELECT 1") == 1
-    with pool.connection() as second:
+    with any_pool.connection() as second:
         assert _scalar(second, "SELECT 2") == 2
     assert second is first
-    assert pool.open_connections == 1 and pool.idle_connections == 1
+    assert any_pool.open_connections == 1 and any_pool.idle_connections == 1
     assert _server_connections(sql, tagged) == 1
 
 
-def test_connections_use_the_storage_time_zone(tagged: Settings) -> None:
-    pool = ConnectionPool(settings_replace(tagged, storage_timezone="Asia/Kolkata"))
+def test_connections_use_the_storage_time_zone(Pool: Any, tagged: Settings) -> None:
+    pool = Pool(settings_replace(tagged, storage_timezone="Asia/Kolkata"))
     try:
         with pool.connection() as conn:
             assert _scalar(conn, "SELECT current_setting('TimeZone')") == "Asia/Kolkata"
@@ -126,11 +144,42 @@ def test_a_data_error_rolls_back_and_keeps_the_connection(pool: ConnectionPool, 
         assert after is conn and _scalar(after, "SELECT 1") == 1
 
 
+def test_lookup_connections_run_in_autocommit_and_reuse_prepared_statements(tagged: Settings) -> None:
+    pool = LookupPool(tagged)
+    try:
+        with pool.connection() as conn:
+            query = "SELECT %s::int + 1"
+            assert conn.execute(query, (1,)).fetchone() == (2,)
+            # No transaction is left open between lookups (nothing to BEGIN/COMMIT).
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert conn.execute(query, (41,)).fetchone() == (42,)
+            prepared = conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+            # The repeated lookup was prepared once, server-side, and reused.
+            assert [row[0] for row in prepared].count("SELECT $1::int + 1") == 1
+    finally:
+        pool.close()
+
+
+def test_lookup_pool_commit_and_rollback_do_not_undo_anything(tagged: Settings, sql: Any) -> None:
+    # The lookup pool is for reads: a statement that writes is committed at once, and the
+    # block's rollback (on error) cannot undo it. This pins the documented behaviour.
+    sql(f'CREATE SCHEMA IF NOT EXISTS "{tagged.schema}"')
+    sql(f'CREATE TABLE "{tagged.schema}"."lookup_scratch" (v INTEGER)')
+    pool = LookupPool(tagged)
+    try:
+        with pytest.raises(KeyError), pool.connection() as conn:
+            conn.execute(f'INSERT INTO "{tagged.schema}"."lookup_scratch" VALUES (1)')
+            raise KeyError("boom")
+        assert sql(f'SELECT count(*) FROM "{tagged.schema}"."lookup_scratch"') == [(1,)]
+    finally:
+        pool.close()
+
+
 # -- limits -----------------------------------------------------------------------------
 
 
-def test_max_connections_is_respected_with_a_clear_timeout(tagged: Settings, sql: Any) -> None:
-    pool = ConnectionPool(settings_replace(tagged, max_connections=2, connection_timeout=0.2))
+def test_max_connections_is_respected_with_a_clear_timeout(Pool: Any, tagged: Settings, sql: Any) -> None:
+    pool = Pool(settings_replace(tagged, max_connections=2, connection_timeout=0.2))
     try:
         with pool.connection() as a, pool.connection() as b:
             assert a is not b
@@ -147,8 +196,8 @@ def test_max_connections_is_respected_with_a_clear_timeout(tagged: Settings, sql
         pool.close()
 
 
-def test_a_waiting_thread_gets_the_released_connection(tagged: Settings) -> None:
-    pool = ConnectionPool(settings_replace(tagged, max_connections=1, connection_timeout=30))
+def test_a_waiting_thread_gets_the_released_connection(Pool: Any, tagged: Settings) -> None:
+    pool = Pool(settings_replace(tagged, max_connections=1, connection_timeout=30))
     got: list[Any] = []
     waiting = threading.Event()
 
@@ -172,10 +221,11 @@ def test_a_waiting_thread_gets_the_released_connection(tagged: Settings) -> None
 # -- connecting: what is retried and what is not ----------------------------------------
 
 
-def test_unreachable_server_is_retried_then_reported(tagged: Settings, caplog: pytest.LogCaptureFixture) -> None:
+def test_unreachable_server_is_retried_then_reported(Pool: Any, tagged: Settings,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     unreachable = settings_replace(tagged, host="127.0.0.1", port=_free_tcp_port(), retry_attempts=2,
                                    retry_delay=0.1, password=Secret("hunter2secret"))
-    pool = ConnectionPool(unreachable)
+    pool = Pool(unreachable)
     with caplog.at_level(logging.DEBUG, logger="regime_io.pool"), pytest.raises(ServerUnavailableError) as info, \
             pool.connection():
         pass
@@ -186,10 +236,10 @@ def test_unreachable_server_is_retried_then_reported(tagged: Settings, caplog: p
     assert pool.open_connections == 0  # the failed slot was given back
 
 
-def test_unknown_database_is_not_retried(tagged: Settings, caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_database_is_not_retried(Pool: Any, tagged: Settings, caplog: pytest.LogCaptureFixture) -> None:
     # retry_delay=30: a retry would make this test hang for a minute instead of failing fast.
     missing = settings_replace(tagged, database="no_such_db_here", retry_attempts=2, retry_delay=30)
-    pool = ConnectionPool(missing)
+    pool = Pool(missing)
     with caplog.at_level(logging.DEBUG, logger="regime_io.pool"), pytest.raises(ServerError) as info, \
             pool.connection():
         pass
@@ -199,12 +249,12 @@ def test_unknown_database_is_not_retried(tagged: Settings, caplog: pytest.LogCap
     assert not [r for r in caplog.records if "attempt 2/3" in r.getMessage()]
 
 
-def test_wrong_password_is_not_retried_and_not_shown(server: Any, tagged: Settings,
+def test_wrong_password_is_not_retried_and_not_shown(Pool: Any, server: Any, tagged: Settings,
                                                      caplog: pytest.LogCaptureFixture) -> None:
     with password_role(server, "the-right-one") as role:
         wrong = settings_replace(tagged, user=role, password=Secret("wr0ng#pass@word"), retry_attempts=2,
                                  retry_delay=30)
-        pool = ConnectionPool(wrong)
+        pool = Pool(wrong)
         with caplog.at_level(logging.DEBUG, logger="regime_io.pool"), pytest.raises(ServerError) as info, \
                 pool.connection():
             pass
@@ -213,7 +263,7 @@ def test_wrong_password_is_not_retried_and_not_shown(server: Any, tagged: Settin
         for text in (str(info.value), caplog.text):
             assert "wr0ng" not in text and "wr0ng%23pass" not in text
         assert not [r for r in caplog.records if "attempt 2/3" in r.getMessage()]
-        right = ConnectionPool(settings_replace(wrong, password=Secret("the-right-one")))
+        right = Pool(settings_replace(wrong, password=Secret("the-right-one")))
         with right.connection() as conn:
             assert _scalar(conn, "SELECT current_user") == role
         right.close()
@@ -222,30 +272,30 @@ def test_wrong_password_is_not_retried_and_not_shown(server: Any, tagged: Settin
 # -- connections that die ---------------------------------------------------------------
 
 
-def test_a_connection_killed_mid_block_is_discarded(pool: ConnectionPool, sql: Any, tagged: Settings) -> None:
-    with pool.connection() as conn:
+def test_a_connection_killed_mid_block_is_discarded(any_pool: Any, sql: Any, tagged: Settings) -> None:
+    with any_pool.connection() as conn:
         backend = _scalar(conn, "SELECT pg_backend_pid()")
     with pytest.raises(ServerUnavailableError, match="nothing from this call was committed"), \
-            pool.connection() as same:
+            any_pool.connection() as same:
         assert same is conn
         sql("SELECT pg_terminate_backend(%s)", (backend,))
         _scalar(same, "SELECT 1")
-    assert pool.open_connections == 0
-    with pool.connection() as fresh:
+    assert any_pool.open_connections == 0
+    with any_pool.connection() as fresh:
         assert fresh is not conn and _scalar(fresh, "SELECT 1") == 1
 
 
-def test_a_wrapped_connection_error_still_discards_the_connection(pool: ConnectionPool, sql: Any) -> None:
-    with pool.connection() as conn:
+def test_a_wrapped_connection_error_still_discards_the_connection(any_pool: Any, sql: Any) -> None:
+    with any_pool.connection() as conn:
         backend = _scalar(conn, "SELECT pg_backend_pid()")
-    with pytest.raises(RuntimeError, match="wrapped"), pool.connection() as same:
+    with pytest.raises(RuntimeError, match="wrapped"), any_pool.connection() as same:
         sql("SELECT pg_terminate_backend(%s)", (backend,))
         try:
             _scalar(same, "SELECT 1")
-        except adbc_driver_manager.Error as err:
+        except (adbc_driver_manager.Error, psycopg.Error) as err:
             raise RuntimeError("wrapped") from err  # as writers wrap driver errors
-    assert pool.open_connections == 0
-    with pool.connection() as fresh:
+    assert any_pool.open_connections == 0
+    with any_pool.connection() as fresh:
         assert fresh is not conn and _scalar(fresh, "SELECT 1") == 1
 
 
@@ -256,9 +306,9 @@ def _restart(server: Any) -> None:
     server.start()
 
 
-def test_pool_recovers_after_a_server_restart(server: Any, tagged: Settings) -> None:
+def test_pool_recovers_after_a_server_restart(Pool: Any, server: Any, tagged: Settings) -> None:
     # health_check_interval=0: every idle connection is pinged before it is handed out.
-    pool = ConnectionPool(settings_replace(tagged, health_check_interval=0))
+    pool = Pool(settings_replace(tagged, health_check_interval=0))
     try:
         with pool.connection() as a, pool.connection() as b:
             before = {_scalar(a, "SELECT pg_backend_pid()"), _scalar(b, "SELECT pg_backend_pid()")}
@@ -272,10 +322,10 @@ def test_pool_recovers_after_a_server_restart(server: Any, tagged: Settings) -> 
         pool.close()
 
 
-def test_one_dead_connection_makes_the_pool_check_the_others(server: Any, tagged: Settings) -> None:
+def test_one_dead_connection_makes_the_pool_check_the_others(Pool: Any, server: Any, tagged: Settings) -> None:
     # With the health check effectively off, the first connection handed out after a restart
     # is dead: that call fails (retry-safe), and the pool then checks its other idle connections.
-    pool = ConnectionPool(settings_replace(tagged, health_check_interval=3600))
+    pool = Pool(settings_replace(tagged, health_check_interval=3600))
     try:
         with pool.connection() as a, pool.connection() as b:
             pass
@@ -292,8 +342,8 @@ def test_one_dead_connection_makes_the_pool_check_the_others(server: Any, tagged
 # -- close ------------------------------------------------------------------------------
 
 
-def test_close_releases_everything(tagged: Settings, sql: Any) -> None:
-    pool = ConnectionPool(settings_replace(tagged, max_connections=3))
+def test_close_releases_everything(Pool: Any, tagged: Settings, sql: Any) -> None:
+    pool = Pool(settings_replace(tagged, max_connections=3))
     with pool.connection(), pool.connection():
         pass
     with pool.connection() as in_use:
