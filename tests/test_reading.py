@@ -370,3 +370,24 @@ def test_unreachable_server_fails_fast_without_the_password(settings: Any) -> No
             assert "sekret" not in str(info.value)
     finally:
         dead.close()
+
+
+def test_a_large_read_parses_prices_exactly_like_the_servers_float8_cast(pg: PostgreSQLIntegration,
+                                                                         sql: Any) -> None:
+    # Above reading._PARALLEL_PARSE_ROWS the DECIMAL text columns parse on several threads:
+    # the floats must still be the server's own numeric -> float8 values, in row order.
+    n = reading._PARALLEL_PARSE_ROWS // 2 + 1_000
+    start = dt.datetime(2024, 3, 1)
+    pg.db.partitions.ensure(pg.db.pool, pg.settings, TABLES["market_data"], start,
+                            start + dt.timedelta(minutes=n))
+    table = pg.db.table("market_data")
+    sql(f"INSERT INTO {table} (symbol, timestamp, open, high, low, close, volume, timeframe) "
+        "SELECT s, %s::timestamp + i * interval '1 minute', "
+        "round((random() * 50000)::numeric, 2), round((random() * 50000)::numeric, 2), "
+        "round((random() * 50000)::numeric, 2), round((random() * 50000)::numeric, 2), i, '1m' "
+        "FROM generate_series(1, %s) AS i, unnest(ARRAY['AAA', 'BBB']) AS s", (start, n))
+    got = pg.get_market_data(["AAA", "BBB"], start, start + dt.timedelta(days=365))
+    assert got.height == 2 * n > reading._PARALLEL_PARSE_ROWS
+    server = sql(f'SELECT open::float8, high::float8, low::float8, close::float8 FROM {table} '
+                 "WHERE symbol IN ('AAA', 'BBB') ORDER BY symbol, timeframe, timestamp")
+    assert got.select("open", "high", "low", "close").rows() == server
