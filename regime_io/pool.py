@@ -386,6 +386,15 @@ class LookupPool(_Pool[LookupConnection]):
     def _open_connection(self) -> LookupConnection:
         return psycopg.connect(self._url, autocommit=True, prepare_threshold=0)
 
+    def _prepare(self, conn: LookupConnection) -> None:
+        super()._prepare(conn)
+        # Lookups are index-driven whatever their parameters, so one generic plan per
+        # prepared statement is right; PostgreSQL's default keeps re-planning them (the
+        # custom plan looks cheaper), which for a latest-row query over 13 monthly
+        # partitions cost 0.5 ms of a 0.75 ms call (generic: 0.25 ms). Run-time partition
+        # pruning still applies to parameters.
+        conn.execute("SET plan_cache_mode = force_generic_plan")
+
 
 # Connections a forked child inherited: never used, never closed (see _Pool._check_fork).
 _INHERITED: list[Any] = []

@@ -156,6 +156,11 @@ def test_lookup_connections_run_in_autocommit_and_reuse_prepared_statements(tagg
             prepared = conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()
             # The repeated lookup was prepared once, server-side, and reused.
             assert [row[0] for row in prepared].count("SELECT $1::int + 1") == 1
+            # Lookups are index-driven: one generic plan per statement, no re-planning.
+            assert conn.execute("SELECT current_setting('plan_cache_mode')").fetchone() == ("force_generic_plan",)
+            generic = conn.execute("SELECT generic_plans FROM pg_prepared_statements "
+                                   "WHERE statement = 'SELECT $1::int + 1'").fetchone()
+            assert generic is not None and generic[0] >= 1
     finally:
         pool.close()
 
