@@ -15,7 +15,8 @@ Rules (documented in ``docs/writing.md``):
 - BIGINT: integers; floats only when integral (pandas turns int columns with NaN into
   floats); negative volume / open interest are errors.
 - Text: at most the VARCHAR length in characters; NUL bytes are errors (PostgreSQL text
-  cannot hold them); ``option_type`` accepts CE/PE, C/P, CALL/PUT (any case), stored CE/PE.
+  cannot hold them); empty strings in key columns (``symbol``, ``timeframe``...) are
+  errors (the readers could never ask for them); ``option_type`` accepts CE/PE, C/P, CALL/PUT (any case), stored CE/PE.
 - Timestamps: naive values are stored as given; zone-aware values are converted to
   ``storage_timezone`` and stored naive; strings are parsed (ISO 8601), and a column mixing
   strings with and without offsets, or unparsable strings, is an error.
@@ -300,6 +301,14 @@ def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
         row = _first(nul)
         assert row is not None
         raise _fail(spec, col.name, row, s[row], "contains a NUL byte, which PostgreSQL text cannot store")
+    if col.name in spec.primary_key:
+        # The readers refuse "" as a symbol or timeframe argument, so such rows could be
+        # written but never asked for.
+        empty = (s.str.len_bytes() == 0).fill_null(False)
+        if empty.any():
+            row = _first(empty)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "is empty; key columns need at least one character")
     if col.aliases is not None:
         canonical = s.str.strip_chars().str.to_uppercase().replace_strict(
             list(col.aliases), list(col.aliases.values()), default=None, return_dtype=pl.String)

@@ -228,6 +228,9 @@ CASES = [
          "negative"),
     # NULLs in NOT NULL columns
     Case("null-symbol", "market_data", lambda: at(md(), "symbol", 3, None), "symbol", 3, "NOT NULL"),
+    # Empty key text: readers refuse "" as an argument, so it could never be read back
+    Case("empty-symbol", "market_data", lambda: at(md(), "symbol", 2, ""), "symbol", 2, "is empty"),
+    Case("empty-timeframe", "market_regimes", lambda: at(mr(), "timeframe", 1, ""), "timeframe", 1, "is empty"),
     Case("null-timestamp", "market_data", lambda: at(md(), "timestamp", 1, None), "timestamp", 1, "NOT NULL"),
     Case("null-regime", "market_regimes", lambda: at(mr(), "regime", 0, None), "regime", 0, "NOT NULL"),
     Case("null-open-interest", "options_data", lambda: at(od(), "open_interest", 1, None), "open_interest", 1,

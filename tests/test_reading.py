@@ -25,6 +25,15 @@ from regime_io.tables import TABLES
 T0 = dt.datetime(2024, 1, 2, 9, 15)
 
 
+@pytest.fixture(autouse=True, params=["connectorx", "adbc"])
+def range_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with range reads on each engine: small ranges go to the warm ADBC
+    connection, larger ones to connectorx (``reading.SMALL_RANGE_ROWS``); both must
+    return the same frames."""
+    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0 if request.param == "connectorx" else 10**12)
+    return str(request.param)
+
+
 def expected(frame: pl.DataFrame, key: str, *, exact: bool = False, columns: list[str] | None = None) -> pl.DataFrame:
     """The source rows as a reader must return them: reader dtypes, table column order."""
     spec = TABLES[key]  # type: ignore[index]
