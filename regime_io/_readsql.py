@@ -270,14 +270,29 @@ def _first_line(err: BaseException) -> str:
     return " ".join(str(err).strip().splitlines()[:2])
 
 
+# ADBC's wording around a server error: "NOT_FOUND: Failed to prepare query: ERROR:  <message>\nLINE 1: ..."
+_ADBC_SERVER_ERROR = re.compile(r"ERROR:\s+([^\n]+)")
+
+
+def _server_message(err: BaseException) -> str | None:
+    """The server's own message of a query error, without the driver's framing and the
+    ``LINE 1: ...`` excerpt of the query; None when the error did not come from the server."""
+    if isinstance(err, psycopg.Error):
+        return err.diag.message_primary
+    import adbc_driver_manager
+
+    if isinstance(err, adbc_driver_manager.Error):
+        match = _ADBC_SERVER_ERROR.search(str(err))
+        return match.group(1).strip() if match else None
+    return None
+
+
 def wrap_error(db: Database, err: BaseException, *, what: str, table: str | None = None) -> RegimeIOError:
     """A driver error as ReadError, ServerUnavailableError (no server) or ServerError (login
     refused), scrubbed of credentials."""
     if isinstance(err, RegimeIOError):
         return err
-    # psycopg carries the server's message apart from the "LINE 1: ..." excerpt.
-    primary = err.diag.message_primary if isinstance(err, psycopg.Error) else None
-    text = db.redact(primary or _first_line(err))
+    text = db.redact(_server_message(err) or _first_line(err))
     lowered = text.lower()
     if any(p in lowered for p in _CX_CONNECTION_ERRORS):
         if any(p in lowered for p in _PERMANENT_CONNECT_FAILURES):  # a bad password is not an outage
@@ -291,31 +306,36 @@ def wrap_error(db: Database, err: BaseException, *, what: str, table: str | None
     return ReadError(f"{what} failed: {text}{hint}", table=table)
 
 
-def check_reachable(db: Database) -> None:
-    """Fail fast, with the configured retries, when the server is down.
+def reachable_read_url(db: Database) -> str:
+    """The URL a connectorx read uses, checked to answer first: fail fast, with the
+    configured retries, when the server is down.
 
     connectorx's connection pool keeps retrying for a fixed 30 s whatever the settings
-    say; taking (and pinging, when idle) a pooled ADBC connection first costs well under
-    a millisecond and raises ServerUnavailableError after ``retry_attempts`` instead.
-
-    It runs a query rather than only taking a connection: one used less than
+    say. With replicas, choosing one already checks it on its lookup pool; otherwise (or
+    when none is healthy) the primary runs ``SELECT 1`` on a lookup connection (one
+    round trip), which raises ServerUnavailableError after ``retry_attempts``. It runs a
+    query rather than only taking a connection: one used less than
     ``health_check_interval`` ago is handed out unpinged, and the server may have died
-    since. A connection found dead that way is tried once more (the pool then checks
-    every idle connection), so a server that merely restarted fails no read.
+    since (read_lookup then runs the check once more on a fresh connection).
     """
-    # read_lookup already retries a connection that died unnoticed, once, and wraps errors.
-    read_lookup(db, Query(), "SELECT 1", what="connection check")
+    from . import replicas
+
+    replica = replicas.choose(db, "url")
+    if replica is not None:
+        return replica.settings.url(redact=False)
+    read_lookup(db, Query(), "SELECT 1", what="connection check", primary=True)
+    return db.resolved.url(redact=False)
 
 
 def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
     """Run a range query with connectorx; return an Arrow table."""
     import connectorx as cx
 
-    check_reachable(db)
+    url = reachable_read_url(db)
     text = q.inline(sql)
     log.debug("connectorx: %s", text)
     try:
-        return cx.read_sql(db.read_url(), text, return_type="arrow")
+        return cx.read_sql(url, text, return_type="arrow")
     except Exception as err:
         raise wrap_error(db, err, what=what, table=table) from err
 
@@ -325,11 +345,11 @@ def stream_cx(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
     """Stream a query with connectorx (``arrow_stream``): batches of ``batch_rows`` rows."""
     import connectorx as cx
 
-    check_reachable(db)
+    url = reachable_read_url(db)
     text = q.inline(sql)
     log.debug("connectorx stream (%d rows/batch): %s", batch_rows, text)
     try:
-        reader = cx.read_sql(db.read_url(), text, return_type="arrow_stream", batch_size=batch_rows)
+        reader = cx.read_sql(url, text, return_type="arrow_stream", batch_size=batch_rows)
     except Exception as err:
         raise wrap_error(db, err, what=what, table=table) from err
     while True:
@@ -372,17 +392,20 @@ _OID_TYPES = {25: pa.string(), 1043: pa.string(), 1042: pa.string(), 1114: pa.ti
               21: pa.int16(), 16: pa.bool_()}
 
 
-def read_lookup(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
+def read_lookup(db: Database, q: Query, sql: str, *, what: str, table: str | None = None,
+                primary: bool = False) -> pa.Table:
     """Run a small query on a warm lookup connection (psycopg, prepared); an Arrow table.
 
     For results of a few rows (one per series): the rows come back as Python values, which
     is cheap at that size and costs one round trip. Large results belong to :func:`read_adbc`.
+    ``primary``: on the primary even when read replicas are configured.
     """
     text, params = q.pyformat(sql)
     log.debug("lookup: %s %r", sql, q.params)
     for attempt in (1, 2):
         try:
-            with db.lookup_connection() as conn, conn.cursor(binary=True) as cur:
+            connection = db.lookup_pool.connection() if primary else db.lookup_connection()
+            with connection as conn, conn.cursor(binary=True) as cur:
                 cur.execute(text, params)
                 rows = cur.fetchall()
                 description = cur.description or []

@@ -50,8 +50,8 @@ from .pool import Connection, ConnectionPool, LookupConnection, LookupPool
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["READ_YOUR_WRITES_TIMEOUT", "RECHECK_AFTER", "ReplicaSet", "close", "lookup_connection", "read_connection",
-           "read_url"]
+__all__ = ["READ_YOUR_WRITES_TIMEOUT", "RECHECK_AFTER", "ReplicaSet", "choose", "close", "lookup_connection",
+           "read_connection", "read_url"]
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +207,9 @@ def _caught_up(conn: LookupConnection, lsn: str | None) -> bool:
         time.sleep(_POLL_INTERVAL)
 
 
-def _choose(db: Database, kind: str) -> _Replica | None:
-    """The replica the next read uses, or None for the primary."""
+def choose(db: Database, kind: str) -> _Replica | None:
+    """The replica the next read of ``kind`` ("url", "connection", "lookup") uses, checked
+    to answer (and caught up, with read-your-writes); None for the primary."""
     settings = db.settings
     if not settings.read_replicas:
         return None
@@ -247,7 +248,7 @@ def read_url(db: Database) -> str:
     Example:
         >>> cx.read_sql(read_url(db), "SELECT 1", return_type="arrow")   # doctest: +SKIP
     """
-    replica = _choose(db, "url")
+    replica = choose(db, "url")
     if replica is None:
         return db.resolved.url(redact=False)
     return replica.settings.url(redact=False)
@@ -262,7 +263,7 @@ def read_connection(db: Database) -> Iterator[Connection]:
         >>> with read_connection(db) as conn:                             # doctest: +SKIP
         ...     conn.cursor().execute("SELECT 1")
     """
-    replica = _choose(db, "connection")
+    replica = choose(db, "connection")
     pool = db.pool if replica is None else replica.pool
     with pool.connection() as conn:
         yield conn
@@ -277,7 +278,7 @@ def lookup_connection(db: Database) -> Iterator[LookupConnection]:
         >>> with lookup_connection(db) as conn:                           # doctest: +SKIP
         ...     conn.execute("SELECT 1").fetchone()
     """
-    replica = _choose(db, "lookup")
+    replica = choose(db, "lookup")
     pool = db.lookup_pool if replica is None else replica.lookup_pool
     with pool.connection() as conn:
         yield conn
