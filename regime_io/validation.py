@@ -296,19 +296,25 @@ def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
         s = s.cast(pl.String)
     if s.dtype != pl.String:
         raise _wrong_type(spec, col, s, "text")
-    nul = s.str.contains("\x00", literal=True).fill_null(False)
-    if nul.any():
+    # Every check in one pass (each polars call costs ~0.1 ms whatever the size, which
+    # is most of a rolling save's few rows); the offending row is looked up only on failure.
+    value = pl.col(col.name)
+    has_nul, has_empty, longest = s.to_frame().select(
+        value.str.contains("\x00", literal=True).any(),
+        (value.str.len_bytes() == 0).any().alias("empty"),
+        value.str.len_bytes().max().alias("longest"),
+    ).row(0)
+    if has_nul:
+        nul = s.str.contains("\x00", literal=True).fill_null(False)
         row = _first(nul)
         assert row is not None
         raise _fail(spec, col.name, row, s[row], "contains a NUL byte, which PostgreSQL text cannot store")
-    if col.name in spec.primary_key:
+    if has_empty and col.name in spec.primary_key:
         # The readers refuse "" as a symbol or timeframe argument, so such rows could be
         # written but never asked for.
-        empty = (s.str.len_bytes() == 0).fill_null(False)
-        if empty.any():
-            row = _first(empty)
-            assert row is not None
-            raise _fail(spec, col.name, row, s[row], "is empty; key columns need at least one character")
+        row = _first((s.str.len_bytes() == 0).fill_null(False))
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row], "is empty; key columns need at least one character")
     if col.aliases is not None:
         canonical = s.str.strip_chars().str.to_uppercase().replace_strict(
             list(col.aliases), list(col.aliases.values()), default=None, return_dtype=pl.String)
@@ -319,8 +325,9 @@ def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
             allowed = ", ".join(sorted(set(col.aliases)))
             raise _fail(spec, col.name, row, s[row], f"not an accepted value; allowed (any case): {allowed}")
         s = canonical.alias(col.name)
+        longest = s.str.len_bytes().max()
     assert col.length is not None
-    if (s.str.len_bytes().max() or 0) <= col.length:  # type: ignore[operator]
+    if (longest or 0) <= col.length:
         return s  # no value has more bytes, so none has more characters: skip counting them
     long = (s.str.len_chars() > col.length).fill_null(False)
     if long.any():
@@ -613,6 +620,11 @@ def _all(frame: pl.DataFrame, expr: pl.Expr) -> bool:
     return bool(frame.select(expr.fill_null(True).all()).item())
 
 
+# Up to this many rows a plain sort is the cheapest route to key order: every polars call
+# costs ~0.1 ms whatever the size, which dominates a rolling save's few rows.
+_SMALL_FRAME_ROWS = 1_000
+
+
 def _in_key_order(frame: pl.DataFrame, key: list[str]) -> pl.DataFrame | None:
     """``frame`` sorted by its natural key, or None when two rows share a key.
 
@@ -623,9 +635,11 @@ def _in_key_order(frame: pl.DataFrame, key: list[str]) -> pl.DataFrame | None:
     symbol, so splitting by the first key column and concatenating the groups in order
     is enough; a full sort is the fallback.
     """
-    if frame.height < 2 or _all(frame, _increasing(key)):
+    if frame.height < 2:
         return frame
-    if len(key) > 1:
+    if frame.height > _SMALL_FRAME_ROWS and _all(frame, _increasing(key)):
+        return frame
+    if len(key) > 1 and frame.height > _SMALL_FRAME_ROWS:
         # Groups in ascending order too: then every insert lands at the right end of the
         # index (PostgreSQL's fast path); groups in order of appearance cost 10% more.
         groups = frame.partition_by(key[0], maintain_order=True, as_dict=True)

@@ -228,6 +228,28 @@ def test_duplicate_keys_in_a_batch(pg: PostgreSQLIntegration, sql) -> None:
     assert stored(sql, pg, "market_data", "close", "timestamp")[0][0] == D("7.50")
 
 
+@pytest.mark.parametrize("n", [4, 1_500])
+def test_time_major_batches_and_duplicates_small_and_large(pg: PostgreSQLIntegration, sql, n: int) -> None:
+    # Batches up to validation._SMALL_FRAME_ROWS are sorted directly; larger ones are put
+    # in key order by symbol groups first. Both must find the same duplicates and store
+    # the same rows (2 symbols, time-major: the symbols alternate row by row).
+    frame = pl.concat([bars(n, symbol="NIFTY"), bars(n, symbol="BANKNIFTY", close=50.0)])
+    frame = frame.with_columns(pl.int_range(pl.len()).alias("i")).sort(["timestamp", "i"]).drop("i")
+    dup = pl.concat([frame, frame.slice(3, 1).with_columns(pl.col("close") + 0.25)])
+    with pytest.raises(ValidationError, match="duplicate natural key") as info:
+        pg.save_market_data(dup)
+    assert info.value.row == 3
+    assert count(sql, pg, "market_data") == 0
+    result = pg.save_market_data(dup, on_duplicate="keep_last")
+    assert (result.rows, result.inserted) == (2 * n, 2 * n)
+    rows = stored(sql, pg, "market_data", "symbol, timestamp, close", "symbol, timestamp")
+    expected = sorted(frame.select("symbol", "timestamp", "close").rows())
+    changed = frame.row(3, named=True)
+    expected = [(s, t, D(f"{c + (0.25 if (s, t) == (changed['symbol'], changed['timestamp']) else 0):.2f}"))
+                for s, t, c in expected]
+    assert rows == expected
+
+
 def test_low_above_high_warns_by_default_and_fails_when_strict(pg: PostgreSQLIntegration, sql) -> None:
     frame = bars(2).with_columns(pl.Series("low", [500.0, 100.0]))
     with pytest.raises(ValidationError, match="low <= high"):
