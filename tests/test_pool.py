@@ -6,7 +6,9 @@ psycopg lookups (``LookupPool``), which share the pooling logic.
 
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import socket
 import threading
 import uuid
@@ -340,6 +342,38 @@ def test_one_dead_connection_makes_the_pool_check_the_others(Pool: Any, server: 
         with pool.connection() as conn:
             assert conn is not a and conn is not b
             assert _scalar(conn, "SELECT 1") == 1
+    finally:
+        pool.close()
+
+
+def test_a_forked_child_leaves_the_parents_connections_alone(Pool: Any, tagged: Settings) -> None:
+    # The child must neither use the parent's sockets nor close them: closing (or a
+    # finaliser closing them when garbage-collected) sends the server a Terminate on the
+    # parent's session. The child opens its own connection instead.
+    pool = Pool(tagged)
+    try:
+        with pool.connection() as conn:
+            parent_backend = _scalar(conn, "SELECT pg_backend_pid()")
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its backend, drop every reference, collect
+            code = 1
+            try:
+                with pool.connection() as child_conn:
+                    os.write(write, str(_scalar(child_conn, "SELECT pg_backend_pid()")).encode())
+                del conn  # the test's own reference: only the pool could keep it alive now
+                gc.collect()
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write)
+        child_backend = int(os.read(read, 64) or b"0")
+        os.close(read)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_backend not in (0, parent_backend)
+        with pool.connection() as again:  # the parent's connection survived the child
+            assert again is conn and _scalar(again, "SELECT pg_backend_pid()") == parent_backend
     finally:
         pool.close()
 
