@@ -60,11 +60,11 @@ def test_rolling_loop_soak(settings: Settings, sql: Any, record_property: Any) -
                               libpq_options={**settings.libpq_options, "application_name": name})
     process = psutil.Process()
     latencies: list[float] = []
-    samples: list[tuple[int, int, float]] = []  # (server connections, pool open, RSS MB)
+    samples: list[tuple[int, int, float, int]] = []  # (server connections, pool open, RSS MB, lookup open)
     inserted = trimmed = 0
     with PostgreSQLIntegration(settings=tagged) as pg:
         pg.initialize_database()
-        pool = pg.db.pool
+        pool, lookups = pg.db.pool, pg.db.lookup_pool
         minute = 0
         started = time.monotonic()
         baseline: tuple[int, int, float] | None = None
@@ -76,22 +76,23 @@ def test_rolling_loop_soak(settings: Settings, sql: Any, record_property: Any) -
             assert result.rows == len(SYMBOLS)
             inserted += result.inserted
             trimmed += result.trimmed
-            if minute % 10 == 0:  # a dashboard: latest regime of every symbol (ADBC)
+            if minute % 10 == 0:  # a dashboard: latest regime of every symbol (lookup pool)
                 assert pg.get_latest_1min_market_regime(symbols=SYMBOLS).height == len(SYMBOLS)
-            if minute % 100 == 99:  # and the last hour of one symbol (connectorx)
+            if minute % 100 == 99:  # the last hour of one symbol (a small range: ADBC)
                 hour = pg.get_1min_market_regimes("SYM07", T0 + dt.timedelta(minutes=minute - 59),
                                                   T0 + dt.timedelta(minutes=minute))
                 assert hour.height == 60
             if minute % 200 == 0:
                 gc.collect()
                 samples.append((server_connections(sql, name), pool.open_connections,
-                                process.memory_info().rss / 2**20))
+                                process.memory_info().rss / 2**20, lookups.open_connections))
                 if minute == WARM_UP:
                     baseline = samples[-1]
             minute += 1
         elapsed = time.monotonic() - started
         gc.collect()
-        final = (server_connections(sql, name), pool.open_connections, process.memory_info().rss / 2**20)
+        final = (server_connections(sql, name), pool.open_connections, process.memory_info().rss / 2**20,
+                 lookups.open_connections)
         table = f'"{tagged.schema}"."{tagged.table_name("market_regimes_1min")}"'
         count, distinct_minutes, first, last = sql(
             f"SELECT count(*), count(DISTINCT timestamp), min(timestamp), max(timestamp) FROM {table}")[0]
@@ -109,8 +110,10 @@ def test_rolling_loop_soak(settings: Settings, sql: Any, record_property: Any) -
     # Nothing accumulates.
     connections = [s[0] for s in samples] + [final[0]]
     opened = [s[1] for s in samples] + [final[1]]
-    assert max(connections) <= MAX_CONNECTIONS, connections
+    assert max(connections) <= 2 * MAX_CONNECTIONS, connections  # the ADBC pool and the lookup pool
     assert baseline is not None
+    looked_up = [s[3] for s in samples] + [final[3]]
+    assert max(looked_up) <= MAX_CONNECTIONS and final[3] <= baseline[3], looked_up
     assert max(opened) <= MAX_CONNECTIONS and final[1] <= baseline[1], opened  # no growth after warm-up
     assert final[0] <= baseline[0] + 1, connections  # (+1: a connectorx backend may still be exiting)
     growth = final[2] - baseline[2]
@@ -118,7 +121,8 @@ def test_rolling_loop_soak(settings: Settings, sql: Any, record_property: Any) -
     p50, p99 = statistics.median(latencies), sorted(latencies)[int(len(latencies) * 0.99)]
     summary = {"calls": minute, "seconds": round(elapsed, 1), "calls_per_second": round(minute / elapsed, 1),
                "p50_ms": round(p50 * 1000, 2), "p99_ms": round(p99 * 1000, 2), "rss_growth_mb": round(growth, 1),
-               "rss_mb": round(final[2]), "server_connections_max": max(connections), "pool_open_max": max(opened)}
+               "rss_mb": round(final[2]), "server_connections_max": max(connections), "pool_open_max": max(opened),
+               "lookup_open_max": max(looked_up)}
     for key, value in summary.items():
         record_property(f"soak {key}", value)
     log.info("soak: %s", summary)
