@@ -29,22 +29,24 @@ import datetime as dt
 import logging
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import psycopg
 import pyarrow as pa
 
 from .errors import ReadError, RegimeIOError, ServerError, ServerUnavailableError
-from .pool import _PERMANENT_CONNECT_FAILURES, lost_before_commit
+from .pool import _PERMANENT_CONNECT_FAILURES, DRIVER_ERRORS, lost_before_commit
 
 if TYPE_CHECKING:
     from .database import Database
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DateLike = dt.datetime | dt.date | str
 
@@ -362,21 +364,13 @@ def stream_cx(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
         yield batch
 
 
-def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
-    """Run a point query on the pool's warm connection with bound parameters."""
-    import adbc_driver_manager
-
-    log.debug("adbc: %s %r", sql, q.params)
+def _pooled_read(db: Database, run: Callable[[], T], *, what: str, table: str | None) -> T:
+    """``run()`` (a read on a pooled connection), once more if its connection had died
+    unnoticed; driver errors become library errors."""
     for attempt in (1, 2):
         try:
-            with db.read_connection() as conn:
-                cur = conn.cursor()
-                try:
-                    cur.execute(sql, parameters=tuple(q.params) if q.params else None)
-                    return cur.fetch_arrow_table()
-                finally:
-                    cur.close()
-        except adbc_driver_manager.Error as err:
+            return run()
+        except DRIVER_ERRORS as err:
             raise wrap_error(db, err, what=what, table=table) from err
         except ServerUnavailableError as err:
             # An idle connection that died unnoticed (a quick server restart): the pool now
@@ -384,6 +378,22 @@ def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None 
             if attempt == 2 or not lost_before_commit(err):
                 raise
     raise AssertionError("unreachable")
+
+
+def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
+    """Run a point query on the pool's warm connection with bound parameters."""
+    log.debug("adbc: %s %r", sql, q.params)
+
+    def run() -> pa.Table:
+        with db.read_connection() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(sql, parameters=tuple(q.params) if q.params else None)
+                return cur.fetch_arrow_table()
+            finally:
+                cur.close()
+
+    return _pooled_read(db, run, what=what, table=table)
 
 
 # PostgreSQL type OIDs of lookup results -> Arrow types (anything else: inferred).
@@ -402,20 +412,14 @@ def read_lookup(db: Database, q: Query, sql: str, *, what: str, table: str | Non
     """
     text, params = q.pyformat(sql)
     log.debug("lookup: %s %r", sql, q.params)
-    for attempt in (1, 2):
-        try:
-            connection = db.lookup_pool.connection() if primary else db.lookup_connection()
-            with connection as conn, conn.cursor(binary=True) as cur:
-                cur.execute(text, params)
-                rows = cur.fetchall()
-                description = cur.description or []
-            break
-        except psycopg.Error as err:
-            raise wrap_error(db, err, what=what, table=table) from err
-        except ServerUnavailableError as err:
-            # As in read_adbc: an idle connection that died unnoticed; run the read once more.
-            if attempt == 2 or not lost_before_commit(err):
-                raise
+
+    def run() -> tuple[list[Any], list[Any]]:
+        connection = db.lookup_pool.connection() if primary else db.lookup_connection()
+        with connection as conn, conn.cursor(binary=True) as cur:
+            cur.execute(text, params)
+            return cur.fetchall(), list(cur.description or [])
+
+    rows, description = _pooled_read(db, run, what=what, table=table)
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in description]
     return pa.table({col.name: pa.array(values, type=_OID_TYPES.get(col.type_code))
                      for col, values in zip(description, columns, strict=True)})
