@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from .config import Settings
 from .pool import Connection, ConnectionPool, LookupConnection, LookupPool, resolve_server
@@ -26,6 +27,8 @@ from .tables import TableKey, table_spec
 __all__ = ["Database"]
 
 log = logging.getLogger(__name__)
+
+P = TypeVar("P", ConnectionPool, LookupPool)
 
 
 class Database:
@@ -56,21 +59,24 @@ class Database:
     def pool(self) -> ConnectionPool:
         """The primary server's pool (writers always use it)."""
         if self._pool is None:
-            resolved = self.resolved
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ConnectionPool(resolved)
+            self._pool = self._create_once("_pool", ConnectionPool)
         return self._pool
 
     @property
     def lookup_pool(self) -> LookupPool:
         """The primary server's lookup pool (psycopg, autocommit): small reads only."""
         if self._lookup_pool is None:
-            resolved = self.resolved
-            with self._lock:
-                if self._lookup_pool is None:
-                    self._lookup_pool = LookupPool(resolved)
+            self._lookup_pool = self._create_once("_lookup_pool", LookupPool)
         return self._lookup_pool
+
+    def _create_once(self, attribute: str, make: Callable[[Settings], P]) -> P:
+        """The pool in ``attribute``, created from the resolved settings by the first
+        thread to get here (the others wait and reuse it)."""
+        resolved = self.resolved
+        with self._lock:
+            if getattr(self, attribute) is None:
+                setattr(self, attribute, make(resolved))
+            return getattr(self, attribute)  # type: ignore[no-any-return]
 
     @contextmanager
     def connection(self) -> Iterator[Connection]:

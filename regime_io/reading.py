@@ -763,14 +763,15 @@ SMALL_RANGE_ROWS = 20_000
 
 
 def _is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
-    """True when the range holds few rows for sure: tables keyed by (symbol[, timeframe],
-    timestamp) of minute bars hold at most one row per symbol, timeframe and minute.
+    """True when the range holds few rows for sure, judged from the table's key: a table
+    keyed by (symbol[, timeframe], time) holds one row per symbol and minute for one
+    timeframe of minute bars, so symbols x minutes bounds the read.
 
-    Option bars hold one row per contract per minute, so they always take connectorx.
-    Bars finer than a minute would make the bound optimistic; the cost is then only the
-    slower engine, never a wrong result.
+    Any other key column (option bars: one row per contract and minute) voids the bound:
+    such reads always take connectorx. Several timeframes, or bars finer than a minute,
+    make the bound optimistic; the cost is then only the slower engine, never a wrong result.
     """
-    if spec.key == "options_data":
+    if set(spec.primary_key) - {"symbol", "timeframe", spec.time_column}:
         return False
     minutes = (rng.end - rng.start).total_seconds() / 60 + 1
     return len(symbols) * minutes <= SMALL_RANGE_ROWS
