@@ -30,9 +30,9 @@ from typing import Any
 import polars as pl
 from psycopg import sql
 
+from regime_io._validation import validate
+from regime_io._writing import save
 from regime_io.tables import TABLES
-from regime_io.validation import validate
-from regime_io.writing import save
 
 from .data import BarStream
 from .measure import Figure, time_it, timed_once, unavailable

@@ -38,8 +38,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pyarrow as pa
 
+from ._pool import _PERMANENT_CONNECT_FAILURES, DRIVER_ERRORS, lost_before_commit
 from .errors import ReadError, RegimeIOError, ServerError, ServerUnavailableError
-from .pool import _PERMANENT_CONNECT_FAILURES, DRIVER_ERRORS, lost_before_commit
 
 if TYPE_CHECKING:
     from .database import Database
@@ -320,7 +320,7 @@ def reachable_read_url(db: Database) -> str:
     ``health_check_interval`` ago is handed out unpinged, and the server may have died
     since (read_lookup then runs the check once more on a fresh connection).
     """
-    from . import replicas
+    from . import _replicas as replicas
 
     replica = replicas.choose(db, "url")
     if replica is not None:

@@ -573,7 +573,7 @@ def export(
                                                     "the suffix).", show_default=False)] = None,
 ) -> None:
     """Write a symbol's rows in \\[start, end] to a Parquet, CSV or Arrow file (streamed for bars and options)."""
-    from . import reading
+    from . import _reading as reading
     from .tables import table_spec
 
     fmt = _file_format(output, EXPORT_FORMATS, file_format)
@@ -742,7 +742,7 @@ def doctor(
                                            "counts (instant on huge tables).")] = False,
 ) -> None:
     """Check the configuration, the server, the tables and their row counts (exit code 1 on failure)."""
-    from . import diagnostics
+    from . import _diagnostics as diagnostics
 
     state = _state(ctx)
     try:
@@ -750,7 +750,7 @@ def doctor(
     except ConfigError as err:
         console.print(f"[red]✗[/red] configuration: {escape(str(err))}")
         raise typer.Exit(1) from None
-    pool_log = logging.getLogger("regime_io.pool")
+    pool_log = logging.getLogger("regime_io._pool")
     quiet = pool_log.getEffectiveLevel() >= logging.WARNING
     if quiet:
         # The failed attempt is the server check's own result: do not print it twice.
@@ -777,7 +777,7 @@ def doctor(
 @_clean_errors
 def db_start(ctx: typer.Context) -> None:
     """Start the embedded server (or find it running) and print where it listens."""
-    from . import embedded
+    from . import _embedded as embedded
 
     settings = _state(ctx).settings()
     with console.status("starting the embedded PostgreSQL server..."):
@@ -796,7 +796,7 @@ def db_stop(
     mode: Annotated[str, typer.Option(help="smart (wait for clients), fast or immediate.")] = "fast",
 ) -> None:
     """Stop the embedded server."""
-    from . import embedded
+    from . import _embedded as embedded
 
     if mode not in ("smart", "fast", "immediate"):
         raise RegimeIOError(f"--mode must be smart, fast or immediate, got {mode!r}")
@@ -811,7 +811,7 @@ def db_stop(
 @_clean_errors
 def db_status(ctx: typer.Context) -> None:
     """Say whether the embedded server runs (exit code 1 when it does not)."""
-    from . import embedded
+    from . import _embedded as embedded
 
     settings = _state(ctx).settings()
     server = embedded.status(settings.embedded_dir)
@@ -831,7 +831,7 @@ def db_url(
     = False,
 ) -> None:
     """Print the postgresql:// URL of the server the commands use (psql, connectorx, ADBC)."""
-    from . import embedded
+    from . import _embedded as embedded
 
     settings = _state(ctx).settings()
     if settings.embedded:

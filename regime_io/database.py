@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from ._pool import Connection, ConnectionPool, LookupConnection, LookupPool, resolve_server
+from ._schema import PartitionCache, qualified_table
 from .config import Settings
-from .pool import Connection, ConnectionPool, LookupConnection, LookupPool, resolve_server
-from .schema import PartitionCache, qualified_table
 from .tables import TableKey, table_spec
 
 __all__ = ["Database"]
@@ -41,7 +41,7 @@ class Database:
         self._pool: ConnectionPool | None = None
         self._lookup_pool: LookupPool | None = None
         self._lock = threading.Lock()
-        self.replicas = None  # set up lazily by regime_io.replicas when configured
+        self.replicas = None  # set up lazily by regime_io._replicas when configured
 
     def __repr__(self) -> str:
         return f"<Database {self.settings.describe()}>"
@@ -93,14 +93,14 @@ class Database:
 
     def read_url(self) -> str:
         """The URL connectorx reads from: a healthy replica when configured, else the primary."""
-        from . import replicas
+        from . import _replicas as replicas
 
         return replicas.read_url(self)
 
     @contextmanager
     def read_connection(self) -> Iterator[Connection]:
         """A pooled connection for point reads: a replica's when configured, else the primary's."""
-        from . import replicas
+        from . import _replicas as replicas
 
         with replicas.read_connection(self) as conn:
             yield conn
@@ -109,7 +109,7 @@ class Database:
     def lookup_connection(self) -> Iterator[LookupConnection]:
         """A lookup connection (autocommit, prepared statements): a replica's when
         configured, else the primary's."""
-        from . import replicas
+        from . import _replicas as replicas
 
         with replicas.lookup_connection(self) as conn:
             yield conn
@@ -125,6 +125,6 @@ class Database:
         if self._lookup_pool is not None:
             self._lookup_pool.close()
             self._lookup_pool = None
-        from . import replicas
+        from . import _replicas as replicas
 
         replicas.close(self)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from .writing import WriteResult
+    from ._writing import WriteResult
 
 __all__ = ["PostgreSQLIntegration"]
 
@@ -93,7 +93,7 @@ class PostgreSQLIntegration:
         """Create the schema and tables if missing (idempotent). Returns the schema version."""
         if self._disabled("initialize_database"):
             return 0
-        from .schema import initialize_database
+        from ._schema import initialize_database
 
         return initialize_database(self.db.pool, self.db.resolved)
 
@@ -109,9 +109,9 @@ class PostgreSQLIntegration:
              progress: Callable[[int, int | None], None] | None = None) -> WriteResult:
         """Validate ``data`` against ``table`` and upsert it in one transaction.
 
-        See :func:`regime_io.writing.save` for the options.
+        See :func:`regime_io._writing.save` for the options.
         """
-        from .writing import WriteResult, save
+        from ._writing import WriteResult, save
 
         if self._disabled(f"save to {table}"):
             return WriteResult.disabled(table)
@@ -141,7 +141,7 @@ class PostgreSQLIntegration:
     def save_rolling_market_regime(self, data: Any, *, window_minutes: int | None = None) -> WriteResult:
         """Upsert the latest 1-minute regimes from a live loop (a few rows per call), and trim
         rows older than the rolling window (``window_minutes`` or ``rolling_window_minutes``)."""
-        from .writing import WriteResult, save_rolling_market_regime
+        from ._writing import WriteResult, save_rolling_market_regime
 
         if self._disabled("save_rolling_market_regime"):
             return WriteResult.disabled("market_regimes_1min")
@@ -150,7 +150,7 @@ class PostgreSQLIntegration:
     # -- readers ------------------------------------------------------------------------
 
     def _empty_if_disabled(self, table: str, return_type: ReturnType) -> Any:
-        from .reading import empty_frame
+        from ._reading import empty_frame
 
         return empty_frame(table, return_type=return_type)
 
@@ -159,7 +159,7 @@ class PostgreSQLIntegration:
                         resample: str | None = None, exact: bool = False,
                         return_type: ReturnType = "polars") -> Any:
         """OHLCV bars for one or more symbols in ``[start, end]`` (inclusive)."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return self._empty_if_disabled("market_data", return_type)
@@ -172,7 +172,7 @@ class PostgreSQLIntegration:
                          columns: Sequence[str] | None = None, exact: bool = False,
                          return_type: ReturnType = "polars") -> Any:
         """Option bars for a symbol in ``[start, end]``, optionally by expiry, strike and type."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return self._empty_if_disabled("options_data", return_type)
@@ -184,7 +184,7 @@ class PostgreSQLIntegration:
                            timeframe: str | None = None, exact: bool = False,
                            return_type: ReturnType = "polars") -> Any:
         """Regime classifications for a symbol in ``[start, end]``."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return self._empty_if_disabled("market_regimes", return_type)
@@ -194,7 +194,7 @@ class PostgreSQLIntegration:
     def get_1min_market_regimes(self, symbol: str, start_date: DateLike, end_date: DateLike, *,
                                 exact: bool = False, return_type: ReturnType = "polars") -> Any:
         """1-minute regimes for a symbol in ``[start_date, end_date]`` (the seed's reader)."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return self._empty_if_disabled("market_regimes_1min", return_type)
@@ -205,7 +205,7 @@ class PostgreSQLIntegration:
                                  timeframe: str | None = None, top: int | None = None,
                                  return_type: ReturnType = "polars") -> Any:
         """Optimisation results, best fitness first; ``parameters`` decoded."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return self._empty_if_disabled("optimization_results", return_type)
@@ -222,7 +222,7 @@ class PostgreSQLIntegration:
     def get_latest(self, table: str, symbol: str | None = None, *, symbols: Sequence[str] | None = None,
                    timeframe: str | None = None, exact: bool = False, return_type: ReturnType = "polars") -> Any:
         """Latest row per symbol of ``market_data``, ``market_regimes`` or ``market_regimes_1min``."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return self._empty_if_disabled(table, return_type)
@@ -237,7 +237,7 @@ class PostgreSQLIntegration:
         """Per regime: rows, share of rows and time-weighted share, computed in SQL.
 
         Gaps longer than ``max_gap`` (default 10x the median gap) count as breaks."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return reading.empty_distribution(return_type=return_type)
@@ -249,7 +249,7 @@ class PostgreSQLIntegration:
                                table: Literal["1min", "regimes"] = "1min", timeframe: str | None = None,
                                return_type: ReturnType = "polars") -> Any:
         """Transition matrix (from, to, count, probability) and mean run length per regime."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return reading.empty_transitions(return_type=return_type)
@@ -260,7 +260,7 @@ class PostgreSQLIntegration:
                      end: DateLike | None = None, table: Literal["1min", "regimes"] = "1min",
                      timeframe: str | None = None, tolerance: str | dt.timedelta | None = None) -> pl.DataFrame:
         """Attach to each bar the latest regime known at or before its timestamp (no look-ahead)."""
-        from . import reading
+        from . import _reading as reading
 
         return reading.asof_regimes(self.db, bars, symbol=symbol, start=start, end=end, table=table,
                                     timeframe=timeframe, tolerance=tolerance)
@@ -268,7 +268,7 @@ class PostgreSQLIntegration:
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None,
                          exact: bool = False, return_type: ReturnType = "polars") -> Any:
         """Per (expiry, strike, type): the latest option row at or before ``at``."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return self._empty_if_disabled("options_data", return_type)
@@ -278,7 +278,7 @@ class PostgreSQLIntegration:
                          timeframe: str | None = None, batch_rows: int = 250_000,
                          exact: bool = False) -> Iterator[pa.RecordBatch]:
         """Stream bars as Arrow record batches with bounded memory (none when disabled)."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return iter(())
@@ -290,7 +290,7 @@ class PostgreSQLIntegration:
                           strikes: Sequence[float] | None = None, option_type: str | None = None,
                           batch_rows: int = 250_000, exact: bool = False) -> Iterator[pa.RecordBatch]:
         """Stream option bars as Arrow record batches with bounded memory (none when disabled)."""
-        from . import reading
+        from . import _reading as reading
 
         if not self.enabled:
             return iter(())
@@ -303,7 +303,7 @@ class PostgreSQLIntegration:
                          dry_run: bool = False) -> Any:
         """Remove rows older than ``days_to_keep`` days: whole partitions are dropped and only
         the boundary partition is deleted from. Returns per-table counts."""
-        from . import maintenance
+        from . import _maintenance as maintenance
 
         if self._disabled("cleanup_old_data"):
             return maintenance.CleanupReport.empty(dry_run=dry_run)
@@ -311,6 +311,6 @@ class PostgreSQLIntegration:
 
     def list_partitions(self, table: str | None = None) -> pl.DataFrame:
         """Partitions with their bounds, row estimates and sizes."""
-        from . import maintenance
+        from . import _maintenance as maintenance
 
         return maintenance.list_partitions(self.db, table)

@@ -25,8 +25,8 @@ END = "<!-- END GENERATED REFERENCE -->"
 # in "Other" so that nothing exported goes undocumented.
 SECTIONS: list[tuple[str, list[str]]] = [
     ("The facade", ["PostgreSQLIntegration"]),
-    ("Results", ["regime_io.writing.WriteResult", "regime_io.maintenance.CleanupReport",
-                 "regime_io.maintenance.TableCleanup"]),
+    ("Results", ["regime_io._writing.WriteResult", "regime_io._maintenance.CleanupReport",
+                 "regime_io._maintenance.TableCleanup"]),
     ("Configuration", ["load_settings", "Settings", "Secret"]),
     ("Connections", ["Database"]),
     ("Table declarations", ["TABLES", "TableSpec", "Column"]),
@@ -96,7 +96,7 @@ def _delegate(method: str) -> Any:
     """The module function a facade method delegates to (same name), if any."""
     import importlib
 
-    for module in ("regime_io.reading", "regime_io.writing", "regime_io.maintenance"):
+    for module in ("regime_io._reading", "regime_io._writing", "regime_io._maintenance"):
         func = getattr(importlib.import_module(module), method, None)
         if inspect.isfunction(func) and (inspect.getdoc(func) or "").count("\n") > 2:
             return func

@@ -44,13 +44,13 @@ class TestServer:
         return self.settings.url(redact=False)
 
     def stop(self, mode: str = "immediate") -> None:
-        from regime_io import embedded
+        from regime_io import _embedded as embedded
 
         assert self.pgdata is not None
         embedded.pg_ctl(self.pgdata, "stop", "-w", "-m", mode)
 
     def start(self) -> None:
-        from regime_io import embedded
+        from regime_io import _embedded as embedded
 
         assert self.pgdata is not None
         embedded.start(self.pgdata)
@@ -88,7 +88,7 @@ def _start_server() -> TestServer:
         }, "connection": base}, env={})
         server = TestServer("testcontainers", settings, _cleanup=container.stop)
     else:
-        from regime_io import embedded
+        from regime_io import _embedded as embedded
 
         pgdata = Path(tempfile.mkdtemp(prefix="rio-test-")) / "pgdata"
         info = embedded.start(pgdata)

@@ -24,7 +24,9 @@ from regime_io import (
     ReadError,
     ValidationError,
     load_settings,
-    reading,
+)
+from regime_io import (
+    _reading as reading,
 )
 from regime_io.config import settings_replace
 

@@ -132,7 +132,7 @@ def test_transition_matrix_cells_are_the_probabilities(tmp_path: Path) -> None:
 
 
 def test_plots_of_empty_frames_still_render(tmp_path: Path) -> None:
-    from regime_io import reading
+    from regime_io import _reading as reading
 
     plots.plot_regime_distribution(reading.empty_distribution(), path=tmp_path / "d.png")
     plots.plot_transition_matrix(reading.empty_transitions(), path=tmp_path / "t.png")

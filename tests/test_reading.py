@@ -17,7 +17,8 @@ import pytest
 from _reading_data import REGIMES, bars, insert, options, regimes, regimes_1min
 from polars.testing import assert_frame_equal
 
-from regime_io import PostgreSQLIntegration, ReadError, reading
+from regime_io import PostgreSQLIntegration, ReadError
+from regime_io import _reading as reading
 from regime_io._readsql import Query, sql_value
 from regime_io.config import settings_replace
 from regime_io.tables import TABLES

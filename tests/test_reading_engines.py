@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from _reading_data import bars, insert
 
-from regime_io import PostgreSQLIntegration, reading
+from regime_io import PostgreSQLIntegration
+from regime_io import _reading as reading
 
 T0 = dt.datetime(2024, 1, 2, 9, 15)
 

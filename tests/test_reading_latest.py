@@ -11,7 +11,8 @@ from _reading_data import bars, insert, options, regimes, regimes_1min
 from polars.testing import assert_frame_equal
 from test_reading import expected
 
-from regime_io import PostgreSQLIntegration, ReadError, reading
+from regime_io import PostgreSQLIntegration, ReadError
+from regime_io import _reading as reading
 from regime_io.tables import TABLES
 
 T0 = dt.datetime(2024, 1, 2, 9, 15)

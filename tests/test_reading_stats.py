@@ -11,7 +11,8 @@ from _reading_data import bars, insert
 from polars.testing import assert_frame_equal
 from test_reading import expected
 
-from regime_io import PostgreSQLIntegration, ReadError, reading
+from regime_io import PostgreSQLIntegration, ReadError
+from regime_io import _reading as reading
 
 D1 = dt.datetime(2024, 3, 4, 9, 15)
 D2 = dt.datetime(2024, 3, 5, 9, 15)

@@ -23,8 +23,8 @@ import psycopg
 import pytest
 
 from regime_io import PostgreSQLIntegration, ServerUnavailableError
+from regime_io._embedded import status
 from regime_io.config import settings_replace
-from regime_io.embedded import status
 
 ROWS = 200_000
 CHUNK = 20_000
@@ -246,7 +246,7 @@ def test_a_hung_server_fails_after_the_connection_timeout(settings: Any,
         port = hole.getsockname()[1]
         hung = settings_replace(settings, host="127.0.0.1", port=port, connection_timeout=2, retry_attempts=1,
                                 retry_delay=0.1)
-        with PostgreSQLIntegration(settings=hung) as pg, caplog.at_level(logging.WARNING, logger="regime_io.pool"):
+        with PostgreSQLIntegration(settings=hung) as pg, caplog.at_level(logging.WARNING, logger="regime_io._pool"):
             for name, call in {"read": lambda: pg.get_market_data("SYM0", T0, T0 + dt.timedelta(days=1)),
                                "write": lambda: pg.save_market_data(bars(10))}.items():
                 caplog.clear()

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from regime_io import PostgreSQLIntegration, SchemaError, ValidationError, WriteError
-from regime_io.validation import DataQualityWarning
+from regime_io._validation import DataQualityWarning
 
 D = decimal.Decimal
 T0 = dt.datetime(2024, 1, 31, 23, 58)  # crosses a month (partition) boundary

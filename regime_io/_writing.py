@@ -36,12 +36,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._pool import lost_before_commit
+from ._schema import qualified_table
 from ._sql import quote_ident
+from ._validation import ExtraColumns, OnDuplicate, validate
 from .errors import RegimeIOError, SchemaError, ServerUnavailableError, ValidationError, WriteError
-from .pool import lost_before_commit
-from .schema import qualified_table
 from .tables import TableSpec, table_spec
-from .validation import ExtraColumns, OnDuplicate, validate
 
 if TYPE_CHECKING:
     from .database import Database

@@ -22,7 +22,7 @@ table is counted, then dropped: a dropped partition's row count is exact. See
 ``docs/maintenance.md``.
 
 Example:
-    >>> from regime_io.maintenance import cleanup_old_data     # doctest: +SKIP
+    >>> from regime_io._maintenance import cleanup_old_data     # doctest: +SKIP
     >>> report = cleanup_old_data(db, 90, dry_run=True)         # doctest: +SKIP
     >>> report.rows_removed, report.partitions_dropped         # doctest: +SKIP
     (1_234_567, 3)
@@ -41,9 +41,9 @@ from typing import TYPE_CHECKING, Any
 import adbc_driver_manager
 import polars as pl
 
+from ._pool import Connection, is_connection_error
 from ._sql import literal, qualified, quote_ident
 from .errors import SchemaError, ValidationError, WriteError
-from .pool import Connection, is_connection_error
 from .tables import TABLES, TableSpec, table_spec
 
 if TYPE_CHECKING:

@@ -23,10 +23,10 @@ import zoneinfo
 from collections.abc import Iterable
 from typing import Any
 
+from ._pool import ConnectionPool
 from ._sql import literal, qualified, quote_ident
 from .config import PartitionInterval, Settings
 from .errors import ValidationError
-from .pool import ConnectionPool
 from .tables import TABLES, TableKey, TableSpec
 
 __all__ = ["SCHEMA_VERSION", "PartitionCache", "create_table_sql", "initialize_database"]
@@ -128,7 +128,7 @@ def _distribute_if_citus(cur: object, settings: Settings) -> None:
 
     Filled in by the scaling work (issue 8); a plain server skips this with a log line.
     """
-    from . import scaling
+    from . import _scaling as scaling
 
     scaling.distribute_tables(cur, settings)
 

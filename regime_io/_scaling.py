@@ -4,7 +4,7 @@ The DDL is Citus-compatible by construction: every primary key includes ``symbol
 distribution column), there are no foreign keys, and the time-series tables are range
 partitioned on ``timestamp``, which Citus keeps when it distributes a partitioned table
 (new partitions created on write are distributed automatically). With ``citus = true``
-in ``[DATABASE]``, :func:`regime_io.schema.initialize_database` runs :func:`citus_plan`:
+in ``[DATABASE]``, :func:`regime_io._schema.initialize_database` runs :func:`citus_plan`:
 
 * the four time-series tables and ``optimization_results`` become distributed tables,
   hashed on ``symbol`` and co-located with ``market_data``: all rows of one symbol, in
@@ -104,7 +104,7 @@ def distribute_tables(cur: Any, settings: Settings) -> bool:
     """Distribute the tables by ``symbol`` if the ``citus`` extension is installed.
 
     Runs :func:`citus_plan` on ``cur`` (a cursor on the coordinator, inside the
-    transaction of :func:`~regime_io.schema.initialize_database`), skipping tables that
+    transaction of :func:`~regime_io._schema.initialize_database`), skipping tables that
     are already distributed: calling it again is a no-op. Returns False, after a
     warning, on a server without Citus: the tables stay local and everything works.
 

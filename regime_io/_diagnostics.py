@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Literal
 
 import adbc_driver_manager
 
+from ._schema import SCHEMA_VERSION, version_table
 from ._sql import qualified
 from .config import Settings, settings_replace
 from .errors import RegimeIOError
-from .schema import SCHEMA_VERSION, version_table
 from .tables import TABLES
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def diagnose(settings: Settings, *, count_rows: bool = True) -> Diagnosis:
     """
     import polars as pl
 
-    from . import embedded
+    from . import _embedded as embedded
     from .database import Database
 
     checks: list[Check] = [Check("configuration", "ok", f"from {settings.source}: {settings.describe()}")]

@@ -119,7 +119,7 @@ def resolve_server(settings: Settings) -> Settings:
     (started on first use, reused afterwards)."""
     if not settings.embedded:
         return settings
-    from . import embedded
+    from . import _embedded as embedded
 
     server = embedded.start(settings.embedded_dir)
     return settings_replace(settings, host=server.socket_dir, port=server.port,

@@ -7,7 +7,7 @@ keeps running after the Python process exits, so the next process reuses it; sto
 with ``regime-io db stop`` or :func:`stop`.
 
 Example:
-    >>> from regime_io import embedded
+    >>> from regime_io import _embedded as embedded
     >>> info = embedded.start()          # doctest: +SKIP
     >>> info.socket_dir, info.port       # doctest: +SKIP
 """

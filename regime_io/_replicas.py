@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc
 
+from ._pool import Connection, ConnectionPool, LookupConnection, LookupPool
 from .config import LIBPQ_OPTIONS, Secret, Settings, _Collector, _parse_dsn, settings_replace
 from .errors import ConfigError, PoolTimeoutError, ServerError
-from .pool import Connection, ConnectionPool, LookupConnection, LookupPool
 
 if TYPE_CHECKING:
     from .database import Database
