@@ -2,7 +2,11 @@
 
 Prices follow a regime-switching random walk (trending up, trending down, sideways,
 high volatility), so regime statistics and regime-filtered strategies have something
-real to find. Sessions are Indian-market days: 09:15-15:29, 375 one-minute bars, weekdays.
+real to find. Sessions follow the NSE calendar: 09:15-15:29, 375 one-minute bars, on
+weekdays that are not NSE trading holidays (:data:`NSE_HOLIDAYS`, the exchange's
+published lists for 2024 and 2025; other years skip weekends only). Option chains are
+centred on spot and priced with Black-Scholes from the implied volatility they store,
+with greeks from the same model (:func:`black_scholes`).
 
 Example:
     >>> from regime_io import synthetic
@@ -14,12 +18,16 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-__all__ = ["REGIMES", "market_bars", "minute_regimes", "optimization_results", "options_chain", "regimes"]
+__all__ = ["NSE_HOLIDAYS", "REGIMES", "Greeks", "black_scholes", "implied_volatility", "is_session", "market_bars",
+           "minute_regimes", "optimization_results", "options_chain", "regimes", "session_days",
+           "session_minutes", "weekly_expiry"]
 
 # Regime name -> (drift per minute, volatility per minute), in relative terms.
 REGIMES: dict[str, tuple[float, float]] = {
@@ -35,17 +43,92 @@ _BASE_PRICE = {"NIFTY": 21500.0, "BANKNIFTY": 47000.0, "FINNIFTY": 21000.0, "REL
                "TCS": 3800.0, "INFY": 1550.0, "HDFCBANK": 1650.0, "SBIN": 620.0}
 
 
-def session_minutes(days: int, *, start: dt.date = dt.date(2024, 1, 1)) -> np.ndarray:
-    """Timestamps (datetime64[us]) of every 1-minute bar of ``days`` weekdays from ``start``."""
+# NSE trading holidays (equity and equity derivatives segments), from the exchange's
+# circulars for 2024 and 2025. Weekends are closed anyway and are not listed.
+NSE_HOLIDAYS: frozenset[dt.date] = frozenset(dt.date.fromisoformat(d) for d in (
+    # 2024
+    "2024-01-22",  # special holiday (Ram Lalla Pran Pratishtha)
+    "2024-01-26",  # Republic Day
+    "2024-03-08",  # Mahashivratri
+    "2024-03-25",  # Holi
+    "2024-03-29",  # Good Friday
+    "2024-04-11",  # Id-ul-Fitr
+    "2024-04-17",  # Ram Navami
+    "2024-05-01",  # Maharashtra Day
+    "2024-05-20",  # general election in Mumbai
+    "2024-06-17",  # Bakri Id
+    "2024-07-17",  # Moharram
+    "2024-08-15",  # Independence Day
+    "2024-10-02",  # Mahatma Gandhi Jayanti
+    "2024-11-01",  # Diwali Laxmi Pujan (only the evening muhurat session trades)
+    "2024-11-15",  # Gurunanak Jayanti
+    "2024-11-20",  # Maharashtra assembly election
+    "2024-12-25",  # Christmas
+    # 2025
+    "2025-02-26",  # Mahashivratri
+    "2025-03-14",  # Holi
+    "2025-03-31",  # Id-ul-Fitr
+    "2025-04-10",  # Shri Mahavir Jayanti
+    "2025-04-14",  # Dr. Baba Saheb Ambedkar Jayanti
+    "2025-04-18",  # Good Friday
+    "2025-05-01",  # Maharashtra Day
+    "2025-08-15",  # Independence Day
+    "2025-08-27",  # Ganesh Chaturthi
+    "2025-10-02",  # Mahatma Gandhi Jayanti / Dussehra
+    "2025-10-21",  # Diwali Laxmi Pujan
+    "2025-10-22",  # Balipratipada
+    "2025-11-05",  # Prakash Gurpurb Sri Guru Nanak Dev
+    "2025-12-25",  # Christmas
+))
+
+
+def is_session(day: dt.date) -> bool:
+    """True when NSE trades on ``day``: a weekday that is not in :data:`NSE_HOLIDAYS`.
+
+    >>> is_session(dt.date(2024, 1, 26)), is_session(dt.date(2024, 1, 25))
+    (False, True)
+    """
+    return day.weekday() < 5 and day not in NSE_HOLIDAYS
+
+
+def session_days(days: int, *, start: dt.date = dt.date(2024, 1, 1)) -> list[dt.date]:
+    """The first ``days`` NSE sessions on or after ``start``.
+
+    >>> [d.day for d in session_days(18)][-3:]   # 22 and 26 January 2024 are holidays
+    [23, 24, 25]
+    """
     out: list[dt.date] = []
     day = start
     while len(out) < days:
-        if day.weekday() < 5:
+        if is_session(day):
             out.append(day)
         day += dt.timedelta(days=1)
-    base = np.array([np.datetime64(dt.datetime.combine(d, SESSION_START), "us") for d in out])
+    return out
+
+
+def session_minutes(days: int, *, start: dt.date = dt.date(2024, 1, 1)) -> np.ndarray:
+    """Timestamps (datetime64[us]) of every 1-minute bar of the first ``days`` NSE sessions
+    on or after ``start`` (09:15 to 15:29, exchange-local time, naive)."""
+    base = np.array([np.datetime64(dt.datetime.combine(d, SESSION_START), "us")
+                     for d in session_days(days, start=start)])
     minutes = np.arange(MINUTES_PER_DAY).astype("timedelta64[m]").astype("timedelta64[us]")
     return (base[:, None] + minutes[None, :]).ravel()
+
+
+def weekly_expiry(day: dt.date) -> dt.date:
+    """The weekly index-option expiry on or after ``day``: Thursday (NIFTY in 2024), or
+    the session before it when that Thursday is a holiday.
+
+    >>> weekly_expiry(dt.date(2024, 3, 26))   # Thursday 28 March trades
+    datetime.date(2024, 3, 28)
+    """
+    thursday = day + dt.timedelta(days=(3 - day.weekday()) % 7)
+    expiry = thursday
+    while not is_session(expiry):
+        expiry -= dt.timedelta(days=1)
+    if expiry < day:  # this week's expiry moved before ``day``: next week's
+        return weekly_expiry(thursday + dt.timedelta(days=1))
+    return expiry
 
 
 def _regime_path(n: int, rng: np.random.Generator, mean_run: int = 45) -> np.ndarray:
@@ -144,44 +227,138 @@ def regimes(symbols: Sequence[str], *, days: int = 20, seed: int = 7, timeframe:
     )
 
 
+RISK_FREE_RATE = 0.07  # Indian risk-free rate (91-day T-bill, 2024), continuously compounded
+_SQRT2 = math.sqrt(2.0)
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _norm_cdf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.asarray(_erf(np.asarray(x, dtype=np.float64) / _SQRT2), dtype=np.float64))
+
+
+def _norm_pdf(x: np.ndarray) -> np.ndarray:
+    return np.exp(-0.5 * np.square(x)) / math.sqrt(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class Greeks:
+    """Black-Scholes price and greeks (arrays, one value per option).
+
+    ``theta`` is per calendar day, ``vega`` per volatility point (1%), as NSE option
+    chains show them.
+    """
+
+    price: np.ndarray
+    delta: np.ndarray
+    gamma: np.ndarray
+    theta: np.ndarray
+    vega: np.ndarray
+
+
+def black_scholes(spot: np.ndarray | float, strike: np.ndarray | float, years: np.ndarray | float,
+                  iv: np.ndarray | float, call: np.ndarray | bool, *, rate: float = RISK_FREE_RATE) -> Greeks:
+    """European option price and greeks under Black-Scholes (no dividends).
+
+    Parameters:
+        spot, strike: underlying price and strike.
+        years: time to expiry in years (> 0).
+        iv: implied volatility as a fraction (0.14 for 14%).
+        call: True for a call (CE), False for a put (PE).
+        rate: risk-free rate, continuously compounded.
+
+    >>> g = black_scholes(100.0, 100.0, 1.0, 0.2, True, rate=0.0)
+    >>> round(float(g.price), 4), round(float(g.delta), 4)
+    (7.9656, 0.5398)
+    """
+    s, k, t, v = (np.asarray(x, dtype=np.float64) for x in (spot, strike, years, iv))
+    is_call = np.asarray(call, dtype=bool)
+    root = np.sqrt(t)
+    d1 = (np.log(s / k) + (rate + 0.5 * v * v) * t) / (v * root)
+    d2 = d1 - v * root
+    discount = np.exp(-rate * t)
+    call_price = s * _norm_cdf(d1) - k * discount * _norm_cdf(d2)
+    put_price = k * discount * _norm_cdf(-d2) - s * _norm_cdf(-d1)
+    pdf = _norm_pdf(d1)
+    call_theta = -s * pdf * v / (2 * root) - rate * k * discount * _norm_cdf(d2)
+    put_theta = -s * pdf * v / (2 * root) + rate * k * discount * _norm_cdf(-d2)
+    return Greeks(
+        price=np.where(is_call, call_price, put_price),
+        delta=np.where(is_call, _norm_cdf(d1), _norm_cdf(d1) - 1.0),
+        gamma=pdf / (s * v * root),
+        theta=np.where(is_call, call_theta, put_theta) / 365.0,
+        vega=s * pdf * root / 100.0,
+    )
+
+
+def implied_volatility(price: np.ndarray | float, spot: np.ndarray | float, strike: np.ndarray | float,
+                       years: np.ndarray | float, call: np.ndarray | bool, *, rate: float = RISK_FREE_RATE,
+                       low: float = 0.001, high: float = 5.0, iterations: int = 60) -> np.ndarray:
+    """The volatility at which :func:`black_scholes` gives ``price`` (bisection, vectorised).
+
+    >>> round(float(implied_volatility(7.9656, 100.0, 100.0, 1.0, True, rate=0.0)), 4)
+    0.2
+    """
+    target = np.asarray(price, dtype=np.float64)
+    lo = np.full(np.broadcast(target, np.asarray(spot)).shape, low)
+    hi = np.full_like(lo, high)
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        too_high = black_scholes(spot, strike, years, mid, call, rate=rate).price > target
+        hi = np.where(too_high, mid, hi)
+        lo = np.where(too_high, lo, mid)
+    return 0.5 * (lo + hi)
+
+
 def options_chain(symbol: str = "NIFTY", *, days: int = 5, strikes: int = 10, step: float = 50.0,
                   every_minutes: int = 15, seed: int = 7, start: dt.date = dt.date(2024, 1, 1)) -> pl.DataFrame:
-    """Option bars with greeks (``options_data`` columns) around the money, two weekly expiries."""
+    """Option bars with greeks (``options_data`` columns): ``strikes`` strikes ``step`` apart
+    centred on spot at each bar, calls and puts, for the current and the next weekly expiry.
+
+    Implied volatility follows a smile (higher away from the money) with a little noise;
+    ``close`` is the Black-Scholes price at the stored (rounded) ``implied_volatility``
+    and the greeks come from the same model, so re-deriving the IV from ``close`` gives
+    the stored IV back (up to the 0.05 tick and the 4-decimal storage).
+    """
     bars = market_bars([symbol], days=days, seed=seed, start=start)
     bars = bars.filter(pl.col("timestamp").dt.minute() % every_minutes == 0)
     rng = np.random.default_rng(seed + 99)
-    spot0 = float(bars["close"][0])
-    atm = round(spot0 / step) * step
-    strike_list = [atm + step * (i - strikes // 2) for i in range(strikes)]
-    first_day = bars["timestamp"][0].date()
-    thursday = first_day + dt.timedelta(days=(3 - first_day.weekday()) % 7 + 7)
-    expiries = [thursday, thursday + dt.timedelta(days=7)]
-    rows = []
     ts = bars["timestamp"].to_numpy()
     spot = bars["close"].to_numpy()
-    for expiry in expiries:
-        dte = np.maximum((np.datetime64(expiry, "us") - ts) / np.timedelta64(1, "D"), 0.1)
-        for strike in strike_list:
+    n = len(ts)
+    atm = np.round(spot / step) * step
+    offsets = step * (np.arange(strikes) - strikes // 2)
+    day = ts.astype("datetime64[D]")
+    frames = []
+    for which in (0, 1):  # the current weekly expiry and the next one
+        expiry_of_day = {d: weekly_expiry(d.astype(dt.date)) for d in np.unique(day)}
+        if which:
+            expiry_of_day = {d: weekly_expiry(e + dt.timedelta(days=1)) for d, e in expiry_of_day.items()}
+        expiry = np.array([expiry_of_day[d] for d in day], dtype="datetime64[D]")
+        close_time = expiry.astype("datetime64[us]") + np.timedelta64(15 * 60 + 30, "m")
+        years = np.maximum((close_time - ts) / np.timedelta64(1, "D"), 1 / 1440) / 365.0
+        for offset in offsets:
+            strike = atm + offset
             for kind in ("CE", "PE"):
-                moneyness = (spot - strike) / spot * (1 if kind == "CE" else -1)
-                iv = 0.12 + 0.3 * np.abs(moneyness) + rng.normal(0, 0.005, len(ts))
-                time_value = spot * iv * np.sqrt(dte / 365) * 0.4
-                price = np.maximum(moneyness * spot, 0) + time_value
-                delta = 1 / (1 + np.exp(-moneyness * 40)) * (1 if kind == "CE" else -1)
-                noise = np.abs(rng.normal(0, 0.01, len(ts))) * price
-                rows.append(pl.DataFrame({
-                    "symbol": symbol, "expiry_date": expiry, "strike_price": strike, "option_type": kind,
-                    "timestamp": ts,
-                    "open": np.round(price, 2), "high": np.round(price + noise, 2),
-                    "low": np.round(np.maximum(price - noise, 0.05), 2), "close": np.round(price, 2),
-                    "volume": rng.integers(0, 100_000, len(ts)),
-                    "open_interest": rng.integers(1_000, 5_000_000, len(ts)),
-                    "implied_volatility": np.round(iv, 4), "delta": np.round(delta, 4),
-                    "gamma": np.round(np.abs(rng.normal(0.001, 0.0005, len(ts))), 4),
-                    "theta": np.round(-time_value / dte / 10, 4),
-                    "vega": np.round(spot * np.sqrt(dte / 365) * 0.004, 4),
+                moneyness = np.log(strike / spot)
+                iv = np.round(0.13 + 0.8 * moneyness ** 2 - 0.05 * moneyness + rng.normal(0, 0.004, n), 4)
+                model = black_scholes(spot, strike, years, iv, kind == "CE")
+                price = np.round(np.maximum(model.price, 0.05) * 20) / 20  # NSE tick: 0.05
+                swing = np.round(np.abs(rng.normal(0, 0.01, n)) * price * 20) / 20
+                frames.append(pl.DataFrame({
+                    "symbol": symbol, "expiry_date": pl.Series(expiry).cast(pl.Date), "strike_price": strike,
+                    "option_type": kind, "timestamp": ts,
+                    "open": np.round(np.maximum(price + rng.normal(0, 0.004, n) * price, 0.05), 2),
+                    "high": np.round(price + swing, 2), "low": np.round(np.maximum(price - swing, 0.05), 2),
+                    "close": np.round(price, 2),
+                    "volume": rng.integers(0, 100_000, n) * 50,  # NIFTY lot: 50
+                    "open_interest": rng.integers(1_000, 100_000, n) * 50,
+                    "implied_volatility": iv, "delta": np.round(model.delta, 4),
+                    "gamma": np.round(model.gamma, 6), "theta": np.round(model.theta, 4),
+                    "vega": np.round(model.vega, 4),
                 }))
-    return pl.concat(rows)
+    return pl.concat(frames).with_columns(
+        pl.max_horizontal("high", "open", "close").alias("high"), pl.min_horizontal("low", "open", "close")
+        .alias("low")).sort("timestamp", "expiry_date", "strike_price", "option_type")
 
 
 def optimization_results(symbols: Sequence[str], *, runs: int = 5, seed: int = 7) -> list[dict[str, object]]:
