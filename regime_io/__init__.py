@@ -7,16 +7,21 @@ Example:
 
 from __future__ import annotations
 
+from ._maintenance import CleanupReport, TableCleanup
+from ._validation import DataQualityWarning
+from ._writing import WriteResult
 from .config import Secret, Settings, load_settings
 from .database import Database
 from .errors import (
     ConfigError,
+    PoolClosedError,
     PoolTimeoutError,
     ReadError,
     RegimeIOError,
     SchemaError,
     ServerError,
     ServerUnavailableError,
+    UsageError,
     ValidationError,
     WriteError,
 )
@@ -28,9 +33,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TABLES",
+    "CleanupReport",
     "Column",
     "ConfigError",
+    "DataQualityWarning",
     "Database",
+    "PoolClosedError",
     "PoolTimeoutError",
     "PostgreSQLIntegration",
     "ReadError",
@@ -40,9 +48,12 @@ __all__ = [
     "ServerError",
     "ServerUnavailableError",
     "Settings",
+    "TableCleanup",
     "TableSpec",
+    "UsageError",
     "ValidationError",
     "WriteError",
+    "WriteResult",
     "__version__",
     "load_settings",
     "plot_price_with_regimes",

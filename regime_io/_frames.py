@@ -13,22 +13,75 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, get_args
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import ReadError
+from .errors import UsageError
+from .types import ReturnType
 
-ReturnType = Literal["polars", "pandas", "arrow"]
-RETURN_TYPES: tuple[str, ...] = ("polars", "pandas", "arrow")
+if TYPE_CHECKING:
+    import polars as pl
+
+RETURN_TYPES: tuple[str, ...] = get_args(ReturnType)
 
 
 def check_return_type(return_type: Any) -> None:
     if return_type not in RETURN_TYPES:
-        raise ReadError(f"return_type {return_type!r} is not supported; allowed: {', '.join(RETURN_TYPES)}",
-                        value=return_type)
+        raise UsageError(f"return_type {return_type!r} is not supported; allowed: {', '.join(RETURN_TYPES)}",
+                         value=return_type)
+
+
+def to_polars(data: Any, *, what: str, on_pandas_error: Callable[[Any, Exception], None] | None = None,
+              ) -> pl.DataFrame | None:
+    """``data`` as a polars DataFrame if it is a frame (polars eager/lazy, Arrow, pandas),
+    else None. The one place frames of every library become polars.
+
+    A pandas frame's named index levels become columns (a ``DatetimeIndex`` named
+    ``timestamp``, a ``MultiIndex`` of ``symbol`` and ``timestamp``); an unnamed
+    ``DatetimeIndex`` becomes ``timestamp`` when there is no such column. A default
+    ``RangeIndex`` (or the unnamed index a ``to_csv()`` round trip leaves) is dropped.
+    ``on_pandas_error`` may raise a better error when polars cannot type a column.
+    """
+    import polars as pl
+
+    if isinstance(data, pl.DataFrame):
+        return data
+    if isinstance(data, pl.LazyFrame):
+        return data.collect()
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        frame = pl.from_arrow(data)
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+    if type(data).__module__.startswith("pandas") and hasattr(data, "columns"):
+        data = pandas_index_as_columns(data, what=what)
+        try:
+            return pl.from_pandas(data)
+        except Exception as err:  # object columns polars cannot type (mixed kinds)
+            if on_pandas_error is not None:
+                on_pandas_error(data, err)
+            raise UsageError(f"{what}: cannot convert the pandas frame: {err}") from err
+    return None
+
+
+def pandas_index_as_columns(frame: Any, *, what: str) -> Any:
+    import pandas as pd
+
+    index = frame.index
+    names = [n for n in index.names if n is not None]
+    if names:
+        clash = [n for n in names if n in frame.columns]
+        if clash:
+            raise UsageError(f"{what}: {', '.join(map(repr, clash))} is both an index level and a column; "
+                             "drop one (frame.reset_index(drop=True) or frame.drop(columns=...))")
+        if len(names) != index.nlevels:
+            raise UsageError(f"{what}: the index has unnamed levels beside {names!r}; name them or reset it")
+        return frame.reset_index()
+    if isinstance(index, pd.DatetimeIndex) and "timestamp" not in frame.columns:
+        return frame.rename_axis("timestamp").reset_index()
+    return frame
 
 
 def constant(value: Any, length: int, type_: pa.DataType) -> pa.Array:
@@ -63,7 +116,7 @@ def _pandas() -> Any:
     try:
         import pandas
     except ImportError:  # pragma: no cover - pandas is an optional extra
-        raise ReadError("return_type='pandas' needs pandas: pip install 'regime-io[pandas]'") from None
+        raise UsageError("return_type='pandas' needs pandas: pip install 'regime-io[pandas]'") from None
     return pandas
 
 

@@ -40,7 +40,7 @@ from adbc_driver_manager.dbapi import Connection
 
 from ._sql import literal
 from .config import Settings, settings_replace
-from .errors import PoolTimeoutError, ServerError, ServerUnavailableError
+from .errors import PoolClosedError, PoolTimeoutError, ServerError, ServerUnavailableError
 
 __all__ = ["Connection", "ConnectionPool", "LookupConnection", "LookupPool", "is_connection_error",
            "lost_before_commit", "resolve_server"]
@@ -240,7 +240,7 @@ class _Pool(Generic[C]):
             with self._lock:
                 self._check_fork()
                 if self._closed:
-                    raise ServerError(f"the {self.name} connection pool is closed")
+                    raise PoolClosedError(f"the {self.name} connection pool is closed")
                 if self._idle:
                     conn, last_used = self._idle.pop()  # LIFO: the warmest connection
                 elif self._open < self.settings.max_connections:

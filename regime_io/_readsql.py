@@ -39,7 +39,7 @@ import psycopg
 import pyarrow as pa
 
 from ._pool import _PERMANENT_CONNECT_FAILURES, DRIVER_ERRORS, lost_before_commit
-from .errors import ReadError, RegimeIOError, ServerError, ServerUnavailableError
+from .errors import ReadError, RegimeIOError, ServerError, ServerUnavailableError, UsageError
 
 if TYPE_CHECKING:
     from .database import Database
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DateLike = dt.datetime | dt.date | str
 
 # connectorx error texts that mean "no server", not "bad query".
 _CX_CONNECTION_ERRORS = ("error connecting", "timed out waiting for connection", "connection refused",
@@ -81,7 +80,7 @@ def sql_value(value: Any) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, str):
         if "\x00" in value:
-            raise ReadError(f"value {value!r} contains a NUL byte", value=value)
+            raise UsageError(f"value {value!r} contains a NUL byte", value=value)
         return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
@@ -93,17 +92,17 @@ def sql_value(value: Any) -> str:
         return str(int(value))
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ReadError(f"value {value!r} is not a finite number", value=value)
+            raise UsageError(f"value {value!r} is not a finite number", value=value)
         value = Decimal(repr(value))
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise ReadError(f"value {value!r} is not a finite number", value=value)
+            raise UsageError(f"value {value!r} is not a finite number", value=value)
         return format(value, "f")
     if isinstance(value, (list, tuple)):
         if not value:
             raise ReadError("internal: empty array reached SQL rendering")
         return "ARRAY[" + ", ".join(sql_value(v) for v in value) + "]"
-    raise ReadError(f"cannot use a {type(value).__name__} ({value!r}) as an SQL value", value=value)
+    raise UsageError(f"cannot use a {type(value).__name__} ({value!r}) as an SQL value", value=value)
 
 
 class Query:
@@ -170,8 +169,13 @@ def parse_time(value: Any, *, name: str, timezone: str) -> tuple[dt.datetime, bo
                 text = text[:-1] + "+00:00"
             value = dt.datetime.fromisoformat(text)
         except ValueError:
-            raise ReadError(f"{name}: {value!r} is not an ISO date or timestamp "
-                            "(e.g. '2024-01-31' or '2024-01-31 15:30')", value=value) from None
+            raise UsageError(f"{name}: {value!r} is not an ISO 8601 date or timestamp (e.g. '2024-01-31' or "
+                             "'2024-01-31 15:30'); '04/03/2024' could be 4 March or 3 April, so other layouts "
+                             "are refused: pass a datetime instead", value=value) from None
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind == "M":
+        if value != value:  # NaT
+            raise UsageError(f"{name}: NaT is not a time", value=value)
+        value = value.astype("datetime64[us]").item()  # numpy datetime64 is naive: the storage zone
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
@@ -180,29 +184,48 @@ def parse_time(value: Any, *, name: str, timezone: str) -> tuple[dt.datetime, bo
                            value.second, value.microsecond), False
     if isinstance(value, dt.date):
         return dt.datetime.combine(value, dt.time()), True
-    raise ReadError(f"{name}: expected a datetime, date or ISO string, got {type(value).__name__} ({value!r})",
+    raise UsageError(f"{name}: expected a datetime, date or ISO string, got {type(value).__name__} ({value!r})",
                     value=value)
 
 
-def parse_range(start: Any, end: Any, *, timezone: str, start_name: str = "start",
-                end_name: str = "end") -> TimeRange:
-    """``[start, end]`` inclusive; a date as ``end`` includes that whole day."""
-    lo, _ = parse_time(start, name=start_name, timezone=timezone)
+# The bounds of an open side of a range: PostgreSQL's and Python's timestamps both hold them.
+EARLIEST = dt.datetime(1, 1, 1)
+LATEST = dt.datetime(9999, 12, 31, 23, 59, 59, 999999)
+
+
+def parse_range(start: Any, end: Any, *, timezone: str, start_name: str = "start_date",
+                end_name: str = "end_date") -> TimeRange:
+    """``[start, end]`` inclusive; a date as ``end`` includes that whole day; None is open."""
+    lo, _ = parse_time(start, name=start_name, timezone=timezone) if start is not None else (EARLIEST, False)
+    if end is None:
+        if lo > LATEST:
+            raise UsageError(f"{start_name} {start!r} is out of range", value=start)
+        return TimeRange(lo, LATEST, end_exclusive=False)
     hi, end_is_date = parse_time(end, name=end_name, timezone=timezone)
     if end_is_date:
         hi = hi + dt.timedelta(days=1)
         if lo >= hi:
-            raise ReadError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
+            raise UsageError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
     elif lo > hi:
-        raise ReadError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
+        raise UsageError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
     return TimeRange(lo, hi, end_exclusive=end_is_date)
+
+
+def is_aware(value: Any) -> bool:
+    """True for a zone-aware bound: an aware datetime or an ISO string with an offset."""
+    if isinstance(value, dt.datetime):
+        return value.tzinfo is not None
+    if isinstance(value, str):
+        text = value.strip()
+        return len(text) > 10 and (text[-1] in "Zz" or re.search(r"[+-]\d{2}:?\d{2}$", text[10:]) is not None)
+    return False
 
 
 def parse_date(value: Any, *, name: str) -> dt.date:
     """A date, a midnight datetime or an ISO date string."""
     if isinstance(value, dt.datetime):
         if value.time() != dt.time():
-            raise ReadError(f"{name}: {value!r} has a time of day; pass a date", value=value)
+            raise UsageError(f"{name}: {value!r} has a time of day; pass a date", value=value)
         return value.date()
     if isinstance(value, dt.date):
         return value
@@ -213,19 +236,35 @@ def parse_date(value: Any, *, name: str) -> dt.date:
                 return dt.date.fromisoformat(text)
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
-            raise ReadError(f"{name}: {value!r} is not an ISO date (e.g. '2024-01-25')", value=value) from None
+            raise UsageError(f"{name}: {value!r} is not an ISO date (e.g. '2024-01-25')", value=value) from None
         return parse_date(parsed, name=name)
-    raise ReadError(f"{name}: expected a date or ISO string, got {type(value).__name__} ({value!r})", value=value)
+    raise UsageError(f"{name}: expected a date or ISO string, got {type(value).__name__} ({value!r})", value=value)
 
 
 def text_arg(value: Any, *, name: str, allow_none: bool = True) -> str | None:
     if value is None and allow_none:
         return None
     if not isinstance(value, str) or not value:
-        raise ReadError(f"{name}: expected a non-empty string, got {value!r}", value=value)
+        raise UsageError(f"{name}: expected a non-empty string, got {value!r}", value=value)
     if "\x00" in value:
-        raise ReadError(f"{name}: {value!r} contains a NUL byte", value=value)
+        raise UsageError(f"{name}: {value!r} contains a NUL byte", value=value)
     return value
+
+
+def resolve_symbols(symbol: Any, symbols: Any, *, required: bool = True) -> list[str] | None:
+    """The symbols a reader was asked for: ``symbol`` (one or a list) or ``symbols``.
+
+    Returns None when neither was given and ``required`` is False (every symbol).
+    """
+    if symbol is not None and symbols is not None:
+        raise UsageError("pass symbol or symbols, not both", value=symbols)
+    if symbol is not None:
+        return symbol_list(symbol, name="symbol")
+    if symbols is not None:
+        return symbol_list(symbols, name="symbols")
+    if required:
+        raise UsageError("pass symbol= (one symbol or a list) or symbols=")
+    return None
 
 
 def symbol_list(value: Any, *, name: str = "symbol") -> list[str]:
@@ -240,7 +279,7 @@ def symbol_list(value: Any, *, name: str = "symbol") -> list[str]:
             if s not in out:
                 out.append(s)
         return out
-    raise ReadError(f"{name}: expected a symbol or a list of symbols, got {type(value).__name__} ({value!r})",
+    raise UsageError(f"{name}: expected a symbol or a list of symbols, got {type(value).__name__} ({value!r})",
                     value=value)
 
 
@@ -257,10 +296,10 @@ def parse_duration(value: Any, *, name: str) -> dt.timedelta:
     elif isinstance(value, str) and value and _DURATION.sub("", value.strip()) == "":
         delta = sum((int(n) * _UNITS[u] for n, u in _DURATION.findall(value.strip())), dt.timedelta())
     else:
-        raise ReadError(f"{name}: {value!r} is not a duration; use e.g. '30s', '5m', '1h', '1d' or a timedelta",
+        raise UsageError(f"{name}: {value!r} is not a duration; use e.g. '30s', '5m', '1h', '1d' or a timedelta",
                         value=value)
     if delta <= dt.timedelta(0):
-        raise ReadError(f"{name}: {value!r} must be positive", value=value)
+        raise UsageError(f"{name}: {value!r} must be positive", value=value)
     return delta
 
 

@@ -29,12 +29,18 @@ from .config import PartitionInterval, Settings
 from .errors import ValidationError
 from .tables import TABLES, TableKey, TableSpec
 
-__all__ = ["SCHEMA_VERSION", "PartitionCache", "create_table_sql", "initialize_database"]
+__all__ = ["SCHEMA_VERSION", "PartitionCache", "chunk_table_sql", "create_table_sql", "initialize_database"]
 
 log = logging.getLogger(__name__)
 
-# Bump with a migration in initialize_database when the DDL changes.
-SCHEMA_VERSION = 1
+# Bump with a migration in initialize_database when the DDL changes: add its line to
+# _VERSIONS (every statement of schema_sql is idempotent, so the migration is running it).
+SCHEMA_VERSION = 3
+_VERSIONS = {
+    1: "initial schema: five tables, natural primary keys, range partitions on timestamp",
+    2: "columnar history tier: a <table>_chunks table per time-series table",
+    3: "metadata: the storage time zone and each table's time kind (naive or aware)",
+}
 
 # Both halves of the advisory lock key: a constant namespace and a hash of the schema.
 _LOCK_NAMESPACE = 0x5245_4749  # "REGI"
@@ -77,11 +83,47 @@ def create_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
     return statements
 
 
+def chunk_table(spec: TableSpec, settings: Settings) -> str:
+    """The quoted ``"schema"."<table>_chunks"`` of a sealable table."""
+    return qualified(settings.schema, f"{settings.table_name(spec.key)}_chunks")
+
+
+def chunk_stat_columns(spec: TableSpec) -> tuple[str, ...]:
+    """Payload columns whose min/max each chunk records for pruning (all but time and JSON)."""
+    return tuple(n for n in spec.chunk_columns
+                 if n != spec.time_column and spec.column(n).kind != "json")
+
+
+def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
+    """The DDL of a table's chunk table (the sealed tier), derived from its declaration.
+
+    One row per ``chunk_by`` key and period: the key columns with the row table's types,
+    ``period_start``, ``row_count``, ``first_ts``/``last_ts``, ``min_<c>``/``max_<c>``
+    per payload column (pruning), the payload's schema fingerprint and codec, and the
+    payload itself, stored EXTERNAL: it is already zstd-compressed, so TOAST must not
+    spend time compressing it again.
+    """
+    lines = [f"    {quote_ident(c)} {spec.column(c).pg_type} NOT NULL" for c in spec.chunk_by]
+    lines += ["    period_start DATE NOT NULL", "    row_count INTEGER NOT NULL",
+              "    first_ts TIMESTAMP NOT NULL", "    last_ts TIMESTAMP NOT NULL"]
+    for name in chunk_stat_columns(spec):
+        pg_type = spec.column(name).pg_type
+        lines += [f"    {quote_ident('min_' + name)} {pg_type}", f"    {quote_ident('max_' + name)} {pg_type}"]
+    lines += ["    schema_fingerprint TEXT NOT NULL", "    codec TEXT NOT NULL",
+              "    sealed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP", "    payload BYTEA NOT NULL",
+              f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in (*spec.chunk_by, 'period_start'))})"]
+    table = chunk_table(spec, settings)
+    return [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)",
+            f"ALTER TABLE {table} ALTER COLUMN payload SET STORAGE EXTERNAL"]
+
+
 def schema_sql(settings: Settings) -> list[str]:
     """Every statement ``initialize_database`` runs, in order."""
     statements = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(settings.schema)}"]
     for spec in TABLES.values():
         statements.extend(create_table_sql(spec, settings))
+        if spec.sealable:
+            statements.extend(chunk_table_sql(spec, settings))
     statements.append(
         f"CREATE TABLE IF NOT EXISTS {version_table(settings)} (\n"
         "    version INTEGER PRIMARY KEY,\n"
@@ -108,11 +150,11 @@ def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
             cur.fetchall()
             for statement in schema_sql(settings):
                 cur.execute(statement)
-            cur.execute(
-                f"INSERT INTO {version_table(settings)} (version, description) "
-                f"VALUES ({SCHEMA_VERSION}, 'initial schema: five tables, natural primary keys, "
-                "range partitions on timestamp') ON CONFLICT (version) DO NOTHING"
-            )
+            for version, description in sorted(_VERSIONS.items()):
+                cur.execute(
+                    f"INSERT INTO {version_table(settings)} (version, description) "
+                    f"VALUES ({version}, {literal(description)}) ON CONFLICT (version) DO NOTHING"
+                )
             cur.execute(f"SELECT max(version) FROM {version_table(settings)}")
             row = cur.fetchone()
             if settings.citus:

@@ -39,24 +39,29 @@ import numbers
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from .errors import ValidationError
+from . import _frames
+from ._timezones import TIME_KIND_KEY
+from .errors import UsageError, ValidationError
 from .tables import GENERATED_COLUMNS, Column, TableSpec
+from .types import ExtraColumns, OnDuplicate
 
 __all__ = ["DataQualityWarning", "to_polars", "validate"]
 
 log = logging.getLogger(__name__)
 
-OnDuplicate = Literal["error", "keep_last"]
-ExtraColumns = Literal["error", "ignore"]
 
 _OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 _MAX_SHOWN = 60  # characters of a bad value quoted in a message
+# ISO 8601 as writers accept it: a date, optionally a time (minutes at least, any fraction)
+# and a UTC offset. Anything else needs an explicit date_format=.
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+_ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:[Zz]|[+-]\d{2}:?\d{2})?$"
 
 
 class DataQualityWarning(UserWarning):
@@ -71,26 +76,22 @@ def _short(value: Any) -> str:
 def to_polars(data: Any, table: str) -> pl.DataFrame:
     """Accept polars (eager or lazy), pandas, Arrow, a dict of columns, one row as a dict
     (optimisation results) or a list of row dicts; return a polars DataFrame."""
-    if isinstance(data, pl.DataFrame):
-        return data
-    if isinstance(data, pl.LazyFrame):
-        return data.collect()
-    if isinstance(data, (pa.Table, pa.RecordBatch)):
-        return pl.from_arrow(data)  # type: ignore[return-value]
-    module = type(data).__module__
-    if module.startswith("pandas"):
-        try:
-            frame = pl.from_pandas(data)
-        except Exception as err:  # pandas object columns polars cannot type (mixed types, objects)
-            for name in data.columns:  # name the column and row when a mix of kinds is the cause
-                if data[name].dtype == object:
-                    _check_mixed_kinds(table, str(name), data[name].tolist())
-            raise ValidationError(f"{table}: cannot convert the pandas frame: {err}", table=table) from err
-        for name in data.columns:
-            # In an object column polars reads True as 1.0 beside numbers, and naive datetimes
-            # as UTC beside zoned ones: refuse such mixes (text columns need no check).
-            if data[name].dtype == object and frame.get_column(str(name)).dtype != pl.String:
-                _check_mixed_kinds(table, str(name), data[name].tolist())
+
+    def explain(frame: Any, err: Exception) -> None:
+        for name in frame.columns:  # name the column and row when a mix of kinds is the cause
+            if frame[name].dtype == object:
+                _check_mixed_kinds(table, str(name), frame[name].tolist())
+        raise ValidationError(f"{table}: cannot convert the pandas frame: {err}", table=table) from err
+
+    frame = _frames.to_polars(data, what=table, on_pandas_error=explain)
+    if frame is not None:
+        if type(data).__module__.startswith("pandas"):
+            pandas_frame = _frames.pandas_index_as_columns(data, what=table)
+            for name in pandas_frame.columns:
+                # In an object column polars reads True as 1.0 beside numbers, and naive
+                # datetimes as UTC beside zoned ones: refuse such mixes.
+                if pandas_frame[name].dtype == object and frame.get_column(str(name)).dtype != pl.String:
+                    _check_mixed_kinds(table, str(name), pandas_frame[name].tolist())
         return frame
     if isinstance(data, Mapping):
         # One row ({"symbol": "X", "parameters": {...}}) or columns ({"symbol": [...]}).
@@ -192,6 +193,7 @@ def validate(
     extra_columns: ExtraColumns = "error",
     on_duplicate: OnDuplicate = "error",
     strict: bool = False,
+    date_format: str | None = None,
 ) -> pa.Table:
     """Check ``data`` against ``spec``; return an Arrow table with exactly ``spec.arrow_schema()``,
     its rows sorted by the natural key.
@@ -208,9 +210,9 @@ def validate(
         Decimal('87.46')
     """
     if extra_columns not in ("error", "ignore"):
-        raise ValueError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}")
+        raise UsageError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}", value=extra_columns)
     if on_duplicate not in ("error", "keep_last"):
-        raise ValueError(f"on_duplicate must be 'error' or 'keep_last', got {on_duplicate!r}")
+        raise UsageError(f"on_duplicate must be 'error' or 'keep_last', got {on_duplicate!r}", value=on_duplicate)
     df = to_polars(data, spec.key)
     if df.width == 0:
         raise ValidationError(f"{spec.key}: the input has no columns; expected {', '.join(spec.column_names)}",
@@ -225,7 +227,7 @@ def validate(
             series = pl.Series(col.name, [None] * n, dtype=pl.Null)
         else:  # unreachable: _check_columns reported it
             raise AssertionError(col.name)
-        out[col.name] = _convert(spec, col, series, storage_timezone)
+        out[col.name] = _convert(spec, col, series, storage_timezone, date_format)
     frame = pl.DataFrame(list(out.values()))
     frame = _fill_computed(spec, frame)
     for col in spec.columns:
@@ -238,9 +240,26 @@ def validate(
     _check_soft(spec, frame, strict=strict)
     frame = _check_duplicates(spec, frame, on_duplicate)
     table = frame.to_arrow()
-    return pa.Table.from_arrays(
-        [table.column(c.name).cast(c.arrow_type) for c in spec.columns], schema=spec.arrow_schema()
-    )
+    schema = spec.arrow_schema()
+    kind = _time_kind(df, spec.time_column)
+    if kind is not None:  # for the time zone rule (regime_io._timezones), read by the writer
+        schema = schema.with_metadata({TIME_KIND_KEY: kind})
+    return pa.Table.from_arrays([table.column(c.name).cast(c.arrow_type) for c in spec.columns], schema=schema)
+
+
+def _time_kind(df: pl.DataFrame, name: str | None) -> str | None:
+    """"aware" or "naive": how the input's time column arrived (None: no rows to tell)."""
+    if name is None or name not in df.columns or df.height == 0:
+        return None
+    dtype = df.schema[name]
+    if isinstance(dtype, pl.Datetime):
+        return "aware" if dtype.time_zone is not None else "naive"
+    if dtype == pl.String:
+        present = df.get_column(name).drop_nulls()
+        if present.len() == 0:
+            return None
+        return "aware" if bool(present.str.strip_chars().str.contains(_OFFSET.pattern).any()) else "naive"
+    return "naive"
 
 
 def _check_columns(spec: TableSpec, df: pl.DataFrame, extra_columns: ExtraColumns) -> None:
@@ -263,7 +282,7 @@ def _check_columns(spec: TableSpec, df: pl.DataFrame, extra_columns: ExtraColumn
         )
 
 
-def _convert(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
+def _convert(spec: TableSpec, col: Column, s: pl.Series, tz: str, date_format: str | None) -> pl.Series:
     if s.dtype == pl.Null:
         return pl.Series(col.name, [None] * len(s), dtype=_polars_type(col))
     if col.kind == "text":
@@ -273,9 +292,9 @@ def _convert(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
     if col.kind == "bigint":
         return _to_bigint(spec, col, s)
     if col.kind == "timestamp":
-        return _to_timestamp(spec, col, s, tz)
+        return _to_timestamp(spec, col, s, tz, date_format)
     if col.kind == "date":
-        return _to_date(spec, col, s, tz)
+        return _to_date(spec, col, s, tz, date_format)
     return _to_json(spec, col, s)
 
 
@@ -315,16 +334,18 @@ def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
         row = _first((s.str.len_bytes() == 0).fill_null(False))
         assert row is not None
         raise _fail(spec, col.name, row, s[row], "is empty; key columns need at least one character")
-    if col.aliases is not None:
-        canonical = s.str.strip_chars().str.to_uppercase().replace_strict(
-            list(col.aliases), list(col.aliases.values()), default=None, return_dtype=pl.String)
-        bad = canonical.is_null() & s.is_not_null()
-        if bad.any():
+    if col.aliases is not None or col.vocabulary is not None:
+        # The same Column.canonical() the readers filter with, over the few distinct values.
+        spellings = [v for v in s.unique().to_list() if v is not None]
+        mapping = {v: col.canonical(v) for v in spellings}
+        if None in mapping.values():
+            bad = s.is_in([v for v, c in mapping.items() if c is None]).fill_null(False)
             row = _first(bad)
             assert row is not None
-            allowed = ", ".join(sorted(set(col.aliases)))
-            raise _fail(spec, col.name, row, s[row], f"not an accepted value; allowed (any case): {allowed}")
-        s = canonical.alias(col.name)
+            raise _fail(spec, col.name, row, s[row], f"not an accepted value; allowed: {col.accepted}")
+        if any(k != v for k, v in mapping.items()):
+            s = s.replace_strict(list(mapping), list(mapping.values()), default=None,
+                                 return_dtype=pl.String).alias(col.name)
         longest = s.str.len_bytes().max()
     assert col.length is not None
     if (longest or 0) <= col.length:
@@ -435,9 +456,9 @@ def _to_bigint(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
     return s.cast(pl.Int64)
 
 
-def _to_timestamp(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
+def _to_timestamp(spec: TableSpec, col: Column, s: pl.Series, tz: str, date_format: str | None) -> pl.Series:
     if s.dtype == pl.String:
-        s = _parse_datetime_strings(spec, col, s, tz)
+        s = _parse_datetime_strings(spec, col, s, date_format)
     elif s.dtype == pl.Date:
         s = s.cast(pl.Datetime("us"))
     elif not isinstance(s.dtype, pl.Datetime):
@@ -448,8 +469,42 @@ def _to_timestamp(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Ser
     return s.cast(pl.Datetime("us")).alias(col.name)
 
 
-def _parse_datetime_strings(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
+def _parse_with_format(spec: TableSpec, col: Column, s: pl.Series, date_format: str, *, date: bool) -> pl.Series:
+    """Strings in the caller's explicit layout; the first that does not fit is named."""
     stripped = s.str.strip_chars()
+    try:
+        parsed = (stripped.str.to_date(format=date_format, strict=False) if date
+                  else stripped.str.to_datetime(format=date_format, time_unit="us", strict=False))
+    except Exception as err:  # polars refuses the format itself
+        raise ValidationError(f"{spec.key}.{col.name}: date_format {date_format!r} is not usable: "
+                              f"{str(err).splitlines()[0]}", table=spec.key, column=col.name,
+                              value=date_format) from None
+    bad = parsed.is_null() & stripped.is_not_null()
+    if bad.any():
+        row = _first(bad)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row], f"does not match date_format {date_format!r}")
+    return parsed.alias(col.name)
+
+
+def _check_iso(spec: TableSpec, col: Column, stripped: pl.Series, original: pl.Series, *, date: bool) -> None:
+    """Refuse strings that are not ISO 8601: '04/03/2024' is 4 March or 3 April."""
+    pattern = _ISO_DATE if date else _ISO_TIMESTAMP
+    bad = ~stripped.str.contains(pattern).fill_null(True)
+    if bad.any():
+        row = _first(bad)
+        assert row is not None
+        example = "'2024-01-25'" if date else "'2024-03-04 09:15' or '2024-03-04T09:15:00+05:30'"
+        raise _fail(spec, col.name, row, original[row],
+                    f"is not ISO 8601 (e.g. {example}); day-first and month-first layouts are ambiguous, so "
+                    "they are refused: pass date_format= (e.g. date_format='%d/%m/%Y %H:%M') or datetime values")
+
+
+def _parse_datetime_strings(spec: TableSpec, col: Column, s: pl.Series, date_format: str | None) -> pl.Series:
+    if date_format is not None:
+        return _parse_with_format(spec, col, s, date_format, date=False)
+    stripped = s.str.strip_chars()
+    _check_iso(spec, col, stripped, s, date=False)
     has_offset = stripped.str.contains(_OFFSET.pattern + "", literal=False).fill_null(False)
     present = stripped.is_not_null()
     n_offset = int(has_offset.sum())
@@ -488,15 +543,18 @@ def _parse_one(value: str | None) -> dt.datetime | None:
     return parsed
 
 
-def _to_date(spec: TableSpec, col: Column, s: pl.Series, tz: str) -> pl.Series:
+def _to_date(spec: TableSpec, col: Column, s: pl.Series, tz: str, date_format: str | None) -> pl.Series:
     if s.dtype == pl.Date:
         return s
+    if s.dtype == pl.String and date_format is not None:
+        return _parse_with_format(spec, col, s, date_format, date=True)
     if s.dtype == pl.String:
         stripped = s.str.strip_chars()
-        parsed = stripped.str.to_date(strict=False)
+        _check_iso(spec, col, stripped, s, date=False)
+        parsed = stripped.str.to_date(format="%Y-%m-%d", strict=False)
         bad = parsed.is_null() & stripped.is_not_null()
         if bad.any():
-            s = _to_timestamp(spec, col, s, tz)  # "2024-01-25 00:00" is date-like too
+            s = _to_timestamp(spec, col, s, tz, None)  # "2024-01-25 00:00" is date-like too
         else:
             return parsed.alias(col.name)
     if isinstance(s.dtype, pl.Datetime):

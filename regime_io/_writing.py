@@ -29,29 +29,34 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import adbc_driver_manager
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._chunkstore import MergeCounts, route_batch, route_staged
 from ._pool import lost_before_commit
 from ._schema import qualified_table
 from ._sql import quote_ident
-from ._validation import ExtraColumns, OnDuplicate, validate
-from .errors import RegimeIOError, SchemaError, ServerUnavailableError, ValidationError, WriteError
+from ._timezones import record_time_kind, time_kind
+from ._validation import validate
+from .errors import RegimeIOError, SchemaError, ServerUnavailableError, UsageError, ValidationError, WriteError
 from .tables import TableSpec, table_spec
+from .types import ExtraColumns, OnConflict, OnDuplicate
 
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["OnConflict", "WriteResult", "save", "save_rolling_market_regime"]
+__all__ = ["WriteResult", "save", "save_rolling_market_regime"]
 
 log = logging.getLogger(__name__)
 
-OnConflict = Literal["update", "ignore", "error"]
-WriteMethod = Literal["copy", "staged", "empty", "disabled"]
+WriteMethod = Literal["copy", "staged", "sealed", "empty", "disabled"]
+# Where a batch goes: "auto" (rows, except rows of sealed series-months, which merge into
+# their chunks) or "sealed" (every row into chunks: the backfill fast path, see docs/schema.md).
+Tier = Literal["auto", "sealed"]
 Progress = Callable[[int, "int | None"], None]
 
 DEFAULT_CHUNK_ROWS = 250_000
@@ -89,8 +94,16 @@ class WriteResult:
         return cls(table=table_spec(table).key, rows=0, inserted=0, updated=0, unchanged=0, method="disabled")
 
     def __str__(self) -> str:
-        return (f"{self.table}: {self.rows} rows -> {self.inserted} inserted, {self.updated} updated, "
-                f"{self.unchanged} unchanged ({self.method}, {self.seconds:.3f}s)")
+        trimmed = f", {self.trimmed} trimmed" if self.trimmed else ""
+        rows = "1 row" if self.rows == 1 else f"{self.rows} rows"
+        return (f"{self.table}: {rows} -> {self.inserted} inserted, {self.updated} updated, "
+                f"{self.unchanged} unchanged{trimmed} ({self.method}, {self.seconds:.3f}s)")
+
+
+def _choice(name: str, value: Any, allowed_type: Any) -> None:
+    allowed = get_args(allowed_type)
+    if value not in allowed:
+        raise UsageError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}", value=value)
 
 
 class _FallBackToStaging(Exception):
@@ -106,8 +119,10 @@ def save(
     on_duplicate: OnDuplicate = "error",
     extra_columns: ExtraColumns = "error",
     strict: bool = False,
+    date_format: str | None = None,
     chunk_rows: int | None = None,
     progress: Progress | None = None,
+    tier: Tier = "auto",
 ) -> WriteResult:
     """Validate ``data`` against ``table`` and write it in one transaction.
 
@@ -123,6 +138,10 @@ def save(
         strict: turn data-quality warnings (``low > high``...) into errors.
         chunk_rows: rows per COPY chunk (progress granularity), default 250,000.
         progress: called as ``progress(rows_done, rows_total_or_None)`` after each chunk.
+        tier: ``"auto"``: rows go to the row tier, except rows of sealed series-months,
+            which are merged into their chunks; ``"sealed"``: every row is encoded straight
+            into chunks (backfills of history; rows already stored for those series-months
+            move into the chunks too).
 
     Returns:
         :class:`WriteResult` with inserted / updated / unchanged counts.
@@ -136,24 +155,34 @@ def save(
     Example:
         >>> pg.save("market_regimes_1min", frame, on_conflict="ignore")   # doctest: +SKIP
     """
-    if on_conflict not in ("update", "ignore", "error"):
-        raise ValueError(f"on_conflict must be 'update', 'ignore' or 'error', got {on_conflict!r}")
     spec = table_spec(table)
+    _choice("on_conflict", on_conflict, OnConflict)
+    _choice("on_duplicate", on_duplicate, OnDuplicate)
+    _choice("extra_columns", extra_columns, ExtraColumns)
+    _choice("tier", tier, Tier)
+    if tier == "sealed" and not spec.sealable:
+        raise UsageError(f"{spec.key} has no sealed tier; tier='sealed' applies to the time-series tables",
+                         table=spec.key, value=tier)
     chunk_rows = chunk_rows or DEFAULT_CHUNK_ROWS
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise UsageError(f"chunk_rows must be a whole number >= 1, got {chunk_rows!r}", value=chunk_rows)
     if data is None:
         raise ValidationError(f"{spec.key}: nothing to write (data is None)", table=spec.key)
     options = dict(storage_timezone=db.settings.storage_timezone, extra_columns=extra_columns,
-                   on_duplicate=on_duplicate, strict=strict)
+                   on_duplicate=on_duplicate, strict=strict, date_format=date_format)
     if _is_chunk_stream(data):
+        if tier == "sealed":
+            raise UsageError(f"{spec.key}: tier='sealed' takes one frame, not a stream of chunks", table=spec.key,
+                             value=tier)
         return _save_stream(db, spec, iter(data), on_conflict=on_conflict, chunk_rows=chunk_rows,
                             progress=progress, options=options)
     batch = validate(spec, data, **options)  # type: ignore[arg-type]
-    return _save_batch(db, spec, batch, on_conflict=on_conflict, chunk_rows=chunk_rows, progress=progress)
+    return _save_batch(db, spec, batch, on_conflict=on_conflict, chunk_rows=chunk_rows, progress=progress,
+                       tier=tier)
 
 
-def save_rolling_market_regime(db: Database, data: Any, *, window_minutes: int | None = None) -> WriteResult:
+def save_rolling_market_regime(db: Database, data: Any, *, window_minutes: int | None = None,
+                               date_format: str | None = None) -> WriteResult:
     """Upsert the newest 1-minute regimes from a live loop and trim the rolling window.
 
     Built for one or a few rows per symbol per minute: on a warm pool this is one index
@@ -167,9 +196,10 @@ def save_rolling_market_regime(db: Database, data: Any, *, window_minutes: int |
     """
     spec = table_spec("market_regimes_1min")
     window = window_minutes if window_minutes is not None else db.settings.rolling_window_minutes
-    if window is not None and window < 1:
-        raise ValueError(f"window_minutes must be >= 1, got {window}")
-    batch = validate(spec, data, storage_timezone=db.settings.storage_timezone, on_duplicate="keep_last")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
+        raise UsageError(f"window_minutes must be a whole number >= 1, got {window!r}", value=window)
+    batch = validate(spec, data, storage_timezone=db.settings.storage_timezone, on_duplicate="keep_last",
+                     date_format=date_format)
     trim = None
     if window is not None and batch.num_rows:
         newest = (pl.from_arrow(batch.select(["symbol", "timestamp"]))  # type: ignore[union-attr]
@@ -200,7 +230,8 @@ def _time_range(spec: TableSpec, batch: pa.Table) -> tuple[dt.datetime, dt.datet
 
 
 def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: OnConflict, chunk_rows: int,
-                progress: Progress | None, trim: list[dict[str, str]] | None = None) -> WriteResult:
+                progress: Progress | None, trim: list[dict[str, str]] | None = None,
+                tier: Tier = "auto") -> WriteResult:
     started = time.perf_counter()
     if batch.num_rows == 0:
         return WriteResult(spec.key, 0, 0, 0, 0, "empty")
@@ -217,13 +248,22 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
             with db.connection() as conn:
                 cur = conn.cursor()
                 try:
-                    staged = force_staged or _needs_staging(cur, db, spec, batch, span, on_conflict)
-                    if staged:
-                        inserted, updated = _stage_and_merge(cur, db, spec, [batch], on_conflict, chunk_rows,
-                                                             progress, batch.num_rows)
+                    record_time_kind(cur, db, spec, time_kind(batch))
+                    # Rows of sealed series-months merge into their chunks (docs/schema.md).
+                    rest, sealed = route_batch(cur, db.settings, spec, batch, on_conflict=on_conflict,
+                                               sealed_tier=tier == "sealed")
+                    inserted, updated = sealed.inserted, sealed.updated
+                    staged = force_staged or (rest.num_rows > 0
+                                              and _needs_staging(cur, db, spec, rest, span, on_conflict))
+                    if rest.num_rows == 0:
+                        pass
+                    elif staged:
+                        ins, upd = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows,
+                                                    progress, rest.num_rows)
+                        inserted, updated = inserted + ins, updated + upd
                     else:
-                        inserted, updated = _copy(cur, db, spec, batch, chunk_rows, progress,
-                                                  on_conflict=on_conflict)
+                        ins, upd = _copy(cur, db, spec, rest, chunk_rows, progress, on_conflict=on_conflict)
+                        inserted, updated = inserted + ins, updated + upd
                     trimmed = _trim(cur, db, spec, trim) if trim else 0
                 finally:
                     cur.close()
@@ -247,8 +287,9 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
                 continue
             raise
         rows = batch.num_rows
+        method: WriteMethod = "sealed" if rest.num_rows == 0 else "staged" if staged else "copy"
         result = WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated,
-                             "staged" if staged else "copy", time.perf_counter() - started, trimmed)
+                             method, time.perf_counter() - started, trimmed)
         log.debug("%s", result)
         return result
     raise WriteError(f"{spec.key}: gave up after {_MAX_ATTEMPTS} attempts (deadlocks or concurrent "
@@ -266,6 +307,7 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
     started = time.perf_counter()
     rows = 0
     span: list[dt.datetime] = []
+    kinds: set[str | None] = set()
 
     def validated() -> Iterator[pa.Table]:
         nonlocal rows
@@ -280,11 +322,17 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
                 raise
             offset += batch.num_rows
             rows += batch.num_rows
+            kinds.add(time_kind(batch))
+            if len(kinds - {None}) > 1:
+                raise UsageError(f"{spec.key}: the stream mixes zone-aware and naive timestamps; make them one "
+                                 "kind (see docs/timezones.md)", table=spec.key, column=spec.time_column)
+            record_time_kind(cur, db, spec, time_kind(batch))
             rng = _time_range(spec, batch)
             if rng:
                 span[:] = [min([rng[0], *span[:1]]), max([rng[1], *span[1:]])]
             yield batch
 
+    sealed_part: list[MergeCounts] = []
     try:
         with db.connection() as conn:
             cur = conn.cursor()
@@ -292,6 +340,8 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
                 def before_merge() -> None:
                     if span:
                         db.partitions.ensure(db.pool, db.settings, spec, span[0], span[1], conn=conn)
+                        sealed_part[:] = [route_staged(cur, db.settings, spec, _stage_name(spec), span[0], span[1],
+                                                       on_conflict=on_conflict)]
 
                 inserted, updated = _stage_and_merge(cur, db, spec, validated(), on_conflict, chunk_rows, progress,
                                                      None, before_merge=before_merge)
@@ -304,6 +354,8 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
         db.partitions.forget()
         raise
     method: WriteMethod = "staged" if rows else "empty"
+    if sealed_part:
+        inserted, updated = inserted + sealed_part[0].inserted, updated + sealed_part[0].updated
     return WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated, method,
                        time.perf_counter() - started)
 

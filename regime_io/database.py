@@ -42,6 +42,8 @@ class Database:
         self._lookup_pool: LookupPool | None = None
         self._lock = threading.Lock()
         self.replicas = None  # set up lazily by regime_io._replicas when configured
+        # The schema's recorded storage zone and per-table time kinds (regime_io._timezones).
+        self.time_kinds: dict[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"<Database {self.settings.describe()}>"

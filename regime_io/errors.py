@@ -4,15 +4,22 @@ The tree::
 
     RegimeIOError                  root: catch this to catch everything below
     ├── ConfigError                bad configuration (lists every problem at once)
+    ├── UsageError (ValueError)    the call itself is wrong: a bad argument, an unknown
+    │                              table, column or option, an ambiguous value
     ├── ServerError                the server cannot be reached or went away
-    │   └── ServerUnavailableError connecting failed after the configured retries,
-    │       │                      or a connection died mid-call (retry-safe)
-    │       └── PoolTimeoutError   every pooled connection stayed busy for
-    │                              connection_timeout seconds
-    ├── SchemaError                tables missing, or an unknown table name
+    │   ├── ServerUnavailableError connecting failed after the configured retries,
+    │   │   │                      or a connection died mid-call (retry-safe)
+    │   │   └── PoolTimeoutError   every pooled connection stayed busy for
+    │   │                          connection_timeout seconds
+    │   └── PoolClosedError        the pool (or the PostgreSQLIntegration) was closed
+    ├── SchemaError                the database schema is missing or not what regime_io expects
     ├── ValidationError            a frame does not fit the table; nothing was sent
     ├── WriteError                 the server refused a write; nothing was written
-    └── ReadError                  a reader was misused or the server refused a query
+    └── ReadError                  the server refused a query
+
+Misuse is always a :class:`UsageError` (also a ``ValueError``), whichever method was
+called; ``ReadError``/``WriteError`` mean the server refused. Driver exceptions are
+translated in one place, ``regime_io._driver_errors``.
 
 Errors about data carry ``table``, ``column``, ``row`` and ``value`` where they apply,
 so a notebook user can jump to the offending row: ``df[err.row]``.
@@ -27,12 +34,14 @@ from typing import Any
 
 __all__ = [
     "ConfigError",
+    "PoolClosedError",
     "PoolTimeoutError",
     "ReadError",
     "RegimeIOError",
     "SchemaError",
     "ServerError",
     "ServerUnavailableError",
+    "UsageError",
     "ValidationError",
     "WriteError",
 ]
@@ -73,6 +82,13 @@ class ConfigError(RegimeIOError):
         self.source = source
 
 
+class UsageError(RegimeIOError, ValueError):
+    """The call is wrong: a bad argument, an unknown table/column/option, an ambiguous value.
+
+    Nothing was sent to the server. The message says what was allowed.
+    """
+
+
 class ServerError(RegimeIOError):
     """The server could not be reached or the connection broke."""
 
@@ -91,8 +107,12 @@ class PoolTimeoutError(ServerUnavailableError):
     """
 
 
+class PoolClosedError(ServerError):
+    """The connection pool was closed (``close()`` was called); open a new instance."""
+
+
 class SchemaError(RegimeIOError):
-    """A table is missing or unknown, or the database schema is not what regime_io expects."""
+    """The database schema is missing or not what regime_io expects (run ``initialize_database``)."""
 
 
 class ValidationError(RegimeIOError):
@@ -104,4 +124,4 @@ class WriteError(RegimeIOError):
 
 
 class ReadError(RegimeIOError):
-    """A reader was called with bad arguments or the server rejected the query."""
+    """The server rejected a query."""

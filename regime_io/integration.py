@@ -1,7 +1,14 @@
-"""``PostgreSQLIntegration``: the seed's class, as a thin facade over the library.
+"""``PostgreSQLIntegration``: the one public layer of regime_io.
 
-Every method delegates to one function of a concern module (``writing``, ``reading``,
-``maintenance``) with this object's :class:`~regime_io.database.Database` as ``db``.
+Every method here carries the documented, typed signature; it checks nothing itself and
+forwards to one private engine function (``_writing``, ``_reading``, ``_asof``,
+``_maintenance``) with this object's :class:`~regime_io.database.Database` as ``db``.
+``tests/test_facade.py`` checks that each method and its engine agree on every
+parameter, default and annotation, so the two cannot drift apart.
+
+Readers return the instance's ``return_type`` (``PostgreSQLIntegration(return_type=
+"pandas")``, like ArcticDB's ``output_format``) unless a call overrides it; the
+overloads tell editors and type checkers which frame comes back.
 
 Example:
     >>> from regime_io import PostgreSQLIntegration
@@ -17,40 +24,61 @@ import datetime as dt
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
+from ._frames import check_return_type
 from .config import Settings, load_settings
 from .database import Database
+from .types import DateLike, ExtraColumns, OnConflict, OnDuplicate, ParametersAs, RegimeTable, ReturnType
 
 if TYPE_CHECKING:
+    import pandas as pd
     import polars as pl
     import pyarrow as pa
 
+    from ._maintenance import CleanupReport
     from ._writing import WriteResult
 
 __all__ = ["PostgreSQLIntegration"]
 
 log = logging.getLogger(__name__)
 
-ReturnType = Literal["polars", "pandas", "arrow"]
-OnConflict = Literal["update", "ignore", "error"]
-OnDuplicate = Literal["error", "keep_last"]
-ExtraColumns = Literal["error", "ignore"]
-DateLike = dt.datetime | dt.date | str
+F = TypeVar("F")
+Progress = Callable[[int, "int | None"], None]
 
 
-class PostgreSQLIntegration:
+class PostgreSQLIntegration(Generic[F]):
     """Store and read market history in PostgreSQL as columnar frames.
 
     Parameters:
         config_file: the seed's INI file (``config/database_config.ini``).
         config: the seed's configuration dict (same sections, lower-case).
         settings: ready-made :class:`~regime_io.config.Settings` (takes precedence).
+        return_type: what readers return unless a call says otherwise: ``"polars"``
+            (default), ``"pandas"`` or ``"arrow"``.
 
     With no arguments (and no ``REGIME_IO_*`` environment) it uses the embedded server.
     Nothing connects until the first call that needs the server.
+
+    Example:
+        >>> pg = PostgreSQLIntegration(return_type="pandas")   # doctest: +SKIP
+        >>> pg.get_market_data("NIFTY", "2024-01-02", "2024-01-31")  # a pandas DataFrame  # doctest: +SKIP
     """
+
+    @overload
+    def __init__(self: PostgreSQLIntegration[pl.DataFrame], config_file: str | os.PathLike[str] | None = None,
+                 config: Mapping[str, Any] | None = None, *, settings: Settings | None = None,
+                 return_type: Literal["polars"] = "polars") -> None: ...
+    @overload
+    def __init__(self: PostgreSQLIntegration[pd.DataFrame], config_file: str | os.PathLike[str] | None = None,
+                 config: Mapping[str, Any] | None = None, *, settings: Settings | None = None,
+                 return_type: Literal["pandas"]) -> None: ...
+    @overload
+    def __init__(self: PostgreSQLIntegration[pa.Table], config_file: str | os.PathLike[str] | None = None,
+                 config: Mapping[str, Any] | None = None, *, settings: Settings | None = None,
+                 return_type: Literal["arrow"]) -> None: ...
 
     def __init__(
         self,
@@ -58,16 +86,19 @@ class PostgreSQLIntegration:
         config: Mapping[str, Any] | None = None,
         *,
         settings: Settings | None = None,
+        return_type: ReturnType = "polars",
     ) -> None:
+        check_return_type(return_type)
         self.settings = settings if settings is not None else load_settings(config_file, config)
         self.db = Database(self.settings)
+        self.return_type: ReturnType = return_type
         self._warned_disabled = False
 
     def __repr__(self) -> str:
         state = "disabled" if not self.settings.enabled else self.settings.describe()
         return f"<PostgreSQLIntegration {state}>"
 
-    def __enter__(self) -> PostgreSQLIntegration:
+    def __enter__(self) -> PostgreSQLIntegration[F]:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -76,10 +107,11 @@ class PostgreSQLIntegration:
 
     @property
     def enabled(self) -> bool:
+        """False when the configuration says ``enabled = false``: writes are no-ops, reads empty."""
         return self.settings.enabled
 
     def _disabled(self, what: str) -> bool:
-        """True (after logging once) when ``enabled = false``: writes become no-ops."""
+        """True (after logging once) when ``enabled = false``."""
         if self.settings.enabled:
             return False
         if not self._warned_disabled:
@@ -87,10 +119,24 @@ class PostgreSQLIntegration:
             self._warned_disabled = True
         return True
 
+    def _rt(self, return_type: ReturnType | None) -> ReturnType:
+        if return_type is None:
+            return self.return_type
+        check_return_type(return_type)
+        return return_type
+
     # -- lifecycle ----------------------------------------------------------------------
 
     def initialize_database(self) -> int:
-        """Create the schema and tables if missing (idempotent). Returns the schema version."""
+        """Create the schema, the tables and their indexes if missing (idempotent).
+
+        Returns:
+            The schema version.
+
+        Example:
+            >>> pg.initialize_database()   # doctest: +SKIP
+            3
+        """
         if self._disabled("initialize_database"):
             return 0
         from ._schema import initialize_database
@@ -98,219 +144,698 @@ class PostgreSQLIntegration:
         return initialize_database(self.db.pool, self.db.resolved)
 
     def close(self) -> None:
-        """Release every pooled connection. The embedded server keeps running."""
+        """Release every pooled connection. The embedded server keeps running.
+
+        Later calls raise :class:`~regime_io.errors.PoolClosedError`.
+        """
         self.db.close()
 
     # -- writers ------------------------------------------------------------------------
 
     def save(self, table: str, data: Any, *, on_conflict: OnConflict = "update",
              on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
-             strict: bool = False, chunk_rows: int | None = None,
-             progress: Callable[[int, int | None], None] | None = None) -> WriteResult:
+             strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
+             progress: Progress | None = None) -> WriteResult:
         """Validate ``data`` against ``table`` and upsert it in one transaction.
 
-        See :func:`regime_io._writing.save` for the options.
+        Parameters:
+            table: a table key (``market_data``, ``options_data``, ``market_regimes``,
+                ``market_regimes_1min``, ``optimization_results``), the seed's
+                ``[TABLES]`` key or a short alias (``bars``, ``options``, ``regimes``,
+                ``1min``, ``results``).
+            data: a polars/pandas DataFrame (a named ``DatetimeIndex``, or a
+                ``MultiIndex`` of ``symbol`` and ``timestamp``, counts as columns), a
+                polars LazyFrame, an Arrow Table/RecordBatch, a dict or list of dicts,
+                or an iterator of such frames (streamed in chunks, one transaction).
+            on_conflict: rows whose natural key exists: ``"update"`` them (default),
+                ``"ignore"`` them, or refuse the write (``"error"``).
+            on_duplicate: duplicate keys inside the batch: ``"error"`` (default) or
+                ``"keep_last"``.
+            extra_columns: input columns the table lacks: ``"error"`` (default) or
+                ``"ignore"``.
+            strict: data-quality warnings (``low > high``, greeks rounded away) become
+                errors.
+            date_format: a ``strftime`` layout for timestamp/date strings that are not
+                ISO 8601 (``"%d/%m/%Y %H:%M"``); without it only ISO 8601 is accepted,
+                because ``04/03/2024`` could be 4 March or 3 April.
+            chunk_rows: rows per COPY chunk (progress granularity), default 250,000.
+            progress: called as ``progress(rows_done, rows_total_or_None)`` after each chunk.
+
+        Returns:
+            A :class:`WriteResult`: inserted / updated / unchanged counts.
+
+        Raises:
+            UsageError: an unknown table or option.
+            ValidationError: the data does not fit (names table, column, first bad row
+                and value); nothing was sent.
+            WriteError: the server refused the write; nothing was written.
+            ServerUnavailableError: the connection was lost; nothing was written, retry is safe.
+
+        Example:
+            >>> pg.save("bars", frame, on_conflict="ignore")   # doctest: +SKIP
         """
         from ._writing import WriteResult, save
 
         if self._disabled(f"save to {table}"):
             return WriteResult.disabled(table)
         return save(self.db, table, data, on_conflict=on_conflict, on_duplicate=on_duplicate,
-                    extra_columns=extra_columns, strict=strict, chunk_rows=chunk_rows, progress=progress)
+                    extra_columns=extra_columns, strict=strict, date_format=date_format,
+                    chunk_rows=chunk_rows, progress=progress)
 
-    def save_market_data(self, data: Any, **options: Any) -> WriteResult:
-        """Save OHLCV bars (``market_data``). Options as for :meth:`save`."""
-        return self.save("market_data", data, **options)
+    def save_market_data(self, data: Any, *, on_conflict: OnConflict = "update",
+                         on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
+                         strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
+                         progress: Progress | None = None) -> WriteResult:
+        """Save OHLCV bars (``market_data``); options as for :meth:`save`.
 
-    def save_options_data(self, data: Any, **options: Any) -> WriteResult:
-        """Save option bars with greeks (``options_data``). Options as for :meth:`save`."""
-        return self.save("options_data", data, **options)
+        Example:
+            >>> pg.save_market_data(bars)   # doctest: +SKIP
+        """
+        return self.save("market_data", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
+                         extra_columns=extra_columns, strict=strict, date_format=date_format,
+                         chunk_rows=chunk_rows, progress=progress)
 
-    def save_market_regime(self, data: Any, **options: Any) -> WriteResult:
-        """Save regime classifications (``market_regimes``). Options as for :meth:`save`."""
-        return self.save("market_regimes", data, **options)
+    def save_options_data(self, data: Any, *, on_conflict: OnConflict = "update",
+                          on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
+                          strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
+                          progress: Progress | None = None) -> WriteResult:
+        """Save option bars with greeks (``options_data``); options as for :meth:`save`.
 
-    def save_1min_market_regime(self, data: Any, **options: Any) -> WriteResult:
-        """Save 1-minute regimes (``market_regimes_1min``). Options as for :meth:`save`."""
-        return self.save("market_regimes_1min", data, **options)
+        ``option_type`` accepts CE/PE, C/P, CALL/PUT in any case and is stored as CE/PE.
+        """
+        return self.save("options_data", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
+                         extra_columns=extra_columns, strict=strict, date_format=date_format,
+                         chunk_rows=chunk_rows, progress=progress)
 
-    def save_optimization_result(self, data: Any, **options: Any) -> WriteResult:
-        """Save optimisation results: a frame, one dict or a list of dicts."""
-        return self.save("optimization_results", data, **options)
+    def save_market_regime(self, data: Any, *, on_conflict: OnConflict = "update",
+                           on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
+                           strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
+                           progress: Progress | None = None) -> WriteResult:
+        """Save regime classifications (``market_regimes``); options as for :meth:`save`."""
+        return self.save("market_regimes", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
+                         extra_columns=extra_columns, strict=strict, date_format=date_format,
+                         chunk_rows=chunk_rows, progress=progress)
 
-    def save_rolling_market_regime(self, data: Any, *, window_minutes: int | None = None) -> WriteResult:
-        """Upsert the latest 1-minute regimes from a live loop (a few rows per call), and trim
-        rows older than the rolling window (``window_minutes`` or ``rolling_window_minutes``)."""
+    def save_1min_market_regime(self, data: Any, *, on_conflict: OnConflict = "update",
+                                on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
+                                strict: bool = False, date_format: str | None = None,
+                                chunk_rows: int | None = None, progress: Progress | None = None) -> WriteResult:
+        """Save 1-minute regimes (``market_regimes_1min``); options as for :meth:`save`."""
+        return self.save("market_regimes_1min", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
+                         extra_columns=extra_columns, strict=strict, date_format=date_format,
+                         chunk_rows=chunk_rows, progress=progress)
+
+    def save_optimization_result(self, data: Any, *, on_conflict: OnConflict = "update",
+                                 on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
+                                 strict: bool = False, date_format: str | None = None,
+                                 chunk_rows: int | None = None, progress: Progress | None = None) -> WriteResult:
+        """Save optimisation results (a frame, one dict or a list of dicts); options as for :meth:`save`.
+
+        ``run_id`` is a content hash unless given, so a retried save is a no-op.
+        """
+        return self.save("optimization_results", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
+                         extra_columns=extra_columns, strict=strict, date_format=date_format,
+                         chunk_rows=chunk_rows, progress=progress)
+
+    def save_rolling_market_regime(self, data: Any, *, window_minutes: int | None = None,
+                                   date_format: str | None = None) -> WriteResult:
+        """Upsert the newest 1-minute regimes from a live loop and trim the rolling window.
+
+        Built for one or a few rows per symbol per minute. Duplicate keys keep the last
+        row. With a window (``window_minutes`` or the ``rolling_window_minutes``
+        setting), rows of the batch's symbols older than the symbol's newest timestamp
+        minus the window are deleted in the same transaction; the result's ``trimmed``
+        (also in its printed form) says how many.
+
+        Example:
+            >>> pg.save_rolling_market_regime(latest_rows, window_minutes=375)   # doctest: +SKIP
+        """
         from ._writing import WriteResult, save_rolling_market_regime
 
         if self._disabled("save_rolling_market_regime"):
             return WriteResult.disabled("market_regimes_1min")
-        return save_rolling_market_regime(self.db, data, window_minutes=window_minutes)
+        return save_rolling_market_regime(self.db, data, window_minutes=window_minutes, date_format=date_format)
 
-    # -- readers ------------------------------------------------------------------------
+    # -- range readers --------------------------------------------------------------------
 
-    def _empty_if_disabled(self, table: str, return_type: ReturnType) -> Any:
-        from ._reading import empty_frame
-
-        return empty_frame(table, return_type=return_type)
-
-    def get_market_data(self, symbol: str | Sequence[str], start: DateLike, end: DateLike, *,
+    @overload
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | None = None, exact: bool = False,
-                        return_type: ReturnType = "polars") -> Any:
-        """OHLCV bars for one or more symbols in ``[start, end]`` (inclusive)."""
-        from . import _reading as reading
+                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        return_type: None = None) -> F: ...
+    @overload
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                        timeframe: str | None = None, columns: Sequence[str] | None = None,
+                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                        timeframe: str | None = None, columns: Sequence[str] | None = None,
+                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                        timeframe: str | None = None, columns: Sequence[str] | None = None,
+                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        return_type: Literal["arrow"]) -> pa.Table: ...
 
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                        timeframe: str | None = None, columns: Sequence[str] | None = None,
+                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        return_type: ReturnType | None = None) -> Any:
+        """OHLCV bars of one or more symbols in ``[start_date, end_date]`` (inclusive).
+
+        Parameters:
+            symbol: ``"NIFTY"`` or ``["NIFTY", "BANKNIFTY"]`` (or pass ``symbols=``).
+            start_date, end_date: datetimes, dates, ISO 8601 strings or numpy/pandas
+                timestamps; a date as ``end_date`` includes that whole day; None leaves
+                that side open. Zone-aware bounds are converted to the storage zone.
+            symbols: the symbols, as an alternative to ``symbol``.
+            timeframe: only bars of this timeframe (``"1m"``; aliases such as ``"1min"``,
+                ``"1T"`` mean the same).
+            columns: a subset of the table's columns, returned in the order given.
+            resample: aggregate server-side into buckets of this size (``"5m"``,
+                ``"1h"``, ``"1d"``): first open, max high, min low, last close, summed
+                volume; buckets are labelled by their start.
+            exact: DECIMAL columns as exact decimals instead of Float64.
+            return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
+
+        Returns:
+            Rows ordered by symbol, timeframe and timestamp.
+
+        Raises:
+            UsageError: bad arguments (``start_date`` after ``end_date``, unknown
+                column, a non-ISO date string).
+            ReadError: the server refused the query.
+
+        Example:
+            >>> pg.get_market_data("NIFTY", "2024-01-02", "2024-01-02", resample="5m")  # doctest: +SKIP
+        """
+        from . import _reading
+
+        rt = self._rt(return_type)
         if not self.enabled:
-            return self._empty_if_disabled("market_data", return_type)
-        return reading.get_market_data(self.db, symbol, start, end, timeframe=timeframe, columns=columns,
-                                       resample=resample, exact=exact, return_type=return_type)
+            return _reading.empty_frame("market_data", return_type=rt, exact=exact, columns=columns)
+        return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
+                                        columns=columns, resample=resample, exact=exact, return_type=rt)
 
-    def get_options_data(self, symbol: str, start: DateLike, end: DateLike, *,
+    @overload
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          expiry: DateLike | Sequence[DateLike] | None = None,
-                         strikes: Sequence[float] | None = None, option_type: str | None = None,
-                         columns: Sequence[str] | None = None, exact: bool = False,
-                         return_type: ReturnType = "polars") -> Any:
-        """Option bars for a symbol in ``[start, end]``, optionally by expiry, strike and type."""
-        from . import _reading as reading
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False, return_type: None = None) -> F: ...
+    @overload
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False, return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False, return_type: ReturnType | None = None) -> Any:
+        """Option bars in ``[start_date, end_date]``, optionally by expiry, strike and type.
+
+        Parameters:
+            symbol, start_date, end_date, symbols, columns, exact, return_type: as for
+                :meth:`get_market_data`.
+            expiry: one expiry date or several.
+            strikes: one strike or several, compared at the column's scale (2 decimals).
+            option_type: ``"CE"``/``"PE"`` or any spelling the writers accept
+                (``"ce"``, ``"call"``, ``"P"``...), or several.
+
+        Returns:
+            Rows ordered by symbol, timestamp, expiry, strike and type.
+
+        Example:
+            >>> pg.get_options_data("NIFTY", "2024-01-02", "2024-01-02", expiry="2024-01-25",
+            ...                     strikes=[21500, 21600], option_type="call")   # doctest: +SKIP
+        """
+        from . import _reading
+
+        rt = self._rt(return_type)
         if not self.enabled:
-            return self._empty_if_disabled("options_data", return_type)
-        return reading.get_options_data(self.db, symbol, start, end, expiry=expiry, strikes=strikes,
-                                        option_type=option_type, columns=columns, exact=exact,
-                                        return_type=return_type)
+            return _reading.empty_frame("options_data", return_type=rt, exact=exact, columns=columns)
+        return _reading.get_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
+                                         strikes=strikes, option_type=option_type, columns=columns, exact=exact,
+                                         return_type=rt)
 
-    def get_market_regimes(self, symbol: str, start: DateLike, end: DateLike, *,
-                           timeframe: str | None = None, exact: bool = False,
-                           return_type: ReturnType = "polars") -> Any:
-        """Regime classifications for a symbol in ``[start, end]``."""
-        from . import _reading as reading
+    @overload
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False, return_type: None = None) -> F: ...
+    @overload
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False, return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False, return_type: ReturnType | None = None) -> Any:
+        """Regime classifications (``market_regimes``) in ``[start_date, end_date]``.
+
+        Arguments as for :meth:`get_market_data`.
+
+        Example:
+            >>> pg.get_market_regimes("NIFTY", "2024-01-01", "2024-01-31", timeframe="15m")  # doctest: +SKIP
+        """
+        from . import _reading
+
+        rt = self._rt(return_type)
         if not self.enabled:
-            return self._empty_if_disabled("market_regimes", return_type)
-        return reading.get_market_regimes(self.db, symbol, start, end, timeframe=timeframe, exact=exact,
-                                          return_type=return_type)
+            return _reading.empty_frame("market_regimes", return_type=rt, exact=exact, columns=columns)
+        return _reading.get_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
+                                           timeframe=timeframe, columns=columns, exact=exact, return_type=rt)
 
-    def get_1min_market_regimes(self, symbol: str, start_date: DateLike, end_date: DateLike, *,
-                                exact: bool = False, return_type: ReturnType = "polars") -> Any:
-        """1-minute regimes for a symbol in ``[start_date, end_date]`` (the seed's reader)."""
-        from . import _reading as reading
+    @overload
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False, return_type: None = None) -> F: ...
+    @overload
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False, return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False, return_type: ReturnType | None = None) -> Any:
+        """1-minute regimes (``market_regimes_1min``) in ``[start_date, end_date]`` (the seed's reader).
+
+        Arguments as for :meth:`get_market_data`.
+
+        Example:
+            >>> pg.get_1min_market_regimes("NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
+        """
+        from . import _reading
+
+        rt = self._rt(return_type)
         if not self.enabled:
-            return self._empty_if_disabled("market_regimes_1min", return_type)
-        return reading.get_1min_market_regimes(self.db, symbol, start_date, end_date, exact=exact,
-                                               return_type=return_type)
+            return _reading.empty_frame("market_regimes_1min", return_type=rt, exact=exact, columns=columns)
+        return _reading.get_1min_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
+                                                columns=columns, exact=exact, return_type=rt)
 
-    def get_optimization_results(self, symbol: str | None = None, *, algorithm: str | None = None,
-                                 timeframe: str | None = None, top: int | None = None,
-                                 return_type: ReturnType = "polars") -> Any:
-        """Optimisation results, best fitness first; ``parameters`` decoded."""
-        from . import _reading as reading
+    @overload
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 return_type: None = None) -> F: ...
+    @overload
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 return_type: Literal["arrow"]) -> pa.Table: ...
 
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 return_type: ReturnType | None = None) -> Any:
+        """Optimisation results, best ``fitness_value`` first (ties: oldest first).
+
+        Parameters:
+            symbol, symbols: only these symbols (every symbol when both are None).
+            algorithm, timeframe: only these.
+            top: at most this many rows.
+            exact: ``fitness_value`` as an exact decimal.
+            parameters: ``"struct"`` decodes the JSONB into a struct column (the union
+                of the rows' keys); ``"json"`` keeps the JSON text.
+            return_type: as for :meth:`get_market_data`.
+
+        Example:
+            >>> pg.get_optimization_results("NIFTY", algorithm="bayesian", top=5)  # doctest: +SKIP
+        """
+        from . import _reading
+
+        rt = self._rt(return_type)
         if not self.enabled:
-            return self._empty_if_disabled("optimization_results", return_type)
-        return reading.get_optimization_results(self.db, symbol, algorithm=algorithm, timeframe=timeframe,
-                                                top=top, return_type=return_type)
+            return _reading.empty_frame("optimization_results", return_type=rt, exact=exact)
+        return _reading.get_optimization_results(self.db, symbol, symbols=symbols, algorithm=algorithm,
+                                                 timeframe=timeframe, top=top, exact=exact, parameters=parameters,
+                                                 return_type=rt)
 
-    def get_latest_1min_market_regime(self, symbol: str | None = None, *,
-                                      symbols: Sequence[str] | None = None,
-                                      return_type: ReturnType = "polars") -> Any:
-        """The latest 1-minute regime of ``symbol`` (one row), or of ``symbols`` (one row each;
-        every symbol present when both are None)."""
-        return self.get_latest("market_regimes_1min", symbol, symbols=symbols, return_type=return_type)
+    # -- latest rows, option chains ---------------------------------------------------------
 
-    def get_latest(self, table: str, symbol: str | None = None, *, symbols: Sequence[str] | None = None,
-                   timeframe: str | None = None, exact: bool = False, return_type: ReturnType = "polars") -> Any:
-        """Latest row per symbol of ``market_data``, ``market_regimes`` or ``market_regimes_1min``."""
-        from . import _reading as reading
+    @overload
+    def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
+                   symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   return_type: None = None) -> F: ...
+    @overload
+    def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
+                   symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
+                   symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
+                   symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   return_type: Literal["arrow"]) -> pa.Table: ...
 
+    def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
+                   symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   return_type: ReturnType | None = None) -> Any:
+        """The latest row of each series of ``market_data``, ``market_regimes`` or
+        ``market_regimes_1min`` (any table name or alias :meth:`save` accepts).
+
+        A series is a symbol, or a (symbol, timeframe) pair in the tables that have a
+        timeframe, unless ``timeframe`` picks one. ``symbol``/``symbols`` limit it to
+        those symbols; neither means every symbol stored. Symbols without rows are
+        absent. Rows are ordered by symbol (and timeframe). Index-driven: never a scan
+        of the whole table.
+
+        Example:
+            >>> pg.get_latest("bars", symbols=["NIFTY", "BANKNIFTY"], timeframe="1m")  # doctest: +SKIP
+        """
+        from . import _reading
+
+        rt = self._rt(return_type)
         if not self.enabled:
-            return self._empty_if_disabled(table, return_type)
-        return reading.get_latest(self.db, table, symbol, symbols=symbols, timeframe=timeframe, exact=exact,
-                                  return_type=return_type)
+            return _reading.empty_frame(table, return_type=rt, exact=exact)
+        return _reading.get_latest(self.db, table, symbol, symbols=symbols, timeframe=timeframe, exact=exact,
+                                   return_type=rt)
 
-    def get_market_regime_distribution(self, symbol: str, start_date: DateLike, end_date: DateLike, *,
-                                       table: Literal["1min", "regimes"] = "1min",
-                                       timeframe: str | None = None,
-                                       max_gap: str | dt.timedelta | None = None,
-                                       return_type: ReturnType = "polars") -> Any:
-        """Per regime: rows, share of rows and time-weighted share, computed in SQL.
+    @overload
+    def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
+                                      symbols: Sequence[str] | None = None, exact: bool = False,
+                                      return_type: None = None) -> F: ...
+    @overload
+    def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
+                                      symbols: Sequence[str] | None = None, exact: bool = False,
+                                      return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
+                                      symbols: Sequence[str] | None = None, exact: bool = False,
+                                      return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
+                                      symbols: Sequence[str] | None = None, exact: bool = False,
+                                      return_type: Literal["arrow"]) -> pa.Table: ...
 
-        Gaps longer than ``max_gap`` (default 10x the median gap) count as breaks."""
-        from . import _reading as reading
+    def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
+                                      symbols: Sequence[str] | None = None, exact: bool = False,
+                                      return_type: ReturnType | None = None) -> Any:
+        """The latest 1-minute regime per symbol: :meth:`get_latest` of ``market_regimes_1min``.
 
+        Example:
+            >>> pg.get_latest_1min_market_regime("NIFTY")   # doctest: +SKIP
+        """
+        return self.get_latest("market_regimes_1min", symbol, symbols=symbols, exact=exact,
+                               return_type=return_type)
+
+    @overload
+    def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         return_type: None = None) -> F: ...
+    @overload
+    def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         return_type: ReturnType | None = None) -> Any:
+        """The option chain of ``symbol`` as it stood at ``at``.
+
+        For each (expiry, strike, type) not expired at ``at``, its latest row at or
+        before ``at``; a date as ``at`` means the end of that day. Ordered by expiry,
+        strike and type.
+
+        Example:
+            >>> pg.get_option_chain("NIFTY", "2024-01-02 10:30", expiry="2024-01-25")  # doctest: +SKIP
+        """
+        from . import _reading
+
+        rt = self._rt(return_type)
         if not self.enabled:
-            return reading.empty_distribution(return_type=return_type)
-        return reading.get_market_regime_distribution(self.db, symbol, start_date, end_date, table=table,
-                                                      timeframe=timeframe, max_gap=max_gap,
-                                                      return_type=return_type)
+            return _reading.empty_frame("options_data", return_type=rt, exact=exact)
+        return _reading.get_option_chain(self.db, symbol, at, expiry=expiry, exact=exact, return_type=rt)
 
-    def get_regime_transitions(self, symbol: str, start_date: DateLike, end_date: DateLike, *,
-                               table: Literal["1min", "regimes"] = "1min", timeframe: str | None = None,
-                               return_type: ReturnType = "polars") -> Any:
-        """Transition matrix (from, to, count, probability) and mean run length per regime."""
-        from . import _reading as reading
+    # -- regime statistics ------------------------------------------------------------------
 
+    @overload
+    def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
+                                       end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                                       timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       return_type: None = None) -> F: ...
+    @overload
+    def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
+                                       end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                                       timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
+                                       end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                                       timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
+                                       end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                                       timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
+                                       end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                                       timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       return_type: ReturnType | None = None) -> Any:
+        """Per regime: ``count`` of rows, ``share`` of rows, ``seconds`` and the
+        time-weighted ``time_share``, ordered by count (descending), then regime.
+
+        Each row weighs the time until the next row of its series; a gap longer than
+        ``max_gap`` (default 10x the median gap) is a break and weighs one median gap.
+        ``table="1min"`` reads ``market_regimes_1min``, ``"regimes"`` ``market_regimes``.
+
+        Example:
+            >>> pg.get_market_regime_distribution("NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
+        """
+        from . import _reading
+
+        rt = self._rt(return_type)
         if not self.enabled:
-            return reading.empty_transitions(return_type=return_type)
-        return reading.get_regime_transitions(self.db, symbol, start_date, end_date, table=table,
-                                              timeframe=timeframe, return_type=return_type)
+            return _reading.empty_distribution(return_type=rt)
+        return _reading.get_market_regime_distribution(self.db, symbol, start_date, end_date, table=table,
+                                                       timeframe=timeframe, max_gap=max_gap, return_type=rt)
 
-    def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start: DateLike | None = None,
-                     end: DateLike | None = None, table: Literal["1min", "regimes"] = "1min",
-                     timeframe: str | None = None, tolerance: str | dt.timedelta | None = None) -> pl.DataFrame:
-        """Attach to each bar the latest regime known at or before its timestamp (no look-ahead)."""
-        from . import _reading as reading
+    @overload
+    def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
+                               end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                               timeframe: str | None = None, return_type: None = None) -> F: ...
+    @overload
+    def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
+                               end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                               timeframe: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
+                               end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                               timeframe: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
+                               end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                               timeframe: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
-        return reading.asof_regimes(self.db, bars, symbol=symbol, start=start, end=end, table=table,
-                                    timeframe=timeframe, tolerance=tolerance)
+    def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
+                               end_date: DateLike | None = None, *, table: RegimeTable = "1min",
+                               timeframe: str | None = None, return_type: ReturnType | None = None) -> Any:
+        """The regime transition matrix as rows (``from_regime``, ``to_regime``, ``count``,
+        ``probability``) with the ``mean_run_length`` of ``from_regime``.
 
-    def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None,
-                         exact: bool = False, return_type: ReturnType = "polars") -> Any:
-        """Per (expiry, strike, type): the latest option row at or before ``at``."""
-        from . import _reading as reading
+        Example:
+            >>> pg.get_regime_transitions("NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
+        """
+        from . import _reading
 
+        rt = self._rt(return_type)
         if not self.enabled:
-            return self._empty_if_disabled("options_data", return_type)
-        return reading.get_option_chain(self.db, symbol, at, expiry=expiry, exact=exact, return_type=return_type)
+            return _reading.empty_transitions(return_type=rt)
+        return _reading.get_regime_transitions(self.db, symbol, start_date, end_date, table=table,
+                                               timeframe=timeframe, return_type=rt)
 
-    def iter_market_data(self, symbol: str | Sequence[str], start: DateLike, end: DateLike, *,
+    @overload
+    def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
+                     end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
+                     tolerance: str | dt.timedelta | None = None, return_type: None = None) -> F: ...
+    @overload
+    def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
+                     end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
+                     tolerance: str | dt.timedelta | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
+                     end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
+                     tolerance: str | dt.timedelta | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
+                     end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
+                     tolerance: str | dt.timedelta | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
+                     end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
+                     tolerance: str | dt.timedelta | None = None, return_type: ReturnType | None = None) -> Any:
+        """Attach to each bar the latest regime stamped at or before the bar (no look-ahead).
+
+        Parameters:
+            bars: a polars/pandas frame (a ``DatetimeIndex`` or ``MultiIndex`` of
+                ``symbol`` and ``timestamp`` counts as columns) or Arrow table with a
+                ``timestamp`` column (and ``symbol``, or pass ``symbol=``); None reads
+                the ``market_data`` bars of ``symbol`` in ``[start_date, end_date]``.
+            table: ``"1min"`` or ``"regimes"`` (``timeframe`` picks the regime timeframe).
+            tolerance: a regime older than this (``"5m"``) is not attached.
+            return_type: as for :meth:`get_market_data`.
+
+        Zone-aware bar timestamps are converted to the storage zone; the time zone rule
+        in ``docs/timezones.md`` refuses bars whose kind (aware/naive) disagrees with how
+        the regimes were written, instead of attaching the wrong day's regime.
+
+        Returns:
+            The bars in their order, plus ``regime_timestamp`` and the regime columns.
+
+        Example:
+            >>> pg.asof_regimes(bars, tolerance="5m")   # doctest: +SKIP
+        """
+        from . import _asof
+
+        return _asof.asof_regimes(self.db, bars, symbol=symbol, start_date=start_date, end_date=end_date,
+                                  table=table, timeframe=timeframe, tolerance=tolerance,
+                                  return_type=self._rt(return_type))
+
+    # -- streams ----------------------------------------------------------------------------
+
+    def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          timeframe: str | None = None, batch_rows: int = 250_000,
                          exact: bool = False) -> Iterator[pa.RecordBatch]:
-        """Stream bars as Arrow record batches with bounded memory (none when disabled)."""
-        from . import _reading as reading
+        """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
+
+        Arguments as for :meth:`get_market_data`; checked when called, not at the first
+        batch. Batches have :meth:`get_market_data`'s schema and row order.
+
+        Example:
+            >>> for batch in pg.iter_market_data("NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
+            ...     process(batch)
+        """
+        from . import _reading
 
         if not self.enabled:
             return iter(())
-        return reading.iter_market_data(self.db, symbol, start, end, timeframe=timeframe,
-                                        batch_rows=batch_rows, exact=exact)
+        return _reading.iter_market_data(self.db, symbol, start_date, end_date, symbols=symbols,
+                                         timeframe=timeframe, batch_rows=batch_rows, exact=exact)
 
-    def iter_options_data(self, symbol: str, start: DateLike, end: DateLike, *,
+    def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                           expiry: DateLike | Sequence[DateLike] | None = None,
-                          strikes: Sequence[float] | None = None, option_type: str | None = None,
-                          batch_rows: int = 250_000, exact: bool = False) -> Iterator[pa.RecordBatch]:
-        """Stream option bars as Arrow record batches with bounded memory (none when disabled)."""
-        from . import _reading as reading
+                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                          option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
+                          exact: bool = False) -> Iterator[pa.RecordBatch]:
+        """Stream option bars as Arrow record batches (filters as :meth:`get_options_data`).
+
+        Example:
+            >>> sum(b.num_rows for b in pg.iter_options_data("NIFTY", option_type="pe"))  # doctest: +SKIP
+        """
+        from . import _reading
 
         if not self.enabled:
             return iter(())
-        return reading.iter_options_data(self.db, symbol, start, end, expiry=expiry, strikes=strikes,
-                                         option_type=option_type, batch_rows=batch_rows, exact=exact)
+        return _reading.iter_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
+                                          strikes=strikes, option_type=option_type, batch_rows=batch_rows,
+                                          exact=exact)
 
-    # -- maintenance --------------------------------------------------------------------
+    # -- maintenance ------------------------------------------------------------------------
 
-    def cleanup_old_data(self, days_to_keep: int = 30, *, tables: Iterable[str] | None = None,
-                         dry_run: bool = False) -> Any:
-        """Remove rows older than ``days_to_keep`` days: whole partitions are dropped and only
-        the boundary partition is deleted from. Returns per-table counts."""
-        from . import _maintenance as maintenance
+    def cleanup_old_data(self, days_to_keep: int = 30, *, tables: str | Iterable[str] | None = None,
+                         dry_run: bool = False) -> CleanupReport:
+        """Remove rows older than ``days_to_keep`` days, whole partitions first.
+
+        Parameters:
+            days_to_keep: retention in days for tables without their own ``[RETENTION]``
+                entry (a configured per-table retention wins).
+            tables: table names or aliases; every table when None.
+            dry_run: count what would be removed, change nothing.
+
+        Returns:
+            A :class:`CleanupReport`: per table the cutoff, partitions dropped and rows removed.
+
+        Example:
+            >>> pg.cleanup_old_data(90, dry_run=True)   # doctest: +SKIP
+        """
+        from . import _maintenance
 
         if self._disabled("cleanup_old_data"):
-            return maintenance.CleanupReport.empty(dry_run=dry_run)
-        return maintenance.cleanup_old_data(self.db, days_to_keep, tables=tables, dry_run=dry_run)
+            return _maintenance.CleanupReport.empty(dry_run=dry_run)
+        return _maintenance.cleanup_old_data(self.db, days_to_keep, tables=tables, dry_run=dry_run)
 
     def list_partitions(self, table: str | None = None) -> pl.DataFrame:
-        """Partitions with their bounds, row estimates and sizes."""
-        from . import _maintenance as maintenance
+        """Partitions with their bounds, row estimates and sizes (any table name or alias).
 
-        return maintenance.list_partitions(self.db, table)
+        Example:
+            >>> pg.list_partitions("bars")   # doctest: +SKIP
+        """
+        from . import _maintenance
+
+        return _maintenance.list_partitions(self.db, table)

@@ -15,13 +15,15 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
 
-__all__ = ["TABLES", "Column", "TableKey", "TableSpec", "table_spec"]
+__all__ = ["REGIME_TABLES", "TABLES", "TABLE_ALIASES", "Column", "TableKey", "TableSpec", "canonical_timeframe",
+           "regime_spec", "table_spec"]
 
 TableKey = Literal[
     "market_data",
@@ -32,6 +34,13 @@ TableKey = Literal[
 ]
 
 ColumnKind = Literal["text", "decimal", "timestamp", "date", "bigint", "json"]
+
+# Sealed history is chunked by calendar month: a symbol-month of one-minute bars is 8-45k
+# rows (~0.1-0.7 MB compressed), big enough for zstd and one fetch to pay off, small enough
+# that a restatement of one day re-encodes one chunk in milliseconds and a one-month read
+# fetches one chunk. It is also the default partition size of the row tier and the unit
+# retention and sealing reason about.
+ChunkPeriod = Literal["month"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,34 @@ class Column:
     computed: bool = False
     # Accepted spellings (upper-cased) -> the canonical stored value; None accepts any text.
     aliases: Mapping[str, str] | None = None
+    # A vocabulary with its own spelling rules: "timeframe" (canonical_timeframe()).
+    vocabulary: Literal["timeframe"] | None = None
+
+    def canonical(self, value: str) -> str | None:
+        """The stored spelling of ``value``, or None when the column does not accept it.
+
+        Writers store this spelling and readers filter by it, so ``"ce"``, ``"CALL"``
+        and ``"CE"`` (or ``"1min"``, ``"1T"`` and ``"1m"``) find the same rows.
+
+        >>> TABLES["options_data"].column("option_type").canonical("call")
+        'CE'
+        >>> TABLES["market_data"].column("timeframe").canonical("60min")
+        '1h'
+        """
+        if self.aliases is not None:
+            return self.aliases.get(value.strip().upper())
+        if self.vocabulary == "timeframe":
+            return canonical_timeframe(value)
+        return value
+
+    @property
+    def accepted(self) -> str:
+        """What :meth:`canonical` accepts, for error messages."""
+        if self.aliases is not None:
+            return "(any case) " + ", ".join(sorted(set(self.aliases)))
+        if self.vocabulary == "timeframe":
+            return TIMEFRAME_HELP
+        return "any text"
 
     @property
     def pg_type(self) -> str:
@@ -98,6 +135,46 @@ def _text(name: str, length: int, *, nullable: bool = False, computed: bool = Fa
     return Column(name, "text", nullable=nullable, length=length, computed=computed, aliases=aliases)
 
 
+def _timeframe(*, nullable: bool = False) -> Column:
+    return Column("timeframe", "text", nullable=nullable, length=10, vocabulary="timeframe")
+
+
+# One timeframe vocabulary: <n><unit> with unit s, m, h, d, w or mo. The spellings of
+# pandas ("5T", "1H", "D"), polars ("5m", "1mo") and plain words ("5min", "1 hour") are
+# accepted and stored canonically, as the largest whole unit ("60min" -> "1h").
+_TIMEFRAME = re.compile(r"^\s*(\d*)\s*([a-zA-Z]+)\s*$")
+_TIMEFRAME_UNITS: dict[str, str] = {
+    **dict.fromkeys(("s", "S", "sec", "secs", "second", "seconds"), "s"),
+    **dict.fromkeys(("m", "T", "min", "mins", "minute", "minutes"), "m"),
+    **dict.fromkeys(("h", "H", "hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("d", "D", "day", "days"), "d"),
+    **dict.fromkeys(("w", "W", "wk", "week", "weeks"), "w"),
+    **dict.fromkeys(("mo", "M", "mon", "month", "months", "MS", "ME"), "mo"),
+}
+_TIMEFRAME_STEPS = (("s", 60, "m"), ("m", 60, "h"), ("h", 24, "d"))
+TIMEFRAME_HELP = ("<n><unit> with unit s, m, h, d, w or mo ('1m', '5m', '15m', '1h', '1d'); "
+                  "'1min', '5T', '60min', '1H', 'D' are accepted aliases")
+
+
+def canonical_timeframe(value: str) -> str | None:
+    """The canonical spelling of a timeframe, or None when ``value`` is not one.
+
+    >>> [canonical_timeframe(v) for v in ("1min", "1T", "5min", "60min", "1H", "D", "1d", "90s", "tick")]
+    ['1m', '1m', '5m', '1h', '1h', '1d', '1d', '90s', None]
+    """
+    match = _TIMEFRAME.match(value)
+    if match is None or match.group(2) not in _TIMEFRAME_UNITS:
+        return None
+    count = int(match.group(1) or 1)
+    if count < 1:
+        return None
+    unit = _TIMEFRAME_UNITS[match.group(2)]
+    for small, size, big in _TIMEFRAME_STEPS:
+        if unit == small and count % size == 0:
+            count, unit = count // size, big
+    return f"{count}{unit}"
+
+
 def _dec(name: str, precision: int, scale: int, *, nullable: bool = False) -> Column:
     return Column(name, "decimal", nullable=nullable, precision=precision, scale=scale)
 
@@ -130,6 +207,11 @@ class TableSpec:
     soft_checks: tuple[tuple[str, str, str], ...] = field(default=())  # (column, op, column)
     # Columns that must not be negative (a hard error: no real feed has negative volume).
     non_negative: tuple[str, ...] = field(default=())
+    # The columnar history tier (docs/schema.md, "Two tiers"): sealed periods live in the
+    # companion table ``<name>_chunks``, one compressed chunk per ``chunk_by`` key and
+    # ``chunk_period``. Empty: the table is never sealed.
+    chunk_by: tuple[str, ...] = field(default=())
+    chunk_period: ChunkPeriod = "month"
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -145,6 +227,16 @@ class TableSpec:
     def value_columns(self) -> tuple[str, ...]:
         """Columns updated on conflict: everything outside the natural key."""
         return tuple(n for n in self.column_names if n not in self.primary_key)
+
+    @property
+    def sealable(self) -> bool:
+        """True when sealed periods of this table can live in its chunk table."""
+        return bool(self.chunk_by)
+
+    @property
+    def chunk_columns(self) -> tuple[str, ...]:
+        """The columns a chunk's payload holds: all but the chunk key (stored once per chunk)."""
+        return tuple(n for n in self.column_names if n not in self.chunk_by)
 
     @property
     def partitioned(self) -> bool:
@@ -183,10 +275,11 @@ TABLES: dict[TableKey, TableSpec] = {
             _dec("low", 10, 2),
             _dec("close", 10, 2),
             _int("volume"),
-            _text("timeframe", 10),
+            _timeframe(),
         ),
         primary_key=("symbol", "timeframe", "timestamp"),
         time_column="timestamp",
+        chunk_by=("symbol", "timeframe"),
         soft_checks=_OHLC_SOFT_CHECKS,
         non_negative=("volume",),
     ),
@@ -214,6 +307,7 @@ TABLES: dict[TableKey, TableSpec] = {
         ),
         primary_key=("symbol", "expiry_date", "strike_price", "option_type", "timestamp"),
         time_column="timestamp",
+        chunk_by=("symbol", "expiry_date"),
         # Range reads by symbol and time, and chain snapshots, scan this index.
         indexes=(("symbol", "timestamp"),),
         soft_checks=_OHLC_SOFT_CHECKS,
@@ -226,7 +320,7 @@ TABLES: dict[TableKey, TableSpec] = {
         columns=(
             _text("symbol", 20),
             _ts("timestamp"),
-            _text("timeframe", 10),
+            _timeframe(),
             _text("regime", 50),
             _dec("confidence", 5, 2),
             _dec("dte_value", 10, 4, nullable=True),
@@ -241,6 +335,7 @@ TABLES: dict[TableKey, TableSpec] = {
         ),
         primary_key=("symbol", "timeframe", "timestamp"),
         time_column="timestamp",
+        chunk_by=("symbol", "timeframe"),
     ),
     "market_regimes_1min": TableSpec(
         key="market_regimes_1min",
@@ -262,6 +357,7 @@ TABLES: dict[TableKey, TableSpec] = {
         ),
         primary_key=("symbol", "timestamp"),
         time_column="timestamp",
+        chunk_by=("symbol",),
     ),
     "optimization_results": TableSpec(
         key="optimization_results",
@@ -274,7 +370,7 @@ TABLES: dict[TableKey, TableSpec] = {
             _dec("fitness_value", 10, 4),
             _ts("start_date"),
             _ts("end_date"),
-            _text("timeframe", 10),
+            _timeframe(),
             # The seed has no natural key here; a content hash (or a caller-given run id)
             # makes a retried save after a lost acknowledgement a no-op instead of a duplicate.
             _text("run_id", 64, computed=True),
@@ -288,18 +384,54 @@ TABLES: dict[TableKey, TableSpec] = {
 # The seed's [TABLES] keys, mapped to our table keys.
 CONFIG_KEYS: dict[str, TableKey] = {spec.config_key: key for key, spec in TABLES.items()}
 
+# Short names every method and CLI command accepts, besides the table keys and the seed's
+# [TABLES] keys. One map: the CLI and the library resolve names through table_spec().
+TABLE_ALIASES: dict[str, TableKey] = {
+    "bars": "market_data",
+    "options": "options_data",
+    "regimes": "market_regimes",
+    "1min": "market_regimes_1min",
+    "results": "optimization_results",
+}
+
 
 def table_spec(name: str) -> TableSpec:
-    """Look a table up by its key or its seed config key; raise SchemaError otherwise.
+    """Look a table up by its key, its seed config key or a short alias.
+
+    Raises:
+        UsageError: an unknown name (the message lists the accepted ones).
 
     >>> table_spec("1min_market_regimes").key
     'market_regimes_1min'
+    >>> table_spec("bars").key
+    'market_data'
     """
-    from .errors import SchemaError
+    from .errors import UsageError
 
-    if name in TABLES:
-        return TABLES[name]  # type: ignore[index]
-    if name in CONFIG_KEYS:
-        return TABLES[CONFIG_KEYS[name]]
-    allowed = ", ".join(sorted(TABLES))
-    raise SchemaError(f"unknown table {name!r}; allowed: {allowed}", table=name)
+    if isinstance(name, str):
+        if name in TABLES:
+            return TABLES[name]  # type: ignore[index]
+        if name in CONFIG_KEYS:
+            return TABLES[CONFIG_KEYS[name]]
+        if name in TABLE_ALIASES:
+            return TABLES[TABLE_ALIASES[name]]
+    allowed = ", ".join([*TABLES, *(f"{a} ({k})" for a, k in TABLE_ALIASES.items())])
+    raise UsageError(f"unknown table {name!r}; allowed: {allowed}", table=str(name), value=name)
+
+
+REGIME_TABLES: tuple[TableKey, ...] = ("market_regimes_1min", "market_regimes")
+
+
+def regime_spec(name: str) -> TableSpec:
+    """A regime table by any name :func:`table_spec` accepts (``"1min"``, ``"regimes"``, ...).
+
+    >>> regime_spec("1min").key
+    'market_regimes_1min'
+    """
+    from .errors import UsageError
+
+    spec = table_spec(name)
+    if spec.key not in REGIME_TABLES:
+        raise UsageError(f"table {name!r} is not a regime table; allowed: '1min' (market_regimes_1min), "
+                         "'regimes' (market_regimes)", table=spec.key, value=name)
+    return spec

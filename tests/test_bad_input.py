@@ -28,12 +28,12 @@ from _auth import password_role
 from regime_io import (
     ConfigError,
     PostgreSQLIntegration,
-    ReadError,
     RegimeIOError,
     SchemaError,
     Secret,
     ServerError,
     ServerUnavailableError,
+    UsageError,
     ValidationError,
     load_settings,
 )
@@ -423,7 +423,7 @@ READER_CASES = [
 def test_reader_misuse_is_a_read_error_naming_the_argument(filled: PostgreSQLIntegration, sql: Any,
                                                            case: ReaderCase) -> None:
     before = snapshot(sql, filled)
-    with pytest.raises(ReadError) as info:
+    with pytest.raises(UsageError) as info:
         case.call(filled)
     text = str(info.value)
     for name in case.names:

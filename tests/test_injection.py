@@ -21,7 +21,7 @@ import pytest
 from regime_io import (
     ConfigError,
     PostgreSQLIntegration,
-    ReadError,
+    UsageError,
     ValidationError,
     load_settings,
 )
@@ -211,7 +211,7 @@ def test_nul_in_json_is_refused_clearly(pg: PostgreSQLIntegration, sql: Any, par
     lambda pg: pg.get_optimization_results("S", algorithm="a\x00"),
 ], ids=["range", "latest", "timeframe", "optimisation"])
 def test_nul_bytes_in_reader_arguments_are_refused(pg: PostgreSQLIntegration, call: Any) -> None:
-    with pytest.raises(ReadError, match="NUL"):
+    with pytest.raises(UsageError, match="NUL"):
         call(pg)
 
 

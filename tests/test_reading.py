@@ -17,7 +17,7 @@ import pytest
 from _reading_data import REGIMES, bars, insert, options, regimes, regimes_1min
 from polars.testing import assert_frame_equal
 
-from regime_io import PostgreSQLIntegration, ReadError
+from regime_io import PostgreSQLIntegration, ReadError, UsageError
 from regime_io import _reading as reading
 from regime_io._readsql import Query, sql_value
 from regime_io.config import settings_replace
@@ -238,7 +238,7 @@ def test_symbols_with_quotes_and_backslashes_are_values_not_sql(pg: PostgreSQLIn
         assert got["symbol"].to_list() == [symbol] * 3
     assert pg.get_market_data("x' OR 'a'='a", T0, "2024-01-02").height == 0
     assert set(pg.get_market_data(odd, T0, "2024-01-02")["symbol"]) == set(odd)
-    with pytest.raises(ReadError, match="NUL"):
+    with pytest.raises(UsageError, match="NUL"):
         pg.get_market_data("A\x00B", T0, "2024-01-02")
 
 
@@ -247,9 +247,9 @@ def test_sql_value_renders_safe_literals() -> None:
     assert sql_value(dt.date(2024, 1, 2)) == "DATE '2024-01-02'"
     assert sql_value(Decimal("21550.50")) == "21550.50"
     assert sql_value(1e-7) == "0.0000001"
-    with pytest.raises(ReadError):
+    with pytest.raises(UsageError):
         sql_value(float("nan"))
-    with pytest.raises(ReadError):
+    with pytest.raises(UsageError):
         sql_value(object())
     q = Query()
     text = f"a = {q.param('$2')} AND b = {q.param('x')}"
@@ -282,7 +282,7 @@ def test_zoned_datetimes_are_converted_to_storage_time(pg: PostgreSQLIntegration
     ("2024-01-01", b"2024-02-01", "expected a datetime"),
 ])
 def test_bad_ranges_raise_read_error(pg: PostgreSQLIntegration, start: Any, end: Any, match: str) -> None:
-    with pytest.raises(ReadError, match=match):
+    with pytest.raises(UsageError, match=match):
         pg.get_market_data("NIFTY", start, end)
 
 
@@ -302,13 +302,13 @@ def test_same_instant_and_same_day_ranges_are_valid(pg: PostgreSQLIntegration, m
     ({"resample": "1w"}, "resample"),
 ])
 def test_bad_options_raise_read_error(pg: PostgreSQLIntegration, kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(ReadError, match=match):
+    with pytest.raises(UsageError, match=match):
         pg.get_market_data("NIFTY", "2024-01-01", "2024-01-02", **kwargs)
 
 
 @pytest.mark.parametrize("symbol", [None, 42, "", ["A", 3]])
 def test_bad_symbols_raise_read_error(pg: PostgreSQLIntegration, symbol: Any) -> None:
-    with pytest.raises(ReadError, match="symbol"):
+    with pytest.raises(UsageError, match="symbol"):
         pg.get_market_data(symbol, "2024-01-01", "2024-01-02")
 
 

@@ -11,7 +11,7 @@ from _reading_data import bars, insert, regimes, regimes_1min
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from regime_io import PostgreSQLIntegration, ReadError
+from regime_io import PostgreSQLIntegration, UsageError
 
 T0 = dt.datetime(2024, 3, 4, 9, 0)
 
@@ -103,7 +103,7 @@ def test_empty_bars_and_unknown_symbols(pg: PostgreSQLIntegration, stored: pl.Da
 def test_regimes_table_needs_a_timeframe_when_it_holds_several(pg: PostgreSQLIntegration, sql: Any) -> None:
     insert(pg, sql, "market_regimes", regimes(["NIFTY"], ["5m", "15m"], T0, 6))
     frame = pl.DataFrame({"symbol": ["NIFTY"], "timestamp": [T0 + dt.timedelta(minutes=20)]})
-    with pytest.raises(ReadError, match="pass timeframe"):
+    with pytest.raises(UsageError, match="pass timeframe"):
         pg.asof_regimes(frame, table="regimes")
     got = pg.asof_regimes(frame, table="regimes", timeframe="15m")
     assert got["regime_timestamp"].to_list() == [T0 + dt.timedelta(minutes=20)]
@@ -120,7 +120,7 @@ def test_regimes_table_needs_a_timeframe_when_it_holds_several(pg: PostgreSQLInt
     ({"bars": [1, 2]}, "expected a polars/pandas frame"),
 ])
 def test_asof_bad_arguments(pg: PostgreSQLIntegration, kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(ReadError, match=match):
+    with pytest.raises(UsageError, match=match):
         pg.asof_regimes(**kwargs)
 
 

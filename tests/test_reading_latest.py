@@ -11,7 +11,7 @@ from _reading_data import bars, insert, options, regimes, regimes_1min
 from polars.testing import assert_frame_equal
 from test_reading import expected
 
-from regime_io import PostgreSQLIntegration, ReadError
+from regime_io import PostgreSQLIntegration, UsageError
 from regime_io import _reading as reading
 from regime_io.tables import TABLES
 
@@ -91,7 +91,7 @@ def test_latest_market_regimes(pg: PostgreSQLIntegration, sql: Any) -> None:
 ])
 def test_latest_bad_arguments(pg: PostgreSQLIntegration, args: tuple[Any, ...], kwargs: dict[str, Any],
                               match: str) -> None:
-    with pytest.raises(ReadError, match=match):
+    with pytest.raises(UsageError, match=match):
         pg.get_latest(*args, **kwargs)
 
 

@@ -11,7 +11,7 @@ from _reading_data import bars, insert
 from polars.testing import assert_frame_equal
 from test_reading import expected
 
-from regime_io import PostgreSQLIntegration, ReadError
+from regime_io import PostgreSQLIntegration, UsageError
 from regime_io import _reading as reading
 
 D1 = dt.datetime(2024, 3, 4, 9, 15)
@@ -105,7 +105,7 @@ def test_regimes_table_series_are_per_timeframe(pg: PostgreSQLIntegration, sql: 
     ({"max_gap": "soon"}, "max_gap"),
 ])
 def test_statistics_bad_arguments(pg: PostgreSQLIntegration, kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(ReadError, match=match):
+    with pytest.raises(UsageError, match=match):
         pg.get_market_regime_distribution("NIFTY", "2024-03-04", "2024-03-05", **kwargs)
 
 

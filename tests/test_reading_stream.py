@@ -15,7 +15,7 @@ import pytest
 from _reading_data import bars, insert, options
 from polars.testing import assert_frame_equal
 
-from regime_io import PostgreSQLIntegration, ReadError
+from regime_io import PostgreSQLIntegration, UsageError
 from regime_io.tables import TABLES
 
 T0 = dt.datetime(2024, 1, 2, 9, 15)
@@ -49,7 +49,7 @@ def test_stream_arguments_are_checked_when_called(pg: PostgreSQLIntegration, kwa
                                                   match: str) -> None:
     args = {"start": "2024-01-01", "end": "2024-01-02"} | kwargs
     batch_rows = args.pop("batch_rows", 1000)
-    with pytest.raises(ReadError, match=match):
+    with pytest.raises(UsageError, match=match):
         pg.iter_market_data("NIFTY", args["start"], args["end"], batch_rows=batch_rows)  # no next() needed
 
 

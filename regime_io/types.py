@@ -1,0 +1,44 @@
+"""The option vocabularies of the public API, declared once.
+
+Every ``Literal`` a public method takes lives here; the facade, the engines and the
+CLI's choices (``typing.get_args``) all import it from this module.
+
+Example:
+    >>> from typing import get_args
+    >>> get_args(ReturnType)
+    ('polars', 'pandas', 'arrow')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "DateLike",
+    "ExtraColumns",
+    "OnConflict",
+    "OnDuplicate",
+    "ParametersAs",
+    "RegimeTable",
+    "ReturnType",
+]
+
+# What readers return: a polars DataFrame (default), a pandas DataFrame or an Arrow table.
+ReturnType = Literal["polars", "pandas", "arrow"]
+# What a writer does with a row whose natural key is already stored.
+OnConflict = Literal["update", "ignore", "error"]
+# What a writer does with two rows of one batch that share a natural key.
+OnDuplicate = Literal["error", "keep_last"]
+# What a writer does with input columns the table does not have.
+ExtraColumns = Literal["error", "ignore"]
+# Which regime table the regime statistics and the as-of join read.
+RegimeTable = Literal["1min", "regimes"]
+# How optimisation results return ``parameters``: a struct column or the JSON text.
+ParametersAs = Literal["struct", "json"]
+
+# A time bound: a datetime (naive = storage zone; aware = converted), a date, an ISO 8601
+# string, or a numpy datetime64 / pandas Timestamp (both normalised to a datetime).
+DateLike = dt.datetime | dt.date | str | np.datetime64
