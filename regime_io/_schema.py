@@ -25,6 +25,7 @@ from typing import Any
 
 from ._pool import ConnectionPool
 from ._sql import literal, qualified, quote_ident
+from ._timezones import metadata_sql, record_storage_zone
 from .config import PartitionInterval, Settings
 from .errors import ValidationError
 from .tables import TABLES, TableKey, TableSpec
@@ -130,6 +131,7 @@ def schema_sql(settings: Settings) -> list[str]:
         "    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,\n"
         "    description TEXT NOT NULL\n)"
     )
+    statements.extend(metadata_sql(settings))
     return statements
 
 
@@ -155,6 +157,7 @@ def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
                     f"INSERT INTO {version_table(settings)} (version, description) "
                     f"VALUES ({version}, {literal(description)}) ON CONFLICT (version) DO NOTHING"
                 )
+            record_storage_zone(cur, settings)
             cur.execute(f"SELECT max(version) FROM {version_table(settings)}")
             row = cur.fetchone()
             if settings.citus:
