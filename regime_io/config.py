@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import datetime as dt
 import logging
 import math
 import os
@@ -99,6 +100,9 @@ class Settings:
     libpq_options: Mapping[str, str] = field(default_factory=dict)
     storage_timezone: str = "UTC"
     partition_interval: PartitionInterval = "month"
+    # Periods (calendar months) entirely older than this are sealed into the columnar tier
+    # by seal_history() / `regime-io seal` when no older_than is given; None: off.
+    seal_after: dt.timedelta | None = dt.timedelta(days=60)
     embedded_dir: str | None = None
     citus: bool = False
     max_connections: int = 5
@@ -188,7 +192,7 @@ class Settings:
 
 _DATABASE_KEYS = {
     "enabled", "host", "port", "database", "user", "password", "schema", "table_prefix",
-    "dsn", "storage_timezone", "partition_interval", "embedded_dir", "citus",
+    "dsn", "storage_timezone", "partition_interval", "embedded_dir", "citus", "seal_after",
 } | LIBPQ_OPTIONS
 _CONNECTION_KEYS = {
     "max_connections", "connection_timeout", "retry_attempts", "retry_delay",
@@ -537,6 +541,11 @@ def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping
         if value not in allowed:
             col.add(f"{lab('partition_interval')}: must be one of {', '.join(allowed)}, got {value!r}")
         kw["partition_interval"] = value
+    if "seal_after" in db:
+        try:
+            kw["seal_after"] = parse_age(db["seal_after"], name=lab("seal_after"), allow_off=True)
+        except ValueError as err:
+            col.add(str(err))
     if "embedded_dir" in db:
         directory = str(db["embedded_dir"]).strip()
         kw["embedded_dir"] = str(Path(directory).expanduser()) if directory else None
@@ -600,6 +609,33 @@ def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping
     if col.problems:
         return None
     return Settings(**kw)
+
+
+_AGE = re.compile(r"^\s*(\d+)\s*(d|day|days|w|week|weeks|h|hour|hours)\s*$", re.IGNORECASE)
+_AGE_UNITS = {"d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1), "h": dt.timedelta(hours=1)}
+
+
+def parse_age(value: Any, *, name: str, allow_off: bool = False) -> dt.timedelta | None:
+    """``"60 days"``, ``"90d"``, ``"8w"``, ``"12h"`` or a timedelta; ``"off"`` gives None
+    when ``allow_off``. Raises ValueError naming ``name``.
+
+    >>> parse_age("90d", name="older_than")
+    datetime.timedelta(days=90)
+    """
+    if isinstance(value, dt.timedelta):
+        delta = value
+    else:
+        text = str(value).strip()
+        if allow_off and text.lower() in ("off", "none", "never", "false", ""):
+            return None
+        match = _AGE.match(text)
+        if not match:
+            raise ValueError(f"{name}: {value!r} is not an age; use e.g. '60 days', '90d', '8w'"
+                             + (" or 'off'" if allow_off else ""))
+        delta = int(match.group(1)) * _AGE_UNITS[match.group(2)[0].lower()]
+    if delta < dt.timedelta(0):
+        raise ValueError(f"{name}: {value!r} must not be negative")
+    return delta
 
 
 def _table_key(key: str) -> TableKey:

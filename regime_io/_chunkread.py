@@ -1,0 +1,201 @@
+"""Readers over both tiers: the sealed chunks a range read needs, decoded and merged.
+
+A range read fetches only the chunks of the asked symbols whose period and
+``first_ts``/``last_ts`` overlap the window (and, for option filters, whose
+``min_``/``max_`` statistics can hold the asked strikes and types), decodes them on
+parallel threads (pyarrow's IPC reader and zstd release the GIL), trims them to the
+window and filters, and merges them with the row tier's answer in the reader's row order.
+
+Consistency without a shared snapshot: the row tier is read by connectorx on its own
+connection, so the chunk list is read before and after it; if a seal, unseal or merge
+committed in between (a chunk appeared, vanished or changed its ``xmin``), the read runs
+again. Seal and unseal change both tiers in one transaction, so equal chunk lists before
+and after mean the row read saw the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import _chunks as chunks
+from ._frames import constant
+from ._readsql import Query, TimeRange, read_adbc, read_lookup
+from ._schema import chunk_table
+from ._sql import quote_ident
+from .errors import ReadError
+from .tables import TableSpec
+
+if TYPE_CHECKING:
+    from .database import Database
+
+__all__ = ["read_both", "sealed_rows"]
+
+_MAX_TRIES = 4
+
+
+def _conditions(q: Query, spec: TableSpec, symbols: list[str], rng: TimeRange,
+                extra: Sequence[tuple[str, Any]]) -> list[str]:
+    conds = [f"t.symbol = {q.param(symbols[0])}" if len(symbols) == 1
+             else f"t.symbol = ANY({q.param(symbols)}::text[])"]
+    conds.append(f"t.period_start >= {q.param(chunks.period_of(rng.start))}")
+    conds.append(f"t.period_start <= {q.param(rng.end.date())}")
+    conds.append(f"t.last_ts >= {q.param(rng.start)}")
+    conds.append(f"t.first_ts {'<' if rng.end_exclusive else '<='} {q.param(rng.end)}")
+    for name, value in extra:
+        column = spec.column(name)
+        values = value if isinstance(value, list) else [value]
+        if name in spec.chunk_by:
+            cast = {"date": "date", "decimal": "numeric"}.get(column.kind, "text")
+            conds.append(f"t.{quote_ident(name)} = ANY({q.param(values)}::{cast}[])")
+        elif values:
+            # Prune by the chunk's statistics: it may hold one of the values.
+            conds.append(f"t.{quote_ident('min_' + name)} <= {q.param(max(values))}")
+            conds.append(f"t.{quote_ident('max_' + name)} >= {q.param(min(values))}")
+    return conds
+
+
+def _versions(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
+              extra: Sequence[tuple[str, Any]]) -> tuple[tuple[Any, ...], ...]:
+    q = Query()
+    key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
+    sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v FROM {chunk_table(spec, db.settings)} t "
+           f"WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} ORDER BY {key}, t.period_start")
+    table = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
+    return tuple(tuple(r.values()) for r in table.to_pylist())
+
+
+def sealed_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
+                extra: Sequence[tuple[str, Any]]) -> tuple[pa.Table, tuple[tuple[Any, ...], ...]]:
+    """The sealed rows of ``symbols`` in the window matching ``extra`` (every declared
+    column, exact types, ordered by chunk key and time) and the chunk versions read."""
+    q = Query()
+    key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
+    sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.payload "
+           f"FROM {chunk_table(spec, db.settings)} t WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} "
+           f"ORDER BY {key}, t.period_start")
+    found = read_adbc(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
+    n = len(spec.chunk_by)
+    meta = found.drop_columns(["payload"]).to_pylist()
+    versions = tuple(tuple(list(r.values())[: n + 2]) for r in meta)
+    schema = spec.arrow_schema()
+    if not meta:
+        return schema.empty_table(), versions
+    payloads = found.column("payload").combine_chunks()
+
+    def one(i: int) -> pa.Table:
+        row = list(meta[i].values())
+        payload = chunks.decode(spec, payloads[i].as_buffer(), row[n + 2], codec=row[n + 3])
+        payload = _trim(spec, payload, rng, extra)
+        arrays = [constant(row[spec.chunk_by.index(f.name)], payload.num_rows, f.type) if f.name in spec.chunk_by
+                  else payload.column(f.name) for f in schema]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    if len(meta) == 1:
+        parts = [one(0)]
+    else:
+        with ThreadPoolExecutor(max_workers=min(4, len(meta))) as pool:
+            parts = list(pool.map(one, range(len(meta))))
+    return pa.concat_tables(parts), versions
+
+
+def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tuple[str, Any]]) -> pa.Table:
+    ts = payload.column(spec.time_column or "timestamp")
+    lo = pa.scalar(rng.start, ts.type)
+    hi = pa.scalar(rng.end, ts.type)
+    mask = pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi) if rng.end_exclusive else pc.less_equal(ts, hi))
+    for name, value in extra:
+        if name in spec.chunk_by:
+            continue
+        column = payload.column(name)
+        values = pa.array(value if isinstance(value, list) else [value]).cast(column.type)
+        mask = pc.and_(mask, pc.is_in(column, value_set=values))
+    if pc.all(mask).as_py():
+        return payload
+    return payload.filter(mask)
+
+
+def to_reader(spec: TableSpec, sealed: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Sealed rows (declared types) in a reader's schema: decimals as float64 unless exact."""
+    arrays = []
+    for field in schema:
+        column = sealed.column(field.name)
+        if pa.types.is_float64(field.type) and pa.types.is_decimal(column.type):
+            arrays.append(chunks.decimal_to_float(column))
+        elif column.type != field.type:
+            arrays.append(column.cast(field.type))
+        else:
+            arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _collation_ranks(db: Database, values: list[str]) -> dict[str, int]:
+    """Each text value's position in the server's collation order (ORDER BY of the rows)."""
+    q = Query()
+    table = read_lookup(db, q, f"SELECT v FROM unnest({q.param(values)}::text[]) AS u(v) ORDER BY v",
+                        what="collation order")
+    return {v: i for i, v in enumerate(table.column("v").to_pylist())}
+
+
+def merge_sorted(db: Database, spec: TableSpec, rows: pa.Table, sealed: pa.Table, order: Sequence[str]) -> pa.Table:
+    """``rows`` (already in ``order``) and ``sealed`` (chunk key, time order) as one table in
+    ``order``, text columns compared as the server compares them."""
+    if sealed.num_rows == 0:
+        return rows
+    if rows.num_rows == 0 and list(order[: len(spec.chunk_by) + 1]) == [*spec.chunk_by, spec.time_column]:
+        return sealed  # chunks come in the server's order of their key, then by period
+    both = pa.concat_tables([rows, sealed.select(rows.column_names)]) if rows.num_rows else sealed
+    sort_cols: list[tuple[str, str]] = []
+    extra_cols: dict[str, pa.Array] = {}
+    for name in order:
+        if name not in both.column_names:
+            continue
+        column = both.column(name)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            distinct = [v for v in pc.unique(column).to_pylist() if v is not None]
+            if len(distinct) > 1:
+                ranks = _collation_ranks(db, distinct)
+                keys = pa.array(list(ranks), pa.string())
+                index = pc.index_in(column, value_set=keys)
+                lookup = pa.array([ranks[k] for k in ranks], pa.int64())
+                extra_cols[f"__rank_{name}"] = pc.take(lookup, index)
+                sort_cols.append((f"__rank_{name}", "ascending"))
+            continue
+        sort_cols.append((name, "ascending"))
+    keyed = both
+    for name, array in extra_cols.items():
+        keyed = keyed.append_column(name, array)
+    indices = pc.sort_indices(keyed, sort_keys=sort_cols) if sort_cols else None
+    return both.take(indices) if indices is not None else both
+
+
+def read_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, extra: Sequence[tuple[str, Any]],
+              names: Sequence[str], exact: bool, order: Sequence[str],
+              read_rows: Callable[[list[str]], pa.Table]) -> pa.Table:
+    """``read_rows(columns)`` (the row tier's answer with those columns, in ``order``)
+    merged with the sealed rows of the same window, consistently (module docstring)."""
+    if not spec.sealable:
+        return read_rows(list(names))
+    for _ in range(_MAX_TRIES):
+        sealed, before = sealed_rows(db, spec, symbols, rng, extra)
+        if sealed.num_rows == 0:
+            rows = read_rows(list(names))
+        else:
+            # The merge sorts by the order columns: read them even when not asked for.
+            wider = [*names, *(c for c in order if c not in names and c in spec.column_names)]
+            rows = read_rows(wider)
+        after = _versions(db, spec, symbols, rng, extra)
+        if before == after:
+            if sealed.num_rows == 0:
+                return rows
+            full = spec.read_schema(exact=exact)
+            schema = pa.schema([full.field(n) for n in rows.column_names])
+            merged = merge_sorted(db, spec, rows, to_reader(spec, sealed, schema), order)
+            return merged.select(list(names))
+    raise ReadError(f"{spec.key}: history was sealed or unsealed during each of {_MAX_TRIES} attempts to read it; "
+                    "try again", table=spec.key)
+
