@@ -476,13 +476,17 @@ def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict) -> str:
         conflict = f" ON CONFLICT ({key}) DO NOTHING"
     else:
         conflict = ""
-    # created_at defaults to the transaction's start time and is never updated, so it tells
-    # inserted rows from updated ones (RETURNING xmax is refused on partitioned tables).
+    # created_at is set to this transaction's start time on insert and never updated, so it
+    # tells inserted rows from updated ones. Both sides of the comparison are evaluated in
+    # this session: on Citus the RETURNING list and a column default run on the workers,
+    # whose transactions started at other times (and RETURNING xmax is refused on
+    # partitioned tables and meaningless on distributed ones).
     return (
-        f"WITH merged AS (INSERT INTO {target} AS t ({', '.join(names)}) "
-        f"SELECT {select} FROM {quote_ident(_stage_name(spec))} ORDER BY {key}{conflict} "
-        "RETURNING (t.created_at = LOCALTIMESTAMP) AS inserted) "
-        "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged"
+        f"WITH merged AS (INSERT INTO {target} AS t ({', '.join(names)}, created_at) "
+        f"SELECT {select}, LOCALTIMESTAMP FROM {quote_ident(_stage_name(spec))} ORDER BY {key}{conflict} "
+        "RETURNING t.created_at) "
+        "SELECT count(*) FILTER (WHERE created_at = LOCALTIMESTAMP), "
+        "count(*) FILTER (WHERE created_at IS DISTINCT FROM LOCALTIMESTAMP) FROM merged"
     )
 
 
