@@ -324,7 +324,7 @@ def cleanup_old_data(
     db: Database,
     days_to_keep: int = 30,
     *,
-    tables: Iterable[str] | None = None,
+    tables: str | Iterable[str] | None = None,
     dry_run: bool = False,
 ) -> CleanupReport:
     """Remove rows older than the retention period, whole partitions first.

@@ -22,6 +22,7 @@ from typing import TypeVar
 from ._pool import Connection, ConnectionPool, LookupConnection, LookupPool, resolve_server
 from ._schema import PartitionCache, qualified_table
 from .config import Settings
+from .errors import PoolClosedError
 from .tables import TableKey, table_spec
 
 __all__ = ["Database"]
@@ -41,6 +42,7 @@ class Database:
         self._pool: ConnectionPool | None = None
         self._lookup_pool: LookupPool | None = None
         self._lock = threading.Lock()
+        self._closed = False
         self.replicas = None  # set up lazily by regime_io._replicas when configured
         # The schema's recorded storage zone and per-table time kinds (regime_io._timezones).
         self.time_kinds: dict[str, str] | None = None
@@ -76,6 +78,8 @@ class Database:
         thread to get here (the others wait and reuse it)."""
         resolved = self.resolved
         with self._lock:
+            if self._closed:
+                raise PoolClosedError(f"this Database ({self.settings.describe()}) was closed; create a new one")
             if getattr(self, attribute) is None:
                 setattr(self, attribute, make(resolved))
             return getattr(self, attribute)  # type: ignore[no-any-return]
@@ -120,7 +124,12 @@ class Database:
         return self.settings.redact(text)
 
     def close(self) -> None:
-        """Release every connection (primary and replicas). The embedded server keeps running."""
+        """Release every connection (primary and replicas). The embedded server keeps running.
+
+        Later calls raise :class:`~regime_io.errors.PoolClosedError`.
+        """
+        with self._lock:
+            self._closed = True
         if self._pool is not None:
             self._pool.close()
             self._pool = None

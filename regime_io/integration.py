@@ -560,8 +560,10 @@ class PostgreSQLIntegration(Generic[F]):
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
                    return_type: ReturnType | None = None) -> Any:
-        """The latest row of each series of ``market_data``, ``market_regimes`` or
-        ``market_regimes_1min`` (any table name or alias :meth:`save` accepts).
+        """The latest row of each series of a bar or regime table.
+
+        ``table``: ``market_data``, ``market_regimes`` or ``market_regimes_1min`` (any
+        name or alias :meth:`save` accepts, e.g. ``"bars"``).
 
         A series is a symbol, or a (symbol, timeframe) pair in the tables that have a
         timeframe, unless ``timeframe`` picks one. ``symbol``/``symbols`` limit it to
@@ -666,7 +668,9 @@ class PostgreSQLIntegration(Generic[F]):
                                        end_date: DateLike | None = None, *, table: RegimeTable = "1min",
                                        timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
                                        return_type: ReturnType | None = None) -> Any:
-        """Per regime: ``count`` of rows, ``share`` of rows, ``seconds`` and the
+        """How a symbol's time divides among regimes, computed in SQL.
+
+        Per regime: ``count`` of rows, ``share`` of rows, ``seconds`` and the
         time-weighted ``time_share``, ordered by count (descending), then regime.
 
         Each row weighs the time until the next row of its series; a gap longer than
@@ -704,8 +708,10 @@ class PostgreSQLIntegration(Generic[F]):
     def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
                                end_date: DateLike | None = None, *, table: RegimeTable = "1min",
                                timeframe: str | None = None, return_type: ReturnType | None = None) -> Any:
-        """The regime transition matrix as rows (``from_regime``, ``to_regime``, ``count``,
-        ``probability``) with the ``mean_run_length`` of ``from_regime``.
+        """The regime transition matrix, as rows.
+
+        Columns ``from_regime``, ``to_regime``, ``count``, ``probability`` and the
+        ``mean_run_length`` of ``from_regime``.
 
         Example:
             >>> pg.get_regime_transitions("NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP

@@ -247,7 +247,15 @@ CASES = [
     # timestamps and dates
     Case("unparsable-timestamp", "market_data",
          lambda: put(md(), "timestamp", ["2024-01-02 09:15", "yesterday", "2024-01-02 09:17", "2024-01-02 09:18"]),
-         "timestamp", 1, "cannot parse"),
+         "timestamp", 1, "not ISO 8601"),
+    # A day-first/month-first string is refused, never guessed: "04/03/2024" once stored 4 March.
+    Case("day-first-timestamp", "market_data",
+         lambda: put(md(), "timestamp", ["2024-01-02 09:15", "04/03/2024 09:15", "2024-01-02 09:17",
+                                         "2024-01-02 09:18"]),
+         "timestamp", 1, "date_format="),
+    Case("month-first-expiry", "options_data",
+         lambda: put(od(), "expiry_date", ["2024-01-25", "2024-01-25", "01/02/2024", "2024-01-25"]),
+         "expiry_date", 2, "not ISO 8601"),
     Case("mixed-zone-strings", "market_data",
          lambda: put(md(), "timestamp", ["2024-01-02 09:15", "2024-01-02T09:16+05:30", "2024-01-02 09:17",
                                          "2024-01-02 09:18"]),
@@ -258,7 +266,7 @@ CASES = [
          lambda: put(od(), "expiry_date", [dt.datetime(2024, 1, 25)] * 3 + [dt.datetime(2024, 1, 25, 15, 30)]),
          "expiry_date", 3, "time of day"),
     Case("unparsable-start-date", "optimization_results", lambda: opt_at(0, start_date="01/02/2024 9am"),
-         "start_date", 0, "cannot parse"),
+         "start_date", 0, "not ISO 8601"),
     # duplicate keys in one batch
     Case("duplicate-keys", "market_data",
          lambda: at(md(), "timestamp", 3, T0 + dt.timedelta(minutes=2)), "symbol", 2, "duplicate natural key"),
