@@ -1,0 +1,153 @@
+"""The demo: a month of realistic generated history stored, then read back and charted.
+
+What ``regime-io demo`` runs (the CLI only prints the :class:`DemoResult`). It loads
+:mod:`regime_io.synthetic` data for four symbols into the five tables, then reads the
+latest regimes, a regime distribution and the best optimisation runs, and draws the
+last week of the first symbol's price on a background coloured by regime.
+
+Which schema: :func:`demo_schema`. On the embedded server (nothing configured) the
+demo writes to the configured schema, so ``regime-io latest`` and every other command
+of the README find its rows without options. On a server you configured it writes to
+its own schema, ``regime_io_demo``, so it never overwrites real January 2024 NIFTY bars;
+pass that schema (``--schema regime_io_demo``) to read it.
+
+Example:
+    >>> from regime_io import PostgreSQLIntegration
+    >>> from regime_io.demo import run_demo
+    >>> with PostgreSQLIntegration() as pg:                     # doctest: +SKIP
+    ...     result = run_demo(pg, chart="demo.png")
+    >>> result.rows["market_data"]                              # doctest: +SKIP
+    33000
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from .config import Settings
+    from .integration import PostgreSQLIntegration
+
+__all__ = ["DEMO_DAYS", "DEMO_SCHEMA", "DEMO_SYMBOLS", "DemoResult", "demo_schema", "run_demo"]
+
+DEMO_SCHEMA = "regime_io_demo"
+DEMO_SYMBOLS: tuple[str, ...] = ("NIFTY", "BANKNIFTY", "RELIANCE", "INFY")
+DEMO_DAYS = 22  # about a month of NSE sessions: 1 January to 1 February 2024
+DEMO_CHART = "regime_io_demo.png"
+MAX_DAYS = 260
+
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(table, rows_done, rows_total)``, called while each table is written."""
+
+
+def demo_schema(settings: Settings) -> str:
+    """The schema the demo writes to with ``settings``: the configured one on the embedded
+    server, else :data:`DEMO_SCHEMA` (never the tables of a server you configured).
+
+    >>> from regime_io import load_settings
+    >>> demo_schema(load_settings(env={}))
+    'public'
+    >>> demo_schema(load_settings(config={"database": {"host": "db.example"}}, env={}))
+    'regime_io_demo'
+    """
+    return settings.schema if settings.embedded else DEMO_SCHEMA
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` stored and read back."""
+
+    schema: str
+    schema_version: int
+    symbols: tuple[str, ...]
+    days: int
+    first_day: dt.date
+    last_day: dt.date
+    rows: dict[str, int]
+    latest: pl.DataFrame
+    distribution: pl.DataFrame
+    best_runs: pl.DataFrame
+    chart: Path | None = None
+    chart_skipped: str | None = None  # why no chart was drawn (matplotlib missing)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+
+def run_demo(pg: PostgreSQLIntegration[Any], *, days: int = DEMO_DAYS, symbols: Sequence[str] = DEMO_SYMBOLS,
+             chart: str | Path | None = DEMO_CHART, progress: Progress | None = None) -> DemoResult:
+    """Create the tables in ``pg``'s schema, store the demo data and read it back.
+
+    Re-running is safe: rows are upserted, nothing is duplicated.
+
+    Parameters:
+        pg: where to write (its configured schema; see :func:`demo_schema` for the CLI's choice).
+        days: NSE sessions of 1-minute history from 1 January 2024 (1 to 260).
+        symbols: symbols to generate; the first one also gets an option chain and the chart.
+        chart: where to write the PNG chart (None: no chart).
+        progress: called with ``(table, rows_done, rows_total)`` while each table is written.
+
+    Raises:
+        UsageError: ``days`` out of range or no symbols.
+    """
+    from . import synthetic
+
+    if not 1 <= days <= MAX_DAYS:
+        raise UsageError(f"days must be between 1 and {MAX_DAYS}, got {days!r}", value=days)
+    names = tuple(symbols)
+    if not names:
+        raise UsageError("the demo needs at least one symbol")
+    started = time.perf_counter()
+    version = pg.initialize_database()
+    data: dict[str, Any] = {
+        "market_data": synthetic.market_bars(names, days=days),
+        "market_regimes_1min": synthetic.minute_regimes(names, days=days),
+        "market_regimes": synthetic.regimes(names, days=days),
+        "options_data": synthetic.options_chain(names[0], days=days),
+        "optimization_results": synthetic.optimization_results(names),
+    }
+    rows: dict[str, int] = {}
+    for table, frame in data.items():
+        def report(done: int, total: int | None, table: str = table) -> None:
+            if progress is not None:
+                progress(table, done, total)
+
+        pg.save(table, frame, progress=report)
+        rows[table] = len(frame)
+        report(len(frame), len(frame))
+    sessions = synthetic.session_days(days)
+    first, last = sessions[0], sessions[-1]
+    latest = pg.get_latest_1min_market_regime(symbols=list(names), return_type="polars")
+    distribution = pg.get_market_regime_distribution(names[0], first, last, return_type="polars")
+    best = pg.get_optimization_results(names[0], top=3, return_type="polars")
+    result = DemoResult(schema=pg.settings.schema, schema_version=version, symbols=names, days=days,
+                        first_day=first, last_day=last, rows=rows, latest=latest, distribution=distribution,
+                        best_runs=best)
+    if chart is not None:
+        week = sessions[-5:]
+        bars = pg.get_market_data(names[0], week[0], week[-1], timeframe="1m", return_type="polars")
+        regimes = pg.get_1min_market_regimes(names[0], week[0], week[-1], return_type="polars")
+        try:
+            from .plots import plot_price_with_regimes
+
+            plot_price_with_regimes(bars, regimes, path=chart,
+                                    title=f"{names[0]} close, coloured by 1-minute regime "
+                                          f"({week[0]:%d %b} to {week[-1]:%d %b %Y})")
+        except ImportError as err:
+            result.chart_skipped = str(err)
+        else:
+            result.chart = Path(chart)
+    result.seconds = time.perf_counter() - started
+    return result

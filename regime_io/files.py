@@ -1,0 +1,328 @@
+"""Files in and out of the tables: Parquet, CSV and Arrow IPC, streamed.
+
+The library work behind ``regime-io ingest`` and ``regime-io export`` (as sqlite-utils'
+``rows_from_file`` and ``Format`` are behind its ``insert`` command):
+
+- :func:`detect_format`: the :data:`Format` of a path, from its suffix or an explicit choice;
+- :func:`read_file`: a file as a stream of Arrow record batches typed for a table
+  (CSV columns parsed with the table's types), with the row count when the file knows it;
+- :func:`write_file`: a table or a stream of batches written atomically (the file appears
+  whole or not at all);
+- :func:`export_table`: a table's rows for a symbol and a range, read through
+  :class:`~regime_io.integration.PostgreSQLIntegration` and written with :func:`write_file`.
+
+Example:
+    >>> from regime_io import files
+    >>> files.detect_format("bars.parquet")
+    'parquet'
+    >>> files.detect_format("bars.txt", format="csv")
+    'csv'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from .errors import UsageError
+from .tables import table_spec
+from .types import DateLike
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from .integration import PostgreSQLIntegration
+
+__all__ = ["FORMATS", "ExportResult", "FileBatches", "Format", "detect_format", "export_table",
+           "read_file", "write_file"]
+
+Format = Literal["parquet", "csv", "ipc"]
+"""File formats: Parquet, CSV, Arrow IPC (Feather v2 files and IPC streams)."""
+
+FORMATS: dict[str, Format] = {
+    ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv",
+    ".arrow": "ipc", ".ipc": "ipc", ".feather": "ipc", ".arrows": "ipc",
+}
+"""File suffix -> :data:`Format`."""
+
+DEFAULT_BATCH_ROWS = 250_000
+
+PathLike = str | os.PathLike[str]
+
+
+def detect_format(path: PathLike, *, format: str | None = None) -> Format:
+    """The format of ``path``: ``format`` when given, else from the file's suffix.
+
+    Raises:
+        UsageError: ``format`` is not one of :data:`Format`, or the suffix is unknown.
+
+    >>> detect_format("prices.feather")
+    'ipc'
+    """
+    allowed: tuple[Format, ...] = get_args(Format)
+    if format is not None:
+        for name in allowed:
+            if format.lower() == name:
+                return name
+        raise UsageError(f"format {format!r} is not supported; allowed: {', '.join(allowed)}", value=format)
+    found = FORMATS.get(Path(path).suffix.lower())
+    if found is None:
+        raise UsageError(f"cannot tell the format of {str(path)!r} from its suffix; use one of "
+                         f"{', '.join(FORMATS)} or pass format= (--format on the command line)", value=str(path))
+    return found
+
+
+def csv_column_types(table: str, *, dates_as_text: bool = False) -> dict[str, pa.DataType]:
+    """The Arrow types a CSV's columns are parsed with for ``table``.
+
+    Decimals are parsed as float64: the writer rounds them to the column's scale with its
+    own checks. Timestamps and dates are parsed as ISO 8601 unless ``dates_as_text``
+    (then the writer parses them, with its ``date_format=``). Columns the table does not
+    have are left to Arrow's inference.
+
+    >>> csv_column_types("market_data")["volume"]
+    DataType(int64)
+    """
+    import pyarrow as pa
+
+    types: dict[str, pa.DataType] = {}
+    for column in table_spec(table).columns:
+        if column.kind == "decimal":
+            types[column.name] = pa.float64()
+        elif dates_as_text and column.kind in ("timestamp", "date"):
+            types[column.name] = pa.string()
+        else:
+            types[column.name] = column.arrow_type
+    return types
+
+
+@dataclass
+class FileBatches(Iterator["pa.RecordBatch"]):
+    """A file read as a stream of record batches.
+
+    An iterator (pass it to ``PostgreSQLIntegration.save`` as is): the file is read as the
+    batches are consumed, with bounded memory, once. ``rows`` is the file's row count
+    when its format records it (Parquet), else None.
+    """
+
+    path: Path
+    format: Format
+    batches: Iterator[pa.RecordBatch]
+    rows: int | None = None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        return next(self.batches)
+
+
+def read_file(path: PathLike, table: str, *, format: str | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
+              date_format: str | None = None) -> FileBatches:
+    """Open ``path`` as a stream of record batches for ``table``.
+
+    Parameters:
+        path: a Parquet, CSV or Arrow IPC file (see :data:`FORMATS`).
+        table: the table the rows are for (a key, the seed's name or an alias): a CSV's
+            columns are parsed with its types (:func:`csv_column_types`).
+        format: one of :data:`Format`; default from the suffix.
+        batch_rows: rows per batch (Parquet; CSV and IPC batches follow the file's blocks).
+        date_format: the layout of a CSV's timestamps and dates when they are not ISO 8601
+            (``"%d/%m/%Y %H:%M"``): they are then read as text, for the writer to parse
+            with the same ``date_format=``.
+
+    Returns:
+        A :class:`FileBatches`: iterate it, pass it to ``PostgreSQLIntegration.save``.
+
+    Raises:
+        UsageError: unknown format or table, ``batch_rows`` < 1.
+        OSError: the file cannot be opened. A file Arrow cannot parse raises Arrow's
+            own error (``pyarrow.ArrowInvalid``) when the bad part is reached.
+
+    Example:
+        >>> batches = read_file("bars.parquet", "market_data")        # doctest: +SKIP
+        >>> pg.save("market_data", batches)                            # doctest: +SKIP
+    """
+    import pyarrow as pa
+
+    fmt = detect_format(path, format=format)
+    key = table_spec(table).key
+    if batch_rows < 1:
+        raise UsageError(f"batch_rows must be at least 1, got {batch_rows!r}", value=batch_rows)
+    where = Path(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(where)
+        return FileBatches(where, fmt, parquet.iter_batches(batch_size=batch_rows), parquet.metadata.num_rows)
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        types = csv_column_types(key, dates_as_text=date_format is not None)
+        reader = pacsv.open_csv(where, read_options=pacsv.ReadOptions(block_size=16 << 20),
+                                convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True))
+        return FileBatches(where, fmt, iter(reader))
+    try:
+        file_reader = pa.ipc.open_file(pa.memory_map(str(where)))
+    except pa.ArrowInvalid:
+        # Not an IPC file: an IPC stream (.arrows) has no footer.
+        return FileBatches(where, fmt, iter(pa.ipc.open_stream(pa.memory_map(str(where)))))
+    batches = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
+    return FileBatches(where, fmt, batches)
+
+
+def write_file(data: pa.Table | Iterable[pa.RecordBatch], path: PathLike, *, format: str | None = None,
+               schema: pa.Schema | None = None) -> int:
+    """Write a table or a stream of batches to ``path`` atomically; return the rows written.
+
+    The rows go to ``<path>.part`` first, renamed over ``path`` once complete: a reader
+    never sees half a file, and a failure leaves any previous ``path`` untouched.
+
+    Parameters:
+        data: an Arrow table, or record batches (consumed once, bounded memory).
+        path: the file to write.
+        format: one of :data:`Format`; default from the suffix.
+        schema: the schema of an empty stream (default: the first batch's).
+
+    >>> import pyarrow as pa, tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.csv"
+    >>> write_file(pa.table({"a": [1, 2]}), out)
+    2
+    >>> out.read_text()
+    '"a"\\n1\\n2\\n'
+    """
+    import pyarrow as pa
+
+    fmt = detect_format(path, format=format)
+    target = Path(path)
+    if isinstance(data, pa.Table):
+        batches: Iterator[pa.RecordBatch] = iter(data.to_batches())
+        schema = data.schema
+    else:
+        batches = iter(data)
+    first = next(batches, None)
+    if first is not None:
+        schema = schema or first.schema
+    elif schema is None:
+        schema = pa.schema([])
+    tmp = target.with_name(target.name + ".part")
+    writer: Any
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        writer = pacsv.CSVWriter(tmp, schema)
+    else:
+        writer = pa.ipc.new_file(tmp, schema)
+    rows = 0
+    try:
+        for batch in ([first] if first is not None else []):
+            writer.write_batch(batch)
+            rows += batch.num_rows
+        for batch in batches:
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    writer.close()
+    os.replace(tmp, target)
+    return rows
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_table` wrote: ``rows`` rows of ``table`` to ``path``."""
+
+    table: str
+    path: Path
+    rows: int
+
+    def __str__(self) -> str:
+        return f"{_rows(self.rows)} of {self.table} written to {self.path}"
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" if n == 1 else f"{n:,} rows"
+
+
+def export_table(pg: PostgreSQLIntegration[Any], table: str, path: PathLike, *, symbol: str | None = None,
+                 start: DateLike | None = None, end: DateLike | None = None, timeframe: str | None = None,
+                 format: str | None = None, allow_empty: bool = False) -> ExportResult:
+    """Write ``table``'s rows for ``symbol`` in ``[start, end]`` to ``path`` (atomically).
+
+    Bars and option bars are streamed (bounded memory); regimes and optimisation results
+    are read whole. ``optimization_results`` needs no range (``symbol`` None: every symbol),
+    and its ``parameters`` are written as JSON text.
+
+    Parameters:
+        pg: where to read from.
+        table: a table key, the seed's name or an alias (``bars``, ``1min``, ``regimes``).
+        path: the file to write; its format from the suffix or ``format``.
+        symbol, start, end: the rows to export (inclusive; a date as ``end`` means the whole day).
+        timeframe: only this timeframe (``market_data``, ``market_regimes``, ``optimization_results``).
+        allow_empty: write an empty file instead of refusing when nothing matches.
+
+    Raises:
+        UsageError: a missing ``symbol``/``start``/``end``; nothing matched (the file is not
+            written unless ``allow_empty``).
+
+    Example:
+        >>> export_table(pg, "bars", "nifty.parquet", symbol="NIFTY",
+        ...              start="2024-01-02", end="2024-01-31")          # doctest: +SKIP
+        ExportResult(table='market_data', path=PosixPath('nifty.parquet'), rows=7875)
+    """
+    spec = table_spec(table)
+    key = spec.key
+    detect_format(path, format=format)  # refuse a bad name before reading anything
+    data: Any
+    schema: pa.Schema | None = None
+    if key == "optimization_results":
+        data = pg.get_optimization_results(symbol, timeframe=timeframe, parameters="json", return_type="arrow")
+    else:
+        if symbol is None or start is None or end is None:
+            missing = [name for name, value in (("symbol", symbol), ("start", start), ("end", end)) if value is None]
+            raise UsageError(f"export of {key} needs {', '.join(missing)}", table=key)
+        if key == "market_data":
+            data = pg.iter_market_data(symbol, start, end, timeframe=timeframe)
+            schema = spec.read_schema()
+        elif key == "options_data":
+            data = pg.iter_options_data(symbol, start, end)
+            schema = spec.read_schema()
+        elif key == "market_regimes":
+            data = pg.get_market_regimes(symbol, start, end, timeframe=timeframe, return_type="arrow")
+        else:
+            data = pg.get_1min_market_regimes(symbol, start, end, return_type="arrow")
+    if not allow_empty:
+        data, empty = _peek_empty(data)
+        if empty:
+            what = f"{key} for {symbol!r}" if symbol is not None else key
+            if start is not None:
+                what += f" from {start} to {end}"
+            raise UsageError(f"no rows of {what}; nothing written to {str(path)!r}", table=key)
+    rows = write_file(data, path, format=format, schema=schema)
+    return ExportResult(key, Path(path), rows)
+
+
+def _peek_empty(data: Any) -> tuple[Any, bool]:
+    """(data, True) when ``data`` (a table or a batch stream) has no rows."""
+    import itertools
+
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        return data, data.num_rows == 0
+    stream = iter(data)
+    for batch in stream:
+        if batch.num_rows:
+            return itertools.chain([batch], stream), False
+    return iter(()), True
+
