@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from . import _chunks as chunks
 from ._frames import constant
-from ._readsql import Query, TimeRange, read_adbc, read_lookup
+from ._readsql import Query, TimeRange, read_lookup
 from ._schema import chunk_table
 from ._sql import quote_ident
 from .errors import ReadError
@@ -33,7 +33,7 @@ from .tables import TableSpec
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["read_both", "sealed_rows"]
+__all__ = ["read_both", "sealed_rows", "sealed_versions"]
 
 _MAX_TRIES = 4
 
@@ -59,7 +59,7 @@ def _conditions(q: Query, spec: TableSpec, symbols: list[str], rng: TimeRange,
     return conds
 
 
-def _versions(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
+def sealed_versions(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
               extra: Sequence[tuple[str, Any]]) -> tuple[tuple[Any, ...], ...]:
     q = Query()
     key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
@@ -78,7 +78,8 @@ def sealed_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
     sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.payload "
            f"FROM {chunk_table(spec, db.settings)} t WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} "
            f"ORDER BY {key}, t.period_start")
-    found = read_adbc(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
+    # The lookup pool: one round trip (prepared), which matters for small reads.
+    found = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
     n = len(spec.chunk_by)
     meta = found.drop_columns(["payload"]).to_pylist()
     versions = tuple(tuple(list(r.values())[: n + 2]) for r in meta)
@@ -188,7 +189,7 @@ def read_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
             # The merge sorts by the order columns: read them even when not asked for.
             wider = [*names, *(c for c in order if c not in names and c in spec.column_names)]
             rows = read_rows(wider)
-        after = _versions(db, spec, symbols, rng, extra)
+        after = sealed_versions(db, spec, symbols, rng, extra)
         if before == after:
             if sealed.num_rows == 0:
                 return rows

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ._chunkread import read_both, sealed_versions
+from ._chunks import next_period, period_of
 from ._decode import (
     DISTRIBUTION_SCHEMA,
     TRANSITIONS_SCHEMA,
@@ -59,9 +61,17 @@ from ._readsql import (
     text_arg,
 )
 from ._sql import quote_ident
-from ._sqltext import BUCKET_ORIGIN, latest_query, range_query, select_list, symbol_condition, where_conditions
+from ._sqltext import (
+    BUCKET_ORIGIN,
+    latest_query,
+    range_order,
+    range_query,
+    select_list,
+    symbol_condition,
+    where_conditions,
+)
 from ._timezones import check_time_kind
-from .errors import UsageError
+from .errors import ReadError, UsageError
 from .tables import TABLES, TableKey, TableSpec, regime_spec, table_spec
 from .types import DateLike, RegimeTable, ReturnType
 
@@ -504,9 +514,20 @@ def _canonical(spec: TableSpec, name: str, value: Any) -> str:
 
 def _read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
                 exact: bool, extra: Sequence[tuple[str, Any]], what: str) -> pa.Table:
+    """Rows of both tiers: the row tier's answer merged with the sealed chunks' (``_chunkread``)."""
     schema = reader_schema(spec, names, exact=exact)
     if not symbols or any(value == [] for _, value in extra):
         return schema.empty_table()
+
+    def rows(columns: list[str]) -> pa.Table:
+        return _read_rows(db, spec, symbols, rng, names=columns, exact=exact, extra=extra, what=what)
+
+    return read_both(db, spec, symbols, rng, extra, names, exact, range_order(spec), rows)
+
+
+def _read_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
+               exact: bool, extra: Sequence[tuple[str, Any]], what: str) -> pa.Table:
+    schema = reader_schema(spec, names, exact=exact)
     # A single-symbol read leaves the constant symbol out of the query (~10% faster on
     # 1M rows here) and fills it in on the client.
     drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
@@ -618,14 +639,60 @@ def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRa
     if not symbols:
         return iter(())
     q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=False)
+    sealed_before = sealed_versions(db, spec, symbols, rng, extra) if spec.sealable else ()
+    if sealed_before:
+        return _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows, what=what)
 
     def batches() -> Iterator[pa.RecordBatch]:
         for batch in stream_cx(db, q, sql, batch_rows=batch_rows, what=what, table=spec.key):
             if batch.num_rows:
                 table = decimal_text_to_float(pa.Table.from_batches([batch]), spec)
                 yield conform(table, schema).combine_chunks().to_batches()[0]
+        if spec.sealable and sealed_versions(db, spec, symbols, rng, extra) != sealed_before:
+            raise ReadError(f"{what}: part of the range was sealed while it streamed; the batches may miss rows, "
+                            "run the stream again", table=spec.key)
 
     return batches()
+
+
+def _stream_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,
+                 extra: Sequence[tuple[str, Any]], batch_rows: int, what: str) -> Iterator[pa.RecordBatch]:
+    """A stream over both tiers: one symbol at a time (one month at a time when the row
+    order is time-major within a symbol), each piece read like a range read."""
+    names = list(spec.column_names)
+    order = range_order(spec)
+    time_major = order[1] == spec.time_column or any(n == "timeframe" for n, _ in extra)
+    pieces: list[tuple[str, TimeRange]] = []
+    for symbol in _sorted_symbols(db, symbols):
+        if not time_major:
+            pieces.append((symbol, rng))
+            continue
+        start = rng.start
+        while start < rng.end or (start == rng.end and not rng.end_exclusive):
+            month_end = dt.datetime.combine(next_period(period_of(start)), dt.time())
+            if month_end < rng.end or (month_end == rng.end and rng.end_exclusive):
+                pieces.append((symbol, TimeRange(start, month_end, end_exclusive=True)))
+            else:
+                pieces.append((symbol, TimeRange(start, rng.end, end_exclusive=rng.end_exclusive)))
+                break
+            start = month_end
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for symbol, piece in pieces:
+            table = _read_range(db, spec, [symbol], piece, names=names, exact=exact, extra=extra, what=what)
+            yield from (b for b in table.combine_chunks().to_batches(max_chunksize=batch_rows) if b.num_rows)
+
+    return batches()
+
+
+def _sorted_symbols(db: Database, symbols: list[str]) -> list[str]:
+    """``symbols`` in the server's collation order (the order range reads return them in)."""
+    if len(symbols) < 2:
+        return symbols
+    q = Query()
+    table = read_lookup(db, q, f"SELECT v FROM unnest({q.param(symbols)}::text[]) AS u(v) ORDER BY v",
+                        what="collation order")
+    return [str(v) for v in table.column("v").to_pylist()]
 
 
 def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_date: DateLike | None, *,
