@@ -23,14 +23,15 @@ import functools
 import logging
 import math
 import os
-import time
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, get_args
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -44,13 +45,17 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
+from ._embedded import StopMode
 from ._sql import identifier_problem
 from .config import Settings, load_settings, settings_replace
-from .errors import ConfigError, RegimeIOError
+from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema
+from .errors import ConfigError, RegimeIOError, UsageError
+from .files import Format
+from .tables import TABLE_ALIASES, TABLES, table_spec
+from .types import ExtraColumns, OnConflict, OnDuplicate, RegimeTable
 
 if TYPE_CHECKING:
     import polars as pl
-    import pyarrow as pa
 
     from .integration import PostgreSQLIntegration
 
@@ -61,15 +66,19 @@ log = logging.getLogger(__name__)
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-DEMO_SCHEMA = "regime_io_demo"
-DEMO_SYMBOLS = ("NIFTY", "BANKNIFTY", "RELIANCE", "INFY")
-DEMO_DAYS = 22  # a month of weekday sessions
-DEMO_CHART = "regime_io_demo.png"
+# Every table name and alias the library accepts (table_spec), for help texts.
+TABLE_NAMES = ", ".join([*TABLES, *(f"{alias} ({key})" for alias, key in TABLE_ALIASES.items())])
 
-INGEST_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arrow": "ipc", ".ipc": "ipc",
-                  ".feather": "ipc", ".arrows": "ipc"}
-EXPORT_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".arrow": "ipc", ".ipc": "ipc",
-                  ".feather": "ipc"}
+
+def _choices(literal: Any) -> str:
+    """``a, b or c`` from a Literal alias of the library."""
+    values = [str(v) for v in get_args(literal)]
+    return ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    """``1 row``, ``2 rows``, ``1,250 rows``."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {plural or word + 's'}"
 
 app = typer.Typer(
     name="regime-io",
@@ -107,7 +116,7 @@ class _State:
             settings = settings_replace(settings, schema=_check_schema(schema))
         return settings
 
-    def integration(self, *, default_schema: str | None = None) -> PostgreSQLIntegration:
+    def integration(self, *, default_schema: str | None = None) -> PostgreSQLIntegration[pl.DataFrame]:
         from .integration import PostgreSQLIntegration
 
         return PostgreSQLIntegration(settings=self.settings(default_schema=default_schema))
@@ -175,6 +184,11 @@ def _options(
     _setup_output(verbose)
 
 
+class _CliLogHandler(RichHandler):
+    """The CLI's handler: a class of its own, so a second invocation in one process
+    (tests, notebooks) replaces it instead of adding another."""
+
+
 def _setup_output(verbose: int) -> None:
     """Library log records (retries, warnings; more with -v) go to stderr through rich.
     Output that is not a terminal (a pipe, a file, a test) gets wide lines instead of
@@ -182,14 +196,10 @@ def _setup_output(verbose: int) -> None:
     for c in (console, err_console):
         if not c.is_terminal and "COLUMNS" not in os.environ:
             c.width = 160
-    from rich.logging import RichHandler
-
     package = logging.getLogger("regime_io")
-    package.handlers = [h for h in package.handlers if not getattr(h, "_regime_io_cli", False)]
-    handler = RichHandler(console=err_console, show_path=False, show_time=verbose > 0, markup=False,
-                          rich_tracebacks=False)
-    handler._regime_io_cli = True  # type: ignore[attr-defined]
-    package.addHandler(handler)
+    package.handlers = [h for h in package.handlers if not isinstance(h, _CliLogHandler)]
+    package.addHandler(_CliLogHandler(console=err_console, show_path=False, show_time=verbose > 0, markup=False,
+                                      rich_tracebacks=False))
     package.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 
 
@@ -205,8 +215,22 @@ def _fail(message: str, state: _State | None = None) -> typer.Exit:
         message = state._settings.redact(message)
     elif state is not None and state.dsn:
         message = message.replace(state.dsn, "***")  # never echo a DSN that failed to load
+    message = _OPTION_HINT.sub(_as_option, message)
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
     return typer.Exit(1)
+
+
+# Library messages suggest keyword arguments (``pass extra_columns='ignore'``); on the
+# command line the same advice is an option (``--extra-columns ignore``), and each exists.
+_OPTION_HINT = re.compile(r"\b(extra_columns|on_duplicate|on_conflict|date_format|strict)=('([^']*)'|True\b)?")
+
+
+def _as_option(match: re.Match[str]) -> str:
+    option = "--" + match.group(1).replace("_", "-")
+    if match.group(3) is not None:
+        value = match.group(3)
+        return f"{option} {value!r}" if " " in value or "%" in value else f"{option} {value}"
+    return option
 
 
 def _clean_errors(func: F) -> F:
@@ -233,7 +257,7 @@ def _clean_errors(func: F) -> F:
         except KeyboardInterrupt:
             raise _fail("interrupted", state) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def _text(value: Any, decimals: int | None = None) -> str:
@@ -327,20 +351,20 @@ def demo(
     ctx: typer.Context,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the PNG chart.",
                                          dir_okay=False)] = Path(DEMO_CHART),
-    days: Annotated[int, typer.Option(help="Weekday sessions of 1-minute history to generate.",
-                                      min=1, max=260)] = DEMO_DAYS,
+    days: Annotated[int, typer.Option(help="NSE sessions of 1-minute history to generate, from 1 January 2024.",
+                                      min=1, max=MAX_DAYS)] = DEMO_DAYS,
 ) -> None:
     """Load a month of realistic generated history, then show latest regimes, a distribution and a chart.
 
-    Runs on the embedded server when nothing is configured, in its own schema
-    (regime_io_demo, or --schema), so it never touches your data. Re-running it is safe:
-    rows are upserted, nothing is duplicated.
+    With nothing configured it runs on the embedded server, in the configured schema, so
+    every other command finds its rows. On a server you configured it writes to its own
+    schema (regime_io_demo, or --schema) and never touches your tables. Re-running it is
+    safe: rows are upserted, nothing is duplicated.
     """
-    from . import synthetic
+    from .demo import run_demo
 
-    started = time.perf_counter()
     state = _state(ctx)
-    pg = state.integration(default_schema=DEMO_SCHEMA)
+    pg = state.integration(default_schema=demo_schema(state.settings()))
     settings = pg.settings
     with pg:
         if settings.embedded:
@@ -349,57 +373,36 @@ def demo(
             console.print(f"[green]✓[/green] embedded PostgreSQL server on {resolved.host} port {resolved.port}")
         else:
             console.print(f"[green]✓[/green] server {settings.describe()}")
-        version = pg.initialize_database()
-        console.print(f"[green]✓[/green] schema {settings.schema!r} ready (schema version {version})")
-
-        symbols = list(DEMO_SYMBOLS)
-        with console.status("generating a month of 1-minute history..."):
-            bars_frame = synthetic.market_bars(symbols, days=days)
-            data: dict[str, Any] = {
-                "market_data": bars_frame,
-                "market_regimes_1min": synthetic.minute_regimes(symbols, days=days),
-                "market_regimes": synthetic.regimes(symbols, days=days),
-                "options_data": synthetic.options_chain(symbols[0], days=days),
-                "optimization_results": synthetic.optimization_results(symbols),
-            }
-        total_rows = sum(len(frame) for frame in data.values())
         with _progress() as progress:
-            for table, frame in data.items():
-                task = progress.add_task(table, total=len(frame))
-                pg.save(table, frame, progress=_rows_callback(progress, task))
-                progress.update(task, completed=len(frame))
-        console.print(f"[green]✓[/green] {total_rows:,} rows stored: {len(symbols)} symbols x {days} sessions of "
-                      "1-minute bars and regimes, 15-minute regimes, an option chain with greeks, "
-                      "optimisation results")
+            tasks: dict[str, Any] = {}
 
-        latest = pg.get_latest_1min_market_regime(symbols=symbols)
-        _print_frame(latest, title="latest 1-minute regimes",
-                     columns=["symbol", "timestamp", "regime", "confidence", "greek_sentiment"])
-        session_days = sorted({t.date() for t in bars_frame["timestamp"].to_list()})
-        start, end = session_days[0].isoformat(), session_days[-1].isoformat()
-        distribution = pg.get_market_regime_distribution(symbols[0], start, end)
-        _print_frame(distribution, title=f"{symbols[0]} regime distribution {start} to {end}",
-                     columns=["regime", "count", "share", "time_share"], percent=("share", "time_share"))
-        best = pg.get_optimization_results(symbols[0], top=3)
-        _print_frame(best, title=f"{symbols[0]} best optimisation runs",
-                     columns=["algorithm", "fitness_value", "parameters", "timeframe"])
+            def show(table: str, done: int, total: int | None) -> None:
+                if table not in tasks:
+                    tasks[table] = progress.add_task(table, total=total)
+                progress.update(tasks[table], completed=done, total=total)
 
-        chart_days = session_days[-5:]
-        bars = pg.get_market_data(symbols[0], chart_days[0], chart_days[-1], timeframe="1m")
-        regimes = pg.get_1min_market_regimes(symbols[0], chart_days[0], chart_days[-1])
-        try:
-            from .plots import plot_price_with_regimes
-
-            plot_price_with_regimes(bars, regimes, path=output,
-                                    title=f"{symbols[0]} close, coloured by 1-minute regime "
-                                          f"({chart_days[0]:%d %b} to {chart_days[-1]:%d %b %Y})")
-        except ImportError as err:
-            console.print(f"[yellow]chart skipped:[/yellow] {escape(str(err))}")
-        else:
-            console.print(f"[green]✓[/green] chart written to [bold]{escape(str(output.resolve()))}[/bold]")
-    console.print(f"done in {time.perf_counter() - started:.1f}s. Data is in schema {settings.schema!r} of "
+            result = run_demo(pg, days=days, chart=output, progress=show)
+    console.print(f"[green]✓[/green] schema {result.schema!r} ready (schema version {result.schema_version})")
+    console.print(f"[green]✓[/green] {_plural(result.total_rows, 'row')} stored: {len(result.symbols)} symbols x "
+                  f"{_plural(result.days, 'NSE session')} ({result.first_day:%d %b} to {result.last_day:%d %b %Y}) "
+                  "of 1-minute bars and regimes, 15-minute regimes, an option chain with greeks, "
+                  "optimisation results")
+    _print_frame(result.latest, title="latest 1-minute regimes",
+                 columns=["symbol", "timestamp", "regime", "confidence", "greek_sentiment"])
+    _print_frame(result.distribution,
+                 title=f"{result.symbols[0]} regime distribution {result.first_day} to {result.last_day}",
+                 columns=["regime", "count", "share", "time_share"], percent=("share", "time_share"))
+    _print_frame(result.best_runs, title=f"{result.symbols[0]} best optimisation runs",
+                 columns=["algorithm", "fitness_value", "parameters", "timeframe"])
+    if result.chart is not None:
+        console.print(f"[green]✓[/green] chart written to [bold]{escape(str(result.chart.resolve()))}[/bold]")
+    elif result.chart_skipped:
+        console.print(f"[yellow]chart skipped:[/yellow] {escape(result.chart_skipped)}")
+    # The schema to pass for reading it back: none when it is the configured one.
+    schema_option = "" if settings.embedded and not state.schema else f"--schema {result.schema} "
+    console.print(f"done in {result.seconds:.1f}s. Data is in schema {result.schema!r} of "
                   f"{'the embedded server' if settings.embedded else settings.describe()}; "
-                  f"try: regime-io --schema {settings.schema} latest")
+                  f"try: regime-io {schema_option}latest")
 
 
 # ---------------------------------------------------------------------------------------
@@ -421,71 +424,25 @@ def _where(settings: Settings) -> str:
     return "the embedded server" if settings.embedded else f"{settings.host}:{settings.port}"
 
 
-def _file_format(path: Path, formats: dict[str, str], option: str | None) -> str:
-    if option is not None:
-        if option not in set(formats.values()):
-            raise RegimeIOError(f"format {option!r} is not supported; allowed: "
-                                f"{', '.join(sorted(set(formats.values())))}")
-        return option
-    fmt = formats.get(path.suffix.lower())
-    if fmt is None:
-        raise RegimeIOError(f"cannot tell the format of {str(path)!r} from its suffix; use one of "
-                            f"{', '.join(sorted(formats))} or pass --format")
-    return fmt
-
-
-def _csv_types(table: str) -> dict[str, pa.DataType]:
-    """Column types for CSV parsing, from the table declaration (prices as float64: the
-    writer rounds them to the column's scale with its own rules)."""
-    import pyarrow as pa
-
-    from .tables import table_spec
-
-    types: dict[str, pa.DataType] = {}
-    for column in table_spec(table).columns:
-        if column.kind == "decimal":
-            types[column.name] = pa.float64()
-        elif column.kind in ("timestamp", "date", "bigint", "text", "json"):
-            types[column.name] = column.arrow_type
-    return types
-
-
-def _read_batches(path: Path, fmt: str, table: str, chunk_rows: int) -> tuple[Iterator[pa.RecordBatch], int | None]:
-    """Record batches of ``path`` (streamed, bounded memory) and the row count if known."""
-    import pyarrow as pa
-
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        parquet = pq.ParquetFile(path)
-        return parquet.iter_batches(batch_size=chunk_rows), parquet.metadata.num_rows
-    if fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        reader = pacsv.open_csv(
-            path, read_options=pacsv.ReadOptions(block_size=16 << 20),
-            convert_options=pacsv.ConvertOptions(column_types=_csv_types(table), strings_can_be_null=True))
-        return iter(reader), None
-    source = pa.memory_map(str(path))
-    try:
-        file_reader = pa.ipc.open_file(source)
-    except pa.ArrowInvalid:
-        stream = pa.ipc.open_stream(pa.memory_map(str(path)))
-        return iter(stream), None
-    batches = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
-    return batches, None
-
-
 @app.command()
 @_clean_errors
 def ingest(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Parquet, CSV or Arrow IPC file.", exists=True, dir_okay=False)],
-    table: Annotated[str, typer.Option("--table", "-t", help="Target table: market_data, options_data, "
-                                       "market_regimes, market_regimes_1min, optimization_results.")],
-    on_conflict: Annotated[str, typer.Option(help="Rows whose key exists: update, ignore or error.")] = "update",
-    file_format: Annotated[str | None, typer.Option("--format", help="parquet, csv or ipc (default: from "
-                                                    "the suffix).", show_default=False)] = None,
+    table: Annotated[str, typer.Option("--table", "-t", help=f"Target table: {TABLE_NAMES}.")],
+    on_conflict: Annotated[OnConflict, typer.Option(
+        help=f"Rows whose key is already stored: {_choices(OnConflict)}.")] = "update",
+    on_duplicate: Annotated[OnDuplicate, typer.Option(
+        help=f"Rows of the file sharing a key: {_choices(OnDuplicate)} (the last one wins).")] = "error",
+    extra_columns: Annotated[ExtraColumns, typer.Option(
+        help=f"Columns the table does not have (a pandas index column): {_choices(ExtraColumns)}.")] = "error",
+    file_format: Annotated[Format | None, typer.Option(
+        "--format", help=f"{_choices(Format)} (default: from the suffix).", show_default=False)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Refuse rows that fail the sanity checks (low > high, "
+                                         "...) instead of warning.")] = False,
+    date_format: Annotated[str | None, typer.Option(
+        help="Layout of timestamps that are not ISO 8601, e.g. '%d/%m/%Y %H:%M' (strftime codes).",
+        show_default=False)] = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows per chunk read and sent.", min=1)] = 250_000,
 ) -> None:
     """Load a file into a table in ONE transaction, streamed in chunks with a progress bar.
@@ -493,72 +450,27 @@ def ingest(
     Every chunk is validated before it is sent; a bad row anywhere rolls the whole file back
     and names the row. Re-running the same file changes nothing (rows are upserted).
     """
-    from .tables import table_spec
+    from .files import read_file
 
-    fmt = _file_format(file, INGEST_FORMATS, file_format)
     key = table_spec(table).key
-    if on_conflict not in ("update", "ignore", "error"):
-        raise RegimeIOError(f"--on-conflict must be update, ignore or error, got {on_conflict!r}")
-    pg = _state(ctx).integration()
-    with pg:
-        batches, total = _read_batches(file, fmt, key, chunk_rows)
-        with _progress() as progress:
-            task = progress.add_task(f"{key}", total=total)
-            result = pg.save(key, batches, on_conflict=on_conflict,  # type: ignore[arg-type]
-                             chunk_rows=chunk_rows, progress=_rows_callback(progress, task, total))
-            progress.update(task, completed=result.rows, total=result.rows)
-    console.print(f"[green]✓[/green] {escape(str(file))} -> {key}: {result.rows:,} rows, "
+    batches = read_file(file, key, format=file_format, batch_rows=chunk_rows, date_format=date_format)
+    with _state(ctx).integration() as pg, _progress() as progress:
+        task = progress.add_task(f"{key}", total=batches.rows)
+        result = pg.save(key, batches, on_conflict=on_conflict, on_duplicate=on_duplicate,
+                         extra_columns=extra_columns, strict=strict, date_format=date_format,
+                         chunk_rows=chunk_rows,
+                         progress=_rows_callback(progress, task, batches.rows))
+        progress.update(task, completed=result.rows, total=result.rows)
+    console.print(f"[green]✓[/green] {escape(str(file))} -> {key}: {_plural(result.rows, 'row')}, "
                   f"{result.inserted:,} inserted, {result.updated:,} updated, {result.unchanged:,} unchanged "
                   f"in {result.seconds:.2f}s")
-
-
-def _write_table(data: pa.Table | Iterator[pa.RecordBatch], schema: pa.Schema | None, path: Path,
-                 fmt: str) -> int:
-    """Write a table or a stream of batches to ``path``; returns the rows written."""
-    import pyarrow as pa
-
-    if isinstance(data, pa.Table):
-        batches: Iterator[pa.RecordBatch] = iter(data.to_batches())
-        schema = data.schema
-    else:
-        batches = data
-    first = next(batches, None)
-    if schema is None:
-        schema = first.schema if first is not None else pa.schema([])
-    rows = 0
-    tmp = path.with_name(path.name + ".part")
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        writer: Any = pq.ParquetWriter(tmp, schema, compression="zstd")
-    elif fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        writer = pacsv.CSVWriter(tmp, schema)
-    else:
-        writer = pa.ipc.new_file(tmp, schema)
-    try:
-        for batch in ([first] if first is not None else []):
-            writer.write_batch(batch)
-            rows += batch.num_rows
-        for batch in batches:
-            writer.write_batch(batch)
-            rows += batch.num_rows
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    writer.close()
-    # The file appears whole or not at all.
-    os.replace(tmp, path)
-    return rows
 
 
 @app.command()
 @_clean_errors
 def export(
     ctx: typer.Context,
-    table: Annotated[str, typer.Option("--table", "-t", help="Table to read.")],
+    table: Annotated[str, typer.Option("--table", "-t", help=f"Table to read: {TABLE_NAMES}.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="out.parquet, out.csv or out.arrow.",
                                          dir_okay=False)],
     symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="Symbol to export (all symbols: "
@@ -569,49 +481,38 @@ def export(
                                             "whole day).", show_default=False)] = None,
     timeframe: Annotated[str | None, typer.Option(help="Only this timeframe (market_data, market_regimes).",
                                                   show_default=False)] = None,
-    file_format: Annotated[str | None, typer.Option("--format", help="parquet, csv or ipc (default: from "
-                                                    "the suffix).", show_default=False)] = None,
+    file_format: Annotated[Format | None, typer.Option(
+        "--format", help=f"{_choices(Format)} (default: from the suffix).", show_default=False)] = None,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Write an empty file when no row matches "
+                                              "(default: an error, no file).")] = False,
 ) -> None:
-    """Write a symbol's rows in \\[start, end] to a Parquet, CSV or Arrow file (streamed for bars and options)."""
-    from . import _reading as reading
-    from .tables import table_spec
+    """Write a symbol's rows in \\[start, end] to a Parquet, CSV or Arrow file (streamed for bars and options).
 
-    fmt = _file_format(output, EXPORT_FORMATS, file_format)
+    No row matching is an error (exit code 1) and no file is written, unless --allow-empty.
+    """
+    from .files import export_table
+
     key = table_spec(table).key
     if key != "optimization_results":
         missing = [name for name, value in (("--symbol", symbol), ("--start", start), ("--end", end))
                    if value is None]
         if missing:
-            raise RegimeIOError(f"export of {key} needs {', '.join(missing)}")
-    pg = _state(ctx).integration()
-    with pg:
-        db = pg.db
-        data: Any
-        schema = None
-        if key == "market_data":
-            data = reading.iter_market_data(db, symbol, start, end, timeframe=timeframe)  # type: ignore[arg-type]
-            schema = reading.output_schema(key)
-        elif key == "options_data":
-            data = reading.iter_options_data(db, symbol, start, end)  # type: ignore[arg-type]
-            schema = reading.output_schema(key)
-        elif key == "market_regimes":
-            data = pg.get_market_regimes(symbol, start, end, timeframe=timeframe,  # type: ignore[arg-type]
-                                         return_type="arrow")
-        elif key == "market_regimes_1min":
-            data = pg.get_1min_market_regimes(symbol, start, end, return_type="arrow")  # type: ignore[arg-type]
-        else:
-            data = reading.get_optimization_results(db, symbol, timeframe=timeframe, return_type="arrow",
-                                                    parameters="json")
-        with console.status(f"exporting {key}..."):
-            rows = _write_table(data, schema, output, fmt)
-    console.print(f"[green]✓[/green] {rows:,} rows of {key} written to {escape(str(output))}")
+            raise UsageError(f"export of {key} needs {', '.join(missing)}", table=key)
+    with _state(ctx).integration() as pg, console.status(f"exporting {key}..."):
+        result = export_table(pg, key, output, symbol=symbol, start=start, end=end, timeframe=timeframe,
+                              format=file_format, allow_empty=allow_empty)
+    console.print(f"[green]✓[/green] {escape(str(result))}")
 
 
 # ---------------------------------------------------------------------------------------
 # Reading: latest, distribution, transitions
 
 
-_LATEST_TABLES = {"1min": "market_regimes_1min", "regimes": "market_regimes", "bars": "market_data"}
+def _regime_table(name: str) -> RegimeTable:
+    """The readers' ``table=`` value for any name of a regime table (``1min``, ``market_regimes``...)."""
+    from .tables import regime_spec
+
+    return "1min" if regime_spec(name).key == "market_regimes_1min" else "regimes"
 
 
 @app.command()
@@ -621,14 +522,12 @@ def latest(
     symbols: Annotated[list[str] | None, typer.Argument(help="Symbols (default: every symbol present).",
                                                         show_default=False)] = None,
     table: Annotated[str, typer.Option("--table", "-t", help="1min (market_regimes_1min), regimes "
-                                       "(market_regimes) or bars (market_data), or a table name.")] = "1min",
+                                       "(market_regimes) or bars (market_data), or any table name.")] = "1min",
     timeframe: Annotated[str | None, typer.Option(help="Only this timeframe (regimes, bars).",
                                                   show_default=False)] = None,
 ) -> None:
     """The latest row of each symbol: 1-minute regimes by default."""
-    from .tables import table_spec
-
-    key = table_spec(_LATEST_TABLES.get(table, table)).key
+    key = table_spec(table).key
     with _state(ctx).integration() as pg:
         frame = pg.get_latest(key, symbols=symbols or None, timeframe=timeframe)
     _print_frame(frame, title=f"latest {key}", columns=_LATEST_COLUMNS.get(key))
@@ -648,7 +547,8 @@ def distribution(
     symbol: Annotated[str, typer.Argument(help="Symbol.")],
     start: Annotated[str, typer.Option(help="First timestamp or date (inclusive).")],
     end: Annotated[str, typer.Option(help="Last timestamp or date (inclusive).")],
-    table: Annotated[str, typer.Option("--table", "-t", help="1min or regimes.")] = "1min",
+    table: Annotated[str, typer.Option("--table", "-t", help="1min (market_regimes_1min) or regimes "
+                                       "(market_regimes), or either table name.")] = "1min",
     timeframe: Annotated[str | None, typer.Option(help="Regime timeframe (with --table regimes).",
                                                   show_default=False)] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a bar chart PNG here.", dir_okay=False,
@@ -656,11 +556,14 @@ def distribution(
 ) -> None:
     """How often and how long each regime held for SYMBOL in \\[start, end], computed in SQL."""
     with _state(ctx).integration() as pg:
-        frame = pg.get_market_regime_distribution(symbol, start, end, table=table,  # type: ignore[arg-type]
-                                                  timeframe=timeframe)
+        frame = pg.get_market_regime_distribution(symbol, start, end, table=_regime_table(table),
+                                                  timeframe=timeframe, return_type="polars")
     _print_frame(frame, title=f"{symbol} regime distribution {start} to {end}",
                  columns=["regime", "count", "share", "time_share"], percent=("share", "time_share"))
-    if plot is not None:
+    if plot is not None and frame.height == 0:
+        console.print(f"[yellow]no chart:[/yellow] no regimes of {escape(symbol)} from {start} to {end}, "
+                      f"nothing written to {escape(str(plot))}")
+    elif plot is not None:
         from .plots import plot_regime_distribution
 
         plot_regime_distribution(frame, path=plot, title=f"{symbol} regimes {start} to {end}")
@@ -674,7 +577,8 @@ def transitions(
     symbol: Annotated[str, typer.Argument(help="Symbol.")],
     start: Annotated[str, typer.Option(help="First timestamp or date (inclusive).")],
     end: Annotated[str, typer.Option(help="Last timestamp or date (inclusive).")],
-    table: Annotated[str, typer.Option("--table", "-t", help="1min or regimes.")] = "1min",
+    table: Annotated[str, typer.Option("--table", "-t", help="1min (market_regimes_1min) or regimes "
+                                       "(market_regimes), or either table name.")] = "1min",
     timeframe: Annotated[str | None, typer.Option(help="Regime timeframe (with --table regimes).",
                                                   show_default=False)] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a heatmap PNG here.", dir_okay=False,
@@ -682,11 +586,14 @@ def transitions(
 ) -> None:
     """Regime transition probabilities and mean run lengths for SYMBOL in \\[start, end]."""
     with _state(ctx).integration() as pg:
-        frame = pg.get_regime_transitions(symbol, start, end, table=table,  # type: ignore[arg-type]
-                                          timeframe=timeframe)
+        frame = pg.get_regime_transitions(symbol, start, end, table=_regime_table(table),
+                                          timeframe=timeframe, return_type="polars")
     _print_frame(frame, title=f"{symbol} regime transitions {start} to {end}", percent=("probability",),
                  max_rows=100)
-    if plot is not None:
+    if plot is not None and frame.height == 0:
+        console.print(f"[yellow]no chart:[/yellow] no regimes of {escape(symbol)} from {start} to {end}, "
+                      f"nothing written to {escape(str(plot))}")
+    elif plot is not None:
         from .plots import plot_transition_matrix
 
         plot_transition_matrix(frame, path=plot, title=f"{symbol} regime transitions {start} to {end}")
@@ -704,17 +611,46 @@ def cleanup(
     days: Annotated[int, typer.Option("--days", "-d", help="Keep this many days of data.", min=1)],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be removed; change nothing.")]
     = False,
-    tables: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable).",
-                                                     show_default=False)] = None,
+    tables: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable): "
+                                                     f"{TABLE_NAMES}.", show_default=False)] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (scripts, cron). Without it "
+                                      "the counts are shown first and you are asked to confirm.")] = False,
 ) -> None:
-    """Remove rows older than --days: whole partitions are dropped, only the boundary one is deleted from."""
+    """Remove rows older than --days: whole partitions are dropped, only the boundary one is deleted from.
+
+    Shows what would be removed (a dry run) and asks before deleting, unless --yes.
+    """
     with _state(ctx).integration() as pg:
-        report = pg.cleanup_old_data(days, tables=tables or None, dry_run=dry_run)
+        planned = pg.cleanup_old_data(days, tables=tables or None, dry_run=True)
+        _print_cleanup(planned, days, dry_run=True)
+        if dry_run:
+            return
+        if planned.rows_removed == 0 and planned.partitions_dropped == 0:
+            console.print("nothing to remove")
+            return
+        if not yes and not _confirm(f"Delete {_plural(planned.rows_removed, 'row')} older than "
+                                    f"{_plural(days, 'day')}?"):
+            raise UsageError("not confirmed: nothing deleted (pass --yes to delete without asking)")
+        report = pg.cleanup_old_data(days, tables=tables or None, dry_run=False)
+    _print_cleanup(report, days, dry_run=False)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; no answer (stdin closed, as under cron) means no."""
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort:
+        console.print()
+        return False
+
+
+def _print_cleanup(report: Any, days: int, *, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
-    _print_frame(report.to_frame(), title=f"cleanup{' (dry run)' if dry_run else ''}: keep {days} days",
+    _print_frame(report.to_frame(), title=f"cleanup{' (dry run)' if dry_run else ''}: keep {_plural(days, 'day')}",
                  columns=["table", "column", "cutoff", "partitions_dropped", "rows_removed"])
     console.print(f"{'[yellow]dry run:[/yellow] ' if dry_run else '[green]✓[/green] '}{verb} "
-                  f"{report.rows_removed:,} rows ({report.partitions_dropped} partitions dropped whole)")
+                  f"{_plural(report.rows_removed, 'row')} "
+                  f"({_plural(report.partitions_dropped, 'partition')} dropped whole)")
 
 
 @app.command()
@@ -793,15 +729,14 @@ def db_start(ctx: typer.Context) -> None:
 @_clean_errors
 def db_stop(
     ctx: typer.Context,
-    mode: Annotated[str, typer.Option(help="smart (wait for clients), fast or immediate.")] = "fast",
+    mode: Annotated[StopMode, typer.Option(help=f"{_choices(StopMode)}: smart waits for clients to "
+                                           "disconnect.")] = "fast",
 ) -> None:
     """Stop the embedded server."""
     from . import _embedded as embedded
 
-    if mode not in ("smart", "fast", "immediate"):
-        raise RegimeIOError(f"--mode must be smart, fast or immediate, got {mode!r}")
     settings = _state(ctx).settings()
-    if embedded.stop(settings.embedded_dir, mode=mode):  # type: ignore[arg-type]
+    if embedded.stop(settings.embedded_dir, mode=mode):
         console.print("[green]✓[/green] embedded server stopped")
     else:
         console.print(f"embedded server in {embedded.data_dir(settings.embedded_dir)} was not running")

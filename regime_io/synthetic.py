@@ -353,7 +353,9 @@ def options_chain(symbol: str = "NIFTY", *, days: int = 5, strikes: int = 10, st
                     "volume": rng.integers(0, 100_000, n) * 50,  # NIFTY lot: 50
                     "open_interest": rng.integers(1_000, 100_000, n) * 50,
                     "implied_volatility": iv, "delta": np.round(model.delta, 4),
-                    "gamma": np.round(model.gamma, 6), "theta": np.round(model.theta, 4),
+                    # 4 decimals: what the seed's NUMERIC(10,4) greek columns store, so saving
+                    # the chain loses nothing (and raises no DataQualityWarning).
+                    "gamma": np.round(model.gamma, 4), "theta": np.round(model.theta, 4),
                     "vega": np.round(model.vega, 4),
                 }))
     return pl.concat(frames).with_columns(

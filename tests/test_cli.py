@@ -25,8 +25,9 @@ from typer.main import get_command
 from typer.testing import CliRunner, Result
 
 from regime_io import PostgreSQLIntegration, synthetic
-from regime_io.cli import DEMO_DAYS, DEMO_SYMBOLS, app
+from regime_io.cli import app
 from regime_io.config import Settings
+from regime_io.demo import DEMO_DAYS, DEMO_SYMBOLS
 
 Run = Callable[..., Result]
 PY = sys.executable
@@ -163,6 +164,33 @@ def test_ingest_reports_bad_arguments_cleanly(cli: Run, tmp_path: Path) -> None:
     assert fake.stderr.startswith("error: cannot read the file: Parquet magic bytes not found")
 
 
+def test_ingest_a_pandas_csv_with_its_index_column(cli: Run, sql: Any, settings: Settings, tmp_path: Path) -> None:
+    """The error suggests an option that exists, and that option loads the file."""
+    bars = synthetic.market_bars(["NIFTY"], days=1)
+    bars.to_pandas().to_csv(tmp_path / "pandas.csv")
+    cli("init")
+    refused = cli("ingest", str(tmp_path / "pandas.csv"), "-t", "bars", code=1)
+    assert "(pass --extra-columns ignore to drop them)" in refused.stderr
+    assert _count(sql, settings, "market_data") == 0
+    done = cli("ingest", str(tmp_path / "pandas.csv"), "-t", "bars", "--extra-columns", "ignore")
+    assert f"-> market_data: {bars.height} rows, {bars.height} inserted" in " ".join(done.output.split())
+    assert _count(sql, settings, "market_data") == bars.height
+    bad = cli("ingest", str(tmp_path / "pandas.csv"), "-t", "bars", "--extra-columns", "drop", code=2)
+    assert "'drop' is not one of 'error', 'ignore'" in " ".join(bad.output.replace("│", "").split())
+
+
+def test_ingest_one_row_and_a_date_format(cli: Run, sql: Any, settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "one.csv").write_text("symbol,timestamp,open,high,low,close,volume,timeframe\n"
+                                      "NIFTY,04/03/2024 09:15,1,2,0.5,1.5,10,1m\n")
+    cli("init")
+    refused = cli("ingest", str(tmp_path / "one.csv"), "-t", "bars", code=1)
+    assert refused.stderr.startswith("error: cannot read the file")
+    done = cli("ingest", str(tmp_path / "one.csv"), "-t", "bars", "--date-format", "%d/%m/%Y %H:%M")
+    assert "-> market_data: 1 row, 1 inserted" in done.output
+    stored = sql(f'SELECT timestamp FROM "{settings.schema}".mr_market_data')
+    assert [r[0].date().isoformat() for r in stored] == ["2024-03-04"]  # 4 March: the format said so
+
+
 def test_ingest_of_an_unparsable_csv_value_writes_nothing(cli: Run, sql: Any, settings: Settings,
                                                           tmp_path: Path) -> None:
     bars = synthetic.market_bars(["NIFTY"], days=2)
@@ -219,6 +247,22 @@ def test_export_regimes_and_optimisation_results(cli: Run, settings: Settings, t
     assert "export of market_data needs --symbol, --start, --end" in missing.stderr
 
 
+def test_export_of_nothing_is_an_error_and_one_row_is_singular(cli: Run, settings: Settings,
+                                                              tmp_path: Path) -> None:
+    _save_demo_like(settings)
+    out = tmp_path / "none.parquet"
+    none = cli("export", "-t", "bars", "-s", "UNKNOWN", "--start", "2024-01-01", "--end", "2024-01-31", "-o",
+               str(out), code=1)
+    assert none.stderr.startswith("error: no rows of market_data for 'UNKNOWN' from 2024-01-01 to 2024-01-31")
+    assert "✓" not in none.output and not out.exists()
+    empty = cli("export", "-t", "bars", "-s", "UNKNOWN", "--start", "2024-01-01", "--end", "2024-01-31", "-o",
+                str(out), "--allow-empty")
+    assert "0 rows of market_data written" in empty.output and pl.read_parquet(out).height == 0
+    one = cli("export", "-t", "1min", "-s", "NIFTY", "--start", "2024-01-02 09:15", "--end", "2024-01-02 09:15",
+              "-o", str(tmp_path / "one.csv"))
+    assert "✓ 1 row of market_regimes_1min written to" in one.output
+
+
 # ---------------------------------------------------------------------------------------
 # latest, distribution, transitions
 
@@ -245,6 +289,32 @@ def test_latest(cli: Run, settings: Settings, sql: Any) -> None:
     assert bar[0][:3] == ["NIFTY", "1m", f"{last_bar['timestamp']:%Y-%m-%d %H:%M:%S}"]
     assert float(bar[0][6].replace(",", "")) == pytest.approx(last_bar["close"])
     assert _table_rows(cli("latest", "UNKNOWN").output) == []
+
+
+def test_every_command_accepts_the_table_aliases(cli: Run, settings: Settings, tmp_path: Path) -> None:
+    _save_demo_like(settings)
+    assert "mr_market_data_p2024_01" in cli("partitions", "bars").output
+    assert "mr_market_data_p2024_01" in cli("partitions", "market_data").output
+    dry = cli("cleanup", "--days", "30", "-t", "bars", "-t", "1min_market_regimes", "--dry-run").output
+    assert "market_data" in dry and "market_regimes_1min" in dry
+    for name in ("bars", "market_data"):
+        assert "latest market_data" in cli("latest", "NIFTY", "-t", name).output
+    for name in ("1min", "market_regimes_1min", "1min_market_regimes"):
+        rows = _table_rows(cli("distribution", "NIFTY", "--start", "2024-01-01", "--end", "2024-01-01",
+                               "-t", name).output)
+        assert sum(int(r[1].replace(",", "")) for r in rows) == 375, name
+    wrong = cli("distribution", "NIFTY", "--start", "2024-01-01", "--end", "2024-01-01", "-t", "bars", code=1)
+    assert "is not a regime table" in wrong.stderr
+    unknown = cli("partitions", "prices", code=1)
+    assert unknown.stderr.startswith("error: unknown table 'prices'; allowed: market_data") and "bars" in unknown.stderr
+
+
+def test_distribution_of_nothing_draws_no_chart(cli: Run, settings: Settings, tmp_path: Path) -> None:
+    _save_demo_like(settings)
+    result = cli("distribution", "NIFTY", "--start", "2023-01-01", "--end", "2023-01-31", "--plot",
+                 str(tmp_path / "d.png"))
+    assert "(no rows)" in result.output and "no chart" in result.output
+    assert not (tmp_path / "d.png").exists()
 
 
 def test_distribution_and_transitions(cli: Run, settings: Settings, tmp_path: Path) -> None:
@@ -283,11 +353,31 @@ def test_cleanup_dry_run_then_for_real(cli: Run, sql: Any, settings: Settings) -
     assert _count(sql, settings, "market_data") == bars.height
     parts = cli("partitions")
     assert "mr_market_data_p2024_01" in parts.output
-    done = cli("cleanup", "--days", "30")
-    assert f"removed {bars.height + regimes.height:,} rows" in done.output
+    done = cli("cleanup", "--days", "30", "--yes")
+    assert f"would remove {bars.height + regimes.height:,} rows" in done.output  # the counts first
+    assert f"✓ removed {bars.height + regimes.height:,} rows" in done.output
     assert _count(sql, settings, "market_data") == 0 == _count(sql, settings, "market_regimes_1min")
     assert "mr_market_data_p2024_01" not in cli("partitions").output
     cli("cleanup", "--days", "0", code=2)  # typer refuses days < 1 before anything runs
+    assert "nothing to remove" in cli("cleanup", "--days", "30").output
+
+
+def test_cleanup_asks_before_deleting(server: Any, settings: Settings, sql: Any) -> None:
+    bars, regimes = _save_demo_like(settings)
+    runner = CliRunner()
+    base = ["--dsn", server.url(), "--schema", settings.schema, "cleanup", "--days", "30"]
+    total = bars.height + regimes.height
+    for answer in ("n\n", ""):  # "no", and no answer at all (stdin closed, as under cron)
+        kept = runner.invoke(app, base, input=answer)
+        assert kept.exit_code == 1, kept.output
+        assert f"would remove {total:,} rows" in kept.output
+        assert f"Delete {total:,} rows older than 30 days?" in kept.output
+        assert kept.stderr.startswith("error: not confirmed: nothing deleted (pass --yes")
+        assert _count(sql, settings, "market_data") == bars.height
+    done = runner.invoke(app, base, input="y\n")
+    assert done.exit_code == 0, done.output
+    assert f"✓ removed {total:,} rows" in done.output
+    assert _count(sql, settings, "market_data") == 0
 
 
 def test_doctor(cli: Run, settings: Settings) -> None:
@@ -438,12 +528,14 @@ def test_demo_as_a_subprocess_then_rerun_is_idempotent(server: Any, settings: Se
     _png_is_a_real_chart(tmp_path / "again.png")
 
 
-def test_demo_uses_its_own_schema_by_default(server: Any, sql: Any, tmp_path: Path) -> None:
-    """Without --schema the demo writes to regime_io_demo, never to the configured schema."""
+def test_demo_on_a_configured_server_uses_its_own_schema(server: Any, sql: Any, tmp_path: Path) -> None:
+    """On a server the user configured, without --schema, the demo writes to regime_io_demo
+    (never to the configured tables) and says which --schema reads it back."""
     result = CliRunner().invoke(app, ["--dsn", server.url(), "demo", "--days", "1", "-o", str(tmp_path / "d.png")])
     try:
         assert result.exit_code == 0, result.output
         assert "schema 'regime_io_demo' ready" in result.output
+        assert "try: regime-io --schema regime_io_demo latest" in " ".join(result.output.split())
         tables = sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'regime_io_demo'")[0][0]
         assert tables >= 5
     finally:
