@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 import adbc_driver_manager
 
+from ._driver_errors import first_line, server_message
 from ._schema import SCHEMA_VERSION, version_table
 from ._sql import qualified
 from .config import Settings, settings_replace
@@ -157,7 +158,7 @@ def diagnose(settings: Settings, *, count_rows: bool = True) -> Diagnosis:
         checks.append(Check("server", "fail", settings.redact(str(err))))
         return Diagnosis(tuple(checks))
     except adbc_driver_manager.Error as err:  # a catalog query refused (permissions...)
-        checks.append(Check("query", "fail", settings.redact(" ".join(str(err).split()))))
+        checks.append(Check("query", "fail", settings.redact(server_message(err) or first_line(err))))
         return Diagnosis(tuple(checks))
     finally:
         db.close()

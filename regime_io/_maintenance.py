@@ -41,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 import adbc_driver_manager
 import polars as pl
 
-from ._pool import Connection, is_connection_error
+from ._driver_errors import is_connection_error, maintenance_error
+from ._pool import Connection
 from ._sql import literal, qualified, quote_ident
-from .errors import SchemaError, ValidationError, WriteError
+from .errors import SchemaError, ValidationError
 from .tables import TABLES, TableSpec, table_spec
 
 if TYPE_CHECKING:
@@ -385,10 +386,7 @@ def cleanup_old_data(
                     except adbc_driver_manager.Error as err:
                         if is_connection_error(err):
                             raise  # the pool reports it as ServerUnavailableError
-                        raise WriteError(
-                            f"cleanup of {spec.key!r} failed: {settings.redact(str(err).strip())}",
-                            table=spec.key,
-                        ) from err
+                        raise maintenance_error(err, db, spec, what="cleanup") from err
             finally:
                 if not dry_run:
                     cur.execute("SELECT pg_advisory_unlock($1::int4, hashtext($2::text))",

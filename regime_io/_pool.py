@@ -16,7 +16,7 @@ Two pools share that logic (:class:`_Pool`):
   of ``get_latest`` (measured in ``docs/performance.md``).
 
 Example:
-    >>> pool = ConnectionPool(settings)                       # doctest: +SKIP
+    >>> pool = ConnectionPool.from_settings(settings)                       # doctest: +SKIP
     >>> with pool.connection() as conn:                       # doctest: +SKIP
     ...     cur = conn.cursor(); cur.execute("SELECT 1"); cur.fetchone()
 """
@@ -29,15 +29,23 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
-import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc
 import psycopg
 from adbc_driver_manager.dbapi import Connection
 
+from ._driver_errors import (
+    _PERMANENT_CONNECT_FAILURES,
+    DRIVER_ERRORS,
+    NOTHING_COMMITTED,
+    first_line,
+    is_connection_error,
+    lost_before_commit,
+    lost_connection,
+)
 from ._sql import literal
 from .config import Settings, settings_replace
 from .errors import PoolClosedError, PoolTimeoutError, ServerError, ServerUnavailableError
@@ -47,72 +55,8 @@ __all__ = ["Connection", "ConnectionPool", "LookupConnection", "LookupPool", "is
 
 LookupConnection = psycopg.Connection[Any]
 C = TypeVar("C", Connection, LookupConnection)
-# What either driver raises; the pool classifies both alike.
-DRIVER_ERRORS: tuple[type[Exception], ...] = (adbc_driver_manager.Error, psycopg.Error)
 
 log = logging.getLogger(__name__)
-
-# SQLSTATE classes that mean "the connection, not the data": 08 connection exceptions,
-# 57P01-57P03 admin shutdown / crash shutdown / cannot connect now.
-_CONNECTION_SQLSTATES = ("08", "57P01", "57P02", "57P03")
-_LOST_CONNECTION = ("server closed the connection", "failed to connect", "connection to server",
-                    "no connection to the server", "could not receive data", "could not send data",
-                    "terminating connection", "connection refused", "broken pipe", "ssl syscall",
-                    "connection timed out", "timeout expired", "connection reset",
-                    # psycopg's own words for a connection it found dead or closed.
-                    "the connection is lost", "the connection is closed", "consuming input failed")
-# Connect failures that retrying cannot fix: credentials, names, bad options. Everything
-# else (refused, timed out, "starting up", "too many connections") is retried.
-_PERMANENT_CONNECT_FAILURES = ("password authentication failed", "authentication failed",
-                               "does not exist", "no pg_hba.conf entry", "not permitted to log in",
-                               "permission denied", "invalid connection option", "invalid sslmode",
-                               "invalid integer value", "invalid port", "certificate",
-                               "ssl is not enabled", "does not support ssl", "password is required",
-                               "no password supplied")
-
-
-_NOTHING_COMMITTED = "nothing from this call was committed"
-
-
-def is_connection_error(err: BaseException) -> bool:
-    """True when ``err`` is about the connection (retry-safe), not about the data."""
-    if isinstance(err, ServerUnavailableError):
-        return True
-    if not isinstance(err, DRIVER_ERRORS):
-        return False
-    sqlstate = getattr(err, "sqlstate", None) or ""
-    if sqlstate.startswith(_CONNECTION_SQLSTATES):
-        return True
-    # ADBC reports many things as status IO (even "current transaction is aborted"), so
-    # look for libpq's own words for a lost or refused connection.
-    text = str(err).lower()
-    operational = isinstance(err, (adbc_driver_manager.OperationalError, psycopg.OperationalError))
-    return operational and any(m in text for m in _LOST_CONNECTION)
-
-
-def _lost_connection(err: BaseException) -> bool:
-    """True when ``err``, or an error it was raised from, is a lost connection.
-
-    Writers wrap driver errors (``raise WriteError(...) from err``); the pool still has to
-    know that the connection underneath is gone.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, DRIVER_ERRORS) and is_connection_error(current):
-            return True
-        current = current.__cause__ or current.__context__
-    return False
-
-
-def lost_before_commit(err: BaseException) -> bool:
-    """True when ``err`` is the pool's report of a connection that died during a block,
-    before its commit: the server has nothing of that block, so running it again is safe.
-    (Not a failed connect, which the pool already retried, nor a cut-off commit.)"""
-    return (isinstance(err, ServerUnavailableError) and not isinstance(err, PoolTimeoutError)
-            and isinstance(err.__cause__, DRIVER_ERRORS) and _NOTHING_COMMITTED in err.message)
-
 
 def resolve_server(settings: Settings) -> Settings:
     """Settings pointing at a concrete server: the configured one, or the embedded server
@@ -126,22 +70,45 @@ def resolve_server(settings: Settings) -> Settings:
                             user=server.user, database=server.database)
 
 
+PoolT = TypeVar("PoolT", bound="_Pool[Any]")
+
+
 class _Pool(Generic[C]):
-    """Up to ``max_connections`` connections to one server; subclasses open and ping them.
+    """Up to ``max_size`` connections to one server; subclasses open and ping them.
+
+    Configured with keywords, like psycopg_pool; :meth:`from_settings` is the one place
+    that maps :class:`~regime_io.config.Settings` onto them.
 
     Parameters:
-        settings: resolved settings (see :func:`resolve_server`).
-        url: connect here instead of ``settings.url()`` (read replicas).
+        conninfo: the server's URL, password included (never logged: see ``describe``).
         name: shown in logs and errors ("primary", "replica 1").
+        max_size: connections open at most (``max_connections``).
+        timeout: seconds to wait for a free connection (``connection_timeout``).
+        health_check_interval: idle connections older than this are pinged before reuse.
+        connect_attempts: tries per connect (``1 + retry_attempts``), ``retry_delay`` apart.
+        time_zone: the session ``TimeZone`` (the storage zone).
+        describe: how logs and errors name the server (no password).
+        redact: scrubs credentials from driver messages.
     """
 
     #: Shown in logs ("a connection", "a lookup connection").
     kind = "connection"
 
-    def __init__(self, settings: Settings, *, url: str | None = None, name: str = "primary") -> None:
-        self.settings = settings
+    def __init__(self, conninfo: str, *, name: str = "primary", max_size: int = 10, timeout: float = 30.0,
+                 health_check_interval: float = 30.0, connect_attempts: int = 1, retry_delay: float = 1.0,
+                 time_zone: str = "UTC", describe: str = "", redact: Callable[[str], str] = str) -> None:
+        if max_size < 1 or connect_attempts < 1 or timeout <= 0:
+            raise ValueError(f"pool {name}: max_size and connect_attempts must be >= 1 and timeout > 0")
         self.name = name
-        self._url = url if url is not None else settings.url(redact=False)
+        self.max_size = max_size
+        self.timeout = timeout
+        self.health_check_interval = health_check_interval
+        self.connect_attempts = connect_attempts
+        self.retry_delay = retry_delay
+        self.time_zone = time_zone
+        self.describe = describe
+        self._redact = redact
+        self._url = conninfo
         self._idle: deque[tuple[C, float]] = deque()
         self._open = 0
         self._lock = threading.Condition()
@@ -151,9 +118,16 @@ class _Pool(Generic[C]):
         # their age: set when any connection of the pool is found dead (server restart).
         self._suspect_before = 0.0
 
+    @classmethod
+    def from_settings(cls: type[PoolT], settings: Settings, *, name: str = "primary") -> PoolT:
+        """A pool configured from resolved settings (see :func:`resolve_server`)."""
+        return cls(settings.url(redact=False), name=name, max_size=settings.max_connections,
+                   timeout=settings.connection_timeout, health_check_interval=settings.health_check_interval,
+                   connect_attempts=1 + settings.retry_attempts, retry_delay=settings.retry_delay,
+                   time_zone=settings.storage_timezone, describe=settings.describe(), redact=settings.redact)
+
     def __repr__(self) -> str:
-        return (f"<{type(self).__name__} {self.name} {self.settings.describe()} open={self._open} "
-                f"idle={len(self._idle)}>")
+        return f"<{type(self).__name__} {self.name} {self.describe} open={self._open} idle={len(self._idle)}>"
 
     # -- public -------------------------------------------------------------------------
 
@@ -175,23 +149,23 @@ class _Pool(Generic[C]):
             committing = True
             conn.commit()
         except BaseException as err:
-            lost = _lost_connection(err)
+            lost = lost_connection(err)
             healthy = not lost
             if healthy:
                 try:
                     conn.rollback()
                 except DRIVER_ERRORS as rollback_err:
                     healthy = False
-                    log.debug("rollback failed on %s: %s", self.name, self.settings.redact(str(rollback_err)))
+                    log.debug("rollback failed on %s: %s", self.name, self._redact(str(rollback_err)))
             if lost:
                 self._mark_suspect()
             self._release(conn, healthy=healthy)
             if isinstance(err, DRIVER_ERRORS) and lost:
                 outcome = ("the commit was cut off, so whether it was applied is unknown" if committing
-                           else _NOTHING_COMMITTED)
+                           else NOTHING_COMMITTED)
                 raise ServerUnavailableError(
-                    f"lost the connection to the {self.name} server ({self.settings.describe()}): "
-                    f"{self.settings.redact(_first_line(err))}; {outcome}"
+                    f"lost the connection to the {self.name} server ({self.describe}): "
+                    f"{self._redact(first_line(err))}; {outcome}"
                 ) from err
             raise
         else:
@@ -234,7 +208,7 @@ class _Pool(Generic[C]):
             self._pid = os.getpid()
 
     def _acquire(self) -> C:
-        deadline = time.monotonic() + self.settings.connection_timeout
+        deadline = time.monotonic() + self.timeout
         conn: C | None
         while True:
             with self._lock:
@@ -243,7 +217,7 @@ class _Pool(Generic[C]):
                     raise PoolClosedError(f"the {self.name} connection pool is closed")
                 if self._idle:
                     conn, last_used = self._idle.pop()  # LIFO: the warmest connection
-                elif self._open < self.settings.max_connections:
+                elif self._open < self.max_size:
                     self._open += 1
                     conn, last_used = None, 0.0
                 else:
@@ -251,8 +225,8 @@ class _Pool(Generic[C]):
                     if remaining <= 0:
                         raise PoolTimeoutError(
                             f"no free connection in the {self.name} pool after "
-                            f"{self.settings.connection_timeout:g}s (connection_timeout): all "
-                            f"{self.settings.max_connections} are in use (max_connections); release "
+                            f"{self.timeout:g}s (connection_timeout): all "
+                            f"{self.max_size} are in use (max_connections); release "
                             "connections sooner (nested 'with' blocks?) or raise max_connections"
                         )
                     self._lock.wait(remaining)
@@ -266,7 +240,7 @@ class _Pool(Generic[C]):
                         self._open -= 1
                         self._lock.notify()
                     raise
-            stale = suspect or time.monotonic() - last_used > self.settings.health_check_interval
+            stale = suspect or time.monotonic() - last_used > self.health_check_interval
             if stale and not self._ping(conn):
                 log.info("discarding a dead %s from the %s pool", self.kind, self.name)
                 self._close_quietly(conn)
@@ -301,40 +275,40 @@ class _Pool(Generic[C]):
             return False
 
     def _connect(self) -> C:
-        attempts = 1 + self.settings.retry_attempts
+        attempts = self.connect_attempts
         last: BaseException | None = None
         for attempt in range(1, attempts + 1):
             log.debug("connecting to the %s server (%s), attempt %d/%d",
-                      self.name, self.settings.describe(), attempt, attempts)
+                      self.name, self.describe, attempt, attempts)
             try:
                 conn = self._open_connection()
             except DRIVER_ERRORS as err:
-                message = self.settings.redact(_first_line(err))
+                message = self._redact(first_line(err))
                 if any(p in message.lower() for p in _PERMANENT_CONNECT_FAILURES):
                     # Retrying cannot fix a wrong password or a missing database: fail now.
                     raise ServerError(f"cannot connect to the {self.name} server "
-                                      f"({self.settings.describe()}): {message}") from None
+                                      f"({self.describe}): {message}") from None
                 last = err
                 log.warning("connecting to the %s server failed (attempt %d/%d): %s",
                             self.name, attempt, attempts, message)
                 if attempt < attempts:
-                    time.sleep(self.settings.retry_delay)
+                    time.sleep(self.retry_delay)
                 continue
             try:
                 self._prepare(conn)
             except DRIVER_ERRORS as err:
                 self._close_quietly(conn)
                 raise ServerError(f"cannot set up a connection to the {self.name} server "
-                                  f"({self.settings.describe()}): {self.settings.redact(_first_line(err))}"
+                                  f"({self.describe}): {self._redact(first_line(err))}"
                                   ) from None
-            log.debug("opened a %s to the %s server (%s)", self.kind, self.name, self.settings.describe())
+            log.debug("opened a %s to the %s server (%s)", self.kind, self.name, self.describe)
             return conn
         assert last is not None
-        tries = (f"{attempts} attempts, {self.settings.retry_delay:g}s apart" if attempts > 1
+        tries = (f"{attempts} attempts, {self.retry_delay:g}s apart" if attempts > 1
                  else "1 attempt (retry_attempts = 0)")
         raise ServerUnavailableError(
-            f"cannot reach the {self.name} server ({self.settings.describe()}) after {tries}: "
-            f"{self.settings.redact(_first_line(last))}"
+            f"cannot reach the {self.name} server ({self.describe}) after {tries}: "
+            f"{self._redact(first_line(last))}"
         ) from None
 
     def _open_connection(self) -> C:
@@ -344,7 +318,7 @@ class _Pool(Generic[C]):
         cur = conn.cursor()
         try:
             # created_at defaults and now() follow the storage zone, like the stored timestamps.
-            cur.execute(f"SET TIME ZONE {literal(self.settings.storage_timezone)}")
+            cur.execute(f"SET TIME ZONE {literal(self.time_zone)}")
         finally:
             cur.close()
         conn.commit()
@@ -360,7 +334,7 @@ class ConnectionPool(_Pool[Connection]):
     """Up to ``max_connections`` ADBC connections to one server: bulk COPY, DDL, Arrow reads.
 
     Example:
-        >>> with ConnectionPool(settings).connection() as conn:   # doctest: +SKIP
+        >>> with ConnectionPool.from_settings(settings).connection() as conn:   # doctest: +SKIP
         ...     conn.adbc_ingest(...)
     """
 
@@ -377,7 +351,7 @@ class LookupPool(_Pool[LookupConnection]):
     block are no-ops; use :class:`ConnectionPool` for anything that writes.
 
     Example:
-        >>> with LookupPool(settings).connection() as conn:       # doctest: +SKIP
+        >>> with LookupPool.from_settings(settings).connection() as conn:       # doctest: +SKIP
         ...     conn.execute("SELECT 1").fetchone()
     """
 
@@ -392,15 +366,13 @@ class LookupPool(_Pool[LookupConnection]):
         # prepared statement is right; PostgreSQL's default keeps re-planning them (the
         # custom plan looks cheaper), which for a latest-row query over 13 monthly
         # partitions cost 0.5 ms of a 0.75 ms call (generic: 0.25 ms). Run-time partition
-        # pruning still applies to parameters.
-        conn.execute("SET plan_cache_mode = force_generic_plan")
+        # pruning still applies to parameters. A Citus coordinator cannot plan a
+        # parameterised multi-table query (the latest-row join with the series catalog)
+        # generically ("could not create distributed plan"): there the server's default
+        # (auto) stays, and Citus caches its own router plans.
+        conn.execute("SELECT set_config('plan_cache_mode', CASE WHEN EXISTS (SELECT 1 FROM pg_extension "
+                     "WHERE extname = 'citus') THEN 'auto' ELSE 'force_generic_plan' END, false)")
 
 
 # Connections a forked child inherited: never used, never closed (see _Pool._check_fork).
 _INHERITED: list[Any] = []
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    # ADBC prefixes messages with the status ("IO: [libpq] ..."); keep the useful part.
-    return " ".join(text.split("\n")[:2]).replace("\t", " ")

@@ -35,11 +35,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
-import psycopg
 import pyarrow as pa
 
-from ._pool import _PERMANENT_CONNECT_FAILURES, DRIVER_ERRORS, lost_before_commit
-from .errors import ReadError, RegimeIOError, ServerError, ServerUnavailableError, UsageError
+from ._driver_errors import DRIVER_ERRORS, lost_before_commit, wrap_error
+from .errors import ReadError, ServerUnavailableError, UsageError
 
 if TYPE_CHECKING:
     from .database import Database
@@ -50,9 +49,6 @@ T = TypeVar("T")
 
 
 # connectorx error texts that mean "no server", not "bad query".
-_CX_CONNECTION_ERRORS = ("error connecting", "timed out waiting for connection", "connection refused",
-                         "connection closed", "connection reset", "broken pipe", "terminating connection",
-                         "the database system is")
 _PLACEHOLDER = re.compile(r"\$(\d+)")
 
 
@@ -307,46 +303,6 @@ def parse_duration(value: Any, *, name: str) -> dt.timedelta:
 # Engines
 
 
-def _first_line(err: BaseException) -> str:
-    return " ".join(str(err).strip().splitlines()[:2])
-
-
-# ADBC's wording around a server error: "NOT_FOUND: Failed to prepare query: ERROR:  <message>\nLINE 1: ..."
-_ADBC_SERVER_ERROR = re.compile(r"ERROR:\s+([^\n]+)")
-
-
-def _server_message(err: BaseException) -> str | None:
-    """The server's own message of a query error, without the driver's framing and the
-    ``LINE 1: ...`` excerpt of the query; None when the error did not come from the server."""
-    if isinstance(err, psycopg.Error):
-        return err.diag.message_primary
-    import adbc_driver_manager
-
-    if isinstance(err, adbc_driver_manager.Error):
-        match = _ADBC_SERVER_ERROR.search(str(err))
-        return match.group(1).strip() if match else None
-    return None
-
-
-def wrap_error(db: Database, err: BaseException, *, what: str, table: str | None = None) -> RegimeIOError:
-    """A driver error as ReadError, ServerUnavailableError (no server) or ServerError (login
-    refused), scrubbed of credentials."""
-    if isinstance(err, RegimeIOError):
-        return err
-    text = db.redact(_server_message(err) or _first_line(err))
-    lowered = text.lower()
-    if any(p in lowered for p in _CX_CONNECTION_ERRORS):
-        if any(p in lowered for p in _PERMANENT_CONNECT_FAILURES):  # a bad password is not an outage
-            return ServerError(f"{what}: cannot connect to the server ({db.settings.describe()}): {text}",
-                               table=table)
-        return ServerUnavailableError(f"{what}: cannot reach the server ({db.settings.describe()}): {text}",
-                                      table=table)
-    hint = ""
-    if "does not exist" in lowered and ("relation" in lowered or "schema" in lowered):
-        hint = " (has initialize_database() been run for this schema?)"
-    return ReadError(f"{what} failed: {text}{hint}", table=table)
-
-
 def reachable_read_url(db: Database) -> str:
     """The URL a connectorx read uses, checked to answer first: fail fast, with the
     configured retries, when the server is down.
@@ -359,9 +315,7 @@ def reachable_read_url(db: Database) -> str:
     ``health_check_interval`` ago is handed out unpinged, and the server may have died
     since (read_lookup then runs the check once more on a fresh connection).
     """
-    from . import _replicas as replicas
-
-    replica = replicas.choose(db, "url")
+    replica = db.replica("url")
     if replica is not None:
         return replica.settings.url(redact=False)
     read_lookup(db, Query(), "SELECT 1", what="connection check", primary=True)

@@ -35,23 +35,17 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc
 
-from ._pool import Connection, ConnectionPool, LookupConnection, LookupPool
+from ._pool import ConnectionPool, LookupConnection, LookupPool
 from .config import LIBPQ_OPTIONS, Secret, Settings, _Collector, _parse_dsn, settings_replace
 from .errors import ConfigError, PoolTimeoutError, ServerError
 
-if TYPE_CHECKING:
-    from .database import Database
-
-__all__ = ["READ_YOUR_WRITES_TIMEOUT", "RECHECK_AFTER", "ReplicaSet", "choose", "close", "lookup_connection",
-           "read_connection", "read_url"]
+__all__ = ["READ_YOUR_WRITES_TIMEOUT", "RECHECK_AFTER", "Replica", "ReplicaSet", "choose", "replica_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +55,6 @@ READ_YOUR_WRITES_TIMEOUT = 2.0
 RECHECK_AFTER = 5.0
 _POLL_INTERVAL = 0.005
 
-_create_lock = threading.Lock()
 
 
 def replica_settings(primary: Settings, dsn: str) -> Settings:
@@ -93,7 +86,7 @@ def replica_settings(primary: Settings, dsn: str) -> Settings:
 
 
 @dataclass
-class _Replica:
+class Replica:
     name: str
     settings: Settings
     pool: ConnectionPool
@@ -111,8 +104,8 @@ class ReplicaSet:
         for i, dsn in enumerate(primary.read_replicas, start=1):
             settings = replica_settings(primary, dsn.get())
             name = f"replica {i}"
-            self.replicas.append(_Replica(name, settings, ConnectionPool(settings, name=name),
-                                          LookupPool(settings, name=name)))
+            self.replicas.append(Replica(name, settings, ConnectionPool.from_settings(settings, name=name),
+                                          LookupPool.from_settings(settings, name=name)))
         # One rotation per kind of read: a reader that takes a point-read connection and then
         # a connectorx URL for the same call still spreads its URLs over every replica.
         self._counters = {"url": itertools.count(), "connection": itertools.count(), "lookup": itertools.count()}
@@ -123,7 +116,7 @@ class ReplicaSet:
                            for r in self.replicas)
         return f"<ReplicaSet {states}>"
 
-    def rotation(self, kind: str = "url") -> list[_Replica]:
+    def rotation(self, kind: str = "url") -> list[Replica]:
         """The replicas to try for the next read, round-robin, skipping recent failures."""
         with self._lock:
             start = next(self._counters[kind]) % len(self.replicas)
@@ -131,7 +124,7 @@ class ReplicaSet:
         now = time.monotonic()
         return [r for r in ordered if r.down_since is None or now >= r.retry_at]
 
-    def mark_down(self, replica: _Replica, err: BaseException) -> None:
+    def mark_down(self, replica: Replica, err: BaseException) -> None:
         with self._lock:
             first = replica.down_since is None
             if first:
@@ -143,7 +136,7 @@ class ReplicaSet:
         else:
             log.debug("%s is still unreachable: %s", replica.name, replica.settings.redact(str(err)))
 
-    def mark_up(self, replica: _Replica) -> None:
+    def mark_up(self, replica: Replica) -> None:
         with self._lock:
             since, replica.down_since = replica.down_since, None
         if since is not None:
@@ -156,18 +149,7 @@ class ReplicaSet:
             replica.lookup_pool.close()
 
 
-def _replica_set(db: Database) -> ReplicaSet:
-    replicas = getattr(db, "replicas", None)
-    if replicas is None:
-        with _create_lock:
-            replicas = getattr(db, "replicas", None)
-            if replicas is None:
-                replicas = ReplicaSet(db.resolved)
-                db.replicas = replicas  # type: ignore[assignment]
-    return replicas  # type: ignore[no-any-return]
-
-
-def _reachable(replica: _Replica) -> bool:
+def _reachable(replica: Replica) -> bool:
     """Open and close one connection outside the pool: a quiet probe of a replica that was
     down (the pool would log a warning for every failed attempt)."""
     try:
@@ -179,8 +161,8 @@ def _reachable(replica: _Replica) -> bool:
     return True
 
 
-def _primary_lsn(db: Database) -> str:
-    with db.lookup_pool.connection() as conn:
+def _primary_lsn(primary_lookup: LookupPool) -> str:
+    with primary_lookup.connection() as conn:
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
     assert row is not None
     return str(row[0])
@@ -207,14 +189,14 @@ def _caught_up(conn: LookupConnection, lsn: str | None) -> bool:
         time.sleep(_POLL_INTERVAL)
 
 
-def choose(db: Database, kind: str) -> _Replica | None:
+def choose(replicas: ReplicaSet, kind: str, *, primary: Settings, primary_lookup: LookupPool) -> Replica | None:
     """The replica the next read of ``kind`` ("url", "connection", "lookup") uses, checked
-    to answer (and caught up, with read-your-writes); None for the primary."""
-    settings = db.settings
-    if not settings.read_replicas:
-        return None
-    replicas = _replica_set(db)
-    lsn = _primary_lsn(db) if settings.read_your_writes else None
+    to answer (and caught up, with read-your-writes); None for the primary.
+
+    It knows nothing of :class:`~regime_io.database.Database` (which calls it): the
+    primary's lookup pool is handed in for the read-your-writes position.
+    """
+    lsn = _primary_lsn(primary_lookup) if primary.read_your_writes else None
     for replica in replicas.rotation(kind):
         if replica.down_since is not None and not _reachable(replica):
             replicas.mark_down(replica, ServerError("connection refused"))
@@ -240,54 +222,3 @@ def choose(db: Database, kind: str) -> _Replica | None:
             log.warning("%s did not replay the primary's position %s within %gs; reading from the primary "
                         "(read_your_writes)", replica.name, lsn, READ_YOUR_WRITES_TIMEOUT)
     return None
-
-
-def read_url(db: Database) -> str:
-    """The URL connectorx should read from: a healthy replica when configured, else the primary.
-
-    Example:
-        >>> cx.read_sql(read_url(db), "SELECT 1", return_type="arrow")   # doctest: +SKIP
-    """
-    replica = choose(db, "url")
-    if replica is None:
-        return db.resolved.url(redact=False)
-    return replica.settings.url(redact=False)
-
-
-@contextmanager
-def read_connection(db: Database) -> Iterator[Connection]:
-    """A pooled connection for point reads: a healthy replica's when configured, else the
-    primary's. The block runs in a transaction that is committed (a no-op) at the end.
-
-    Example:
-        >>> with read_connection(db) as conn:                             # doctest: +SKIP
-        ...     conn.cursor().execute("SELECT 1")
-    """
-    replica = choose(db, "connection")
-    pool = db.pool if replica is None else replica.pool
-    with pool.connection() as conn:
-        yield conn
-
-
-@contextmanager
-def lookup_connection(db: Database) -> Iterator[LookupConnection]:
-    """A lookup connection (psycopg, autocommit): a healthy replica's when configured, else
-    the primary's.
-
-    Example:
-        >>> with lookup_connection(db) as conn:                           # doctest: +SKIP
-        ...     conn.execute("SELECT 1").fetchone()
-    """
-    replica = choose(db, "lookup")
-    pool = db.lookup_pool if replica is None else replica.lookup_pool
-    with pool.connection() as conn:
-        yield conn
-
-
-def close(db: Database) -> None:
-    """Close the replica pools (the replicas themselves keep running)."""
-    with _create_lock:
-        replicas = getattr(db, "replicas", None)
-        db.replicas = None
-    if replicas is not None:
-        replicas.close()

@@ -678,9 +678,9 @@ def _check_soft(spec: TableSpec, frame: pl.DataFrame, *, strict: bool,
                 lossy: list[tuple[str, str, int, Any]] | None = None) -> None:
     problems = [text for text, *_ in lossy or []]
     if lossy and strict:
-        text, column, row, value = lossy[0]
+        text, column, first, value = lossy[0]
         raise ValidationError(f"{spec.key}: {text}; strict=True rejects them", table=spec.key, column=column,
-                              row=row, value=value)
+                              row=first, value=value)
     for left, op, right in spec.soft_checks:
         ok = _OPS[op](frame.get_column(left), frame.get_column(right)).fill_null(True)
         if ok.all():

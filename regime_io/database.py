@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from ._pool import Connection, ConnectionPool, LookupConnection, LookupPool, resolve_server
+from ._replicas import Replica, ReplicaSet, choose
 from ._schema import PartitionCache, qualified_table
 from .config import Settings
 from .errors import PoolClosedError
@@ -43,7 +44,7 @@ class Database:
         self._lookup_pool: LookupPool | None = None
         self._lock = threading.Lock()
         self._closed = False
-        self.replicas = None  # set up lazily by regime_io._replicas when configured
+        self.replicas: ReplicaSet | None = None  # created on the first read when replicas are configured
         # The schema's recorded storage zone and per-table time kinds (regime_io._timezones).
         self.time_kinds: dict[str, str] | None = None
 
@@ -63,14 +64,14 @@ class Database:
     def pool(self) -> ConnectionPool:
         """The primary server's pool (writers always use it)."""
         if self._pool is None:
-            self._pool = self._create_once("_pool", ConnectionPool)
+            self._pool = self._create_once("_pool", ConnectionPool.from_settings)
         return self._pool
 
     @property
     def lookup_pool(self) -> LookupPool:
         """The primary server's lookup pool (psycopg, autocommit): small reads only."""
         if self._lookup_pool is None:
-            self._lookup_pool = self._create_once("_lookup_pool", LookupPool)
+            self._lookup_pool = self._create_once("_lookup_pool", LookupPool.from_settings)
         return self._lookup_pool
 
     def _create_once(self, attribute: str, make: Callable[[Settings], P]) -> P:
@@ -97,27 +98,39 @@ class Database:
     def table_name(self, key: TableKey) -> str:
         return self.settings.table_name(key)
 
+    def replica(self, kind: str) -> Replica | None:
+        """The healthy (and, with read-your-writes, caught-up) replica the next read of
+        ``kind`` ("url", "connection", "lookup") uses; None: the primary."""
+        if not self.settings.read_replicas:
+            return None
+        if self.replicas is None:
+            resolved = self.resolved
+            with self._lock:
+                if self._closed:
+                    raise PoolClosedError(f"this Database ({self.settings.describe()}) was closed; create a new one")
+                if self.replicas is None:
+                    self.replicas = ReplicaSet(resolved)
+        return choose(self.replicas, kind, primary=self.settings, primary_lookup=self.lookup_pool)
+
     def read_url(self) -> str:
         """The URL connectorx reads from: a healthy replica when configured, else the primary."""
-        from . import _replicas as replicas
-
-        return replicas.read_url(self)
+        replica = self.replica("url")
+        return (self.resolved if replica is None else replica.settings).url(redact=False)
 
     @contextmanager
     def read_connection(self) -> Iterator[Connection]:
-        """A pooled connection for point reads: a replica's when configured, else the primary's."""
-        from . import _replicas as replicas
-
-        with replicas.read_connection(self) as conn:
+        """A pooled connection for point reads: a replica's when configured, else the
+        primary's. The block runs in a transaction that is committed (a no-op) at the end."""
+        replica = self.replica("connection")
+        with (self.pool if replica is None else replica.pool).connection() as conn:
             yield conn
 
     @contextmanager
     def lookup_connection(self) -> Iterator[LookupConnection]:
         """A lookup connection (autocommit, prepared statements): a replica's when
         configured, else the primary's."""
-        from . import _replicas as replicas
-
-        with replicas.lookup_connection(self) as conn:
+        replica = self.replica("lookup")
+        with (self.lookup_pool if replica is None else replica.lookup_pool).connection() as conn:
             yield conn
 
     def redact(self, text: str) -> str:
@@ -136,6 +149,7 @@ class Database:
         if self._lookup_pool is not None:
             self._lookup_pool.close()
             self._lookup_pool = None
-        from . import _replicas as replicas
-
-        replicas.close(self)
+        with self._lock:
+            replicas, self.replicas = self.replicas, None
+        if replicas is not None:
+            replicas.close()

@@ -61,7 +61,7 @@ def test_an_explicit_date_format_says_which_day(pg: PostgreSQLIntegration) -> No
 
 def test_month_first_expiry_is_refused(pg: PostgreSQLIntegration) -> None:
     frame = _options(["CE"]).with_columns(pl.lit("01/02/2024").alias("expiry_date"))
-    with pytest.raises(ValidationError, match="expiry_date.*not ISO 8601"):
+    with pytest.raises(ValidationError, match=r"expiry_date.*not ISO 8601"):
         pg.save_options_data(frame)
 
 
@@ -96,7 +96,7 @@ def test_option_type_stream_filter(pg: PostgreSQLIntegration) -> None:
 
 
 def test_unknown_option_type_is_refused(pg: PostgreSQLIntegration) -> None:
-    with pytest.raises(UsageError, match="option_type.*allowed"):
+    with pytest.raises(UsageError, match=r"option_type.*allowed"):
         pg.get_options_data("NIFTY", option_type="straddle")
 
 
@@ -112,7 +112,7 @@ def test_timeframe_aliases_find_the_same_rows(pg: PostgreSQLIntegration, written
 
 
 def test_unknown_timeframe_is_refused_on_write(pg: PostgreSQLIntegration) -> None:
-    with pytest.raises(ValidationError, match="timeframe.*not an accepted value"):
+    with pytest.raises(ValidationError, match=r"timeframe.*not an accepted value"):
         pg.save_market_data(_bars([dt.datetime(2024, 1, 2, 9, 15)], timeframe="minutely"))
 
 
@@ -124,7 +124,7 @@ def test_aware_bars_against_naive_regimes_are_refused(pg: PostgreSQLIntegration)
     times = [dt.datetime(2024, 1, 2, 9, 15), dt.datetime(2024, 1, 2, 9, 16)]
     pg.save_1min_market_regime(_regimes([dt.datetime(2024, 1, 1, 15, 29), *times], ["old", "a", "b"]))
     bars = _bars([t.replace(tzinfo=IST) for t in times])
-    with pytest.raises(UsageError, match="zone-aware.*naive"):
+    with pytest.raises(UsageError, match=r"zone-aware.*naive"):
         pg.asof_regimes(bars)
     # Said the agreed way (naive local times), the join attaches the same minute's regime.
     joined = pg.asof_regimes(_bars(times))

@@ -53,7 +53,7 @@ def tagged(settings: Settings) -> Settings:
 
 @pytest.fixture
 def pool(tagged: Settings) -> Iterator[ConnectionPool]:
-    p = ConnectionPool(tagged)
+    p = ConnectionPool.from_settings(tagged)
     yield p
     p.close()
 
@@ -66,7 +66,7 @@ def Pool(request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def any_pool(Pool: Any, tagged: Settings) -> Iterator[Any]:
-    p = Pool(tagged)
+    p = Pool.from_settings(tagged)
     yield p
     p.close()
 
@@ -106,7 +106,7 @@ def test_a_released_connection_is_handed_out_again(any_pool: Any, sql: Any, tagg
 
 
 def test_connections_use_the_storage_time_zone(Pool: Any, tagged: Settings) -> None:
-    pool = Pool(settings_replace(tagged, storage_timezone="Asia/Kolkata"))
+    pool = Pool.from_settings(settings_replace(tagged, storage_timezone="Asia/Kolkata"))
     try:
         with pool.connection() as conn:
             assert _scalar(conn, "SELECT current_setting('TimeZone')") == "Asia/Kolkata"
@@ -147,7 +147,7 @@ def test_a_data_error_rolls_back_and_keeps_the_connection(pool: ConnectionPool, 
 
 
 def test_lookup_connections_run_in_autocommit_and_reuse_prepared_statements(tagged: Settings) -> None:
-    pool = LookupPool(tagged)
+    pool = LookupPool.from_settings(tagged)
     try:
         with pool.connection() as conn:
             query = "SELECT %s::int + 1"
@@ -172,7 +172,7 @@ def test_lookup_pool_commit_and_rollback_do_not_undo_anything(tagged: Settings, 
     # block's rollback (on error) cannot undo it. This pins the documented behaviour.
     sql(f'CREATE SCHEMA IF NOT EXISTS "{tagged.schema}"')
     sql(f'CREATE TABLE "{tagged.schema}"."lookup_scratch" (v INTEGER)')
-    pool = LookupPool(tagged)
+    pool = LookupPool.from_settings(tagged)
     try:
         with pytest.raises(KeyError), pool.connection() as conn:
             conn.execute(f'INSERT INTO "{tagged.schema}"."lookup_scratch" VALUES (1)')
@@ -186,7 +186,7 @@ def test_lookup_pool_commit_and_rollback_do_not_undo_anything(tagged: Settings, 
 
 
 def test_max_connections_is_respected_with_a_clear_timeout(Pool: Any, tagged: Settings, sql: Any) -> None:
-    pool = Pool(settings_replace(tagged, max_connections=2, connection_timeout=0.2))
+    pool = Pool.from_settings(settings_replace(tagged, max_connections=2, connection_timeout=0.2))
     try:
         with pool.connection() as a, pool.connection() as b:
             assert a is not b
@@ -204,7 +204,7 @@ def test_max_connections_is_respected_with_a_clear_timeout(Pool: Any, tagged: Se
 
 
 def test_a_waiting_thread_gets_the_released_connection(Pool: Any, tagged: Settings) -> None:
-    pool = Pool(settings_replace(tagged, max_connections=1, connection_timeout=30))
+    pool = Pool.from_settings(settings_replace(tagged, max_connections=1, connection_timeout=30))
     got: list[Any] = []
     waiting = threading.Event()
 
@@ -232,7 +232,7 @@ def test_unreachable_server_is_retried_then_reported(Pool: Any, tagged: Settings
                                                      caplog: pytest.LogCaptureFixture) -> None:
     unreachable = settings_replace(tagged, host="127.0.0.1", port=_free_tcp_port(), retry_attempts=2,
                                    retry_delay=0.1, password=Secret("hunter2secret"))
-    pool = Pool(unreachable)
+    pool = Pool.from_settings(unreachable)
     with caplog.at_level(logging.DEBUG, logger="regime_io._pool"), pytest.raises(ServerUnavailableError) as info, \
             pool.connection():
         pass
@@ -246,7 +246,7 @@ def test_unreachable_server_is_retried_then_reported(Pool: Any, tagged: Settings
 def test_unknown_database_is_not_retried(Pool: Any, tagged: Settings, caplog: pytest.LogCaptureFixture) -> None:
     # retry_delay=30: a retry would make this test hang for a minute instead of failing fast.
     missing = settings_replace(tagged, database="no_such_db_here", retry_attempts=2, retry_delay=30)
-    pool = Pool(missing)
+    pool = Pool.from_settings(missing)
     with caplog.at_level(logging.DEBUG, logger="regime_io._pool"), pytest.raises(ServerError) as info, \
             pool.connection():
         pass
@@ -261,7 +261,7 @@ def test_wrong_password_is_not_retried_and_not_shown(Pool: Any, server: Any, tag
     with password_role(server, "the-right-one") as role:
         wrong = settings_replace(tagged, user=role, password=Secret("wr0ng#pass@word"), retry_attempts=2,
                                  retry_delay=30)
-        pool = Pool(wrong)
+        pool = Pool.from_settings(wrong)
         with caplog.at_level(logging.DEBUG, logger="regime_io._pool"), pytest.raises(ServerError) as info, \
                 pool.connection():
             pass
@@ -270,7 +270,7 @@ def test_wrong_password_is_not_retried_and_not_shown(Pool: Any, server: Any, tag
         for text in (str(info.value), caplog.text):
             assert "wr0ng" not in text and "wr0ng%23pass" not in text
         assert not [r for r in caplog.records if "attempt 2/3" in r.getMessage()]
-        right = Pool(settings_replace(wrong, password=Secret("the-right-one")))
+        right = Pool.from_settings(settings_replace(wrong, password=Secret("the-right-one")))
         with right.connection() as conn:
             assert _scalar(conn, "SELECT current_user") == role
         right.close()
@@ -315,7 +315,7 @@ def _restart(server: Any) -> None:
 
 def test_pool_recovers_after_a_server_restart(Pool: Any, server: Any, tagged: Settings) -> None:
     # health_check_interval=0: every idle connection is pinged before it is handed out.
-    pool = Pool(settings_replace(tagged, health_check_interval=0))
+    pool = Pool.from_settings(settings_replace(tagged, health_check_interval=0))
     try:
         with pool.connection() as a, pool.connection() as b:
             before = {_scalar(a, "SELECT pg_backend_pid()"), _scalar(b, "SELECT pg_backend_pid()")}
@@ -332,7 +332,7 @@ def test_pool_recovers_after_a_server_restart(Pool: Any, server: Any, tagged: Se
 def test_one_dead_connection_makes_the_pool_check_the_others(Pool: Any, server: Any, tagged: Settings) -> None:
     # With the health check effectively off, the first connection handed out after a restart
     # is dead: that call fails (retry-safe), and the pool then checks its other idle connections.
-    pool = Pool(settings_replace(tagged, health_check_interval=3600))
+    pool = Pool.from_settings(settings_replace(tagged, health_check_interval=3600))
     try:
         with pool.connection() as a, pool.connection() as b:
             pass
@@ -350,7 +350,7 @@ def test_a_forked_child_leaves_the_parents_connections_alone(Pool: Any, tagged: 
     # The child must neither use the parent's sockets nor close them: closing (or a
     # finaliser closing them when garbage-collected) sends the server a Terminate on the
     # parent's session. The child opens its own connection instead.
-    pool = Pool(tagged)
+    pool = Pool.from_settings(tagged)
     try:
         with pool.connection() as conn:
             parent_backend = _scalar(conn, "SELECT pg_backend_pid()")
@@ -382,7 +382,7 @@ def test_a_forked_child_leaves_the_parents_connections_alone(Pool: Any, tagged: 
 
 
 def test_close_releases_everything(Pool: Any, tagged: Settings, sql: Any) -> None:
-    pool = Pool(settings_replace(tagged, max_connections=3))
+    pool = Pool.from_settings(settings_replace(tagged, max_connections=3))
     with pool.connection(), pool.connection():
         pass
     with pool.connection() as in_use:

@@ -185,7 +185,7 @@ def test_the_password_is_in_no_log_line_error_or_repr(secure: Settings, caplog: 
         with hole, PostgreSQLIntegration(settings=settings_replace(
                 secure, host="127.0.0.1", port=port, connection_timeout=2, retry_attempts=1, retry_delay=0)) as pg:
             failing("unreachable host", lambda: pg.get_latest_1min_market_regime("NIFTY"), ServerUnavailableError)
-        pool = ConnectionPool(wrong)
+        pool = ConnectionPool.from_settings(wrong)
         texts.append(("repr(pool with the wrong password)", repr(pool)))
         texts.append(("repr(Database)", repr(Database(wrong))))
         failing("config error from a DSN", lambda: load_settings(
