@@ -22,7 +22,7 @@ import datetime as dt
 import numpy as np
 import polars as pl
 
-__all__ = ["MINUTES_PER_DAY", "BarStream", "symbol_names"]
+__all__ = ["MINUTES_PER_DAY", "BarStream", "ConsecutiveBars", "symbol_names"]
 
 MINUTES_PER_DAY = 375
 SESSION_START_MINUTES = 9 * 60 + 15
@@ -105,3 +105,21 @@ class BarStream:
     def take_rows(self, rows: int) -> pl.DataFrame:
         """At least ``rows`` rows, rounded up to whole minutes (so batches never share a minute)."""
         return self.take(max(1, -(-rows // self.n_symbols)))
+
+
+class ConsecutiveBars(BarStream):
+    """Bars on every calendar minute from ``start`` (00:00), weekends and nights included:
+    issue 12's shape (10 symbols x 100,000 consecutive minutes from 2024-01-01, so
+    February 2024 holds 41,760 bars per symbol and a day 1,440).
+
+    >>> ConsecutiveBars(2).take(3)["timestamp"].dt.minute().to_list()
+    [0, 0, 1, 1, 2, 2]
+    """
+
+    def timestamps(self, first_minute: int, minutes: int) -> np.ndarray:
+        index = np.arange(first_minute, first_minute + minutes, dtype=np.int64)
+        return self.start.astype("datetime64[us]") + index.astype("timedelta64[m]").astype("timedelta64[us]")
+
+    def day_bounds(self, day: int) -> tuple[dt.datetime, dt.datetime]:
+        first = self.timestamps(day * 1440, 1440)
+        return first[0].astype(dt.datetime), first[-1].astype(dt.datetime)

@@ -8,6 +8,7 @@ A *figure* is one measured quantity, stored as a plain dict so it goes to JSON a
   ``min``, ``max``, ``mean``, ``calls``.
 - ``kind="rss"``: peak resident memory of a subprocess in MB (``peak_mb``), with the
   memory of the same process just before the measured work (``before_mb``).
+- ``kind="size"``: stored bytes (``bytes``) of ``rows`` rows and ``bytes_per_row``.
 - ``status="unavailable"`` with a ``reason`` when a measurement could not run (e.g. the
   server cannot read files from this machine).
 
@@ -117,4 +118,6 @@ def value(fig: Figure | None) -> float | None:
         return float(fig["p50"])
     if kind == "rss":
         return float(fig["peak_mb"])
+    if kind == "size":
+        return float(fig["bytes_per_row"])
     return None

@@ -31,7 +31,7 @@ __all__ = ["main"]
 
 log = logging.getLogger("benchmarks")
 
-SECTION_NAMES = ("write", "read", "regimes", "scale", "memory")
+SECTION_NAMES = ("write", "read", "history", "regimes", "scale", "memory")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -71,6 +71,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--parquet-rows", type=int, default=None,
                    help="rows of the Parquet file ingested in chunks (default 5,000,000; quick 1,000,000)")
     p.add_argument("--batch-rows", type=int, default=250_000, help="batch size of the streaming read and ingest")
+    p.add_argument("--history-symbols", type=int, default=10,
+                   help="symbols of the issue-12 data shape (bars on consecutive minutes from 2024-01-01)")
+    p.add_argument("--history-minutes", type=int, default=100_000,
+                   help="consecutive minutes per symbol of the issue-12 data shape")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--sections", default=",".join(SECTION_NAMES),
                    help=f"comma-separated subset of {', '.join(SECTION_NAMES)}")
@@ -105,6 +109,7 @@ def _say(message: str) -> None:
 
 def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Figure], list[dict[str, Any]], str, list[str]]:
     """Run the chosen sections; return meta, figures, targets, the Markdown and the secrets to keep out."""
+    from .history import run_history
     from .memory import measure_ingest_rss, measure_stream_rss, write_bars_parquet
     from .reads import run_latest, run_range_reads, run_regimes
     from .scale import run_scale
@@ -142,6 +147,10 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Figure], li
                                       rows=stream.minute * stream.n_symbols))
         if db is not None:
             db.close()
+        if "history" in args.sections:
+            figures.update(run_history(server, symbols=args.history_symbols, minutes=args.history_minutes,
+                                       repeats=args.repeats, slow_repeats=args.slow_repeats, seed=args.seed,
+                                       say=_say))
         if "regimes" in args.sections:
             figures.update(run_regimes(server, days=args.regime_days, symbols=args.regime_symbols,
                                        rolling_symbols=args.rolling_symbols, repeats=args.repeats,
@@ -162,6 +171,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Figure], li
                 figures["memory.stream_read"] = measure_stream_rss(
                     server.url(), schema=sdb.settings.schema, symbols=sstream.symbols, start=start, end=end,
                     expected_rows=total, batch_rows=args.batch_rows)
+                figures["memory.stream_sealed"] = _sealed_stream(server, sdb, sstream, total, args.batch_rows)
             sdb.close()
         if "memory" in args.sections:
             pdb = server.database("parquet")
@@ -185,6 +195,32 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Figure], li
         if secret and secret in table:
             raise RuntimeError("refusing to print results that contain the server password")
     return meta, figures, targets, table, secrets
+
+
+def _sealed_stream(server: Any, sdb: Any, sstream: Any, total: int, batch_rows: int) -> Figure:
+    """Peak RSS of streaming the scale table once it is sealed (issue 12): seal it, then
+    stream it in a fresh subprocess like the row-tier figure."""
+    from .history import _sealing
+    from .memory import measure_stream_rss
+
+    label = f"peak RSS, iter_market_data streaming {total:,} sealed rows ({batch_rows:,}-row batches)"
+    sealing = _sealing()
+    if sealing is None:
+        return unavailable(label, "unavailable: not built yet (regime_io._sealing.seal_history does not exist)",
+                           kind="rss")
+    _say(f"sealing the scale table ({total:,} rows) for the sealed streaming read")
+    started = time.perf_counter()
+    report = sealing.seal_history(sdb, "1d", tables=["market_data"])
+    seconds = time.perf_counter() - started
+    if report.rows_moved != total:
+        return unavailable(label, f"seal_history moved {report.rows_moved:,} of {total:,} rows", kind="rss")
+    _say(f"peak RSS of a streaming read of {total:,} sealed rows (subprocess)")
+    start, end = sstream.span()
+    fig = measure_stream_rss(server.url(), schema=sdb.settings.schema, symbols=sstream.symbols, start=start,
+                             end=end, expected_rows=total, batch_rows=batch_rows)
+    fig["label"] = label
+    fig["seal_seconds"] = seconds
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,8 +260,10 @@ def _scrub(argv: list[str]) -> list[str]:
 
 def _section_of(key: str) -> str:
     prefix = key.split(".", 1)[0]
+    if key.startswith("latest.small"):
+        return "read"
     return {"ingest": "write", "read": "read", "latest": "scale", "regimes": "regimes", "scale": "scale",
-            "memory": "memory"}.get(prefix, prefix) if not key.startswith("latest.small") else "read"
+            "memory": "memory", "history": "history"}.get(prefix, prefix)
 
 
 def _relative(path: Path) -> str:

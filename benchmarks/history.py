@@ -1,0 +1,420 @@
+"""Issue 12's data shape against the tools a quant would pick instead, in one run.
+
+The data: ``--history-symbols`` symbols x ``--history-minutes`` consecutive calendar
+minutes from 2024-01-01 (default 10 x 100,000 = 1M one-minute bars, random-walk prices
+with 2 decimals; :class:`~benchmarks.data.ConsecutiveBars`). The slices: every bar, one
+symbol's whole range, one symbol x the calendar month of the middle bar (February 2024:
+41,760 bars), one symbol x the day of the middle bar (1,440 bars), and a restatement of
+that day for every symbol (new prices, 14,400 bars).
+
+Measured on the same bars, in this order:
+
+- **ArcticDB** (LMDB in a scratch directory; skipped as "unavailable" when ``arcticdb``
+  is not installed, as in CI): ``write_batch`` of one pandas frame per symbol into a
+  fresh library, ``read_batch`` of every symbol straight to polars (concatenated with a
+  ``symbol`` column: the same frame shape as regime_io's), ``read(date_range=...)`` of a
+  month and of a day, ``update_batch`` of the restated day;
+- **Parquet + polars**: ``write_parquet`` (zstd) of the frame in reader order,
+  ``read_parquet``, ``scan_parquet().filter().collect()`` of a month and of a day;
+- **COPY-out**: ``COPY (the reader's query, plain columns) TO STDOUT (FORMAT binary)``
+  of each slice, read and thrown away: the row tier's ceiling;
+- **regime_io, row tier**: ``save`` into an empty table, ``get_market_data`` of each
+  slice, ``save`` of the restated day (every row updated), storage per bar
+  (``pg_total_relation_size`` of every partition: heap, TOAST and indexes);
+- **regime_io, sealed tier** (when the engine has ``seal_history``): the same table
+  sealed, then the same reads and restatement (which merges into the sealed chunks),
+  storage per bar of the chunk table (TOAST and indexes included), and the backfill
+  fast path: ``save(..., tier="sealed")`` of every bar into an empty table.
+
+Example:
+    >>> bars = ConsecutiveBars(2, start=HISTORY_START.date()).take(3)
+    >>> bars.height, str(bars["timestamp"].max())
+    (6, '2024-01-01 00:02:00')
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from psycopg import sql
+
+from regime_io import _reading as reading
+from regime_io._writing import save
+
+from .data import ConsecutiveBars
+from .measure import Figure, latency, time_it, unavailable
+from .reads import _copy_out, range_query
+from .server import BenchServer
+from .writes import DECIMALS, Maintenance
+
+__all__ = ["HISTORY_START", "Slices", "history_bars", "run_history"]
+
+log = logging.getLogger(__name__)
+
+HISTORY_START = dt.datetime(2024, 1, 1)
+_ONE_US = dt.timedelta(microseconds=1)
+
+
+class Slices:
+    """The time windows of the history benchmarks, derived from the bars' span."""
+
+    def __init__(self, stream: ConsecutiveBars, minutes: int) -> None:
+        self.symbols = stream.symbols
+        self.start, self.end = stream.span()
+        mid: dt.datetime = stream.timestamps(minutes // 2, 1)[0].astype(dt.datetime)
+        self.month_start = dt.datetime(mid.year, mid.month, 1)
+        next_month = dt.datetime(mid.year + mid.month // 12, mid.month % 12 + 1, 1)
+        self.month_end = min(next_month - _ONE_US, self.end)
+        self.day_start = dt.datetime(mid.year, mid.month, mid.day)
+        self.day_end = min(self.day_start + dt.timedelta(days=1) - _ONE_US, self.end)
+
+
+def history_bars(symbols: int, minutes: int, *, seed: int) -> tuple[pl.DataFrame, ConsecutiveBars]:
+    stream = ConsecutiveBars(symbols, seed=seed, start=HISTORY_START.date())
+    return stream.take(minutes), stream
+
+
+def _rows(frame: pl.DataFrame, symbol: str | None, start: dt.datetime, end: dt.datetime) -> int:
+    cond = pl.col("timestamp").is_between(start, end)
+    if symbol is not None:
+        cond &= pl.col("symbol") == symbol
+    return frame.filter(cond).height
+
+
+def _check(what: str, got: int, expected: int) -> None:
+    if got != expected:
+        raise RuntimeError(f"{what}: {got} rows, expected {expected}")
+
+
+def _table_bytes(server: BenchServer, db: Any, *, chunks: bool) -> int:
+    """Bytes of the row table (every partition: heap, TOAST, indexes) or of its chunk table."""
+    name = db.settings.table_name("market_data")
+    with server.connect() as conn:
+        if chunks:
+            query = sql.SQL("SELECT pg_total_relation_size({}::regclass)").format(
+                sql.Literal(f'"{db.settings.schema}"."{name}_chunks"'))
+        else:
+            query = sql.SQL("SELECT coalesce(sum(pg_total_relation_size(relid)), 0) "
+                            "FROM pg_partition_tree({}::regclass)").format(
+                sql.Literal(f'"{db.settings.schema}"."{name}"'))
+        row = conn.execute(query).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _size_figure(label: str, total: int, rows: int, *, note: str | None = None) -> Figure:
+    fig: Figure = {"kind": "size", "label": label, "unit": "B/row", "bytes": total, "rows": rows,
+                   "bytes_per_row": total / rows if rows else 0.0}
+    if note:
+        fig["note"] = note
+    return fig
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _restated(frame: pl.DataFrame, flip: bool) -> pl.DataFrame:
+    return frame.with_columns(pl.col(c) + 0.01 for c in DECIMALS) if flip else frame
+
+
+def _sealing() -> Any:
+    """The sealed tier's engine, or None while it is not built."""
+    try:
+        from regime_io import _sealing as sealing
+    except ImportError:
+        return None
+    return sealing if hasattr(sealing, "seal_history") else None
+
+
+def _tier_param() -> bool:
+    import inspect
+
+    return "tier" in inspect.signature(save).parameters
+
+
+def run_history(server: BenchServer, *, symbols: int, minutes: int, repeats: int, slow_repeats: int, seed: int,
+                say: Callable[[str], None]) -> dict[str, Figure]:
+    """Every ``history.*`` figure (see the module docstring)."""
+    figures: dict[str, Figure] = {}
+    bars, stream = history_bars(symbols, minutes, seed=seed + 3)
+    sl = Slices(stream, minutes)
+    n = bars.height
+    one = sl.symbols[0]
+    slices = {  # key -> (symbols, start, end, what)
+        "read_all": (sl.symbols, sl.start, sl.end, f"{len(sl.symbols)} symbols x {minutes:,} minutes"),
+        "read_symbol": ([one], sl.start, sl.end, f"1 symbol x {minutes:,} minutes"),
+        "read_month": ([one], sl.month_start, sl.month_end, f"1 symbol x 1 month ({sl.month_start:%Y-%m})"),
+        "read_day": ([one], sl.day_start, sl.day_end, f"1 symbol x 1 day ({sl.day_start:%Y-%m-%d})"),
+    }
+    expected = {k: _rows(bars, None if len(s) > 1 else s[0], a, b) for k, (s, a, b, _) in slices.items()}
+    day_frame = bars.filter(pl.col("timestamp").is_between(sl.day_start, sl.day_end))
+    say(f"history shape: {n:,} bars ({symbols} symbols x {minutes:,} consecutive minutes from "
+        f"{sl.start:%Y-%m-%d}); month {expected['read_month']:,} rows, day {expected['read_day']:,}")
+
+    figures.update(_arcticdb(server, bars, sl, slices, expected, day_frame, repeats=repeats, say=say))
+    figures.update(_parquet(server, bars, sl, slices, expected, repeats=repeats, say=say))
+
+    db = server.database("history")
+    maint = Maintenance(server, db)
+    try:
+        figures.update(_row_tier(server, db, maint, bars, slices, expected, day_frame, repeats=repeats,
+                                 slow_repeats=slow_repeats, say=say))
+        figures.update(_sealed_tier(server, db, maint, bars, slices, expected, day_frame, repeats=repeats,
+                                    say=say))
+    finally:
+        maint.close()
+        db.close()
+    where = (f"{server.kind} server, PostgreSQL {server.version}, "
+             f"{'Unix socket' if (server.settings.host or '').startswith('/') else 'TCP'}")
+    for key, fig in figures.items():
+        if key.endswith(".copy"):
+            fig["server"] = where
+    return figures
+
+
+def _read_figure(key: str, fn: Callable[[], Any], *, label: str, rows: int, repeats: int) -> Figure:
+    """Large slices: a time figure (median of ``repeats``); the day: warm latency."""
+    if key == "read_day":
+        return latency(fn, calls=max(10, repeats * 10), label=label)
+    return time_it(fn, repeats=repeats if key != "read_month" else repeats * 2, label=label, rows=rows, warmup=1)
+
+
+# ---------------------------------------------------------------------------------------
+# Baselines
+
+
+def _arcticdb(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[str, Any], expected: dict[str, int],
+              day_frame: pl.DataFrame, *, repeats: int, say: Callable[[str], None]) -> dict[str, Figure]:
+    keys = {"write": "ArcticDB write_batch, fresh library (LMDB), one pandas frame per symbol",
+            **{k: f"ArcticDB read -> polars, {v[3]}" for k, v in slices.items()},
+            "restate": f"ArcticDB update_batch, 1 day x {len(sl.symbols)} symbols (new prices)",
+            "storage": "ArcticDB LMDB directory size per bar"}
+    try:
+        import arcticdb
+        from arcticdb.version_store.library import UpdatePayload, WritePayload
+    except ImportError as err:
+        reason = f"arcticdb is not installed ({err}); pip install 'regime-io[bench]'"
+        return {f"history.{k}.arcticdb": unavailable(label, reason, kind="size" if k == "storage" else
+                                                     "latency" if k == "read_day" else "time")
+                for k, label in keys.items()}
+    figures: dict[str, Figure] = {}
+    path = server.scratch_file("arcticdb")
+    path.mkdir(exist_ok=True)
+    ac = arcticdb.Arctic(f"lmdb://{path}")
+    value_cols = ["timestamp", "open", "high", "low", "close", "volume"]
+
+    def pandas_of(frame: pl.DataFrame) -> dict[str, Any]:
+        return {str(s): part.select(value_cols).to_pandas().set_index("timestamp")
+                for (s,), part in frame.partition_by("symbol", as_dict=True, maintain_order=True).items()}
+
+    frames = pandas_of(bars)
+    state = {"lib": None, "i": 0}
+
+    def fresh() -> None:
+        state["i"] += 1
+        name = f"bench{state['i']}"
+        if state["lib"] is not None:
+            ac.delete_library(state["lib"])
+        ac.create_library(name)
+        state["lib"] = name
+
+    def write() -> None:
+        ac[state["lib"]].write_batch([WritePayload(s, f) for s, f in frames.items()])
+
+    say(f"ArcticDB {arcticdb.__version__} (LMDB): write, reads, update")
+    figures["history.write.arcticdb"] = time_it(write, repeats=repeats, setup=fresh, label=keys["write"],
+                                                rows=bars.height)
+    lib = ac[state["lib"]]
+    figures["history.storage.arcticdb"] = _size_figure(keys["storage"], _dir_bytes(path), bars.height,
+                                                       note="information: LMDB map files, not a target")
+
+    def read(symbols: list[str], start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        if len(symbols) == 1:
+            got = lib.read(symbols[0], date_range=(start, end), output_format="polars").data
+            return got.with_columns(pl.lit(symbols[0]).alias("symbol"))
+        items = lib.read_batch(symbols, output_format="polars")
+        return pl.concat([item.data.with_columns(pl.lit(s).alias("symbol")) for s, item in zip(symbols, items,
+                                                                                                 strict=True)])
+
+    for key, (symbols, start, end, _) in slices.items():
+        _check(f"ArcticDB {key}", read(symbols, start, end).height, expected[key])
+        figures[f"history.{key}.arcticdb"] = _read_figure(
+            key, lambda s=symbols, a=start, b=end: read(s, a, b), label=keys[key], rows=expected[key],
+            repeats=repeats)
+    restate = {True: pandas_of(_restated(day_frame, True)), False: pandas_of(day_frame)}
+    flip = {"v": False}
+
+    def update() -> None:
+        flip["v"] = not flip["v"]
+        lib.update_batch([UpdatePayload(s, f) for s, f in restate[flip["v"]].items()])
+
+    figures["history.restate.arcticdb"] = time_it(update, repeats=repeats, label=keys["restate"],
+                                                  rows=day_frame.height, warmup=1)
+    ac.delete_library(state["lib"])
+    shutil.rmtree(path, ignore_errors=True)
+    return figures
+
+
+def _parquet(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[str, Any], expected: dict[str, int],
+             *, repeats: int, say: Callable[[str], None]) -> dict[str, Figure]:
+    figures: dict[str, Figure] = {}
+    path = server.scratch_file("history.parquet")
+    ordered = bars.sort("symbol", "timeframe", "timestamp")
+    say("Parquet + polars: write, reads")
+    figures["history.write.parquet"] = time_it(lambda: ordered.write_parquet(path), repeats=repeats,
+                                               label="polars write_parquet (zstd), one file in reader order",
+                                               rows=bars.height)
+    figures["history.storage.parquet"] = _size_figure("Parquet file size per bar (zstd)", path.stat().st_size,
+                                                      bars.height, note="information, not a target")
+
+    def read(symbols: list[str], start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+        if len(symbols) > 1:
+            return pl.read_parquet(path)
+        return pl.scan_parquet(path).filter((pl.col("symbol") == symbols[0])
+                                            & pl.col("timestamp").is_between(start, end)).collect()
+
+    for key, (symbols, start, end, what) in slices.items():
+        _check(f"Parquet {key}", read(symbols, start, end).height, expected[key])
+        label = ("polars read_parquet, every bar" if len(symbols) > 1 else
+                 f"polars scan_parquet().filter().collect(), {what}")
+        figures[f"history.{key}.parquet"] = _read_figure(
+            key, lambda s=symbols, a=start, b=end: read(s, a, b), label=label, rows=expected[key], repeats=repeats)
+    path.unlink(missing_ok=True)
+    return figures
+
+
+# ---------------------------------------------------------------------------------------
+# regime_io
+
+
+def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[str, int], *, tier: str,
+           repeats: int, copy: bool) -> dict[str, Figure]:
+    figures: dict[str, Figure] = {}
+    for key, (symbols, start, end, what) in slices.items():
+        target = symbols if len(symbols) > 1 else symbols[0]
+        _check(f"{tier} tier {key}", reading.get_market_data(db, target, start, end).height, expected[key])
+        figures[f"history.{key}.{tier}"] = _read_figure(
+            key, lambda t=target, a=start, b=end: reading.get_market_data(db, t, a, b),
+            label=f"regime_io get_market_data, {tier} tier, {what}", rows=expected[key], repeats=repeats)
+        if copy:
+            run = _copy_out(server, range_query(db, symbols, start, end))
+            figures[f"history.{key}.copy"] = _read_figure(
+                key, run, label=f"COPY (the reader's query, plain columns) TO STDOUT (FORMAT binary), {what}",
+                rows=expected[key], repeats=repeats)
+    return figures
+
+
+def _row_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.DataFrame, slices: dict[str, Any],
+              expected: dict[str, int], day_frame: pl.DataFrame, *, repeats: int, slow_repeats: int,
+              say: Callable[[str], None]) -> dict[str, Figure]:
+    figures: dict[str, Figure] = {}
+    n = bars.height
+    say(f"regime_io row tier: fresh save of {n:,} bars ({repeats} runs)")
+    save(db, "market_data", bars)  # creates the partitions (kept by TRUNCATE)
+    figures["history.write.row"] = time_it(lambda: save(db, "market_data", bars), repeats=repeats,
+                                           setup=maint.truncate, rows=n,
+                                           label="regime_io.save into an empty table, row tier (polars, float prices)")
+    _check("row tier write", maint.count(), n)
+    maint.vacuum()
+    figures["history.storage.row"] = _size_figure(
+        "regime_io row tier per bar (pg_total_relation_size of every partition: heap, TOAST, indexes)",
+        _table_bytes(server, db, chunks=False), n)
+    say("regime_io row tier: reads (and COPY-out of the same rows)")
+    figures.update(_reads(server, db, slices, expected, tier="row", repeats=repeats, copy=True))
+    symbols = slices["read_all"][0]
+    first, last = slices["read_all"][1], slices["read_all"][2]
+    figures["history.read_each_symbol.row"] = time_it(
+        lambda: [reading.get_market_data(db, s, first, last) for s in symbols], repeats=slow_repeats, rows=n,
+        label=f"regime_io get_market_data, row tier, {len(symbols)} single-symbol reads one after the other")
+    flip = {"v": False}
+
+    def restate() -> None:
+        flip["v"] = not flip["v"]
+        result = save(db, "market_data", _restated(day_frame, flip["v"]))
+        if result.updated != day_frame.height:
+            raise RuntimeError(f"row-tier restatement: {result}")
+
+    figures["history.restate.row"] = time_it(
+        restate, repeats=repeats, rows=day_frame.height,
+        label=f"regime_io.save of 1 day x {len(symbols)} symbols with new prices, row tier (every row updated)")
+    if flip["v"]:
+        save(db, "market_data", day_frame)  # back to the original prices
+    maint.vacuum()
+    return figures
+
+
+def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.DataFrame, slices: dict[str, Any],
+                 expected: dict[str, int], day_frame: pl.DataFrame, *, repeats: int,
+                 say: Callable[[str], None]) -> dict[str, Figure]:
+    n = bars.height
+    what = slices["read_all"][3]
+    labels = {
+        "seal": f"regime_io seal_history of {n:,} bars (rows -> chunks, one run)",
+        "storage": "regime_io sealed tier per bar (pg_total_relation_size of the chunk table: heap, TOAST, indexes)",
+        **{k: f"regime_io get_market_data, sealed tier, {v[3]}" for k, v in slices.items()},
+        "restate": f"regime_io.save of 1 day x {len(slices['read_all'][0])} symbols with new prices into sealed "
+                   "months (merged into the chunks)",
+        "write": f"regime_io.save(tier='sealed') backfill of {n:,} bars into an empty table ({what})",
+    }
+    sealing = _sealing()
+    if sealing is None:
+        reason = "unavailable: not built yet (regime_io._sealing.seal_history does not exist)"
+        return {f"history.{k}.sealed": unavailable(label, reason, kind="size" if k == "storage" else
+                                                  "latency" if k == "read_day" else "time")
+                for k, label in labels.items()}
+    figures: dict[str, Figure] = {}
+    say(f"regime_io sealed tier: sealing {n:,} bars")
+    report: list[Any] = []
+    figures["history.seal.sealed"] = time_it(lambda: report.append(sealing.seal_history(db, "1d",
+                                                                                        tables=["market_data"])),
+                                             repeats=1, label=labels["seal"], rows=n)
+    moved = report[-1].rows_moved
+    figures["history.seal.sealed"]["report"] = repr(report[-1])
+    _check("seal_history rows moved", moved, n)
+    _check("rows left in the row tier after sealing", maint.count(), 0)
+    maint.vacuum()
+    figures["history.storage.sealed"] = _size_figure(labels["storage"], _table_bytes(server, db, chunks=True), n)
+    say("regime_io sealed tier: reads")
+    figures.update(_reads(server, db, slices, expected, tier="sealed", repeats=repeats, copy=False))
+    flip = {"v": False}
+
+    def restate() -> None:
+        flip["v"] = not flip["v"]
+        result = save(db, "market_data", _restated(day_frame, flip["v"]))
+        if result.updated != day_frame.height:
+            raise RuntimeError(f"sealed restatement: {result}")
+
+    figures["history.restate.sealed"] = time_it(restate, repeats=repeats, rows=day_frame.height,
+                                                label=labels["restate"])
+    _check("rows in the row tier after restating sealed months", maint.count(), 0)
+    if not _tier_param():
+        figures["history.write.sealed"] = unavailable(labels["write"], "unavailable: save() has no tier= yet")
+        return figures
+    say(f"regime_io sealed tier: backfill of {n:,} bars ({repeats} runs)")
+    bdb = server.database("backfill")
+    bmaint = Maintenance(server, bdb)
+    chunk_table = sql.Identifier(bdb.settings.schema, f"{bdb.settings.table_name('market_data')}_chunks")
+
+    def empty() -> None:
+        bmaint.conn.execute(sql.SQL("TRUNCATE {}").format(chunk_table))
+        bmaint.truncate()
+
+    results: list[Any] = []
+    try:
+        figures["history.write.sealed"] = time_it(
+            lambda: results.append(save(bdb, "market_data", bars, tier="sealed")), repeats=repeats, setup=empty,
+            label=labels["write"], rows=n, warmup=1)
+        figures["history.write.sealed"]["write_result"] = str(results[-1])
+        _check("backfill: rows in the row tier", bmaint.count(), 0)
+        _check("backfill: rows read back", reading.get_market_data(bdb, slices["read_all"][0], slices["read_all"][1],
+                                                                    slices["read_all"][2]).height, n)
+    finally:
+        bmaint.close()
+        bdb.close()
+    return figures
