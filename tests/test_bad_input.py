@@ -29,7 +29,6 @@ from regime_io import (
     ConfigError,
     PostgreSQLIntegration,
     RegimeIOError,
-    SchemaError,
     Secret,
     ServerError,
     ServerUnavailableError,
@@ -284,7 +283,7 @@ CASES = [
     Case("parameters-invalid-json-text", "optimization_results", lambda: opt_params(1, "{'ema': 9"), "parameters",
          1, "not valid JSON"),
     # unknown table
-    Case("unknown-table", "nope", lambda: md(), None, None, "unknown table", error=SchemaError),
+    Case("unknown-table", "nope", lambda: md(), None, None, "unknown table", error=UsageError),
 ]
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from regime_io import PostgreSQLIntegration, SchemaError, ValidationError
+from regime_io import PostgreSQLIntegration, SchemaError, UsageError, ValidationError
 from regime_io._maintenance import CleanupReport, cleanup_old_data, list_partitions
 from regime_io._schema import bucket_start, next_bucket
 from regime_io.config import settings_replace
@@ -302,8 +302,8 @@ def test_a_retention_longer_than_the_calendar_removes_nothing(pg: PostgreSQLInte
 
 
 def test_unknown_and_missing_tables(pg: PostgreSQLIntegration, db: Database, sql: Any) -> None:
-    with pytest.raises(SchemaError, match="unknown table 'bars'; allowed: market_data"):
-        cleanup_old_data(pg.db, 30, tables=["bars"])
+    with pytest.raises(UsageError, match="unknown table 'prices'; allowed: market_data"):
+        cleanup_old_data(pg.db, 30, tables=["prices"])
     sql(f"DROP TABLE {_table(pg, 'market_regimes')}")
     with pytest.raises(SchemaError, match=r"'market_regimes'.*does not exist"):
         cleanup_old_data(pg.db, 30, tables=["market_regimes"])

@@ -17,7 +17,7 @@ import pytest
 from _reading_data import REGIMES, bars, insert, options, regimes, regimes_1min
 from polars.testing import assert_frame_equal
 
-from regime_io import PostgreSQLIntegration, ReadError, UsageError
+from regime_io import PostgreSQLIntegration, ReadError, UsageError, _decode
 from regime_io import _reading as reading
 from regime_io._readsql import Query, sql_value
 from regime_io.config import settings_replace
@@ -277,13 +277,20 @@ def test_zoned_datetimes_are_converted_to_storage_time(pg: PostgreSQLIntegration
     (dt.datetime(2024, 2, 1, 12), dt.datetime(2024, 2, 1, 11), "after"),
     (dt.date(2024, 2, 2), dt.date(2024, 2, 1), "after"),
     (20240101, "2024-02-01", "expected a datetime"),
-    (None, "2024-02-01", "expected a datetime"),
     ("yesterday", "2024-02-01", "not an ISO"),
     ("2024-01-01", b"2024-02-01", "expected a datetime"),
 ])
 def test_bad_ranges_raise_read_error(pg: PostgreSQLIntegration, start: Any, end: Any, match: str) -> None:
     with pytest.raises(UsageError, match=match):
         pg.get_market_data("NIFTY", start, end)
+
+
+def test_open_bounds_read_the_whole_side(pg: PostgreSQLIntegration, market: pl.DataFrame) -> None:
+    everything = pg.get_market_data("NIFTY", timeframe="1m")
+    assert everything.equals(pg.get_market_data("NIFTY", "1900-01-01", "2100-01-01", timeframe="1m"))
+    assert everything.height > 0
+    since = pg.get_market_data("NIFTY", "2024-02-01", None, timeframe="1m")
+    assert since["timestamp"].min() >= dt.datetime(2024, 2, 1)
 
 
 def test_same_instant_and_same_day_ranges_are_valid(pg: PostgreSQLIntegration, market: pl.DataFrame) -> None:
@@ -332,7 +339,7 @@ def test_disabled_integration_returns_empty_frames_with_schema(settings: Any) ->
     assert list(pg.iter_options_data("NIFTY", "2024-01-01", "2024-01-02")) == []
     tagged = pg.asof_regimes(pl.DataFrame({"symbol": ["NIFTY"], "timestamp": [T0]}))
     assert tagged.height == 1 and tagged["regime"].to_list() == [None]
-    assert pg.asof_regimes(symbol="NIFTY", start="2024-01-01", end="2024-01-02").height == 0
+    assert pg.asof_regimes(symbol="NIFTY", start_date="2024-01-01", end_date="2024-01-02").height == 0
     assert pg.db._pool is None  # nothing connected
 
 
@@ -384,9 +391,9 @@ def test_unreachable_server_fails_fast_without_the_password(settings: Any) -> No
 
 def test_a_large_read_parses_prices_exactly_like_the_servers_float8_cast(pg: PostgreSQLIntegration,
                                                                          sql: Any) -> None:
-    # Above reading._PARALLEL_PARSE_ROWS the DECIMAL text columns parse on several threads:
+    # Above _decode.PARALLEL_PARSE_ROWS the DECIMAL text columns parse on several threads:
     # the floats must still be the server's own numeric -> float8 values, in row order.
-    n = reading._PARALLEL_PARSE_ROWS // 2 + 1_000
+    n = _decode.PARALLEL_PARSE_ROWS // 2 + 1_000
     start = dt.datetime(2024, 3, 1)
     pg.db.partitions.ensure(pg.db.pool, pg.settings, TABLES["market_data"], start,
                             start + dt.timedelta(minutes=n))
@@ -397,7 +404,7 @@ def test_a_large_read_parses_prices_exactly_like_the_servers_float8_cast(pg: Pos
         "round((random() * 50000)::numeric, 2), round((random() * 50000)::numeric, 2), i, '1m' "
         "FROM generate_series(1, %s) AS i, unnest(ARRAY['AAA', 'BBB']) AS s", (start, n))
     got = pg.get_market_data(["AAA", "BBB"], start, start + dt.timedelta(days=365))
-    assert got.height == 2 * n > reading._PARALLEL_PARSE_ROWS
+    assert got.height == 2 * n > _decode.PARALLEL_PARSE_ROWS
     server = sql(f'SELECT open::float8, high::float8, low::float8, close::float8 FROM {table} '
                  "WHERE symbol IN ('AAA', 'BBB') ORDER BY symbol, timeframe, timestamp")
     assert got.select("open", "high", "low", "close").rows() == server

@@ -71,7 +71,8 @@ def test_tolerance_drops_stale_regimes(pg: PostgreSQLIntegration, stored: pl.Dat
 
 def test_bars_read_from_market_data(pg: PostgreSQLIntegration, sql: Any, stored: pl.DataFrame) -> None:
     insert(pg, sql, "market_data", bars(["NIFTY"], ["1m"], T0 + dt.timedelta(minutes=10), 30))
-    got = pg.asof_regimes(symbol="NIFTY", start=T0, end=T0 + dt.timedelta(hours=1), tolerance=dt.timedelta(minutes=4))
+    got = pg.asof_regimes(symbol="NIFTY", start_date=T0, end_date=T0 + dt.timedelta(hours=1),
+                          tolerance=dt.timedelta(minutes=4))
     assert got.height == 30 and got.columns[:8] == ["symbol", "timestamp", "open", "high", "low", "close", "volume",
                                                     "timeframe"]
     regime_times = stored.filter(pl.col("symbol") == "NIFTY")["timestamp"].to_list()
@@ -111,7 +112,7 @@ def test_regimes_table_needs_a_timeframe_when_it_holds_several(pg: PostgreSQLInt
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({"bars": None, "symbol": "NIFTY"}, "needs symbol, start and end"),
+    ({"bars": None}, "needs symbol="),
     ({"bars": pl.DataFrame({"ts": [T0]}), "symbol": "NIFTY"}, "no 'timestamp' column"),
     ({"bars": pl.DataFrame({"timestamp": [T0]})}, "pass symbol"),
     ({"bars": pl.DataFrame({"symbol": ["A"], "timestamp": [T0]}), "symbol": "A"}, "drop symbol"),
