@@ -15,8 +15,10 @@ and after mean the row read saw the same state.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -47,6 +49,9 @@ def _conditions(q: Query, spec: TableSpec, symbols: list[str], rng: TimeRange,
     conds.append(f"t.last_ts >= {q.param(rng.start)}")
     conds.append(f"t.first_ts {'<' if rng.end_exclusive else '<='} {q.param(rng.end)}")
     for name, value in extra:
+        if name.endswith(">="):  # a lower bound on a chunk-key column (unexpired option contracts)
+            conds.append(f"t.{quote_ident(name[:-2])} >= {q.param(value)}")
+            continue
         column = spec.column(name)
         values = value if isinstance(value, list) else [value]
         if name in spec.chunk_by:
@@ -110,7 +115,7 @@ def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tu
     hi = pa.scalar(rng.end, ts.type)
     mask = pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi) if rng.end_exclusive else pc.less_equal(ts, hi))
     for name, value in extra:
-        if name in spec.chunk_by:
+        if name in spec.chunk_by or name.endswith(">="):
             continue
         column = payload.column(name)
         values = pa.array(value if isinstance(value, list) else [value]).cast(column.type)
@@ -200,3 +205,118 @@ def read_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
     raise ReadError(f"{spec.key}: history was sealed or unsealed during each of {_MAX_TRIES} attempts to read it; "
                     "try again", table=spec.key)
 
+
+
+# ---------------------------------------------------------------------------------------
+# Latest rows
+
+
+def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, wanted: list[str] | None, timeframe: str | None,
+                 schema: pa.Schema) -> pa.Table:
+    """The row tier's latest rows (``rows``, one per series) corrected by the sealed tier:
+    a series whose newest chunk ends after its latest row (or that has no rows) takes
+    that chunk's last row. Costs one index lookup when no chunk is newer."""
+    q = Query()
+    key = [c for c in spec.chunk_by]
+    cols = ", ".join(f"t.{quote_ident(c)}" for c in key)
+    conds = []
+    if wanted is not None:
+        conds.append(f"t.symbol = ANY({q.param(wanted)}::text[])")
+    if timeframe is not None and "timeframe" in key:
+        conds.append(f"t.timeframe = {q.param(timeframe)}")
+    where = f"WHERE {' AND '.join(conds)}" if conds else ""
+    sql = (f"SELECT DISTINCT ON ({cols}) {cols}, t.period_start, t.last_ts FROM {chunk_table(spec, db.settings)} t "
+           f"{where} ORDER BY {cols}, t.period_start DESC")
+    newest = read_lookup(db, q, sql, what="get_latest (sealed)", table=spec.key).to_pylist()
+    if not newest:
+        return rows
+    time_col = spec.time_column or "timestamp"
+    series = [c for c in ("symbol", "timeframe") if c in rows.column_names and c in key]
+    current = {tuple(r[c] for c in series): r[time_col] for r in rows.select([*series, time_col]).to_pylist()}
+    stale = [r for r in newest if current.get(tuple(r[c] for c in series)) is None
+             or r["last_ts"] > current[tuple(r[c] for c in series)]]
+    if not stale:
+        return rows
+    q = Query()
+    picks = [f"(t.period_start = {q.param(r['period_start'])} AND "
+             + " AND ".join(f"t.{quote_ident(c)} = {q.param(r[c])}" for c in key) + ")" for r in stale]
+    found = read_lookup(db, q, f"SELECT {cols}, t.schema_fingerprint, t.codec, t.payload FROM "
+                        f"{chunk_table(spec, db.settings)} t WHERE {' OR '.join(picks)}",
+                        what="get_latest (sealed)", table=spec.key)
+    full = spec.arrow_schema()
+    lasts = []
+    for r in found.to_pylist():
+        payload = chunks.decode(spec, r["payload"], r["schema_fingerprint"], codec=r["codec"])
+        ts = payload.column(time_col)
+        last = payload.slice(pc.index(ts, pc.max(ts)).as_py(), 1)
+        lasts.append(pa.Table.from_arrays([constant(r[f.name], 1, f.type) if f.name in key else last.column(f.name)
+                                           for f in full], schema=full))
+    sealed = to_reader(spec, pa.concat_tables(lasts), schema)
+    replaced = {tuple(r[c] for c in series) for r in sealed.select(series).to_pylist()}
+    keep = [i for i, r in enumerate(rows.select(series).to_pylist()) if tuple(r[c] for c in series) not in replaced]
+    both = pa.concat_tables([rows.take(pa.array(keep, pa.int64())), sealed])
+    return merge_sorted(db, spec, both.slice(0, 0), both, series)
+
+
+# ---------------------------------------------------------------------------------------
+# SQL readers (statistics, resampling, option chains, as-of rows)
+
+
+def read_query_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
+                    extra: Sequence[tuple[str, Any]], q: Query, sql: str, *, what: str,
+                    rows_reader: Callable[[], pa.Table] | None = None) -> pa.Table:
+    """Run a reader's SQL over both tiers.
+
+    ``sql`` names the row table (``db.table(spec.key)``); when sealed chunks overlap the
+    window, their rows are decoded into a temporary table on a primary connection and the
+    query runs, on that connection, with the table replaced by ``(rows UNION ALL sealed
+    rows)``: the same SQL computes the same answer over both tiers.
+    """
+    from ._readsql import _pooled_read, read_adbc
+
+    plain = rows_reader or (lambda: read_adbc(db, q, sql, what=what, table=spec.key))
+    if not spec.sealable:
+        return plain()
+    for _ in range(_MAX_TRIES):
+        sealed, before = sealed_rows(db, spec, symbols, rng, extra)
+        if sealed.num_rows == 0:
+            result = plain()
+        else:
+            result = _pooled_read(db, partial(_run_with_sealed, db, spec, sealed, q, sql), what=what, table=spec.key)
+        if sealed_versions(db, spec, symbols, rng, extra) == before:
+            return result
+    raise ReadError(f"{spec.key}: history was sealed or unsealed during each of {_MAX_TRIES} attempts to read it; "
+                    "try again", table=spec.key)
+
+
+def _run_with_sealed(db: Database, spec: TableSpec, sealed: pa.Table, q: Query, sql: str) -> pa.Table:
+    """``sql`` on a primary connection, its row table replaced by rows + ``sealed`` (a temp table)."""
+    from ._writing import _ingest
+
+    target = db.table(spec.key)
+    temp = quote_ident(f"_rio_sealed_{spec.key}")
+    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
+    union = f"(SELECT {cols} FROM {target} UNION ALL SELECT {cols} FROM pg_temp.{temp})"
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            columns = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in spec.columns)
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} ({columns}) ON COMMIT DELETE ROWS")
+            cur.execute(f"TRUNCATE {temp}")
+            _ingest(cur, temp.strip('"'), sealed, temporary=True)
+            cur.execute(sql.replace(target, union), parameters=tuple(q.params) if q.params else None)
+            return cur.fetch_arrow_table()
+        finally:
+            cur.close()
+
+
+def sealed_floor(db: Database, spec: TableSpec, symbols: list[str], before: dt.datetime) -> dt.datetime:
+    """The start of the oldest month holding some symbol's newest sealed row before
+    ``before`` (``before`` itself when there is none): a window starting there holds
+    every symbol's last sealed row before ``before``."""
+    q = Query()
+    sql = ("SELECT min(p) AS p FROM (SELECT t.symbol, max(t.period_start) AS p "
+           f"FROM {chunk_table(spec, db.settings)} t WHERE t.symbol = ANY({q.param(symbols)}::text[]) "
+           f"AND t.first_ts < {q.param(before)} GROUP BY t.symbol) s")
+    found = read_lookup(db, q, sql, what="as-of rows (sealed)", table=spec.key).column("p").to_pylist()
+    return dt.datetime.combine(found[0], dt.time()) if found and found[0] is not None else before

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ._chunkread import read_both, sealed_versions
+from ._chunkread import merge_latest, read_both, read_query_both, sealed_versions
 from ._chunks import next_period, period_of
 from ._decode import (
     DISTRIBUTION_SCHEMA,
@@ -289,6 +289,8 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
         return convert(schema.empty_table(), return_type)
     q, sql = latest_query(db, spec, wanted, timeframe=tf, exact=exact)
     table_ = conform(read_lookup(db, q, sql, what="get_latest", table=spec.key), schema)
+    if spec.sealable:
+        table_ = merge_latest(db, spec, table_, wanted, tf, schema)
     return convert(table_, return_type)
 
 
@@ -335,7 +337,12 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
         f'AND t."timestamp" <= {p_at} ORDER BY t."timestamp" DESC LIMIT 1) l '
         "ORDER BY c.expiry_date, c.strike_price, c.option_type"
     )
-    table = conform(read_adbc(db, q, sql, what="get_option_chain", table=spec.key),
+    # Sealed rows: the symbol's chunks up to ``at`` of contracts not expired at ``at``.
+    scope_extra: list[tuple[str, Any]] = [("expiry_date>=", when.date())]
+    if expiry is not None:
+        scope_extra.append(("expiry_date", parse_date(expiry, name="expiry")))
+    scope_rng = TimeRange(dt.datetime(1900, 1, 1), when, end_exclusive=False)
+    table = conform(read_query_both(db, spec, [str(sym)], scope_rng, scope_extra, q, sql, what="get_option_chain"),
                     reader_schema(spec, names, exact=exact))
     return convert(table, return_type)
 
@@ -366,7 +373,7 @@ def get_market_regime_distribution(db: Database, symbol: str, start_date: DateLi
         >>> get_market_regime_distribution(db, "NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
     """
     check_return_type(return_type)
-    spec, q, where, series = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
+    spec, q, where, series, scope = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
     gap_limit = ("10 * typical.median_gap" if max_gap is None
                  else q.param(parse_duration(max_gap, name="max_gap").total_seconds()) + "::float8")
     sql = (
@@ -384,7 +391,7 @@ def get_market_regime_distribution(db: Database, symbol: str, start_date: DateLi
         "count(*)::float8 / sum(count(*)) OVER ())::float8 AS time_share "
         'FROM w GROUP BY regime ORDER BY count DESC, regime COLLATE "C"'
     )
-    result = conform(read_adbc(db, q, sql, what="get_market_regime_distribution", table=spec.key),
+    result = conform(read_query_both(db, spec, *scope, q, sql, what="get_market_regime_distribution"),
                      DISTRIBUTION_SCHEMA)
     return convert(result, return_type)
 
@@ -404,7 +411,7 @@ def get_regime_transitions(db: Database, symbol: str, start_date: DateLike | Non
         >>> get_regime_transitions(db, "NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
     """
     check_return_type(return_type)
-    spec, q, where, series = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
+    spec, q, where, series, scope = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
     sql = (
         f'WITH r AS (SELECT t."regime" AS regime, t."timestamp" AS ts, {series} AS series, '
         f'lag(t."regime") OVER (PARTITION BY {series} ORDER BY t."timestamp") AS prev '
@@ -420,7 +427,7 @@ def get_regime_transitions(db: Database, symbol: str, start_date: DateLike | Non
         "l.mean_run_length FROM pairs p JOIN lengths l ON l.regime = p.from_regime "
         'ORDER BY p.from_regime COLLATE "C", p.to_regime COLLATE "C"'
     )
-    result = conform(read_adbc(db, q, sql, what="get_regime_transitions", table=spec.key), TRANSITIONS_SCHEMA)
+    result = conform(read_query_both(db, spec, *scope, q, sql, what="get_regime_transitions"), TRANSITIONS_SCHEMA)
     return convert(result, return_type)
 
 
@@ -578,7 +585,9 @@ def _read_resampled(db: Database, spec: TableSpec, symbols: list[str], rng: Time
         f"FROM {db.table(spec.key)} t WHERE {' AND '.join(conditions)} "
         f'GROUP BY t."symbol", t."timeframe", 2 ORDER BY 1, t."timeframe", 2'
     )
-    table = read_cx(db, q, sql, what="get_market_data(resample=...)", table=spec.key)
+    what = "get_market_data(resample=...)"
+    table = read_query_both(db, spec, symbols, rng, extra, q, sql, what=what,
+                            rows_reader=lambda: read_cx(db, q, sql, what=what, table=spec.key))
     return conform(table, reader_schema(spec, names, exact=exact))
 
 
@@ -695,9 +704,14 @@ def _sorted_symbols(db: Database, symbols: list[str]) -> list[str]:
     return [str(v) for v in table.column("v").to_pylist()]
 
 
+# (symbols, range, filters): what the sealed rows of a statistic are fetched with.
+_Scope = tuple[list[str], TimeRange, list[tuple[str, Any]]]
+
+
 def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_date: DateLike | None, *,
-                 table: str, timeframe: str | None) -> tuple[TableSpec, Query, str, str]:
-    """The WHERE clause and series expression shared by the regime statistics."""
+                 table: str, timeframe: str | None) -> tuple[TableSpec, Query, str, str, _Scope]:
+    """The WHERE clause and series expression shared by the regime statistics, and the
+    (symbols, range, filters) scope their sealed rows are fetched with."""
     spec = regime_spec(table)
     sym = text_arg(symbol, name="symbol", allow_none=False)
     rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
@@ -709,6 +723,8 @@ def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_dat
     if tf is not None:
         conditions.append(f't."timeframe" = {q.param(tf)}')
     series = 't."timeframe"' if has_timeframe else "0"
-    return spec, q, " AND ".join(conditions), series
+    assert sym is not None
+    scope: _Scope = ([sym], rng, [("timeframe", tf)] if tf is not None else [])
+    return spec, q, " AND ".join(conditions), series, scope
 
 

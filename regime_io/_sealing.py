@@ -35,6 +35,7 @@ from ._sql import quote_ident
 from .config import parse_age
 from .errors import RegimeIOError, UsageError, WriteError
 from .tables import TABLES, TableSpec, table_spec
+from .types import DateLike
 
 if TYPE_CHECKING:
     from .database import Database
@@ -335,7 +336,7 @@ def _wrap(db: Database, spec: TableSpec, err: adbc_driver_manager.Error, what: s
 # Unseal
 
 
-def unseal_history(db: Database, start: dt.date | dt.datetime | str, end: dt.date | dt.datetime | str, *,
+def unseal_history(db: Database, start: DateLike, end: DateLike, *,
                    tables: Iterable[str] | str | None = None,
                    symbols: Sequence[str] | str | None = None) -> SealReport:
     """Put the sealed months overlapping ``[start, end]`` back into the row tier.
@@ -455,8 +456,8 @@ def clean_chunks(db: Database, spec: TableSpec, cutoff: dt.datetime, *, dry_run:
             if cutoff > dt.datetime.combine(boundary, dt.time()):
                 if not dry_run:
                     store.lock_periods(cur, settings, spec, [boundary], exclusive=True)
-                key = ", ".join(quote_ident(c) for c in spec.chunk_by)
-                cur.execute(f"SELECT {key} FROM {table} WHERE period_start = $1 AND first_ts < $2",
+                key_cols = ", ".join(quote_ident(c) for c in spec.chunk_by)
+                cur.execute(f"SELECT {key_cols} FROM {table} WHERE period_start = $1 AND first_ts < $2",
                             parameters=(boundary, cutoff))
                 keys = [tuple(r) for r in cur.fetchall()]
                 decoded = store.fetch_for_update(cur, settings, spec, boundary, keys)

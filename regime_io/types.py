@@ -24,6 +24,7 @@ __all__ = [
     "ParametersAs",
     "RegimeTable",
     "ReturnType",
+    "Tier",
 ]
 
 # What readers return: a polars DataFrame (default), a pandas DataFrame or an Arrow table.
@@ -36,6 +37,9 @@ OnDuplicate = Literal["error", "keep_last"]
 ExtraColumns = Literal["error", "ignore"]
 # Which regime table the regime statistics and the as-of join read.
 RegimeTable = Literal["1min", "regimes"]
+# Where a write goes: "auto" (rows; rows of sealed series-months merge into their chunks)
+# or "sealed" (every row straight into chunks: the backfill fast path).
+Tier = Literal["auto", "sealed"]
 # How optimisation results return ``parameters``: a struct column or the JSON text.
 ParametersAs = Literal["struct", "json"]
 
