@@ -25,12 +25,13 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _chunks as chunks
 from ._schema import chunk_stat_columns, chunk_table, qualified_table
@@ -253,6 +254,9 @@ def _stage_pg_type(spec: TableSpec, name: str) -> str:
 class MergeCounts:
     inserted: int = 0
     updated: int = 0
+    # Per chunk key (a series): [rows inserted, first and last timestamp of its incoming
+    # rows], for the series catalog (regime_io._catalog).
+    series: dict[SeriesKey, list[Any]] = field(default_factory=dict)
 
 
 def series_of(spec: TableSpec, frame: pl.DataFrame) -> list[SeriesKey]:
@@ -345,6 +349,13 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                                      settings_table=name)
             counts.inserted += ins
             counts.updated += upd
+            if ins:
+                times = incoming.column(spec.time_column or "timestamp")
+                entry = counts.series.setdefault(key, [0, None, None])
+                low, high = pc.min(times).as_py(), pc.max(times).as_py()
+                entry[0] += ins
+                entry[1] = low if entry[1] is None else min(entry[1], low)
+                entry[2] = high if entry[2] is None else max(entry[2], high)
             if ins or upd or key not in existing or sealed_tier:
                 results[key] = merged
         write_chunks(cur, settings, spec, period, results)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import adbc_driver_manager
 import polars as pl
 
+from . import _catalog as catalog
 from ._driver_errors import is_connection_error, maintenance_error
 from ._pool import Connection
 from ._sql import literal, qualified, quote_ident
@@ -464,6 +465,10 @@ def _clean_table(cur: Any, db: Database, spec: TableSpec, kind: str, cutoff: dt.
 
     dropped: list[str] = []
     rows_dropped = 0
+    # Rows removed per series, for the series catalog (counted by the statements that
+    # count anyway: a GROUP BY instead of a count(*)).
+    removed: list[tuple[str, str, int]] = []
+    returning, per_series = catalog.removed_sql(spec)
     for part in old:
         if dry_run:
             rows_dropped += _count(cur, f"SELECT count(*) FROM {part.qualified}")
@@ -471,7 +476,9 @@ def _clean_table(cur: Any, db: Database, spec: TableSpec, kind: str, cutoff: dt.
             continue
         _detach(cur, parent, part, concurrent=concurrent)
         # Detached, the table takes no new rows: this count is what the drop removes.
-        rows_dropped += _count(cur, f"SELECT count(*) FROM {part.qualified}")
+        counts = _grouped(cur, f"SELECT {per_series} FROM {part.qualified} t GROUP BY 1, 2")
+        rows_dropped += sum(n for _, _, n in counts)
+        removed += counts
         cur.execute(f"DROP TABLE {part.qualified}")
         dropped.append(part.name)
         log.info("cleanup: dropped partition %s of %s", part.name, name)
@@ -481,10 +488,19 @@ def _clean_table(cur: Any, db: Database, spec: TableSpec, kind: str, cutoff: dt.
         if dry_run:
             deleted += _count(cur, f"SELECT count(*) FROM {part.qualified} WHERE {where}", (cutoff,))
         else:
-            deleted += _count(cur, f"WITH d AS (DELETE FROM {part.qualified} WHERE {where} RETURNING 1) "
-                                   "SELECT count(*) FROM d", (cutoff,))
+            counts = _grouped(cur, f"WITH d AS (DELETE FROM {part.qualified} t WHERE {where} RETURNING {returning}) "
+                                   f"SELECT {per_series} FROM d GROUP BY 1, 2", (cutoff,))
+            deleted += sum(n for _, _, n in counts)
+            removed += counts
+    if removed and spec.key in catalog.SERIES_TABLES:
+        catalog.record_deletes(cur, settings, spec, removed)
     return TableCleanup(spec.key, name, column, cutoff, dropped=tuple(dropped), rows_dropped=rows_dropped,
                         rows_deleted=deleted)
+
+
+def _grouped(cur: Any, sql: str, parameters: tuple[Any, ...] | None = None) -> list[tuple[str, str, int]]:
+    cur.execute(sql, parameters=parameters)
+    return [(r[0], r[1], int(r[2])) for r in cur.fetchall()]
 
 
 def _detach(cur: Any, parent: str, part: _Partition, *, concurrent: bool) -> None:

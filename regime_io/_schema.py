@@ -23,6 +23,7 @@ import zoneinfo
 from collections.abc import Iterable
 from typing import Any
 
+from ._catalog import catalog_sql, fill_catalog
 from ._pool import ConnectionPool
 from ._sql import literal, qualified, quote_ident
 from ._timezones import metadata_sql, record_storage_zone
@@ -36,12 +37,15 @@ log = logging.getLogger(__name__)
 
 # Bump with a migration in initialize_database when the DDL changes: add its line to
 # _VERSIONS (every statement of schema_sql is idempotent, so the migration is running it).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _VERSIONS = {
     1: "initial schema: five tables, natural primary keys, range partitions on timestamp",
     2: "columnar history tier: a <table>_chunks table per time-series table",
     3: "metadata: the storage time zone and each table's time kind (naive or aware)",
+    4: "series catalog: first/last timestamp and row count per stored series",
 }
+# The version whose migration fills the series catalog from the rows already stored.
+_CATALOG_VERSION = 4
 
 # Both halves of the advisory lock key: a constant namespace and a hash of the schema.
 _LOCK_NAMESPACE = 0x5245_4749  # "REGI"
@@ -114,8 +118,12 @@ def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
               "    sealed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP", "    payload BYTEA NOT NULL",
               f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in (*spec.chunk_by, 'period_start'))})"]
     table = chunk_table(spec, settings)
-    return [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)",
-            f"ALTER TABLE {table} ALTER COLUMN payload SET STORAGE EXTERNAL"]
+    # Only when not set yet: Citus refuses SET STORAGE on a distributed table, and a second
+    # initialize_database must not fail there.
+    storage = (f"DO $$ BEGIN IF (SELECT attstorage FROM pg_attribute WHERE attrelid = {literal(table)}::regclass "
+               "AND attname = 'payload') <> 'e' THEN "
+               f"ALTER TABLE {table} ALTER COLUMN payload SET STORAGE EXTERNAL; END IF; END $$")
+    return [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)", storage]
 
 
 def schema_sql(settings: Settings) -> list[str]:
@@ -132,6 +140,7 @@ def schema_sql(settings: Settings) -> list[str]:
         "    description TEXT NOT NULL\n)"
     )
     statements.extend(metadata_sql(settings))
+    statements.extend(catalog_sql(settings))
     return statements
 
 
@@ -152,6 +161,11 @@ def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
             cur.fetchall()
             for statement in schema_sql(settings):
                 cur.execute(statement)
+            cur.execute(f"SELECT count(*) FROM {version_table(settings)} WHERE version = {_CATALOG_VERSION}")
+            row = cur.fetchone()
+            if not (row and row[0]):
+                # First run of this version: catalogue the rows stored before it (none on a new schema).
+                fill_catalog(cur, settings)
             for version, description in sorted(_VERSIONS.items()):
                 cur.execute(
                     f"INSERT INTO {version_table(settings)} (version, description) "

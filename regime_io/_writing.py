@@ -36,6 +36,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import _catalog as catalog
 from ._chunkstore import MergeCounts, route_batch, route_staged
 from ._pool import lost_before_commit
 from ._schema import qualified_table
@@ -255,15 +256,19 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
                     inserted, updated = sealed.inserted, sealed.updated
                     staged = force_staged or (rest.num_rows > 0
                                               and _needs_staging(cur, db, spec, rest, span, on_conflict))
+                    series = _sealed_series(spec, sealed)
                     if rest.num_rows == 0:
                         pass
                     elif staged:
-                        ins, upd = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows,
-                                                    progress, rest.num_rows)
+                        ins, upd, merged = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows,
+                                                            progress, rest.num_rows)
                         inserted, updated = inserted + ins, updated + upd
+                        series += merged
                     else:
                         ins, upd = _copy(cur, db, spec, rest, chunk_rows, progress, on_conflict=on_conflict)
                         inserted, updated = inserted + ins, updated + upd
+                        series += catalog.series_counts(spec, rest)
+                    catalog.record_writes(cur, db.settings, spec, series)
                     trimmed = _trim(cur, db, spec, trim) if trim else 0
                 finally:
                     cur.close()
@@ -343,8 +348,11 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
                         sealed_part[:] = [route_staged(cur, db.settings, spec, _stage_name(spec), span[0], span[1],
                                                        on_conflict=on_conflict)]
 
-                inserted, updated = _stage_and_merge(cur, db, spec, validated(), on_conflict, chunk_rows, progress,
-                                                     None, before_merge=before_merge)
+                inserted, updated, series = _stage_and_merge(cur, db, spec, validated(), on_conflict, chunk_rows,
+                                                             progress, None, before_merge=before_merge)
+                if sealed_part:
+                    series += _sealed_series(spec, sealed_part[0])
+                catalog.record_writes(cur, db.settings, spec, series)
             finally:
                 cur.close()
     except adbc_driver_manager.Error as err:
@@ -435,7 +443,12 @@ def _stage_name(spec: TableSpec) -> str:
 
 def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[pa.Table], on_conflict: OnConflict,
                      chunk_rows: int, progress: Progress | None, total: int | None,
-                     before_merge: Callable[[], None] | None = None) -> tuple[int, int]:
+                     before_merge: Callable[[], None] | None = None) -> tuple[int, int, list[dict[str, Any]]]:
+    """COPY ``batches`` into the session's staging table and merge it into the table.
+
+    Returns the inserted and updated counts and, per series that gained rows, the
+    series catalog's counts (see :func:`regime_io._catalog.record_writes`).
+    """
     stage = _stage_name(spec)
     columns = ", ".join(f"{quote_ident(c.name)} {c.wire_pg_type}" for c in spec.columns)
     # ON COMMIT DELETE ROWS: the table lives as long as the pooled session and empties at
@@ -450,13 +463,16 @@ def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[
             if progress:
                 progress(done, total)
     if done == 0:
-        return 0, 0
+        return 0, 0, []
     if before_merge:
         before_merge()
     cur.execute(_merge_sql(spec, db, on_conflict))
-    row = cur.fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
+    rows = cur.fetchall()
+    inserted = sum(int(r[0]) for r in rows)
+    updated = sum(int(r[1]) for r in rows)
+    series = [{"symbol": r[2], "timeframe": r[3], "first_ts": r[4].isoformat(), "last_ts": r[5].isoformat(),
+               "n": int(r[0])} for r in rows if len(r) > 2 and r[0]]
+    return inserted, updated, series
 
 
 def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict) -> str:
@@ -481,26 +497,54 @@ def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict) -> str:
     # this session: on Citus the RETURNING list and a column default run on the workers,
     # whose transactions started at other times (and RETURNING xmax is refused on
     # partitioned tables and meaningless on distributed ones).
+    # Tables in the series catalog: one result row per series, with the first and last
+    # timestamp of its inserted rows; other tables: one row of totals.
+    returning, per_series = "t.created_at", ""
+    if spec.key in catalog.SERIES_TABLES:
+        time = quote_ident(spec.time_column or "timestamp")
+        cols = catalog.series_columns(spec)
+        returning += ", " + ", ".join(f"t.{quote_ident(c)}" for c in (*cols, spec.time_column or "timestamp"))
+        timeframe = quote_ident("timeframe") if len(cols) == 2 else "''::text"
+        inserted = "WHERE created_at = LOCALTIMESTAMP"
+        per_series = (f", symbol, {timeframe}, min({time}) FILTER ({inserted}), max({time}) FILTER ({inserted})"
+                      " FROM merged GROUP BY symbol, 4")
     return (
         f"WITH merged AS (INSERT INTO {target} AS t ({', '.join(names)}, created_at) "
         f"SELECT {select}, LOCALTIMESTAMP FROM {quote_ident(_stage_name(spec))} ORDER BY {key}{conflict} "
-        "RETURNING t.created_at) "
+        f"RETURNING {returning}) "
         "SELECT count(*) FILTER (WHERE created_at = LOCALTIMESTAMP), "
-        "count(*) FILTER (WHERE created_at IS DISTINCT FROM LOCALTIMESTAMP) FROM merged"
+        "count(*) FILTER (WHERE created_at IS DISTINCT FROM LOCALTIMESTAMP)"
+        + (per_series or " FROM merged")
     )
+
+
+def _sealed_series(spec: TableSpec, sealed: MergeCounts) -> list[dict[str, Any]]:
+    """The series catalog's counts of the rows a write merged into sealed chunks."""
+    if spec.key not in catalog.SERIES_TABLES or not sealed.series:
+        return []
+    cols = catalog.series_columns(spec)
+    where = [spec.chunk_by.index(c) for c in cols]
+    out: list[dict[str, Any]] = []
+    for key, (n, first, last) in sealed.series.items():
+        timeframe = key[where[1]] if len(where) == 2 else ""
+        out.append({"symbol": key[where[0]], "timeframe": timeframe, "first_ts": first.replace(tzinfo=None).isoformat(),
+                    "last_ts": last.replace(tzinfo=None).isoformat(), "n": int(n)})
+    return out
 
 
 def _trim(cur: Any, db: Database, spec: TableSpec, trim: list[dict[str, str]]) -> int:
     target = qualified_table(spec, db.settings)
+    returning, counts = catalog.removed_sql(spec)
     cur.execute(
         f"WITH gone AS (DELETE FROM {target} AS t "
         "USING jsonb_to_recordset($1::jsonb) AS c(symbol text, cutoff timestamp) "
-        f"WHERE t.symbol = c.symbol AND t.{quote_ident(spec.time_column or 'timestamp')} < c.cutoff RETURNING 1) "
-        "SELECT count(*) FROM gone",
+        f"WHERE t.symbol = c.symbol AND t.{quote_ident(spec.time_column or 'timestamp')} < c.cutoff "
+        f"RETURNING {returning}) SELECT {counts} FROM gone GROUP BY 1, 2",
         parameters=(json.dumps(trim),),
     )
-    row = cur.fetchone()
-    return int(row[0]) if row else 0
+    removed = [(r[0], r[1], int(r[2])) for r in cur.fetchall()]
+    catalog.record_deletes(cur, db.settings, spec, removed)
+    return sum(n for _, _, n in removed)
 
 
 # -- errors -------------------------------------------------------------------------------

@@ -666,6 +666,20 @@ def partitions(
     _print_frame(frame, title="partitions", max_rows=200)
 
 
+@app.command()
+@_clean_errors
+def symbols(
+    ctx: typer.Context,
+    table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only this table (repeat for "
+                                                    "several; default: every time-series table).",
+                                                    show_default=False)] = None,
+) -> None:
+    """List what is stored: per table and series, the first and last timestamp and the row count."""
+    with _state(ctx).integration() as pg:
+        frame = pg.catalog(table or None, return_type="polars")
+    _print_frame(frame, title="series", max_rows=500)
+
+
 # ---------------------------------------------------------------------------------------
 # doctor
 

@@ -812,6 +812,88 @@ class PostgreSQLIntegration(Generic[F]):
                                           strikes=strikes, option_type=option_type, batch_rows=batch_rows,
                                           exact=exact)
 
+    # -- catalog ----------------------------------------------------------------------------
+
+    @overload
+    def catalog(self, table: str | Sequence[str] | None = None, *, return_type: None = None) -> F: ...
+    @overload
+    def catalog(self, table: str | Sequence[str] | None = None, *,
+                return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def catalog(self, table: str | Sequence[str] | None = None, *,
+                return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def catalog(self, table: str | Sequence[str] | None = None, *, return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def catalog(self, table: str | Sequence[str] | None = None, *, return_type: ReturnType | None = None) -> Any:
+        """What is stored: one row per series with its first and last timestamp and row count.
+
+        A series is a symbol, or a (symbol, timeframe) pair in the tables that have a
+        timeframe. The answer comes from the series catalog (the ``<prefix>series``
+        table) that the writers keep in their own transactions, so its cost does not
+        grow with the number of rows stored. Rows written or deleted by other tools are
+        counted after :meth:`refresh_catalog`.
+
+        Parameters:
+            table: one table name or alias (``"bars"``, ``"1min"``...), a list of them,
+                or None for every time-series table (``market_data``, ``options_data``,
+                ``market_regimes``, ``market_regimes_1min``).
+            return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; the instance's
+                default when None.
+
+        Returns:
+            A frame with ``table`` (the table key), ``symbol``, ``timeframe`` (null for
+            tables without one), ``first_timestamp``, ``last_timestamp`` (naive, in the
+            storage zone, as stored) and ``row_count``, ordered by table, symbol and
+            timeframe (byte order).
+
+        Raises:
+            UsageError: an unknown table, or one without a time column
+                (``optimization_results``).
+            ReadError: the server refused the query (e.g. ``initialize_database()``
+                was never called).
+
+        Example:
+            >>> pg.catalog("bars")   # doctest: +SKIP
+            shape: (2, 6) ...
+        """
+        from . import _catalog
+        from ._frames import convert
+
+        rt = self._rt(return_type)
+        if not self.enabled:
+            return convert(_catalog.CATALOG_SCHEMA.empty_table(), rt)
+        return convert(_catalog.read_catalog(self.db, table), rt)
+
+    def refresh_catalog(self, table: str | Sequence[str] | None = None) -> dict[str, int]:
+        """Rebuild the series catalog from the rows stored, for rows written or deleted by other tools.
+
+        regime_io's writers, rolling trims and :meth:`cleanup_old_data` keep the catalog
+        exact on their own; call this after loading or deleting rows with other tools
+        (``psql``, ``COPY``, an ETL job). It reads every row of the tables refreshed (one
+        ``GROUP BY`` per table, row tier and sealed chunks), in one transaction.
+
+        Parameters:
+            table: one table name or alias, a list of them, or None for every
+                time-series table.
+
+        Returns:
+            The number of series now catalogued, per table key.
+
+        Raises:
+            UsageError: an unknown table, or one without a time column.
+            WriteError: the server refused the statements; the catalog is unchanged.
+
+        Example:
+            >>> pg.refresh_catalog("bars")   # doctest: +SKIP
+            {'market_data': 200}
+        """
+        from . import _catalog
+
+        if self._disabled("refresh_catalog"):
+            return {}
+        return _catalog.refresh(self.db, table)
+
     # -- maintenance ------------------------------------------------------------------------
 
     def cleanup_old_data(self, days_to_keep: int = 30, *, tables: str | Iterable[str] | None = None,

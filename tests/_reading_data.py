@@ -2,7 +2,8 @@
 
 ``insert(pg, sql, key, frame)`` creates the partitions the rows need, then inserts the
 frame in one ``INSERT ... SELECT FROM unnest(...)`` statement, decimals passed as exact
-``Decimal`` values and JSON as text cast to JSONB.
+``Decimal`` values and JSON as text cast to JSONB; then it refreshes the series catalog
+(``refresh_catalog``), as a user does after loading rows with another tool.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def insert(pg: PostgreSQLIntegration, sql: Any, key: str, frame: pl.DataFrame) -
     names = ", ".join(f'"{c.name}"' for c in columns)
     sql(f"INSERT INTO {pg.db.table(key)} ({names}) SELECT {select} FROM unnest({unnest}) AS u({', '.join(aliases)})",
         arrays)
+    if spec.time_column is not None:
+        pg.refresh_catalog(key)  # rows written by another tool: the documented way to catalogue them
 
 
 def bars(symbols: list[str], timeframes: list[str], start: dt.datetime, n: int, *, step: dt.timedelta =
