@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -44,6 +45,7 @@ import polars as pl
 from . import _catalog as catalog
 from ._driver_errors import is_connection_error, maintenance_error
 from ._pool import Connection
+from ._sealing import clean_chunks
 from ._sql import literal, qualified, quote_ident
 from .errors import SchemaError, ValidationError
 from .tables import TABLES, TableSpec, table_spec
@@ -90,6 +92,9 @@ class TableCleanup:
         dropped: names of the partitions dropped whole.
         rows_dropped: rows that were in those partitions.
         rows_deleted: rows deleted one by one (boundary partition, unpartitioned table).
+        chunks_dropped: sealed chunks (series-months) dropped whole.
+        sealed_rows_removed: sealed rows removed (dropped chunks, and the older rows of
+            the month holding the cutoff, whose chunks are re-encoded).
     """
 
     table: str
@@ -99,6 +104,8 @@ class TableCleanup:
     dropped: tuple[str, ...] = ()
     rows_dropped: int = 0
     rows_deleted: int = 0
+    chunks_dropped: int = 0
+    sealed_rows_removed: int = 0
 
     @property
     def partitions_dropped(self) -> int:
@@ -106,7 +113,7 @@ class TableCleanup:
 
     @property
     def rows_removed(self) -> int:
-        return self.rows_dropped + self.rows_deleted
+        return self.rows_dropped + self.rows_deleted + self.sealed_rows_removed
 
 
 @dataclass(frozen=True)
@@ -383,7 +390,12 @@ def cleanup_old_data(
                         log.debug("cleanup: %s does not exist, skipped", name)
                         continue
                     try:
-                        results.append(_clean_table(cur, db, spec, kind, cutoff, dry_run=dry_run))
+                        entry = _clean_table(cur, db, spec, kind, cutoff, dry_run=dry_run)
+                        if spec.sealable:  # the sealed tier past the cutoff goes too
+                            chunks_dropped, sealed_removed = clean_chunks(db, spec, cutoff, dry_run=dry_run)
+                            entry = dataclasses.replace(entry, chunks_dropped=chunks_dropped,
+                                                        sealed_rows_removed=sealed_removed)
+                        results.append(entry)
                     except adbc_driver_manager.Error as err:
                         if is_connection_error(err):
                             raise  # the pool reports it as ServerUnavailableError

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from ._frames import check_return_type
 from .config import Settings, load_settings
 from .database import Database
-from .types import DateLike, ExtraColumns, OnConflict, OnDuplicate, ParametersAs, RegimeTable, ReturnType
+from .types import DateLike, ExtraColumns, OnConflict, OnDuplicate, ParametersAs, RegimeTable, ReturnType, Tier
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from ._maintenance import CleanupReport
+    from ._sealing import SealReport
     from ._writing import WriteResult
 
 __all__ = ["PostgreSQLIntegration"]
@@ -155,7 +156,7 @@ class PostgreSQLIntegration(Generic[F]):
     def save(self, table: str, data: Any, *, on_conflict: OnConflict = "update",
              on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
              strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
-             progress: Progress | None = None) -> WriteResult:
+             progress: Progress | None = None, tier: Tier = "auto") -> WriteResult:
         """Validate ``data`` against ``table`` and upsert it in one transaction.
 
         Parameters:
@@ -180,6 +181,11 @@ class PostgreSQLIntegration(Generic[F]):
                 because ``04/03/2024`` could be 4 March or 3 April.
             chunk_rows: rows per COPY chunk (progress granularity), default 250,000.
             progress: called as ``progress(rows_done, rows_total_or_None)`` after each chunk.
+            tier: ``"auto"`` (default): rows go to the row tier, except rows of sealed
+                series-months, which merge into their chunks in the same transaction;
+                ``"sealed"``: every row is encoded straight into chunks, the fast path for
+                backfilling history (one frame, time-series tables only; rows already
+                stored for those series-months move into the chunks too).
 
         Returns:
             A :class:`WriteResult`: inserted / updated / unchanged counts.
@@ -200,12 +206,12 @@ class PostgreSQLIntegration(Generic[F]):
             return WriteResult.disabled(table)
         return save(self.db, table, data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                     extra_columns=extra_columns, strict=strict, date_format=date_format,
-                    chunk_rows=chunk_rows, progress=progress)
+                    chunk_rows=chunk_rows, progress=progress, tier=tier)
 
     def save_market_data(self, data: Any, *, on_conflict: OnConflict = "update",
                          on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
                          strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
-                         progress: Progress | None = None) -> WriteResult:
+                         progress: Progress | None = None, tier: Tier = "auto") -> WriteResult:
         """Save OHLCV bars (``market_data``); options as for :meth:`save`.
 
         Example:
@@ -213,37 +219,38 @@ class PostgreSQLIntegration(Generic[F]):
         """
         return self.save("market_data", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
-                         chunk_rows=chunk_rows, progress=progress)
+                         chunk_rows=chunk_rows, progress=progress, tier=tier)
 
     def save_options_data(self, data: Any, *, on_conflict: OnConflict = "update",
                           on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
                           strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
-                          progress: Progress | None = None) -> WriteResult:
+                          progress: Progress | None = None, tier: Tier = "auto") -> WriteResult:
         """Save option bars with greeks (``options_data``); options as for :meth:`save`.
 
         ``option_type`` accepts CE/PE, C/P, CALL/PUT in any case and is stored as CE/PE.
         """
         return self.save("options_data", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
-                         chunk_rows=chunk_rows, progress=progress)
+                         chunk_rows=chunk_rows, progress=progress, tier=tier)
 
     def save_market_regime(self, data: Any, *, on_conflict: OnConflict = "update",
                            on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
                            strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
-                           progress: Progress | None = None) -> WriteResult:
+                           progress: Progress | None = None, tier: Tier = "auto") -> WriteResult:
         """Save regime classifications (``market_regimes``); options as for :meth:`save`."""
         return self.save("market_regimes", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
-                         chunk_rows=chunk_rows, progress=progress)
+                         chunk_rows=chunk_rows, progress=progress, tier=tier)
 
     def save_1min_market_regime(self, data: Any, *, on_conflict: OnConflict = "update",
                                 on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
                                 strict: bool = False, date_format: str | None = None,
-                                chunk_rows: int | None = None, progress: Progress | None = None) -> WriteResult:
+                                chunk_rows: int | None = None, progress: Progress | None = None,
+                                tier: Tier = "auto") -> WriteResult:
         """Save 1-minute regimes (``market_regimes_1min``); options as for :meth:`save`."""
         return self.save("market_regimes_1min", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
-                         chunk_rows=chunk_rows, progress=progress)
+                         chunk_rows=chunk_rows, progress=progress, tier=tier)
 
     def save_optimization_result(self, data: Any, *, on_conflict: OnConflict = "update",
                                  on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
@@ -927,3 +934,67 @@ class PostgreSQLIntegration(Generic[F]):
         from . import _maintenance
 
         return _maintenance.list_partitions(self.db, table)
+
+    def seal_history(self, older_than: dt.date | dt.datetime | dt.timedelta | str | None = None, *,
+                     tables: str | Iterable[str] | None = None, symbols: str | Sequence[str] | None = None,
+                     dry_run: bool = False) -> SealReport:
+        """Move old history into the columnar (sealed) tier: whole calendar months.
+
+        Every month that ended before the cutoff moves, per table and series, from the
+        row table into ``<table>_chunks`` (one zstd Arrow IPC chunk per series and month,
+        ~16 bytes per one-minute bar instead of ~185). Readers return the same frames
+        either way; writes into sealed months merge into their chunks. Each month moves
+        in its own transactions (whole series at a time, at most ~1M rows each): a row is
+        always in exactly one tier, even if the server dies mid-way, and sealing again
+        moves nothing. See ``docs/schema.md``, "Two tiers".
+
+        Parameters:
+            older_than: the cutoff: a date or datetime, a timedelta or an age such as
+                ``"90d"``, ``"60 days"``, ``"8w"`` (before the server's clock). None: the
+                ``seal_after`` setting (default 60 days; ``off`` seals nothing).
+            tables: table names or aliases; every time-series table when None.
+            symbols: only these symbols' series.
+            dry_run: report what would move (rows, row-tier bytes), change nothing.
+
+        Returns:
+            A :class:`SealReport`: tables, months, rows moved, bytes before and after.
+
+        Raises:
+            UsageError: a bad ``older_than``, or a table without a sealed tier.
+            WriteError: the server refused a statement; the month being moved was rolled back.
+
+        Example:
+            >>> pg.seal_history("90d", tables=["bars"])   # doctest: +SKIP
+            <SealReport: seal 1,000,000 rows in 30 table-month(s) ...>
+        """
+        from . import _sealing
+
+        if self._disabled("seal_history"):
+            return _sealing.SealReport("seal", (), dry_run=dry_run)
+        return _sealing.seal_history(self.db, older_than, tables=tables, symbols=symbols, dry_run=dry_run)
+
+    def unseal_history(self, start: DateLike, end: DateLike, *, tables: str | Iterable[str] | None = None,
+                       symbols: str | Sequence[str] | None = None) -> SealReport:
+        """Put sealed months overlapping ``[start, end]`` back into the row tables.
+
+        For SQL tools that read the row tables directly. Whole months come back (a chunk
+        is one series-month), each in one transaction; a later :meth:`seal_history`
+        seals them again if they are older than its cutoff.
+
+        Parameters:
+            start, end: the range (dates, datetimes or ISO strings; a date as ``end``
+                includes that day).
+            tables: table names or aliases; every time-series table when None.
+            symbols: only these symbols' series.
+
+        Returns:
+            A :class:`SealReport` of the months put back.
+
+        Example:
+            >>> pg.unseal_history("2024-01-01", "2024-03-31", symbols=["NIFTY"])   # doctest: +SKIP
+        """
+        from . import _sealing
+
+        if self._disabled("unseal_history"):
+            return _sealing.SealReport("unseal", ())
+        return _sealing.unseal_history(self.db, start, end, tables=tables, symbols=symbols)

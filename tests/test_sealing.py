@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
@@ -34,3 +35,124 @@ def test_seal_moves_whole_months_once_and_unseal_puts_them_back(pg: PostgreSQLIn
     assert _counts(pg, sql) == (data.height, 0)
     after = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True)
     assert_frame_equal(before, after)
+
+
+# ---------------------------------------------------------------------------------------
+# Writes into sealed months
+
+
+def _sealed_jan(pg: PostgreSQLIntegration) -> pl.DataFrame:
+    data = bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 2000, step=dt.timedelta(minutes=15))
+    pg.save_market_data(data)
+    pg.seal_history(dt.date(2024, 2, 1))
+    return data
+
+
+def test_a_restatement_of_a_sealed_month_merges_into_its_chunk_with_exact_counts(
+        pg: PostgreSQLIntegration, sql) -> None:
+    data = _sealed_jan(pg)
+    jan = data.filter(pl.col("timestamp") < dt.datetime(2024, 2, 1))
+    assert _counts(pg, sql)[1] == jan.height
+    day = jan.filter(pl.col("timestamp").dt.day() == 3)
+    changed = day.head(10).with_columns(pl.col("volume") + 1)
+    same = day.slice(10, 5)
+    new = pl.DataFrame({"symbol": ["NIFTY"], "timestamp": [dt.datetime(2024, 1, 31, 23, 59)], "open": [100.0],
+                        "high": [101.0], "low": [99.0], "close": [100.5], "volume": [7], "timeframe": ["1m"]})
+    result = pg.save_market_data(pl.concat([changed, same, new]))
+    assert (result.inserted, result.updated, result.unchanged) == (1, 10, 5)
+    assert result.method == "sealed"
+    chunked = _counts(pg, sql)[1]
+    assert chunked == jan.height + 1  # merged into the chunk, nothing in the row tier for January
+    assert sql(f"SELECT count(*) FROM {pg.db.table('market_data')} WHERE timestamp < '2024-02-01'")[0][0] == 0
+    expected = (pl.concat([jan.join(changed, on=["symbol", "timeframe", "timestamp"], how="anti"), changed, new])
+                .sort("timestamp"))
+    got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31")
+    assert_frame_equal(got, expected.select(got.columns))
+    # The same batch again changes nothing.
+    again = pg.save_market_data(pl.concat([changed, same, new]))
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 16)
+
+
+def test_on_conflict_error_and_ignore_behave_as_for_rows(pg: PostgreSQLIntegration, sql) -> None:
+    from regime_io.errors import WriteError
+
+    data = _sealed_jan(pg)
+    first = data.head(1)
+    with pytest.raises(WriteError, match="market_data: a row with this natural key already exists"):
+        pg.save_market_data(pl.concat([first.with_columns(pl.col("volume") + 5)]), on_conflict="error")
+    ignored = pg.save_market_data(first.with_columns(pl.col("volume") + 5), on_conflict="ignore")
+    assert (ignored.inserted, ignored.updated, ignored.unchanged) == (0, 0, 1)
+    got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-02")
+    assert got.get_column("volume")[0] == first.get_column("volume")[0]
+
+
+def test_a_batch_across_sealed_and_row_months_lands_in_both_in_one_transaction(pg: PostgreSQLIntegration,
+                                                                               sql) -> None:
+    data = _sealed_jan(pg)
+    rows_before, chunks_before = _counts(pg, sql)
+    restated = data.with_columns(pl.col("close") + 0.01, pl.col("high") + 0.01)
+    result = pg.save_market_data(restated)
+    assert (result.inserted, result.updated) == (0, data.height)
+    assert _counts(pg, sql) == (rows_before, chunks_before)
+    assert_frame_equal(pg.get_market_data("NIFTY", "2024-01-01", "2024-12-31"), restated.select(
+        pg.get_market_data("NIFTY", "2024-01-01", "2024-12-31").columns))
+    # A stream of chunks takes the same route.
+    streamed = pg.save_market_data(iter([data.head(100), data.slice(100, 1900)]))
+    assert (streamed.inserted, streamed.updated, streamed.unchanged) == (0, data.height, 0)
+    assert _counts(pg, sql) == (rows_before, chunks_before)
+
+
+def test_backfill_with_tier_sealed_goes_straight_into_chunks(pg: PostgreSQLIntegration, sql) -> None:
+    data = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2023, 1, 2), 3000, step=dt.timedelta(minutes=20))
+    pg.save_market_data(data.head(10))  # some rows already in the row tier: they move too
+    result = pg.save_market_data(data, tier="sealed")
+    assert (result.method, result.inserted, result.unchanged) == ("sealed", data.height - 10, 10)
+    assert _counts(pg, sql) == (0, data.height)
+    got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2023-01-01", "2023-12-31", exact=True)
+    assert got.height == data.height
+    assert_frame_equal(got.select("symbol", "timestamp", "volume"),
+                       data.sort("symbol", "timestamp").select("symbol", "timestamp", "volume"))
+
+
+def test_eight_concurrent_restatements_of_one_sealed_month_lose_no_update(pg: PostgreSQLIntegration, sql) -> None:
+    import threading
+
+    data = _sealed_jan(pg)
+    jan = data.filter(pl.col("timestamp") < dt.datetime(2024, 2, 1)).with_row_index("i")
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def restate(k: int) -> None:
+        mine = jan.filter(pl.col("i") % 8 == k).drop("i").with_columns(pl.lit(1_000_000 + k).alias("volume"))
+        try:
+            barrier.wait()
+            pg.save_market_data(mine)
+        except BaseException as err:  # asserted below
+            errors.append(err)
+
+    threads = [threading.Thread(target=restate, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31")
+    expected = jan.with_columns((1_000_000 + pl.col("i") % 8).cast(pl.Int64).alias("volume")).drop("i")
+    assert_frame_equal(got, expected.select(got.columns))
+    assert _counts(pg, sql)[0] == data.height - jan.height
+
+
+def test_cleanup_drops_sealed_rows_past_the_cutoff(pg: PostgreSQLIntegration, sql) -> None:
+    data = bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2), 3000, step=dt.timedelta(minutes=30))
+    pg.save_market_data(data)
+    pg.seal_history(dt.date(2024, 3, 1))
+    today = sql("SELECT LOCALTIMESTAMP::date")[0][0]
+    report = pg.cleanup_old_data((today - dt.date(2024, 2, 10)).days, tables=["market_data"])
+    entry = report["market_data"]
+    old = data.filter(pl.col("timestamp") < entry.cutoff).height
+    assert entry.chunks_dropped == 1  # January, whole
+    assert entry.sealed_rows_removed == old
+    assert entry.rows_removed == old
+    got = pg.get_market_data("NIFTY", "2024-01-01", "2024-12-31")
+    assert got.height == data.height - old
+    assert got.get_column("timestamp").min() >= entry.cutoff
