@@ -25,14 +25,13 @@ END = "<!-- END GENERATED REFERENCE -->"
 # in "Other" so that nothing exported goes undocumented.
 SECTIONS: list[tuple[str, list[str]]] = [
     ("The facade", ["PostgreSQLIntegration"]),
-    ("Results", ["regime_io._writing.WriteResult", "regime_io._maintenance.CleanupReport",
-                 "regime_io._maintenance.TableCleanup"]),
+    ("Results", ["WriteResult", "CleanupReport", "TableCleanup", "DataQualityWarning"]),
     ("Configuration", ["load_settings", "Settings", "Secret"]),
     ("Connections", ["Database"]),
     ("Table declarations", ["TABLES", "TableSpec", "Column"]),
     ("Plots", ["plot_price_with_regimes", "plot_regime_distribution", "plot_transition_matrix"]),
-    ("Errors", ["RegimeIOError", "ConfigError", "ServerError", "ServerUnavailableError", "PoolTimeoutError",
-                "SchemaError", "ValidationError", "WriteError", "ReadError"]),
+    ("Errors", ["RegimeIOError", "UsageError", "ConfigError", "ServerError", "ServerUnavailableError",
+                "PoolTimeoutError", "PoolClosedError", "SchemaError", "ValidationError", "WriteError", "ReadError"]),
     ("Version", ["__version__"]),
 ]
 
@@ -92,28 +91,12 @@ def _clean(text: str) -> str:
     return _ROLE.sub(short, text)
 
 
-def _delegate(method: str) -> Any:
-    """The module function a facade method delegates to (same name), if any."""
-    import importlib
-
-    for module in ("regime_io._reading", "regime_io._writing", "regime_io._maintenance"):
-        func = getattr(importlib.import_module(module), method, None)
-        if inspect.isfunction(func) and (inspect.getdoc(func) or "").count("\n") > 2:
-            return func
-    return None
-
-
-def _doc(obj: Any, *, more: Any = None) -> list[str]:
+def _doc(obj: Any) -> list[str]:
     """The docstring: its summary as a paragraph, the rest verbatim in a text block.
 
-    ``more``: a function whose docstring body (parameters, raises, example) completes a
-    short facade docstring.
+    The facade's docstrings are the documentation: the engine modules are private.
     """
     doc = _clean(inspect.getdoc(obj) or "")
-    if more is not None and "Parameters" not in doc and "Example" not in doc:
-        body = _clean(inspect.getdoc(more) or "").partition("\n\n")[2].strip()
-        target = f"{more.__module__}.{more.__name__}"
-        doc = doc.rstrip() + f"\n\nDelegates to {target}(db, ...):\n\n" + body if body else doc
     if not doc:
         return []
     summary, _, rest = doc.partition("\n\n")
@@ -148,8 +131,7 @@ def _members(cls: Any, prefix: str) -> list[str]:
             out += [f"#### `{prefix}.{name}` (property)", "", *_doc(member)]
         elif inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod)):
             func = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
-            more = _delegate(name) if prefix == "pg" else None
-            out += [f"#### `{prefix}.{name}{_signature(func, skip_self=True)}`", "", *_doc(func, more=more)]
+            out += [f"#### `{prefix}.{name}{_signature(func, skip_self=True)}`", "", *_doc(func)]
     return out
 
 
