@@ -45,12 +45,11 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
-from ._embedded import StopMode
-from ._sql import identifier_problem
 from .config import Settings, load_settings, settings_replace
 from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema
 from .errors import ConfigError, RegimeIOError, UsageError
 from .files import Format
+from .server import StopMode
 from .tables import TABLE_ALIASES, TABLES, table_spec
 from .types import ExtraColumns, OnConflict, OnDuplicate, RegimeTable
 
@@ -123,10 +122,12 @@ class _State:
 
 
 def _check_schema(schema: str) -> str:
-    problem = identifier_problem(schema.strip().lower())
-    if problem:
-        raise ConfigError([f"schema: {problem}"], source="--schema")
-    return schema.strip().lower()
+    name = schema.strip().lower()
+    try:
+        load_settings(config={"database": {"schema": name}}, env={})  # the configuration's own check
+    except ConfigError as err:
+        raise ConfigError(err.problems, source="--schema") from None
+    return name
 
 
 def _load_settings(config: Path | None, dsn: str | None) -> Settings:
@@ -668,6 +669,50 @@ def partitions(
 
 @app.command()
 @_clean_errors
+def seal(
+    ctx: typer.Context,
+    older_than: Annotated[str | None, typer.Option("--older-than", help="Seal whole months older than this: an "
+                                                   "age ('90d', '8w') or a date (default: seal_after).",
+                                                   show_default=False)] = None,
+    tables: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable): "
+                                                     f"{TABLE_NAMES}.", show_default=False)] = None,
+    symbols: Annotated[list[str] | None, typer.Option("--symbol", "-s", help="Only these symbols (repeatable).",
+                                                      show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would move; change nothing.")] = False,
+) -> None:
+    """Move old months into the columnar (sealed) tier; readers return the same data."""
+    with _state(ctx).integration() as pg:
+        report = pg.seal_history(older_than, tables=tables or None, symbols=symbols or None, dry_run=dry_run)
+    _print_seal(report, dry_run=dry_run)
+
+
+@app.command()
+@_clean_errors
+def unseal(
+    ctx: typer.Context,
+    start: Annotated[str, typer.Argument(help="First day (ISO date).")],
+    end: Annotated[str, typer.Argument(help="Last day (ISO date, included).")],
+    tables: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable): "
+                                                     f"{TABLE_NAMES}.", show_default=False)] = None,
+    symbols: Annotated[list[str] | None, typer.Option("--symbol", "-s", help="Only these symbols (repeatable).",
+                                                      show_default=False)] = None,
+) -> None:
+    """Put sealed months overlapping START..END back into the row tables (for SQL tools)."""
+    with _state(ctx).integration() as pg:
+        report = pg.unseal_history(start, end, tables=tables or None, symbols=symbols or None)
+    _print_seal(report, dry_run=False)
+
+
+def _print_seal(report: Any, *, dry_run: bool) -> None:
+    verb = {"seal": "sealed", "unseal": "unsealed"}[report.action]
+    _print_frame(report.to_frame(), title=f"{report.action}{' (dry run)' if dry_run else ''}", max_rows=200)
+    prefix = "[yellow]dry run:[/yellow] would move" if dry_run else f"[green]✓[/green] {verb}"
+    sizes = "" if dry_run else f", {report.bytes_before:,} -> {report.bytes_after:,} bytes"
+    console.print(f"{prefix} {_plural(report.rows_moved, 'row')} in {_plural(len(report), 'table-month')}{sizes}")
+
+
+@app.command()
+@_clean_errors
 def symbols(
     ctx: typer.Context,
     table: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only this table (repeat for "
@@ -692,7 +737,7 @@ def doctor(
                                            "counts (instant on huge tables).")] = False,
 ) -> None:
     """Check the configuration, the server, the tables and their row counts (exit code 1 on failure)."""
-    from . import _diagnostics as diagnostics
+    from . import server
 
     state = _state(ctx)
     try:
@@ -706,7 +751,7 @@ def doctor(
         # The failed attempt is the server check's own result: do not print it twice.
         pool_log.setLevel(logging.ERROR)
     try:
-        report = diagnostics.diagnose(settings, count_rows=not estimate)
+        report = server.diagnose(settings, count_rows=not estimate)
     finally:
         if quiet:
             pool_log.setLevel(logging.NOTSET)
@@ -727,7 +772,7 @@ def doctor(
 @_clean_errors
 def db_start(ctx: typer.Context) -> None:
     """Start the embedded server (or find it running) and print where it listens."""
-    from . import _embedded as embedded
+    from . import server as embedded
 
     settings = _state(ctx).settings()
     with console.status("starting the embedded PostgreSQL server..."):
@@ -747,7 +792,7 @@ def db_stop(
                                            "disconnect.")] = "fast",
 ) -> None:
     """Stop the embedded server."""
-    from . import _embedded as embedded
+    from . import server as embedded
 
     settings = _state(ctx).settings()
     if embedded.stop(settings.embedded_dir, mode=mode):
@@ -760,7 +805,7 @@ def db_stop(
 @_clean_errors
 def db_status(ctx: typer.Context) -> None:
     """Say whether the embedded server runs (exit code 1 when it does not)."""
-    from . import _embedded as embedded
+    from . import server as embedded
 
     settings = _state(ctx).settings()
     server = embedded.status(settings.embedded_dir)
@@ -780,7 +825,7 @@ def db_url(
     = False,
 ) -> None:
     """Print the postgresql:// URL of the server the commands use (psql, connectorx, ADBC)."""
-    from . import _embedded as embedded
+    from . import server as embedded
 
     settings = _state(ctx).settings()
     if settings.embedded:
