@@ -35,6 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from ._frames import to_polars
+from .errors import UsageError
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -104,27 +107,17 @@ def _finish(fig: Figure, path: str | os.PathLike[str] | None) -> Figure:
 
 
 def _frame(data: Any, what: str) -> pl.DataFrame:
-    """A polars DataFrame from polars, pandas or Arrow input."""
-    if isinstance(data, pl.DataFrame):
-        return data
-    if isinstance(data, pl.LazyFrame):
-        return data.collect()
-    if type(data).__module__.startswith("pandas"):
-        return pl.from_pandas(data)
-    try:
-        import pyarrow as pa
-
-        if isinstance(data, (pa.Table, pa.RecordBatch)):
-            return pl.DataFrame(pl.from_arrow(data))
-    except ImportError:  # pragma: no cover - pyarrow is a dependency
-        pass
-    raise TypeError(f"{what}: expected a polars, pandas or Arrow frame, got {type(data).__name__}")
+    """A polars DataFrame from polars, pandas or Arrow input (the library's one converter)."""
+    frame = to_polars(data, what=what)
+    if frame is None:
+        raise UsageError(f"{what}: expected a polars, pandas or Arrow frame, got {type(data).__name__}")
+    return frame
 
 
 def _need(frame: pl.DataFrame, what: str, columns: Sequence[str]) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{what}: missing column(s) {', '.join(map(repr, missing))}; "
+        raise UsageError(f"{what}: missing column(s) {', '.join(map(repr, missing))}; "
                          f"got {', '.join(map(repr, frame.columns)) or 'no columns'}")
 
 
@@ -132,7 +125,7 @@ def _pick(frame: pl.DataFrame, what: str, candidates: Sequence[str]) -> str:
     for name in candidates:
         if name in frame.columns:
             return name
-    raise ValueError(f"{what}: needs one of the columns {', '.join(map(repr, candidates))}; "
+    raise UsageError(f"{what}: needs one of the columns {', '.join(map(repr, candidates))}; "
                      f"got {', '.join(map(repr, frame.columns)) or 'no columns'}")
 
 
@@ -156,7 +149,7 @@ def _one_symbol(frame: pl.DataFrame, what: str, symbol: str | None) -> tuple[pl.
         return frame.filter(pl.col("symbol") == symbol), symbol
     symbols = frame["symbol"].unique(maintain_order=True).to_list()
     if len(symbols) > 1:
-        raise ValueError(f"{what}: holds {len(symbols)} symbols ({', '.join(map(repr, symbols[:5]))}"
+        raise UsageError(f"{what}: holds {len(symbols)} symbols ({', '.join(map(repr, symbols[:5]))}"
                          f"{', ...' if len(symbols) > 5 else ''}); pass symbol= to choose one")
     return frame, (symbols[0] if symbols else None)
 

@@ -17,7 +17,7 @@ from matplotlib.image import imread
 from PIL import Image
 
 import regime_io
-from regime_io import plots, synthetic
+from regime_io import UsageError, plots, synthetic
 
 
 def _png_ok(path: Path, fig: object) -> None:
@@ -95,14 +95,14 @@ def test_price_with_regimes_accepts_asof_output_pandas_and_arrow(tmp_path: Path)
 def test_price_with_regimes_needs_one_symbol_and_the_columns() -> None:
     bars = synthetic.market_bars(["NIFTY", "TCS"], days=1)
     regimes = synthetic.minute_regimes(["NIFTY", "TCS"], days=1)
-    with pytest.raises(ValueError, match=r"2 symbols \('NIFTY', 'TCS'\); pass symbol="):
+    with pytest.raises(UsageError, match=r"2 symbols \('NIFTY', 'TCS'\); pass symbol="):
         plots.plot_price_with_regimes(bars, regimes)
     fig = plots.plot_price_with_regimes(bars, regimes, symbol="TCS")
     np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(),
                                bars.filter(pl.col("symbol") == "TCS")["close"].to_numpy())
-    with pytest.raises(ValueError, match="regimes: missing column\\(s\\) 'regime'"):
+    with pytest.raises(UsageError, match="regimes: missing column\\(s\\) 'regime'"):
         plots.plot_price_with_regimes(bars, regimes.drop("regime"), symbol="TCS")
-    with pytest.raises(TypeError, match="bars: expected a polars, pandas or Arrow frame, got list"):
+    with pytest.raises(UsageError, match="bars: expected a polars, pandas or Arrow frame, got list"):
         plots.plot_price_with_regimes([1, 2], regimes)
 
 
