@@ -30,6 +30,17 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ("Connections", ["Database"]),
     ("Table declarations", ["TABLES", "TableSpec", "Column"]),
     ("Plots", ["plot_price_with_regimes", "plot_regime_distribution", "plot_transition_matrix"]),
+    ("Files", ["regime_io.files.detect_format", "regime_io.files.read_file", "regime_io.files.FileBatches",
+               "regime_io.files.write_file", "regime_io.files.export_table", "regime_io.files.ExportResult"]),
+    ("The demo and synthetic data", [
+        "regime_io.demo.run_demo", "regime_io.demo.DemoResult", "regime_io.demo.demo_schema",
+        "regime_io.synthetic.market_bars", "regime_io.synthetic.minute_regimes", "regime_io.synthetic.regimes",
+        "regime_io.synthetic.options_chain", "regime_io.synthetic.optimization_results",
+        "regime_io.synthetic.session_days", "regime_io.synthetic.is_session", "regime_io.synthetic.weekly_expiry",
+        "regime_io.synthetic.black_scholes", "regime_io.synthetic.implied_volatility"]),
+    ("The embedded server and the health check", [
+        "regime_io.server.start", "regime_io.server.stop", "regime_io.server.status", "regime_io.server.data_dir",
+        "regime_io.server.diagnose"]),
     ("Errors", ["RegimeIOError", "UsageError", "ConfigError", "ServerError", "ServerUnavailableError",
                 "PoolTimeoutError", "PoolClosedError", "SchemaError", "ValidationError", "WriteError", "ReadError"]),
     ("Version", ["__version__"]),
@@ -137,7 +148,10 @@ def _members(cls: Any, prefix: str) -> list[str]:
 
 def _entry(name: str) -> list[str]:
     obj = _resolve(name)
-    short = name.rpartition(".")[2]
+    module, _, short = name.rpartition(".")
+    # A public module's name (regime_io.files.read_file) says where to import it from.
+    public_module = bool(module) and not any(part.startswith("_") for part in module.split("."))
+    heading = name if public_module else short
     if short == "__version__":
         return ["### `regime_io.__version__`", "", f"The installed version, a string (`{obj!r}`).", ""]
     if short == "TABLES":
@@ -149,12 +163,12 @@ def _entry(name: str) -> list[str]:
         if issubclass(obj, BaseException):
             base = obj.__mro__[1].__name__
             return [f"### `{short}({base})`", "", *_doc(obj)]
-        lines = [f"### `{short}{_signature(obj)}`", "", *_doc(obj)]
+        lines = [f"### `{heading}{_signature(obj)}`", "", *_doc(obj)]
         if dataclasses.is_dataclass(obj):
             lines += _fields(obj)
         prefix = _INSTANCE.get(short, short.lower())
         return lines + _members(obj, prefix)
-    return [f"### `{short}{_signature(obj)}`", "", *_doc(obj)]
+    return [f"### `{heading}{_signature(obj)}`", "", *_doc(obj)]
 
 
 def render() -> str:
