@@ -156,3 +156,28 @@ def test_cleanup_drops_sealed_rows_past_the_cutoff(pg: PostgreSQLIntegration, sq
     got = pg.get_market_data("NIFTY", "2024-01-01", "2024-12-31")
     assert got.height == data.height - old
     assert got.get_column("timestamp").min() >= entry.cutoff
+
+
+def test_cli_seal_and_unseal(pg: PostgreSQLIntegration, sql, server, settings) -> None:
+    from typer.testing import CliRunner
+
+    from regime_io.cli import app
+
+    data = bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2), 3000, step=dt.timedelta(minutes=30))
+    pg.save_market_data(data)
+    base = ["--dsn", server.url(), "--schema", settings.schema]
+    runner = CliRunner()
+    planned = runner.invoke(app, [*base, "seal", "--older-than", "2024-03-01", "--dry-run"])
+    assert planned.exit_code == 0, planned.output
+    assert "dry run: would move" in planned.output
+    assert _counts(pg, sql)[1] == 0
+    done = runner.invoke(app, [*base, "seal", "--older-than", "2024-03-01", "--table", "bars"])
+    assert done.exit_code == 0, done.output
+    moved = data.filter(pl.col("timestamp") < dt.datetime(2024, 3, 1)).height
+    assert f"sealed {moved:,} rows in 2 table-months" in done.output
+    assert _counts(pg, sql) == (data.height - moved, moved)
+    back = runner.invoke(app, [*base, "unseal", "2024-01-01", "2024-12-31", "--symbol", "NIFTY"])
+    assert back.exit_code == 0, back.output
+    assert _counts(pg, sql) == (data.height, 0)
+    bad = runner.invoke(app, [*base, "seal", "--older-than", "soon"])
+    assert bad.exit_code != 0 and "older_than" in bad.output and "Traceback" not in bad.output
