@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from ._catalog import catalog_table
 from ._decode import decimal_text_to_float, empty_frame, reader_schema
 from ._frames import check_return_type, conform, convert, to_polars
 from ._readsql import Query, parse_duration, read_cx, text_arg
@@ -157,7 +158,13 @@ def regimes_for_asof(db: Database, spec: TableSpec, symbols: list[str], first: d
     sql = (f'SELECT {select} FROM {target} t WHERE t."symbol" = ANY({p_symbols}::text[]) '
            f'AND t."timestamp" >= {p_lo} AND t."timestamp" <= {p_hi}{tf_cond}')
     if tolerance is None:
-        sql = (f"({sql}) UNION ALL (SELECT l.* FROM unnest({p_symbols}::text[]) AS s(symbol) "
+        # The symbols come from the series catalog, not unnest(): Citus pushes a LATERAL
+        # ... LIMIT 1 down only when its outer side is a co-located table (never a
+        # function or VALUES), and then runs it on the workers; a plain server runs both
+        # forms alike (one index probe per symbol).
+        symbols_sql = (f"SELECT DISTINCT c.symbol FROM {catalog_table(db.settings)} c "
+                       f"WHERE c.table_key = {q.param(spec.key)} AND c.symbol = ANY({p_symbols}::text[])")
+        sql = (f"({sql}) UNION ALL (SELECT l.* FROM ({symbols_sql}) s "
                f'CROSS JOIN LATERAL (SELECT {select} FROM {target} t WHERE t."symbol" = s.symbol{tf_cond} '
                f'AND t."timestamp" < {p_lo} ORDER BY t."timestamp" DESC LIMIT 1) l)')
     table = decimal_text_to_float(read_cx(db, q, sql, what="asof_regimes", table=spec.key), spec)

@@ -41,7 +41,7 @@ CITUS_VERSION = "14.0.1"
 _TARBALL = f"citus-{CITUS_VERSION}.tar.gz"
 _REPO = Path(__file__).resolve().parent.parent
 _SERVER_USER = "pgserver"  # the wheel's user for running PostgreSQL when we are root
-SHARD_COUNT = 8
+SHARD_COUNT = 4
 
 
 class CitusUnavailable(Exception):

@@ -1,0 +1,101 @@
+"""The series catalog: kept exact by every writer path, trims and cleanup; refresh for other tools."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+import pytest
+from _reading_data import bars, options, regimes_1min
+from polars.testing import assert_frame_equal
+
+from regime_io import PostgreSQLIntegration, UsageError
+from regime_io._catalog import CATALOG_SCHEMA, SERIES_TABLES
+from regime_io.tables import TABLES
+
+T0 = dt.datetime(2024, 1, 30, 15, 0)
+
+
+def truth(pg: PostgreSQLIntegration, sql: Any) -> pl.DataFrame:
+    """The catalog as a GROUP BY over the stored rows computes it (independent of regime_io)."""
+    parts = []
+    for key in SERIES_TABLES:
+        spec = TABLES[key]
+        timeframe = "timeframe" if "timeframe" in spec.column_names else "NULL::text"
+        parts.append(f"SELECT '{key}'::text AS t, symbol::text AS s, {timeframe}::text AS tf, min(timestamp), "
+                     f"max(timestamp), count(*) FROM {pg.db.table(key)} GROUP BY 1, 2, 3")
+    rows = sql(f"SELECT * FROM ({' UNION ALL '.join(parts)}) u ORDER BY t COLLATE \"C\", s COLLATE \"C\", "
+               'tf COLLATE "C"')
+    return pl.DataFrame(rows, schema=pl.from_arrow(CATALOG_SCHEMA.empty_table()).schema, orient="row")  # type: ignore[union-attr]
+
+
+def test_writers_keep_the_catalog_exact(pg: PostgreSQLIntegration, sql: Any) -> None:
+    frame = bars(["AAA", "BBB"], ["1m", "5m"], T0, 30)
+    pg.save_market_data(frame)  # COPY path
+    assert_frame_equal(pg.catalog(), truth(pg, sql))
+    # Mixed: updates, new rows in a new month and an earlier start: the staged merge path.
+    later = bars(["AAA", "CCC"], ["1m"], dt.datetime(2024, 3, 1, 9, 15), 10, seed=4)
+    earlier = bars(["BBB"], ["5m"], dt.datetime(2023, 12, 29, 9, 15), 5, seed=5)
+    pg.save_market_data(pl.concat([frame.head(7).with_columns(pl.col("volume") + 1), later, earlier]))
+    assert_frame_equal(pg.catalog(), truth(pg, sql))
+    pg.save_market_data(frame, on_conflict="ignore")  # nothing new: nothing changes
+    pg.save_market_data(iter([later.head(3), bars(["DDD"], ["1m"], T0, 4, seed=6)]))  # a stream
+    pg.save_options_data(options("NIFTY", [dt.date(2024, 2, 29)], [21000.0], T0, 6))  # no timeframe
+    catalog = pg.catalog()
+    assert_frame_equal(catalog, truth(pg, sql))
+    aaa = catalog.filter((pl.col("symbol") == "AAA") & (pl.col("timeframe") == "1m")).row(0, named=True)
+    assert (aaa["row_count"], aaa["first_timestamp"], aaa["last_timestamp"]) == (
+        40, T0, dt.datetime(2024, 3, 1, 9, 24))
+    assert catalog.filter(pl.col("table") == "options_data")["timeframe"].to_list() == [None]
+
+
+def test_rolling_trim_and_cleanup_correct_the_catalog(pg: PostgreSQLIntegration, sql: Any) -> None:
+    pg.save_1min_market_regime(regimes_1min(["AAA", "BBB"], T0, 30))
+    pg.save_rolling_market_regime(regimes_1min(["AAA"], T0 + dt.timedelta(minutes=30), 1, seed=7),
+                                  window_minutes=10)
+    got = pg.catalog("1min")
+    assert_frame_equal(got, truth(pg, sql).filter(pl.col("table") == "market_regimes_1min"))
+    assert got.filter(pl.col("symbol") == "AAA")["first_timestamp"].item() == T0 + dt.timedelta(minutes=20)
+    daily = bars(["AAA", "BBB"], ["1d"], dt.datetime(2024, 1, 20), 50, step=dt.timedelta(days=1))
+    pg.save_market_data(daily)
+    keep = (dt.date.today() - dt.date(2024, 2, 15)).days  # drops January, deletes half of February
+    pg.cleanup_old_data(keep, tables="bars")
+    assert_frame_equal(pg.catalog("bars"), truth(pg, sql).filter(pl.col("table") == "market_data"))
+    pg.cleanup_old_data(0, tables="bars")  # everything: the series leave the catalog
+    assert pg.catalog("bars").height == 0
+
+
+def test_rows_from_other_tools_appear_after_refresh(pg: PostgreSQLIntegration, sql: Any) -> None:
+    pg.save_market_data(bars(["AAA"], ["1m"], T0, 5))
+    pg.db.partitions.ensure(pg.db.pool, pg.settings, TABLES["market_data"], T0, T0)
+    sql(f"INSERT INTO {pg.db.table('market_data')} (symbol, timestamp, open, high, low, close, volume, timeframe) "
+        "VALUES ('ZZZ', %s, 1, 2, 0.5, 1.5, 10, '1m')", (T0,))
+    sql(f"DELETE FROM {pg.db.table('market_data')} WHERE symbol = 'AAA' AND timestamp = %s", (T0,))
+    assert pg.catalog()["symbol"].to_list() == ["AAA"]  # not seen yet
+    assert pg.get_latest("bars").height == 1
+    assert pg.refresh_catalog("bars") == {"market_data": 2}
+    assert_frame_equal(pg.catalog(), truth(pg, sql))
+    assert pg.get_latest("bars")["symbol"].to_list() == ["AAA", "ZZZ"]
+
+
+def test_catalog_arguments_and_return_types(pg: PostgreSQLIntegration) -> None:
+    pg.save_1min_market_regime(regimes_1min(["AAA"], T0, 3))
+    assert pg.catalog(["1min", "market_regimes_1min"]).height == 1
+    assert pg.catalog("bars").height == 0
+    assert pg.catalog(return_type="arrow").schema == CATALOG_SCHEMA
+    assert list(pg.catalog(return_type="pandas").columns) == CATALOG_SCHEMA.names
+    with pytest.raises(UsageError, match=r"optimization_results.*no time column"):
+        pg.catalog("optimization_results")
+    with pytest.raises(UsageError, match="unknown table"):
+        pg.refresh_catalog("nope")
+
+
+def test_initialize_catalogues_rows_stored_before_the_catalog(pg: PostgreSQLIntegration, sql: Any) -> None:
+    """An existing schema upgraded to the catalog's schema version gets its rows catalogued once."""
+    pg.save_market_data(bars(["AAA", "BBB"], ["1m"], T0, 5))
+    sql(f"DELETE FROM {pg.db.table('market_data').rsplit('.', 1)[0]}.\"mr_series\"")
+    sql(f"DELETE FROM {pg.db.table('market_data').rsplit('.', 1)[0]}.\"mr_schema_version\" WHERE version >= 4")
+    pg.initialize_database()
+    assert_frame_equal(pg.catalog(), truth(pg, sql))
+    assert pg.catalog().height == 2
