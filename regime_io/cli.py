@@ -45,7 +45,7 @@ from rich.progress import (
 from rich.table import Table
 
 from . import __version__
-from .config import Settings, load_settings, settings_replace
+from .config import Settings, load_settings, settings_replace, with_dsn
 from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema
 from .errors import ConfigError, RegimeIOError, UsageError
 from .files import Format
@@ -132,20 +132,7 @@ def _check_schema(schema: str) -> str:
 
 def _load_settings(config: Path | None, dsn: str | None) -> Settings:
     settings = load_settings(config)
-    if dsn is None:
-        return settings
-    try:
-        address = load_settings(config={"database": {"dsn": dsn}}, env={})
-    except ConfigError as err:
-        raise ConfigError(err.problems, source="--dsn") from None
-    changes: dict[str, Any] = {
-        "host": address.host, "port": address.port, "database": address.database, "user": address.user,
-        "password": address.password, "libpq_options": address.libpq_options,
-        "source": f"{settings.source} + --dsn",
-    }
-    if "connect_timeout" in dsn:
-        changes["connection_timeout"] = address.connection_timeout
-    return settings_replace(settings, **changes)
+    return settings if dsn is None else with_dsn(settings, dsn, source="--dsn")
 
 
 def _state(ctx: typer.Context) -> _State:

@@ -29,7 +29,7 @@ from ._sql import identifier_problem
 from .errors import ConfigError
 from .tables import CONFIG_KEYS, TABLES, TableKey
 
-__all__ = ["PartitionInterval", "Secret", "Settings", "load_settings"]
+__all__ = ["PartitionInterval", "Secret", "Settings", "load_settings", "with_dsn"]
 
 log = logging.getLogger(__name__)
 
@@ -647,3 +647,30 @@ def _table_key(key: str) -> TableKey:
 def settings_replace(settings: Settings, **changes: Any) -> Settings:
     """A copy of ``settings`` with some fields changed (used to point at a resolved server)."""
     return dataclasses.replace(settings, **changes)
+
+
+def with_dsn(settings: Settings, dsn: str, *, source: str = "dsn") -> Settings:
+    """``settings`` pointed at the server of ``dsn``: host, port, database, user, password
+    and libpq options come from the DSN (a ``postgresql://`` URL or ``key=value`` pairs),
+    everything else (schema, tables, pool, retries) stays.
+
+    Raises:
+        ConfigError: the DSN is invalid (``source`` names where it came from, e.g. ``--dsn``).
+
+    >>> base = load_settings(config={"database": {"schema": "research"}}, env={})
+    >>> moved = with_dsn(base, "postgresql://alice@db.example:6543/market")
+    >>> moved.host, moved.port, moved.database, moved.user, moved.schema
+    ('db.example', 6543, 'market', 'alice', 'research')
+    """
+    try:
+        address = load_settings(config={"database": {"dsn": dsn}}, env={})
+    except ConfigError as err:
+        raise ConfigError(err.problems, source=source) from None
+    changes: dict[str, Any] = {
+        "host": address.host, "port": address.port, "database": address.database, "user": address.user,
+        "password": address.password, "libpq_options": address.libpq_options,
+        "source": f"{settings.source} + {source}",
+    }
+    if "connect_timeout" in dsn:
+        changes["connection_timeout"] = address.connection_timeout
+    return settings_replace(settings, **changes)
