@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 from ._maintenance import CleanupReport, TableCleanup
+from ._sealing import SealedPeriod, SealReport
 from ._validation import DataQualityWarning
 from ._writing import WriteResult
 from .config import Secret, Settings, load_settings
@@ -44,6 +45,8 @@ __all__ = [
     "ReadError",
     "RegimeIOError",
     "SchemaError",
+    "SealReport",
+    "SealedPeriod",
     "Secret",
     "ServerError",
     "ServerUnavailableError",
