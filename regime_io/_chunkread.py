@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,7 +35,9 @@ from .tables import TableSpec
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["read_both", "sealed_rows", "sealed_versions"]
+__all__ = ["guarded", "read_both", "sealed_rows", "sealed_versions"]
+
+T = TypeVar("T")
 
 _MAX_TRIES = 4
 
@@ -125,6 +127,17 @@ def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tu
     return payload.filter(mask)
 
 
+def guarded(sealed_read: Callable[[], T], row_read: Callable[[], object]) -> T:
+    """``sealed_read()``; if the chunk table is missing (schema not initialised), the
+    reader's own row read runs instead, so the error names the table the user knows."""
+    try:
+        return sealed_read()
+    except ReadError as err:
+        if "does not exist" in str(err):
+            row_read()
+        raise
+
+
 def to_reader(spec: TableSpec, sealed: pa.Table, schema: pa.Schema) -> pa.Table:
     """Sealed rows (declared types) in a reader's schema: decimals as float64 unless exact."""
     arrays = []
@@ -187,7 +200,8 @@ def read_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
     if not spec.sealable:
         return read_rows(list(names))
     for _ in range(_MAX_TRIES):
-        sealed, before = sealed_rows(db, spec, symbols, rng, extra)
+        sealed, before = guarded(lambda: sealed_rows(db, spec, symbols, rng, extra),
+                                 lambda: read_rows(list(names)))
         if sealed.num_rows == 0:
             rows = read_rows(list(names))
         else:
@@ -278,7 +292,7 @@ def read_query_both(db: Database, spec: TableSpec, symbols: list[str], rng: Time
     if not spec.sealable:
         return plain()
     for _ in range(_MAX_TRIES):
-        sealed, before = sealed_rows(db, spec, symbols, rng, extra)
+        sealed, before = guarded(lambda: sealed_rows(db, spec, symbols, rng, extra), plain)
         if sealed.num_rows == 0:
             result = plain()
         else:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ._chunkread import merge_latest, read_both, read_query_both, sealed_versions
+from ._chunkread import guarded, merge_latest, read_both, read_query_both, sealed_versions
 from ._chunks import next_period, period_of
 from ._decode import (
     DISTRIBUTION_SCHEMA,
@@ -648,7 +648,9 @@ def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRa
     if not symbols:
         return iter(())
     q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=False)
-    sealed_before = sealed_versions(db, spec, symbols, rng, extra) if spec.sealable else ()
+    sealed_before = (guarded(lambda: sealed_versions(db, spec, symbols, rng, extra),
+                             lambda: read_cx(db, q, f"{sql} LIMIT 0", what=what, table=spec.key))
+                     if spec.sealable else ())
     if sealed_before:
         return _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows, what=what)
 
