@@ -31,6 +31,7 @@ import psycopg
 import pytest
 
 from regime_io import PostgreSQLIntegration
+from regime_io._schema import SCHEMA_VERSION
 from regime_io.config import Settings, settings_replace
 from regime_io.tables import TABLES
 
@@ -266,7 +267,7 @@ def test_concurrent_initialize_cleanup_writes_and_reads(fresh: Settings, sql: An
         try:
             with PostgreSQLIntegration(settings=fresh) as own:
                 barrier.wait(timeout=60)
-                assert own.initialize_database() == 1
+                assert own.initialize_database() == SCHEMA_VERSION
         except BaseException as err:  # asserted below
             errors.append(err)
 
