@@ -203,14 +203,16 @@ def _fail(message: str, state: _State | None = None) -> typer.Exit:
         message = state._settings.redact(message)
     elif state is not None and state.dsn:
         message = message.replace(state.dsn, "***")  # never echo a DSN that failed to load
-    message = _OPTION_HINT.sub(_as_option, message)
+    message = _OPTION_HINT.sub(_as_option, message).replace("call initialize_database() first",
+                                                            "run regime-io init first")
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
     return typer.Exit(1)
 
 
 # Library messages suggest keyword arguments (``pass extra_columns='ignore'``); on the
 # command line the same advice is an option (``--extra-columns ignore``), and each exists.
-_OPTION_HINT = re.compile(r"\b(extra_columns|on_duplicate|on_conflict|date_format|strict)=('([^']*)'|True\b)?")
+_OPTION_HINT = re.compile(r"\b(extra_columns|on_duplicate|on_conflict|date_format|strict|format|timeframe)="
+                          r"('([^']*)'|True\b)?")
 
 
 def _as_option(match: re.Match[str]) -> str:

@@ -72,7 +72,7 @@ def detect_format(path: PathLike, *, format: str | None = None) -> Format:
     found = FORMATS.get(Path(path).suffix.lower())
     if found is None:
         raise UsageError(f"cannot tell the format of {str(path)!r} from its suffix; use one of "
-                         f"{', '.join(FORMATS)} or pass format= (--format on the command line)", value=str(path))
+                         f"{', '.join(FORMATS)} or pass format=", value=str(path))
     return found
 
 

@@ -159,6 +159,9 @@ def test_ingest_reports_bad_arguments_cleanly(cli: Run, tmp_path: Path) -> None:
     odd.write_bytes(b"x")
     fmt = cli("ingest", str(odd), "-t", "market_data", code=1)
     assert "cannot tell the format of" in fmt.stderr and ".parquet" in fmt.stderr
+    assert fmt.stderr.rstrip().endswith("or pass --format")  # the library's format= is an option here
+    uninitialised = cli("ingest", str(path), "-t", "market_data", code=1)
+    assert uninitialised.stderr.rstrip().endswith("; run regime-io init first")
     (tmp_path / "fake.parquet").write_text("not parquet")
     fake = cli("ingest", str(tmp_path / "fake.parquet"), "-t", "market_data", code=1)
     assert fake.stderr.startswith("error: cannot read the file: Parquet magic bytes not found")
