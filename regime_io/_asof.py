@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from ._catalog import catalog_table
+from ._chunkread import guarded, read_query_both, sealed_floor
 from ._decode import decimal_text_to_float, empty_frame, reader_schema
 from ._frames import check_return_type, conform, convert, to_polars
-from ._readsql import Query, parse_duration, read_cx, text_arg
+from ._readsql import Query, TimeRange, parse_duration, read_cx, text_arg
 from ._sqltext import select_list
 from ._timezones import check_time_kind
 from .errors import UsageError
@@ -167,7 +168,16 @@ def regimes_for_asof(db: Database, spec: TableSpec, symbols: list[str], first: d
         sql = (f"({sql}) UNION ALL (SELECT l.* FROM ({symbols_sql}) s "
                f'CROSS JOIN LATERAL (SELECT {select} FROM {target} t WHERE t."symbol" = s.symbol{tf_cond} '
                f'AND t."timestamp" < {p_lo} ORDER BY t."timestamp" DESC LIMIT 1) l)')
-    table = decimal_text_to_float(read_cx(db, q, sql, what="asof_regimes", table=spec.key), spec)
+    # Sealed rows: the window, and for the latest row before it, back to the month that
+    # holds each symbol's newest sealed row before the window (``_chunkread``).
+    floor = lo if tolerance is not None or not spec.sealable else guarded(
+        lambda: sealed_floor(db, spec, symbols, lo),
+        lambda: read_cx(db, q, f"{sql} LIMIT 0", what="asof_regimes", table=spec.key))
+    scope = TimeRange(min(floor, lo), last, end_exclusive=False)
+    extra = [("timeframe", timeframe)] if timeframe is not None else []
+    rows = read_query_both(db, spec, symbols, scope, extra, q, sql, what="asof_regimes",
+                           rows_reader=lambda: read_cx(db, q, sql, what="asof_regimes", table=spec.key))
+    table = decimal_text_to_float(rows, spec)
     if check_timeframes:
         found = {v for v in table.column("__timeframe").unique().to_pylist() if v is not None}
         if len(found) > 1:
