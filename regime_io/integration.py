@@ -819,6 +819,49 @@ class PostgreSQLIntegration(Generic[F]):
                                           strikes=strikes, option_type=option_type, batch_rows=batch_rows,
                                           exact=exact)
 
+    def scan(self, table: str, *, exact: bool = False) -> pl.LazyFrame:
+        """A time-series table as a lazy polars frame whose filters, columns and ``head`` reach the server.
+
+        Nothing is read until the frame is collected. Then the columns the query needs
+        become the SELECT list; top-level ``&``-ed tests of ``symbol``, ``timeframe``,
+        ``timestamp``, ``expiry_date``, ``strike_price``, ``option_type`` and ``regime``
+        against constants (``==``, ``is_in``, ``<``, ``<=``, ``>``, ``>=``,
+        ``is_between``; text columns: ``==`` and ``is_in`` only) become the SQL WHERE
+        clause and prune the sealed chunks; ``head(n)`` becomes ``LIMIT n`` when every
+        test was pushed. polars then applies the whole predicate to every batch, so any
+        other expression still gives exactly the right rows. ``timeframe`` and
+        ``option_type`` literals are read as the writers store them (``"1min"`` is
+        ``"1m"``, ``"call"`` is ``"CE"``). Batches stream with bounded memory.
+
+        Parameters:
+            table: ``market_data``, ``options_data``, ``market_regimes`` or
+                ``market_regimes_1min`` (any name or alias :meth:`save` accepts).
+            exact: DECIMAL columns as exact decimals instead of Float64.
+
+        Returns:
+            A ``polars.LazyFrame`` with the eager readers' columns and dtypes; collected,
+            its rows come in their order (symbol, then the table's key).
+
+        Raises:
+            UsageError: an unknown table or one without a time column; when collected,
+                a ``timeframe``/``option_type`` value those columns cannot hold.
+            ReadError: when collected, the server refused the query.
+
+        Example:
+            >>> lf = pg.scan("bars")                                      # doctest: +SKIP
+            >>> lf.filter((pl.col("symbol") == "NIFTY") & (pl.col("timestamp") >= dt.datetime(2024, 1, 2)))
+            ...   .select("timestamp", "close").head(10).collect()       # doctest: +SKIP
+        """
+        from . import _scan
+
+        if not self.enabled:
+            import polars as pl_
+
+            from ._decode import empty_frame
+
+            return pl_.LazyFrame(empty_frame(table, return_type="polars", exact=exact))
+        return _scan.scan(self.db, table, exact=exact)
+
     # -- catalog ----------------------------------------------------------------------------
 
     @overload

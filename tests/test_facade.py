@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from regime_io import PostgreSQLIntegration, _asof, _maintenance, _reading, _writing
+from regime_io import PostgreSQLIntegration, _asof, _maintenance, _reading, _scan, _writing
 
 # Facade method -> (engine function, parameters the facade fixes itself).
 ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
@@ -36,11 +36,15 @@ ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "iter_options_data": (_reading.iter_options_data, {}),
     "cleanup_old_data": (_maintenance.cleanup_old_data, {}),
     "list_partitions": (_maintenance.list_partitions, {}),
+    "scan": (_scan.scan, {}),
 }
 
-# The per-table writers are save() with the table fixed.
-WRITERS = ["save_market_data", "save_options_data", "save_market_regime", "save_1min_market_regime",
-           "save_optimization_result"]
+# The per-table writers are save() with the table fixed (and no tier for the one table
+# without a time column: optimisation results are never sealed).
+WRITERS: dict[str, dict[str, Any]] = {
+    "save_market_data": {}, "save_options_data": {}, "save_market_regime": {}, "save_1min_market_regime": {},
+    "save_optimization_result": {"tier": "auto"},
+}
 
 
 def _params(func: Callable[..., Any], *, drop: int) -> list[inspect.Parameter]:
@@ -71,10 +75,10 @@ def test_facade_method_agrees_with_its_engine(method: str) -> None:
     _compare(_params(getattr(PostgreSQLIntegration, method), drop=1), _params(engine, drop=1), fixed)
 
 
-@pytest.mark.parametrize("method", WRITERS)
+@pytest.mark.parametrize("method", sorted(WRITERS))
 def test_table_writers_take_save_options(method: str) -> None:
     facade = _params(getattr(PostgreSQLIntegration, method), drop=1)
-    _compare(facade, _params(_writing.save, drop=2), {})
+    _compare(facade, _params(_writing.save, drop=2), WRITERS[method])
 
 
 def test_every_public_method_is_checked() -> None:

@@ -1,0 +1,153 @@
+"""``PostgreSQLIntegration.scan``: lazy frames equal to the eager readers', with pushdown.
+
+Each filter of the grid is collected from ``scan()`` and compared with the eager reader
+asked the same question, over the row tier, the sealed tier and both (January sealed,
+February in rows). The SQL sent is captured from the engines' debug log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import polars as pl
+import pytest
+from _reading_data import bars, options, regimes_1min
+from polars.testing import assert_frame_equal
+
+from regime_io import PostgreSQLIntegration, UsageError
+from regime_io import _reading as reading
+
+START = dt.datetime(2024, 1, 31, 12, 0)  # 2,000 minutes: crosses into February
+T1, T2 = dt.datetime(2024, 1, 31, 20, 0), dt.datetime(2024, 2, 1, 3, 30)
+EXPIRIES = [dt.date(2024, 2, 1), dt.date(2024, 2, 8)]
+
+
+def _fill(pg: PostgreSQLIntegration) -> None:
+    pg.initialize_database()
+    pg.save_market_data(bars(["A", "B", "M&M"], ["1m", "5m"], START, 2000))
+    pg.save_1min_market_regime(regimes_1min(["A", "B"], START, 2000))
+    pg.save_options_data(options("NIFTY", EXPIRIES, [21500.0, 21600.0, 21700.5], START, 1500))
+
+
+@pytest.fixture(params=["rows", "sealed", "both"])
+def filled(request: pytest.FixtureRequest, pg: PostgreSQLIntegration) -> PostgreSQLIntegration:
+    _fill(pg)
+    if request.param == "sealed":
+        assert pg.seal_history(dt.date(2030, 1, 1)).rows_moved > 0
+    elif request.param == "both":
+        assert pg.seal_history(dt.date(2024, 2, 1)).rows_moved > 0
+    return pg
+
+
+def _bars_filters(pg: PostgreSQLIntegration) -> list[tuple[str, Callable[[pl.LazyFrame], pl.LazyFrame],
+                                                           Callable[[], pl.DataFrame]]]:
+    col = pl.col
+    return [
+        ("symbol, timeframe alias, between",
+         lambda lf: lf.filter((col("symbol") == "A") & (col("timeframe") == "1min")
+                              & col("timestamp").is_between(T1, T2)),
+         lambda: pg.get_market_data("A", T1, T2, timeframe="1m")),
+        ("is_in, open end", lambda lf: lf.filter(col("symbol").is_in(["B", "M&M"]) & (col("timestamp") >= T1)),
+         lambda: pg.get_market_data(["B", "M&M"], T1)),
+        ("nothing", lambda lf: lf, lambda: pg.get_market_data(["A", "B", "M&M"])),
+        ("timeframe only", lambda lf: lf.filter(col("timeframe") == "5T"),
+         lambda: pg.get_market_data(["A", "B", "M&M"], timeframe="5m")),
+        ("strict bounds", lambda lf: lf.filter((col("timestamp") > T1) & (col("timestamp") < T2)
+                                               & (col("symbol") == "M&M")),
+         lambda: pg.get_market_data("M&M", T1, T2).filter((col("timestamp") > T1) & (col("timestamp") < T2))),
+        ("projection and head", lambda lf: lf.filter(col("symbol") == "B").select("timestamp", "close").head(7),
+         lambda: pg.get_market_data("B", columns=["timestamp", "close"]).head(7)),
+        ("unsupported predicate",
+         lambda lf: lf.filter((col("close") > col("open")) | (col("volume") < 100)).head(50),
+         lambda: pg.get_market_data(["A", "B", "M&M"]).filter((col("close") > col("open")) | (col("volume") < 100))
+         .head(50)),
+        ("date literal, partly pushed",
+         lambda lf: lf.filter((col("timestamp") >= dt.date(2024, 2, 1)) & (col("symbol") == "A")
+                              & (col("timestamp").dt.minute() == 0)),
+         lambda: pg.get_market_data("A", dt.date(2024, 2, 1)).filter(col("timestamp").dt.minute() == 0)),
+        ("contradiction", lambda lf: lf.filter((col("symbol") == "A") & (col("symbol") == "B")),
+         lambda: pg.get_market_data("A").head(0)),
+    ]
+
+
+def test_scan_equals_the_eager_readers(filled: PostgreSQLIntegration) -> None:
+    pg = filled
+    lf = pg.scan("bars")
+    for name, query, eager in _bars_filters(pg):
+        assert_frame_equal(query(lf).collect(), eager(), check_row_order=True), name
+
+
+@pytest.mark.parametrize("engine", ["connectorx", "adbc"])
+def test_small_ranges_on_each_engine(filled: PostgreSQLIntegration, monkeypatch: pytest.MonkeyPatch,
+                                     engine: str) -> None:
+    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0 if engine == "connectorx" else 10**12)
+    pg = filled
+    got = pg.scan("bars").filter((pl.col("symbol") == "A") & pl.col("timestamp").is_between(T1, T2)).collect()
+    assert_frame_equal(got, pg.get_market_data("A", T1, T2))
+
+
+def test_options_and_regimes(filled: PostgreSQLIntegration) -> None:
+    pg = filled
+    col = pl.col
+    got = pg.scan("options").filter((col("symbol") == "NIFTY") & (col("expiry_date") == EXPIRIES[1])
+                                    & col("strike_price").is_in([21500.0, 21700.5]) & (col("option_type") == "call")
+                                    & (col("timestamp") <= T2)).collect()
+    want = pg.get_options_data("NIFTY", None, T2, expiry=EXPIRIES[1], strikes=[21500, 21700.5], option_type="CE")
+    assert want.height > 0
+    assert_frame_equal(got, want)
+    ranged = pg.scan("options").filter((col("strike_price") > 21500) & (col("expiry_date") <= EXPIRIES[0])
+                                       & (col("option_type") == "PE")).collect()
+    assert_frame_equal(ranged, pg.get_options_data("NIFTY", expiry=EXPIRIES[0], strikes=[21600, 21700.5],
+                                                   option_type="PE"))
+    sideways = pg.scan("1min").filter((col("regime") == "sideways") & (col("symbol") == "B")).collect()
+    assert_frame_equal(sideways, pg.get_1min_market_regimes("B").filter(col("regime") == "sideways"))
+    exact = pg.scan("bars", exact=True).filter(col("symbol") == "A").head(3).collect()
+    assert exact.schema["close"] == pl.Decimal(10, 2)
+
+
+def _sent(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "regime_io._readsql")
+
+
+def test_the_sql_sent_carries_the_pushed_predicate(pg: PostgreSQLIntegration, caplog: pytest.LogCaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    _fill(pg)
+    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0)  # connectorx: the values are in the logged text
+    caplog.set_level(logging.DEBUG, logger="regime_io._readsql")
+    lf = pg.scan("bars")
+    lf.filter((pl.col("symbol") == "A") & (pl.col("timeframe") == "1min") & (pl.col("timestamp") > T1)).select(
+        "timestamp", "close").head(5).collect()
+    sent = _sent(caplog)
+    assert "t.\"symbol\" = E'A'" in sent and "t.\"timeframe\" = E'1m'" in sent
+    assert "t.\"timestamp\" >= TIMESTAMP '2024-01-31 20:00:00.000001'" in sent
+    assert '"open"' not in sent  # projection: only the columns asked for (and the predicate's)
+    caplog.clear()
+    # polars hands a source the row limit when no filter precedes head(): LIMIT n.
+    assert lf.select("timestamp", "close").head(5).collect().height == 5
+    assert "LIMIT 5" in _sent(caplog)
+    caplog.clear()
+    # Not pushable: no LIMIT (polars filters first), the rows are still right.
+    got = lf.filter((pl.col("symbol") == "A") & (pl.col("close") * 2 > pl.col("open") * 2)).head(5).collect()
+    assert "LIMIT" not in _sent(caplog) and "t.\"symbol\" = E'A'" in _sent(caplog)
+    assert_frame_equal(got, pg.get_market_data("A").filter(pl.col("close") > pl.col("open")).head(5))
+
+
+def test_misuse_is_a_usage_error(pg: PostgreSQLIntegration) -> None:
+    _fill(pg)
+    with pytest.raises(UsageError, match="unknown table"):
+        pg.scan("prices")
+    with pytest.raises(UsageError, match="time-series"):
+        pg.scan("results")
+    with pytest.raises(UsageError, match="timeframe 'tick' is not an accepted value"):
+        pg.scan("bars").filter(pl.col("timeframe") == "tick").collect()
+
+
+def test_batches_stream(pg: PostgreSQLIntegration) -> None:
+    _fill(pg)
+    batches: list[Any] = []
+    for batch in pg.scan("bars").filter(pl.col("symbol") == "A").collect_batches(chunk_size=500):
+        batches.append(batch)
+    assert sum(b.height for b in batches) == 4000
