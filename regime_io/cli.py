@@ -377,6 +377,10 @@ def demo(
                   f"{_plural(result.days, 'NSE session')} ({result.first_day:%d %b} to {result.last_day:%d %b %Y}) "
                   "of 1-minute bars and regimes, 15-minute regimes, an option chain with greeks, "
                   "optimisation results")
+    if result.sealed is not None and result.sealed.rows_moved:
+        console.print(f"[green]✓[/green] {_plural(result.sealed.rows_moved, 'row')} of the months before "
+                      f"{result.last_day:%B %Y} sealed into the columnar tier ({result.sealed.bytes_before:,} -> "
+                      f"{result.sealed.bytes_after:,} bytes); every read below spans both tiers")
     _print_frame(result.latest, title="latest 1-minute regimes",
                  columns=["symbol", "timestamp", "regime", "confidence", "greek_sentiment"])
     _print_frame(result.distribution,

@@ -3,7 +3,9 @@
 What ``regime-io demo`` runs (the CLI only prints the :class:`DemoResult`). It loads
 :mod:`regime_io.synthetic` data for four symbols into the five tables, then reads the
 latest regimes, a regime distribution and the best optimisation runs, and draws the
-last week of the first symbol's price on a background coloured by regime.
+last week of the first symbol's price on a background coloured by regime. The months
+before the last one are sealed (moved into the columnar tier, ``seal_history``), so the
+reads span both tiers.
 
 Which schema: :func:`demo_schema`. On the embedded server (nothing configured) the
 demo writes to the configured schema, so ``regime-io latest`` and every other command
@@ -34,6 +36,7 @@ from .errors import UsageError
 if TYPE_CHECKING:
     import polars as pl
 
+    from ._sealing import SealReport
     from .config import Settings
     from .integration import PostgreSQLIntegration
 
@@ -76,6 +79,9 @@ class DemoResult:
     latest: pl.DataFrame
     distribution: pl.DataFrame
     best_runs: pl.DataFrame
+    # The months before the last session's month, moved into the sealed (columnar) tier, so
+    # the demo shows both tiers: readers return the same data from either.
+    sealed: SealReport | None = None
     chart: Path | None = None
     chart_skipped: str | None = None  # why no chart was drawn (matplotlib missing)
     seconds: float = 0.0
@@ -128,12 +134,14 @@ def run_demo(pg: PostgreSQLIntegration[Any], *, days: int = DEMO_DAYS, symbols: 
         report(len(frame), len(frame))
     sessions = synthetic.session_days(days)
     first, last = sessions[0], sessions[-1]
+    # Older months into the sealed tier (the reads below then span both tiers).
+    sealed = pg.seal_history(last.replace(day=1))
     latest = pg.get_latest_1min_market_regime(symbols=list(names), return_type="polars")
     distribution = pg.get_market_regime_distribution(names[0], first, last, return_type="polars")
     best = pg.get_optimization_results(names[0], top=3, return_type="polars")
     result = DemoResult(schema=pg.settings.schema, schema_version=version, symbols=names, days=days,
                         first_day=first, last_day=last, rows=rows, latest=latest, distribution=distribution,
-                        best_runs=best)
+                        best_runs=best, sealed=sealed)
     if chart is not None:
         week = sessions[-5:]
         bars = pg.get_market_data(names[0], week[0], week[-1], timeframe="1m", return_type="polars")
