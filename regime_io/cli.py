@@ -205,6 +205,9 @@ def _fail(message: str, state: _State | None = None) -> typer.Exit:
         message = message.replace(state.dsn, "***")  # never echo a DSN that failed to load
     message = _OPTION_HINT.sub(_as_option, message).replace("call initialize_database() first",
                                                             "run regime-io init first")
+    # A reader's bound is the --start/--end option here, and a datetime is typed as ISO 8601.
+    message = re.sub(r"^(start|end)(?:_date)?: ", r"--\1 ", message).replace(
+        "pass a datetime instead", "write it as YYYY-MM-DD or 'YYYY-MM-DD HH:MM'")
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
     return typer.Exit(1)
 

@@ -352,6 +352,19 @@ def test_distribution_and_transitions(cli: Run, settings: Settings, tmp_path: Pa
     assert bad.stderr.startswith("error: ") and "after" in bad.stderr
 
 
+@pytest.mark.parametrize("command", [["distribution", "NIFTY"], ["transitions", "NIFTY"],
+                                     ["export", "-t", "bars", "-s", "NIFTY", "-o", "x.parquet"]])
+def test_ambiguous_dates_are_refused_in_the_command_lines_words(cli: Run, settings: Settings,
+                                                                 command: list[str]) -> None:
+    """'04/01/2024' could be 4 January or 1 April: refused, never guessed, in one line that
+    names the option and a form that works."""
+    _save_demo_like(settings)
+    result = cli(*command, "--start", "04/01/2024", "--end", "2024-01-31", code=1)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --start '04/01/2024' is not an ISO 8601 date")
+    assert lines[0].endswith("write it as YYYY-MM-DD or 'YYYY-MM-DD HH:MM'")
+
+
 # ---------------------------------------------------------------------------------------
 # cleanup, partitions, doctor
 
