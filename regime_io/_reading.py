@@ -60,9 +60,9 @@ from ._readsql import (
     symbol_list,
     text_arg,
 )
+from ._sessions import Resample, bucket_sql, parse_resample, session_hours, table_is_aware
 from ._sql import quote_ident
 from ._sqltext import (
-    BUCKET_ORIGIN,
     latest_query,
     range_order,
     range_query,
@@ -107,7 +107,7 @@ _LATEST_TABLES: tuple[TableKey, ...] = ("market_data", "market_regimes", "market
 def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                     end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                     timeframe: str | None = None, columns: Sequence[str] | None = None,
-                    resample: str | dt.timedelta | None = None, exact: bool = False,
+                    resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                     return_type: ReturnType = "polars") -> Any:
     """OHLCV bars of one or more symbols in ``[start, end]`` (inclusive).
 
@@ -117,9 +117,12 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
         timeframe: only bars of this timeframe (e.g. ``"1m"``).
         columns: a subset of the table's columns, returned in the order given.
         resample: aggregate server-side into buckets of this size (``"5m"``, ``"1h"``,
-            ``"1d"``): first open, max high, min low, last close, summed volume; buckets
-            are labelled by their start, aligned to the epoch like Polars'
-            ``group_by_dynamic``, and ``timeframe`` becomes the resample label.
+            ``"1d"``, ``"1w"``, ``"1mo"``, pandas' ``"5T"``/``"1H"``/``"1D"``): first open,
+            max high, min low, last close, summed volume; buckets are labelled by their
+            start (left edge); intraday buckets start at the session open of ``calendar``
+            and never span two sessions (``regime_io._sessions``); ``timeframe`` becomes
+            the resample label.
+        calendar: the exchange calendar whose session open anchors intraday buckets.
         exact: DECIMAL columns as exact decimals instead of Float64.
         return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``.
 
@@ -139,7 +142,9 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
     _check_bounds(db, spec, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
-    every = _resample_every(resample) if resample is not None else None
+    every = parse_resample(resample) if resample is not None else None
+    if every is not None:
+        session_hours(calendar)  # an unknown calendar is refused whatever the size
     if not wanted:
         return empty_frame(spec.key, return_type=return_type, exact=exact, columns=names)
     if every is None:
@@ -147,7 +152,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
                             what="get_market_data")
     else:
         table = _read_resampled(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
-                                every=every, label=_duration_label(every))
+                                every=every, calendar=calendar)
     return convert(table, return_type)
 
 
@@ -571,10 +576,12 @@ def _is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool
 
 
 def _read_resampled(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
-                    exact: bool, extra: Sequence[tuple[str, Any]], every: dt.timedelta, label: str) -> pa.Table:
+                    exact: bool, extra: Sequence[tuple[str, Any]], every: Resample, calendar: str) -> pa.Table:
     q = Query()
     conditions = where_conditions(q, spec, symbols, rng, extra)
-    bucket = f'date_bin({q.param(f"{int(every.total_seconds())} seconds")}::interval, t."timestamp", {BUCKET_ORIGIN})'
+    bucket = bucket_sql(q, every, column='t."timestamp"', calendar=calendar, aware=table_is_aware(db, spec),
+                        storage_zone=db.settings.storage_timezone)
+    label = every.label
     cast = "" if exact else "::float8"
     sql = (
         f'SELECT t."symbol" AS "symbol", {bucket} AS "timestamp", '
@@ -589,23 +596,6 @@ def _read_resampled(db: Database, spec: TableSpec, symbols: list[str], rng: Time
     table = read_query_both(db, spec, symbols, rng, extra, q, sql, what=what,
                             rows_reader=lambda: read_cx(db, q, sql, what=what, table=spec.key))
     return conform(table, reader_schema(spec, names, exact=exact))
-
-
-def _resample_every(resample: Any) -> dt.timedelta:
-    every = parse_duration(resample, name="resample")
-    # Weeks would need a Monday origin to match Polars; whole seconds keep date_bin exact.
-    if every % dt.timedelta(seconds=1) or (isinstance(resample, str) and "w" in resample):
-        raise UsageError(f"resample: {resample!r} is not supported; use whole seconds, minutes, hours or days "
-                        "('30s', '5m', '1h', '1d')", table="market_data", value=resample)
-    return every
-
-
-def _duration_label(every: dt.timedelta) -> str:
-    seconds = int(every.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def _option_filters(spec: TableSpec, *, expiry: Any, strikes: Any, option_type: Any) -> list[tuple[str, Any]]:

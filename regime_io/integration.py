@@ -289,31 +289,31 @@ class PostgreSQLIntegration(Generic[F]):
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         return_type: None = None) -> F: ...
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         return_type: ReturnType | None = None) -> Any:
         """OHLCV bars of one or more symbols in ``[start_date, end_date]`` (inclusive).
 
@@ -327,8 +327,14 @@ class PostgreSQLIntegration(Generic[F]):
                 ``"1T"`` mean the same).
             columns: a subset of the table's columns, returned in the order given.
             resample: aggregate server-side into buckets of this size (``"5m"``,
-                ``"1h"``, ``"1d"``): first open, max high, min low, last close, summed
-                volume; buckets are labelled by their start.
+                ``"1h"``, ``"1d"``, ``"1w"``, ``"1mo"``; pandas' ``"5T"``, ``"1H"``,
+                ``"1D"``): first open, max high, min low, last close, summed volume.
+                Buckets are labelled by their start (left edge). Intraday buckets start
+                at the session open (09:15, 10:15... for ``"1h"`` on NSE) and never span
+                two sessions; days are dates, weeks start on Monday, months on the 1st.
+            calendar: the exchange calendar whose session open anchors intraday
+                buckets (``"XNSE"``; others, e.g. ``"XNYS"``, with the ``calendars``
+                extra).
             exact: DECIMAL columns as exact decimals instead of Float64.
             return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
 
@@ -349,7 +355,8 @@ class PostgreSQLIntegration(Generic[F]):
         if not self.enabled:
             return _reading.empty_frame("market_data", return_type=rt, exact=exact, columns=columns)
         return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
-                                        columns=columns, resample=resample, exact=exact, return_type=rt)
+                                        columns=columns, resample=resample, calendar=calendar, exact=exact,
+                                        return_type=rt)
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,

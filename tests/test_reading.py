@@ -306,7 +306,9 @@ def test_same_instant_and_same_day_ranges_are_valid(pg: PostgreSQLIntegration, m
     ({"return_type": "numpy"}, "return_type 'numpy'"),
     ({"timeframe": 5}, "timeframe"),
     ({"resample": "5x"}, "resample"),
-    ({"resample": "1w"}, "resample"),
+    ({"resample": "25h"}, "resample"),
+    ({"resample": "5ms"}, "resample"),
+    ({"resample": "5m", "calendar": "NOWHERE"}, "calendar"),
 ])
 def test_bad_options_raise_read_error(pg: PostgreSQLIntegration, kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(UsageError, match=match):

@@ -114,15 +114,23 @@ def test_statistics_bad_arguments(pg: PostgreSQLIntegration, kwargs: dict[str, A
 
 
 def polars_resample(frame: pl.DataFrame, every: str) -> pl.DataFrame:
-    return (frame.sort("symbol", "timestamp")
-            .group_by_dynamic("timestamp", every=every, group_by="symbol")
+    """Buckets computed by hand: intraday sizes from each day's NSE session open (09:15),
+    never before that day's midnight; a day is its date."""
+    size = pl.duration(minutes={"5m": 5, "7m": 7, "1h": 60, "1d": 1440}[every])
+    day = pl.col("timestamp").dt.truncate("1d")
+    opened = day + pl.duration(hours=9, minutes=15)
+    steps = (pl.col("timestamp") - opened).dt.total_microseconds().floordiv(size.dt.total_microseconds())
+    bucket = day if every == "1d" else pl.max_horizontal(opened + size * steps, day)
+    return (frame.sort("symbol", "timestamp").with_columns(bucket.alias("bucket"))
+            .group_by("symbol", "bucket", maintain_order=True)
             .agg(pl.col("open").first(), pl.col("high").max(), pl.col("low").min(), pl.col("close").last(),
                  pl.col("volume").sum())
+            .rename({"bucket": "timestamp"})
             .with_columns(timeframe=pl.lit(every)).sort("symbol", "timestamp"))
 
 
 @pytest.mark.parametrize("every", ["5m", "7m", "1h", "1d"])
-def test_resample_matches_polars_group_by_dynamic(pg: PostgreSQLIntegration, sql: Any, every: str) -> None:
+def test_resample_matches_session_buckets_computed_in_polars(pg: PostgreSQLIntegration, sql: Any, every: str) -> None:
     minute = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 3, 4, 9, 13), 400)
     minute = minute.filter(~pl.col("timestamp").dt.minute().is_between(20, 31))  # a hole in the data
     insert(pg, sql, "market_data", minute)
