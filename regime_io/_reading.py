@@ -137,10 +137,8 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     """
     spec = TABLES["market_data"]
     check_return_type(return_type)
-    wanted = _symbols(symbol, symbols)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
-    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
-    _check_bounds(db, spec, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
     every = parse_resample(resample) if resample is not None else None
     if every is not None:
@@ -173,10 +171,8 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
     """
     spec = TABLES["options_data"]
     check_return_type(return_type)
-    wanted = _symbols(symbol, symbols)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
-    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
-    _check_bounds(db, spec, start_date, end_date)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
     table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data")
     return convert(table, return_type)
@@ -193,10 +189,8 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
     """
     spec = TABLES["market_regimes"]
     check_return_type(return_type)
-    wanted = _symbols(symbol, symbols)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
-    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
-    _check_bounds(db, spec, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
     table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                         what="get_market_regimes")
@@ -214,10 +208,8 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
     """
     spec = TABLES["market_regimes_1min"]
     check_return_type(return_type)
-    wanted = _symbols(symbol, symbols)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
-    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
-    _check_bounds(db, spec, start_date, end_date)
     table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=[],
                         what="get_1min_market_regimes")
     return convert(table, return_type)
@@ -454,9 +446,7 @@ def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, st
         ...     process(batch)
     """
     spec = TABLES["market_data"]
-    wanted = _symbols(symbol, symbols)
-    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
-    _check_bounds(db, spec, start_date, end_date)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
     return _stream_range(db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows,
                          what="iter_market_data")
@@ -474,9 +464,7 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
         >>> rows = sum(b.num_rows for b in iter_options_data(db, "NIFTY", "2023-01-01", "2023-12-31"))  # doctest: +SKIP
     """
     spec = TABLES["options_data"]
-    wanted = _symbols(symbol, symbols)
-    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
-    _check_bounds(db, spec, start_date, end_date)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
     return _stream_range(db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows,
                          what="iter_options_data")
@@ -494,10 +482,14 @@ def _check_bounds(db: Database, spec: TableSpec, *bounds: Any) -> None:
         check_time_kind(db, spec, aware=True, what=f"{spec.key} bounds")
 
 
-def _symbols(symbol: Any, symbols: Any) -> list[str]:
+def _range_args(db: Database, spec: TableSpec, symbol: Any, symbols: Any, start_date: Any,
+                end_date: Any) -> tuple[list[str], TimeRange]:
+    """The symbols and the time range every range reader and stream takes, checked alike."""
     wanted = resolve_symbols(symbol, symbols)
     assert wanted is not None
-    return wanted
+    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
+    _check_bounds(db, spec, start_date, end_date)
+    return wanted, rng
 
 
 def _filters(spec: TableSpec, **values: Any) -> list[tuple[str, Any]]:
