@@ -229,11 +229,20 @@ def regimes(symbols: Sequence[str], *, days: int = 20, seed: int = 7, timeframe:
 
 RISK_FREE_RATE = 0.07  # Indian risk-free rate (91-day T-bill, 2024), continuously compounded
 _SQRT2 = math.sqrt(2.0)
-_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf, vectorised (numpy has none): Abramowitz and Stegun 7.1.26, absolute error below
+    1.5e-7, i.e. under 0.01 rupee on an index option (a month of chain: 0.3 s, not 3 s)."""
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return sign * (1.0 - poly * np.exp(-a * a))
 
 
 def _norm_cdf(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.asarray(_erf(np.asarray(x, dtype=np.float64) / _SQRT2), dtype=np.float64))
+    return 0.5 * (1.0 + _erf(np.asarray(x, dtype=np.float64) / _SQRT2))
 
 
 def _norm_pdf(x: np.ndarray) -> np.ndarray:

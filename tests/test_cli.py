@@ -27,7 +27,7 @@ from typer.testing import CliRunner, Result
 from regime_io import PostgreSQLIntegration, synthetic
 from regime_io.cli import app
 from regime_io.config import Settings
-from regime_io.demo import DEMO_DAYS, DEMO_SYMBOLS
+from regime_io.demo import DEMO_SYMBOLS
 
 Run = Callable[..., Result]
 PY = sys.executable
@@ -525,7 +525,8 @@ def _png_is_a_real_chart(path: Path) -> None:
 
 def test_demo_as_a_subprocess_then_rerun_is_idempotent(server: Any, settings: Settings, sql: Any,
                                                       tmp_path: Path) -> None:
-    done = subprocess.run([CONSOLE_SCRIPT, "--dsn", server.url(), "--schema", settings.schema, "demo"],
+    # A week keeps it quick; the README test runs the default month on a fresh embedded server.
+    done = subprocess.run([CONSOLE_SCRIPT, "--dsn", server.url(), "--schema", settings.schema, "demo", "--days", "5"],
                           cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
@@ -537,7 +538,7 @@ def test_demo_as_a_subprocess_then_rerun_is_idempotent(server: Any, settings: Se
     chart = tmp_path / "regime_io_demo.png"
     assert f"chart written to {chart}" in out
     _png_is_a_real_chart(chart)
-    bars = len(DEMO_SYMBOLS) * DEMO_DAYS * 375
+    bars = len(DEMO_SYMBOLS) * 5 * 375
 
     def stored() -> dict[str, int]:
         # Through the library: old months may sit in the sealed (columnar) tier.
@@ -551,9 +552,10 @@ def test_demo_as_a_subprocess_then_rerun_is_idempotent(server: Any, settings: Se
 
     counts = stored()
     assert counts["market_data"] == counts["market_regimes_1min"] == bars
-    assert counts["options_data"] > 10_000 and counts["optimization_results"] == 5 * len(DEMO_SYMBOLS)
+    # 25 quarter-hours a session x 2 expiries x 10 strikes x (CE, PE)
+    assert counts["options_data"] == 5 * 25 * 2 * 10 * 2 and counts["optimization_results"] == 5 * len(DEMO_SYMBOLS)
 
-    again = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", settings.schema, "demo",
+    again = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", settings.schema, "demo", "--days", "5",
                                      "-o", str(tmp_path / "again.png")])
     assert again.exit_code == 0, again.output
     assert stored() == counts
