@@ -79,6 +79,7 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
     """``1 row``, ``2 rows``, ``1,250 rows``."""
     return f"{n:,} {word}" if n == 1 else f"{n:,} {plural or word + 's'}"
 
+
 app = typer.Typer(
     name="regime-io",
     help="Market history in PostgreSQL, back as columnar frames.\n\n"
@@ -719,6 +720,37 @@ def symbols(
     with _state(ctx).integration() as pg:
         frame = pg.catalog(table or None, return_type="polars")
     _print_frame(frame, title="series", max_rows=500)
+
+
+@app.command()
+@_clean_errors
+def quality(
+    ctx: typer.Context,
+    table: Annotated[str, typer.Argument(help="Table name or alias (bars, options, regimes, 1min).")] = "bars",
+    symbol: Annotated[list[str] | None, typer.Option("--symbol", "-s", help="Only these symbols (repeatable; "
+                                                     "default: every catalogued symbol).", show_default=False)] = None,
+    start: Annotated[str | None, typer.Option(help="First timestamp or date (default: the first stored).",
+                                              show_default=False)] = None,
+    end: Annotated[str | None, typer.Option(help="Last timestamp or date, inclusive (default: the last stored).",
+                                            show_default=False)] = None,
+    calendar: Annotated[str, typer.Option(help="Exchange calendar of the sessions (XNSE, XNYS...).")] = "XNSE",
+    plot: Annotated[Path | None, typer.Option(help="Also write a coverage heatmap PNG here (symbol x session).",
+                                              dir_okay=False, show_default=False)] = None,
+) -> None:
+    """Missing minutes and bad bars per symbol and session: coverage, OHLC violations, zero-volume runs, jumps."""
+    with _state(ctx).integration() as pg:
+        frame = pg.quality_report(table, symbol or None, start, end, calendar=calendar, return_type="polars")
+    _print_frame(frame, title=f"{table} quality by session ({calendar})", max_rows=200, percent=("coverage",),
+                 columns=["symbol", "session", "expected_minutes", "present_minutes", "coverage", "first_missing",
+                          "duplicate_bars", "ohlc_violations", "zero_volume_runs", "stale_runs", "jumps"])
+    if plot is not None and frame.height == 0:
+        console.print(f"[yellow]no chart:[/yellow] no sessions with stored symbols, nothing written to "
+                      f"{escape(str(plot))}")
+    elif plot is not None:
+        from .plots import plot_coverage
+
+        plot_coverage(frame, path=plot, title=f"{table} coverage ({calendar})")
+        console.print(f"[green]✓[/green] coverage heatmap written to {escape(str(plot))}")
 
 
 # ---------------------------------------------------------------------------------------
