@@ -82,7 +82,8 @@ def sealed_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
     column, exact types, ordered by chunk key and time) and the chunk versions read."""
     q = Query()
     key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
-    sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.payload "
+    sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.first_ts, "
+           "t.last_ts, t.payload "
            f"FROM {chunk_table(spec, db.settings)} t WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} "
            f"ORDER BY {key}, t.period_start")
     # The lookup pool: one round trip (prepared), which matters for small reads.
@@ -97,8 +98,12 @@ def sealed_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
 
     def one(i: int) -> pa.Table:
         row = list(meta[i].values())
-        payload = chunks.decode(spec, payloads[i].as_buffer(), row[n + 2], codec=row[n + 3])
-        payload = _trim(spec, payload, rng, extra)
+        first, last = row[n + 4], row[n + 5]
+        inside = first >= rng.start and (last < rng.end if rng.end_exclusive else last <= rng.end)
+        payload = chunks.decode(spec, payloads[i].as_buffer(), row[n + 2], codec=row[n + 3],
+                                window=None if inside else (rng.start, rng.end))
+        if not inside or any(name not in spec.chunk_by for name, _ in extra):
+            payload = _trim(spec, payload, rng, extra)
         arrays = [constant(row[spec.chunk_by.index(f.name)], payload.num_rows, f.type) if f.name in spec.chunk_by
                   else payload.column(f.name) for f in schema]
         return pa.Table.from_arrays(arrays, schema=schema)

@@ -89,28 +89,64 @@ def sort_keys(spec: TableSpec) -> list[tuple[str, str]]:
 def conform_payload(spec: TableSpec, table: pa.Table) -> pa.Table:
     """``table`` reduced to the payload columns in declared order and types, sorted."""
     schema = payload_schema(spec)
-    arrays = [table.column(f.name).cast(f.type) if table.column(f.name).type != f.type else table.column(f.name)
-              for f in schema]
+    arrays = []
+    for f in schema:
+        if f.name not in table.column_names and f.nullable:  # a nullable column left out: nulls
+            arrays.append(pa.chunked_array([pa.nulls(table.num_rows, f.type)]))
+            continue
+        column = table.column(f.name)
+        arrays.append(column.cast(f.type) if column.type != f.type else column)
     out = pa.Table.from_arrays(arrays, schema=schema)
     return out.sort_by(sort_keys(spec))
 
 
+# Rows per record batch of a payload. The IPC file's footer indexes the batches and the
+# schema metadata lists each batch's first timestamp, so a read of one day decodes one
+# or two batches instead of the month (a 41,760-row symbol-month, CPU time: whole 4.6 ms,
+# one batch 0.9 ms). Measured: 8,192 rows cost +0.1% bytes and +30% CPU to decode
+# whole against one batch; 4,096 rows +2.4% bytes and +100% CPU.
+BATCH_ROWS = 8192
+_STARTS_KEY = b"regime_io.batch_starts"
+
+
 def encode(spec: TableSpec, table: pa.Table) -> bytes:
-    """One payload: ``table`` (already :func:`conform_payload`-ed) as zstd Arrow IPC."""
+    """One payload: ``table`` (already :func:`conform_payload`-ed, so sorted by time) as a
+    zstd Arrow IPC file of :data:`BATCH_ROWS`-row batches."""
+    table = table.combine_chunks()
+    time_col = table.column(spec.time_column or "timestamp")
+    starts = [time_col[i].value for i in range(0, table.num_rows, BATCH_ROWS)]
+    schema = table.schema.with_metadata({_STARTS_KEY: ",".join(map(str, starts)).encode()})
     sink = io.BytesIO()
     options = ipc.IpcWriteOptions(compression="zstd")
-    with ipc.new_stream(sink, table.schema, options=options) as writer:
-        writer.write_table(table.combine_chunks())
+    with ipc.new_file(sink, schema, options=options) as writer:
+        writer.write_table(table.replace_schema_metadata(schema.metadata), max_chunksize=BATCH_ROWS)
     return sink.getvalue()
 
 
-def decode(spec: TableSpec, payload: bytes | memoryview, chunk_fingerprint: str, *,
-           codec: str = CODEC) -> pa.Table:
-    """A payload back as an Arrow table with the current payload schema."""
+def decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str = CODEC,
+           window: tuple[dt.datetime, dt.datetime] | None = None) -> pa.Table:
+    """A payload back as an Arrow table with the current payload schema.
+
+    ``window``: only the record batches that can hold rows in ``[start, end]`` are
+    decoded (the caller still trims to the exact window).
+    """
     if codec != CODEC:
         raise SchemaError(f"{spec.key}: a chunk uses codec {codec!r}; this version reads {CODEC!r} only",
                           table=spec.key)
-    table = ipc.open_stream(pa.py_buffer(payload)).read_all()
+    reader = ipc.open_file(pa.py_buffer(payload) if not isinstance(payload, pa.Buffer) else payload)
+    count = reader.num_record_batches
+    wanted: list[int] = list(range(count))
+    if window is not None and count > 1:
+        starts = [int(v) for v in (reader.schema.metadata or {}).get(_STARTS_KEY, b"").split(b",") if v]
+        if len(starts) == count:
+            lo, hi = (pd_micros(window[0]), pd_micros(window[1]))
+            # Batch i holds times in [starts[i], starts[i + 1]] (equal times may straddle).
+            wanted = [i for i in range(count) if starts[i] <= hi and (i + 1 == count or starts[i + 1] >= lo)]
+    if len(wanted) == count:
+        table = reader.read_all().replace_schema_metadata(None)
+    else:
+        table = pa.Table.from_batches([reader.get_batch(i) for i in wanted], schema=reader.schema)
+        table = table.replace_schema_metadata(None)
     if chunk_fingerprint == fingerprint(spec):
         return table
     # Written under another declaration: add new (nullable) columns, cast changed types.
@@ -139,6 +175,11 @@ def decimal_to_float(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     values = words[0::2].astype(np.float64) / float(10 ** scale)
     mask = array.is_null().to_numpy(zero_copy_only=False) if array.null_count else None
     return pa.array(values, type=pa.float64(), mask=mask)
+
+
+def pd_micros(value: dt.datetime) -> int:
+    """A naive datetime as microseconds since the epoch (Arrow's ``timestamp[us]`` value)."""
+    return (value - dt.datetime(1970, 1, 1)) // dt.timedelta(microseconds=1)
 
 
 def period_of(value: dt.datetime | dt.date) -> dt.date:

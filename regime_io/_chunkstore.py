@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -34,8 +35,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _chunks as chunks
+from . import _changes as live
+from . import _history as history
 from ._schema import chunk_stat_columns, chunk_table, qualified_table
-from ._sql import quote_ident
+from ._sql import literal, quote_ident
 from .errors import WriteError
 from .tables import TableSpec
 
@@ -206,13 +209,20 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
                                                                   for m in ("min", "max")),
                                                      "schema_fingerprint", "codec", "payload")}
     written = 0
-    for key, table in tables.items():
-        if table.num_rows == 0:
-            continue
-        payload_table = chunks.conform_payload(spec, table)
-        payload = chunks.encode(spec, payload_table)
+
+    def encoded(item: tuple[SeriesKey, pa.Table]) -> tuple[SeriesKey, bytes, dict[str, Any]]:
+        payload_table = chunks.conform_payload(spec, item[1])
+        return item[0], chunks.encode(spec, payload_table), chunks.chunk_stats(spec, payload_table)
+
+    work = [(k, t) for k, t in tables.items() if t.num_rows]
+    if len(work) > 1:
+        # Sorting, zstd and IPC writing release the GIL: chunks encode side by side.
+        with ThreadPoolExecutor(max_workers=min(4, len(work))) as pool:
+            results = list(pool.map(encoded, work))
+    else:
+        results = [encoded(item) for item in work]
+    for key, payload, stats in results:
         written += len(payload)
-        stats = chunks.chunk_stats(spec, payload_table)
         for c, v in zip(spec.chunk_by, key, strict=True):
             records[c].append(v)
         records["period_start"].append(period)
@@ -233,7 +243,12 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
     staged = pa.table({f.name: pa.array(records[f.name], f.type) for f in fields})
     stage = _stage_name(spec)
     stage_cols = ", ".join(f"{quote_ident(f.name)} {_stage_pg_type(spec, f.name)}" for f in fields)
-    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(stage)} ({stage_cols}) ON COMMIT DELETE ROWS")
+    cur.execute(f"SELECT to_regclass({literal('pg_temp.' + quote_ident(stage))}) IS NULL")
+    row = cur.fetchone()
+    if row and row[0]:
+        cur.execute(f"CREATE TEMP TABLE {quote_ident(stage)} ({stage_cols}) ON COMMIT DELETE ROWS")
+        # The payloads are compressed already: no pglz attempt on the way through.
+        cur.execute(f"ALTER TABLE {quote_ident(stage)} ALTER COLUMN payload SET STORAGE EXTERNAL")
     cur.execute(f"TRUNCATE {quote_ident(stage)}")
     _ingest(cur, stage, staged, temporary=True)
     names = [f.name for f in fields]
@@ -315,7 +330,7 @@ def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_
 
 
 def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, *, on_conflict: OnConflict,
-                sealed_tier: bool = False) -> tuple[pa.Table, MergeCounts]:
+                sealed_tier: bool = False, known_at: dt.datetime | None = None) -> tuple[pa.Table, MergeCounts]:
     """Send the rows of ``batch`` that belong to sealed series-months into their chunks.
 
     Takes the period locks (shared; exclusive with ``sealed_tier``), finds the chunks the
@@ -343,8 +358,14 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
     else:
         to_chunks, rest = frame, frame.clear()
     name = chunk_table(spec, settings)
-    for (period,), part in to_chunks.partition_by("__period", as_dict=True, maintain_order=True).items():
-        keys = series_of(spec, part)
+    # One pass over the rows: each (series, month) group once, grouped by month below.
+    by_period: dict[dt.date, dict[SeriesKey, pa.Table]] = {}
+    for group, part in to_chunks.partition_by([*spec.chunk_by, "__period"], as_dict=True,
+                                              maintain_order=True).items():
+        by_period.setdefault(group[-1], {})[tuple(group[:-1])] = part.drop("__period").to_arrow()
+    for period in sorted(by_period):
+        incoming_by_key = by_period[period]
+        keys = list(incoming_by_key)
         existing = fetch_for_update(cur, settings, spec, period, keys)
         if sealed_tier:
             rows = select_rows(cur, settings, spec, period, keys)
@@ -355,11 +376,15 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                                      if key in existing else table)
                 delete_rows(cur, settings, spec, period, keys)
         results: dict[SeriesKey, pa.Table] = {}
-        for key, incoming in _split_by_series(spec, part.drop("__period").to_arrow()).items():
+        superseded: list[pa.Table] = []  # previous values of changed rows (regime_io._history)
+        fresh: list[pa.Table] = []  # new values of changed rows, for the live tail (regime_io._changes)
+        for key, incoming in incoming_by_key.items():
             merged, ins, upd = merge(spec, existing.get(key), incoming, on_conflict=on_conflict,
                                      settings_table=name)
             counts.inserted += ins
             counts.updated += upd
+            if upd and spec.key in settings.history_tables:
+                superseded.append(history.changed_rows(spec, existing.get(key), incoming, key))
             if ins:
                 times = incoming.column(spec.time_column or "timestamp")
                 entry = counts.series.setdefault(key, [0, None, None])
@@ -367,9 +392,13 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                 entry[0] += ins
                 entry[1] = low if entry[1] is None else min(entry[1], low)
                 entry[2] = high if entry[2] is None else max(entry[2], high)
+            if ins or upd:
+                fresh.append(live.changed_rows(spec, existing.get(key), merged, key))
             if ins or upd or key not in existing or sealed_tier:
                 results[key] = merged
         write_chunks(cur, settings, spec, period, results)
+        history.record_sealed(cur, settings, spec, superseded, known_at)
+        live.record_sealed_changes(cur, settings, spec, fresh)
     return rest.drop("__period").to_arrow().cast(batch.schema), counts
 
 
