@@ -109,3 +109,14 @@ def test_the_chain_is_centred_on_spot_with_sane_bars(chain: pl.DataFrame) -> Non
     assert (chain["expiry_date"].cast(pl.Datetime("us")) >= chain["timestamp"].dt.truncate("1d")).all()
     assert chain.select(pl.col("expiry_date").n_unique()).item() >= 4
     assert chain.filter(pl.col("expiry_date").is_in(JANUARY_2024_HOLIDAYS)).height == 0
+
+
+def test_the_holiday_list_agrees_with_an_exchange_calendar() -> None:
+    """The built-in 2024-25 list against pandas-market-calendars' XNSE (a test dependency).
+    The only differences are the Diwali days, when NSE trades a one-hour evening muhurat
+    session and no regular 09:15-15:30 session: synthetic data has no session then."""
+    pmc = pytest.importorskip("pandas_market_calendars")
+    sessions = {d.date() for d in pmc.get_calendar("XNSE").valid_days("2024-01-01", "2025-12-31")}
+    ours = {d for d in (dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(731)) if synthetic.is_session(d)}
+    assert sessions - ours == {dt.date(2024, 11, 1), dt.date(2025, 10, 21)}
+    assert ours - sessions == set()
