@@ -951,6 +951,74 @@ class PostgreSQLIntegration(Generic[F]):
             return {}
         return _catalog.refresh(self.db, table)
 
+    # -- data quality -----------------------------------------------------------------------
+
+    @overload
+    def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
+                       start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                       calendar: str = "XNSE", return_type: None = None) -> F: ...
+    @overload
+    def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
+                       start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                       calendar: str = "XNSE", return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
+                       start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                       calendar: str = "XNSE", return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
+                       start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                       calendar: str = "XNSE", return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
+                       start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                       calendar: str = "XNSE", return_type: ReturnType | None = None) -> Any:
+        """What is missing and what looks wrong, per symbol and exchange session.
+
+        One row per symbol and session of ``calendar`` in the range (holidays have no
+        session). Minutes are counted on the one-minute rows (``timeframe == "1m"`` in
+        the tables that have a timeframe), over both tiers. Stored times are read as
+        resampling reads them: a naive table holds the exchange's wall clock.
+
+        Parameters:
+            table: a time-series table name or alias (``"bars"``, ``"options"``,
+                ``"regimes"``, ``"1min"``).
+            symbols: one symbol or a list; None: every symbol in the series catalog.
+            start_date, end_date: the range as for :meth:`get_market_data`; None: the
+                catalogued first/last timestamp of the symbols.
+            calendar: the exchange calendar (``"XNSE"``, ``"XNYS"``...): needs the
+                ``calendars`` extra (``pip install 'regime-io[calendars]'``).
+            return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
+
+        Returns:
+            Columns ``symbol``, ``session``, ``session_open``, ``session_close``,
+            ``expected_minutes``, ``present_minutes``, ``missing_minutes``, ``coverage``
+            (present / expected), ``first_missing``; for bar tables also
+            ``duplicate_bars`` (a minute stored under several timeframes with the same
+            OHLCV), ``ohlc_violations`` (``low > high``, open/close outside the range),
+            ``zero_volume_runs`` (5+ zero-volume bars in a row) and
+            ``longest_zero_volume_run``, ``stale_runs`` (5+ bars with no price movement)
+            and ``jumps`` (returns beyond 8 robust standard deviations); null for tables
+            without OHLCV. Ordered by symbol and session.
+
+        Raises:
+            UsageError: an unknown table or calendar, a table without a time column,
+                bad dates, or the ``calendars`` extra missing.
+            ReadError: the server refused a query.
+
+        Example:
+            >>> report = pg.quality_report("bars", ["NIFTY"], "2024-01-01", "2024-01-31")  # doctest: +SKIP
+            >>> report.filter(pl.col("missing_minutes") > 0)                               # doctest: +SKIP
+        """
+        from . import _quality
+        from ._frames import convert
+
+        rt = self._rt(return_type)
+        if not self.enabled:
+            return convert(_quality.QUALITY_SCHEMA.empty_table(), rt)
+        return _quality.quality_report(self.db, table, symbols, start_date, end_date, calendar=calendar,
+                                       return_type=rt)
+
     # -- maintenance ------------------------------------------------------------------------
 
     def cleanup_old_data(self, days_to_keep: int = 30, *, tables: str | Iterable[str] | None = None,

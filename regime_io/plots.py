@@ -1,6 +1,6 @@
 """Charts of market history and regimes (matplotlib, the optional ``plots`` extra).
 
-Three charts, each returning a :class:`matplotlib.figure.Figure` and writing a PNG when
+Four charts, each returning a :class:`matplotlib.figure.Figure` and writing a PNG when
 ``path`` is given:
 
 - :func:`plot_price_with_regimes`: close price over time on a background coloured by
@@ -8,6 +8,8 @@ Three charts, each returning a :class:`matplotlib.figure.Figure` and writing a P
 - :func:`plot_regime_distribution`: share of each regime (by rows and, when the frame
   has it, by time spent);
 - :func:`plot_transition_matrix`: heatmap of regime-to-regime transition probabilities.
+- :func:`plot_coverage`: heatmap of data coverage (symbol x session, share of the
+  session's minutes present) from ``quality_report``.
 
 Figures are drawn on matplotlib's Agg canvas without touching ``pyplot``'s global
 state, so they work in scripts, servers and notebooks (a notebook displays the returned
@@ -42,7 +44,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["REGIME_COLOURS", "plot_price_with_regimes", "plot_regime_distribution", "plot_transition_matrix"]
+__all__ = ["REGIME_COLOURS", "plot_coverage", "plot_price_with_regimes", "plot_regime_distribution",
+           "plot_transition_matrix"]
 
 log = logging.getLogger(__name__)
 
@@ -380,4 +383,51 @@ def plot_transition_matrix(transitions: Any, *, path: str | os.PathLike[str] | N
     ax.set_ylabel("from regime")
     fig.colorbar(image, ax=ax, shrink=0.8, label="probability")
     ax.set_title(title or "regime transition probabilities", loc="left", fontsize=11)
+    return _finish(fig, path)
+
+
+def plot_coverage(report: Any, *, path: str | os.PathLike[str] | None = None, title: str | None = None) -> Figure:
+    """Heatmap of coverage: one row per symbol, one column per session, coloured by the share
+    of the session's minutes present (red: nothing stored, green: every minute).
+
+    Parameters:
+        report: the output of ``quality_report`` (``symbol``, ``session`` and
+            ``coverage`` columns).
+        path: write a PNG here as well.
+        title: the chart title.
+
+    Returns:
+        The matplotlib Figure.
+
+    Example:
+        >>> report = pg.quality_report("bars", start_date="2024-01-01", end_date="2024-01-31")  # doctest: +SKIP
+        >>> plot_coverage(report, path="coverage.png")                                       # doctest: +SKIP
+    """
+    import numpy as np
+
+    frame = _frame(report, "report")
+    _need(frame, "report", ["symbol", "session", "coverage"])
+    symbols = sorted(set(frame["symbol"].cast(pl.String).to_list()))
+    sessions = sorted(set(frame["session"].to_list()))
+    matrix = np.full((len(symbols), len(sessions)), np.nan)
+    row = {s: i for i, s in enumerate(symbols)}
+    col = {d: j for j, d in enumerate(sessions)}
+    for symbol, session, share in frame.select(pl.col("symbol").cast(pl.String), "session",
+                                               pl.col("coverage").cast(pl.Float64)).iter_rows():
+        matrix[row[symbol], col[session]] = share
+    fig = _new_figure(min(16.0, max(6.0, 0.28 * len(sessions) + 3)), max(2.5, 0.35 * len(symbols) + 1.6))
+    ax = fig.add_subplot()
+    if not symbols:
+        ax.text(0.5, 0.5, "no sessions", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _finish(fig, path)
+    image = ax.imshow(np.ma.masked_invalid(matrix), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto",
+                      interpolation="nearest")
+    ax.set_yticks(range(len(symbols)), symbols, fontsize=8)
+    step = max(1, len(sessions) // 15)
+    ax.set_xticks(range(0, len(sessions), step), [f"{d:%d %b}" for d in sessions[::step]], rotation=45,
+                  ha="right", fontsize=8)
+    ax.set_xlabel("session")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of minutes present")
+    ax.set_title(title or "coverage", loc="left", fontsize=11)
     return _finish(fig, path)
