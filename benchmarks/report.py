@@ -103,7 +103,7 @@ def expected_figures(scale_sizes: list[int]) -> list[str]:
     fixed += ["history.restate.arcticdb", "history.restate.row", "history.restate.sealed", "history.seal.sealed",
               "history.read_each_symbol.row"]
     for size in sorted(scale_sizes):
-        fixed += [f"scale.{size}.ingest", f"scale.{size}.one_day_read"]
+        fixed += [f"scale.{size}.ingest", f"scale.{size}.one_day_read", f"scale.{size}.scan_one_day"]
     return fixed
 
 
@@ -188,6 +188,15 @@ def evaluate_targets(figures: Mapping[str, Figure]) -> list[dict[str, Any]]:
             where=f"{reads[0][0]:,} -> {reads[-1][0]:,} rows")
     else:
         add("1-day range read time, largest deviation from the smallest size", None, 20, unit="%")
+    scans = _scale_points(figures, "scan_one_day")
+    if scans:
+        size, scan = scans[-1]
+        eager = figures.get(f"scale.{size}.one_day_read")
+        add("scan() of a 1-symbol day vs get_market_data of that day (pushdown)",
+            None if not is_measured(eager) or eager is None else scan["p50"] / eager["p50"], 1.5,
+            where=f"{size:,} rows")
+    else:
+        add("scan() of a 1-symbol day vs get_market_data of that day (pushdown)", None, 1.5)
     stream = figures.get("memory.stream_read")
     add("streaming read, peak RSS", value(stream), 500, unit="MB", where=_where(stream))
     _history_targets(figures, add)

@@ -84,7 +84,31 @@ def run_scale(server: BenchServer, *, sizes: Sequence[int], symbols: int, batch_
             read = partial(reading.get_market_data, db, stream.symbols[0], day_start, day_end)
             figures[read_key] = latency(read, calls=read_calls, label=read_label)
             figures[read_key]["table_rows"] = total
+            figures[f"scale.{size}.scan_one_day"] = _scan_one_day(db, stream.symbols[0], day_start, day_end, got,
+                                                                 calls=read_calls, rows=total)
         say(f"scale {size:,}: {figures[key]['rows_per_s']:,.0f} rows/s, 1-day read "
             f"{figures[read_key].get('p50', float('nan')):.1f} ms (table {total:,} rows)")
     conn.close()
     return figures, db, stream
+
+
+def _scan_one_day(db: Any, symbol: str, start: Any, end: Any, want: Any, *, calls: int, rows: int) -> Figure:
+    """``scan()`` with the 1-symbol, 1-day filter of the read above, collected warm (issue 15:
+    within 1.5x of ``get_market_data`` for the same day means the filter reached the server)."""
+    import polars as pl
+
+    from regime_io import _scan
+
+    label = f"scan('market_data') filtered to 1 symbol x 1 day, collected, table of {rows:,} rows"
+    lf = _scan.scan(db, "market_data")
+
+    def collect() -> Any:
+        return lf.filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(start, end)).collect()
+
+    got = collect()
+    if not got.equals(want):
+        raise RuntimeError(f"scan() of the 1-day filter differs from get_market_data ({got.height} vs "
+                           f"{want.height} rows)")
+    figure = latency(collect, calls=calls, label=label)
+    figure["table_rows"] = rows
+    return figure
