@@ -834,8 +834,8 @@ class PostgreSQLIntegration(Generic[F]):
         ``timestamp``, ``expiry_date``, ``strike_price``, ``option_type`` and ``regime``
         against constants (``==``, ``is_in``, ``<``, ``<=``, ``>``, ``>=``,
         ``is_between``; text columns: ``==`` and ``is_in`` only) become the SQL WHERE
-        clause and prune the sealed chunks; ``head(n)`` becomes ``LIMIT n`` when every
-        test was pushed. polars then applies the whole predicate to every batch, so any
+        clause and prune the sealed chunks; ``head(n)`` with no filter before it becomes
+        ``LIMIT n``. polars then applies the whole predicate to every batch, so any
         other expression still gives exactly the right rows. ``timeframe`` and
         ``option_type`` literals are read as the writers store them (``"1min"`` is
         ``"1m"``, ``"call"`` is ``"CE"``). Batches stream with bounded memory.
