@@ -29,7 +29,8 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ("Configuration", ["load_settings", "Settings", "Secret"]),
     ("Connections", ["Database"]),
     ("Table declarations", ["TABLES", "TableSpec", "Column"]),
-    ("Plots", ["plot_price_with_regimes", "plot_regime_distribution", "plot_transition_matrix"]),
+    ("Plots", ["plot_price_with_regimes", "plot_regime_distribution", "plot_transition_matrix",
+               "regime_io.plots.plot_coverage"]),
     ("Files", ["regime_io.files.detect_format", "regime_io.files.read_file", "regime_io.files.FileBatches",
                "regime_io.files.write_file", "regime_io.files.export_table", "regime_io.files.ExportResult"]),
     ("The demo and synthetic data", [
