@@ -44,6 +44,7 @@ from ._decode import (
     reader_schema,
 )
 from ._frames import check_return_type, conform, convert
+from ._history import as_of_instant, latest_as_of, run_as_of
 from ._readsql import (
     Query,
     TimeRange,
@@ -108,7 +109,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
                     end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                     timeframe: str | None = None, columns: Sequence[str] | None = None,
                     resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
-                    return_type: ReturnType = "polars") -> Any:
+                    as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
     """OHLCV bars of one or more symbols in ``[start, end]`` (inclusive).
 
     Parameters:
@@ -124,6 +125,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
             the resample label.
         calendar: the exchange calendar whose session open anchors intraday buckets.
         exact: DECIMAL columns as exact decimals instead of Float64.
+        as_of: the rows as they were known at this instant (docs/history.md); default: now.
         return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``.
 
     Returns rows ordered by symbol, timeframe and timestamp.
@@ -137,6 +139,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     """
     spec = TABLES["market_data"]
     check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     extra = _filters(spec, timeframe=timeframe)
@@ -147,10 +150,10 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
         return empty_frame(spec.key, return_type=return_type, exact=exact, columns=names)
     if every is None:
         table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
-                            what="get_market_data")
+                            what="get_market_data", as_of=known)
     else:
         table = _read_resampled(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
-                                every=every, calendar=calendar)
+                                every=every, calendar=calendar, as_of=known)
     return convert(table, return_type)
 
 
@@ -159,7 +162,7 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
                      expiry: DateLike | Sequence[DateLike] | None = None,
                      strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                      option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                     exact: bool = False, return_type: ReturnType = "polars") -> Any:
+                     exact: bool = False, as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
     """Option bars of ``symbol`` in ``[start, end]``, optionally by expiry, strike and type.
 
     Strikes are compared at the column's scale (two decimals). Rows are ordered by
@@ -171,17 +174,19 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
     """
     spec = TABLES["options_data"]
     check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
-    table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data")
+    table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data",
+                        as_of=known)
     return convert(table, return_type)
 
 
 def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                        timeframe: str | None = None, columns: Sequence[str] | None = None,
-                       exact: bool = False, return_type: ReturnType = "polars") -> Any:
+                       exact: bool = False, as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
     """Regime classifications (``market_regimes``) of ``symbol`` in ``[start, end]``.
 
     Example:
@@ -189,18 +194,20 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
     """
     spec = TABLES["market_regimes"]
     check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     extra = _filters(spec, timeframe=timeframe)
     table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
-                        what="get_market_regimes")
+                        what="get_market_regimes", as_of=known)
     return convert(table, return_type)
 
 
 def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = None,
                             start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                             symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                            exact: bool = False, return_type: ReturnType = "polars") -> Any:
+                            exact: bool = False, as_of: DateLike | None = None,
+                            return_type: ReturnType = "polars") -> Any:
     """1-minute regimes of ``symbol`` in ``[start_date, end_date]`` (the seed's reader).
 
     Example:
@@ -208,17 +215,19 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
     """
     spec = TABLES["market_regimes_1min"]
     check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=[],
-                        what="get_1min_market_regimes")
+                        what="get_1min_market_regimes", as_of=known)
     return convert(table, return_type)
 
 
 def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = None, *,
                              symbols: Sequence[str] | None = None, algorithm: str | None = None,
                              timeframe: str | None = None, top: int | None = None, exact: bool = False,
-                             parameters: ParametersAs = "struct", return_type: ReturnType = "polars") -> Any:
+                             parameters: ParametersAs = "struct", as_of: DateLike | None = None,
+                             return_type: ReturnType = "polars") -> Any:
     """Optimisation results, best ``fitness_value`` first (ties: oldest first).
 
     ``parameters`` (JSONB) is decoded into a struct column whose fields are the union of
@@ -231,6 +240,7 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
     """
     spec = TABLES["optimization_results"]
     check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
     if parameters not in ("struct", "json"):
         raise UsageError(f"parameters {parameters!r} is not supported; allowed: struct, json", value=parameters)
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
@@ -247,8 +257,10 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
            + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
            + ' ORDER BY t."fitness_value" DESC, t."id"'
            + (f" LIMIT {q.param(top)}" if top is not None else ""))
-    table = conform(read_adbc(db, q, sql, what="get_optimization_results", table=spec.key),
-                    reader_schema(spec, names, exact=exact))
+    everything = TimeRange(dt.datetime.min, dt.datetime.max, end_exclusive=False)  # unused: never sealed
+    raw = (read_adbc(db, q, sql, what="get_optimization_results", table=spec.key) if known is None else
+           run_as_of(db, spec, q, sql, as_of=known, scope=([], everything, []), what="get_optimization_results"))
+    table = conform(raw, reader_schema(spec, names, exact=exact))
     return convert(decode_parameters(table, parameters), return_type)
 
 
@@ -258,7 +270,7 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
 
 def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = None, *,
                symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
-               return_type: ReturnType = "polars") -> Any:
+               as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
     """The latest row of each series of ``market_data``, ``market_regimes`` or
     ``market_regimes_1min``.
 
@@ -282,8 +294,11 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     tf = dict(_filters(spec, timeframe=timeframe)).get("timeframe")
     wanted = resolve_symbols(symbol, symbols, required=False)
     schema = reader_schema(spec, list(spec.column_names), exact=exact)
+    known = as_of_instant(db, spec, as_of)
     if wanted == []:
         return convert(schema.empty_table(), return_type)
+    if known is not None:
+        return convert(conform(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), schema), return_type)
     q, sql = latest_query(db, spec, wanted, timeframe=tf, exact=exact)
     table_ = conform(read_lookup(db, q, sql, what="get_latest", table=spec.key), schema)
     if spec.sealable:
@@ -292,7 +307,7 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
 
 
 def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLike | None = None,
-                     exact: bool = False, return_type: ReturnType = "polars") -> Any:
+                     exact: bool = False, as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
     """The option chain of ``symbol`` as it stood at ``at``: for each (expiry, strike,
     type) not expired at ``at`` (``expiry_date >= at``'s date), its latest row at or
     before ``at``. Contracts with no row at or before ``at`` are absent.
@@ -306,6 +321,7 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
     """
     spec = TABLES["options_data"]
     check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
     sym = text_arg(symbol, name="symbol", allow_none=False)
     when, is_date = parse_time(at, name="at", timezone=db.settings.storage_timezone)
     _check_bounds(db, spec, at)
@@ -339,8 +355,10 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
     if expiry is not None:
         scope_extra.append(("expiry_date", parse_date(expiry, name="expiry")))
     scope_rng = TimeRange(dt.datetime(1900, 1, 1), when, end_exclusive=False)
-    table = conform(read_query_both(db, spec, [str(sym)], scope_rng, scope_extra, q, sql, what="get_option_chain"),
-                    reader_schema(spec, names, exact=exact))
+    raw = (read_query_both(db, spec, [str(sym)], scope_rng, scope_extra, q, sql, what="get_option_chain")
+           if known is None else run_as_of(db, spec, q, sql, as_of=known, scope=([str(sym)], scope_rng, scope_extra),
+                                           what="get_option_chain"))
+    table = conform(raw, reader_schema(spec, names, exact=exact))
     return convert(table, return_type)
 
 
@@ -351,7 +369,7 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
 def get_market_regime_distribution(db: Database, symbol: str, start_date: DateLike | None = None,
                                    end_date: DateLike | None = None, *,
                                    table: RegimeTable = "1min", timeframe: str | None = None,
-                                   max_gap: str | dt.timedelta | None = None,
+                                   max_gap: str | dt.timedelta | None = None, as_of: DateLike | None = None,
                                    return_type: ReturnType = "polars") -> Any:
     """Per regime: ``count`` of rows, ``share`` of rows, ``seconds`` spent and
     ``time_share`` (the time-weighted share), ordered by count (descending), then regime.
@@ -388,7 +406,7 @@ def get_market_regime_distribution(db: Database, symbol: str, start_date: DateLi
         "count(*)::float8 / sum(count(*)) OVER ())::float8 AS time_share "
         'FROM w GROUP BY regime ORDER BY count DESC, regime COLLATE "C"'
     )
-    result = conform(read_query_both(db, spec, *scope, q, sql, what="get_market_regime_distribution"),
+    result = conform(_stat_rows(db, spec, scope, q, sql, as_of, what="get_market_regime_distribution"),
                      DISTRIBUTION_SCHEMA)
     return convert(result, return_type)
 
@@ -396,7 +414,7 @@ def get_market_regime_distribution(db: Database, symbol: str, start_date: DateLi
 def get_regime_transitions(db: Database, symbol: str, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *,
                            table: RegimeTable = "1min", timeframe: str | None = None,
-                           return_type: ReturnType = "polars") -> Any:
+                           as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
     """The regime transition matrix as rows: ``from_regime``, ``to_regime``, ``count``,
     ``probability`` (count / all transitions out of ``from_regime``; self-transitions
     included, so each ``from_regime``'s probabilities sum to 1) and ``mean_run_length``
@@ -424,7 +442,7 @@ def get_regime_transitions(db: Database, symbol: str, start_date: DateLike | Non
         "l.mean_run_length FROM pairs p JOIN lengths l ON l.regime = p.from_regime "
         'ORDER BY p.from_regime COLLATE "C", p.to_regime COLLATE "C"'
     )
-    result = conform(read_query_both(db, spec, *scope, q, sql, what="get_regime_transitions"), TRANSITIONS_SCHEMA)
+    result = conform(_stat_rows(db, spec, scope, q, sql, as_of, what="get_regime_transitions"), TRANSITIONS_SCHEMA)
     return convert(result, return_type)
 
 
@@ -435,7 +453,7 @@ def get_regime_transitions(db: Database, symbol: str, start_date: DateLike | Non
 def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                      end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                      timeframe: str | None = None, batch_rows: int = 250_000,
-                     exact: bool = False) -> Iterator[pa.RecordBatch]:
+                     exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
     """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
 
     Arguments are checked when called, not at the first batch. Batches have the schema
@@ -446,10 +464,11 @@ def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, st
         ...     process(batch)
     """
     spec = TABLES["market_data"]
+    known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
     return _stream_range(db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows,
-                         what="iter_market_data")
+                         what="iter_market_data", as_of=known)
 
 
 def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -457,17 +476,18 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
                       expiry: DateLike | Sequence[DateLike] | None = None,
                       strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                       option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
-                      exact: bool = False) -> Iterator[pa.RecordBatch]:
+                      exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
     """Stream option bars as Arrow record batches (filters as :func:`get_options_data`).
 
     Example:
         >>> rows = sum(b.num_rows for b in iter_options_data(db, "NIFTY", "2023-01-01", "2023-12-31"))  # doctest: +SKIP
     """
     spec = TABLES["options_data"]
+    known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
     return _stream_range(db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows,
-                         what="iter_options_data")
+                         what="iter_options_data", as_of=known)
 
 
 # ---------------------------------------------------------------------------------------
@@ -517,11 +537,14 @@ def _canonical(spec: TableSpec, name: str, value: Any) -> str:
 
 
 def _read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
-                exact: bool, extra: Sequence[tuple[str, Any]], what: str) -> pa.Table:
+                exact: bool, extra: Sequence[tuple[str, Any]], what: str,
+                as_of: dt.datetime | None = None) -> pa.Table:
     """Rows of both tiers: the row tier's answer merged with the sealed chunks' (``_chunkread``)."""
     schema = reader_schema(spec, names, exact=exact)
     if not symbols or any(value == [] for _, value in extra):
         return schema.empty_table()
+    if as_of is not None:
+        return _rows_as_of(db, spec, symbols, rng, names=names, exact=exact, extra=extra, what=what, as_of=as_of)
 
     def rows(columns: list[str]) -> pa.Table:
         return _read_rows(db, spec, symbols, rng, names=columns, exact=exact, extra=extra, what=what)
@@ -568,7 +591,8 @@ def _is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool
 
 
 def _read_resampled(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
-                    exact: bool, extra: Sequence[tuple[str, Any]], every: Resample, calendar: str) -> pa.Table:
+                    exact: bool, extra: Sequence[tuple[str, Any]], every: Resample, calendar: str,
+                    as_of: dt.datetime | None = None) -> pa.Table:
     q = Query()
     conditions = where_conditions(q, spec, symbols, rng, extra)
     bucket = bucket_sql(q, every, column='t."timestamp"', calendar=calendar, aware=table_is_aware(db, spec),
@@ -585,6 +609,9 @@ def _read_resampled(db: Database, spec: TableSpec, symbols: list[str], rng: Time
         f'GROUP BY t."symbol", t."timeframe", 2 ORDER BY 1, t."timeframe", 2'
     )
     what = "get_market_data(resample=...)"
+    if as_of is not None:
+        table = run_as_of(db, spec, q, sql, as_of=as_of, scope=(symbols, rng, extra), what=what, engine="cx")
+        return conform(table, reader_schema(spec, names, exact=exact))
     table = read_query_both(db, spec, symbols, rng, extra, q, sql, what=what,
                             rows_reader=lambda: read_cx(db, q, sql, what=what, table=spec.key))
     return conform(table, reader_schema(spec, names, exact=exact))
@@ -619,7 +646,8 @@ def _option_filters(spec: TableSpec, *, expiry: Any, strikes: Any, option_type: 
 
 
 def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,
-                  extra: Sequence[tuple[str, Any]], batch_rows: int, what: str) -> Iterator[pa.RecordBatch]:
+                  extra: Sequence[tuple[str, Any]], batch_rows: int, what: str,
+                  as_of: dt.datetime | None = None) -> Iterator[pa.RecordBatch]:
     if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
         raise UsageError(f"batch_rows: expected a positive integer, got {batch_rows!r}", table=spec.key,
                         value=batch_rows)
@@ -629,6 +657,9 @@ def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRa
     schema = reader_schema(spec, names, exact=exact)
     if not symbols:
         return iter(())
+    if as_of is not None:  # one symbol-month at a time, each read as of (like a stream over both tiers)
+        return _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows, what=what,
+                            as_of=as_of)
     q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=False)
     sealed_before = (guarded(lambda: sealed_versions(db, spec, symbols, rng, extra),
                              lambda: read_cx(db, q, f"{sql} LIMIT 0", what=what, table=spec.key))
@@ -649,7 +680,8 @@ def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRa
 
 
 def _stream_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,
-                 extra: Sequence[tuple[str, Any]], batch_rows: int, what: str) -> Iterator[pa.RecordBatch]:
+                 extra: Sequence[tuple[str, Any]], batch_rows: int, what: str,
+                 as_of: dt.datetime | None = None) -> Iterator[pa.RecordBatch]:
     """A stream over both tiers: one symbol at a time (one month at a time when the row
     order is time-major within a symbol), each piece read like a range read."""
     names = list(spec.column_names)
@@ -672,7 +704,8 @@ def _stream_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
 
     def batches() -> Iterator[pa.RecordBatch]:
         for symbol, piece in pieces:
-            table = _read_range(db, spec, [symbol], piece, names=names, exact=exact, extra=extra, what=what)
+            table = _read_range(db, spec, [symbol], piece, names=names, exact=exact, extra=extra, what=what,
+                                as_of=as_of)
             yield from (b for b in table.combine_chunks().to_batches(max_chunksize=batch_rows) if b.num_rows)
 
     return batches()
@@ -712,3 +745,27 @@ def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_dat
     return spec, q, " AND ".join(conditions), series, scope
 
 
+
+
+# ---------------------------------------------------------------------------------------
+# As of a knowledge time (regime_io._history)
+
+
+def _rows_as_of(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
+                exact: bool, extra: Sequence[tuple[str, Any]], what: str, as_of: dt.datetime) -> pa.Table:
+    """A range read as of ``as_of``: the range query over the table as then known (both tiers)."""
+    schema = reader_schema(spec, names, exact=exact)
+    drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
+    q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol,
+                         engine="adbc")
+    table = run_as_of(db, spec, q, sql, as_of=as_of, scope=(symbols, rng, extra), what=what)
+    return conform(table, schema, constants={"symbol": symbols[0]} if drop_symbol else None)
+
+
+def _stat_rows(db: Database, spec: TableSpec, scope: _Scope, q: Query, sql: str, as_of: DateLike | None, *,
+               what: str) -> pa.Table:
+    """A regime statistic's rows, over both tiers, now or as of ``as_of``."""
+    known = as_of_instant(db, spec, as_of)
+    if known is None:
+        return read_query_both(db, spec, *scope, q, sql, what=what)
+    return run_as_of(db, spec, q, sql, as_of=known, scope=scope, what=what)

@@ -78,6 +78,7 @@ def citus_plan(settings: Settings, *, distributed: Collection[str] = ()) -> list
         assert DISTRIBUTION_COLUMN in TABLES[key].primary_key, key  # guarded by tests/test_scaling.py
         names.append(settings.table_name(key))
     names += [f"{settings.table_name(k)}_chunks" for k in keys if TABLES[k].sealable]
+    names += [f"{settings.table_name(k)}_history" for k in keys]  # knowledge time (regime_io._history)
     names.append(f"{settings.table_prefix}series")
     for name in names:
         if name not in done:

@@ -124,6 +124,7 @@ def save(
     chunk_rows: int | None = None,
     progress: Progress | None = None,
     tier: Tier = "auto",
+    known_at: dt.datetime | str | None = None,
 ) -> WriteResult:
     """Validate ``data`` against ``table`` and write it in one transaction.
 
@@ -143,6 +144,12 @@ def save(
             which are merged into their chunks; ``"sealed"``: every row is encoded straight
             into chunks (backfills of history; rows already stored for those series-months
             move into the chunks too).
+        known_at: the knowledge time of this write, for tables that keep history
+            (``[DATABASE] history_tables``, docs/history.md): a datetime (naive: storage
+            zone) to backfill a vintage produced in the past, or the name of a datetime
+            column of ``data`` (rows are written in the order of its values, one vintage
+            at a time, in one transaction; the column is not stored). Default: the
+            server's clock when the write merges.
 
     Returns:
         :class:`WriteResult` with inserted / updated / unchanged counts.
@@ -177,6 +184,13 @@ def save(
                              value=tier)
         return _save_stream(db, spec, iter(data), on_conflict=on_conflict, chunk_rows=chunk_rows,
                             progress=progress, options=options)
+    if known_at is not None:
+        from . import _history as history
+
+        vintages = history.vintages(db, spec, data, known_at, options, stream=_is_chunk_stream(data))
+        if vintages is not None:
+            return history.save_vintages(db, spec, vintages, on_conflict=on_conflict, chunk_rows=chunk_rows,
+                                         tier=tier)
     batch = validate(spec, data, **options)  # type: ignore[arg-type]
     return _save_batch(db, spec, batch, on_conflict=on_conflict, chunk_rows=chunk_rows, progress=progress,
                        tier=tier)
@@ -443,7 +457,8 @@ def _stage_name(spec: TableSpec) -> str:
 
 def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[pa.Table], on_conflict: OnConflict,
                      chunk_rows: int, progress: Progress | None, total: int | None,
-                     before_merge: Callable[[], None] | None = None) -> tuple[int, int, list[dict[str, Any]]]:
+                     before_merge: Callable[[], None] | None = None,
+                     known_at: dt.datetime | None = None) -> tuple[int, int, list[dict[str, Any]]]:
     """COPY ``batches`` into the session's staging table and merge it into the table.
 
     Returns the inserted and updated counts and, per series that gained rows, the
@@ -466,8 +481,16 @@ def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[
         return 0, 0, []
     if before_merge:
         before_merge()
+    if spec.key in db.settings.history_tables and (on_conflict == "update" or known_at is not None):
+        from ._history import versioned_merge
+
+        return versioned_merge(cur, db, spec, stage, known_at, on_conflict)
     cur.execute(_merge_sql(spec, db, on_conflict))
-    rows = cur.fetchall()
+    return merged_counts(cur.fetchall())
+
+
+def merged_counts(rows: list[Any]) -> tuple[int, int, list[dict[str, Any]]]:
+    """Inserted and updated counts and the catalog's per-series rows of a merge's result."""
     inserted = sum(int(r[0]) for r in rows)
     updated = sum(int(r[1]) for r in rows)
     series = [{"symbol": r[2], "timeframe": r[3], "first_ts": r[4].isoformat(), "last_ts": r[5].isoformat(),
@@ -475,16 +498,20 @@ def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[
     return inserted, updated, series
 
 
-def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict) -> str:
+def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict, *, known_from: str | None = None,
+               known_from_update: str | None = None) -> str:
+    """The staged merge; ``known_from``/``known_from_update``: SQL giving inserted /
+    updated rows their knowledge start (history tables, regime_io._history)."""
     target = qualified_table(spec, db.settings)
-    names = [quote_ident(c.name) for c in spec.columns]
+    names = [quote_ident(c.name) for c in spec.columns] + (["known_from"] if known_from else [])
     select = ", ".join(f"{quote_ident(c.name)}::{c.pg_type}" if c.kind == "json" else quote_ident(c.name)
-                       for c in spec.columns)
+                       for c in spec.columns) + (f", {known_from}" if known_from else "")
     key = ", ".join(quote_ident(c) for c in spec.primary_key)
     if on_conflict == "update":
         values = [quote_ident(c) for c in spec.value_columns]
         conflict = (
             f" ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(f"{v} = EXCLUDED.{v}" for v in values)
+            + (f", known_from = {known_from_update}" if known_from_update else "")
             + f" WHERE ({', '.join('t.' + v for v in values)}) IS DISTINCT FROM "
             f"({', '.join('EXCLUDED.' + v for v in values)})"
         )

@@ -115,6 +115,12 @@ class Settings:
     read_your_writes: bool = False
     retention_days: Mapping[TableKey, int] = field(default_factory=dict)
     rolling_window_minutes: int | None = None
+    # Tables whose upserts keep the superseded version of a changed row (knowledge time,
+    # docs/history.md); [DATABASE] history_tables.
+    history_tables: tuple[TableKey, ...] = ("market_regimes", "market_regimes_1min", "optimization_results")
+    # Superseded versions whose knowledge interval ended more than this many days ago are
+    # dropped by cleanup_old_data(); None keeps them ([RETENTION] history_days).
+    history_days: int | None = None
     source: str = "defaults"
 
     def __repr__(self) -> str:
@@ -193,12 +199,13 @@ class Settings:
 _DATABASE_KEYS = {
     "enabled", "host", "port", "database", "user", "password", "schema", "table_prefix",
     "dsn", "storage_timezone", "partition_interval", "embedded_dir", "citus", "seal_after",
+    "history_tables",
 } | LIBPQ_OPTIONS
 _CONNECTION_KEYS = {
     "max_connections", "connection_timeout", "retry_attempts", "retry_delay",
     "health_check_interval", "read_replicas", "read_your_writes",
 }
-_RETENTION_KEYS = set(CONFIG_KEYS) | set(TABLES) | {"rolling_window_minutes"}
+_RETENTION_KEYS = set(CONFIG_KEYS) | set(TABLES) | {"rolling_window_minutes", "history_days"}
 _SECTIONS: dict[str, set[str]] = {
     "database": _DATABASE_KEYS,
     "tables": set(CONFIG_KEYS) | set(TABLES),
@@ -551,6 +558,8 @@ def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping
         kw["embedded_dir"] = str(Path(directory).expanduser()) if directory else None
     if "citus" in db:
         kw["citus"] = col.boolean(lab("citus"), db["citus"])
+    if "history_tables" in db:
+        kw["history_tables"] = _history_tables(db["history_tables"], lab("history_tables"), col)
     kw["libpq_options"] = {k: str(v) for k, v in db.items() if k in LIBPQ_OPTIONS}
 
     names: dict[TableKey, str] = {k: t.default_name for k, t in TABLES.items()}
@@ -601,6 +610,9 @@ def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping
         if key == "rolling_window_minutes":
             kw["rolling_window_minutes"] = col.integer(key, value, minimum=1)
             continue
+        if key == "history_days":
+            kw["history_days"] = col.integer(key, value, minimum=1)
+            continue
         days = col.integer(f"retention.{key}", value, minimum=1)
         if days is not None:
             retention[CONFIG_KEYS.get(key) or _table_key(key)] = days
@@ -636,6 +648,24 @@ def parse_age(value: Any, *, name: str, allow_off: bool = False) -> dt.timedelta
     if delta < dt.timedelta(0):
         raise ValueError(f"{name}: {value!r} must not be negative")
     return delta
+
+
+def _history_tables(value: Any, label: str, col: Any) -> tuple[TableKey, ...]:
+    """``history_tables``: table keys or the seed's names, separated by commas or spaces
+    (a list in the dict form); ``none``/``off`` for no table."""
+    items = value if isinstance(value, (list, tuple)) else [v for v in re.split(r"[\s,]+", str(value)) if v]
+    if len(items) == 1 and str(items[0]).strip().lower() in ("none", "off"):
+        return ()
+    out: list[TableKey] = []
+    for item in items:
+        name = str(item).strip().lower()
+        key = CONFIG_KEYS.get(name) or (name if name in TABLES else None)
+        if key is None:
+            col.add(f"{label}: {item!r} is not a table; allowed: {', '.join(TABLES)} (or none)")
+            continue
+        if key not in out:
+            out.append(key)  # type: ignore[arg-type]
+    return tuple(out)
 
 
 def _table_key(key: str) -> TableKey:

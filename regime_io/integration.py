@@ -156,7 +156,8 @@ class PostgreSQLIntegration(Generic[F]):
     def save(self, table: str, data: Any, *, on_conflict: OnConflict = "update",
              on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
              strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
-             progress: Progress | None = None, tier: Tier = "auto") -> WriteResult:
+             progress: Progress | None = None, tier: Tier = "auto",
+             known_at: dt.datetime | str | None = None) -> WriteResult:
         """Validate ``data`` against ``table`` and upsert it in one transaction.
 
         Parameters:
@@ -186,6 +187,14 @@ class PostgreSQLIntegration(Generic[F]):
                 ``"sealed"``: every row is encoded straight into chunks, the fast path for
                 backfilling history (one frame, time-series tables only; rows already
                 stored for those series-months move into the chunks too).
+            known_at: the knowledge time of the write, for tables that keep history
+                (``[DATABASE] history_tables``; see docs/history.md): a datetime (naive:
+                storage zone) to backfill a vintage computed in the past, or the name of
+                a datetime column of ``data`` (the rows are merged vintage by vintage in
+                the order of that column, in one transaction; the column is not stored).
+                Default: the server's clock at the merge. Vintages of a row must be
+                written in knowledge order (an earlier ``known_at`` than the stored
+                version's is a ``WriteError``).
 
         Returns:
             A :class:`WriteResult`: inserted / updated / unchanged counts.
@@ -206,12 +215,13 @@ class PostgreSQLIntegration(Generic[F]):
             return WriteResult.disabled(table)
         return save(self.db, table, data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                     extra_columns=extra_columns, strict=strict, date_format=date_format,
-                    chunk_rows=chunk_rows, progress=progress, tier=tier)
+                    chunk_rows=chunk_rows, progress=progress, tier=tier, known_at=known_at)
 
     def save_market_data(self, data: Any, *, on_conflict: OnConflict = "update",
                          on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
                          strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
-                         progress: Progress | None = None, tier: Tier = "auto") -> WriteResult:
+                         progress: Progress | None = None, tier: Tier = "auto",
+                         known_at: dt.datetime | str | None = None) -> WriteResult:
         """Save OHLCV bars (``market_data``); options as for :meth:`save`.
 
         Example:
@@ -219,50 +229,53 @@ class PostgreSQLIntegration(Generic[F]):
         """
         return self.save("market_data", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
-                         chunk_rows=chunk_rows, progress=progress, tier=tier)
+                         chunk_rows=chunk_rows, progress=progress, tier=tier, known_at=known_at)
 
     def save_options_data(self, data: Any, *, on_conflict: OnConflict = "update",
                           on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
                           strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
-                          progress: Progress | None = None, tier: Tier = "auto") -> WriteResult:
+                          progress: Progress | None = None, tier: Tier = "auto",
+                         known_at: dt.datetime | str | None = None) -> WriteResult:
         """Save option bars with greeks (``options_data``); options as for :meth:`save`.
 
         ``option_type`` accepts CE/PE, C/P, CALL/PUT in any case and is stored as CE/PE.
         """
         return self.save("options_data", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
-                         chunk_rows=chunk_rows, progress=progress, tier=tier)
+                         chunk_rows=chunk_rows, progress=progress, tier=tier, known_at=known_at)
 
     def save_market_regime(self, data: Any, *, on_conflict: OnConflict = "update",
                            on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
                            strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
-                           progress: Progress | None = None, tier: Tier = "auto") -> WriteResult:
+                           progress: Progress | None = None, tier: Tier = "auto",
+                         known_at: dt.datetime | str | None = None) -> WriteResult:
         """Save regime classifications (``market_regimes``); options as for :meth:`save`."""
         return self.save("market_regimes", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
-                         chunk_rows=chunk_rows, progress=progress, tier=tier)
+                         chunk_rows=chunk_rows, progress=progress, tier=tier, known_at=known_at)
 
     def save_1min_market_regime(self, data: Any, *, on_conflict: OnConflict = "update",
                                 on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
                                 strict: bool = False, date_format: str | None = None,
                                 chunk_rows: int | None = None, progress: Progress | None = None,
-                                tier: Tier = "auto") -> WriteResult:
+                                tier: Tier = "auto", known_at: dt.datetime | str | None = None) -> WriteResult:
         """Save 1-minute regimes (``market_regimes_1min``); options as for :meth:`save`."""
         return self.save("market_regimes_1min", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
-                         chunk_rows=chunk_rows, progress=progress, tier=tier)
+                         chunk_rows=chunk_rows, progress=progress, tier=tier, known_at=known_at)
 
     def save_optimization_result(self, data: Any, *, on_conflict: OnConflict = "update",
                                  on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
                                  strict: bool = False, date_format: str | None = None,
-                                 chunk_rows: int | None = None, progress: Progress | None = None) -> WriteResult:
+                                 chunk_rows: int | None = None, progress: Progress | None = None,
+                                 known_at: dt.datetime | str | None = None) -> WriteResult:
         """Save optimisation results (a frame, one dict or a list of dicts); options as for :meth:`save`.
 
         ``run_id`` is a content hash unless given, so a retried save is a no-op.
         """
         return self.save("optimization_results", data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
-                         chunk_rows=chunk_rows, progress=progress)
+                         chunk_rows=chunk_rows, progress=progress, known_at=known_at)
 
     def save_rolling_market_regime(self, data: Any, *, window_minutes: int | None = None,
                                    date_format: str | None = None) -> WriteResult:
@@ -290,30 +303,35 @@ class PostgreSQLIntegration(Generic[F]):
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
                         return_type: None = None) -> F: ...
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
                         return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
                         return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
                         return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
                         return_type: ReturnType | None = None) -> Any:
         """OHLCV bars of one or more symbols in ``[start_date, end_date]`` (inclusive).
 
@@ -336,6 +354,9 @@ class PostgreSQLIntegration(Generic[F]):
                 buckets (``"XNSE"``; others, e.g. ``"XNYS"``, with the ``calendars``
                 extra).
             exact: DECIMAL columns as exact decimals instead of Float64.
+            as_of: the answer as it was known at this instant (a datetime or ISO string;
+                naive: storage zone) instead of now; the table must keep history
+                (``[DATABASE] history_tables``, docs/history.md).
             return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
 
         Returns:
@@ -356,7 +377,7 @@ class PostgreSQLIntegration(Generic[F]):
             return _reading.empty_frame("market_data", return_type=rt, exact=exact, columns=columns)
         return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
                                         columns=columns, resample=resample, calendar=calendar, exact=exact,
-                                        return_type=rt)
+                                        as_of=as_of, return_type=rt)
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -364,35 +385,40 @@ class PostgreSQLIntegration(Generic[F]):
                          expiry: DateLike | Sequence[DateLike] | None = None,
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                         exact: bool = False, return_type: None = None) -> F: ...
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: None = None) -> F: ...
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          expiry: DateLike | Sequence[DateLike] | None = None,
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                         exact: bool = False, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          expiry: DateLike | Sequence[DateLike] | None = None,
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                         exact: bool = False, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          expiry: DateLike | Sequence[DateLike] | None = None,
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                         exact: bool = False, return_type: Literal["arrow"]) -> pa.Table: ...
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          expiry: DateLike | Sequence[DateLike] | None = None,
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                         exact: bool = False, return_type: ReturnType | None = None) -> Any:
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
         """Option bars in ``[start_date, end_date]``, optionally by expiry, strike and type.
 
         Parameters:
@@ -406,6 +432,10 @@ class PostgreSQLIntegration(Generic[F]):
         Returns:
             Rows ordered by symbol, timestamp, expiry, strike and type.
 
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
+
         Example:
             >>> pg.get_options_data("NIFTY", "2024-01-02", "2024-01-02", expiry="2024-01-25",
             ...                     strikes=[21500, 21600], option_type="call")   # doctest: +SKIP
@@ -417,36 +447,45 @@ class PostgreSQLIntegration(Generic[F]):
             return _reading.empty_frame("options_data", return_type=rt, exact=exact, columns=columns)
         return _reading.get_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                          strikes=strikes, option_type=option_type, columns=columns, exact=exact,
-                                         return_type=rt)
+                                         as_of=as_of, return_type=rt)
 
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
-                           exact: bool = False, return_type: None = None) -> F: ...
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: None = None) -> F: ...
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
-                           exact: bool = False, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
-                           exact: bool = False, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
-                           exact: bool = False, return_type: Literal["arrow"]) -> pa.Table: ...
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
-                           exact: bool = False, return_type: ReturnType | None = None) -> Any:
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
         """Regime classifications (``market_regimes``) in ``[start_date, end_date]``.
 
         Arguments as for :meth:`get_market_data`.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
 
         Example:
             >>> pg.get_market_regimes("NIFTY", "2024-01-01", "2024-01-31", timeframe="15m")  # doctest: +SKIP
@@ -457,36 +496,46 @@ class PostgreSQLIntegration(Generic[F]):
         if not self.enabled:
             return _reading.empty_frame("market_regimes", return_type=rt, exact=exact, columns=columns)
         return _reading.get_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
-                                           timeframe=timeframe, columns=columns, exact=exact, return_type=rt)
+                                           timeframe=timeframe, columns=columns, exact=exact, as_of=as_of,
+                                           return_type=rt)
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                                exact: bool = False, return_type: None = None) -> F: ...
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: None = None) -> F: ...
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                                exact: bool = False, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                                exact: bool = False, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                                exact: bool = False, return_type: Literal["arrow"]) -> pa.Table: ...
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                                exact: bool = False, return_type: ReturnType | None = None) -> Any:
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
         """1-minute regimes (``market_regimes_1min``) in ``[start_date, end_date]`` (the seed's reader).
 
         Arguments as for :meth:`get_market_data`.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
 
         Example:
             >>> pg.get_1min_market_regimes("NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
@@ -497,37 +546,42 @@ class PostgreSQLIntegration(Generic[F]):
         if not self.enabled:
             return _reading.empty_frame("market_regimes_1min", return_type=rt, exact=exact, columns=columns)
         return _reading.get_1min_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
-                                                columns=columns, exact=exact, return_type=rt)
+                                                columns=columns, exact=exact, as_of=as_of, return_type=rt)
 
     @overload
     def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
                                  symbols: Sequence[str] | None = None, algorithm: str | None = None,
                                  timeframe: str | None = None, top: int | None = None, exact: bool = False,
                                  parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
                                  return_type: None = None) -> F: ...
     @overload
     def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
                                  symbols: Sequence[str] | None = None, algorithm: str | None = None,
                                  timeframe: str | None = None, top: int | None = None, exact: bool = False,
                                  parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
                                  return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
                                  symbols: Sequence[str] | None = None, algorithm: str | None = None,
                                  timeframe: str | None = None, top: int | None = None, exact: bool = False,
                                  parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
                                  return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
                                  symbols: Sequence[str] | None = None, algorithm: str | None = None,
                                  timeframe: str | None = None, top: int | None = None, exact: bool = False,
                                  parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
                                  return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
                                  symbols: Sequence[str] | None = None, algorithm: str | None = None,
                                  timeframe: str | None = None, top: int | None = None, exact: bool = False,
                                  parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
                                  return_type: ReturnType | None = None) -> Any:
         """Optimisation results, best ``fitness_value`` first (ties: oldest first).
 
@@ -538,6 +592,9 @@ class PostgreSQLIntegration(Generic[F]):
             exact: ``fitness_value`` as an exact decimal.
             parameters: ``"struct"`` decodes the JSONB into a struct column (the union
                 of the rows' keys); ``"json"`` keeps the JSON text.
+            as_of: the answer as it was known at this instant (a datetime or ISO string;
+                naive: storage zone) instead of now; the table must keep history
+                (``[DATABASE] history_tables``, docs/history.md).
             return_type: as for :meth:`get_market_data`.
 
         Example:
@@ -550,29 +607,34 @@ class PostgreSQLIntegration(Generic[F]):
             return _reading.empty_frame("optimization_results", return_type=rt, exact=exact)
         return _reading.get_optimization_results(self.db, symbol, symbols=symbols, algorithm=algorithm,
                                                  timeframe=timeframe, top=top, exact=exact, parameters=parameters,
-                                                 return_type=rt)
+                                                 as_of=as_of, return_type=rt)
 
     # -- latest rows, option chains ---------------------------------------------------------
 
     @overload
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   as_of: DateLike | None = None,
                    return_type: None = None) -> F: ...
     @overload
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   as_of: DateLike | None = None,
                    return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   as_of: DateLike | None = None,
                    return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   as_of: DateLike | None = None,
                    return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+                   as_of: DateLike | None = None,
                    return_type: ReturnType | None = None) -> Any:
         """The latest row of each series of a bar or regime table.
 
@@ -585,6 +647,10 @@ class PostgreSQLIntegration(Generic[F]):
         absent. Rows are ordered by symbol (and timeframe). Index-driven: never a scan
         of the whole table.
 
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
+
         Example:
             >>> pg.get_latest("bars", symbols=["NIFTY", "BANKNIFTY"], timeframe="1m")  # doctest: +SKIP
         """
@@ -594,56 +660,79 @@ class PostgreSQLIntegration(Generic[F]):
         if not self.enabled:
             return _reading.empty_frame(table, return_type=rt, exact=exact)
         return _reading.get_latest(self.db, table, symbol, symbols=symbols, timeframe=timeframe, exact=exact,
-                                   return_type=rt)
+                                   as_of=as_of, return_type=rt)
 
     @overload
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
+                                      as_of: DateLike | None = None,
                                       return_type: None = None) -> F: ...
     @overload
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
+                                      as_of: DateLike | None = None,
                                       return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
+                                      as_of: DateLike | None = None,
                                       return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
+                                      as_of: DateLike | None = None,
                                       return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
+                                      as_of: DateLike | None = None,
                                       return_type: ReturnType | None = None) -> Any:
         """The latest 1-minute regime per symbol: :meth:`get_latest` of ``market_regimes_1min``.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
 
         Example:
             >>> pg.get_latest_1min_market_regime("NIFTY")   # doctest: +SKIP
         """
-        return self.get_latest("market_regimes_1min", symbol, symbols=symbols, exact=exact,
-                               return_type=return_type)
+        from . import _reading
+
+        rt = self._rt(return_type)
+        if not self.enabled:
+            return _reading.empty_frame("market_regimes_1min", return_type=rt, exact=exact)
+        return _reading.get_latest(self.db, "market_regimes_1min", symbol, symbols=symbols, timeframe=None,
+                                   exact=exact, as_of=as_of, return_type=rt)
 
     @overload
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         as_of: DateLike | None = None,
                          return_type: None = None) -> F: ...
     @overload
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         as_of: DateLike | None = None,
                          return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         as_of: DateLike | None = None,
                          return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         as_of: DateLike | None = None,
                          return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
+                         as_of: DateLike | None = None,
                          return_type: ReturnType | None = None) -> Any:
         """The option chain of ``symbol`` as it stood at ``at``.
 
         For each (expiry, strike, type) not expired at ``at``, its latest row at or
         before ``at``; a date as ``at`` means the end of that day. Ordered by expiry,
         strike and type.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
 
         Example:
             >>> pg.get_option_chain("NIFTY", "2024-01-02 10:30", expiry="2024-01-25")  # doctest: +SKIP
@@ -653,7 +742,7 @@ class PostgreSQLIntegration(Generic[F]):
         rt = self._rt(return_type)
         if not self.enabled:
             return _reading.empty_frame("options_data", return_type=rt, exact=exact)
-        return _reading.get_option_chain(self.db, symbol, at, expiry=expiry, exact=exact, return_type=rt)
+        return _reading.get_option_chain(self.db, symbol, at, expiry=expiry, exact=exact, as_of=as_of, return_type=rt)
 
     # -- regime statistics ------------------------------------------------------------------
 
@@ -661,26 +750,31 @@ class PostgreSQLIntegration(Generic[F]):
     def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
                                        end_date: DateLike | None = None, *, table: RegimeTable = "1min",
                                        timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       as_of: DateLike | None = None,
                                        return_type: None = None) -> F: ...
     @overload
     def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
                                        end_date: DateLike | None = None, *, table: RegimeTable = "1min",
                                        timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       as_of: DateLike | None = None,
                                        return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
                                        end_date: DateLike | None = None, *, table: RegimeTable = "1min",
                                        timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       as_of: DateLike | None = None,
                                        return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
                                        end_date: DateLike | None = None, *, table: RegimeTable = "1min",
                                        timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       as_of: DateLike | None = None,
                                        return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
                                        end_date: DateLike | None = None, *, table: RegimeTable = "1min",
                                        timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
+                                       as_of: DateLike | None = None,
                                        return_type: ReturnType | None = None) -> Any:
         """How a symbol's time divides among regimes, computed in SQL.
 
@@ -691,6 +785,10 @@ class PostgreSQLIntegration(Generic[F]):
         ``max_gap`` (default 10x the median gap) is a break and weighs one median gap.
         ``table="1min"`` reads ``market_regimes_1min``, ``"regimes"`` ``market_regimes``.
 
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
+
         Example:
             >>> pg.get_market_regime_distribution("NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
         """
@@ -700,32 +798,42 @@ class PostgreSQLIntegration(Generic[F]):
         if not self.enabled:
             return _reading.empty_distribution(return_type=rt)
         return _reading.get_market_regime_distribution(self.db, symbol, start_date, end_date, table=table,
-                                                       timeframe=timeframe, max_gap=max_gap, return_type=rt)
+                                                       timeframe=timeframe, max_gap=max_gap, as_of=as_of,
+                                                       return_type=rt)
 
     @overload
     def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
                                end_date: DateLike | None = None, *, table: RegimeTable = "1min",
-                               timeframe: str | None = None, return_type: None = None) -> F: ...
+                               timeframe: str | None = None,
+                               as_of: DateLike | None = None, return_type: None = None) -> F: ...
     @overload
     def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
                                end_date: DateLike | None = None, *, table: RegimeTable = "1min",
-                               timeframe: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                               timeframe: str | None = None,
+                               as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
                                end_date: DateLike | None = None, *, table: RegimeTable = "1min",
-                               timeframe: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                               timeframe: str | None = None,
+                               as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
                                end_date: DateLike | None = None, *, table: RegimeTable = "1min",
-                               timeframe: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+                               timeframe: str | None = None,
+                               as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
                                end_date: DateLike | None = None, *, table: RegimeTable = "1min",
-                               timeframe: str | None = None, return_type: ReturnType | None = None) -> Any:
+                               timeframe: str | None = None,
+                               as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
         """The regime transition matrix, as rows.
 
         Columns ``from_regime``, ``to_regime``, ``count``, ``probability`` and the
         ``mean_run_length`` of ``from_regime``.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
 
         Example:
             >>> pg.get_regime_transitions("NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
@@ -736,7 +844,7 @@ class PostgreSQLIntegration(Generic[F]):
         if not self.enabled:
             return _reading.empty_transitions(return_type=rt)
         return _reading.get_regime_transitions(self.db, symbol, start_date, end_date, table=table,
-                                               timeframe=timeframe, return_type=rt)
+                                               timeframe=timeframe, as_of=as_of, return_type=rt)
 
     @overload
     def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
@@ -790,11 +898,15 @@ class PostgreSQLIntegration(Generic[F]):
     def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          timeframe: str | None = None, batch_rows: int = 250_000,
-                         exact: bool = False) -> Iterator[pa.RecordBatch]:
+                         exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
         """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
 
         Arguments as for :meth:`get_market_data`; checked when called, not at the first
         batch. Batches have :meth:`get_market_data`'s schema and row order.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
 
         Example:
             >>> for batch in pg.iter_market_data("NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
@@ -805,15 +917,19 @@ class PostgreSQLIntegration(Generic[F]):
         if not self.enabled:
             return iter(())
         return _reading.iter_market_data(self.db, symbol, start_date, end_date, symbols=symbols,
-                                         timeframe=timeframe, batch_rows=batch_rows, exact=exact)
+                                         timeframe=timeframe, batch_rows=batch_rows, exact=exact, as_of=as_of)
 
     def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                           expiry: DateLike | Sequence[DateLike] | None = None,
                           strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                           option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
-                          exact: bool = False) -> Iterator[pa.RecordBatch]:
+                          exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
         """Stream option bars as Arrow record batches (filters as :meth:`get_options_data`).
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
 
         Example:
             >>> sum(b.num_rows for b in pg.iter_options_data("NIFTY", option_type="pe"))  # doctest: +SKIP
@@ -824,7 +940,61 @@ class PostgreSQLIntegration(Generic[F]):
             return iter(())
         return _reading.iter_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                           strikes=strikes, option_type=option_type, batch_rows=batch_rows,
-                                          exact=exact)
+                                          exact=exact, as_of=as_of)
+
+    @overload
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: None = None) -> F: ...
+    @overload
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: ReturnType | None = None) -> Any:
+        """Every version of a table's rows, each with the interval during which it was known.
+
+        Tables that keep history (``[DATABASE] history_tables``) keep the previous values
+        of a row each time an upsert changes it; this returns them with the current ones.
+
+        Parameters:
+            table: a table key or alias (as for :meth:`save`) that keeps history.
+            symbol: ``"NIFTY"`` or a list (or pass ``symbols=``).
+            start_date, end_date: the rows' own time range (``[start, end]``, as for the
+                range readers); ignored by ``optimization_results``.
+            symbols: the symbols, as an alternative to ``symbol``.
+            exact: DECIMAL columns as exact decimals instead of Float64.
+            return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
+
+        Returns:
+            The table's columns plus ``known_from`` and ``known_to`` (UTC): the version was
+            the known value from ``known_from`` (inclusive) to ``known_to`` (exclusive).
+            ``known_to`` is null for the current version; ``known_from`` is null for a
+            version known since before its period was sealed. Ordered by the natural key,
+            then ``known_from``.
+
+        Raises:
+            UsageError: the table keeps no history, or bad arguments.
+            ReadError: the server refused the query.
+
+        Example:
+            >>> pg.history("1min", "NIFTY", "2024-01-02", "2024-01-02")   # doctest: +SKIP
+        """
+        from . import _history
+
+        rt = self._rt(return_type)
+        return _history.history(self.db, table, symbol, start_date, end_date, symbols=symbols, exact=exact,
+                                return_type=rt)
 
     def scan(self, table: str, *, exact: bool = False) -> pl.LazyFrame:
         """A time-series table as a lazy polars frame whose filters, columns and ``head`` reach the server.
@@ -834,8 +1004,8 @@ class PostgreSQLIntegration(Generic[F]):
         ``timestamp``, ``expiry_date``, ``strike_price``, ``option_type`` and ``regime``
         against constants (``==``, ``is_in``, ``<``, ``<=``, ``>``, ``>=``,
         ``is_between``; text columns: ``==`` and ``is_in`` only) become the SQL WHERE
-        clause and prune the sealed chunks; ``head(n)`` with no filter before it becomes
-        ``LIMIT n``. polars then applies the whole predicate to every batch, so any
+        clause and prune the sealed chunks; ``head(n)`` becomes ``LIMIT n`` when every
+        test was pushed. polars then applies the whole predicate to every batch, so any
         other expression still gives exactly the right rows. ``timeframe`` and
         ``option_type`` literals are read as the writers store them (``"1min"`` is
         ``"1m"``, ``"call"`` is ``"CE"``). Batches stream with bounded memory.

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from regime_io import PostgreSQLIntegration, _asof, _maintenance, _quality, _reading, _scan, _writing
+from regime_io import PostgreSQLIntegration, _asof, _history, _maintenance, _quality, _reading, _scan, _writing
 
 # Facade method -> (engine function, parameters the facade fixes itself).
 ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
@@ -39,6 +39,7 @@ ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "scan": (_scan.scan, {}),
     "tail": (_tail.tail, {}),
     "quality_report": (_quality.quality_report, {}),
+    "history": (_history.history, {}),
 }
 
 # The per-table writers are save() with the table fixed (and no tier for the one table
@@ -99,7 +100,7 @@ FRAME_READERS = sorted(m for m in ENGINES
 
 
 def test_the_frame_readers_are_found() -> None:
-    assert len(FRAME_READERS) == 12, FRAME_READERS
+    assert len(FRAME_READERS) == 13, FRAME_READERS
 
 
 @pytest.mark.parametrize("method", FRAME_READERS)

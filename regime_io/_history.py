@@ -1,0 +1,584 @@
+"""Knowledge time: superseded versions of changed rows, and reads as of an instant.
+
+Each table that keeps history (``[DATABASE] history_tables``) has a companion
+``<table>_history``: the row table's columns plus ``known_from``/``known_to``
+(``timestamptz``), one row per superseded version, keyed by the natural key plus
+``known_from``. The row table carries ``known_from`` too (NULL: known since the row was
+inserted, i.e. ``created_at``). Only the update path of a staged upsert writes history:
+unchanged rows and appends (COPY) write none.
+
+Versioned merge (``on_conflict="update"`` on a history table), in the write transaction:
+
+1. per-symbol advisory locks (exclusive, sorted), then one ``clock_timestamp()``: the
+   knowledge time ``k`` of the write, read after every earlier writer of these symbols
+   has committed, so chains grow in commit order;
+2. ``INSERT ... ON CONFLICT DO NOTHING``: the new keys (after it, every staged key exists
+   and is visible; a concurrent inserter of one of them has committed or rolled back);
+3. the stored versions that the batch changes go to the history with ``[known_from, k)``;
+4. ``ON CONFLICT DO UPDATE ... WHERE ... IS DISTINCT FROM``: the rows take the new values
+   and ``known_from = k``.
+
+Restating a sealed period records the changed chunk rows the same way
+(:func:`record_sealed`); a sealed row's own insertion time is not kept in the chunk,
+so its first version counts as known from ``-infinity`` (docs/history.md).
+
+Reads as of ``t`` replace the row table in a reader's SQL by
+``(current rows known by t UNION ALL versions whose interval holds t [UNION ALL sealed
+rows not superseded after t])``: every SQL reader answers as of ``t`` unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import zoneinfo
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ._readsql import Query, TimeRange, parse_time
+from ._sql import literal, qualified, quote_ident
+from .errors import UsageError, WriteError
+from .tables import TableSpec
+from .types import DateLike, ReturnType
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .database import Database
+
+__all__ = ["as_of_instant", "history_sql", "history_table", "keeps_history", "known_at_instant", "record_sealed",
+           "run_as_of", "versioned_merge"]
+
+log = logging.getLogger(__name__)
+
+KNOWN_FROM = "known_from"
+KNOWN_TO = "known_to"
+
+
+def history_table(spec: TableSpec, settings: Settings) -> str:
+    """The quoted ``"schema"."<table>_history"``."""
+    return qualified(settings.schema, f"{settings.table_name(spec.key)}_history")
+
+
+def keeps_history(settings: Settings, spec: TableSpec) -> bool:
+    return spec.key in settings.history_tables
+
+
+def history_sql(spec: TableSpec, settings: Settings) -> list[str]:
+    """DDL: ``known_from`` on the row table (added when missing) and ``<table>_history``.
+
+    The history table has the row table's ``id``, declared columns and ``created_at``,
+    then ``known_from``/``known_to``; primary key: the natural key plus ``known_from``
+    (symbol first, so on Citus it distributes and co-locates like the row table).
+    """
+    from ._schema import qualified_table
+
+    row = qualified_table(spec, settings)
+    add = (f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {literal(row)}::regclass "
+           f"AND attname = {literal(KNOWN_FROM)} AND NOT attisdropped) THEN "
+           f"ALTER TABLE {row} ADD COLUMN {KNOWN_FROM} TIMESTAMPTZ; END IF; END $$")
+    lines = ["    id BIGINT"]
+    for col in spec.columns:
+        lines.append(f"    {quote_ident(col.name)} {col.pg_type}{'' if col.nullable else ' NOT NULL'}")
+    lines += ["    created_at TIMESTAMP", f"    {KNOWN_FROM} TIMESTAMPTZ NOT NULL",
+              f"    {KNOWN_TO} TIMESTAMPTZ NOT NULL", f"    CHECK ({KNOWN_TO} > {KNOWN_FROM})",
+              f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in (*spec.primary_key, KNOWN_FROM))})"]
+    return [add, f"CREATE TABLE IF NOT EXISTS {history_table(spec, settings)} (\n" + ",\n".join(lines) + "\n)"]
+
+
+# ---------------------------------------------------------------------------------------
+# Arguments
+
+
+def _instant(value: Any, *, name: str, timezone: str) -> dt.datetime:
+    """A knowledge instant as an aware datetime (naive values are storage-zone times)."""
+    if isinstance(value, bool) or not isinstance(value, (str, dt.datetime, dt.date)):
+        raise UsageError(f"{name}: expected a datetime or an ISO string, got {value!r}", value=value)
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value
+    when, _ = parse_time(value, name=name, timezone=timezone)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zoneinfo.ZoneInfo(timezone))
+    return when
+
+
+def as_of_instant(db: Database, spec: TableSpec, as_of: Any) -> dt.datetime | None:
+    """``as_of`` checked: None, or an aware datetime; refused for tables keeping no history."""
+    if as_of is None:
+        return None
+    if not keeps_history(db.settings, spec):
+        raise UsageError(f"{spec.key} keeps no history, so it cannot be read as of {as_of!r}; add it to "
+                         "[DATABASE] history_tables (docs/history.md)", table=spec.key, value=as_of)
+    return _instant(as_of, name="as_of", timezone=db.settings.storage_timezone)
+
+
+def known_at_instant(db: Database, spec: TableSpec, known_at: Any) -> dt.datetime | None:
+    """``known_at`` as a timestamp (a column name is handled by the writer)."""
+    if known_at is None:
+        return None
+    if not keeps_history(db.settings, spec):
+        raise UsageError(f"{spec.key} keeps no history, so known_at= has no meaning; add it to "
+                         "[DATABASE] history_tables (docs/history.md)", table=spec.key, value=known_at)
+    return _instant(known_at, name="known_at", timezone=db.settings.storage_timezone)
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+
+
+def _lock_space(settings: Settings, spec: TableSpec) -> str:
+    return f"regime_io.history:{settings.schema}.{settings.table_name(spec.key)}"
+
+
+def _join(spec: TableSpec, left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{quote_ident(c)} = {right}.{quote_ident(c)}" for c in spec.primary_key)
+
+
+def _distinct(spec: TableSpec, stored: str, staged: str) -> str:
+    """``(stored values) IS DISTINCT FROM (staged values)``; staged JSON travels as text."""
+    values = spec.value_columns
+    left = ", ".join(f"{stored}.{quote_ident(v)}" for v in values)
+    right = ", ".join(f"{staged}.{quote_ident(v)}::{spec.column(v).pg_type}" if spec.column(v).kind == "json"
+                      else f"{staged}.{quote_ident(v)}" for v in values)
+    return f"({left}) IS DISTINCT FROM ({right})"
+
+
+def stored_known_from(alias: str, zone: str) -> str:
+    """A stored row's knowledge start: ``known_from``, else its insertion time."""
+    return f"coalesce({alias}.{KNOWN_FROM}, {alias}.created_at AT TIME ZONE {zone})"
+
+
+def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_at: dt.datetime | None,
+                    on_conflict: Any = "update") -> tuple[int, int, list[dict[str, Any]]]:
+    """The staged upsert of a history table (module docstring). Returns what
+    ``_stage_and_merge`` returns: inserted, updated and the catalog's per-series rows."""
+    from ._schema import qualified_table
+    from ._writing import _merge_sql, merged_counts
+
+    if on_conflict != "update":  # inserts only: no version is superseded
+        at = None if known_at is None else "$1::timestamptz"
+        cur.execute(_merge_sql(spec, db, on_conflict, known_from=at),
+                    parameters=(known_at.isoformat(),) if known_at else None)
+        return merged_counts(cur.fetchall())
+    settings = db.settings
+    target = qualified_table(spec, settings)
+    staged = quote_ident(stage)
+    cur.execute(f"WITH l AS MATERIALIZED (SELECT count(pg_advisory_xact_lock(hashtext($1::text), hashtext(s))) "
+                f"FROM (SELECT DISTINCT symbol::text AS s FROM {staged} ORDER BY 1) x) "
+                "SELECT clock_timestamp() FROM l", parameters=(_lock_space(settings, spec),))
+    row = cur.fetchone()
+    assert row is not None
+    when = known_at or row[0]
+    params = (when.isoformat(), settings.storage_timezone)
+    k, zone = "$1::timestamptz", "$2::text"
+    explicit = k if known_at is not None else None
+    cur.execute(_merge_sql(spec, db, "ignore", known_from=explicit), parameters=(when.isoformat(),)
+                if explicit else None)
+    inserted, _, series = merged_counts(cur.fetchall())
+    if known_at is not None:
+        _check_order(cur, spec, target, staged, params)
+    old = stored_known_from("t", zone)
+    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
+    t_cols = ", ".join(f"t.{quote_ident(c.name)}" for c in spec.columns)
+    cur.execute(f"INSERT INTO {history_table(spec, settings)} (id, {cols}, created_at, {KNOWN_FROM}, {KNOWN_TO}) "
+                f"SELECT t.id, {t_cols}, t.created_at, {old}, greatest({k}, {old} + interval '1 microsecond') "
+                f"FROM {staged} s JOIN {target} t ON {_join(spec, 't', 's')} WHERE {_distinct(spec, 't', 's')}",
+                parameters=params)
+    new_known = f"greatest({k}, {old} + interval '1 microsecond')"
+    cur.execute(_merge_sql(spec, db, "update", known_from=explicit, known_from_update=new_known), parameters=params)
+    # Every staged key exists after step 2, so each row this merge returns is an update
+    # (one inserted earlier in this transaction, by an earlier vintage, looks inserted).
+    more, updated, _ = merged_counts(cur.fetchall())
+    return inserted, updated + more, series
+
+
+def _check_order(cur: Any, spec: TableSpec, target: str, staged: str, params: tuple[Any, ...]) -> None:
+    """``known_at`` must come after the stored version it supersedes (chains grow forward)."""
+    old = stored_known_from("t", "$2::text")
+    keys = ", ".join(f"t.{quote_ident(c)}::text" for c in spec.primary_key)
+    cur.execute(f"SELECT {keys}, ({old})::text FROM {staged} s JOIN {target} t ON {_join(spec, 't', 's')} "
+                f"WHERE {_distinct(spec, 't', 's')} AND {old} >= $1::timestamptz LIMIT 1", parameters=params)
+    row = cur.fetchone()
+    if row:
+        *key, known = row
+        raise WriteError(f"{spec.key}: known_at {params[0]} is not after the stored version's knowledge time "
+                         f"{known} (key ({', '.join(spec.primary_key)})=({', '.join(map(str, key))})); write the "
+                         "vintages of a row in knowledge order; nothing was written", table=spec.key)
+
+
+def changed_rows(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, key: tuple[Any, ...]) -> pa.Table:
+    """The rows of one chunk (``existing``) that ``incoming`` changes, with every declared
+    column (the chunk key ``key`` filled in): the versions a sealed restatement supersedes."""
+    import polars as pl
+
+    if existing is None or existing.num_rows == 0:
+        return pa.table({})
+    inner = [c for c in spec.primary_key if c not in spec.chunk_by]
+    values = [c for c in spec.chunk_columns if c not in inner]
+    old = pl.from_arrow(existing.select(list(spec.chunk_columns)))
+    new = pl.from_arrow(incoming.select(list(spec.chunk_columns)))
+    assert isinstance(old, pl.DataFrame) and isinstance(new, pl.DataFrame)
+    both = old.join(new, on=inner, how="inner", suffix="__new", nulls_equal=True)
+    changed = pl.lit(False)
+    for v in values:
+        changed = changed | ~pl.col(v).eq_missing(pl.col(f"{v}__new"))
+    out = both.filter(changed).select(list(spec.chunk_columns))
+    for name, value in zip(spec.chunk_by, key, strict=True):
+        out = out.with_columns(pl.lit(value).alias(name))
+    table = out.select(list(spec.column_names)).to_arrow()
+    return table.cast(spec.arrow_schema())
+
+
+def record_sealed(cur: Any, settings: Settings, spec: TableSpec, old_rows: Sequence[pa.Table],
+                  known_at: dt.datetime | None) -> int:
+    """History rows for sealed rows a restatement changed (``old_rows``: their previous
+    values). A version starts where the key's last recorded version ended, else at
+    ``-infinity`` (a chunk keeps no per-row insertion time); it ends at ``known_at`` or
+    the server's clock (read after the chunk's row lock: later than any earlier writer)."""
+    from ._writing import _ingest
+
+    parts = [t for t in old_rows if t.num_rows]
+    if not parts or not keeps_history(settings, spec):
+        return 0
+    table = pa.concat_tables(parts)
+    temp = f"_rio_hist_{spec.key}"
+    columns = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in spec.columns)
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(temp)} ({columns}) ON COMMIT DELETE ROWS")
+    cur.execute(f"TRUNCATE {quote_ident(temp)}")
+    _ingest(cur, temp, table, temporary=True)
+    hist = history_table(spec, settings)
+    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
+    s_cols = ", ".join(f"s.{quote_ident(c.name)}" for c in spec.columns)
+    cur.execute(f"INSERT INTO {hist} ({cols}, {KNOWN_FROM}, {KNOWN_TO}) "
+                f"SELECT {s_cols}, coalesce((SELECT max(h.{KNOWN_TO}) FROM {hist} h WHERE {_join(spec, 'h', 's')}), "
+                f"'-infinity'::timestamptz), coalesce($1::timestamptz, clock_timestamp()) "
+                f"FROM pg_temp.{quote_ident(temp)} s",
+                parameters=(known_at.isoformat() if known_at else None,))
+    return table.num_rows
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+
+
+def as_of_view(db: Database, spec: TableSpec, q: Query, as_of: dt.datetime, *, sealed_temp: str | None) -> str:
+    """The row table as known at ``as_of``, as a parenthesised subquery (module docstring)."""
+    target = db.table(spec.key)
+    hist = history_table(spec, db.settings)
+    at = f"{q.param(as_of.isoformat())}::timestamptz"
+    zone = f"{q.param(db.settings.storage_timezone)}::text"
+    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
+    parts = [f"SELECT id, {cols}, created_at FROM {target} r WHERE {stored_known_from('r', zone)} <= {at}",
+             f"SELECT id, {cols}, created_at FROM {hist} h WHERE h.{KNOWN_FROM} <= {at} AND h.{KNOWN_TO} > {at}"]
+    if sealed_temp is not None:
+        parts.append(f"SELECT NULL::int8, {cols}, NULL::timestamp FROM pg_temp.{quote_ident(sealed_temp)} s "
+                     f"WHERE NOT EXISTS (SELECT 1 FROM {hist} h WHERE {_join(spec, 'h', 's')} "
+                     f"AND h.{KNOWN_TO} > {at})")
+    return "(" + " UNION ALL ".join(parts) + ")"
+
+
+_MAX_TRIES = 3
+
+
+def run_as_of(db: Database, spec: TableSpec, q: Query, sql: str, *, as_of: dt.datetime,
+              scope: tuple[list[str], TimeRange, Sequence[tuple[str, Any]]], what: str,
+              engine: Literal["cx", "adbc"] = "adbc") -> pa.Table:
+    """Run a reader's ``sql`` (which names the row table) as of ``as_of``, over both tiers.
+
+    Sealed rows of ``scope`` (symbols, window, filters) are decoded into a temporary table
+    on a primary connection when any overlap; otherwise the query runs on ``engine``.
+    """
+    from ._chunkread import guarded, sealed_rows, sealed_versions
+    from ._readsql import _pooled_read, read_adbc, read_cx
+
+    target = db.table(spec.key)
+
+    def plain() -> pa.Table:
+        qq = _copy(q)
+        text = sql.replace(target, as_of_view(db, spec, qq, as_of, sealed_temp=None))
+        if engine == "cx":
+            return read_cx(db, qq, text, what=what, table=spec.key)
+        return read_adbc(db, qq, text, what=what, table=spec.key)
+
+    if not spec.sealable:
+        return plain()
+    symbols, rng, extra = scope
+    for _ in range(_MAX_TRIES):
+        sealed, before = guarded(lambda: sealed_rows(db, spec, symbols, rng, extra), plain)
+        if sealed.num_rows == 0:
+            result = plain()
+        else:
+            result = _pooled_read(db, partial(_run_with_sealed, db, spec, sealed, q, sql, as_of), what=what,
+                                  table=spec.key)
+        if sealed_versions(db, spec, symbols, rng, extra) == before:
+            return result
+    from .errors import ReadError
+
+    raise ReadError(f"{spec.key}: history was sealed or unsealed during each of {_MAX_TRIES} attempts to read it; "
+                    "try again", table=spec.key)
+
+
+def _copy(q: Query) -> Query:
+    out = Query()
+    out.params = list(q.params)
+    return out
+
+
+def _run_with_sealed(db: Database, spec: TableSpec, sealed: pa.Table, q: Query, sql: str,
+                     as_of: dt.datetime) -> pa.Table:
+    from ._writing import _ingest
+
+    temp = f"_rio_asof_{spec.key}"
+    qq = _copy(q)
+    text = sql.replace(db.table(spec.key), as_of_view(db, spec, qq, as_of, sealed_temp=temp))
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            columns = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in spec.columns)
+            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(temp)} ({columns}) ON COMMIT DELETE ROWS")
+            cur.execute(f"TRUNCATE {quote_ident(temp)}")
+            _ingest(cur, temp, sealed, temporary=True)
+            cur.execute(text, parameters=tuple(qq.params) if qq.params else None)
+            return cur.fetch_arrow_table()
+        finally:
+            cur.close()
+
+
+def history_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange | None,
+                 exact: bool) -> pa.Table:
+    """Every version of the rows of ``symbols`` in ``rng``: the superseded ones and the
+    current one, each with ``known_from`` and ``known_to`` (null: still current), ordered
+    by the natural key, then ``known_from``."""
+    from ._chunkread import sealed_rows
+    from ._decode import reader_schema
+    from ._frames import conform
+    from ._readsql import read_adbc
+    from ._sqltext import range_order, select_list, symbol_condition
+
+    q = Query()
+    names = list(spec.column_names)
+    select = select_list(spec, names, exact=exact, engine="adbc", alias="v")
+    zone = f"{q.param(db.settings.storage_timezone)}::text"
+    conds = [symbol_condition(q, symbols).replace("t.", "v.")]
+    if rng is not None and spec.time_column:
+        conds += rng.conditions(q, f"v.{quote_ident(spec.time_column)}")
+    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
+    order = ", ".join(f"v.{quote_ident(c)}" for c in range_order(spec))
+    sql = (f"SELECT {select}, v.{KNOWN_FROM}, v.{KNOWN_TO} FROM ("
+           f"SELECT {cols}, {stored_known_from('r', zone)} AS {KNOWN_FROM}, NULL::timestamptz AS {KNOWN_TO} "
+           f"FROM {db.table(spec.key)} r UNION ALL "
+           f"SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO} FROM {history_table(spec, db.settings)}) v "
+           f"WHERE {' AND '.join(conds)} ORDER BY {order}, v.{KNOWN_FROM}")
+    table = read_adbc(db, q, sql, what="history", table=spec.key)
+    schema = reader_schema(spec, names, exact=exact)
+    utc = pa.timestamp("us", tz="UTC")
+    full = pa.schema([*schema, pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
+    table = _infinite_to_null(table)
+    table = conform(table, full)
+    if spec.sealable and rng is not None:
+        sealed, _ = sealed_rows(db, spec, symbols, rng, [])
+        if sealed.num_rows:
+            table = _with_sealed_current(db, spec, table, sealed, schema, full)
+    return table
+
+
+def _infinite_to_null(table: pa.Table) -> pa.Table:
+    """``-infinity`` knowledge starts come back as the type's minimum: show them as null."""
+    for name in (KNOWN_FROM, KNOWN_TO):
+        if name in table.column_names:
+            col = table.column(name)
+            if pa.types.is_timestamp(col.type):
+                low = pa.scalar(dt.datetime(1, 1, 2, tzinfo=dt.timezone.utc), col.type)
+                masked = pc.if_else(pc.less(col, low), pa.scalar(None, col.type), col)
+                table = table.set_column(table.column_names.index(name), name, masked)
+    return table
+
+
+def _with_sealed_current(db: Database, spec: TableSpec, table: pa.Table, sealed: pa.Table, schema: pa.Schema,
+                         full: pa.Schema) -> pa.Table:
+    """Add the current versions held in sealed chunks (known since the key's last
+    superseded version ended, null when it never changed)."""
+    import polars as pl
+
+    from ._chunkread import to_reader
+
+    current = pl.from_arrow(to_reader(spec, sealed, schema))
+    have = pl.from_arrow(table)
+    assert isinstance(current, pl.DataFrame) and isinstance(have, pl.DataFrame)
+    key = list(spec.primary_key)
+    starts = (have.filter(pl.col(KNOWN_TO).is_not_null()).group_by(key)
+              .agg(pl.col(KNOWN_TO).max().alias(KNOWN_FROM)))
+    current = current.join(starts, on=key, how="left").with_columns(
+        pl.lit(None, dtype=have.schema[KNOWN_TO]).alias(KNOWN_TO))
+    both = pl.concat([have, current.select(have.columns)], how="vertical")
+    both = both.sort([*key, KNOWN_FROM], nulls_last=False)
+    return both.to_arrow().cast(full)
+
+
+# ---------------------------------------------------------------------------------------
+# known_at: vintages
+
+
+def vintages(db: Database, spec: TableSpec, data: Any, known_at: Any, options: dict[str, Any], *,
+             stream: bool) -> list[tuple[dt.datetime, pa.Table]] | None:
+    """The validated batches of a write with ``known_at``, each with its knowledge time,
+    in knowledge order: one for a timestamp, one per distinct value for a column name."""
+    import polars as pl
+
+    from ._frames import to_polars
+    from ._validation import validate
+
+    if not keeps_history(db.settings, spec):
+        known_at_instant(db, spec, known_at)  # raises the UsageError
+    if stream:
+        raise UsageError(f"{spec.key}: known_at= takes one frame, not a stream of chunks", table=spec.key,
+                         value=known_at)
+    frame = to_polars(data, what=spec.key) if isinstance(known_at, str) else None
+    if frame is not None and isinstance(known_at, str) and known_at in frame.columns:
+        column = frame.schema[known_at]
+        if not isinstance(column, pl.Datetime):
+            raise UsageError(f"{spec.key}: known_at column {known_at!r} must hold datetimes, not {column}",
+                             table=spec.key, column=known_at)
+        if frame[known_at].null_count():
+            raise UsageError(f"{spec.key}: known_at column {known_at!r} has nulls; every row needs its "
+                             "knowledge time", table=spec.key, column=known_at)
+        zone = db.settings.storage_timezone
+        out = []
+        for (value,), part in sorted(frame.partition_by(known_at, as_dict=True, maintain_order=True).items(),
+                                     key=lambda kv: kv[0][0]):
+            when = value if value.tzinfo is not None else value.replace(tzinfo=zoneinfo.ZoneInfo(zone))
+            out.append((when, validate(spec, part.drop(known_at), **options)))
+        return out
+    try:
+        when = known_at_instant(db, spec, known_at)
+    except UsageError:
+        if isinstance(known_at, str):
+            raise UsageError(f"{spec.key}: known_at={known_at!r} is neither a column of the data nor a timestamp",
+                             table=spec.key, value=known_at) from None
+        raise
+    assert when is not None
+    return [(when, validate(spec, data, **options))]
+
+
+def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime, pa.Table]], *,
+                  on_conflict: Any, chunk_rows: int, tier: Any) -> Any:
+    """Write ``batches`` in one transaction, each merged (staged) with its knowledge time."""
+    import time
+
+    import adbc_driver_manager
+
+    from . import _catalog as catalog
+    from ._chunkstore import route_batch
+    from ._driver_errors import write_error
+    from ._timezones import record_time_kind, time_kind
+    from ._writing import WriteResult, _sealed_series, _stage_and_merge, _time_range
+
+    started = time.perf_counter()
+    rows = sum(b.num_rows for _, b in batches)
+    if rows == 0:
+        return WriteResult(spec.key, 0, 0, 0, 0, "empty")
+    spans = [r for r in (_time_range(spec, b) for _, b in batches) if r is not None]
+    try:
+        if spans:
+            db.partitions.ensure(db.pool, db.settings, spec, min(s[0] for s in spans), max(s[1] for s in spans))
+        inserted = updated = 0
+        with db.connection() as conn:
+            cur = conn.cursor()
+            try:
+                for when, batch in batches:
+                    if batch.num_rows == 0:
+                        continue
+                    record_time_kind(cur, db, spec, time_kind(batch))
+                    rest, sealed = route_batch(cur, db.settings, spec, batch, on_conflict=on_conflict,
+                                               sealed_tier=tier == "sealed", known_at=when)
+                    inserted, updated = inserted + sealed.inserted, updated + sealed.updated
+                    series = _sealed_series(spec, sealed)
+                    if rest.num_rows:
+                        ins, upd, merged = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows, None,
+                                                            rest.num_rows, known_at=when)
+                        inserted, updated = inserted + ins, updated + upd
+                        series += merged
+                    catalog.record_writes(cur, db.settings, spec, series)
+            finally:
+                cur.close()
+    except adbc_driver_manager.Error as err:
+        db.partitions.forget()
+        raise write_error(err, db, spec) from err
+    return WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated, "staged",
+                       time.perf_counter() - started)
+
+
+def latest_as_of(db: Database, spec: TableSpec, wanted: list[str] | None, timeframe: str | None, *, exact: bool,
+                 as_of: dt.datetime) -> pa.Table:
+    """``get_latest`` as of ``as_of``: per series of the catalog, its newest row as then
+    known (one ``ORDER BY timestamp DESC LIMIT 1`` over the table as of ``as_of``)."""
+    from ._catalog import catalog_table, series_columns
+    from ._readsql import read_lookup
+    from ._sqltext import select_list
+
+    by_timeframe = len(series_columns(spec)) == 2
+    q = Query()
+    conds = [f"s.table_key = {q.param(spec.key)}"]
+    if wanted is not None:
+        conds.append(f"s.symbol = ANY({q.param(wanted)}::text[])")
+    if timeframe is not None:
+        conds.append(f"s.timeframe = {q.param(timeframe)}")
+    series = "s.symbol" + (", s.timeframe" if by_timeframe else "")
+    match = 't."symbol" = s.symbol' + (' AND t."timeframe" = s.timeframe' if by_timeframe else "")
+    time = quote_ident(spec.time_column or "timestamp")
+    order = 's.symbol COLLATE "C"' + (', s.timeframe COLLATE "C"' if by_timeframe else "")
+    sql = (f"SELECT l.* FROM (SELECT DISTINCT {series} FROM {catalog_table(db.settings)} s "
+           f"WHERE {' AND '.join(conds)}) s CROSS JOIN LATERAL (SELECT "
+           f"{select_list(spec, list(spec.column_names), exact=exact, engine='adbc', alias='t')} "
+           f"FROM {db.table(spec.key)} t WHERE {match} ORDER BY t.{time} DESC LIMIT 1) l ORDER BY {order}")
+    symbols = wanted
+    if symbols is None:
+        qs = Query()
+        found = read_lookup(db, qs, f"SELECT DISTINCT symbol FROM {catalog_table(db.settings)} "
+                            f"WHERE table_key = {qs.param(spec.key)}", what="get_latest", table=spec.key)
+        symbols = [str(v) for v in found.column("symbol").to_pylist()]
+    extra = [("timeframe", timeframe)] if timeframe is not None else []
+    everything = TimeRange(dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31), end_exclusive=False)
+    return run_as_of(db, spec, q, sql, as_of=as_of, scope=(symbols, everything, extra), what="get_latest")
+
+
+# ---------------------------------------------------------------------------------------
+# The public reader of versions
+
+
+def history(db: Database, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+            return_type: ReturnType = "polars") -> Any:
+    """Every version of the rows of ``symbol`` in ``[start_date, end_date]``, each with
+    the interval ``[known_from, known_to)`` during which it was the known value.
+
+    The current version has ``known_to`` null; a version known since before it was
+    sealed (chunks keep no per-row insertion time) has ``known_from`` null. Rows are
+    ordered by the natural key, then ``known_from``. Knowledge times are UTC.
+
+    Example:
+        >>> history(db, "market_regimes_1min", "NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
+    """
+    from ._frames import check_return_type, convert
+    from ._readsql import parse_range, resolve_symbols
+    from .tables import table_spec
+
+    check_return_type(return_type)
+    spec = table_spec(table)
+    if not keeps_history(db.settings, spec):
+        raise UsageError(f"{spec.key} keeps no history; add it to [DATABASE] history_tables (docs/history.md)",
+                         table=spec.key, value=table)
+    wanted = resolve_symbols(symbol, symbols)
+    assert wanted is not None
+    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone) if spec.time_column else None
+    if not wanted:
+        from ._decode import reader_schema
+
+        utc = pa.timestamp("us", tz="UTC")
+        schema = pa.schema([*reader_schema(spec, list(spec.column_names), exact=exact),
+                            pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
+        return convert(schema.empty_table(), return_type)
+    return convert(history_rows(db, spec, wanted, rng, exact), return_type)
