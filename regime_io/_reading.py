@@ -279,9 +279,11 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     row(s), ``symbols`` those of each listed symbol, and neither every symbol present.
     Symbols without rows are simply absent. Rows are ordered by symbol (and timeframe).
 
-    The plans are index-driven: a LATERAL ``ORDER BY timestamp DESC LIMIT 1`` per series,
-    over the given symbols or a recursive skip scan of the distinct symbols (and, per
-    symbol, of its timeframes): never a scan of the whole table.
+    The series come from the series catalog (:mod:`regime_io._catalog`), joined to the
+    table on the exact key ``(symbol[, timeframe], timestamp = last_ts)``: one primary-key
+    probe per series, whatever the history length, and one SQL form that Citus pushes
+    down to its workers (:func:`regime_io._sqltext.latest_query`). Rows written by other
+    tools are found after ``refresh_catalog()``.
 
     Example:
         >>> get_latest(db, "market_regimes_1min", symbols=["NIFTY", "BANKNIFTY"])  # doctest: +SKIP
@@ -563,15 +565,22 @@ def _read_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
                               drop_symbol=drop_symbol, engine="adbc")
         table = read_adbc(db, q, sql, what=what, table=spec.key)
     else:
-        q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol)
-        table = decimal_text_to_float(read_cx(db, q, sql, what=what, table=spec.key), spec)
+        # Larger ranges: the same warm connection, values inlined as literals (``sql_value``,
+        # as for connectorx). Without bound parameters the ADBC driver reads the result with
+        # ``COPY (query) TO STDOUT (FORMAT binary)`` streamed into Arrow; with them it would
+        # hold the whole result in libpq first. DECIMAL comes as text either way (exact
+        # reads cast it in ``conform``, the others parse it on threads): the server's
+        # cheapest output after binary NUMERIC, which no client decodes fast. Against
+        # connectorx (issue 12 item 6): no new backend per read, ~30% less client CPU.
+        q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol,
+                             engine="adbc" if exact else "cx")
+        table = decimal_text_to_float(read_adbc(db, Query(), q.inline(sql), what=what, table=spec.key), spec)
     return conform(table, schema, constants={"symbol": symbols[0]} if drop_symbol else None)
 
 
 # Range reads that can return at most this many one-minute bars (symbols x minutes in the
-# range) run on the pool's warm ADBC connection instead of a new connectorx connection:
-# 375 bars in 1-2 ms instead of 9-10 ms; about even at ~14k rows; connectorx wins from
-# there (200k rows: 236 vs 310 ms).
+# range) bind their values as parameters (one round trip, the driver's row protocol);
+# larger ones inline them so that the driver streams the result through COPY.
 SMALL_RANGE_ROWS = 20_000
 
 
@@ -581,8 +590,8 @@ def _is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool
     timeframe of minute bars, so symbols x minutes bounds the read.
 
     Any other key column (option bars: one row per contract and minute) voids the bound:
-    such reads always take connectorx. Several timeframes, or bars finer than a minute,
-    make the bound optimistic; the cost is then only the slower engine, never a wrong result.
+    such reads always stream through COPY. Several timeframes, or bars finer than a minute,
+    make the bound optimistic; the cost is then only the slower path, never a wrong result.
     """
     if set(spec.primary_key) - {"symbol", "timeframe", spec.time_column}:
         return False

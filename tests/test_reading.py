@@ -26,12 +26,12 @@ from regime_io.tables import TABLES
 T0 = dt.datetime(2024, 1, 2, 9, 15)
 
 
-@pytest.fixture(autouse=True, params=["connectorx", "adbc"])
+@pytest.fixture(autouse=True, params=["copy", "adbc"])
 def range_engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs with range reads on each engine: small ranges go to the warm ADBC
-    connection, larger ones to connectorx (``reading.SMALL_RANGE_ROWS``); both must
-    return the same frames."""
-    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0 if request.param == "connectorx" else 10**12)
+    """Every test runs with range reads on each path: small ranges bind their values on the
+    warm ADBC connection, larger ones inline them and stream through COPY
+    (``reading.SMALL_RANGE_ROWS``); both must return the same frames."""
+    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0 if request.param == "copy" else 10**12)
     return str(request.param)
 
 
