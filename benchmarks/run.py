@@ -218,8 +218,13 @@ def _sealed_stream(server: Any, sdb: Any, sstream: Any, total: int, batch_rows: 
     start, end = sstream.span()
     fig = measure_stream_rss(server.url(), schema=sdb.settings.schema, symbols=sstream.symbols, start=start,
                              end=end, expected_rows=total, batch_rows=batch_rows)
+    from .history import _table_bytes
+
     fig["label"] = label
     fig["seal_seconds"] = seconds
+    # Bytes per bar of NSE-shaped symbol-months (375 bars a day): docs/scaling.md sizes with it.
+    fig["sealed_bytes"] = _table_bytes(server, sdb, chunks=True)
+    fig["sealed_bytes_per_row"] = fig["sealed_bytes"] / total
     return fig
 
 
