@@ -17,7 +17,7 @@ from .tables import TableSpec
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["BUCKET_ORIGIN", "latest_query", "range_order", "range_query", "select_list", "where_conditions"]
+__all__ = ["latest_query", "range_order", "range_query", "select_list", "where_conditions"]
 
 
 def range_order(spec: TableSpec) -> tuple[str, ...]:
@@ -28,10 +28,6 @@ def range_order(spec: TableSpec) -> tuple[str, ...]:
         rest = tuple(c for c in spec.primary_key if c not in ("symbol", time_col))
         return ("symbol", time_col, *rest)
     return spec.primary_key
-
-
-# Epoch origin for resampling buckets: the same alignment as Polars' group_by_dynamic.
-BUCKET_ORIGIN = "TIMESTAMP '1970-01-01 00:00:00'"
 
 
 def select_list(spec: TableSpec, names: Sequence[str], *, exact: bool, engine: Literal["cx", "adbc"],
