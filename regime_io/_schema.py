@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ._catalog import catalog_sql, fill_catalog
+from ._changes import live_sql
 from ._history import history_sql
 from ._pool import ConnectionPool
 from ._sql import literal, qualified, quote_ident
@@ -38,13 +39,14 @@ log = logging.getLogger(__name__)
 
 # Bump with a migration in initialize_database when the DDL changes: add its line to
 # _VERSIONS (every statement of schema_sql is idempotent, so the migration is running it).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _VERSIONS = {
     1: "initial schema: five tables, natural primary keys, range partitions on timestamp",
     2: "columnar history tier: a <table>_chunks table per time-series table",
     3: "metadata: the storage time zone and each table's time kind (naive or aware)",
     4: "series catalog: first/last timestamp and row count per stored series",
     5: "knowledge time: known_from on every table, a <table>_history table of superseded versions",
+    6: "live tail: change_xid (writing transaction id, BRIN-indexed) on every table, <prefix>sealed_changes",
 }
 # The version whose migration fills the series catalog from the rows already stored.
 _CATALOG_VERSION = 4
@@ -144,6 +146,7 @@ def schema_sql(settings: Settings) -> list[str]:
     )
     statements.extend(metadata_sql(settings))
     statements.extend(catalog_sql(settings))
+    statements.extend(live_sql(settings))
     return statements
 
 

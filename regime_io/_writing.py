@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import _catalog as catalog
+from . import _changes as changes
 from ._chunkstore import MergeCounts, route_batch, route_staged
 from ._pool import lost_before_commit
 from ._schema import qualified_table
@@ -284,6 +285,8 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
                         series += catalog.series_counts(spec, rest)
                     catalog.record_writes(cur, db.settings, spec, series)
                     trimmed = _trim(cur, db, spec, trim) if trim else 0
+                    if inserted or updated:
+                        changes.notify(cur, db.settings, spec)  # delivered at commit (regime_io._changes)
                 finally:
                     cur.close()
         except _FallBackToStaging:
@@ -367,6 +370,7 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
                 if sealed_part:
                     series += _sealed_series(spec, sealed_part[0])
                 catalog.record_writes(cur, db.settings, spec, series)
+                changes.notify(cur, db.settings, spec)
             finally:
                 cur.close()
     except adbc_driver_manager.Error as err:
@@ -511,6 +515,8 @@ def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict, *, known_
         values = [quote_ident(c) for c in spec.value_columns]
         conflict = (
             f" ON CONFLICT ({key}) DO UPDATE SET " + ", ".join(f"{v} = EXCLUDED.{v}" for v in values)
+            # The live tail's change stamp: EXCLUDED carries the column default, this transaction's id.
+            + f", {changes.CHANGE_COLUMN} = EXCLUDED.{changes.CHANGE_COLUMN}"
             + (f", known_from = {known_from_update}" if known_from_update else "")
             + f" WHERE ({', '.join('t.' + v for v in values)}) IS DISTINCT FROM "
             f"({', '.join('EXCLUDED.' + v for v in values)})"

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
     from ._maintenance import CleanupReport
     from ._sealing import SealReport
+    from ._tail import Tail
     from ._writing import WriteResult
 
 __all__ = ["PostgreSQLIntegration"]
@@ -941,6 +942,79 @@ class PostgreSQLIntegration(Generic[F]):
         return _reading.iter_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                           strikes=strikes, option_type=option_type, batch_rows=batch_rows,
                                           exact=exact, as_of=as_of)
+
+    # -- live tail --------------------------------------------------------------------------
+
+    @overload
+    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+             poll_interval: float = 1.0, exact: bool = False, return_type: None = None) -> Tail[F]: ...
+    @overload
+    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+             poll_interval: float = 1.0, exact: bool = False,
+             return_type: Literal["polars"]) -> Tail[pl.DataFrame]: ...
+    @overload
+    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+             poll_interval: float = 1.0, exact: bool = False,
+             return_type: Literal["pandas"]) -> Tail[pd.DataFrame]: ...
+    @overload
+    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+             poll_interval: float = 1.0, exact: bool = False,
+             return_type: Literal["arrow"]) -> Tail[pa.Table]: ...
+
+    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+             poll_interval: float = 1.0, exact: bool = False, return_type: ReturnType | None = None) -> Any:
+        """Follow a time-series table: its new and changed rows as frames, as they commit.
+
+        Every committed insert and update is delivered once, per key in commit order,
+        including transactions that commit late; rolled-back writes never are (mechanism
+        and costs: ``docs/live.md``). Deletes (retention, rolling trims) are not delivered.
+        Writers notify at commit, so a batch arrives within milliseconds; the table is also
+        polled every ``poll_interval`` seconds, for rows written by other tools.
+
+        Parameters:
+            table: ``market_data``, ``options_data``, ``market_regimes`` or
+                ``market_regimes_1min`` (any name or alias :meth:`save` accepts).
+            symbols: only these symbols (one or a list); None: every symbol.
+            since: first deliver every stored row with a timestamp at or after this time
+                (both tiers, one consistent read, one batch), then follow the changes.
+            cursor: resume right after the batch whose ``.cursor`` this is (any process,
+                any day). Neither ``since`` nor ``cursor``: follow from now (the moment of
+                this call).
+            max_rows: at most this many rows per batch (a large write arrives in pages).
+            timeout: end the iteration after this many seconds without a new row;
+                None: run until ``close()``.
+            poll_interval: seconds between polls when no notification arrives.
+            exact: DECIMAL columns as exact decimals instead of Float64.
+            return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
+
+        Returns:
+            A :class:`~regime_io._tail.Tail`: an iterator (and context manager) of batches
+            with ``.frame`` (the range readers' columns and dtypes) and ``.cursor`` (an
+            opaque string token).
+
+        Raises:
+            UsageError: a bad argument, a damaged cursor or one of another table, both
+                ``since`` and ``cursor``, a table without a time column, a Citus cluster.
+            ReadError: the server refused a query.
+            ServerUnavailableError: the server went away; resume from the last cursor.
+
+        Example:
+            >>> for batch in pg.tail("1min", symbols=["NIFTY"], timeout=300):  # doctest: +SKIP
+            ...     act_on(batch.frame)
+            ...     store_token(batch.cursor)
+        """
+        from . import _tail
+
+        rt = self._rt(return_type)
+        if not self.enabled:
+            return iter(())
+        return _tail.tail(self.db, table, symbols=symbols, since=since, cursor=cursor, max_rows=max_rows,
+                          timeout=timeout, poll_interval=poll_interval, exact=exact, return_type=rt)
 
     @overload
     def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from regime_io import PostgreSQLIntegration, _asof, _history, _maintenance, _quality, _reading, _scan, _writing
+from regime_io import PostgreSQLIntegration, _asof, _history, _maintenance, _quality, _reading, _scan, _tail, _writing
 
 # Facade method -> (engine function, parameters the facade fixes itself).
 ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
@@ -95,8 +95,14 @@ def test_every_public_method_is_checked() -> None:
         assert doc, f"{name} has no docstring"
 
 
-FRAME_READERS = sorted(m for m in ENGINES
-                       if "return_type" in inspect.signature(getattr(PostgreSQLIntegration, m)).parameters)
+FRAME_READERS = sorted(m for m in ENGINES if m != "tail"  # tail returns an iterator of frames: below
+                       and "return_type" in inspect.signature(getattr(PostgreSQLIntegration, m)).parameters)
+
+
+def test_tail_is_overloaded_on_return_type() -> None:
+    returns = sorted(str(inspect.signature(o).return_annotation)
+                     for o in typing.get_overloads(PostgreSQLIntegration.tail))
+    assert returns == sorted(["Tail[F]", "Tail[pa.Table]", "Tail[pd.DataFrame]", "Tail[pl.DataFrame]"]), returns
 
 
 def test_the_frame_readers_are_found() -> None:

@@ -1,0 +1,341 @@
+"""The live tail: rows delivered once, in commit order per key, late commits included,
+rollbacks never; cursors resume exactly; sealed-tier writes and other tools' writes
+are delivered; misuse is a UsageError."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import psycopg
+import pytest
+from polars.testing import assert_frame_equal
+
+from regime_io import PostgreSQLIntegration, UsageError
+from regime_io.config import Settings
+
+T0 = dt.datetime(2024, 5, 6, 9, 15)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def regimes(symbols: list[str], minute: int, tag: str = "UP", confidence: float = 0.5) -> pl.DataFrame:
+    return pl.DataFrame({"symbol": symbols, "timestamp": [T0 + dt.timedelta(minutes=minute)] * len(symbols),
+                         "regime": [tag] * len(symbols), "confidence": [confidence] * len(symbols)})
+
+
+def keys(frame: pl.DataFrame) -> list[tuple[str, dt.datetime, str]]:
+    return [(r["symbol"], r["timestamp"], r["regime"]) for r in frame.iter_rows(named=True)]
+
+
+def drain(pg: PostgreSQLIntegration[Any], **kwargs: Any) -> tuple[list[pl.DataFrame], str | None]:
+    frames, cursor = [], None
+    kwargs.setdefault("timeout", 0.5)
+    kwargs.setdefault("poll_interval", 0.05)
+    with pg.tail("1min", **kwargs) as batches:
+        for batch in batches:
+            frames.append(batch.frame)
+            cursor = batch.cursor
+    return frames, cursor
+
+
+def test_new_and_changed_rows_arrive_once_rollbacks_never(pg: PostgreSQLIntegration[Any]) -> None:
+    pg.save_1min_market_regime(regimes(["A", "B"], 0))  # before the tail: not delivered
+    tail = pg.tail("1min", timeout=1.0, poll_interval=0.05)
+    pg.save_1min_market_regime(regimes(["A", "B"], 1))
+    pg.save_1min_market_regime(regimes(["A"], 0, tag="DOWN"))  # an update of a row stored before
+    pg.save_1min_market_regime(regimes(["A"], 0, tag="DOWN"))  # unchanged: nothing new
+
+    def boom(done: int, total: int | None) -> None:
+        raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        pg.save("1min", regimes(["C"], 5), progress=boom)
+    got = [row for batch in tail for row in keys(batch.frame)]
+    assert sorted(got) == sorted([("A", T0 + dt.timedelta(minutes=1), "UP"), ("B", T0 + dt.timedelta(minutes=1), "UP"),
+                                  ("A", T0, "DOWN")])
+
+
+def test_the_frame_has_the_range_readers_columns_and_dtypes(pg: PostgreSQLIntegration[Any]) -> None:
+    tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)
+    pg.save_1min_market_regime(regimes(["A", "B"], 0).with_columns(pl.lit(0.05).alias("ema_signal")))
+    frame = pl.concat([b.frame for b in tail])
+    stored = pg.get_1min_market_regimes(["A", "B"])
+    assert_frame_equal(frame.sort("symbol", "timestamp"), stored.sort("symbol", "timestamp"))
+    exact = next(iter(pg.tail("1min", since=T0, exact=True, return_type="arrow", timeout=0.1))).frame
+    assert str(exact.schema.field("confidence").type) == "decimal128(5, 2)"
+    pandas = next(iter(pg.tail("1min", since=T0, return_type="pandas", timeout=0.1))).frame
+    assert list(pandas.columns) == stored.columns
+
+
+def test_a_late_commit_is_delivered_after_the_rows_committed_before_it(pg: PostgreSQLIntegration[Any],
+                                                                      settings: Settings) -> None:
+    """A transaction that started first and commits last (another tool's plain INSERT:
+    the column default stamps it) is delivered when it commits, not skipped."""
+    tail = pg.tail("1min", timeout=0.7, poll_interval=0.05)
+    table = f'"{settings.schema}"."{settings.table_name("market_regimes_1min")}"'
+    url = pg.db.resolved.url(redact=False)
+    pg.save_1min_market_regime(regimes(["A"], 0))  # creates the partitions
+    with psycopg.connect(url) as slow:
+        slow.execute(f"INSERT INTO {table} (symbol, timestamp, regime, confidence) VALUES ('LATE', %s, 'X', 1)",
+                     (T0,))
+        pg.save_1min_market_regime(regimes(["B"], 0))
+        first = next(tail)
+        assert sorted(keys(first.frame)) == [("A", T0, "UP"), ("B", T0, "UP")]
+        slow.commit()
+    rest = [row for batch in tail for row in keys(batch.frame)]
+    assert rest == [("LATE", T0, "X")]
+
+
+def test_other_tools_take_part_with_the_column_default(pg: PostgreSQLIntegration[Any], settings: Settings) -> None:
+    pg.save_1min_market_regime(regimes(["A"], 0))
+    tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)  # no NOTIFY from these writes: found by polling
+    table = f'"{settings.schema}"."{settings.table_name("market_regimes_1min")}"'
+    with psycopg.connect(pg.db.resolved.url(redact=False), autocommit=True) as conn:
+        conn.execute(f"UPDATE {table} SET regime = 'SQL', change_xid = DEFAULT WHERE symbol = 'A'")
+        conn.execute(f"UPDATE {table} SET confidence = 0.9 WHERE symbol = 'A'")  # no stamp: not seen
+    assert [row for b in tail for row in keys(b.frame)] == [("A", T0, "SQL")]
+
+
+def test_since_reads_both_tiers_in_one_snapshot_then_follows(pg: PostgreSQLIntegration[Any]) -> None:
+    old = pl.concat([regimes(["A", "B"], m) for m in range(3)]).with_columns(
+        pl.col("timestamp").dt.offset_by("-2mo"))
+    pg.save_1min_market_regime(old)
+    pg.seal_history(T0.date() - dt.timedelta(days=20))
+    assert pg.catalog("1min").height == 2
+    pg.save_1min_market_regime(pl.concat([regimes(["A", "B"], m) for m in range(3)]))
+    since = T0 - dt.timedelta(days=62)
+    frames, cursor = drain(pg, since=since)
+    assert len(frames) == 1
+    expected = pg.get_1min_market_regimes(["A", "B"], start_date=since)
+    assert_frame_equal(frames[0].sort("symbol", "timestamp"), expected.sort("symbol", "timestamp"))
+    only_a, _ = drain(pg, since=since, symbols="A")
+    assert set(only_a[0]["symbol"]) == {"A"} and only_a[0].height == 6
+    pg.save_1min_market_regime(regimes(["A"], 9))
+    frames, _ = drain(pg, cursor=cursor)
+    assert [keys(f) for f in frames] == [[("A", T0 + dt.timedelta(minutes=9), "UP")]]
+
+
+def test_writes_into_sealed_months_are_delivered(pg: PostgreSQLIntegration[Any]) -> None:
+    old = pl.concat([regimes(["A", "B"], m) for m in range(4)]).with_columns(
+        pl.col("timestamp").dt.offset_by("-2mo"))
+    pg.save_1min_market_regime(old)
+    pg.seal_history(T0.date() - dt.timedelta(days=20))
+    tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)
+    restated = old.filter(pl.col("symbol") == "A").head(2).with_columns(pl.lit("RESTATED").alias("regime"))
+    unchanged = old.filter(pl.col("symbol") == "B").head(1)
+    fresh = regimes(["A"], 30, tag="NEW").with_columns(pl.col("timestamp").dt.offset_by("-2mo"))
+    result = pg.save_1min_market_regime(pl.concat([restated, unchanged, fresh]))
+    assert (result.inserted, result.updated, result.unchanged) == (1, 2, 1)
+    assert result.method == "sealed"
+    got = [row for b in tail for row in keys(b.frame)]
+    assert sorted(got) == sorted(keys(pl.concat([restated, fresh])))
+
+
+def test_a_large_write_arrives_in_pages_and_resumes_mid_interval(pg: PostgreSQLIntegration[Any]) -> None:
+    start = pg.tail("1min").cursor
+    pg.save_1min_market_regime(pl.concat([regimes([f"S{i}" for i in range(5)], m) for m in range(2)]))
+    frames, _ = drain(pg, cursor=start, max_rows=4)
+    assert [f.height for f in frames] == [4, 4, 2]
+    second = None
+    with pg.tail("1min", cursor=start, max_rows=4, timeout=0.3) as batches:
+        next(batches)
+        second = next(batches).cursor
+    rest, _ = drain(pg, cursor=second, max_rows=4)
+    assert [f.height for f in rest] == [2]
+    everything = pl.concat(frames)
+    assert everything.select("symbol", "timestamp").is_unique().all() and everything.height == 10
+    assert_frame_equal(pl.concat(frames[2:]), rest[0])
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"max_rows": 0}, "max_rows"),
+    ({"timeout": -1}, "timeout"),
+    ({"poll_interval": 0}, "poll_interval"),
+    ({"cursor": "nonsense"}, "not a tail cursor"),
+    ({"cursor": "rt1.bm90IGpzb24"}, "damaged"),
+    ({"since": "04/03/2024"}, "ISO 8601"),
+    ({"return_type": "numpy"}, "return_type"),
+])
+def test_misuse_is_a_usage_error(pg: PostgreSQLIntegration[Any], kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        pg.tail("1min", **kwargs)
+
+
+def test_cursor_of_another_table_or_with_since_is_refused(pg: PostgreSQLIntegration[Any]) -> None:
+    cursor = pg.tail("bars").cursor
+    with pytest.raises(UsageError, match="follows 'market_data'"):
+        pg.tail("1min", cursor=cursor)
+    with pytest.raises(UsageError, match="not both"):
+        pg.tail("bars", cursor=cursor, since=T0)
+    with pytest.raises(UsageError, match="no time column"):
+        pg.tail("optimization_results")
+
+
+# -- concurrency: 8 writers, random commit delays and rollbacks, a consumer killed and resumed
+
+
+class Writers:
+    """Eight writers: six through regime_io (commit delayed inside the transaction, random
+    rollbacks via the progress hook), one through save_rolling_market_regime, one with
+    plain SQL (another tool). Each writer owns its symbol, so its calls give each key's
+    commit order. Records every committed version."""
+
+    def __init__(self, pg: PostgreSQLIntegration[Any], settings: Settings, calls: int, seed: int) -> None:
+        self.pg = pg
+        self.table = f'"{settings.schema}"."{settings.table_name("market_regimes_1min")}"'
+        self.url = pg.db.resolved.url(redact=False)
+        self.calls = calls
+        self.seed = seed
+        self.committed: dict[tuple[str, dt.datetime], list[str]] = {}
+        self.lock = threading.Lock()
+        self.errors: list[BaseException] = []
+
+    def run(self) -> list[threading.Thread]:
+        threads = [threading.Thread(target=self._guard, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        return threads
+
+    def _guard(self, w: int) -> None:
+        try:
+            self._writer(w)
+        except BaseException as err:  # surfaced by the test
+            self.errors.append(err)
+
+    def _writer(self, w: int) -> None:
+        rng = random.Random(self.seed * 100 + w)
+        symbol = f"W{w}"
+        written: list[int] = []
+        for call in range(self.calls):
+            minutes = [rng.choice(written) if written and rng.random() < 0.3 else call]
+            if rng.random() < 0.3:
+                minutes.append(call + 1000)
+            frame = pl.concat([regimes([symbol], m, tag=f"{symbol}-{call}-{m}") for m in minutes])
+            rollback = rng.random() < 0.2
+            delay = rng.random() * 0.15
+            try:
+                if w == 7:
+                    self._sql(frame, delay, rollback)
+                elif w == 6 and not rollback:
+                    time.sleep(delay)
+                    self.pg.save_rolling_market_regime(frame, window_minutes=10**6)
+                else:
+                    def hook(done: int, total: int | None, delay: float = delay, rollback: bool = rollback) -> None:
+                        time.sleep(delay)  # the transaction is open and has written: a late commit
+                        if rollback:
+                            raise _Rollback
+
+                    self.pg.save("1min", frame, progress=hook, chunk_rows=1)
+            except _Rollback:
+                continue
+            if rollback and w in (6, 7):
+                continue
+            with self.lock:
+                for r in frame.iter_rows(named=True):
+                    self.committed.setdefault((r["symbol"], r["timestamp"]), []).append(r["regime"])
+            written.extend(m for m in minutes if m not in written)
+
+    def _sql(self, frame: pl.DataFrame, delay: float, rollback: bool) -> None:
+        with psycopg.connect(self.url) as conn:
+            for r in frame.iter_rows(named=True):
+                conn.execute(f"INSERT INTO {self.table} (symbol, timestamp, regime, confidence) "
+                             "VALUES (%s, %s, %s, 0.5) ON CONFLICT (symbol, timestamp) DO UPDATE "
+                             "SET regime = EXCLUDED.regime, change_xid = DEFAULT",
+                             (r["symbol"], r["timestamp"], r["regime"]))
+            time.sleep(delay)
+            if rollback:
+                conn.rollback()
+            else:
+                conn.commit()
+
+
+class _Rollback(Exception):
+    pass
+
+
+def check_delivery(delivered: list[tuple[str, dt.datetime, str]],
+                   committed: dict[tuple[str, dt.datetime], list[str]], stored: pl.DataFrame) -> None:
+    """Exactly once, commit order per key, rollbacks never, final state reached."""
+    assert len(delivered) == len(set(delivered)), "a row version was delivered twice"
+    per_key: dict[tuple[str, dt.datetime], list[str]] = {}
+    for symbol, ts, tag in delivered:
+        per_key.setdefault((symbol, ts), []).append(tag)
+    assert set(per_key) == set(committed), "keys delivered != keys committed"
+    final = {(r["symbol"], r["timestamp"]): r["regime"] for r in stored.iter_rows(named=True)}
+    for key, versions in committed.items():
+        got = per_key[key]
+        assert set(got) <= set(versions), f"{key}: delivered a version never committed: {got} vs {versions}"
+        order = [versions.index(v) for v in got]
+        assert order == sorted(order), f"{key}: delivered out of commit order: {got} vs {versions}"
+        assert got[-1] == versions[-1] == final[key], f"{key}: last delivered {got[-1]}, stored {final[key]}"
+        if len(versions) == 1:
+            assert got == versions  # inserted once, never changed: delivered exactly
+
+
+def test_eight_writers_one_consumer_every_committed_row_once(pg: PostgreSQLIntegration[Any],
+                                                             settings: Settings) -> None:
+    pg.save_1min_market_regime(regimes(["PRE"], 0))  # the partitions, for the plain-SQL writer
+    tail = pg.tail("1min", timeout=1.5, poll_interval=0.1, max_rows=5)
+    writers = Writers(pg, settings, calls=8, seed=1)
+    delivered: list[tuple[str, dt.datetime, str]] = []
+    threads = writers.run()
+    for batch in tail:
+        delivered.extend(keys(batch.frame))
+    for t in threads:
+        t.join()
+    delivered.extend(row for b in pg.tail("1min", cursor=tail.cursor, timeout=0.3) for row in keys(b.frame))
+    assert not writers.errors, writers.errors
+    check_delivery(delivered, writers.committed, pg.get_1min_market_regimes([f"W{w}" for w in range(8)]))
+
+
+@pytest.mark.slow
+def test_a_consumer_killed_at_random_points_resumes_exactly(pg: PostgreSQLIntegration[Any], settings: Settings,
+                                                            tmp_path: Path) -> None:
+    pg.save_1min_market_regime(regimes(["PRE"], 0))
+    cursor = pg.tail("1min").cursor
+    out = tmp_path / "delivered.jsonl"
+    out.touch()
+    writers = Writers(pg, settings, calls=20, seed=2)
+    threads = writers.run()
+    rng = random.Random(7)
+    url = pg.db.resolved.url(redact=False)
+    kills = 0
+
+    def consumer(idle: float) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(ROOT / "tests" / "_tail_consumer.py"), url, settings.schema,
+                                 str(out), cursor, str(idle)], cwd=ROOT, stderr=subprocess.PIPE)
+
+    def last_complete_cursor() -> str:
+        text = out.read_text(encoding="utf-8")
+        complete = text[: text.rfind("\n") + 1]
+        out.write_text(complete, encoding="utf-8")  # a line cut by the kill: as if never written
+        lines = complete.splitlines()
+        return json.loads(lines[-1])["cursor"] if lines else cursor
+
+    while any(t.is_alive() for t in threads):
+        proc = consumer(idle=60)
+        time.sleep(rng.uniform(0.5, 3.0))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        cursor = last_complete_cursor()
+    for t in threads:
+        t.join()
+    proc = consumer(idle=3)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert kills >= 2
+    assert not writers.errors, writers.errors
+    delivered = [(s, dt.datetime.fromisoformat(ts), tag) for line in out.read_text().splitlines()
+                 for s, ts, tag in json.loads(line)["rows"]]
+    check_delivery(delivered, writers.committed, pg.get_1min_market_regimes([f"W{w}" for w in range(8)]))
