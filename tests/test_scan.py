@@ -151,3 +151,15 @@ def test_batches_stream(pg: PostgreSQLIntegration) -> None:
     for batch in pg.scan("bars").filter(pl.col("symbol") == "A").collect_batches(chunk_size=500):
         batches.append(batch)
     assert sum(b.height for b in batches) == 4000
+
+
+def test_counts_joins_and_the_streaming_engine(pg: PostgreSQLIntegration) -> None:
+    _fill(pg)
+    lf = pg.scan("bars")
+    assert lf.select(pl.len()).collect().item() == 3 * 2 * 2000
+    assert lf.filter(pl.col("symbol") == "A").select(pl.len()).collect().item() == 2 * 2000
+    streamed = lf.filter((pl.col("symbol") == "B") & (pl.col("timeframe") == "5m")).collect(engine="streaming")
+    assert_frame_equal(streamed, pg.get_market_data("B", timeframe="5m"))
+    regimes = pg.scan("1min").select("symbol", "timestamp", "regime")
+    joined = lf.filter(pl.col("timeframe") == "1m").join(regimes, on=["symbol", "timestamp"]).collect()
+    assert joined.height == 2 * 2000
