@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from . import _chunks as chunks
 from . import _chunkstore as store
+from ._changes import CHANGE_COLUMN
 from ._pool import is_connection_error
 from ._schema import chunk_table, qualified_table
 from ._sql import quote_ident
@@ -406,7 +407,9 @@ def _unseal_period(db: Database, spec: TableSpec, period: dt.date,
                 if not parts:
                     return 0, 0, 0
                 rows = pa.concat_tables(parts)
-                _ingest(cur, settings.table_name(spec.key), rows, db_schema_name=settings.schema)
+                # change_xid NULL: moving rows between tiers is no change for the live tail.
+                _ingest(cur, settings.table_name(spec.key), rows.append_column(
+                    CHANGE_COLUMN, pa.nulls(rows.num_rows, pa.int64())), db_schema_name=settings.schema)
                 store.delete_chunks(cur, settings, spec, period, list(decoded))
                 after = _heap_bytes(cur, db, spec, period, list(decoded))
             finally:

@@ -339,3 +339,14 @@ def test_a_consumer_killed_at_random_points_resumes_exactly(pg: PostgreSQLIntegr
     delivered = [(s, dt.datetime.fromisoformat(ts), tag) for line in out.read_text().splitlines()
                  for s, ts, tag in json.loads(line)["rows"]]
     check_delivery(delivered, writers.committed, pg.get_1min_market_regimes([f"W{w}" for w in range(8)]))
+
+
+def test_sealing_and_unsealing_move_rows_without_delivering_them(pg: PostgreSQLIntegration[Any]) -> None:
+    old = pl.concat([regimes(["A"], m) for m in range(3)]).with_columns(pl.col("timestamp").dt.offset_by("-2mo"))
+    pg.save_1min_market_regime(old)
+    tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)
+    pg.seal_history(T0.date() - dt.timedelta(days=20))
+    pg.unseal_history(T0 - dt.timedelta(days=90), T0)
+    pg.save_1min_market_regime(regimes(["A"], 0))
+    assert [row for b in tail for row in keys(b.frame)] == [("A", T0, "UP")]
+    assert pg.get_1min_market_regimes("A").height == 4
