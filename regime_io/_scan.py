@@ -108,6 +108,9 @@ def _constant(node: Any) -> tuple[bool, Any]:
         return False, None
     if series.len() != 1:
         return False, None
+    inner = series.dtype.inner if isinstance(series.dtype, pl.List) else series.dtype
+    if isinstance(inner, pl.Datetime) and inner.time_unit == "ns":
+        return False, None  # nanoseconds would be cut to the stored microseconds: left to polars
     value = series.item()
     if isinstance(value, pl.Series):
         return True, value.to_list()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -163,3 +164,26 @@ def test_counts_joins_and_the_streaming_engine(pg: PostgreSQLIntegration) -> Non
     regimes = pg.scan("1min").select("symbol", "timestamp", "regime")
     joined = lf.filter(pl.col("timeframe") == "1m").join(regimes, on=["symbol", "timestamp"]).collect()
     assert joined.height == 2 * 2000
+
+
+def test_what_a_predicate_pushes() -> None:
+    """The plan alone (no server): pushed tests, exactness, stored spellings, what stays in polars."""
+    from regime_io._scan import plan_scan
+    from regime_io.tables import TABLES
+
+    bars_ = TABLES["market_data"]
+    plan = plan_scan(bars_, pl.col("timestamp").is_between(T1, T2, closed="left") & pl.col("timeframe").is_in(
+        ["1min", "5T"]) & (pl.col("symbol") == "A"))
+    assert (plan.start, plan.end, plan.end_exclusive) == (T1, T2, True) and plan.exact
+    assert plan.equal == {"timeframe": ["1m", "5m"]} and plan.symbols == ["A"]
+    assert plan.predicate is not None and '"1m"' in str(plan.predicate)
+    partly = plan_scan(bars_, (pl.col("symbol") == "A") & ((pl.col("close") > 1) | (pl.col("volume") == 0)))
+    assert partly.symbols == ["A"] and not partly.exact
+    # Nanosecond literals would be cut to microseconds: left to polars.
+    ns = plan_scan(bars_, pl.col("timestamp") < pl.lit(T1).cast(pl.Datetime("ns")))
+    assert ns.end > T2 and not ns.exact
+    # Ranges on text would depend on the collation: left to polars.
+    text = plan_scan(bars_, pl.col("symbol") > "A")
+    assert text.symbols is None and not text.exact
+    opts = plan_scan(TABLES["options_data"], (pl.col("strike_price") > 21500) & (pl.col("option_type") == "p"))
+    assert opts.lower == {"strike_price": (Decimal(21500), False)} and opts.equal == {"option_type": ["PE"]}
