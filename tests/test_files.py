@@ -135,3 +135,18 @@ def test_export_optimisation_results_with_json_parameters(stored: Any, tmp_path:
     params = [json.loads(p) for p in runs["parameters"]]
     assert {"ema_fast", "ema_slow", "atr_period", "regime_filter"} == set(params[0])
     assert isinstance(read_file(tmp_path / "o.csv", "optimization_results"), FileBatches)
+
+
+def test_export_options_and_regimes(stored: Any, tmp_path: Path) -> None:
+    chain = synthetic.options_chain("NIFTY", days=1, strikes=2)
+    regimes = synthetic.regimes(["NIFTY"], days=1)
+    stored.save_options_data(chain)
+    stored.save_market_regime(regimes)
+    options = export_table(stored, "options", tmp_path / "o.parquet", symbol="NIFTY", start="2024-01-01",
+                           end="2024-01-01")
+    assert options.rows == chain.height
+    got = pl.read_parquet(tmp_path / "o.parquet").sort("timestamp", "expiry_date", "strike_price", "option_type")
+    assert got["implied_volatility"].to_list() == chain["implied_volatility"].to_list()
+    result = export_table(stored, "regimes", tmp_path / "r.arrow", symbol="NIFTY", start="2024-01-01",
+                          end="2024-01-01", timeframe="15m")
+    assert result.rows == regimes.height == pl.read_ipc(tmp_path / "r.arrow").height
