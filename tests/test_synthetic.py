@@ -120,3 +120,14 @@ def test_the_holiday_list_agrees_with_an_exchange_calendar() -> None:
     ours = {d for d in (dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(731)) if synthetic.is_session(d)}
     assert sessions - ours == {dt.date(2024, 11, 1), dt.date(2025, 10, 21)}
     assert ours - sessions == set()
+
+
+@pytest.mark.parametrize("module", ["synthetic", "files", "demo", "server"])
+def test_docstring_examples_run(module: str) -> None:
+    """The examples in these modules' docstrings are true (the ones that need a server are
+    marked +SKIP and run elsewhere: the CLI and README tests)."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"regime_io.{module}"), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
