@@ -724,6 +724,79 @@ def symbols(
 
 @app.command()
 @_clean_errors
+def tail(
+    ctx: typer.Context,
+    table: Annotated[str, typer.Argument(help=f"The table to follow: {TABLE_NAMES}.")],
+    symbol: Annotated[list[str] | None, typer.Option("--symbol", "-s", help="Only this symbol (repeat for "
+                                                     "several; default: every symbol).", show_default=False)] = None,
+    since: Annotated[str | None, typer.Option(help="First print the stored rows from this time (ISO 8601, e.g. "
+                                              "2024-01-02 or '2024-01-02 09:15'), then follow.",
+                                              show_default=False)] = None,
+    cursor: Annotated[str | None, typer.Option(help="Resume after the rows a previous run printed (the token "
+                                               "its summary line shows).", show_default=False)] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds without a new row "
+                                                  "(default: run until Ctrl-C).", show_default=False)] = None,
+) -> None:
+    """Print new and changed rows of a table as they are committed, until Ctrl-C.
+
+    In a terminal: a live table of the newest rows; piped: one tab-separated line per row.
+    """
+    import time
+
+    from rich.live import Live
+
+    started = time.monotonic()
+    rows = batches = 0
+    with _state(ctx).integration() as pg:
+        stream = pg.tail(table, symbols=symbol or None, since=since, cursor=cursor, timeout=timeout,
+                         return_type="polars")
+        last = stream.cursor
+        window: pl.DataFrame | None = None
+        try:
+            if console.is_terminal:
+                with Live(_tail_view(None, 0, table), console=console, auto_refresh=False) as screen:
+                    for batch in stream:
+                        rows, batches, last = rows + batch.frame.height, batches + 1, batch.cursor
+                        window = batch.frame if window is None else window.vstack(batch.frame).tail(_TAIL_ROWS)
+                        screen.update(_tail_view(window, rows, table), refresh=True)
+            else:
+                for batch in stream:
+                    if batches == 0:
+                        typer.echo("\t".join(batch.frame.columns))
+                    places = [_decimals(batch.frame[n].to_list()) if t.is_float() else None
+                              for n, t in batch.frame.schema.items()]
+                    for values in batch.frame.iter_rows():
+                        typer.echo("\t".join(_text(v, p) if v is not None else "" for v, p in
+                                             zip(values, places, strict=True)))
+                    rows, batches, last = rows + batch.frame.height, batches + 1, batch.cursor
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stream.close()
+    err_console.print(f"{_plural(rows, 'row')} in {_plural(batches, 'batch', 'batches')} over "
+                      f"{time.monotonic() - started:,.1f}s; resume with --cursor {last}", soft_wrap=True)
+
+
+_TAIL_ROWS = 30  # rows the live view keeps on screen
+
+
+def _tail_view(window: pl.DataFrame | None, rows: int, table: str) -> Table:
+    """The live view: the newest rows, newest last, with the running count in the title."""
+    view = Table(show_edge=False, header_style="bold", title=f"{table_spec(table).key}: {_plural(rows, 'row')} "
+                 "(Ctrl-C to stop)", title_justify="left")
+    if window is None:
+        view.add_column("waiting for rows…")
+        return view
+    places = {name: _decimals(window[name].to_list()) for name, dtype in window.schema.items() if dtype.is_float()}
+    for name, dtype in window.schema.items():
+        view.add_column(name, justify="right" if dtype.is_numeric() else "left", no_wrap=True)
+    for values in window.iter_rows():
+        view.add_row(*(escape(_text(v, places.get(n))) for n, v in zip(window.columns, values, strict=True)))
+    return view
+
+
+@app.command()
+@_clean_errors
 def quality(
     ctx: typer.Context,
     table: Annotated[str, typer.Argument(help="Table name or alias (bars, options, regimes, 1min).")] = "bars",

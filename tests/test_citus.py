@@ -288,3 +288,20 @@ def test_sealing_on_both_engines(both: list[PostgreSQLIntegration]) -> None:
     for pg in both:
         pg.unseal_history("2024-01-01", "2024-02-29", tables="bars")
     same([pg.get_market_data(SYMBOLS[:3], "2024-01-01", "2024-03-31") for pg in both])
+
+
+def test_tail_is_refused_with_the_reason(citus_pg: PostgreSQLIntegration, citus_settings: Any) -> None:
+    """The live tail compares the rows' transaction ids with the coordinator's snapshots;
+    each worker numbers its own transactions, so on Citus it is refused, not silently
+    wrong (docs/live.md) -- whether or not the configuration says citus = true."""
+    from regime_io import UsageError
+    from regime_io.config import settings_replace
+
+    with pytest.raises(UsageError, match="not supported on Citus"):
+        citus_pg.tail("1min")
+    unaware = PostgreSQLIntegration(settings=settings_replace(citus_settings, citus=False))
+    try:
+        with pytest.raises(UsageError, match="not supported on Citus"):
+            unaware.tail("1min")
+    finally:
+        unaware.close()

@@ -297,3 +297,29 @@ def test_replica_settings_inherit_the_primary_credentials() -> None:
     own = replicas.replica_settings(primary, "postgresql://reader:pw2@db3/other")
     assert (own.user, own.password.get(), own.database) == ("reader", "pw2", "other")
     assert "pw2" not in own.url() and "pw2" not in repr(own)
+
+
+def test_tail_on_a_replica_delivers_replayed_rows_by_polling(cluster: Cluster, primary_settings: Settings) -> None:
+    """A consumer pointed at the standby: its snapshots and the replayed rows come from the
+    same server, so delivery is exact; LISTEN is refused there (notifications are not
+    replicated) and the tail polls instead."""
+    writer = PostgreSQLIntegration(settings=primary_settings)
+    writer.initialize_database()
+    standby = load_settings(config={"database": {"dsn": cluster.replica_url, "schema": primary_settings.schema},
+                                    "connection": {"connection_timeout": 5, "retry_attempts": 0}}, env={})
+    reader = PostgreSQLIntegration(settings=standby)
+    try:
+        t0 = dt.datetime(2024, 5, 6, 9, 15)
+        frame = pl.DataFrame({"symbol": ["A", "B"], "timestamp": [t0, t0], "regime": ["UP", "DOWN"],
+                              "confidence": [0.5, 0.6]})
+        writer.save_1min_market_regime(frame)
+        cluster.wait_for_replay()
+        tail = reader.tail("1min", timeout=1.0, poll_interval=0.1)
+        writer.save_1min_market_regime(frame.with_columns(pl.lit(0.9).alias("confidence")))
+        writer.save_1min_market_regime(frame.with_columns(pl.col("timestamp") + dt.timedelta(minutes=1)))
+        got = pl.concat([b.frame for b in tail]).select("symbol", "timestamp", "confidence")
+        assert sorted(got.iter_rows()) == [("A", t0, 0.9), ("A", t0 + dt.timedelta(minutes=1), 0.5),
+                                           ("B", t0, 0.9), ("B", t0 + dt.timedelta(minutes=1), 0.6)]
+    finally:
+        reader.close()
+        writer.close()

@@ -350,3 +350,46 @@ def test_sealing_and_unsealing_move_rows_without_delivering_them(pg: PostgreSQLI
     pg.save_1min_market_regime(regimes(["A"], 0))
     assert [row for b in tail for row in keys(b.frame)] == [("A", T0, "UP")]
     assert pg.get_1min_market_regimes("A").height == 4
+
+
+# -- the command line
+
+
+def _cli(server: Any, settings: Settings, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from regime_io.cli import app
+
+    result = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", settings.schema, "tail", *args])
+    assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
+    return result
+
+
+def test_cli_prints_rows_as_lines_when_piped_and_a_summary(pg: PostgreSQLIntegration[Any], server: Any,
+                                                           settings: Settings) -> None:
+    pg.save_1min_market_regime(regimes(["A", "B"], 0))
+    result = _cli(server, settings, "1min", "--since", T0.isoformat(), "--symbol", "A", "--timeout", "0.3")
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t")[:4] == ["symbol", "timestamp", "regime", "confidence"]
+    assert [line.split("\t")[:3] for line in lines[1:]] == [["A", "2024-05-06 09:15:00", "UP"]]
+    assert "1 row in 1 batch" in result.stderr and "--cursor rt1." in result.stderr
+    cursor = result.stderr.split("--cursor ")[1].split()[0]
+    pg.save_1min_market_regime(regimes(["A", "B"], 1))
+    again = _cli(server, settings, "1min", "--cursor", cursor, "--symbol", "A", "-s", "B", "--timeout", "0.3")
+    assert [line.split("\t")[0] for line in again.stdout.splitlines()[1:]] == ["A", "B"]
+
+
+def test_cli_live_view_in_a_terminal(pg: PostgreSQLIntegration[Any], server: Any, settings: Settings,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    from regime_io import cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "console", Console(file=screen, force_terminal=True, width=200))
+    pg.save_1min_market_regime(regimes(["A", "B"], 0))
+    result = _cli(server, settings, "1min", "--since", "2024-05-06", "--timeout", "0.3")
+    assert "market_regimes_1min: 2 rows (Ctrl-C to stop)" in screen.getvalue()
+    assert "2 rows in 1 batch" in result.stderr
