@@ -66,6 +66,8 @@ QUALITY_SCHEMA = pa.schema([
     ("longest_zero_volume_run", pa.int64()), ("stale_runs", pa.int64()), ("jumps", pa.int64()),
 ])
 _OHLCV = ("open", "high", "low", "close", "volume")
+# Option bars: each contract is its own series of bars (runs and returns never mix contracts).
+_CONTRACT = ("expiry_date", "strike_price", "option_type")
 
 
 def quality_report(db: Database, table: str, symbols: str | Sequence[str] | None = None,
@@ -129,7 +131,8 @@ def _rows(db: Database, spec: TableSpec, symbols: list[str], sessions: pl.DataFr
     from ._reading import _read_range
     from ._readsql import TimeRange
 
-    names = [n for n in ("symbol", spec.time_column or "timestamp", "timeframe", *_OHLCV) if n in spec.column_names]
+    names = [n for n in ("symbol", spec.time_column or "timestamp", "timeframe", *_CONTRACT, *_OHLCV)
+             if n in spec.column_names]
     start = sessions["session_open"].min()
     end = sessions["session_close"].max()
     assert isinstance(start, dt.datetime) and isinstance(end, dt.datetime)
@@ -193,13 +196,15 @@ def _first_missing(grid: pl.DataFrame, minute: pl.DataFrame) -> pl.DataFrame:
 
 
 def _bar_checks(minute: pl.DataFrame) -> pl.DataFrame:
-    session = ("symbol", "session")
-    bars = minute.sort("symbol", "timestamp")
+    contract = [c for c in _CONTRACT if c in minute.columns]
+    series = ["symbol", *contract]
+    session = (*series, "session")
+    bars = minute.sort(*series, "timestamp")
     bars = bars.with_columns((pl.col("close").log() - pl.col("close").shift(1).log()).over(session).alias("_r"))
-    sigma = bars.group_by("symbol").agg(pl.col("_r").median().alias("_med"))
-    bars = bars.join(sigma, on="symbol", how="left")
-    sigma = bars.group_by("symbol").agg(((pl.col("_r") - pl.col("_med")).abs().median() * 1.4826).alias("_sigma"))
-    bars = bars.join(sigma, on="symbol", how="left")
+    sigma = bars.group_by(series).agg(pl.col("_r").median().alias("_med"))
+    bars = bars.join(sigma, on=series, how="left", nulls_equal=True)
+    sigma = bars.group_by(series).agg(((pl.col("_r") - pl.col("_med")).abs().median() * 1.4826).alias("_sigma"))
+    bars = bars.join(sigma, on=series, how="left", nulls_equal=True)
     flat = ((pl.col("open") == pl.col("high")) & (pl.col("high") == pl.col("low")) & (pl.col("low") == pl.col("close"))
             & (pl.col("close") == pl.col("close").shift(1).over(session))).fill_null(False)
     bars = bars.with_columns((pl.col("volume") == 0).alias("_zero"), flat.alias("_flat"))
@@ -207,12 +212,12 @@ def _bar_checks(minute: pl.DataFrame) -> pl.DataFrame:
         previous = pl.col(flag).shift(1).over(session).fill_null(False)
         bars = bars.with_columns((pl.col(flag) & previous.not_()).alias(f"{flag}_start"))
         bars = bars.with_columns(pl.col(f"{flag}_start").cum_sum().over(session).alias(f"{flag}_id"))
-        bars = bars.with_columns(pl.when(pl.col(flag)).then(pl.col(flag).sum().over(*session, f"{flag}_id")).otherwise(0)
-                                 .alias(f"{flag}_len"))
+        run_length = pl.col(flag).sum().over(*session, f"{flag}_id")
+        bars = bars.with_columns(pl.when(pl.col(flag)).then(run_length).otherwise(0).alias(f"{flag}_len"))
     violation = ((pl.col("low") > pl.col("high")) | (pl.col("open") > pl.col("high")) | (pl.col("open") < pl.col("low"))
                  | (pl.col("close") > pl.col("high")) | (pl.col("close") < pl.col("low")))
     jump = ((pl.col("_r").abs() > JUMP_SIGMAS * pl.col("_sigma")) & (pl.col("_sigma") > 0)).fill_null(False)
-    return bars.group_by(*session).agg(
+    return bars.group_by("symbol", "session").agg(
         violation.sum().cast(pl.Int64).alias("ohlc_violations"),
         (pl.col("_zero_start") & (pl.col("_zero_len") >= ZERO_VOLUME_RUN)).sum().cast(pl.Int64)
         .alias("zero_volume_runs"),

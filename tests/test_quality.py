@@ -112,3 +112,14 @@ def test_cli_prints_the_report_and_writes_the_heatmap(pg: PostgreSQLIntegration,
     assert png.stat().st_size > 5_000
     bad = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", settings.schema, "quality", "prices"])
     assert bad.exit_code != 0 and "unknown table 'prices'" in bad.output
+
+
+def test_option_contracts_are_separate_series(pg: PostgreSQLIntegration) -> None:
+    """Runs and returns never mix contracts: two contracts with different price levels are no jump."""
+    from _reading_data import options
+
+    pg.initialize_database()
+    pg.save_options_data(options("NIFTY", [dt.date(2024, 1, 25)], [21500.0, 21600.0], DAY1, 375))
+    report = pg.quality_report("options", "NIFTY", "2024-01-02", "2024-01-02")
+    assert report["present_minutes"].to_list() == [375] and report["ohlc_violations"].to_list() == [0]
+    assert report["jumps"].to_list() == [0] and report["duplicate_bars"].to_list() == [0]
