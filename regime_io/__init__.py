@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._maintenance import CleanupReport, TableCleanup
 from ._sealing import SealedPeriod, SealReport
+from ._tail import Tail, TailBatch
 from ._validation import DataQualityWarning
 from ._writing import WriteResult
 from .config import Secret, Settings, load_settings
@@ -53,6 +54,8 @@ __all__ = [
     "Settings",
     "TableCleanup",
     "TableSpec",
+    "Tail",
+    "TailBatch",
     "UsageError",
     "ValidationError",
     "WriteError",
