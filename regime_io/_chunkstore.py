@@ -34,8 +34,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import _chunks as chunks
 from . import _changes as live
+from . import _chunks as chunks
 from . import _history as history
 from ._schema import chunk_stat_columns, chunk_table, qualified_table
 from ._sql import literal, quote_ident
@@ -376,14 +376,14 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                                      if key in existing else table)
                 delete_rows(cur, settings, spec, period, keys)
         results: dict[SeriesKey, pa.Table] = {}
-        superseded: list[pa.Table] = []  # previous values of changed rows (regime_io._history)
+        superseded: list[pa.Table] = []  # previous values of changed rows, new rows (regime_io._history)
         fresh: list[pa.Table] = []  # new values of changed rows, for the live tail (regime_io._changes)
         for key, incoming in incoming_by_key.items():
             merged, ins, upd = merge(spec, existing.get(key), incoming, on_conflict=on_conflict,
                                      settings_table=name)
             counts.inserted += ins
             counts.updated += upd
-            if upd and spec.key in settings.history_tables:
+            if (upd or ins) and spec.key in settings.history_tables:
                 superseded.append(history.changed_rows(spec, existing.get(key), incoming, key))
             if ins:
                 times = incoming.column(spec.time_column or "timestamp")

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 
 KNOWN_FROM = "known_from"
 KNOWN_TO = "known_to"
+# A history row that records that the key had no value yet (a row added to a sealed chunk).
+ABSENT = "absent"
 
 
 def history_table(spec: TableSpec, settings: Settings) -> str:
@@ -84,9 +86,15 @@ def history_sql(spec: TableSpec, settings: Settings) -> list[str]:
     for col in spec.columns:
         lines.append(f"    {quote_ident(col.name)} {col.pg_type}{'' if col.nullable else ' NOT NULL'}")
     lines += ["    created_at TIMESTAMP", f"    {KNOWN_FROM} TIMESTAMPTZ NOT NULL",
-              f"    {KNOWN_TO} TIMESTAMPTZ NOT NULL", f"    CHECK ({KNOWN_TO} > {KNOWN_FROM})",
+              f"    {KNOWN_TO} TIMESTAMPTZ NOT NULL", f"    {ABSENT} BOOLEAN NOT NULL DEFAULT false",
+              f"    CHECK ({KNOWN_TO} > {KNOWN_FROM})",
               f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in (*spec.primary_key, KNOWN_FROM))})"]
-    return [add, f"CREATE TABLE IF NOT EXISTS {history_table(spec, settings)} (\n" + ",\n".join(lines) + "\n)"]
+    hist = history_table(spec, settings)
+    # ``absent`` came after the first release of these tables: added where missing.
+    absent = (f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {literal(hist)}::regclass "
+              f"AND attname = {literal(ABSENT)} AND NOT attisdropped) THEN "
+              f"ALTER TABLE {hist} ADD COLUMN {ABSENT} BOOLEAN NOT NULL DEFAULT false; END IF; END $$")
+    return [add, f"CREATE TABLE IF NOT EXISTS {hist} (\n" + ",\n".join(lines) + "\n)", absent]
 
 
 # ---------------------------------------------------------------------------------------
@@ -187,8 +195,16 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
                 f"SELECT t.id, {t_cols}, t.created_at, {old}, greatest({k}, {old} + interval '1 microsecond') "
                 f"FROM {staged} s JOIN {target} t ON {_join(spec, 't', 's')} WHERE {_distinct(spec, 't', 's')}",
                 parameters=params)
-    new_known = f"greatest({k}, {old} + interval '1 microsecond')"
-    cur.execute(_merge_sql(spec, db, "update", known_from=explicit, known_from_update=new_known), parameters=params)
+    # Citus refuses non-IMMUTABLE functions in DO UPDATE SET (a parameter cast to
+    # timestamptz, timestamptz + interval): k reaches it as EXCLUDED.known_from (every
+    # staged key exists by now, so the insert side supplies it and never inserts), the
+    # zone as a literal of the configuration, and the microsecond is added to UTC
+    # timestamps; the value is the same on a plain server.
+    old_literal = stored_known_from("t", literal(settings.storage_timezone))
+    new_known = (f"greatest(EXCLUDED.{KNOWN_FROM}, "
+                 f"timezone('UTC', timezone('UTC', {old_literal}) + interval '1 microsecond'))")
+    cur.execute(_merge_sql(spec, db, "update", known_from=k, known_from_update=new_known),
+                parameters=(when.isoformat(),))
     # Every staged key exists after step 2, so each row this merge returns is an update
     # (one inserted earlier in this transaction, by an earlier vintage, looks inserted).
     more, updated, _ = merged_counts(cur.fetchall())
@@ -210,26 +226,32 @@ def _check_order(cur: Any, spec: TableSpec, target: str, staged: str, params: tu
 
 
 def changed_rows(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, key: tuple[Any, ...]) -> pa.Table:
-    """The rows of one chunk (``existing``) that ``incoming`` changes, with every declared
-    column (the chunk key ``key`` filled in): the versions a sealed restatement supersedes."""
+    """What a merge of ``incoming`` into one chunk (``existing``) supersedes, with every
+    declared column (the chunk key ``key`` filled in) and ``absent``: the previous values
+    of the rows it changes (``absent`` false), and the rows it adds (``absent`` true: the
+    key had no value before; a chunk row keeps no insertion time, so this is recorded)."""
     import polars as pl
 
-    if existing is None or existing.num_rows == 0:
-        return pa.table({})
     inner = [c for c in spec.primary_key if c not in spec.chunk_by]
     values = [c for c in spec.chunk_columns if c not in inner]
-    old = pl.from_arrow(existing.select(list(spec.chunk_columns)))
     new = pl.from_arrow(incoming.select(list(spec.chunk_columns)))
-    assert isinstance(old, pl.DataFrame) and isinstance(new, pl.DataFrame)
-    both = old.join(new, on=inner, how="inner", suffix="__new", nulls_equal=True)
-    changed = pl.lit(False)
-    for v in values:
-        changed = changed | ~pl.col(v).eq_missing(pl.col(f"{v}__new"))
-    out = both.filter(changed).select(list(spec.chunk_columns))
+    assert isinstance(new, pl.DataFrame)
+    if existing is None or existing.num_rows == 0:
+        parts = [new.with_columns(pl.lit(True).alias(ABSENT))]
+    else:
+        old = pl.from_arrow(existing.select(list(spec.chunk_columns)))
+        assert isinstance(old, pl.DataFrame)
+        both = old.join(new, on=inner, how="inner", suffix="__new", nulls_equal=True)
+        changed = pl.lit(False)
+        for v in values:
+            changed = changed | ~pl.col(v).eq_missing(pl.col(f"{v}__new"))
+        parts = [both.filter(changed).select(list(spec.chunk_columns)).with_columns(pl.lit(False).alias(ABSENT)),
+                 new.join(old, on=inner, how="anti", nulls_equal=True).with_columns(pl.lit(True).alias(ABSENT))]
+    out = pl.concat(parts)
     for name, value in zip(spec.chunk_by, key, strict=True):
         out = out.with_columns(pl.lit(value).alias(name))
-    table = out.select(list(spec.column_names)).to_arrow()
-    return table.cast(spec.arrow_schema())
+    table = out.select([*spec.column_names, ABSENT]).to_arrow()
+    return table.cast(pa.schema([*spec.arrow_schema(), pa.field(ABSENT, pa.bool_())]))
 
 
 def record_sealed(cur: Any, settings: Settings, spec: TableSpec, old_rows: Sequence[pa.Table],
@@ -245,15 +267,16 @@ def record_sealed(cur: Any, settings: Settings, spec: TableSpec, old_rows: Seque
         return 0
     table = pa.concat_tables(parts)
     temp = f"_rio_hist_{spec.key}"
-    columns = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in spec.columns)
+    columns = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in spec.columns) + f", {ABSENT} BOOLEAN"
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(temp)} ({columns}) ON COMMIT DELETE ROWS")
     cur.execute(f"TRUNCATE {quote_ident(temp)}")
     _ingest(cur, temp, table, temporary=True)
     hist = history_table(spec, settings)
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     s_cols = ", ".join(f"s.{quote_ident(c.name)}" for c in spec.columns)
-    cur.execute(f"INSERT INTO {hist} ({cols}, {KNOWN_FROM}, {KNOWN_TO}) "
-                f"SELECT {s_cols}, coalesce((SELECT max(h.{KNOWN_TO}) FROM {hist} h WHERE {_join(spec, 'h', 's')}), "
+    cur.execute(f"INSERT INTO {hist} ({cols}, {ABSENT}, {KNOWN_FROM}, {KNOWN_TO}) "
+                f"SELECT {s_cols}, s.{ABSENT}, "
+                f"coalesce((SELECT max(h.{KNOWN_TO}) FROM {hist} h WHERE {_join(spec, 'h', 's')}), "
                 f"'-infinity'::timestamptz), coalesce($1::timestamptz, clock_timestamp()) "
                 f"FROM pg_temp.{quote_ident(temp)} s",
                 parameters=(known_at.isoformat() if known_at else None,))
@@ -272,7 +295,8 @@ def as_of_view(db: Database, spec: TableSpec, q: Query, as_of: dt.datetime, *, s
     zone = f"{q.param(db.settings.storage_timezone)}::text"
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     parts = [f"SELECT id, {cols}, created_at FROM {target} r WHERE {stored_known_from('r', zone)} <= {at}",
-             f"SELECT id, {cols}, created_at FROM {hist} h WHERE h.{KNOWN_FROM} <= {at} AND h.{KNOWN_TO} > {at}"]
+             f"SELECT id, {cols}, created_at FROM {hist} h WHERE h.{KNOWN_FROM} <= {at} AND h.{KNOWN_TO} > {at} "
+             f"AND NOT h.{ABSENT}"]
     if sealed_temp is not None:
         parts.append(f"SELECT NULL::int8, {cols}, NULL::timestamp FROM pg_temp.{quote_ident(sealed_temp)} s "
                      f"WHERE NOT EXISTS (SELECT 1 FROM {hist} h WHERE {_join(spec, 'h', 's')} "
@@ -367,22 +391,22 @@ def history_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
         conds += rng.conditions(q, f"v.{quote_ident(spec.time_column)}")
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     order = ", ".join(f"v.{quote_ident(c)}" for c in range_order(spec))
-    sql = (f"SELECT {select}, v.{KNOWN_FROM}, v.{KNOWN_TO} FROM ("
-           f"SELECT {cols}, {stored_known_from('r', zone)} AS {KNOWN_FROM}, NULL::timestamptz AS {KNOWN_TO} "
-           f"FROM {db.table(spec.key)} r UNION ALL "
-           f"SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO} FROM {history_table(spec, db.settings)}) v "
+    sql = (f"SELECT {select}, v.{KNOWN_FROM}, v.{KNOWN_TO}, v.{ABSENT} FROM ("
+           f"SELECT {cols}, {stored_known_from('r', zone)} AS {KNOWN_FROM}, NULL::timestamptz AS {KNOWN_TO}, "
+           f"false AS {ABSENT} FROM {db.table(spec.key)} r UNION ALL "
+           f"SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO}, {ABSENT} FROM {history_table(spec, db.settings)}) v "
            f"WHERE {' AND '.join(conds)} ORDER BY {order}, v.{KNOWN_FROM}")
     table = read_adbc(db, q, sql, what="history", table=spec.key)
     schema = reader_schema(spec, names, exact=exact)
     utc = pa.timestamp("us", tz="UTC")
     full = pa.schema([*schema, pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
-    table = _infinite_to_null(table)
-    table = conform(table, full)
+    table = conform(_infinite_to_null(table), pa.schema([*full, pa.field(ABSENT, pa.bool_())]))
     if spec.sealable and rng is not None:
         sealed, _ = sealed_rows(db, spec, symbols, rng, [])
         if sealed.num_rows:
-            table = _with_sealed_current(db, spec, table, sealed, schema, full)
-    return table
+            table = _with_sealed_current(db, spec, table, sealed, schema)
+    # "No value yet" records (rows added to sealed chunks) only date the next version.
+    return table.filter(pc.invert(table.column(ABSENT))).drop_columns([ABSENT]).cast(full)
 
 
 def _infinite_to_null(table: pa.Table) -> pa.Table:
@@ -397,8 +421,8 @@ def _infinite_to_null(table: pa.Table) -> pa.Table:
     return table
 
 
-def _with_sealed_current(db: Database, spec: TableSpec, table: pa.Table, sealed: pa.Table, schema: pa.Schema,
-                         full: pa.Schema) -> pa.Table:
+def _with_sealed_current(db: Database, spec: TableSpec, table: pa.Table, sealed: pa.Table,
+                         schema: pa.Schema) -> pa.Table:
     """Add the current versions held in sealed chunks (known since the key's last
     superseded version ended, null when it never changed)."""
     import polars as pl
@@ -412,10 +436,10 @@ def _with_sealed_current(db: Database, spec: TableSpec, table: pa.Table, sealed:
     starts = (have.filter(pl.col(KNOWN_TO).is_not_null()).group_by(key)
               .agg(pl.col(KNOWN_TO).max().alias(KNOWN_FROM)))
     current = current.join(starts, on=key, how="left").with_columns(
-        pl.lit(None, dtype=have.schema[KNOWN_TO]).alias(KNOWN_TO))
+        pl.lit(None, dtype=have.schema[KNOWN_TO]).alias(KNOWN_TO), pl.lit(False).alias(ABSENT))
     both = pl.concat([have, current.select(have.columns)], how="vertical")
     both = both.sort([*key, KNOWN_FROM], nulls_last=False)
-    return both.to_arrow().cast(full)
+    return both.to_arrow().cast(table.schema)
 
 
 # ---------------------------------------------------------------------------------------
@@ -582,3 +606,31 @@ def history(db: Database, table: str, symbol: str | Sequence[str] | None = None,
                             pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
         return convert(schema.empty_table(), return_type)
     return convert(history_rows(db, spec, wanted, rng, exact), return_type)
+
+
+# ---------------------------------------------------------------------------------------
+# Retention
+
+
+def clean_history(cur: Any, settings: Settings, spec: TableSpec, cutoff: dt.datetime, *, dry_run: bool) -> int:
+    """Remove (or count) superseded versions: those of rows older than ``cutoff`` (the
+    row retention) and those superseded more than ``history_days`` ago. Returns how many."""
+    hist = history_table(spec, settings)
+    cur.execute("SELECT to_regclass($1::text) IS NOT NULL", parameters=(hist,))
+    row = cur.fetchone()
+    if not (row and row[0]):
+        return 0
+    column = quote_ident(spec.time_column or "created_at")
+    where = f"{column} < $1::timestamp"
+    params: tuple[Any, ...] = (cutoff,)
+    if settings.history_days is not None:
+        where += f" OR {KNOWN_TO} < now() - make_interval(days => $2::int)"
+        params = (cutoff, settings.history_days)
+    sql = (f"SELECT count(*) FROM {hist} WHERE {where}" if dry_run else
+           f"WITH d AS (DELETE FROM {hist} WHERE {where} RETURNING 1) SELECT count(*) FROM d")
+    cur.execute(sql, parameters=params)
+    row = cur.fetchone()
+    removed = int(row[0]) if row and row[0] is not None else 0
+    if removed:
+        log.info("cleanup: %s superseded version(s) of %s %s", removed, spec.key, "to remove" if dry_run else "removed")
+    return removed

@@ -44,6 +44,7 @@ import polars as pl
 
 from . import _catalog as catalog
 from ._driver_errors import is_connection_error, maintenance_error
+from ._history import clean_history
 from ._pool import Connection
 from ._sealing import clean_chunks
 from ._sql import literal, qualified, quote_ident
@@ -95,6 +96,9 @@ class TableCleanup:
         chunks_dropped: sealed chunks (series-months) dropped whole.
         sealed_rows_removed: sealed rows removed (dropped chunks, and the older rows of
             the month holding the cutoff, whose chunks are re-encoded).
+        versions_removed: superseded versions removed from the table's history: those
+            of rows older than the cutoff, and those superseded more than
+            ``[RETENTION] history_days`` ago (docs/history.md). Not in ``rows_removed``.
     """
 
     table: str
@@ -106,6 +110,7 @@ class TableCleanup:
     rows_deleted: int = 0
     chunks_dropped: int = 0
     sealed_rows_removed: int = 0
+    versions_removed: int = 0
 
     @property
     def partitions_dropped(self) -> int:
@@ -395,6 +400,9 @@ def cleanup_old_data(
                             chunks_dropped, sealed_removed = clean_chunks(db, spec, cutoff, dry_run=dry_run)
                             entry = dataclasses.replace(entry, chunks_dropped=chunks_dropped,
                                                         sealed_rows_removed=sealed_removed)
+                        if spec.key in settings.history_tables:  # superseded versions (_history)
+                            entry = dataclasses.replace(entry, versions_removed=clean_history(
+                                cur, settings, spec, cutoff, dry_run=dry_run))
                         results.append(entry)
                     except adbc_driver_manager.Error as err:
                         if is_connection_error(err):
