@@ -15,6 +15,7 @@ from ._catalog import catalog_table
 from ._chunkread import guarded, read_query_both, sealed_floor
 from ._decode import decimal_text_to_float, empty_frame, reader_schema
 from ._frames import check_return_type, conform, convert, to_polars
+from ._history import keeps_history
 from ._readsql import Query, TimeRange, parse_duration, read_cx, text_arg
 from ._sqltext import select_list
 from ._timezones import check_time_kind
@@ -32,7 +33,8 @@ __all__ = ["asof_regimes"]
 
 def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
                  end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
-                 tolerance: str | dt.timedelta | None = None, return_type: ReturnType = "polars") -> Any:
+                 tolerance: str | dt.timedelta | None = None, point_in_time: bool = False,
+                 known_lag: str | dt.timedelta | None = None, return_type: ReturnType = "polars") -> Any:
     """Attach to each bar the latest regime known at or before the bar's timestamp.
 
     No look-ahead: a regime stamped after a bar is never attached to it (like kdb+'s
@@ -46,6 +48,12 @@ def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, s
         table: ``"1min"`` (``market_regimes_1min``) or ``"regimes"`` (``market_regimes``;
             ``timeframe`` picks the regime timeframe and is required when the table holds
             several for these symbols).
+
+    With ``point_in_time=True`` each bar gets the regime as it was known at the bar's own
+    timestamp (plus ``known_lag``, a publication delay such as ``"30s"``): the newest
+    regime row stamped at or before the bar that was already known then, in the version
+    then known (revisions written later are ignored; see docs/history.md). The regime
+    table must keep history.
 
     Returns the bars, in their order, plus ``regime_timestamp`` (when the attached regime
     was stamped; null when none) and the regime table's columns other than symbol,
@@ -62,6 +70,14 @@ def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, s
     if tf is not None and "timeframe" not in spec.column_names:
         raise UsageError(f"{spec.key} has no timeframe column; drop timeframe={tf!r}", table=spec.key, value=tf)
     tol = parse_duration(tolerance, name="tolerance") if tolerance is not None else None
+    if not isinstance(point_in_time, bool):
+        raise UsageError(f"point_in_time must be True or False, got {point_in_time!r}", value=point_in_time)
+    if known_lag is not None and not point_in_time:
+        raise UsageError("known_lag only applies with point_in_time=True", value=known_lag)
+    lag = parse_duration(known_lag, name="known_lag") if known_lag is not None else dt.timedelta(0)
+    if point_in_time and not keeps_history(db.settings, spec):
+        raise UsageError(f"{spec.key} keeps no history, so point_in_time=True cannot see what was known when; add "
+                         "it to [DATABASE] history_tables (docs/history.md)", table=spec.key)
     tz = db.settings.storage_timezone
     check_return_type(return_type)
     if bars is None:
@@ -95,6 +111,9 @@ def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, s
     schema = reader_schema(spec, ["symbol", "timestamp", *value_names], exact=False)
     symbols = [s for s in frame.get_column("symbol").unique(maintain_order=True).to_list() if s is not None]
     timestamps = frame.get_column("timestamp").drop_nulls()
+    if point_in_time:
+        return convert(_point_in_time(db, spec, frame, symbols, timestamps, schema, value_names, tol=tol, tf=tf,
+                                      lag=lag, added_symbol=added_symbol), return_type)
     if symbols and len(timestamps) and db.settings.enabled:  # disabled: no regimes, no connection
         regimes = regimes_for_asof(db, spec, symbols, timestamps.min(), timestamps.max(),  # type: ignore[arg-type]
                                     tolerance=tol, timeframe=tf, names=list(schema.names))
@@ -184,3 +203,37 @@ def regimes_for_asof(db: Database, spec: TableSpec, symbols: list[str], first: d
             raise UsageError(f"{spec.key} holds several timeframes for these symbols ({', '.join(sorted(found))}); "
                             "pass timeframe=", table=spec.key, column="timeframe")
     return table
+
+
+def _point_in_time(db: Database, spec: TableSpec, frame: pl.DataFrame, symbols: list[str], timestamps: pl.Series,
+                   schema: pa.Schema, value_names: list[str], *, tol: dt.timedelta | None, tf: str | None,
+                   lag: dt.timedelta, added_symbol: bool) -> pa.Table:
+    """``asof_regimes(point_in_time=True)``: the join of :func:`regime_io._history.pit_join`."""
+    import polars as pl
+
+    from ._history import pit_join, pit_versions
+
+    names = list(schema.names)
+    if symbols and len(timestamps) and db.settings.enabled:
+        versions = pit_versions(db, spec, symbols, timestamps.min(), timestamps.max(),  # type: ignore[arg-type]
+                                tolerance=tol, timeframe=tf, names=names)
+    else:
+        empty = pl.from_arrow(schema.empty_table())
+        assert isinstance(empty, pl.DataFrame)
+        versions = empty.with_columns(pl.lit(None, dtype=pl.String).alias("__timeframe"),
+                                      pl.lit(None, dtype=pl.Datetime("us")).alias("__kf"),
+                                      pl.lit(None, dtype=pl.Datetime("us")).alias("__kt"))
+    if "timeframe" in spec.column_names and tf is None:
+        found = {v for v in versions.get_column("__timeframe").unique().to_list() if v is not None}
+        if len(found) > 1:
+            raise UsageError(f"{spec.key} holds several timeframes for these symbols ({', '.join(sorted(found))}); "
+                             "pass timeframe=", table=spec.key, column="timeframe")
+    versions = versions.drop("__timeframe").cast({n: t for n, t in
+                                                   pl.from_arrow(schema.empty_table()).schema.items()})  # type: ignore[union-attr]
+    clash = set(frame.columns)
+    versions = versions.rename({n: f"{n}_regime" for n in value_names if n in clash})
+    left = frame.with_row_index("__row")
+    joined = pit_join(left, versions, lag=lag, tolerance=tol).sort("__row").drop("__row")
+    if added_symbol:
+        joined = joined.drop("symbol")
+    return joined.to_arrow()

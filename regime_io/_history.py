@@ -634,3 +634,116 @@ def clean_history(cur: Any, settings: Settings, spec: TableSpec, cutoff: dt.date
     if removed:
         log.info("cleanup: %s superseded version(s) of %s %s", removed, spec.key, "to remove" if dry_run else "removed")
     return removed
+
+
+# ---------------------------------------------------------------------------------------
+# The point-in-time as-of join
+
+
+def pit_versions(db: Database, spec: TableSpec, symbols: list[str], first: dt.datetime, last: dt.datetime, *,
+                 tolerance: dt.timedelta | None, timeframe: str | None, names: list[str]) -> Any:
+    """Every version of the regime rows that bars stamped in ``[first, last]`` may get, as a
+    polars frame: ``names`` plus ``__kf``/``__kt`` (knowledge interval, naive storage-zone
+    times; null: unbounded) and ``__timeframe``. The window starts at ``first - tolerance``,
+    or without a tolerance at the oldest of each symbol's newest row before ``first``."""
+    import polars as pl
+
+    from ._catalog import catalog_table
+    from ._chunkread import sealed_floor, sealed_rows, to_reader
+    from ._decode import decimal_text_to_float, reader_schema
+    from ._frames import conform
+    from ._readsql import read_adbc, read_lookup
+    from ._sqltext import select_list
+
+    zone = db.settings.storage_timezone
+    target = db.table(spec.key)
+    tf_cond = ' AND t."timeframe" = $3' if timeframe is not None else ""
+    lo = first - tolerance if tolerance is not None else first
+    if tolerance is None:
+        q = Query()
+        p_sym, p_first = q.param(symbols), q.param(first)
+        if timeframe is not None:
+            q.param(timeframe)
+        sql = (f"SELECT min(l.ts) AS lo FROM (SELECT DISTINCT c.symbol FROM {catalog_table(db.settings)} c "
+               f"WHERE c.table_key = {q.param(spec.key)} AND c.symbol = ANY({p_sym}::text[])) s "
+               f'CROSS JOIN LATERAL (SELECT t."timestamp" AS ts FROM {target} t WHERE t."symbol" = s.symbol{tf_cond} '
+               f'AND t."timestamp" < {p_first} ORDER BY t."timestamp" DESC LIMIT 1) l')
+        found = read_lookup(db, q, sql, what="asof_regimes", table=spec.key).column("lo").to_pylist()
+        if found and found[0] is not None:
+            lo = min(lo, found[0])
+        if spec.sealable:
+            lo = min(lo, sealed_floor(db, spec, symbols, first))
+    q = Query()
+    z = f"{q.param(zone)}::text"
+    select = select_list(spec, names, exact=False, engine="adbc", alias="v")
+    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
+    conds = [f'v."symbol" = ANY({q.param(symbols)}::text[])', f'v."timestamp" >= {q.param(lo)}',
+             f'v."timestamp" <= {q.param(last)}']
+    if timeframe is not None:
+        conds.append(f'v."timeframe" = {q.param(timeframe)}')
+    has_tf = "timeframe" in spec.column_names
+    tf_col = 'v."timeframe"' if has_tf else "NULL::text"
+    sql = (f"SELECT {select}, {tf_col} AS __timeframe, "
+           f"CASE WHEN isfinite(v.kf) THEN v.kf AT TIME ZONE {z} END AS __kf, "
+           f"CASE WHEN isfinite(v.kt) THEN v.kt AT TIME ZONE {z} END AS __kt, v.{ABSENT} AS __absent FROM ("
+           f"SELECT {cols}, {stored_known_from('r', z)} AS kf, NULL::timestamptz AS kt, false AS {ABSENT} "
+           f"FROM {target} r UNION ALL SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO}, {ABSENT} "
+           f"FROM {history_table(spec, db.settings)}) v WHERE {' AND '.join(conds)}")
+    schema = reader_schema(spec, names, exact=False)
+    extra_fields = [pa.field("__timeframe", pa.string()), pa.field("__kf", pa.timestamp("us")),
+                    pa.field("__kt", pa.timestamp("us")), pa.field("__absent", pa.bool_())]
+    full = pa.schema([*schema, *extra_fields])
+    rows = conform(decimal_text_to_float(read_adbc(db, q, sql, what="asof_regimes", table=spec.key), spec), full)
+    frame = pl.from_arrow(rows)
+    assert isinstance(frame, pl.DataFrame)
+    if spec.sealable:
+        extra = [("timeframe", timeframe)] if timeframe is not None else []
+        sealed, _ = sealed_rows(db, spec, symbols, TimeRange(lo, last, end_exclusive=False), extra)
+        if sealed.num_rows:
+            wide = pa.schema([*schema, *([spec.read_schema(exact=False).field("timeframe")] if has_tf else [])])
+            current = pl.from_arrow(to_reader(spec, sealed, wide))
+            assert isinstance(current, pl.DataFrame)
+            key = ["symbol", "timestamp", *(["__timeframe"] if has_tf else [])]
+            if has_tf:
+                current = current.rename({"timeframe": "__timeframe"})
+            else:
+                current = current.with_columns(pl.lit(None, dtype=pl.String).alias("__timeframe"))
+            starts = (frame.filter(pl.col("__kt").is_not_null()).group_by(key)
+                      .agg(pl.col("__kt").max().alias("__kf")))
+            current = current.join(starts, on=key, how="left").with_columns(
+                pl.lit(None, dtype=pl.Datetime("us")).alias("__kt"), pl.lit(False).alias("__absent"))
+            frame = pl.concat([frame, current.select(frame.columns)])
+    return frame.filter(~pl.col("__absent")).drop("__absent")
+
+
+def pit_join(left: Any, versions: Any, *, lag: dt.timedelta, tolerance: dt.timedelta | None) -> Any:
+    """Each bar of ``left`` (``symbol``, ``timestamp``) with the newest regime row stamped at
+    or before it whose version was known at the bar's time plus ``lag``, in that version.
+
+    A regime row is usable by a bar at ``b`` once ``b >= its timestamp`` and ``b + lag >=
+    the start of its first version``: both hold from ``max(timestamp, first start - lag)``
+    on, so the newest usable row is a running maximum over rows ordered by that instant
+    (one as-of join); its version known at ``b + lag`` is then one per chain."""
+    import polars as pl
+
+    kf, kt = pl.col("__kf"), pl.col("__kt")
+    keys = (versions.group_by("symbol", "timestamp")
+            .agg(pl.when(kf.is_null().any()).then(None).otherwise(kf.min()).alias("__first")))
+    keys = keys.with_columns(pl.when(pl.col("__first").is_null()).then(pl.col("timestamp"))
+                             .otherwise(pl.max_horizontal(pl.col("timestamp"), pl.col("__first") - lag))
+                             .alias("__usable"))
+    keys = keys.sort("symbol", "__usable").with_columns(pl.col("timestamp").cum_max().over("symbol").alias("__best"))
+    keys = keys.select("symbol", "__usable", "__best").sort("__usable")
+    bars = left.sort("timestamp", maintain_order=True)
+    picked = bars.join_asof(keys, left_on="timestamp", right_on="__usable", by="symbol", strategy="backward",
+                            check_sortedness=False)
+    if tolerance is not None:
+        picked = picked.with_columns(pl.when(pl.col("timestamp") - pl.col("__best") <= tolerance)
+                                     .then(pl.col("__best")).alias("__best"))
+    known = pl.col("timestamp") + lag
+    chosen = picked.join(versions.rename({"timestamp": "regime_timestamp"}), left_on=["symbol", "__best"],
+                         right_on=["symbol", "regime_timestamp"], how="left", coalesce=False)
+    chosen = chosen.filter(pl.col("__best").is_null()
+                           | ((kf.is_null() | (kf <= known)) & (kt.is_null() | (known < kt))))
+    return chosen.drop("__usable", "__best", "__kf", "__kt", *(["symbol_right"] if "symbol_right" in chosen.columns
+                                                                else []))

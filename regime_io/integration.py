@@ -850,23 +850,33 @@ class PostgreSQLIntegration(Generic[F]):
     @overload
     def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
                      end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
-                     tolerance: str | dt.timedelta | None = None, return_type: None = None) -> F: ...
+                     tolerance: str | dt.timedelta | None = None,
+                     point_in_time: bool = False, known_lag: str | dt.timedelta | None = None,
+                     return_type: None = None) -> F: ...
     @overload
     def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
                      end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
-                     tolerance: str | dt.timedelta | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                     tolerance: str | dt.timedelta | None = None,
+                     point_in_time: bool = False, known_lag: str | dt.timedelta | None = None,
+                     return_type: Literal["polars"]) -> pl.DataFrame: ...
     @overload
     def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
                      end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
-                     tolerance: str | dt.timedelta | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                     tolerance: str | dt.timedelta | None = None,
+                     point_in_time: bool = False, known_lag: str | dt.timedelta | None = None,
+                     return_type: Literal["pandas"]) -> pd.DataFrame: ...
     @overload
     def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
                      end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
-                     tolerance: str | dt.timedelta | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+                     tolerance: str | dt.timedelta | None = None,
+                     point_in_time: bool = False, known_lag: str | dt.timedelta | None = None,
+                     return_type: Literal["arrow"]) -> pa.Table: ...
 
     def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
                      end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
-                     tolerance: str | dt.timedelta | None = None, return_type: ReturnType | None = None) -> Any:
+                     tolerance: str | dt.timedelta | None = None,
+                     point_in_time: bool = False, known_lag: str | dt.timedelta | None = None,
+                     return_type: ReturnType | None = None) -> Any:
         """Attach to each bar the latest regime stamped at or before the bar (no look-ahead).
 
         Parameters:
@@ -876,6 +886,15 @@ class PostgreSQLIntegration(Generic[F]):
                 the ``market_data`` bars of ``symbol`` in ``[start_date, end_date]``.
             table: ``"1min"`` or ``"regimes"`` (``timeframe`` picks the regime timeframe).
             tolerance: a regime older than this (``"5m"``) is not attached.
+            point_in_time: each bar gets the regime as it was known at the bar's own
+                timestamp: the newest regime row stamped at or before the bar that was
+                already known then, in the version then known, so regimes revised later
+                (a model change, a corrected feed) never leak into a backtest. Needs a
+                regime table that keeps history (docs/history.md). Default False: today's
+                version of the newest row stamped at or before the bar.
+            known_lag: with ``point_in_time``, a publication delay added to each bar's
+                timestamp (``"30s"``, a timedelta): a regime counts as known when it was
+                written within this long after the bar.
             return_type: as for :meth:`get_market_data`.
 
         Zone-aware bar timestamps are converted to the storage zone; the time zone rule
@@ -892,6 +911,7 @@ class PostgreSQLIntegration(Generic[F]):
 
         return _asof.asof_regimes(self.db, bars, symbol=symbol, start_date=start_date, end_date=end_date,
                                   table=table, timeframe=timeframe, tolerance=tolerance,
+                                  point_in_time=point_in_time, known_lag=known_lag,
                                   return_type=self._rt(return_type))
 
     # -- streams ----------------------------------------------------------------------------

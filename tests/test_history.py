@@ -355,3 +355,45 @@ def test_cleanup_drops_versions_superseded_longer_ago_than_history_days(settings
     with PostgreSQLIntegration(settings=settings) as pg:  # a row retention takes its rows' versions along
         report = pg.cleanup_old_data(0, tables=["1min"])
         assert report.tables[0].versions_removed == 5 and pg.history("1min", "AAA").height == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Point-in-time as-of join
+
+
+def _live_then_revised(pg: PostgreSQLIntegration, n: int = 10) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """1-minute regimes written 30 s after their timestamps, all rewritten a day later."""
+    start = dt.datetime(2024, 1, 2, 9, 15)
+    live = regimes_1min(["AAA"], start, n).with_columns(
+        (pl.col("timestamp") + dt.timedelta(seconds=30)).dt.replace_time_zone("UTC").alias("computed_at"))
+    pg.save_1min_market_regime(live, known_at="computed_at")
+    revised = live.drop("computed_at").with_columns(pl.lit("revised").alias("regime"))
+    pg.save_1min_market_regime(revised, known_at=dt.datetime(2024, 1, 3, tzinfo=UTC))
+    bars_ = pl.DataFrame({"symbol": ["AAA"] * n,
+                          "timestamp": [start + dt.timedelta(minutes=m, seconds=40) for m in range(n)]})
+    return live, bars_
+
+
+def test_point_in_time_gives_each_bar_the_regime_known_at_its_timestamp(pg: PostgreSQLIntegration) -> None:
+    live, bars_ = _live_then_revised(pg)
+    today = pg.asof_regimes(bars_)
+    assert today["regime"].to_list() == ["revised"] * 10  # the look-ahead a backtest must not see
+    pit = pg.asof_regimes(bars_, point_in_time=True)
+    assert pit["regime"].to_list() == live["regime"].to_list()  # bar at m:40 knew the m:00 row (out at m:30)
+    assert pit["regime_timestamp"].to_list() == live["timestamp"].to_list()
+    # A bar at m:20 did not know the m:00 row yet: it gets the previous minute's.
+    early = bars_.with_columns(pl.col("timestamp") - dt.timedelta(seconds=20))
+    pit_early = pg.asof_regimes(early, point_in_time=True)
+    assert pit_early["regime"].to_list() == [None, *live["regime"].to_list()[:-1]]
+    lagged = pg.asof_regimes(early, point_in_time=True, known_lag="15s")  # known by m:35
+    assert lagged["regime"].to_list() == live["regime"].to_list()
+    assert pg.asof_regimes(early, point_in_time=True, tolerance="30s")["regime"].null_count() == 10
+    assert_frame_equal(pit.select(bars_.columns), bars_)  # the bars, in their order
+
+
+def test_point_in_time_misuse(pg: PostgreSQLIntegration) -> None:
+    live, bars_ = _live_then_revised(pg, 2)
+    with pytest.raises(UsageError):
+        pg.asof_regimes(bars_, known_lag="5s")
+    with pytest.raises(UsageError):
+        pg.asof_regimes(bars_, point_in_time="yes")
