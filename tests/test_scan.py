@@ -187,3 +187,11 @@ def test_what_a_predicate_pushes() -> None:
     assert text.symbols is None and not text.exact
     opts = plan_scan(TABLES["options_data"], (pl.col("strike_price") > 21500) & (pl.col("option_type") == "p"))
     assert opts.lower == {"strike_price": (Decimal(21500), False)} and opts.equal == {"option_type": ["PE"]}
+
+
+def test_scan_on_citus(citus_pg: PostgreSQLIntegration) -> None:
+    """The same answers from distributed tables (rows and sealed chunks)."""
+    _fill(citus_pg)
+    citus_pg.seal_history(dt.date(2024, 2, 1))
+    for name, query, eager in _bars_filters(citus_pg):
+        assert_frame_equal(query(citus_pg.scan("bars")).collect(), eager()), name
