@@ -9,6 +9,7 @@ shape is checked on both.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -112,9 +113,7 @@ def test_rolling_save_with_trim(both: list[PostgreSQLIntegration]) -> None:
     same([pg.get_1min_market_regimes(SYMBOLS[:3], "2024-01-01", "2024-03-01") for pg in both])
 
 
-@pytest.fixture
-def loaded(both: list[PostgreSQLIntegration]) -> list[PostgreSQLIntegration]:
-    """Both engines with the same bars, regimes, 1-minute regimes and an option chain."""
+def _load(both: list[PostgreSQLIntegration]) -> list[PostgreSQLIntegration]:
     for pg in both:
         pg.save_market_data(bars(SYMBOLS, ["1min", "5min"], T0, 60))
         pg.save_market_regime(regimes(SYMBOLS, ["5min", "15min"], T0, 12))
@@ -122,6 +121,37 @@ def loaded(both: list[PostgreSQLIntegration]) -> list[PostgreSQLIntegration]:
         pg.save_options_data(options("NIFTY", [dt.date(2024, 2, 29), dt.date(2024, 3, 28)],
                                      [21000.0, 21500.0], T0, 5))
     return both
+
+
+@pytest.fixture(scope="module")
+def loaded(server: Any, citus: Any) -> Iterator[list[PostgreSQLIntegration]]:
+    """Both engines with the same bars, regimes, 1-minute regimes and an option chain, for
+    the tests that only read (one load per module keeps the tier quick); dropped afterwards."""
+    from regime_io.config import load_settings, settings_replace
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    plain = settings_replace(server.settings, schema=schema)
+    base = {key: str(getattr(server.settings, key)) for key in
+            ("max_connections", "connection_timeout", "retry_attempts", "retry_delay")}
+    cluster = load_settings(config={"database": {"host": "127.0.0.1", "port": str(citus.coordinator.port),
+                                                 "user": "postgres", "database": "postgres", "schema": schema,
+                                                 "citus": "true"}, "connection": base}, env={})
+    both = [PostgreSQLIntegration(settings=plain), PostgreSQLIntegration(settings=cluster)]
+    try:
+        for pg in both:
+            pg.initialize_database()
+        yield _load(both)
+    finally:
+        for pg, url in zip(both, (server.url(), citus.url()), strict=True):
+            pg.close()
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def loaded_rw(both: list[PostgreSQLIntegration]) -> list[PostgreSQLIntegration]:
+    """As ``loaded``, on this test's own schemas (for tests that write)."""
+    return _load(both)
 
 
 def test_range_readers_and_streams(loaded: list[PostgreSQLIntegration]) -> None:
@@ -177,7 +207,8 @@ def test_maintenance(both: list[PostgreSQLIntegration]) -> None:
     same([pg.list_partitions("bars").select("partition", "from", "to") for pg in both])
 
 
-def test_catalog_matches_and_is_colocated(loaded: list[PostgreSQLIntegration], coordinator: Any) -> None:
+def test_catalog_matches_and_is_colocated(loaded_rw: list[PostgreSQLIntegration], coordinator: Any) -> None:
+    loaded = loaded_rw
     same([pg.catalog() for pg in loaded])
     assert loaded[1].catalog("bars").height == len(SYMBOLS) * 2
     # Rolling trims and cleanup correct it alike on both engines.
