@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import _changes as changes
 from . import _chunks as chunks
@@ -317,32 +318,30 @@ class Tail(Generic[F]):
                       if f.name in spec.chunk_by else payload.column(f.name).cast(f.type) for f in schema]
             part = pa.Table.from_arrays(arrays, schema=schema)
             ts = part.column(spec.time_column or "timestamp")
-            import pyarrow.compute as pc
-
             parts.append(part.filter(pc.greater_equal(ts, pa.scalar(since, ts.type))))
         return pa.concat_tables(parts) if parts else schema.empty_table()
 
     def _interval(self, cur: Any) -> pa.Table | None:
-        spec, pos = self._spec, self._position
-        prev, target = pos.prev, pos.target
+        """The next page of the interval from the old snapshot to a new one.
+
+        The first page takes the new snapshot in the same statement that reads the rows
+        (the statement's own snapshot is ``pg_current_snapshot()``) and counts the
+        interval's sealed-tier entries: one statement per poll when nothing was sealed.
+        """
+        spec, pos, prev = self._spec, self._position, self._position.prev
         assert prev is not None
-        if target is None:
-            target = _snapshot(cur)
-            pos = replace(pos, target=target, after=None, sealed_done=False)
-        if target == prev:  # no transaction started or ended since: nothing to read
-            self._position = _Position(table=spec.key, prev=target)
-            return None
-        old, new = _Snapshot.parse(prev), _Snapshot.parse(target)
-        parts: list[pa.Table] = []
-        if not pos.sealed_done and spec.sealable:
-            sealed = self._sealed_changes(cur, pos, old, new)
-            if sealed.num_rows:
-                parts.append(sealed)
         col = quote_ident(changes.CHANGE_COLUMN)
-        params: list[Any] = [old.xmin, new.xmax, pos.target, pos.prev]
-        where = [f"t.{col} >= $1", f"t.{col} < $2",
-                 f"pg_visible_in_snapshot(t.{col}::text::xid8, $3::text::pg_snapshot)",
-                 f"NOT pg_visible_in_snapshot(t.{col}::text::xid8, $4::text::pg_snapshot)"]
+        first = pos.target is None
+        old = _Snapshot.parse(prev)
+        params: list[Any] = [old.xmin, prev]
+        if first:
+            snap, upper = "s.snap", "pg_snapshot_xmax(s.snap)::text::bigint"
+        else:
+            assert pos.target is not None
+            params.append(pos.target)
+            snap, upper = "$3::text::pg_snapshot", f"{_Snapshot.parse(pos.target).xmax}"
+        where = [f"t.{col} >= $1", f"t.{col} < {upper}", f"pg_visible_in_snapshot(t.{col}::text::xid8, {snap})",
+                 f"NOT pg_visible_in_snapshot(t.{col}::text::xid8, $2::text::pg_snapshot)"]
         where += self._symbol_filter(params)
         order = [col, *(quote_ident(c) for c in spec.primary_key)]
         if pos.after is not None:
@@ -353,31 +352,56 @@ class Tail(Generic[F]):
                 bounds.append(f"${len(params)}::text::{spec.column(name).pg_type}")
             where.append(f"({', '.join('t.' + o for o in order)}) > ({', '.join(bounds)})")
         params.append(self._max_rows)
-        cur.execute(f"SELECT {_select(spec)}, t.{col} FROM {qualified_table(spec, self._db.settings)} t "
+        rows_sql = (f"SELECT {_select(spec)}, t.{col} FROM {qualified_table(spec, self._db.settings)} t "
                     f"WHERE {' AND '.join(where)} ORDER BY {', '.join('t.' + o for o in order)} "
-                    f"LIMIT ${len(params)}", parameters=tuple(params))
-        raw = cur.fetch_arrow_table()
+                    f"LIMIT ${len(params)}")
+        if first:
+            sealed = "0::int8"
+            if spec.sealable:
+                params.append(spec.key)
+                sealed = (f"(SELECT count(*) FROM {changes.sealed_changes_table(self._db.settings)} c "
+                          f"WHERE c.table_key = ${len(params)} AND c.{col} >= $1 "
+                          f"AND c.{col} < pg_snapshot_xmax(s.snap)::text::bigint "
+                          f"AND pg_visible_in_snapshot(c.{col}::text::xid8, s.snap) "
+                          f"AND NOT pg_visible_in_snapshot(c.{col}::text::xid8, $2::text::pg_snapshot))")
+            cur.execute(f"WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap) "
+                        f"SELECT s.snap::text AS __snapshot, {sealed} AS __sealed, r.* FROM s "
+                        f"LEFT JOIN LATERAL ({rows_sql}) r ON true", parameters=tuple(params))
+            raw = cur.fetch_arrow_table()
+            target = str(raw.column("__snapshot")[0].as_py())
+            entries = int(raw.column("__sealed")[0].as_py() or 0)
+            raw = raw.drop_columns(["__snapshot", "__sealed"])
+            raw = raw.filter(pc.is_valid(raw.column(changes.CHANGE_COLUMN)))  # the LEFT JOIN's empty row
+            pos = replace(pos, target=target, after=None, sealed_done=True)
+        else:
+            cur.execute(rows_sql, parameters=tuple(params))
+            raw = cur.fetch_arrow_table()
+            target, entries = str(pos.target), 0
+        parts: list[pa.Table] = []
+        if entries:
+            parts.append(self._sealed_changes(cur, target, prev))
         if raw.num_rows >= self._max_rows:
             last = raw.slice(raw.num_rows - 1).to_pylist()[0]
             after = (str(last[changes.CHANGE_COLUMN]), *(_text(last[c]) for c in spec.primary_key))
-            self._position = replace(pos, after=after, sealed_done=True)
+            self._position = replace(pos, after=after)
         else:
-            self._position = _Position(table=spec.key, prev=pos.target)
+            self._position = _Position(table=spec.key, prev=target)
         rows = _declared(spec, raw.drop_columns([changes.CHANGE_COLUMN]))
         if rows.num_rows:
             parts.append(rows)
-        if not parts:
+        if not parts or not any(p.num_rows for p in parts):
             return None
         return self._reader(pa.concat_tables(parts))
 
-    def _sealed_changes(self, cur: Any, pos: _Position, old: _Snapshot, new: _Snapshot) -> pa.Table:
+    def _sealed_changes(self, cur: Any, target: str, prev: str) -> pa.Table:
         """The sealed-tier changes committed in the interval, newest version per key."""
         col = quote_ident(changes.CHANGE_COLUMN)
+        old, new = _Snapshot.parse(prev), _Snapshot.parse(target)
         cur.execute(f"SELECT payload FROM {changes.sealed_changes_table(self._db.settings)} t "
                     f"WHERE table_key = $1 AND t.{col} >= $2 AND t.{col} < $3 "
                     f"AND pg_visible_in_snapshot(t.{col}::text::xid8, $4::text::pg_snapshot) "
                     f"AND NOT pg_visible_in_snapshot(t.{col}::text::xid8, $5::text::pg_snapshot) ORDER BY seq",
-                    parameters=(self._spec.key, old.xmin, new.xmax, pos.target, pos.prev))
+                    parameters=(self._spec.key, old.xmin, new.xmax, target, prev))
         payloads = cur.fetch_arrow_table().column("payload").to_pylist()
         schema = self._spec.arrow_schema()
         if not payloads:
