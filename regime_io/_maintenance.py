@@ -395,11 +395,16 @@ def cleanup_old_data(
                         log.debug("cleanup: %s does not exist, skipped", name)
                         continue
                     try:
-                        entry = _clean_table(cur, db, spec, kind, cutoff, dry_run=dry_run)
+                        removed: list[tuple[str, str, int]] = []  # per series, both tiers
+                        entry = _clean_table(cur, db, spec, kind, cutoff, dry_run=dry_run, removed=removed)
                         if spec.sealable:  # the sealed tier past the cutoff goes too
-                            chunks_dropped, sealed_removed = clean_chunks(db, spec, cutoff, dry_run=dry_run)
+                            chunks_dropped, sealed_removed = clean_chunks(db, spec, cutoff, dry_run=dry_run,
+                                                                          removed=removed)
                             entry = dataclasses.replace(entry, chunks_dropped=chunks_dropped,
                                                         sealed_rows_removed=sealed_removed)
+                        if removed and not dry_run and spec.key in catalog.SERIES_TABLES:
+                            # After both tiers: the new first timestamps are probed in what is left.
+                            catalog.record_deletes(cur, settings, spec, removed)
                         if spec.key in settings.history_tables:  # superseded versions (_history)
                             entry = dataclasses.replace(entry, versions_removed=clean_history(
                                 cur, settings, spec, cutoff, dry_run=dry_run))
@@ -462,7 +467,9 @@ def _count(cur: Any, sql: str, parameters: tuple[Any, ...] | None = None) -> int
 
 
 def _clean_table(cur: Any, db: Database, spec: TableSpec, kind: str, cutoff: dt.datetime, *,
-                 dry_run: bool) -> TableCleanup:
+                 dry_run: bool, removed: list[tuple[str, str, int]] | None = None) -> TableCleanup:
+    """Clean one table's row tier; ``removed`` collects the rows removed per series
+    ``(symbol, timeframe or '', n)`` for the series catalog."""
     settings = db.settings
     name = settings.table_name(spec.key)
     parent = qualified(settings.schema, name)
@@ -487,7 +494,7 @@ def _clean_table(cur: Any, db: Database, spec: TableSpec, kind: str, cutoff: dt.
     rows_dropped = 0
     # Rows removed per series, for the series catalog (counted by the statements that
     # count anyway: a GROUP BY instead of a count(*)).
-    removed: list[tuple[str, str, int]] = []
+    removed = [] if removed is None else removed
     returning, per_series = catalog.removed_sql(spec)
     for part in old:
         if dry_run:
@@ -512,8 +519,6 @@ def _clean_table(cur: Any, db: Database, spec: TableSpec, kind: str, cutoff: dt.
                                    f"SELECT {per_series} FROM d GROUP BY 1, 2", (cutoff,))
             deleted += sum(n for _, _, n in counts)
             removed += counts
-    if removed and spec.key in catalog.SERIES_TABLES:
-        catalog.record_deletes(cur, settings, spec, removed)
     return TableCleanup(spec.key, name, column, cutoff, dropped=tuple(dropped), rows_dropped=rows_dropped,
                         rows_deleted=deleted)
 

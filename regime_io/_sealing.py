@@ -437,10 +437,12 @@ def _with_key(spec: TableSpec, key: store.SeriesKey, payload: pa.Table) -> pa.Ta
 # Retention
 
 
-def clean_chunks(db: Database, spec: TableSpec, cutoff: dt.datetime, *, dry_run: bool) -> tuple[int, int]:
+def clean_chunks(db: Database, spec: TableSpec, cutoff: dt.datetime, *, dry_run: bool,
+                 removed: list[tuple[str, str, int]] | None = None) -> tuple[int, int]:
     """Drop sealed rows older than ``cutoff``: whole chunks of months that ended before it,
     and the older rows of the month that holds it (re-encoded under the period lock).
-    Returns (chunks dropped, rows removed)."""
+    Returns (chunks dropped, rows removed); ``removed`` collects the rows removed per
+    series ``(symbol, timeframe or '', n)`` for the series catalog."""
     if not spec.sealable:
         return 0, 0
     settings = db.settings
@@ -452,10 +454,15 @@ def clean_chunks(db: Database, spec: TableSpec, cutoff: dt.datetime, *, dry_run:
             cur.execute(f"SELECT count(*)::int8, coalesce(sum(row_count), 0)::int8 FROM {table} "
                         "WHERE period_start < $1", parameters=(boundary,))
             row = cur.fetchone()
-            dropped, removed = (int(row[0]), int(row[1])) if row else (0, 0)
+            dropped, gone = (int(row[0]), int(row[1])) if row else (0, 0)
             if not dry_run and dropped:
                 store.lock_periods(cur, settings, spec, _months_before(cur, table, boundary), exclusive=True)
-                cur.execute(f"DELETE FROM {table} WHERE period_start < $1", parameters=(boundary,))
+                timeframe = "timeframe" if "timeframe" in spec.chunk_by else "''::text"
+                cur.execute(f"WITH d AS (DELETE FROM {table} WHERE period_start < $1 RETURNING symbol, "
+                            f"{timeframe} AS timeframe, row_count) SELECT symbol, timeframe, sum(row_count)::int8 "
+                            "FROM d GROUP BY 1, 2", parameters=(boundary,))
+                if removed is not None:
+                    removed += [(r[0], r[1], int(r[2])) for r in cur.fetchall()]
             if cutoff > dt.datetime.combine(boundary, dt.time()):
                 if not dry_run:
                     store.lock_periods(cur, settings, spec, [boundary], exclusive=True)
@@ -470,13 +477,17 @@ def clean_chunks(db: Database, spec: TableSpec, cutoff: dt.datetime, *, dry_run:
                 for key, payload in decoded.items():
                     ts = payload.column(spec.time_column or "timestamp")
                     keep = payload.filter(pc.greater_equal(ts, pa.scalar(cutoff, ts.type)))
-                    removed += payload.num_rows - keep.num_rows
+                    gone += payload.num_rows - keep.num_rows
+                    if removed is not None and payload.num_rows > keep.num_rows:
+                        series = dict(zip(spec.chunk_by, key, strict=True))
+                        removed.append((series["symbol"], series.get("timeframe", ""),
+                                        payload.num_rows - keep.num_rows))
                     kept[key] = _with_key(spec, key, keep)
                 if not dry_run:
                     store.write_chunks(cur, settings, spec, boundary, kept)
         finally:
             cur.close()
-    return dropped, removed
+    return dropped, gone
 
 
 def _months_before(cur: Any, table: str, boundary: dt.date) -> list[dt.date]:

@@ -251,8 +251,8 @@ def start(workers: int = 2) -> Cluster:
             conn.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (cluster.coordinator.port,))
             for node in cluster.workers:
                 conn.execute("SELECT citus_add_node('127.0.0.1', %s)", (node.port,))
-            row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'citus'").fetchone()
-            cluster.version = row[0] if row else "?"
+            row = conn.execute("SELECT citus_version()").fetchone()  # "Citus 14.0.1 on x86_64-pc-linux-gnu, ..."
+            cluster.version = row[0].split()[1] if row else "?"
             active = conn.execute("SELECT count(*) FROM citus_get_active_worker_nodes()").fetchone()
             if not active or active[0] != workers:
                 raise CitusUnavailable(f"citus cluster started but reports {active} active workers")

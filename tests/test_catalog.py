@@ -18,15 +18,19 @@ T0 = dt.datetime(2024, 1, 30, 15, 0)
 
 
 def truth(pg: PostgreSQLIntegration, sql: Any) -> pl.DataFrame:
-    """The catalog as a GROUP BY over the stored rows computes it (independent of regime_io)."""
+    """The catalog as a GROUP BY over the stored rows and sealed chunks computes it
+    (independent of regime_io)."""
     parts = []
     for key in SERIES_TABLES:
         spec = TABLES[key]
         timeframe = "timeframe" if "timeframe" in spec.column_names else "NULL::text"
-        parts.append(f"SELECT '{key}'::text AS t, symbol::text AS s, {timeframe}::text AS tf, min(timestamp), "
-                     f"max(timestamp), count(*) FROM {pg.db.table(key)} GROUP BY 1, 2, 3")
-    rows = sql(f"SELECT * FROM ({' UNION ALL '.join(parts)}) u ORDER BY t COLLATE \"C\", s COLLATE \"C\", "
-               'tf COLLATE "C"')
+        parts.append(f"SELECT '{key}'::text AS t, symbol::text AS s, {timeframe}::text AS tf, timestamp AS lo, "
+                     f"timestamp AS hi, 1::int8 AS n FROM {pg.db.table(key)}")
+        if spec.sealable:
+            parts.append(f"SELECT '{key}'::text, symbol::text, {timeframe}::text, first_ts, last_ts, row_count::int8 "
+                         f"FROM {pg.db.table(key)[:-1]}_chunks\" WHERE row_count > 0")
+    rows = sql(f"SELECT t, s, tf, min(lo), max(hi), sum(n)::int8 FROM ({' UNION ALL '.join(parts)}) u "
+               'GROUP BY 1, 2, 3 ORDER BY t COLLATE "C", s COLLATE "C", tf COLLATE "C"')
     return pl.DataFrame(rows, schema=pl.from_arrow(CATALOG_SCHEMA.empty_table()).schema, orient="row")  # type: ignore[union-attr]
 
 
@@ -99,3 +103,18 @@ def test_initialize_catalogues_rows_stored_before_the_catalog(pg: PostgreSQLInte
     pg.initialize_database()
     assert_frame_equal(pg.catalog(), truth(pg, sql))
     assert pg.catalog().height == 2
+
+
+def test_sealing_keeps_and_cleanup_of_sealed_months_corrects_the_catalog(pg: PostgreSQLIntegration,
+                                                                        sql: Any) -> None:
+    pg.save_market_data(bars(["AAA", "BBB"], ["1d"], dt.datetime(2024, 1, 20), 50, step=dt.timedelta(days=1)))
+    before = pg.catalog()
+    pg.seal_history("2024-04-01", tables="bars")  # January and February move into chunks
+    assert sql(f"SELECT count(*) FROM {pg.db.table('market_data')[:-1]}_chunks\"")[0][0] > 0
+    assert_frame_equal(pg.catalog(), before)  # moving rows between tiers changes nothing
+    assert_frame_equal(pg.catalog(), truth(pg, sql))
+    keep = (dt.date.today() - dt.date(2024, 2, 15)).days  # January's chunks go, February's is cut
+    pg.cleanup_old_data(keep, tables="bars")
+    after = pg.catalog()
+    assert_frame_equal(after, truth(pg, sql))
+    assert after["row_count"].sum() < before["row_count"].sum()
