@@ -118,3 +118,23 @@ def test_sealing_keeps_and_cleanup_of_sealed_months_corrects_the_catalog(pg: Pos
     after = pg.catalog()
     assert_frame_equal(after, truth(pg, sql))
     assert after["row_count"].sum() < before["row_count"].sum()
+
+
+def test_cli_symbols_prints_the_catalog(pg: PostgreSQLIntegration, server: Any,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from regime_io.cli import app
+
+    monkeypatch.setenv("COLUMNS", "200")
+    pg.save_market_data(bars(["AAA", "BBB"], ["1m"], T0, 4))
+    pg.save_1min_market_regime(regimes_1min(["CCC"], T0, 3))
+    result = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", pg.settings.schema, "symbols",
+                                      "--table", "bars"])
+    assert result.exit_code == 0, result.output
+    assert "AAA" in result.output and "BBB" in result.output and "CCC" not in result.output
+    assert "2024-01-30 15:03:00" in result.output  # the last timestamp
+    everything = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", pg.settings.schema, "symbols"])
+    assert everything.exit_code == 0 and "CCC" in everything.output
+    bad = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", pg.settings.schema, "symbols", "-t", "results"])
+    assert bad.exit_code != 0 and "no time column" in bad.output and "Traceback" not in bad.output
