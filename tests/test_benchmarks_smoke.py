@@ -92,7 +92,14 @@ def test_ratios_against_same_run_baselines(run: dict[str, Any]) -> None:
 
 def test_every_target_has_a_verdict(run: dict[str, Any]) -> None:
     targets = run["json"]["targets"]
-    assert len(targets) == 23
+    names = [t["target"] for t in targets]
+    # Issue 6's ten targets come first; issue 12's (items 6 and 7) are all there.
+    assert len(names) >= 23 and len(set(names)) == len(names)
+    for wanted in ("row tier: read every symbol", "row tier: read 1 symbol (whole range)", "sealed: read all bars vs",
+                   "sealed: read all bars, speed-up", "sealed: 1 symbol x 1 month", "sealed: 1 symbol x 1 day",
+                   "sealed: backfill", "sealed: restate", "sealed: storage per bar", "sealed: streaming read",
+                   "1-minute append"):
+        assert any(n.startswith(wanted) for n in names), wanted
     for target in targets:
         if "ArcticDB" in target["target"] and not _arcticdb_installed():
             assert target["measured"] is None and target["met"] is None, target
