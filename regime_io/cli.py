@@ -483,6 +483,9 @@ def export(
         "--format", help=f"{_choices(Format)} (default: from the suffix).", show_default=False)] = None,
     allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Write an empty file when no row matches "
                                               "(default: an error, no file).")] = False,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Read the rows as they were known at this instant "
+                                              "(ISO time; tables that keep history, docs/history.md).",
+                                              show_default=False)] = None,
 ) -> None:
     """Write a symbol's rows in \\[start, end] to a Parquet, CSV or Arrow file (streamed for bars and options).
 
@@ -498,7 +501,7 @@ def export(
             raise UsageError(f"export of {key} needs {', '.join(missing)}", table=key)
     with _state(ctx).integration() as pg, console.status(f"exporting {key}..."):
         result = export_table(pg, key, output, symbol=symbol, start=start, end=end, timeframe=timeframe,
-                              format=file_format, allow_empty=allow_empty)
+                              format=file_format, allow_empty=allow_empty, as_of=as_of)
     console.print(f"[green]✓[/green] {escape(str(result))}")
 
 
@@ -523,11 +526,14 @@ def latest(
                                        "(market_regimes) or bars (market_data), or any table name.")] = "1min",
     timeframe: Annotated[str | None, typer.Option(help="Only this timeframe (regimes, bars).",
                                                   show_default=False)] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Read the rows as they were known at this instant "
+                                              "(ISO time; tables that keep history, docs/history.md).",
+                                              show_default=False)] = None,
 ) -> None:
     """The latest row of each symbol: 1-minute regimes by default."""
     key = table_spec(table).key
     with _state(ctx).integration() as pg:
-        frame = pg.get_latest(key, symbols=symbols or None, timeframe=timeframe)
+        frame = pg.get_latest(key, symbols=symbols or None, timeframe=timeframe, as_of=as_of)
     _print_frame(frame, title=f"latest {key}", columns=_LATEST_COLUMNS.get(key))
 
 
@@ -551,11 +557,14 @@ def distribution(
                                                   show_default=False)] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a bar chart PNG here.", dir_okay=False,
                                               show_default=False)] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Read the rows as they were known at this instant "
+                                              "(ISO time; tables that keep history, docs/history.md).",
+                                              show_default=False)] = None,
 ) -> None:
     """How often and how long each regime held for SYMBOL in \\[start, end], computed in SQL."""
     with _state(ctx).integration() as pg:
         frame = pg.get_market_regime_distribution(symbol, start, end, table=_regime_table(table),
-                                                  timeframe=timeframe, return_type="polars")
+                                                  timeframe=timeframe, as_of=as_of, return_type="polars")
     _print_frame(frame, title=f"{symbol} regime distribution {start} to {end}",
                  columns=["regime", "count", "share", "time_share"], percent=("share", "time_share"))
     if plot is not None and frame.height == 0:
@@ -581,11 +590,14 @@ def transitions(
                                                   show_default=False)] = None,
     plot: Annotated[Path | None, typer.Option(help="Also write a heatmap PNG here.", dir_okay=False,
                                               show_default=False)] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Read the rows as they were known at this instant "
+                                              "(ISO time; tables that keep history, docs/history.md).",
+                                              show_default=False)] = None,
 ) -> None:
     """Regime transition probabilities and mean run lengths for SYMBOL in \\[start, end]."""
     with _state(ctx).integration() as pg:
         frame = pg.get_regime_transitions(symbol, start, end, table=_regime_table(table),
-                                          timeframe=timeframe, return_type="polars")
+                                          timeframe=timeframe, as_of=as_of, return_type="polars")
     _print_frame(frame, title=f"{symbol} regime transitions {start} to {end}", percent=("probability",),
                  max_rows=100)
     if plot is not None and frame.height == 0:

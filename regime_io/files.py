@@ -256,7 +256,8 @@ def _rows(n: int) -> str:
 
 def export_table(pg: PostgreSQLIntegration[Any], table: str, path: PathLike, *, symbol: str | None = None,
                  start: DateLike | None = None, end: DateLike | None = None, timeframe: str | None = None,
-                 format: str | None = None, allow_empty: bool = False) -> ExportResult:
+                 format: str | None = None, allow_empty: bool = False,
+                 as_of: DateLike | None = None) -> ExportResult:
     """Write ``table``'s rows for ``symbol`` in ``[start, end]`` to ``path`` (atomically).
 
     Bars and option bars are streamed (bounded memory); regimes and optimisation results
@@ -270,6 +271,8 @@ def export_table(pg: PostgreSQLIntegration[Any], table: str, path: PathLike, *, 
         symbol, start, end: the rows to export (inclusive; a date as ``end`` means the whole day).
         timeframe: only this timeframe (``market_data``, ``market_regimes``, ``optimization_results``).
         allow_empty: write an empty file instead of refusing when nothing matches.
+        as_of: the rows as they were known at this instant (tables that keep history,
+            ``docs/history.md``); default: now.
 
     Raises:
         UsageError: a missing ``symbol``/``start``/``end``; nothing matched (the file is not
@@ -286,21 +289,22 @@ def export_table(pg: PostgreSQLIntegration[Any], table: str, path: PathLike, *, 
     data: Any
     schema: pa.Schema | None = None
     if key == "optimization_results":
-        data = pg.get_optimization_results(symbol, timeframe=timeframe, parameters="json", return_type="arrow")
+        data = pg.get_optimization_results(symbol, timeframe=timeframe, parameters="json", as_of=as_of,
+                                           return_type="arrow")
     else:
         if symbol is None or start is None or end is None:
             missing = [name for name, value in (("symbol", symbol), ("start", start), ("end", end)) if value is None]
             raise UsageError(f"export of {key} needs {', '.join(missing)}", table=key)
         if key == "market_data":
-            data = pg.iter_market_data(symbol, start, end, timeframe=timeframe)
+            data = pg.iter_market_data(symbol, start, end, timeframe=timeframe, as_of=as_of)
             schema = spec.read_schema()
         elif key == "options_data":
-            data = pg.iter_options_data(symbol, start, end)
+            data = pg.iter_options_data(symbol, start, end, as_of=as_of)
             schema = spec.read_schema()
         elif key == "market_regimes":
-            data = pg.get_market_regimes(symbol, start, end, timeframe=timeframe, return_type="arrow")
+            data = pg.get_market_regimes(symbol, start, end, timeframe=timeframe, as_of=as_of, return_type="arrow")
         else:
-            data = pg.get_1min_market_regimes(symbol, start, end, return_type="arrow")
+            data = pg.get_1min_market_regimes(symbol, start, end, as_of=as_of, return_type="arrow")
     if not allow_empty:
         data, empty = _peek_empty(data)
         if empty:

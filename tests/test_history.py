@@ -397,3 +397,33 @@ def test_point_in_time_misuse(pg: PostgreSQLIntegration) -> None:
         pg.asof_regimes(bars_, known_lag="5s")
     with pytest.raises(UsageError):
         pg.asof_regimes(bars_, point_in_time="yes")
+
+
+def test_cli_reading_commands_take_as_of(pg: PostgreSQLIntegration, server, settings, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from regime_io.cli import app
+
+    data = regimes_1min(["AAA"], dt.datetime(2024, 1, 2, 9, 15), 5).with_columns(pl.lit("old").alias("regime"))
+    pg.save_1min_market_regime(data, known_at=_at(0))
+    pg.save_1min_market_regime(data.with_columns(pl.lit("new").alias("regime")), known_at=_at(60))
+    runner = CliRunner()
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, ["--dsn", server.url(), "--schema", settings.schema, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "old" in run("latest", "AAA", "--as-of", "2025-01-01T00:30:00+00:00")
+    assert "new" in run("latest", "AAA")
+    assert "old" in run("distribution", "AAA", "--start", "2024-01-02", "--end", "2024-01-02",
+                        "--as-of", "2025-01-01 00:30")
+    assert "old" in run("transitions", "AAA", "--start", "2024-01-02", "--end", "2024-01-02",
+                        "--as-of", "2025-01-01 00:30")
+    out = tmp_path / "then.parquet"
+    run("export", "--table", "1min", "--symbol", "AAA", "--start", "2024-01-02", "--end", "2024-01-02",
+        "-o", str(out), "--as-of", "2025-01-01 00:30")
+    assert pl.read_parquet(out)["regime"].to_list() == ["old"] * 5
+    refused = runner.invoke(app, ["--dsn", server.url(), "--schema", settings.schema, "latest", "--table", "bars",
+                                  "--as-of", "2025-01-01"])
+    assert refused.exit_code != 0 and "keeps no history" in refused.output
