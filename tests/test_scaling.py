@@ -63,6 +63,9 @@ def test_real_catalog_is_distributable_by_symbol(pg: PostgreSQLIntegration, sql:
     for spec in TABLES.values():  # partitions too: their indexes are checked below
         pg.db.partitions.ensure(pg.db.pool, pg.settings, spec, dt.datetime(2024, 1, 5), dt.datetime(2024, 2, 5))
     references = {f"{pg.settings.table_prefix}schema_version", f"{pg.settings.table_prefix}metadata"}
+    # Kept on the coordinator, never joined with the distributed tables (the live tail's log
+    # of sealed changes, docs/live.md).
+    local = {f"{pg.settings.table_prefix}sealed_changes"}
     uniques = _catalog(sql, schema, """
         SELECT c.relname, i.indexrelid::regclass::text, array_agg(a.attname::text ORDER BY k.ord)
         FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -71,11 +74,12 @@ def test_real_catalog_is_distributable_by_symbol(pg: PostgreSQLIntegration, sql:
         WHERE n.nspname = %s AND i.indisunique GROUP BY 1, 2""")
     tables = {r[0] for r in uniques}
     chunks = sum(1 for spec in TABLES.values() if spec.sealable)
-    # parents, the two reference tables, chunk tables, the series catalog, two partitions per series table
-    assert len(tables) == len(TABLES) + 2 + chunks + 1 + 2 * 4
+    # parents, the two reference tables, chunk tables, history tables, the series catalog,
+    # the live tail's table, two partitions per series table
+    assert len(tables) == len(TABLES) + 2 + chunks + len(TABLES) + 1 + 1 + 2 * 4
     for table, index, columns in uniques:
-        if table in references:
-            continue  # a reference table: replicated whole, no distribution column needed
+        if table in references | local:
+            continue  # replicated whole, or coordinator-local: no distribution column needed
         assert DISTRIBUTION_COLUMN in columns, (table, index, columns)
     foreign = _catalog(sql, schema, """
         SELECT conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
@@ -104,11 +108,12 @@ def test_citus_plan_distributes_everything_colocated_with_market_data() -> None:
     colocated = ", colocate_with => '\"quant\".\"x_market_data\"')"
     names = {settings.table_name(k) for k in TABLES}
     chunks = {f"{settings.table_name(k)}_chunks" for k, spec in TABLES.items() if spec.sealable}
+    history = {f"{settings.table_name(k)}_history" for k in TABLES}
     for statement in plan[3:]:
         assert statement.startswith("SELECT create_distributed_table('\"quant\".\"x_")
         assert statement.endswith(colocated)
     distributed = {re.search(r"create_distributed_table\('\"quant\"\.\"([^\"]+)\"", s)[1] for s in plan[2:]}  # type: ignore[index]
-    assert distributed == names | chunks | {"x_series"}
+    assert distributed == names | chunks | history | {"x_series"}
     assert "x_regimes_1m" in distributed and "x_regimes_1m_chunks" in distributed
     # Already distributed tables are left out.
     assert citus_plan(settings, distributed=distributed | {"x_schema_version", "x_metadata"}) == []
