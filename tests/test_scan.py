@@ -195,3 +195,19 @@ def test_scan_on_citus(citus_pg: PostgreSQLIntegration) -> None:
     citus_pg.seal_history(dt.date(2024, 2, 1))
     for name, query, eager in _bars_filters(citus_pg):
         assert_frame_equal(query(citus_pg.scan("bars")).collect(), eager()), name
+
+
+def test_sealed_chunks_are_pruned_by_the_pushed_predicate(pg: PostgreSQLIntegration,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    _fill(pg)
+    pg.seal_history(dt.date(2030, 1, 1))
+    caplog.set_level(logging.DEBUG, logger="regime_io._readsql")
+    got = pg.scan("bars").filter((pl.col("symbol") == "B") & (pl.col("timeframe") == "5min")
+                                 & (pl.col("timestamp") >= dt.datetime(2024, 2, 1))).collect()
+    assert_frame_equal(got, pg.get_market_data("B", dt.datetime(2024, 2, 1), timeframe="5m"))
+    chunk_reads = [r.getMessage() for r in caplog.records
+                   if r.name == "regime_io._readsql" and "payload" in r.getMessage()]
+    assert chunk_reads, "no chunk was read"
+    for sent in chunk_reads:  # only B's 5m chunks of February on: key, period and time bounds
+        assert "t.symbol = $1" in sent and "t.period_start >= $2" in sent and "t.last_ts >= $4" in sent
+        assert "'B'" in sent and "['5m']" in sent and "datetime.date(2024, 1" not in sent
