@@ -393,3 +393,29 @@ def test_cli_live_view_in_a_terminal(pg: PostgreSQLIntegration[Any], server: Any
     result = _cli(server, settings, "1min", "--since", "2024-05-06", "--timeout", "0.3")
     assert "market_regimes_1min: 2 rows (Ctrl-C to stop)" in screen.getvalue()
     assert "2 rows in 1 batch" in result.stderr
+
+
+def test_small_and_large_writes_store_the_same_values(pg: PostgreSQLIntegration[Any], settings: Settings) -> None:
+    """Writes of a few rows run over psycopg (regime_io._smallwrite), larger ones over
+    ADBC: the same rows, written either way, are stored identically (values, nulls,
+    change stamps), and collisions count the same."""
+    from regime_io import _smallwrite
+
+    names = [f"S{i}" for i in range(3)]
+    frame = pl.concat([regimes(names, m, tag=f"T{m}", confidence=0.01 * m) for m in range(40)]).with_columns(
+        pl.Series("directional_component", [None, 1.2345, -0.0001] * 40),
+        pl.Series("greek_sentiment", ["BULL", None, "b\\e'ar\"s"] * 40))
+    assert frame.height > _smallwrite.SMALL_BATCH_ROWS
+    big = pg.save_1min_market_regime(frame.with_columns(pl.col("symbol") + "_big"))
+    small = [pg.save_1min_market_regime(part.with_columns(pl.col("symbol") + "_small"))
+             for part in frame.iter_slices(_smallwrite.SMALL_BATCH_ROWS // 2)]
+    assert big.inserted == sum(r.inserted for r in small) == frame.height
+    again = pg.save_1min_market_regime(frame.head(5).with_columns(pl.col("symbol") + "_small"))
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 5)
+    table = f'"{settings.schema}"."{settings.table_name("market_regimes_1min")}"'
+    with psycopg.connect(pg.db.resolved.url(redact=False)) as conn:
+        rows = conn.execute(f"SELECT split_part(symbol, '_', 2), split_part(symbol, '_', 1), timestamp, regime, "
+                            "confidence::text, directional_component::text, greek_sentiment, change_xid IS NOT NULL "
+                            f"FROM {table} ORDER BY 2, 3, 1").fetchall()
+    by_way = {way: [r[1:] for r in rows if r[0] == way] for way in ("big", "small")}
+    assert by_way["big"] == by_way["small"] and len(by_way["big"]) == frame.height
