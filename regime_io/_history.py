@@ -58,6 +58,8 @@ KNOWN_FROM = "known_from"
 KNOWN_TO = "known_to"
 # A history row that records that the key had no value yet (a row added to a sealed chunk).
 ABSENT = "absent"
+# The per-row knowledge time column of a vintages stage table.
+ROW_KNOWN_AT = "__known_at"
 
 
 def history_table(spec: TableSpec, settings: Settings) -> str:
@@ -160,16 +162,20 @@ def stored_known_from(alias: str, zone: str) -> str:
 
 
 def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_at: dt.datetime | None,
-                    on_conflict: Any = "update") -> tuple[int, int, list[dict[str, Any]]]:
+                    on_conflict: Any = "update", *, per_row: bool = False) -> tuple[int, int, list[dict[str, Any]]]:
     """The staged upsert of a history table (module docstring). Returns what
-    ``_stage_and_merge`` returns: inserted, updated and the catalog's per-series rows."""
+    ``_stage_and_merge`` returns: inserted, updated and the catalog's per-series rows.
+
+    ``per_row``: the stage has a ``__known_at`` column, each row's knowledge time (the
+    vintages of ``known_at=<column>``); otherwise ``known_at`` or the server's clock."""
     from ._schema import qualified_table
     from ._writing import _merge_sql, merged_counts
 
+    row_known = f'"{ROW_KNOWN_AT}"'
     if on_conflict != "update":  # inserts only: no version is superseded
-        at = None if known_at is None else "$1::timestamptz"
-        cur.execute(_merge_sql(spec, db, on_conflict, known_from=at),
-                    parameters=(known_at.isoformat(),) if known_at else None)
+        at = row_known if per_row else None if known_at is None else "$1::timestamptz"
+        cur.execute(_merge_sql(spec, db, on_conflict, known_from=at, stage=stage),
+                    parameters=(known_at.isoformat(),) if known_at and not per_row else None)
         return merged_counts(cur.fetchall())
     settings = db.settings
     target = qualified_table(spec, settings)
@@ -180,14 +186,21 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
     row = cur.fetchone()
     assert row is not None
     when = known_at or row[0]
-    params = (when.isoformat(), settings.storage_timezone)
-    k, zone = "$1::timestamptz", "$2::text"
-    explicit = k if known_at is not None else None
-    cur.execute(_merge_sql(spec, db, "ignore", known_from=explicit), parameters=(when.isoformat(),)
-                if explicit else None)
+    # The knowledge instant: a bound value (known_at or the clock read after the locks), or
+    # each staged row's own; ``params`` binds it (if bound) and the storage zone.
+    params: tuple[Any, ...]
+    if per_row:
+        k, zone, params, insert_at = f"s.{row_known}", "$1::text", (settings.storage_timezone,), row_known
+        insert_params: tuple[Any, ...] | None = None
+    else:
+        k, zone, params, insert_at = "$1::timestamptz", "$2::text", (when.isoformat(), settings.storage_timezone), \
+            "$1::timestamptz"
+        insert_params = (when.isoformat(),)
+    cur.execute(_merge_sql(spec, db, "ignore", known_from=insert_at if known_at or per_row else None, stage=stage),
+                parameters=insert_params if known_at and not per_row else None)
     inserted, _, series = merged_counts(cur.fetchall())
-    if known_at is not None:
-        _check_order(cur, spec, target, staged, params)
+    if known_at is not None or per_row:
+        _check_order(cur, spec, target, staged, k, zone, params)
     old = stored_known_from("t", zone)
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     t_cols = ", ".join(f"t.{quote_ident(c.name)}" for c in spec.columns)
@@ -195,7 +208,8 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
     # a join would hash whole partitions, whatever the size of the batch.
     cur.execute(f"INSERT INTO {history_table(spec, settings)} (id, {cols}, created_at, {KNOWN_FROM}, {KNOWN_TO}) "
                 f"SELECT t.id, {t_cols}, t.created_at, {old}, greatest({k}, {old} + interval '1 microsecond') "
-                f"FROM {staged} s CROSS JOIN LATERAL (SELECT * FROM {target} t WHERE {_join(spec, 't', 's')} LIMIT 1) t "
+                f"FROM {staged} s CROSS JOIN LATERAL "
+                f"(SELECT * FROM {target} t WHERE {_join(spec, 't', 's')} LIMIT 1) t "
                 f"WHERE {_distinct(spec, 't', 's')}", parameters=params)
     # Citus refuses non-IMMUTABLE functions in DO UPDATE SET (a parameter cast to
     # timestamptz, timestamptz + interval): k reaches it as EXCLUDED.known_from (every
@@ -205,24 +219,27 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
     old_literal = stored_known_from("t", literal(settings.storage_timezone))
     new_known = (f"greatest(EXCLUDED.{KNOWN_FROM}, "
                  f"timezone('UTC', timezone('UTC', {old_literal}) + interval '1 microsecond'))")
-    cur.execute(_merge_sql(spec, db, "update", known_from=k, known_from_update=new_known),
-                parameters=(when.isoformat(),))
+    cur.execute(_merge_sql(spec, db, "update", known_from=row_known if per_row else "$1::timestamptz",
+                           known_from_update=new_known, stage=stage),
+                parameters=None if per_row else (when.isoformat(),))
     # Every staged key exists after step 2, so each row this merge returns is an update
     # (one inserted earlier in this transaction, by an earlier vintage, looks inserted).
     more, updated, _ = merged_counts(cur.fetchall())
     return inserted, updated + more, series
 
 
-def _check_order(cur: Any, spec: TableSpec, target: str, staged: str, params: tuple[Any, ...]) -> None:
+def _check_order(cur: Any, spec: TableSpec, target: str, staged: str, k: str, zone: str,
+                 params: tuple[Any, ...]) -> None:
     """``known_at`` must come after the stored version it supersedes (chains grow forward)."""
-    old = stored_known_from("t", "$2::text")
+    old = stored_known_from("t", zone)
     keys = ", ".join(f"t.{quote_ident(c)}::text" for c in spec.primary_key)
-    cur.execute(f"SELECT {keys}, ({old})::text FROM {staged} s JOIN {target} t ON {_join(spec, 't', 's')} "
-                f"WHERE {_distinct(spec, 't', 's')} AND {old} >= $1::timestamptz LIMIT 1", parameters=params)
+    cur.execute(f"SELECT {keys}, ({old})::text, ({k})::text FROM {staged} s JOIN {target} t "
+                f"ON {_join(spec, 't', 's')} WHERE {_distinct(spec, 't', 's')} AND {old} >= {k} LIMIT 1",
+                parameters=params)
     row = cur.fetchone()
     if row:
-        *key, known = row
-        raise WriteError(f"{spec.key}: known_at {params[0]} is not after the stored version's knowledge time "
+        *key, known, new = row
+        raise WriteError(f"{spec.key}: known_at {new} is not after the stored version's knowledge time "
                          f"{known} (key ({', '.join(spec.primary_key)})=({', '.join(map(str, key))})); write the "
                          "vintages of a row in knowledge order; nothing was written", table=spec.key)
 
@@ -449,7 +466,7 @@ def _with_sealed_current(db: Database, spec: TableSpec, table: pa.Table, sealed:
 
 
 def vintages(db: Database, spec: TableSpec, data: Any, known_at: Any, options: dict[str, Any], *,
-             stream: bool) -> list[tuple[dt.datetime, pa.Table]] | None:
+             stream: bool) -> list[tuple[dt.datetime | None, pa.Table]] | None:
     """The validated batches of a write with ``known_at``, each with its knowledge time,
     in knowledge order: one for a timestamp, one per distinct value for a column name."""
     import polars as pl
@@ -472,11 +489,29 @@ def vintages(db: Database, spec: TableSpec, data: Any, known_at: Any, options: d
             raise UsageError(f"{spec.key}: known_at column {known_at!r} has nulls; every row needs its "
                              "knowledge time", table=spec.key, column=known_at)
         zone = db.settings.storage_timezone
-        out = []
-        for (value,), part in sorted(frame.partition_by(known_at, as_dict=True, maintain_order=True).items(),
-                                     key=lambda kv: kv[0][0]):
-            when = value if value.tzinfo is not None else value.replace(tzinfo=zoneinfo.ZoneInfo(zone))
-            out.append((when, validate(spec, part.drop(known_at), **options)))
+        stamps = frame[known_at]
+        if getattr(stamps.dtype, "time_zone", None) is None:
+            stamps = stamps.dt.replace_time_zone(zone)
+        frame = frame.with_columns(stamps.dt.convert_time_zone("UTC").alias(known_at))
+        out: list[tuple[dt.datetime | None, pa.Table]] = []
+        if _has_chunks(db, spec, frame):
+            # Sealed periods merge chunk by chunk with one knowledge time: one vintage per value.
+            for (value,), part in sorted(frame.partition_by(known_at, as_dict=True, maintain_order=True).items(),
+                                         key=lambda kv: kv[0][0]):
+                out.append((value, validate(spec, part.drop(known_at), **options)))
+            return out
+        # One merge per rank: every key's first version, then every key's second..., each
+        # row with its own knowledge time (a live archive has one version per key: one merge).
+        keys = [c for c in spec.primary_key if c in frame.columns]
+        ranked = frame.with_columns(pl.col(known_at).rank("ordinal").over(keys).alias("__rank"))
+        for (_,), part in sorted(ranked.partition_by("__rank", as_dict=True, maintain_order=True).items(),
+                                 key=lambda kv: kv[0][0]):
+            batch = validate(spec, part.drop(known_at, "__rank"), **options)
+            if batch.num_rows != part.height:
+                raise UsageError(f"{spec.key}: with known_at={known_at!r}, write rows whose keys are spelled "
+                                 "the same way (the vintages of one row are ranked by key)", table=spec.key)
+            stamps_us = part[known_at].dt.cast_time_unit("us").to_arrow()
+            out.append((None, batch.append_column(ROW_KNOWN_AT, stamps_us)))
         return out
     try:
         when = known_at_instant(db, spec, known_at)
@@ -489,9 +524,31 @@ def vintages(db: Database, spec: TableSpec, data: Any, known_at: Any, options: d
     return [(when, validate(spec, data, **options))]
 
 
-def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime, pa.Table]], *,
+def _has_chunks(db: Database, spec: TableSpec, frame: Any) -> bool:
+    """Whether sealed chunks exist for the symbols and periods of ``frame`` (raw input)."""
+    import polars as pl
+
+    from ._chunkstore import existing_chunks, period_range
+
+    if not spec.sealable or spec.time_column not in frame.columns or "symbol" not in frame.columns:
+        return False
+    times = frame[spec.time_column]
+    if not isinstance(times.dtype, pl.Datetime) or times.null_count() == len(times):
+        return True  # unparsed times: take the exact (slower) path
+    symbols = [str(v) for v in frame["symbol"].drop_nulls().unique().to_list()]
+    periods = period_range(times.min().date(), times.max().date())  # type: ignore[union-attr]
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            return bool(existing_chunks(cur, db.settings, spec, symbols, periods))
+        finally:
+            cur.close()
+
+
+def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime | None, pa.Table]], *,
                   on_conflict: Any, chunk_rows: int, tier: Any) -> Any:
-    """Write ``batches`` in one transaction, each merged (staged) with its knowledge time."""
+    """Write ``batches`` in one transaction, each merged (staged) with its knowledge time
+    (``None``: each row's own, in its ``__known_at`` column)."""
     import time
 
     import adbc_driver_manager
@@ -518,11 +575,20 @@ def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime
                     if batch.num_rows == 0:
                         continue
                     record_time_kind(cur, db, spec, time_kind(batch))
-                    rest, sealed = route_batch(cur, db.settings, spec, batch, on_conflict=on_conflict,
-                                               sealed_tier=tier == "sealed", known_at=when)
+                    per_row = when is None
+                    data = batch.drop_columns([ROW_KNOWN_AT]) if per_row else batch
+                    # Per-row vintages were checked to touch no sealed chunk; routing still takes
+                    # the period locks (a period sealed since then gets the group's latest time).
+                    at = pc.max(batch.column(ROW_KNOWN_AT)).as_py() if per_row else when
+                    rest, sealed = route_batch(cur, db.settings, spec, data, on_conflict=on_conflict,
+                                               sealed_tier=tier == "sealed", known_at=at)
                     inserted, updated = inserted + sealed.inserted, updated + sealed.updated
                     series = _sealed_series(spec, sealed)
-                    if rest.num_rows:
+                    if rest.num_rows and per_row:
+                        ins, upd, merged = _merge_per_row(cur, db, spec, batch, rest, on_conflict)
+                        inserted, updated = inserted + ins, updated + upd
+                        series += merged
+                    elif rest.num_rows:
                         ins, upd, merged = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows, None,
                                                             rest.num_rows, known_at=when)
                         inserted, updated = inserted + ins, updated + upd
@@ -749,3 +815,22 @@ def pit_join(left: Any, versions: Any, *, lag: dt.timedelta, tolerance: dt.timed
                            | ((kf.is_null() | (kf <= known)) & (kt.is_null() | (known < kt))))
     return chosen.drop("__usable", "__best", "__kf", "__kt", *(["symbol_right"] if "symbol_right" in chosen.columns
                                                                 else []))
+
+
+def _merge_per_row(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, rest: pa.Table,
+                   on_conflict: Any) -> tuple[int, int, list[dict[str, Any]]]:
+    """Stage ``batch`` (with its ``__known_at`` column) and merge it, each row with its own
+    knowledge time. ``rest`` is what routing left for the row tier (all of it, normally)."""
+    from ._writing import _ingest
+
+    if rest.num_rows != batch.num_rows:  # a period was sealed meanwhile: keep the rows routing left
+        keys = {tuple(r.values()) for r in rest.select(list(spec.primary_key)).to_pylist()}
+        mask = pa.array([tuple(r.values()) in keys for r in batch.select(list(spec.primary_key)).to_pylist()])
+        batch = batch.filter(mask)
+    stage = f"_rio_vstage_{spec.key}"
+    columns = ", ".join(f"{quote_ident(c.name)} {c.wire_pg_type}" for c in spec.columns)
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(stage)} ({columns}, "
+                f"{quote_ident(ROW_KNOWN_AT)} TIMESTAMPTZ) ON COMMIT DELETE ROWS")
+    cur.execute(f"TRUNCATE {quote_ident(stage)}")
+    _ingest(cur, stage, batch, temporary=True)
+    return versioned_merge(cur, db, spec, stage, None, on_conflict, per_row=True)

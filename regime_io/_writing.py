@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -39,15 +38,15 @@ import pyarrow.compute as pc
 from . import _catalog as catalog
 from . import _changes as changes
 from ._chunkstore import MergeCounts, route_batch, route_staged
-from ._pool import lost_before_commit
+from ._driver_errors import lost_before_commit, write_error
 from ._schema import qualified_table
 from ._smallwrite import SMALL_BATCH_ROWS, NeedsArrow, PsycopgCursor, small_write
 from ._sql import quote_ident
 from ._timezones import record_time_kind, time_kind
 from ._validation import validate
-from .errors import RegimeIOError, SchemaError, ServerUnavailableError, UsageError, ValidationError, WriteError
+from .errors import ServerUnavailableError, UsageError, ValidationError, WriteError
 from .tables import TableSpec, table_spec
-from .types import ExtraColumns, OnConflict, OnDuplicate
+from .types import ExtraColumns, OnConflict, OnDuplicate, Tier
 
 if TYPE_CHECKING:
     from .database import Database
@@ -57,9 +56,6 @@ __all__ = ["WriteResult", "save", "save_rolling_market_regime"]
 log = logging.getLogger(__name__)
 
 WriteMethod = Literal["copy", "staged", "sealed", "empty", "disabled"]
-# Where a batch goes: "auto" (rows, except rows of sealed series-months, which merge into
-# their chunks) or "sealed" (every row into chunks: the backfill fast path, see docs/schema.md).
-Tier = Literal["auto", "sealed"]
 Progress = Callable[[int, "int | None"], None]
 
 DEFAULT_CHUNK_ROWS = 250_000
@@ -257,7 +253,7 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
         try:
             db.partitions.ensure(db.pool, db.settings, spec, *span)
         except adbc_driver_manager.Error as err:
-            raise _translate(err, db, spec) from err
+            raise write_error(err, db, spec) from err
     force_staged = False
     retried_lost = False
     # A few rows: the same statements over psycopg, in half the round trips (regime_io._smallwrite).
@@ -303,7 +299,7 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
             if attempt < _MAX_ATTEMPTS and _retryable(err, db, spec, span):
                 time.sleep(0.05 * attempt)
                 continue
-            raise _translate(err, db, spec) from err
+            raise write_error(err, db, spec) from err
         except ServerUnavailableError as err:
             # The connection died before the commit: typically a server restart faster than
             # health_check_interval, so an idle connection was handed out unpinged. Nothing
@@ -381,7 +377,7 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
                 cur.close()
     except adbc_driver_manager.Error as err:
         db.partitions.forget()  # partitions created in this transaction were rolled back with it
-        raise _translate(err, db, spec) from err
+        raise write_error(err, db, spec) from err
     except BaseException:
         db.partitions.forget()
         raise
@@ -509,7 +505,7 @@ def merged_counts(rows: list[Any]) -> tuple[int, int, list[dict[str, Any]]]:
 
 
 def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict, *, known_from: str | None = None,
-               known_from_update: str | None = None) -> str:
+               known_from_update: str | None = None, stage: str | None = None) -> str:
     """The staged merge; ``known_from``/``known_from_update``: SQL giving inserted /
     updated rows their knowledge start (history tables, regime_io._history)."""
     target = qualified_table(spec, db.settings)
@@ -549,7 +545,7 @@ def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict, *, known_
                       " FROM merged GROUP BY symbol, 4")
     return (
         f"WITH merged AS (INSERT INTO {target} AS t ({', '.join(names)}, created_at) "
-        f"SELECT {select}, LOCALTIMESTAMP FROM {quote_ident(_stage_name(spec))} ORDER BY {key}{conflict} "
+        f"SELECT {select}, LOCALTIMESTAMP FROM {quote_ident(stage or _stage_name(spec))} ORDER BY {key}{conflict} "
         f"RETURNING {returning}) "
         "SELECT count(*) FILTER (WHERE created_at = LOCALTIMESTAMP), "
         "count(*) FILTER (WHERE created_at IS DISTINCT FROM LOCALTIMESTAMP)"
@@ -602,25 +598,3 @@ def _retryable(err: adbc_driver_manager.Error, db: Database, spec: TableSpec,
             db.partitions.ensure(db.pool, db.settings, spec, *span)
         return True
     return False
-
-
-_DETAIL = re.compile(r"DETAIL:\s*(.+)")
-
-
-def _translate(err: adbc_driver_manager.Error, db: Database, spec: TableSpec) -> RegimeIOError:
-    sqlstate = getattr(err, "sqlstate", None) or ""
-    text = db.redact(str(err))
-    detail_match = _DETAIL.search(text)
-    detail = detail_match.group(1).strip() if detail_match else ""
-    primary = re.sub(r"^.*?ERROR:\s*", "", text.split("\n")[0]).strip()
-    if sqlstate in ("42P01", "3F000"):  # undefined table, undefined schema
-        return SchemaError(f"{spec.key}: table {db.settings.table_name(spec.key)!r} does not exist in schema "
-                           f"{db.settings.schema!r}; call initialize_database() first", table=spec.key)
-    if sqlstate == "23505":
-        return WriteError(f"{spec.key}: a row with this natural key already exists ({detail or primary}); "
-                          "on_conflict='error' refuses it; nothing was written", table=spec.key)
-    if sqlstate == "21000":
-        return ValidationError(f"{spec.key}: the same natural key appears in two chunks of the stream; "
-                               "deduplicate the input; nothing was written", table=spec.key)
-    return WriteError(f"{spec.key}: the server refused the write: {primary}"
-                      + (f" ({detail})" if detail else "") + "; nothing was written", table=spec.key)
