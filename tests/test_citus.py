@@ -336,3 +336,24 @@ def test_tail_is_refused_with_the_reason(citus_pg: PostgreSQLIntegration, citus_
             unaware.tail("1min")
     finally:
         unaware.close()
+
+
+def test_knowledge_time_scan_and_quality_on_both_engines(both: list[PostgreSQLIntegration]) -> None:
+    """The calls added by later issues: versions as known at an instant, lazy scans, quality reports.
+    (Restatements of history tables, which move versions into ``<table>_history``, are in
+    the writer tests above: every upsert of the regime and optimisation tables takes that path.)"""
+    first = regimes_1min(SYMBOLS[:3], T0, 20)
+    for pg in both:
+        pg.save_1min_market_regime(first)
+    known = dt.datetime.now(dt.timezone.utc)  # after both writes (the engines stamp their own clocks)
+    same([pg.history("1min", SYMBOLS[:3], "2024-01-01", "2024-03-01").drop("known_from", "known_to")
+          for pg in both])
+    same([pg.get_1min_market_regimes(SYMBOLS[:3], "2024-01-01", "2024-03-01", as_of=known) for pg in both])
+    same([pg.get_latest_1min_market_regime(as_of=known) for pg in both])
+    for pg in both:
+        pg.save_market_data(bars(SYMBOLS, ["1m"], T0, 30))
+    scans = [pg.scan("bars").filter(pl.col("symbol").is_in(["AAA", "DDD"]) & (pl.col("timestamp") >= T0))
+             .select("symbol", "timestamp", "close").collect() for pg in both]
+    same(scans)
+    assert scans[0].height == 60
+    same([pg.quality_report("bars", SYMBOLS[:2], "2024-01-31", "2024-02-01") for pg in both])
