@@ -52,6 +52,7 @@ __all__ = [
     "live_sql",
     "notify",
     "notify_sql",
+    "prune_sealed_changes",
     "record_sealed_changes",
     "sealed_changes_table",
 ]
@@ -164,3 +165,17 @@ def notify(cur: Any, settings: Settings, spec: TableSpec) -> None:
     """Queue this table's notification; PostgreSQL sends it when the transaction commits."""
     cur.execute(notify_sql(), parameters=(channel(settings, spec.key), spec.key))
     cur.fetchall()
+
+
+def prune_sealed_changes(cur: Any, settings: Settings, spec: TableSpec, cutoff: Any) -> int:
+    """Delete ``spec``'s sealed-change entries recorded before ``cutoff`` (``cleanup_old_data``:
+    the same retention as the rows). Returns the entries removed."""
+    table = sealed_changes_table(settings)
+    cur.execute(f"SELECT to_regclass({literal(table)}) IS NOT NULL")
+    row = cur.fetchone()
+    if not (row and row[0]):
+        return 0  # a schema initialised before the live tail
+    cur.execute(f"WITH gone AS (DELETE FROM {table} WHERE table_key = $1 AND created_at < $2 RETURNING 1) "
+                "SELECT count(*) FROM gone", parameters=(spec.key, cutoff))
+    row = cur.fetchone()
+    return int(row[0]) if row else 0

@@ -43,6 +43,7 @@ import adbc_driver_manager
 import polars as pl
 
 from . import _catalog as catalog
+from . import _changes as changes
 from ._driver_errors import is_connection_error, maintenance_error
 from ._history import clean_history
 from ._pool import Connection
@@ -408,6 +409,8 @@ def cleanup_old_data(
                         if spec.key in settings.history_tables:  # superseded versions (_history)
                             entry = dataclasses.replace(entry, versions_removed=clean_history(
                                 cur, settings, spec, cutoff, dry_run=dry_run))
+                        if spec.sealable and not dry_run:  # the live tail's record of sealed-tier writes
+                            changes.prune_sealed_changes(cur, settings, spec, cutoff)
                         results.append(entry)
                     except adbc_driver_manager.Error as err:
                         if is_connection_error(err):

@@ -52,6 +52,7 @@ _ADBC_CLASSES: dict[str, tuple[type[adbc_driver_manager.Error], adbc_driver_mana
     "22": (adbc_driver_manager.DataError, adbc_driver_manager.AdbcStatusCode.INVALID_DATA),
     "42": (adbc_driver_manager.ProgrammingError, adbc_driver_manager.AdbcStatusCode.INVALID_ARGUMENT),
     "40": (adbc_driver_manager.OperationalError, adbc_driver_manager.AdbcStatusCode.IO),
+    "0A": (adbc_driver_manager.NotSupportedError, adbc_driver_manager.AdbcStatusCode.NOT_IMPLEMENTED),
 }
 
 

@@ -419,3 +419,17 @@ def test_small_and_large_writes_store_the_same_values(pg: PostgreSQLIntegration[
                             f"FROM {table} ORDER BY 2, 3, 1").fetchall()
     by_way = {way: [r[1:] for r in rows if r[0] == way] for way in ("big", "small")}
     assert by_way["big"] == by_way["small"] and len(by_way["big"]) == frame.height
+
+
+def test_cleanup_prunes_the_sealed_change_entries(pg: PostgreSQLIntegration[Any], settings: Settings) -> None:
+    old = pl.concat([regimes(["A"], m) for m in range(3)]).with_columns(pl.col("timestamp").dt.offset_by("-2mo"))
+    pg.save_1min_market_regime(old)
+    pg.seal_history(T0.date() - dt.timedelta(days=20))
+    pg.save_1min_market_regime(old.head(1).with_columns(pl.lit("RESTATED").alias("regime")))
+    table = f'"{settings.schema}"."{settings.table_prefix}sealed_changes"'
+    with psycopg.connect(pg.db.resolved.url(redact=False), autocommit=True) as conn:
+        assert conn.execute(f"SELECT count(*), sum(row_count) FROM {table}").fetchone() == (1, 1)
+        pg.cleanup_old_data(30, dry_run=True)
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+        pg.cleanup_old_data(0)
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
