@@ -7,10 +7,12 @@ for empty and non-empty results: DECIMAL columns as ``Float64`` (exact
 storage time zone. Time ranges are ``[start, end]`` inclusive; a date as ``end`` means
 the whole of that day. See ``docs/reading.md`` for the dtype and engine tables.
 
-Engines: range reads (and streams) go through connectorx, which decodes the binary
-protocol straight into Arrow; latest rows, option chains, regime statistics and
-optimisation results go through the pool's warm ADBC connection with bound parameters,
-because a new connectorx connection per call would cost more than the query.
+Engines: range reads run on the pool's warm ADBC connection (small ranges with bound
+parameters; larger ones with inlined values, which the driver streams through COPY
+binary into Arrow); streams, resampling and as-of joins go through connectorx; latest
+rows, option chains, regime statistics and optimisation results go through the pool's
+warm connections with bound parameters, because a new connectorx connection per call
+would cost more than the query.
 
 Example:
     >>> from regime_io import PostgreSQLIntegration
