@@ -204,12 +204,15 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
     old = stored_known_from("t", zone)
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     t_cols = ", ".join(f"t.{quote_ident(c.name)}" for c in spec.columns)
-    # One primary-key probe per staged row (LATERAL), like the merge's own conflict checks:
-    # a join would hash whole partitions, whatever the size of the batch.
+    # A join on the natural key. Citus refuses a LATERAL (... LIMIT 1) whose outer side is a
+    # local table (the staging table), so the probe per staged row comes from the planner:
+    # with the staging table analysed it knows the batch is small and probes the primary
+    # key per row instead of hashing whole partitions (without statistics a temporary table
+    # looks big).
+    cur.execute(f"ANALYZE {staged}")
     cur.execute(f"INSERT INTO {history_table(spec, settings)} (id, {cols}, created_at, {KNOWN_FROM}, {KNOWN_TO}) "
                 f"SELECT t.id, {t_cols}, t.created_at, {old}, greatest({k}, {old} + interval '1 microsecond') "
-                f"FROM {staged} s CROSS JOIN LATERAL "
-                f"(SELECT * FROM {target} t WHERE {_join(spec, 't', 's')} LIMIT 1) t "
+                f"FROM {staged} s JOIN {target} t ON {_join(spec, 't', 's')} "
                 f"WHERE {_distinct(spec, 't', 's')}", parameters=params)
     # Citus refuses non-IMMUTABLE functions in DO UPDATE SET (a parameter cast to
     # timestamptz, timestamptz + interval): k reaches it as EXCLUDED.known_from (every
