@@ -433,3 +433,16 @@ def test_cleanup_prunes_the_sealed_change_entries(pg: PostgreSQLIntegration[Any]
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
         pg.cleanup_old_data(0)
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+
+
+@pytest.mark.slow
+def test_the_live_benchmark_runs_at_tiny_sizes(server: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/live.py end to end (no timing assertions): every figure is produced."""
+    from benchmarks.live import main
+
+    assert main(["--dsn", server.url(), "--symbols", "5", "--ticks", "5", "--bars", "3750", "--repeats", "1",
+                 "--calls", "5"]) == 0
+    out = capsys.readouterr().out
+    for key in ("live.ingest_stamped", "live.ingest_plain", "live.rolling_stamped", "live.rolling_plain",
+                "live.notify", "live.commit_to_frame", "writer cost of the change stamp"):
+        assert key in out, out
