@@ -47,9 +47,9 @@ import pyarrow as pa
 
 from . import _frames
 from ._timezones import TIME_KIND_KEY
-from .errors import UsageError, ValidationError
+from .errors import ValidationError
 from .tables import GENERATED_COLUMNS, Column, TableSpec
-from .types import ExtraColumns, OnDuplicate
+from .types import ExtraColumns, OnDuplicate, check_choice
 
 __all__ = ["DataQualityWarning", "to_polars", "validate"]
 
@@ -209,10 +209,8 @@ def validate(
         >>> validate(TABLES["market_regimes_1min"], frame).column("confidence")[0].as_py()
         Decimal('87.46')
     """
-    if extra_columns not in ("error", "ignore"):
-        raise UsageError(f"extra_columns must be 'error' or 'ignore', got {extra_columns!r}", value=extra_columns)
-    if on_duplicate not in ("error", "keep_last"):
-        raise UsageError(f"on_duplicate must be 'error' or 'keep_last', got {on_duplicate!r}", value=on_duplicate)
+    check_choice("extra_columns", extra_columns, ExtraColumns)
+    check_choice("on_duplicate", on_duplicate, OnDuplicate)
     df = to_polars(data, spec.key)
     if df.width == 0:
         raise ValidationError(f"{spec.key}: the input has no columns; expected {', '.join(spec.column_names)}",

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
 
 import adbc_driver_manager
 import polars as pl
@@ -46,7 +46,7 @@ from ._timezones import record_time_kind, time_kind
 from ._validation import validate
 from .errors import ServerUnavailableError, UsageError, ValidationError, WriteError
 from .tables import TableSpec, table_spec
-from .types import ExtraColumns, OnConflict, OnDuplicate, Tier
+from .types import ExtraColumns, OnConflict, OnDuplicate, Tier, check_choice
 
 if TYPE_CHECKING:
     from .database import Database
@@ -97,12 +97,6 @@ class WriteResult:
         rows = "1 row" if self.rows == 1 else f"{self.rows} rows"
         return (f"{self.table}: {rows} -> {self.inserted} inserted, {self.updated} updated, "
                 f"{self.unchanged} unchanged{trimmed} ({self.method}, {self.seconds:.3f}s)")
-
-
-def _choice(name: str, value: Any, allowed_type: Any) -> None:
-    allowed = get_args(allowed_type)
-    if value not in allowed:
-        raise UsageError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}", value=value)
 
 
 class _FallBackToStaging(Exception):
@@ -162,10 +156,10 @@ def save(
         >>> pg.save("market_regimes_1min", frame, on_conflict="ignore")   # doctest: +SKIP
     """
     spec = table_spec(table)
-    _choice("on_conflict", on_conflict, OnConflict)
-    _choice("on_duplicate", on_duplicate, OnDuplicate)
-    _choice("extra_columns", extra_columns, ExtraColumns)
-    _choice("tier", tier, Tier)
+    check_choice("on_conflict", on_conflict, OnConflict)
+    check_choice("on_duplicate", on_duplicate, OnDuplicate)
+    check_choice("extra_columns", extra_columns, ExtraColumns)
+    check_choice("tier", tier, Tier)
     if tier == "sealed" and not spec.sealable:
         raise UsageError(f"{spec.key} has no sealed tier; tier='sealed' applies to the time-series tables",
                          table=spec.key, value=tier)

@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -25,6 +25,7 @@ __all__ = [
     "RegimeTable",
     "ReturnType",
     "Tier",
+    "check_choice",
 ]
 
 # What readers return: a polars DataFrame (default), a pandas DataFrame or an Arrow table.
@@ -46,3 +47,16 @@ ParametersAs = Literal["struct", "json"]
 # A time bound: a datetime (naive = storage zone; aware = converted), a date, an ISO 8601
 # string, or a numpy datetime64 / pandas Timestamp (both normalised to a datetime).
 DateLike = dt.datetime | dt.date | str | np.datetime64
+
+
+def check_choice(name: str, value: object, allowed_type: Any) -> None:
+    """Refuse ``value`` unless it is one of the ``Literal``'s values (a ``UsageError``
+    listing them), so every option is checked against the one declaration above.
+
+    >>> check_choice("on_conflict", "update", OnConflict)
+    """
+    from .errors import UsageError
+
+    allowed = get_args(allowed_type)
+    if value not in allowed:
+        raise UsageError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}", value=value)
