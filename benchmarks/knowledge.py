@@ -7,7 +7,7 @@
   server, round-robin: one as shipped (the nullable ``known_from`` column every row
   table now has) and one with that column dropped (the table of before). Each run
   starts from ``TRUNCATE`` + ``CHECKPOINT`` (untimed). Target: the ratio to server COPY
-  within 5% of the one without the column.
+  at most 5% above the one without the column.
 - **as-of read**: one symbol x one calendar month of ``market_regimes_1min`` (10 symbols,
   ``--days`` sessions of 1-minute regimes, a tenth of the rows revised once), read now
   and ``as_of`` an instant between the first write and the revision. Target: <= 2x.
@@ -176,7 +176,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"| fresh COPY ingest, {f['rows']:,} bars: time / server `COPY FROM file` | {wo['save_s'] * 1000:,.0f} ms / "
         f"{wo['server_copy_s'] * 1000:,.0f} ms = {wo['ratio']:.2f}x | {w['save_s'] * 1000:,.0f} ms / "
         f"{w['server_copy_s'] * 1000:,.0f} ms = {w['ratio']:.2f}x | {f['ratio_change']:+.1%} | "
-        f"within 5%: {met(abs(f['ratio_change']) <= 0.05)} |",
+        f"at most 5% worse: {met(f['ratio_change'] <= 0.05)} |",
         f"| read 1 symbol x 1 month of 1-minute regimes ({r['rows']:,} rows): current vs `as_of` | "
         f"{r['current_s'] * 1000:,.1f} ms | {r['as_of_s'] * 1000:,.1f} ms | {r['ratio']:.2f}x | "
         f"<= 2x: {met(r['ratio'] <= 2)} |",

@@ -180,12 +180,17 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
     settings = db.settings
     target = qualified_table(spec, settings)
     staged = quote_ident(stage)
+    # The locks, the clock read after them, and how many staged keys are not stored yet (one
+    # probe per staged row; the count comes from a snapshot taken before the lock wait, so
+    # it can only over-count keys another writer added meanwhile: step 2 then runs).
     cur.execute(f"WITH l AS MATERIALIZED (SELECT count(pg_advisory_xact_lock(hashtext($1::text), hashtext(s))) "
                 f"FROM (SELECT DISTINCT symbol::text AS s FROM {staged} ORDER BY 1) x) "
-                "SELECT clock_timestamp() FROM l", parameters=(_lock_space(settings, spec),))
+                f"SELECT clock_timestamp(), (SELECT count(*) FROM {staged} s LEFT JOIN LATERAL "
+                f"(SELECT 1 AS hit FROM {target} t WHERE {_join(spec, 't', 's')} LIMIT 1) x ON true "
+                "WHERE x.hit IS NULL) FROM l", parameters=(_lock_space(settings, spec),))
     row = cur.fetchone()
     assert row is not None
-    when = known_at or row[0]
+    when, missing = known_at or row[0], int(row[1])
     # The knowledge instant: a bound value (known_at or the clock read after the locks), or
     # each staged row's own; ``params`` binds it (if bound) and the storage zone.
     params: tuple[Any, ...]
@@ -196,9 +201,11 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
         k, zone, params, insert_at = "$1::timestamptz", "$2::text", (when.isoformat(), settings.storage_timezone), \
             "$1::timestamptz"
         insert_params = (when.isoformat(),)
-    cur.execute(_merge_sql(spec, db, "ignore", known_from=insert_at if known_at or per_row else None, stage=stage),
-                parameters=insert_params if known_at and not per_row else None)
-    inserted, _, series = merged_counts(cur.fetchall())
+    inserted, series = 0, list[dict[str, Any]]()
+    if missing:  # step 2; a pure restatement (every key stored) skips it
+        cur.execute(_merge_sql(spec, db, "ignore", known_from=insert_at if known_at or per_row else None,
+                               stage=stage), parameters=insert_params if known_at and not per_row else None)
+        inserted, _, series = merged_counts(cur.fetchall())
     if known_at is not None or per_row:
         _check_order(cur, spec, target, staged, k, zone, params)
     old = stored_known_from("t", zone)
