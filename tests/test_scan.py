@@ -211,3 +211,37 @@ def test_sealed_chunks_are_pruned_by_the_pushed_predicate(pg: PostgreSQLIntegrat
     for sent in chunk_reads:  # only B's 5m chunks of February on: key, period and time bounds
         assert "t.symbol = $1" in sent and "t.period_start >= $2" in sent and "t.last_ts >= $4" in sent
         assert "'B'" in sent and "['5m']" in sent and "datetime.date(2024, 1" not in sent
+
+
+@pytest.mark.slow
+def test_scan_streams_with_bounded_memory(pg: PostgreSQLIntegration, sql: Any) -> None:
+    """Three million bars through collect_batches(): the process holds a small part of them at a time.
+
+    Measured on the second pass: the first one also warms the allocator and polars' pools."""
+    import gc
+
+    from test_reading_stream import PeakRSS
+
+    from regime_io.tables import TABLES
+
+    pg.initialize_database()
+    rows = 3_000_000
+    first = dt.datetime(2023, 1, 1)
+    pg.db.partitions.ensure(pg.db.pool, pg.settings, TABLES["market_data"], first,
+                            first + dt.timedelta(seconds=10 * rows))
+    sql(f"""INSERT INTO {pg.db.table('market_data')} (symbol, timestamp, open, high, low, close, volume, timeframe)
+            SELECT 'NIFTY', timestamp '2023-01-01' + g * interval '10 seconds', 100 + (g % 100) / 100.0, 101, 99,
+                   100.5, g, '10s' FROM generate_series(0, {rows - 1}) g""")
+    lf = pg.scan("bars").filter((pl.col("symbol") == "NIFTY") & (pl.col("timestamp") >= first))
+    for _ in lf.collect_batches(chunk_size=100_000):
+        pass
+    gc.collect()
+    seen = data_bytes = 0
+    with PeakRSS() as rss:
+        for frame in lf.collect_batches(chunk_size=100_000):
+            seen += frame.height
+            data_bytes += frame.estimated_size()
+            del frame
+    # ~170 MB as polars frames; a full read would grow RSS by more than that.
+    assert seen == rows and data_bytes > 150_000_000
+    assert rss.growth < data_bytes / 2, f"peak RSS grew {rss.growth / 1e6:.0f} MB for {data_bytes / 1e6:.0f} MB"
