@@ -38,6 +38,7 @@ import datetime as dt
 import logging
 import shutil
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -214,23 +215,21 @@ def _arcticdb(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[
                 for (s,), part in frame.partition_by("symbol", as_dict=True, maintain_order=True).items()}
 
     frames = pandas_of(bars)
-    state = {"lib": None, "i": 0}
+    libraries: list[str] = []  # the current library is the last one
 
     def fresh() -> None:
-        state["i"] += 1
-        name = f"bench{state['i']}"
-        if state["lib"] is not None:
-            ac.delete_library(state["lib"])
-        ac.create_library(name)
-        state["lib"] = name
+        if libraries:
+            ac.delete_library(libraries[-1])
+        libraries.append(f"bench{len(libraries) + 1}")
+        ac.create_library(libraries[-1])
 
     def write() -> None:
-        ac[state["lib"]].write_batch([WritePayload(s, f) for s, f in frames.items()])
+        ac[libraries[-1]].write_batch([WritePayload(s, f) for s, f in frames.items()])
 
     say(f"ArcticDB {arcticdb.__version__} (LMDB): write, reads, update")
     figures["history.write.arcticdb"] = time_it(write, repeats=repeats, setup=fresh, label=keys["write"],
                                                 rows=bars.height)
-    lib = ac[state["lib"]]
+    lib = ac[libraries[-1]]
     figures["history.storage.arcticdb"] = _size_figure(keys["storage"], _dir_bytes(path), bars.height,
                                                        note="information: LMDB map files, not a target")
 
@@ -245,7 +244,7 @@ def _arcticdb(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[
     for key, (symbols, start, end, _) in slices.items():
         _check(f"ArcticDB {key}", read(symbols, start, end).height, expected[key])
         figures[f"history.{key}.arcticdb"] = _read_figure(
-            key, lambda s=symbols, a=start, b=end: read(s, a, b), label=keys[key], rows=expected[key],
+            key, partial(read, symbols, start, end), label=keys[key], rows=expected[key],
             repeats=repeats)
     restate = {True: pandas_of(_restated(day_frame, True)), False: pandas_of(day_frame)}
     flip = {"v": False}
@@ -256,7 +255,7 @@ def _arcticdb(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[
 
     figures["history.restate.arcticdb"] = time_it(update, repeats=repeats, label=keys["restate"],
                                                   rows=day_frame.height, warmup=1)
-    ac.delete_library(state["lib"])
+    ac.delete_library(libraries[-1])
     shutil.rmtree(path, ignore_errors=True)
     return figures
 
@@ -284,7 +283,7 @@ def _parquet(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[s
         label = ("polars read_parquet, every bar" if len(symbols) > 1 else
                  f"polars scan_parquet().filter().collect(), {what}")
         figures[f"history.{key}.parquet"] = _read_figure(
-            key, lambda s=symbols, a=start, b=end: read(s, a, b), label=label, rows=expected[key], repeats=repeats)
+            key, partial(read, symbols, start, end), label=label, rows=expected[key], repeats=repeats)
     path.unlink(missing_ok=True)
     return figures
 
@@ -300,7 +299,7 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
         target = symbols if len(symbols) > 1 else symbols[0]
         _check(f"{tier} tier {key}", reading.get_market_data(db, target, start, end).height, expected[key])
         figures[f"history.{key}.{tier}"] = _read_figure(
-            key, lambda t=target, a=start, b=end: reading.get_market_data(db, t, a, b),
+            key, partial(reading.get_market_data, db, target, start, end),
             label=f"regime_io get_market_data, {tier} tier, {what}", rows=expected[key], repeats=repeats)
         if copy:
             run = _copy_out(server, range_query(db, symbols, start, end))
