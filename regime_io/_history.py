@@ -320,7 +320,9 @@ def as_of_view(db: Database, spec: TableSpec, q: Query, as_of: dt.datetime, *, s
     """The row table as known at ``as_of``, as a parenthesised subquery (module docstring)."""
     target = db.table(spec.key)
     hist = history_table(spec, db.settings)
-    at = f"{q.param(as_of.isoformat())}::timestamptz"
+    # A naive UTC value turned into timestamptz by an immutable expression: folded into a
+    # constant when the plan is made (a text parameter cast to timestamptz is parsed per row).
+    at = f"({q.param(as_of.astimezone(dt.timezone.utc).replace(tzinfo=None))} AT TIME ZONE 'UTC')"
     zone = f"{q.param(db.settings.storage_timezone)}::text"
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     parts = [f"SELECT id, {cols}, created_at FROM {target} r WHERE {stored_known_from('r', zone)} <= {at}",

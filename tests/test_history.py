@@ -392,7 +392,7 @@ def test_point_in_time_gives_each_bar_the_regime_known_at_its_timestamp(pg: Post
 
 
 def test_point_in_time_misuse(pg: PostgreSQLIntegration) -> None:
-    live, bars_ = _live_then_revised(pg, 2)
+    _, bars_ = _live_then_revised(pg, 2)
     with pytest.raises(UsageError):
         pg.asof_regimes(bars_, known_lag="5s")
     with pytest.raises(UsageError):
