@@ -53,6 +53,7 @@ from ._sql import quote_ident
 from ._sqltext import range_order, select_list
 from .errors import ReadError, UsageError
 from .tables import TableSpec, table_spec
+from .types import DateLike
 
 if TYPE_CHECKING:
     from .database import Database
@@ -433,12 +434,24 @@ def _pieces(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str],
 
 
 def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, exact: bool,
-            limit: int | None, batch_rows: int) -> Iterator[pa.Table]:
+            limit: int | None, batch_rows: int, as_of: dt.datetime | None = None) -> Iterator[pa.Table]:
     """The rows of ``plan``'s SQL filters over both tiers, in the eager readers' order."""
     rng = plan.range
     symbols = plan.symbols
     extra = _sealed_extra(spec, plan)
     order = range_order(spec)
+    if as_of is not None:  # symbol by symbol, the same SQL over the table as known then (regime_io._history)
+        from ._history import run_as_of
+        from ._reading import _sorted_symbols
+
+        schema = reader_schema(spec, names, exact=exact)
+        syms = _sorted_symbols(db, symbols) if symbols is not None else _all_symbols(
+            db, spec, _sealed_symbols(db, spec, rng) if spec.sealable else [])
+        for symbol in syms:
+            q, sql = _row_query(db, spec, plan, [symbol], rng, names=names, exact=exact, engine="adbc", limit=limit)
+            table = run_as_of(db, spec, q, sql, as_of=as_of, scope=([symbol], rng, extra), what="scan")
+            yield conform(decimal_text_to_float(table, spec), schema)
+        return
 
     def both(syms: list[str], piece: TimeRange) -> pa.Table:
         return read_both(db, spec, syms, piece, extra, names, exact, order,
@@ -479,7 +492,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
 
 
 
-def _source(db: Database, spec: TableSpec, exact: bool, full: list[str]) -> Any:
+def _source(db: Database, spec: TableSpec, exact: bool, full: list[str], as_of: dt.datetime | None = None) -> Any:
     def source(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
                batch_size: int | None) -> Iterator[pl.DataFrame]:
         plan = plan_scan(spec, predicate)
@@ -493,7 +506,7 @@ def _source(db: Database, spec: TableSpec, exact: bool, full: list[str]) -> Any:
         remaining = n_rows
         batch_rows = batch_size or 250_000
         limit = n_rows if (n_rows is not None and plan.exact) else None
-        for table in _tables(db, spec, plan, names, exact=exact, limit=limit, batch_rows=batch_rows):
+        for table in _tables(db, spec, plan, names, exact=exact, limit=limit, batch_rows=batch_rows, as_of=as_of):
             frame = pl.from_arrow(table)
             assert isinstance(frame, pl.DataFrame)
             if plan.predicate is not None:
@@ -510,7 +523,7 @@ def _source(db: Database, spec: TableSpec, exact: bool, full: list[str]) -> Any:
     return source
 
 
-def scan(db: Database, table: str, *, exact: bool = False) -> pl.LazyFrame:
+def scan(db: Database, table: str, *, exact: bool = False, as_of: DateLike | None = None) -> pl.LazyFrame:
     """A time-series table as a ``polars.LazyFrame`` with projection, predicate and limit
     pushdown (module docstring).
 
@@ -527,8 +540,12 @@ def scan(db: Database, table: str, *, exact: bool = False) -> pl.LazyFrame:
                          f"{', '.join(SERIES_TABLES)}", table=spec.key, value=table)
     if not isinstance(exact, bool):
         raise UsageError(f"exact: expected True or False, got {exact!r}", table=spec.key, value=exact)
+    from ._history import as_of_instant
+
+    known = as_of_instant(db, spec, as_of)
     full = list(spec.column_names)
     empty = pl.from_arrow(reader_schema(spec, full, exact=exact).empty_table())
     assert isinstance(empty, pl.DataFrame)
-    return register_io_source(_source(db, spec, exact, full), schema=empty.schema, explain_name=f"regime_io {spec.key}",
+    return register_io_source(_source(db, spec, exact, full, known), schema=empty.schema,
+                              explain_name=f"regime_io {spec.key}",
                               explain_detail="pushdown: columns, key/time filters, head(n)")

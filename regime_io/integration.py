@@ -1090,7 +1090,7 @@ class PostgreSQLIntegration(Generic[F]):
         return _history.history(self.db, table, symbol, start_date, end_date, symbols=symbols, exact=exact,
                                 return_type=rt)
 
-    def scan(self, table: str, *, exact: bool = False) -> pl.LazyFrame:
+    def scan(self, table: str, *, exact: bool = False, as_of: DateLike | None = None) -> pl.LazyFrame:
         """A time-series table as a lazy polars frame whose filters, columns and ``head`` reach the server.
 
         Nothing is read until the frame is collected. Then the columns the query needs
@@ -1098,8 +1098,8 @@ class PostgreSQLIntegration(Generic[F]):
         ``timestamp``, ``expiry_date``, ``strike_price``, ``option_type`` and ``regime``
         against constants (``==``, ``is_in``, ``<``, ``<=``, ``>``, ``>=``,
         ``is_between``; text columns: ``==`` and ``is_in`` only) become the SQL WHERE
-        clause and prune the sealed chunks; ``head(n)`` becomes ``LIMIT n`` when every
-        test was pushed. polars then applies the whole predicate to every batch, so any
+        clause and prune the sealed chunks; ``head(n)`` with no filter before it becomes
+        ``LIMIT n``. polars then applies the whole predicate to every batch, so any
         other expression still gives exactly the right rows. ``timeframe`` and
         ``option_type`` literals are read as the writers store them (``"1min"`` is
         ``"1m"``, ``"call"`` is ``"CE"``). Batches stream with bounded memory.
@@ -1108,6 +1108,9 @@ class PostgreSQLIntegration(Generic[F]):
             table: ``market_data``, ``options_data``, ``market_regimes`` or
                 ``market_regimes_1min`` (any name or alias :meth:`save` accepts).
             exact: DECIMAL columns as exact decimals instead of Float64.
+            as_of: the rows as they were known at this instant (a datetime or ISO string;
+                naive: storage zone) instead of now; the table must keep history
+                (``[DATABASE] history_tables``, docs/history.md). Read symbol by symbol.
 
         Returns:
             A ``polars.LazyFrame`` with the eager readers' columns and dtypes; collected,
@@ -1131,7 +1134,7 @@ class PostgreSQLIntegration(Generic[F]):
             from ._decode import empty_frame
 
             return pl_.LazyFrame(empty_frame(table, return_type="polars", exact=exact))
-        return _scan.scan(self.db, table, exact=exact)
+        return _scan.scan(self.db, table, exact=exact, as_of=as_of)
 
     # -- catalog ----------------------------------------------------------------------------
 

@@ -427,3 +427,17 @@ def test_cli_reading_commands_take_as_of(pg: PostgreSQLIntegration, server, sett
     refused = runner.invoke(app, ["--dsn", server.url(), "--schema", settings.schema, "latest", "--table", "bars",
                                   "--as-of", "2025-01-01"])
     assert refused.exit_code != 0 and "keeps no history" in refused.output
+
+
+def test_scan_as_of_equals_the_eager_reader_as_of(pg: PostgreSQLIntegration) -> None:
+    data = regimes_1min(["AAA", "BBB"], dt.datetime(2024, 1, 2, 9, 15), 30)
+    pg.save_1min_market_regime(data, known_at=_at(0))
+    pg.save_1min_market_regime(data.head(10).with_columns(pl.lit("new").alias("regime")), known_at=_at(60))
+    pg.seal_history(dt.date(2024, 2, 1), symbols=["BBB"])  # one symbol sealed, one as rows
+    at = _at(30)
+    lazy = pg.scan("1min", as_of=at).filter(pl.col("timestamp") >= dt.datetime(2024, 1, 2, 9, 20))
+    eager = pg.get_1min_market_regimes(["AAA", "BBB"], "2024-01-02 09:20", "2024-01-02", as_of=at)
+    assert_frame_equal(lazy.collect(), eager)
+    assert "new" not in eager["regime"].to_list() and eager.height == 50
+    assert_frame_equal(pg.scan("1min", as_of=at).filter(pl.col("symbol") == "AAA").collect(),
+                       pg.get_1min_market_regimes("AAA", as_of=at))
