@@ -441,3 +441,12 @@ def test_scan_as_of_equals_the_eager_reader_as_of(pg: PostgreSQLIntegration) -> 
     assert "new" not in eager["regime"].to_list() and eager.height == 50
     assert_frame_equal(pg.scan("1min", as_of=at).filter(pl.col("symbol") == "AAA").collect(),
                        pg.get_1min_market_regimes("AAA", as_of=at))
+
+
+@pytest.mark.slow
+def test_the_knowledge_benchmark_runs(server, capsys) -> None:
+    from benchmarks.knowledge import main
+
+    assert main(["--dsn", server.url(), "--bars", "7500", "--days", "25", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "restate 1 day x 10 symbols" in out and "as_of" in out
