@@ -180,17 +180,24 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
     settings = db.settings
     target = qualified_table(spec, settings)
     staged = quote_ident(stage)
-    # The locks, the clock read after them, and how many staged keys are not stored yet (one
-    # probe per staged row; the count comes from a snapshot taken before the lock wait, so
-    # it can only over-count keys another writer added meanwhile: step 2 then runs).
     cur.execute(f"WITH l AS MATERIALIZED (SELECT count(pg_advisory_xact_lock(hashtext($1::text), hashtext(s))) "
                 f"FROM (SELECT DISTINCT symbol::text AS s FROM {staged} ORDER BY 1) x) "
-                f"SELECT clock_timestamp(), (SELECT count(*) FROM {staged} s LEFT JOIN LATERAL "
-                f"(SELECT 1 AS hit FROM {target} t WHERE {_join(spec, 't', 's')} LIMIT 1) x ON true "
-                "WHERE x.hit IS NULL) FROM l", parameters=(_lock_space(settings, spec),))
+                "SELECT clock_timestamp() FROM l", parameters=(_lock_space(settings, spec),))
     row = cur.fetchone()
     assert row is not None
-    when, missing = known_at or row[0], int(row[1])
+    when = known_at or row[0]
+    # A join on the natural key. Citus refuses a LATERAL (... LIMIT 1) whose outer side is a
+    # local table (the staging table), so the probe per staged row comes from the planner:
+    # with the staging table analysed it knows the batch is small and probes the primary
+    # key per row instead of hashing whole partitions (without statistics a temporary table
+    # looks big).
+    cur.execute(f"ANALYZE {staged}")
+    # How many staged keys are not stored yet (read after the locks: other writers only ever
+    # add keys meanwhile, versioned ones wait for the locks, so zero stays zero).
+    cur.execute(f"SELECT (SELECT count(*) FROM {staged}) - (SELECT count(*) FROM {staged} s "
+                f"JOIN {target} t ON {_join(spec, 't', 's')})")
+    counted = cur.fetchone()
+    missing = int(counted[0]) if counted and counted[0] is not None else 1
     # The knowledge instant: a bound value (known_at or the clock read after the locks), or
     # each staged row's own; ``params`` binds it (if bound) and the storage zone.
     params: tuple[Any, ...]
@@ -211,12 +218,6 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
     old = stored_known_from("t", zone)
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     t_cols = ", ".join(f"t.{quote_ident(c.name)}" for c in spec.columns)
-    # A join on the natural key. Citus refuses a LATERAL (... LIMIT 1) whose outer side is a
-    # local table (the staging table), so the probe per staged row comes from the planner:
-    # with the staging table analysed it knows the batch is small and probes the primary
-    # key per row instead of hashing whole partitions (without statistics a temporary table
-    # looks big).
-    cur.execute(f"ANALYZE {staged}")
     cur.execute(f"INSERT INTO {history_table(spec, settings)} (id, {cols}, created_at, {KNOWN_FROM}, {KNOWN_TO}) "
                 f"SELECT t.id, {t_cols}, t.created_at, {old}, greatest({k}, {old} + interval '1 microsecond') "
                 f"FROM {staged} s JOIN {target} t ON {_join(spec, 't', 's')} "

@@ -450,3 +450,31 @@ def test_the_knowledge_benchmark_runs(server, capsys) -> None:
     assert main(["--dsn", server.url(), "--bars", "7500", "--days", "25", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "restate 1 day x 10 symbols" in out and "as_of" in out
+
+
+@pytest.mark.citus
+def test_knowledge_time_on_citus_matches_the_plain_server(citus_pg: PostgreSQLIntegration,
+                                                          pg: PostgreSQLIntegration) -> None:
+    """The versioned merge, as-of reads, history() and the point-in-time join on a
+    coordinator with two workers give the plain server's answers."""
+    answers = []
+    for db in (pg, citus_pg):
+        data = regimes_1min(["AAA", "BBB"], dt.datetime(2024, 1, 2, 9, 15), 20)
+        db.save_1min_market_regime(data, known_at=_at(0))
+        result = db.save_1min_market_regime(data.head(8).with_columns(pl.lit("v2").alias("regime")),
+                                            known_at=_at(10))
+        assert (result.inserted, result.updated) == (0, 8)
+        revised = db.save_1min_market_regime(data.head(3).with_columns(pl.lit("v3").alias("regime")))
+        assert (revised.inserted, revised.updated) == (0, 3)
+        versions = db.history("1min", symbols=["AAA", "BBB"])
+        _assert_chains(versions)
+        bars_ = data.select("symbol", "timestamp").with_columns(pl.col("timestamp") + dt.timedelta(seconds=5))
+        answers.append([
+            db.get_1min_market_regimes(["AAA", "BBB"], as_of=_at(5)),
+            db.get_1min_market_regimes(["AAA", "BBB"], as_of=_at(15)),
+            db.get_latest_1min_market_regime(as_of=_at(5)),
+            versions.drop("known_from", "known_to"),
+            db.asof_regimes(bars_, point_in_time=True, known_lag="400d").drop("regime_timestamp"),
+        ])
+    for plain, citus in zip(*answers, strict=True):
+        assert_frame_equal(plain, citus)
