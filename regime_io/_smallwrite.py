@@ -72,6 +72,8 @@ def _as_adbc(err: psycopg.Error) -> Exception:
     text = f"ERROR:  {diag.message_primary or str(err)}"
     if diag.message_detail:
         text += f"\nDETAIL:  {diag.message_detail}"
+    if cls is adbc_driver_manager.NotSupportedError:  # its constructor takes no status code (ADBC 1.13)
+        return cls(text, sqlstate=sqlstate)
     return cls(text, status_code=status, sqlstate=sqlstate)
 
 
