@@ -326,18 +326,19 @@ def test_sslmode_require_against_a_server_without_ssl_fails_clearly_and_at_once(
 
 
 def test_an_sslmode_connectorx_cannot_honour_is_refused_by_name(settings: Settings) -> None:
-    """connectorx 0.4 accepts only disable/prefer/require: with verify-full the range
-    reads fail naming sslmode (never a silent downgrade to unverified TLS). libpq ignores
-    sslmode on a Unix socket, so the ADBC and psycopg side of the library works here:
-    lookups, and range reads small enough for the warm ADBC connection."""
+    """connectorx 0.4 accepts only disable/prefer/require: with verify-full the reads it
+    serves (resampling, streams) fail naming sslmode (never a silent downgrade to
+    unverified TLS). libpq ignores sslmode on a Unix socket, so the ADBC and psycopg side of
+    the library works here: lookups and range reads (ADBC COPY, small or large)."""
     strict = settings_replace(settings, libpq_options={"sslmode": "verify-full"})
     with PostgreSQLIntegration(settings=strict) as pg:
         pg.initialize_database()
         assert pg.get_latest_1min_market_regime("NIFTY").height == 0
         assert pg.get_1min_market_regimes("NIFTY", "2024-01-02", "2024-01-02").height == 0
+        assert pg.get_1min_market_regimes("NIFTY", "2024-01-01", "2024-12-31").height == 0
         started = time.perf_counter()
-        with pytest.raises(RegimeIOError, match="sslmode"):  # a year of minutes: connectorx
-            pg.get_1min_market_regimes("NIFTY", "2024-01-01", "2024-12-31")
+        with pytest.raises(RegimeIOError, match="sslmode"):  # resampling reads through connectorx
+            pg.get_market_data("NIFTY", "2024-01-01", "2024-12-31", resample="1h")
         assert time.perf_counter() - started < 15
 
 
