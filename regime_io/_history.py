@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._readsql import Query, TimeRange, parse_time
+from ._readsql import EARLIEST, LATEST, Query, TimeRange, parse_time
 from ._sql import literal, qualified, quote_ident
 from .errors import UsageError, WriteError
 from .tables import TableSpec
@@ -620,25 +620,16 @@ def latest_as_of(db: Database, spec: TableSpec, wanted: list[str] | None, timefr
                  as_of: dt.datetime) -> pa.Table:
     """``get_latest`` as of ``as_of``: per series of the catalog, its newest row as then
     known (one ``ORDER BY timestamp DESC LIMIT 1`` over the table as of ``as_of``)."""
-    from ._catalog import catalog_table, series_columns
+    from ._catalog import catalog_table
     from ._readsql import read_lookup
-    from ._sqltext import select_list
+    from ._sqltext import catalog_series, select_list
 
-    by_timeframe = len(series_columns(spec)) == 2
     q = Query()
-    conds = [f"s.table_key = {q.param(spec.key)}"]
-    if wanted is not None:
-        conds.append(f"s.symbol = ANY({q.param(wanted)}::text[])")
-    if timeframe is not None:
-        conds.append(f"s.timeframe = {q.param(timeframe)}")
-    series = "s.symbol" + (", s.timeframe" if by_timeframe else "")
-    match = 't."symbol" = s.symbol' + (' AND t."timeframe" = s.timeframe' if by_timeframe else "")
-    time = quote_ident(spec.time_column or "timestamp")
-    order = 's.symbol COLLATE "C"' + (', s.timeframe COLLATE "C"' if by_timeframe else "")
-    sql = (f"SELECT l.* FROM (SELECT DISTINCT {series} FROM {catalog_table(db.settings)} s "
-           f"WHERE {' AND '.join(conds)}) s CROSS JOIN LATERAL (SELECT "
+    c = catalog_series(q, spec, wanted, timeframe=timeframe)
+    sql = (f"SELECT l.* FROM (SELECT DISTINCT {c.columns} FROM {catalog_table(db.settings)} s "
+           f"WHERE {c.where}) s CROSS JOIN LATERAL (SELECT "
            f"{select_list(spec, list(spec.column_names), exact=exact, engine='adbc', alias='t')} "
-           f"FROM {db.table(spec.key)} t WHERE {match} ORDER BY t.{time} DESC LIMIT 1) l ORDER BY {order}")
+           f"FROM {db.table(spec.key)} t WHERE {c.match} ORDER BY t.{c.time} DESC LIMIT 1) l ORDER BY {c.order}")
     symbols = wanted
     if symbols is None:
         qs = Query()
@@ -646,7 +637,7 @@ def latest_as_of(db: Database, spec: TableSpec, wanted: list[str] | None, timefr
                             f"WHERE table_key = {qs.param(spec.key)}", what="get_latest", table=spec.key)
         symbols = [str(v) for v in found.column("symbol").to_pylist()]
     extra = [("timeframe", timeframe)] if timeframe is not None else []
-    everything = TimeRange(dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31), end_exclusive=False)
+    everything = TimeRange(EARLIEST, LATEST, end_exclusive=False)
     return run_as_of(db, spec, q, sql, as_of=as_of, scope=(symbols, everything, extra), what="get_latest")
 
 

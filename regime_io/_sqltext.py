@@ -8,6 +8,7 @@ and are quoted by :func:`~regime_io._sql.quote_ident`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._readsql import Query, TimeRange
@@ -17,7 +18,8 @@ from .tables import TableSpec
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["latest_query", "range_order", "range_query", "select_list", "where_conditions"]
+__all__ = ["CatalogSeries", "catalog_series", "latest_query", "range_order", "range_query", "select_list",
+           "where_conditions"]
 
 
 def range_order(spec: TableSpec) -> tuple[str, ...]:
@@ -99,20 +101,43 @@ def latest_query(db: Database, spec: TableSpec, wanted: list[str] | None, *, tim
     recursive skip scans and ``LATERAL (... LIMIT 1)`` over a list of symbols, which a
     plain server runs well, are refused by Citus.
     """
-    from ._catalog import catalog_table, series_columns
+    from ._catalog import catalog_table
 
-    names = list(spec.column_names)
     q = Query()
+    c = catalog_series(q, spec, wanted, timeframe=timeframe)
+    sql = (f"SELECT {select_list(spec, list(spec.column_names), exact=exact, engine='adbc', alias='t')} "
+           f"FROM {catalog_table(db.settings)} s JOIN {db.table(spec.key)} t ON {c.match} AND t.{c.time} = s.last_ts "
+           f"WHERE {c.where} ORDER BY {c.order}")
+    return q, sql
+
+
+@dataclass(frozen=True)
+class CatalogSeries:
+    """SQL fragments over the series catalog (alias ``s``) and a table (alias ``t``):
+    the series asked for, how a row matches its series, and the readers' series order."""
+
+    where: str
+    columns: str  # "s.symbol" or "s.symbol, s.timeframe"
+    match: str
+    order: str
+    time: str  # the quoted time column
+
+
+def catalog_series(q: Query, spec: TableSpec, wanted: list[str] | None, *, timeframe: str | None) -> CatalogSeries:
+    """The catalog's series of ``spec`` (of ``wanted`` symbols, of one timeframe), shared by
+    the latest-row readers (current and as of a knowledge time)."""
+    from ._catalog import series_columns
+
     by_timeframe = len(series_columns(spec)) == 2
-    time = quote_ident(spec.time_column or "timestamp")
     conditions = [f"s.table_key = {q.param(spec.key)}"]
     if wanted is not None:
         conditions.append(f"s.symbol = ANY({q.param(wanted)}::text[])")
     if timeframe is not None:
         conditions.append(f"s.timeframe = {q.param(timeframe)}")
-    match = 't."symbol" = s.symbol' + (' AND t."timeframe" = s.timeframe' if by_timeframe else "")
-    order = 's.symbol COLLATE "C"' + (', s.timeframe COLLATE "C"' if by_timeframe else "")
-    sql = (f"SELECT {select_list(spec, names, exact=exact, engine='adbc', alias='t')} "
-           f"FROM {catalog_table(db.settings)} s JOIN {db.table(spec.key)} t ON {match} AND t.{time} = s.last_ts "
-           f"WHERE {' AND '.join(conditions)} ORDER BY {order}")
-    return q, sql
+    return CatalogSeries(
+        where=" AND ".join(conditions),
+        columns="s.symbol" + (", s.timeframe" if by_timeframe else ""),
+        match='t."symbol" = s.symbol' + (' AND t."timeframe" = s.timeframe' if by_timeframe else ""),
+        order='s.symbol COLLATE "C"' + (', s.timeframe COLLATE "C"' if by_timeframe else ""),
+        time=quote_ident(spec.time_column or "timestamp"),
+    )

@@ -323,6 +323,15 @@ def _print_frame(frame: pl.DataFrame, *, title: str | None = None, columns: Sequ
         console.print("[dim](no rows)[/dim]")
 
 
+def _chart(frame: pl.DataFrame, path: Path, draw: Callable[[], Any], *, empty: str, what: str = "chart") -> None:
+    """Draw a chart of ``frame`` into ``path``, or say why not: an empty result draws nothing."""
+    if frame.height == 0:
+        console.print(f"[yellow]no chart:[/yellow] {empty}, nothing written to {escape(str(path))}")
+        return
+    draw()
+    console.print(f"[green]✓[/green] {what} written to {escape(str(path))}")
+
+
 def _progress() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
                     TaskProgressColumn(), TimeElapsedColumn(), console=console, transient=False)
@@ -567,14 +576,12 @@ def distribution(
                                                   timeframe=timeframe, as_of=as_of, return_type="polars")
     _print_frame(frame, title=f"{symbol} regime distribution {start} to {end}",
                  columns=["regime", "count", "share", "time_share"], percent=("share", "time_share"))
-    if plot is not None and frame.height == 0:
-        console.print(f"[yellow]no chart:[/yellow] no regimes of {escape(symbol)} from {start} to {end}, "
-                      f"nothing written to {escape(str(plot))}")
-    elif plot is not None:
+    if plot is not None:
         from .plots import plot_regime_distribution
 
-        plot_regime_distribution(frame, path=plot, title=f"{symbol} regimes {start} to {end}")
-        console.print(f"[green]✓[/green] chart written to {escape(str(plot))}")
+        _chart(frame, plot,
+               lambda: plot_regime_distribution(frame, path=plot, title=f"{symbol} regimes {start} to {end}"),
+               empty=f"no regimes of {escape(symbol)} from {start} to {end}")
 
 
 @app.command()
@@ -600,14 +607,12 @@ def transitions(
                                           timeframe=timeframe, as_of=as_of, return_type="polars")
     _print_frame(frame, title=f"{symbol} regime transitions {start} to {end}", percent=("probability",),
                  max_rows=100)
-    if plot is not None and frame.height == 0:
-        console.print(f"[yellow]no chart:[/yellow] no regimes of {escape(symbol)} from {start} to {end}, "
-                      f"nothing written to {escape(str(plot))}")
-    elif plot is not None:
+    if plot is not None:
         from .plots import plot_transition_matrix
 
-        plot_transition_matrix(frame, path=plot, title=f"{symbol} regime transitions {start} to {end}")
-        console.print(f"[green]✓[/green] chart written to {escape(str(plot))}")
+        _chart(frame, plot,
+               lambda: plot_transition_matrix(frame, path=plot, title=f"{symbol} regime transitions {start} to {end}"),
+               empty=f"no regimes of {escape(symbol)} from {start} to {end}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -828,14 +833,11 @@ def quality(
     _print_frame(frame, title=f"{table} quality by session ({calendar})", max_rows=200, percent=("coverage",),
                  columns=["symbol", "session", "expected_minutes", "present_minutes", "coverage", "first_missing",
                           "duplicate_bars", "ohlc_violations", "zero_volume_runs", "stale_runs", "jumps"])
-    if plot is not None and frame.height == 0:
-        console.print(f"[yellow]no chart:[/yellow] no sessions with stored symbols, nothing written to "
-                      f"{escape(str(plot))}")
-    elif plot is not None:
+    if plot is not None:
         from .plots import plot_coverage
 
-        plot_coverage(frame, path=plot, title=f"{table} coverage ({calendar})")
-        console.print(f"[green]✓[/green] coverage heatmap written to {escape(str(plot))}")
+        _chart(frame, plot, lambda: plot_coverage(frame, path=plot, title=f"{table} coverage ({calendar})"),
+               empty="no sessions with stored symbols", what="coverage heatmap")
 
 
 # ---------------------------------------------------------------------------------------
