@@ -38,6 +38,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from ._smallwrite import run
 from ._sql import literal, qualified, quote_ident
 from .tables import TABLES, TableSpec
 
@@ -163,8 +164,7 @@ def record_sealed_changes(cur: Any, settings: Settings, spec: TableSpec, tables:
 
 def notify(cur: Any, settings: Settings, spec: TableSpec) -> None:
     """Queue this table's notification; PostgreSQL sends it when the transaction commits."""
-    cur.execute(notify_sql(), parameters=(channel(settings, spec.key), spec.key))
-    cur.fetchall()
+    run(cur, notify_sql(), (channel(settings, spec.key), spec.key))
 
 
 def prune_sealed_changes(cur: Any, settings: Settings, spec: TableSpec, cutoff: Any) -> int:

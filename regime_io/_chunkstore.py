@@ -38,6 +38,7 @@ from . import _changes as live
 from . import _chunks as chunks
 from . import _history as history
 from ._schema import chunk_stat_columns, chunk_table, qualified_table
+from ._smallwrite import run
 from ._sql import literal, quote_ident
 from .errors import WriteError
 from .tables import TableSpec
@@ -84,10 +85,9 @@ def lock_periods(cur: Any, settings: Settings, spec: TableSpec, periods: Iterabl
     if not keys:
         return
     fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    cur.execute(f"SELECT count({fn}(hashtext($1::text), k)) FROM "
-                "(SELECT (jsonb_array_elements_text($2::jsonb))::int4 AS k ORDER BY 1) s",
-                parameters=(_lock_space(settings, spec), json.dumps(keys)))
-    cur.fetchall()
+    run(cur, f"SELECT count({fn}(hashtext($1::text), k)) FROM "
+        "(SELECT (jsonb_array_elements_text($2::jsonb))::int4 AS k ORDER BY 1) s",
+        (_lock_space(settings, spec), json.dumps(keys)))
 
 
 # ---------------------------------------------------------------------------------------

@@ -132,8 +132,16 @@ class _Pool(Generic[C]):
     # -- public -------------------------------------------------------------------------
 
     @contextmanager
-    def connection(self) -> Iterator[C]:
+    def connection(self, *, pipeline: bool = False) -> Iterator[C]:
         """A connection in a transaction: commit on success, roll back on error.
+
+        Parameters:
+            pipeline: (the lookup pool's autocommit connections) run the block as one
+                explicit transaction in pipeline mode: statements go out without waiting
+                for their results, a fetch waits only for what was sent before it, and
+                ``COMMIT`` travels with the statements still pending, so a block whose
+                results are read once costs two round trips, not one per statement
+                (regime_io._smallwrite).
 
         Raises:
             PoolTimeoutError: every connection stayed busy for ``connection_timeout`` seconds.
@@ -144,11 +152,29 @@ class _Pool(Generic[C]):
         """
         conn = self._acquire()
         committing = False
+        pipe: contextlib.AbstractContextManager[Any] | None = None
         try:
+            if pipeline:
+                assert isinstance(conn, psycopg.Connection), "pipeline mode needs a psycopg connection"
+                pipe = conn.pipeline()
+                pipe.__enter__()
+                # Explicit: psycopg's commit() asks libpq for the transaction status, which
+                # in pipeline mode is only updated at a sync (it would still say idle).
+                conn.execute("BEGIN")
             yield conn
             committing = True
-            conn.commit()
+            if pipe is not None:
+                conn.execute("COMMIT")
+                done, pipe = pipe, None
+                done.__exit__(None, None, None)  # the sync: pending statements and COMMIT, one round trip
+            else:
+                conn.commit()
         except BaseException as err:
+            if pipe is not None:
+                # Sync and leave pipeline mode (a failed statement aborted what followed it;
+                # the sync clears that), then roll back as usual.
+                with contextlib.suppress(Exception):
+                    pipe.__exit__(None, None, None)
             lost = lost_connection(err)
             healthy = not lost
             if healthy:

@@ -40,7 +40,7 @@ from . import _changes as changes
 from ._chunkstore import MergeCounts, route_batch, route_staged
 from ._driver_errors import lost_before_commit, write_error
 from ._schema import qualified_table
-from ._smallwrite import SMALL_BATCH_ROWS, NeedsArrow, PsycopgCursor, small_write
+from ._smallwrite import SMALL_BATCH_ROWS, NeedsArrow, PsycopgCursor, ask, small_write
 from ._sql import quote_ident
 from ._timezones import record_time_kind, time_kind
 from ._validation import validate
@@ -97,10 +97,6 @@ class WriteResult:
         rows = "1 row" if self.rows == 1 else f"{self.rows} rows"
         return (f"{self.table}: {rows} -> {self.inserted} inserted, {self.updated} updated, "
                 f"{self.unchanged} unchanged{trimmed} ({self.method}, {self.seconds:.3f}s)")
-
-
-class _FallBackToStaging(Exception):
-    """The copy path met a row that now exists: re-run the call staged."""
 
 
 def save(
@@ -209,10 +205,10 @@ def save_rolling_market_regime(db: Database, data: Any, *, window_minutes: int |
                      date_format=date_format)
     trim = None
     if window is not None and batch.num_rows:
-        newest = (pl.from_arrow(batch.select(["symbol", "timestamp"]))  # type: ignore[union-attr]
-                  .group_by("symbol").agg(pl.col("timestamp").max()))
+        newest = batch.group_by("symbol", use_threads=False).aggregate([("timestamp", "max")])
         trim = [{"symbol": s, "cutoff": (t - dt.timedelta(minutes=window)).isoformat()}
-                for s, t in newest.iter_rows()]
+                for s, t in zip(newest.column("symbol").to_pylist(), newest.column("timestamp_max").to_pylist(),
+                                strict=True)]
     return _save_batch(db, spec, batch, on_conflict="update", chunk_rows=DEFAULT_CHUNK_ROWS, progress=None,
                        trim=trim)
 
@@ -253,17 +249,23 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
     # A few rows: the same statements over psycopg, in half the round trips (regime_io._smallwrite).
     small = batch.num_rows <= SMALL_BATCH_ROWS
     for attempt in range(1, _MAX_ATTEMPTS + 1):
+        copied = False
         try:
             with small_write(db) if small else db.connection() as conn:
                 cur: Any = conn if isinstance(conn, PsycopgCursor) else conn.cursor()
                 try:
                     record_time_kind(cur, db, spec, time_kind(batch))
+                    # The collision probe goes out before the sealed-tier routing, so that a
+                    # small write sends both in one round trip. It covers the whole batch: a
+                    # superset of the rows left for the row tier, so "no stored row" holds
+                    # for those too (and a row stored in between fails the copy: see below).
+                    collides = None if force_staged or tier == "sealed" else _probe(cur, db, spec, batch, span,
+                                                                                     on_conflict)
                     # Rows of sealed series-months merge into their chunks (docs/schema.md).
                     rest, sealed = route_batch(cur, db.settings, spec, batch, on_conflict=on_conflict,
                                                sealed_tier=tier == "sealed")
                     inserted, updated = sealed.inserted, sealed.updated
-                    staged = force_staged or (rest.num_rows > 0
-                                              and _needs_staging(cur, db, spec, rest, span, on_conflict))
+                    staged = rest.num_rows > 0 and (collides is None or collides())
                     series = _sealed_series(spec, sealed)
                     if rest.num_rows == 0:
                         pass
@@ -273,7 +275,8 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
                         inserted, updated = inserted + ins, updated + upd
                         series += merged
                     else:
-                        ins, upd = _copy(cur, db, spec, rest, chunk_rows, progress, on_conflict=on_conflict)
+                        copied = True
+                        ins, upd = _copy(cur, db, spec, rest, chunk_rows, progress)
                         inserted, updated = inserted + ins, updated + upd
                         series += catalog.series_counts(spec, rest)
                     catalog.record_writes(cur, db.settings, spec, series)
@@ -282,14 +285,18 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
                         changes.notify(cur, db.settings, spec)  # delivered at commit (regime_io._changes)
                 finally:
                     cur.close()
-        except _FallBackToStaging:
-            log.info("%s: rows appeared concurrently; re-running the write staged", spec.key)
-            force_staged = True
-            continue
         except NeedsArrow:
             small = False  # the write reads sealed chunks: run it again over ADBC
             continue
         except adbc_driver_manager.Error as err:
+            if copied and getattr(err, "sqlstate", None) == "23505" and on_conflict != "error":
+                # The probe found no stored row, yet a row of the batch now exists: a
+                # writer committed it in between. The copy failed and the transaction
+                # rolled back; run the call again staged, which merges. Raised by the
+                # COPY itself, or (small writes, pipelined) by the next fetch or the commit.
+                log.info("%s: rows appeared concurrently; re-running the write staged", spec.key)
+                force_staged = True
+                continue
             if attempt < _MAX_ATTEMPTS and _retryable(err, db, spec, span):
                 time.sleep(0.05 * attempt)
                 continue
@@ -385,15 +392,16 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
 # -- SQL ----------------------------------------------------------------------------------
 
 
-def _needs_staging(cur: Any, db: Database, spec: TableSpec, batch: pa.Table,
-                   span: tuple[dt.datetime, dt.datetime] | None, on_conflict: OnConflict) -> bool:
-    """Could any row of the batch collide with a stored row? One index probe decides."""
+def _probe(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, span: tuple[dt.datetime, dt.datetime] | None,
+           on_conflict: OnConflict) -> Callable[[], bool]:
+    """Could any row of the batch collide with a stored row? One index probe decides;
+    sent now, its answer read when the returned function is called."""
     if any(c.kind == "json" for c in spec.columns):
-        return True  # JSONB travels as text and needs the staging cast
+        return lambda: True  # JSONB travels as text and needs the staging cast
     if on_conflict == "error":
-        return False  # COPY straight in; a collision is the error the caller asked for
+        return lambda: False  # COPY straight in; a collision is the error the caller asked for
     if span is None:
-        return True
+        return lambda: True
     where: list[str] = []
     params: list[Any] = []
     for name in spec.primary_key:
@@ -404,10 +412,9 @@ def _needs_staging(cur: Any, db: Database, spec: TableSpec, batch: pa.Table,
             where.append(f"{quote_ident(name)} = ANY(ARRAY(SELECT jsonb_array_elements_text(${len(params)}::jsonb)))")
     params.extend(span)
     where.append(f"{quote_ident(spec.time_column)} BETWEEN ${len(params) - 1} AND ${len(params)}")  # type: ignore[arg-type]
-    cur.execute(f"SELECT EXISTS (SELECT 1 FROM {qualified_table(spec, db.settings)} WHERE {' AND '.join(where)})",
-                parameters=tuple(params))
-    row = cur.fetchone()
-    return bool(row and row[0])
+    rows = ask(cur, f"SELECT EXISTS (SELECT 1 FROM {qualified_table(spec, db.settings)} WHERE {' AND '.join(where)})",
+               tuple(params))
+    return lambda: bool(rows()[0][0])
 
 
 def _chunks(batch: pa.Table, chunk_rows: int) -> Iterable[pa.Table]:
@@ -415,16 +422,11 @@ def _chunks(batch: pa.Table, chunk_rows: int) -> Iterable[pa.Table]:
         yield batch.slice(offset, chunk_rows)
 
 
-def _copy(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, chunk_rows: int, progress: Progress | None, *,
-          on_conflict: OnConflict) -> tuple[int, int]:
+def _copy(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, chunk_rows: int,
+          progress: Progress | None) -> tuple[int, int]:
     done = 0
     for chunk in _chunks(batch, chunk_rows):
-        try:
-            _ingest(cur, db.settings.table_name(spec.key), chunk, db_schema_name=db.settings.schema)
-        except adbc_driver_manager.IntegrityError as err:
-            if getattr(err, "sqlstate", None) == "23505" and on_conflict != "error":
-                raise _FallBackToStaging from err
-            raise
+        _ingest(cur, db.settings.table_name(spec.key), chunk, db_schema_name=db.settings.schema)
         done += chunk.num_rows
         if progress:
             progress(done, batch.num_rows)

@@ -360,3 +360,22 @@ def test_a_write_spanning_many_copy_batches_stores_every_row_once(pg: PostgreSQL
     assert len(rows) == n
     assert [r[1] for r in rows] == [D(f"{100 + i / 100:.2f}") for i in range(n)]
     assert [r[0] for r in rows] == frame.get_column("timestamp").to_list()
+
+
+def test_small_writes_commit_and_leave_no_transaction_open(pg: PostgreSQLIntegration, sql) -> None:
+    """Writes of a few rows run pipelined on a lookup connection (regime_io._smallwrite):
+    their rows are visible to another session at once, the connection goes back to the
+    pool outside any transaction, and a refused write leaves nothing behind."""
+    table = f'"{pg.settings.schema}"."{pg.settings.table_name("market_data")}"'
+    assert pg.save_market_data(bars(3)).inserted == 3
+    assert sql(f"SELECT count(*) FROM {table}") == [(3,)]  # another session sees the commit
+    pg.save_rolling_market_regime(pl.DataFrame({"symbol": ["A"], "timestamp": [T0], "regime": ["bull"],
+                                                "confidence": [50.0]}), window_minutes=5)
+    with pg.db.lookup_pool.connection() as conn:
+        assert conn.info.transaction_status == 0  # IDLE: nothing left open by the writes
+    with pytest.raises(WriteError):
+        pg.save_market_data(bars(2, start=T0 + dt.timedelta(minutes=10)), on_conflict="error")
+        pg.save_market_data(bars(2, start=T0 + dt.timedelta(minutes=10)), on_conflict="error")
+    assert sql(f"SELECT count(*) FROM {table}") == [(5,)]
+    # No session of the pool holds a lock on the table (a transaction left open would).
+    sql(f"BEGIN; SET LOCAL lock_timeout = '5s'; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; COMMIT")
