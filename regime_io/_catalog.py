@@ -162,15 +162,17 @@ def removed_sql(spec: TableSpec) -> tuple[str, str]:
     return returning, f"symbol, {timeframe} AS timeframe, count(*) AS n"
 
 
-def record_deletes(cur: Any, settings: Settings, spec: TableSpec, removed: Iterable[tuple[str, str, int]]) -> None:
+def record_deletes(cur: Any, settings: Settings, spec: TableSpec, removed: Iterable[tuple[str, str, int]], *,
+                   may_empty: bool = True) -> None:
     """Subtract deleted rows from their series, move ``first_ts`` to the first row left,
     and drop series left empty.
 
     ``removed`` holds ``(symbol, timeframe or '', rows deleted)``. Deletes remove the
     oldest rows (retention, rolling windows), so ``last_ts`` stays; the new ``first_ts``
     is one index probe per affected series (row tier and chunks), inside the update.
-    Two statements whose results nobody reads: a pipelined small write sends them with
-    its commit (regime_io._smallwrite).
+    Statements whose results nobody reads: a pipelined small write sends them with its
+    commit (regime_io._smallwrite). ``may_empty=False``: the caller knows every series
+    keeps a row (a rolling trim keeps each symbol's newest), so no empty series is looked for.
     """
     totals: dict[SeriesKey, int] = {}
     for symbol, timeframe, n in removed:  # one entry per series (an UPDATE applies one source row)
@@ -186,7 +188,8 @@ def record_deletes(cur: Any, settings: Settings, spec: TableSpec, removed: Itera
         "WHERE s.table_key = $1 AND s.symbol = x.symbol AND s.timeframe = x.timeframe",
         parameters=(spec.key, json.dumps(rows)),
     )
-    cur.execute(f"DELETE FROM {table} WHERE table_key = $1 AND row_count <= 0", parameters=(spec.key,))
+    if may_empty:
+        cur.execute(f"DELETE FROM {table} WHERE table_key = $1 AND row_count <= 0", parameters=(spec.key,))
 
 
 def _first_row_sql(settings: Settings, spec: TableSpec) -> str:

@@ -574,7 +574,8 @@ def _trim(cur: Any, db: Database, spec: TableSpec, trim: list[dict[str, str]]) -
         parameters=(json.dumps(trim),),
     )
     removed = [(r[0], r[1], int(r[2])) for r in cur.fetchall()]
-    catalog.record_deletes(cur, db.settings, spec, removed)
+    # The cutoff is each symbol's newest row of this batch minus the window: that row stays.
+    catalog.record_deletes(cur, db.settings, spec, removed, may_empty=False)
     return sum(n for _, _, n in removed)
 
 
