@@ -1,26 +1,34 @@
-"""Small writes over psycopg: the writers' own statements, in half the round trips.
+"""Small writes over psycopg in pipeline mode: the writers' own statements, in three round trips.
 
 A live loop saves a few rows per call (``save_rolling_market_regime``: one row per
 symbol per minute). Such a call is all round trips: ADBC spends two on every statement
 with parameters (Prepare, then Execute) and six on a COPY (the current schema, the
 table's columns, the COPY, a BEGIN). Measured on the server's statement log, one rolling
-save of two rows took about 21 round trips.
+save of two rows took about 21 round trips; a round trip costs ~0.15-0.2 ms here.
 
 Writes of at most :data:`SMALL_BATCH_ROWS` rows therefore run the very same code of
 :func:`regime_io._writing._save_batch` (validation, sealed-tier routing, the collision
-probe, COPY or the staged merge, the series catalog, the trim, the notification) on a
-cursor of this module: a psycopg connection of the lookup pool, with every statement
-prepared once per connection (one round trip each afterwards) and COPY over psycopg's
-COPY protocol (two). The SQL text is the same text, built by the same functions; only
-the driver carrying it differs. There is no second write path to disagree with the
-first; ``tests/test_tail.py`` checks that a small and a large write of the same rows
-store identical values.
+probe, the copy or the staged merge, the series catalog, the trim, the notification) on
+a cursor of this module: a psycopg connection of the lookup pool in **pipeline mode**,
+one explicit transaction, every statement prepared once per connection. A statement
+goes out when it is executed and only a read waits, for everything sent before it: a
+rolling save reads three times (the sealed-tier lookup with the collision probe sent
+beside it, the trim's counts, and the commit), where it used to wait for each of its
+~10 statements. The SQL text is the same text, built by the same functions; only the
+driver carrying it differs, plus one substitution: the rows themselves travel as one
+``INSERT ... SELECT FROM unnest($1::type[], ...)`` (COPY cannot run in a pipeline),
+through the same psycopg adapters COPY's rows would use. There is no second write
+path to disagree with the first: ``tests/test_writing.py`` and ``tests/test_tail.py``
+check that every table stores the same rows written either way.
 
-What psycopg cannot hand back as Arrow (a sealed chunk's payload, read when a small
-write lands in a sealed month) raises :class:`NeedsArrow`; the write rolls back and
-runs again over ADBC. Server refusals are raised as the ADBC error of the same class
-with the same SQLSTATE and message layout, so the writers' retries and error messages
-are unchanged.
+A server refusal now surfaces at the next read or at the commit, not at the statement
+that caused it; the writers therefore decide about errors around the whole transaction
+(``_save_batch``: a unique violation after the probe re-runs the call staged, whatever
+statement reports it). What psycopg cannot hand back as Arrow (a sealed chunk's
+payload, read when a small write lands in a sealed month) raises :class:`NeedsArrow`;
+the write rolls back and runs again over ADBC. Server refusals are raised as the ADBC
+error of the same class with the same SQLSTATE and message layout, so the writers'
+retries and error messages are unchanged.
 """
 
 from __future__ import annotations
