@@ -10,6 +10,7 @@ with::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
 import sys
@@ -139,7 +140,7 @@ def _members(cls: Any, prefix: str) -> list[str]:
     for name, member in cls.__dict__.items():
         if name.startswith("_") or name in ("disabled", "empty"):
             continue
-        if isinstance(member, property):
+        if isinstance(member, (property, functools.cached_property)):
             out += [f"#### `{prefix}.{name}` (property)", "", *_doc(member)]
         elif inspect.isfunction(member) or isinstance(member, (classmethod, staticmethod)):
             func = member.__func__ if isinstance(member, (classmethod, staticmethod)) else member
