@@ -230,11 +230,11 @@ def read_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
 # Latest rows
 
 
-def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, wanted: list[str] | None, timeframe: str | None,
-                 schema: pa.Schema) -> pa.Table:
-    """The row tier's latest rows (``rows``, one per series) corrected by the sealed tier:
-    a series whose newest chunk ends after its latest row (or that has no rows) takes
-    that chunk's last row. Costs one index lookup when no chunk is newer."""
+def newest_chunks_query(db: Database, spec: TableSpec, wanted: list[str] | None,
+                        timeframe: str | None) -> tuple[Query, str]:
+    """The newest chunk of each series asked for (key, period, ``last_ts``), for
+    :func:`merge_latest`; independent of the row tier's answer, so the latest-row
+    reader sends both queries in one round trip."""
     q = Query()
     key = [c for c in spec.chunk_by]
     cols = ", ".join(f"t.{quote_ident(c)}" for c in key)
@@ -244,11 +244,20 @@ def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, wanted: list[str
     if timeframe is not None and "timeframe" in key:
         conds.append(f"t.timeframe = {q.param(timeframe)}")
     where = f"WHERE {' AND '.join(conds)}" if conds else ""
-    sql = (f"SELECT DISTINCT ON ({cols}) {cols}, t.period_start, t.last_ts FROM {chunk_table(spec, db.settings)} t "
-           f"{where} ORDER BY {cols}, t.period_start DESC")
-    newest = read_lookup(db, q, sql, what="get_latest (sealed)", table=spec.key).to_pylist()
+    return q, (f"SELECT DISTINCT ON ({cols}) {cols}, t.period_start, t.last_ts FROM {chunk_table(spec, db.settings)} t "
+               f"{where} ORDER BY {cols}, t.period_start DESC")
+
+
+def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, newest: list[dict[str, Any]],
+                 schema: pa.Schema) -> pa.Table:
+    """The row tier's latest rows (``rows``, one per series) corrected by the sealed tier
+    (``newest``: the rows of :func:`newest_chunks_query`): a series whose newest chunk
+    ends after its latest row (or that has no rows) takes that chunk's last row, which
+    costs one more lookup; otherwise nothing is read."""
     if not newest:
         return rows
+    key = [c for c in spec.chunk_by]
+    cols = ", ".join(f"t.{quote_ident(c)}" for c in key)
     time_col = spec.time_column or "timestamp"
     series = [c for c in ("symbol", "timeframe") if c in rows.column_names and c in key]
     current = {tuple(r[c] for c in series): r[time_col] for r in rows.select([*series, time_col]).to_pylist()}

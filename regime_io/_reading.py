@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ._chunkread import guarded, merge_latest, read_both, read_query_both, sealed_versions
+from ._chunkread import guarded, merge_latest, newest_chunks_query, read_both, read_query_both, sealed_versions
 from ._chunks import next_period, period_of
 from ._decode import (
     DISTRIBUTION_SCHEMA,
@@ -58,6 +58,7 @@ from ._readsql import (
     read_adbc,
     read_cx,
     read_lookup,
+    read_lookups,
     resolve_symbols,
     stream_cx,
     symbol_list,
@@ -303,10 +304,13 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
         return convert(schema.empty_table(), return_type)
     if known is not None:
         return convert(conform(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), schema), return_type)
-    q, sql = latest_query(db, spec, wanted, timeframe=tf, exact=exact)
-    table_ = conform(read_lookup(db, q, sql, what="get_latest", table=spec.key), schema)
+    queries = [latest_query(db, spec, wanted, timeframe=tf, exact=exact)]
+    if spec.sealable:  # the sealed tier's newest chunks, in the same round trip
+        queries.append(newest_chunks_query(db, spec, wanted, tf))
+    found = read_lookups(db, queries, what="get_latest", table=spec.key)
+    table_ = conform(found[0], schema)
     if spec.sealable:
-        table_ = merge_latest(db, spec, table_, wanted, tf, schema)
+        table_ = merge_latest(db, spec, table_, found[1].to_pylist(), schema)
     return convert(table_, return_type)
 
 

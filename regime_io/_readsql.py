@@ -403,16 +403,37 @@ def read_lookup(db: Database, q: Query, sql: str, *, what: str, table: str | Non
     is cheap at that size and costs one round trip. Large results belong to :func:`read_adbc`.
     ``primary``: on the primary even when read replicas are configured.
     """
-    text, params = q.pyformat(sql)
-    log.debug("lookup: %s %r", sql, q.params)
+    return read_lookups(db, [(q, sql)], what=what, table=table, primary=primary)[0]
 
-    def run() -> tuple[list[Any], list[Any]]:
+
+def read_lookups(db: Database, queries: Sequence[tuple[Query, str]], *, what: str, table: str | None = None,
+                 primary: bool = False) -> list[pa.Table]:
+    """:func:`read_lookup` of several independent queries in one round trip: sent
+    together in pipeline mode, each in its own statement (and snapshot), in order."""
+    texts = [q.pyformat(sql) for q, sql in queries]
+    for q, sql in queries:
+        log.debug("lookup: %s %r", sql, q.params)
+
+    def run() -> list[tuple[list[Any], list[Any]]]:
         connection = db.lookup_pool.connection() if primary else db.lookup_connection()
-        with connection as conn, conn.cursor(binary=True) as cur:
-            cur.execute(text, params)
-            return cur.fetchall(), list(cur.description or [])
+        with connection as conn:
+            if len(texts) == 1:
+                with conn.cursor(binary=True) as cur:
+                    cur.execute(*texts[0])
+                    return [(cur.fetchall(), list(cur.description or []))]
+            with conn.pipeline():
+                cursors = [conn.cursor(binary=True) for _ in texts]
+                try:
+                    for cur, (text, params) in zip(cursors, texts, strict=True):
+                        cur.execute(text, params)
+                    return [(cur.fetchall(), list(cur.description or [])) for cur in cursors]
+                finally:
+                    for cur in cursors:
+                        cur.close()
 
-    rows, description = _pooled_read(db, run, what=what, table=table)
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in description]
-    return pa.table({col.name: pa.array(values, type=_OID_TYPES.get(col.type_code))
-                     for col, values in zip(description, columns, strict=True)})
+    out = []
+    for rows, description in _pooled_read(db, run, what=what, table=table):
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in description]
+        out.append(pa.table({col.name: pa.array(values, type=_OID_TYPES.get(col.type_code))
+                             for col, values in zip(description, columns, strict=True)}))
+    return out
