@@ -42,7 +42,7 @@ from ._driver_errors import lost_before_commit, write_error
 from ._schema import qualified_table
 from ._smallwrite import SMALL_BATCH_ROWS, NeedsArrow, PsycopgCursor, ask, small_write
 from ._sql import quote_ident
-from ._timezones import record_time_kind, time_kind
+from ._timezones import check_time_kind, record_time_kind, time_kind
 from ._validation import validate
 from .errors import ServerUnavailableError, UsageError, ValidationError, WriteError
 from .tables import TableSpec, table_spec
@@ -244,6 +244,11 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
             db.partitions.ensure(db.pool, db.settings, spec, *span)
         except adbc_driver_manager.Error as err:
             raise write_error(err, db, spec) from err
+    kind = time_kind(batch)
+    if kind is not None:
+        # The recorded kinds are read (once per Database) on a lookup connection: before
+        # the write takes one, or a pool of max_connections = 1 would wait on itself.
+        check_time_kind(db, spec, aware=kind == "aware", what=f"save to {spec.key}")
     force_staged = False
     retried_lost = False
     # A few rows: the same statements over psycopg, in half the round trips (regime_io._smallwrite).

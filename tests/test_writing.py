@@ -416,3 +416,58 @@ def test_small_and_large_writes_store_the_same_rows(pg: PostgreSQLIntegration, s
     rows = {way: sql(f"SELECT {listed} FROM {table} WHERE symbol = %s ORDER BY {listed}", (way,))
             for way in ("BIG", "SMALL")}
     assert rows["BIG"] == rows["SMALL"] and len(rows["BIG"]) == frame.height
+
+
+def test_refused_small_writes_leave_the_connection_and_catalog_exact(pg: PostgreSQLIntegration, sql) -> None:
+    """Pipelined small writes that the server refuses mid-transaction (a collision with
+    on_conflict='error'), mixed with rolling saves, staged updates and inserts on the same
+    pooled connections: every refusal is a WriteError, later writes still work (prepared
+    statements intact), and the series catalog matches the stored rows exactly."""
+    import random
+
+    rng = random.Random(7)
+    t0 = dt.datetime(2024, 3, 4, 9, 15)
+
+    def minute(i: int, confidence: float = 1.0) -> pl.DataFrame:
+        t = t0 + dt.timedelta(minutes=i)
+        return pl.DataFrame({"symbol": ["A", "B"], "timestamp": [t, t], "regime": ["x", "y"],
+                             "confidence": [confidence, 2.0]})
+
+    refused = 0
+    for i in range(80):
+        kind = rng.random()
+        try:
+            if kind < 0.35:
+                pg.save("1min", minute(rng.randint(0, i)), on_conflict="error")
+            elif kind < 0.6:
+                pg.save_rolling_market_regime(minute(i), window_minutes=20)
+            elif kind < 0.8:
+                pg.save("1min", minute(rng.randint(0, i), confidence=float(rng.randint(0, 90))))
+            else:
+                pg.save_market_data(bars(1, start=t0 + dt.timedelta(minutes=rng.randint(0, i))),
+                                    on_conflict=rng.choice(["error", "update", "ignore"]))
+        except WriteError:
+            refused += 1
+    assert refused > 0
+    for key in ("market_regimes_1min", "market_data"):
+        table = f'"{pg.settings.schema}"."{pg.settings.table_name(key)}"'
+        stored = sql(f"SELECT symbol, min(timestamp), max(timestamp), count(*) FROM {table} GROUP BY 1 ORDER BY 1")
+        cat = pg.catalog(key)
+        assert list(zip(cat["symbol"], cat["first_timestamp"], cat["last_timestamp"], cat["row_count"],
+                        strict=True)) == stored
+
+
+def test_a_single_connection_pool_writes_and_reads(pg: PostgreSQLIntegration) -> None:
+    """max_connections = 1: a small write reads what it needs (the recorded time kinds)
+    before it takes the pool's only lookup connection, so it never waits on itself."""
+    from regime_io.config import settings_replace
+
+    pg.save_market_data(bars(2))  # the table's time kind is recorded
+    single = PostgreSQLIntegration(settings=settings_replace(pg.settings, max_connections=1, connection_timeout=5))
+    try:
+        assert single.save_market_data(bars(2, start=T0 + dt.timedelta(minutes=5))).inserted == 2
+        assert single.save_rolling_market_regime(pl.DataFrame({"symbol": ["A"], "timestamp": [T0], "regime": ["x"],
+                                                                "confidence": [1.0]})).inserted == 1
+        assert single.get_latest("bars", "NIFTY")["timestamp"].to_list() == [T0 + dt.timedelta(minutes=6)]
+    finally:
+        single.close()
