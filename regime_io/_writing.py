@@ -251,7 +251,7 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
         check_time_kind(db, spec, aware=kind == "aware", what=f"save to {spec.key}")
     force_staged = False
     retried_lost = False
-    # A few rows: the same statements over psycopg, in half the round trips (regime_io._smallwrite).
+    # A few rows: the same statements over psycopg, pipelined: three waits (regime_io._smallwrite).
     small = batch.num_rows <= SMALL_BATCH_ROWS
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         copied = False
@@ -259,7 +259,7 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
             with small_write(db) if small else db.connection() as conn:
                 cur: Any = conn if isinstance(conn, PsycopgCursor) else conn.cursor()
                 try:
-                    record_time_kind(cur, db, spec, time_kind(batch))
+                    record_time_kind(cur, db, spec, kind)
                     # The collision probe goes out before the sealed-tier routing, so that a
                     # small write sends both in one round trip. It covers the whole batch: a
                     # superset of the rows left for the row tier, so "no stored row" holds
