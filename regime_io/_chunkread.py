@@ -319,19 +319,17 @@ def read_query_both(db: Database, spec: TableSpec, symbols: list[str], rng: Time
 
 def _run_with_sealed(db: Database, spec: TableSpec, sealed: pa.Table, q: Query, sql: str) -> pa.Table:
     """``sql`` on a primary connection, its row table replaced by rows + ``sealed`` (a temp table)."""
-    from ._writing import _ingest
+    from ._writing import _ingest, session_table
 
     target = db.table(spec.key)
-    temp = quote_ident(f"_rio_sealed_{spec.key}")
+    temp = f"_rio_sealed_{spec.key}"
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
-    union = f"(SELECT {cols} FROM {target} UNION ALL SELECT {cols} FROM pg_temp.{temp})"
+    union = f"(SELECT {cols} FROM {target} UNION ALL SELECT {cols} FROM pg_temp.{quote_ident(temp)})"
     with db.connection() as conn:
         cur = conn.cursor()
         try:
-            columns = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in spec.columns)
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {temp} ({columns}) ON COMMIT DELETE ROWS")
-            cur.execute(f"TRUNCATE {temp}")
-            _ingest(cur, temp.strip('"'), sealed, temporary=True)
+            session_table(cur, spec, temp)
+            _ingest(cur, temp, sealed, temporary=True)
             cur.execute(sql.replace(target, union), parameters=tuple(q.params) if q.params else None)
             return cur.fetch_arrow_table()
         finally:

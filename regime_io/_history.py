@@ -117,22 +117,21 @@ def _instant(value: Any, *, name: str, timezone: str) -> dt.datetime:
 
 def as_of_instant(db: Database, spec: TableSpec, as_of: Any) -> dt.datetime | None:
     """``as_of`` checked: None, or an aware datetime; refused for tables keeping no history."""
-    if as_of is None:
-        return None
-    if not keeps_history(db.settings, spec):
-        raise UsageError(f"{spec.key} keeps no history, so it cannot be read as of {as_of!r}; add it to "
-                         "[DATABASE] history_tables (docs/history.md)", table=spec.key, value=as_of)
-    return _instant(as_of, name="as_of", timezone=db.settings.storage_timezone)
+    return _history_instant(db, spec, as_of, name="as_of", refusal="it cannot be read as of {value!r}")
 
 
 def known_at_instant(db: Database, spec: TableSpec, known_at: Any) -> dt.datetime | None:
     """``known_at`` as a timestamp (a column name is handled by the writer)."""
-    if known_at is None:
+    return _history_instant(db, spec, known_at, name="known_at", refusal="known_at= has no meaning")
+
+
+def _history_instant(db: Database, spec: TableSpec, value: Any, *, name: str, refusal: str) -> dt.datetime | None:
+    if value is None:
         return None
     if not keeps_history(db.settings, spec):
-        raise UsageError(f"{spec.key} keeps no history, so known_at= has no meaning; add it to "
-                         "[DATABASE] history_tables (docs/history.md)", table=spec.key, value=known_at)
-    return _instant(known_at, name="known_at", timezone=db.settings.storage_timezone)
+        raise UsageError(f"{spec.key} keeps no history, so {refusal.format(value=value)}; add it to "
+                         "[DATABASE] history_tables (docs/history.md)", table=spec.key, value=value)
+    return _instant(value, name=name, timezone=db.settings.storage_timezone)
 
 
 # ---------------------------------------------------------------------------------------
@@ -385,7 +384,7 @@ def _copy(q: Query) -> Query:
 
 def _run_with_sealed(db: Database, spec: TableSpec, sealed: pa.Table, q: Query, sql: str,
                      as_of: dt.datetime) -> pa.Table:
-    from ._writing import _ingest
+    from ._writing import _ingest, session_table
 
     temp = f"_rio_asof_{spec.key}"
     qq = _copy(q)
@@ -393,9 +392,7 @@ def _run_with_sealed(db: Database, spec: TableSpec, sealed: pa.Table, q: Query, 
     with db.connection() as conn:
         cur = conn.cursor()
         try:
-            columns = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in spec.columns)
-            cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(temp)} ({columns}) ON COMMIT DELETE ROWS")
-            cur.execute(f"TRUNCATE {quote_ident(temp)}")
+            session_table(cur, spec, temp)
             _ingest(cur, temp, sealed, temporary=True)
             cur.execute(text, parameters=tuple(qq.params) if qq.params else None)
             return cur.fetch_arrow_table()

@@ -458,6 +458,15 @@ def _ingest(cur: Any, table: str, chunk: pa.Table, *, db_schema_name: str | None
 _COPY_BATCH_BYTES = 32 * 1024
 
 
+def session_table(cur: Any, spec: TableSpec, name: str) -> None:
+    """An empty session-temporary table ``name`` with ``spec``'s columns, as COPY writes
+    them (JSONB as text). ON COMMIT DELETE ROWS: the table lives as long as the pooled
+    session and empties at every commit, so a warm connection pays no CREATE per call."""
+    columns = ", ".join(f"{quote_ident(c.name)} {c.wire_pg_type}" for c in spec.columns)
+    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(name)} ({columns}) ON COMMIT DELETE ROWS")
+    cur.execute(f"TRUNCATE {quote_ident(name)}")
+
+
 def _stage_name(spec: TableSpec) -> str:
     return f"_rio_stage_{spec.key}"
 
@@ -472,11 +481,7 @@ def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[
     series catalog's counts (see :func:`regime_io._catalog.record_writes`).
     """
     stage = _stage_name(spec)
-    columns = ", ".join(f"{quote_ident(c.name)} {c.wire_pg_type}" for c in spec.columns)
-    # ON COMMIT DELETE ROWS: the table lives as long as the pooled session and empties at
-    # every commit, so a warm connection pays no CREATE per call.
-    cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(stage)} ({columns}) ON COMMIT DELETE ROWS")
-    cur.execute(f"TRUNCATE {quote_ident(stage)}")
+    session_table(cur, spec, stage)
     done = 0
     for batch in batches:
         for chunk in _chunks(batch, chunk_rows):

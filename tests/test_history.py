@@ -10,6 +10,7 @@ from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
 from regime_io.errors import UsageError, WriteError
+from tests._helpers import stop_server_when_running
 from tests._reading_data import bars, regimes_1min
 
 UTC = dt.timezone.utc
@@ -219,9 +220,7 @@ def test_concurrent_rewrites_of_the_same_rows_leave_one_gap_free_chain_per_key(p
 
 @pytest.mark.slow
 def test_a_server_killed_mid_rewrite_leaves_the_chains_intact(server, pg: PostgreSQLIntegration) -> None:
-    import time
 
-    import psycopg
 
     from regime_io.errors import ServerUnavailableError
 
@@ -231,20 +230,8 @@ def test_a_server_killed_mid_rewrite_leaves_the_chains_intact(server, pg: Postgr
     pg.save_1min_market_regime(data)
     pg.save_1min_market_regime(data.with_columns(pl.lit("second").alias("regime")))
     before = pg.history("1min", symbols=["AAA", "BBB"])
-    fired, cancel = threading.Event(), threading.Event()
-
-    def watch() -> None:  # stop the server while the rewrite moves versions into the history
-        with psycopg.connect(server.url(), autocommit=True) as conn:
-            while not cancel.is_set():
-                running = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
-                                       "pid <> pg_backend_pid() AND query LIKE 'INSERT INTO %_history%'").fetchone()
-                if running and running[0]:
-                    server.stop("immediate")
-                    fired.set()
-                    return
-                time.sleep(0.002)
-
-    watcher = threading.Thread(target=watch, daemon=True)
+    # Stop the server while the rewrite moves versions into the history.
+    watcher, fired, cancel = stop_server_when_running(server, "INSERT INTO %_history%")
     watcher.start()
     try:
         with pytest.raises(ServerUnavailableError):

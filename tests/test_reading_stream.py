@@ -17,6 +17,7 @@ from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, UsageError
 from regime_io.tables import TABLES
+from tests._helpers import insert_ten_second_bars
 
 T0 = dt.datetime(2024, 1, 2, 9, 15)
 
@@ -83,12 +84,7 @@ class PeakRSS:
 @pytest.mark.slow
 def test_streaming_three_million_rows_keeps_memory_bounded(pg: PostgreSQLIntegration, sql: Any) -> None:
     rows = 3_000_000
-    first = dt.datetime(2023, 1, 1)
-    pg.db.partitions.ensure(pg.db.pool, pg.settings, TABLES["market_data"], first,
-                            first + dt.timedelta(seconds=10 * rows))
-    sql(f"""INSERT INTO {pg.db.table('market_data')} (symbol, timestamp, open, high, low, close, volume, timeframe)
-            SELECT 'NIFTY', timestamp '2023-01-01' + g * interval '10 seconds', 100 + (g % 100) / 100.0, 101, 99,
-                   100.5, g, '10s' FROM generate_series(0, {rows - 1}) g""")
+    first = insert_ten_second_bars(pg, sql, rows)
     gc.collect()
     seen = 0
     data_bytes = 0

@@ -20,6 +20,7 @@ from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, UsageError
 from regime_io import _reading as reading
+from tests._helpers import insert_ten_second_bars
 
 START = dt.datetime(2024, 1, 31, 12, 0)  # 2,000 minutes: crosses into February
 T1, T2 = dt.datetime(2024, 1, 31, 20, 0), dt.datetime(2024, 2, 1, 3, 30)
@@ -222,16 +223,9 @@ def test_scan_streams_with_bounded_memory(pg: PostgreSQLIntegration, sql: Any) -
 
     from test_reading_stream import PeakRSS
 
-    from regime_io.tables import TABLES
-
     pg.initialize_database()
     rows = 3_000_000
-    first = dt.datetime(2023, 1, 1)
-    pg.db.partitions.ensure(pg.db.pool, pg.settings, TABLES["market_data"], first,
-                            first + dt.timedelta(seconds=10 * rows))
-    sql(f"""INSERT INTO {pg.db.table('market_data')} (symbol, timestamp, open, high, low, close, volume, timeframe)
-            SELECT 'NIFTY', timestamp '2023-01-01' + g * interval '10 seconds', 100 + (g % 100) / 100.0, 101, 99,
-                   100.5, g, '10s' FROM generate_series(0, {rows - 1}) g""")
+    first = insert_ten_second_bars(pg, sql, rows)
     lf = pg.scan("bars").filter((pl.col("symbol") == "NIFTY") & (pl.col("timestamp") >= first))
     for _ in lf.collect_batches(chunk_size=100_000):
         pass

@@ -25,6 +25,7 @@ import pytest
 from regime_io import PostgreSQLIntegration, ServerUnavailableError
 from regime_io._embedded import status
 from regime_io.config import settings_replace
+from tests._helpers import stop_server_when_running
 
 ROWS = 200_000
 CHUNK = 20_000
@@ -99,21 +100,7 @@ def killer(server: Any, after_rows: int) -> tuple[Callable[[int, int | None], No
 def merge_killer(server: Any) -> tuple[threading.Thread, threading.Event, threading.Event]:
     """A thread that stops the server as soon as a writer's final merge statement runs.
     Returns the thread, an event set when it fired, and one that cancels it."""
-    fired, cancel = threading.Event(), threading.Event()
-
-    def watch() -> None:
-        with psycopg.connect(server.url(), autocommit=True) as conn:
-            while not cancel.is_set():
-                running = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                                       "AND pid <> pg_backend_pid() "
-                                       "AND query LIKE '%WITH merged AS (INSERT INTO%'").fetchone()
-                if running and running[0]:
-                    server.stop("immediate")
-                    fired.set()
-                    return
-                time.sleep(0.002)
-
-    return threading.Thread(target=watch, daemon=True), fired, cancel
+    return stop_server_when_running(server, "%WITH merged AS (INSERT INTO%")
 
 
 @pytest.mark.slow
