@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from .database import Database
 
 __all__ = ["CATALOG_SCHEMA", "SERIES_TABLES", "catalog_sql", "catalog_table", "fill_catalog", "read_catalog",
-           "record_deletes", "record_writes", "refresh", "removed_sql", "series_columns", "series_counts"]
+           "record_deletes", "record_writes", "refresh", "removed_sql", "series_columns", "series_counts",
+           "subtract_sql"]
 
 log = logging.getLogger(__name__)
 
@@ -180,25 +181,35 @@ def record_deletes(cur: Any, settings: Settings, spec: TableSpec, removed: Itera
     rows = [{"symbol": s, "timeframe": tf, "n": n} for (s, tf), n in sorted(totals.items()) if n]
     if not rows:
         return
-    table = catalog_table(settings)
-    cur.execute(
-        f"UPDATE {table} AS s SET row_count = s.row_count - x.n, "
-        f"first_ts = COALESCE({_first_row_sql(settings, spec)}, s.first_ts) "
-        "FROM jsonb_to_recordset($2::jsonb) AS x(symbol text, timeframe text, n bigint) "
-        "WHERE s.table_key = $1 AND s.symbol = x.symbol AND s.timeframe = x.timeframe",
-        parameters=(spec.key, json.dumps(rows)),
-    )
+    source = "jsonb_to_recordset($2::jsonb) AS x(symbol text, timeframe text, n bigint)"
+    cur.execute(subtract_sql(settings, spec, source, table_key="$1"), parameters=(spec.key, json.dumps(rows)))
     if may_empty:
-        cur.execute(f"DELETE FROM {table} WHERE table_key = $1 AND row_count <= 0", parameters=(spec.key,))
+        cur.execute(f"DELETE FROM {catalog_table(settings)} WHERE table_key = $1 AND row_count <= 0",
+                    parameters=(spec.key,))
 
 
-def _first_row_sql(settings: Settings, spec: TableSpec) -> str:
+def subtract_sql(settings: Settings, spec: TableSpec, source: str, *, table_key: str, since: str | None = None) -> str:
+    """The catalog ``UPDATE`` of :func:`record_deletes`: subtract ``x.n`` rows from each
+    series ``(x.symbol, x.timeframe)`` of ``source`` (a relation aliased ``x``) and move
+    ``first_ts`` to the first row left. ``since``: SQL of the oldest timestamp kept, for
+    an ``UPDATE`` in the same statement as its ``DELETE`` (as a CTE), which still sees
+    the deleted rows (one snapshot per statement)."""
+    return (
+        f"UPDATE {catalog_table(settings)} AS s SET row_count = s.row_count - x.n, "
+        f"first_ts = COALESCE({_first_row_sql(settings, spec, since)}, s.first_ts) "
+        f"FROM {source} WHERE s.table_key = {table_key} AND s.symbol = x.symbol AND s.timeframe = x.timeframe"
+    )
+
+
+def _first_row_sql(settings: Settings, spec: TableSpec, since: str | None = None) -> str:
     """The first stored timestamp of the catalog row ``s``'s series (row tier and chunks),
-    as a scalar subquery (on Citus: co-located with ``s``, pushed down to its shard)."""
+    as a scalar subquery (on Citus: co-located with ``s``, pushed down to its shard);
+    ``since``: row-tier rows before it do not count (see :func:`subtract_sql`)."""
     time = quote_ident(spec.time_column or "timestamp")
     target = qualified(settings.schema, settings.table_name(spec.key))
     match = "t.symbol = s.symbol" + (" AND t.timeframe = s.timeframe" if len(series_columns(spec)) == 2 else "")
-    sources = [f"(SELECT t.{time} AS ts FROM {target} t WHERE {match} ORDER BY t.{time} LIMIT 1)"]
+    kept = f" AND t.{time} >= {since}" if since is not None else ""
+    sources = [f"(SELECT t.{time} AS ts FROM {target} t WHERE {match}{kept} ORDER BY t.{time} LIMIT 1)"]
     if spec.sealable:
         chunks = qualified(settings.schema, f"{settings.table_name(spec.key)}_chunks")
         sources.append(f"(SELECT min(t.first_ts) AS ts FROM {chunks} t WHERE {match})")

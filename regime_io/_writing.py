@@ -285,7 +285,7 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
                         inserted, updated = inserted + ins, updated + upd
                         series += catalog.series_counts(spec, rest)
                     catalog.record_writes(cur, db.settings, spec, series)
-                    trimmed = _trim(cur, db, spec, trim) if trim else 0
+                    trimmed = _trim(cur, db, spec, trim) if trim else None
                     if inserted or updated:
                         changes.notify(cur, db.settings, spec)  # delivered at commit (regime_io._changes)
                 finally:
@@ -319,7 +319,7 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
         rows = batch.num_rows
         method: WriteMethod = "sealed" if rest.num_rows == 0 else "staged" if staged else "copy"
         result = WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated,
-                             method, time.perf_counter() - started, trimmed)
+                             method, time.perf_counter() - started, trimmed() if trimmed else 0)
         log.debug("%s", result)
         return result
     raise WriteError(f"{spec.key}: gave up after {_MAX_ATTEMPTS} attempts (deadlocks or concurrent "
@@ -573,20 +573,29 @@ def _sealed_series(spec: TableSpec, sealed: MergeCounts) -> list[dict[str, Any]]
     return out
 
 
-def _trim(cur: Any, db: Database, spec: TableSpec, trim: list[dict[str, str]]) -> int:
+def _trim(cur: Any, db: Database, spec: TableSpec, trim: list[dict[str, str]]) -> Callable[[], int]:
+    """Delete each symbol's rows older than its cutoff and subtract them from the series
+    catalog, in one statement; returns a function giving the number of rows deleted.
+
+    One statement, its count read later: a pipelined small write sends it with the commit
+    instead of waiting for the counts (~0.3-0.5 ms of a rolling save's ~6). The cutoff is
+    each symbol's newest row of this batch minus the window, so every symbol keeps a row
+    (no empty catalog rows to drop).
+    """
     target = qualified_table(spec, db.settings)
     returning, counts = catalog.removed_sql(spec)
-    cur.execute(
+    time = quote_ident(spec.time_column or "timestamp")
+    update = catalog.subtract_sql(db.settings, spec, "x", table_key="$2", since="x.cutoff")
+    rows = ask(
+        cur,
         f"WITH gone AS (DELETE FROM {target} AS t "
         "USING jsonb_to_recordset($1::jsonb) AS c(symbol text, cutoff timestamp) "
-        f"WHERE t.symbol = c.symbol AND t.{quote_ident(spec.time_column or 'timestamp')} < c.cutoff "
-        f"RETURNING {returning}) SELECT {counts} FROM gone GROUP BY 1, 2",
-        parameters=(json.dumps(trim),),
+        f"WHERE t.symbol = c.symbol AND t.{time} < c.cutoff RETURNING {returning}, c.cutoff), "
+        f"x AS (SELECT {counts}, cutoff FROM gone GROUP BY 1, 2, 4), kept AS ({update}) "
+        "SELECT COALESCE(sum(n), 0) FROM x",
+        (json.dumps(trim), spec.key),
     )
-    removed = [(r[0], r[1], int(r[2])) for r in cur.fetchall()]
-    # The cutoff is each symbol's newest row of this batch minus the window: that row stays.
-    catalog.record_deletes(cur, db.settings, spec, removed, may_empty=False)
-    return sum(n for _, _, n in removed)
+    return lambda: int(rows()[0][0])
 
 
 # -- errors -------------------------------------------------------------------------------
