@@ -354,7 +354,8 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         wanted = pl.DataFrame([[*k, p] for k, p in found], schema=[*spec.chunk_by, "__period"], orient="row")
         wanted = wanted.cast({c: frame.schema[c] for c in wanted.columns})
         to_chunks = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="semi")
-        rest = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="anti")
+        # The row tier's rows keep the batch's key order (regime_io._catalog.series_stats reads runs).
+        rest = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="anti", maintain_order="left")
     else:
         to_chunks, rest = frame, frame.clear()
     name = chunk_table(spec, settings)

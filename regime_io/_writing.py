@@ -205,10 +205,8 @@ def save_rolling_market_regime(db: Database, data: Any, *, window_minutes: int |
                      date_format=date_format)
     trim = None
     if window is not None and batch.num_rows:
-        newest = batch.group_by("symbol", use_threads=False).aggregate([("timestamp", "max")])
-        trim = [{"symbol": s, "cutoff": (t - dt.timedelta(minutes=window)).isoformat()}
-                for s, t in zip(newest.column("symbol").to_pylist(), newest.column("timestamp_max").to_pylist(),
-                                strict=True)]
+        trim = [{"symbol": key[0], "cutoff": (last - dt.timedelta(minutes=window)).isoformat()}
+                for key, _, last, _ in catalog.series_stats(spec, batch)]
     return _save_batch(db, spec, batch, on_conflict="update", chunk_rows=DEFAULT_CHUNK_ROWS, progress=None,
                        trim=trim)
 

@@ -6,12 +6,14 @@ import datetime as dt
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from _reading_data import bars, options, regimes_1min
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, UsageError
-from regime_io._catalog import CATALOG_SCHEMA, SERIES_TABLES
+from regime_io._catalog import CATALOG_SCHEMA, SERIES_TABLES, series_stats
+from regime_io._validation import validate
 from regime_io.tables import TABLES
 
 T0 = dt.datetime(2024, 1, 30, 15, 0)
@@ -32,6 +34,30 @@ def truth(pg: PostgreSQLIntegration, sql: Any) -> pl.DataFrame:
     rows = sql(f"SELECT t, s, tf, min(lo), max(hi), sum(n)::int8 FROM ({' UNION ALL '.join(parts)}) u "
                'GROUP BY 1, 2, 3 ORDER BY t COLLATE "C", s COLLATE "C", tf COLLATE "C"')
     return pl.DataFrame(rows, schema=pl.from_arrow(CATALOG_SCHEMA.empty_table()).schema, orient="row")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("key", SERIES_TABLES)
+def test_series_stats_equal_a_hash_aggregation(key: str) -> None:
+    """Per-series counts read from key-ordered runs (or hashed, for options) equal a plain
+    GROUP BY, for shuffled input split into many Arrow chunks."""
+    frame = {"market_data": lambda: bars(["AAA", "BBB", "CCC"], ["1m", "5m", "1d"], T0, 40),
+             "options_data": lambda: pl.concat([options(s, [dt.date(2024, 2, 1), dt.date(2024, 2, 8)], [100.0, 110.0],
+                                                         T0, 6) for s in ("AAA", "BBB")]),
+             "market_regimes": lambda: bars(["AAA", "BBB"], ["1m", "5m"], T0, 3),
+             "market_regimes_1min": lambda: regimes_1min(["AAA", "BBB", "CCC"], T0, 40)}[key]()
+    spec = TABLES[key]
+    if key == "market_regimes":
+        frame = frame.select("symbol", "timeframe", "timestamp").with_columns(
+            pl.lit("bull").alias("regime"), pl.lit(50.0).alias("confidence"))
+    batch = validate(spec, frame.sample(fraction=1.0, shuffle=True, seed=3))
+    batch = pa.Table.from_batches(batch.to_batches(max_chunksize=7))
+    cols = ["symbol", "timeframe"] if "timeframe" in spec.column_names else ["symbol"]
+    expected = (pl.from_arrow(batch).group_by(cols)  # type: ignore[union-attr]
+                .agg(pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last"), pl.len())
+                .sort(cols).rows())
+    got = sorted(series_stats(spec, batch))
+    assert [(*k[:len(cols)], first, last, n) for k, first, last, n in got] == expected
+    assert len(got) > 1
 
 
 def test_writers_keep_the_catalog_exact(pg: PostgreSQLIntegration, sql: Any) -> None:
