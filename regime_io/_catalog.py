@@ -128,12 +128,14 @@ def series_stats(spec: TableSpec, batch: pa.Table) -> list[tuple[SeriesKey, dt.d
         # where Arrow's hash aggregation costs ~0.12 ms and polars' ~1.5 ms).
         ends = sorted({e for c in cols
                        for e in pc.run_end_encode(batch.column(c).combine_chunks()).run_ends.to_pylist()})
-        starts = [0, *ends[:-1]]
-        keys = [batch.column(c).take(starts).to_pylist() for c in cols]
-        firsts = times.take(starts).to_pylist()
-        lasts = times.take([e - 1 for e in ends]).to_pylist()
-        timeframes = keys[1] if len(cols) == 2 else [_NO_TIMEFRAME] * len(ends)
-        return [((keys[0][i], timeframes[i]), firsts[i], lasts[i], ends[i] - starts[i]) for i in range(len(ends))]
+        # Scalars, not take(): ~2 us each against ~20 us per take, and a write has few series.
+        symbol = batch.column("symbol")
+        timeframe = batch.column("timeframe") if len(cols) == 2 else None
+        out = []
+        for start, end in zip([0, *ends[:-1]], ends, strict=True):
+            key = (symbol[start].as_py(), timeframe[start].as_py() if timeframe is not None else _NO_TIMEFRAME)
+            out.append((key, times[start].as_py(), times[end - 1].as_py(), end - start))
+        return out
     table = pa.table({**{c: batch.column(c) for c in cols}, time: times})
     stats = table.group_by(list(cols), use_threads=False).aggregate([(time, "min"), (time, "max"),
                                                                      ([], "count_all")]).to_pylist()

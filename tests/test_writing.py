@@ -231,7 +231,7 @@ def test_duplicate_keys_in_a_batch(pg: PostgreSQLIntegration, sql) -> None:
 
 @pytest.mark.parametrize("n", [4, 1_500])
 def test_time_major_batches_and_duplicates_small_and_large(pg: PostgreSQLIntegration, sql, n: int) -> None:
-    # Batches up to validation._SMALL_FRAME_ROWS are sorted directly; larger ones are put
+    # Batches up to validation._SMALL_FRAME_ROWS (128) are sorted in Python; larger ones are put
     # in key order by symbol groups first. Both must find the same duplicates and store
     # the same rows (2 symbols, time-major: the symbols alternate row by row).
     frame = pl.concat([bars(n, symbol="NIFTY"), bars(n, symbol="BANKNIFTY", close=50.0)])
