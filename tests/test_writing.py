@@ -304,6 +304,26 @@ def test_rolling_saves_upsert_and_trim_the_window(pg: PostgreSQLIntegration, sql
     assert rows == [(s, start + dt.timedelta(minutes=m)) for s in ("A", "B") for m in range(4, 10)]
 
 
+@pytest.mark.parametrize("symbols", [2, 80])  # the pipelined small write; ADBC (> 64 rows)
+def test_rolling_trim_reports_and_catalogues_what_it_deleted(pg: PostgreSQLIntegration, sql, symbols: int) -> None:
+    # The trim deletes and does the catalog's bookkeeping in one statement, its count
+    # read after the commit: the count, the rows left and the catalog must all agree.
+    names = [f"S{i:03d}" for i in range(symbols)]
+    start = dt.datetime(2024, 1, 2, 9, 15)
+    pg.save_1min_market_regime([{"symbol": s, "timestamp": start + dt.timedelta(minutes=m), "regime": "Bullish",
+                                 "confidence": 50} for s in names for m in range(10)])
+    newest = start + dt.timedelta(minutes=12)
+    result = pg.save_rolling_market_regime([{"symbol": s, "timestamp": newest, "regime": "Bearish",
+                                             "confidence": 40} for s in names], window_minutes=5)
+    assert (result.inserted, result.trimmed) == (symbols, 7 * symbols)  # minutes 0-6 fell out
+    assert count(sql, pg, "market_regimes_1min") == 4 * symbols  # minutes 7, 8, 9 and 12
+    catalog = pg.catalog("1min")
+    assert catalog["symbol"].to_list() == names
+    assert set(catalog["row_count"]) == {4}
+    assert set(catalog["first_timestamp"]) == {start + dt.timedelta(minutes=7)}
+    assert set(catalog["last_timestamp"]) == {newest}
+
+
 def test_partitions_dropped_by_someone_else_are_recreated(pg: PostgreSQLIntegration, sql) -> None:
     pg.save_market_data(bars(2, start=dt.datetime(2024, 5, 1)))
     sql(f'DROP TABLE "{pg.settings.schema}"."mr_market_data_p2024_05"')  # cache now stale
