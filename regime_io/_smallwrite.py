@@ -1,4 +1,4 @@
-"""Small writes over psycopg in pipeline mode: the writers' own statements, in three round trips.
+"""Small writes over psycopg in pipeline mode: the writers' own statements, in two round trips.
 
 A live loop saves a few rows per call (``save_rolling_market_regime``: one row per
 symbol per minute). Such a call is all round trips: ADBC spends two on every statement
@@ -12,9 +12,9 @@ probe, the copy or the staged merge, the series catalog, the trim, the notificat
 a cursor of this module: a psycopg connection of the lookup pool in **pipeline mode**,
 one explicit transaction, every statement prepared once per connection. A statement
 goes out when it is executed and only a read waits, for everything sent before it: a
-rolling save reads three times (the sealed-tier lookup with the collision probe sent
-beside it, the trim's counts, and the commit), where it used to wait for each of its
-~10 statements. The SQL text is the same text, built by the same functions; only the
+rolling save waits twice (the sealed-tier lookup with the collision probe sent beside
+it, and the commit; the trim's count is read after the commit), where it used to wait
+for each of its ~10 statements. The SQL text is the same text, built by the same functions; only the
 driver carrying it differs, plus one substitution: the rows themselves travel as one
 ``INSERT ... SELECT FROM unnest($1::type[], ...)`` (COPY cannot run in a pipeline),
 through the same psycopg adapters COPY's rows would use. There is no second write

@@ -249,7 +249,7 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
         check_time_kind(db, spec, aware=kind == "aware", what=f"save to {spec.key}")
     force_staged = False
     retried_lost = False
-    # A few rows: the same statements over psycopg, pipelined: three waits (regime_io._smallwrite).
+    # A few rows: the same statements over psycopg, pipelined: two waits (regime_io._smallwrite).
     small = batch.num_rows <= SMALL_BATCH_ROWS
     for attempt in range(1, _MAX_ATTEMPTS + 1):
         copied = False

@@ -444,5 +444,6 @@ def test_the_live_benchmark_runs_at_tiny_sizes(server: Any, capsys: pytest.Captu
                  "--calls", "5"]) == 0
     out = capsys.readouterr().out
     for key in ("live.ingest_stamped", "live.ingest_plain", "live.rolling_stamped", "live.rolling_plain",
-                "live.notify", "live.commit_to_frame", "writer cost of the change stamp"):
+                "live.notify", "live.commit_to_frame", "writer cost of the change stamp", "live.rolling_save",
+                "live.rolling_floor", "floor in the same run"):
         assert key in out, out
