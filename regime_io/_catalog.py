@@ -124,23 +124,35 @@ def series_stats(spec: TableSpec, batch: pa.Table) -> list[tuple[SeriesKey, dt.d
         times = pc.local_timestamp(times).cast(pa.timestamp("us"))
     if spec.primary_key[:len(cols) + 1] == (*cols, time):
         # Rows in key order: each series is one run, its times ascending. The run ends
-        # of the series columns are the whole answer (~40 us for a live save's rows,
-        # where Arrow's hash aggregation costs ~0.12 ms and polars' ~1.5 ms).
+        # of the series columns are the whole answer (~40 us for a live save's 2 rows,
+        # ~0.6 ms for 500 series, where Arrow's hash aggregation took ~0.17 and ~2 ms).
         ends = sorted({e for c in cols
                        for e in pc.run_end_encode(batch.column(c).combine_chunks()).run_ends.to_pylist()})
-        # Scalars, not take(): ~2 us each against ~20 us per take, and a write has few series.
-        symbol = batch.column("symbol")
-        timeframe = batch.column("timeframe") if len(cols) == 2 else None
-        out = []
-        for start, end in zip([0, *ends[:-1]], ends, strict=True):
-            key = (symbol[start].as_py(), timeframe[start].as_py() if timeframe is not None else _NO_TIMEFRAME)
-            out.append((key, times[start].as_py(), times[end - 1].as_py(), end - start))
-        return out
+        firsts = [0, *ends[:-1]]
+        counts = [b - a for a, b in zip(firsts, ends, strict=True)]
+        symbol, timeframe = batch.column("symbol"), batch.column("timeframe") if len(cols) == 2 else None
+        if len(ends) <= 16:  # scalars: ~2 us each, where a take costs ~20 us
+            return [((symbol[a].as_py(), timeframe[a].as_py() if timeframe is not None else _NO_TIMEFRAME),
+                     times[a].as_py(), times[b - 1].as_py(), n) for a, b, n in zip(firsts, ends, counts, strict=True)]
+        starts, lasts = pa.array(firsts, pa.int64()), pa.array([e - 1 for e in ends], pa.int64())
+        timeframes = timeframe.take(starts).to_pylist() if timeframe is not None else [_NO_TIMEFRAME] * len(ends)
+        keys = zip(symbol.take(starts).to_pylist(), timeframes, strict=True)
+        return list(zip(keys, _datetimes(times.take(starts)), _datetimes(times.take(lasts)), counts, strict=True))
     table = pa.table({**{c: batch.column(c) for c in cols}, time: times})
     stats = table.group_by(list(cols), use_threads=False).aggregate([(time, "min"), (time, "max"),
-                                                                     ([], "count_all")]).to_pylist()
-    return [((row["symbol"], row.get("timeframe", _NO_TIMEFRAME)), row[f"{time}_min"], row[f"{time}_max"],
-             row["count_all"]) for row in stats]
+                                                                     ([], "count_all")])
+    keys = zip(stats.column("symbol").to_pylist(),
+               stats.column("timeframe").to_pylist() if len(cols) == 2 else [_NO_TIMEFRAME] * stats.num_rows,
+               strict=True)
+    return list(zip(keys, _datetimes(stats.column(f"{time}_min")), _datetimes(stats.column(f"{time}_max")),
+                    stats.column("count_all").to_pylist(), strict=True))
+
+
+def _datetimes(values: pa.Array | pa.ChunkedArray) -> list[dt.datetime]:
+    """Naive ``timestamp[us]`` values (no nulls) as datetimes: numpy makes them ~50x faster
+    than Arrow's to_pylist (22 us against 1.0 ms for 500 values here)."""
+    assert values.type == pa.timestamp("us"), values.type  # datetime64[s]/[ns] would not become datetimes
+    return values.to_numpy().astype(object).tolist()  # type: ignore[no-any-return]
 
 
 def record_writes(cur: Any, settings: Settings, spec: TableSpec, counts: list[dict[str, Any]]) -> None:

@@ -40,7 +40,8 @@ def truth(pg: PostgreSQLIntegration, sql: Any) -> pl.DataFrame:
 def test_series_stats_equal_a_hash_aggregation(key: str) -> None:
     """Per-series counts read from key-ordered runs (or hashed, for options) equal a plain
     GROUP BY, for shuffled input split into many Arrow chunks."""
-    frame = {"market_data": lambda: bars(["AAA", "BBB", "CCC"], ["1m", "5m", "1d"], T0, 40),
+    # market_data: 18 series (read with take), the others a few (read as scalars); options hashed.
+    frame = {"market_data": lambda: bars(["AAA", "BBB", "CCC", "DDD", "EEE", "FFF"], ["1m", "5m", "1d"], T0, 40),
              "options_data": lambda: pl.concat([options(s, [dt.date(2024, 2, 1), dt.date(2024, 2, 8)], [100.0, 110.0],
                                                          T0, 6) for s in ("AAA", "BBB")]),
              "market_regimes": lambda: bars(["AAA", "BBB"], ["1m", "5m"], T0, 3),
