@@ -221,8 +221,9 @@ def validate(
     n = df.height
     out: dict[str, pl.Series] = {}
     lossy: list[tuple[str, str, int, Any]] = []
+    present = set(df.columns)  # (df.columns builds a list per call)
     for col in spec.columns:
-        if col.name in df.columns:
+        if col.name in present:
             series = df.get_column(col.name)
         elif col.computed:
             series = pl.Series(col.name, [None] * n, dtype=pl.Null)
