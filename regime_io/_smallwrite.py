@@ -14,8 +14,8 @@ one explicit transaction, every statement prepared once per connection. A statem
 goes out when it is executed and only a read waits, for everything sent before it: a
 rolling save waits twice (the sealed-tier lookup with the collision probe sent beside
 it, and the commit; the trim's count is read after the commit), where it used to wait
-for each of its ~10 statements. The SQL text is the same text, built by the same functions; only the
-driver carrying it differs, plus one substitution: the rows themselves travel as one
+for each of its ~10 statements. The SQL text is the same text, built by the same
+functions; only the driver carrying it differs, plus one substitution: the rows travel as one
 ``INSERT ... SELECT FROM unnest($1::type[], ...)`` (COPY cannot run in a pipeline),
 through the same psycopg adapters COPY's rows would use. There is no second write
 path to disagree with the first: ``tests/test_writing.py`` and ``tests/test_tail.py``

@@ -577,7 +577,7 @@ def _trim(cur: Any, db: Database, spec: TableSpec, trim: list[dict[str, str]]) -
     catalog, in one statement; returns a function giving the number of rows deleted.
 
     One statement, its count read later: a pipelined small write sends it with the commit
-    instead of waiting for the counts (~0.3-0.5 ms of a rolling save's ~6). The cutoff is
+    instead of waiting for the counts (~0.3-0.5 ms of a rolling save's ~4). The cutoff is
     each symbol's newest row of this batch minus the window, so every symbol keeps a row
     (no empty catalog rows to drop).
     """
