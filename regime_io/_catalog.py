@@ -130,7 +130,7 @@ def series_stats(spec: TableSpec, batch: pa.Table) -> list[tuple[SeriesKey, dt.d
                        for e in pc.run_end_encode(batch.column(c).combine_chunks()).run_ends.to_pylist()})
         firsts = [0, *ends[:-1]]
         counts = [b - a for a, b in zip(firsts, ends, strict=True)]
-        symbol, timeframe = batch.column("symbol"), batch.column("timeframe") if len(cols) == 2 else None
+        symbol, timeframe = batch.column(cols[0]), batch.column(cols[1]) if len(cols) == 2 else None
         if len(ends) <= 16:  # scalars: ~2 us each, where a take costs ~20 us
             return [((symbol[a].as_py(), timeframe[a].as_py() if timeframe is not None else _NO_TIMEFRAME),
                      times[a].as_py(), times[b - 1].as_py(), n) for a, b, n in zip(firsts, ends, counts, strict=True)]
@@ -141,8 +141,8 @@ def series_stats(spec: TableSpec, batch: pa.Table) -> list[tuple[SeriesKey, dt.d
     table = pa.table({**{c: batch.column(c) for c in cols}, time: times})
     stats = table.group_by(list(cols), use_threads=False).aggregate([(time, "min"), (time, "max"),
                                                                      ([], "count_all")])
-    keys = zip(stats.column("symbol").to_pylist(),
-               stats.column("timeframe").to_pylist() if len(cols) == 2 else [_NO_TIMEFRAME] * stats.num_rows,
+    keys = zip(stats.column(cols[0]).to_pylist(),
+               stats.column(cols[1]).to_pylist() if len(cols) == 2 else [_NO_TIMEFRAME] * stats.num_rows,
                strict=True)
     return list(zip(keys, _datetimes(stats.column(f"{time}_min")), _datetimes(stats.column(f"{time}_max")),
                     stats.column("count_all").to_pylist(), strict=True))

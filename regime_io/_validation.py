@@ -788,8 +788,8 @@ def _in_key_order(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
         return frame, None
     if frame.height <= _SMALL_FRAME_ROWS:
         # Key columns are NOT NULL (checked before) and hold text, datetimes, dates and
-        # decimals, which Python orders as the server and polars do (str by code point,
-        # which is UTF-8's byte order).
+        # decimals, which Python compares as polars does (str by code point, which is
+        # UTF-8's byte order) and finds equal where the server's unique index would.
         rows = list(zip(*(frame.get_column(k).to_list() for k in key), strict=True))
         order = sorted(range(len(rows)), key=rows.__getitem__)
         if any(rows[a] == rows[b] for a, b in itertools.pairwise(order)):
