@@ -25,15 +25,17 @@ from typing import Any
 
 from ._catalog import catalog_sql, fill_catalog
 from ._changes import live_sql
+from ._driver_errors import DRIVER_ERRORS, first_line
 from ._history import history_sql
 from ._pool import ConnectionPool
 from ._sql import literal, qualified, quote_ident
 from ._timezones import metadata_sql, record_storage_zone
 from .config import PartitionInterval, Settings
-from .errors import ValidationError
+from .errors import RegimeIOError, ValidationError
 from .tables import TABLES, TableKey, TableSpec
 
-__all__ = ["SCHEMA_VERSION", "PartitionCache", "chunk_table_sql", "create_table_sql", "initialize_database"]
+__all__ = ["ANALYZE_AFTER_ROWS", "SCHEMA_VERSION", "PartitionCache", "analyze_fresh_partitions", "chunk_table_sql",
+           "create_table_sql", "initialize_database"]
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +253,58 @@ def upcoming_bucket(settings: Settings, last: dt.date) -> list[dt.date]:
     today = dt.datetime.now(zoneinfo.ZoneInfo(settings.storage_timezone)).date()
     current = bucket_start(today, settings.partition_interval)
     return [next_bucket(current, settings.partition_interval)] if last == current else []
+
+
+#: A write of at least this many rows gives never-analysed partitions planner statistics
+#: (:func:`analyze_fresh_partitions`); below it the planner's default guesses cost little.
+ANALYZE_AFTER_ROWS = 10_000
+
+# What a failed ANALYZE may raise (the pool reports a lost connection as RegimeIOError).
+_ANALYZE_ERRORS: tuple[type[Exception], ...] = (RegimeIOError, *DRIVER_ERRORS)
+
+
+def analyze_fresh_partitions(pool: ConnectionPool, settings: Settings, spec: TableSpec) -> list[str]:
+    """``ANALYZE`` the key columns of ``spec``'s partitions that were never analysed;
+    returns their names.
+
+    Until autovacuum's next pass (it never analyses a partitioned parent) a freshly
+    loaded partition has no statistics, and the planner's defaults chose bad plans: a
+    10-symbol range read right after a 1M-bar save sorted the rows on disk (5.1 s against
+    0.86 s analysed, docs/performance.md), and the rolling trim's DELETE for 500 symbols
+    scanned all 187,500 rows of the window (45 ms against 13 ms). Those plans need the
+    key columns only, and analysing only them cost 0.11 s after a 2.35 s save of 450,000
+    bars (all columns: 0.34 s). Called after the write committed: a failure (a concurrent
+    ANALYZE or VACUUM holding the lock past ``lock_timeout``, a lost connection) is
+    logged, never raised; autovacuum will do it later. Not on Citus: the coordinator's
+    partitions hold no rows, so they would look fresh after every write; the workers'
+    autovacuum analyses the shards.
+    """
+    if not spec.partitioned or settings.citus:
+        return []
+    columns = ", ".join(quote_ident(c) for c in spec.primary_key)
+    names: list[str] = []
+    try:
+        with pool.connection() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute("SELECT format('%I.%I', n.nspname, c.relname) FROM pg_inherits i "
+                            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE i.inhparent = $1::regclass AND c.reltuples < 0 ORDER BY 1",
+                            parameters=(qualified_table(spec, settings),))
+                names = [str(r[0]) for r in cur.fetchall()]
+                if names:
+                    cur.execute("SET LOCAL lock_timeout = '200ms'")
+                for name in names:
+                    cur.execute(f"ANALYZE {name} ({columns})")
+            finally:
+                cur.close()
+    except _ANALYZE_ERRORS as err:
+        log.warning("%s: could not analyse its new partitions (autovacuum will): %s", spec.key,
+                    settings.redact(first_line(err)))
+        return []
+    if names:
+        log.info("analysed %d new partition(s) of %s (key columns)", len(names), settings.table_name(spec.key))
+    return names
 
 
 class PartitionCache:

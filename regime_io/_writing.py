@@ -39,7 +39,7 @@ from . import _catalog as catalog
 from . import _changes as changes
 from ._chunkstore import MergeCounts, route_batch, route_staged
 from ._driver_errors import lost_before_commit, write_error
-from ._schema import qualified_table
+from ._schema import ANALYZE_AFTER_ROWS, analyze_fresh_partitions, qualified_table
 from ._smallwrite import SMALL_BATCH_ROWS, NeedsArrow, PsycopgCursor, ask, small_write
 from ._sql import quote_ident
 from ._timezones import check_time_kind, record_time_kind, time_kind
@@ -315,6 +315,8 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
                 continue
             raise
         rows = batch.num_rows
+        if rows >= ANALYZE_AFTER_ROWS:
+            analyze_fresh_partitions(db.pool, db.settings, spec)  # committed: statistics for new partitions
         method: WriteMethod = "sealed" if rest.num_rows == 0 else "staged" if staged else "copy"
         result = WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated,
                              method, time.perf_counter() - started, trimmed() if trimmed else 0)
@@ -385,6 +387,8 @@ def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_con
     except BaseException:
         db.partitions.forget()
         raise
+    if rows >= ANALYZE_AFTER_ROWS:
+        analyze_fresh_partitions(db.pool, db.settings, spec)  # committed: statistics for new partitions
     method: WriteMethod = "staged" if rows else "empty"
     if sealed_part:
         inserted, updated = inserted + sealed_part[0].inserted, updated + sealed_part[0].updated

@@ -15,7 +15,7 @@ import pytest
 
 from regime_io import PostgreSQLIntegration, SchemaError, ValidationError, WriteError
 from regime_io._validation import DataQualityWarning
-from regime_io.tables import table_spec
+from regime_io.tables import TABLES, table_spec
 
 D = decimal.Decimal
 T0 = dt.datetime(2024, 1, 31, 23, 58)  # crosses a month (partition) boundary
@@ -322,6 +322,26 @@ def test_rolling_trim_reports_and_catalogues_what_it_deleted(pg: PostgreSQLInteg
     assert set(catalog["row_count"]) == {4}
     assert set(catalog["first_timestamp"]) == {start + dt.timedelta(minutes=7)}
     assert set(catalog["last_timestamp"]) == {newest}
+
+
+def test_bulk_writes_give_new_partitions_statistics_on_their_key_columns(pg: PostgreSQLIntegration, sql) -> None:
+    # Right after a bulk load the planner would otherwise guess (docs/performance.md:
+    # a 10-symbol read sorted on disk, the rolling trim scanned the whole window).
+    def analysed() -> dict[str, float]:
+        return dict(sql("SELECT c.relname, c.reltuples FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                        "WHERE i.inhparent = %s::regclass", (pg.db.table("market_data"),)))
+
+    pg.save_market_data(bars(100))  # a small write: the planner's defaults cost little, nothing analysed
+    assert set(analysed().values()) == {-1.0}
+    frame = pl.concat([bars(6_000, symbol=s, start=T0 + dt.timedelta(days=40)) for s in ("A", "B")])
+    result = pg.save_market_data(frame, on_conflict="ignore")  # T0 + 40 days: a new month and its partition
+    assert result.inserted == 12_000
+    # Every partition gets statistics: the two the small write made too (never analysed).
+    assert all(n >= 0 for n in analysed().values()), analysed()
+    assert analysed()[f"{pg.settings.table_prefix}market_data_p2024_03"] == 12_000
+    stats = sql("SELECT DISTINCT attname FROM pg_stats WHERE schemaname = %s AND tablename LIKE %s",
+                (pg.settings.schema, f"{pg.settings.table_prefix}market_data_p%"))
+    assert sorted(r[0] for r in stats) == sorted(TABLES["market_data"].primary_key)  # key columns only
 
 
 def test_partitions_dropped_by_someone_else_are_recreated(pg: PostgreSQLIntegration, sql) -> None:
