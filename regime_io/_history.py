@@ -566,6 +566,7 @@ def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime
     from . import _catalog as catalog
     from ._chunkstore import route_batch
     from ._driver_errors import write_error
+    from ._schema import ANALYZE_AFTER_ROWS, analyze_fresh_partitions
     from ._timezones import record_time_kind, time_kind
     from ._writing import WriteResult, _sealed_series, _stage_and_merge, _time_range
 
@@ -609,6 +610,8 @@ def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime
     except adbc_driver_manager.Error as err:
         db.partitions.forget()
         raise write_error(err, db, spec) from err
+    if rows >= ANALYZE_AFTER_ROWS:
+        analyze_fresh_partitions(db.pool, db.settings, spec)  # committed: statistics for new partitions
     return WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated, "staged",
                        time.perf_counter() - started)
 

@@ -346,6 +346,17 @@ def test_bulk_writes_give_new_partitions_statistics_on_their_key_columns(pg: Pos
     assert sorted(r[0] for r in stats) == sorted(TABLES["market_data"].primary_key)  # key columns only
 
 
+def test_a_backfilled_vintage_analyses_new_partitions_too(pg: PostgreSQLIntegration, sql) -> None:
+    # Writes with known_at take their own path (regime_io._history.save_vintages).
+    start = dt.datetime(2024, 3, 4, 9, 15)
+    frame = pl.DataFrame({"symbol": [s for s in ("A", "B") for _ in range(6_000)],
+                          "timestamp": [start + dt.timedelta(minutes=m) for _ in range(2) for m in range(6_000)],
+                          "regime": "bull", "confidence": 50.0})
+    assert pg.save("market_regimes_1min", frame, known_at=dt.datetime(2024, 3, 10)).inserted == 12_000
+    part = f'"{pg.settings.schema}"."{pg.settings.table_prefix}market_regimes_1min_p2024_03"'
+    assert sql("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", (part,))[0][0] == 12_000
+
+
 def test_a_partition_that_cannot_be_analysed_now_is_left_to_autovacuum(pg: PostgreSQLIntegration, sql, server,
                                                                           caplog: pytest.LogCaptureFixture) -> None:
     # The write has committed when the analysis runs: a lock held elsewhere costs it a
