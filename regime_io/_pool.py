@@ -170,6 +170,7 @@ class _Pool(Generic[C]):
                 control.execute("COMMIT")
                 done, pipe = pipe, None
                 done.__exit__(None, None, None)  # the sync: pending statements and COMMIT, one round trip
+                control.close()
             else:
                 conn.commit()
         except BaseException as err:
