@@ -31,7 +31,7 @@ import polars as pl
 import psycopg
 
 from regime_io import PostgreSQLIntegration
-from regime_io import _embedded as embedded
+from regime_io._conn import embedded as embedded
 from regime_io.config import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -45,8 +45,8 @@ from typing import Any
 import polars as pl
 from psycopg import sql
 
-from regime_io import _reading as reading
-from regime_io._writing import save
+from regime_io._read import readers as reading
+from regime_io._write.save import save
 
 from .data import ConsecutiveBars
 from .measure import Figure, latency, time_it, unavailable
@@ -127,7 +127,7 @@ def _restated(frame: pl.DataFrame, flip: bool) -> pl.DataFrame:
 def _sealing() -> Any:
     """The sealed tier's engine, or None while it is not built."""
     try:
-        from regime_io import _sealing as sealing
+        from regime_io._tiers import sealing as sealing
     except ImportError:
         return None
     return sealing if hasattr(sealing, "seal_history") else None
@@ -363,7 +363,7 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
     }
     sealing = _sealing()
     if sealing is None:
-        reason = "unavailable: not built yet (regime_io._sealing.seal_history does not exist)"
+        reason = "unavailable: not built yet (regime_io._tiers.sealing.seal_history does not exist)"
         return {f"history.{k}.sealed": unavailable(label, reason, kind="size" if k == "storage" else
                                                   "latency" if k == "read_day" else "time")
                 for k, label in labels.items()}

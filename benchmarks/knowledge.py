@@ -32,9 +32,9 @@ import polars as pl
 from psycopg import sql
 
 from regime_io import synthetic
-from regime_io._schema import initialize_database
-from regime_io.config import settings_replace
 from regime_io.database import Database
+from regime_io._schema.ddl import initialize_database
+from regime_io.config import settings_replace
 
 from .server import BenchServer, bench_server
 
@@ -58,7 +58,7 @@ def _median(samples: list[float]) -> float:
 
 
 def fresh_ingest(server: BenchServer, *, bars: int, repeats: int, seed: int) -> dict[str, Any]:
-    from regime_io._writing import save
+    from regime_io._write.save import save
 
     dbs = {"with known_from": _db(server, "kt_with"), "without": _db(server, "kt_without")}
     with server.connect() as conn:
@@ -107,8 +107,8 @@ def _regimes(days: int, seed: int) -> pl.DataFrame:
 
 
 def as_of_read(server: BenchServer, *, days: int, repeats: int, seed: int) -> dict[str, Any]:
-    from regime_io._reading import get_1min_market_regimes
-    from regime_io._writing import save
+    from regime_io._read.readers import get_1min_market_regimes
+    from regime_io._write.save import save
 
     db = _db(server, "kt_read")
     data = _regimes(days, seed)
@@ -140,7 +140,7 @@ def as_of_read(server: BenchServer, *, days: int, repeats: int, seed: int) -> di
 
 
 def restatement(server: BenchServer, *, repeats: int, seed: int) -> dict[str, Any]:
-    from regime_io._writing import save
+    from regime_io._write.save import save
 
     dbs = {"history": _db(server, "kt_hist"), "no history": _db(server, "kt_plain", history_tables=())}
     data = _regimes(3, seed)

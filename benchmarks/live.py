@@ -37,7 +37,7 @@ import polars as pl
 from psycopg import sql
 
 from regime_io import synthetic
-from regime_io._writing import save, save_rolling_market_regime
+from regime_io._write.save import save, save_rolling_market_regime
 from regime_io.config import Settings
 
 from .measure import Figure, latency
@@ -191,7 +191,8 @@ def rolling_save(server: BenchServer, *, calls: int, seed: int) -> dict[str, Fig
     2 rows and trims the 2 that fell out of the window. Also counted: the statements one
     call sends and the round trips it waits for (issue 17 item 6).
     """
-    from regime_io import PostgreSQLIntegration, _smallwrite
+    from regime_io import PostgreSQLIntegration
+    from regime_io._conn import pipeline as _smallwrite
 
     pg = PostgreSQLIntegration(settings=server.new_schema("rolling"))
     pg.initialize_database()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from regime_io import PostgreSQLIntegration
-from regime_io import _embedded as embedded
+from regime_io._conn import embedded as embedded
 from regime_io.config import load_settings
 from regime_io.tables import TABLES
 

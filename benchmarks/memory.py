@@ -58,15 +58,15 @@ def _peak_mb() -> float:
 
 
 def _database(schema: str) -> Any:
-    from regime_io.config import load_settings, settings_replace
     from regime_io.database import Database
+    from regime_io.config import load_settings, settings_replace
 
     settings = load_settings(config={"database": {"dsn": os.environ[_ENV_URL]}}, env={})
     return Database(settings_replace(settings, schema=schema))
 
 
 def _child_stream(args: argparse.Namespace) -> dict[str, Any]:
-    from regime_io import _reading as reading
+    from regime_io._read import readers as reading
 
     db = _database(args.schema)
     with db.connection():
@@ -83,7 +83,7 @@ def _child_stream(args: argparse.Namespace) -> dict[str, Any]:
 def _child_ingest(args: argparse.Namespace) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    from regime_io._writing import save
+    from regime_io._write.save import save
 
     db = _database(args.schema)
     with db.connection():
@@ -173,10 +173,10 @@ def measure_stream_rss(url: str, *, schema: str, symbols: list[str], start: dt.d
                        expected_rows: int, batch_rows: int = 250_000, timeout: float = 1800) -> Figure:
     """Peak RSS of ``iter_market_data`` over ``[start, end]`` for ``symbols`` in a fresh process."""
     label = f"peak RSS, iter_market_data streaming {expected_rows:,} rows ({batch_rows:,}-row batches)"
-    from regime_io import _reading as reading
+    from regime_io._read import readers as reading
 
     if not hasattr(reading, "iter_market_data"):
-        return unavailable(label, "regime_io._reading.iter_market_data does not exist yet", kind="rss")
+        return unavailable(label, "regime_io._read.readers.iter_market_data does not exist yet", kind="rss")
     out = _run_child(url, ["stream", "--schema", schema, "--symbols", ",".join(symbols), "--start", start.isoformat(),
                            "--end", end.isoformat(), "--batch-rows", str(batch_rows)], timeout=timeout)
     if out["rows"] != expected_rows:

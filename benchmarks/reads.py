@@ -2,7 +2,7 @@
 
 Range read of the whole stored table (every symbol, the full time range) by:
 
-- ``regime_io._reading.get_market_data`` into Polars (Float64 prices);
+- ``regime_io._read.readers.get_market_data`` into Polars (Float64 prices);
 - ``COPY (same query) TO STDOUT (FORMAT binary)`` through psycopg, every block thrown
   away: the server's cost of producing those rows plus the socket, i.e. the limit;
   the same with the reader's ``::float8`` casts, for reference (the server's cast is not free);
@@ -25,9 +25,9 @@ from typing import Any
 import polars as pl
 from psycopg import sql
 
-from regime_io import _reading as reading
 from regime_io import synthetic
-from regime_io._writing import save, save_rolling_market_regime
+from regime_io._read import readers as reading
+from regime_io._write.save import save, save_rolling_market_regime
 
 from .data import MINUTES_PER_DAY, BarStream, symbol_names
 from .measure import Figure, latency, time_it, unavailable
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 def _missing(name: str) -> str | None:
     if not hasattr(reading, name):
-        return f"regime_io._reading.{name} does not exist yet"
+        return f"regime_io._read.readers.{name} does not exist yet"
     return None
 
 

@@ -206,7 +206,7 @@ def _sealed_stream(server: Any, sdb: Any, sstream: Any, total: int, batch_rows: 
     label = f"peak RSS, iter_market_data streaming {total:,} sealed rows ({batch_rows:,}-row batches)"
     sealing = _sealing()
     if sealing is None:
-        return unavailable(label, "unavailable: not built yet (regime_io._sealing.seal_history does not exist)",
+        return unavailable(label, "unavailable: not built yet (regime_io._tiers.sealing.seal_history does not exist)",
                            kind="rss")
     _say(f"sealing the scale table ({total:,} rows) for the sealed streaming read")
     started = time.perf_counter()

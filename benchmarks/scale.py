@@ -20,8 +20,8 @@ from typing import Any
 
 from psycopg import sql
 
-from regime_io import _reading as reading
-from regime_io._writing import save
+from regime_io._read import readers as reading
+from regime_io._write.save import save
 
 from .data import MINUTES_PER_DAY, BarStream
 from .measure import Figure, latency, timed_once, unavailable
@@ -74,7 +74,7 @@ def run_scale(server: BenchServer, *, sizes: Sequence[int], symbols: int, batch_
         read_key = f"scale.{size}.one_day_read"
         read_label = f"get_market_data, 1 symbol x 1 day ({MINUTES_PER_DAY} rows), table of {total:,} rows"
         if not hasattr(reading, "get_market_data"):
-            figures[read_key] = unavailable(read_label, "regime_io._reading.get_market_data does not exist yet",
+            figures[read_key] = unavailable(read_label, "regime_io._read.readers.get_market_data does not exist yet",
                                             kind="latency")
         else:
             day_start, day_end = stream.day_bounds(0)
@@ -97,7 +97,7 @@ def _scan_one_day(db: Any, symbol: str, start: Any, end: Any, want: Any, *, call
     within 1.5x of ``get_market_data`` for the same day means the filter reached the server)."""
     import polars as pl
 
-    from regime_io import _scan
+    from regime_io._read import scan as _scan
 
     label = f"scan('market_data') filtered to 1 symbol x 1 day, collected, table of {rows:,} rows"
     lf = _scan.scan(db, "market_data")

@@ -25,8 +25,8 @@ from typing import Any
 
 import psycopg
 
-from regime_io.config import Settings, load_settings, settings_replace
 from regime_io.database import Database
+from regime_io.config import Settings, load_settings, settings_replace
 
 __all__ = ["BenchServer", "bench_server"]
 
@@ -66,7 +66,7 @@ class BenchServer:
 
     def database(self, section: str) -> Database:
         """A ``Database`` on a fresh, initialised schema."""
-        from regime_io._schema import initialize_database
+        from regime_io._schema.ddl import initialize_database
 
         db = Database(self.new_schema(section))
         initialize_database(db.pool, db.settings)
@@ -113,7 +113,7 @@ def bench_server(dsn: str | None, *, keep: bool = False) -> Iterator[BenchServer
         host = settings.host or ""
         server = BenchServer("dsn", settings, local=host.startswith("/") or host in ("localhost", "127.0.0.1", "::1"))
     else:
-        from regime_io import _embedded as embedded
+        from regime_io._conn import embedded as embedded
 
         pgdata = Path(tempfile.mkdtemp(prefix="rio-bench-")) / "pgdata"
         log.info("starting a fresh embedded server in %s", pgdata)
@@ -129,7 +129,7 @@ def bench_server(dsn: str | None, *, keep: bool = False) -> Iterator[BenchServer
             server.drop_schemas()
         shutil.rmtree(server.scratch, ignore_errors=True)
         if pgdata is not None and not keep:
-            from regime_io import _embedded as embedded
+            from regime_io._conn import embedded as embedded
 
             with contextlib.suppress(Exception):
                 embedded.stop(pgdata, mode="fast")

@@ -30,8 +30,8 @@ from typing import Any
 import polars as pl
 from psycopg import sql
 
-from regime_io._validation import validate
-from regime_io._writing import save
+from regime_io._write.save import save
+from regime_io._write.validate import validate
 from regime_io.tables import TABLES
 
 from .data import BarStream

@@ -7,13 +7,13 @@ Example:
 
 from __future__ import annotations
 
-from ._maintenance import CleanupReport, TableCleanup
-from ._sealing import SealedPeriod, SealReport
-from ._tail import Tail, TailBatch
-from ._validation import DataQualityWarning
-from ._writing import WriteResult
+from ._conn.database import Database
+from ._read.tail import Tail, TailBatch
+from ._schema.maintenance import CleanupReport, TableCleanup
+from ._tiers.sealing import SealedPeriod, SealReport
+from ._write.transaction import WriteResult
+from ._write.validate import DataQualityWarning
 from .config import Secret, Settings, load_settings
-from .database import Database
 from .errors import (
     ConfigError,
     PoolClosedError,
@@ -28,7 +28,7 @@ from .errors import (
     WriteError,
 )
 from .integration import PostgreSQLIntegration
-from .plots import plot_price_with_regimes, plot_regime_distribution, plot_transition_matrix  # matplotlib: lazy
+from .plots import plot_price_with_regimes, plot_regime_distribution, plot_transition_matrix
 from .tables import TABLES, Column, TableSpec
 
 __version__ = "0.1.0"

@@ -44,13 +44,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import __version__
+from . import __version__, server
+from . import server as embedded
+from ._conn.embedded import StopMode
 from .config import Settings, load_settings, settings_replace, with_dsn
-from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema
+from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema, run_demo
 from .errors import ConfigError, RegimeIOError, UsageError
-from .files import Format
-from .server import StopMode
-from .tables import TABLE_ALIASES, TABLES, table_spec
+from .files import Format, export_table, read_file
+from .integration import PostgreSQLIntegration
+from .plots import plot_coverage, plot_regime_distribution, plot_transition_matrix
+from .tables import TABLE_ALIASES, TABLES, regime_spec, table_spec
 from .types import ExtraColumns, OnConflict, OnDuplicate, RegimeTable
 
 if TYPE_CHECKING:
@@ -117,7 +120,6 @@ class _State:
         return settings
 
     def integration(self, *, default_schema: str | None = None) -> PostgreSQLIntegration[pl.DataFrame]:
-        from .integration import PostgreSQLIntegration
 
         return PostgreSQLIntegration(settings=self.settings(default_schema=default_schema))
 
@@ -364,7 +366,6 @@ def demo(
     schema (regime_io_demo, or --schema) and never touches your tables. Re-running it is
     safe: rows are upserted, nothing is duplicated.
     """
-    from .demo import run_demo
 
     state = _state(ctx)
     pg = state.integration(default_schema=demo_schema(state.settings()))
@@ -457,7 +458,6 @@ def ingest(
     Every chunk is validated before it is sent; a bad row anywhere rolls the whole file back
     and names the row. Re-running the same file changes nothing (rows are upserted).
     """
-    from .files import read_file
 
     key = table_spec(table).key
     batches = read_file(file, key, format=file_format, batch_rows=chunk_rows, date_format=date_format)
@@ -500,7 +500,6 @@ def export(
 
     No row matching is an error (exit code 1) and no file is written, unless --allow-empty.
     """
-    from .files import export_table
 
     key = table_spec(table).key
     if key != "optimization_results":
@@ -520,7 +519,6 @@ def export(
 
 def _regime_table(name: str) -> RegimeTable:
     """The readers' ``table=`` value for any name of a regime table (``1min``, ``market_regimes``...)."""
-    from .tables import regime_spec
 
     return "1min" if regime_spec(name).key == "market_regimes_1min" else "regimes"
 
@@ -577,8 +575,6 @@ def distribution(
     _print_frame(frame, title=f"{symbol} regime distribution {start} to {end}",
                  columns=["regime", "count", "share", "time_share"], percent=("share", "time_share"))
     if plot is not None:
-        from .plots import plot_regime_distribution
-
         _chart(frame, plot,
                lambda: plot_regime_distribution(frame, path=plot, title=f"{symbol} regimes {start} to {end}"),
                empty=f"no regimes of {escape(symbol)} from {start} to {end}")
@@ -608,8 +604,6 @@ def transitions(
     _print_frame(frame, title=f"{symbol} regime transitions {start} to {end}", percent=("probability",),
                  max_rows=100)
     if plot is not None:
-        from .plots import plot_transition_matrix
-
         _chart(frame, plot,
                lambda: plot_transition_matrix(frame, path=plot, title=f"{symbol} regime transitions {start} to {end}"),
                empty=f"no regimes of {escape(symbol)} from {start} to {end}")
@@ -834,8 +828,6 @@ def quality(
                  columns=["symbol", "session", "expected_minutes", "present_minutes", "coverage", "first_missing",
                           "duplicate_bars", "ohlc_violations", "zero_volume_runs", "stale_runs", "jumps"])
     if plot is not None:
-        from .plots import plot_coverage
-
         _chart(frame, plot, lambda: plot_coverage(frame, path=plot, title=f"{table} coverage ({calendar})"),
                empty="no sessions with stored symbols", what="coverage heatmap")
 
@@ -852,7 +844,6 @@ def doctor(
                                            "counts (instant on huge tables).")] = False,
 ) -> None:
     """Check the configuration, the server, the tables and their row counts (exit code 1 on failure)."""
-    from . import server
 
     state = _state(ctx)
     try:
@@ -860,7 +851,7 @@ def doctor(
     except ConfigError as err:
         console.print(f"[red]✗[/red] configuration: {escape(str(err))}")
         raise typer.Exit(1) from None
-    pool_log = logging.getLogger("regime_io._pool")
+    pool_log = logging.getLogger("regime_io._conn.pool")
     quiet = pool_log.getEffectiveLevel() >= logging.WARNING
     if quiet:
         # The failed attempt is the server check's own result: do not print it twice.
@@ -887,7 +878,6 @@ def doctor(
 @_clean_errors
 def db_start(ctx: typer.Context) -> None:
     """Start the embedded server (or find it running) and print where it listens."""
-    from . import server as embedded
 
     settings = _state(ctx).settings()
     with console.status("starting the embedded PostgreSQL server..."):
@@ -907,7 +897,6 @@ def db_stop(
                                            "disconnect.")] = "fast",
 ) -> None:
     """Stop the embedded server."""
-    from . import server as embedded
 
     settings = _state(ctx).settings()
     if embedded.stop(settings.embedded_dir, mode=mode):
@@ -920,7 +909,6 @@ def db_stop(
 @_clean_errors
 def db_status(ctx: typer.Context) -> None:
     """Say whether the embedded server runs (exit code 1 when it does not)."""
-    from . import server as embedded
 
     settings = _state(ctx).settings()
     server = embedded.status(settings.embedded_dir)
@@ -940,7 +928,6 @@ def db_url(
     = False,
 ) -> None:
     """Print the postgresql:// URL of the server the commands use (psql, connectorx, ADBC)."""
-    from . import server as embedded
 
     settings = _state(ctx).settings()
     if settings.embedded:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit
 
-from ._sql import identifier_problem
 from .errors import ConfigError
 from .tables import CONFIG_KEYS, TABLES, TableKey
 
@@ -704,3 +703,25 @@ def with_dsn(settings: Settings, dsn: str, *, source: str = "dsn") -> Settings:
     if "connect_timeout" in dsn:
         changes["connection_timeout"] = address.connection_timeout
     return settings_replace(settings, **changes)
+
+
+_PLAIN_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# PostgreSQL truncates identifiers at 63 bytes; we refuse instead of truncating.
+MAX_IDENTIFIER_LENGTH = 63
+
+
+def identifier_problem(name: str) -> str | None:
+    """Return why ``name`` is not a plain SQL name, or None when it is.
+
+    >>> identifier_problem("mr_market_data") is None
+    True
+    >>> identifier_problem("x; drop table y")
+    "'x; drop table y' is not a plain SQL name (letters, digits and _, not starting with a digit)"
+    """
+    if not isinstance(name, str) or not _PLAIN_IDENTIFIER.match(name):
+        return f"{name!r} is not a plain SQL name (letters, digits and _, not starting with a digit)"
+    if len(name) > MAX_IDENTIFIER_LENGTH:
+        return f"{name!r} is longer than {MAX_IDENTIFIER_LENGTH} characters"
+    return None

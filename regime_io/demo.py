@@ -31,12 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import synthetic
 from .errors import UsageError
+from .plots import plot_price_with_regimes
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from ._sealing import SealReport
+    from ._tiers.sealing import SealReport
     from .config import Settings
     from .integration import PostgreSQLIntegration
 
@@ -107,7 +109,6 @@ def run_demo(pg: PostgreSQLIntegration[Any], *, days: int = DEMO_DAYS, symbols: 
     Raises:
         UsageError: ``days`` out of range or no symbols.
     """
-    from . import synthetic
 
     if not 1 <= days <= MAX_DAYS:
         raise UsageError(f"days must be between 1 and {MAX_DAYS}, got {days!r}", value=days)
@@ -147,8 +148,6 @@ def run_demo(pg: PostgreSQLIntegration[Any], *, days: int = DEMO_DAYS, symbols: 
         bars = pg.get_market_data(names[0], week[0], week[-1], timeframe="1m", return_type="polars")
         regimes = pg.get_1min_market_regimes(names[0], week[0], week[-1], return_type="polars")
         try:
-            from .plots import plot_price_with_regimes
-
             plot_price_with_regimes(bars, regimes, path=chart,
                                     title=f"{names[0]} close, coloured by 1-minute regime "
                                           f"({week[0]:%d %b} to {week[-1]:%d %b %Y})")

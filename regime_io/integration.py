@@ -28,9 +28,22 @@ from decimal import Decimal
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
-from ._frames import check_return_type
+from ._conn.database import Database
+from ._frames import check_return_type, convert
+from ._read import asof as _asof
+from ._read import history as _history
+from ._read import quality as _quality
+from ._read import readers as _reading
+from ._read import scan as _scan
+from ._read import tail as _tail
+from ._read.decode import empty_distribution, empty_frame, empty_transitions
+from ._schema import maintenance as _maintenance
+from ._schema.ddl import initialize_database
+from ._tiers import catalog as _catalog
+from ._tiers import sealing as _sealing
+from ._write.save import save, save_rolling_market_regime
+from ._write.transaction import WriteResult
 from .config import Settings, load_settings
-from .database import Database
 from .types import DateLike, ExtraColumns, OnConflict, OnDuplicate, ParametersAs, RegimeTable, ReturnType, Tier
 
 if TYPE_CHECKING:
@@ -38,10 +51,10 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from ._maintenance import CleanupReport
-    from ._sealing import SealReport
-    from ._tail import Tail
-    from ._writing import WriteResult
+    from ._read.tail import Tail
+    from ._schema.maintenance import CleanupReport
+    from ._tiers.sealing import SealReport
+    from ._write.transaction import WriteResult
 
 __all__ = ["PostgreSQLIntegration"]
 
@@ -141,7 +154,6 @@ class PostgreSQLIntegration(Generic[F]):
         """
         if self._disabled("initialize_database"):
             return 0
-        from ._schema import initialize_database
 
         return initialize_database(self.db.pool, self.db.resolved)
 
@@ -210,7 +222,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.save("bars", frame, on_conflict="ignore")   # doctest: +SKIP
         """
-        from ._writing import WriteResult, save
 
         if self._disabled(f"save to {table}"):
             return WriteResult.disabled(table)
@@ -291,7 +302,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.save_rolling_market_regime(latest_rows, window_minutes=375)   # doctest: +SKIP
         """
-        from ._writing import WriteResult, save_rolling_market_regime
 
         if self._disabled("save_rolling_market_regime"):
             return WriteResult.disabled("market_regimes_1min")
@@ -371,7 +381,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.get_market_data("NIFTY", "2024-01-02", "2024-01-02", resample="5m")  # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -441,7 +450,6 @@ class PostgreSQLIntegration(Generic[F]):
             >>> pg.get_options_data("NIFTY", "2024-01-02", "2024-01-02", expiry="2024-01-25",
             ...                     strikes=[21500, 21600], option_type="call")   # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -491,7 +499,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.get_market_regimes("NIFTY", "2024-01-01", "2024-01-31", timeframe="15m")  # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -541,7 +548,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.get_1min_market_regimes("NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -601,7 +607,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.get_optimization_results("NIFTY", algorithm="bayesian", top=5)  # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -655,7 +660,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.get_latest("bars", symbols=["NIFTY", "BANKNIFTY"], timeframe="1m")  # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -697,7 +701,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.get_latest_1min_market_regime("NIFTY")   # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -738,7 +741,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.get_option_chain("NIFTY", "2024-01-02 10:30", expiry="2024-01-25")  # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -793,11 +795,10 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.get_market_regime_distribution("NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_distribution(return_type=rt)
+            return empty_distribution(return_type=rt)
         return _reading.get_market_regime_distribution(self.db, symbol, start_date, end_date, table=table,
                                                        timeframe=timeframe, max_gap=max_gap, as_of=as_of,
                                                        return_type=rt)
@@ -839,11 +840,10 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.get_regime_transitions("NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
         """
-        from . import _reading
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_transitions(return_type=rt)
+            return empty_transitions(return_type=rt)
         return _reading.get_regime_transitions(self.db, symbol, start_date, end_date, table=table,
                                                timeframe=timeframe, as_of=as_of, return_type=rt)
 
@@ -907,7 +907,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.asof_regimes(bars, tolerance="5m")   # doctest: +SKIP
         """
-        from . import _asof
 
         return _asof.asof_regimes(self.db, bars, symbol=symbol, start_date=start_date, end_date=end_date,
                                   table=table, timeframe=timeframe, tolerance=tolerance,
@@ -933,7 +932,6 @@ class PostgreSQLIntegration(Generic[F]):
             >>> for batch in pg.iter_market_data("NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
             ...     process(batch)
         """
-        from . import _reading
 
         if not self.enabled:
             return iter(())
@@ -955,7 +953,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> sum(b.num_rows for b in pg.iter_options_data("NIFTY", option_type="pe"))  # doctest: +SKIP
         """
-        from . import _reading
 
         if not self.enabled:
             return iter(())
@@ -1028,7 +1025,6 @@ class PostgreSQLIntegration(Generic[F]):
             ...     act_on(batch.frame)
             ...     store_token(batch.cursor)
         """
-        from . import _tail
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -1084,7 +1080,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.history("1min", "NIFTY", "2024-01-02", "2024-01-02")   # doctest: +SKIP
         """
-        from . import _history
 
         rt = self._rt(return_type)
         return _history.history(self.db, table, symbol, start_date, end_date, symbols=symbols, exact=exact,
@@ -1126,12 +1121,9 @@ class PostgreSQLIntegration(Generic[F]):
             >>> lf.filter((pl.col("symbol") == "NIFTY") & (pl.col("timestamp") >= dt.datetime(2024, 1, 2)))
             ...   .select("timestamp", "close").head(10).collect()       # doctest: +SKIP
         """
-        from . import _scan
 
         if not self.enabled:
             import polars as pl_
-
-            from ._decode import empty_frame
 
             return pl_.LazyFrame(empty_frame(table, return_type="polars", exact=exact))
         return _scan.scan(self.db, table, exact=exact, as_of=as_of)
@@ -1181,8 +1173,6 @@ class PostgreSQLIntegration(Generic[F]):
             >>> pg.catalog("bars")   # doctest: +SKIP
             shape: (2, 6) ...
         """
-        from . import _catalog
-        from ._frames import convert
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -1212,7 +1202,6 @@ class PostgreSQLIntegration(Generic[F]):
             >>> pg.refresh_catalog("bars")   # doctest: +SKIP
             {'market_data': 200}
         """
-        from . import _catalog
 
         if self._disabled("refresh_catalog"):
             return {}
@@ -1277,8 +1266,6 @@ class PostgreSQLIntegration(Generic[F]):
             >>> report = pg.quality_report("bars", ["NIFTY"], "2024-01-01", "2024-01-31")  # doctest: +SKIP
             >>> report.filter(pl.col("missing_minutes") > 0)                               # doctest: +SKIP
         """
-        from . import _quality
-        from ._frames import convert
 
         rt = self._rt(return_type)
         if not self.enabled:
@@ -1304,7 +1291,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.cleanup_old_data(90, dry_run=True)   # doctest: +SKIP
         """
-        from . import _maintenance
 
         if self._disabled("cleanup_old_data"):
             return _maintenance.CleanupReport.empty(dry_run=dry_run)
@@ -1316,7 +1302,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.list_partitions("bars")   # doctest: +SKIP
         """
-        from . import _maintenance
 
         return _maintenance.list_partitions(self.db, table)
 
@@ -1352,7 +1337,6 @@ class PostgreSQLIntegration(Generic[F]):
             >>> pg.seal_history("90d", tables=["bars"])   # doctest: +SKIP
             <SealReport: seal 1,000,000 rows in 30 table-month(s) ...>
         """
-        from . import _sealing
 
         if self._disabled("seal_history"):
             return _sealing.SealReport("seal", (), dry_run=dry_run)
@@ -1378,7 +1362,6 @@ class PostgreSQLIntegration(Generic[F]):
         Example:
             >>> pg.unseal_history("2024-01-01", "2024-03-31", symbols=["NIFTY"])   # doctest: +SKIP
         """
-        from . import _sealing
 
         if self._disabled("unseal_history"):
             return _sealing.SealReport("unseal", ())

@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from ._diagnostics import Check, Diagnosis, diagnose
-from ._embedded import EmbeddedServer, StopMode, data_dir, start, status, stop
+from ._conn.embedded import EmbeddedServer, StopMode, data_dir, start, status, stop
+from ._schema.doctor import Check, Diagnosis, diagnose
 
 __all__ = ["Check", "Diagnosis", "EmbeddedServer", "StopMode", "data_dir", "diagnose", "start", "status", "stop"]

@@ -23,6 +23,8 @@ from typing import Literal
 
 import pyarrow as pa
 
+from .errors import UsageError
+
 __all__ = ["REGIME_TABLES", "TABLES", "TABLE_ALIASES", "Column", "TableKey", "TableSpec", "canonical_timeframe",
            "regime_spec", "table_spec"]
 
@@ -411,7 +413,6 @@ def table_spec(name: str) -> TableSpec:
     >>> table_spec("bars").key
     'market_data'
     """
-    from .errors import UsageError
 
     if isinstance(name, str):
         if name in TABLES:
@@ -433,7 +434,6 @@ def regime_spec(name: str) -> TableSpec:
     >>> regime_spec("1min").key
     'market_regimes_1min'
     """
-    from .errors import UsageError
 
     spec = table_spec(name)
     if spec.key not in REGIME_TABLES:

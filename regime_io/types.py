@@ -17,6 +17,8 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
+from .errors import UsageError
+
 __all__ = [
     "DateLike",
     "ExtraColumns",
@@ -61,7 +63,6 @@ def check_choice(name: str, value: object, allowed_type: Any) -> None:
 
     >>> check_choice("on_conflict", "update", OnConflict)
     """
-    from .errors import UsageError
 
     allowed = _choices(allowed_type)
     if value not in allowed:

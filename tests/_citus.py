@@ -16,8 +16,12 @@ into a *copy* of that installation in a cache directory, so the venv stays prist
   registered with ``citus_set_coordinator_host`` / ``citus_add_node``; stopped and
   removed at the end of the session.
 
-Anything missing (no tarball, no ``gcc``/``make``, a failed build) becomes a
-:class:`CitusUnavailable` whose message the pytest header prints as the skip reason.
+Whether the tier runs (:func:`tier`): it is **skipped**, with one line naming the reason,
+only when the source is absent (no ``REGIME_IO_CITUS_SOURCE``, no vendored tarball: a
+developer machine without ``../shared``) or when ``REGIME_IO_SKIP_CITUS=1`` opts out.
+Otherwise the tier was asked for, and anything that stops it (no ``gcc``/``make``, a
+failed build, a cluster that does not start, a bug in this file) **fails** every citus
+test with the reason, so CI (``.ci/run``, beside ``../shared``) cannot pass without it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,18 +54,68 @@ class CitusUnavailable(Exception):
     """The Citus tier cannot run here; the message says why."""
 
 
-def tarball() -> Path:
-    """The Citus source tarball, or CitusUnavailable naming the places looked at."""
-    candidates = []
-    env = os.environ.get("REGIME_IO_CITUS_SOURCE")
-    if env:
-        candidates.append(Path(env))
-    candidates += [_REPO.parent / "shared" / "vendor" / "citus" / _TARBALL,
+class CitusSourceAbsent(CitusUnavailable):
+    """No Citus source on this machine (and none named): the one reason the tier is skipped."""
+
+
+SKIP_VARIABLE = "REGIME_IO_SKIP_CITUS"
+SOURCE_VARIABLE = "REGIME_IO_CITUS_SOURCE"
+DEFAULT_SOURCES = [_REPO.parent / "shared" / "vendor" / "citus" / _TARBALL,
                    Path("/work/shared/vendor/citus") / _TARBALL]
-    for path in candidates:
+
+
+def tarball() -> Path:
+    """The Citus source tarball.
+
+    ``REGIME_IO_CITUS_SOURCE`` when set (a missing file there is a CitusUnavailable: the
+    tier was asked for), else the first of :data:`DEFAULT_SOURCES` that exists, else
+    CitusSourceAbsent naming the places looked at.
+    """
+    env = os.environ.get(SOURCE_VARIABLE)
+    if env:
+        if Path(env).is_file():
+            return Path(env)
+        raise CitusUnavailable(f"{SOURCE_VARIABLE}={env} is not a file")
+    for path in DEFAULT_SOURCES:
         if path.is_file():
             return path
-    raise CitusUnavailable(f"no Citus source ({', '.join(str(p) for p in candidates)} absent)")
+    raise CitusSourceAbsent(f"no Citus source ({', '.join(str(p) for p in DEFAULT_SOURCES)} absent, "
+                            f"{SOURCE_VARIABLE} unset)")
+
+
+@dataclass
+class Tier:
+    """What the citus tier does this session: run on ``cluster``, ``skip`` (one line why) or
+    ``failure`` (the error, with its traceback: every citus test fails with it)."""
+
+    cluster: Cluster | None = None
+    skip: str | None = None
+    failure: str | None = None
+
+    def header(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.describe()
+        if self.skip is not None:
+            return f"SKIPPED, {self.skip}"
+        first = (self.failure or "").strip().splitlines()[-1:] or ["?"]
+        return f"FAILED to start (the citus tests fail): {first[0]}"
+
+
+def tier(start_cluster: Callable[[], Cluster] | None = None) -> Tier:
+    """Decide and start the tier: skipped only when opted out or when the source is absent;
+    any other problem, a Python error in this module included, is a failure."""
+    if os.environ.get(SKIP_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on"):
+        return Tier(skip=f"{SKIP_VARIABLE}={os.environ[SKIP_VARIABLE]}")
+    try:
+        tarball()
+    except CitusSourceAbsent as err:
+        return Tier(skip=str(err))
+    except Exception:
+        return Tier(failure=traceback.format_exc())
+    try:
+        return Tier(cluster=(start_cluster or start)())
+    except Exception:  # a failed build, a node that would not start, a bug here: all fail the tier
+        return Tier(failure=traceback.format_exc())
 
 
 def _as_root() -> bool:
@@ -68,7 +124,7 @@ def _as_root() -> bool:
 
 def _pginstall() -> Path:
     """The wheel's PostgreSQL installation (bin/, lib/, share/, include/)."""
-    from regime_io import _embedded as embedded
+    from regime_io._conn import embedded as embedded
 
     return embedded.pg_bin_dir().parent
 

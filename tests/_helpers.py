@@ -24,6 +24,26 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
     return True
 
 
+# The read drivers' debug lines (logger ``regime_io``): each starts with its driver's name.
+DRIVERS = ("connectorx stream", "connectorx", "adbc", "lookup")
+
+
+def drivers_reading(records: Any, table: str) -> list[str]:
+    """Which drivers ran a query on the row table ``table`` (its stored name, e.g.
+    ``mr_market_data``), in order, from captured log records (``caplog.records``, level
+    DEBUG on logger ``regime_io``). Connection checks (``SELECT 1``) and the sealed
+    tier's chunk lookups (``mr_market_data_chunks``) name no row table and do not count."""
+    out = []
+    for record in records:
+        if not record.name.startswith("regime_io"):
+            continue
+        message = record.getMessage()
+        driver = next((d for d in DRIVERS if message.startswith(d)), None)
+        if driver is not None and f'."{table}"' in message:
+            out.append(driver)
+    return out
+
+
 def write_seed_ini(path: Path, server_settings: Settings, *, schema: str, password: str) -> Path:
     """The seed's INI format, pointing at the test server (a socket directory or a host)."""
     s = server_settings

@@ -8,13 +8,21 @@ The pytest header says which one ran and its version.
 
 Tests marked ``citus`` also get a Citus coordinator with two workers (``tests/_citus.py``:
 built from the vendored source once, cached outside the venv); it starts only when such
-tests are selected, and the line after "collected N items" names it or says why the tier
-is skipped.
+tests are selected, and the line after "collected N items" names it, or says why the
+tier is skipped or failed:
+
+* skipped (one line, the tests report "skipped") only when the Citus source is absent --
+  no ``REGIME_IO_CITUS_SOURCE`` and no ``../shared/vendor/citus/`` tarball, a developer
+  machine -- or when ``REGIME_IO_SKIP_CITUS=1`` opts out;
+* otherwise the tier was asked for (CI runs beside ``../shared``): a failed build, a
+  cluster that does not start, or a bug in ``tests/_citus.py`` makes every citus test
+  fail with the error, so the run cannot pass without the tier.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -29,8 +37,8 @@ import psycopg
 import pytest
 
 from regime_io import PostgreSQLIntegration
-from regime_io.config import Settings, load_settings, settings_replace
 from regime_io.database import Database
+from regime_io.config import Settings, load_settings, settings_replace
 
 
 @dataclass
@@ -49,13 +57,13 @@ class TestServer:
         return self.settings.url(redact=False)
 
     def stop(self, mode: str = "immediate") -> None:
-        from regime_io import _embedded as embedded
+        from regime_io._conn import embedded as embedded
 
         assert self.pgdata is not None
         embedded.pg_ctl(self.pgdata, "stop", "-w", "-m", mode)
 
     def start(self) -> None:
-        from regime_io import _embedded as embedded
+        from regime_io._conn import embedded as embedded
 
         assert self.pgdata is not None
         embedded.start(self.pgdata)
@@ -93,7 +101,7 @@ def _start_server() -> TestServer:
         }, "connection": base}, env={})
         server = TestServer("testcontainers", settings, _cleanup=container.stop)
     else:
-        from regime_io import _embedded as embedded
+        from regime_io._conn import embedded as embedded
 
         pgdata = Path(tempfile.mkdtemp(prefix="rio-test-")) / "pgdata"
         info = embedded.start(pgdata)
@@ -122,8 +130,8 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _SERVER is not None and _SERVER._cleanup is not None:
         _SERVER._cleanup()
-    if _CITUS is not None and not isinstance(_CITUS, Exception):
-        _CITUS.stop()
+    if _CITUS is not None and _CITUS.cluster is not None:
+        _CITUS.cluster.stop()
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +139,7 @@ def server() -> TestServer:
     return _start_server()
 
 
-_CITUS: Any = None  # a tests._citus.Cluster, a CitusUnavailable (the skip reason), or None: not started
+_CITUS: Any = None  # a tests._citus.Tier once decided; None: not started
 
 
 def _citus() -> Any:
@@ -139,31 +147,40 @@ def _citus() -> Any:
     if _CITUS is None:
         from tests import _citus as citus
 
-        try:
-            _CITUS = citus.start()
-        except citus.CitusUnavailable as err:
-            _CITUS = err
-        except Exception as err:  # a server that would not start: the tier is skipped, with the reason
-            _CITUS = citus.CitusUnavailable(f"{type(err).__name__}: {err}")
+        _CITUS = citus.tier()
     return _CITUS
 
 
 def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> str:
     if not any(item.get_closest_marker("citus") for item in items):
         return "regime_io citus cluster: not started (no citus tests selected)"
-    state = _citus()
-    if isinstance(state, Exception):
-        return f"regime_io citus cluster: SKIPPED, {state}"
-    return f"regime_io citus cluster: {state.describe()}"
+    return f"regime_io citus cluster: {_citus().header()}"
+
+
+_CITUS_FIXTURE_LINE = inspect.currentframe().f_lineno + 3  # type: ignore[union-attr]  # where citus skips fold
 
 
 @pytest.fixture(scope="session")
 def citus() -> Any:
-    """The running Citus cluster (``tests._citus.Cluster``); skips the test when there is none."""
+    """The running Citus cluster (``tests._citus.Cluster``). Skips the test when the tier is
+    skipped (source absent, or opted out); fails it when the tier could not start."""
     state = _citus()
-    if isinstance(state, Exception):
-        pytest.skip(f"citus tier skipped: {state}")
-    return state
+    if state.skip is not None:
+        pytest.skip(f"citus tier skipped: {state.skip}")
+    if state.failure is not None:
+        pytest.fail(f"citus tier asked for but not running (set REGIME_IO_SKIP_CITUS=1 to opt out):\n"
+                    f"{state.failure}", pytrace=False)
+    return state.cluster
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """The skips of a skipped citus tier are one line in the summary (``-ra``), not one per test."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if (report.skipped and _CITUS is not None and _CITUS.skip is not None and item.get_closest_marker("citus")
+            and isinstance(report.longrepr, tuple)):
+        report.longrepr = (__file__, _CITUS_FIXTURE_LINE, report.longrepr[2])
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from _reading_data import bars, options, regimes_1min
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, UsageError
-from regime_io._catalog import CATALOG_SCHEMA, SERIES_TABLES, series_stats
-from regime_io._validation import validate
+from regime_io._tiers.catalog import CATALOG_SCHEMA, SERIES_TABLES, series_stats
+from regime_io._write.validate import validate
 from regime_io.tables import TABLES
 
 T0 = dt.datetime(2024, 1, 30, 15, 0)

@@ -227,7 +227,7 @@ def test_catalog_matches_and_is_colocated(loaded_rw: list[PostgreSQLIntegration]
 
 def _explain(pg: PostgreSQLIntegration, run: Callable[..., list[tuple[Any, ...]]], key: str,
              wanted: list[str] | None) -> str:
-    from regime_io._sqltext import latest_query
+    from regime_io._read.sqltext import latest_query
     from regime_io.tables import TABLES
 
     q, text = latest_query(pg.db, TABLES[key], wanted, timeframe=None, exact=False)  # type: ignore[index]
@@ -271,8 +271,8 @@ def test_many_symbol_reads_fan_out_and_batches_go_through_coordinator_copy(
     per_worker = [int(n) for _, n in per_worker]
     assert sum(per_worker) == frame.height and all(n > 0 for n in per_worker)
     # A range read of several symbols runs on every worker in parallel.
-    from regime_io._readsql import TimeRange
-    from regime_io._sqltext import range_query
+    from regime_io._read.sqltext import range_query
+    from regime_io._sql.query import TimeRange
     from regime_io.tables import TABLES
 
     spec = TABLES["market_data"]
@@ -290,7 +290,7 @@ def test_many_symbol_reads_fan_out_and_batches_go_through_coordinator_copy(
 
 
 def test_doctor_on_the_cluster(citus_pg: PostgreSQLIntegration) -> None:
-    from regime_io._diagnostics import diagnose
+    from regime_io._schema.doctor import diagnose
 
     citus_pg.save_market_data(bars(SYMBOLS[:2], ["1m"], T0, 5))
     report = diagnose(citus_pg.settings)

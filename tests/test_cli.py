@@ -472,7 +472,7 @@ def test_dsn_replaces_the_configured_address(tmp_path: Path) -> None:
 
 @pytest.fixture
 def embedded_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    from regime_io import _embedded as embedded
+    from regime_io._conn import embedded as embedded
 
     pgdata = Path(tempfile.mkdtemp(prefix="rio-cli-")) / "pgdata"
     monkeypatch.setenv("REGIME_IO_EMBEDDED_DIR", str(pgdata))

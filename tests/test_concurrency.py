@@ -18,22 +18,25 @@ from __future__ import annotations
 
 import datetime as dt
 import graphlib
+import logging
 import multiprocessing
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import psycopg
 import pytest
 
 from regime_io import PostgreSQLIntegration
-from regime_io._schema import SCHEMA_VERSION
+from regime_io._schema.ddl import SCHEMA_VERSION
 from regime_io.config import Settings, settings_replace
 from regime_io.tables import TABLES
+from tests._helpers import drivers_reading
 
 T0 = dt.datetime(2024, 5, 1)
 WRITERS = 8
@@ -162,17 +165,79 @@ def batch_of(symbol: str) -> pl.DataFrame:
     })
 
 
+def _counts(frame: pl.DataFrame) -> dict[str, int]:
+    return {str(k): int(v) for k, v in frame.group_by("symbol").len().iter_rows()}
+
+
+def _volumes(frame: pl.DataFrame) -> dict[str, int]:
+    """Rows per symbol, told by a resampled frame: the volumes are 0..BATCH_ROWS-1, so a whole
+    batch sums to BATCH_ROWS * (BATCH_ROWS - 1) / 2 and each row adds one to the second sum."""
+    sums = frame.group_by("symbol").agg(pl.col("volume").sum())
+    whole = BATCH_ROWS * (BATCH_ROWS - 1) // 2
+    return {str(s): BATCH_ROWS if int(v) == whole else -int(v) for s, v in sums.iter_rows()}
+
+
+def _latest(frame: pl.DataFrame) -> dict[str, int]:
+    """A symbol's latest bar is the batch's last one (minute BATCH_ROWS - 1) when the batch is whole."""
+    last = T0 + dt.timedelta(minutes=BATCH_ROWS - 1)
+    return {str(s): BATCH_ROWS if ts == last and v == BATCH_ROWS - 1 else -1
+            for s, ts, v in frame.select("symbol", "timestamp", "volume").iter_rows()}
+
+
 @pytest.mark.slow
-def test_readers_see_whole_batches_or_nothing(pg: PostgreSQLIntegration, server: Any) -> None:
+def test_readers_see_whole_batches_or_nothing(pg: PostgreSQLIntegration, server: Any,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Each read driver, through a reader that uses it, sees every batch whole or not at all
+    while writers commit. The interleaving is forced: the writers stop halfway, after half
+    of their symbols, until every reader has completed a read started at that point (it
+    must see exactly half the symbols), then write the rest while the readers keep reading."""
     symbols = [f"S{i:02d}" for i in range(32)]
-    done = threading.Event()
-    errors: list[BaseException] = []
-    seen: dict[str, list[dict[str, int]]] = {"psycopg": [], "connectorx": [], "stream": []}
     end = T0 + dt.timedelta(days=1)
+    sql_table = f'"{pg.settings.schema}"."{pg.settings.table_name("market_data")}"'
+
+    def stream(frames: list[pa.RecordBatch]) -> dict[str, int]:
+        whole = pl.from_arrow(frames) if frames else pl.DataFrame({"symbol": []}, schema={"symbol": pl.String})
+        return _counts(whole)  # type: ignore[arg-type]
+
+    # kind -> (driver, read returning rows per symbol: BATCH_ROWS for a whole batch)
+    readers: dict[str, tuple[str | None, Callable[[], dict[str, int]]]] = {
+        "psycopg (plain SQL)": (None, lambda: {}),  # replaced by a connection of its own below
+        "get_market_data (adbc)": ("adbc", lambda: _counts(pg.get_market_data(symbols, T0, end))),
+        "latest (lookup)": ("lookup", lambda: _latest(pg.get_latest("market_data", symbols))),
+        "resample (connectorx)": ("connectorx", lambda: _volumes(
+            pg.get_market_data(symbols, T0, end, resample="1h"))),
+        "iter_market_data (connectorx stream)": ("connectorx stream", lambda: stream(
+            list(pg.iter_market_data(symbols, T0, end, batch_rows=1000)))),
+        "scan (connectorx stream)": ("connectorx stream", lambda: _counts(
+            pg.scan("bars").filter(pl.col("symbol").is_in(symbols)).collect())),
+    }
+    # The table above is true: each reader is served by its driver (PRE, stored first, is
+    # outside the symbols read).
+    pg.save_market_data(batch_of("PRE"))
+    for kind, (driver, read) in readers.items():
+        if driver is None:
+            continue
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="regime_io"):
+            read()
+        assert driver in drivers_reading(caplog.records, pg.settings.table_name("market_data")), kind
+
+    done = threading.Event()
+    halfway = threading.Event()
+    errors: list[BaseException] = []
+    seen: dict[str, list[dict[str, int]]] = {kind: [] for kind in readers}
+    at_halfway: dict[str, list[dict[str, int]]] = {kind: [] for kind in readers}
+    read_at_halfway = {kind: threading.Event() for kind in readers}
+    parts = [symbols[i::4] for i in range(4)]
+    pause = threading.Barrier(len(parts), action=halfway.set)
 
     def write(part: list[str], how: str) -> None:
         try:
-            for symbol in part:
+            for n, symbol in enumerate(part):
+                if n == len(part) // 2:  # halfway: wait until every reader has read this state
+                    pause.wait(timeout=60)
+                    for event in read_at_halfway.values():
+                        assert event.wait(timeout=60), "a reader did not read at halfway"
                 frame = batch_of(symbol)
                 if how == "stream":  # several chunks, merged once at the end
                     pg.save_market_data(iter(frame.iter_slices(BATCH_ROWS // 4)), chunk_rows=50)
@@ -180,46 +245,49 @@ def test_readers_see_whole_batches_or_nothing(pg: PostgreSQLIntegration, server:
                     pg.save_market_data(frame, chunk_rows=64)
         except BaseException as err:  # asserted below
             errors.append(err)
+            halfway.set()
+            for event in read_at_halfway.values():
+                event.set()
 
     def read(kind: str) -> None:
         try:
-            conn = psycopg.connect(server.url(), autocommit=True) if kind == "psycopg" else None
+            conn = psycopg.connect(server.url(), autocommit=True) if kind.startswith("psycopg") else None
             while not done.is_set():
+                started_at_halfway = halfway.is_set() and not read_at_halfway[kind].is_set()
                 if conn is not None:
-                    counts = dict(conn.execute(
-                        f'SELECT symbol, count(*) FROM "{pg.settings.schema}".'
-                        f'"{pg.settings.table_name("market_data")}" GROUP BY symbol').fetchall())
-                elif kind == "connectorx":
-                    frame = pg.get_market_data(symbols, T0, end)
-                    counts = dict(frame.group_by("symbol").len().iter_rows())
+                    counts = {str(k): int(v) for k, v in conn.execute(
+                        f"SELECT symbol, count(*) FROM {sql_table} WHERE symbol <> 'PRE' GROUP BY symbol").fetchall()}
                 else:
-                    frames = [pl.from_arrow(b) for b in pg.iter_market_data(symbols, T0, end, batch_rows=1000)]
-                    whole = pl.concat(frames) if frames else pl.DataFrame({"symbol": []}, schema={"symbol": pl.String})
-                    counts = dict(whole.group_by("symbol").len().iter_rows())
-                seen[kind].append({str(k): int(v) for k, v in counts.items()})
+                    counts = readers[kind][1]()
+                seen[kind].append(counts)
+                if started_at_halfway:
+                    at_halfway[kind].append(counts)
+                    read_at_halfway[kind].set()
                 time.sleep(0.01)
             if conn is not None:
                 conn.close()
         except BaseException as err:  # asserted below
             errors.append(err)
+            read_at_halfway[kind].set()
 
-    writers = [threading.Thread(target=write, args=(symbols[i::4], "stream" if i % 2 else "batch"))
-               for i in range(4)]
-    readers = [threading.Thread(target=read, args=(k,)) for k in seen]
-    for t in readers + writers:
+    writers = [threading.Thread(target=write, args=(part, "stream" if i % 2 else "batch"))
+               for i, part in enumerate(parts)]
+    threads = [threading.Thread(target=read, args=(k,)) for k in readers]
+    for t in threads + writers:
         t.start()
     for t in writers:
         t.join(120)
     done.set()
-    for t in readers:
+    for t in threads:
         t.join(60)
     assert errors == []
+    first_halves = {s for part in parts for s in part[:len(part) // 2]}
     for kind, observations in seen.items():
         assert observations, kind
         for counts in observations:
             assert set(counts.values()) <= {BATCH_ROWS}, (kind, counts)  # whole batches only
-        # The readers really ran during the writes: some saw part of the batches.
-        assert any(0 < len(c) < len(symbols) for c in observations), (kind, [len(c) for c in observations])
+        # The forced interleaving: a read at halfway saw exactly the first halves, whole.
+        assert at_halfway[kind] and set(at_halfway[kind][0]) == first_halves, (kind, at_halfway[kind])
     assert pg.get_market_data(symbols, T0, end).height == len(symbols) * BATCH_ROWS
 
 

@@ -18,8 +18,8 @@ import platformdirs
 import psycopg
 import pytest
 
-from regime_io import _embedded as embedded
-from regime_io._pool import resolve_server
+from regime_io._conn import embedded as embedded
+from regime_io._conn.pool import resolve_server
 from regime_io.config import load_settings
 
 
@@ -57,7 +57,7 @@ def test_data_survives_a_new_python_process(pgdata: Path) -> None:
     pid = embedded.start(pgdata).pid
     writer = """
         import os, psycopg
-        from regime_io import _embedded as embedded
+        from regime_io._conn import embedded
         info = embedded.start(os.environ["RIO_PGDATA"])
         url = f"postgresql://postgres@localhost:{info.port}/postgres?host={info.socket_dir}"
         with psycopg.connect(url) as conn:
@@ -67,7 +67,7 @@ def test_data_survives_a_new_python_process(pgdata: Path) -> None:
     """
     reader = """
         import os, psycopg
-        from regime_io import _embedded as embedded
+        from regime_io._conn import embedded
         info = embedded.start(os.environ["RIO_PGDATA"])
         url = f"postgresql://postgres@localhost:{info.port}/postgres?host={info.socket_dir}"
         with psycopg.connect(url) as conn:

@@ -8,14 +8,26 @@ parameter, a default or an annotation the other does not (they drifted before: a
 
 from __future__ import annotations
 
+import ast
 import inspect
+import types
 import typing
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from regime_io import PostgreSQLIntegration, _asof, _history, _maintenance, _quality, _reading, _scan, _tail, _writing
+from regime_io import PostgreSQLIntegration
+from regime_io._read import asof as _asof
+from regime_io._read import history as _history
+from regime_io._read import quality as _quality
+from regime_io._read import readers as _reading
+from regime_io._read import scan as _scan
+from regime_io._read import tail as _tail
+from regime_io._schema import maintenance as _maintenance
+from regime_io._tiers import catalog as _catalog
+from regime_io._tiers import sealing as _sealing
+from regime_io._write import save as _writing
 
 # Facade method -> (engine function, parameters the facade fixes itself).
 ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
@@ -40,7 +52,21 @@ ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "tail": (_tail.tail, {}),
     "quality_report": (_quality.quality_report, {}),
     "history": (_history.history, {}),
+    "seal_history": (_sealing.seal_history, {}),
+    "unseal_history": (_sealing.unseal_history, {}),
+    # library mismatch reported: catalog -- `table` is `str | Sequence[str] | None` on the
+    # facade, `str | Iterable[str] | None` on _catalog.read_catalog (the facade adds
+    # `return_type` itself: ADDED below). Then: "catalog": (_catalog.read_catalog, {}).
+    # library mismatch reported: refresh_catalog -- `table: str | Sequence[str] | None` on
+    # the facade, `tables: str | Iterable[str] | None` on _catalog.refresh (name and type).
+    # Then: "refresh_catalog": (_catalog.refresh, {}).
 }
+
+# Left out of ENGINES until the library agrees (see the comments above); nothing else may be.
+REPORTED = {"catalog", "refresh_catalog"}
+
+# Parameters a facade method handles itself, which its engine does not take.
+ADDED: dict[str, set[str]] = {"catalog": {"return_type"}}
 
 # The per-table writers are save() with the table fixed (and no tier for the one table
 # without a time column: optimisation results are never sealed).
@@ -54,45 +80,118 @@ def _params(func: Callable[..., Any], *, drop: int) -> list[inspect.Parameter]:
     return list(inspect.signature(func).parameters.values())[drop:]
 
 
-def _normal(annotation: Any) -> str:
-    """Annotations as text, with the facade's ``ReturnType | None`` equal to the engine's ``ReturnType``."""
-    text = str(annotation).replace(" ", "")
-    return text.replace("ReturnType|None", "ReturnType")
+def _members(annotation: Any, func: Callable[..., Any]) -> frozenset[str]:
+    """An annotation as the set of its union members, each resolved in ``func``'s module
+    (type aliases such as ``AgeLike`` or ``DateLike`` expanded), so that ``a | b`` equals
+    ``b | a`` and an alias equals its definition; anything else (``Sequence`` against
+    ``Iterable``, a lost ``None``) still differs. Names that exist only for type checkers
+    (``pl``, ``pd``) are compared as written."""
+    if annotation is inspect.Parameter.empty:
+        return frozenset({"<none>"})
+    text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+    nodes, stack = [], [ast.parse(text, mode="eval").body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            stack += [node.left, node.right]
+        else:
+            nodes.append(ast.unparse(node))
+    out: set[str] = set()
+    for member in nodes:
+        try:
+            value = eval(member, func.__globals__)  # noqa: S307 -- the library's own annotations
+        except Exception:  # a name imported only under TYPE_CHECKING
+            out.add(member)
+            continue
+        if isinstance(value, types.UnionType) or typing.get_origin(value) is typing.Union:
+            out |= {repr(arg) for arg in typing.get_args(value)}
+        else:
+            out.add(repr(value))
+    return frozenset(out)
 
 
-def _compare(facade: list[inspect.Parameter], engine: list[inspect.Parameter], fixed: dict[str, Any]) -> None:
-    engine = [p for p in engine if p.name not in fixed]
+def _compare(facade_func: Callable[..., Any], engine_func: Callable[..., Any], *, facade_drop: int,
+             engine_drop: int, fixed: dict[str, Any], added: set[str] | None = None) -> None:
+    facade = [p for p in _params(facade_func, drop=facade_drop) if p.name not in (added or set())]
+    engine = [p for p in _params(engine_func, drop=engine_drop) if p.name not in fixed]
     assert [p.name for p in facade] == [p.name for p in engine]
     for f, e in zip(facade, engine, strict=True):
         assert f.kind == e.kind, f"{f.name}: {f.kind} vs {e.kind}"
-        assert _normal(f.annotation) == _normal(e.annotation), f"{f.name}: {f.annotation} vs {e.annotation}"
-        if f.name == "return_type":
+        f_type, e_type = _members(f.annotation, facade_func), _members(e.annotation, engine_func)
+        if f.name == "return_type":  # the facade's None means the instance default
+            assert f_type - {"None"} == e_type, f"{f.name}: {f.annotation} vs {e.annotation}"
             assert f.default is None and e.default == "polars", "facade: instance default; engine: polars"
         else:
+            assert f_type == e_type, f"{f.name}: {f.annotation} vs {e.annotation}"
             assert f.default == e.default, f"{f.name}: {f.default!r} vs {e.default!r}"
 
 
 @pytest.mark.parametrize("method", sorted(ENGINES))
 def test_facade_method_agrees_with_its_engine(method: str) -> None:
     engine, fixed = ENGINES[method]
-    _compare(_params(getattr(PostgreSQLIntegration, method), drop=1), _params(engine, drop=1), fixed)
+    _compare(getattr(PostgreSQLIntegration, method), engine, facade_drop=1, engine_drop=1, fixed=fixed,
+             added=ADDED.get(method, set()))
 
 
 @pytest.mark.parametrize("method", sorted(WRITERS))
 def test_table_writers_take_save_options(method: str) -> None:
-    facade = _params(getattr(PostgreSQLIntegration, method), drop=1)
-    _compare(facade, _params(_writing.save, drop=2), WRITERS[method])
+    _compare(getattr(PostgreSQLIntegration, method), _writing.save, facade_drop=1, engine_drop=2,
+             fixed=WRITERS[method])
+
+
+def _public() -> set[str]:
+    return {name for name, value in vars(PostgreSQLIntegration).items()
+            if callable(value) and not name.startswith("_")}
 
 
 def test_every_public_method_is_checked() -> None:
-    public = {name for name, value in vars(PostgreSQLIntegration).items()
-              if callable(value) and not name.startswith("_")}
-    checked = set(ENGINES) | set(WRITERS) | {"initialize_database", "close"}
-    # Methods added by later work (sealing, catalog, ...) are checked once listed above.
-    unlisted = public - checked
-    for name in unlisted:
-        doc = inspect.getdoc(getattr(PostgreSQLIntegration, name)) or ""
-        assert doc, f"{name} has no docstring"
+    """Every public method has an engine it is compared with, or is listed here with the reason."""
+    own = {"initialize_database": "runs the DDL engine with no arguments", "close": "closes the pools"}
+    checked = set(ENGINES) | set(WRITERS) | REPORTED | set(own)
+    assert _public() - checked == set(), "compare these with their engines"
+    assert checked - _public() == set(), "listed but not public methods"
+    assert inspect.signature(PostgreSQLIntegration.initialize_database).parameters.keys() == {"self"}
+    assert inspect.signature(PostgreSQLIntegration.close).parameters.keys() == {"self"}
+
+
+OVERLOADED = sorted(name for name in _public() if typing.get_overloads(getattr(PostgreSQLIntegration, name)))
+RETURNS = {"None": "F", "Literal['polars']": "pl.DataFrame", "Literal['pandas']": "pd.DataFrame",
+           "Literal['arrow']": "pa.Table"}
+
+
+def test_the_overloaded_methods_are_found() -> None:
+    """Exactly the methods with a ``return_type`` are overloaded on it (15 of them)."""
+    with_return_type = {name for name in _public()
+                        if "return_type" in inspect.signature(getattr(PostgreSQLIntegration, name)).parameters}
+    assert set(OVERLOADED) == with_return_type and len(OVERLOADED) == 15, OVERLOADED
+
+
+@pytest.mark.parametrize("method", OVERLOADED)
+def test_overload_stubs_agree_with_the_implementation(method: str) -> None:
+    """Each @overload stub has the implementation's parameters (names, kinds, defaults,
+    annotations) but for ``return_type``, which it narrows to one value; the stubs cover
+    ``None`` and each ``ReturnType`` once, each with the matching return annotation. The
+    implementation is compared with its engine above, so the stubs are too."""
+    func = getattr(PostgreSQLIntegration, method)
+    impl = inspect.signature(func)
+    narrowed = {}
+    for stub in typing.get_overloads(func):
+        sig = inspect.signature(stub)
+        assert [p.name for p in sig.parameters.values()] == list(impl.parameters), method
+        for p in sig.parameters.values():
+            q = impl.parameters[p.name]
+            assert p.kind == q.kind, (method, p.name)
+            if p.name == "return_type":
+                continue
+            assert p.default == q.default, (method, p.name, p.default, q.default)
+            assert _members(p.annotation, stub) == _members(q.annotation, func), (method, p.name)
+        rt = sig.parameters["return_type"]
+        key = str(rt.annotation).replace('"', "'")
+        assert key not in narrowed, (method, key)
+        narrowed[key] = str(sig.return_annotation)
+        assert rt.default is (None if key == "None" else inspect.Parameter.empty), (method, key, rt.default)
+    wrap = (lambda t: f"Tail[{t}]") if method == "tail" else (lambda t: t)
+    assert narrowed == {k: wrap(v) for k, v in RETURNS.items()}, (method, narrowed)
 
 
 FRAME_READERS = sorted(m for m in ENGINES if m != "tail"  # tail returns an iterator of frames: below

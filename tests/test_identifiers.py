@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from regime_io._sql import MAX_IDENTIFIER_LENGTH, identifier_problem, literal, qualified, quote_ident
-from regime_io.config import load_settings
+from regime_io._sql.quote import literal, qualified, quote_ident
+from regime_io.config import MAX_IDENTIFIER_LENGTH, identifier_problem, load_settings
 from regime_io.errors import ConfigError
 
 HOSTILE = [

@@ -18,16 +18,8 @@ import polars as pl
 import psycopg
 import pytest
 
-from regime_io import (
-    ConfigError,
-    PostgreSQLIntegration,
-    UsageError,
-    ValidationError,
-    load_settings,
-)
-from regime_io import (
-    _reading as reading,
-)
+from regime_io import ConfigError, PostgreSQLIntegration, UsageError, ValidationError, load_settings
+from regime_io._read import readers as reading
 from regime_io.config import settings_replace
 
 T0 = dt.datetime(2024, 1, 2, 9, 15)

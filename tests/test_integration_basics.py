@@ -14,8 +14,8 @@ import pytest
 from _helpers import eventually, write_seed_ini
 
 from regime_io import PostgreSQLIntegration
-from regime_io import _embedded as embedded
-from regime_io._schema import SCHEMA_VERSION
+from regime_io._conn import embedded as embedded
+from regime_io._schema.ddl import SCHEMA_VERSION
 from regime_io.config import Settings, settings_replace
 from regime_io.tables import TABLES
 

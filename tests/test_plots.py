@@ -132,11 +132,11 @@ def test_transition_matrix_cells_are_the_probabilities(tmp_path: Path) -> None:
 
 
 def test_plots_of_empty_frames_still_render(tmp_path: Path) -> None:
-    from regime_io import _reading as reading
+    from regime_io._read import decode
 
-    plots.plot_regime_distribution(reading.empty_distribution(), path=tmp_path / "d.png")
-    plots.plot_transition_matrix(reading.empty_transitions(), path=tmp_path / "t.png")
-    plots.plot_price_with_regimes(reading.empty_frame("market_data"), reading.empty_frame("market_regimes_1min"),
+    plots.plot_regime_distribution(decode.empty_distribution(), path=tmp_path / "d.png")
+    plots.plot_transition_matrix(decode.empty_transitions(), path=tmp_path / "t.png")
+    plots.plot_price_with_regimes(decode.empty_frame("market_data"), decode.empty_frame("market_regimes_1min"),
                                   path=tmp_path / "p.png")
     for name in ("d", "t", "p"):
         assert imread(tmp_path / f"{name}.png").shape[0] > 100

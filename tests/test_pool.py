@@ -21,7 +21,7 @@ import pytest
 from _auth import password_role
 from _helpers import eventually
 
-from regime_io._pool import ConnectionPool, LookupPool
+from regime_io._conn.pool import ConnectionPool, LookupPool
 from regime_io.config import Secret, Settings, settings_replace
 from regime_io.errors import PoolTimeoutError, ServerError, ServerUnavailableError
 
@@ -233,7 +233,7 @@ def test_unreachable_server_is_retried_then_reported(Pool: Any, tagged: Settings
     unreachable = settings_replace(tagged, host="127.0.0.1", port=_free_tcp_port(), retry_attempts=2,
                                    retry_delay=0.1, password=Secret("hunter2secret"))
     pool = Pool.from_settings(unreachable)
-    with caplog.at_level(logging.DEBUG, logger="regime_io._pool"), pytest.raises(ServerUnavailableError) as info, \
+    with caplog.at_level(logging.DEBUG, logger="regime_io._conn.pool"), pytest.raises(ServerUnavailableError) as info, \
             pool.connection():
         pass
     attempts = [r for r in caplog.records if "failed (attempt" in r.getMessage()]
@@ -247,7 +247,7 @@ def test_unknown_database_is_not_retried(Pool: Any, tagged: Settings, caplog: py
     # retry_delay=30: a retry would make this test hang for a minute instead of failing fast.
     missing = settings_replace(tagged, database="no_such_db_here", retry_attempts=2, retry_delay=30)
     pool = Pool.from_settings(missing)
-    with caplog.at_level(logging.DEBUG, logger="regime_io._pool"), pytest.raises(ServerError) as info, \
+    with caplog.at_level(logging.DEBUG, logger="regime_io._conn.pool"), pytest.raises(ServerError) as info, \
             pool.connection():
         pass
     assert not isinstance(info.value, ServerUnavailableError)
@@ -262,7 +262,7 @@ def test_wrong_password_is_not_retried_and_not_shown(Pool: Any, server: Any, tag
         wrong = settings_replace(tagged, user=role, password=Secret("wr0ng#pass@word"), retry_attempts=2,
                                  retry_delay=30)
         pool = Pool.from_settings(wrong)
-        with caplog.at_level(logging.DEBUG, logger="regime_io._pool"), pytest.raises(ServerError) as info, \
+        with caplog.at_level(logging.DEBUG, logger="regime_io._conn.pool"), pytest.raises(ServerError) as info, \
                 pool.connection():
             pass
         assert not isinstance(info.value, ServerUnavailableError)

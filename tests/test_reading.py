@@ -17,9 +17,10 @@ import pytest
 from _reading_data import REGIMES, bars, insert, options, regimes, regimes_1min
 from polars.testing import assert_frame_equal
 
-from regime_io import PostgreSQLIntegration, ReadError, UsageError, _decode
-from regime_io import _reading as reading
-from regime_io._readsql import Query, sql_value
+from regime_io import PostgreSQLIntegration, ReadError, UsageError
+from regime_io._read import decode as _decode
+from regime_io._read import readers as reading
+from regime_io._sql.query import Query, sql_value
 from regime_io.config import settings_replace
 from regime_io.tables import TABLES
 
@@ -371,8 +372,8 @@ def test_rows_written_by_the_writers_read_back_unchanged(pg: PostgreSQLIntegrati
 
 def test_unreachable_server_fails_fast_without_the_password(settings: Any) -> None:
     from regime_io import ServerUnavailableError
-    from regime_io.config import Secret
     from regime_io.database import Database
+    from regime_io.config import Secret
 
     # A port nobody listens on; connectorx alone would retry for a fixed 30 s.
     dead = Database(settings_replace(settings, port=1, password=Secret("sekret#pw"), connection_timeout=1.0,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from regime_io import _reading as reading
+from regime_io._read import readers as reading
 from regime_io.config import Settings
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "reading.md").read_text()

@@ -16,14 +16,14 @@ import pytest
 from _reading_data import bars, insert
 
 from regime_io import PostgreSQLIntegration
-from regime_io import _reading as reading
+from regime_io._read import readers as reading
 
 T0 = dt.datetime(2024, 1, 2, 9, 15)
 
 
 def _engines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage().split(":", 1)[0] for r in caplog.records
-            if r.name == "regime_io._readsql" and r.getMessage().startswith(("adbc:", "connectorx:"))]
+            if r.name == "regime_io._conn.engines" and r.getMessage().startswith(("adbc:", "connectorx:"))]
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def stored(pg: PostgreSQLIntegration, sql: Any) -> None:
 
 def test_a_one_day_read_uses_the_warm_adbc_connection(pg: PostgreSQLIntegration, stored: None,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.DEBUG, logger="regime_io._readsql"):
+    with caplog.at_level(logging.DEBUG, logger="regime_io._conn.engines"):
         frame = pg.get_market_data("NIFTY", T0.date(), T0.date())
     assert frame.height == 375
     assert _engines(caplog) == ["adbc"]
@@ -43,7 +43,7 @@ def test_a_long_range_streams_on_adbc_with_inlined_values(pg: PostgreSQLIntegrat
                                                          caplog: pytest.LogCaptureFixture) -> None:
     # 2 symbols x 10 days of minutes is above SMALL_RANGE_ROWS, whatever is stored.
     days = reading.SMALL_RANGE_ROWS // (2 * 1440) + 1
-    with caplog.at_level(logging.DEBUG, logger="regime_io._readsql"):
+    with caplog.at_level(logging.DEBUG, logger="regime_io._conn.engines"):
         frame = pg.get_market_data(["NIFTY", "BANKNIFTY"], T0.date(), T0.date() + dt.timedelta(days=days))
     assert frame.height == 750
     assert _engines(caplog)[-1] == "adbc"

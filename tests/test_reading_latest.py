@@ -12,8 +12,8 @@ from polars.testing import assert_frame_equal
 from test_reading import expected
 
 from regime_io import PostgreSQLIntegration, UsageError
-from regime_io import _reading as reading
-from regime_io._sqltext import latest_query
+from regime_io._read import readers as reading
+from regime_io._read.sqltext import latest_query
 from regime_io.tables import TABLES
 
 T0 = dt.datetime(2024, 1, 2, 9, 15)

@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 from test_reading import expected
 
 from regime_io import PostgreSQLIntegration, UsageError
-from regime_io import _reading as reading
+from regime_io._read import decode
 
 D1 = dt.datetime(2024, 3, 4, 9, 15)
 D2 = dt.datetime(2024, 3, 5, 9, 15)
@@ -58,14 +58,14 @@ def test_distribution_with_max_gap_counts_the_overnight_gap(pg: PostgreSQLIntegr
 
 def test_distribution_of_one_day_and_of_a_single_row(pg: PostgreSQLIntegration, series: None) -> None:
     got = pg.get_market_regime_distribution("NIFTY", "2024-03-04", "2024-03-04", return_type="arrow")
-    assert got.schema == reading.DISTRIBUTION_SCHEMA
+    assert got.schema == decode.DISTRIBUTION_SCHEMA
     assert got.to_pylist() == [
         {"regime": "bull", "count": 3, "share": 0.75, "seconds": 240.0, "time_share": 0.8},
         {"regime": "bear", "count": 1, "share": 0.25, "seconds": 60.0, "time_share": 0.2}]
     single = pg.get_market_regime_distribution("NIFTY", D2 + dt.timedelta(minutes=2), "2024-03-05")
     assert single.to_dicts() == [{"regime": "flat", "count": 1, "share": 1.0, "seconds": 0.0, "time_share": 1.0}]
     empty = pg.get_market_regime_distribution("NOPE", "2024-03-04", "2024-03-05")
-    assert empty.height == 0 and empty.schema == reading.empty_distribution().schema
+    assert empty.height == 0 and empty.schema == decode.empty_distribution().schema
 
 
 def test_transitions_and_mean_run_length(pg: PostgreSQLIntegration, series: None) -> None:
@@ -79,7 +79,7 @@ def test_transitions_and_mean_run_length(pg: PostgreSQLIntegration, series: None
     assert_frame_equal(got, want)
     sums = got.group_by("from_regime").agg(pl.col("probability").sum())
     assert all(abs(v - 1) < 1e-12 for v in sums["probability"])
-    assert pg.get_regime_transitions("NOPE", "2024-03-04", "2024-03-05").schema == reading.empty_transitions().schema
+    assert pg.get_regime_transitions("NOPE", "2024-03-04", "2024-03-05").schema == decode.empty_transitions().schema
 
 
 def test_regimes_table_series_are_per_timeframe(pg: PostgreSQLIntegration, sql: Any) -> None:

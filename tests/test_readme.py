@@ -69,7 +69,7 @@ def test_readme_commands_answer_after_the_demo_in_a_fresh_home(monkeypatch: pyte
     server), the demo, then every README command: each one answers with the demo's data."""
     from typer.testing import CliRunner
 
-    from regime_io import _embedded as embedded
+    from regime_io._conn import embedded as embedded
     from regime_io.cli import app
 
     home = Path(tempfile.mkdtemp(prefix="rio-home-"))  # short: the server's socket lives under it

@@ -26,10 +26,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
-from regime_io import _embedded as embedded
-from regime_io import _replicas as replicas
-from regime_io.config import Secret, Settings, load_settings, settings_replace
+from regime_io._conn import embedded as embedded
+from regime_io._conn import replicas as replicas
 from regime_io.database import Database
+from regime_io.config import Secret, Settings, load_settings, settings_replace
 from regime_io.tables import TABLES
 
 REPLICA_PORT = 5433
@@ -223,7 +223,7 @@ def test_read_your_writes_waits_for_the_replica_to_replay(cluster: Cluster, db: 
             cur.close()
         # Read-your-writes with a short wait: the replica lags, the primary answers.
         monkeypatch.setattr(replicas, "READ_YOUR_WRITES_TIMEOUT", 0.2)
-        with caplog.at_level(logging.WARNING, logger="regime_io._replicas"), ryw.read_connection() as conn:
+        with caplog.at_level(logging.WARNING, logger="regime_io._conn.replicas"), ryw.read_connection() as conn:
             cur = conn.cursor()
             cur.execute(count_sql)
             assert cur.fetchone() == (False, 5)
@@ -254,7 +254,7 @@ def test_replica_down_falls_back_to_the_primary_with_one_warning(cluster: Cluste
     assert str(cluster.replica_sockets) in db.read_url()  # warm: the replica pool has a connection
     cluster.stop_replica()
     try:
-        with caplog.at_level(logging.INFO, logger="regime_io._replicas"):
+        with caplog.at_level(logging.INFO, logger="regime_io._conn.replicas"):
             for _ in range(3):
                 url = db.read_url()
                 assert url == db.resolved.url(redact=False)
@@ -265,7 +265,7 @@ def test_replica_down_falls_back_to_the_primary_with_one_warning(cluster: Cluste
                     cur.execute("SELECT pg_is_in_recovery()")
                     assert cur.fetchone() == (False,)
                     cur.close()
-        warnings = [r for r in caplog.records if r.name == "regime_io._replicas" and r.levelno == logging.WARNING]
+        warnings = [r for r in caplog.records if r.name == "regime_io._conn.replicas" and r.levelno == logging.WARNING]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
         assert "replica 1" in warnings[0].getMessage() and "reading from the primary" in warnings[0].getMessage()
     finally:
@@ -273,7 +273,7 @@ def test_replica_down_falls_back_to_the_primary_with_one_warning(cluster: Cluste
     # Back: the next read after RECHECK_AFTER uses the replica again, with an info line.
     monkeypatch.setattr(replicas, "RECHECK_AFTER", 0.0)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="regime_io._replicas"):
+    with caplog.at_level(logging.INFO, logger="regime_io._conn.replicas"):
         deadline = time.monotonic() + 30
         while str(cluster.replica_sockets) not in db.read_url():
             assert time.monotonic() < deadline, "reads did not return to the replica"

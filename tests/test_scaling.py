@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from regime_io import PostgreSQLIntegration
-from regime_io import _scaling as scaling
-from regime_io._scaling import DISTRIBUTION_COLUMN, citus_plan
-from regime_io._schema import create_table_sql, schema_sql
+from regime_io._schema.citus import DISTRIBUTION_COLUMN, citus_plan
+from regime_io._schema import citus as scaling
+from regime_io._schema.ddl import create_table_sql, schema_sql
 from regime_io.config import Settings, load_settings, settings_replace
 from regime_io.tables import TABLES, TableSpec
 
@@ -128,13 +128,13 @@ def test_citus_true_on_a_plain_server_warns_and_stays_local(settings: Settings, 
                                                             caplog: pytest.LogCaptureFixture) -> None:
     pg = PostgreSQLIntegration(settings=settings_replace(settings, citus=True))
     try:
-        with caplog.at_level(logging.WARNING, logger="regime_io._scaling"):
+        with caplog.at_level(logging.WARNING, logger="regime_io._schema.citus"):
             version = pg.initialize_database()
             pg.initialize_database()  # idempotent, no error either
     finally:
         pg.close()
     assert version >= 1
-    warnings = [r for r in caplog.records if r.name == "regime_io._scaling"]
+    warnings = [r for r in caplog.records if r.name == "regime_io._schema.citus"]
     assert len(warnings) == 2 and "citus extension is not installed" in warnings[0].getMessage()
     assert sql("SELECT to_regclass('pg_catalog.pg_dist_partition')") == [(None,)]
     kinds = dict(sql("SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "

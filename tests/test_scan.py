@@ -19,7 +19,7 @@ from _reading_data import bars, options, regimes_1min
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, UsageError
-from regime_io import _reading as reading
+from regime_io._read import readers as reading
 from tests._helpers import insert_ten_second_bars
 
 START = dt.datetime(2024, 1, 31, 12, 0)  # 2,000 minutes: crosses into February
@@ -111,14 +111,14 @@ def test_options_and_regimes(filled: PostgreSQLIntegration) -> None:
 
 
 def _sent(caplog: pytest.LogCaptureFixture) -> str:
-    return "\n".join(r.getMessage() for r in caplog.records if r.name == "regime_io._readsql")
+    return "\n".join(r.getMessage() for r in caplog.records if r.name == "regime_io._conn.engines")
 
 
 def test_the_sql_sent_carries_the_pushed_predicate(pg: PostgreSQLIntegration, caplog: pytest.LogCaptureFixture,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _fill(pg)
     monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0)  # connectorx: the values are in the logged text
-    caplog.set_level(logging.DEBUG, logger="regime_io._readsql")
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
     lf = pg.scan("bars")
     lf.filter((pl.col("symbol") == "A") & (pl.col("timeframe") == "1min") & (pl.col("timestamp") > T1)).select(
         "timestamp", "close").head(5).collect()
@@ -169,7 +169,7 @@ def test_counts_joins_and_the_streaming_engine(pg: PostgreSQLIntegration) -> Non
 
 def test_what_a_predicate_pushes() -> None:
     """The plan alone (no server): pushed tests, exactness, stored spellings, what stays in polars."""
-    from regime_io._scan import plan_scan
+    from regime_io._read.scan import plan_scan
     from regime_io.tables import TABLES
 
     bars_ = TABLES["market_data"]
@@ -202,12 +202,12 @@ def test_sealed_chunks_are_pruned_by_the_pushed_predicate(pg: PostgreSQLIntegrat
                                                           caplog: pytest.LogCaptureFixture) -> None:
     _fill(pg)
     pg.seal_history(dt.date(2030, 1, 1))
-    caplog.set_level(logging.DEBUG, logger="regime_io._readsql")
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
     got = pg.scan("bars").filter((pl.col("symbol") == "B") & (pl.col("timeframe") == "5min")
                                  & (pl.col("timestamp") >= dt.datetime(2024, 2, 1))).collect()
     assert_frame_equal(got, pg.get_market_data("B", dt.datetime(2024, 2, 1), timeframe="5m"))
     chunk_reads = [r.getMessage() for r in caplog.records
-                   if r.name == "regime_io._readsql" and "payload" in r.getMessage()]
+                   if r.name == "regime_io._conn.engines" and "payload" in r.getMessage()]
     assert chunk_reads, "no chunk was read"
     for sent in chunk_reads:  # only B's 5m chunks of February on: key, period and time bounds
         assert "t.symbol = $1" in sent and "t.period_start >= $2" in sent and "t.last_ts >= $4" in sent

@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from regime_io import PostgreSQLIntegration
-from regime_io._schema import SCHEMA_VERSION, buckets, initialize_database, schema_sql
 from regime_io.database import Database
+from regime_io._conn.partitions import buckets
+from regime_io._schema.ddl import SCHEMA_VERSION, initialize_database, schema_sql
 from regime_io.tables import TABLES
 
 # The seed's column types, as information_schema spells them, for every table.
@@ -170,7 +171,7 @@ def test_changing_the_partition_interval_later_fills_only_the_gaps(pg: PostgreSQ
 
 
 def test_gaps() -> None:
-    from regime_io._schema import _gaps
+    from regime_io._conn.partitions import _gaps
 
     d = dt.date
     assert _gaps(d(2024, 1, 1), d(2024, 2, 1), [(d(2024, 1, 10), d(2024, 1, 11))]) == [

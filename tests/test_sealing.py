@@ -9,7 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
-from regime_io import _sealing as sealing
+from regime_io._tiers import sealing as sealing
 from tests._reading_data import bars
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from regime_io import PostgreSQLIntegration, ServerUnavailableError
-from regime_io import _sealing as sealing
-from regime_io._embedded import status
+from regime_io._conn.embedded import status
+from regime_io._tiers import sealing as sealing
 from regime_io.errors import RegimeIOError
 from tests._reading_data import bars
 from tests.test_server_faults import query

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
-from regime_io._catalog import catalog_table
+from regime_io._sql.names import catalog_table
 from tests._reading_data import bars, options, regimes, regimes_1min
 
 START = dt.datetime(2024, 1, 29, 9, 15)

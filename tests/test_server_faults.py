@@ -21,11 +21,12 @@ from typing import Any
 import polars as pl
 import psycopg
 import pytest
+from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, ServerUnavailableError
-from regime_io._embedded import status
+from regime_io._conn.embedded import status
 from regime_io.config import settings_replace
-from tests._helpers import stop_server_when_running
+from tests._helpers import drivers_reading, insert_ten_second_bars, stop_server_when_running
 
 ROWS = 200_000
 CHUNK = 20_000
@@ -196,30 +197,116 @@ def _timed(call: Callable[[], Any]) -> tuple[BaseException, float]:
     raise AssertionError("the call did not fail")
 
 
+# Every read driver, through a reader that uses it: name -> (driver, row table it reads, call).
+# get_market_data, history and the distribution run on the warm ADBC connection, latest rows
+# on a pooled psycopg lookup; resampling, the as-of join, streams and scan() on connectorx
+# (a new connection per read, opened only after a pooled ``SELECT 1`` answered).
+DAY = dt.timedelta(days=1)
+READERS: dict[str, tuple[str, str, Callable[[PostgreSQLIntegration], Any]]] = {
+    "range read": ("adbc", "mr_market_data", lambda pg: pg.get_market_data("SYM0", T0, T0 + DAY)),
+    "history": ("adbc", "mr_market_regimes_1min", lambda pg: pg.history("1min", "SYM0", T0, T0 + DAY)),
+    "latest": ("lookup", "mr_market_data", lambda pg: pg.get_latest("market_data", "SYM0")),
+    "resampled read": ("connectorx", "mr_market_data",
+                       lambda pg: pg.get_market_data("SYM0", T0, T0 + DAY, resample="15m")),
+    "as-of join": ("connectorx", "mr_market_regimes_1min",
+                   lambda pg: pg.asof_regimes(symbol="SYM0", start_date=T0, end_date=T0 + DAY)),
+    "stream": ("connectorx stream", "mr_market_data",
+               lambda pg: pl.from_arrow(list(pg.iter_market_data("SYM0", T0, T0 + DAY, batch_rows=10)))),
+    "scan": ("connectorx stream", "mr_market_data",
+             lambda pg: pg.scan("bars").filter(pl.col("symbol") == "SYM0").collect()),
+}
+
+
+def minute_regimes(n: int) -> pl.DataFrame:
+    """``n`` one-minute regimes of SYM0 from T0 (for the as-of join and history)."""
+    return pl.DataFrame({
+        "symbol": ["SYM0"] * n,
+        "timestamp": pl.datetime_range(T0, T0 + dt.timedelta(minutes=n - 1), "1m", eager=True),
+        "regime": [("Bullish", "Bearish", "Sideways")[k % 3] for k in range(n)],
+        "confidence": [0.5] * n,
+    })
+
+
 def test_calls_during_an_outage_fail_fast(server: Any, pg: PostgreSQLIntegration,
-                                          record_property: Callable[[str, Any], None]) -> None:
+                                          record_property: Callable[[str, Any], None],
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    """With a warm pool, every read driver and the writer fail fast while the server is
+    down, and the same object serves the same answers, from the same driver, once it is back."""
     pg.save_market_data(bars(100))
+    pg.save_1min_market_regime(minute_regimes(60))
     fast = settings_replace(pg.settings, connection_timeout=2, retry_attempts=0)
     with PostgreSQLIntegration(settings=fast) as outage:
-        assert outage.get_market_data("SYM0", T0, T0 + dt.timedelta(days=1)).height == 25  # warm pool
+        before = {}
+        for name, (driver, table, call) in READERS.items():  # warm every pool, note each answer
+            caplog.clear()
+            with caplog.at_level(logging.DEBUG, logger="regime_io"):
+                before[name] = call(outage)
+            assert before[name].height > 0, name
+            assert driver in drivers_reading(caplog.records, table), name
         server.stop("immediate")
         try:
-            calls = {
-                "range read (connectorx)": lambda: outage.get_market_data("SYM0", T0, T0 + dt.timedelta(days=1)),
-                "latest read (ADBC)": lambda: outage.get_latest("market_data", "SYM0"),
-                "write": lambda: outage.save_market_data(bars(10, start=T0 + dt.timedelta(days=3))),
-            }
+            calls: dict[str, Callable[[], Any]] = {
+                f"{name} ({driver})": lambda call=call: call(outage) for name, (driver, _, call) in READERS.items()}
+            calls["write"] = lambda: outage.save_market_data(bars(10, start=T0 + dt.timedelta(days=3)))
             for name, call in calls.items():
                 err, seconds = _timed(call)
                 record_property(f"outage {name} seconds", round(seconds, 3))
                 log.info("outage: %s failed in %.3fs", name, seconds)
                 assert isinstance(err, ServerUnavailableError), (name, err)
-                assert seconds < 15, (name, seconds)  # generous: timing belongs in benchmarks
+                # Generous (timing belongs in benchmarks), and below connectorx's own 30 s of retries.
+                assert seconds < 15, (name, seconds)
         finally:
             server.start()
-        # The same object works again once the server is back.
-        assert outage.get_market_data("SYM0", T0, T0 + dt.timedelta(days=1)).height == 25
+        # The same object works again once the server is back: same answers, same drivers.
+        for name, (driver, table, call) in READERS.items():
+            caplog.clear()
+            with caplog.at_level(logging.DEBUG, logger="regime_io"):
+                assert_frame_equal(call(outage), before[name]), name
+            assert driver in drivers_reading(caplog.records, table), name
         assert outage.save_market_data(bars(10, start=T0 + dt.timedelta(days=3))).inserted == 10
+
+
+def test_the_server_dying_during_a_connectorx_read_is_a_server_unavailable_error(
+        server: Any, pg: PostgreSQLIntegration, caplog: pytest.LogCaptureFixture) -> None:
+    """The server stops while connectorx runs a resampling query (a watcher stops it as soon
+    as the query is active on the server): the call raises ServerUnavailableError, not a
+    driver error, and the next call is served again by connectorx."""
+    first = insert_ten_second_bars(pg, query_runner(server), 300_000)
+    end = first + dt.timedelta(seconds=10 * 300_000)
+    watcher, fired, cancel = stop_server_when_running(server, "%date_bin%")
+    watcher.start()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="regime_io"):
+            err, _ = _timed(lambda: pg.get_market_data("NIFTY", first, end, resample="1h"))
+        watcher.join(30)
+        assert fired.is_set(), "the server was not stopped during the query"
+        assert drivers_reading(caplog.records, "mr_market_data") == ["connectorx"]
+        assert isinstance(err, ServerUnavailableError), repr(err)
+        assert "get_market_data(resample=...)" in str(err)
+    finally:
+        cancel.set()
+        watcher.join(30)
+        if status(server.pgdata) is None:
+            server.start()
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="regime_io"):
+        again = pg.get_market_data("NIFTY", first, end, resample="1h")
+    assert again["volume"].sum() == sum(range(300_000))  # every bar counted once
+    assert drivers_reading(caplog.records, "mr_market_data") == ["connectorx"]
+    # library mismatch reported: the same fault during a connectorx *stream* (iter_market_data,
+    # scan().collect()) escapes as pyo3_runtime.PanicException ("cx writer failed: ...
+    # Connection reset by peer"), a BaseException that engines.stream_cx's `except Exception`
+    # does not wrap, instead of ServerUnavailableError; the case is added once fixed.
+
+
+def query_runner(server: Any) -> Callable[..., Any]:
+    return lambda text, params=None: query_or_run(server, text, params)
+
+
+def query_or_run(server: Any, text: str, params: Any = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        cur = conn.execute(text, params)
+        return cur.fetchall() if cur.description else []
 
 
 def test_a_hung_server_fails_after_the_connection_timeout(settings: Any,
@@ -233,8 +320,10 @@ def test_a_hung_server_fails_after_the_connection_timeout(settings: Any,
         port = hole.getsockname()[1]
         hung = settings_replace(settings, host="127.0.0.1", port=port, connection_timeout=2, retry_attempts=1,
                                 retry_delay=0.1)
-        with PostgreSQLIntegration(settings=hung) as pg, caplog.at_level(logging.WARNING, logger="regime_io._pool"):
-            for name, call in {"read": lambda: pg.get_market_data("SYM0", T0, T0 + dt.timedelta(days=1)),
+        with PostgreSQLIntegration(settings=hung) as pg, \
+                caplog.at_level(logging.WARNING, logger="regime_io._conn.pool"):
+            for name, call in {"read (adbc)": lambda: READERS["range read"][2](pg),
+                               "resampled read (connectorx)": lambda: READERS["resampled read"][2](pg),
                                "write": lambda: pg.save_market_data(bars(10))}.items():
                 caplog.clear()
                 err, seconds = _timed(call)

@@ -396,10 +396,10 @@ def test_cli_live_view_in_a_terminal(pg: PostgreSQLIntegration[Any], server: Any
 
 
 def test_small_and_large_writes_store_the_same_values(pg: PostgreSQLIntegration[Any], settings: Settings) -> None:
-    """Writes of a few rows run over psycopg (regime_io._smallwrite), larger ones over
+    """Writes of a few rows run over psycopg (regime_io._conn.pipeline), larger ones over
     ADBC: the same rows, written either way, are stored identically (values, nulls,
     change stamps), and collisions count the same."""
-    from regime_io import _smallwrite
+    from regime_io._conn import pipeline as _smallwrite
 
     names = [f"S{i}" for i in range(3)]
     frame = pl.concat([regimes(names, m, tag=f"T{m}", confidence=0.01 * m) for m in range(40)]).with_columns(

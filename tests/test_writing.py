@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from regime_io import PostgreSQLIntegration, SchemaError, ValidationError, WriteError
-from regime_io._validation import DataQualityWarning
+from regime_io._write.validate import DataQualityWarning
 from regime_io.tables import TABLES, table_spec
 
 D = decimal.Decimal
@@ -347,7 +347,7 @@ def test_bulk_writes_give_new_partitions_statistics_on_their_key_columns(pg: Pos
 
 
 def test_a_backfilled_vintage_analyses_new_partitions_too(pg: PostgreSQLIntegration, sql) -> None:
-    # Writes with known_at take their own path (regime_io._history.save_vintages).
+    # Writes with known_at take their own path (regime_io._write.vintages.save_vintages).
     start = dt.datetime(2024, 3, 4, 9, 15)
     frame = pl.DataFrame({"symbol": [s for s in ("A", "B") for _ in range(6_000)],
                           "timestamp": [start + dt.timedelta(minutes=m) for _ in range(2) for m in range(6_000)],
@@ -438,7 +438,7 @@ def test_a_write_spanning_many_copy_batches_stores_every_row_once(pg: PostgreSQL
 
 
 def test_small_writes_commit_and_leave_no_transaction_open(pg: PostgreSQLIntegration, sql) -> None:
-    """Writes of a few rows run pipelined on a lookup connection (regime_io._smallwrite):
+    """Writes of a few rows run pipelined on a lookup connection (regime_io._conn.pipeline):
     their rows are visible to another session at once, the connection goes back to the
     pool outside any transaction, and a refused write leaves nothing behind."""
     table = f'"{pg.settings.schema}"."{pg.settings.table_name("market_data")}"'
@@ -460,9 +460,9 @@ def test_small_writes_commit_and_leave_no_transaction_open(pg: PostgreSQLIntegra
 @pytest.mark.parametrize("key", ["market_data", "options_data", "market_regimes", "optimization_results"])
 def test_small_and_large_writes_store_the_same_rows(pg: PostgreSQLIntegration, sql, key: str) -> None:
     """Writes of at most SMALL_BATCH_ROWS rows travel pipelined over psycopg as
-    ``INSERT ... unnest`` (regime_io._smallwrite), larger ones over ADBC COPY: every
+    ``INSERT ... unnest`` (regime_io._conn.pipeline), larger ones over ADBC COPY: every
     table stores the same rows (every column, as text) either way, NULLs included."""
-    from regime_io._smallwrite import SMALL_BATCH_ROWS
+    from regime_io._conn.pipeline import SMALL_BATCH_ROWS
     from tests._reading_data import bars as random_bars
     from tests._reading_data import options, regimes
 

@@ -1,0 +1,161 @@
+"""The three read drivers behind one call each: connectorx, ADBC and pooled psycopg lookups."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pyarrow as pa
+
+from .._sql.query import Query
+from ..errors import ServerUnavailableError
+from .driver_errors import DRIVER_ERRORS, lost_before_commit, wrap_error
+
+if TYPE_CHECKING:
+    from .database import Database
+
+log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------
+# Engines
+
+
+def reachable_read_url(db: Database) -> str:
+    """The URL a connectorx read uses, checked to answer first: fail fast, with the
+    configured retries, when the server is down.
+
+    connectorx's connection pool keeps retrying for a fixed 30 s whatever the settings
+    say. With replicas, choosing one already checks it on its lookup pool; otherwise (or
+    when none is healthy) the primary runs ``SELECT 1`` on a lookup connection (one
+    round trip), which raises ServerUnavailableError after ``retry_attempts``. It runs a
+    query rather than only taking a connection: one used less than
+    ``health_check_interval`` ago is handed out unpinged, and the server may have died
+    since (read_lookup then runs the check once more on a fresh connection).
+    """
+    replica = db.replica("url")
+    if replica is not None:
+        return replica.settings.url(redact=False)
+    read_lookup(db, Query(), "SELECT 1", what="connection check", primary=True)
+    return db.resolved.url(redact=False)
+
+
+def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
+    """Run a range query with connectorx; return an Arrow table."""
+    import connectorx as cx
+
+    url = reachable_read_url(db)
+    text = q.inline(sql)
+    log.debug("connectorx: %s", text)
+    try:
+        return cx.read_sql(url, text, return_type="arrow")
+    except Exception as err:
+        raise wrap_error(db, err, what=what, table=table) from err
+
+
+def stream_cx(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
+              table: str | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a query with connectorx (``arrow_stream``): batches of ``batch_rows`` rows."""
+    import connectorx as cx
+
+    url = reachable_read_url(db)
+    text = q.inline(sql)
+    log.debug("connectorx stream (%d rows/batch): %s", batch_rows, text)
+    try:
+        reader = cx.read_sql(url, text, return_type="arrow_stream", batch_size=batch_rows)
+    except Exception as err:
+        raise wrap_error(db, err, what=what, table=table) from err
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except Exception as err:
+            raise wrap_error(db, err, what=what, table=table) from err
+        yield batch
+
+
+def _pooled_read(db: Database, run: Callable[[], T], *, what: str, table: str | None) -> T:
+    """``run()`` (a read on a pooled connection), once more if its connection had died
+    unnoticed; driver errors become library errors."""
+    for attempt in (1, 2):
+        try:
+            return run()
+        except DRIVER_ERRORS as err:
+            raise wrap_error(db, err, what=what, table=table) from err
+        except ServerUnavailableError as err:
+            # An idle connection that died unnoticed (a quick server restart): the pool now
+            # checks the others; a read is always safe to run once more.
+            if attempt == 2 or not lost_before_commit(err):
+                raise
+    raise AssertionError("unreachable")
+
+
+def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
+    """Run a point query on the pool's warm connection with bound parameters."""
+    log.debug("adbc: %s %r", sql, q.params)
+
+    def run() -> pa.Table:
+        with db.read_connection() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute(sql, parameters=tuple(q.params) if q.params else None)
+                return cur.fetch_arrow_table()
+            finally:
+                cur.close()
+
+    return _pooled_read(db, run, what=what, table=table)
+
+
+# PostgreSQL type OIDs of lookup results -> Arrow types (anything else: inferred).
+_OID_TYPES = {25: pa.string(), 1043: pa.string(), 1042: pa.string(), 1114: pa.timestamp("us"),
+              1082: pa.date32(), 701: pa.float64(), 700: pa.float32(), 20: pa.int64(), 23: pa.int32(),
+              21: pa.int16(), 16: pa.bool_()}
+
+
+def read_lookup(db: Database, q: Query, sql: str, *, what: str, table: str | None = None,
+                primary: bool = False) -> pa.Table:
+    """Run a small query on a warm lookup connection (psycopg, prepared); an Arrow table.
+
+    For results of a few rows (one per series): the rows come back as Python values, which
+    is cheap at that size and costs one round trip. Large results belong to :func:`read_adbc`.
+    ``primary``: on the primary even when read replicas are configured.
+    """
+    return read_lookups(db, [(q, sql)], what=what, table=table, primary=primary)[0]
+
+
+def read_lookups(db: Database, queries: Sequence[tuple[Query, str]], *, what: str, table: str | None = None,
+                 primary: bool = False) -> list[pa.Table]:
+    """:func:`read_lookup` of several independent queries in one round trip: sent
+    together in pipeline mode, each in its own statement (and snapshot), in order."""
+    texts = [q.pyformat(sql) for q, sql in queries]
+    for q, sql in queries:
+        log.debug("lookup: %s %r", sql, q.params)
+
+    def run() -> list[tuple[list[Any], list[Any]]]:
+        connection = db.lookup_pool.connection() if primary else db.lookup_connection()
+        with connection as conn:
+            if len(texts) == 1:
+                with conn.cursor(binary=True) as cur:
+                    cur.execute(*texts[0])
+                    return [(cur.fetchall(), list(cur.description or []))]
+            with conn.pipeline():
+                cursors = [conn.cursor(binary=True) for _ in texts]
+                try:
+                    for cur, (text, params) in zip(cursors, texts, strict=True):
+                        cur.execute(text, params)
+                    return [(cur.fetchall(), list(cur.description or [])) for cur in cursors]
+                finally:
+                    for cur in cursors:
+                        cur.close()
+
+    out = []
+    for rows, description in _pooled_read(db, run, what=what, table=table):
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in description]
+        out.append(pa.table({col.name: pa.array(values, type=_OID_TYPES.get(col.type_code))
+                             for col, values in zip(description, columns, strict=True)}))
+    return out

@@ -1,0 +1,758 @@
+"""Readers: ranges, latest rows, regime statistics and point-in-time joins as frames.
+
+Every reader returns a ``polars.DataFrame`` by default (``return_type="pandas"`` or
+``"arrow"`` for the others) whose columns and dtypes are fixed per reader and identical
+for empty and non-empty results: DECIMAL columns as ``Float64`` (exact
+``Decimal(p, s)`` with ``exact=True``), timestamps as naive ``Datetime("us")`` in the
+storage time zone. Time ranges are ``[start, end]`` inclusive; a date as ``end`` means
+the whole of that day. See ``docs/reading.md`` for the dtype and engine tables.
+
+Engines: range reads run on the pool's warm ADBC connection (small ranges with bound
+parameters; larger ones with inlined values, which the driver streams through COPY
+binary into Arrow); streams, resampling and as-of joins go through connectorx; latest
+rows, option chains, regime statistics and optimisation results go through the pool's
+warm connections with bound parameters, because a new connectorx connection per call
+would cost more than the query.
+
+Example:
+    >>> from regime_io import PostgreSQLIntegration
+    >>> pg = PostgreSQLIntegration()                                    # doctest: +SKIP
+    >>> bars = pg.get_market_data("NIFTY", "2024-01-02", "2024-01-31", timeframe="1m")  # doctest: +SKIP
+    >>> pg.asof_regimes(bars)                                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from .._conn.engines import read_adbc, read_cx, read_lookup, read_lookups, stream_cx
+from .._frames import check_return_type, conform, convert
+from .._schema.timezones import check_time_kind
+from .._sql.args import (
+    is_aware,
+    parse_date,
+    parse_duration,
+    parse_range,
+    parse_time,
+    resolve_symbols,
+    symbol_list,
+    text_arg,
+)
+from .._sql.query import Query, TimeRange
+from .._sql.quote import quote_ident
+from .._tiers.knowledge import as_of_instant
+from .._tiers.router import guarded, merge_latest, newest_chunks_query, read_both, read_query_both, run_as_of
+from .._tiers.sealed_format import next_period, period_of
+from .._tiers.sealed_read import sealed_versions
+from ..errors import ReadError, UsageError
+from ..tables import TABLES, TableKey, TableSpec, regime_spec, table_spec
+from ..types import DateLike, ParametersAs, RegimeTable, ReturnType
+from .decode import (
+    DISTRIBUTION_SCHEMA,
+    TRANSITIONS_SCHEMA,
+    column_names,
+    decimal_text_to_float,
+    decode_parameters,
+    empty_frame,
+    reader_schema,
+)
+from .history import latest_as_of
+from .resample import Resample, bucket_sql, parse_resample, session_hours, table_is_aware
+from .sqltext import latest_query, range_order, range_query, select_list, symbol_condition, where_conditions
+
+if TYPE_CHECKING:
+    from .._conn.database import Database
+
+__all__ = [
+    "get_1min_market_regimes", "get_latest", "get_market_data", "get_market_regime_distribution",
+    "get_market_regimes", "get_optimization_results", "get_option_chain", "get_options_data",
+    "get_regime_transitions", "iter_market_data", "iter_options_data",
+]
+
+
+_LATEST_TABLES: tuple[TableKey, ...] = ("market_data", "market_regimes", "market_regimes_1min")
+
+
+# ---------------------------------------------------------------------------------------
+# Range readers
+
+
+def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                    end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                    timeframe: str | None = None, columns: Sequence[str] | None = None,
+                    resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                    as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+    """OHLCV bars of one or more symbols in ``[start, end]`` (inclusive).
+
+    Parameters:
+        symbol_or_symbols: ``"NIFTY"`` or ``["NIFTY", "BANKNIFTY"]``.
+        start, end: datetimes, dates or ISO strings; a date as ``end`` includes that day.
+        timeframe: only bars of this timeframe (e.g. ``"1m"``).
+        columns: a subset of the table's columns, returned in the order given.
+        resample: aggregate server-side into buckets of this size (``"5m"``, ``"1h"``,
+            ``"1d"``, ``"1w"``, ``"1mo"``, pandas' ``"5T"``/``"1H"``/``"1D"``): first open,
+            max high, min low, last close, summed volume; buckets are labelled by their
+            start (left edge); intraday buckets start at the session open of ``calendar``
+            and never span two sessions (``regime_io._sessions``); ``timeframe`` becomes
+            the resample label.
+        calendar: the exchange calendar whose session open anchors intraday buckets.
+        exact: DECIMAL columns as exact decimals instead of Float64.
+        as_of: the rows as they were known at this instant (docs/history.md); default: now.
+        return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``.
+
+    Returns rows ordered by symbol, timeframe and timestamp.
+
+    Raises:
+        UsageError: bad arguments (``start`` after ``end``, unknown column, bad dates).
+        ReadError: the server refused the query.
+
+    Example:
+        >>> get_market_data(db, "NIFTY", "2024-01-02", "2024-01-02", resample="5m")  # doctest: +SKIP
+    """
+    spec = TABLES["market_data"]
+    check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    names = column_names(spec, columns)
+    extra = _filters(spec, timeframe=timeframe)
+    every = parse_resample(resample) if resample is not None else None
+    if every is not None:
+        session_hours(calendar)  # an unknown calendar is refused whatever the size
+    if not wanted:
+        return empty_frame(spec.key, return_type=return_type, exact=exact, columns=names)
+    if every is None:
+        table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
+                            what="get_market_data", as_of=known)
+    else:
+        table = _read_resampled(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
+                                every=every, calendar=calendar, as_of=known)
+    return convert(table, return_type)
+
+
+def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                     end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                     expiry: DateLike | Sequence[DateLike] | None = None,
+                     strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                     option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                     exact: bool = False, as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+    """Option bars of ``symbol`` in ``[start, end]``, optionally by expiry, strike and type.
+
+    Strikes are compared at the column's scale (two decimals). Rows are ordered by
+    timestamp, then expiry, strike and type.
+
+    Example:
+        >>> get_options_data(db, "NIFTY", "2024-01-02", "2024-01-02", expiry="2024-01-25",
+        ...                  strikes=[21500, 21600], option_type="CE")   # doctest: +SKIP
+    """
+    spec = TABLES["options_data"]
+    check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    names = column_names(spec, columns)
+    extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
+    table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data",
+                        as_of=known)
+    return convert(table, return_type)
+
+
+def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                       end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                       timeframe: str | None = None, columns: Sequence[str] | None = None,
+                       exact: bool = False, as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+    """Regime classifications (``market_regimes``) of ``symbol`` in ``[start, end]``.
+
+    Example:
+        >>> get_market_regimes(db, "NIFTY", "2024-01-01", "2024-01-31", timeframe="5m")  # doctest: +SKIP
+    """
+    spec = TABLES["market_regimes"]
+    check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    names = column_names(spec, columns)
+    extra = _filters(spec, timeframe=timeframe)
+    table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
+                        what="get_market_regimes", as_of=known)
+    return convert(table, return_type)
+
+
+def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = None,
+                            start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                            symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                            exact: bool = False, as_of: DateLike | None = None,
+                            return_type: ReturnType = "polars") -> Any:
+    """1-minute regimes of ``symbol`` in ``[start_date, end_date]`` (the seed's reader).
+
+    Example:
+        >>> get_1min_market_regimes(db, "NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
+    """
+    spec = TABLES["market_regimes_1min"]
+    check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    names = column_names(spec, columns)
+    table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=[],
+                        what="get_1min_market_regimes", as_of=known)
+    return convert(table, return_type)
+
+
+def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = None, *,
+                             symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                             timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                             parameters: ParametersAs = "struct", as_of: DateLike | None = None,
+                             return_type: ReturnType = "polars") -> Any:
+    """Optimisation results, best ``fitness_value`` first (ties: oldest first).
+
+    ``parameters`` (JSONB) is decoded into a struct column whose fields are the union of
+    the keys of the rows returned (a key missing from a row is null; a key whose values
+    have different JSON types across rows becomes a string); ``parameters="json"`` keeps
+    the JSON text instead, a fixed String column. Served by the warm ADBC connection.
+
+    Example:
+        >>> get_optimization_results(db, "NIFTY", algorithm="bayesian", top=5)  # doctest: +SKIP
+    """
+    spec = TABLES["optimization_results"]
+    check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
+    if parameters not in ("struct", "json"):
+        raise UsageError(f"parameters {parameters!r} is not supported; allowed: struct, json", value=parameters)
+    if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
+        raise UsageError(f"top: expected a positive integer, got {top!r}", table=spec.key, value=top)
+    q = Query()
+    conditions = []
+    wanted = resolve_symbols(symbol, symbols, required=False)
+    if wanted is not None:
+        conditions.append(symbol_condition(q, wanted) if wanted else "false")
+    for name, value in _filters(spec, algorithm=algorithm, timeframe=timeframe):
+        conditions.append(f"t.{quote_ident(name)} = {q.param(value)}")
+    names = list(spec.column_names)
+    sql = (f"SELECT {select_list(spec, names, exact=exact, engine='adbc')} FROM {db.table(spec.key)} t"
+           + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+           + ' ORDER BY t."fitness_value" DESC, t."id"'
+           + (f" LIMIT {q.param(top)}" if top is not None else ""))
+    everything = TimeRange(dt.datetime.min, dt.datetime.max, end_exclusive=False)  # unused: never sealed
+    raw = (read_adbc(db, q, sql, what="get_optimization_results", table=spec.key) if known is None else
+           run_as_of(db, spec, q, sql, as_of=known, scope=([], everything, []), what="get_optimization_results"))
+    table = conform(raw, reader_schema(spec, names, exact=exact))
+    return convert(decode_parameters(table, parameters), return_type)
+
+
+# ---------------------------------------------------------------------------------------
+# Latest rows and option chains (warm ADBC connection, index-driven plans)
+
+
+def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = None, *,
+               symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
+               as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+    """The latest row of each series of ``market_data``, ``market_regimes`` or
+    ``market_regimes_1min``.
+
+    A series is a symbol, or a (symbol, timeframe) pair in the tables that have a
+    timeframe, unless ``timeframe`` picks one. ``symbol`` gives that symbol's latest
+    row(s), ``symbols`` those of each listed symbol, and neither every symbol present.
+    Symbols without rows are simply absent. Rows are ordered by symbol (and timeframe).
+
+    The series come from the series catalog (:mod:`regime_io._catalog`), joined to the
+    table on the exact key ``(symbol[, timeframe], timestamp = last_ts)``: one primary-key
+    probe per series, whatever the history length, and one SQL form that Citus pushes
+    down to its workers (:func:`regime_io._sqltext.latest_query`). Rows written by other
+    tools are found after ``refresh_catalog()``.
+
+    Example:
+        >>> get_latest(db, "market_regimes_1min", symbols=["NIFTY", "BANKNIFTY"])  # doctest: +SKIP
+    """
+    check_return_type(return_type)
+    spec = table_spec(table)
+    if spec.key not in _LATEST_TABLES:
+        raise UsageError(f"get_latest does not read {table!r}; allowed: {', '.join(_LATEST_TABLES)}",
+                        table=table, value=table)
+    tf = dict(_filters(spec, timeframe=timeframe)).get("timeframe")
+    wanted = resolve_symbols(symbol, symbols, required=False)
+    schema = reader_schema(spec, list(spec.column_names), exact=exact)
+    known = as_of_instant(db, spec, as_of)
+    if wanted == []:
+        return convert(schema.empty_table(), return_type)
+    if known is not None:
+        return convert(conform(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), schema), return_type)
+    queries = [latest_query(db, spec, wanted, timeframe=tf, exact=exact)]
+    if spec.sealable:  # the sealed tier's newest chunks, in the same round trip
+        queries.append(newest_chunks_query(db, spec, wanted, tf))
+    found = read_lookups(db, queries, what="get_latest", table=spec.key)
+    table_ = conform(found[0], schema)
+    if spec.sealable:
+        table_ = merge_latest(db, spec, table_, found[1].to_pylist(), schema)
+    return convert(table_, return_type)
+
+
+def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLike | None = None,
+                     exact: bool = False, as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+    """The option chain of ``symbol`` as it stood at ``at``: for each (expiry, strike,
+    type) not expired at ``at`` (``expiry_date >= at``'s date), its latest row at or
+    before ``at``. Contracts with no row at or before ``at`` are absent.
+
+    A date as ``at`` means the end of that day. Rows are ordered by expiry, strike and
+    type. The plan skip-scans the distinct contracts on the primary key and takes one
+    index probe per contract.
+
+    Example:
+        >>> get_option_chain(db, "NIFTY", "2024-01-02 10:30", expiry="2024-01-25")  # doctest: +SKIP
+    """
+    spec = TABLES["options_data"]
+    check_return_type(return_type)
+    known = as_of_instant(db, spec, as_of)
+    sym = text_arg(symbol, name="symbol", allow_none=False)
+    when, is_date = parse_time(at, name="at", timezone=db.settings.storage_timezone)
+    _check_bounds(db, spec, at)
+    if is_date:
+        when = when + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+    q = Query()
+    target = db.table(spec.key)
+    p_symbol, p_at = q.param(sym), q.param(when)
+    # The timestamp bound lets the server skip partitions after ``at``.
+    expiry_cond = f't."expiry_date" >= {p_at}::date AND t."timestamp" <= {p_at}'
+    if expiry is not None:
+        expiry_cond += f' AND t."expiry_date" = {q.param(parse_date(expiry, name="expiry"))}'
+    key = 't."expiry_date", t."strike_price", t."option_type"'
+    names = list(spec.column_names)
+    sql = (
+        "WITH RECURSIVE contracts(expiry_date, strike_price, option_type) AS ("
+        f'(SELECT {key} FROM {target} t WHERE t."symbol" = {p_symbol} AND {expiry_cond} '
+        f"ORDER BY {key} LIMIT 1) UNION ALL "
+        f"SELECT n.* FROM contracts c CROSS JOIN LATERAL (SELECT {key} FROM {target} t "
+        f'WHERE t."symbol" = {p_symbol} AND {expiry_cond} '
+        f"AND ({key}) > (c.expiry_date, c.strike_price, c.option_type) ORDER BY {key} LIMIT 1) n) "
+        f"SELECT l.* FROM contracts c CROSS JOIN LATERAL ("
+        f"SELECT {select_list(spec, names, exact=exact, engine='adbc', alias='t')} FROM {target} t "
+        f'WHERE t."symbol" = {p_symbol} AND t."expiry_date" = c.expiry_date '
+        f'AND t."strike_price" = c.strike_price AND t."option_type" = c.option_type '
+        f'AND t."timestamp" <= {p_at} ORDER BY t."timestamp" DESC LIMIT 1) l '
+        "ORDER BY c.expiry_date, c.strike_price, c.option_type"
+    )
+    # Sealed rows: the symbol's chunks up to ``at`` of contracts not expired at ``at``.
+    scope_extra: list[tuple[str, Any]] = [("expiry_date>=", when.date())]
+    if expiry is not None:
+        scope_extra.append(("expiry_date", parse_date(expiry, name="expiry")))
+    scope_rng = TimeRange(dt.datetime(1900, 1, 1), when, end_exclusive=False)
+    raw = (read_query_both(db, spec, [str(sym)], scope_rng, scope_extra, q, sql, what="get_option_chain")
+           if known is None else run_as_of(db, spec, q, sql, as_of=known, scope=([str(sym)], scope_rng, scope_extra),
+                                           what="get_option_chain"))
+    table = conform(raw, reader_schema(spec, names, exact=exact))
+    return convert(table, return_type)
+
+
+# ---------------------------------------------------------------------------------------
+# Regime statistics (window functions in SQL; only the per-regime rows travel)
+
+
+def get_market_regime_distribution(db: Database, symbol: str, start_date: DateLike | None = None,
+                                   end_date: DateLike | None = None, *,
+                                   table: RegimeTable = "1min", timeframe: str | None = None,
+                                   max_gap: str | dt.timedelta | None = None, as_of: DateLike | None = None,
+                                   return_type: ReturnType = "polars") -> Any:
+    """Per regime: ``count`` of rows, ``share`` of rows, ``seconds`` spent and
+    ``time_share`` (the time-weighted share), ordered by count (descending), then regime.
+
+    Each row weighs the time until the next row of its series. A gap longer than
+    ``max_gap`` (default: 10x the median gap of the range) is a break in the data
+    (overnight, a dead feed) and, like the last row of the range, the row then weighs one
+    median gap. With fewer than two rows there are no gaps: ``seconds`` is 0 and
+    ``time_share`` equals ``share``.
+
+    ``table="1min"`` reads ``market_regimes_1min``, ``"regimes"`` reads
+    ``market_regimes`` (``timeframe`` selects one; without it each timeframe is its own
+    series and their rows are pooled).
+
+    Example:
+        >>> get_market_regime_distribution(db, "NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
+    """
+    check_return_type(return_type)
+    spec, q, where, series, scope = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
+    gap_limit = ("10 * typical.median_gap" if max_gap is None
+                 else q.param(parse_duration(max_gap, name="max_gap").total_seconds()) + "::float8")
+    sql = (
+        "WITH r AS (SELECT t.\"regime\" AS regime, "
+        f'EXTRACT(EPOCH FROM lead(t."timestamp") OVER (PARTITION BY {series} ORDER BY t."timestamp") '
+        f'- t."timestamp")::float8 AS gap FROM {db.table(spec.key)} t WHERE {where}), '
+        "typical AS (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS median_gap "
+        "FROM r WHERE gap > 0), "
+        f"w AS (SELECT r.regime, CASE WHEN r.gap <= {gap_limit} THEN r.gap ELSE typical.median_gap END "
+        "AS seconds FROM r CROSS JOIN typical) "
+        "SELECT regime, count(*)::int8 AS count, "
+        "(count(*)::float8 / sum(count(*)) OVER ())::float8 AS share, "
+        "coalesce(sum(seconds), 0)::float8 AS seconds, "
+        "coalesce(sum(seconds) / nullif(sum(sum(seconds)) OVER (), 0), "
+        "count(*)::float8 / sum(count(*)) OVER ())::float8 AS time_share "
+        'FROM w GROUP BY regime ORDER BY count DESC, regime COLLATE "C"'
+    )
+    result = conform(_stat_rows(db, spec, scope, q, sql, as_of, what="get_market_regime_distribution"),
+                     DISTRIBUTION_SCHEMA)
+    return convert(result, return_type)
+
+
+def get_regime_transitions(db: Database, symbol: str, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *,
+                           table: RegimeTable = "1min", timeframe: str | None = None,
+                           as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+    """The regime transition matrix as rows: ``from_regime``, ``to_regime``, ``count``,
+    ``probability`` (count / all transitions out of ``from_regime``; self-transitions
+    included, so each ``from_regime``'s probabilities sum to 1) and ``mean_run_length``
+    of ``from_regime`` (consecutive rows in that regime, averaged over its runs; runs are
+    cut at the range's ends). A regime seen only in the range's final run has no
+    outgoing transition and no row. Ordered by ``from_regime``, ``to_regime``.
+
+    Example:
+        >>> get_regime_transitions(db, "NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
+    """
+    check_return_type(return_type)
+    spec, q, where, series, scope = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
+    sql = (
+        f'WITH r AS (SELECT t."regime" AS regime, t."timestamp" AS ts, {series} AS series, '
+        f'lag(t."regime") OVER (PARTITION BY {series} ORDER BY t."timestamp") AS prev '
+        f"FROM {db.table(spec.key)} t WHERE {where}), "
+        "runs AS (SELECT regime, series, sum(CASE WHEN prev IS DISTINCT FROM regime THEN 1 ELSE 0 END) "
+        "OVER (PARTITION BY series ORDER BY ts) AS run FROM r), "
+        "lengths AS (SELECT regime, avg(n)::float8 AS mean_run_length FROM "
+        "(SELECT regime, series, run, count(*) AS n FROM runs GROUP BY regime, series, run) x GROUP BY regime), "
+        "pairs AS (SELECT prev AS from_regime, regime AS to_regime, count(*) AS n FROM r "
+        "WHERE prev IS NOT NULL GROUP BY prev, regime) "
+        "SELECT p.from_regime, p.to_regime, p.n::int8 AS count, "
+        "(p.n::float8 / sum(p.n) OVER (PARTITION BY p.from_regime))::float8 AS probability, "
+        "l.mean_run_length FROM pairs p JOIN lengths l ON l.regime = p.from_regime "
+        'ORDER BY p.from_regime COLLATE "C", p.to_regime COLLATE "C"'
+    )
+    result = conform(_stat_rows(db, spec, scope, q, sql, as_of, what="get_regime_transitions"), TRANSITIONS_SCHEMA)
+    return convert(result, return_type)
+
+
+# ---------------------------------------------------------------------------------------
+# Streams
+
+
+def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                     end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                     timeframe: str | None = None, batch_rows: int = 250_000,
+                     exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
+
+    Arguments are checked when called, not at the first batch. Batches have the schema
+    of :func:`get_market_data` and its row order. Served by connectorx's Arrow stream.
+
+    Example:
+        >>> for batch in iter_market_data(db, "NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
+        ...     process(batch)
+    """
+    spec = TABLES["market_data"]
+    known = as_of_instant(db, spec, as_of)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    extra = _filters(spec, timeframe=timeframe)
+    return _stream_range(db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows,
+                         what="iter_market_data", as_of=known)
+
+
+def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                      end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                      expiry: DateLike | Sequence[DateLike] | None = None,
+                      strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                      option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
+                      exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream option bars as Arrow record batches (filters as :func:`get_options_data`).
+
+    Example:
+        >>> rows = sum(b.num_rows for b in iter_options_data(db, "NIFTY", "2023-01-01", "2023-12-31"))  # doctest: +SKIP
+    """
+    spec = TABLES["options_data"]
+    known = as_of_instant(db, spec, as_of)
+    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
+    return _stream_range(db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows,
+                         what="iter_options_data", as_of=known)
+
+
+# ---------------------------------------------------------------------------------------
+# Internals
+
+
+def _check_bounds(db: Database, spec: TableSpec, *bounds: Any) -> None:
+    """The time zone rule (regime_io._timezones) for zone-aware bounds: refused against a
+    table written with naive times. Naive bounds (dates, '2024-01-02 09:15') are storage-zone
+    times like everything stored, whichever kind was written, so they always pass."""
+    if any(is_aware(b) for b in bounds if b is not None):
+        check_time_kind(db, spec, aware=True, what=f"{spec.key} bounds")
+
+
+def _range_args(db: Database, spec: TableSpec, symbol: Any, symbols: Any, start_date: Any,
+                end_date: Any) -> tuple[list[str], TimeRange]:
+    """The symbols and the time range every range reader and stream takes, checked alike."""
+    wanted = resolve_symbols(symbol, symbols)
+    assert wanted is not None
+    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
+    _check_bounds(db, spec, start_date, end_date)
+    return wanted, rng
+
+
+def _filters(spec: TableSpec, **values: Any) -> list[tuple[str, Any]]:
+    """Equality filters on text columns, spelled as the writers store them
+    (:meth:`~regime_io.tables.Column.canonical`): ``"1min"`` finds ``"1m"`` rows."""
+    extra: list[tuple[str, Any]] = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        text = text_arg(value, name=name)
+        if name not in spec.column_names:
+            raise UsageError(f"{spec.key} has no {name} column; drop {name}={value!r}", table=spec.key,
+                             column=name, value=value)
+        extra.append((name, _canonical(spec, name, text)))
+    return extra
+
+
+def _canonical(spec: TableSpec, name: str, value: Any) -> str:
+    column = spec.column(name)
+    canonical = column.canonical(value)
+    if canonical is None:
+        raise UsageError(f"{name}: {value!r} is not an accepted value; allowed: {column.accepted}",
+                         table=spec.key, column=name, value=value)
+    return canonical
+
+
+def _read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
+                exact: bool, extra: Sequence[tuple[str, Any]], what: str,
+                as_of: dt.datetime | None = None) -> pa.Table:
+    """Rows of both tiers: the row tier's answer merged with the sealed chunks' (``_chunkread``)."""
+    schema = reader_schema(spec, names, exact=exact)
+    if not symbols or any(value == [] for _, value in extra):
+        return schema.empty_table()
+    if as_of is not None:
+        return _rows_as_of(db, spec, symbols, rng, names=names, exact=exact, extra=extra, what=what, as_of=as_of)
+
+    def rows(columns: list[str]) -> pa.Table:
+        return _read_rows(db, spec, symbols, rng, names=columns, exact=exact, extra=extra, what=what)
+
+    return read_both(db, spec, symbols, rng, extra, names, exact, range_order(spec), rows)
+
+
+def _read_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
+               exact: bool, extra: Sequence[tuple[str, Any]], what: str) -> pa.Table:
+    schema = reader_schema(spec, names, exact=exact)
+    # A single-symbol read leaves the constant symbol out of the query (~10% faster on
+    # 1M rows here) and fills it in on the client.
+    drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
+    if _is_small_range(spec, symbols, rng):
+        q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra,
+                              drop_symbol=drop_symbol, engine="adbc")
+        table = read_adbc(db, q, sql, what=what, table=spec.key)
+    else:
+        # Larger ranges: the same warm connection, values inlined as literals (``sql_value``,
+        # as for connectorx). Without bound parameters the ADBC driver reads the result with
+        # ``COPY (query) TO STDOUT (FORMAT binary)`` streamed into Arrow; with them it would
+        # hold the whole result in libpq first. DECIMAL comes as text either way (exact
+        # reads cast it in ``conform``, the others parse it on threads): the server's
+        # cheapest output after binary NUMERIC, which no client decodes fast. Against
+        # connectorx (issue 12 item 6): no new backend per read, ~30% less client CPU.
+        q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol,
+                             engine="adbc" if exact else "cx")
+        table = decimal_text_to_float(read_adbc(db, Query(), q.inline(sql), what=what, table=spec.key), spec)
+    return conform(table, schema, constants={"symbol": symbols[0]} if drop_symbol else None)
+
+
+# Range reads that can return at most this many one-minute bars (symbols x minutes in the
+# range) bind their values as parameters (one round trip, the driver's row protocol);
+# larger ones inline them so that the driver streams the result through COPY.
+SMALL_RANGE_ROWS = 20_000
+
+
+def _is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
+    """True when the range holds few rows for sure, judged from the table's key: a table
+    keyed by (symbol[, timeframe], time) holds one row per symbol and minute for one
+    timeframe of minute bars, so symbols x minutes bounds the read.
+
+    Any other key column (option bars: one row per contract and minute) voids the bound:
+    such reads always stream through COPY. Several timeframes, or bars finer than a minute,
+    make the bound optimistic; the cost is then only the slower path, never a wrong result.
+    """
+    if set(spec.primary_key) - {"symbol", "timeframe", spec.time_column}:
+        return False
+    minutes = (rng.end - rng.start).total_seconds() / 60 + 1
+    return len(symbols) * minutes <= SMALL_RANGE_ROWS
+
+
+def _read_resampled(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
+                    exact: bool, extra: Sequence[tuple[str, Any]], every: Resample, calendar: str,
+                    as_of: dt.datetime | None = None) -> pa.Table:
+    q = Query()
+    conditions = where_conditions(q, spec, symbols, rng, extra)
+    bucket = bucket_sql(q, every, column='t."timestamp"', calendar=calendar, aware=table_is_aware(db, spec),
+                        storage_zone=db.settings.storage_timezone)
+    label = every.label
+    cast = "" if exact else "::float8"
+    sql = (
+        f'SELECT t."symbol" AS "symbol", {bucket} AS "timestamp", '
+        f'(array_agg(t."open" ORDER BY t."timestamp"))[1]{cast} AS "open", '
+        f'max(t."high"){cast} AS "high", min(t."low"){cast} AS "low", '
+        f'(array_agg(t."close" ORDER BY t."timestamp" DESC))[1]{cast} AS "close", '
+        f'sum(t."volume")::int8 AS "volume", {q.param(label)}::text AS "timeframe" '
+        f"FROM {db.table(spec.key)} t WHERE {' AND '.join(conditions)} "
+        f'GROUP BY t."symbol", t."timeframe", 2 ORDER BY 1, t."timeframe", 2'
+    )
+    what = "get_market_data(resample=...)"
+    if as_of is not None:
+        table = run_as_of(db, spec, q, sql, as_of=as_of, scope=(symbols, rng, extra), what=what, engine="cx")
+        return conform(table, reader_schema(spec, names, exact=exact))
+    table = read_query_both(db, spec, symbols, rng, extra, q, sql, what=what,
+                            rows_reader=lambda: read_cx(db, q, sql, what=what, table=spec.key))
+    return conform(table, reader_schema(spec, names, exact=exact))
+
+
+def _option_filters(spec: TableSpec, *, expiry: Any, strikes: Any, option_type: Any) -> list[tuple[str, Any]]:
+    extra: list[tuple[str, Any]] = []
+    if expiry is not None:
+        if isinstance(expiry, (str, dt.date)):
+            extra.append(("expiry_date", parse_date(expiry, name="expiry")))
+        else:
+            extra.append(("expiry_date", [parse_date(e, name="expiry") for e in expiry]))
+    if strikes is not None:
+        scale = spec.column("strike_price").scale or 0
+        quantum = Decimal(1).scaleb(-scale)
+        values = []
+        for strike in [strikes] if isinstance(strikes, (int, float, Decimal)) else strikes:
+            if isinstance(strike, bool) or not isinstance(strike, (int, float, Decimal)):
+                raise UsageError(f"strikes: expected numbers, got {strike!r}", table=spec.key,
+                                column="strike_price", value=strike)
+            value = Decimal(repr(strike)) if isinstance(strike, float) else Decimal(strike)
+            if not value.is_finite():
+                raise UsageError(f"strikes: {strike!r} is not a finite number", table=spec.key,
+                                column="strike_price", value=strike)
+            values.append(value.quantize(quantum))
+        extra.append(("strike_price", values))
+    if option_type is not None:
+        types = list(dict.fromkeys(_canonical(spec, "option_type", t)
+                                   for t in symbol_list(option_type, name="option_type")))
+        extra.append(("option_type", types if len(types) != 1 else types[0]))
+    return extra
+
+
+def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,
+                  extra: Sequence[tuple[str, Any]], batch_rows: int, what: str,
+                  as_of: dt.datetime | None = None) -> Iterator[pa.RecordBatch]:
+    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
+        raise UsageError(f"batch_rows: expected a positive integer, got {batch_rows!r}", table=spec.key,
+                        value=batch_rows)
+    if any(v == [] for _, v in extra):
+        symbols = []
+    names = list(spec.column_names)
+    schema = reader_schema(spec, names, exact=exact)
+    if not symbols:
+        return iter(())
+    if as_of is not None:  # one symbol-month at a time, each read as of (like a stream over both tiers)
+        return _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows, what=what,
+                            as_of=as_of)
+    q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=False)
+    sealed_before = (guarded(lambda: sealed_versions(db, spec, symbols, rng, extra),
+                             lambda: read_cx(db, q, f"{sql} LIMIT 0", what=what, table=spec.key))
+                     if spec.sealable else ())
+    if sealed_before:
+        return _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows, what=what)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in stream_cx(db, q, sql, batch_rows=batch_rows, what=what, table=spec.key):
+            if batch.num_rows:
+                table = decimal_text_to_float(pa.Table.from_batches([batch]), spec)
+                yield conform(table, schema).combine_chunks().to_batches()[0]
+        if spec.sealable and sealed_versions(db, spec, symbols, rng, extra) != sealed_before:
+            raise ReadError(f"{what}: part of the range was sealed while it streamed; the batches may miss rows, "
+                            "run the stream again", table=spec.key)
+
+    return batches()
+
+
+def _stream_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,
+                 extra: Sequence[tuple[str, Any]], batch_rows: int, what: str,
+                 as_of: dt.datetime | None = None) -> Iterator[pa.RecordBatch]:
+    """A stream over both tiers: one symbol at a time (one month at a time when the row
+    order is time-major within a symbol), each piece read like a range read."""
+    names = list(spec.column_names)
+    order = range_order(spec)
+    time_major = order[1] == spec.time_column or any(n == "timeframe" for n, _ in extra)
+    pieces: list[tuple[str, TimeRange]] = []
+    for symbol in _sorted_symbols(db, symbols):
+        if not time_major:
+            pieces.append((symbol, rng))
+            continue
+        start = rng.start
+        while start < rng.end or (start == rng.end and not rng.end_exclusive):
+            month_end = dt.datetime.combine(next_period(period_of(start)), dt.time())
+            if month_end < rng.end or (month_end == rng.end and rng.end_exclusive):
+                pieces.append((symbol, TimeRange(start, month_end, end_exclusive=True)))
+            else:
+                pieces.append((symbol, TimeRange(start, rng.end, end_exclusive=rng.end_exclusive)))
+                break
+            start = month_end
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for symbol, piece in pieces:
+            table = _read_range(db, spec, [symbol], piece, names=names, exact=exact, extra=extra, what=what,
+                                as_of=as_of)
+            yield from (b for b in table.combine_chunks().to_batches(max_chunksize=batch_rows) if b.num_rows)
+
+    return batches()
+
+
+def _sorted_symbols(db: Database, symbols: list[str]) -> list[str]:
+    """``symbols`` in the server's collation order (the order range reads return them in)."""
+    if len(symbols) < 2:
+        return symbols
+    q = Query()
+    table = read_lookup(db, q, f"SELECT v FROM unnest({q.param(symbols)}::text[]) AS u(v) ORDER BY v",
+                        what="collation order")
+    return [str(v) for v in table.column("v").to_pylist()]
+
+
+# (symbols, range, filters): what the sealed rows of a statistic are fetched with.
+_Scope = tuple[list[str], TimeRange, list[tuple[str, Any]]]
+
+
+def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_date: DateLike | None, *,
+                 table: str, timeframe: str | None) -> tuple[TableSpec, Query, str, str, _Scope]:
+    """The WHERE clause and series expression shared by the regime statistics, and the
+    (symbols, range, filters) scope their sealed rows are fetched with."""
+    spec = regime_spec(table)
+    sym = text_arg(symbol, name="symbol", allow_none=False)
+    rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
+    _check_bounds(db, spec, start_date, end_date)
+    tf = dict(_filters(spec, timeframe=timeframe)).get("timeframe")
+    has_timeframe = "timeframe" in spec.column_names
+    q = Query()
+    conditions = [f't."symbol" = {q.param(sym)}', *rng.conditions(q, 't."timestamp"')]
+    if tf is not None:
+        conditions.append(f't."timeframe" = {q.param(tf)}')
+    series = 't."timeframe"' if has_timeframe else "0"
+    assert sym is not None
+    scope: _Scope = ([sym], rng, [("timeframe", tf)] if tf is not None else [])
+    return spec, q, " AND ".join(conditions), series, scope
+
+
+# ---------------------------------------------------------------------------------------
+# As of a knowledge time (regime_io._history)
+
+
+def _rows_as_of(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
+                exact: bool, extra: Sequence[tuple[str, Any]], what: str, as_of: dt.datetime) -> pa.Table:
+    """A range read as of ``as_of``: the range query over the table as then known (both tiers)."""
+    schema = reader_schema(spec, names, exact=exact)
+    drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
+    q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol,
+                         engine="adbc")
+    table = run_as_of(db, spec, q, sql, as_of=as_of, scope=(symbols, rng, extra), what=what)
+    return conform(table, schema, constants={"symbol": symbols[0]} if drop_symbol else None)
+
+
+def _stat_rows(db: Database, spec: TableSpec, scope: _Scope, q: Query, sql: str, as_of: DateLike | None, *,
+               what: str) -> pa.Table:
+    """A regime statistic's rows, over both tiers, now or as of ``as_of``."""
+    known = as_of_instant(db, spec, as_of)
+    if known is None:
+        return read_query_both(db, spec, *scope, q, sql, what=what)
+    return run_as_of(db, spec, q, sql, as_of=known, scope=scope, what=what)

@@ -1,0 +1,550 @@
+"""Lazy scans: a table as a ``polars.LazyFrame`` whose filters, columns and row limit reach the server.
+
+:func:`scan` registers an IO source with ``polars.io.plugins.register_io_source``. When the
+frame is collected, polars hands the source the columns it needs, the predicate and a row
+limit; the source
+
+* reads only those columns (and the predicate's): they become the SELECT list;
+* pushes the top-level conjuncts of the predicate that test a key or time column
+  (``symbol``, ``timeframe``, ``timestamp``, ``expiry_date``, ``strike_price``,
+  ``option_type``, ``regime``) with ``==``, ``is_in``, ``<``, ``<=``, ``>``, ``>=`` or
+  ``is_between`` against constants into the SQL WHERE clause and into the sealed
+  chunks' pruning (key, period, min/max);
+* applies the **whole** predicate to every batch afterwards in polars, so a predicate
+  that is only partly pushed (or not at all) still gives exactly the right rows;
+* turns a row limit (``head(n)``) into ``LIMIT n`` when every conjunct was pushed exactly,
+  and otherwise stops reading once ``n`` rows passed the predicate.
+
+``timeframe`` and ``option_type`` literals anywhere in the predicate are spelled as the
+writers store them first (``"1min"`` finds ``"1m"`` rows, ``"call"`` finds ``CE``), as the
+eager readers do; a value those columns cannot hold raises :class:`UsageError`.
+
+Rows come back in the eager readers' order and schema (same dtypes; same values over the
+row tier and the sealed chunks). Batches stream: a range with nothing sealed is one
+connectorx Arrow stream; a range with sealed chunks is read one symbol (one symbol-month
+when the order is time-major) at a time, each piece merged over both tiers.
+
+Example:
+    >>> lf = scan(db, "bars")                                        # doctest: +SKIP
+    >>> lf.filter(pl.col("symbol") == "NIFTY").select("timestamp", "close").head(5).collect()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+
+from .._conn.engines import read_adbc, read_cx, read_lookup, stream_cx
+from .._frames import conform
+from .._sql.args import text_arg
+from .._sql.names import chunk_table
+from .._sql.query import EARLIEST, LATEST, Query, TimeRange
+from .._sql.quote import quote_ident
+from .._tiers.catalog import SERIES_TABLES, read_catalog
+from .._tiers.knowledge import as_of_instant
+from .._tiers.router import read_both, run_as_of
+from .._tiers.sealed_format import next_period
+from .._tiers.sealed_read import sealed_versions
+from ..errors import ReadError, UsageError
+from ..tables import TableSpec, table_spec
+from ..types import DateLike
+from .decode import decimal_text_to_float, reader_schema
+from .readers import _is_small_range, _sorted_symbols
+from .sqltext import range_order, select_list
+
+if TYPE_CHECKING:
+    from .._conn.database import Database
+
+__all__ = ["PUSHED_COLUMNS", "ScanPlan", "plan_scan", "scan"]
+
+log = logging.getLogger(__name__)
+
+
+# The columns whose tests become SQL (and chunk pruning); anything else is applied by polars.
+PUSHED_COLUMNS = ("symbol", "timeframe", "timestamp", "expiry_date", "strike_price", "option_type", "regime")
+
+
+# Columns stored in a canonical spelling (tables.Column.canonical): literals are rewritten.
+_CANONICAL = ("timeframe", "option_type")
+
+
+# Text columns: only equality and is_in are pushed (a range would depend on the collation).
+_TEXT = ("symbol", "timeframe", "option_type", "regime")
+
+
+_FLIP = {"Lt": "Gt", "LtEq": "GtEq", "Gt": "Lt", "GtEq": "LtEq", "Eq": "Eq"}
+
+
+_ONE_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+@dataclass
+class ScanPlan:
+    """What a predicate pushes down: the SQL filters and the predicate polars applies after."""
+
+    symbols: list[str] | None = None
+    start: dt.datetime = EARLIEST
+    end: dt.datetime = LATEST
+    end_exclusive: bool = False
+    equal: dict[str, list[Any]] = field(default_factory=dict)
+    lower: dict[str, tuple[Any, bool]] = field(default_factory=dict)  # column -> (value, inclusive)
+    upper: dict[str, tuple[Any, bool]] = field(default_factory=dict)
+    pushed: list[str] = field(default_factory=list)  # the conjuncts pushed, for logs and tests
+    exact: bool = True  # every conjunct pushed exactly: a row limit may become LIMIT
+    empty: bool = False  # contradictory filters: no row can match
+    predicate: pl.Expr | None = None  # applied by polars to every batch (canonical spellings)
+
+    @property
+    def range(self) -> TimeRange:
+        return TimeRange(self.start, self.end, end_exclusive=self.end_exclusive)
+
+
+# ---------------------------------------------------------------------------------------
+# Predicate analysis (polars' JSON form of the expression)
+
+
+def _constant(node: Any) -> tuple[bool, Any]:
+    """``(True, value)`` when ``node`` is an expression without columns (a literal, a cast
+    literal), evaluated by polars itself; list literals come back as Python lists."""
+    if '"Column"' in json.dumps(node) or "Literal" not in json.dumps(node):
+        return False, None
+    try:
+        expr = pl.Expr.deserialize(io.StringIO(json.dumps(node)), format="json")
+        series = pl.select(expr).to_series()
+    except Exception:  # an expression we cannot evaluate is simply not pushed
+        return False, None
+    if series.len() != 1:
+        return False, None
+    inner = series.dtype.inner if isinstance(series.dtype, pl.List) else series.dtype
+    if isinstance(inner, pl.Datetime) and inner.time_unit == "ns":
+        return False, None  # nanoseconds would be cut to the stored microseconds: left to polars
+    value = series.item()
+    if isinstance(value, pl.Series):
+        return True, value.to_list()
+    return True, value
+
+
+def _column(node: Any) -> str | None:
+    return node["Column"] if isinstance(node, dict) and isinstance(node.get("Column"), str) else None
+
+
+def _lit_json(value: Any) -> Any:
+    return json.loads(pl.lit(value).meta.serialize(format="json"))
+
+
+def _canonical(spec: TableSpec, name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    canonical = spec.column(name).canonical(value)
+    if canonical is None:
+        raise UsageError(f"scan: {name} {value!r} is not an accepted value; allowed: {spec.column(name).accepted}",
+                         table=spec.key, column=name, value=value)
+    return canonical
+
+
+def _rewrite(spec: TableSpec, node: Any) -> Any:
+    """``node`` with the literals compared to ``timeframe``/``option_type`` in their stored spelling."""
+    if isinstance(node, list):
+        return [_rewrite(spec, n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    binary = node.get("BinaryExpr")
+    if isinstance(binary, dict) and binary.get("op") in ("Eq", "NotEq", "EqValidity", "NotEqValidity"):
+        for side, other in (("left", "right"), ("right", "left")):
+            name = _column(binary[side])
+            if name in _CANONICAL and name in spec.column_names:
+                ok, value = _constant(binary[other])
+                if ok and isinstance(value, str):
+                    return {"BinaryExpr": {**binary, other: _lit_json(_canonical(spec, name, value))}}
+    function = node.get("Function")
+    if isinstance(function, dict) and _is_in(function):
+        name = _column(function["input"][0])
+        if name in _CANONICAL and name in spec.column_names:
+            ok, values = _constant(function["input"][1])
+            if ok and isinstance(values, list) and all(isinstance(v, str) or v is None for v in values):
+                canon = [None if v is None else _canonical(spec, name, v) for v in values]
+                replaced = json.loads(pl.col(name).is_in(canon).meta.serialize(format="json"))
+                return {"Function": {**function, "input": [function["input"][0],
+                                                            replaced["Function"]["input"][1]]}}
+    return {key: _rewrite(spec, value) for key, value in node.items()}
+
+
+def _is_in(function: dict[str, Any]) -> bool:
+    boolean = function.get("function", {}).get("Boolean") if isinstance(function.get("function"), dict) else None
+    return isinstance(boolean, dict) and "IsIn" in boolean and len(function.get("input", [])) == 2
+
+
+def _is_between(function: dict[str, Any]) -> str | None:
+    boolean = function.get("function", {}).get("Boolean") if isinstance(function.get("function"), dict) else None
+    if isinstance(boolean, dict) and "IsBetween" in boolean and len(function.get("input", [])) == 3:
+        return str(boolean["IsBetween"].get("closed", "Both"))
+    return None
+
+
+def _conjuncts(node: Any) -> list[Any]:
+    binary = node.get("BinaryExpr") if isinstance(node, dict) else None
+    if isinstance(binary, dict) and binary.get("op") in ("And", "LogicalAnd"):
+        return [*_conjuncts(binary["left"]), *_conjuncts(binary["right"])]
+    return [node]
+
+
+def plan_scan(spec: TableSpec, predicate: pl.Expr | None) -> ScanPlan:
+    """What of ``predicate`` the server applies, and the predicate polars applies after.
+
+    Raises:
+        UsageError: a ``timeframe``/``option_type`` literal those columns cannot hold.
+    """
+    plan = ScanPlan(predicate=predicate)
+    if predicate is None:
+        return plan
+    try:
+        tree = json.loads(predicate.meta.serialize(format="json"))
+    except Exception:  # an expression polars cannot serialise: nothing pushed
+        plan.exact = False
+        return plan
+    tree = _rewrite(spec, tree)
+    plan.predicate = pl.Expr.deserialize(io.StringIO(json.dumps(tree)), format="json")
+    for conjunct in _conjuncts(tree):
+        if not _push(spec, plan, conjunct):
+            plan.exact = False
+    return plan
+
+
+def _push(spec: TableSpec, plan: ScanPlan, node: Any) -> bool:
+    """Push one conjunct into ``plan``; True when the SQL now applies it exactly."""
+    if not isinstance(node, dict):
+        return False
+    binary = node.get("BinaryExpr")
+    if isinstance(binary, dict) and binary.get("op") in _FLIP:
+        op = binary["op"]
+        name, other = _column(binary["left"]), binary["right"]
+        if name is None:
+            name, other, op = _column(binary["right"]), binary["left"], _FLIP[op]
+        ok, value = _constant(other)
+        if name is None or not ok or name not in PUSHED_COLUMNS or name not in spec.column_names:
+            return False
+        if op == "Eq":
+            return _push_values(spec, plan, name, [value], f"{name} == {value!r}")
+        return _push_bound(spec, plan, name, op, value)
+    function = node.get("Function")
+    if isinstance(function, dict):
+        name = _column(function.get("input", [None])[0])
+        if name is None or name not in PUSHED_COLUMNS or name not in spec.column_names:
+            return False
+        if _is_in(function):
+            ok, values = _constant(function["input"][1])
+            if not ok or not isinstance(values, list):
+                return False
+            return _push_values(spec, plan, name, [v for v in values if v is not None],
+                                f"{name}.is_in({values!r})")
+        closed = _is_between(function)
+        if closed is not None:
+            ok_lo, lo = _constant(function["input"][1])
+            ok_hi, hi = _constant(function["input"][2])
+            if not (ok_lo and ok_hi):
+                return False
+            exact_lo = _push_bound(spec, plan, name, "GtEq" if closed in ("Both", "Left") else "Gt", lo)
+            exact_hi = _push_bound(spec, plan, name, "LtEq" if closed in ("Both", "Right") else "Lt", hi)
+            return exact_lo and exact_hi
+    return False
+
+
+def _value(spec: TableSpec, name: str, value: Any) -> tuple[bool, Any]:
+    """The value as the SQL compares it, or ``(False, None)`` when it is not pushed."""
+    kind = spec.column(name).kind
+    if value is None:
+        return False, None
+    if kind == "text":
+        if not isinstance(value, str):
+            return False, None
+        return True, text_arg(value, name=name)
+    if kind == "timestamp":
+        if isinstance(value, dt.datetime):
+            return (value.tzinfo is None), value
+        if isinstance(value, dt.date):
+            return True, dt.datetime.combine(value, dt.time())  # polars compares a date as its midnight
+        return False, None
+    if kind == "date":
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return True, value
+        return False, None
+    if kind == "decimal":
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+            return False, None
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        return number.is_finite(), number
+    return False, None
+
+
+def _push_values(spec: TableSpec, plan: ScanPlan, name: str, values: list[Any], text: str) -> bool:
+    converted = []
+    for value in values:
+        ok, v = _value(spec, name, value)
+        if not ok:
+            return False
+        converted.append(v)
+    plan.pushed.append(text)
+    if name == "timestamp":
+        if not converted:
+            plan.empty = True
+            return True
+        _push_bound(spec, plan, name, "GtEq", min(converted), record=False)
+        _push_bound(spec, plan, name, "LtEq", max(converted), record=False)
+        return len(set(converted)) == 1
+    unique = list(dict.fromkeys(converted))
+    if name == "symbol":
+        plan.symbols = unique if plan.symbols is None else [s for s in plan.symbols if s in unique]
+        plan.empty = plan.empty or not plan.symbols
+        return True
+    current = plan.equal.get(name)
+    plan.equal[name] = unique if current is None else [v for v in current if v in unique]
+    plan.empty = plan.empty or not plan.equal[name]
+    return True
+
+
+def _push_bound(spec: TableSpec, plan: ScanPlan, name: str, op: str, value: Any, *, record: bool = True) -> bool:
+    if name in _TEXT:
+        return False
+    ok, v = _value(spec, name, value)
+    if not ok:
+        return False
+    if record:
+        plan.pushed.append(f"{name} {op} {v!r}")
+    if name == "timestamp":
+        # Timestamps are microseconds: '> t' is '>= t + 1us', so the time range stays exact.
+        if op in ("Gt", "GtEq"):
+            start = v + _ONE_MICROSECOND if op == "Gt" else v
+            plan.start = max(plan.start, start)
+        else:
+            exclusive = op == "Lt"
+            if v < plan.end or (v == plan.end and exclusive):
+                plan.end, plan.end_exclusive = v, exclusive
+        if plan.start > plan.end or (plan.start == plan.end and plan.end_exclusive):
+            plan.empty = True
+        return True
+    bounds = plan.lower if op in ("Gt", "GtEq") else plan.upper
+    inclusive = op in ("GtEq", "LtEq")
+    if name in bounds:
+        old, _ = bounds[name]
+        tighter = v > old if op in ("Gt", "GtEq") else v < old
+        if not tighter and not (v == old and not inclusive):
+            return True
+    bounds[name] = (v, inclusive)
+    return True
+
+
+# ---------------------------------------------------------------------------------------
+# SQL and reading
+
+
+def _row_query(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] | None, rng: TimeRange, *,
+               names: Sequence[str], exact: bool, engine: str, limit: int | None) -> tuple[Query, str]:
+    q = Query()
+    conds: list[str] = []
+    if symbols is not None:
+        conds.append(f't."symbol" = {q.param(symbols[0])}' if len(symbols) == 1
+                     else f't."symbol" = ANY({q.param(symbols)}::text[])')
+    conds += rng.conditions(q, f"t.{quote_ident(spec.time_column or 'timestamp')}")
+    for name, values in plan.equal.items():
+        ref = f"t.{quote_ident(name)}"
+        if len(values) == 1:
+            conds.append(f"{ref} = {q.param(values[0])}")
+        else:
+            cast = {"date": "date", "decimal": "numeric"}.get(spec.column(name).kind, "text")
+            conds.append(f"{ref} = ANY({q.param(values)}::{cast}[])")
+    for bounds, strict, loose in ((plan.lower, ">", ">="), (plan.upper, "<", "<=")):
+        for name, (value, inclusive) in bounds.items():
+            conds.append(f"t.{quote_ident(name)} {loose if inclusive else strict} {q.param(value)}")
+    order = [n for n in range_order(spec) if not (symbols is not None and len(symbols) == 1 and n == "symbol")]
+    sql = (f"SELECT {select_list(spec, names, exact=exact, engine='adbc' if engine == 'adbc' else 'cx')} "
+           f"FROM {db.table(spec.key)} t WHERE {' AND '.join(conds)} "
+           f"ORDER BY {', '.join(f't.{quote_ident(n)}' for n in order)}"
+           + (f" LIMIT {q.param(limit)}" if limit is not None else ""))
+    return q, sql
+
+
+def _sealed_extra(spec: TableSpec, plan: ScanPlan) -> list[tuple[str, Any]]:
+    """The equality filters the sealed tier prunes and trims by: chunk-key columns, and
+    single values of the others (a list of text values is left to polars: min/max pruning
+    by a list would compare text in Python's order, not the server's collation)."""
+    extra: list[tuple[str, Any]] = []
+    for name, values in plan.equal.items():
+        if name in spec.chunk_by or len(values) == 1 or spec.column(name).kind != "text":
+            extra.append((name, values if len(values) > 1 else values[0]))
+    return extra
+
+
+def _read_rows(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] | None, rng: TimeRange,
+               names: list[str], *, exact: bool, limit: int | None) -> pa.Table:
+
+    schema = reader_schema(spec, names, exact=exact)
+    if symbols is not None and _is_small_range(spec, symbols, rng):
+        q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="adbc", limit=limit)
+        return conform(read_adbc(db, q, sql, what="scan", table=spec.key), schema)
+    q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="cx", limit=limit)
+    return conform(decimal_text_to_float(read_cx(db, q, sql, what="scan", table=spec.key), spec), schema)
+
+
+def _sealed_symbols(db: Database, spec: TableSpec, rng: TimeRange) -> list[str]:
+    """Symbols with a sealed chunk overlapping ``rng`` (the chunk table is one row per series-month)."""
+    q = Query()
+    sql = (f"SELECT DISTINCT t.symbol FROM {chunk_table(spec, db.settings)} t "
+           f"WHERE t.last_ts >= {q.param(rng.start)} AND t.first_ts {'<' if rng.end_exclusive else '<='} "
+           f"{q.param(rng.end)}")
+    return [str(s) for s in read_lookup(db, q, sql, what="scan (sealed)", table=spec.key).column("symbol").to_pylist()]
+
+
+def _all_symbols(db: Database, spec: TableSpec, sealed: list[str]) -> list[str]:
+    """Every symbol of the table: the series catalog's, and those with sealed chunks."""
+
+    listed = [str(s) for s in read_catalog(db, spec.key).column("symbol").to_pylist()]
+    return _sorted_symbols(db, list(dict.fromkeys([*listed, *sealed])))
+
+
+def _pieces(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str],
+            rng: TimeRange) -> list[tuple[str, TimeRange]]:
+    """One piece per symbol, or, when rows are time-major within a symbol (option bars; one
+    timeframe), per month of the symbol's sealed span plus one piece before and one after
+    it: each piece is read over both tiers and merged on its own, so memory holds a piece."""
+    order = range_order(spec)
+    time_major = order[1] == spec.time_column or len(plan.equal.get("timeframe", [])) == 1
+    if not time_major:
+        return [(symbol, rng) for symbol in symbols]
+    q = Query()
+    sql = (f"SELECT t.symbol, min(t.period_start) AS lo, max(t.period_start) AS hi FROM "
+           f"{chunk_table(spec, db.settings)} t WHERE t.symbol = ANY({q.param(symbols)}::text[]) GROUP BY t.symbol")
+    spans = {r["symbol"]: (r["lo"], r["hi"]) for r in read_lookup(db, q, sql, what="scan (sealed)",
+                                                                  table=spec.key).to_pylist()}
+    pieces: list[tuple[str, TimeRange]] = []
+    for symbol in symbols:
+        if symbol not in spans:
+            pieces.append((symbol, rng))
+            continue
+        lo, hi = spans[symbol]
+        cuts = [dt.datetime.combine(lo, dt.time())]
+        while cuts[-1] <= dt.datetime.combine(hi, dt.time()):
+            cuts.append(dt.datetime.combine(next_period(cuts[-1].date()), dt.time()))
+        start = rng.start
+        for cut in cuts:
+            if cut <= start:
+                continue
+            if cut > rng.end or (cut == rng.end and not rng.end_exclusive):
+                break
+            pieces.append((symbol, TimeRange(start, cut, end_exclusive=True)))
+            start = cut
+        pieces.append((symbol, TimeRange(start, rng.end, end_exclusive=rng.end_exclusive)))
+    return pieces
+
+
+def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, exact: bool,
+            limit: int | None, batch_rows: int, as_of: dt.datetime | None = None) -> Iterator[pa.Table]:
+    """The rows of ``plan``'s SQL filters over both tiers, in the eager readers' order."""
+    rng = plan.range
+    symbols = plan.symbols
+    extra = _sealed_extra(spec, plan)
+    order = range_order(spec)
+    if as_of is not None:  # symbol by symbol, the same SQL over the table as known then (regime_io._history)
+
+        schema = reader_schema(spec, names, exact=exact)
+        syms = _sorted_symbols(db, symbols) if symbols is not None else _all_symbols(
+            db, spec, _sealed_symbols(db, spec, rng) if spec.sealable else [])
+        for symbol in syms:
+            q, sql = _row_query(db, spec, plan, [symbol], rng, names=names, exact=exact, engine="adbc", limit=limit)
+            table = run_as_of(db, spec, q, sql, as_of=as_of, scope=([symbol], rng, extra), what="scan")
+            yield conform(decimal_text_to_float(table, spec), schema)
+        return
+
+    def both(syms: list[str], piece: TimeRange) -> pa.Table:
+        return read_both(db, spec, syms, piece, extra, names, exact, order,
+                         lambda columns: _read_rows(db, spec, plan, syms, piece, columns, exact=exact, limit=limit))
+
+    if symbols is not None and _is_small_range(spec, symbols, rng):
+        yield both(symbols, rng)
+        return
+    if not spec.sealable:
+        sealed_before: Any = ()
+    elif symbols is not None:
+        sealed_before = sealed_versions(db, spec, symbols, rng, extra)
+    else:
+        sealed_before = _sealed_symbols(db, spec, rng)
+    if not sealed_before:
+        # Nothing sealed in the range: one streamed query over the row tier.
+        schema = reader_schema(spec, names, exact=exact)
+        q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="cx", limit=limit)
+        for batch in stream_cx(db, q, sql, batch_rows=batch_rows, what="scan", table=spec.key):
+            if batch.num_rows:
+                yield conform(decimal_text_to_float(pa.Table.from_batches([batch]), spec), schema)
+        now = (() if not spec.sealable else sealed_versions(db, spec, symbols, rng, extra) if symbols is not None
+               else _sealed_symbols(db, spec, rng))
+        if now:
+            raise ReadError("scan: part of the range was sealed while it streamed; the batches may miss rows, "
+                            "collect again", table=spec.key)
+        return
+    symbols = _all_symbols(db, spec, list(sealed_before)) if symbols is None else _sorted_symbols(db, symbols)
+    for symbol, piece in _pieces(db, spec, plan, symbols, rng):
+        yield both([symbol], piece)
+
+
+def _source(db: Database, spec: TableSpec, exact: bool, full: list[str], as_of: dt.datetime | None = None) -> Any:
+    def source(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
+               batch_size: int | None) -> Iterator[pl.DataFrame]:
+        plan = plan_scan(spec, predicate)
+        wanted = list(with_columns) if with_columns is not None else full
+        needed = set(wanted) | (set(plan.predicate.meta.root_names()) if plan.predicate is not None else set())
+        names = [n for n in full if n in needed] or full[:1]
+        log.debug("scan %s: columns %s, pushed %s, exact=%s, limit %s", spec.key, names, plan.pushed, plan.exact,
+                  n_rows)
+        if plan.empty or n_rows == 0:
+            return
+        remaining = n_rows
+        batch_rows = batch_size or 250_000
+        limit = n_rows if (n_rows is not None and plan.exact) else None
+        for table in _tables(db, spec, plan, names, exact=exact, limit=limit, batch_rows=batch_rows, as_of=as_of):
+            frame = pl.from_arrow(table)
+            assert isinstance(frame, pl.DataFrame)
+            if plan.predicate is not None:
+                frame = frame.filter(plan.predicate)
+            frame = frame.select(wanted)
+            if remaining is not None:
+                frame = frame.head(remaining)
+                remaining -= frame.height
+            for offset in range(0, frame.height, batch_rows):
+                yield frame.slice(offset, batch_rows)
+            if remaining is not None and remaining <= 0:
+                return
+
+    return source
+
+
+def scan(db: Database, table: str, *, exact: bool = False, as_of: DateLike | None = None) -> pl.LazyFrame:
+    """A time-series table as a ``polars.LazyFrame`` with projection, predicate and limit
+    pushdown (module docstring).
+
+    Raises:
+        UsageError: an unknown table, or one without a time column.
+    """
+    from polars.io.plugins import register_io_source
+
+    spec = table_spec(table)
+    if spec.time_column is None:
+        raise UsageError(f"scan reads the time-series tables; {spec.key!r} is not one; allowed: "
+                         f"{', '.join(SERIES_TABLES)}", table=spec.key, value=table)
+    if not isinstance(exact, bool):
+        raise UsageError(f"exact: expected True or False, got {exact!r}", table=spec.key, value=exact)
+
+    known = as_of_instant(db, spec, as_of)
+    full = list(spec.column_names)
+    empty = pl.from_arrow(reader_schema(spec, full, exact=exact).empty_table())
+    assert isinstance(empty, pl.DataFrame)
+    return register_io_source(_source(db, spec, exact, full, known), schema=empty.schema,
+                              explain_name=f"regime_io {spec.key}",
+                              explain_detail="pushdown: columns, key/time filters, head(n)")

@@ -1,0 +1,145 @@
+"""SQL text of the readers: select lists, WHERE conditions, range and latest-row queries.
+
+Values are never formatted into SQL: every builder takes a :class:`~regime_io._readsql.Query`
+and binds values with ``q.param(value)``; identifiers come from the table declarations
+and are quoted by :func:`~regime_io._sql.quote_ident`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .._sql.names import catalog_table
+from .._sql.query import Query, TimeRange
+from .._sql.quote import quote_ident
+from .._tiers.catalog import series_columns
+from ..tables import TableSpec
+
+if TYPE_CHECKING:
+    from .._conn.database import Database
+
+__all__ = [
+    "CatalogSeries", "catalog_series", "latest_query", "range_order", "range_query", "select_list",
+    "where_conditions",
+]
+
+
+def range_order(spec: TableSpec) -> tuple[str, ...]:
+    """Row order of range reads: the natural key (time last), except option bars, which
+    come time first after the symbol, as a backtest replays them."""
+    if spec.key == "options_data":
+        time_col = spec.time_column or "timestamp"
+        rest = tuple(c for c in spec.primary_key if c not in ("symbol", time_col))
+        return ("symbol", time_col, *rest)
+    return spec.primary_key
+
+
+def select_list(spec: TableSpec, names: Sequence[str], *, exact: bool, engine: Literal["cx", "adbc"],
+                 alias: str = "t") -> str:
+    """SELECT expressions giving each column its reader type (or one the client casts).
+
+    DECIMAL is cast to float8 on the server for ADBC; connectorx gets it as text, which
+    :func:`decimal_text_to_float` parses into the same float64 (the server's ``::float8``
+    formats the same text and parses it, on the server's one core). Exact reads get
+    NUMERIC from connectorx (decimal128(38,10), rescaled on the client) and text from
+    ADBC (which has no Arrow decimal for NUMERIC).
+    """
+    parts = []
+    for name in names:
+        column = spec.column(name)
+        ref = f"{alias}.{quote_ident(name)}"
+        if column.kind == "decimal" and not exact and engine == "cx":
+            parts.append(f"{ref}::text AS {quote_ident(name)}")
+        elif column.kind == "decimal" and not exact:
+            parts.append(f"{ref}::float8 AS {quote_ident(name)}")
+        elif (column.kind == "decimal" and engine == "adbc") or column.kind == "json":
+            parts.append(f"{ref}::text AS {quote_ident(name)}")
+        else:
+            parts.append(f"{ref} AS {quote_ident(name)}")
+    return ", ".join(parts)
+
+
+def symbol_condition(q: Query, symbols: list[str]) -> str:
+    if len(symbols) == 1:
+        return f't."symbol" = {q.param(symbols[0])}'
+    return f't."symbol" = ANY({q.param(symbols)}::text[])'
+
+
+def where_conditions(q: Query, spec: TableSpec, symbols: list[str], rng: TimeRange,
+                extra: Sequence[tuple[str, Any]]) -> list[str]:
+    conditions = [symbol_condition(q, symbols), *rng.conditions(q, 't."timestamp"')]
+    for name, value in extra:
+        ref = f"t.{quote_ident(name)}"
+        column = spec.column(name)
+        if isinstance(value, list):
+            cast = {"date": "date", "decimal": "numeric"}.get(column.kind, "text")
+            conditions.append(f"{ref} = ANY({q.param(value)}::{cast}[])")
+        else:
+            conditions.append(f"{ref} = {q.param(value)}")
+    return conditions
+
+
+def range_query(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
+                 exact: bool, extra: Sequence[tuple[str, Any]], drop_symbol: bool,
+                 engine: Literal["cx", "adbc"] = "cx") -> tuple[Query, str]:
+    q = Query()
+    sql_names = [n for n in names if not (drop_symbol and n == "symbol")]
+    order = [n for n in range_order(spec) if not (len(symbols) == 1 and n == "symbol")]
+    sql = (f"SELECT {select_list(spec, sql_names, exact=exact, engine=engine)} FROM {db.table(spec.key)} t "
+           f"WHERE {' AND '.join(where_conditions(q, spec, symbols, rng, extra))} "
+           f"ORDER BY {', '.join(f't.{quote_ident(n)}' for n in order)}")
+    return q, sql
+
+
+def latest_query(db: Database, spec: TableSpec, wanted: list[str] | None, *, timeframe: str | None,
+                 exact: bool) -> tuple[Query, str]:
+    """The latest-row query of :func:`get_latest`: the series catalog joined to the table
+    on the exact key ``(symbol[, timeframe], timestamp = last_ts)``.
+
+    One primary-key probe per series (run-time partition pruning picks the partition of
+    ``last_ts``), whatever the length of the history or the number of partitions. On Citus
+    the catalog is co-located with the data, so the join runs on the workers: one shard
+    for one symbol, every shard in parallel for all of them. One form for both engines:
+    recursive skip scans and ``LATERAL (... LIMIT 1)`` over a list of symbols, which a
+    plain server runs well, are refused by Citus.
+    """
+
+    q = Query()
+    c = catalog_series(q, spec, wanted, timeframe=timeframe)
+    sql = (f"SELECT {select_list(spec, list(spec.column_names), exact=exact, engine='adbc', alias='t')} "
+           f"FROM {catalog_table(db.settings)} s JOIN {db.table(spec.key)} t ON {c.match} AND t.{c.time} = s.last_ts "
+           f"WHERE {c.where} ORDER BY {c.order}")
+    return q, sql
+
+
+@dataclass(frozen=True)
+class CatalogSeries:
+    """SQL fragments over the series catalog (alias ``s``) and a table (alias ``t``):
+    the series asked for, how a row matches its series, and the readers' series order."""
+
+    where: str
+    columns: str  # "s.symbol" or "s.symbol, s.timeframe"
+    match: str
+    order: str
+    time: str  # the quoted time column
+
+
+def catalog_series(q: Query, spec: TableSpec, wanted: list[str] | None, *, timeframe: str | None) -> CatalogSeries:
+    """The catalog's series of ``spec`` (of ``wanted`` symbols, of one timeframe), shared by
+    the latest-row readers (current and as of a knowledge time)."""
+
+    by_timeframe = len(series_columns(spec)) == 2
+    conditions = [f"s.table_key = {q.param(spec.key)}"]
+    if wanted is not None:
+        conditions.append(f"s.symbol = ANY({q.param(wanted)}::text[])")
+    if timeframe is not None:
+        conditions.append(f"s.timeframe = {q.param(timeframe)}")
+    return CatalogSeries(
+        where=" AND ".join(conditions),
+        columns="s.symbol" + (", s.timeframe" if by_timeframe else ""),
+        match='t."symbol" = s.symbol' + (' AND t."timeframe" = s.timeframe' if by_timeframe else ""),
+        order='s.symbol COLLATE "C"' + (', s.timeframe COLLATE "C"' if by_timeframe else ""),
+        time=quote_ident(spec.time_column or "timestamp"),
+    )

@@ -1,0 +1,174 @@
+"""Database schema: DDL derived from the table declarations, initialisation, partitions.
+
+Time-series tables are range-partitioned on ``timestamp`` (monthly by default) and
+their natural key is the primary key; partitions are created on demand, in their own
+short transaction, before the data transaction that needs them, as ``CREATE TABLE``
+plus ``ATTACH PARTITION`` (which, unlike ``CREATE TABLE ... PARTITION OF``, does not
+block readers of the parent). See ``docs/schema.md``.
+
+Example:
+    >>> from regime_io.config import Settings
+    >>> from regime_io.tables import TABLES
+    >>> print(create_table_sql(TABLES["market_regimes_1min"], Settings())[0].splitlines()[0])
+    CREATE TABLE IF NOT EXISTS "public"."mr_market_regimes_1min" (
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .._conn.pool import ConnectionPool
+from .._sql.names import chunk_table, ddl_lock_key, index_name, qualified_table, version_table
+from .._sql.quote import literal, qualified, quote_ident
+from .._tiers.catalog import catalog_sql, fill_catalog
+from .._tiers.changes import live_sql
+from .._tiers.knowledge import history_sql
+from .._tiers.sealed_format import chunk_stat_columns
+from ..config import Settings
+from ..tables import TABLES, TableKey, TableSpec
+from . import citus as scaling
+from .timezones import metadata_sql, record_storage_zone
+
+__all__ = ["SCHEMA_VERSION", "chunk_table_sql", "create_table_sql", "initialize_database"]
+
+log = logging.getLogger(__name__)
+
+
+# Bump with a migration in initialize_database when the DDL changes: add its line to
+# _VERSIONS (every statement of schema_sql is idempotent, so the migration is running it).
+SCHEMA_VERSION = 6
+
+
+_VERSIONS = {
+    1: "initial schema: five tables, natural primary keys, range partitions on timestamp",
+    2: "columnar history tier: a <table>_chunks table per time-series table",
+    3: "metadata: the storage time zone and each table's time kind (naive or aware)",
+    4: "series catalog: first/last timestamp and row count per stored series",
+    5: "knowledge time: known_from on every table, a <table>_history table of superseded versions",
+    6: "live tail: change_xid (writing transaction id, BRIN-indexed) on every table, <prefix>sealed_changes",
+}
+
+
+# The version whose migration fills the series catalog from the rows already stored.
+_CATALOG_VERSION = 4
+
+
+# Both halves of the advisory lock key: a constant namespace and a hash of the schema.
+def create_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
+    """The DDL for one table: CREATE TABLE (partitioned where declared) and its indexes."""
+    lines = ["    id BIGSERIAL NOT NULL"]
+    for col in spec.columns:
+        lines.append(f"    {quote_ident(col.name)} {col.pg_type}{'' if col.nullable else ' NOT NULL'}")
+    lines.append("    created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP")
+    lines.append(f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in spec.primary_key)})")
+    partition = f" PARTITION BY RANGE ({quote_ident(spec.time_column)})" if spec.time_column else ""
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {qualified_table(spec, settings)} (\n" + ",\n".join(lines) + f"\n){partition}"
+    ]
+    for columns in spec.indexes:
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {quote_ident(index_name(settings, spec, columns))} "
+            f"ON {qualified_table(spec, settings)} ({', '.join(quote_ident(c) for c in columns)})"
+        )
+    return statements
+
+
+def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
+    """The DDL of a table's chunk table (the sealed tier), derived from its declaration.
+
+    One row per ``chunk_by`` key and period: the key columns with the row table's types,
+    ``period_start``, ``row_count``, ``first_ts``/``last_ts``, ``min_<c>``/``max_<c>``
+    per payload column (pruning), the payload's schema fingerprint and codec, and the
+    payload itself, stored EXTERNAL: it is already zstd-compressed, so TOAST must not
+    spend time compressing it again.
+    """
+    lines = [f"    {quote_ident(c)} {spec.column(c).pg_type} NOT NULL" for c in spec.chunk_by]
+    lines += ["    period_start DATE NOT NULL", "    row_count INTEGER NOT NULL",
+              "    first_ts TIMESTAMP NOT NULL", "    last_ts TIMESTAMP NOT NULL"]
+    for name in chunk_stat_columns(spec):
+        pg_type = spec.column(name).pg_type
+        lines += [f"    {quote_ident('min_' + name)} {pg_type}", f"    {quote_ident('max_' + name)} {pg_type}"]
+    lines += ["    schema_fingerprint TEXT NOT NULL", "    codec TEXT NOT NULL",
+              "    sealed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP", "    payload BYTEA NOT NULL",
+              f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in (*spec.chunk_by, 'period_start'))})"]
+    table = chunk_table(spec, settings)
+    # Only when not set yet: Citus refuses SET STORAGE on a distributed table, and a second
+    # initialize_database must not fail there.
+    storage = (f"DO $$ BEGIN IF (SELECT attstorage FROM pg_attribute WHERE attrelid = {literal(table)}::regclass "
+               "AND attname = 'payload') <> 'e' THEN "
+               f"ALTER TABLE {table} ALTER COLUMN payload SET STORAGE EXTERNAL; END IF; END $$")
+    return [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)", storage]
+
+
+def schema_sql(settings: Settings) -> list[str]:
+    """Every statement ``initialize_database`` runs, in order."""
+    statements = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(settings.schema)}"]
+    for spec in TABLES.values():
+        statements.extend(create_table_sql(spec, settings))
+        if spec.sealable:
+            statements.extend(chunk_table_sql(spec, settings))
+        statements.extend(history_sql(spec, settings))
+    statements.append(
+        f"CREATE TABLE IF NOT EXISTS {version_table(settings)} (\n"
+        "    version INTEGER PRIMARY KEY,\n"
+        "    applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP,\n"
+        "    description TEXT NOT NULL\n)"
+    )
+    statements.extend(metadata_sql(settings))
+    statements.extend(catalog_sql(settings))
+    statements.extend(live_sql(settings))
+    return statements
+
+
+def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
+    """Create the schema, the five tables and their indexes if missing; record the version.
+
+    Idempotent, and safe when several processes call it at once: the statements run under
+    a transaction-scoped advisory lock. Returns the schema version now recorded.
+    """
+    with pool.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT pg_advisory_xact_lock({ddl_lock_key(settings)})")
+            cur.fetchall()
+            for statement in schema_sql(settings):
+                cur.execute(statement)
+            cur.execute(f"SELECT count(*) FROM {version_table(settings)} WHERE version = {_CATALOG_VERSION}")
+            row = cur.fetchone()
+            if not (row and row[0]):
+                # First run of this version: catalogue the rows stored before it (none on a new schema).
+                fill_catalog(cur, settings)
+            for version, description in sorted(_VERSIONS.items()):
+                cur.execute(
+                    f"INSERT INTO {version_table(settings)} (version, description) "
+                    f"VALUES ({version}, {literal(description)}) ON CONFLICT (version) DO NOTHING"
+                )
+            record_storage_zone(cur, settings)
+            cur.execute(f"SELECT max(version) FROM {version_table(settings)}")
+            row = cur.fetchone()
+            if settings.citus:
+                _distribute_if_citus(cur, settings)
+        finally:
+            cur.close()
+    log.info("database initialised (%s), schema version %s", settings.describe(), row[0] if row else None)
+    return int(row[0]) if row and row[0] is not None else SCHEMA_VERSION
+
+
+def _distribute_if_citus(cur: object, settings: Settings) -> None:
+    """Distribute the tables by ``symbol`` when the citus extension is installed.
+
+    Filled in by the scaling work (issue 8); a plain server skips this with a log line.
+    """
+
+    scaling.distribute_tables(cur, settings)
+
+
+def table_exists(pool: ConnectionPool, settings: Settings, key: TableKey) -> bool:
+    with pool.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT to_regclass({literal(qualified(settings.schema, settings.table_name(key)))})")
+            row = cur.fetchone()
+        finally:
+            cur.close()
+    return bool(row and row[0])

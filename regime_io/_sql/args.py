@@ -1,0 +1,158 @@
+"""Parsing of user arguments (instants, ranges, dates, symbols, durations) into typed values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..errors import UsageError
+from .query import EARLIEST, LATEST, TimeRange
+
+
+def parse_time(value: Any, *, name: str, timezone: str) -> tuple[dt.datetime, bool]:
+    """A datetime, date or ISO string as a naive timestamp in the storage zone.
+
+    Returns ``(timestamp, was_a_date)``; a date (or a date-only string) is midnight.
+    Zoned datetimes are converted to ``timezone`` (the storage zone) first.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                return dt.datetime.combine(dt.date.fromisoformat(text), dt.time()), True
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            value = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"{name}: {value!r} is not an ISO 8601 date or timestamp (e.g. '2024-01-31' or "
+                             "'2024-01-31 15:30'); '04/03/2024' could be 4 March or 3 April, so other layouts "
+                             "are refused: pass a datetime instead", value=value) from None
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind == "M":
+        if value != value:  # NaT
+            raise UsageError(f"{name}: NaT is not a time", value=value)
+        value = value.astype("datetime64[us]").item()  # numpy datetime64 is naive: the storage zone
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(ZoneInfo(timezone)).replace(tzinfo=None)
+        # pandas.Timestamp is a datetime subclass: keep plain datetimes only.
+        return dt.datetime(value.year, value.month, value.day, value.hour, value.minute,
+                           value.second, value.microsecond), False
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time()), True
+    raise UsageError(f"{name}: expected a datetime, date or ISO string, got {type(value).__name__} ({value!r})",
+                    value=value)
+
+
+def parse_range(start: Any, end: Any, *, timezone: str, start_name: str = "start_date",
+                end_name: str = "end_date") -> TimeRange:
+    """``[start, end]`` inclusive; a date as ``end`` includes that whole day; None is open."""
+    lo, _ = parse_time(start, name=start_name, timezone=timezone) if start is not None else (EARLIEST, False)
+    if end is None:
+        if lo > LATEST:
+            raise UsageError(f"{start_name} {start!r} is out of range", value=start)
+        return TimeRange(lo, LATEST, end_exclusive=False)
+    hi, end_is_date = parse_time(end, name=end_name, timezone=timezone)
+    if end_is_date:
+        hi = hi + dt.timedelta(days=1)
+        if lo >= hi:
+            raise UsageError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
+    elif lo > hi:
+        raise UsageError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
+    return TimeRange(lo, hi, end_exclusive=end_is_date)
+
+
+def is_aware(value: Any) -> bool:
+    """True for a zone-aware bound: an aware datetime or an ISO string with an offset."""
+    if isinstance(value, dt.datetime):
+        return value.tzinfo is not None
+    if isinstance(value, str):
+        text = value.strip()
+        return len(text) > 10 and (text[-1] in "Zz" or re.search(r"[+-]\d{2}:?\d{2}$", text[10:]) is not None)
+    return False
+
+
+def parse_date(value: Any, *, name: str) -> dt.date:
+    """A date, a midnight datetime or an ISO date string."""
+    if isinstance(value, dt.datetime):
+        if value.time() != dt.time():
+            raise UsageError(f"{name}: {value!r} has a time of day; pass a date", value=value)
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if len(text) == 10:
+                return dt.date.fromisoformat(text)
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise UsageError(f"{name}: {value!r} is not an ISO date (e.g. '2024-01-25')", value=value) from None
+        return parse_date(parsed, name=name)
+    raise UsageError(f"{name}: expected a date or ISO string, got {type(value).__name__} ({value!r})", value=value)
+
+
+def text_arg(value: Any, *, name: str, allow_none: bool = True) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{name}: expected a non-empty string, got {value!r}", value=value)
+    if "\x00" in value:
+        raise UsageError(f"{name}: {value!r} contains a NUL byte", value=value)
+    return value
+
+
+def resolve_symbols(symbol: Any, symbols: Any, *, required: bool = True) -> list[str] | None:
+    """The symbols a reader was asked for: ``symbol`` (one or a list) or ``symbols``.
+
+    Returns None when neither was given and ``required`` is False (every symbol).
+    """
+    if symbol is not None and symbols is not None:
+        raise UsageError("pass symbol or symbols, not both", value=symbols)
+    if symbol is not None:
+        return symbol_list(symbol, name="symbol")
+    if symbols is not None:
+        return symbol_list(symbols, name="symbols")
+    if required:
+        raise UsageError("pass symbol= (one symbol or a list) or symbols=")
+    return None
+
+
+def symbol_list(value: Any, *, name: str = "symbol") -> list[str]:
+    """One symbol or a sequence of them, deduplicated, order kept."""
+    if isinstance(value, str):
+        return [text_arg(value, name=name, allow_none=False)]  # type: ignore[list-item]
+    if isinstance(value, Sequence) or (hasattr(value, "__iter__") and not isinstance(value, (bytes, dict))):
+        out: list[str] = []
+        for item in value:
+            s = text_arg(item, name=name, allow_none=False)
+            assert s is not None
+            if s not in out:
+                out.append(s)
+        return out
+    raise UsageError(f"{name}: expected a symbol or a list of symbols, got {type(value).__name__} ({value!r})",
+                    value=value)
+
+
+_DURATION = re.compile(r"(\d+)(us|ms|s|min|m|h|d|w)")
+
+
+_UNITS = {"us": dt.timedelta(microseconds=1), "ms": dt.timedelta(milliseconds=1), "s": dt.timedelta(seconds=1),
+          "m": dt.timedelta(minutes=1), "min": dt.timedelta(minutes=1), "h": dt.timedelta(hours=1),
+          "d": dt.timedelta(days=1), "w": dt.timedelta(weeks=1)}
+
+
+def parse_duration(value: Any, *, name: str) -> dt.timedelta:
+    """``"5m"``, ``"1h30m"``, ``"2d"`` (Polars spelling; ``"5min"`` also works) or a timedelta."""
+    if isinstance(value, dt.timedelta):
+        delta = value
+    elif isinstance(value, str) and value and _DURATION.sub("", value.strip()) == "":
+        delta = sum((int(n) * _UNITS[u] for n, u in _DURATION.findall(value.strip())), dt.timedelta())
+    else:
+        raise UsageError(f"{name}: {value!r} is not a duration; use e.g. '30s', '5m', '1h', '1d' or a timedelta",
+                        value=value)
+    if delta <= dt.timedelta(0):
+        raise UsageError(f"{name}: {value!r} must be positive", value=value)
+    return delta

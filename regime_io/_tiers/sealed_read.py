@@ -1,0 +1,143 @@
+"""Readers over both tiers: the sealed chunks a range read needs, decoded and merged.
+
+A range read fetches only the chunks of the asked symbols whose period and
+``first_ts``/``last_ts`` overlap the window (and, for option filters, whose
+``min_``/``max_`` statistics can hold the asked strikes and types), decodes them on
+parallel threads (pyarrow's IPC reader and zstd release the GIL), trims them to the
+window and filters, and merges them with the row tier's answer in the reader's row order.
+
+Consistency without a shared snapshot: the row tier is read by connectorx on its own
+connection, so the chunk list is read before and after it; if a seal, unseal or merge
+committed in between (a chunk appeared, vanished or changed its ``xmin``), the read runs
+again. Seal and unseal change both tiers in one transaction, so equal chunk lists before
+and after mean the row read saw the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._conn.engines import read_lookup
+from .._frames import constant
+from .._sql.names import chunk_table
+from .._sql.query import Query, TimeRange
+from .._sql.quote import quote_ident
+from ..tables import TableSpec
+from . import sealed_format as chunks
+
+if TYPE_CHECKING:
+    from .._conn.database import Database
+
+__all__ = ["sealed_rows", "sealed_versions"]
+
+
+T = TypeVar("T")
+
+
+def _conditions(q: Query, spec: TableSpec, symbols: list[str], rng: TimeRange,
+                extra: Sequence[tuple[str, Any]]) -> list[str]:
+    conds = [f"t.symbol = {q.param(symbols[0])}" if len(symbols) == 1
+             else f"t.symbol = ANY({q.param(symbols)}::text[])"]
+    conds.append(f"t.period_start >= {q.param(chunks.period_of(rng.start))}")
+    conds.append(f"t.period_start <= {q.param(rng.end.date())}")
+    conds.append(f"t.last_ts >= {q.param(rng.start)}")
+    conds.append(f"t.first_ts {'<' if rng.end_exclusive else '<='} {q.param(rng.end)}")
+    for name, value in extra:
+        if name.endswith(">="):  # a lower bound on a chunk-key column (unexpired option contracts)
+            conds.append(f"t.{quote_ident(name[:-2])} >= {q.param(value)}")
+            continue
+        column = spec.column(name)
+        values = value if isinstance(value, list) else [value]
+        if name in spec.chunk_by:
+            cast = {"date": "date", "decimal": "numeric"}.get(column.kind, "text")
+            conds.append(f"t.{quote_ident(name)} = ANY({q.param(values)}::{cast}[])")
+        elif values:
+            # Prune by the chunk's statistics: it may hold one of the values.
+            conds.append(f"t.{quote_ident('min_' + name)} <= {q.param(max(values))}")
+            conds.append(f"t.{quote_ident('max_' + name)} >= {q.param(min(values))}")
+    return conds
+
+
+def sealed_versions(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
+              extra: Sequence[tuple[str, Any]]) -> tuple[tuple[Any, ...], ...]:
+    q = Query()
+    key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
+    sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v FROM {chunk_table(spec, db.settings)} t "
+           f"WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} ORDER BY {key}, t.period_start")
+    table = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
+    return tuple(tuple(r.values()) for r in table.to_pylist())
+
+
+def sealed_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
+                extra: Sequence[tuple[str, Any]]) -> tuple[pa.Table, tuple[tuple[Any, ...], ...]]:
+    """The sealed rows of ``symbols`` in the window matching ``extra`` (every declared
+    column, exact types, ordered by chunk key and time) and the chunk versions read."""
+    q = Query()
+    key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
+    sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.first_ts, "
+           "t.last_ts, t.payload "
+           f"FROM {chunk_table(spec, db.settings)} t WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} "
+           f"ORDER BY {key}, t.period_start")
+    # The lookup pool: one round trip (prepared), which matters for small reads.
+    found = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
+    n = len(spec.chunk_by)
+    meta = found.drop_columns(["payload"]).to_pylist()
+    versions = tuple(tuple(list(r.values())[: n + 2]) for r in meta)
+    schema = spec.arrow_schema()
+    if not meta:
+        return schema.empty_table(), versions
+    payloads = found.column("payload").combine_chunks()
+
+    def one(i: int) -> pa.Table:
+        row = list(meta[i].values())
+        first, last = row[n + 4], row[n + 5]
+        inside = first >= rng.start and (last < rng.end if rng.end_exclusive else last <= rng.end)
+        payload = chunks.decode(spec, payloads[i].as_buffer(), row[n + 2], codec=row[n + 3],
+                                window=None if inside else (rng.start, rng.end))
+        if not inside or any(name not in spec.chunk_by for name, _ in extra):
+            payload = _trim(spec, payload, rng, extra)
+        arrays = [constant(row[spec.chunk_by.index(f.name)], payload.num_rows, f.type) if f.name in spec.chunk_by
+                  else payload.column(f.name) for f in schema]
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    if len(meta) == 1:
+        parts = [one(0)]
+    else:
+        with ThreadPoolExecutor(max_workers=min(4, len(meta))) as pool:
+            parts = list(pool.map(one, range(len(meta))))
+    return pa.concat_tables(parts), versions
+
+
+def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tuple[str, Any]]) -> pa.Table:
+    ts = payload.column(spec.time_column or "timestamp")
+    lo = pa.scalar(rng.start, ts.type)
+    hi = pa.scalar(rng.end, ts.type)
+    mask = pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi) if rng.end_exclusive else pc.less_equal(ts, hi))
+    for name, value in extra:
+        if name in spec.chunk_by or name.endswith(">="):
+            continue
+        column = payload.column(name)
+        values = pa.array(value if isinstance(value, list) else [value]).cast(column.type)
+        mask = pc.and_(mask, pc.is_in(column, value_set=values))
+    if pc.all(mask).as_py():
+        return payload
+    return payload.filter(mask)
+
+
+def to_reader(spec: TableSpec, sealed: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Sealed rows (declared types) in a reader's schema: decimals as float64 unless exact."""
+    arrays = []
+    for field in schema:
+        column = sealed.column(field.name)
+        if pa.types.is_float64(field.type) and pa.types.is_decimal(column.type):
+            arrays.append(chunks.decimal_to_float(column))
+        elif column.type != field.type:
+            arrays.append(column.cast(field.type))
+        else:
+            arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=schema)

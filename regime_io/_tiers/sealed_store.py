@@ -1,0 +1,450 @@
+"""The sealed tier inside a transaction: period locks, chunk reads and writes, merges.
+
+Used by sealing (``_sealing.py``) and by the writers (``_writing.py``); every function
+takes a cursor of the caller's open transaction and never commits.
+
+Locking protocol (one advisory lock per table and calendar month, transaction-scoped):
+
+* writers take the period locks of the months they write **shared**: writers never wait
+  for each other here (rows and chunk rows have their own locks), but a seal or unseal of
+  one of those months waits for them, and they wait for it;
+* seal, unseal, the ``tier="sealed"`` backfill and the cleanup of a boundary chunk take
+  the lock **exclusive**: while it is held, no writer can add rows to the period's row
+  tier or read a chunk state that is about to change;
+* a writer that merges into a chunk locks the chunk's row (``SELECT ... FOR UPDATE``),
+  so concurrent restatements of one chunk serialise, each decoding the previous one's
+  result (READ COMMITTED re-reads the newest version after the wait).
+
+So a row is never in both tiers: whether a series-month is sealed (its chunk exists) is
+decided under the period lock, and every path that changes it holds the lock exclusive.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .._conn.copy import _ingest
+from .._conn.pipeline import run
+from .._sql.names import chunk_table, qualified_table
+from .._sql.quote import literal, quote_ident
+from ..errors import WriteError
+from ..tables import TableSpec
+from . import changes as live
+from . import knowledge
+from . import sealed_format as chunks
+from .sealed_format import chunk_stat_columns
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+__all__ = [
+    "MergeCounts", "existing_chunks", "fetch_for_update", "lock_periods", "merge", "periods_of",
+    "route_batch", "route_staged", "select_rows", "write_chunks",
+]
+
+
+OnConflict = Literal["update", "ignore", "error"]
+
+
+SeriesKey = tuple[Any, ...]  # the chunk_by values of one series
+
+
+ChunkKey = tuple[SeriesKey, dt.date]  # (series, period_start)
+
+
+# ---------------------------------------------------------------------------------------
+# Periods and locks
+
+
+def periods_of(spec: TableSpec, table: pa.Table) -> list[dt.date]:
+    """The distinct calendar months of ``table``'s time column, sorted."""
+    ts = table.column(spec.time_column or "timestamp")
+    if ts.null_count == len(ts) or table.num_rows == 0:
+        return []
+    first, last = (v.as_py() for v in pc.min_max(ts).values())
+    if (first.year, first.month) == (last.year, last.month):
+        return [dt.date(first.year, first.month, 1)]  # a live save's rows: ~15 us, numpy's unique ~60 us
+    months = np.unique(ts.to_numpy().astype("datetime64[M]"))
+    return [dt.date.fromisoformat(str(m) + "-01") for m in months]
+
+
+def period_range(first: dt.date, last: dt.date) -> list[dt.date]:
+    out, p = [], chunks.period_of(first)
+    while p <= last:
+        out.append(p)
+        p = chunks.next_period(p)
+    return out
+
+
+def _lock_space(settings: Settings, spec: TableSpec) -> str:
+    return f"regime_io.seal:{settings.schema}.{settings.table_name(spec.key)}"
+
+
+def lock_periods(cur: Any, settings: Settings, spec: TableSpec, periods: Iterable[dt.date], *,
+                 exclusive: bool) -> None:
+    """Take the transaction-scoped period locks (sorted, so two lockers never deadlock)."""
+    keys = sorted({p.year * 12 + p.month - 1 for p in periods})
+    if not keys:
+        return
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    run(cur, f"SELECT count({fn}(hashtext($1::text), k)) FROM "
+        "(SELECT (jsonb_array_elements_text($2::jsonb))::int4 AS k ORDER BY 1) s",
+        (_lock_space(settings, spec), json.dumps(keys)))
+
+
+# ---------------------------------------------------------------------------------------
+# Reading chunks inside a transaction
+
+
+def _key_filter(spec: TableSpec, keys: Sequence[SeriesKey], param: str, alias: str) -> str:
+    """``(alias.k1, alias.k2) IN (...)`` over a JSON array of series keys bound as ``param``."""
+    cols = ", ".join(f"{alias}.{quote_ident(c)}" for c in spec.chunk_by)
+    typed = ", ".join(f"{quote_ident(c)} {spec.column(c).pg_type}" for c in spec.chunk_by)
+    picked = ", ".join(f"k.{quote_ident(c)}" for c in spec.chunk_by)
+    return f"({cols}) IN (SELECT {picked} FROM jsonb_to_recordset({param}::jsonb) AS k({typed}))"
+
+
+def _keys_json(spec: TableSpec, keys: Iterable[SeriesKey]) -> str:
+    def value(v: Any) -> Any:
+        return v.isoformat() if isinstance(v, dt.date) else v
+
+    return json.dumps([{c: value(v) for c, v in zip(spec.chunk_by, key, strict=True)} for key in keys])
+
+
+def existing_chunks(cur: Any, settings: Settings, spec: TableSpec, symbols: Sequence[str],
+                    periods: Sequence[dt.date]) -> set[ChunkKey]:
+    """Which (series, period) chunks exist among these symbols and periods."""
+    if not symbols or not periods:
+        return set()
+    key = ", ".join(quote_ident(c) for c in spec.chunk_by)
+    cur.execute(f"SELECT {key}, period_start FROM {chunk_table(spec, settings)} "
+                "WHERE symbol IN (SELECT jsonb_array_elements_text($1::jsonb)) "
+                "AND period_start IN (SELECT (jsonb_array_elements_text($2::jsonb))::date)",
+                parameters=(json.dumps(list(symbols)), json.dumps([p.isoformat() for p in periods])))
+    return {(tuple(row[:-1]), row[-1]) for row in cur.fetchall()}
+
+
+def fetch_for_update(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+                     keys: Sequence[SeriesKey]) -> dict[SeriesKey, pa.Table]:
+    """Decode the chunks of ``keys`` in ``period``, locking their rows until commit."""
+    if not keys:
+        return {}
+    key = ", ".join(quote_ident(c) for c in spec.chunk_by)
+    # One statement per symbol: Citus takes row locks only in a query routed to one shard
+    # (an equality filter on the distribution column); a plain server does the same work.
+    by_symbol: dict[Any, list[SeriesKey]] = {}
+    at = spec.chunk_by.index("symbol")
+    for k in keys:
+        by_symbol.setdefault(k[at], []).append(k)
+    rows: list[dict[str, Any]] = []
+    for symbol in sorted(by_symbol):
+        mine = by_symbol[symbol]
+        cur.execute(f"SELECT {key}, schema_fingerprint, codec, payload FROM {chunk_table(spec, settings)} t "
+                    f"WHERE t.symbol = $3 AND t.period_start = $1 AND {_key_filter(spec, mine, '$2', 't')} "
+                    f"ORDER BY {key} FOR UPDATE",
+                    parameters=(period, _keys_json(spec, mine), symbol))
+        rows += cur.fetch_arrow_table().to_pylist()
+    n = len(spec.chunk_by)
+    out: dict[SeriesKey, pa.Table] = {}
+    for row in rows:
+        values = list(row.values())
+        out[tuple(values[:n])] = chunks.decode(spec, values[n + 2], values[n], codec=values[n + 1])
+    return out
+
+
+def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+                keys: Sequence[SeriesKey]) -> pa.Table:
+    """The row tier's rows of ``keys`` in ``period``, exact (decimals as decimal128)."""
+    names = spec.column_names
+    select = ", ".join(f"t.{quote_ident(n)}::text AS {quote_ident(n)}"
+                       if spec.column(n).kind in ("decimal", "json") else f"t.{quote_ident(n)}" for n in names)
+    time_col = quote_ident(spec.time_column or "timestamp")
+    cur.execute(f"SELECT {select} FROM {qualified_table(spec, settings)} t "
+                f"WHERE t.{time_col} >= $1 AND t.{time_col} < $2 AND {_key_filter(spec, keys, '$3', 't')}",
+                parameters=(dt.datetime.combine(period, dt.time()),
+                            dt.datetime.combine(chunks.next_period(period), dt.time()), _keys_json(spec, keys)))
+    table = cur.fetch_arrow_table()
+    schema = spec.arrow_schema()
+    return pa.Table.from_arrays([table.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+
+def delete_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> int:
+    time_col = quote_ident(spec.time_column or "timestamp")
+    cur.execute(f"WITH d AS (DELETE FROM {qualified_table(spec, settings)} t "
+                f"WHERE t.{time_col} >= $1 AND t.{time_col} < $2 AND {_key_filter(spec, keys, '$3', 't')} "
+                "RETURNING 1) SELECT count(*) FROM d",
+                parameters=(dt.datetime.combine(period, dt.time()),
+                            dt.datetime.combine(chunks.next_period(period), dt.time()), _keys_json(spec, keys)))
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def delete_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> int:
+    if not keys:
+        return 0
+    cur.execute(f"WITH d AS (DELETE FROM {chunk_table(spec, settings)} t WHERE t.period_start = $1 "
+                f"AND {_key_filter(spec, keys, '$2', 't')} RETURNING 1) SELECT count(*) FROM d",
+                parameters=(period, _keys_json(spec, keys)))
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+# ---------------------------------------------------------------------------------------
+# Writing chunks
+
+
+def _stage_name(spec: TableSpec) -> str:
+    return f"_rio_chunk_stage_{spec.key}"
+
+
+def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+                 tables: dict[SeriesKey, pa.Table]) -> int:
+    """Encode and upsert one chunk per series (``tables``: full rows of each series in
+    ``period``, any column order); empty tables delete their chunk. Returns payload bytes."""
+
+    stats_cols = chunk_stat_columns(spec)
+    empty = [k for k, t in tables.items() if t.num_rows == 0]
+    delete_chunks(cur, settings, spec, period, empty)
+    records: dict[str, list[Any]] = {c: [] for c in (*spec.chunk_by, "period_start", "row_count", "first_ts",
+                                                     "last_ts", *(f"{m}_{c}" for c in stats_cols
+                                                                  for m in ("min", "max")),
+                                                     "schema_fingerprint", "codec", "payload")}
+    written = 0
+
+    def encoded(item: tuple[SeriesKey, pa.Table]) -> tuple[SeriesKey, bytes, dict[str, Any]]:
+        payload_table = chunks.conform_payload(spec, item[1])
+        return item[0], chunks.encode(spec, payload_table), chunks.chunk_stats(spec, payload_table)
+
+    work = [(k, t) for k, t in tables.items() if t.num_rows]
+    if len(work) > 1:
+        # Sorting, zstd and IPC writing release the GIL: chunks encode side by side.
+        with ThreadPoolExecutor(max_workers=min(4, len(work))) as pool:
+            results = list(pool.map(encoded, work))
+    else:
+        results = [encoded(item) for item in work]
+    for key, payload, stats in results:
+        written += len(payload)
+        for c, v in zip(spec.chunk_by, key, strict=True):
+            records[c].append(v)
+        records["period_start"].append(period)
+        for name, value in stats.items():
+            records[name].append(value if name in ("row_count", "first_ts", "last_ts")
+                                 else (None if value is None else str(value)))
+        records["schema_fingerprint"].append(chunks.fingerprint(spec))
+        records["codec"].append(chunks.CODEC)
+        records["payload"].append(payload)
+    if not records["period_start"]:
+        return 0
+    fields = [pa.field(c, spec.column(c).arrow_type) for c in spec.chunk_by]
+    fields += [pa.field("period_start", pa.date32()), pa.field("row_count", pa.int32()),
+               pa.field("first_ts", pa.timestamp("us")), pa.field("last_ts", pa.timestamp("us"))]
+    fields += [pa.field(f"{m}_{c}", pa.string()) for c in stats_cols for m in ("min", "max")]
+    fields += [pa.field("schema_fingerprint", pa.string()), pa.field("codec", pa.string()),
+               pa.field("payload", pa.binary())]
+    staged = pa.table({f.name: pa.array(records[f.name], f.type) for f in fields})
+    stage = _stage_name(spec)
+    stage_cols = ", ".join(f"{quote_ident(f.name)} {_stage_pg_type(spec, f.name)}" for f in fields)
+    cur.execute(f"SELECT to_regclass({literal('pg_temp.' + quote_ident(stage))}) IS NULL")
+    row = cur.fetchone()
+    if row and row[0]:
+        cur.execute(f"CREATE TEMP TABLE {quote_ident(stage)} ({stage_cols}) ON COMMIT DELETE ROWS")
+        # The payloads are compressed already: no pglz attempt on the way through.
+        cur.execute(f"ALTER TABLE {quote_ident(stage)} ALTER COLUMN payload SET STORAGE EXTERNAL")
+    cur.execute(f"TRUNCATE {quote_ident(stage)}")
+    _ingest(cur, stage, staged, temporary=True)
+    names = [f.name for f in fields]
+    select = ", ".join(f"{quote_ident(n)}::{spec.column(n[4:]).pg_type}" if n[:4] in ("min_", "max_")
+                       and n[4:] in stats_cols else quote_ident(n) for n in names)
+    pk = ", ".join(quote_ident(c) for c in (*spec.chunk_by, "period_start"))
+    updates = ", ".join(f"{quote_ident(n)} = EXCLUDED.{quote_ident(n)}" for n in names
+                        if n not in (*spec.chunk_by, "period_start"))
+    # sealed_at comes from the SELECT (evaluated here, on the coordinator under Citus, which
+    # refuses non-immutable functions in DO UPDATE SET of a distributed table).
+    cur.execute(f"INSERT INTO {chunk_table(spec, settings)} ({', '.join(quote_ident(n) for n in names)}, sealed_at) "
+                f"SELECT {select}, LOCALTIMESTAMP FROM {quote_ident(stage)} ON CONFLICT ({pk}) DO UPDATE SET "
+                f"{updates}, sealed_at = EXCLUDED.sealed_at")
+    return written
+
+
+def _stage_pg_type(spec: TableSpec, name: str) -> str:
+    if name in spec.chunk_by:
+        return spec.column(name).pg_type
+    return {"period_start": "DATE", "row_count": "INTEGER", "first_ts": "TIMESTAMP", "last_ts": "TIMESTAMP",
+            "payload": "BYTEA"}.get(name, "TEXT")
+
+
+# ---------------------------------------------------------------------------------------
+# Merging a batch into chunks (the writers' sealed path)
+
+
+@dataclass
+class MergeCounts:
+    inserted: int = 0
+    updated: int = 0
+    # Per chunk key (a series): [rows inserted, first and last timestamp of its incoming
+    # rows], for the series catalog (regime_io._catalog).
+    series: dict[SeriesKey, list[Any]] = field(default_factory=dict)
+
+
+def series_of(spec: TableSpec, frame: pl.DataFrame) -> list[SeriesKey]:
+    return [tuple(r) for r in frame.select(list(spec.chunk_by)).unique(maintain_order=True).iter_rows()]
+
+
+def with_period(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col(spec.time_column or "timestamp").dt.truncate("1mo").dt.date()
+                              .alias("__period"))
+
+
+def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_conflict: OnConflict,
+          settings_table: str) -> tuple[pa.Table, int, int]:
+    """Upsert ``incoming`` into ``existing`` (one chunk's rows) by the natural key.
+
+    Returns the merged rows and the inserted / updated counts, as the row tier's
+    ``INSERT ... ON CONFLICT`` would count them (an update that changes nothing counts as
+    unchanged).
+    """
+    key = [c for c in spec.primary_key if c not in spec.chunk_by]
+    values = [c for c in spec.chunk_columns if c not in key]
+    new = pl.from_arrow(incoming.select(list(spec.chunk_columns)))
+    assert isinstance(new, pl.DataFrame)
+    if existing is None or existing.num_rows == 0:
+        return incoming.select(list(spec.chunk_columns)), new.height, 0
+    old = pl.from_arrow(existing.select(list(spec.chunk_columns)))
+    assert isinstance(old, pl.DataFrame)
+    both = new.join(old, on=key, how="inner", suffix="__old", nulls_equal=True)
+    if on_conflict == "error" and both.height:
+        first = both.row(0, named=True)
+        shown = ", ".join(str(first[c]) for c in key)
+        raise WriteError(f"{spec.key}: a row with this natural key already exists (Key ({', '.join(key)})=({shown}) "
+                         f"already exists in the sealed tier, table {settings_table!r}); on_conflict='error' "
+                         "refuses it; nothing was written", table=spec.key)
+    inserted = new.height - both.height
+    if on_conflict == "ignore":
+        merged = pl.concat([old, new.join(old, on=key, how="anti", nulls_equal=True)])
+        return merged.to_arrow(), inserted, 0
+    changed = pl.lit(False)
+    for v in values:
+        changed = changed | ~pl.col(v).eq_missing(pl.col(f"{v}__old"))
+    updated = both.filter(changed).height if values else 0
+    merged = pl.concat([old.join(new, on=key, how="anti", nulls_equal=True), new])
+    return merged.to_arrow(), inserted, updated
+
+
+def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, *, on_conflict: OnConflict,
+                sealed_tier: bool = False, known_at: dt.datetime | None = None) -> tuple[pa.Table, MergeCounts]:
+    """Send the rows of ``batch`` that belong to sealed series-months into their chunks.
+
+    Takes the period locks (shared; exclusive with ``sealed_tier``), finds the chunks the
+    batch touches and merges into them. With ``sealed_tier`` every row goes to a chunk
+    (rows already in the row tier for those series-months move along). Returns the rows
+    left for the row tier and the counts of the chunk part.
+    """
+    counts = MergeCounts()
+    if not spec.sealable or batch.num_rows == 0:
+        return batch, counts
+    periods = periods_of(spec, batch)
+    lock_periods(cur, settings, spec, periods, exclusive=sealed_tier)
+    symbols = [s for s in set(batch.column("symbol").to_pylist()) if s is not None]
+    found = existing_chunks(cur, settings, spec, symbols, periods)
+    if not found and not sealed_tier:
+        return batch, counts
+    frame = pl.from_arrow(batch)
+    assert isinstance(frame, pl.DataFrame)
+    frame = with_period(spec, frame)
+    if not sealed_tier:
+        wanted = pl.DataFrame([[*k, p] for k, p in found], schema=[*spec.chunk_by, "__period"], orient="row")
+        wanted = wanted.cast({c: frame.schema[c] for c in wanted.columns})
+        to_chunks = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="semi")
+        # The row tier's rows keep the batch's key order (regime_io._catalog.series_stats reads runs).
+        rest = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="anti", maintain_order="left")
+    else:
+        to_chunks, rest = frame, frame.clear()
+    name = chunk_table(spec, settings)
+    # One pass over the rows: each (series, month) group once, grouped by month below.
+    by_period: dict[dt.date, dict[SeriesKey, pa.Table]] = {}
+    for group, part in to_chunks.partition_by([*spec.chunk_by, "__period"], as_dict=True,
+                                              maintain_order=True).items():
+        by_period.setdefault(group[-1], {})[tuple(group[:-1])] = part.drop("__period").to_arrow()
+    for period in sorted(by_period):
+        incoming_by_key = by_period[period]
+        keys = list(incoming_by_key)
+        existing = fetch_for_update(cur, settings, spec, period, keys)
+        if sealed_tier:
+            rows = select_rows(cur, settings, spec, period, keys)
+            if rows.num_rows:
+                moved = _split_by_series(spec, rows)
+                for key, table in moved.items():
+                    existing[key] = (pa.concat_tables([existing[key], table.select(list(spec.chunk_columns))])
+                                     if key in existing else table)
+                delete_rows(cur, settings, spec, period, keys)
+        results: dict[SeriesKey, pa.Table] = {}
+        superseded: list[pa.Table] = []  # previous values of changed rows, new rows (regime_io._history)
+        fresh: list[pa.Table] = []  # new values of changed rows, for the live tail (regime_io._changes)
+        for key, incoming in incoming_by_key.items():
+            merged, ins, upd = merge(spec, existing.get(key), incoming, on_conflict=on_conflict,
+                                     settings_table=name)
+            counts.inserted += ins
+            counts.updated += upd
+            if (upd or ins) and spec.key in settings.history_tables:
+                superseded.append(knowledge.changed_rows(spec, existing.get(key), incoming, key))
+            if ins:
+                times = incoming.column(spec.time_column or "timestamp")
+                entry = counts.series.setdefault(key, [0, None, None])
+                low, high = pc.min(times).as_py(), pc.max(times).as_py()
+                entry[0] += ins
+                entry[1] = low if entry[1] is None else min(entry[1], low)
+                entry[2] = high if entry[2] is None else max(entry[2], high)
+            if ins or upd:
+                fresh.append(live.changed_rows(spec, existing.get(key), merged, key))
+            if ins or upd or key not in existing or sealed_tier:
+                results[key] = merged
+        write_chunks(cur, settings, spec, period, results)
+        knowledge.record_sealed(cur, settings, spec, superseded, known_at)
+        live.record_sealed_changes(cur, settings, spec, fresh)
+    return rest.drop("__period").to_arrow().cast(batch.schema), counts
+
+
+def route_staged(cur: Any, settings: Settings, spec: TableSpec, stage: str, first: dt.datetime,
+                 last: dt.datetime, *, on_conflict: OnConflict) -> MergeCounts:
+    """:func:`route_batch` for a streamed write: rows already in the staging table that
+    belong to sealed series-months leave it and merge into their chunks."""
+
+    if not spec.sealable:
+        return MergeCounts()
+    periods = period_range(first.date(), last.date())
+    lock_periods(cur, settings, spec, periods, exclusive=False)
+    cur.execute(f"SELECT DISTINCT symbol FROM {quote_ident(stage)}")
+    symbols = [r[0] for r in cur.fetchall()]
+    if not existing_chunks(cur, settings, spec, symbols, periods):
+        return MergeCounts()
+    select = ", ".join(f"{quote_ident(n)}::text AS {quote_ident(n)}" if spec.column(n).kind == "decimal"
+                       else quote_ident(n) for n in spec.column_names)
+    cur.execute(f"SELECT {select} FROM {quote_ident(stage)}")
+    raw = cur.fetch_arrow_table()
+    schema = spec.arrow_schema()
+    staged = pa.Table.from_arrays([raw.column(f.name).cast(f.type) for f in schema], schema=schema)
+    cur.execute(f"TRUNCATE {quote_ident(stage)}")
+    rest, counts = route_batch(cur, settings, spec, staged, on_conflict=on_conflict)
+    if rest.num_rows:
+        _ingest(cur, stage, rest, temporary=True)
+    return counts
+
+
+def _split_by_series(spec: TableSpec, table: pa.Table) -> dict[SeriesKey, pa.Table]:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    out: dict[SeriesKey, pa.Table] = {}
+    for key, part in frame.partition_by(list(spec.chunk_by), as_dict=True, maintain_order=True).items():
+        arrow = part.to_arrow()
+        out[tuple(key)] = arrow
+    return out

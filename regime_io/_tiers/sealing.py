@@ -1,0 +1,499 @@
+"""Sealing: moving old periods between the row tier and the columnar (sealed) tier.
+
+``seal_history`` moves every calendar month that ended before the cutoff from the row
+table into its chunk table (``<table>_chunks``, one compressed Arrow IPC chunk per
+``chunk_by`` key and month, see :mod:`regime_io._chunks`); ``unseal_history`` puts rows
+back. Each move runs in one transaction per (table, month, group of series): the
+month's period lock is taken exclusive (writers of that month wait a moment, readers
+never do), the rows are read, encoded, inserted as chunks and deleted, and the
+transaction commits: a killed server or connection leaves the month as it was, every
+row in exactly one tier. Running it again finds nothing left to move (idempotent).
+
+Example:
+    >>> report = seal_history(db, "90d", dry_run=True)      # doctest: +SKIP
+    >>> report.rows_moved, report.bytes_after               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import adbc_driver_manager
+import polars as pl
+import pyarrow as pa
+
+from .._conn.copy import _ingest
+from .._conn.driver_errors import is_connection_error
+from .._frames import constant
+from .._sql.args import parse_range
+from .._sql.names import chunk_table, qualified_table
+from .._sql.quote import quote_ident
+from ..config import parse_age
+from ..errors import RegimeIOError, ServerUnavailableError, UsageError, WriteError
+from ..tables import TABLES, TableSpec, table_spec
+from ..types import DateLike
+from . import sealed_format as chunks
+from . import sealed_store as store
+from .changes import CHANGE_COLUMN
+
+if TYPE_CHECKING:
+    from .._conn.database import Database
+
+__all__ = ["SealReport", "SealedPeriod", "seal_history", "unseal_history"]
+
+log = logging.getLogger(__name__)
+
+
+Action = Literal["seal", "unseal"]
+
+
+AgeLike = dt.date | dt.datetime | dt.timedelta | str
+
+
+# Rows moved per transaction: a month of 5,000 symbols is not one transaction, but
+# every transaction holds whole series, so each series-month is in one tier at any time.
+SEAL_BATCH_ROWS = 1_000_000
+
+
+# Test hook: called inside each seal transaction, before its commit.
+_before_commit: Any = None
+
+
+@dataclass(frozen=True)
+class SealedPeriod:
+    """One table-month moved (or, in a dry run, to move) between the tiers.
+
+    Attributes:
+        table: the table key.
+        period: the first day of the month.
+        series: how many chunks (``chunk_by`` keys) it holds.
+        rows: rows moved.
+        bytes_before: bytes the rows took in their tier before the move (row tier: heap
+            tuples with headers, indexes not counted; sealed tier: payload bytes).
+        bytes_after: the same in the tier they moved to (0 in a dry run of a seal:
+            nothing was encoded).
+    """
+
+    table: str
+    period: dt.date
+    series: int
+    rows: int
+    bytes_before: int
+    bytes_after: int
+
+
+@dataclass(frozen=True)
+class SealReport:
+    """What :func:`seal_history` or :func:`unseal_history` moved, per table and month."""
+
+    action: Action
+    periods: tuple[SealedPeriod, ...] = ()
+    dry_run: bool = False
+    cutoff: dt.datetime | None = None
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.table for p in self.periods))
+
+    @property
+    def rows_moved(self) -> int:
+        return sum(p.rows for p in self.periods)
+
+    @property
+    def bytes_before(self) -> int:
+        return sum(p.bytes_before for p in self.periods)
+
+    @property
+    def bytes_after(self) -> int:
+        return sum(p.bytes_after for p in self.periods)
+
+    def __iter__(self) -> Iterator[SealedPeriod]:
+        return iter(self.periods)
+
+    def __len__(self) -> int:
+        return len(self.periods)
+
+    def to_frame(self) -> pl.DataFrame:
+        """One row per table and month."""
+        return pl.DataFrame([vars(p) for p in self.periods],
+                            schema={"table": pl.String(), "period": pl.Date(), "series": pl.Int64(),
+                                    "rows": pl.Int64(), "bytes_before": pl.Int64(), "bytes_after": pl.Int64()})
+
+    def __repr__(self) -> str:
+        verb = {"seal": "seal", "unseal": "unseal"}[self.action]
+        head = (f"<SealReport{' (dry run)' if self.dry_run else ''}: {verb} {self.rows_moved:,} rows in "
+                f"{len(self.periods)} table-month(s)")
+        if self.cutoff is not None:
+            head += f" before {self.cutoff:%Y-%m-%d %H:%M}"
+        if self.periods and not self.dry_run:
+            head += f", {self.bytes_before:,} -> {self.bytes_after:,} bytes"
+        return head + ">"
+
+
+# ---------------------------------------------------------------------------------------
+# Arguments
+
+
+def _specs(tables: Iterable[str] | str | None) -> list[TableSpec]:
+    if tables is None:
+        return [s for s in TABLES.values() if s.sealable]
+    names = [tables] if isinstance(tables, str) else list(tables)
+    specs = []
+    for name in names:
+        spec = table_spec(name)
+        if not spec.sealable:
+            sealable = ", ".join(k for k, s in TABLES.items() if s.sealable)
+            raise UsageError(f"table {spec.key!r} has no sealed tier; sealable tables: {sealable}",
+                             table=spec.key, value=name)
+        if spec not in specs:
+            specs.append(spec)
+    return specs
+
+
+def _symbols(symbols: Sequence[str] | str | None) -> list[str] | None:
+    if symbols is None:
+        return None
+    values = [symbols] if isinstance(symbols, str) else list(symbols)
+    for s in values:
+        if not isinstance(s, str) or not s:
+            raise UsageError(f"symbols: expected non-empty strings, got {s!r}", value=s)
+    return values
+
+
+def _cutoff(db: Database, cur: Any, older_than: AgeLike | None) -> dt.datetime | None:
+    """The instant before which whole months are sealed (naive, storage zone), or None."""
+    if older_than is None:
+        age = db.settings.seal_after
+        if age is None:
+            return None
+        older_than = age
+    if isinstance(older_than, dt.datetime):
+        if older_than.tzinfo is not None:
+            from zoneinfo import ZoneInfo
+
+            older_than = older_than.astimezone(ZoneInfo(db.settings.storage_timezone)).replace(tzinfo=None)
+        return older_than
+    if isinstance(older_than, dt.date):
+        return dt.datetime.combine(older_than, dt.time())
+    if isinstance(older_than, (str, dt.timedelta)):
+        if isinstance(older_than, str) and len(older_than.strip()) == 10 and older_than.strip()[4] == "-":
+            try:
+                return dt.datetime.combine(dt.date.fromisoformat(older_than.strip()), dt.time())
+            except ValueError:
+                pass
+        try:
+            age = parse_age(older_than, name="older_than")
+        except ValueError as err:
+            raise UsageError(str(err), value=older_than) from None
+        assert age is not None
+        cur.execute("SELECT LOCALTIMESTAMP")
+        row = cur.fetchone()
+        return row[0] - age  # type: ignore[no-any-return]
+    raise UsageError(f"older_than: expected a date, datetime, timedelta or an age such as '90d', "
+                     f"got {type(older_than).__name__} ({older_than!r})", value=older_than)
+
+
+# ---------------------------------------------------------------------------------------
+# Seal
+
+
+def seal_history(db: Database, older_than: AgeLike | None = None, *, tables: Iterable[str] | str | None = None,
+                 symbols: Sequence[str] | str | None = None, dry_run: bool = False) -> SealReport:
+    """Move every calendar month that ended before the cutoff into the sealed tier.
+
+    See :meth:`regime_io.PostgreSQLIntegration.seal_history` for the parameters.
+    """
+    specs = _specs(tables)
+    wanted = _symbols(symbols)
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cutoff = _cutoff(db, cur, older_than)
+        finally:
+            cur.close()
+    if cutoff is None:
+        log.info("seal_history: seal_after = off and no older_than given; nothing to do")
+        return SealReport("seal", (), dry_run=dry_run)
+    # Only whole months: the last month that ends at or before the cutoff.
+    # Whole months only: those that end at or before the cutoff.
+    limit = chunks.period_of(cutoff)
+    limit_ts = dt.datetime.combine(limit, dt.time())
+    done: list[SealedPeriod] = []
+    for spec in specs:
+        plan = _plan(db, spec, limit_ts, wanted)
+        for period in sorted(plan):
+            series = plan[period]
+            if dry_run:
+                done.append(SealedPeriod(spec.key, period, len(series), sum(n for n, _ in series.values()),
+                                         sum(b for _, b in series.values()), 0))
+                continue
+            rows = bytes_before = bytes_after = n_series = 0
+            for group in _groups(series):
+                moved, before, after = _seal_group(db, spec, period, group)
+                rows += moved
+                bytes_before += before
+                bytes_after += after
+                n_series += len(group)
+            if rows:
+                done.append(SealedPeriod(spec.key, period, n_series, rows, bytes_before, bytes_after))
+                log.info("sealed %s %s: %d rows of %d series, %d -> %d bytes", spec.key, period, rows, n_series,
+                         bytes_before, bytes_after)
+    return SealReport("seal", tuple(done), dry_run=dry_run, cutoff=limit_ts)
+
+
+def _plan(db: Database, spec: TableSpec, limit: dt.datetime,
+          symbols: list[str] | None) -> dict[dt.date, dict[store.SeriesKey, tuple[int, int]]]:
+    """Per month before ``limit``: each series' row count and heap bytes in the row tier."""
+    key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
+    time_col = f"t.{quote_ident(spec.time_column or 'timestamp')}"
+    params: list[Any] = [limit]
+    where = f"{time_col} < $1"
+    if symbols is not None:
+        params.append(json.dumps(symbols))
+        where += " AND t.symbol IN (SELECT jsonb_array_elements_text($2::jsonb))"
+    sql = (f"SELECT {key}, date_trunc('month', {time_col})::date AS period, count(*)::int8, "
+           # heap tuple: data + 24-byte header + 4-byte line pointer
+           f"sum(pg_column_size(t.*) + 28)::int8 FROM {qualified_table(spec, db.settings)} t WHERE {where} "
+           f"GROUP BY {key}, period ORDER BY period, {key}")
+    out: dict[dt.date, dict[store.SeriesKey, tuple[int, int]]] = {}
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, parameters=tuple(params))
+            for row in cur.fetchall():
+                n = len(spec.chunk_by)
+                out.setdefault(row[n], {})[tuple(row[:n])] = (int(row[n + 1]), int(row[n + 2]))
+        finally:
+            cur.close()
+    return out
+
+
+def _groups(series: dict[store.SeriesKey, tuple[int, int]]) -> Iterator[list[store.SeriesKey]]:
+    group: list[store.SeriesKey] = []
+    rows = 0
+    for key, (n, _) in series.items():
+        if group and rows + n > SEAL_BATCH_ROWS:
+            yield group
+            group, rows = [], 0
+        group.append(key)
+        rows += n
+    if group:
+        yield group
+
+
+def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store.SeriesKey]) -> tuple[int, int, int]:
+    """One transaction: rows of ``keys`` in ``period`` -> chunks, rows deleted."""
+    settings = db.settings
+    try:
+        with db.connection() as conn:
+            cur = conn.cursor()
+            try:
+                store.lock_periods(cur, settings, spec, [period], exclusive=True)
+                rows = store.select_rows(cur, settings, spec, period, keys)
+                if rows.num_rows == 0:
+                    return 0, 0, 0  # sealed meanwhile by another process
+                before = _heap_bytes(cur, db, spec, period, keys)
+                by_series = store._split_by_series(spec, rows)
+                existing = store.fetch_for_update(cur, settings, spec, period, list(by_series))
+                tables: dict[store.SeriesKey, pa.Table] = {}
+                for key, table in by_series.items():
+                    merged, _, _ = store.merge(spec, existing.get(key), table, on_conflict="update",
+                                               settings_table=chunk_table(spec, settings))
+                    tables[key] = merged
+                after = store.write_chunks(cur, settings, spec, period, tables)
+                deleted = store.delete_rows(cur, settings, spec, period, list(by_series))
+                if deleted != rows.num_rows:
+                    raise WriteError(f"{spec.key}: sealing {period:%Y-%m} read {rows.num_rows} rows but deleted "
+                                     f"{deleted}; rolled back", table=spec.key)
+                if _before_commit is not None:
+                    _before_commit(spec.key, period)
+            finally:
+                cur.close()
+    except adbc_driver_manager.Error as err:
+        raise _wrap(db, spec, err, "seal") from err
+    return rows.num_rows, before, after
+
+
+def _heap_bytes(cur: Any, db: Database, spec: TableSpec, period: dt.date, keys: list[store.SeriesKey]) -> int:
+    time_col = quote_ident(spec.time_column or "timestamp")
+    cur.execute(f"SELECT coalesce(sum(pg_column_size(t.*) + 28), 0)::int8 FROM {qualified_table(spec, db.settings)} t "
+                f"WHERE t.{time_col} >= $1 AND t.{time_col} < $2 AND {store._key_filter(spec, keys, '$3', 't')}",
+                parameters=(dt.datetime.combine(period, dt.time()),
+                            dt.datetime.combine(chunks.next_period(period), dt.time()),
+                            store._keys_json(spec, keys)))
+    row = cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _wrap(db: Database, spec: TableSpec, err: adbc_driver_manager.Error, what: str) -> RegimeIOError:
+    if is_connection_error(err):
+        return ServerUnavailableError(f"{what} of {spec.key}: the connection was lost; the month being moved was "
+                                      "rolled back (every row is in exactly one tier); run it again",
+                                      table=spec.key)
+    text = db.redact(str(err).strip().splitlines()[0])
+    return WriteError(f"{what} of {spec.key} failed: {text}; the month being moved was rolled back",
+                      table=spec.key)
+
+
+# ---------------------------------------------------------------------------------------
+# Unseal
+
+
+def unseal_history(db: Database, start: DateLike, end: DateLike, *,
+                   tables: Iterable[str] | str | None = None,
+                   symbols: Sequence[str] | str | None = None) -> SealReport:
+    """Put the sealed months overlapping ``[start, end]`` back into the row tier.
+
+    See :meth:`regime_io.PostgreSQLIntegration.unseal_history`.
+    """
+
+    specs = _specs(tables)
+    wanted = _symbols(symbols)
+    try:
+        rng = parse_range(start, end, timezone=db.settings.storage_timezone)
+    except RegimeIOError as err:
+        raise UsageError(err.message, value=err.value) from None
+    first = chunks.period_of(rng.start)
+    done: list[SealedPeriod] = []
+    for spec in specs:
+        for period, keys in _sealed(db, spec, first, rng.end, wanted).items():
+            moved, before, after = _unseal_period(db, spec, period, keys)
+            if moved:
+                done.append(SealedPeriod(spec.key, period, len(keys), moved, before, after))
+    return SealReport("unseal", tuple(done))
+
+
+def _sealed(db: Database, spec: TableSpec, first: dt.date, end: dt.datetime,
+            symbols: list[str] | None) -> dict[dt.date, list[store.SeriesKey]]:
+    key = ", ".join(quote_ident(c) for c in spec.chunk_by)
+    params: list[Any] = [first, end]
+    where = "period_start >= $1 AND period_start <= $2"
+    if symbols is not None:
+        params.append(json.dumps(symbols))
+        where += " AND symbol IN (SELECT jsonb_array_elements_text($3::jsonb))"
+    out: dict[dt.date, list[store.SeriesKey]] = {}
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT {key}, period_start FROM {chunk_table(spec, db.settings)} WHERE {where} "
+                        f"ORDER BY period_start, {key}", parameters=tuple(params))
+            for row in cur.fetchall():
+                out.setdefault(row[-1], []).append(tuple(row[:-1]))
+        finally:
+            cur.close()
+    return out
+
+
+def _unseal_period(db: Database, spec: TableSpec, period: dt.date,
+                   keys: list[store.SeriesKey]) -> tuple[int, int, int]:
+
+    settings = db.settings
+    start = dt.datetime.combine(period, dt.time())
+    db.partitions.ensure(db.pool, settings, spec, start,
+                         dt.datetime.combine(chunks.next_period(period), dt.time()) - dt.timedelta(microseconds=1))
+    try:
+        with db.connection() as conn:
+            cur = conn.cursor()
+            try:
+                store.lock_periods(cur, settings, spec, [period], exclusive=True)
+                cur.execute("SELECT coalesce(sum(octet_length(payload)), 0)::int8 "
+                            f"FROM {chunk_table(spec, settings)} t WHERE t.period_start = $1 "
+                            f"AND {store._key_filter(spec, keys, '$2', 't')}",
+                            parameters=(period, store._keys_json(spec, keys)))
+                row = cur.fetchone()
+                before = int(row[0]) if row else 0
+                decoded = store.fetch_for_update(cur, settings, spec, period, keys)
+                parts = [_with_key(spec, key, table) for key, table in decoded.items()]
+                if not parts:
+                    return 0, 0, 0
+                rows = pa.concat_tables(parts)
+                # change_xid NULL: moving rows between tiers is no change for the live tail.
+                _ingest(cur, settings.table_name(spec.key), rows.append_column(
+                    CHANGE_COLUMN, pa.nulls(rows.num_rows, pa.int64())), db_schema_name=settings.schema)
+                store.delete_chunks(cur, settings, spec, period, list(decoded))
+                after = _heap_bytes(cur, db, spec, period, list(decoded))
+            finally:
+                cur.close()
+    except adbc_driver_manager.Error as err:
+        raise _wrap(db, spec, err, "unseal") from err
+    return rows.num_rows, before, after
+
+
+def _with_key(spec: TableSpec, key: store.SeriesKey, payload: pa.Table) -> pa.Table:
+    """A decoded chunk with its chunk-key columns added, in declared column order."""
+
+    schema = spec.arrow_schema()
+    arrays = []
+    for field in schema:
+        if field.name in spec.chunk_by:
+            arrays.append(constant(key[spec.chunk_by.index(field.name)], payload.num_rows, field.type))
+        else:
+            arrays.append(payload.column(field.name))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# ---------------------------------------------------------------------------------------
+# Retention
+
+
+def clean_chunks(db: Database, spec: TableSpec, cutoff: dt.datetime, *, dry_run: bool,
+                 removed: list[tuple[str, str, int]] | None = None) -> tuple[int, int]:
+    """Drop sealed rows older than ``cutoff``: whole chunks of months that ended before it,
+    and the older rows of the month that holds it (re-encoded under the period lock).
+    Returns (chunks dropped, rows removed); ``removed`` collects the rows removed per
+    series ``(symbol, timeframe or '', n)`` for the series catalog."""
+    if not spec.sealable:
+        return 0, 0
+    settings = db.settings
+    table = chunk_table(spec, settings)
+    boundary = chunks.period_of(cutoff)
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT count(*)::int8, coalesce(sum(row_count), 0)::int8 FROM {table} "
+                        "WHERE period_start < $1", parameters=(boundary,))
+            row = cur.fetchone()
+            dropped, gone = (int(row[0]), int(row[1])) if row else (0, 0)
+            if not dry_run and dropped:
+                store.lock_periods(cur, settings, spec, _months_before(cur, table, boundary), exclusive=True)
+                timeframe = "timeframe" if "timeframe" in spec.chunk_by else "''::text"
+                cur.execute(f"WITH d AS (DELETE FROM {table} WHERE period_start < $1 RETURNING symbol, "
+                            f"{timeframe} AS timeframe, row_count) SELECT symbol, timeframe, sum(row_count)::int8 "
+                            "FROM d GROUP BY 1, 2", parameters=(boundary,))
+                if removed is not None:
+                    removed += [(r[0], r[1], int(r[2])) for r in cur.fetchall()]
+            if cutoff > dt.datetime.combine(boundary, dt.time()):
+                if not dry_run:
+                    store.lock_periods(cur, settings, spec, [boundary], exclusive=True)
+                key_cols = ", ".join(quote_ident(c) for c in spec.chunk_by)
+                cur.execute(f"SELECT {key_cols} FROM {table} WHERE period_start = $1 AND first_ts < $2",
+                            parameters=(boundary, cutoff))
+                keys = [tuple(r) for r in cur.fetchall()]
+                decoded = store.fetch_for_update(cur, settings, spec, boundary, keys)
+                import pyarrow.compute as pc
+
+                kept: dict[store.SeriesKey, pa.Table] = {}
+                for key, payload in decoded.items():
+                    ts = payload.column(spec.time_column or "timestamp")
+                    keep = payload.filter(pc.greater_equal(ts, pa.scalar(cutoff, ts.type)))
+                    gone += payload.num_rows - keep.num_rows
+                    if removed is not None and payload.num_rows > keep.num_rows:
+                        series = dict(zip(spec.chunk_by, key, strict=True))
+                        removed.append((series["symbol"], series.get("timeframe", ""),
+                                        payload.num_rows - keep.num_rows))
+                    kept[key] = _with_key(spec, key, keep)
+                if not dry_run:
+                    store.write_chunks(cur, settings, spec, boundary, kept)
+        finally:
+            cur.close()
+    return dropped, gone
+
+
+def _months_before(cur: Any, table: str, boundary: dt.date) -> list[dt.date]:
+    cur.execute(f"SELECT DISTINCT period_start FROM {table} WHERE period_start < $1", parameters=(boundary,))
+    return [r[0] for r in cur.fetchall()]

@@ -1,0 +1,837 @@
+"""Turn user frames into Arrow tables that fit a table declaration exactly, or explain why not.
+
+Everything is checked before anything is sent to the server. Errors name the table, the
+column, the first offending row (0-based, in the input as given) and its value.
+
+Rules (documented in ``docs/writing.md``):
+
+- Columns: missing required columns and unknown columns are errors (``extra_columns=
+  "ignore"`` drops unknown ones); the server-filled ``id``/``created_at`` are dropped.
+- DECIMAL(p, s): ints, floats and decimals are accepted; floats are first snapped to
+  ``s + 4`` decimal places (removing binary noise such as 1.00499999...), then rounded
+  half away from zero to ``s`` places, which is what PostgreSQL does for
+  ``float8::numeric(p, s)`` (1.005 -> 1.01, -0.125 -> -0.13). NaN, ±inf and values whose
+  rounded magnitude reaches ``10 ** (p - s)`` are errors. Strings and booleans are errors.
+- BIGINT: integers; floats only when integral (pandas turns int columns with NaN into
+  floats); negative volume / open interest are errors.
+- Text: at most the VARCHAR length in characters; NUL bytes are errors (PostgreSQL text
+  cannot hold them); empty strings in key columns (``symbol``, ``timeframe``...) are
+  errors (the readers could never ask for them); ``option_type`` accepts CE/PE, C/P, CALL/PUT (any case), stored CE/PE.
+- Timestamps: naive values are stored as given; zone-aware values are converted to
+  ``storage_timezone`` and stored naive; strings are parsed (ISO 8601), and a column mixing
+  strings with and without offsets, or unparsable strings, is an error.
+- Dates: dates, midnight timestamps or ISO date strings.
+- JSON: dicts, JSON strings or struct columns, stored as canonical JSON (sorted keys).
+- Duplicate natural keys in one batch: an error (``on_duplicate="keep_last"`` keeps the last).
+  The validated batch comes back sorted by the natural key (cheaper index inserts).
+- OHLC sanity (low <= open/close <= high): a warning, an error with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import difflib
+import hashlib
+import itertools
+import json
+import numbers
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .. import _frames
+from .._schema.timezones import TIME_KIND_KEY
+from ..errors import ValidationError
+from ..tables import GENERATED_COLUMNS, Column, TableSpec
+from ..types import ExtraColumns, OnDuplicate, check_choice
+
+__all__ = ["DataQualityWarning", "to_polars", "validate"]
+
+
+_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
+
+
+_MAX_SHOWN = 60  # characters of a bad value quoted in a message
+
+
+# ISO 8601 as writers accept it: a date, optionally a time (minutes at least, any fraction)
+# and a UTC offset. Anything else needs an explicit date_format=.
+_ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+_ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:[Zz]|[+-]\d{2}:?\d{2})?$"
+
+
+class DataQualityWarning(UserWarning):
+    """A soft sanity check failed (e.g. ``low > high``); the batch was still accepted."""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
+def to_polars(data: Any, table: str) -> pl.DataFrame:
+    """Accept polars (eager or lazy), pandas, Arrow, a dict of columns, one row as a dict
+    (optimisation results) or a list of row dicts; return a polars DataFrame."""
+
+    def explain(frame: Any, err: Exception) -> None:
+        for name in frame.columns:  # name the column and row when a mix of kinds is the cause
+            if frame[name].dtype == object:
+                _check_mixed_kinds(table, str(name), frame[name].tolist())
+        raise ValidationError(f"{table}: cannot convert the pandas frame: {err}", table=table) from err
+
+    frame = _frames.to_polars(data, what=table, on_pandas_error=explain)
+    if frame is not None:
+        if type(data).__module__.startswith("pandas"):
+            pandas_frame = _frames.pandas_index_as_columns(data, what=table)
+            for name in pandas_frame.columns:
+                # In an object column polars reads True as 1.0 beside numbers, and naive
+                # datetimes as UTC beside zoned ones: refuse such mixes.
+                if pandas_frame[name].dtype == object and frame.get_column(str(name)).dtype != pl.String:
+                    _check_mixed_kinds(table, str(name), pandas_frame[name].tolist())
+        return frame
+    if isinstance(data, Mapping):
+        # One row ({"symbol": "X", "parameters": {...}}) or columns ({"symbol": [...]}).
+        if data and all(isinstance(v, (list, tuple)) for v in data.values()):
+            rows: Sequence[Mapping[str, Any]] | None = None
+            columns = {k: list(v) for k, v in data.items()}
+            return _frame_from_rows(table, None, columns)
+        rows = [data]
+        return _frame_from_rows(table, rows, None)
+    if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
+        if not all(isinstance(r, Mapping) for r in data):
+            raise ValidationError(f"{table}: a list input must hold one dict per row", table=table)
+        return _frame_from_rows(table, data, None)
+    raise ValidationError(
+        f"{table}: unsupported input type {type(data).__name__}; pass a polars or pandas DataFrame, "
+        "a polars LazyFrame, a pyarrow Table/RecordBatch, a dict or a list of dicts",
+        table=table,
+    )
+
+
+def _frame_from_rows(table: str, rows: Sequence[Mapping[str, Any]] | None,
+                     columns: dict[str, list[Any]] | None) -> pl.DataFrame:
+    if columns is None:
+        assert rows is not None
+        names: list[str] = []
+        for r in rows:
+            names.extend(k for k in r if k not in names)
+        columns = {n: [r.get(n) for r in rows] for n in names}
+    series = []
+    for name, values in columns.items():
+        if any(isinstance(v, (dict, list)) for v in values):
+            # JSON-ish values (optimisation parameters) stay Python objects until encoded.
+            series.append(pl.Series(name, values, dtype=pl.Object))
+            continue
+        _check_mixed_kinds(table, name, values)
+        try:
+            series.append(pl.Series(name, values, strict=False))
+        except Exception as err:
+            raise ValidationError(f"{table}.{name}: cannot build a column from the values: {err}",
+                                  table=table, column=name) from err
+    return pl.DataFrame(series)
+
+
+# Kinds of Python values that must not share a column: polars would silently turn
+# [1.5, "abc"] into text (and report row 0), or read naive datetimes as UTC beside zoned ones.
+_CLASHING_KINDS = ({"bool", "number", "text"}, {"naive datetime", "zoned datetime"})
+
+
+def _kind(value: Any) -> str | None:
+    try:
+        if value is None or value != value:  # None, NaN, NaT
+            return None
+    except (TypeError, ValueError):  # pandas.NA refuses comparison
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Number):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dt.datetime):
+        return "naive datetime" if value.tzinfo is None else "zoned datetime"
+    return None
+
+
+def _check_mixed_kinds(table: str, name: str, values: Sequence[Any]) -> None:
+    """Raise when a column of Python values mixes numbers, booleans and text (or naive and
+    zoned datetimes), naming the first row whose kind differs from the first value's."""
+    first: str | None = None
+    for row, value in enumerate(values):
+        kind = _kind(value)
+        if kind is None:
+            continue
+        if first is None:
+            first = kind
+        elif kind != first and any(kind in group and first in group for group in _CLASHING_KINDS):
+            raise ValidationError(
+                f"{table}.{name}: mixes {first} and {kind} values (first bad row {row}: {_short(value)})",
+                table=table, column=name, row=row, value=value)
+
+
+def _first(mask: pl.Series) -> int | None:
+    idx = mask.arg_true()
+    return int(idx[0]) if len(idx) else None
+
+
+def _fail(spec: TableSpec, col: str, row: int, value: Any, why: str) -> ValidationError:
+    return ValidationError(
+        f"{spec.key}.{col}: {why} (first bad row {row}: {_short(value)})",
+        table=spec.key, column=col, row=row, value=value,
+    )
+
+
+def validate(
+    spec: TableSpec,
+    data: Any,
+    *,
+    storage_timezone: str = "UTC",
+    extra_columns: ExtraColumns = "error",
+    on_duplicate: OnDuplicate = "error",
+    strict: bool = False,
+    date_format: str | None = None,
+) -> pa.Table:
+    """Check ``data`` against ``spec``; return an Arrow table with exactly ``spec.arrow_schema()``,
+    its rows sorted by the natural key.
+
+    Raises:
+        ValidationError: naming the table, column, first bad row and value.
+
+    Example:
+        >>> import polars as pl
+        >>> from regime_io.tables import TABLES
+        >>> frame = pl.DataFrame({"symbol": ["NIFTY"], "timestamp": ["2024-01-02 09:15"],
+        ...     "regime": ["bull"], "confidence": [87.456]})
+        >>> validate(TABLES["market_regimes_1min"], frame).column("confidence")[0].as_py()
+        Decimal('87.46')
+    """
+    check_choice("extra_columns", extra_columns, ExtraColumns)
+    check_choice("on_duplicate", on_duplicate, OnDuplicate)
+    df = to_polars(data, spec.key)
+    if df.width == 0:
+        raise ValidationError(f"{spec.key}: the input has no columns; expected {', '.join(spec.column_names)}",
+                              table=spec.key)
+    _check_columns(spec, df, extra_columns)
+    n = df.height
+    out: dict[str, pl.Series] = {}
+    lossy: list[tuple[str, str, int, Any]] = []
+    present = set(df.columns)  # (df.columns builds a list per call)
+    for col in spec.columns:
+        if col.name in present:
+            series = df.get_column(col.name)
+        elif col.computed:
+            series = pl.Series(col.name, [None] * n, dtype=pl.Null)
+        elif col.nullable:
+            continue  # absent: all NULL, added as Arrow nulls at the end (no checks apply)
+        else:  # unreachable: _check_columns reported it
+            raise AssertionError(col.name)
+        out[col.name] = _convert(spec, col, series, storage_timezone, date_format)
+        if col.kind == "decimal" and series.dtype.is_float():
+            _check_rounding(spec, col, series, lossy)
+    frame = pl.DataFrame(list(out.values()))
+    frame = _fill_computed(spec, frame)
+    for col in spec.columns:
+        if col.name not in out:
+            continue
+        column = frame.get_column(col.name)
+        if not col.nullable and column.null_count():  # a stored count: no pass over the data
+            row = _first(column.is_null())
+            assert row is not None
+            raise _fail(spec, col.name, row, None, "NULL in a NOT NULL column")
+    _check_non_negative(spec, frame)
+    _check_soft(spec, frame, strict=strict, lossy=lossy)
+    frame, order = _check_duplicates(spec, frame, on_duplicate)
+    schema = spec.arrow_schema()
+    kind = _time_kind(df, spec.time_column)
+    if kind is not None:  # for the time zone rule (regime_io._timezones), read by the writer
+        schema = schema.with_metadata({TIME_KIND_KEY: kind})
+    n = frame.height  # fewer than the input's rows after on_duplicate="keep_last"
+    arrays = []
+    for c in spec.columns:
+        if c.name not in out:
+            arrays.append(pa.nulls(n, c.arrow_type))  # absent (all NULL): nothing to put in order
+        else:
+            values = _arrow_column(frame, c)
+            arrays.append(values if order is None else values.take(order))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# A frame and the order that puts its rows in key order (None: they are in order).
+_Ordered = tuple[pl.DataFrame, "pa.Array | None"]
+
+
+def _arrow_column(frame: pl.DataFrame, col: Column) -> pa.Array | pa.ChunkedArray:
+    values = frame.get_column(col.name).to_arrow(compat_level=_ARROW)
+    return values if values.type == col.arrow_type else values.cast(col.arrow_type)  # a cast costs ~25 us
+
+
+# Plain Arrow types (string, not string_view), which the casts above and pyarrow's
+# compute functions take directly.
+_ARROW = pl.CompatLevel.oldest()
+
+
+def _time_kind(df: pl.DataFrame, name: str | None) -> str | None:
+    """"aware" or "naive": how the input's time column arrived (None: no rows to tell)."""
+    if name is None or name not in df.columns or df.height == 0:
+        return None
+    dtype = df.schema[name]
+    if isinstance(dtype, pl.Datetime):
+        return "aware" if dtype.time_zone is not None else "naive"
+    if dtype == pl.String:
+        present = df.get_column(name).drop_nulls()
+        if present.len() == 0:
+            return None
+        return "aware" if bool(present.str.strip_chars().str.contains(_OFFSET.pattern).any()) else "naive"
+    return "naive"
+
+
+def _check_columns(spec: TableSpec, df: pl.DataFrame, extra_columns: ExtraColumns) -> None:
+    known = set(spec.column_names)
+    unknown = [c for c in df.columns if c not in known and c not in GENERATED_COLUMNS]
+    missing = [c.name for c in spec.columns if c.name not in df.columns and not (c.nullable or c.computed)]
+    problems = []
+    if missing:
+        hints = []
+        for name in missing:
+            close = difflib.get_close_matches(name, unknown, n=1)
+            hints.append(f"{name!r}" + (f" (found {close[0]!r}: misspelled?)" if close else ""))
+        problems.append(f"missing required column(s) {', '.join(hints)}")
+    if unknown and extra_columns == "error":
+        problems.append(f"unknown column(s) {', '.join(map(repr, unknown))} (pass extra_columns='ignore' to drop them)")
+    if problems:
+        raise ValidationError(
+            f"{spec.key}: {'; '.join(problems)}; the table has {', '.join(spec.column_names)}",
+            table=spec.key, column=(missing or unknown)[0],
+        )
+
+
+def _convert(spec: TableSpec, col: Column, s: pl.Series, tz: str, date_format: str | None) -> pl.Series:
+    if s.dtype == pl.Null:
+        return pl.Series(col.name, [None] * len(s), dtype=_polars_type(col))
+    if col.kind == "text":
+        return _to_text(spec, col, s)
+    if col.kind == "decimal":
+        return _to_decimal(spec, col, s)
+    if col.kind == "bigint":
+        return _to_bigint(spec, col, s)
+    if col.kind == "timestamp":
+        return _to_timestamp(spec, col, s, tz, date_format)
+    if col.kind == "date":
+        return _to_date(spec, col, s, tz, date_format)
+    return _to_json(spec, col, s)
+
+
+def _polars_type(col: Column) -> pl.DataType:
+    if col.kind == "decimal":
+        return pl.Decimal(col.precision, col.scale or 0)
+    return {"text": pl.String(), "json": pl.String(), "timestamp": pl.Datetime("us"), "date": pl.Date(),
+            "bigint": pl.Int64()}[col.kind]
+
+
+def _wrong_type(spec: TableSpec, col: Column, s: pl.Series, expected: str) -> ValidationError:
+    row = _first(s.is_not_null()) or 0
+    return _fail(spec, col.name, row, s[row] if len(s) else None, f"expected {expected}, got {s.dtype} values")
+
+
+def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+    if s.dtype in (pl.Categorical, pl.Enum):
+        s = s.cast(pl.String)
+    if s.dtype != pl.String:
+        raise _wrong_type(spec, col, s, "text")
+    # Every check in one pass (each polars call costs ~0.1 ms whatever the size, which
+    # is most of a rolling save's few rows); the offending row is looked up only on failure.
+    has_nul, has_empty, longest = _text_stats(s)
+    if has_nul:
+        nul = s.str.contains("\x00", literal=True).fill_null(False)
+        row = _first(nul)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row], "contains a NUL byte, which PostgreSQL text cannot store")
+    if has_empty and col.name in spec.primary_key:
+        # The readers refuse "" as a symbol or timeframe argument, so such rows could be
+        # written but never asked for.
+        row = _first((s.str.len_bytes() == 0).fill_null(False))
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row], "is empty; key columns need at least one character")
+    if col.aliases is not None or col.vocabulary is not None:
+        # The same Column.canonical() the readers filter with, over the few distinct values.
+        spellings = [v for v in s.unique().to_list() if v is not None]
+        mapping = {v: col.canonical(v) for v in spellings}
+        if None in mapping.values():
+            bad = s.is_in([v for v, c in mapping.items() if c is None]).fill_null(False)
+            row = _first(bad)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], f"not an accepted value; allowed: {col.accepted}")
+        if any(k != v for k, v in mapping.items()):
+            s = s.replace_strict(list(mapping), list(mapping.values()), default=None,
+                                 return_dtype=pl.String).alias(col.name)
+        longest = _text_stats(s)[2]
+    assert col.length is not None
+    if (longest or 0) <= col.length:
+        return s  # no value has more bytes, so none has more characters: skip counting them
+    long = (s.str.len_chars() > col.length).fill_null(False)
+    if long.any():
+        row = _first(long)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row], f"longer than VARCHAR({col.length}) ({len(s[row])} characters)")
+    return s
+
+
+def _text_stats(s: pl.Series) -> tuple[bool, bool, int]:
+    """(any NUL byte, any empty string, most bytes in a value) of a text column.
+
+    Arrow's kernels: ~30 us for a live save's few rows where a polars select costs
+    ~290 us, and 19 ms vs 22 ms on 1M values.
+    """
+    values = s.to_arrow(compat_level=_ARROW)
+    # One aggregate (min_max) and a popcount: each pc.any()/pc.max() call costs ~15-20 us.
+    shortest, longest = pc.min_max(pc.binary_length(values)).values()
+    has_nul = pc.match_substring(values, "\x00").true_count > 0
+    return has_nul, shortest.as_py() == 0, int(longest.as_py() or 0)
+
+
+def _to_decimal(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+    assert col.precision is not None and col.scale is not None
+    if s.dtype == pl.Boolean or not (s.dtype.is_numeric()):
+        raise _wrong_type(spec, col, s, f"numbers for NUMERIC({col.precision},{col.scale})")
+    if s.dtype == pl.Float64:
+        return _float_to_decimal(spec, col, s)
+    if s.dtype.is_float():
+        finite = s.is_finite().fill_null(True)
+        if not finite.all():
+            row = _first(~finite)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "NaN and infinity cannot be stored in NUMERIC")
+        # Values too large for the staging decimal would overflow it silently: check on floats first.
+        big = (s.abs() >= col.max_abs).fill_null(False)
+        if big.any():
+            row = _first(big)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row],
+                        f"overflows NUMERIC({col.precision},{col.scale}) (|value| must be < {col.max_abs:g})")
+    # Snap to scale+4 places, then round half away from zero to the column's scale.
+    wide = s.cast(pl.Decimal(38, col.scale + 4), strict=False)
+    rounded = wide.round(col.scale, mode="half_away_from_zero")
+    bound = decimal.Decimal(col.max_abs)
+    over = (rounded.abs() >= bound).fill_null(False) | (rounded.is_null() & s.is_not_null())
+    if over.any():
+        row = _first(over)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row],
+                    f"overflows NUMERIC({col.precision},{col.scale}) after rounding to {col.scale} places "
+                    f"(|value| must be < {col.max_abs:g})")
+    return rounded.cast(pl.Decimal(col.precision, col.scale)).alias(col.name)
+
+
+def _float_to_decimal(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+    """The float64 case of :func:`_to_decimal` in integer arithmetic (3-4x faster on 1M rows).
+
+    Same checks, messages and result as the Decimal path: ``rint(x * 10**(s+4))`` is
+    exactly polars' float -> Decimal(38, s+4) cast (the snap), then half away from zero
+    to ``s`` places on integers. Values below ``max_abs`` stay below 2**53 units.
+    """
+    assert col.precision is not None and col.scale is not None
+    values = s.to_numpy()  # nulls are NaN here
+    nulls = s.null_count()
+    valid = s.is_not_null().to_numpy() if nulls else np.ones(len(values), dtype=bool)
+    not_finite = ~np.isfinite(values) & valid
+    if not_finite.any():
+        row = int(np.argmax(not_finite))
+        raise _fail(spec, col.name, row, s[row], "NaN and infinity cannot be stored in NUMERIC")
+    big = np.abs(values) >= col.max_abs  # False for NaN (nulls)
+    if big.any():
+        row = int(np.argmax(big))
+        raise _fail(spec, col.name, row, s[row],
+                    f"overflows NUMERIC({col.precision},{col.scale}) (|value| must be < {col.max_abs:g})")
+    snapped = values * 10.0 ** (col.scale + 4)
+    np.rint(snapped, out=snapped)
+    if nulls:
+        snapped[~valid] = 0
+    units = snapped.astype(np.int64)
+    magnitude = np.abs(units)
+    magnitude += 5 * 10**3
+    magnitude //= 10**4
+    over = magnitude >= 10**col.precision
+    if over.any():
+        row = int(np.argmax(over))
+        raise _fail(spec, col.name, row, s[row],
+                    f"overflows NUMERIC({col.precision},{col.scale}) after rounding to {col.scale} places "
+                    f"(|value| must be < {col.max_abs:g})")
+    # decimal128 values are 16-byte little-endian integers in units of 10**-scale.
+    signed = np.where(units < 0, -magnitude, magnitude)
+    words = np.empty((len(units), 2), dtype=np.int64)
+    words[:, 0] = signed
+    np.right_shift(signed, 63, out=words[:, 1])
+    validity = pa.array(valid).buffers()[1] if nulls else None
+    arrow = pa.Array.from_buffers(pa.decimal128(col.precision, col.scale), len(units),
+                                  [validity, pa.py_buffer(words)], null_count=nulls)
+    return pl.Series(col.name, arrow)
+
+
+def _to_bigint(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+    if s.dtype == pl.Boolean or not s.dtype.is_numeric():
+        raise _wrong_type(spec, col, s, "whole numbers")
+    if s.dtype.is_float() or isinstance(s.dtype, pl.Decimal):
+        f = s.cast(pl.Float64)
+        bad = (~f.is_finite() | (f != f.floor()) | (f.abs() >= 2.0**63)).fill_null(False)
+        if bad.any():
+            row = _first(bad)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "expected whole numbers for BIGINT")
+        return f.cast(pl.Int64).alias(col.name)
+    if s.dtype in (pl.UInt64,):
+        over = (s > 2**63 - 1).fill_null(False)
+        if over.any():
+            row = _first(over)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "too large for BIGINT")
+    return s.cast(pl.Int64)
+
+
+def _to_timestamp(spec: TableSpec, col: Column, s: pl.Series, tz: str, date_format: str | None) -> pl.Series:
+    if s.dtype == pl.String:
+        s = _parse_datetime_strings(spec, col, s, date_format)
+    elif s.dtype == pl.Date:
+        s = s.cast(pl.Datetime("us"))
+    elif not isinstance(s.dtype, pl.Datetime):
+        raise _wrong_type(spec, col, s, "datetimes (or ISO 8601 strings)")
+    zone = s.dtype.time_zone  # type: ignore[attr-defined]
+    if zone is not None:
+        s = s.dt.convert_time_zone(tz).dt.replace_time_zone(None)
+    return s.cast(pl.Datetime("us")).alias(col.name)
+
+
+def _parse_with_format(spec: TableSpec, col: Column, s: pl.Series, date_format: str, *, date: bool) -> pl.Series:
+    """Strings in the caller's explicit layout; the first that does not fit is named."""
+    stripped = s.str.strip_chars()
+    try:
+        parsed = (stripped.str.to_date(format=date_format, strict=False) if date
+                  else stripped.str.to_datetime(format=date_format, time_unit="us", strict=False))
+    except Exception as err:  # polars refuses the format itself
+        raise ValidationError(f"{spec.key}.{col.name}: date_format {date_format!r} is not usable: "
+                              f"{str(err).splitlines()[0]}", table=spec.key, column=col.name,
+                              value=date_format) from None
+    bad = parsed.is_null() & stripped.is_not_null()
+    if bad.any():
+        row = _first(bad)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row], f"does not match date_format {date_format!r}")
+    return parsed.alias(col.name)
+
+
+def _check_iso(spec: TableSpec, col: Column, stripped: pl.Series, original: pl.Series, *, date: bool) -> None:
+    """Refuse strings that are not ISO 8601: '04/03/2024' is 4 March or 3 April."""
+    pattern = _ISO_DATE if date else _ISO_TIMESTAMP
+    bad = ~stripped.str.contains(pattern).fill_null(True)
+    if bad.any():
+        row = _first(bad)
+        assert row is not None
+        example = "'2024-01-25'" if date else "'2024-03-04 09:15' or '2024-03-04T09:15:00+05:30'"
+        raise _fail(spec, col.name, row, original[row],
+                    f"is not ISO 8601 (e.g. {example}); day-first and month-first layouts are ambiguous, so "
+                    "they are refused: pass date_format= (e.g. date_format='%d/%m/%Y %H:%M') or datetime values")
+
+
+def _parse_datetime_strings(spec: TableSpec, col: Column, s: pl.Series, date_format: str | None) -> pl.Series:
+    if date_format is not None:
+        return _parse_with_format(spec, col, s, date_format, date=False)
+    stripped = s.str.strip_chars()
+    _check_iso(spec, col, stripped, s, date=False)
+    has_offset = stripped.str.contains(_OFFSET.pattern + "", literal=False).fill_null(False)
+    present = stripped.is_not_null()
+    n_offset = int(has_offset.sum())
+    if 0 < n_offset < int(present.sum()):
+        row = _first(present & ~has_offset) if has_offset[_first(present) or 0] else _first(has_offset)
+        assert row is not None
+        raise _fail(spec, col.name, row, s[row],
+                    "mixes timestamps with and without a UTC offset; make them all naive or all zoned")
+    zone = "UTC" if n_offset else None
+    source = stripped.str.replace(r"(?i)Z$", "+00:00") if n_offset else stripped
+    parsed: pl.Series | None
+    try:
+        parsed = source.str.to_datetime(time_unit="us", time_zone=zone, strict=False)
+    except Exception:  # polars could not infer one format for the whole column
+        parsed = None
+    if parsed is None or (parsed.is_null() & present).any():
+        # Mixed precisions and other valid ISO 8601 forms polars' inference rejects.
+        parsed = pl.Series(col.name, [_parse_one(v) for v in stripped], dtype=pl.Datetime("us", zone))
+        bad = parsed.is_null() & present
+        if bad.any():
+            row = _first(bad)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "cannot parse as an ISO 8601 timestamp")
+    return parsed
+
+
+def _parse_one(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(dt.timezone.utc)
+    return parsed
+
+
+def _to_date(spec: TableSpec, col: Column, s: pl.Series, tz: str, date_format: str | None) -> pl.Series:
+    if s.dtype == pl.Date:
+        return s
+    if s.dtype == pl.String and date_format is not None:
+        return _parse_with_format(spec, col, s, date_format, date=True)
+    if s.dtype == pl.String:
+        stripped = s.str.strip_chars()
+        _check_iso(spec, col, stripped, s, date=False)
+        parsed = stripped.str.to_date(format="%Y-%m-%d", strict=False)
+        bad = parsed.is_null() & stripped.is_not_null()
+        if bad.any():
+            s = _to_timestamp(spec, col, s, tz, None)  # "2024-01-25 00:00" is date-like too
+        else:
+            return parsed.alias(col.name)
+    if isinstance(s.dtype, pl.Datetime):
+        if s.dtype.time_zone is not None:
+            s = s.dt.replace_time_zone(None)
+        not_midnight = (s.dt.truncate("1d") != s).fill_null(False)
+        if not_midnight.any():
+            row = _first(not_midnight)
+            assert row is not None
+            raise _fail(spec, col.name, row, s[row], "expected a date; this timestamp has a time of day")
+        return s.dt.date().alias(col.name)
+    raise _wrong_type(spec, col, s, "dates")
+
+
+def _to_json(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+    values: list[str | None] = []
+    if isinstance(s.dtype, pl.Struct):
+        items: list[Any] = s.to_list()
+    elif s.dtype in (pl.String, pl.Object):
+        items = s.to_list()
+    else:
+        raise _wrong_type(spec, col, s, "dicts, JSON strings or a struct column")
+    for row, item in enumerate(items):
+        if item is None:
+            values.append(None)
+            continue
+        if isinstance(item, str):
+            try:
+                item = json.loads(item)
+            except json.JSONDecodeError as err:
+                raise _fail(spec, col.name, row, item, f"not valid JSON ({err.msg})") from None
+        try:
+            values.append(json.dumps(item, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                                     default=_json_default))
+        except (TypeError, ValueError) as err:
+            raise _fail(spec, col.name, row, item, f"not JSON-serialisable ({err})") from None
+        if "\\u0000" in values[-1]:  # type: ignore[operator]
+            raise _fail(spec, col.name, row, item, "contains a NUL character, which JSONB cannot store")
+    return pl.Series(col.name, values, dtype=pl.String)
+
+
+def _json_default(value: Any) -> Any:
+    # Numpy scalars and dates are common in optimiser output; everything else is an error.
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _fill_computed(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
+    """Fill ``run_id`` of optimisation results with a content hash where missing."""
+    computed = [c for c in spec.columns if c.computed]
+    for col in computed:
+        if not frame.get_column(col.name).is_null().any():
+            continue
+        others = [c for c in spec.column_names if c != col.name]
+        hashes = [
+            hashlib.sha256(json.dumps([_hashable(v) for v in row], separators=(",", ":")).encode()).hexdigest()
+            for row in frame.select(others).iter_rows()
+        ]
+        frame = frame.with_columns(
+            pl.when(pl.col(col.name).is_null()).then(pl.Series(hashes)).otherwise(pl.col(col.name)).alias(col.name)
+        )
+    return frame
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.datetime, decimal.Decimal)):
+        return str(value)
+    return value
+
+
+def _check_non_negative(spec: TableSpec, frame: pl.DataFrame) -> None:
+    for name in spec.non_negative:
+        if name not in frame.columns:
+            continue  # absent: all NULL
+        negative = (frame.get_column(name) < 0).fill_null(False)
+        if negative.any():
+            row = _first(negative)
+            assert row is not None
+            raise _fail(spec, name, row, frame.get_column(name)[row], "must not be negative")
+
+
+_OPS = {"<=": lambda a, b: a <= b}
+
+
+# Rounding a float to the column's scale that changes it by more than this (relative) loses
+# significance, not noise: gamma 0.00071 stored in NUMERIC(10,4) becomes 0.0007 (-1.4%).
+# Prices (2 decimals) never come near it: 21705.504 -> 21705.50 is a 2e-7 change.
+ROUNDING_LOSS = 0.01
+
+
+def _check_rounding(spec: TableSpec, col: Column, s: pl.Series, lossy: list[tuple[str, str, int, Any]]) -> None:
+    """Note (for a warning, or an error with strict=True) the first value that rounding to
+    the column's scale changes by more than ROUNDING_LOSS."""
+    assert col.scale is not None
+    values = s.to_numpy()
+    quantum = 10.0 ** -col.scale
+    # Only |v| < 50 quanta can lose 1%: a cheap filter before the division (1M prices: no candidates).
+    small = np.flatnonzero((np.abs(values) < 50 * quantum) & (values != 0))
+    if len(small) == 0:
+        return
+    candidates = values[small]
+    rounded = np.sign(candidates) * np.floor(np.abs(candidates) / quantum + 0.5) * quantum
+    loss = np.abs(rounded - candidates) / np.abs(candidates)
+    bad = np.flatnonzero(loss > ROUNDING_LOSS)
+    if len(bad) == 0:
+        return
+    row = int(small[bad[0]])
+    value = float(values[row])
+    lossy.append((f"{len(bad)} value(s) of {col.name} lose more than {ROUNDING_LOSS:.0%} when rounded to "
+                  f"NUMERIC({col.precision},{col.scale}) (first: row {row}, {col.name}={value!r} is stored as "
+                  f"{float(rounded[bad[0]]):.{col.scale}f})", col.name, row, value))
+
+
+def _check_soft(spec: TableSpec, frame: pl.DataFrame, *, strict: bool,
+                lossy: list[tuple[str, str, int, Any]] | None = None) -> None:
+    problems = [text for text, *_ in lossy or []]
+    if lossy and strict:
+        text, column, first, value = lossy[0]
+        raise ValidationError(f"{spec.key}: {text}; strict=True rejects them", table=spec.key, column=column,
+                              row=first, value=value)
+    for left, op, right in spec.soft_checks:
+        if left not in frame.columns or right not in frame.columns:
+            continue  # absent: all NULL, nothing to compare
+        ok = _OPS[op](frame.get_column(left), frame.get_column(right)).fill_null(True)
+        if ok.all():
+            continue
+        row = _first(~ok)
+        assert row is not None
+        lv, rv = frame.get_column(left)[row], frame.get_column(right)[row]
+        if strict:
+            raise ValidationError(
+                f"{spec.key}.{left}: {int((~ok).sum())} row(s) violate {left} {op} {right} (first bad row {row}: "
+                f"{left}={lv}, {right}={rv}); strict=True rejects them",
+                table=spec.key, column=left, row=row, value=lv)
+        problems.append(f"{int((~ok).sum())} row(s) violate {left} {op} {right} (first: row {row}, {left}={lv}, "
+                        f"{right}={rv})")
+    if problems:
+        message = f"{spec.key}: accepted with data-quality warnings: {'; '.join(problems)}"
+        warnings.warn(message, DataQualityWarning, stacklevel=_caller_stacklevel())
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside regime_io: a warning points at the user's line."""
+    import sys
+
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "regime_io":
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
+def _increasing(key: list[str]) -> pl.Expr:
+    """True where a row's key is greater than the previous row's (lexicographic; null on row 0)."""
+    expr: pl.Expr | None = None
+    for name in reversed(key):
+        this, prev = pl.col(name), pl.col(name).shift(1)
+        expr = (this > prev) if expr is None else (this > prev) | ((this == prev) & expr)
+    assert expr is not None
+    return expr
+
+
+def _all(frame: pl.DataFrame, expr: pl.Expr) -> bool:
+    return bool(frame.select(expr.fill_null(True).all()).item())
+
+
+# Up to this many rows Python's sort of the key tuples is the cheapest route to key
+# order: ~5 us for a live save's 2 rows, where Arrow's sort and comparisons cost ~150 us
+# and every polars query ~0.1-0.3 ms whatever the size; Python stays ahead up to ~250 rows
+# of two key columns (0.22 vs 0.29 ms for Arrow), and key tuples of options are wider.
+_SMALL_FRAME_ROWS = 128
+
+
+def _in_key_order(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
+    """``frame`` in natural-key order, or None when two rows share a key.
+
+    Returns the frame and, when it must still be put in order, the row order (Arrow
+    indices: the final Arrow table is taken in that order, no polars gather).
+
+    Rows sent in key order make the server's primary-key inserts sequential: COPY ran
+    13-24% faster on 1M bars (10-100 symbols) than with the same rows time-major. Ordering
+    doubles as the duplicate check and costs less than a hash-based one (about 50 ms
+    versus 100-150 ms on 1M bars): most inputs are already in order, or in order per
+    symbol, so splitting by the first key column and concatenating the groups in order
+    is enough; a full sort is the fallback.
+    """
+    if frame.height < 2:
+        return frame, None
+    if frame.height <= _SMALL_FRAME_ROWS:
+        # Key columns are NOT NULL (checked before) and hold text, datetimes, dates and
+        # decimals, which Python compares as polars does (str by code point, which is
+        # UTF-8's byte order) and finds equal where the server's unique index would.
+        rows = list(zip(*(frame.get_column(k).to_list() for k in key), strict=True))
+        order = sorted(range(len(rows)), key=rows.__getitem__)
+        if any(rows[a] == rows[b] for a, b in itertools.pairwise(order)):
+            return None
+        in_order = all(i == o for i, o in enumerate(order))
+        return frame, None if in_order else pa.array(order, pa.int64())
+    if _all(frame, _increasing(key)):
+        return frame, None
+    if len(key) > 1:
+        # Groups in ascending order too: then every insert lands at the right end of the
+        # index (PostgreSQL's fast path); groups in order of appearance cost 10% more.
+        groups = frame.partition_by(key[0], maintain_order=True, as_dict=True)
+        grouped = pl.concat([groups[k] for k in sorted(groups)])  # code point = polars' byte order
+        if _all(grouped, _increasing(key)):
+            return grouped, None
+    by_key = frame.sort(key)
+    return (by_key, None) if _all(by_key, _increasing(key)) else None
+
+
+def _check_duplicates(spec: TableSpec, frame: pl.DataFrame, on_duplicate: OnDuplicate) -> _Ordered:
+    """Refuse (or drop all but the last of) rows sharing a natural key; return the rows
+    and their key order (see :func:`_in_key_order`)."""
+    key = list(spec.primary_key)
+    ordered = _in_key_order(frame, key)
+    if ordered is not None:
+        return ordered
+    dup = frame.select(key).is_duplicated()
+    if on_duplicate == "keep_last":
+        unique = frame.unique(subset=key, keep="last", maintain_order=True)
+        ordered = _in_key_order(unique, key)
+        assert ordered is not None  # no key left twice
+        return ordered
+    row = _first(dup)
+    assert row is not None
+    values = frame.row(row, named=True)
+    shown = ", ".join(f"{k}={values[k]!s}" for k in key)
+    count = int(dup.sum())
+    raise ValidationError(
+        f"{spec.key}: duplicate natural key in the batch ({count} rows share a key; first bad row {row}: {shown}); "
+        "pass on_duplicate='keep_last' to keep the last of each",
+        table=spec.key, column=key[0], row=row, value=values[key[0]],
+    )
