@@ -18,13 +18,11 @@ Example (shell)::
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import logging
-import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, get_args
@@ -42,11 +40,11 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from . import __version__, server
 from . import server as embedded
 from ._conn.embedded import StopMode
+from ._render import TAIL_ROWS, decimals, plural, print_frame, tail_view, text
 from .config import Settings, load_settings, settings_replace, with_dsn
 from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema, run_demo
 from .errors import ConfigError, RegimeIOError, UsageError
@@ -76,11 +74,6 @@ def _choices(literal: Any) -> str:
     """``a, b or c`` from a Literal alias of the library."""
     values = [str(v) for v in get_args(literal)]
     return ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    """``1 row``, ``2 rows``, ``1,250 rows``."""
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {plural or word + 's'}"
 
 
 app = typer.Typer(
@@ -256,75 +249,6 @@ def _clean_errors(func: F) -> F:
     return cast(F, wrapper)
 
 
-def _text(value: Any, decimals: int | None = None) -> str:
-    """A value as plain text: thousands separators, fixed decimals per column, ISO times."""
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        return f"{value:,.{decimals if decimals is not None else 4}f}"
-    if isinstance(value, dt.datetime):
-        return f"{value:%Y-%m-%d %H:%M:%S}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    if isinstance(value, dict):
-        return " ".join(f"{k}={_text(v)}" for k, v in value.items() if v is not None)
-    return str(value)
-
-
-def _decimals(values: Sequence[Any]) -> int:
-    """Decimals that show every float of a column exactly (at most 4)."""
-    needed = 0
-    for value in values:
-        if isinstance(value, float) and math.isfinite(value):
-            for places in range(needed, 5):
-                if abs(round(value, places) - value) < 1e-9:
-                    break
-            needed = max(needed, places)
-    return needed
-
-
-def _print_frame(frame: pl.DataFrame, *, title: str | None = None, columns: Sequence[str] | None = None,
-                 max_rows: int = 40, percent: Sequence[str] = ()) -> None:
-    """Print a frame as a rich table (numbers right-aligned, shares as percentages)."""
-    if columns is not None:
-        frame = frame.select([c for c in columns if c in frame.columns])
-    if title:
-        # Printed above the table, not as its title: a title wraps at the table's width.
-        console.print(f"[bold]{escape(title)}[/bold]")
-    table = Table(show_edge=False, header_style="bold")
-    shown = frame.head(max_rows)
-    places = {name: _decimals(shown[name].to_list()) for name, dtype in frame.schema.items() if dtype.is_float()}
-    rows: list[list[str]] = []
-    for row in shown.iter_rows():
-        cells = []
-        for name, value in zip(frame.columns, row, strict=True):
-            if name in percent and isinstance(value, float):
-                cells.append(f"{100 * value:.1f}%")
-            elif value is None:
-                cells.append("-")
-            else:
-                cells.append(_text(value, places.get(name)))
-        rows.append(cells)
-    for i, (name, dtype) in enumerate(frame.schema.items()):
-        numeric = dtype.is_numeric()
-        nested = dtype.is_nested() or name == "parameters"
-        # Values keep their full width (a cut timestamp or price is useless); long
-        # headers give way first.
-        widest = max((len(r[i]) for r in rows), default=0)
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=not nested,
-                         overflow="fold" if nested else "ellipsis",
-                         min_width=None if nested else max(min(len(name), 8), min(widest, 24)))
-    for cells in rows:
-        table.add_row(*(escape(c) if c != "-" else "[dim]-[/dim]" for c in cells))
-    console.print(table)
-    if frame.height > max_rows:
-        console.print(f"[dim]... {frame.height - max_rows:,} more rows[/dim]")
-    if frame.height == 0:
-        console.print("[dim](no rows)[/dim]")
-
-
 def _chart(frame: pl.DataFrame, path: Path, draw: Callable[[], Any], *, empty: str, what: str = "chart") -> None:
     """Draw a chart of ``frame`` into ``path``, or say why not: an empty result draws nothing."""
     if frame.height == 0:
@@ -387,20 +311,20 @@ def demo(
 
             result = run_demo(pg, days=days, chart=output, progress=show)
     console.print(f"[green]✓[/green] schema {result.schema!r} ready (schema version {result.schema_version})")
-    console.print(f"[green]✓[/green] {_plural(result.total_rows, 'row')} stored: {len(result.symbols)} symbols x "
-                  f"{_plural(result.days, 'NSE session')} ({result.first_day:%d %b} to {result.last_day:%d %b %Y}) "
+    console.print(f"[green]✓[/green] {plural(result.total_rows, 'row')} stored: {len(result.symbols)} symbols x "
+                  f"{plural(result.days, 'NSE session')} ({result.first_day:%d %b} to {result.last_day:%d %b %Y}) "
                   "of 1-minute bars and regimes, 15-minute regimes, an option chain with greeks, "
                   "optimisation results")
     if result.sealed is not None and result.sealed.rows_moved:
-        console.print(f"[green]✓[/green] {_plural(result.sealed.rows_moved, 'row')} of the months before "
+        console.print(f"[green]✓[/green] {plural(result.sealed.rows_moved, 'row')} of the months before "
                       f"{result.last_day:%B %Y} sealed into the columnar tier ({result.sealed.bytes_before:,} -> "
                       f"{result.sealed.bytes_after:,} bytes); every read below spans both tiers")
-    _print_frame(result.latest, title="latest 1-minute regimes",
+    print_frame(console, result.latest, title="latest 1-minute regimes",
                  columns=["symbol", "timestamp", "regime", "confidence", "greek_sentiment"])
-    _print_frame(result.distribution,
+    print_frame(console, result.distribution,
                  title=f"{result.symbols[0]} regime distribution {result.first_day} to {result.last_day}",
                  columns=["regime", "count", "share", "time_share"], percent=("share", "time_share"))
-    _print_frame(result.best_runs, title=f"{result.symbols[0]} best optimisation runs",
+    print_frame(console, result.best_runs, title=f"{result.symbols[0]} best optimisation runs",
                  columns=["algorithm", "fitness_value", "parameters", "timeframe"])
     if result.chart is not None:
         console.print(f"[green]✓[/green] chart written to [bold]{escape(str(result.chart.resolve()))}[/bold]")
@@ -468,7 +392,7 @@ def ingest(
                          chunk_rows=chunk_rows,
                          progress=_rows_callback(progress, task, batches.rows))
         progress.update(task, completed=result.rows, total=result.rows)
-    console.print(f"[green]✓[/green] {escape(str(file))} -> {key}: {_plural(result.rows, 'row')}, "
+    console.print(f"[green]✓[/green] {escape(str(file))} -> {key}: {plural(result.rows, 'row')}, "
                   f"{result.inserted:,} inserted, {result.updated:,} updated, {result.unchanged:,} unchanged "
                   f"in {result.seconds:.2f}s")
 
@@ -541,7 +465,7 @@ def latest(
     key = table_spec(table).key
     with _state(ctx).integration() as pg:
         frame = pg.get_latest(key, symbols=symbols or None, timeframe=timeframe, as_of=as_of)
-    _print_frame(frame, title=f"latest {key}", columns=_LATEST_COLUMNS.get(key))
+    print_frame(console, frame, title=f"latest {key}", columns=_LATEST_COLUMNS.get(key))
 
 
 _LATEST_COLUMNS = {
@@ -572,7 +496,7 @@ def distribution(
     with _state(ctx).integration() as pg:
         frame = pg.get_market_regime_distribution(symbol, start, end, table=_regime_table(table),
                                                   timeframe=timeframe, as_of=as_of, return_type="polars")
-    _print_frame(frame, title=f"{symbol} regime distribution {start} to {end}",
+    print_frame(console, frame, title=f"{symbol} regime distribution {start} to {end}",
                  columns=["regime", "count", "share", "time_share"], percent=("share", "time_share"))
     if plot is not None:
         _chart(frame, plot,
@@ -601,7 +525,7 @@ def transitions(
     with _state(ctx).integration() as pg:
         frame = pg.get_regime_transitions(symbol, start, end, table=_regime_table(table),
                                           timeframe=timeframe, as_of=as_of, return_type="polars")
-    _print_frame(frame, title=f"{symbol} regime transitions {start} to {end}", percent=("probability",),
+    print_frame(console, frame, title=f"{symbol} regime transitions {start} to {end}", percent=("probability",),
                  max_rows=100)
     if plot is not None:
         _chart(frame, plot,
@@ -637,8 +561,8 @@ def cleanup(
         if planned.rows_removed == 0 and planned.partitions_dropped == 0:
             console.print("nothing to remove")
             return
-        if not yes and not _confirm(f"Delete {_plural(planned.rows_removed, 'row')} older than "
-                                    f"{_plural(days, 'day')}?"):
+        if not yes and not _confirm(f"Delete {plural(planned.rows_removed, 'row')} older than "
+                                    f"{plural(days, 'day')}?"):
             raise UsageError("not confirmed: nothing deleted (pass --yes to delete without asking)")
         report = pg.cleanup_old_data(days, tables=tables or None, dry_run=False)
     _print_cleanup(report, days, dry_run=False)
@@ -655,11 +579,12 @@ def _confirm(question: str) -> bool:
 
 def _print_cleanup(report: Any, days: int, *, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
-    _print_frame(report.to_frame(), title=f"cleanup{' (dry run)' if dry_run else ''}: keep {_plural(days, 'day')}",
-                 columns=["table", "column", "cutoff", "partitions_dropped", "rows_removed"])
+    title = f"cleanup{' (dry run)' if dry_run else ''}: keep {plural(days, 'day')}"
+    print_frame(console, report.to_frame(), title=title,
+                columns=["table", "column", "cutoff", "partitions_dropped", "rows_removed"])
     console.print(f"{'[yellow]dry run:[/yellow] ' if dry_run else '[green]✓[/green] '}{verb} "
-                  f"{_plural(report.rows_removed, 'row')} "
-                  f"({_plural(report.partitions_dropped, 'partition')} dropped whole)")
+                  f"{plural(report.rows_removed, 'row')} "
+                  f"({plural(report.partitions_dropped, 'partition')} dropped whole)")
 
 
 @app.command()
@@ -672,7 +597,7 @@ def partitions(
     """List the time partitions of the tables with their ranges and sizes."""
     with _state(ctx).integration() as pg:
         frame = pg.list_partitions(table)
-    _print_frame(frame, title="partitions", max_rows=200)
+    print_frame(console, frame, title="partitions", max_rows=200)
 
 
 @app.command()
@@ -713,10 +638,10 @@ def unseal(
 
 def _print_seal(report: Any, *, dry_run: bool) -> None:
     verb = {"seal": "sealed", "unseal": "unsealed"}[report.action]
-    _print_frame(report.to_frame(), title=f"{report.action}{' (dry run)' if dry_run else ''}", max_rows=200)
+    print_frame(console, report.to_frame(), title=f"{report.action}{' (dry run)' if dry_run else ''}", max_rows=200)
     prefix = "[yellow]dry run:[/yellow] would move" if dry_run else f"[green]✓[/green] {verb}"
     sizes = "" if dry_run else f", {report.bytes_before:,} -> {report.bytes_after:,} bytes"
-    console.print(f"{prefix} {_plural(report.rows_moved, 'row')} in {_plural(len(report), 'table-month')}{sizes}")
+    console.print(f"{prefix} {plural(report.rows_moved, 'row')} in {plural(len(report), 'table-month')}{sizes}")
 
 
 @app.command()
@@ -730,7 +655,7 @@ def symbols(
     """List what is stored: per table and series, the first and last timestamp and the row count."""
     with _state(ctx).integration() as pg:
         frame = pg.catalog(table or None, return_type="polars")
-    _print_frame(frame, title="series", max_rows=500)
+    print_frame(console, frame, title="series", max_rows=500)
 
 
 @app.command()
@@ -765,45 +690,27 @@ def tail(
         window: pl.DataFrame | None = None
         try:
             if console.is_terminal:
-                with Live(_tail_view(None, 0, table), console=console, auto_refresh=False) as screen:
+                with Live(tail_view(None, 0, table), console=console, auto_refresh=False) as screen:
                     for batch in stream:
                         rows, batches, last = rows + batch.frame.height, batches + 1, batch.cursor
-                        window = batch.frame if window is None else window.vstack(batch.frame).tail(_TAIL_ROWS)
-                        screen.update(_tail_view(window, rows, table), refresh=True)
+                        window = batch.frame if window is None else window.vstack(batch.frame).tail(TAIL_ROWS)
+                        screen.update(tail_view(window, rows, table), refresh=True)
             else:
                 for batch in stream:
                     if batches == 0:
                         typer.echo("\t".join(batch.frame.columns))
-                    places = [_decimals(batch.frame[n].to_list()) if t.is_float() else None
+                    places = [decimals(batch.frame[n].to_list()) if t.is_float() else None
                               for n, t in batch.frame.schema.items()]
                     for values in batch.frame.iter_rows():
-                        typer.echo("\t".join(_text(v, p) if v is not None else "" for v, p in
+                        typer.echo("\t".join(text(v, p) if v is not None else "" for v, p in
                                              zip(values, places, strict=True)))
                     rows, batches, last = rows + batch.frame.height, batches + 1, batch.cursor
         except KeyboardInterrupt:
             pass
         finally:
             stream.close()
-    err_console.print(f"{_plural(rows, 'row')} in {_plural(batches, 'batch', 'batches')} over "
+    err_console.print(f"{plural(rows, 'row')} in {plural(batches, 'batch', 'batches')} over "
                       f"{time.monotonic() - started:,.1f}s; resume with --cursor {last}", soft_wrap=True)
-
-
-_TAIL_ROWS = 30  # rows the live view keeps on screen
-
-
-def _tail_view(window: pl.DataFrame | None, rows: int, table: str) -> Table:
-    """The live view: the newest rows, newest last, with the running count in the title."""
-    view = Table(show_edge=False, header_style="bold", title=f"{table_spec(table).key}: {_plural(rows, 'row')} "
-                 "(Ctrl-C to stop)", title_justify="left")
-    if window is None:
-        view.add_column("waiting for rows…")
-        return view
-    places = {name: _decimals(window[name].to_list()) for name, dtype in window.schema.items() if dtype.is_float()}
-    for name, dtype in window.schema.items():
-        view.add_column(name, justify="right" if dtype.is_numeric() else "left", no_wrap=True)
-    for values in window.iter_rows():
-        view.add_row(*(escape(_text(v, places.get(n))) for n, v in zip(window.columns, values, strict=True)))
-    return view
 
 
 @app.command()
@@ -824,7 +731,7 @@ def quality(
     """Missing minutes and bad bars per symbol and session: coverage, OHLC violations, zero-volume runs, jumps."""
     with _state(ctx).integration() as pg:
         frame = pg.quality_report(table, symbol or None, start, end, calendar=calendar, return_type="polars")
-    _print_frame(frame, title=f"{table} quality by session ({calendar})", max_rows=200, percent=("coverage",),
+    print_frame(console, frame, title=f"{table} quality by session ({calendar})", max_rows=200, percent=("coverage",),
                  columns=["symbol", "session", "expected_minutes", "present_minutes", "coverage", "first_missing",
                           "duplicate_bars", "ohlc_violations", "zero_volume_runs", "stale_runs", "jumps"])
     if plot is not None:
@@ -865,7 +772,7 @@ def doctor(
     for check in report.checks:
         console.print(f"{marks[check.status]} {check.name}: {escape(settings.redact(check.detail))}")
     if report.tables is not None:
-        _print_frame(report.tables, title="tables", max_rows=20)
+        print_frame(console, report.tables, title="tables", max_rows=20)
     if not report.ok:
         raise typer.Exit(1)
 

@@ -137,7 +137,13 @@ def _fields(cls: Any) -> list[str]:
 
 def _members(cls: Any, prefix: str) -> list[str]:
     out: list[str] = []
-    for name, member in cls.__dict__.items():
+    # PostgreSQLIntegration is assembled from mixins: its own methods first, then each base's.
+    members: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("regime_io"):
+            for name, member in vars(klass).items():
+                members.setdefault(name, member)
+    for name, member in members.items():
         if name.startswith("_") or name in ("disabled", "empty"):
             continue
         if isinstance(member, (property, functools.cached_property)):

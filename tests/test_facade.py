@@ -140,8 +140,10 @@ def test_table_writers_take_save_options(method: str) -> None:
 
 
 def _public() -> set[str]:
-    return {name for name, value in vars(PostgreSQLIntegration).items()
-            if callable(value) and not name.startswith("_")}
+    # The class is assembled from mixins (regime_io/_facade/): walk its whole MRO.
+    members = {name: value for klass in PostgreSQLIntegration.__mro__ if klass.__module__.startswith("regime_io")
+               for name, value in vars(klass).items()}
+    return {name for name, value in members.items() if callable(value) and not name.startswith("_")}
 
 
 def test_every_public_method_is_checked() -> None:

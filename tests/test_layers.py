@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("schema", ("_schema",)),
     ("read", ("_read",)),
     ("write", ("_write",)),
-    ("public", ("database", "integration", "plots", "synthetic", "files", "demo", "server", "cli",
+    ("public", ("_facade", "_render", "database", "integration", "plots", "synthetic", "files", "demo", "server", "cli",
                 "__init__", "__main__")),
 ]
 MAX_INNER_IMPORTS = 10

@@ -1,0 +1,1 @@
+"""The parts :class:`~regime_io.PostgreSQLIntegration` is assembled from (private)."""

@@ -1,0 +1,493 @@
+"""Range readers, streams, ``history()`` and ``scan()`` of :class:`~regime_io.PostgreSQLIntegration`."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+from .._read import history as _history
+from .._read import readers as _reading
+from .._read import scan as _scan
+from .._read.decode import empty_frame
+from ..types import DateLike, ParametersAs, ReturnType
+from .base import F, FacadeBase
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import polars as pl
+    import pyarrow as pa
+
+
+__all__ = ["RangeReaders"]
+
+
+
+class RangeReaders(FacadeBase[F]):
+    """Part of :class:`~regime_io.PostgreSQLIntegration` (see that class for the whole API)."""
+
+    @overload
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                        timeframe: str | None = None, columns: Sequence[str] | None = None,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
+                        return_type: None = None) -> F: ...
+
+    @overload
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                        timeframe: str | None = None, columns: Sequence[str] | None = None,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
+                        return_type: Literal["polars"]) -> pl.DataFrame: ...
+
+    @overload
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                        timeframe: str | None = None, columns: Sequence[str] | None = None,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
+                        return_type: Literal["pandas"]) -> pd.DataFrame: ...
+
+    @overload
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                        timeframe: str | None = None, columns: Sequence[str] | None = None,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
+                        return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                        timeframe: str | None = None, columns: Sequence[str] | None = None,
+                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        as_of: DateLike | None = None,
+                        return_type: ReturnType | None = None) -> Any:
+        """OHLCV bars of one or more symbols in ``[start_date, end_date]`` (inclusive).
+
+        Parameters:
+            symbol: ``"NIFTY"`` or ``["NIFTY", "BANKNIFTY"]`` (or pass ``symbols=``).
+            start_date, end_date: datetimes, dates, ISO 8601 strings or numpy/pandas
+                timestamps; a date as ``end_date`` includes that whole day; None leaves
+                that side open. Zone-aware bounds are converted to the storage zone.
+            symbols: the symbols, as an alternative to ``symbol``.
+            timeframe: only bars of this timeframe (``"1m"``; aliases such as ``"1min"``,
+                ``"1T"`` mean the same).
+            columns: a subset of the table's columns, returned in the order given.
+            resample: aggregate server-side into buckets of this size (``"5m"``,
+                ``"1h"``, ``"1d"``, ``"1w"``, ``"1mo"``; pandas' ``"5T"``, ``"1H"``,
+                ``"1D"``): first open, max high, min low, last close, summed volume.
+                Buckets are labelled by their start (left edge). Intraday buckets start
+                at the session open (09:15, 10:15... for ``"1h"`` on NSE) and never span
+                two sessions; days are dates, weeks start on Monday, months on the 1st.
+            calendar: the exchange calendar whose session open anchors intraday
+                buckets (``"XNSE"``; others, e.g. ``"XNYS"``, with the ``calendars``
+                extra).
+            exact: DECIMAL columns as exact decimals instead of Float64.
+            as_of: the answer as it was known at this instant (a datetime or ISO string;
+                naive: storage zone) instead of now; the table must keep history
+                (``[DATABASE] history_tables``, docs/history.md).
+            return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
+
+        Returns:
+            Rows ordered by symbol, timeframe and timestamp.
+
+        Raises:
+            UsageError: bad arguments (``start_date`` after ``end_date``, unknown
+                column, a non-ISO date string).
+            ReadError: the server refused the query.
+
+        Example:
+            >>> pg.get_market_data("NIFTY", "2024-01-02", "2024-01-02", resample="5m")  # doctest: +SKIP
+        """
+
+        rt = self._rt(return_type)
+        if not self.enabled:
+            return _reading.empty_frame("market_data", return_type=rt, exact=exact, columns=columns)
+        return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
+                                        columns=columns, resample=resample, calendar=calendar, exact=exact,
+                                        as_of=as_of, return_type=rt)
+
+    @overload
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: None = None) -> F: ...
+
+    @overload
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+
+    @overload
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+
+    @overload
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False,
+                         as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
+        """Option bars in ``[start_date, end_date]``, optionally by expiry, strike and type.
+
+        Parameters:
+            symbol, start_date, end_date, symbols, columns, exact, return_type: as for
+                :meth:`get_market_data`.
+            expiry: one expiry date or several.
+            strikes: one strike or several, compared at the column's scale (2 decimals).
+            option_type: ``"CE"``/``"PE"`` or any spelling the writers accept
+                (``"ce"``, ``"call"``, ``"P"``...), or several.
+
+        Returns:
+            Rows ordered by symbol, timestamp, expiry, strike and type.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
+
+        Example:
+            >>> pg.get_options_data("NIFTY", "2024-01-02", "2024-01-02", expiry="2024-01-25",
+            ...                     strikes=[21500, 21600], option_type="call")   # doctest: +SKIP
+        """
+
+        rt = self._rt(return_type)
+        if not self.enabled:
+            return _reading.empty_frame("options_data", return_type=rt, exact=exact, columns=columns)
+        return _reading.get_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
+                                         strikes=strikes, option_type=option_type, columns=columns, exact=exact,
+                                         as_of=as_of, return_type=rt)
+
+    @overload
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: None = None) -> F: ...
+
+    @overload
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+
+    @overload
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+
+    @overload
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False,
+                           as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
+        """Regime classifications (``market_regimes``) in ``[start_date, end_date]``.
+
+        Arguments as for :meth:`get_market_data`.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
+
+        Example:
+            >>> pg.get_market_regimes("NIFTY", "2024-01-01", "2024-01-31", timeframe="15m")  # doctest: +SKIP
+        """
+
+        rt = self._rt(return_type)
+        if not self.enabled:
+            return _reading.empty_frame("market_regimes", return_type=rt, exact=exact, columns=columns)
+        return _reading.get_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
+                                           timeframe=timeframe, columns=columns, exact=exact, as_of=as_of,
+                                           return_type=rt)
+
+    @overload
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: None = None) -> F: ...
+
+    @overload
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+
+    @overload
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+
+    @overload
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
+                                start_date: DateLike | None = None, end_date: DateLike | None = None, *,
+                                symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                                exact: bool = False,
+                                as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
+        """1-minute regimes (``market_regimes_1min``) in ``[start_date, end_date]`` (the seed's reader).
+
+        Arguments as for :meth:`get_market_data`.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
+
+        Example:
+            >>> pg.get_1min_market_regimes("NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
+        """
+
+        rt = self._rt(return_type)
+        if not self.enabled:
+            return _reading.empty_frame("market_regimes_1min", return_type=rt, exact=exact, columns=columns)
+        return _reading.get_1min_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
+                                                columns=columns, exact=exact, as_of=as_of, return_type=rt)
+
+    @overload
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
+                                 return_type: None = None) -> F: ...
+
+    @overload
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
+                                 return_type: Literal["polars"]) -> pl.DataFrame: ...
+
+    @overload
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
+                                 return_type: Literal["pandas"]) -> pd.DataFrame: ...
+
+    @overload
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
+                                 return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
+                                 symbols: Sequence[str] | None = None, algorithm: str | None = None,
+                                 timeframe: str | None = None, top: int | None = None, exact: bool = False,
+                                 parameters: ParametersAs = "struct",
+                                 as_of: DateLike | None = None,
+                                 return_type: ReturnType | None = None) -> Any:
+        """Optimisation results, best ``fitness_value`` first (ties: oldest first).
+
+        Parameters:
+            symbol, symbols: only these symbols (every symbol when both are None).
+            algorithm, timeframe: only these.
+            top: at most this many rows.
+            exact: ``fitness_value`` as an exact decimal.
+            parameters: ``"struct"`` decodes the JSONB into a struct column (the union
+                of the rows' keys); ``"json"`` keeps the JSON text.
+            as_of: the answer as it was known at this instant (a datetime or ISO string;
+                naive: storage zone) instead of now; the table must keep history
+                (``[DATABASE] history_tables``, docs/history.md).
+            return_type: as for :meth:`get_market_data`.
+
+        Example:
+            >>> pg.get_optimization_results("NIFTY", algorithm="bayesian", top=5)  # doctest: +SKIP
+        """
+
+        rt = self._rt(return_type)
+        if not self.enabled:
+            return _reading.empty_frame("optimization_results", return_type=rt, exact=exact)
+        return _reading.get_optimization_results(self.db, symbol, symbols=symbols, algorithm=algorithm,
+                                                 timeframe=timeframe, top=top, exact=exact, parameters=parameters,
+                                                 as_of=as_of, return_type=rt)
+
+    def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         timeframe: str | None = None, batch_rows: int = 250_000,
+                         exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
+
+        Arguments as for :meth:`get_market_data`; checked when called, not at the first
+        batch. Batches have :meth:`get_market_data`'s schema and row order.
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
+
+        Example:
+            >>> for batch in pg.iter_market_data("NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
+            ...     process(batch)
+        """
+
+        if not self.enabled:
+            return iter(())
+        return _reading.iter_market_data(self.db, symbol, start_date, end_date, symbols=symbols,
+                                         timeframe=timeframe, batch_rows=batch_rows, exact=exact, as_of=as_of)
+
+    def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                          expiry: DateLike | Sequence[DateLike] | None = None,
+                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                          option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
+                          exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream option bars as Arrow record batches (filters as :meth:`get_options_data`).
+
+        ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
+        naive: storage zone) instead of now; the table must keep history
+        (``[DATABASE] history_tables``, docs/history.md).
+
+        Example:
+            >>> sum(b.num_rows for b in pg.iter_options_data("NIFTY", option_type="pe"))  # doctest: +SKIP
+        """
+
+        if not self.enabled:
+            return iter(())
+        return _reading.iter_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
+                                          strikes=strikes, option_type=option_type, batch_rows=batch_rows,
+                                          exact=exact, as_of=as_of)
+
+    @overload
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: None = None) -> F: ...
+
+    @overload
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: Literal["polars"]) -> pl.DataFrame: ...
+
+    @overload
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: Literal["pandas"]) -> pd.DataFrame: ...
+
+    @overload
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: Literal["arrow"]) -> pa.Table: ...
+
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: ReturnType | None = None) -> Any:
+        """Every version of a table's rows, each with the interval during which it was known.
+
+        Tables that keep history (``[DATABASE] history_tables``) keep the previous values
+        of a row each time an upsert changes it; this returns them with the current ones.
+
+        Parameters:
+            table: a table key or alias (as for :meth:`save`) that keeps history.
+            symbol: ``"NIFTY"`` or a list (or pass ``symbols=``).
+            start_date, end_date: the rows' own time range (``[start, end]``, as for the
+                range readers); ignored by ``optimization_results``.
+            symbols: the symbols, as an alternative to ``symbol``.
+            exact: DECIMAL columns as exact decimals instead of Float64.
+            return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
+
+        Returns:
+            The table's columns plus ``known_from`` and ``known_to`` (UTC): the version was
+            the known value from ``known_from`` (inclusive) to ``known_to`` (exclusive).
+            ``known_to`` is null for the current version; ``known_from`` is null for a
+            version known since before its period was sealed. Ordered by the natural key,
+            then ``known_from``.
+
+        Raises:
+            UsageError: the table keeps no history, or bad arguments.
+            ReadError: the server refused the query.
+
+        Example:
+            >>> pg.history("1min", "NIFTY", "2024-01-02", "2024-01-02")   # doctest: +SKIP
+        """
+
+        rt = self._rt(return_type)
+        return _history.history(self.db, table, symbol, start_date, end_date, symbols=symbols, exact=exact,
+                                return_type=rt)
+
+    def scan(self, table: str, *, exact: bool = False, as_of: DateLike | None = None) -> pl.LazyFrame:
+        """A time-series table as a lazy polars frame whose filters, columns and ``head`` reach the server.
+
+        Nothing is read until the frame is collected. Then the columns the query needs
+        become the SELECT list; top-level ``&``-ed tests of ``symbol``, ``timeframe``,
+        ``timestamp``, ``expiry_date``, ``strike_price``, ``option_type`` and ``regime``
+        against constants (``==``, ``is_in``, ``<``, ``<=``, ``>``, ``>=``,
+        ``is_between``; text columns: ``==`` and ``is_in`` only) become the SQL WHERE
+        clause and prune the sealed chunks; ``head(n)`` with no filter before it becomes
+        ``LIMIT n``. polars then applies the whole predicate to every batch, so any
+        other expression still gives exactly the right rows. ``timeframe`` and
+        ``option_type`` literals are read as the writers store them (``"1min"`` is
+        ``"1m"``, ``"call"`` is ``"CE"``). Batches stream with bounded memory.
+
+        Parameters:
+            table: ``market_data``, ``options_data``, ``market_regimes`` or
+                ``market_regimes_1min`` (any name or alias :meth:`save` accepts).
+            exact: DECIMAL columns as exact decimals instead of Float64.
+            as_of: the rows as they were known at this instant (a datetime or ISO string;
+                naive: storage zone) instead of now; the table must keep history
+                (``[DATABASE] history_tables``, docs/history.md). Read symbol by symbol.
+
+        Returns:
+            A ``polars.LazyFrame`` with the eager readers' columns and dtypes; collected,
+            its rows come in their order (symbol, then the table's key).
+
+        Raises:
+            UsageError: an unknown table or one without a time column; when collected,
+                a ``timeframe``/``option_type`` value those columns cannot hold.
+            ReadError: when collected, the server refused the query.
+
+        Example:
+            >>> lf = pg.scan("bars")                                      # doctest: +SKIP
+            >>> lf.filter((pl.col("symbol") == "NIFTY") & (pl.col("timestamp") >= dt.datetime(2024, 1, 2)))
+            ...   .select("timestamp", "close").head(10).collect()       # doctest: +SKIP
+        """
+
+        if not self.enabled:
+            import polars as pl_
+
+            return pl_.LazyFrame(empty_frame(table, return_type="polars", exact=exact))
+        return _scan.scan(self.db, table, exact=exact, as_of=as_of)

@@ -1,0 +1,113 @@
+"""Frames and values as terminal text for the CLI: numbers right-aligned with fixed decimals
+per column, ISO times, shares as percentages; plain tab-separated text when piped.
+
+Kept apart from ``cli.py`` so the command module only parses options, calls one library
+function and prints what this module renders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .tables import table_spec
+
+__all__ = ["decimals", "plural", "print_frame", "tail_view", "text"]
+
+def plural(n: int, word: str, plural: str | None = None) -> str:
+    """``1 row``, ``2 rows``, ``1,250 rows``."""
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {plural or word + 's'}"
+
+
+def text(value: Any, decimals: int | None = None) -> str:
+    """A value as plain text: thousands separators, fixed decimals per column, ISO times."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        return f"{value:,.{decimals if decimals is not None else 4}f}"
+    if isinstance(value, dt.datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={text(v)}" for k, v in value.items() if v is not None)
+    return str(value)
+
+
+def decimals(values: Sequence[Any]) -> int:
+    """Decimals that show every float of a column exactly (at most 4)."""
+    needed = 0
+    for value in values:
+        if isinstance(value, float) and math.isfinite(value):
+            for places in range(needed, 5):
+                if abs(round(value, places) - value) < 1e-9:
+                    break
+            needed = max(needed, places)
+    return needed
+
+
+def print_frame(console: Console, frame: pl.DataFrame, *, title: str | None = None,
+                columns: Sequence[str] | None = None, max_rows: int = 40, percent: Sequence[str] = ()) -> None:
+    """Print a frame as a rich table (numbers right-aligned, shares as percentages)."""
+    if columns is not None:
+        frame = frame.select([c for c in columns if c in frame.columns])
+    if title:
+        # Printed above the table, not as its title: a title wraps at the table's width.
+        console.print(f"[bold]{escape(title)}[/bold]")
+    table = Table(show_edge=False, header_style="bold")
+    shown = frame.head(max_rows)
+    places = {name: decimals(shown[name].to_list()) for name, dtype in frame.schema.items() if dtype.is_float()}
+    rows: list[list[str]] = []
+    for row in shown.iter_rows():
+        cells = []
+        for name, value in zip(frame.columns, row, strict=True):
+            if name in percent and isinstance(value, float):
+                cells.append(f"{100 * value:.1f}%")
+            elif value is None:
+                cells.append("-")
+            else:
+                cells.append(text(value, places.get(name)))
+        rows.append(cells)
+    for i, (name, dtype) in enumerate(frame.schema.items()):
+        numeric = dtype.is_numeric()
+        nested = dtype.is_nested() or name == "parameters"
+        # Values keep their full width (a cut timestamp or price is useless); long
+        # headers give way first.
+        widest = max((len(r[i]) for r in rows), default=0)
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=not nested,
+                         overflow="fold" if nested else "ellipsis",
+                         min_width=None if nested else max(min(len(name), 8), min(widest, 24)))
+    for cells in rows:
+        table.add_row(*(escape(c) if c != "-" else "[dim]-[/dim]" for c in cells))
+    console.print(table)
+    if frame.height > max_rows:
+        console.print(f"[dim]... {frame.height - max_rows:,} more rows[/dim]")
+    if frame.height == 0:
+        console.print("[dim](no rows)[/dim]")
+
+
+TAIL_ROWS = 30  # rows the live view keeps on screen
+
+
+def tail_view(window: pl.DataFrame | None, rows: int, table: str) -> Table:
+    """The live view: the newest rows, newest last, with the running count in the title."""
+    view = Table(show_edge=False, header_style="bold", title=f"{table_spec(table).key}: {plural(rows, 'row')} "
+                 "(Ctrl-C to stop)", title_justify="left")
+    if window is None:
+        view.add_column("waiting for rows…")
+        return view
+    places = {name: decimals(window[name].to_list()) for name, dtype in window.schema.items() if dtype.is_float()}
+    for name, dtype in window.schema.items():
+        view.add_column(name, justify="right" if dtype.is_numeric() else "left", no_wrap=True)
+    for values in window.iter_rows():
+        view.add_row(*(escape(text(v, places.get(n))) for n, v in zip(window.columns, values, strict=True)))
+    return view
