@@ -146,6 +146,9 @@ def test_tables_cleaned_up(run: dict[str, Any]) -> None:
     assert rows == []
 
 
-def test_rejects_unknown_sections(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit):
+def test_rejects_unknown_sections(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
         main(["--sections", "write,nonsense", "--output", str(tmp_path / "x.json")])
+    assert info.value.code == 2  # argparse's usage error, not a clean exit
+    assert "unknown sections ['nonsense']; allowed: " in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -80,16 +80,21 @@ def test_a_vintage_older_than_the_stored_one_is_refused(pg: PostgreSQLIntegratio
     assert pg.get_1min_market_regimes("AAA")["regime"].to_list() == data["regime"].to_list()
 
 
-@pytest.mark.parametrize("call", [
-    lambda pg: pg.get_market_data("AAA", as_of=T0),
-    lambda pg: pg.save_market_data(bars(["AAA"], ["1m"], dt.datetime(2024, 1, 2), 2), known_at=T0),
-    lambda pg: pg.history("market_data", "AAA"),
-    lambda pg: pg.get_1min_market_regimes("AAA", as_of="not a time"),
-    lambda pg: pg.get_1min_market_regimes("AAA", as_of=42),
-    lambda pg: pg.save_1min_market_regime(regimes_1min(["AAA"], dt.datetime(2024, 1, 2), 2), known_at="nope"),
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda pg: pg.get_market_data("AAA", as_of=T0),
+     r"^market_data keeps no history, so it cannot be read as of .*add it to \[DATABASE\] history_tables"),
+    (lambda pg: pg.save_market_data(bars(["AAA"], ["1m"], dt.datetime(2024, 1, 2), 2), known_at=T0),
+     r"^market_data keeps no history, so known_at= has no meaning; add it to \[DATABASE\] history_tables"),
+    (lambda pg: pg.history("market_data", "AAA"),
+     r"^market_data keeps no history; add it to \[DATABASE\] history_tables"),
+    (lambda pg: pg.get_1min_market_regimes("AAA", as_of="not a time"),
+     r"^as_of: 'not a time' is not an ISO 8601 date or timestamp"),
+    (lambda pg: pg.get_1min_market_regimes("AAA", as_of=42), r"^as_of: expected a datetime or an ISO string, got 42$"),
+    (lambda pg: pg.save_1min_market_regime(regimes_1min(["AAA"], dt.datetime(2024, 1, 2), 2), known_at="nope"),
+     r"^market_regimes_1min: known_at='nope' is neither a column of the data nor a timestamp$"),
 ])
-def test_misuse_is_a_usage_error(pg: PostgreSQLIntegration, call) -> None:
-    with pytest.raises(UsageError):
+def test_misuse_is_a_usage_error(pg: PostgreSQLIntegration, call, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
         call(pg)
 
 
@@ -234,7 +239,9 @@ def test_a_server_killed_mid_rewrite_leaves_the_chains_intact(server, pg: Postgr
     watcher, fired, cancel = stop_server_when_running(server, "INSERT INTO %_history%")
     watcher.start()
     try:
-        with pytest.raises(ServerUnavailableError):
+        # Lost mid-statement, then the retry finds the server down: either way nothing landed.
+        with pytest.raises(ServerUnavailableError,
+                           match="nothing from this call was committed|cannot reach the primary server"):
             pg.save_1min_market_regime(data.with_columns(pl.lit("third").alias("regime")))
     finally:
         cancel.set()
@@ -380,9 +387,9 @@ def test_point_in_time_gives_each_bar_the_regime_known_at_its_timestamp(pg: Post
 
 def test_point_in_time_misuse(pg: PostgreSQLIntegration) -> None:
     _, bars_ = _live_then_revised(pg, 2)
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"^known_lag only applies with point_in_time=True$"):
         pg.asof_regimes(bars_, known_lag="5s")
-    with pytest.raises(UsageError):
+    with pytest.raises(UsageError, match=r"^point_in_time must be True or False, got 'yes'$"):
         pg.asof_regimes(bars_, point_in_time="yes")
 
 

@@ -53,9 +53,9 @@ def test_quote_ident_doubles_quotes(name: str, quoted: str) -> None:
 
 
 def test_quote_ident_and_literal_refuse_nul() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^identifier contains a NUL byte$"):
         quote_ident("a\x00b")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="^literal contains a NUL byte$"):
         literal("a\x00b")
 
 
@@ -103,6 +103,6 @@ def test_hostile_names_from_the_environment_are_refused_too() -> None:
 def test_hostile_names_in_an_ini_file_are_refused(tmp_path: Any) -> None:
     ini = tmp_path / "evil.ini"
     ini.write_text('[DATABASE]\nschema = public"; DROP TABLE x; --\n[TABLES]\nmarket_data = x;y\n')
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConfigError, match=r"evil\.ini \(2 problems\)") as info:
         load_settings(ini, env={})
     assert len(info.value.problems) == 2

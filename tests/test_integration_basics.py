@@ -100,7 +100,7 @@ def test_context_manager_closes_every_connection(settings: Settings, sql: Any) -
         assert connections() == 1
     assert eventually(lambda: connections() == 0)
     # Also when the block raises.
-    with pytest.raises(ZeroDivisionError), PostgreSQLIntegration(settings=tagged) as pg:
+    with pytest.raises(ZeroDivisionError, match="division by zero"), PostgreSQLIntegration(settings=tagged) as pg:
         pg.initialize_database()
         assert connections() == 1
         1 / 0  # noqa: B018

@@ -322,7 +322,7 @@ def test_report_repr_and_frame(pg: PostgreSQLIntegration, sql: Any, history: dic
     assert frame["table"].to_list() == ["market_data", "market_regimes_1min"]
     assert frame["rows_removed"].to_list() == [report["market_data"].rows_removed, 0]
     assert frame["partitions_dropped"].to_list() == [5, 0]
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="options_data"):
         report["options_data"]
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from regime_io import DataQualityWarning, PostgreSQLIntegration, UsageError, ValidationError
+from regime_io import ConfigError, DataQualityWarning, PostgreSQLIntegration, UsageError, ValidationError
 
 IST = zoneinfo.ZoneInfo("Asia/Kolkata")
 
@@ -160,7 +160,8 @@ def test_a_different_storage_zone_is_refused(pg: PostgreSQLIntegration) -> None:
 
     other = PostgreSQLIntegration(settings=settings_replace(pg.settings, storage_timezone="Asia/Kolkata"))
     try:
-        with pytest.raises(Exception, match="stores its times in 'UTC'"):
+        with pytest.raises(ConfigError, match=r"storage_timezone is 'Asia/Kolkata' but schema '\w+' stores its "
+                           r"times in 'UTC': naive times would be read in the wrong zone; set storage_timezone = UTC"):
             other.initialize_database()
     finally:
         other.close()
@@ -243,5 +244,5 @@ def test_closed_instance_says_so(pg: PostgreSQLIntegration) -> None:
     other = PostgreSQLIntegration(settings=pg.settings)
     other.get_latest("bars")
     other.close()
-    with pytest.raises(PoolClosedError):
+    with pytest.raises(PoolClosedError, match=r"\) was closed; create a new one$"):
         other.get_latest("bars")

@@ -136,7 +136,8 @@ def test_rollback_when_the_block_raises(pool: ConnectionPool, scratch: str, sql:
 def test_a_data_error_rolls_back_and_keeps_the_connection(pool: ConnectionPool, scratch: str, sql: Any) -> None:
     with pool.connection() as conn:
         pass
-    with pytest.raises(adbc_driver_manager.Error) as info, pool.connection() as same:
+    with pytest.raises(adbc_driver_manager.Error, match='duplicate key value violates unique constraint "scratch_pkey"') \
+            as info, pool.connection() as same:
         _execute(same, f"INSERT INTO {scratch} VALUES (1)")
         _execute(same, f"INSERT INTO {scratch} VALUES (1)")  # duplicate key
     assert not isinstance(info.value, ServerError)  # a data error is not a server problem
@@ -174,7 +175,7 @@ def test_lookup_pool_commit_and_rollback_do_not_undo_anything(tagged: Settings, 
     sql(f'CREATE TABLE "{tagged.schema}"."lookup_scratch" (v INTEGER)')
     pool = LookupPool.from_settings(tagged)
     try:
-        with pytest.raises(KeyError), pool.connection() as conn:
+        with pytest.raises(KeyError, match="boom"), pool.connection() as conn:
             conn.execute(f'INSERT INTO "{tagged.schema}"."lookup_scratch" VALUES (1)')
             raise KeyError("boom")
         assert sql(f'SELECT count(*) FROM "{tagged.schema}"."lookup_scratch"') == [(1,)]
@@ -337,7 +338,8 @@ def test_one_dead_connection_makes_the_pool_check_the_others(Pool: Any, server: 
         with pool.connection() as a, pool.connection() as b:
             pass
         _restart(server)
-        with pytest.raises(ServerUnavailableError), pool.connection() as conn:
+        with pytest.raises(ServerUnavailableError, match=r"^lost the connection to the primary server .*nothing from "
+                           r"this call was committed"), pool.connection() as conn:
             _scalar(conn, "SELECT 1")
         with pool.connection() as conn:
             assert conn is not a and conn is not b

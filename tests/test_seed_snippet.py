@@ -62,7 +62,8 @@ def test_the_copy_matches_the_seed_specification() -> None:
     spec = next((Path(p) for p in SPEC_PATHS if p and Path(p).is_file()), None)
     if spec is None:
         # The specification lives outside the repository; the copy above is then the reference.
-        return
+        pytest.skip(f"the seed specification is not here ({', '.join(p for p in SPEC_PATHS if p)} absent; "
+                    "set REGIME_IO_SEED_SPEC): the copy above is not compared with it")
     text = spec.read_text()
     section = text[text.index("## Integration with the Unified Pipeline"):]
     block = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL)
