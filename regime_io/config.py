@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsp
 
 from .errors import ConfigError
 from .tables import CONFIG_KEYS, TABLES, TableKey
+from .types import SymbolCase
 
 __all__ = ["PartitionInterval", "Secret", "Settings", "load_settings", "with_dsn"]
 
@@ -98,6 +99,8 @@ class Settings:
     )
     libpq_options: Mapping[str, str] = field(default_factory=dict)
     storage_timezone: str = "UTC"
+    # How symbols are spelled on every path: "upper" (strip + upper-case) or "keep" (strip).
+    symbol_case: SymbolCase = "upper"
     partition_interval: PartitionInterval = "month"
     # Periods (calendar months) entirely older than this are sealed into the columnar tier
     # by seal_history() / `regime-io seal` when no older_than is given; None: off.
@@ -198,7 +201,7 @@ class Settings:
 _DATABASE_KEYS = {
     "enabled", "host", "port", "database", "user", "password", "schema", "table_prefix",
     "dsn", "storage_timezone", "partition_interval", "embedded_dir", "citus", "seal_after",
-    "history_tables",
+    "history_tables", "symbol_case",
 } | LIBPQ_OPTIONS
 _CONNECTION_KEYS = {
     "max_connections", "connection_timeout", "retry_attempts", "retry_delay",
@@ -541,6 +544,12 @@ def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             col.add(f"{lab('storage_timezone')}: unknown time zone {tz!r} "
                     "(use an IANA name such as 'UTC' or 'Asia/Kolkata')")
+    if "symbol_case" in db:
+        value = str(db["symbol_case"]).strip().lower()
+        cases = get_args(SymbolCase)
+        if value not in cases:
+            col.add(f"{lab('symbol_case')}: must be one of {', '.join(cases)}, got {db['symbol_case']!r}")
+        kw["symbol_case"] = value
     if "partition_interval" in db:
         value = str(db["partition_interval"]).strip().lower()
         allowed = get_args(PartitionInterval)

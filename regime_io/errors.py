@@ -17,6 +17,13 @@ The tree::
     ├── WriteError                 the server refused a write; nothing was written
     └── ReadError                  the server refused a query
 
+Warnings (``UserWarning`` subclasses, shown once per call site in notebooks and scripts)::
+
+    UnknownSymbolWarning           a read named a symbol that was never stored; the
+                                   message lists the closest stored symbols
+    UnknownTimeframeWarning        a read asked for a timeframe the series does not have;
+                                   the message lists the stored ones and points to resample=
+
 Misuse is always a :class:`UsageError` (also a ``ValueError``), whichever method was
 called; ``ReadError``/``WriteError`` mean the server refused. Driver exceptions are
 translated in one place, ``regime_io._driver_errors``.
@@ -30,6 +37,7 @@ scrubbed of credentials before it reaches a message.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 __all__ = [
@@ -41,6 +49,8 @@ __all__ = [
     "SchemaError",
     "ServerError",
     "ServerUnavailableError",
+    "UnknownSymbolWarning",
+    "UnknownTimeframeWarning",
     "UsageError",
     "ValidationError",
     "WriteError",
@@ -125,3 +135,38 @@ class WriteError(RegimeIOError):
 
 class ReadError(RegimeIOError):
     """The server rejected a query."""
+
+
+class UnknownSymbolWarning(UserWarning):
+    """A read named a symbol that was never stored (its result is empty for that reason).
+
+    ``symbols`` are the unknown ones, ``suggestions`` maps each to the closest stored symbols.
+    """
+
+    def __init__(self, message: str, *, table: str, symbols: list[str],
+                 suggestions: dict[str, list[str]]) -> None:
+        super().__init__(message)
+        self.table = table
+        self.symbols = symbols
+        self.suggestions = suggestions
+
+
+class UnknownTimeframeWarning(UserWarning):
+    """A read asked for a timeframe the series does not have; ``stored`` lists the ones it has."""
+
+    def __init__(self, message: str, *, table: str, timeframe: str, stored: list[str]) -> None:
+        super().__init__(message)
+        self.table = table
+        self.timeframe = timeframe
+        self.stored = stored
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` of the first frame outside regime_io, for ``warnings.warn``
+    called in regime_io: the warning then points at the user's line."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "regime_io":
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level

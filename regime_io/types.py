@@ -27,6 +27,7 @@ __all__ = [
     "ParametersAs",
     "RegimeTable",
     "ReturnType",
+    "SymbolCase",
     "Tier",
     "check_choice",
 ]
@@ -44,6 +45,9 @@ RegimeTable = Literal["1min", "regimes"]
 # Where a write goes: "auto" (rows; rows of sealed series-months merge into their chunks)
 # or "sealed" (every row straight into chunks: the backfill fast path).
 Tier = Literal["auto", "sealed"]
+# How symbols are spelled on every path (writers, readers, scan, as-of joins, the CLI):
+# "upper" strips and upper-cases them (" aapl" is "AAPL"); "keep" strips only.
+SymbolCase = Literal["upper", "keep"]
 # How optimisation results return ``parameters``: a struct column or the JSON text.
 ParametersAs = Literal["struct", "json"]
 

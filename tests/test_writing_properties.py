@@ -13,8 +13,10 @@ from regime_io import PostgreSQLIntegration
 
 D = decimal.Decimal
 
+# Symbols as stored under the default symbol_case (stripped, upper-cased: docs/writing.md);
+# their normalisation has its own tests (tests/test_vendor_data.py).
 symbols = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                  min_size=1, max_size=20)
+                  min_size=1, max_size=20).map(lambda s: s.strip().upper()).filter(lambda s: 0 < len(s) <= 20)
 minutes = st.integers(min_value=0, max_value=60 * 24 * 400)
 confidence = st.decimals(min_value=D("-999.99"), max_value=D("999.99"), places=2, allow_nan=False)
 component = st.one_of(st.none(), st.decimals(min_value=D("-999999.9999"), max_value=D("999999.9999"), places=4,

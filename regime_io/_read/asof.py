@@ -14,7 +14,7 @@ import pyarrow as pa
 from .._conn.engines import read_cx
 from .._frames import check_return_type, conform, convert, to_polars
 from .._schema.timezones import check_time_kind
-from .._sql.args import parse_duration, text_arg
+from .._sql.args import normalise_symbol, parse_duration, symbol_arg, text_arg
 from .._sql.names import catalog_table
 from .._sql.query import Query, TimeRange
 from .._tiers.knowledge import keeps_history
@@ -106,17 +106,30 @@ def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, s
         if added_symbol:
             if symbol is None:
                 raise UsageError("bars have no 'symbol' column; pass symbol=", column="symbol")
-            frame = frame.with_columns(pl.lit(text_arg(symbol, name="symbol"), dtype=pl.String).alias("symbol"))
+            frame = frame.with_columns(pl.lit(symbol_arg(symbol, case=db.settings.symbol_case),
+                                              dtype=pl.String).alias("symbol"))
         elif symbol is not None:
             raise UsageError("bars already have a 'symbol' column; drop symbol=", column="symbol")
 
+    # The bars' symbols are matched as the writers store them (" nifty" finds NIFTY's
+    # regimes); the bars come back with their own spelling.
+    given_symbols = frame.get_column("symbol")
+    if given_symbols.dtype == pl.String:
+        case = db.settings.symbol_case
+        spelled = given_symbols.replace_strict(
+            (distinct := given_symbols.drop_nulls().unique().to_list()),
+            [normalise_symbol(v, case) for v in distinct], default=None, return_dtype=pl.String)
+        frame = frame.with_columns(spelled.alias("symbol"))
     value_names = [n for n in spec.column_names if n not in ("symbol", "timestamp", "timeframe")]
     schema = reader_schema(spec, ["symbol", "timestamp", *value_names], exact=False)
     symbols = [s for s in frame.get_column("symbol").unique(maintain_order=True).to_list() if s is not None]
     timestamps = frame.get_column("timestamp").drop_nulls()
     if point_in_time:
-        return convert(_point_in_time(db, spec, frame, symbols, timestamps, schema, value_names, tol=tol, tf=tf,
-                                      lag=lag, added_symbol=added_symbol), return_type)
+        found = _point_in_time(db, spec, frame, symbols, timestamps, schema, value_names, tol=tol, tf=tf, lag=lag,
+                               added_symbol=added_symbol)
+        if not added_symbol:
+            found = found.set_column(found.schema.get_field_index("symbol"), "symbol", given_symbols.to_arrow())
+        return convert(found, return_type)
     if symbols and len(timestamps) and db.settings.enabled:  # disabled: no regimes, no connection
         regimes = regimes_for_asof(db, spec, symbols, timestamps.min(), timestamps.max(),  # type: ignore[arg-type]
                                     tolerance=tol, timeframe=tf, names=list(schema.names))
@@ -133,8 +146,7 @@ def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, s
     joined = joined.sort("__row").drop("__row")
     if "symbol_right" in joined.columns:
         joined = joined.drop("symbol_right")
-    if added_symbol:
-        joined = joined.drop("symbol")
+    joined = joined.drop("symbol") if added_symbol else joined.with_columns(given_symbols.alias("symbol"))
     return convert(joined.to_arrow(), return_type)
 
 

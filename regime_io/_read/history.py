@@ -137,7 +137,7 @@ def history(db: Database, table: str, symbol: str | Sequence[str] | None = None,
     if not keeps_history(db.settings, spec):
         raise UsageError(f"{spec.key} keeps no history; add it to [DATABASE] history_tables (docs/history.md)",
                          table=spec.key, value=table)
-    wanted = resolve_symbols(symbol, symbols)
+    wanted = resolve_symbols(symbol, symbols, case=db.settings.symbol_case)
     assert wanted is not None
     rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone) if spec.time_column else None
     if not wanted:

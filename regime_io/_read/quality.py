@@ -97,7 +97,7 @@ def quality_report(db: Database, table: str, symbols: str | Sequence[str] | None
 
     catalog = pl.from_arrow(read_catalog(db, spec.key))
     assert isinstance(catalog, pl.DataFrame)
-    wanted = resolve_symbols(symbols, None, required=False)
+    wanted = resolve_symbols(symbols, None, case=db.settings.symbol_case, required=False)
     if wanted is None:
         wanted = catalog["symbol"].unique(maintain_order=True).to_list()
     rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)

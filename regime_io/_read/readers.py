@@ -40,6 +40,7 @@ from .._sql.args import (
     parse_range,
     parse_time,
     resolve_symbols,
+    symbol_arg,
     symbol_list,
     text_arg,
 )
@@ -61,6 +62,7 @@ from .decode import (
     empty_frame,
     reader_schema,
 )
+from .hints import explain_empty
 from .history import latest_as_of
 from .resample import Resample, bucket_sql, parse_resample, session_hours, table_is_aware
 from .sqltext import latest_query, range_order, range_query, select_list, symbol_condition, where_conditions
@@ -131,6 +133,8 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     else:
         table = _read_resampled(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                                 every=every, calendar=calendar, as_of=known)
+    if table.num_rows == 0:
+        explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"), resample_hint=every is None)
     return convert(table, return_type)
 
 
@@ -157,6 +161,8 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
     table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data",
                         as_of=known)
+    if table.num_rows == 0:
+        explain_empty(db, spec, wanted)
     return convert(table, return_type)
 
 
@@ -177,6 +183,8 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
     extra = _filters(spec, timeframe=timeframe)
     table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                         what="get_market_regimes", as_of=known)
+    if table.num_rows == 0:
+        explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"))
     return convert(table, return_type)
 
 
@@ -197,6 +205,8 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
     names = column_names(spec, columns)
     table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=[],
                         what="get_1min_market_regimes", as_of=known)
+    if table.num_rows == 0:
+        explain_empty(db, spec, wanted)
     return convert(table, return_type)
 
 
@@ -224,7 +234,7 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
         raise UsageError(f"top: expected a positive integer, got {top!r}", table=spec.key, value=top)
     q = Query()
     conditions = []
-    wanted = resolve_symbols(symbol, symbols, required=False)
+    wanted = resolve_symbols(symbol, symbols, case=db.settings.symbol_case, required=False)
     if wanted is not None:
         conditions.append(symbol_condition(q, wanted) if wanted else "false")
     for name, value in _filters(spec, algorithm=algorithm, timeframe=timeframe):
@@ -271,7 +281,7 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
         raise UsageError(f"get_latest does not read {table!r}; allowed: {', '.join(_LATEST_TABLES)}",
                         table=table, value=table)
     tf = dict(_filters(spec, timeframe=timeframe)).get("timeframe")
-    wanted = resolve_symbols(symbol, symbols, required=False)
+    wanted = resolve_symbols(symbol, symbols, case=db.settings.symbol_case, required=False)
     schema = reader_schema(spec, list(spec.column_names), exact=exact)
     known = as_of_instant(db, spec, as_of)
     if wanted == []:
@@ -285,6 +295,9 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     table_ = conform(found[0], schema)
     if spec.sealable:
         table_ = merge_latest(db, spec, table_, found[1].to_pylist(), schema)
+    if table_.num_rows < len(wanted or ()):  # some symbol named has no row
+        explain_empty(db, spec, [s for s in wanted or () if s not in set(table_.column("symbol").to_pylist())],
+                      timeframe=tf)
     return convert(table_, return_type)
 
 
@@ -304,7 +317,7 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
     spec = TABLES["options_data"]
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
-    sym = text_arg(symbol, name="symbol", allow_none=False)
+    sym = symbol_arg(symbol, case=db.settings.symbol_case)
     when, is_date = parse_time(at, name="at", timezone=db.settings.storage_timezone)
     _check_bounds(db, spec, at)
     if is_date:
@@ -487,7 +500,7 @@ def _check_bounds(db: Database, spec: TableSpec, *bounds: Any) -> None:
 def _range_args(db: Database, spec: TableSpec, symbol: Any, symbols: Any, start_date: Any,
                 end_date: Any) -> tuple[list[str], TimeRange]:
     """The symbols and the time range every range reader and stream takes, checked alike."""
-    wanted = resolve_symbols(symbol, symbols)
+    wanted = resolve_symbols(symbol, symbols, case=db.settings.symbol_case)
     assert wanted is not None
     rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
     _check_bounds(db, spec, start_date, end_date)
@@ -629,7 +642,7 @@ def _option_filters(spec: TableSpec, *, expiry: Any, strikes: Any, option_type: 
         extra.append(("strike_price", values))
     if option_type is not None:
         types = list(dict.fromkeys(_canonical(spec, "option_type", t)
-                                   for t in symbol_list(option_type, name="option_type")))
+                                   for t in symbol_list(option_type, name="option_type", case=None)))
         extra.append(("option_type", types if len(types) != 1 else types[0]))
     return extra
 
@@ -719,7 +732,7 @@ def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_dat
     """The WHERE clause and series expression shared by the regime statistics, and the
     (symbols, range, filters) scope their sealed rows are fetched with."""
     spec = regime_spec(table)
-    sym = text_arg(symbol, name="symbol", allow_none=False)
+    sym = symbol_arg(symbol, case=db.settings.symbol_case)
     rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
     _check_bounds(db, spec, start_date, end_date)
     tf = dict(_filters(spec, timeframe=timeframe)).get("timeframe")

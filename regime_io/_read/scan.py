@@ -15,9 +15,10 @@ limit; the source
 * turns a row limit (``head(n)``) into ``LIMIT n`` when every conjunct was pushed exactly,
   and otherwise stops reading once ``n`` rows passed the predicate.
 
-``timeframe`` and ``option_type`` literals anywhere in the predicate are spelled as the
-writers store them first (``"1min"`` finds ``"1m"`` rows, ``"call"`` finds ``CE``), as the
-eager readers do; a value those columns cannot hold raises :class:`UsageError`.
+``symbol``, ``timeframe`` and ``option_type`` literals anywhere in the predicate are spelled
+as the writers store them first (``"nifty"`` finds ``NIFTY`` under the default
+``symbol_case``, ``"1min"`` finds ``"1m"`` rows, ``"call"`` finds ``CE``), as the eager
+readers do; a value those columns cannot hold raises :class:`UsageError`.
 
 Rows come back in the eager readers' order and schema (same dtypes; same values over the
 row tier and the sealed chunks). Batches stream: a range with nothing sealed is one
@@ -45,7 +46,7 @@ import pyarrow as pa
 
 from .._conn.engines import read_adbc, read_cx, read_lookup, stream_cx
 from .._frames import conform
-from .._sql.args import text_arg
+from .._sql.args import normalise_symbol, text_arg
 from .._sql.names import chunk_table
 from .._sql.query import EARLIEST, LATEST, Query, TimeRange
 from .._sql.quote import quote_ident
@@ -56,7 +57,7 @@ from .._tiers.sealed_format import next_period
 from .._tiers.sealed_read import sealed_versions
 from ..errors import ReadError, UsageError
 from ..tables import TableSpec, table_spec
-from ..types import DateLike
+from ..types import DateLike, SymbolCase
 from .decode import decimal_text_to_float, reader_schema
 from .readers import _is_small_range, _sorted_symbols
 from .sqltext import range_order, select_list
@@ -73,8 +74,9 @@ log = logging.getLogger(__name__)
 PUSHED_COLUMNS = ("symbol", "timeframe", "timestamp", "expiry_date", "strike_price", "option_type", "regime")
 
 
-# Columns stored in a canonical spelling (tables.Column.canonical): literals are rewritten.
-_CANONICAL = ("timeframe", "option_type")
+# Columns stored in a canonical spelling (tables.Column.canonical; symbols by the
+# symbol_case setting): literals are rewritten.
+_CANONICAL = ("symbol", "timeframe", "option_type")
 
 
 # Text columns: only equality and is_in are pushed (a range would depend on the collation).
@@ -141,9 +143,11 @@ def _lit_json(value: Any) -> Any:
     return json.loads(pl.lit(value).meta.serialize(format="json"))
 
 
-def _canonical(spec: TableSpec, name: str, value: Any) -> Any:
+def _canonical(spec: TableSpec, name: str, value: Any, case: SymbolCase) -> Any:
     if not isinstance(value, str):
         return value
+    if name == "symbol":
+        return normalise_symbol(value, case)
     canonical = spec.column(name).canonical(value)
     if canonical is None:
         raise UsageError(f"scan: {name} {value!r} is not an accepted value; allowed: {spec.column(name).accepted}",
@@ -151,10 +155,10 @@ def _canonical(spec: TableSpec, name: str, value: Any) -> Any:
     return canonical
 
 
-def _rewrite(spec: TableSpec, node: Any) -> Any:
-    """``node`` with the literals compared to ``timeframe``/``option_type`` in their stored spelling."""
+def _rewrite(spec: TableSpec, node: Any, case: SymbolCase) -> Any:
+    """``node`` with the literals compared to ``symbol``/``timeframe``/``option_type`` in their stored spelling."""
     if isinstance(node, list):
-        return [_rewrite(spec, n) for n in node]
+        return [_rewrite(spec, n, case) for n in node]
     if not isinstance(node, dict):
         return node
     binary = node.get("BinaryExpr")
@@ -164,18 +168,18 @@ def _rewrite(spec: TableSpec, node: Any) -> Any:
             if name in _CANONICAL and name in spec.column_names:
                 ok, value = _constant(binary[other])
                 if ok and isinstance(value, str):
-                    return {"BinaryExpr": {**binary, other: _lit_json(_canonical(spec, name, value))}}
+                    return {"BinaryExpr": {**binary, other: _lit_json(_canonical(spec, name, value, case))}}
     function = node.get("Function")
     if isinstance(function, dict) and _is_in(function):
         name = _column(function["input"][0])
         if name in _CANONICAL and name in spec.column_names:
             ok, values = _constant(function["input"][1])
             if ok and isinstance(values, list) and all(isinstance(v, str) or v is None for v in values):
-                canon = [None if v is None else _canonical(spec, name, v) for v in values]
+                canon = [None if v is None else _canonical(spec, name, v, case) for v in values]
                 replaced = json.loads(pl.col(name).is_in(canon).meta.serialize(format="json"))
                 return {"Function": {**function, "input": [function["input"][0],
                                                             replaced["Function"]["input"][1]]}}
-    return {key: _rewrite(spec, value) for key, value in node.items()}
+    return {key: _rewrite(spec, value, case) for key, value in node.items()}
 
 
 def _is_in(function: dict[str, Any]) -> bool:
@@ -197,8 +201,10 @@ def _conjuncts(node: Any) -> list[Any]:
     return [node]
 
 
-def plan_scan(spec: TableSpec, predicate: pl.Expr | None) -> ScanPlan:
+def plan_scan(spec: TableSpec, predicate: pl.Expr | None, *, symbol_case: SymbolCase = "upper") -> ScanPlan:
     """What of ``predicate`` the server applies, and the predicate polars applies after.
+
+    Literals compared to ``symbol`` are spelled as stored (``symbol_case``, the setting).
 
     Raises:
         UsageError: a ``timeframe``/``option_type`` literal those columns cannot hold.
@@ -211,7 +217,7 @@ def plan_scan(spec: TableSpec, predicate: pl.Expr | None) -> ScanPlan:
     except Exception:  # an expression polars cannot serialise: nothing pushed
         plan.exact = False
         return plan
-    tree = _rewrite(spec, tree)
+    tree = _rewrite(spec, tree, symbol_case)
     plan.predicate = pl.Expr.deserialize(io.StringIO(json.dumps(tree)), format="json")
     for conjunct in _conjuncts(tree):
         if not _push(spec, plan, conjunct):
@@ -497,7 +503,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
 def _source(db: Database, spec: TableSpec, exact: bool, full: list[str], as_of: dt.datetime | None = None) -> Any:
     def source(with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None,
                batch_size: int | None) -> Iterator[pl.DataFrame]:
-        plan = plan_scan(spec, predicate)
+        plan = plan_scan(spec, predicate, symbol_case=db.settings.symbol_case)
         wanted = list(with_columns) if with_columns is not None else full
         needed = set(wanted) | (set(plan.predicate.meta.root_names()) if plan.predicate is not None else set())
         names = [n for n in full if n in needed] or full[:1]

@@ -486,7 +486,7 @@ def tail(db: Database, table: str, *, symbols: str | Sequence[str] | None = None
         raise UsageError(f"{spec.key}: tail is not supported on Citus: each worker numbers its own "
                          "transactions, so the coordinator's snapshots cannot tell which rows committed "
                          "(docs/live.md)", table=spec.key)
-    wanted = None if symbols is None else symbol_list(symbols, name="symbols")
+    wanted = None if symbols is None else symbol_list(symbols, name="symbols", case=db.settings.symbol_case)
     if cursor is not None:
         position = _Position.decode(cursor, spec)
     elif since is not None:

@@ -9,6 +9,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import UsageError
+from ..types import SymbolCase
 from .query import EARLIEST, LATEST, TimeRange
 
 
@@ -104,31 +105,60 @@ def text_arg(value: Any, *, name: str, allow_none: bool = True) -> str | None:
     return value
 
 
-def resolve_symbols(symbol: Any, symbols: Any, *, required: bool = True) -> list[str] | None:
-    """The symbols a reader was asked for: ``symbol`` (one or a list) or ``symbols``.
+def normalise_symbol(value: str, case: SymbolCase) -> str:
+    """A symbol as it is stored and looked up: stripped, and upper-cased unless ``case="keep"``.
+
+    >>> normalise_symbol(" aapl ", "upper"), normalise_symbol(" BRK.b", "keep")
+    ('AAPL', 'BRK.b')
+    """
+    text = value.strip()
+    return text.upper() if case == "upper" else text
+
+
+def symbol_arg(value: Any, *, name: str = "symbol", case: SymbolCase) -> str:
+    """One symbol argument, spelled as the writers store it (:func:`normalise_symbol`)."""
+    text = text_arg(value, name=name, allow_none=False)
+    assert text is not None
+    symbol = normalise_symbol(text, case)
+    if not symbol:
+        raise UsageError(f"{name}: {value!r} is blank; pass a symbol such as 'NIFTY'", value=value)
+    return symbol
+
+
+def resolve_symbols(symbol: Any, symbols: Any, *, case: SymbolCase, required: bool = True) -> list[str] | None:
+    """The symbols a reader was asked for: ``symbol`` (one or a list) or ``symbols``,
+    spelled as stored (:func:`normalise_symbol` with ``case``, the ``symbol_case`` setting).
 
     Returns None when neither was given and ``required`` is False (every symbol).
     """
     if symbol is not None and symbols is not None:
         raise UsageError("pass symbol or symbols, not both", value=symbols)
     if symbol is not None:
-        return symbol_list(symbol, name="symbol")
+        return symbol_list(symbol, name="symbol", case=case)
     if symbols is not None:
-        return symbol_list(symbols, name="symbols")
+        return symbol_list(symbols, name="symbols", case=case)
     if required:
         raise UsageError("pass symbol= (one symbol or a list) or symbols=")
     return None
 
 
-def symbol_list(value: Any, *, name: str = "symbol") -> list[str]:
-    """One symbol or a sequence of them, deduplicated, order kept."""
+def symbol_list(value: Any, *, name: str = "symbol", case: SymbolCase | None) -> list[str]:
+    """One symbol or a sequence of them, deduplicated, order kept; spelled as stored
+    (:func:`normalise_symbol`) unless ``case`` is None (other text lists: option types)."""
+
+    def one(item: Any) -> str:
+        if case is None:
+            text = text_arg(item, name=name, allow_none=False)
+            assert text is not None
+            return text
+        return symbol_arg(item, name=name, case=case)
+
     if isinstance(value, str):
-        return [text_arg(value, name=name, allow_none=False)]  # type: ignore[list-item]
+        return [one(value)]
     if isinstance(value, Sequence) or (hasattr(value, "__iter__") and not isinstance(value, (bytes, dict))):
         out: list[str] = []
         for item in value:
-            s = text_arg(item, name=name, allow_none=False)
-            assert s is not None
+            s = one(item)
             if s not in out:
                 out.append(s)
         return out

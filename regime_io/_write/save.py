@@ -112,7 +112,8 @@ def save(
     if data is None:
         raise ValidationError(f"{spec.key}: nothing to write (data is None)", table=spec.key)
     options = dict(storage_timezone=db.settings.storage_timezone, extra_columns=extra_columns,
-                   on_duplicate=on_duplicate, strict=strict, date_format=date_format)
+                   on_duplicate=on_duplicate, strict=strict, date_format=date_format,
+                   symbol_case=db.settings.symbol_case)
     if _is_chunk_stream(data):
         if tier == "sealed":
             raise UsageError(f"{spec.key}: tier='sealed' takes one frame, not a stream of chunks", table=spec.key,
@@ -147,7 +148,7 @@ def save_rolling_market_regime(db: Database, data: Any, *, window_minutes: int |
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise UsageError(f"window_minutes must be a whole number >= 1, got {window!r}", value=window)
     batch = validate(spec, data, storage_timezone=db.settings.storage_timezone, on_duplicate="keep_last",
-                     date_format=date_format)
+                     date_format=date_format, symbol_case=db.settings.symbol_case)
     trim = None
     if window is not None and batch.num_rows:
         trim = [{"symbol": key[0], "cutoff": (last - dt.timedelta(minutes=window)).isoformat()}
