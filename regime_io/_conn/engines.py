@@ -79,7 +79,7 @@ def stream_cx(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
         yield batch
 
 
-def _pooled_read(db: Database, run: Callable[[], T], *, what: str, table: str | None) -> T:
+def pooled_read(db: Database, run: Callable[[], T], *, what: str, table: str | None) -> T:
     """``run()`` (a read on a pooled connection), once more if its connection had died
     unnoticed; driver errors become library errors."""
     for attempt in (1, 2):
@@ -92,6 +92,7 @@ def _pooled_read(db: Database, run: Callable[[], T], *, what: str, table: str | 
             # checks the others; a read is always safe to run once more.
             if attempt == 2 or not lost_before_commit(err):
                 raise
+            log.info("%s: its connection had died; running the read once more", what)
     raise AssertionError("unreachable")
 
 
@@ -108,7 +109,7 @@ def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None 
             finally:
                 cur.close()
 
-    return _pooled_read(db, run, what=what, table=table)
+    return pooled_read(db, run, what=what, table=table)
 
 
 # PostgreSQL type OIDs of lookup results -> Arrow types (anything else: inferred).
@@ -154,7 +155,7 @@ def read_lookups(db: Database, queries: Sequence[tuple[Query, str]], *, what: st
                         cur.close()
 
     out = []
-    for rows, description in _pooled_read(db, run, what=what, table=table):
+    for rows, description in pooled_read(db, run, what=what, table=table):
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in description]
         out.append(pa.table({col.name: pa.array(values, type=_OID_TYPES.get(col.type_code))
                              for col, values in zip(description, columns, strict=True)}))

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.copy import _ingest, session_table
-from .._conn.engines import _pooled_read, read_adbc, read_cx, read_lookup
+from .._conn.engines import pooled_read, read_adbc, read_cx, read_lookup
 from .._frames import constant
 from .._sql.names import chunk_table, history_table
 from .._sql.query import Query, TimeRange
@@ -80,7 +80,7 @@ def run_as_of(db: Database, spec: TableSpec, q: Query, sql: str, *, as_of: dt.da
         if sealed.num_rows == 0:
             result = plain()
         else:
-            result = _pooled_read(db, partial(_as_of_with_sealed, db, spec, sealed, q, sql, as_of), what=what,
+            result = pooled_read(db, partial(_as_of_with_sealed, db, spec, sealed, q, sql, as_of), what=what,
                                   table=spec.key)
         if sealed_versions(db, spec, symbols, rng, extra) == before:
             return result
@@ -279,7 +279,7 @@ def read_query_both(db: Database, spec: TableSpec, symbols: list[str], rng: Time
         if sealed.num_rows == 0:
             result = plain()
         else:
-            result = _pooled_read(db, partial(_run_with_sealed, db, spec, sealed, q, sql), what=what, table=spec.key)
+            result = pooled_read(db, partial(_run_with_sealed, db, spec, sealed, q, sql), what=what, table=spec.key)
         if sealed_versions(db, spec, symbols, rng, extra) == before:
             return result
     raise ReadError(f"{spec.key}: history was sealed or unsealed during each of {_MAX_TRIES} attempts to read it; "

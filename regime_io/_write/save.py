@@ -34,7 +34,7 @@ from ..errors import UsageError, ValidationError
 from ..tables import table_spec
 from ..types import ExtraColumns, OnConflict, OnDuplicate, Tier, check_choice
 from . import vintages as _vintages
-from .transaction import Progress, WriteResult, _save_batch, _save_stream
+from .transaction import Progress, WriteResult, save_batch, save_stream
 from .validate import validate
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def save(
         if tier == "sealed":
             raise UsageError(f"{spec.key}: tier='sealed' takes one frame, not a stream of chunks", table=spec.key,
                              value=tier)
-        return _save_stream(db, spec, iter(data), on_conflict=on_conflict, chunk_rows=chunk_rows,
+        return save_stream(db, spec, iter(data), on_conflict=on_conflict, chunk_rows=chunk_rows,
                             progress=progress, options=options)
     if known_at is not None:
         vintages = _vintages.vintages(db, spec, data, known_at, options, stream=_is_chunk_stream(data))
@@ -126,7 +126,7 @@ def save(
             return _vintages.save_vintages(db, spec, vintages, on_conflict=on_conflict, chunk_rows=chunk_rows,
                                          tier=tier)
     batch = validate(spec, data, **options)  # type: ignore[arg-type]
-    return _save_batch(db, spec, batch, on_conflict=on_conflict, chunk_rows=chunk_rows, progress=progress,
+    return save_batch(db, spec, batch, on_conflict=on_conflict, chunk_rows=chunk_rows, progress=progress,
                        tier=tier)
 
 
@@ -153,7 +153,7 @@ def save_rolling_market_regime(db: Database, data: Any, *, window_minutes: int |
     if window is not None and batch.num_rows:
         trim = [{"symbol": key[0], "cutoff": (last - dt.timedelta(minutes=window)).isoformat()}
                 for key, _, last, _ in catalog.series_stats(spec, batch)]
-    return _save_batch(db, spec, batch, on_conflict="update", chunk_rows=DEFAULT_CHUNK_ROWS, progress=None,
+    return save_batch(db, spec, batch, on_conflict="update", chunk_rows=DEFAULT_CHUNK_ROWS, progress=None,
                        trim=trim)
 
 

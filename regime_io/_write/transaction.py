@@ -93,78 +93,90 @@ def _time_range(spec: TableSpec, batch: pa.Table) -> tuple[dt.datetime, dt.datet
     return bounds["min"].as_py(), bounds["max"].as_py()
 
 
-def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: OnConflict, chunk_rows: int,
-                progress: Progress | None, trim: list[dict[str, str]] | None = None,
-                tier: Tier = "auto") -> WriteResult:
+@dataclass
+class Merged:
+    """What one attempt's merge strategy did, before the commit."""
+
+    rows: int
+    inserted: int
+    updated: int
+    series: list[dict[str, Any]]  # the series catalog's counts (regime_io._tiers.catalog.record_writes)
+    method: WriteMethod
+    trimmed: Callable[[], int] | None = None  # the rolling trim's count, read after the commit
+
+
+@dataclass
+class Attempt:
+    """State one strategy carries from a failed attempt to the next."""
+
+    small: bool  # pipelined psycopg (a few rows) rather than ADBC
+    force_staged: bool = False  # a probed COPY met a row committed meanwhile: merge instead
+    copied: bool = False  # this attempt COPYed straight in on the probe's word
+    conn: Any = None  # the attempt's connection (streamed writes create partitions on it)
+
+
+Strategy = Callable[[Any, Attempt], Merged]
+
+
+def run(db: Database, spec: TableSpec, merge: Strategy, *, span: tuple[dt.datetime, dt.datetime] | None,
+        kinds: Iterable[str | None] = (), small: bool = False, replayable: bool = True) -> WriteResult:
+    """The one write transaction: every write (batch, stream, ``known_at=``) runs here.
+
+    ``merge(cur, attempt)`` is the write's merge strategy (plain, streamed, versioned): it
+    puts the rows in place inside the open transaction and says what it did. Around it,
+    written once: partitions for ``span`` (in their own short transaction, so the parent's
+    ACCESS EXCLUSIVE lock is not held for the write: docs/pitfalls), the time-kind check,
+    the series catalog, ``NOTIFY`` for tails (delivered at commit), the retries (deadlock,
+    serialization failure, a partition dropped by cleanup, a connection lost before the
+    commit: each re-runs the whole call, so nothing is half-written) and, after the
+    commit, statistics for partitions a bulk write filled.
+
+    ``replayable=False`` (a stream: its chunks are consumed) turns the retries off; its
+    partitions are created inside the transaction, so a failure forgets them.
+    """
     started = time.perf_counter()
-    if batch.num_rows == 0:
-        return WriteResult(spec.key, 0, 0, 0, 0, "empty")
-    span = _time_range(spec, batch)
     if span is not None:
         try:
             db.partitions.ensure(db.pool, db.settings, spec, *span)
         except adbc_driver_manager.Error as err:
             raise write_error(err, db, spec) from err
-    kind = time_kind(batch)
-    if kind is not None:
+    for kind in {k for k in kinds if k is not None}:
         # The recorded kinds are read (once per Database) on a lookup connection: before
         # the write takes one, or a pool of max_connections = 1 would wait on itself.
         check_time_kind(db, spec, aware=kind == "aware", what=f"save to {spec.key}")
-    force_staged = False
+    attempt = Attempt(small=small)
     retried_lost = False
-    # A few rows: the same statements over psycopg, pipelined: two waits (regime_io._smallwrite).
-    small = batch.num_rows <= SMALL_BATCH_ROWS
-    for attempt in range(1, _MAX_ATTEMPTS + 1):
-        copied = False
+    for number in range(1, _MAX_ATTEMPTS + 1):
+        attempt.copied = False
         try:
-            with small_write(db) if small else db.connection() as conn:
+            # A few rows: the same statements over psycopg, pipelined: two waits (regime_io._conn.pipeline).
+            with small_write(db) if attempt.small else db.connection() as conn:
                 cur: Any = conn if isinstance(conn, PsycopgCursor) else conn.cursor()
+                attempt.conn = conn
                 try:
-                    record_time_kind(cur, db, spec, kind)
-                    # The collision probe goes out before the sealed-tier routing, so that a
-                    # small write sends both in one round trip. It covers the whole batch: a
-                    # superset of the rows left for the row tier, so "no stored row" holds
-                    # for those too (and a row stored in between fails the copy: see below).
-                    collides = None if force_staged or tier == "sealed" else _probe(cur, db, spec, batch, span,
-                                                                                     on_conflict)
-                    # Rows of sealed series-months merge into their chunks (docs/schema.md).
-                    rest, sealed = route_batch(cur, db.settings, spec, batch, on_conflict=on_conflict,
-                                               sealed_tier=tier == "sealed")
-                    inserted, updated = sealed.inserted, sealed.updated
-                    staged = rest.num_rows > 0 and (collides is None or collides())
-                    series = _sealed_series(spec, sealed)
-                    if rest.num_rows == 0:
-                        pass
-                    elif staged:
-                        ins, upd, merged = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows,
-                                                            progress, rest.num_rows)
-                        inserted, updated = inserted + ins, updated + upd
-                        series += merged
-                    else:
-                        copied = True
-                        ins, upd = _copy(cur, db, spec, rest, chunk_rows, progress)
-                        inserted, updated = inserted + ins, updated + upd
-                        series += catalog.series_counts(spec, rest)
-                    catalog.record_writes(cur, db.settings, spec, series)
-                    trimmed = _trim(cur, db, spec, trim) if trim else None
-                    if inserted or updated:
-                        changes.notify(cur, db.settings, spec)  # delivered at commit (regime_io._changes)
+                    merged = merge(cur, attempt)
+                    catalog.record_writes(cur, db.settings, spec, merged.series)
+                    if merged.inserted or merged.updated:
+                        changes.notify(cur, db.settings, spec)  # delivered at commit (regime_io._tiers.changes)
                 finally:
                     cur.close()
         except NeedsArrow:
-            small = False  # the write reads sealed chunks: run it again over ADBC
+            attempt.small = False  # the write reads sealed chunks: run it again over ADBC
             continue
         except adbc_driver_manager.Error as err:
-            if copied and getattr(err, "sqlstate", None) == "23505" and on_conflict != "error":
+            if not replayable:
+                db.partitions.forget()  # partitions created in this transaction were rolled back with it
+                raise write_error(err, db, spec) from err
+            if attempt.copied and getattr(err, "sqlstate", None) == "23505":
                 # The probe found no stored row, yet a row of the batch now exists: a
                 # writer committed it in between. The copy failed and the transaction
                 # rolled back; run the call again staged, which merges. Raised by the
                 # COPY itself, or (small writes, pipelined) by the next fetch or the commit.
                 log.info("%s: rows appeared concurrently; re-running the write staged", spec.key)
-                force_staged = True
+                attempt.force_staged = True
                 continue
-            if attempt < _MAX_ATTEMPTS and _retryable(err, db, spec, span):
-                time.sleep(0.05 * attempt)
+            if number < _MAX_ATTEMPTS and _retryable(err, db, spec, span):
+                time.sleep(0.05 * number)
                 continue
             raise write_error(err, db, spec) from err
         except ServerUnavailableError as err:
@@ -172,91 +184,123 @@ def _save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: 
             # health_check_interval, so an idle connection was handed out unpinged. Nothing
             # was written and the pool now checks every idle connection: run the call once
             # more (if the server is really down, connecting fails after the configured retries).
-            if attempt < _MAX_ATTEMPTS and not retried_lost and lost_before_commit(err):
+            if replayable and number < _MAX_ATTEMPTS and not retried_lost and lost_before_commit(err):
                 log.info("%s: the connection died before the commit; re-running the write once", spec.key)
                 retried_lost = True
                 continue
+            if not replayable:
+                db.partitions.forget()
             raise
-        rows = batch.num_rows
-        if rows >= ANALYZE_AFTER_ROWS:
+        except BaseException:
+            if not replayable:
+                db.partitions.forget()
+            raise
+        if merged.rows >= ANALYZE_AFTER_ROWS:
             analyze_fresh_partitions(db.pool, db.settings, spec)  # committed: statistics for new partitions
-        method: WriteMethod = "sealed" if rest.num_rows == 0 else "staged" if staged else "copy"
-        result = WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated,
-                             method, time.perf_counter() - started, trimmed() if trimmed else 0)
+        result = WriteResult(spec.key, merged.rows, merged.inserted, merged.updated,
+                             merged.rows - merged.inserted - merged.updated, merged.method,
+                             time.perf_counter() - started, merged.trimmed() if merged.trimmed else 0)
         log.debug("%s", result)
         return result
     raise WriteError(f"{spec.key}: gave up after {_MAX_ATTEMPTS} attempts (deadlocks or concurrent "
                      "partition changes); nothing was written", table=spec.key)
 
 
-def _save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_conflict: OnConflict, chunk_rows: int,
-                 progress: Progress | None, options: dict[str, Any]) -> WriteResult:
+def save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: OnConflict, chunk_rows: int,
+               progress: Progress | None, trim: list[dict[str, str]] | None = None,
+               tier: Tier = "auto") -> WriteResult:
+    """A validated batch: COPY straight in when an index probe says no stored row can
+    collide, else staged and merged; rows of sealed series-months merge into their chunks."""
+    if batch.num_rows == 0:
+        return WriteResult(spec.key, 0, 0, 0, 0, "empty")
+    span = _time_range(spec, batch)
+    kind = time_kind(batch)
+
+    def merge(cur: Any, attempt: Attempt) -> Merged:
+        record_time_kind(cur, db, spec, kind)
+        # The collision probe goes out before the sealed-tier routing, so that a small
+        # write sends both in one round trip. It covers the whole batch: a superset of
+        # the rows left for the row tier, so "no stored row" holds for those too (and a
+        # row stored in between fails the copy: see run()).
+        collides = None if attempt.force_staged or tier == "sealed" else _probe(cur, db, spec, batch, span,
+                                                                                 on_conflict)
+        # Rows of sealed series-months merge into their chunks (docs/schema.md).
+        rest, sealed = route_batch(cur, db.settings, spec, batch, on_conflict=on_conflict,
+                                   sealed_tier=tier == "sealed")
+        inserted, updated = sealed.inserted, sealed.updated
+        staged = rest.num_rows > 0 and (collides is None or collides())
+        series = _sealed_series(spec, sealed)
+        if rest.num_rows == 0:
+            method: WriteMethod = "sealed"
+        elif staged:
+            ins, upd, merged = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows,
+                                                progress, rest.num_rows)
+            inserted, updated, method = inserted + ins, updated + upd, "staged"
+            series += merged
+        else:
+            attempt.copied = on_conflict != "error"
+            ins, upd = _copy(cur, db, spec, rest, chunk_rows, progress)
+            inserted, updated, method = inserted + ins, updated + upd, "copy"
+            series += catalog.series_counts(spec, rest)
+        trimmed = _trim(cur, db, spec, trim) if trim else None
+        return Merged(batch.num_rows, inserted, updated, series, method, trimmed)
+
+    return run(db, spec, merge, span=span, kinds=[kind], small=batch.num_rows <= SMALL_BATCH_ROWS)
+
+
+def save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_conflict: OnConflict, chunk_rows: int,
+                progress: Progress | None, options: dict[str, Any]) -> WriteResult:
     """Stream chunks into the staging table inside one transaction, then merge once.
 
     Each chunk is validated before it is sent; a bad chunk rolls back everything before it.
     Partitions are created after staging (the span is known only then), inside the same
     transaction, so the parent's lock is held only for the final merge.
     """
-    started = time.perf_counter()
-    rows = 0
-    span: list[dt.datetime] = []
-    kinds: set[str | None] = set()
 
-    def validated() -> Iterator[pa.Table]:
-        nonlocal rows
-        offset = 0
-        for chunk in chunks:
-            try:
-                batch = validate(spec, chunk, **options)
-            except ValidationError as err:
-                if err.row is not None:  # report the row in the whole stream, not the chunk
-                    err.row += offset
-                    err.args = (f"{err.message} [row {err.row} of the stream]",)
-                raise
-            offset += batch.num_rows
-            rows += batch.num_rows
-            kinds.add(time_kind(batch))
-            if len(kinds - {None}) > 1:
-                raise UsageError(f"{spec.key}: the stream mixes zone-aware and naive timestamps; make them one "
-                                 "kind (see docs/timezones.md)", table=spec.key, column=spec.time_column)
-            record_time_kind(cur, db, spec, time_kind(batch))
-            rng = _time_range(spec, batch)
-            if rng:
-                span[:] = [min([rng[0], *span[:1]]), max([rng[1], *span[1:]])]
-            yield batch
+    def merge(cur: Any, attempt: Attempt) -> Merged:
+        rows = 0
+        span: list[dt.datetime] = []
+        kinds: set[str | None] = set()
 
-    sealed_part: list[MergeCounts] = []
-    try:
-        with db.connection() as conn:
-            cur = conn.cursor()
-            try:
-                def before_merge() -> None:
-                    if span:
-                        db.partitions.ensure(db.pool, db.settings, spec, span[0], span[1], conn=conn)
-                        sealed_part[:] = [route_staged(cur, db.settings, spec, stage_name(spec), span[0], span[1],
-                                                       on_conflict=on_conflict)]
+        def validated() -> Iterator[pa.Table]:
+            nonlocal rows
+            offset = 0
+            for chunk in chunks:
+                try:
+                    batch = validate(spec, chunk, **options)
+                except ValidationError as err:
+                    if err.row is not None:  # report the row in the whole stream, not the chunk
+                        err.row += offset
+                        err.args = (f"{err.message} [row {err.row} of the stream]",)
+                    raise
+                offset += batch.num_rows
+                rows += batch.num_rows
+                kinds.add(time_kind(batch))
+                if len(kinds - {None}) > 1:
+                    raise UsageError(f"{spec.key}: the stream mixes zone-aware and naive timestamps; make them one "
+                                     "kind (see docs/timezones.md)", table=spec.key, column=spec.time_column)
+                record_time_kind(cur, db, spec, time_kind(batch))
+                rng = _time_range(spec, batch)
+                if rng:
+                    span[:] = [min([rng[0], *span[:1]]), max([rng[1], *span[1:]])]
+                yield batch
 
-                inserted, updated, series = _stage_and_merge(cur, db, spec, validated(), on_conflict, chunk_rows,
-                                                             progress, None, before_merge=before_merge)
-                if sealed_part:
-                    series += _sealed_series(spec, sealed_part[0])
-                catalog.record_writes(cur, db.settings, spec, series)
-                changes.notify(cur, db.settings, spec)
-            finally:
-                cur.close()
-    except adbc_driver_manager.Error as err:
-        db.partitions.forget()  # partitions created in this transaction were rolled back with it
-        raise write_error(err, db, spec) from err
-    except BaseException:
-        db.partitions.forget()
-        raise
-    if rows >= ANALYZE_AFTER_ROWS:
-        analyze_fresh_partitions(db.pool, db.settings, spec)  # committed: statistics for new partitions
-    method: WriteMethod = "staged" if rows else "empty"
-    if sealed_part:
-        inserted, updated = inserted + sealed_part[0].inserted, updated + sealed_part[0].updated
-    return WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated, method,
-                       time.perf_counter() - started)
+        sealed_part: list[MergeCounts] = []
+
+        def before_merge() -> None:
+            if span:
+                db.partitions.ensure(db.pool, db.settings, spec, span[0], span[1], conn=attempt.conn)
+                sealed_part[:] = [route_staged(cur, db.settings, spec, stage_name(spec), span[0], span[1],
+                                               on_conflict=on_conflict)]
+
+        inserted, updated, series = _stage_and_merge(cur, db, spec, validated(), on_conflict, chunk_rows,
+                                                     progress, None, before_merge=before_merge)
+        if sealed_part:
+            series += _sealed_series(spec, sealed_part[0])
+            inserted, updated = inserted + sealed_part[0].inserted, updated + sealed_part[0].updated
+        return Merged(rows, inserted, updated, series, "staged" if rows else "empty")
+
+    return run(db, spec, merge, span=None, replayable=False)
 
 
 # -- SQL ----------------------------------------------------------------------------------

@@ -9,17 +9,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.copy import _ingest
-from .._conn.driver_errors import write_error
-from .._conn.partitions import ANALYZE_AFTER_ROWS, analyze_fresh_partitions
+from .._conn.engines import pooled_read
 from .._frames import to_polars
 from .._schema.timezones import record_time_kind, time_kind
 from .._sql.quote import quote_ident
-from .._tiers import catalog
 from .._tiers.knowledge import ROW_KNOWN_AT, keeps_history, known_at_instant, versioned_merge
 from .._tiers.sealed_store import existing_chunks, period_range, route_batch
 from ..errors import UsageError
 from ..tables import TableSpec
-from .transaction import WriteResult, _sealed_series, _stage_and_merge, _time_range
+from ..types import OnConflict, Tier
+from .transaction import Attempt, Merged, WriteResult, _sealed_series, _stage_and_merge, _time_range, run
 from .validate import validate
 
 if TYPE_CHECKING:
@@ -97,66 +96,59 @@ def _has_chunks(db: Database, spec: TableSpec, frame: Any) -> bool:
         return True  # unparsed times: take the exact (slower) path
     symbols = [str(v) for v in frame["symbol"].drop_nulls().unique().to_list()]
     periods = period_range(times.min().date(), times.max().date())  # type: ignore[union-attr]
-    with db.connection() as conn:
-        cur = conn.cursor()
-        try:
-            return bool(existing_chunks(cur, db.settings, spec, symbols, periods))
-        finally:
-            cur.close()
+
+    def run() -> bool:
+        with db.connection() as conn:
+            cur = conn.cursor()
+            try:
+                return bool(existing_chunks(cur, db.settings, spec, symbols, periods))
+            finally:
+                cur.close()
+
+    # A read before the write transaction: run again if its pooled connection had died.
+    return pooled_read(db, run, what=f"{spec.key} sealed chunks", table=spec.key)
 
 
 def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime | None, pa.Table]], *,
-                  on_conflict: Any, chunk_rows: int, tier: Any) -> Any:
+                  on_conflict: OnConflict, chunk_rows: int, tier: Tier) -> WriteResult:
     """Write ``batches`` in one transaction, each merged (staged) with its knowledge time
-    (``None``: each row's own, in its ``__known_at`` column)."""
-    import time
-
-    import adbc_driver_manager
-
-    started = time.perf_counter()
+    (``None``: each row's own, in its ``__known_at`` column). The versioned merge strategy
+    of the one write transaction (:func:`regime_io._write.transaction.run`): retries,
+    partitions, the catalog and ``NOTIFY`` come from there, as for every write."""
     rows = sum(b.num_rows for _, b in batches)
     if rows == 0:
         return WriteResult(spec.key, 0, 0, 0, 0, "empty")
     spans = [r for r in (_time_range(spec, b) for _, b in batches) if r is not None]
-    try:
-        if spans:
-            db.partitions.ensure(db.pool, db.settings, spec, min(s[0] for s in spans), max(s[1] for s in spans))
+    span = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
+
+    def merge(cur: Any, attempt: Attempt) -> Merged:
         inserted = updated = 0
-        with db.connection() as conn:
-            cur = conn.cursor()
-            try:
-                for when, batch in batches:
-                    if batch.num_rows == 0:
-                        continue
-                    record_time_kind(cur, db, spec, time_kind(batch))
-                    per_row = when is None
-                    data = batch.drop_columns([ROW_KNOWN_AT]) if per_row else batch
-                    # Per-row vintages were checked to touch no sealed chunk; routing still takes
-                    # the period locks (a period sealed since then gets the group's latest time).
-                    at = pc.max(batch.column(ROW_KNOWN_AT)).as_py() if per_row else when
-                    rest, sealed = route_batch(cur, db.settings, spec, data, on_conflict=on_conflict,
-                                               sealed_tier=tier == "sealed", known_at=at)
-                    inserted, updated = inserted + sealed.inserted, updated + sealed.updated
-                    series = _sealed_series(spec, sealed)
-                    if rest.num_rows and per_row:
-                        ins, upd, merged = _merge_per_row(cur, db, spec, batch, rest, on_conflict)
-                        inserted, updated = inserted + ins, updated + upd
-                        series += merged
-                    elif rest.num_rows:
-                        ins, upd, merged = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows, None,
-                                                            rest.num_rows, known_at=when)
-                        inserted, updated = inserted + ins, updated + upd
-                        series += merged
-                    catalog.record_writes(cur, db.settings, spec, series)
-            finally:
-                cur.close()
-    except adbc_driver_manager.Error as err:
-        db.partitions.forget()
-        raise write_error(err, db, spec) from err
-    if rows >= ANALYZE_AFTER_ROWS:
-        analyze_fresh_partitions(db.pool, db.settings, spec)  # committed: statistics for new partitions
-    return WriteResult(spec.key, rows, inserted, updated, rows - inserted - updated, "staged",
-                       time.perf_counter() - started)
+        series: list[dict[str, Any]] = []
+        for when, batch in batches:
+            if batch.num_rows == 0:
+                continue
+            record_time_kind(cur, db, spec, time_kind(batch))
+            per_row = when is None
+            data = batch.drop_columns([ROW_KNOWN_AT]) if per_row else batch
+            # Per-row vintages were checked to touch no sealed chunk; routing still takes
+            # the period locks (a period sealed since then gets the group's latest time).
+            at = pc.max(batch.column(ROW_KNOWN_AT)).as_py() if per_row else when
+            rest, sealed = route_batch(cur, db.settings, spec, data, on_conflict=on_conflict,
+                                       sealed_tier=tier == "sealed", known_at=at)
+            inserted, updated = inserted + sealed.inserted, updated + sealed.updated
+            series += _sealed_series(spec, sealed)
+            if rest.num_rows and per_row:
+                ins, upd, merged = _merge_per_row(cur, db, spec, batch, rest, on_conflict)
+            elif rest.num_rows:
+                ins, upd, merged = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows, None,
+                                                    rest.num_rows, known_at=when)
+            else:
+                continue
+            inserted, updated = inserted + ins, updated + upd
+            series += merged
+        return Merged(rows, inserted, updated, series, "staged")
+
+    return run(db, spec, merge, span=span, kinds=[time_kind(b) for _, b in batches])
 
 
 def _merge_per_row(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, rest: pa.Table,
