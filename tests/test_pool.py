@@ -204,13 +204,24 @@ def test_max_connections_is_respected_with_a_clear_timeout(Pool: Any, tagged: Se
         pool.close()
 
 
+class _ObservedCondition(threading.Condition):
+    """The pool's lock, telling when a thread starts waiting on it for a free connection."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()  # still under the lock: a release cannot get in before wait() lets it go
+        return super().wait(timeout)
+
+
 def test_a_waiting_thread_gets_the_released_connection(Pool: Any, tagged: Settings) -> None:
     pool = Pool.from_settings(settings_replace(tagged, max_connections=1, connection_timeout=30))
+    pool._lock = _ObservedCondition()  # before any use: the interleaving below is then certain
     got: list[Any] = []
-    waiting = threading.Event()
 
     def worker() -> None:
-        waiting.set()
         with pool.connection() as conn:
             got.append(conn)
 
@@ -218,7 +229,9 @@ def test_a_waiting_thread_gets_the_released_connection(Pool: Any, tagged: Settin
         with pool.connection() as held:
             thread = threading.Thread(target=worker)
             thread.start()
-            waiting.wait()
+            # The worker is blocked in the pool (all connections in use) before this one is released.
+            assert pool._lock.waiting.wait(30), "the worker never waited for a connection"
+            assert got == []
         thread.join(30)
         assert got == [held]
         assert pool.open_connections == 1

@@ -23,6 +23,7 @@ from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, UsageError
 from regime_io.config import Settings
+from tests._helpers import eventually
 
 T0 = dt.datetime(2024, 5, 6, 9, 15)
 ROOT = Path(__file__).resolve().parent.parent
@@ -190,8 +191,10 @@ class Writers:
     plain SQL (another tool). Each writer owns its symbol, so its calls give each key's
     commit order. Records every committed version."""
 
-    def __init__(self, pg: PostgreSQLIntegration[Any], settings: Settings, calls: int, seed: int) -> None:
+    def __init__(self, pg: PostgreSQLIntegration[Any], settings: Settings, calls: int, seed: int,
+                 gates: dict[int, threading.Event] | None = None) -> None:
         self.pg = pg
+        self.gates = gates or {}  # call number -> event every writer waits for before that call
         self.table = f'"{settings.schema}"."{settings.table_name("market_regimes_1min")}"'
         self.url = pg.db.resolved.url(redact=False)
         self.calls = calls
@@ -217,6 +220,8 @@ class Writers:
         symbol = f"W{w}"
         written: list[int] = []
         for call in range(self.calls):
+            if call in self.gates and not self.gates[call].wait(120):
+                raise TimeoutError(f"gate before call {call} never opened")
             minutes = [rng.choice(written) if written and rng.random() < 0.3 else call]
             if rng.random() < 0.3:
                 minutes.append(call + 1000)
@@ -301,40 +306,56 @@ def test_eight_writers_one_consumer_every_committed_row_once(pg: PostgreSQLInteg
 @pytest.mark.slow
 def test_a_consumer_killed_at_random_points_resumes_exactly(pg: PostgreSQLIntegration[Any], settings: Settings,
                                                             tmp_path: Path) -> None:
+    """Three consumers are killed (SIGKILL) while writers commit; the fourth resumes and ends.
+
+    Forced, not hoped for: the writers advance in phases, each released only once a new
+    consumer is running, and each kill comes after that consumer has delivered new rows
+    (then at a random point up to half a second later), so every kill interrupts a
+    consumer in the middle of rows that are still being written."""
     pg.save_1min_market_regime(regimes(["PRE"], 0))
     cursor = pg.tail("1min").cursor
     out = tmp_path / "delivered.jsonl"
     out.touch()
-    writers = Writers(pg, settings, calls=20, seed=2)
-    threads = writers.run()
+    phases = {5: threading.Event(), 10: threading.Event(), 15: threading.Event()}
+    writers = Writers(pg, settings, calls=20, seed=2, gates=phases)
     rng = random.Random(7)
     url = pg.db.resolved.url(redact=False)
-    kills = 0
 
     def consumer(idle: float) -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, str(ROOT / "tests" / "_tail_consumer.py"), url, settings.schema,
                                  str(out), cursor, str(idle)], cwd=ROOT, stderr=subprocess.PIPE)
 
+    def lines() -> int:
+        return out.read_text(encoding="utf-8").count("\n")
+
     def last_complete_cursor() -> str:
         text = out.read_text(encoding="utf-8")
         complete = text[: text.rfind("\n") + 1]
         out.write_text(complete, encoding="utf-8")  # a line cut by the kill: as if never written
-        lines = complete.splitlines()
-        return json.loads(lines[-1])["cursor"] if lines else cursor
+        done = complete.splitlines()
+        return json.loads(done[-1])["cursor"] if done else cursor
 
-    while any(t.is_alive() for t in threads):
+    threads = writers.run()  # the first phase (calls 0-4) starts at once
+    kills = []
+    for gate in [None, *phases.values()][:3]:
         proc = consumer(idle=60)
-        time.sleep(rng.uniform(0.5, 3.0))
+        if gate is not None:
+            gate.set()  # the next phase of writes, while this consumer runs
+        before = lines()
+        assert eventually(lambda before=before: lines() > before, timeout=60), "the consumer delivered nothing"
+        time.sleep(rng.uniform(0.0, 0.5))
+        assert proc.poll() is None, "the consumer ended before it was killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        kills += 1
+        kills.append(any(t.is_alive() for t in threads))
         cursor = last_complete_cursor()
+    phases[15].set()
     for t in threads:
         t.join()
+    assert kills == [True, True, True], "a kill came after the writers had finished"
     proc = consumer(idle=3)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
-    assert kills >= 2
     assert not writers.errors, writers.errors
     delivered = [(s, dt.datetime.fromisoformat(ts), tag) for line in out.read_text().splitlines()
                  for s, ts, tag in json.loads(line)["rows"]]
