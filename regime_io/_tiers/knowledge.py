@@ -122,6 +122,18 @@ def _join(spec: TableSpec, left: str, right: str) -> str:
     return " AND ".join(f"{left}.{quote_ident(c)} = {right}.{quote_ident(c)}" for c in spec.primary_key)
 
 
+def key_row(spec: TableSpec, alias: str | None = None) -> str:
+    """The primary key as a row value, ``(a.k1, a.k2)``: for ``IN``/``NOT IN`` over subqueries.
+
+    A session's temporary table joined to a distributed table is refused by Citus ("direct
+    joins between distributed and local tables are not supported"); an uncorrelated
+    ``(key) IN (SELECT key FROM temp)`` is planned recursively (the temp rows become an
+    intermediate result), and the plain server runs it as a semi-join on the key index.
+    """
+    prefix = f"{alias}." if alias else ""
+    return "(" + ", ".join(f"{prefix}{quote_ident(c)}" for c in spec.primary_key) + ")"
+
+
 def _distinct(spec: TableSpec, stored: str, staged: str) -> str:
     """``(stored values) IS DISTINCT FROM (staged values)``; staged JSON travels as text."""
     values = spec.value_columns
@@ -276,11 +288,15 @@ def record_sealed(cur: Any, settings: Settings, spec: TableSpec, old_rows: Seque
     hist = history_table(spec, settings)
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     s_cols = ", ".join(f"s.{quote_ident(c.name)}" for c in spec.columns)
-    cur.execute(f"INSERT INTO {hist} ({cols}, {ABSENT}, {KNOWN_FROM}, {KNOWN_TO}) "
-                f"SELECT {s_cols}, s.{ABSENT}, "
-                f"coalesce((SELECT max(h.{KNOWN_TO}) FROM {hist} h WHERE {_join(spec, 'h', 's')}), "
-                f"'-infinity'::timestamptz), coalesce($1::timestamptz, clock_timestamp()) "
-                f"FROM pg_temp.{quote_ident(temp)} s",
+    # The previous versions' ends, found by key (not by a correlated subquery over the temp
+    # table, which Citus refuses to join with the distributed history: see key_row).
+    keys = ", ".join(quote_ident(c) for c in spec.primary_key)
+    cur.execute(f"WITH prev AS (SELECT {keys}, max({KNOWN_TO}) AS ended FROM {hist} "
+                f"WHERE {key_row(spec)} IN (SELECT {keys} FROM pg_temp.{quote_ident(temp)}) GROUP BY {keys}) "
+                f"INSERT INTO {hist} ({cols}, {ABSENT}, {KNOWN_FROM}, {KNOWN_TO}) "
+                f"SELECT {s_cols}, s.{ABSENT}, coalesce(p.ended, '-infinity'::timestamptz), "
+                f"coalesce($1::timestamptz, clock_timestamp()) "
+                f"FROM pg_temp.{quote_ident(temp)} s LEFT JOIN prev p ON {_join(spec, 'p', 's')}",
                 parameters=(known_at.isoformat() if known_at else None,))
     return table.num_rows
 

@@ -19,7 +19,7 @@ from .._sql.quote import quote_ident
 from ..errors import ReadError
 from ..tables import TableSpec
 from . import sealed_format as chunks
-from .knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, _join, stored_known_from
+from .knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, key_row, stored_known_from
 from .sealed_read import sealed_rows, sealed_versions, to_reader
 
 if TYPE_CHECKING:
@@ -45,9 +45,13 @@ def as_of_view(db: Database, spec: TableSpec, q: Query, as_of: dt.datetime, *, s
              f"SELECT id, {cols}, created_at FROM {hist} h WHERE h.{KNOWN_FROM} <= {at} AND h.{KNOWN_TO} > {at} "
              f"AND NOT h.{ABSENT}"]
     if sealed_temp is not None:
-        parts.append(f"SELECT NULL::int8, {cols}, NULL::timestamp FROM pg_temp.{quote_ident(sealed_temp)} s "
-                     f"WHERE NOT EXISTS (SELECT 1 FROM {hist} h WHERE {_join(spec, 'h', 's')} "
-                     f"AND h.{KNOWN_TO} > {at})")
+        # Sealed rows not superseded by a version known later than ``at``: by key, not by a
+        # correlated subquery joining the temp table to the history (refused by Citus: key_row).
+        temp = f"pg_temp.{quote_ident(sealed_temp)}"
+        keys = ", ".join(quote_ident(c) for c in spec.primary_key)
+        parts.append(f"SELECT NULL::int8, {cols}, NULL::timestamp FROM {temp} s WHERE {key_row(spec, 's')} NOT IN "
+                     f"(SELECT {keys} FROM {hist} h WHERE h.{KNOWN_TO} > {at} AND {key_row(spec, 'h')} IN "
+                     f"(SELECT {keys} FROM {temp}))")
     return "(" + " UNION ALL ".join(parts) + ")"
 
 

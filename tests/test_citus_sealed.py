@@ -1,0 +1,75 @@
+"""Every combination of tiers on a real Citus cluster, sealed first: knowledge-time writes
+into sealed months, as-of reads over sealed months, and the SQL readers over sealed
+chunks, compared with the plain server (tests/_citus.py starts the cluster)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from regime_io import PostgreSQLIntegration
+from tests._reading_data import bars, regimes_1min
+
+pytestmark = pytest.mark.citus
+
+T0 = dt.datetime(2024, 1, 8, 9, 15)
+SYMBOLS = ["AAA", "BBB", "CCC"]
+
+
+@pytest.fixture
+def sealed(pg: PostgreSQLIntegration, citus_pg: PostgreSQLIntegration) -> list[PostgreSQLIntegration]:
+    """Both engines with January's 1-minute regimes and bars sealed, February's in rows."""
+    both = [pg, citus_pg]
+    for p in both:
+        p.save_1min_market_regime(regimes_1min(SYMBOLS, T0, 40))
+        p.save_1min_market_regime(regimes_1min(SYMBOLS, T0 + dt.timedelta(days=31), 40, seed=3))
+        p.save_market_data(bars(SYMBOLS, ["1m"], T0, 40))
+        p.save_market_data(bars(SYMBOLS, ["1m"], T0 + dt.timedelta(days=31), 40))
+        report = p.seal_history("2024-02-01", tables=["1min", "bars"])
+        assert report.rows_moved == 2 * 3 * 40, report.to_frame()  # January of both tables, nothing of February
+    return both
+
+
+def _same(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    plain, cluster = frames
+    assert plain.height > 0, "an empty answer proves nothing"
+    assert_frame_equal(plain, cluster)
+    return plain
+
+
+def test_known_at_write_and_as_of_read_over_sealed_months(sealed: list[PostgreSQLIntegration]) -> None:
+    restated = regimes_1min(SYMBOLS[:2], T0, 10, seed=9)
+    before = dt.datetime.now(dt.timezone.utc)
+    results = [p.save_1min_market_regime(restated, known_at=dt.datetime(2030, 1, 1)) for p in sealed]
+    assert results[0].rows == results[1].rows == 20
+    assert (results[0].inserted, results[0].updated) == (results[1].inserted, results[1].updated)
+    assert results[0].updated > 0  # the restatement changed sealed rows
+    window = ("2024-01-01", "2024-03-01")
+    # Before the restatement was known: January as sealed; after: the restated rows.
+    old = _same([p.get_1min_market_regimes(SYMBOLS, *window, as_of=before) for p in sealed])
+    new = _same([p.get_1min_market_regimes(SYMBOLS, *window, as_of=dt.datetime(2030, 1, 2)) for p in sealed])
+    assert old.height == new.height == 240
+    assert not old.equals(new)
+    _same([p.get_latest_1min_market_regime(SYMBOLS, as_of=before) for p in sealed])
+    _same([p.history("1min", SYMBOLS[:2], *window).drop("known_from", "known_to").sort("symbol", "timestamp",
+                                                                                         "regime")
+           for p in sealed])
+
+
+def test_sql_readers_over_sealed_months(sealed: list[PostgreSQLIntegration]) -> None:
+    window = ("2024-01-01", "2024-03-01")
+    _same([p.get_market_data(SYMBOLS, *window, resample="1h") for p in sealed])
+    _same([p.get_market_regime_distribution("AAA", *window, table="1min") for p in sealed])
+    _same([p.get_regime_transitions("AAA", *window, table="1min") for p in sealed])
+    _same([p.asof_regimes(symbol="AAA", start_date=window[0], end_date=window[1]) for p in sealed])
+    _same([p.quality_report("bars", SYMBOLS[:2], "2024-01-08", "2024-01-09") for p in sealed])
+
+
+def test_as_of_sql_readers_over_sealed_months(sealed: list[PostgreSQLIntegration]) -> None:
+    known = dt.datetime.now(dt.timezone.utc)
+    window: Any = ("2024-01-01", "2024-03-01")
+    _same([p.get_market_regime_distribution("AAA", *window, table="1min", as_of=known) for p in sealed])
