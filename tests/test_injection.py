@@ -50,6 +50,8 @@ HOSTILE_SYMBOLS = [
     "\u2028\u2029\ufeff",
     "ÄÖÜ" + "ß" * 17,
 ]
+# Stored without surrounding whitespace (symbols are stripped on every path).
+STRIPPED = [s.strip() for s in HOSTILE_SYMBOLS]
 HOSTILE_REGIMES = [
     "Strong_Bullish'; DROP TABLE x; --",
     "\\\\server\\share",
@@ -81,7 +83,14 @@ def _qualified(pg: PostgreSQLIntegration, key: str) -> str:
     return f'"{pg.settings.schema}"."{pg.settings.table_name(key)}"'  # type: ignore[arg-type]
 
 
-def test_hostile_symbols_round_trip_literally(pg: PostgreSQLIntegration, sql: Any, canary: str) -> None:
+def test_hostile_symbols_round_trip_literally(settings: Any, sql: Any, canary: str) -> None:
+    # symbol_case = keep: the symbols' case round-trips too (only surrounding spaces go).
+    with PostgreSQLIntegration(settings=settings_replace(settings, symbol_case="keep")) as pg:
+        pg.initialize_database()
+        _hostile_symbols_round_trip(pg, sql)
+
+
+def _hostile_symbols_round_trip(pg: PostgreSQLIntegration, sql: Any) -> None:
     n = len(HOSTILE_SYMBOLS)
     regimes = [HOSTILE_REGIMES[i % len(HOSTILE_REGIMES)] for i in range(n)]
     frame = pl.DataFrame({
@@ -95,20 +104,20 @@ def test_hostile_symbols_round_trip_literally(pg: PostgreSQLIntegration, sql: An
     assert pg.save_1min_market_regime(frame).inserted == n
     # Independent check: psycopg reads exactly what was given.
     stored = sql(f"SELECT symbol, regime, greek_sentiment, trending_oi_pa FROM {_qualified(pg, 'market_regimes_1min')}")
-    expected = list(zip(HOSTILE_SYMBOLS, regimes, reversed(HOSTILE_SYMBOLS), regimes, strict=True))
+    expected = list(zip(STRIPPED, regimes, reversed(HOSTILE_SYMBOLS), regimes, strict=True))
     assert sorted(stored) == sorted(expected)
     # The library's readers, symbol by symbol: range reads (connectorx renders the symbol as a
     # literal) and latest rows (ADBC binds it). Each finds exactly its own row.
     for symbol, regime in zip(HOSTILE_SYMBOLS, regimes, strict=True):
         rows = pg.get_1min_market_regimes(symbol, T0, T0)
-        assert rows.get_column("symbol").to_list() == [symbol]
+        assert rows.get_column("symbol").to_list() == [symbol.strip()]
         assert rows.get_column("regime").to_list() == [regime]
         latest = pg.get_latest_1min_market_regime(symbol)
-        assert latest.get_column("symbol").to_list() == [symbol]
+        assert latest.get_column("symbol").to_list() == [symbol.strip()]
         assert latest.get_column("regime").to_list() == [regime]
     # All at once, through the ADBC reader's symbol list.
     every = pg.get_latest_1min_market_regime(symbols=HOSTILE_SYMBOLS)
-    assert sorted(every.get_column("symbol").to_list()) == sorted(HOSTILE_SYMBOLS)
+    assert sorted(every.get_column("symbol").to_list()) == sorted(STRIPPED)
 
 
 def test_hostile_values_in_market_data_filters(pg: PostgreSQLIntegration, sql: Any, canary: str) -> None:
@@ -124,7 +133,7 @@ def test_hostile_values_in_market_data_filters(pg: PostgreSQLIntegration, sql: A
     for symbol, volume in zip(symbols, [10, 20, 30, 40], strict=True):
         bars = pg.get_market_data(symbol, T0, T0, timeframe="1m")
         assert bars.get_column("volume").to_list() == [volume]
-        assert bars.get_column("symbol").to_list() == [symbol]
+        assert bars.get_column("symbol").to_list() == [symbol.upper()]  # symbol_case = upper, the default
     # Timeframes are a vocabulary now: hostile text is refused before any SQL is written.
     for tf in ["1m';--", "$2", "५मि"]:
         with pytest.raises(UsageError, match="timeframe"):
@@ -151,7 +160,7 @@ def test_hostile_json_parameters_round_trip(pg: PostgreSQLIntegration, sql: Any,
               "fitness_value": 1.5, "start_date": T0, "end_date": T0, "timeframe": "5m"}
     assert pg.save_optimization_result(result).inserted == 1
     stored = sql(f"SELECT symbol, algorithm, parameters FROM {_qualified(pg, 'optimization_results')}")
-    assert stored == [("'; DROP TABLE x; --", "ga\\'; --", HOSTILE_JSON)]
+    assert stored == [("'; DROP TABLE X; --", "ga\\'; --", HOSTILE_JSON)]  # symbols upper-cased (symbol_case)
     # The library's reader (bound parameters): the JSON text as stored, and decoded.
     raw = reading.get_optimization_results(pg.db, "'; DROP TABLE x; --", algorithm="ga\\'; --", parameters="json")
     assert raw.height == 1

@@ -231,13 +231,13 @@ def test_optimization_results_best_first_with_decoded_parameters(pg: PostgreSQLI
 
 
 def test_symbols_with_quotes_and_backslashes_are_values_not_sql(pg: PostgreSQLIntegration, sql: Any) -> None:
-    odd = ["O'NEIL", "BACK\\SLASH", "x' OR '1'='1", "$1"]
+    odd = ["O'NEIL", "BACK\\SLASH", "X' OR '1'='1", "$1"]  # upper case: stored as readers spell them
     frame = bars(odd, ["1m"], T0, 3)
     insert(pg, sql, "market_data", frame)
     for symbol in odd:
         got = pg.get_market_data(symbol, T0, "2024-01-02")
         assert got["symbol"].to_list() == [symbol] * 3
-    assert pg.get_market_data("x' OR 'a'='a", T0, "2024-01-02").height == 0
+    assert pg.get_market_data("X' OR 'A'='A", T0, "2024-01-02").height == 0
     assert set(pg.get_market_data(odd, T0, "2024-01-02")["symbol"]) == set(odd)
     with pytest.raises(UsageError, match="NUL"):
         pg.get_market_data("A\x00B", T0, "2024-01-02")

@@ -7,6 +7,8 @@ import datetime as dt
 import warnings
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
 
@@ -15,6 +17,8 @@ from regime_io import (
     PostgreSQLIntegration,
     UnknownSymbolWarning,
     UnknownTimeframeWarning,
+    UsageError,
+    ValidationError,
 )
 from regime_io.config import load_settings, settings_replace
 from regime_io.tables import TABLES
@@ -60,15 +64,11 @@ def test_symbol_spellings_are_one_series(pg: PostgreSQLIntegration, quiet: Any) 
 
 
 def test_two_spellings_in_one_batch_are_one_key(pg: PostgreSQLIntegration) -> None:
-    from regime_io import ValidationError
-
     with pytest.raises(ValidationError, match="duplicate natural key"):
         pg.save_market_data(pl.concat([_bars("aapl", [T0]), _bars("AAPL", [T0])]))
 
 
 def test_blank_symbol_is_refused(pg: PostgreSQLIntegration) -> None:
-    from regime_io import UsageError, ValidationError
-
     with pytest.raises(ValidationError, match=r"symbol: is empty.*first bad row 0"):
         pg.save_market_data(_bars("   ", [T0]))
     with pytest.raises(UsageError, match="blank"):
@@ -131,3 +131,63 @@ def test_rows_stored_in_another_case_are_named(pg: PostgreSQLIntegration, sql: A
     pg.refresh_catalog("bars")
     with pytest.warns(UnknownSymbolWarning, match=r"'AAPL' \(closest stored: 'aapl'\).*differs only by case"):
         pg.get_market_data("aapl")
+
+
+# -- one date rule -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_days(pg: PostgreSQLIntegration) -> PostgreSQLIntegration:
+    pg.save_market_data(_bars("AAPL", [*_minutes(T0, 5), T0 + dt.timedelta(days=1)]))
+    return pg
+
+
+@pytest.mark.parametrize("day", ["2023-01-03", "20230103", " 20230103 ", dt.date(2023, 1, 3),
+                                 np.datetime64("2023-01-03")], ids=repr)
+def test_a_day_as_end_includes_the_day_in_any_form(two_days: PostgreSQLIntegration, day: Any) -> None:
+    assert two_days.get_market_data("AAPL", day, day).height == 5
+    assert two_days.get_market_data("AAPL", "2023-01-03", day).height == 5
+
+
+def test_compact_times_mean_what_the_dashed_form_means(two_days: PostgreSQLIntegration) -> None:
+    compact = two_days.get_market_data("AAPL", "20230103T0931", "20230103 093300")
+    dashed = two_days.get_market_data("AAPL", "2023-01-03 09:31", "2023-01-03 09:33:00")
+    assert compact.height == 3
+    assert compact.equals(dashed)
+    chain_at = two_days.get_market_data("AAPL", end_date="20230103T0930")
+    assert chain_at.height == 1
+
+
+@pytest.mark.parametrize("midnight", [pd.Timestamp("2023-01-03"), dt.datetime(2023, 1, 3),
+                                      np.datetime64("2023-01-03T00:00"), "2023-01-03 00:00"], ids=repr)
+def test_same_midnight_instant_at_both_ends_is_refused(two_days: PostgreSQLIntegration, midnight: Any) -> None:
+    with pytest.raises(UsageError, match=r"start_date and end_date are both the instant 2023-01-03 00:00.*"
+                                         r"pass the date \(end_date='2023-01-03' or datetime\.date\(2023, 1, 3\)\)"):
+        two_days.get_market_data("AAPL", midnight, midnight)
+
+
+def test_writers_read_compact_iso_like_readers(pg: PostgreSQLIntegration) -> None:
+    pg.save_market_data(_bars("AAPL", ["20230103 093100", "20230103T0932", "2023-01-03 09:33",  # type: ignore[list-item]
+                                       "20230103T093400"]))
+    stored = pg.get_market_data("AAPL").get_column("timestamp").to_list()
+    assert stored == _minutes(dt.datetime(2023, 1, 3, 9, 31), 4)
+    options = pl.DataFrame({
+        "symbol": ["SPX"], "expiry_date": ["20240125"], "strike_price": [4800.0], "option_type": ["C"],
+        "timestamp": ["20240102T1530"], "open": [10.0], "high": [11.0], "low": [9.0], "close": [10.5],
+        "volume": [1], "open_interest": [5]})
+    pg.save_options_data(options)
+    row = pg.get_options_data("SPX", expiry="20240125").row(0, named=True)
+    assert (row["expiry_date"], row["timestamp"]) == (dt.date(2024, 1, 25), dt.datetime(2024, 1, 2, 15, 30))
+
+
+def test_cli_export_end_day_in_compact_form(two_days: PostgreSQLIntegration, server: Any, tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from regime_io.cli import app
+
+    out = tmp_path / "day.csv"
+    result = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", two_days.settings.schema, "export",
+                                      "-t", "bars", "-s", "aapl", "--start", "20230103", "--end", "20230103",
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pl.read_csv(out).height == 5

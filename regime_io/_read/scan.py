@@ -15,6 +15,11 @@ limit; the source
 * turns a row limit (``head(n)``) into ``LIMIT n`` when every conjunct was pushed exactly,
   and otherwise stops reading once ``n`` rows passed the predicate.
 
+A ``date`` compared with ``timestamp`` is its midnight here, unlike the eager readers' end
+bound: polars' optimiser casts the literal to a datetime before the source sees it, so a
+day and a midnight instant cannot be told apart. For a whole day, compare the day
+(``pl.col("timestamp") < day + timedelta(days=1)``, pushed down) (docs/reading.md).
+
 ``symbol``, ``timeframe`` and ``option_type`` literals anywhere in the predicate are spelled
 as the writers store them first (``"nifty"`` finds ``NIFTY`` under the default
 ``symbol_case``, ``"1min"`` finds ``"1m"`` rows, ``"call"`` finds ``CE``), as the eager

@@ -12,28 +12,53 @@ from ..errors import UsageError
 from ..types import SymbolCase
 from .query import EARLIEST, LATEST, TimeRange
 
+# A day, in ISO 8601's extended (2024-01-31) or basic (20240131) form. Times take both
+# forms too ("20240131T0930", "20240131 093100"): datetime.fromisoformat reads them with
+# the dashed form's meaning, and so do the writers (regime_io._write.validate).
+DAY_PATTERN = r"^(?:\d{4}-\d{2}-\d{2}|\d{8})$"
+_DAY = re.compile(DAY_PATTERN)
+
+
+def _day(text: str) -> dt.date | None:
+    """The day a date-only string names, or None when it has a time (or is no date)."""
+    if not _DAY.match(text):
+        return None
+    digits = text.replace("-", "")
+    return dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+
 
 def parse_time(value: Any, *, name: str, timezone: str) -> tuple[dt.datetime, bool]:
     """A datetime, date or ISO string as a naive timestamp in the storage zone.
 
-    Returns ``(timestamp, was_a_date)``; a date (or a date-only string) is midnight.
-    Zoned datetimes are converted to ``timezone`` (the storage zone) first.
+    Returns ``(timestamp, was_a_date)``. A day -- a ``date``, a date-only string
+    (``"2024-01-31"`` or ``"20240131"``) or a day-unit ``numpy.datetime64`` -- is its
+    midnight with ``was_a_date`` True (an ``end`` bound then includes the whole day);
+    anything else is an instant. Zoned datetimes are converted to ``timezone`` (the
+    storage zone) first.
+
+    >>> parse_time("20240131", name="end", timezone="UTC")
+    (datetime.datetime(2024, 1, 31, 0, 0), True)
+    >>> parse_time("20240131T0930", name="end", timezone="UTC")
+    (datetime.datetime(2024, 1, 31, 9, 30), False)
     """
     if isinstance(value, str):
         text = value.strip()
         try:
-            if len(text) == 10:
-                return dt.datetime.combine(dt.date.fromisoformat(text), dt.time()), True
+            day = _day(text)
+            if day is not None:
+                return dt.datetime.combine(day, dt.time()), True
             if text.endswith(("Z", "z")):
                 text = text[:-1] + "+00:00"
             value = dt.datetime.fromisoformat(text)
         except ValueError:
-            raise UsageError(f"{name}: {value!r} is not an ISO 8601 date or timestamp (e.g. '2024-01-31' or "
-                             "'2024-01-31 15:30'); '04/03/2024' could be 4 March or 3 April, so other layouts "
-                             "are refused: pass a datetime instead", value=value) from None
+            raise UsageError(f"{name}: {value!r} is not an ISO 8601 date or timestamp (e.g. '2024-01-31', "
+                             "'20240131', '2024-01-31 15:30' or '20240131T1530'); '04/03/2024' could be 4 March "
+                             "or 3 April, so other layouts are refused: pass a datetime instead", value=value) from None
     if type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind == "M":
         if value != value:  # NaT
             raise UsageError(f"{name}: NaT is not a time", value=value)
+        if str(value.dtype) == "datetime64[D]":  # np.datetime64("2024-01-31"): a day, like a date
+            return dt.datetime.combine(value.astype(object), dt.time()), True
         value = value.astype("datetime64[us]").item()  # numpy datetime64 is naive: the storage zone
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
@@ -49,7 +74,12 @@ def parse_time(value: Any, *, name: str, timezone: str) -> tuple[dt.datetime, bo
 
 def parse_range(start: Any, end: Any, *, timezone: str, start_name: str = "start_date",
                 end_name: str = "end_date") -> TimeRange:
-    """``[start, end]`` inclusive; a date as ``end`` includes that whole day; None is open."""
+    """``[start, end]`` inclusive; a day as ``end`` includes that whole day; None is open.
+
+    Two ends at the same midnight *instant* (``pd.Timestamp("2024-01-31")`` twice) are
+    refused: they hold only rows stamped exactly at midnight, almost surely not what was
+    meant; the message says to pass the date.
+    """
     lo, _ = parse_time(start, name=start_name, timezone=timezone) if start is not None else (EARLIEST, False)
     if end is None:
         if lo > LATEST:
@@ -62,6 +92,11 @@ def parse_range(start: Any, end: Any, *, timezone: str, start_name: str = "start
             raise UsageError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
     elif lo > hi:
         raise UsageError(f"{start_name} {start!r} is after {end_name} {end!r}", value=start)
+    elif lo == hi and hi.time() == dt.time():
+        raise UsageError(f"{start_name} and {end_name} are both the instant {hi:%Y-%m-%d} 00:00, which holds only "
+                         f"rows stamped exactly at midnight; for the whole day pass the date ({end_name}="
+                         f"'{hi:%Y-%m-%d}' or datetime.date({hi.year}, {hi.month}, {hi.day})), or give times of day",
+                         value=end)
     return TimeRange(lo, hi, end_exclusive=end_is_date)
 
 
@@ -86,11 +121,13 @@ def parse_date(value: Any, *, name: str) -> dt.date:
     if isinstance(value, str):
         text = value.strip()
         try:
-            if len(text) == 10:
-                return dt.date.fromisoformat(text)
+            day = _day(text)
+            if day is not None:
+                return day
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
-            raise UsageError(f"{name}: {value!r} is not an ISO date (e.g. '2024-01-25')", value=value) from None
+            raise UsageError(f"{name}: {value!r} is not an ISO date (e.g. '2024-01-25' or '20240125')",
+                             value=value) from None
         return parse_date(parsed, name=name)
     raise UsageError(f"{name}: expected a date or ISO string, got {type(value).__name__} ({value!r})", value=value)
 

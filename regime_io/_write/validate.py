@@ -65,8 +65,13 @@ _MAX_SHOWN = 60  # characters of a bad value quoted in a message
 
 
 # ISO 8601 as writers accept it: a date, optionally a time (minutes at least, any fraction)
-# and a UTC offset. Anything else needs an explicit date_format=.
+# and a UTC offset. Anything else needs an explicit date_format=. The basic forms
+# ("20240131", "20240131T0930", "20240131 093100") are first rewritten to these
+# (_dashed), with the same meaning, as readers read them (regime_io._sql.args).
 _ISO_DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+_BASIC = r"^\d{8}(?:$|[T ])|^\d{4}-\d{2}-\d{2}[T ]\d{4}"
+_OFFSET_TAIL = r"([.,]\d+)?([Zz]|[+-]\d{2}:?\d{2})?$"
 
 
 _ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:[Zz]|[+-]\d{2}:?\d{2})?$"
@@ -544,6 +549,17 @@ def _parse_with_format(spec: TableSpec, col: Column, s: pl.Series, date_format: 
     return parsed.alias(col.name)
 
 
+def _dashed(stripped: pl.Series) -> pl.Series:
+    """ISO 8601 basic forms in the extended form: ``20240131`` -> ``2024-01-31``,
+    ``20240131T0930`` -> ``2024-01-31T09:30``, ``20240131 093100`` -> ``2024-01-31 09:31:00``.
+    A column with none (the usual case) costs one regex scan."""
+    if not stripped.str.contains(_BASIC).fill_null(False).any():
+        return stripped
+    out = stripped.str.replace(r"^(\d{4})(\d{2})(\d{2})($|[T ])", "${1}-${2}-${3}${4}")
+    out = out.str.replace(r"^(\d{4}-\d{2}-\d{2}[T ])(\d{2})(\d{2})(\d{2})" + _OFFSET_TAIL, "${1}${2}:${3}:${4}${5}${6}")
+    return out.str.replace(r"^(\d{4}-\d{2}-\d{2}[T ])(\d{2})(\d{2})" + _OFFSET_TAIL, "${1}${2}:${3}${4}${5}")
+
+
 def _check_iso(spec: TableSpec, col: Column, stripped: pl.Series, original: pl.Series, *, date: bool) -> None:
     """Refuse strings that are not ISO 8601: '04/03/2024' is 4 March or 3 April."""
     pattern = _ISO_DATE if date else _ISO_TIMESTAMP
@@ -551,7 +567,8 @@ def _check_iso(spec: TableSpec, col: Column, stripped: pl.Series, original: pl.S
     if bad.any():
         row = _first(bad)
         assert row is not None
-        example = "'2024-01-25'" if date else "'2024-03-04 09:15' or '2024-03-04T09:15:00+05:30'"
+        example = ("'2024-01-25' or '20240125'" if date
+                   else "'2024-03-04 09:15', '2024-03-04T09:15:00+05:30' or '20240304T0915'")
         raise _fail(spec, col.name, row, original[row],
                     f"is not ISO 8601 (e.g. {example}); day-first and month-first layouts are ambiguous, so "
                     "they are refused: pass date_format= (e.g. date_format='%d/%m/%Y %H:%M') or datetime values")
@@ -560,7 +577,7 @@ def _check_iso(spec: TableSpec, col: Column, stripped: pl.Series, original: pl.S
 def _parse_datetime_strings(spec: TableSpec, col: Column, s: pl.Series, date_format: str | None) -> pl.Series:
     if date_format is not None:
         return _parse_with_format(spec, col, s, date_format, date=False)
-    stripped = s.str.strip_chars()
+    stripped = _dashed(s.str.strip_chars())
     _check_iso(spec, col, stripped, s, date=False)
     has_offset = stripped.str.contains(_OFFSET.pattern + "", literal=False).fill_null(False)
     present = stripped.is_not_null()
@@ -606,7 +623,7 @@ def _to_date(spec: TableSpec, col: Column, s: pl.Series, tz: str, date_format: s
     if s.dtype == pl.String and date_format is not None:
         return _parse_with_format(spec, col, s, date_format, date=True)
     if s.dtype == pl.String:
-        stripped = s.str.strip_chars()
+        stripped = _dashed(s.str.strip_chars())
         _check_iso(spec, col, stripped, s, date=False)
         parsed = stripped.str.to_date(format="%Y-%m-%d", strict=False)
         bad = parsed.is_null() & stripped.is_not_null()
