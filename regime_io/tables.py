@@ -156,7 +156,7 @@ _TIMEFRAME_UNITS: dict[str, str] = {
 }
 _TIMEFRAME_STEPS = (("s", 60, "m"), ("m", 60, "h"), ("h", 24, "d"))
 TIMEFRAME_HELP = ("<n><unit> with unit s, m, h, d, w or mo ('1m', '5m', '15m', '1h', '1d'); "
-                  "'1min', '5T', '60min', '1H', 'D' are accepted aliases")
+                  "'1min', '5T', '60min', '1H', 'D' are accepted aliases, in any case except 'M' (a month)")
 
 
 def canonical_timeframe(value: str) -> str | None:
@@ -164,14 +164,18 @@ def canonical_timeframe(value: str) -> str | None:
 
     >>> [canonical_timeframe(v) for v in ("1min", "1T", "5min", "60min", "1H", "D", "1d", "90s", "tick")]
     ['1m', '1m', '5m', '1h', '1h', '1d', '1d', '90s', None]
+    >>> [canonical_timeframe(v) for v in ("1Min", "1MIN", "5Minutes", "1HOUR", "1M", "1MO")]
+    ['1m', '1m', '5m', '1h', '1mo', '1mo']
     """
     match = _TIMEFRAME.match(value)
-    if match is None or match.group(2) not in _TIMEFRAME_UNITS:
+    if match is None:
         return None
+    # Exact spellings first (pandas' "M" is a month, polars' "m" a minute), then any case:
+    # "1Min", "1MIN" and "1min" are one minute, "1HOUR" an hour.
+    unit = _TIMEFRAME_UNITS.get(match.group(2)) or _TIMEFRAME_UNITS.get(match.group(2).lower())
     count = int(match.group(1) or 1)
-    if count < 1:
+    if unit is None or count < 1:
         return None
-    unit = _TIMEFRAME_UNITS[match.group(2)]
     for small, size, big in _TIMEFRAME_STEPS:
         if unit == small and count % size == 0:
             count, unit = count // size, big

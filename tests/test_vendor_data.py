@@ -191,3 +191,30 @@ def test_cli_export_end_day_in_compact_form(two_days: PostgreSQLIntegration, ser
                                       "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert pl.read_csv(out).height == 5
+
+
+# -- timeframes --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["1Min", "1MIN", "1 Minute", "1T"])
+def test_timeframe_vocabulary_is_case_insensitive(pg: PostgreSQLIntegration, spelling: str) -> None:
+    pg.save_market_data(_bars("AAPL", [T0], timeframe=spelling))
+    assert pg.get_market_data("AAPL", timeframe=spelling.upper()).get_column("timeframe").to_list() == ["1m"]
+
+
+def test_a_timeframe_not_stored_says_which_are_and_points_to_resample(pg: PostgreSQLIntegration, quiet: Any) -> None:
+    pg.save_market_data(_bars("AAPL", _minutes(T0, 10)))
+    with pytest.warns(UnknownTimeframeWarning, match=r"market_data: 'AAPL' has no '5m' rows; stored timeframe\(s\): "
+                                                     r"'1m'; pass resample='5m' to aggregate") as record:
+        assert pg.get_market_data("AAPL", "2023-01-03", "2023-01-03", timeframe="5min").height == 0
+    assert record[0].filename == __file__
+    assert record[0].message.stored == ["1m"]  # type: ignore[union-attr]
+    five = pg.get_market_data("AAPL", "2023-01-03", "2023-01-03", resample="5m")  # the way to ask: no warning
+    assert five.get_column("volume").to_list() == [50, 50]
+    with pytest.warns(UnknownTimeframeWarning, match="no '1h' rows"):
+        assert pg.get_latest("bars", "AAPL", timeframe="1H").height == 0
+
+
+def test_a_timeframe_stored_with_no_rows_in_range_does_not_warn(pg: PostgreSQLIntegration, quiet: Any) -> None:
+    pg.save_market_data(_bars("AAPL", [T0], timeframe="5m"))
+    assert pg.get_market_data("AAPL", "2024-01-01", "2024-01-02", timeframe="5m").height == 0
