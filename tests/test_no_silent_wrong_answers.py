@@ -148,7 +148,8 @@ def test_aware_tables_convert_every_input_the_same_way(pg: PostgreSQLIntegration
     aware = [dt.datetime(2024, 1, 2, 9, 15, tzinfo=IST), dt.datetime(2024, 1, 2, 9, 16, tzinfo=IST)]
     pg.save_1min_market_regime(_regimes(aware, ["a", "b"]))
     stored = pg.get_1min_market_regimes("NIFTY").get_column("timestamp").to_list()
-    assert stored == [dt.datetime(2024, 1, 2, 3, 45), dt.datetime(2024, 1, 2, 3, 46)]  # UTC, the storage zone
+    utc = dt.timezone.utc  # written zone-aware, read back zone-aware (UTC), the same instants
+    assert stored == [dt.datetime(2024, 1, 2, 3, 45, tzinfo=utc), dt.datetime(2024, 1, 2, 3, 46, tzinfo=utc)]
     joined = pg.asof_regimes(_bars(aware))
     assert joined.get_column("regime").to_list() == ["a", "b"]
     bounded = pg.get_1min_market_regimes("NIFTY", dt.datetime(2024, 1, 2, 9, 16, tzinfo=IST))

@@ -104,7 +104,7 @@ def test_other_calendars_and_zone_aware_tables(pg: PostgreSQLIntegration) -> Non
     source = bars(["NIFTY"], ["1m"], DAY1, 375).with_columns(pl.col("timestamp").dt.replace_time_zone("Asia/Kolkata"))
     pg.save_market_data(source)
     got = pg.get_market_data("NIFTY", resample="1h")
-    assert got["timestamp"][0] == DAY1.replace(tzinfo=ist).astimezone(dt.timezone.utc).replace(tzinfo=None)
+    assert got["timestamp"][0] == DAY1.replace(tzinfo=ist).astimezone(dt.timezone.utc)  # read back zone-aware
     assert got.height == 7
     # New York opens at 09:30: the buckets of the same instants start at 03:30 UTC for XNYS.
     ny = pg.get_market_data("NIFTY", resample="1h", calendar="XNYS")

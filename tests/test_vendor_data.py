@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
+import zoneinfo
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import polars as pl
+import pyarrow as pa
 import pytest
 
 from regime_io import (
@@ -218,3 +220,86 @@ def test_a_timeframe_not_stored_says_which_are_and_points_to_resample(pg: Postgr
 def test_a_timeframe_stored_with_no_rows_in_range_does_not_warn(pg: PostgreSQLIntegration, quiet: Any) -> None:
     pg.save_market_data(_bars("AAPL", [T0], timeframe="5m"))
     assert pg.get_market_data("AAPL", "2024-01-01", "2024-01-02", timeframe="5m").height == 0
+
+
+# -- time zones --------------------------------------------------------------------------------
+
+
+def _new_york_bars() -> pd.DataFrame:
+    index = pd.DatetimeIndex(pd.date_range("2023-01-03 09:31", periods=3, freq="1min", tz="America/New_York"),
+                             name="timestamp")
+    return pd.DataFrame({"symbol": "AAPL", "open": 125.0, "high": 126.0, "low": 124.0, "close": 125.5,
+                         "volume": 100, "timeframe": "1m"}, index=index)
+
+
+def test_zone_aware_input_reads_back_zone_aware(pg: PostgreSQLIntegration) -> None:
+    pg.save_market_data(_new_york_bars())
+    bars = pg.get_market_data("AAPL", "2023-01-03", "2023-01-03")
+    assert bars.schema["timestamp"] == pl.Datetime("us", "UTC")
+    first = bars.get_column("timestamp")[0]
+    assert first == dt.datetime(2023, 1, 3, 14, 31, tzinfo=dt.timezone.utc)  # the 09:31 New York bar, said as such
+    as_pandas = pg.get_market_data("AAPL", return_type="pandas")
+    assert as_pandas["timestamp"].iloc[0] == pd.Timestamp("2023-01-03 09:31", tz="America/New_York")
+    assert pg.get_latest("bars", "AAPL").schema["timestamp"] == pl.Datetime("us", "UTC")
+    batches = list(pg.iter_market_data("AAPL"))
+    assert batches[0].schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
+    empty = pg.get_market_data("AAPL", "2024-01-01", "2024-01-01")
+    assert empty.schema == bars.schema, "empty and non-empty results share one schema"
+
+
+def test_zone_aware_bars_still_join_their_regimes(pg: PostgreSQLIntegration) -> None:
+    pg.save_market_data(_new_york_bars())
+    stamps = pd.date_range("2023-01-03 09:31", periods=2, freq="1min", tz="America/New_York")
+    pg.save_1min_market_regime(pd.DataFrame({"symbol": "AAPL", "timestamp": stamps, "regime": ["a", "b"],
+                                             "confidence": 80.0}))
+    joined = pg.asof_regimes(symbol="AAPL", start_date="2023-01-03", end_date="2023-01-03")
+    assert joined.get_column("regime").to_list() == ["a", "b", "b"]
+
+
+def test_naive_input_reads_back_naive(pg: PostgreSQLIntegration) -> None:
+    pg.save_market_data(_bars("AAPL", [T0]))
+    assert pg.get_market_data("AAPL").schema["timestamp"] == pl.Datetime("us")
+
+
+def test_tz_asks_for_the_zone_and_is_refused_on_naive_tables(pg: PostgreSQLIntegration) -> None:
+    from regime_io._read.zones import check_tz, zoned
+
+    pg.save_market_data(_new_york_bars())
+    spec = TABLES["market_data"]
+    table = pg.get_market_data("AAPL", return_type="arrow").cast(TABLES["market_data"].read_schema())
+    local = pl.from_arrow(zoned(pg.db, spec, table, check_tz("America/New_York")))
+    assert local.get_column("timestamp").dt.hour().to_list() == [9, 9, 9]  # type: ignore[union-attr]
+    with pytest.raises(UsageError, match="not a time zone"):
+        check_tz("New York")
+    pg.save_1min_market_regime(pl.DataFrame({"symbol": ["AAPL"], "timestamp": [T0], "regime": ["a"],
+                                             "confidence": [1.0]}))
+    with pytest.raises(UsageError, match=r"tz='UTC': market_regimes_1min was written with naive timestamps"):
+        zoned(pg.db, TABLES["market_regimes_1min"], table, "UTC")
+
+
+def test_nanoseconds_that_would_be_cut_warn_or_are_refused(pg: PostgreSQLIntegration) -> None:
+    from regime_io import DataQualityWarning
+
+    frame = _bars("AAPL", [T0, T0 + dt.timedelta(minutes=1)]).with_columns(
+        pl.Series("timestamp", ["2023-01-03 09:30:00.123456789", "2023-01-03 09:31:00"]).str.to_datetime(
+            time_unit="ns"))
+    with pytest.raises(ValidationError, match=r"timestamp have digits below a microsecond.*row 0.*"
+                                              r"09:30:00\.123456789 is stored as 2023-01-03 09:30:00\.123456"):
+        pg.save_market_data(frame, strict=True)
+    with pytest.warns(DataQualityWarning, match=r"1 value\(s\) of timestamp have digits below a microsecond"):
+        pg.save_market_data(frame)
+    with pytest.warns(DataQualityWarning, match=r"09:30:00\.1234567 is stored as 2023-01-03 09:30:00\.123456"):
+        pg.save_market_data(_bars("MSFT", ["2023-01-03 09:30:00.1234567"]))  # type: ignore[list-item]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        pg.save_market_data(_bars("IBM", ["2023-01-03 09:30:00.123456000"]))  # type: ignore[list-item]  # zeros only
+
+
+def test_zone_aware_tables_scan_zone_aware(pg: PostgreSQLIntegration) -> None:
+    pg.save_market_data(_new_york_bars())
+    lf = pg.scan("bars")
+    assert lf.collect_schema()["timestamp"] == pl.Datetime("us", "UTC")
+    after = dt.datetime(2023, 1, 3, 9, 32, tzinfo=zoneinfo.ZoneInfo("America/New_York")).astimezone(dt.timezone.utc)
+    got = lf.filter((pl.col("symbol") == "aapl") & (pl.col("timestamp") >= after)).collect()
+    assert got.equals(pg.get_market_data("AAPL").filter(pl.col("timestamp") >= after))
+    assert got.height == 2

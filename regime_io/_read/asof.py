@@ -90,6 +90,7 @@ def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, s
 
         frame = (get_market_data(db, symbol, start_date, end_date) if db.settings.enabled
                  else empty_frame("market_data"))
+        frame = frame.with_columns(naive_us(frame, "timestamp", tz))  # bars written zone-aware read back aware
         added_symbol = False
     else:
         if start_date is not None or end_date is not None:

@@ -66,6 +66,7 @@ from .hints import explain_empty
 from .history import latest_as_of
 from .resample import Resample, bucket_sql, parse_resample, session_hours, table_is_aware
 from .sqltext import latest_query, range_order, range_query, select_list, symbol_condition, where_conditions
+from .zones import zoned, zoned_batches
 
 if TYPE_CHECKING:
     from .._conn.database import Database
@@ -135,7 +136,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
                                 every=every, calendar=calendar, as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"), resample_hint=every is None)
-    return convert(table, return_type)
+    return convert(zoned(db, spec, table, None), return_type)
 
 
 def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -163,7 +164,7 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
                         as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
-    return convert(table, return_type)
+    return convert(zoned(db, spec, table, None), return_type)
 
 
 def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -185,7 +186,7 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
                         what="get_market_regimes", as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"))
-    return convert(table, return_type)
+    return convert(zoned(db, spec, table, None), return_type)
 
 
 def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = None,
@@ -207,7 +208,7 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
                         what="get_1min_market_regimes", as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
-    return convert(table, return_type)
+    return convert(zoned(db, spec, table, None), return_type)
 
 
 def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = None, *,
@@ -285,9 +286,10 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     schema = reader_schema(spec, list(spec.column_names), exact=exact)
     known = as_of_instant(db, spec, as_of)
     if wanted == []:
-        return convert(schema.empty_table(), return_type)
+        return convert(zoned(db, spec, schema.empty_table(), None), return_type)
     if known is not None:
-        return convert(conform(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), schema), return_type)
+        return convert(zoned(db, spec, conform(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), schema),
+                             None), return_type)
     queries = [latest_query(db, spec, wanted, timeframe=tf, exact=exact)]
     if spec.sealable:  # the sealed tier's newest chunks, in the same round trip
         queries.append(newest_chunks_query(db, spec, wanted, tf))
@@ -298,7 +300,7 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     if table_.num_rows < len(wanted or ()):  # some symbol named has no row
         explain_empty(db, spec, [s for s in wanted or () if s not in set(table_.column("symbol").to_pylist())],
                       timeframe=tf)
-    return convert(table_, return_type)
+    return convert(zoned(db, spec, table_, None), return_type)
 
 
 def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLike | None = None,
@@ -354,7 +356,7 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
            if known is None else run_as_of(db, spec, q, sql, as_of=known, scope=([str(sym)], scope_rng, scope_extra),
                                            what="get_option_chain"))
     table = conform(raw, reader_schema(spec, names, exact=exact))
-    return convert(table, return_type)
+    return convert(zoned(db, spec, table, None), return_type)
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,8 +464,8 @@ def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, st
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
-    return _stream_range(db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows,
-                         what="iter_market_data", as_of=known)
+    return zoned_batches(db, spec, _stream_range(db, spec, wanted, rng, exact=exact, extra=extra,
+                                                 batch_rows=batch_rows, what="iter_market_data", as_of=known), None)
 
 
 def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -481,8 +483,8 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
-    return _stream_range(db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows,
-                         what="iter_options_data", as_of=known)
+    return zoned_batches(db, spec, _stream_range(db, spec, wanted, rng, exact=exact, extra=extra,
+                                                 batch_rows=batch_rows, what="iter_options_data", as_of=known), None)
 
 
 # ---------------------------------------------------------------------------------------

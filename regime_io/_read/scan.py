@@ -15,6 +15,10 @@ limit; the source
 * turns a row limit (``head(n)``) into ``LIMIT n`` when every conjunct was pushed exactly,
   and otherwise stops reading once ``n`` rows passed the predicate.
 
+A table written zone-aware scans zone-aware (``Datetime("us", "UTC")``, as the eager readers
+return it); its filters on ``timestamp`` then compare aware datetimes and are applied by
+polars (not pushed: the SQL compares the stored naive times).
+
 A ``date`` compared with ``timestamp`` is its midnight here, unlike the eager readers' end
 bound: polars' optimiser casts the literal to a datetime before the source sees it, so a
 day and a midnight instant cannot be told apart. For a whole day, compare the day
@@ -66,6 +70,7 @@ from ..types import DateLike, SymbolCase
 from .decode import decimal_text_to_float, reader_schema
 from .readers import _is_small_range, _sorted_symbols
 from .sqltext import range_order, select_list
+from .zones import zoned
 
 if TYPE_CHECKING:
     from .._conn.database import Database
@@ -520,7 +525,7 @@ def _source(db: Database, spec: TableSpec, exact: bool, full: list[str], as_of: 
         batch_rows = batch_size or 250_000
         limit = n_rows if (n_rows is not None and plan.exact) else None
         for table in _tables(db, spec, plan, names, exact=exact, limit=limit, batch_rows=batch_rows, as_of=as_of):
-            frame = pl.from_arrow(table)
+            frame = pl.from_arrow(zoned(db, spec, table, None))
             assert isinstance(frame, pl.DataFrame)
             if plan.predicate is not None:
                 frame = frame.filter(plan.predicate)
@@ -554,7 +559,7 @@ def scan(db: Database, table: str, *, exact: bool = False, as_of: DateLike | Non
 
     known = as_of_instant(db, spec, as_of)
     full = list(spec.column_names)
-    empty = pl.from_arrow(reader_schema(spec, full, exact=exact).empty_table())
+    empty = pl.from_arrow(zoned(db, spec, reader_schema(spec, full, exact=exact).empty_table(), None))
     assert isinstance(empty, pl.DataFrame)
     return register_io_source(_source(db, spec, exact, full, known), schema=empty.schema,
                               explain_name=f"regime_io {spec.key}",

@@ -248,6 +248,8 @@ def validate(
         out[col.name] = _convert(spec, col, series, storage_timezone, date_format)
         if col.kind == "decimal" and series.dtype.is_float():
             _check_rounding(spec, col, series, lossy)
+        elif col.kind == "timestamp":
+            _check_sub_microsecond(spec, col, series, lossy)
     frame = pl.DataFrame(list(out.values()))
     frame = _fill_computed(spec, frame)
     for col in spec.columns:
@@ -745,6 +747,32 @@ def _check_rounding(spec: TableSpec, col: Column, s: pl.Series, lossy: list[tupl
     lossy.append((f"{len(bad)} value(s) of {col.name} lose more than {ROUNDING_LOSS:.0%} when rounded to "
                   f"NUMERIC({col.precision},{col.scale}) (first: row {row}, {col.name}={value!r} is stored as "
                   f"{float(rounded[bad[0]]):.{col.scale}f})", col.name, row, value))
+
+
+def _check_sub_microsecond(spec: TableSpec, col: Column, s: pl.Series,
+                           lossy: list[tuple[str, str, int, Any]]) -> None:
+    """Note the timestamps whose digits below a microsecond TIMESTAMP cannot keep (nanosecond
+    input from pandas or a string with 7-9 decimals): stored cut to the microsecond."""
+    if isinstance(s.dtype, pl.Datetime) and s.dtype.time_unit == "ns":
+        cut = (s.dt.nanosecond() % 1000 != 0).fill_null(False)
+    elif s.dtype == pl.String:
+        cut = s.str.contains(r"[.,]\d{6}\d*[1-9]").fill_null(False)
+    else:
+        return
+    if not cut.any():
+        return
+    row = _first(cut)
+    assert row is not None
+    value = s[row]
+    if isinstance(s.dtype, pl.Datetime):
+        shown = s.dt.to_string("%Y-%m-%d %H:%M:%S%.9f")[row]
+        stored = s.cast(pl.Datetime("us", s.dtype.time_zone)).dt.to_string("%Y-%m-%d %H:%M:%S%.6f")[row]
+        value = shown
+    else:
+        shown = str(value)
+        stored = re.sub(r"([.,]\d{6})\d+", r"\1", shown)
+    lossy.append((f"{int(cut.sum())} value(s) of {col.name} have digits below a microsecond, which TIMESTAMP "
+                  f"cannot store (first: row {row}, {col.name}={shown} is stored as {stored})", col.name, row, value))
 
 
 def _check_soft(spec: TableSpec, frame: pl.DataFrame, *, strict: bool,
