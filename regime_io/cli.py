@@ -636,8 +636,22 @@ def unseal(
     _print_seal(report, dry_run=False)
 
 
+@app.command("repair-sealed")
+@_clean_errors
+def repair_sealed(
+    ctx: typer.Context,
+    tables: Annotated[list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable): "
+                                                     f"{TABLE_NAMES}.", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be merged; change nothing.")] = False,
+) -> None:
+    """Merge rows that other tools wrote into sealed months into their chunks (see doctor)."""
+    with _state(ctx).integration() as pg:
+        report = pg.repair_sealed(tables=tables or None, dry_run=dry_run)
+    _print_seal(report, dry_run=dry_run)
+
+
 def _print_seal(report: Any, *, dry_run: bool) -> None:
-    verb = {"seal": "sealed", "unseal": "unsealed"}[report.action]
+    verb = {"seal": "sealed", "unseal": "unsealed", "repair": "merged into their chunks"}[report.action]
     print_frame(console, report.to_frame(), title=f"{report.action}{' (dry run)' if dry_run else ''}", max_rows=200)
     prefix = "[yellow]dry run:[/yellow] would move" if dry_run else f"[green]✓[/green] {verb}"
     sizes = "" if dry_run else f", {report.bytes_before:,} -> {report.bytes_after:,} bytes"

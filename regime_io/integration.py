@@ -486,3 +486,39 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
         if self._disabled("unseal_history"):
             return _sealing.SealReport("unseal", ())
         return _sealing.unseal_history(self.db, start, end, tables=tables, symbols=symbols)
+
+    def repair_sealed(self, *, tables: str | Iterable[str] | None = None, dry_run: bool = False) -> SealReport:
+        """Merge rows that sit in sealed series-months into their chunks (one version per key).
+
+        A sealed series-month keeps its rows in ``<table>_chunks`` only. Since schema
+        version 7 a trigger refuses other tools' INSERT, COPY and UPDATE there, but rows
+        written before it existed (or committed while a seal of that month ran) stay
+        beside the chunk, and a key can then have two versions. ``regime-io doctor``
+        reports them; this merges them as a seal does (the row-table version of a key
+        replaces the sealed one: it was written later), deletes them from the row table,
+        one transaction per table-month, then rebuilds the series catalog of the tables
+        touched. See ``docs/maintenance.md``, "Writes by other tools into sealed months".
+
+        Parameters:
+            tables: table names or aliases; every time-series table when None.
+            dry_run: report what would be merged, change nothing.
+
+        Returns:
+            A :class:`SealReport` (action ``"repair"``): per table and month, the series
+            and rows merged.
+
+        Raises:
+            UsageError: a table without a sealed tier.
+            WriteError: the server refused a statement; that month was rolled back.
+
+        Example:
+            >>> pg.repair_sealed(dry_run=True)   # doctest: +SKIP
+            <SealReport (dry run): merge into their chunks 1 rows in 1 table-month(s)>
+        """
+
+        if self._disabled("repair_sealed"):
+            return _sealing.SealReport("repair", (), dry_run=dry_run)
+        report = _sealing.repair_sealed(self.db, tables=tables, dry_run=dry_run)
+        if report.periods and not dry_run:
+            _catalog.refresh(self.db, list(report.tables))
+        return report

@@ -173,6 +173,9 @@ def write_error(err: adbc_driver_manager.Error, db: Database, spec: TableSpec) -
     if sqlstate == "23505":
         return WriteError(f"{spec.key}: a row with this natural key already exists ({detail or primary}); "
                           "on_conflict='error' refuses it; nothing was written", table=spec.key)
+    if sqlstate == "RIO01":  # the sealed-month guard (regime_io._tiers.sealed_guard)
+        return WriteError(f"{spec.key}: the server refused rows in a sealed month: {primary}; nothing was written",
+                          table=spec.key)
     if sqlstate == "21000":
         return ValidationError(f"{spec.key}: the same natural key appears in two chunks of the stream; "
                                "deduplicate the input; nothing was written", table=spec.key)

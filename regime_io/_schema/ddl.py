@@ -24,6 +24,7 @@ from .._tiers.catalog import catalog_sql, fill_catalog
 from .._tiers.changes import live_sql
 from .._tiers.knowledge import history_sql
 from .._tiers.sealed_format import chunk_stat_columns
+from .._tiers.sealed_guard import extend_to_chunks, guard_sql
 from ..config import Settings
 from ..tables import TABLES, TableKey, TableSpec
 from . import citus as scaling
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 # Bump with a migration in initialize_database when the DDL changes: add its line to
 # _VERSIONS (every statement of schema_sql is idempotent, so the migration is running it).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 _VERSIONS = {
@@ -46,6 +47,7 @@ _VERSIONS = {
     4: "series catalog: first/last timestamp and row count per stored series",
     5: "knowledge time: known_from on every table, a <table>_history table of superseded versions",
     6: "live tail: change_xid (writing transaction id, BRIN-indexed) on every table, <prefix>sealed_changes",
+    7: "sealed-month guard: a trigger refusing other tools' rows in sealed series-months (<table>_sealed_guard)",
 }
 
 
@@ -107,6 +109,7 @@ def schema_sql(settings: Settings) -> list[str]:
         statements.extend(create_table_sql(spec, settings))
         if spec.sealable:
             statements.extend(chunk_table_sql(spec, settings))
+            statements.extend(guard_sql(spec, settings))
         statements.extend(history_sql(spec, settings))
     statements.append(
         f"CREATE TABLE IF NOT EXISTS {version_table(settings)} (\n"
@@ -131,8 +134,14 @@ def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
         try:
             cur.execute(f"SELECT pg_advisory_xact_lock({ddl_lock_key(settings)})")
             cur.fetchall()
+            if settings.citus:
+                # Citus refuses triggers on distributed tables (and distributing a table that has
+                # one) unless this is on; the sealed-month guard is such a trigger (docs/scaling.md).
+                cur.execute("SET LOCAL citus.enable_unsafe_triggers = on")
             for statement in schema_sql(settings):
                 cur.execute(statement)
+            for spec in TABLES.values():
+                extend_to_chunks(cur, spec, settings)  # months sealed before the guard existed
             cur.execute(f"SELECT count(*) FROM {version_table(settings)} WHERE version = {_CATALOG_VERSION}")
             row = cur.fetchone()
             if not (row and row[0]):

@@ -15,22 +15,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import adbc_driver_manager
+import polars as pl
 
 from .._conn import embedded
 from .._conn.database import Database
 from .._conn.driver_errors import first_line, server_message
-from .._sql.names import version_table
+from .._sql.names import chunk_table, version_table
 from .._sql.quote import qualified
+from .._tiers.sealing import sealed_overlaps
 from ..config import Settings, settings_replace
 from ..errors import RegimeIOError
 from ..tables import TABLES
 from .ddl import SCHEMA_VERSION
-
-if TYPE_CHECKING:
-    import polars as pl
 
 __all__ = ["Check", "Diagnosis", "diagnose"]
 
@@ -79,8 +78,6 @@ def diagnose(settings: Settings, *, count_rows: bool = True) -> Diagnosis:
         >>> diagnose(settings).ok                     # doctest: +SKIP
         True
     """
-    import polars as pl
-
     checks: list[Check] = [Check("configuration", "ok", f"from {settings.source}: {settings.describe()}")]
     if not settings.enabled:
         checks.append(Check("enabled", "warn", "enabled = false: writes are skipped and reads return empty frames"))
@@ -136,6 +133,10 @@ def diagnose(settings: Settings, *, count_rows: bool = True) -> Diagnosis:
                     present = bool(cur.fetchone()[0])  # type: ignore[index]
                     parts: int | None = None
                     count: int | None = None
+                    sealed: int | None = None
+                    if present and spec.sealable:
+                        cur.execute(f"SELECT coalesce(sum(row_count), 0)::int8 FROM {chunk_table(spec, quick)}")
+                        sealed = int(cur.fetchone()[0])  # type: ignore[index]
                     if present:
                         cur.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass($1)",
                                     parameters=(full,))
@@ -151,9 +152,13 @@ def diagnose(settings: Settings, *, count_rows: bool = True) -> Diagnosis:
                             value = cur.fetchone()[0]  # type: ignore[index]
                             count = None if value is None else int(value)
                     rows.append({"table": key, "name": name, "present": present,
-                                 "partitions": parts if spec.partitioned else None, "rows": count})
+                                 "partitions": parts if spec.partitioned else None, "rows": count,
+                                 "sealed": sealed,
+                                 "total": None if count is None else count + (sealed or 0)})
             finally:
                 cur.close()
+        # After the connection above went back: the quick pool holds one.
+        sealed_check = _sealed_check(db) if rows and all(r["present"] for r in rows) else None
     except RegimeIOError as err:
         checks.append(Check("server", "fail", settings.redact(str(err))))
         return Diagnosis(tuple(checks))
@@ -162,13 +167,44 @@ def diagnose(settings: Settings, *, count_rows: bool = True) -> Diagnosis:
         return Diagnosis(tuple(checks))
     finally:
         db.close()
-    frame = pl.DataFrame(rows, schema={"table": pl.String(), "name": pl.String(), "present": pl.Boolean(),
-                                       "partitions": pl.Int64(), "rows": pl.Int64()})
+    frame = pl.DataFrame(rows, schema=TABLES_SCHEMA)
     missing = frame.filter(~pl.col("present"))["table"].to_list()
     if missing:
         checks.append(Check("tables", "warn", f"missing: {', '.join(missing)}; create them with: regime-io init"))
     else:
-        total = frame["rows"].sum()
-        checks.append(Check("tables", "ok", f"all {frame.height} present, {total:,} rows"
-                                            + ("" if count_rows else " (planner estimates)")))
+        in_rows, sealed = int(frame["rows"].sum() or 0), int(frame["sealed"].sum() or 0)
+        checks.append(Check("tables", "ok", f"all {frame.height} present, {in_rows + sealed:,} rows: "
+                                            f"{in_rows:,} in the row tables"
+                                            + ("" if count_rows else " (planner estimates)")
+                                            + f", {sealed:,} sealed"))
+        if sealed_check is not None:
+            checks.append(sealed_check)
     return Diagnosis(tuple(checks), frame)
+
+
+# The tables frame: per table its row tier (``rows``), its sealed tier (``sealed``: rows in
+# ``<table>_chunks``, null for tables without one) and both (``total``); one count everywhere
+# (docs/maintenance.md, "Counting rows").
+TABLES_SCHEMA = {"table": pl.String(), "name": pl.String(), "present": pl.Boolean(), "partitions": pl.Int64(),
+                 "rows": pl.Int64(), "sealed": pl.Int64(), "total": pl.Int64()}
+
+
+def _sealed_check(db: Database) -> Check:
+    """Rows in sealed series-months (a second tier of one month): written by other tools
+    before the guard existed, or while a seal ran."""
+    found = []
+    try:
+        for spec in TABLES.values():
+            overlaps = sealed_overlaps(db, spec)
+            if overlaps:
+                n_rows = sum(sum(series.values()) for series in overlaps.values())
+                n_months = sum(len(series) for series in overlaps.values())
+                found.append(f"{spec.key}: {n_rows:,} row(s) in {n_months:,} sealed series-month(s) "
+                             f"(first {min(overlaps):%Y-%m})")
+    except (RegimeIOError, adbc_driver_manager.Error) as err:
+        return Check("sealed months", "warn", f"could not check: {db.redact(first_line(err))}")
+    if not found:
+        return Check("sealed months", "ok", "no rows beside a sealed month (every key in one tier)")
+    return Check("sealed months", "warn", "; ".join(found) + ": rows the row tables hold beside sealed chunks "
+                 "(written by other tools before schema version 7); readers may return two versions of a "
+                 "key; merge them with: regime-io repair-sealed")

@@ -39,6 +39,21 @@ def chunk_table(spec: TableSpec, settings: Settings) -> str:
     return qualified(settings.schema, f"{settings.table_name(spec.key)}_chunks")
 
 
+def guard_function(spec: TableSpec, settings: Settings) -> str:
+    """The quoted ``"schema"."<table>_sealed_guard"``: the trigger function of the sealed-month guard."""
+    return qualified(settings.schema, f"{settings.table_name(spec.key)}_sealed_guard")
+
+
+def guard_trigger(spec: TableSpec, settings: Settings) -> str:
+    """The (unquoted) name of the sealed-month guard's trigger on the row table."""
+    return f"{settings.table_name(spec.key)}_sealed_guard"[:63]
+
+
+def horizon_function(spec: TableSpec, settings: Settings) -> str:
+    """The quoted ``"schema"."<table>_sealed_horizon"``: end of the newest sealed month."""
+    return qualified(settings.schema, f"{settings.table_name(spec.key)}_sealed_horizon")
+
+
 def sealed_changes_table(settings: Settings) -> str:
     """The quoted ``"schema"."<prefix>sealed_changes"``."""
     return qualified(settings.schema, f"{settings.table_prefix}sealed_changes")

@@ -42,6 +42,7 @@ from ..tables import TableSpec
 from . import changes as live
 from . import knowledge
 from . import sealed_format as chunks
+from . import sealed_guard as guard
 from .sealed_format import chunk_stat_columns
 
 if TYPE_CHECKING:
@@ -92,12 +93,18 @@ def _lock_space(settings: Settings, spec: TableSpec) -> str:
 
 def lock_periods(cur: Any, settings: Settings, spec: TableSpec, periods: Iterable[dt.date], *,
                  exclusive: bool) -> None:
-    """Take the transaction-scoped period locks (sorted, so two lockers never deadlock)."""
+    """Take the transaction-scoped period locks (sorted, so two lockers never deadlock).
+
+    In the same statement, sets ``regime_io.tier_checked`` for the rest of the
+    transaction: under these locks the caller decides which rows go to chunks, so the
+    server-side guard (:mod:`regime_io._tiers.sealed_guard`) need not check its rows again.
+    """
     keys = sorted({p.year * 12 + p.month - 1 for p in periods})
     if not keys:
         return
     fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
-    run(cur, f"SELECT count({fn}(hashtext($1::text), k)) FROM "
+    run(cur, f"SELECT count({fn}(hashtext($1::text), k)), "
+        f"set_config({literal(guard.CHECKED_SETTING)}, 'on', true) FROM "
         "(SELECT (jsonb_array_elements_text($2::jsonb))::int4 AS k ORDER BY 1) s",
         (_lock_space(settings, spec), json.dumps(keys)))
 
@@ -245,6 +252,7 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
         records["payload"].append(payload)
     if not records["period_start"]:
         return 0
+    guard.extend_horizon(cur, spec, settings, period)
     fields = [pa.field(c, spec.column(c).arrow_type) for c in spec.chunk_by]
     fields += [pa.field("period_start", pa.date32()), pa.field("row_count", pa.int32()),
                pa.field("first_ts", pa.timestamp("us")), pa.field("last_ts", pa.timestamp("us"))]

@@ -44,12 +44,12 @@ from .changes import CHANGE_COLUMN
 if TYPE_CHECKING:
     from .._conn.database import Database
 
-__all__ = ["SealReport", "SealedPeriod", "seal_history", "unseal_history"]
+__all__ = ["SealReport", "SealedPeriod", "repair_sealed", "seal_history", "sealed_overlaps", "unseal_history"]
 
 log = logging.getLogger(__name__)
 
 
-Action = Literal["seal", "unseal"]
+Action = Literal["seal", "unseal", "repair"]
 
 
 AgeLike = dt.date | dt.datetime | dt.timedelta | str
@@ -125,7 +125,7 @@ class SealReport:
                                     "rows": pl.Int64(), "bytes_before": pl.Int64(), "bytes_after": pl.Int64()})
 
     def __repr__(self) -> str:
-        verb = {"seal": "seal", "unseal": "unseal"}[self.action]
+        verb = {"seal": "seal", "unseal": "unseal", "repair": "merge into their chunks"}[self.action]
         head = (f"<SealReport{' (dry run)' if self.dry_run else ''}: {verb} {self.rows_moved:,} rows in "
                 f"{len(self.periods)} table-month(s)")
         if self.cutoff is not None:
@@ -240,6 +240,7 @@ def seal_history(db: Database, older_than: AgeLike | None = None, *, tables: Ite
                 bytes_after += after
                 n_series += len(group)
             if rows:
+                db.sealed_tables.add(spec.key)  # this process's reads of the table fetch chunks first (router)
                 done.append(SealedPeriod(spec.key, period, n_series, rows, bytes_before, bytes_after))
                 log.info("sealed %s %s: %d rows of %d series, %d -> %d bytes", spec.key, period, rows, n_series,
                          bytes_before, bytes_after)
@@ -361,7 +362,7 @@ def unseal_history(db: Database, start: DateLike, end: DateLike, *,
     first = chunks.period_of(rng.start)
     done: list[SealedPeriod] = []
     for spec in specs:
-        for period, keys in _sealed(db, spec, first, rng.end, wanted).items():
+        for period, keys in _sealed(db, spec, first, rng.end, wanted, end_exclusive=rng.end_exclusive).items():
             moved, before, after = _unseal_period(db, spec, period, keys)
             if moved:
                 done.append(SealedPeriod(spec.key, period, len(keys), moved, before, after))
@@ -369,10 +370,11 @@ def unseal_history(db: Database, start: DateLike, end: DateLike, *,
 
 
 def _sealed(db: Database, spec: TableSpec, first: dt.date, end: dt.datetime,
-            symbols: list[str] | None) -> dict[dt.date, list[store.SeriesKey]]:
+            symbols: list[str] | None, *, end_exclusive: bool = False) -> dict[dt.date, list[store.SeriesKey]]:
     key = ", ".join(quote_ident(c) for c in spec.chunk_by)
     params: list[Any] = [first, end]
-    where = "period_start >= $1 AND period_start <= $2"
+    # A date-only end ("2024-01-31") is the exclusive 2024-02-01: February is not asked for.
+    where = f"period_start >= $1 AND period_start {'<' if end_exclusive else '<='} $2"
     if symbols is not None:
         params.append(json.dumps(symbols))
         where += " AND symbol IN (SELECT jsonb_array_elements_text($3::jsonb))"
@@ -412,10 +414,12 @@ def _unseal_period(db: Database, spec: TableSpec, period: dt.date,
                 if not parts:
                     return 0, 0, 0
                 rows = pa.concat_tables(parts)
+                # Chunks out before rows in: the sealed-month guard (regime_io._tiers.sealed_guard)
+                # then sees no chunk, also where it does not see this transaction's setting (Citus workers).
+                store.delete_chunks(cur, settings, spec, period, list(decoded))
                 # change_xid NULL: moving rows between tiers is no change for the live tail.
                 _ingest(cur, settings.table_name(spec.key), rows.append_column(
                     CHANGE_COLUMN, pa.nulls(rows.num_rows, pa.int64())), db_schema_name=settings.schema)
-                store.delete_chunks(cur, settings, spec, period, list(decoded))
                 after = _heap_bytes(cur, db, spec, period, list(decoded))
             finally:
                 cur.close()
@@ -435,6 +439,57 @@ def _with_key(spec: TableSpec, key: store.SeriesKey, payload: pa.Table) -> pa.Ta
         else:
             arrays.append(payload.column(field.name))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+# ---------------------------------------------------------------------------------------
+# Repair: rows other tools wrote into sealed months before the guard existed
+
+
+def sealed_overlaps(db: Database, spec: TableSpec) -> dict[dt.date, dict[store.SeriesKey, int]]:
+    """Per month, the sealed series that also have rows in the row tier, with those rows'
+    count. Empty on a healthy schema: a sealed series-month has no rows, and the guard
+    (:mod:`regime_io._tiers.sealed_guard`) refuses other tools' rows there; rows written
+    before the guard existed (schema version 7), or while a seal of that month ran, show
+    here. One primary-key probe of the row table per chunk."""
+    if not spec.sealable:
+        return {}
+    settings = db.settings
+    key = ", ".join(f"c.{quote_ident(c)}" for c in spec.chunk_by)
+    match = " AND ".join(f"t.{quote_ident(c)} = c.{quote_ident(c)}" for c in spec.chunk_by)
+    time_col = f"t.{quote_ident(spec.time_column or 'timestamp')}"
+    out: dict[dt.date, dict[store.SeriesKey, int]] = {}
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            cur.execute(f"SELECT {key}, c.period_start, count(*)::int8 FROM {chunk_table(spec, settings)} c "
+                        f"JOIN {qualified_table(spec, settings)} t ON {match} AND {time_col} >= c.period_start "
+                        f"AND {time_col} < (c.period_start + interval '1 month') "
+                        f"GROUP BY {key}, c.period_start ORDER BY c.period_start, {key}")
+            n = len(spec.chunk_by)
+            for row in cur.fetchall():
+                out.setdefault(row[n], {})[tuple(row[:n])] = int(row[n + 1])
+        finally:
+            cur.close()
+    return out
+
+
+def repair_sealed(db: Database, *, tables: Iterable[str] | str | None = None, dry_run: bool = False) -> SealReport:
+    """Merge rows found in sealed series-months into their chunks, as a seal would.
+
+    See :meth:`regime_io.PostgreSQLIntegration.repair_sealed`.
+    """
+    done: list[SealedPeriod] = []
+    for spec in _specs(tables):
+        for period, series in sealed_overlaps(db, spec).items():
+            if dry_run:
+                done.append(SealedPeriod(spec.key, period, len(series), sum(series.values()), 0, 0))
+                continue
+            moved, before, after = _seal_group(db, spec, period, list(series))
+            if moved:
+                log.warning("repair_sealed: %s %s: %d row(s) of %d sealed series merged into their chunks",
+                            spec.key, period, moved, len(series))
+                done.append(SealedPeriod(spec.key, period, len(series), moved, before, after))
+    return SealReport("repair", tuple(done), dry_run=dry_run)
 
 
 # ---------------------------------------------------------------------------------------
