@@ -181,10 +181,13 @@ def test_greeks_rounded_away_warn_naming_column_row_and_value(pg: PostgreSQLInte
     assert (info.value.column, info.value.row) == ("gamma", 0)
 
 
-def test_prices_do_not_warn(pg: PostgreSQLIntegration) -> None:
+def test_prices_warn_only_when_digits_are_lost(pg: PostgreSQLIntegration) -> None:
+    # Issue 24: any dropped non-zero digit warns (tests/test_vendor_data.py); binary noise does not.
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataQualityWarning)
-        pg.save_market_data(_bars([dt.datetime(2024, 1, 2, 9, 15)]).with_columns(pl.col("close") + 0.004))
+        pg.save_market_data(_bars([dt.datetime(2024, 1, 2, 9, 15)]).with_columns(pl.col("close") + 0.1 + 0.2))
+    with pytest.warns(DataQualityWarning, match=r"close.*row 0"):
+        pg.save_market_data(_bars([dt.datetime(2024, 1, 2, 9, 16)]).with_columns(pl.col("close") + 0.004))
 
 
 def test_rolling_save_prints_what_it_trimmed(pg: PostgreSQLIntegration) -> None:

@@ -303,3 +303,53 @@ def test_zone_aware_tables_scan_zone_aware(pg: PostgreSQLIntegration) -> None:
     got = lf.filter((pl.col("symbol") == "aapl") & (pl.col("timestamp") >= after)).collect()
     assert got.equals(pg.get_market_data("AAPL").filter(pl.col("timestamp") >= after))
     assert got.height == 2
+
+
+# -- precision ---------------------------------------------------------------------------------
+
+
+def test_prices_that_lose_digits_warn_once_per_column(pg: PostgreSQLIntegration) -> None:
+    from regime_io import DataQualityWarning
+
+    frame = _bars("AAPL", _minutes(T0, 3)).with_columns(
+        pl.Series("close", [129.76819, 130.5, 130.123]), pl.Series("high", [131.00001, 131.0, 131.0]))
+    with pytest.warns(DataQualityWarning) as record:
+        pg.save_market_data(frame)
+    assert len(record) == 1
+    text = str(record[0].message)
+    assert "2 value(s) of close have digits NUMERIC(10,2) cannot store and are rounded (first: row 0, " \
+           "close=129.76819 \u2192 129.77)" in text
+    assert "1 value(s) of high have digits" in text and "high=131.00001 \u2192 131.00" in text
+    assert record[0].filename == __file__
+    assert pg.get_market_data("AAPL").get_column("close").to_list() == [129.77, 130.5, 130.12]
+
+
+def test_lost_digits_are_refused_with_strict(pg: PostgreSQLIntegration) -> None:
+    frame = _bars("AAPL", _minutes(T0, 2)).with_columns(pl.Series("close", [100.5, 99.995]))
+    with pytest.raises(ValidationError, match=r"close=99\.995 \u2192 100\.00\); strict=True rejects them") as info:
+        pg.save_market_data(frame, strict=True)
+    assert (info.value.table, info.value.column, info.value.row) == ("market_data", "close", 1)
+    assert pg.catalog("bars").height == 0  # nothing written
+
+
+def test_confidences_and_decimal_inputs_warn_too(pg: PostgreSQLIntegration) -> None:
+    from decimal import Decimal
+
+    from regime_io import DataQualityWarning
+
+    regimes = pl.DataFrame({"symbol": ["AAPL"], "timestamp": [T0], "regime": ["bull"],
+                            "confidence": pl.Series([Decimal("87.456")], dtype=pl.Decimal(10, 3))})
+    with pytest.warns(DataQualityWarning, match=r"confidence=Decimal\('87\.456'\) \u2192 87\.46"):
+        pg.save_1min_market_regime(regimes)
+
+
+def test_values_that_fit_the_scale_do_not_warn(pg: PostgreSQLIntegration) -> None:
+    from regime_io import DataQualityWarning
+
+    prices = [0.1 + 0.2, 100.5, 21705.5, 0.0]  # binary noise below the scale is not a lost digit
+    frame = _bars("AAPL", _minutes(T0, 4)).with_columns(
+        *(pl.Series(name, prices) for name in ("open", "high", "low", "close")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        pg.save_market_data(frame)
+    assert pg.get_market_data("AAPL").get_column("close").to_list() == [0.3, 100.5, 21705.5, 0.0]

@@ -27,6 +27,9 @@ Rules (documented in ``docs/writing.md``):
 - Duplicate natural keys in one batch: an error (``on_duplicate="keep_last"`` keeps the last).
   The validated batch comes back sorted by the natural key (cheaper index inserts).
 - OHLC sanity (low <= open/close <= high): a warning, an error with ``strict=True``.
+- Lost digits: values rounded to a DECIMAL column's scale that had non-zero digits beyond
+  it (129.76819 -> 129.77), and timestamps cut below a microsecond: one warning per column
+  with the count, the first row and ``value -> stored``; an error with ``strict=True``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,6 @@ import itertools
 import json
 import numbers
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -54,6 +56,7 @@ from .._sql.args import normalise_symbol
 from ..errors import ValidationError
 from ..tables import GENERATED_COLUMNS, Column, TableSpec
 from ..types import ExtraColumns, OnDuplicate, SymbolCase, check_choice
+from .soft import DataQualityWarning, check_rounding, check_soft, check_sub_microsecond
 
 __all__ = ["DataQualityWarning", "to_polars", "validate"]
 
@@ -75,10 +78,6 @@ _OFFSET_TAIL = r"([.,]\d+)?([Zz]|[+-]\d{2}:?\d{2})?$"
 
 
 _ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:[Zz]|[+-]\d{2}:?\d{2})?$"
-
-
-class DataQualityWarning(UserWarning):
-    """A soft sanity check failed (e.g. ``low > high``); the batch was still accepted."""
 
 
 def _short(value: Any) -> str:
@@ -246,10 +245,10 @@ def validate(
         if col.name == "symbol" and series.dtype in (pl.String, pl.Categorical, pl.Enum):
             series = _normalise_symbols(series.cast(pl.String), symbol_case)
         out[col.name] = _convert(spec, col, series, storage_timezone, date_format)
-        if col.kind == "decimal" and series.dtype.is_float():
-            _check_rounding(spec, col, series, lossy)
+        if col.kind == "decimal":
+            check_rounding(spec, col, series, lossy)
         elif col.kind == "timestamp":
-            _check_sub_microsecond(spec, col, series, lossy)
+            check_sub_microsecond(spec, col, series, lossy)
     frame = pl.DataFrame(list(out.values()))
     frame = _fill_computed(spec, frame)
     for col in spec.columns:
@@ -261,7 +260,7 @@ def validate(
             assert row is not None
             raise _fail(spec, col.name, row, None, "NULL in a NOT NULL column")
     _check_non_negative(spec, frame)
-    _check_soft(spec, frame, strict=strict, lossy=lossy)
+    check_soft(spec, frame, strict=strict, lossy=lossy)
     frame, order = _check_duplicates(spec, frame, on_duplicate)
     schema = spec.arrow_schema()
     kind = _time_kind(df, spec.time_column)
@@ -715,104 +714,6 @@ def _check_non_negative(spec: TableSpec, frame: pl.DataFrame) -> None:
             row = _first(negative)
             assert row is not None
             raise _fail(spec, name, row, frame.get_column(name)[row], "must not be negative")
-
-
-_OPS = {"<=": lambda a, b: a <= b}
-
-
-# Rounding a float to the column's scale that changes it by more than this (relative) loses
-# significance, not noise: gamma 0.00071 stored in NUMERIC(10,4) becomes 0.0007 (-1.4%).
-# Prices (2 decimals) never come near it: 21705.504 -> 21705.50 is a 2e-7 change.
-ROUNDING_LOSS = 0.01
-
-
-def _check_rounding(spec: TableSpec, col: Column, s: pl.Series, lossy: list[tuple[str, str, int, Any]]) -> None:
-    """Note (for a warning, or an error with strict=True) the first value that rounding to
-    the column's scale changes by more than ROUNDING_LOSS."""
-    assert col.scale is not None
-    values = s.to_numpy()
-    quantum = 10.0 ** -col.scale
-    # Only |v| < 50 quanta can lose 1%: a cheap filter before the division (1M prices: no candidates).
-    small = np.flatnonzero((np.abs(values) < 50 * quantum) & (values != 0))
-    if len(small) == 0:
-        return
-    candidates = values[small]
-    rounded = np.sign(candidates) * np.floor(np.abs(candidates) / quantum + 0.5) * quantum
-    loss = np.abs(rounded - candidates) / np.abs(candidates)
-    bad = np.flatnonzero(loss > ROUNDING_LOSS)
-    if len(bad) == 0:
-        return
-    row = int(small[bad[0]])
-    value = float(values[row])
-    lossy.append((f"{len(bad)} value(s) of {col.name} lose more than {ROUNDING_LOSS:.0%} when rounded to "
-                  f"NUMERIC({col.precision},{col.scale}) (first: row {row}, {col.name}={value!r} is stored as "
-                  f"{float(rounded[bad[0]]):.{col.scale}f})", col.name, row, value))
-
-
-def _check_sub_microsecond(spec: TableSpec, col: Column, s: pl.Series,
-                           lossy: list[tuple[str, str, int, Any]]) -> None:
-    """Note the timestamps whose digits below a microsecond TIMESTAMP cannot keep (nanosecond
-    input from pandas or a string with 7-9 decimals): stored cut to the microsecond."""
-    if isinstance(s.dtype, pl.Datetime) and s.dtype.time_unit == "ns":
-        cut = (s.dt.nanosecond() % 1000 != 0).fill_null(False)
-    elif s.dtype == pl.String:
-        cut = s.str.contains(r"[.,]\d{6}\d*[1-9]").fill_null(False)
-    else:
-        return
-    if not cut.any():
-        return
-    row = _first(cut)
-    assert row is not None
-    value = s[row]
-    if isinstance(s.dtype, pl.Datetime):
-        shown = s.dt.to_string("%Y-%m-%d %H:%M:%S%.9f")[row]
-        stored = s.cast(pl.Datetime("us", s.dtype.time_zone)).dt.to_string("%Y-%m-%d %H:%M:%S%.6f")[row]
-        value = shown
-    else:
-        shown = str(value)
-        stored = re.sub(r"([.,]\d{6})\d+", r"\1", shown)
-    lossy.append((f"{int(cut.sum())} value(s) of {col.name} have digits below a microsecond, which TIMESTAMP "
-                  f"cannot store (first: row {row}, {col.name}={shown} is stored as {stored})", col.name, row, value))
-
-
-def _check_soft(spec: TableSpec, frame: pl.DataFrame, *, strict: bool,
-                lossy: list[tuple[str, str, int, Any]] | None = None) -> None:
-    problems = [text for text, *_ in lossy or []]
-    if lossy and strict:
-        text, column, first, value = lossy[0]
-        raise ValidationError(f"{spec.key}: {text}; strict=True rejects them", table=spec.key, column=column,
-                              row=first, value=value)
-    for left, op, right in spec.soft_checks:
-        if left not in frame.columns or right not in frame.columns:
-            continue  # absent: all NULL, nothing to compare
-        ok = _OPS[op](frame.get_column(left), frame.get_column(right)).fill_null(True)
-        if ok.all():
-            continue
-        row = _first(~ok)
-        assert row is not None
-        lv, rv = frame.get_column(left)[row], frame.get_column(right)[row]
-        if strict:
-            raise ValidationError(
-                f"{spec.key}.{left}: {int((~ok).sum())} row(s) violate {left} {op} {right} (first bad row {row}: "
-                f"{left}={lv}, {right}={rv}); strict=True rejects them",
-                table=spec.key, column=left, row=row, value=lv)
-        problems.append(f"{int((~ok).sum())} row(s) violate {left} {op} {right} (first: row {row}, {left}={lv}, "
-                        f"{right}={rv})")
-    if problems:
-        message = f"{spec.key}: accepted with data-quality warnings: {'; '.join(problems)}"
-        warnings.warn(message, DataQualityWarning, stacklevel=_caller_stacklevel())
-
-
-def _caller_stacklevel() -> int:
-    """The stacklevel of the first frame outside regime_io: a warning points at the user's line."""
-    import sys
-
-    frame = sys._getframe(1)
-    level = 1
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "regime_io":
-        frame = frame.f_back  # type: ignore[assignment]
-        level += 1
-    return level
 
 
 def _increasing(key: list[str]) -> pl.Expr:
