@@ -39,14 +39,18 @@ rows and :func:`regime_io._tiers.sealing.repair_sealed` merges them.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .._sql.names import chunk_table, guard_function, guard_trigger, horizon_function, qualified_table
 from .._sql.quote import literal, quote_ident
 from ..tables import TableSpec
 from . import sealed_format as chunks
 
-__all__ = ["CHECKED_SETTING", "SEALED_SQLSTATE", "extend_horizon", "guard_sql", "horizon"]
+if TYPE_CHECKING:
+    from .._conn.database import Database
+
+__all__ = ["CHECKED_SETTING", "SEALED_SQLSTATE", "extend_horizon", "extend_horizon_first", "guard_sql", "horizon"]
 
 
 # Set to 'on' (transaction-local) by regime_io once its period locks are held.
@@ -137,6 +141,22 @@ def extend_horizon(cur: Any, spec: TableSpec, settings: Any, period: dt.date) ->
         return False
     cur.execute(horizon_sql(spec, settings, end))
     return True
+
+
+def extend_horizon_first(db: Database, spec: TableSpec, periods: Iterable[dt.date]) -> None:
+    """:func:`extend_horizon` to the last of ``periods`` in its own short transaction,
+    before the transaction that writes those chunks. Needed on Citus, which refuses a
+    function's DDL after a parallel operation on a distributed table in one transaction;
+    a horizon moved early is only conservative (rows before it are checked), never wrong."""
+    last = max(periods, default=None)
+    if last is None or not spec.sealable:
+        return
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            extend_horizon(cur, spec, db.settings, last)
+        finally:
+            cur.close()
 
 
 def extend_to_chunks(cur: Any, spec: TableSpec, settings: Any) -> None:

@@ -38,6 +38,7 @@ from ..errors import RegimeIOError, ServerUnavailableError, UsageError, WriteErr
 from ..tables import TABLES, TableSpec, table_spec
 from ..types import DateLike
 from . import sealed_format as chunks
+from . import sealed_guard as guard
 from . import sealed_store as store
 from .changes import CHANGE_COLUMN
 
@@ -226,6 +227,8 @@ def seal_history(db: Database, older_than: AgeLike | None = None, *, tables: Ite
     done: list[SealedPeriod] = []
     for spec in specs:
         plan = _plan(db, spec, limit_ts, wanted)
+        if not dry_run:
+            guard.extend_horizon_first(db, spec, plan)
         for period in sorted(plan):
             series = plan[period]
             if dry_run:

@@ -30,6 +30,8 @@ import polars as pl
 import pyarrow as pa
 
 from .._tiers import catalog
+from .._tiers.sealed_guard import extend_horizon_first
+from .._tiers.sealed_store import periods_of
 from ..errors import UsageError, ValidationError
 from ..tables import table_spec
 from ..types import ExtraColumns, OnConflict, OnDuplicate, Tier, check_choice
@@ -126,6 +128,8 @@ def save(
             return _vintages.save_vintages(db, spec, vintages, on_conflict=on_conflict, chunk_rows=chunk_rows,
                                          tier=tier)
     batch = validate(spec, data, **options)  # type: ignore[arg-type]
+    if tier == "sealed":  # new chunks: the sealed-month guard's horizon first (regime_io._tiers.sealed_guard)
+        extend_horizon_first(db, spec, periods_of(spec, batch))
     return save_batch(db, spec, batch, on_conflict=on_conflict, chunk_rows=chunk_rows, progress=progress,
                        tier=tier)
 
