@@ -25,7 +25,7 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
 
 
 # The read drivers' debug lines (logger ``regime_io``): each starts with its driver's name.
-DRIVERS = ("connectorx stream", "connectorx", "adbc", "lookup")
+DRIVERS = ("connectorx stream", "connectorx", "adbc stream", "adbc", "lookup")
 
 
 def drivers_reading(records: Any, table: str) -> list[str]:

@@ -208,7 +208,7 @@ def test_readers_see_whole_batches_or_nothing(pg: PostgreSQLIntegration, server:
             pg.get_market_data(symbols, T0, end, resample="1h"))),
         "iter_market_data (connectorx stream)": ("connectorx stream", lambda: stream(
             list(pg.iter_market_data(symbols, T0, end, batch_rows=1000)))),
-        "scan (connectorx stream)": ("connectorx stream", lambda: _counts(
+        "scan (adbc stream)": ("adbc stream", lambda: _counts(
             pg.scan("bars").filter(pl.col("symbol").is_in(symbols)).collect())),
     }
     # The table above is true: each reader is served by its driver (PRE, stored first, is

@@ -82,10 +82,11 @@ def test_scan_equals_the_eager_readers(filled: PostgreSQLIntegration) -> None:
         assert_frame_equal(query(lf).collect(), eager(), check_row_order=True), name
 
 
-@pytest.mark.parametrize("engine", ["connectorx", "adbc"])
-def test_small_ranges_on_each_engine(filled: PostgreSQLIntegration, monkeypatch: pytest.MonkeyPatch,
-                                     engine: str) -> None:
-    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0 if engine == "connectorx" else 10**12)
+@pytest.mark.parametrize("values", ["inlined", "bound"])
+def test_small_ranges_both_ways(filled: PostgreSQLIntegration, monkeypatch: pytest.MonkeyPatch,
+                                values: str) -> None:
+    # ADBC either way, as the eager readers: values inlined (COPY) or bound as parameters.
+    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0 if values == "inlined" else 10**12)
     pg = filled
     got = pg.scan("bars").filter((pl.col("symbol") == "A") & pl.col("timestamp").is_between(T1, T2)).collect()
     assert_frame_equal(got, pg.get_market_data("A", T1, T2))
@@ -117,7 +118,7 @@ def _sent(caplog: pytest.LogCaptureFixture) -> str:
 def test_the_sql_sent_carries_the_pushed_predicate(pg: PostgreSQLIntegration, caplog: pytest.LogCaptureFixture,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     _fill(pg)
-    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0)  # connectorx: the values are in the logged text
+    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0)  # values inlined: they are in the logged text
     caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
     lf = pg.scan("bars")
     lf.filter((pl.col("symbol") == "A") & (pl.col("timeframe") == "1min") & (pl.col("timestamp") > T1)).select(

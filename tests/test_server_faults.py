@@ -200,7 +200,7 @@ def _timed(call: Callable[[], Any]) -> tuple[BaseException, float]:
 
 # Every read driver, through a reader that uses it: name -> (driver, row table it reads, call).
 # get_market_data, history and the distribution run on the warm ADBC connection, latest rows
-# on a pooled psycopg lookup; resampling, the as-of join, streams and scan() on connectorx
+# on a pooled psycopg lookup; resampling, the as-of join and streams on connectorx; scan() on an ADBC stream
 # (a new connection per read, opened only after a pooled ``SELECT 1`` answered).
 DAY = dt.timedelta(days=1)
 READERS: dict[str, tuple[str, str, Callable[[PostgreSQLIntegration], Any]]] = {
@@ -213,7 +213,7 @@ READERS: dict[str, tuple[str, str, Callable[[PostgreSQLIntegration], Any]]] = {
                    lambda pg: pg.asof_regimes(symbol="SYM0", start_date=T0, end_date=T0 + DAY)),
     "stream": ("connectorx stream", "mr_market_data",
                lambda pg: pl.from_arrow(list(pg.iter_market_data("SYM0", T0, T0 + DAY, batch_rows=10)))),
-    "scan": ("connectorx stream", "mr_market_data",
+    "scan": ("adbc stream", "mr_market_data",
              lambda pg: pg.scan("bars").filter(pl.col("symbol") == "SYM0").collect()),
 }
 

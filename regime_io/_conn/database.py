@@ -41,6 +41,9 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.partitions = PartitionCache()
+        # Tables whose reads met sealed chunks (or that this process sealed): their reads
+        # fetch chunks first (regime_io._tiers.router); the others start with one statement.
+        self.sealed_tables: set[str] = set()
         self._resolved: Settings | None = None
         self._pool: ConnectionPool | None = None
         self._lookup_pool: LookupPool | None = None

@@ -74,9 +74,45 @@ def stream_cx(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
             batch = reader.read_next_batch()
         except StopIteration:
             return
-        except Exception as err:
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as err:
+            # A connection reset mid-stream surfaces as pyo3's PanicException ("cx writer
+            # failed"), a BaseException: still a driver failure, mapped like the others.
             raise wrap_error(db, err, what=what, table=table) from err
         yield batch
+
+
+def stream_adbc(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
+                table: str | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a query over the pool's warm ADBC connection, in batches of at most ``batch_rows``.
+
+    Values are inlined (as for connectorx), so the driver reads the result with ``COPY
+    (query) TO STDOUT (FORMAT binary)`` as it arrives instead of holding it in libpq; the
+    connection is held until the stream ends or is closed. The same driver and settings
+    (TLS, ``.pgpass``, the pool's limits) as every other ADBC read.
+    """
+    text = q.inline(sql)
+    log.debug("adbc stream (%d rows/batch): %s", batch_rows, text)
+    with db.read_connection() as conn:
+        cur = conn.cursor()
+        try:
+            try:
+                cur.execute(text)
+                reader = cur.fetch_record_batch()
+            except (*DRIVER_ERRORS, pa.ArrowException, OSError) as err:
+                raise wrap_error(db, err, what=what, table=table) from err
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    return
+                except (*DRIVER_ERRORS, pa.ArrowException, OSError) as err:
+                    raise wrap_error(db, err, what=what, table=table) from err
+                for offset in range(0, batch.num_rows, batch_rows):
+                    yield batch.slice(offset, batch_rows)
+        finally:
+            cur.close()
 
 
 def pooled_read(db: Database, run: Callable[[], T], *, what: str, table: str | None) -> T:
@@ -85,7 +121,8 @@ def pooled_read(db: Database, run: Callable[[], T], *, what: str, table: str | N
     for attempt in (1, 2):
         try:
             return run()
-        except DRIVER_ERRORS as err:
+        except (*DRIVER_ERRORS, pa.ArrowException, OSError) as err:
+            # ADBC reads through COPY report server errors as Arrow I/O errors (OSError).
             raise wrap_error(db, err, what=what, table=table) from err
         except ServerUnavailableError as err:
             # An idle connection that died unnoticed (a quick server restart): the pool now

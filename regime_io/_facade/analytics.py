@@ -11,7 +11,7 @@ from .._frames import convert
 from .._read import asof as _asof
 from .._read import quality as _quality
 from .._read import readers as _reading
-from .._read.decode import empty_distribution, empty_transitions
+from .._read.decode import empty_distribution, empty_frame, empty_transitions
 from .._tiers import catalog as _catalog
 from ..types import DateLike, RegimeTable, ReturnType
 from .base import F, FacadeBase
@@ -78,7 +78,7 @@ class Analytics(FacadeBase[F]):
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_frame(table, return_type=rt, exact=exact)
+            return empty_frame(table, return_type=rt, exact=exact)
         return _reading.get_latest(self.db, table, symbol, symbols=symbols, timeframe=timeframe, exact=exact,
                                    as_of=as_of, return_type=rt)
 
@@ -122,7 +122,7 @@ class Analytics(FacadeBase[F]):
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_frame("market_regimes_1min", return_type=rt, exact=exact)
+            return empty_frame("market_regimes_1min", return_type=rt, exact=exact)
         return _reading.get_latest(self.db, "market_regimes_1min", symbol, symbols=symbols, timeframe=None,
                                    exact=exact, as_of=as_of, return_type=rt)
 
@@ -165,7 +165,7 @@ class Analytics(FacadeBase[F]):
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_frame("options_data", return_type=rt, exact=exact)
+            return empty_frame("options_data", return_type=rt, exact=exact)
         return _reading.get_option_chain(self.db, symbol, at, expiry=expiry, exact=exact, as_of=as_of, return_type=rt)
 
     @overload

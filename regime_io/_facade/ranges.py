@@ -105,7 +105,7 @@ class RangeReaders(FacadeBase[F]):
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_frame("market_data", return_type=rt, exact=exact, columns=columns)
+            return empty_frame("market_data", return_type=rt, exact=exact, columns=columns)
         return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
                                         columns=columns, resample=resample, calendar=calendar, exact=exact,
                                         as_of=as_of, return_type=rt)
@@ -177,7 +177,7 @@ class RangeReaders(FacadeBase[F]):
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_frame("options_data", return_type=rt, exact=exact, columns=columns)
+            return empty_frame("options_data", return_type=rt, exact=exact, columns=columns)
         return _reading.get_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                          strikes=strikes, option_type=option_type, columns=columns, exact=exact,
                                          as_of=as_of, return_type=rt)
@@ -229,7 +229,7 @@ class RangeReaders(FacadeBase[F]):
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_frame("market_regimes", return_type=rt, exact=exact, columns=columns)
+            return empty_frame("market_regimes", return_type=rt, exact=exact, columns=columns)
         return _reading.get_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
                                            timeframe=timeframe, columns=columns, exact=exact, as_of=as_of,
                                            return_type=rt)
@@ -281,7 +281,7 @@ class RangeReaders(FacadeBase[F]):
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_frame("market_regimes_1min", return_type=rt, exact=exact, columns=columns)
+            return empty_frame("market_regimes_1min", return_type=rt, exact=exact, columns=columns)
         return _reading.get_1min_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
                                                 columns=columns, exact=exact, as_of=as_of, return_type=rt)
 
@@ -343,7 +343,7 @@ class RangeReaders(FacadeBase[F]):
 
         rt = self._rt(return_type)
         if not self.enabled:
-            return _reading.empty_frame("optimization_results", return_type=rt, exact=exact)
+            return empty_frame("optimization_results", return_type=rt, exact=exact)
         return _reading.get_optimization_results(self.db, symbol, symbols=symbols, algorithm=algorithm,
                                                  timeframe=timeframe, top=top, exact=exact, parameters=parameters,
                                                  as_of=as_of, return_type=rt)

@@ -18,7 +18,7 @@ from .._sql.args import normalise_symbol, parse_duration, symbol_arg, text_arg
 from .._sql.names import catalog_table
 from .._sql.query import Query, TimeRange
 from .._tiers.knowledge import keeps_history
-from .._tiers.router import guarded, read_query_both, sealed_floor
+from .._tiers.router import Relation, Scope, guarded, read_sql, sealed_floor
 from ..errors import UsageError
 from ..tables import TableSpec, regime_spec
 from ..types import DateLike, RegimeTable, ReturnType
@@ -181,37 +181,43 @@ def regimes_for_asof(db: Database, spec: TableSpec, symbols: list[str], first: d
     With a tolerance, the rows in ``[first - tolerance, last]``; without one, also each
     symbol's latest row before ``first`` (one index probe per symbol).
     """
-    q = Query()
-    target = db.table(spec.key)
     lo = first - tolerance if tolerance is not None else first
     select = select_list(spec, names, exact=False, engine="cx")
     check_timeframes = "timeframe" in spec.column_names and timeframe is None
     if check_timeframes:
         select += ', t."timeframe" AS "__timeframe"'
-    p_symbols = q.param(symbols)
-    tf_cond = f' AND t."timeframe" = {q.param(timeframe)}' if timeframe is not None else ""
-    p_lo, p_hi = q.param(lo), q.param(last)
-    sql = (f'SELECT {select} FROM {target} t WHERE t."symbol" = ANY({p_symbols}::text[]) '
-           f'AND t."timestamp" >= {p_lo} AND t."timestamp" <= {p_hi}{tf_cond}')
-    if tolerance is None:
-        # The symbols come from the series catalog, not unnest(): Citus pushes a LATERAL
-        # ... LIMIT 1 down only when its outer side is a co-located table (never a
-        # function or VALUES), and then runs it on the workers; a plain server runs both
-        # forms alike (one index probe per symbol).
-        symbols_sql = (f"SELECT DISTINCT c.symbol FROM {catalog_table(db.settings)} c "
-                       f"WHERE c.table_key = {q.param(spec.key)} AND c.symbol = ANY({p_symbols}::text[])")
-        sql = (f"({sql}) UNION ALL (SELECT l.* FROM ({symbols_sql}) s "
-               f'CROSS JOIN LATERAL (SELECT {select} FROM {target} t WHERE t."symbol" = s.symbol{tf_cond} '
-               f'AND t."timestamp" < {p_lo} ORDER BY t."timestamp" DESC LIMIT 1) l)')
+
+    def build(relation: Relation) -> tuple[Query, str]:
+        q = Query()
+        target = relation(q)
+        p_symbols = q.param(symbols)
+        tf_cond = f' AND t."timeframe" = {q.param(timeframe)}' if timeframe is not None else ""
+        p_lo, p_hi = q.param(lo), q.param(last)
+        sql = (f'SELECT {select} FROM {target} t WHERE t."symbol" = ANY({p_symbols}::text[]) '
+               f'AND t."timestamp" >= {p_lo} AND t."timestamp" <= {p_hi}{tf_cond}')
+        if tolerance is None:
+            # The symbols come from the series catalog, not unnest(): Citus pushes a LATERAL
+            # ... LIMIT 1 down only when its outer side is a co-located table (never a
+            # function or VALUES), and then runs it on the workers; a plain server runs both
+            # forms alike (one index probe per symbol).
+            symbols_sql = (f"SELECT DISTINCT c.symbol FROM {catalog_table(db.settings)} c "
+                           f"WHERE c.table_key = {q.param(spec.key)} AND c.symbol = ANY({p_symbols}::text[])")
+            sql = (f"({sql}) UNION ALL (SELECT l.* FROM ({symbols_sql}) s "
+                   f'CROSS JOIN LATERAL (SELECT {select} FROM {target} t WHERE t."symbol" = s.symbol{tf_cond} '
+                   f'AND t."timestamp" < {p_lo} ORDER BY t."timestamp" DESC LIMIT 1) l)')
+        return q, sql
+
     # Sealed rows: the window, and for the latest row before it, back to the month that
-    # holds each symbol's newest sealed row before the window (``_chunkread``).
+    # holds each symbol's newest sealed row before the window.
+    def plain_read() -> object:
+        q, sql = build(lambda q: db.table(spec.key))
+        return read_cx(db, q, f"{sql} LIMIT 0", what="asof_regimes", table=spec.key)
+
     floor = lo if tolerance is not None or not spec.sealable else guarded(
-        lambda: sealed_floor(db, spec, symbols, lo),
-        lambda: read_cx(db, q, f"{sql} LIMIT 0", what="asof_regimes", table=spec.key))
+        lambda: sealed_floor(db, spec, symbols, lo), plain_read)
     scope = TimeRange(min(floor, lo), last, end_exclusive=False)
     extra = [("timeframe", timeframe)] if timeframe is not None else []
-    rows = read_query_both(db, spec, symbols, scope, extra, q, sql, what="asof_regimes",
-                           rows_reader=lambda: read_cx(db, q, sql, what="asof_regimes", table=spec.key))
+    rows = read_sql(db, spec, Scope(symbols, scope, extra), build, what="asof_regimes", engine="cx")
     table = decimal_text_to_float(rows, spec)
     if check_timeframes:
         found = {v for v in table.column("__timeframe").unique().to_pylist() if v is not None}

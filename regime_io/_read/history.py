@@ -16,7 +16,7 @@ from .._sql.names import catalog_table, history_table
 from .._sql.query import EARLIEST, LATEST, Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers.knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, keeps_history, stored_known_from
-from .._tiers.router import run_as_of, sealed_floor
+from .._tiers.router import Relation, Scope, read_sql, sealed_floor
 from .._tiers.sealed_read import sealed_rows, to_reader
 from ..errors import UsageError
 from ..tables import TableSpec, table_spec
@@ -97,12 +97,16 @@ def latest_as_of(db: Database, spec: TableSpec, wanted: list[str] | None, timefr
     """``get_latest`` as of ``as_of``: per series of the catalog, its newest row as then
     known (one ``ORDER BY timestamp DESC LIMIT 1`` over the table as of ``as_of``)."""
 
-    q = Query()
-    c = catalog_series(q, spec, wanted, timeframe=timeframe)
-    sql = (f"SELECT l.* FROM (SELECT DISTINCT {c.columns} FROM {catalog_table(db.settings)} s "
-           f"WHERE {c.where}) s CROSS JOIN LATERAL (SELECT "
-           f"{select_list(spec, list(spec.column_names), exact=exact, engine='adbc', alias='t')} "
-           f"FROM {db.table(spec.key)} t WHERE {c.match} ORDER BY t.{c.time} DESC LIMIT 1) l ORDER BY {c.order}")
+
+    def build(relation: Relation) -> tuple[Query, str]:
+        q = Query()
+        target = relation(q)
+        c = catalog_series(q, spec, wanted, timeframe=timeframe)
+        return q, (f"SELECT l.* FROM (SELECT DISTINCT {c.columns} FROM {catalog_table(db.settings)} s "
+                   f"WHERE {c.where}) s CROSS JOIN LATERAL (SELECT "
+                   f"{select_list(spec, list(spec.column_names), exact=exact, engine='adbc', alias='t')} "
+                   f"FROM {target} t WHERE {c.match} ORDER BY t.{c.time} DESC LIMIT 1) l ORDER BY {c.order}")
+
     symbols = wanted
     if symbols is None:
         qs = Query()
@@ -111,7 +115,7 @@ def latest_as_of(db: Database, spec: TableSpec, wanted: list[str] | None, timefr
         symbols = [str(v) for v in found.column("symbol").to_pylist()]
     extra = [("timeframe", timeframe)] if timeframe is not None else []
     everything = TimeRange(EARLIEST, LATEST, end_exclusive=False)
-    return run_as_of(db, spec, q, sql, as_of=as_of, scope=(symbols, everything, extra), what="get_latest")
+    return read_sql(db, spec, Scope(symbols, everything, extra), build, what="get_latest", as_of=as_of)
 
 
 # ---------------------------------------------------------------------------------------

@@ -24,13 +24,13 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .._conn.engines import read_adbc, read_cx, read_lookup, read_lookups, stream_cx
+from .._conn.engines import read_adbc, read_lookup, read_lookups, stream_cx
 from .._frames import check_return_type, conform, convert
 from .._schema.timezones import check_time_kind
 from .._sql.args import (
@@ -47,9 +47,18 @@ from .._sql.args import (
 from .._sql.query import Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers.knowledge import as_of_instant
-from .._tiers.router import guarded, merge_latest, newest_chunks_query, read_both, read_query_both, run_as_of
+from .._tiers.router import (
+    Relation,
+    Scope,
+    SqlBuilder,
+    is_changed,
+    merge_latest,
+    newest_chunks_query,
+    read_rows,
+    read_sql,
+    stream_guard,
+)
 from .._tiers.sealed_format import next_period, period_of
-from .._tiers.sealed_read import sealed_versions
 from ..errors import ReadError, UsageError
 from ..tables import TABLES, TableKey, TableSpec, regime_spec, table_spec
 from ..types import DateLike, ParametersAs, RegimeTable, ReturnType
@@ -233,21 +242,26 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
         raise UsageError(f"parameters {parameters!r} is not supported; allowed: struct, json", value=parameters)
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise UsageError(f"top: expected a positive integer, got {top!r}", table=spec.key, value=top)
-    q = Query()
-    conditions = []
     wanted = resolve_symbols(symbol, symbols, case=db.settings.symbol_case, required=False)
-    if wanted is not None:
-        conditions.append(symbol_condition(q, wanted) if wanted else "false")
-    for name, value in _filters(spec, algorithm=algorithm, timeframe=timeframe):
-        conditions.append(f"t.{quote_ident(name)} = {q.param(value)}")
+    filters = _filters(spec, algorithm=algorithm, timeframe=timeframe)
     names = list(spec.column_names)
-    sql = (f"SELECT {select_list(spec, names, exact=exact, engine='adbc')} FROM {db.table(spec.key)} t"
-           + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
-           + ' ORDER BY t."fitness_value" DESC, t."id"'
-           + (f" LIMIT {q.param(top)}" if top is not None else ""))
+
+    def build(relation: Relation) -> tuple[Query, str]:
+        q = Query()
+        target = relation(q)
+        conditions = []
+        if wanted is not None:
+            conditions.append(symbol_condition(q, wanted) if wanted else "false")
+        for name, value in filters:
+            conditions.append(f"t.{quote_ident(name)} = {q.param(value)}")
+        sql = (f"SELECT {select_list(spec, names, exact=exact, engine='adbc')} FROM {target} t"
+               + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+               + ' ORDER BY t."fitness_value" DESC, t."id"'
+               + (f" LIMIT {q.param(top)}" if top is not None else ""))
+        return q, sql
+
     everything = TimeRange(dt.datetime.min, dt.datetime.max, end_exclusive=False)  # unused: never sealed
-    raw = (read_adbc(db, q, sql, what="get_optimization_results", table=spec.key) if known is None else
-           run_as_of(db, spec, q, sql, as_of=known, scope=([], everything, []), what="get_optimization_results"))
+    raw = read_sql(db, spec, Scope([], everything), build, what="get_optimization_results", as_of=known)
     table = conform(raw, reader_schema(spec, names, exact=exact))
     return convert(decode_parameters(table, parameters), return_type)
 
@@ -324,16 +338,34 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
     _check_bounds(db, spec, at)
     if is_date:
         when = when + dt.timedelta(days=1) - dt.timedelta(microseconds=1)
-    q = Query()
-    target = db.table(spec.key)
-    p_symbol, p_at = q.param(sym), q.param(when)
-    # The timestamp bound lets the server skip partitions after ``at``.
-    expiry_cond = f't."expiry_date" >= {p_at}::date AND t."timestamp" <= {p_at}'
-    if expiry is not None:
-        expiry_cond += f' AND t."expiry_date" = {q.param(parse_date(expiry, name="expiry"))}'
+    expiry_day = None if expiry is None else parse_date(expiry, name="expiry")
     key = 't."expiry_date", t."strike_price", t."option_type"'
     names = list(spec.column_names)
-    sql = (
+
+    def build(relation: Relation) -> tuple[Query, str]:
+        q = Query()
+        target = relation(q)
+        p_symbol, p_at = q.param(sym), q.param(when)
+        # The timestamp bound lets the server skip partitions after ``at``.
+        expiry_cond = f't."expiry_date" >= {p_at}::date AND t."timestamp" <= {p_at}'
+        if expiry_day is not None:
+            expiry_cond += f' AND t."expiry_date" = {q.param(expiry_day)}'
+        return q, _chain_sql(spec, names, exact, target, key, p_symbol, p_at, expiry_cond)
+
+    # Sealed rows: the symbol's chunks up to ``at`` of contracts not expired at ``at``.
+    scope_extra: list[tuple[str, Any]] = [("expiry_date>=", when.date())]
+    if expiry_day is not None:
+        scope_extra.append(("expiry_date", expiry_day))
+    scope = Scope([str(sym)], TimeRange(dt.datetime(1900, 1, 1), when, end_exclusive=False), scope_extra)
+    raw = read_sql(db, spec, scope, build, what="get_option_chain", as_of=known)
+    table = conform(raw, reader_schema(spec, names, exact=exact))
+    return convert(zoned(db, spec, table, None), return_type)
+
+
+def _chain_sql(spec: TableSpec, names: list[str], exact: bool, target: str, key: str, p_symbol: str, p_at: str,
+               expiry_cond: str) -> str:
+    """The option chain's skip scan over ``target``: each contract once, then its latest row."""
+    return (
         "WITH RECURSIVE contracts(expiry_date, strike_price, option_type) AS ("
         f'(SELECT {key} FROM {target} t WHERE t."symbol" = {p_symbol} AND {expiry_cond} '
         f"ORDER BY {key} LIMIT 1) UNION ALL "
@@ -347,16 +379,6 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
         f'AND t."timestamp" <= {p_at} ORDER BY t."timestamp" DESC LIMIT 1) l '
         "ORDER BY c.expiry_date, c.strike_price, c.option_type"
     )
-    # Sealed rows: the symbol's chunks up to ``at`` of contracts not expired at ``at``.
-    scope_extra: list[tuple[str, Any]] = [("expiry_date>=", when.date())]
-    if expiry is not None:
-        scope_extra.append(("expiry_date", parse_date(expiry, name="expiry")))
-    scope_rng = TimeRange(dt.datetime(1900, 1, 1), when, end_exclusive=False)
-    raw = (read_query_both(db, spec, [str(sym)], scope_rng, scope_extra, q, sql, what="get_option_chain")
-           if known is None else run_as_of(db, spec, q, sql, as_of=known, scope=([str(sym)], scope_rng, scope_extra),
-                                           what="get_option_chain"))
-    table = conform(raw, reader_schema(spec, names, exact=exact))
-    return convert(zoned(db, spec, table, None), return_type)
 
 
 # ---------------------------------------------------------------------------------------
@@ -385,27 +407,34 @@ def get_market_regime_distribution(db: Database, symbol: str, start_date: DateLi
         >>> get_market_regime_distribution(db, "NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
     """
     check_return_type(return_type)
-    spec, q, where, series, scope = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
-    gap_limit = ("10 * typical.median_gap" if max_gap is None
-                 else q.param(parse_duration(max_gap, name="max_gap").total_seconds()) + "::float8")
-    sql = (
-        "WITH r AS (SELECT t.\"regime\" AS regime, "
-        f'EXTRACT(EPOCH FROM lead(t."timestamp") OVER (PARTITION BY {series} ORDER BY t."timestamp") '
-        f'- t."timestamp")::float8 AS gap FROM {db.table(spec.key)} t WHERE {where}), '
-        "typical AS (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS median_gap "
-        "FROM r WHERE gap > 0), "
-        f"w AS (SELECT r.regime, CASE WHEN r.gap <= {gap_limit} THEN r.gap ELSE typical.median_gap END "
-        "AS seconds FROM r CROSS JOIN typical) "
-        "SELECT regime, count(*)::int8 AS count, "
-        "(count(*)::float8 / sum(count(*)) OVER ())::float8 AS share, "
-        "coalesce(sum(seconds), 0)::float8 AS seconds, "
-        "coalesce(sum(seconds) / nullif(sum(sum(seconds)) OVER (), 0), "
-        "count(*)::float8 / sum(count(*)) OVER ())::float8 AS time_share "
-        'FROM w GROUP BY regime ORDER BY count DESC, regime COLLATE "C"'
-    )
-    result = conform(_stat_rows(db, spec, scope, q, sql, as_of, what="get_market_regime_distribution"),
+    spec, where, series, scope = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
+    max_seconds = None if max_gap is None else parse_duration(max_gap, name="max_gap").total_seconds()
+
+    def build(relation: Relation) -> tuple[Query, str]:
+        q = Query()
+        gap_limit = "10 * typical.median_gap" if max_seconds is None else q.param(max_seconds) + "::float8"
+        return q, _DISTRIBUTION_SQL.format(series=series, relation=relation(q), where=where(q), gap_limit=gap_limit)
+
+    result = conform(_stat_rows(db, spec, scope, build, as_of, what="get_market_regime_distribution"),
                      DISTRIBUTION_SCHEMA)
     return convert(result, return_type)
+
+
+_DISTRIBUTION_SQL = (
+    "WITH r AS (SELECT t.\"regime\" AS regime, "
+    'EXTRACT(EPOCH FROM lead(t."timestamp") OVER (PARTITION BY {series} ORDER BY t."timestamp") '
+    '- t."timestamp")::float8 AS gap FROM {relation} t WHERE {where}), '
+    "typical AS (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) AS median_gap "
+    "FROM r WHERE gap > 0), "
+    "w AS (SELECT r.regime, CASE WHEN r.gap <= {gap_limit} THEN r.gap ELSE typical.median_gap END "
+    "AS seconds FROM r CROSS JOIN typical) "
+    "SELECT regime, count(*)::int8 AS count, "
+    "(count(*)::float8 / sum(count(*)) OVER ())::float8 AS share, "
+    "coalesce(sum(seconds), 0)::float8 AS seconds, "
+    "coalesce(sum(seconds) / nullif(sum(sum(seconds)) OVER (), 0), "
+    "count(*)::float8 / sum(count(*)) OVER ())::float8 AS time_share "
+    'FROM w GROUP BY regime ORDER BY count DESC, regime COLLATE "C"'
+)
 
 
 def get_regime_transitions(db: Database, symbol: str, start_date: DateLike | None = None,
@@ -423,24 +452,31 @@ def get_regime_transitions(db: Database, symbol: str, start_date: DateLike | Non
         >>> get_regime_transitions(db, "NIFTY", "2024-01-01", "2024-01-31")  # doctest: +SKIP
     """
     check_return_type(return_type)
-    spec, q, where, series, scope = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
-    sql = (
-        f'WITH r AS (SELECT t."regime" AS regime, t."timestamp" AS ts, {series} AS series, '
-        f'lag(t."regime") OVER (PARTITION BY {series} ORDER BY t."timestamp") AS prev '
-        f"FROM {db.table(spec.key)} t WHERE {where}), "
-        "runs AS (SELECT regime, series, sum(CASE WHEN prev IS DISTINCT FROM regime THEN 1 ELSE 0 END) "
-        "OVER (PARTITION BY series ORDER BY ts) AS run FROM r), "
-        "lengths AS (SELECT regime, avg(n)::float8 AS mean_run_length FROM "
-        "(SELECT regime, series, run, count(*) AS n FROM runs GROUP BY regime, series, run) x GROUP BY regime), "
-        "pairs AS (SELECT prev AS from_regime, regime AS to_regime, count(*) AS n FROM r "
-        "WHERE prev IS NOT NULL GROUP BY prev, regime) "
-        "SELECT p.from_regime, p.to_regime, p.n::int8 AS count, "
-        "(p.n::float8 / sum(p.n) OVER (PARTITION BY p.from_regime))::float8 AS probability, "
-        "l.mean_run_length FROM pairs p JOIN lengths l ON l.regime = p.from_regime "
-        'ORDER BY p.from_regime COLLATE "C", p.to_regime COLLATE "C"'
-    )
-    result = conform(_stat_rows(db, spec, scope, q, sql, as_of, what="get_regime_transitions"), TRANSITIONS_SCHEMA)
+    spec, where, series, scope = _regime_rows(db, symbol, start_date, end_date, table=table, timeframe=timeframe)
+
+    def build(relation: Relation) -> tuple[Query, str]:
+        q = Query()
+        return q, _TRANSITIONS_SQL.format(series=series, relation=relation(q), where=where(q))
+
+    result = conform(_stat_rows(db, spec, scope, build, as_of, what="get_regime_transitions"), TRANSITIONS_SCHEMA)
     return convert(result, return_type)
+
+
+_TRANSITIONS_SQL = (
+    'WITH r AS (SELECT t."regime" AS regime, t."timestamp" AS ts, {series} AS series, '
+    'lag(t."regime") OVER (PARTITION BY {series} ORDER BY t."timestamp") AS prev '
+    "FROM {relation} t WHERE {where}), "
+    "runs AS (SELECT regime, series, sum(CASE WHEN prev IS DISTINCT FROM regime THEN 1 ELSE 0 END) "
+    "OVER (PARTITION BY series ORDER BY ts) AS run FROM r), "
+    "lengths AS (SELECT regime, avg(n)::float8 AS mean_run_length FROM "
+    "(SELECT regime, series, run, count(*) AS n FROM runs GROUP BY regime, series, run) x GROUP BY regime), "
+    "pairs AS (SELECT prev AS from_regime, regime AS to_regime, count(*) AS n FROM r "
+    "WHERE prev IS NOT NULL GROUP BY prev, regime) "
+    "SELECT p.from_regime, p.to_regime, p.n::int8 AS count, "
+    "(p.n::float8 / sum(p.n) OVER (PARTITION BY p.from_regime))::float8 AS probability, "
+    "l.mean_run_length FROM pairs p JOIN lengths l ON l.regime = p.from_regime "
+    'ORDER BY p.from_regime COLLATE "C", p.to_regime COLLATE "C"'
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -543,21 +579,23 @@ def _read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
     if as_of is not None:
         return _rows_as_of(db, spec, symbols, rng, names=names, exact=exact, extra=extra, what=what, as_of=as_of)
 
-    def rows(columns: list[str]) -> pa.Table:
-        return _read_rows(db, spec, symbols, rng, names=columns, exact=exact, extra=extra, what=what)
+    def rows(columns: list[str], relation: Relation | None) -> pa.Table:
+        return _read_rows(db, spec, symbols, rng, names=columns, exact=exact, extra=extra, what=what,
+                          relation=relation)
 
-    return read_both(db, spec, symbols, rng, extra, names, exact, range_order(spec), rows)
+    return read_rows(db, spec, Scope(symbols, rng, extra), names=names, exact=exact, order=range_order(spec),
+                     rows=rows)
 
 
 def _read_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
-               exact: bool, extra: Sequence[tuple[str, Any]], what: str) -> pa.Table:
+               exact: bool, extra: Sequence[tuple[str, Any]], what: str, relation: Relation | None) -> pa.Table:
     schema = reader_schema(spec, names, exact=exact)
     # A single-symbol read leaves the constant symbol out of the query (~10% faster on
     # 1M rows here) and fills it in on the client.
     drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
     if _is_small_range(spec, symbols, rng):
         q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra,
-                              drop_symbol=drop_symbol, engine="adbc")
+                             drop_symbol=drop_symbol, engine="adbc", relation=relation)
         table = read_adbc(db, q, sql, what=what, table=spec.key)
     else:
         # Larger ranges: the same warm connection, values inlined as literals (``sql_value``,
@@ -568,7 +606,7 @@ def _read_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
         # cheapest output after binary NUMERIC, which no client decodes fast. Against
         # connectorx (issue 12 item 6): no new backend per read, ~30% less client CPU.
         q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol,
-                             engine="adbc" if exact else "cx")
+                             engine="adbc" if exact else "cx", relation=relation)
         table = decimal_text_to_float(read_adbc(db, Query(), q.inline(sql), what=what, table=spec.key), spec)
     return conform(table, schema, constants={"symbol": symbols[0]} if drop_symbol else None)
 
@@ -597,27 +635,27 @@ def _is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool
 def _read_resampled(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
                     exact: bool, extra: Sequence[tuple[str, Any]], every: Resample, calendar: str,
                     as_of: dt.datetime | None = None) -> pa.Table:
-    q = Query()
-    conditions = where_conditions(q, spec, symbols, rng, extra)
-    bucket = bucket_sql(q, every, column='t."timestamp"', calendar=calendar, aware=table_is_aware(db, spec),
-                        storage_zone=db.settings.storage_timezone)
-    label = every.label
-    cast = "" if exact else "::float8"
-    sql = (
-        f'SELECT t."symbol" AS "symbol", {bucket} AS "timestamp", '
-        f'(array_agg(t."open" ORDER BY t."timestamp"))[1]{cast} AS "open", '
-        f'max(t."high"){cast} AS "high", min(t."low"){cast} AS "low", '
-        f'(array_agg(t."close" ORDER BY t."timestamp" DESC))[1]{cast} AS "close", '
-        f'sum(t."volume")::int8 AS "volume", {q.param(label)}::text AS "timeframe" '
-        f"FROM {db.table(spec.key)} t WHERE {' AND '.join(conditions)} "
-        f'GROUP BY t."symbol", t."timeframe", 2 ORDER BY 1, t."timeframe", 2'
-    )
+    aware = table_is_aware(db, spec)
     what = "get_market_data(resample=...)"
-    if as_of is not None:
-        table = run_as_of(db, spec, q, sql, as_of=as_of, scope=(symbols, rng, extra), what=what, engine="cx")
-        return conform(table, reader_schema(spec, names, exact=exact))
-    table = read_query_both(db, spec, symbols, rng, extra, q, sql, what=what,
-                            rows_reader=lambda: read_cx(db, q, sql, what=what, table=spec.key))
+
+    def build(relation: Relation) -> tuple[Query, str]:
+        q = Query()
+        target = relation(q)
+        conditions = where_conditions(q, spec, symbols, rng, extra)
+        bucket = bucket_sql(q, every, column='t."timestamp"', calendar=calendar, aware=aware,
+                            storage_zone=db.settings.storage_timezone)
+        cast = "" if exact else "::float8"
+        return q, (
+            f'SELECT t."symbol" AS "symbol", {bucket} AS "timestamp", '
+            f'(array_agg(t."open" ORDER BY t."timestamp"))[1]{cast} AS "open", '
+            f'max(t."high"){cast} AS "high", min(t."low"){cast} AS "low", '
+            f'(array_agg(t."close" ORDER BY t."timestamp" DESC))[1]{cast} AS "close", '
+            f'sum(t."volume")::int8 AS "volume", {q.param(every.label)}::text AS "timeframe" '
+            f"FROM {target} t WHERE {' AND '.join(conditions)} "
+            f'GROUP BY t."symbol", t."timeframe", 2 ORDER BY 1, t."timeframe", 2'
+        )
+
+    table = read_sql(db, spec, Scope(symbols, rng, extra), build, what=what, as_of=as_of, engine="cx")
     return conform(table, reader_schema(spec, names, exact=exact))
 
 
@@ -664,21 +702,28 @@ def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRa
     if as_of is not None:  # one symbol-month at a time, each read as of (like a stream over both tiers)
         return _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows, what=what,
                             as_of=as_of)
-    q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=False)
-    sealed_before = (guarded(lambda: sealed_versions(db, spec, symbols, rng, extra),
-                             lambda: read_cx(db, q, f"{sql} LIMIT 0", what=what, table=spec.key))
-                     if spec.sealable else ())
-    if sealed_before:
+    # One statement, one snapshot: with no chunks in the range (the guard checks it in the
+    # statement), the whole stream comes from the row tier.
+    relation = stream_guard(db, spec, Scope(symbols, rng, extra))
+    if relation is None:
         return _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows, what=what)
+    q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=False,
+                         relation=relation)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for batch in stream_cx(db, q, sql, batch_rows=batch_rows, what=what, table=spec.key):
-            if batch.num_rows:
-                table = decimal_text_to_float(pa.Table.from_batches([batch]), spec)
-                yield conform(table, schema).combine_chunks().to_batches()[0]
-        if spec.sealable and sealed_versions(db, spec, symbols, rng, extra) != sealed_before:
-            raise ReadError(f"{what}: part of the range was sealed while it streamed; the batches may miss rows, "
-                            "run the stream again", table=spec.key)
+        started = False
+        try:
+            for batch in stream_cx(db, q, sql, batch_rows=batch_rows, what=what, table=spec.key):
+                started = True
+                if batch.num_rows:
+                    table = decimal_text_to_float(pa.Table.from_batches([batch]), spec)
+                    yield conform(table, schema).combine_chunks().to_batches()[0]
+        except ReadError as err:
+            if started or not is_changed(err):
+                raise
+            # Sealed between the check and the statement: nothing was yielded; read both tiers.
+            yield from _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows,
+                                    what=what)
 
     return batches()
 
@@ -725,12 +770,8 @@ def _sorted_symbols(db: Database, symbols: list[str]) -> list[str]:
     return [str(v) for v in table.column("v").to_pylist()]
 
 
-# (symbols, range, filters): what the sealed rows of a statistic are fetched with.
-_Scope = tuple[list[str], TimeRange, list[tuple[str, Any]]]
-
-
 def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_date: DateLike | None, *,
-                 table: str, timeframe: str | None) -> tuple[TableSpec, Query, str, str, _Scope]:
+                 table: str, timeframe: str | None) -> tuple[TableSpec, Callable[[Query], str], str, Scope]:
     """The WHERE clause and series expression shared by the regime statistics, and the
     (symbols, range, filters) scope their sealed rows are fetched with."""
     spec = regime_spec(table)
@@ -739,14 +780,16 @@ def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_dat
     _check_bounds(db, spec, start_date, end_date)
     tf = dict(_filters(spec, timeframe=timeframe)).get("timeframe")
     has_timeframe = "timeframe" in spec.column_names
-    q = Query()
-    conditions = [f't."symbol" = {q.param(sym)}', *rng.conditions(q, 't."timestamp"')]
-    if tf is not None:
-        conditions.append(f't."timeframe" = {q.param(tf)}')
-    series = 't."timeframe"' if has_timeframe else "0"
     assert sym is not None
-    scope: _Scope = ([sym], rng, [("timeframe", tf)] if tf is not None else [])
-    return spec, q, " AND ".join(conditions), series, scope
+
+    def where(q: Query) -> str:
+        conditions = [f't."symbol" = {q.param(sym)}', *rng.conditions(q, 't."timestamp"')]
+        if tf is not None:
+            conditions.append(f't."timeframe" = {q.param(tf)}')
+        return " AND ".join(conditions)
+
+    series = 't."timeframe"' if has_timeframe else "0"
+    return spec, where, series, Scope([sym], rng, [("timeframe", tf)] if tf is not None else [])
 
 
 # ---------------------------------------------------------------------------------------
@@ -758,16 +801,16 @@ def _rows_as_of(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
     """A range read as of ``as_of``: the range query over the table as then known (both tiers)."""
     schema = reader_schema(spec, names, exact=exact)
     drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
-    q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol,
-                         engine="adbc")
-    table = run_as_of(db, spec, q, sql, as_of=as_of, scope=(symbols, rng, extra), what=what)
+
+    def build(relation: Relation) -> tuple[Query, str]:
+        return range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol,
+                           engine="adbc", relation=relation)
+
+    table = read_sql(db, spec, Scope(symbols, rng, extra), build, what=what, as_of=as_of)
     return conform(table, schema, constants={"symbol": symbols[0]} if drop_symbol else None)
 
 
-def _stat_rows(db: Database, spec: TableSpec, scope: _Scope, q: Query, sql: str, as_of: DateLike | None, *,
+def _stat_rows(db: Database, spec: TableSpec, scope: Scope, build: SqlBuilder, as_of: DateLike | None, *,
                what: str) -> pa.Table:
     """A regime statistic's rows, over both tiers, now or as of ``as_of``."""
-    known = as_of_instant(db, spec, as_of)
-    if known is None:
-        return read_query_both(db, spec, *scope, q, sql, what=what)
-    return run_as_of(db, spec, q, sql, as_of=known, scope=scope, what=what)
+    return read_sql(db, spec, scope, build, what=what, as_of=as_of_instant(db, spec, as_of))

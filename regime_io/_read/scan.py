@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from .._conn.engines import read_adbc, read_cx, read_lookup, stream_cx
+from .._conn.engines import read_adbc, read_lookup, stream_adbc
 from .._frames import conform
 from .._sql.args import normalise_symbol, text_arg
 from .._sql.names import chunk_table
@@ -61,9 +61,8 @@ from .._sql.query import EARLIEST, LATEST, Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers.catalog import SERIES_TABLES, read_catalog
 from .._tiers.knowledge import as_of_instant
-from .._tiers.router import read_both, run_as_of
+from .._tiers.router import Relation, Scope, is_changed, read_rows, read_sql, stream_guard
 from .._tiers.sealed_format import next_period
-from .._tiers.sealed_read import sealed_versions
 from ..errors import ReadError, UsageError
 from ..tables import TableSpec, table_spec
 from ..types import DateLike, SymbolCase
@@ -363,8 +362,10 @@ def _push_bound(spec: TableSpec, plan: ScanPlan, name: str, op: str, value: Any,
 
 
 def _row_query(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] | None, rng: TimeRange, *,
-               names: Sequence[str], exact: bool, engine: str, limit: int | None) -> tuple[Query, str]:
+               names: Sequence[str], exact: bool, engine: str, limit: int | None,
+               relation: Relation | None = None) -> tuple[Query, str]:
     q = Query()
+    target = relation(q) if relation is not None else db.table(spec.key)
     conds: list[str] = []
     if symbols is not None:
         conds.append(f't."symbol" = {q.param(symbols[0])}' if len(symbols) == 1
@@ -382,7 +383,7 @@ def _row_query(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str]
             conds.append(f"t.{quote_ident(name)} {loose if inclusive else strict} {q.param(value)}")
     order = [n for n in range_order(spec) if not (symbols is not None and len(symbols) == 1 and n == "symbol")]
     sql = (f"SELECT {select_list(spec, names, exact=exact, engine='adbc' if engine == 'adbc' else 'cx')} "
-           f"FROM {db.table(spec.key)} t WHERE {' AND '.join(conds)} "
+           f"FROM {target} t WHERE {' AND '.join(conds)} "
            f"ORDER BY {', '.join(f't.{quote_ident(n)}' for n in order)}"
            + (f" LIMIT {q.param(limit)}" if limit is not None else ""))
     return q, sql
@@ -400,14 +401,18 @@ def _sealed_extra(spec: TableSpec, plan: ScanPlan) -> list[tuple[str, Any]]:
 
 
 def _read_rows(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] | None, rng: TimeRange,
-               names: list[str], *, exact: bool, limit: int | None) -> pa.Table:
-
+               names: list[str], *, exact: bool, limit: int | None, relation: Relation | None) -> pa.Table:
+    """The row tier's part of a piece, read as the eager range readers read it: bound
+    parameters for small ranges, inlined values (ADBC reads through COPY) for larger ones."""
     schema = reader_schema(spec, names, exact=exact)
     if symbols is not None and _is_small_range(spec, symbols, rng):
-        q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="adbc", limit=limit)
+        q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="adbc", limit=limit,
+                            relation=relation)
         return conform(read_adbc(db, q, sql, what="scan", table=spec.key), schema)
-    q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="cx", limit=limit)
-    return conform(decimal_text_to_float(read_cx(db, q, sql, what="scan", table=spec.key), spec), schema)
+    q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="adbc" if exact else "cx",
+                        limit=limit, relation=relation)
+    table = read_adbc(db, Query(), q.inline(sql), what="scan", table=spec.key)
+    return conform(decimal_text_to_float(table, spec), schema)
 
 
 def _sealed_symbols(db: Database, spec: TableSpec, rng: TimeRange) -> list[str]:
@@ -468,44 +473,47 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
     symbols = plan.symbols
     extra = _sealed_extra(spec, plan)
     order = range_order(spec)
-    if as_of is not None:  # symbol by symbol, the same SQL over the table as known then (regime_io._history)
-
+    if as_of is not None:  # symbol by symbol, the same SQL over the table as known then
         schema = reader_schema(spec, names, exact=exact)
         syms = _sorted_symbols(db, symbols) if symbols is not None else _all_symbols(
             db, spec, _sealed_symbols(db, spec, rng) if spec.sealable else [])
         for symbol in syms:
-            q, sql = _row_query(db, spec, plan, [symbol], rng, names=names, exact=exact, engine="adbc", limit=limit)
-            table = run_as_of(db, spec, q, sql, as_of=as_of, scope=([symbol], rng, extra), what="scan")
+            def build(relation: Relation, symbol: str = symbol) -> tuple[Query, str]:
+                return _row_query(db, spec, plan, [symbol], rng, names=names, exact=exact, engine="adbc",
+                                  limit=limit, relation=relation)
+
+            table = read_sql(db, spec, Scope([symbol], rng, extra), build, what="scan", as_of=as_of)
             yield conform(decimal_text_to_float(table, spec), schema)
         return
 
     def both(syms: list[str], piece: TimeRange) -> pa.Table:
-        return read_both(db, spec, syms, piece, extra, names, exact, order,
-                         lambda columns: _read_rows(db, spec, plan, syms, piece, columns, exact=exact, limit=limit))
+        def rows(columns: list[str], relation: Relation | None) -> pa.Table:
+            return _read_rows(db, spec, plan, syms, piece, columns, exact=exact, limit=limit, relation=relation)
+
+        return read_rows(db, spec, Scope(syms, piece, extra), names=names, exact=exact, order=order, rows=rows)
 
     if symbols is not None and _is_small_range(spec, symbols, rng):
         yield both(symbols, rng)
         return
-    if not spec.sealable:
-        sealed_before: Any = ()
-    elif symbols is not None:
-        sealed_before = sealed_versions(db, spec, symbols, rng, extra)
-    else:
-        sealed_before = _sealed_symbols(db, spec, rng)
-    if not sealed_before:
-        # Nothing sealed in the range: one streamed query over the row tier.
+    relation = stream_guard(db, spec, Scope(symbols, rng, extra))
+    if relation is not None:
+        # Nothing sealed in the range: one streamed statement over the row tier, on the
+        # eager readers' driver; its guard fails it before the first batch if chunks appear.
         schema = reader_schema(spec, names, exact=exact)
-        q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="cx", limit=limit)
-        for batch in stream_cx(db, q, sql, batch_rows=batch_rows, what="scan", table=spec.key):
-            if batch.num_rows:
-                yield conform(decimal_text_to_float(pa.Table.from_batches([batch]), spec), schema)
-        now = (() if not spec.sealable else sealed_versions(db, spec, symbols, rng, extra) if symbols is not None
-               else _sealed_symbols(db, spec, rng))
-        if now:
-            raise ReadError("scan: part of the range was sealed while it streamed; the batches may miss rows, "
-                            "collect again", table=spec.key)
-        return
-    symbols = _all_symbols(db, spec, list(sealed_before)) if symbols is None else _sorted_symbols(db, symbols)
+        q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact,
+                            engine="adbc" if exact else "cx", limit=limit, relation=relation)
+        started = False
+        try:
+            for batch in stream_adbc(db, q, sql, batch_rows=batch_rows, what="scan", table=spec.key):
+                started = True
+                if batch.num_rows:
+                    yield conform(decimal_text_to_float(pa.Table.from_batches([batch]), spec), schema)
+            return
+        except ReadError as err:
+            if started or not is_changed(err):
+                raise
+    symbols = (_all_symbols(db, spec, _sealed_symbols(db, spec, rng)) if symbols is None
+               else _sorted_symbols(db, symbols))
     for symbol, piece in _pieces(db, spec, plan, symbols, rng):
         yield both([symbol], piece)
 

@@ -7,7 +7,7 @@ and are quoted by :func:`~regime_io._sql.quote_ident`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -82,12 +82,15 @@ def where_conditions(q: Query, spec: TableSpec, symbols: list[str], rng: TimeRan
 
 
 def range_query(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
-                 exact: bool, extra: Sequence[tuple[str, Any]], drop_symbol: bool,
-                 engine: Literal["cx", "adbc"] = "cx") -> tuple[Query, str]:
+                exact: bool, extra: Sequence[tuple[str, Any]], drop_symbol: bool,
+                engine: Literal["cx", "adbc"] = "cx",
+                relation: Callable[[Query], str] | None = None) -> tuple[Query, str]:
+    """The range read's query over ``relation`` (from the tier router; default: the table)."""
     q = Query()
     sql_names = [n for n in names if not (drop_symbol and n == "symbol")]
     order = [n for n in range_order(spec) if not (len(symbols) == 1 and n == "symbol")]
-    sql = (f"SELECT {select_list(spec, sql_names, exact=exact, engine=engine)} FROM {db.table(spec.key)} t "
+    target = relation(q) if relation is not None else db.table(spec.key)
+    sql = (f"SELECT {select_list(spec, sql_names, exact=exact, engine=engine)} FROM {target} t "
            f"WHERE {' AND '.join(where_conditions(q, spec, symbols, rng, extra))} "
            f"ORDER BY {', '.join(f't.{quote_ident(n)}' for n in order)}")
     return q, sql

@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 from .._conn.driver_errors import DRIVER_ERRORS, wrap_error
 from .._frames import check_return_type, convert
 from .._sql.args import parse_time, symbol_list
-from .._sql.names import chunk_table, qualified_table
+from .._sql.names import channel, chunk_table, qualified_table, sealed_changes_table
 from .._sql.quote import quote_ident
 from .._tiers import changes
 from .._tiers import sealed_format as chunks
@@ -232,7 +232,7 @@ class Tail(Generic[F]):
                      self._poll_interval)
             return
         try:
-            conn.execute(f"LISTEN {quote_ident(changes.channel(self._db.settings, self._spec.key))}")
+            conn.execute(f"LISTEN {quote_ident(channel(self._db.settings, self._spec.key))}")
         except psycopg.Error as err:
             # A hot standby refuses LISTEN (notifications are not replicated): poll only.
             log.info("%s: LISTEN refused (%s); polling every %gs", self._spec.key,
@@ -366,7 +366,7 @@ class Tail(Generic[F]):
             sealed = "0::int8"
             if spec.sealable:
                 params.append(spec.key)
-                sealed = (f"(SELECT count(*) FROM {changes.sealed_changes_table(self._db.settings)} c "
+                sealed = (f"(SELECT count(*) FROM {sealed_changes_table(self._db.settings)} c "
                           f"WHERE c.table_key = ${len(params)} AND c.{col} >= $1 "
                           f"AND c.{col} < pg_snapshot_xmax(s.snap)::text::bigint "
                           f"AND pg_visible_in_snapshot(c.{col}::text::xid8, s.snap) "
@@ -404,7 +404,7 @@ class Tail(Generic[F]):
         """The sealed-tier changes committed in the interval, newest version per key."""
         col = quote_ident(changes.CHANGE_COLUMN)
         old, new = _Snapshot.parse(prev), _Snapshot.parse(target)
-        cur.execute(f"SELECT payload FROM {changes.sealed_changes_table(self._db.settings)} t "
+        cur.execute(f"SELECT payload FROM {sealed_changes_table(self._db.settings)} t "
                     f"WHERE table_key = $1 AND t.{col} >= $2 AND t.{col} < $3 "
                     f"AND pg_visible_in_snapshot(t.{col}::text::xid8, $4::text::pg_snapshot) "
                     f"AND NOT pg_visible_in_snapshot(t.{col}::text::xid8, $5::text::pg_snapshot) ORDER BY seq",

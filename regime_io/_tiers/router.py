@@ -1,9 +1,30 @@
-"""The tier router: combines the row tier, the sealed tier and knowledge time for every read."""
+"""The tier router: the one place that decides how a read combines the storage tiers.
+
+Every reader hands the router what it reads (a :class:`Scope`: symbols, window,
+filters) and how (rows through a callback, or SQL over a relation the router names);
+the router decides which tiers take part (row tier only, row tier + sealed chunks,
+as known at a knowledge time) and keeps the answer consistent:
+
+* A read of a sealable table carries a **guard** in its statement: the fingerprint of
+  the chunks its scope covers (:func:`~regime_io._tiers.sealed_read.fingerprint_sql`)
+  must equal the one the router expects, or the statement fails with
+  :data:`TIERS_CHANGED`. One statement is one snapshot, so an answer that comes back
+  saw exactly the chunks expected; a seal, unseal or merge that committed in between
+  fails the statement and the read runs again (at most :data:`MAX_TRIES` times).
+* Round trips: with nothing sealed in its scope, a read is one statement (the row
+  read, guarded by "no chunks"); with chunks, two (the chunks with their fingerprint,
+  then the guarded row read). A table seen with chunks starts with the chunks.
+* Tiers are combined as relations: SQL readers build their query over the relation
+  the router passes them (the row table, rows + decoded chunks, or the table as known
+  at an instant), never by rewriting their SQL text.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -20,105 +41,79 @@ from ..errors import ReadError
 from ..tables import TableSpec
 from . import sealed_format as chunks
 from .knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, key_row, stored_known_from
-from .sealed_read import sealed_rows, sealed_versions, to_reader
+from .sealed_read import fingerprint_sql, sealed_fingerprint, sealed_rows, to_reader
 
 if TYPE_CHECKING:
     from .._conn.database import Database
 
-__all__ = ["guarded", "read_both", "run_as_of"]
-
-
-# ---------------------------------------------------------------------------------------
-# Reading
-
-
-def as_of_view(db: Database, spec: TableSpec, q: Query, as_of: dt.datetime, *, sealed_temp: str | None) -> str:
-    """The row table as known at ``as_of``, as a parenthesised subquery (module docstring)."""
-    target = db.table(spec.key)
-    hist = history_table(spec, db.settings)
-    # A naive UTC value turned into timestamptz by an immutable expression: folded into a
-    # constant when the plan is made (a text parameter cast to timestamptz is parsed per row).
-    at = f"({q.param(as_of.astimezone(dt.timezone.utc).replace(tzinfo=None))} AT TIME ZONE 'UTC')"
-    zone = f"{q.param(db.settings.storage_timezone)}::text"
-    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
-    parts = [f"SELECT id, {cols}, created_at FROM {target} r WHERE {stored_known_from('r', zone)} <= {at}",
-             f"SELECT id, {cols}, created_at FROM {hist} h WHERE h.{KNOWN_FROM} <= {at} AND h.{KNOWN_TO} > {at} "
-             f"AND NOT h.{ABSENT}"]
-    if sealed_temp is not None:
-        # Sealed rows not superseded by a version known later than ``at``: by key, not by a
-        # correlated subquery joining the temp table to the history (refused by Citus: key_row).
-        temp = f"pg_temp.{quote_ident(sealed_temp)}"
-        keys = ", ".join(quote_ident(c) for c in spec.primary_key)
-        parts.append(f"SELECT NULL::int8, {cols}, NULL::timestamp FROM {temp} s WHERE {key_row(spec, 's')} NOT IN "
-                     f"(SELECT {keys} FROM {hist} h WHERE h.{KNOWN_TO} > {at} AND {key_row(spec, 'h')} IN "
-                     f"(SELECT {keys} FROM {temp}))")
-    return "(" + " UNION ALL ".join(parts) + ")"
-
-
-_AS_OF_TRIES = 3
-
-
-def run_as_of(db: Database, spec: TableSpec, q: Query, sql: str, *, as_of: dt.datetime,
-              scope: tuple[list[str], TimeRange, Sequence[tuple[str, Any]]], what: str,
-              engine: Literal["cx", "adbc"] = "adbc") -> pa.Table:
-    """Run a reader's ``sql`` (which names the row table) as of ``as_of``, over both tiers.
-
-    Sealed rows of ``scope`` (symbols, window, filters) are decoded into a temporary table
-    on a primary connection when any overlap; otherwise the query runs on ``engine``.
-    """
-
-    target = db.table(spec.key)
-
-    def plain() -> pa.Table:
-        qq = _copy(q)
-        text = sql.replace(target, as_of_view(db, spec, qq, as_of, sealed_temp=None))
-        if engine == "cx":
-            return read_cx(db, qq, text, what=what, table=spec.key)
-        return read_adbc(db, qq, text, what=what, table=spec.key)
-
-    if not spec.sealable:
-        return plain()
-    symbols, rng, extra = scope
-    for _ in range(_AS_OF_TRIES):
-        sealed, before = guarded(lambda: sealed_rows(db, spec, symbols, rng, extra), plain)
-        if sealed.num_rows == 0:
-            result = plain()
-        else:
-            result = pooled_read(db, partial(_as_of_with_sealed, db, spec, sealed, q, sql, as_of), what=what,
-                                  table=spec.key)
-        if sealed_versions(db, spec, symbols, rng, extra) == before:
-            return result
-
-    raise ReadError(f"{spec.key}: history was sealed or unsealed during each of {_AS_OF_TRIES} attempts to read it; "
-                    "try again", table=spec.key)
-
-
-def _copy(q: Query) -> Query:
-    out = Query()
-    out.params = list(q.params)
-    return out
-
-
-def _as_of_with_sealed(db: Database, spec: TableSpec, sealed: pa.Table, q: Query, sql: str,
-                     as_of: dt.datetime) -> pa.Table:
-
-    temp = f"_rio_asof_{spec.key}"
-    qq = _copy(q)
-    text = sql.replace(db.table(spec.key), as_of_view(db, spec, qq, as_of, sealed_temp=temp))
-    with db.connection() as conn:
-        cur = conn.cursor()
-        try:
-            session_table(cur, spec, temp)
-            _ingest(cur, temp, sealed, temporary=True)
-            cur.execute(text, parameters=tuple(qq.params) if qq.params else None)
-            return cur.fetch_arrow_table()
-        finally:
-            cur.close()
-
+__all__ = [
+    "MAX_TRIES", "TIERS_CHANGED", "Relation", "Scope", "SqlBuilder", "guarded", "is_changed", "merge_latest",
+    "newest_chunks_query", "read_rows", "read_sql", "sealed_floor", "stream_guard",
+]
 
 T = TypeVar("T")
 
-_MAX_TRIES = 4
+log = logging.getLogger(__name__)
+
+# Attempts of a read whose sealed tier keeps changing under it (each seal or unseal of
+# its scope that commits between the two statements costs one).
+MAX_TRIES = 4
+
+# Raised by the guard inside a statement (as a failed text-to-integer cast of this text):
+# the chunks of the read's scope are not those the router expected.
+TIERS_CHANGED = "regime_io: the sealed tier changed during the read"
+
+# A relation the router hands a SQL reader: called with the reader's Query at the point
+# where the relation appears, it binds its own values there and returns its SQL text.
+Relation = Callable[[Query], str]
+# A reader's SQL over a relation: a fresh Query and its text (called once per attempt).
+SqlBuilder = Callable[[Relation], tuple[Query, str]]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a read covers: the symbols, the time window and equality filters on other
+    columns (``extra``: the chunk pruning uses them, and the guard fingerprints the
+    chunks they select)."""
+
+    symbols: list[str] | None  # None: every symbol (scan() without a symbol filter; guards only)
+    window: TimeRange
+    extra: Sequence[tuple[str, Any]] = field(default=())
+
+
+def _changed(err: BaseException) -> bool:
+    return isinstance(err, ReadError) and TIERS_CHANGED in str(err)
+
+
+def _guard(q: Query, db: Database, spec: TableSpec, scope: Scope, expected: str) -> str:
+    """A WHERE condition true when the scope's chunks fingerprint as ``expected``; else the
+    statement fails with :data:`TIERS_CHANGED` (a run-time cast error: the fingerprint is a
+    subquery, so the planner cannot fold the cast and fail early)."""
+    fp = fingerprint_sql(q, db, spec, scope.symbols, scope.window, scope.extra)
+    return (f"(CASE WHEN {fp} = {q.param(expected)}::text THEN true "
+            f"ELSE ({q.param(TIERS_CHANGED + ': ')}::text || {fp})::int = 0 END)")
+
+
+def _rows_relation(db: Database, spec: TableSpec, scope: Scope, expected: str,
+                   sealed_temp: str | None = None) -> Relation:
+    """The row table guarded by ``expected`` (and, with ``sealed_temp``, the decoded
+    sealed rows added to it) as a parenthesised relation with every declared column."""
+    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
+
+    def relation(q: Query) -> str:
+        guard = _guard(q, db, spec, scope, expected)
+        if sealed_temp is None:  # the planner pulls this up: the reader's own projection and plan
+            return f"(SELECT * FROM {db.table(spec.key)} WHERE {guard})"
+        return (f"(SELECT {cols} FROM {db.table(spec.key)} WHERE {guard} "
+                f"UNION ALL SELECT {cols} FROM pg_temp.{quote_ident(sealed_temp)})")
+
+    return relation
+
+
+def _start_sealed(db: Database, spec: TableSpec) -> bool:
+    """Whether a read of ``spec`` starts by fetching chunks: once a table was seen with
+    chunks (a seal, or a read that met them), its reads take the two-statement path."""
+    return spec.key in db.sealed_tables
 
 
 def guarded(sealed_read: Callable[[], T], row_read: Callable[[], object]) -> T:
@@ -130,6 +125,82 @@ def guarded(sealed_read: Callable[[], T], row_read: Callable[[], object]) -> T:
         if "does not exist" in str(err):
             row_read()
         raise
+
+
+def _sealed(db: Database, spec: TableSpec, scope: Scope, row_read: Callable[[], object]) -> tuple[pa.Table, str]:
+    """The scope's sealed rows and fingerprint (:func:`guarded`)."""
+    sealed, fp = guarded(lambda: sealed_rows(db, spec, scope.symbols, scope.window, scope.extra), row_read)
+    if fp:
+        db.sealed_tables.add(spec.key)
+    return sealed, fp
+
+
+def _again(db: Database, spec: TableSpec) -> None:
+    """After a guard failed: the table has chunks (or had); read them first from now on."""
+    log.debug("%s: the sealed tier changed under a read (or was not expected); reading again", spec.key)
+    db.sealed_tables.add(spec.key)
+
+
+def _gave_up(spec: TableSpec) -> ReadError:
+    return ReadError(f"{spec.key}: history was sealed or unsealed during each of {MAX_TRIES} attempts to read it; "
+                     "try again", table=spec.key)
+
+
+# ---------------------------------------------------------------------------------------
+# Range reads: rows through the reader's own query, merged with decoded chunks
+
+
+def read_rows(db: Database, spec: TableSpec, scope: Scope, *, names: Sequence[str], exact: bool,
+              order: Sequence[str], rows: Callable[[list[str], Relation | None], pa.Table]) -> pa.Table:
+    """A range read over both tiers.
+
+    ``rows(columns, relation)`` is the reader's row read (its answer in ``order``), over
+    ``relation`` (the guarded row table; ``None``: the plain table). Sealed rows of the
+    scope are decoded, converted to the reader's types and merged in ``order``.
+    """
+    if not spec.sealable:
+        return rows(list(names), None)
+    for _ in range(MAX_TRIES):
+        try:
+            if not _start_sealed(db, spec):
+                return rows(list(names), _rows_relation(db, spec, scope, ""))  # one statement
+            sealed, fp = _sealed(db, spec, scope, lambda: rows(list(names), None))
+            if sealed.num_rows == 0:
+                return rows(list(names), _rows_relation(db, spec, scope, fp))
+            # The merge sorts by the order columns: read them even when not asked for.
+            wider = [*names, *(c for c in order if c not in names and c in spec.column_names)]
+            got = rows(wider, _rows_relation(db, spec, scope, fp))
+        except ReadError as err:
+            if not _changed(err):
+                raise
+            _again(db, spec)
+            continue
+        full = spec.read_schema(exact=exact)
+        schema = pa.schema([full.field(n) for n in got.column_names])
+        merged = merge_sorted(db, spec, got, to_reader(spec, sealed, schema), order)
+        return merged.select(list(names))
+    raise _gave_up(spec)
+
+
+def stream_guard(db: Database, spec: TableSpec, scope: Scope) -> Relation | None:
+    """The relation a streamed row read (which cannot be re-run once it yielded) reads when
+    the scope has no chunks: the guarded row table, failing at once with
+    :data:`TIERS_CHANGED` if chunks appear. ``None`` when the scope has chunks (the
+    stream must read both tiers piece by piece)."""
+    if not spec.sealable:
+        return lambda q: db.table(spec.key)
+    if _start_sealed(db, spec) and sealed_fingerprint(db, spec, scope.symbols, scope.window, scope.extra):
+        return None
+    return _rows_relation(db, spec, scope, "")
+
+
+def is_changed(err: BaseException) -> bool:
+    """True for the error a guard raises when the sealed tier changed under a read."""
+    return _changed(err)
+
+
+# ---------------------------------------------------------------------------------------
+# Merging rows and decoded chunks
 
 
 def _collation_ranks(db: Database, values: list[str]) -> dict[str, int]:
@@ -170,34 +241,6 @@ def merge_sorted(db: Database, spec: TableSpec, rows: pa.Table, sealed: pa.Table
         keyed = keyed.append_column(name, array)
     indices = pc.sort_indices(keyed, sort_keys=sort_cols) if sort_cols else None
     return both.take(indices) if indices is not None else both
-
-
-def read_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, extra: Sequence[tuple[str, Any]],
-              names: Sequence[str], exact: bool, order: Sequence[str],
-              read_rows: Callable[[list[str]], pa.Table]) -> pa.Table:
-    """``read_rows(columns)`` (the row tier's answer with those columns, in ``order``)
-    merged with the sealed rows of the same window, consistently (module docstring)."""
-    if not spec.sealable:
-        return read_rows(list(names))
-    for _ in range(_MAX_TRIES):
-        sealed, before = guarded(lambda: sealed_rows(db, spec, symbols, rng, extra),
-                                 lambda: read_rows(list(names)))
-        if sealed.num_rows == 0:
-            rows = read_rows(list(names))
-        else:
-            # The merge sorts by the order columns: read them even when not asked for.
-            wider = [*names, *(c for c in order if c not in names and c in spec.column_names)]
-            rows = read_rows(wider)
-        after = sealed_versions(db, spec, symbols, rng, extra)
-        if before == after:
-            if sealed.num_rows == 0:
-                return rows
-            full = spec.read_schema(exact=exact)
-            schema = pa.schema([full.field(n) for n in rows.column_names])
-            merged = merge_sorted(db, spec, rows, to_reader(spec, sealed, schema), order)
-            return merged.select(list(names))
-    raise ReadError(f"{spec.key}: history was sealed or unsealed during each of {_MAX_TRIES} attempts to read it; "
-                    "try again", table=spec.key)
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,51 +304,94 @@ def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, newest: list[dic
 
 
 # ---------------------------------------------------------------------------------------
-# SQL readers (statistics, resampling, option chains, as-of rows)
+# SQL readers (statistics, resampling, option chains, as-of rows): SQL over a relation
 
 
-def read_query_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
-                    extra: Sequence[tuple[str, Any]], q: Query, sql: str, *, what: str,
-                    rows_reader: Callable[[], pa.Table] | None = None) -> pa.Table:
-    """Run a reader's SQL over both tiers.
+def read_sql(db: Database, spec: TableSpec, scope: Scope, build: SqlBuilder, *, what: str,
+             as_of: dt.datetime | None = None, engine: Literal["cx", "adbc"] = "adbc") -> pa.Table:
+    """Run a reader's SQL over both tiers (now, or as known at ``as_of``).
 
-    ``sql`` names the row table (``db.table(spec.key)``); when sealed chunks overlap the
-    window, their rows are decoded into a temporary table on a primary connection and the
-    query runs, on that connection, with the table replaced by ``(rows UNION ALL sealed
-    rows)``: the same SQL computes the same answer over both tiers.
+    ``build(relation)`` returns the reader's query over ``relation``. With no chunks in
+    the scope the relation is the guarded row table (or the table as known at ``as_of``)
+    and the query runs on ``engine``; with chunks, their rows are decoded into a session
+    table on a primary connection and the relation adds them: the same SQL computes the
+    same answer over both tiers.
     """
 
-    plain = rows_reader or (lambda: read_adbc(db, q, sql, what=what, table=spec.key))
+    def run(relation: Relation) -> pa.Table:
+        q, sql = build(relation)
+        if engine == "cx":
+            return read_cx(db, q, sql, what=what, table=spec.key)
+        return read_adbc(db, q, sql, what=what, table=spec.key)
+
+    def relation(expected: str | None, sealed_temp: str | None) -> Relation:
+        if as_of is not None:
+            return lambda q: as_of_view(db, spec, q, as_of, sealed_temp=sealed_temp,
+                                        guard=None if expected is None else (scope, expected))
+        if expected is None:
+            return lambda q: db.table(spec.key)
+        return _rows_relation(db, spec, scope, expected, sealed_temp)
+
     if not spec.sealable:
-        return plain()
-    for _ in range(_MAX_TRIES):
-        sealed, before = guarded(lambda: sealed_rows(db, spec, symbols, rng, extra), plain)
-        if sealed.num_rows == 0:
-            result = plain()
-        else:
-            result = pooled_read(db, partial(_run_with_sealed, db, spec, sealed, q, sql), what=what, table=spec.key)
-        if sealed_versions(db, spec, symbols, rng, extra) == before:
-            return result
-    raise ReadError(f"{spec.key}: history was sealed or unsealed during each of {_MAX_TRIES} attempts to read it; "
-                    "try again", table=spec.key)
+        return run(relation(None, None))
+    for _ in range(MAX_TRIES):
+        try:
+            if not _start_sealed(db, spec):
+                return run(relation("", None))  # one statement
+            sealed, fp = _sealed(db, spec, scope, lambda: run(relation(None, None)))
+            if sealed.num_rows == 0:
+                return run(relation(fp, None))
+            temp = f"_rio_{'asof' if as_of is not None else 'sealed'}_{spec.key}"
+            return pooled_read(db, partial(_with_sealed, db, spec, sealed, build, relation(fp, temp), temp),
+                               what=what, table=spec.key)
+        except ReadError as err:
+            if not _changed(err):
+                raise
+            _again(db, spec)
+    raise _gave_up(spec)
 
 
-def _run_with_sealed(db: Database, spec: TableSpec, sealed: pa.Table, q: Query, sql: str) -> pa.Table:
-    """``sql`` on a primary connection, its row table replaced by rows + ``sealed`` (a temp table)."""
-
-    target = db.table(spec.key)
-    temp = f"_rio_sealed_{spec.key}"
-    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
-    union = f"(SELECT {cols} FROM {target} UNION ALL SELECT {cols} FROM pg_temp.{quote_ident(temp)})"
+def _with_sealed(db: Database, spec: TableSpec, sealed: pa.Table, build: SqlBuilder, relation: Relation,
+                 temp: str) -> pa.Table:
+    """The reader's SQL on a primary connection, over ``relation``, which reads the
+    session table ``temp`` holding ``sealed``."""
+    q, sql = build(relation)
     with db.connection() as conn:
         cur = conn.cursor()
         try:
             session_table(cur, spec, temp)
             _ingest(cur, temp, sealed, temporary=True)
-            cur.execute(sql.replace(target, union), parameters=tuple(q.params) if q.params else None)
+            cur.execute(sql, parameters=tuple(q.params) if q.params else None)
             return cur.fetch_arrow_table()
         finally:
             cur.close()
+
+
+def as_of_view(db: Database, spec: TableSpec, q: Query, as_of: dt.datetime, *, sealed_temp: str | None,
+               guard: tuple[Scope, str] | None = None) -> str:
+    """The row table as known at ``as_of`` (rows known by then, versions of the knowledge
+    table valid then, and the decoded sealed rows in ``sealed_temp`` not superseded since),
+    as a parenthesised relation. ``guard``: the scope and fingerprint the row part checks."""
+    target = db.table(spec.key)
+    hist = history_table(spec, db.settings)
+    # A naive UTC value turned into timestamptz by an immutable expression: folded into a
+    # constant when the plan is made (a text parameter cast to timestamptz is parsed per row).
+    at = f"({q.param(as_of.astimezone(dt.timezone.utc).replace(tzinfo=None))} AT TIME ZONE 'UTC')"
+    zone = f"{q.param(db.settings.storage_timezone)}::text"
+    cols = ", ".join(quote_ident(c.name) for c in spec.columns)
+    checked = f" AND {_guard(q, db, spec, guard[0], guard[1])}" if guard is not None else ""
+    parts = [f"SELECT id, {cols}, created_at FROM {target} r WHERE {stored_known_from('r', zone)} <= {at}{checked}",
+             f"SELECT id, {cols}, created_at FROM {hist} h WHERE h.{KNOWN_FROM} <= {at} AND h.{KNOWN_TO} > {at} "
+             f"AND NOT h.{ABSENT}"]
+    if sealed_temp is not None:
+        # Sealed rows not superseded by a version known later than ``at``: by key, not by a
+        # correlated subquery joining the temp table to the history (refused by Citus: key_row).
+        temp = f"pg_temp.{quote_ident(sealed_temp)}"
+        keys = ", ".join(quote_ident(c) for c in spec.primary_key)
+        parts.append(f"SELECT NULL::int8, {cols}, NULL::timestamp FROM {temp} s WHERE {key_row(spec, 's')} NOT IN "
+                     f"(SELECT {keys} FROM {hist} h WHERE h.{KNOWN_TO} > {at} AND {key_row(spec, 'h')} IN "
+                     f"(SELECT {keys} FROM {temp}))")
+    return "(" + " UNION ALL ".join(parts) + ")"
 
 
 def sealed_floor(db: Database, spec: TableSpec, symbols: list[str], before: dt.datetime) -> dt.datetime:

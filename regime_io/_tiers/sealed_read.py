@@ -33,16 +33,17 @@ from . import sealed_format as chunks
 if TYPE_CHECKING:
     from .._conn.database import Database
 
-__all__ = ["sealed_rows", "sealed_versions"]
+__all__ = ["fingerprint_sql", "sealed_fingerprint", "sealed_rows"]
 
 
 T = TypeVar("T")
 
 
-def _conditions(q: Query, spec: TableSpec, symbols: list[str], rng: TimeRange,
+def _conditions(q: Query, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
                 extra: Sequence[tuple[str, Any]]) -> list[str]:
-    conds = [f"t.symbol = {q.param(symbols[0])}" if len(symbols) == 1
-             else f"t.symbol = ANY({q.param(symbols)}::text[])"]
+    """Which chunks a read of ``symbols`` (``None``: every symbol) in ``rng`` matching ``extra`` needs."""
+    conds = [] if symbols is None else [f"t.symbol = {q.param(symbols[0])}" if len(symbols) == 1
+                                        else f"t.symbol = ANY({q.param(symbols)}::text[])"]
     conds.append(f"t.period_start >= {q.param(chunks.period_of(rng.start))}")
     conds.append(f"t.period_start <= {q.param(rng.end.date())}")
     conds.append(f"t.last_ts >= {q.param(rng.start)}")
@@ -63,34 +64,46 @@ def _conditions(q: Query, spec: TableSpec, symbols: list[str], rng: TimeRange,
     return conds
 
 
-def sealed_versions(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
-              extra: Sequence[tuple[str, Any]]) -> tuple[tuple[Any, ...], ...]:
-    q = Query()
+def fingerprint_sql(q: Query, db: Database, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
+                    extra: Sequence[tuple[str, Any]]) -> str:
+    """A scalar subquery: one text naming the state of the chunks a read covers (which
+    chunks, each at which row version), ``''`` when none. Equal text in two statements
+    means the sealed tier of that scope did not change in between (seal, unseal and
+    merges all replace chunk rows, which changes their ``xmin``)."""
     key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
-    sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v FROM {chunk_table(spec, db.settings)} t "
-           f"WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} ORDER BY {key}, t.period_start")
-    table = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
-    return tuple(tuple(r.values()) for r in table.to_pylist())
+    return (f"(SELECT coalesce(md5(string_agg(concat_ws('/', {key}, t.period_start, t.xmin), ',' "
+            f"ORDER BY {key}, t.period_start)), '') FROM {chunk_table(spec, db.settings)} t "
+            f"WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))})")
 
 
-def sealed_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange,
-                extra: Sequence[tuple[str, Any]]) -> tuple[pa.Table, tuple[tuple[Any, ...], ...]]:
+def sealed_fingerprint(db: Database, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
+                       extra: Sequence[tuple[str, Any]]) -> str:
+    """The :func:`fingerprint_sql` of a scope now (one lookup)."""
+    q = Query()
+    sql = f"SELECT {fingerprint_sql(q, db, spec, symbols, rng, extra)} AS fp"
+    return str(read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key).column("fp")[0].as_py())
+
+
+def sealed_rows(db: Database, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
+                extra: Sequence[tuple[str, Any]]) -> tuple[pa.Table, str]:
     """The sealed rows of ``symbols`` in the window matching ``extra`` (every declared
-    column, exact types, ordered by chunk key and time) and the chunk versions read."""
+    column, exact types, ordered by chunk key and time) and the :func:`fingerprint_sql`
+    of the chunks read."""
     q = Query()
     key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
+    # The fingerprint comes from the same statement (one snapshot) as the chunks.
     sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.first_ts, "
-           "t.last_ts, t.payload "
+           f"t.last_ts, {fingerprint_sql(q, db, spec, symbols, rng, extra)} AS fp, t.payload "
            f"FROM {chunk_table(spec, db.settings)} t WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} "
            f"ORDER BY {key}, t.period_start")
     # The lookup pool: one round trip (prepared), which matters for small reads.
     found = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
     n = len(spec.chunk_by)
-    meta = found.drop_columns(["payload"]).to_pylist()
-    versions = tuple(tuple(list(r.values())[: n + 2]) for r in meta)
+    meta = found.drop_columns(["payload", "fp"]).to_pylist()
+    fingerprint = found.column("fp")[0].as_py() if found.num_rows else ""
     schema = spec.arrow_schema()
     if not meta:
-        return schema.empty_table(), versions
+        return schema.empty_table(), fingerprint
     payloads = found.column("payload").combine_chunks()
 
     def one(i: int) -> pa.Table:
@@ -110,7 +123,7 @@ def sealed_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
     else:
         with ThreadPoolExecutor(max_workers=min(4, len(meta))) as pool:
             parts = list(pool.map(one, range(len(meta))))
-    return pa.concat_tables(parts), versions
+    return pa.concat_tables(parts), fingerprint
 
 
 def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tuple[str, Any]]) -> pa.Table:

@@ -243,6 +243,7 @@ def seal_history(db: Database, older_than: AgeLike | None = None, *, tables: Ite
                 bytes_after += after
                 n_series += len(group)
             if rows:
+                db.sealed_tables.add(spec.key)  # this process's reads of the table fetch chunks first (router)
                 done.append(SealedPeriod(spec.key, period, n_series, rows, bytes_before, bytes_after))
                 log.info("sealed %s %s: %d rows of %d series, %d -> %d bytes", spec.key, period, rows, n_series,
                          bytes_before, bytes_after)

@@ -1,0 +1,132 @@
+"""The tier router (regime_io/_tiers/router.py): the statements a read sends, and the guard
+that keeps an answer consistent when a seal commits in the middle of a read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from regime_io import PostgreSQLIntegration, ReadError
+from regime_io._tiers import router
+from regime_io.config import Settings
+from tests._reading_data import bars
+
+T0 = dt.datetime(2024, 1, 8, 9, 15)
+SYMBOLS = ["AAA", "BBB"]
+JAN = ("2024-01-01", "2024-01-31")
+
+
+def statements(caplog: pytest.LogCaptureFixture, table: str = "market_data") -> list[str]:
+    """The statements the read drivers sent that touch ``table`` (rows or chunks)."""
+    return [r.getMessage() for r in caplog.records
+            if r.name == "regime_io._conn.engines" and table in r.getMessage()
+            and r.getMessage().startswith(("adbc", "connectorx", "lookup"))]
+
+
+@pytest.fixture
+def loaded(pg: PostgreSQLIntegration) -> PostgreSQLIntegration:
+    pg.save_market_data(bars(SYMBOLS, ["1m"], T0, 30))
+    pg.save_market_data(bars(SYMBOLS, ["1m"], T0 + dt.timedelta(days=31), 30))
+    return pg
+
+
+@pytest.mark.parametrize("read", [
+    lambda pg: pg.get_market_data(SYMBOLS, *JAN),
+    lambda pg: pg.get_market_data("AAA", "2023-01-01", "2024-12-31"),  # a large range: values inlined, COPY
+    lambda pg: pg.get_market_data(SYMBOLS, *JAN, resample="1h"),
+    lambda pg: pg.get_market_regime_distribution("AAA", *JAN, table="regimes"),
+])
+def test_a_read_with_nothing_sealed_is_one_statement(loaded: PostgreSQLIntegration, settings: Settings,
+                                                     caplog: pytest.LogCaptureFixture, read: Any) -> None:
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+    loaded.save_market_regime(pl.DataFrame({"symbol": ["AAA"] * 2, "timeframe": ["1m"] * 2,
+                                            "timestamp": [T0, T0 + dt.timedelta(minutes=1)],
+                                            "regime": ["UP", "DOWN"], "confidence": [0.5, 0.6]}))
+    caplog.clear()
+    frame = read(loaded)
+    assert frame.height > 0
+    sent = statements(caplog, "market_regimes" if "distribution" in str(read.__code__.co_names) else "market_data")
+    assert len(sent) == 1, sent
+    assert "regime_io: the sealed tier changed" in sent[0]  # the guard travels with the row read
+
+
+def test_an_as_of_read_with_nothing_sealed_is_one_statement(pg: PostgreSQLIntegration,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    frame = pl.DataFrame({"symbol": ["AAA"] * 3, "timestamp": [T0 + dt.timedelta(minutes=i) for i in range(3)],
+                          "regime": ["UP"] * 3, "confidence": [0.5] * 3})
+    pg.save_1min_market_regime(frame)
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+    got = pg.get_1min_market_regimes("AAA", *JAN, as_of=dt.datetime.now(dt.timezone.utc))
+    assert got.height == 3
+    assert len(statements(caplog, "market_regimes_1min")) == 1
+
+
+def test_a_sealed_read_is_two_statements(loaded: PostgreSQLIntegration, caplog: pytest.LogCaptureFixture) -> None:
+    want = loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
+    assert loaded.seal_history("2024-02-01", tables="bars").rows_moved == 60
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+    got = loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
+    assert_frame_equal(got, want)
+    sent = statements(caplog)
+    assert len(sent) == 2, sent
+    assert "_chunks" in sent[0] and "regime_io: the sealed tier changed" in sent[1]
+
+
+def test_another_process_sealed_the_table(loaded: PostgreSQLIntegration, settings: Settings,
+                                          caplog: pytest.LogCaptureFixture) -> None:
+    want = loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
+    with PostgreSQLIntegration(settings=settings) as other:
+        other.seal_history("2024-02-01", tables="bars")
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+    # This process expected no chunks: its guarded statement fails, it reads both tiers.
+    assert_frame_equal(loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01"), want)
+    assert len(statements(caplog)) == 3
+    caplog.clear()
+    assert_frame_equal(loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01"), want)
+    assert len(statements(caplog)) == 2  # from then on: chunks first
+
+
+@pytest.mark.parametrize("kind", ["range", "sql"])
+def test_a_seal_between_the_two_statements_is_caught(loaded: PostgreSQLIntegration, settings: Settings,
+                                                     monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    """Forced interleaving: right after the router fetched the chunks (none of February),
+    another process seals February; the row read's guard fails and the read runs again."""
+    want = (loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01") if kind == "range"
+            else loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01", resample="1h"))
+    loaded.seal_history("2024-02-01", tables="bars")  # January sealed: reads fetch chunks first
+    real = router.sealed_rows
+    calls: list[str] = []
+
+    def then_seal(*args: Any, **kwargs: Any) -> Any:
+        found = real(*args, **kwargs)
+        if not calls:
+            with PostgreSQLIntegration(settings=settings) as other:
+                moved = other.seal_history("2024-03-01", tables="bars").rows_moved
+            calls.append(f"sealed {moved}")
+        else:
+            calls.append("again")
+        return found
+
+    monkeypatch.setattr(router, "sealed_rows", then_seal)
+    got = (loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01") if kind == "range"
+           else loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01", resample="1h"))
+    assert calls == ["sealed 60", "again"]
+    assert_frame_equal(got, want)
+
+
+def test_every_read_gives_up_after_max_tries(loaded: PostgreSQLIntegration, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded.seal_history("2024-02-01", tables="bars")
+    real = router.sealed_rows
+
+    def stale(*args: Any, **kwargs: Any) -> Any:
+        sealed, _ = real(*args, **kwargs)
+        return sealed, "a fingerprint no statement will see"
+
+    monkeypatch.setattr(router, "sealed_rows", stale)
+    with pytest.raises(ReadError, match=f"during each of {router.MAX_TRIES} attempts"):
+        loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
