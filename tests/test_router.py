@@ -130,3 +130,14 @@ def test_every_read_gives_up_after_max_tries(loaded: PostgreSQLIntegration, monk
     monkeypatch.setattr(router, "sealed_rows", stale)
     with pytest.raises(ReadError, match=f"during each of {router.MAX_TRIES} attempts"):
         loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
+
+
+def test_history_without_a_range_includes_sealed_current_versions(pg: PostgreSQLIntegration) -> None:
+    frame = pl.DataFrame({"symbol": ["AAA"] * 3, "timestamp": [T0 + dt.timedelta(minutes=i) for i in range(3)],
+                          "regime": ["UP", "UP", "DOWN"], "confidence": [0.5, 0.6, 0.7]})
+    pg.save_1min_market_regime(frame)
+    before = pg.history("1min", "AAA")
+    assert before.height == 3
+    assert pg.seal_history("2024-02-01", tables="1min").rows_moved == 3
+    # The rows now in chunks are still the current versions (read with the rows, consistently).
+    assert_frame_equal(pg.history("1min", "AAA").drop("known_from"), before.drop("known_from"))

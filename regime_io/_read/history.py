@@ -16,8 +16,8 @@ from .._sql.names import catalog_table, history_table
 from .._sql.query import EARLIEST, LATEST, Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers.knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, keeps_history, stored_known_from
-from .._tiers.router import Relation, Scope, read_sql, sealed_floor
-from .._tiers.sealed_read import sealed_rows, to_reader
+from .._tiers.router import Relation, Scope, read_sql, read_with_sealed, sealed_floor
+from .._tiers.sealed_read import to_reader
 from ..errors import UsageError
 from ..tables import TableSpec, table_spec
 from ..types import DateLike, ReturnType
@@ -34,29 +34,34 @@ def history_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
     current one, each with ``known_from`` and ``known_to`` (null: still current), ordered
     by the natural key, then ``known_from``."""
 
-    q = Query()
     names = list(spec.column_names)
     select = select_list(spec, names, exact=exact, engine="adbc", alias="v")
-    zone = f"{q.param(db.settings.storage_timezone)}::text"
-    conds = [symbol_condition(q, symbols).replace("t.", "v.")]
-    if rng is not None and spec.time_column:
-        conds += rng.conditions(q, f"v.{quote_ident(spec.time_column)}")
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     order = ", ".join(f"v.{quote_ident(c)}" for c in range_order(spec))
-    sql = (f"SELECT {select}, v.{KNOWN_FROM}, v.{KNOWN_TO}, v.{ABSENT} FROM ("
-           f"SELECT {cols}, {stored_known_from('r', zone)} AS {KNOWN_FROM}, NULL::timestamptz AS {KNOWN_TO}, "
-           f"false AS {ABSENT} FROM {db.table(spec.key)} r UNION ALL "
-           f"SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO}, {ABSENT} FROM {history_table(spec, db.settings)}) v "
-           f"WHERE {' AND '.join(conds)} ORDER BY {order}, v.{KNOWN_FROM}")
-    table = read_adbc(db, q, sql, what="history", table=spec.key)
+
+    def read(relation: Relation) -> pa.Table:
+        q = Query()
+        target = relation(q)
+        zone = f"{q.param(db.settings.storage_timezone)}::text"
+        conds = [symbol_condition(q, symbols).replace("t.", "v.")]
+        if rng is not None and spec.time_column:
+            conds += rng.conditions(q, f"v.{quote_ident(spec.time_column)}")
+        sql = (f"SELECT {select}, v.{KNOWN_FROM}, v.{KNOWN_TO}, v.{ABSENT} FROM ("
+               f"SELECT {cols}, {stored_known_from('r', zone)} AS {KNOWN_FROM}, NULL::timestamptz AS {KNOWN_TO}, "
+               f"false AS {ABSENT} FROM {target} r UNION ALL "
+               f"SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO}, {ABSENT} FROM {history_table(spec, db.settings)}) v "
+               f"WHERE {' AND '.join(conds)} ORDER BY {order}, v.{KNOWN_FROM}")
+        return read_adbc(db, q, sql, what="history", table=spec.key)
+
+    # Without a range, every month: current versions sealed long ago are versions too.
+    window = rng if rng is not None else TimeRange(EARLIEST, LATEST, end_exclusive=False)
+    table, sealed = read_with_sealed(db, spec, Scope(symbols, window), read)
     schema = reader_schema(spec, names, exact=exact)
     utc = pa.timestamp("us", tz="UTC")
     full = pa.schema([*schema, pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
     table = conform(_infinite_to_null(table), pa.schema([*full, pa.field(ABSENT, pa.bool_())]))
-    if spec.sealable and rng is not None:
-        sealed, _ = sealed_rows(db, spec, symbols, rng, [])
-        if sealed.num_rows:
-            table = _with_sealed_current(db, spec, table, sealed, schema)
+    if sealed.num_rows:
+        table = _with_sealed_current(db, spec, table, sealed, schema)
     # "No value yet" records (rows added to sealed chunks) only date the next version.
     return table.filter(pc.invert(table.column(ABSENT))).drop_columns([ABSENT]).cast(full)
 
@@ -182,46 +187,51 @@ def pit_versions(db: Database, spec: TableSpec, symbols: list[str], first: dt.da
             lo = min(lo, found[0])
         if spec.sealable:
             lo = min(lo, sealed_floor(db, spec, symbols, first))
-    q = Query()
-    z = f"{q.param(zone)}::text"
     select = select_list(spec, names, exact=False, engine="adbc", alias="v")
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
-    conds = [f'v."symbol" = ANY({q.param(symbols)}::text[])', f'v."timestamp" >= {q.param(lo)}',
-             f'v."timestamp" <= {q.param(last)}']
-    if timeframe is not None:
-        conds.append(f'v."timeframe" = {q.param(timeframe)}')
     has_tf = "timeframe" in spec.column_names
     tf_col = 'v."timeframe"' if has_tf else "NULL::text"
-    sql = (f"SELECT {select}, {tf_col} AS __timeframe, "
-           f"CASE WHEN isfinite(v.kf) THEN v.kf AT TIME ZONE {z} END AS __kf, "
-           f"CASE WHEN isfinite(v.kt) THEN v.kt AT TIME ZONE {z} END AS __kt, v.{ABSENT} AS __absent FROM ("
-           f"SELECT {cols}, {stored_known_from('r', z)} AS kf, NULL::timestamptz AS kt, false AS {ABSENT} "
-           f"FROM {target} r UNION ALL SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO}, {ABSENT} "
-           f"FROM {history_table(spec, db.settings)}) v WHERE {' AND '.join(conds)}")
     schema = reader_schema(spec, names, exact=False)
     extra_fields = [pa.field("__timeframe", pa.string()), pa.field("__kf", pa.timestamp("us")),
                     pa.field("__kt", pa.timestamp("us")), pa.field("__absent", pa.bool_())]
     full = pa.schema([*schema, *extra_fields])
-    rows = conform(decimal_text_to_float(read_adbc(db, q, sql, what="asof_regimes", table=spec.key), spec), full)
+
+    def read(relation: Relation) -> pa.Table:
+        q = Query()
+        rows_part = relation(q)
+        z = f"{q.param(zone)}::text"
+        conds = [f'v."symbol" = ANY({q.param(symbols)}::text[])', f'v."timestamp" >= {q.param(lo)}',
+                 f'v."timestamp" <= {q.param(last)}']
+        if timeframe is not None:
+            conds.append(f'v."timeframe" = {q.param(timeframe)}')
+        sql = (f"SELECT {select}, {tf_col} AS __timeframe, "
+               f"CASE WHEN isfinite(v.kf) THEN v.kf AT TIME ZONE {z} END AS __kf, "
+               f"CASE WHEN isfinite(v.kt) THEN v.kt AT TIME ZONE {z} END AS __kt, v.{ABSENT} AS __absent FROM ("
+               f"SELECT {cols}, {stored_known_from('r', z)} AS kf, NULL::timestamptz AS kt, false AS {ABSENT} "
+               f"FROM {rows_part} r UNION ALL SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO}, {ABSENT} "
+               f"FROM {history_table(spec, db.settings)}) v WHERE {' AND '.join(conds)}")
+        return read_adbc(db, q, sql, what="asof_regimes", table=spec.key)
+
+    extra = [("timeframe", timeframe)] if timeframe is not None else []
+    found_rows, sealed = read_with_sealed(db, spec, Scope(symbols, TimeRange(lo, last, end_exclusive=False), extra),
+                                          read)
+    rows = conform(decimal_text_to_float(found_rows, spec), full)
     frame = pl.from_arrow(rows)
     assert isinstance(frame, pl.DataFrame)
-    if spec.sealable:
-        extra = [("timeframe", timeframe)] if timeframe is not None else []
-        sealed, _ = sealed_rows(db, spec, symbols, TimeRange(lo, last, end_exclusive=False), extra)
-        if sealed.num_rows:
-            wide = pa.schema([*schema, *([spec.read_schema(exact=False).field("timeframe")] if has_tf else [])])
-            current = pl.from_arrow(to_reader(spec, sealed, wide))
-            assert isinstance(current, pl.DataFrame)
-            key = ["symbol", "timestamp", *(["__timeframe"] if has_tf else [])]
-            if has_tf:
-                current = current.rename({"timeframe": "__timeframe"})
-            else:
-                current = current.with_columns(pl.lit(None, dtype=pl.String).alias("__timeframe"))
-            starts = (frame.filter(pl.col("__kt").is_not_null()).group_by(key)
-                      .agg(pl.col("__kt").max().alias("__kf")))
-            current = current.join(starts, on=key, how="left").with_columns(
-                pl.lit(None, dtype=pl.Datetime("us")).alias("__kt"), pl.lit(False).alias("__absent"))
-            frame = pl.concat([frame, current.select(frame.columns)])
+    if sealed.num_rows:
+        wide = pa.schema([*schema, *([spec.read_schema(exact=False).field("timeframe")] if has_tf else [])])
+        current = pl.from_arrow(to_reader(spec, sealed, wide))
+        assert isinstance(current, pl.DataFrame)
+        key = ["symbol", "timestamp", *(["__timeframe"] if has_tf else [])]
+        if has_tf:
+            current = current.rename({"timeframe": "__timeframe"})
+        else:
+            current = current.with_columns(pl.lit(None, dtype=pl.String).alias("__timeframe"))
+        starts = (frame.filter(pl.col("__kt").is_not_null()).group_by(key)
+                  .agg(pl.col("__kt").max().alias("__kf")))
+        current = current.join(starts, on=key, how="left").with_columns(
+            pl.lit(None, dtype=pl.Datetime("us")).alias("__kt"), pl.lit(False).alias("__absent"))
+        frame = pl.concat([frame, current.select(frame.columns)])
     return frame.filter(~pl.col("__absent")).drop("__absent")
 
 

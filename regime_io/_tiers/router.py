@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_TRIES", "TIERS_CHANGED", "Relation", "Scope", "SqlBuilder", "guarded", "is_changed", "merge_latest",
-    "newest_chunks_query", "read_rows", "read_sql", "sealed_floor", "stream_guard",
+    "newest_chunks_query", "read_rows", "read_sql", "read_with_sealed", "sealed_floor", "stream_guard",
 ]
 
 T = TypeVar("T")
@@ -179,6 +179,27 @@ def read_rows(db: Database, spec: TableSpec, scope: Scope, *, names: Sequence[st
         schema = pa.schema([full.field(n) for n in got.column_names])
         merged = merge_sorted(db, spec, got, to_reader(spec, sealed, schema), order)
         return merged.select(list(names))
+    raise _gave_up(spec)
+
+
+def read_with_sealed(db: Database, spec: TableSpec, scope: Scope,
+                     read: Callable[[Relation], pa.Table]) -> tuple[pa.Table, pa.Table]:
+    """The reader's own read over the guarded row table, and the scope's sealed rows (every
+    declared column, exact types), consistent with each other: for readers that merge the
+    two themselves (knowledge-time versions, whose current rows may sit in chunks)."""
+    empty = spec.arrow_schema().empty_table()
+    if not spec.sealable:
+        return read(lambda q: db.table(spec.key)), empty
+    for _ in range(MAX_TRIES):
+        try:
+            if not _start_sealed(db, spec):
+                return read(_rows_relation(db, spec, scope, "")), empty
+            sealed, fp = _sealed(db, spec, scope, lambda: read(lambda q: db.table(spec.key)))
+            return read(_rows_relation(db, spec, scope, fp)), sealed
+        except ReadError as err:
+            if not _changed(err):
+                raise
+            _again(db, spec)
     raise _gave_up(spec)
 
 
