@@ -581,10 +581,12 @@ def _print_cleanup(report: Any, days: int, *, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     title = f"cleanup{' (dry run)' if dry_run else ''}: keep {plural(days, 'day')}"
     print_frame(console, report.to_frame(), title=title,
-                columns=["table", "column", "cutoff", "partitions_dropped", "rows_removed"])
+                columns=["table", "column", "cutoff", "partitions_dropped", "rows_dropped", "rows_deleted",
+                         "sealed_rows_removed", "rows_removed"])
+    sealed = sum(t.sealed_rows_removed for t in report)
     console.print(f"{'[yellow]dry run:[/yellow] ' if dry_run else '[green]✓[/green] '}{verb} "
-                  f"{plural(report.rows_removed, 'row')} "
-                  f"({plural(report.partitions_dropped, 'partition')} dropped whole)")
+                  f"{plural(report.rows_removed, 'row')}: {report.rows_removed - sealed:,} from the row tables "
+                  f"({plural(report.partitions_dropped, 'partition')} dropped whole), {sealed:,} sealed")
 
 
 @app.command()

@@ -460,7 +460,9 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
 
         if self._disabled("seal_history"):
             return _sealing.SealReport("seal", (), dry_run=dry_run)
-        return _sealing.seal_history(self.db, older_than, tables=tables, symbols=symbols, dry_run=dry_run)
+        report = _sealing.seal_history(self.db, older_than, tables=tables, symbols=symbols, dry_run=dry_run)
+        _maintenance.analyze_moved(self.db, report)  # no stale row estimates for the months that left
+        return report
 
     def unseal_history(self, start: DateLike, end: DateLike, *, tables: str | Iterable[str] | None = None,
                        symbols: str | Sequence[str] | None = None) -> SealReport:
@@ -485,7 +487,9 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
 
         if self._disabled("unseal_history"):
             return _sealing.SealReport("unseal", ())
-        return _sealing.unseal_history(self.db, start, end, tables=tables, symbols=symbols)
+        report = _sealing.unseal_history(self.db, start, end, tables=tables, symbols=symbols)
+        _maintenance.analyze_moved(self.db, report)
+        return report
 
     def repair_sealed(self, *, tables: str | Iterable[str] | None = None, dry_run: bool = False) -> SealReport:
         """Merge rows that sit in sealed series-months into their chunks (one version per key).
@@ -521,4 +525,5 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
         report = _sealing.repair_sealed(self.db, tables=tables, dry_run=dry_run)
         if report.periods and not dry_run:
             _catalog.refresh(self.db, list(report.tables))
+            _maintenance.analyze_moved(self.db, report)
         return report

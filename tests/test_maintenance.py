@@ -336,7 +336,8 @@ def test_disabled_integration_cleans_nothing() -> None:
 def test_list_partitions(pg: PostgreSQLIntegration, sql: Any, history: dict[str, Any]) -> None:
     sql(f"ANALYZE {_table(pg, 'market_data')}")
     frame = list_partitions(pg.db, "market_data")
-    assert frame.columns == ["table", "partition", "from", "to", "estimated_rows", "total_bytes"]
+    assert frame.columns == ["table", "partition", "from", "to", "estimated_rows", "sealed_rows", "total_bytes"]
+    assert frame["sealed_rows"].to_list() == [0] * frame.height  # nothing sealed here (tests/test_counts.py)
     assert frame.height == 8
     assert frame["partition"].to_list() == _partition_names(pg, sql, "market_data")
     firsts = [dt.datetime.combine(_month(history["boundary"], k), dt.time()) for k in range(-5, 3)]

@@ -44,11 +44,13 @@ import polars as pl
 from adbc_driver_manager.dbapi import Connection
 
 from .._conn.driver_errors import is_connection_error, maintenance_error
+from .._sql.names import chunk_table
 from .._sql.quote import literal, qualified, quote_ident
 from .._tiers import catalog, changes
+from .._tiers import sealed_format as chunks
 from .._tiers.knowledge import clean_history
-from .._tiers.sealing import clean_chunks
-from ..errors import SchemaError, ValidationError
+from .._tiers.sealing import SealReport, clean_chunks
+from ..errors import RegimeIOError, SchemaError, ValidationError
 from ..tables import TABLES, TableSpec, table_spec
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ PARTITION_SCHEMA = pl.Schema({
     "from": pl.Datetime("us"),
     "to": pl.Datetime("us"),
     "estimated_rows": pl.Int64(),
+    "sealed_rows": pl.Int64(),
     "total_bytes": pl.Int64(),
 })
 
@@ -166,7 +169,9 @@ class CleanupReport:
         return len(self.tables)
 
     def to_frame(self) -> pl.DataFrame:
-        """One row per table: cutoff, partitions dropped and rows removed."""
+        """One row per table: cutoff, partitions dropped and rows removed, per tier: the row
+        table's (``rows_dropped`` with its partitions, ``rows_deleted`` one by one), the
+        sealed chunks' (``sealed_rows_removed``), and both (``rows_removed``)."""
         return pl.DataFrame(
             {
                 "table": [t.table for t in self.tables],
@@ -175,11 +180,12 @@ class CleanupReport:
                 "partitions_dropped": [t.partitions_dropped for t in self.tables],
                 "rows_dropped": [t.rows_dropped for t in self.tables],
                 "rows_deleted": [t.rows_deleted for t in self.tables],
+                "sealed_rows_removed": [t.sealed_rows_removed for t in self.tables],
                 "rows_removed": [t.rows_removed for t in self.tables],
             },
             schema={"table": pl.String(), "column": pl.String(), "cutoff": pl.Datetime("us"),
                     "partitions_dropped": pl.Int64(), "rows_dropped": pl.Int64(), "rows_deleted": pl.Int64(),
-                    "rows_removed": pl.Int64()},
+                    "sealed_rows_removed": pl.Int64(), "rows_removed": pl.Int64()},
         )
 
     def __repr__(self) -> str:
@@ -193,6 +199,7 @@ class CleanupReport:
             lines.append(
                 f"  {t.table:<21} {t.column:>10} < {t.cutoff:%Y-%m-%d %H:%M:%S}  {t.rows_removed:>12,} rows: "
                 f"{t.rows_dropped:,} in {t.partitions_dropped} dropped partition(s) + {t.rows_deleted:,} deleted"
+                f" + {t.sealed_rows_removed:,} sealed"
             )
         return "\n".join(lines) + ">"
 
@@ -331,12 +338,73 @@ def list_partitions(db: Database, table: str | None = None) -> pl.DataFrame:
                         raise SchemaError(f"table {spec.key!r} ({name}) does not exist in schema "
                                           f"{settings.schema!r}; call initialize_database() first", table=spec.key)
                     continue
+                months = _sealed_months(cur, db, spec)
                 for part in _partitions(cur, settings.schema, name):
                     rows.append({"table": spec.key, "partition": part.name, "from": part.lower, "to": part.upper,
-                                 "estimated_rows": part.estimated_rows, "total_bytes": part.total_bytes})
+                                 "estimated_rows": part.estimated_rows,
+                                 "sealed_rows": _sealed_in(months, part) if spec.sealable else None,
+                                 "total_bytes": part.total_bytes})
         finally:
             cur.close()
     return pl.DataFrame(rows, schema=PARTITION_SCHEMA)
+
+
+def _sealed_months(cur: Any, db: Database, spec: TableSpec) -> dict[dt.date, int]:
+    """Sealed rows per month of a sealable table (one row per chunk summed: cheap)."""
+    if not spec.sealable:
+        return {}
+    cur.execute(f"SELECT period_start, sum(row_count)::int8 FROM {chunk_table(spec, db.settings)} GROUP BY 1")
+    return {r[0]: int(r[1]) for r in cur.fetchall()}
+
+
+def _sealed_in(months: dict[dt.date, int], part: _Partition) -> int | None:
+    """Sealed rows of the months a partition covers; None for a partition shorter than a
+    month that holds sealed rows (chunks are monthly: its share is unknown)."""
+    if part.lower is None or part.upper is None:
+        return None
+    total, partial = 0, False
+    for month, n in months.items():
+        start = dt.datetime.combine(month, dt.time())
+        end = dt.datetime.combine(chunks.next_period(month), dt.time())
+        if start >= part.lower and end <= part.upper:
+            total += n
+        elif start < part.upper and end > part.lower:
+            partial = True
+    return None if partial else total
+
+
+def analyze_moved(db: Database, report: SealReport) -> list[str]:
+    """``ANALYZE`` the partitions of the months a seal, unseal or repair moved, so that
+    their row estimates (``list_partitions``, ``doctor --estimate``) are not the stale
+    counts of rows that left (or came back). After the move committed; a lock held
+    elsewhere past 200 ms, or any failure, is logged and left to autovacuum. Not on
+    Citus (the coordinator's partitions hold no rows). Returns the partitions analysed."""
+    if db.settings.citus or not report.periods or report.dry_run:
+        return []
+    done: list[str] = []
+    try:
+        with db.connection() as conn:
+            cur = conn.cursor()
+            try:
+                cur.execute("SET LOCAL lock_timeout = '200ms'")
+                for key in report.tables:
+                    spec = TABLES[key]  # type: ignore[index]
+                    months = [p.period for p in report.periods if p.table == key]
+                    columns = ", ".join(quote_ident(c) for c in spec.primary_key)
+                    for part in _partitions(cur, db.settings.schema, db.settings.table_name(spec.key)):
+                        if part.lower is None or part.upper is None:
+                            continue
+                        if any(dt.datetime.combine(m, dt.time()) < part.upper and
+                               dt.datetime.combine(chunks.next_period(m), dt.time()) > part.lower for m in months):
+                            cur.execute(f"ANALYZE {part.qualified} ({columns})")
+                            done.append(part.name)
+            finally:
+                cur.close()
+    except (RegimeIOError, adbc_driver_manager.Error) as err:
+        log.warning("could not analyse the partitions of the months moved (autovacuum will): %s",
+                    db.redact(str(err).splitlines()[0]))
+        return []
+    return done
 
 
 def cleanup_old_data(

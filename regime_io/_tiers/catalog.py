@@ -37,11 +37,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.driver_errors import DRIVER_ERRORS, is_connection_error, maintenance_error
-from .._conn.engines import read_lookup
+from .._conn.engines import read_lookups
 from .._frames import conform
 from .._sql.names import catalog_table
 from .._sql.query import Query
-from .._sql.quote import qualified, quote_ident
+from .._sql.quote import literal, qualified, quote_ident
 from ..errors import UsageError
 from ..tables import TABLES, TableKey, TableSpec, table_spec
 
@@ -66,7 +66,7 @@ SERIES_TABLES: tuple[TableKey, ...] = tuple(k for k, s in TABLES.items() if s.ti
 CATALOG_SCHEMA = pa.schema([
     pa.field("table", pa.string()), pa.field("symbol", pa.string()), pa.field("timeframe", pa.string()),
     pa.field("first_timestamp", pa.timestamp("us")), pa.field("last_timestamp", pa.timestamp("us")),
-    pa.field("row_count", pa.int64()),
+    pa.field("row_count", pa.int64()), pa.field("rows", pa.int64()), pa.field("sealed", pa.int64()),
 ])
 
 
@@ -332,13 +332,47 @@ def _selected(tables: str | Iterable[str] | None) -> list[TableKey]:
 
 def read_catalog(db: Database, table: str | Iterable[str] | None = None) -> pa.Table:
     """The catalog rows of ``table`` (every time-series table when None) as an Arrow table
-    with :data:`CATALOG_SCHEMA`, ordered by table, symbol and timeframe."""
+    with :data:`CATALOG_SCHEMA`, ordered by table, symbol and timeframe.
+
+    ``row_count`` counts both tiers; ``sealed`` is the part in sealed chunks (summed from
+    the chunk table's ``row_count``: one row per series-month, so cheap) and ``rows`` the
+    part in the row table (``row_count - sealed``): the same split as ``regime-io doctor``.
+    """
 
     keys = _selected(table)
     q = Query()
-    sql = (f'SELECT table_key AS "table", symbol, NULLIF(timeframe, \'\') AS timeframe, '
+    sql = (f'SELECT table_key AS "table", symbol, timeframe, '
            "first_ts AS first_timestamp, last_ts AS last_timestamp, row_count "
            f"FROM {catalog_table(db.settings)} WHERE table_key = ANY({q.param(keys)}::text[]) "
            'ORDER BY table_key COLLATE "C", symbol COLLATE "C", timeframe COLLATE "C"')
-    return conform(read_lookup(db, q, sql, what="catalog", table=keys[0] if len(keys) == 1 else None),
-                   CATALOG_SCHEMA)
+    queries = [(q, sql)]
+    for key in keys:
+        spec = TABLES[key]
+        if spec.sealable:
+            tf = "timeframe" if len(series_columns(spec)) == 2 else "''::text"
+            chunks = qualified(db.settings.schema, f"{db.settings.table_name(key)}_chunks")
+            queries.append((Query(), f'SELECT {literal(key)} AS "table", symbol, {tf} AS timeframe, '
+                                     f"sum(row_count)::int8 AS sealed FROM {chunks} GROUP BY 2, 3"))
+    found = read_lookups(db, queries, what="catalog", table=keys[0] if len(keys) == 1 else None)
+    listed = found[0]
+    if listed.num_rows == 0:
+        return CATALOG_SCHEMA.empty_table()
+    key_cols = ["table", "symbol", "timeframe"]
+    listed = listed.select([*key_cols, "first_timestamp", "last_timestamp", "row_count"]).cast(pa.schema([
+        pa.field(n, CATALOG_SCHEMA.field(n).type) for n in
+        (*key_cols, "first_timestamp", "last_timestamp", "row_count")]))
+    sealed_parts = [t.cast(pa.schema([*(pa.field(n, pa.string()) for n in key_cols), pa.field("sealed", pa.int64())]))
+                    for t in found[1:] if t.num_rows]
+    if sealed_parts:
+        joined = listed.join(pa.concat_tables(sealed_parts), keys=key_cols, join_type="left outer")
+        sealed = pc.fill_null(joined.column("sealed"), 0)
+    else:
+        joined, sealed = listed, pa.array([0] * listed.num_rows, pa.int64())
+    joined = joined.drop_columns([c for c in ("sealed",) if c in joined.column_names])
+    joined = joined.append_column("rows", pc.subtract(joined.column("row_count"), sealed))
+    joined = joined.append_column("sealed", sealed)
+    timeframe = joined.column("timeframe")
+    joined = joined.set_column(2, "timeframe", pc.if_else(pc.equal(timeframe, ""), pa.scalar(None, pa.string()),
+                                                          timeframe))
+    joined = joined.sort_by([("table", "ascending"), ("symbol", "ascending"), ("timeframe", "ascending")])
+    return conform(joined, CATALOG_SCHEMA)
