@@ -43,6 +43,22 @@ def text(value: Any, decimals: int | None = None) -> str:
     return str(value)
 
 
+def plain(value: Any, decimals: int | None = None) -> str:
+    """A value for a pipe (``regime-io tail | cut -f5``): no thousands separators, fixed
+    decimals per column, ISO times; empty for null.
+
+    >>> plain(448825), plain(129.5, 2), plain(dt.datetime(2024, 1, 2, 9, 15))
+    ('448825', '129.50', '2024-01-02 09:15:00')
+    """
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{decimals if decimals is not None else 4}f}" if math.isfinite(value) else str(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    return str(value)
+
+
 def decimals(values: Sequence[Any]) -> int:
     """Decimals that show every float of a column exactly (at most 4)."""
     needed = 0

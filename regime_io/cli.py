@@ -22,6 +22,8 @@ import functools
 import logging
 import os
 import re
+import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,7 @@ from rich.progress import (
 from . import __version__, server
 from . import server as embedded
 from ._conn.embedded import StopMode
-from ._render import TAIL_ROWS, decimals, plural, print_frame, tail_view, text
+from ._render import TAIL_ROWS, decimals, plain, plural, print_frame, tail_view
 from .config import Settings, load_settings, settings_replace, with_dsn
 from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema, run_demo
 from .errors import ConfigError, RegimeIOError, UsageError
@@ -230,7 +232,9 @@ def _clean_errors(func: F) -> F:
         ctx = kwargs.get("ctx")
         state = _state(ctx) if isinstance(ctx, typer.Context) else None
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning  # restored when the command ends
+                return func(*args, **kwargs)
         except RegimeIOError as err:
             raise _fail(str(err), state) from None
         except ImportError as err:
@@ -247,6 +251,13 @@ def _clean_errors(func: F) -> F:
             raise _fail("interrupted", state) from None
 
     return cast(F, wrapper)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """A warning as one yellow line on stderr (``DataQualityWarning``, ``UnknownSymbolWarning``),
+    without Python's file path and source line."""
+    err_console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", soft_wrap=True)
 
 
 def _chart(frame: pl.DataFrame, path: Path, draw: Callable[[], Any], *, empty: str, what: str = "chart") -> None:
@@ -376,6 +387,13 @@ def ingest(
         help="Layout of timestamps that are not ISO 8601, e.g. '%d/%m/%Y %H:%M' (strftime codes).",
         show_default=False)] = None,
     chunk_rows: Annotated[int, typer.Option(help="Rows per chunk read and sent.", min=1)] = 250_000,
+    rename: Annotated[str | None, typer.Option(
+        help="File columns to table columns, e.g. 'o=open,h=high,l=low,c=close,v=volume'.",
+        show_default=False)] = None,
+    symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="The symbol of every row (a file of one "
+                                               "symbol without a symbol column).", show_default=False)] = None,
+    timeframe: Annotated[str | None, typer.Option(help="The timeframe of every row (a file without a timeframe "
+                                                  "column), e.g. 1m.", show_default=False)] = None,
 ) -> None:
     """Load a file into a table in ONE transaction, streamed in chunks with a progress bar.
 
@@ -384,7 +402,8 @@ def ingest(
     """
 
     key = table_spec(table).key
-    batches = read_file(file, key, format=file_format, batch_rows=chunk_rows, date_format=date_format)
+    batches = read_file(file, key, format=file_format, batch_rows=chunk_rows, date_format=date_format,
+                        rename=rename, symbol=symbol, timeframe=timeframe)
     with _state(ctx).integration() as pg, _progress() as progress:
         task = progress.add_task(f"{key}", total=batches.rows)
         result = pg.save(key, batches, on_conflict=on_conflict, on_duplicate=on_duplicate,
@@ -717,12 +736,17 @@ def tail(
                         typer.echo("\t".join(batch.frame.columns))
                     places = [decimals(batch.frame[n].to_list()) if t.is_float() else None
                               for n, t in batch.frame.schema.items()]
-                    for values in batch.frame.iter_rows():
-                        typer.echo("\t".join(text(v, p) if v is not None else "" for v, p in
-                                             zip(values, places, strict=True)))
+                    # Plain numbers for the next tool in the pipe: 448825, not 448,825.
+                    if batch.frame.height:
+                        typer.echo("\n".join("\t".join(plain(v, p) for v, p in zip(values, places, strict=True))
+                                             for values in batch.frame.iter_rows()))
                     rows, batches, last = rows + batch.frame.height, batches + 1, batch.cursor
         except KeyboardInterrupt:
             pass
+        except BrokenPipeError:
+            # The reader went away (`| head`): stop quietly, exit 0, like any Unix filter; the
+            # rest of stdout goes to /dev/null so the interpreter's final flush stays quiet.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         finally:
             stream.close()
     err_console.print(f"{plural(rows, 'row')} in {plural(batches, 'batch', 'batches')} over "

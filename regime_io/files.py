@@ -22,7 +22,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .integration import PostgreSQLIntegration
 
 __all__ = ["FORMATS", "ExportResult", "FileBatches", "Format", "detect_format", "export_table",
-           "read_file", "write_file"]
+           "parse_rename", "read_file", "write_file"]
 
 Format = Literal["parquet", "csv", "ipc"]
 """File formats: Parquet, CSV, Arrow IPC (Feather v2 files and IPC streams)."""
@@ -48,6 +48,9 @@ FORMATS: dict[str, Format] = {
     ".arrow": "ipc", ".ipc": "ipc", ".feather": "ipc", ".arrows": "ipc",
 }
 """File suffix -> :data:`Format`."""
+
+# CSV files compressed as a whole (``bars.csv.gz``): Arrow decompresses them while reading.
+COMPRESSED_CSV = (".gz", ".zst", ".bz2", ".lz4")
 
 DEFAULT_BATCH_ROWS = 250_000
 
@@ -62,6 +65,8 @@ def detect_format(path: PathLike, *, format: str | None = None) -> Format:
 
     >>> detect_format("prices.feather")
     'ipc'
+    >>> detect_format("AAPL_1min.csv.gz"), detect_format("bars.csv.zst")
+    ('csv', 'csv')
     """
     allowed: tuple[Format, ...] = get_args(Format)
     if format is not None:
@@ -69,11 +74,41 @@ def detect_format(path: PathLike, *, format: str | None = None) -> Format:
             if format.lower() == name:
                 return name
         raise UsageError(f"format {format!r} is not supported; allowed: {', '.join(allowed)}", value=format)
-    found = FORMATS.get(Path(path).suffix.lower())
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if len(suffixes) >= 2 and suffixes[-1] in COMPRESSED_CSV and suffixes[-2] == ".csv":
+        return "csv"
+    found = FORMATS.get(suffixes[-1]) if suffixes else None
     if found is None:
         raise UsageError(f"cannot tell the format of {str(path)!r} from its suffix; use one of "
-                         f"{', '.join(FORMATS)} or pass format=", value=str(path))
+                         f"{', '.join(FORMATS)} (a CSV may end in {', '.join('.csv' + c for c in COMPRESSED_CSV)}) "
+                         "or pass format=", value=str(path))
     return found
+
+
+def parse_rename(text: str | Mapping[str, str] | None) -> dict[str, str]:
+    """``"o=open,h=high"`` (the CLI's ``--rename``) or a mapping, as ``{file column: table column}``.
+
+    >>> parse_rename("o=open, h=high")
+    {'o': 'open', 'h': 'high'}
+    """
+    if text is None:
+        return {}
+    if isinstance(text, Mapping):
+        pairs = list(text.items())
+    else:
+        pairs = []
+        for item in (p.strip() for p in str(text).split(",")):
+            old, sep, new = item.partition("=")
+            if not item or not sep or not old.strip() or not new.strip():
+                raise UsageError(f"rename: {item!r} is not FILE_COLUMN=TABLE_COLUMN; write e.g. "
+                                 "'o=open,h=high,l=low,c=close,v=volume'", value=text)
+            pairs.append((old.strip(), new.strip()))
+    out: dict[str, str] = {}
+    for old, new in pairs:
+        if old in out:
+            raise UsageError(f"rename: {old!r} is renamed twice", value=text)
+        out[str(old)] = str(new)
+    return out
 
 
 def csv_column_types(table: str, *, dates_as_text: bool = False) -> dict[str, pa.DataType]:
@@ -122,7 +157,8 @@ class FileBatches(Iterator["pa.RecordBatch"]):
 
 
 def read_file(path: PathLike, table: str, *, format: str | None = None, batch_rows: int = DEFAULT_BATCH_ROWS,
-              date_format: str | None = None) -> FileBatches:
+              date_format: str | None = None, rename: str | Mapping[str, str] | None = None,
+              symbol: str | None = None, timeframe: str | None = None) -> FileBatches:
     """Open ``path`` as a stream of record batches for ``table``.
 
     Parameters:
@@ -134,12 +170,18 @@ def read_file(path: PathLike, table: str, *, format: str | None = None, batch_ro
         date_format: the layout of a CSV's timestamps and dates when they are not ISO 8601
             (``"%d/%m/%Y %H:%M"``): they are then read as text, for the writer to parse
             with the same ``date_format=``.
+        rename: the file's column names as the table's (``{"o": "open"}`` or
+            ``"o=open,h=high"``): a vendor's ``o,h,l,c,v`` file loads without a script.
+        symbol, timeframe: a constant ``symbol`` / ``timeframe`` column for a file of one
+            series that has none (``symbol="AAPL", timeframe="1m"``).
 
     Returns:
         A :class:`FileBatches`: iterate it, pass it to ``PostgreSQLIntegration.save``.
 
     Raises:
-        UsageError: unknown format or table, ``batch_rows`` < 1.
+        UsageError: unknown format or table, ``batch_rows`` < 1, a ``rename`` of a column
+            the file does not have, ``symbol``/``timeframe`` for a file that has that column
+            (or a table without it).
         OSError: the file cannot be opened. A file Arrow cannot parse raises Arrow's
             own error (``pyarrow.ArrowInvalid``) when the bad part is reached.
 
@@ -150,29 +192,73 @@ def read_file(path: PathLike, table: str, *, format: str | None = None, batch_ro
     import pyarrow as pa
 
     fmt = detect_format(path, format=format)
-    key = table_spec(table).key
+    spec = table_spec(table)
+    key = spec.key
     if batch_rows < 1:
         raise UsageError(f"batch_rows must be at least 1, got {batch_rows!r}", value=batch_rows)
+    renames = parse_rename(rename)
+    constants = {name: value for name, value in (("symbol", symbol), ("timeframe", timeframe)) if value is not None}
+    for name, value in constants.items():
+        if name not in spec.column_names:
+            raise UsageError(f"{key} has no {name} column; drop {name}={value!r}", table=key, column=name,
+                             value=value)
     where = Path(path)
+    rows: int | None = None
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
         parquet = pq.ParquetFile(where)
-        return FileBatches(where, fmt, parquet.iter_batches(batch_size=batch_rows), parquet.metadata.num_rows)
-    if fmt == "csv":
+        names, rows = parquet.schema_arrow.names, parquet.metadata.num_rows
+        batches: Iterator[pa.RecordBatch] = parquet.iter_batches(batch_size=batch_rows)
+    elif fmt == "csv":
         import pyarrow.csv as pacsv
 
-        types = csv_column_types(key, dates_as_text=date_format is not None)
+        # The table's column types, keyed by the names the file uses.
+        back = {new: old for old, new in renames.items()}
+        types = {back.get(name, name): t for name, t in
+                 csv_column_types(key, dates_as_text=date_format is not None).items()}
         reader = pacsv.open_csv(where, read_options=pacsv.ReadOptions(block_size=16 << 20),
                                 convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=True))
-        return FileBatches(where, fmt, iter(reader))
-    try:
-        file_reader = pa.ipc.open_file(pa.memory_map(str(where)))
-    except pa.ArrowInvalid:
-        # Not an IPC file: an IPC stream (.arrows) has no footer.
-        return FileBatches(where, fmt, iter(pa.ipc.open_stream(pa.memory_map(str(where)))))
-    batches = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
-    return FileBatches(where, fmt, batches)
+        names, batches = reader.schema.names, iter(reader)
+    else:
+        try:
+            file_reader = pa.ipc.open_file(pa.memory_map(str(where)))
+            names = file_reader.schema.names
+            batches = (file_reader.get_batch(i) for i in range(file_reader.num_record_batches))
+        except pa.ArrowInvalid:
+            # Not an IPC file: an IPC stream (.arrows) has no footer.
+            stream = pa.ipc.open_stream(pa.memory_map(str(where)))
+            names, batches = stream.schema.names, iter(stream)
+    if renames or constants:
+        batches = _reshaped(batches, _final_names(where, key, names, renames, constants), constants)
+    return FileBatches(where, fmt, batches, rows)
+
+
+def _final_names(where: Path, key: str, names: list[str], renames: dict[str, str],
+                 constants: dict[str, str]) -> list[str]:
+    """The file's columns after ``renames``; refuses renames of absent columns and constants
+    for columns the file already has."""
+    missing = [old for old in renames if old not in names]
+    if missing:
+        raise UsageError(f"rename: {str(where)!r} has no column {', '.join(map(repr, missing))}; its columns: "
+                         f"{', '.join(names)}", table=key, value=missing[0])
+    final = [renames.get(n, n) for n in names]
+    for name, value in constants.items():
+        if name in final:
+            raise UsageError(f"{str(where)!r} already has a {name} column; drop {name}={value!r} (or rename the "
+                             "file's column)", table=key, column=name, value=value)
+    return final
+
+
+def _reshaped(batches: Iterator[pa.RecordBatch], names: list[str], constants: dict[str, str],
+              ) -> Iterator[pa.RecordBatch]:
+    import pyarrow as pa
+
+    for batch in batches:
+        arrays = list(batch.columns)
+        for value in constants.values():
+            arrays.append(pa.array([value] * batch.num_rows, pa.string()))
+        yield pa.RecordBatch.from_arrays(arrays, names=[*names, *constants])
 
 
 def write_file(data: pa.Table | Iterable[pa.RecordBatch], path: PathLike, *, format: str | None = None,

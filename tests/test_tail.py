@@ -427,19 +427,19 @@ def test_small_and_large_writes_store_the_same_values(pg: PostgreSQLIntegration[
         pl.Series("directional_component", [None, 1.2345, -0.0001] * 40),
         pl.Series("greek_sentiment", ["BULL", None, "b\\e'ar\"s"] * 40))
     assert frame.height > _smallwrite.SMALL_BATCH_ROWS
-    big = pg.save_1min_market_regime(frame.with_columns(pl.col("symbol") + "_big"))
-    small = [pg.save_1min_market_regime(part.with_columns(pl.col("symbol") + "_small"))
+    big = pg.save_1min_market_regime(frame.with_columns(pl.col("symbol") + "_BIG"))  # symbols are upper case
+    small = [pg.save_1min_market_regime(part.with_columns(pl.col("symbol") + "_SMALL"))
              for part in frame.iter_slices(_smallwrite.SMALL_BATCH_ROWS // 2)]
     assert big.inserted == sum(r.inserted for r in small) == frame.height
-    again = pg.save_1min_market_regime(frame.head(5).with_columns(pl.col("symbol") + "_small"))
+    again = pg.save_1min_market_regime(frame.head(5).with_columns(pl.col("symbol") + "_SMALL"))
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 5)
     table = f'"{settings.schema}"."{settings.table_name("market_regimes_1min")}"'
     with psycopg.connect(pg.db.resolved.url(redact=False)) as conn:
         rows = conn.execute(f"SELECT split_part(symbol, '_', 2), split_part(symbol, '_', 1), timestamp, regime, "
                             "confidence::text, directional_component::text, greek_sentiment, change_xid IS NOT NULL "
                             f"FROM {table} ORDER BY 2, 3, 1").fetchall()
-    by_way = {way: [r[1:] for r in rows if r[0] == way] for way in ("big", "small")}
-    assert by_way["big"] == by_way["small"] and len(by_way["big"]) == frame.height
+    by_way = {way: [r[1:] for r in rows if r[0] == way] for way in ("BIG", "SMALL")}
+    assert by_way["BIG"] == by_way["SMALL"] and len(by_way["BIG"]) == frame.height
 
 
 def test_cleanup_prunes_the_sealed_change_entries(pg: PostgreSQLIntegration[Any], settings: Settings) -> None:

@@ -353,3 +353,91 @@ def test_values_that_fit_the_scale_do_not_warn(pg: PostgreSQLIntegration) -> Non
         warnings.simplefilter("error", DataQualityWarning)
         pg.save_market_data(frame)
     assert pg.get_market_data("AAPL").get_column("close").to_list() == [0.3, 100.5, 21705.5, 0.0]
+
+
+# -- vendor files and the command line ---------------------------------------------------------
+
+
+def _vendor_file(tmp_path: Any, suffix: str, *, close: float = 125.5, rows: int = 3) -> Any:
+    """A one-symbol vendor file: columns t,o,h,l,c,v, no symbol or timeframe column."""
+    frame = pl.DataFrame({"t": [f"{t:%Y-%m-%d %H:%M:%S}" for t in _minutes(T0, rows)], "o": [125.0] * rows,
+                          "h": [126.0] * rows, "l": [124.0] * rows, "c": [close] * rows, "v": [448825] * rows})
+    path = tmp_path / f"AAPL_1min{suffix}"
+    if suffix == ".parquet":
+        frame.write_parquet(path)
+    else:
+        data = frame.write_csv().encode()
+        with pa.CompressedOutputStream(str(path), "gzip" if suffix.endswith(".gz") else "zstd") as out:
+            out.write(data)
+    return path
+
+
+def _cli(server: Any, schema: str, *args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from regime_io.cli import app
+
+    return CliRunner().invoke(app, ["--dsn", server.url(), "--schema", schema, *args])
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zst", ".parquet"])
+def test_cli_ingests_a_vendor_file_as_it_comes(pg: PostgreSQLIntegration, server: Any, tmp_path: Any,
+                                               suffix: str) -> None:
+    path = _vendor_file(tmp_path, suffix)
+    result = _cli(server, pg.settings.schema, "ingest", str(path), "--table", "bars", "--symbol", "aapl",
+                  "--timeframe", "1Min", "--rename", "t=timestamp,o=open,h=high,l=low,c=close,v=volume")
+    assert result.exit_code == 0, result.output
+    bars = pg.get_market_data("AAPL", "20230103", "20230103")
+    assert bars.select("symbol", "timeframe", "volume").unique().rows() == [("AAPL", "1m", 448825)]
+    assert bars.get_column("timestamp").to_list() == _minutes(T0, 3)
+
+
+def test_read_file_says_what_does_not_fit(tmp_path: Any) -> None:
+    from regime_io.files import read_file
+
+    path = _vendor_file(tmp_path, ".parquet")
+    with pytest.raises(UsageError, match=r"rename: .* has no column 'open'; its columns: t, o, h, l, c, v"):
+        read_file(path, "bars", rename={"open": "o"})
+    with pytest.raises(UsageError, match=r"rename: 'h' is not FILE_COLUMN=TABLE_COLUMN"):
+        read_file(path, "bars", rename="o=open,h")
+    with pytest.raises(UsageError, match=r"market_regimes_1min has no timeframe column; drop timeframe='1m'"):
+        read_file(path, "1min", timeframe="1m")
+    with pytest.raises(UsageError, match=r"already has a symbol column; drop symbol='AAPL'"):
+        read_file(path, "bars", rename="t=symbol", symbol="AAPL")
+
+
+def test_cli_prints_a_data_quality_warning_as_one_line(pg: PostgreSQLIntegration, server: Any,
+                                                       tmp_path: Any) -> None:
+    path = _vendor_file(tmp_path, ".csv.gz", close=125.50001)
+    result = _cli(server, pg.settings.schema, "ingest", str(path), "-t", "bars", "-s", "AAPL", "--timeframe", "1m",
+                  "--rename", "t=timestamp,o=open,h=high,l=low,c=close,v=volume")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["warning: market_data: accepted with data-quality warnings: 3 value(s) of close have digits "
+                     "NUMERIC(10,2) cannot store and are rounded (first: row 0, close=125.50001 \u2192 125.50)"]
+
+
+def test_cli_tail_piped_prints_plain_numbers(pg: PostgreSQLIntegration, server: Any) -> None:
+    pg.save_market_data(_bars("AAPL", [T0], price=1250.5).with_columns(pl.lit(448825).alias("volume")))
+    result = _cli(server, pg.settings.schema, "tail", "bars", "--since", "20230103", "--timeout", "0.3")
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()
+    assert dict(zip(header.split("\t"), row.split("\t"), strict=True)) == {
+        "symbol": "AAPL", "timestamp": "2023-01-03 09:30:00", "open": "1250.5", "high": "1251.5", "low": "1249.5",
+        "close": "1250.5", "volume": "448825", "timeframe": "1m"}
+
+
+def test_cli_tail_into_a_closed_pipe_ends_quietly(pg: PostgreSQLIntegration, server: Any) -> None:
+    import subprocess
+    import sys
+
+    pg.save_market_data(_bars("AAPL", _minutes(T0, 5000)))  # ~350 kB of lines: more than a pipe holds
+    tail = subprocess.Popen([sys.executable, "-m", "regime_io", "--dsn", server.url(), "--schema",
+                             pg.settings.schema, "tail", "bars", "--since", "2023-01-03", "--timeout", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert tail.stdout is not None and tail.stderr is not None
+    assert tail.stdout.readline().startswith(b"symbol\t")
+    tail.stdout.close()  # `| head -1`
+    stderr = tail.stderr.read().decode()
+    assert tail.wait(timeout=60) == 0, stderr
+    assert "Broken pipe" not in stderr and "Traceback" not in stderr and "error" not in stderr
