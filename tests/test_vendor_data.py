@@ -441,3 +441,20 @@ def test_cli_tail_into_a_closed_pipe_ends_quietly(pg: PostgreSQLIntegration, ser
     stderr = tail.stderr.read().decode()
     assert tail.wait(timeout=60) == 0, stderr
     assert "Broken pipe" not in stderr and "Traceback" not in stderr and "error" not in stderr
+
+
+# -- an unreachable server ---------------------------------------------------------------------
+
+
+def test_waiting_for_an_unreachable_server_says_so_at_the_first_attempt(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from regime_io import ServerUnavailableError
+
+    settings = load_settings(config={"database": {"host": "127.0.0.1", "port": "1"},
+                                     "connection": {"retry_attempts": "1", "retry_delay": "0.2"}}, env={})
+    with caplog.at_level(logging.WARNING, logger="regime_io"), pytest.raises(ServerUnavailableError):
+        PostgreSQLIntegration(settings=settings).get_latest("bars")
+    first = next(r.getMessage() for r in caplog.records)
+    # Logged before the retry's wait, saying where, what failed and what happens next.
+    assert "(127.0.0.1:1 " in first and "failed (attempt 1/2)" in first and first.endswith("retrying in 0.2s")

@@ -320,8 +320,11 @@ class _Pool(Generic[C]):
                     raise ServerError(f"cannot connect to the {self.name} server "
                                       f"({self.describe}): {message}") from None
                 last = err
-                log.warning("connecting to the %s server failed (attempt %d/%d): %s",
-                            self.name, attempt, attempts, message)
+                # Said at once, with what happens next: a wait for an unreachable server is
+                # never silent (retry_attempts x retry_delay can be a minute).
+                log.warning("connecting to the %s server (%s) failed (attempt %d/%d): %s%s",
+                            self.name, self.describe, attempt, attempts, message,
+                            f"; retrying in {self.retry_delay:g}s" if attempt < attempts else "; giving up")
                 if attempt < attempts:
                     time.sleep(self.retry_delay)
                 continue
