@@ -121,7 +121,31 @@ def _start_server() -> TestServer:
     return server
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def _needs_server(item: pytest.Item) -> bool:
+    return "server" in getattr(item, "fixturenames", ())
+
+
+# Fixtures and modules that start PostgreSQL servers of their own (embedded servers in a
+# fresh directory, replica clusters, the README's fresh home, the citus cluster).
+_OWN_SERVERS = {"pgdata", "embedded_dir", "cluster", "citus"}
+_OWN_SERVER_TESTS = ("test_readme_commands_answer_after_the_demo", "test_replicas.py", "test_notebooks.py",
+                     "test_benchmarks_smoke.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that start no server (no ``server`` fixture, directly or through ``settings``,
+    ``pg``, ``sql``, ...; no server of their own) are marked ``unit``: ``pytest -m unit``
+    runs them without starting PostgreSQL."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (not _needs_server(item) and not fixtures & _OWN_SERVERS
+                and not any(name in item.nodeid for name in _OWN_SERVER_TESTS)):
+            item.add_marker(pytest.mark.unit)
+
+
+def _server_line(items: list[pytest.Item]) -> str:
+    if not any(_needs_server(item) for item in items):
+        return "regime_io test server: not started (only unit tests selected)"
     server = _start_server()
     where = server.settings.describe()
     return f"regime_io test server: {server.kind}, PostgreSQL {server.version} ({where})"
@@ -151,10 +175,11 @@ def _citus() -> Any:
     return _CITUS
 
 
-def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> str:
+def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> list[str]:
+    server = _server_line(items)
     if not any(item.get_closest_marker("citus") for item in items):
-        return "regime_io citus cluster: not started (no citus tests selected)"
-    return f"regime_io citus cluster: {_citus().header()}"
+        return [server, "regime_io citus cluster: not started (no citus tests selected)"]
+    return [server, f"regime_io citus cluster: {_citus().header()}"]
 
 
 _CITUS_FIXTURE_LINE = inspect.currentframe().f_lineno + 3  # type: ignore[union-attr]  # where citus skips fold

@@ -142,8 +142,8 @@ def _again(db: Database, spec: TableSpec) -> None:
 
 
 def _gave_up(spec: TableSpec) -> ReadError:
-    return ReadError(f"{spec.key}: history was sealed or unsealed during each of {MAX_TRIES} attempts to read it; "
-                     "try again", table=spec.key)
+    return ReadError(f"{spec.key}: the sealed tier changed (a seal, unseal or merge) during each of {MAX_TRIES} "
+                     "attempts to read it; try again", table=spec.key)
 
 
 # ---------------------------------------------------------------------------------------
