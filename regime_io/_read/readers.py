@@ -44,7 +44,7 @@ from .._sql.args import (
     symbol_list,
     text_arg,
 )
-from .._sql.query import Query, TimeRange
+from .._sql.query import AtLeast, Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers.knowledge import as_of_instant
 from .._tiers.router import (
@@ -353,7 +353,7 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
         return q, _chain_sql(spec, names, exact, target, key, p_symbol, p_at, expiry_cond)
 
     # Sealed rows: the symbol's chunks up to ``at`` of contracts not expired at ``at``.
-    scope_extra: list[tuple[str, Any]] = [("expiry_date>=", when.date())]
+    scope_extra: list[tuple[str, Any]] = [("expiry_date", AtLeast(when.date()))]
     if expiry_day is not None:
         scope_extra.append(("expiry_date", expiry_day))
     scope = Scope([str(sym)], TimeRange(dt.datetime(1900, 1, 1), when, end_exclusive=False), scope_extra)

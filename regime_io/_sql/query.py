@@ -101,6 +101,14 @@ class Query:
 
 
 @dataclass(frozen=True)
+class AtLeast:
+    """A filter value meaning ``column >= value`` (a filter is ``(column, value)``: a value,
+    a list of values, or this lower bound), e.g. contracts not expired at an instant."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
 class TimeRange:
     """``start <= t`` and ``t <= end`` (or ``t < end`` when ``end_exclusive``)."""
 

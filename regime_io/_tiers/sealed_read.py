@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from .._conn.engines import read_lookup
 from .._frames import constant
 from .._sql.names import chunk_table
-from .._sql.query import Query, TimeRange
+from .._sql.query import AtLeast, Query, TimeRange
 from .._sql.quote import quote_ident
 from ..tables import TableSpec
 from . import sealed_format as chunks
@@ -49,8 +49,8 @@ def _conditions(q: Query, spec: TableSpec, symbols: list[str] | None, rng: TimeR
     conds.append(f"t.last_ts >= {q.param(rng.start)}")
     conds.append(f"t.first_ts {'<' if rng.end_exclusive else '<='} {q.param(rng.end)}")
     for name, value in extra:
-        if name.endswith(">="):  # a lower bound on a chunk-key column (unexpired option contracts)
-            conds.append(f"t.{quote_ident(name[:-2])} >= {q.param(value)}")
+        if isinstance(value, AtLeast):  # a lower bound on a chunk-key column (unexpired option contracts)
+            conds.append(f"t.{quote_ident(name)} >= {q.param(value.value)}")
             continue
         column = spec.column(name)
         values = value if isinstance(value, list) else [value]
@@ -132,7 +132,10 @@ def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tu
     hi = pa.scalar(rng.end, ts.type)
     mask = pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi) if rng.end_exclusive else pc.less_equal(ts, hi))
     for name, value in extra:
-        if name in spec.chunk_by or name.endswith(">="):
+        if name in spec.chunk_by:
+            continue
+        if isinstance(value, AtLeast):
+            mask = pc.and_(mask, pc.greater_equal(payload.column(name), pa.scalar(value.value)))
             continue
         column = payload.column(name)
         values = pa.array(value if isinstance(value, list) else [value]).cast(column.type)
