@@ -60,3 +60,21 @@ def test_the_guard_works_on_the_cluster(citus_pg: PostgreSQLIntegration, citus) 
     assert [(p.period, p.rows) for p in pg.repair_sealed()] == [(dt.date(2024, 1, 1), 1)]
     got = pg.get_market_data("BBB", "2024-01-01", "2024-01-31")
     assert got.height == jan.filter(pl.col("symbol") == "BBB").height and 4242 in got["volume"].to_list()
+
+
+def test_an_earlier_known_at_in_a_sealed_month_is_the_documented_error_on_the_cluster(
+        citus_pg: PostgreSQLIntegration) -> None:
+    from regime_io import WriteError
+    from tests._reading_data import regimes_1min
+
+    pg = citus_pg
+    rows = regimes_1min(["AAA"], T0, 5)
+    pg.save_1min_market_regime(rows)
+    assert pg.seal_history("2024-02-01", tables=["1min"]).rows_moved == 5
+    restated = rows.head(1).with_columns(confidence=rows["confidence"][0] / 2)
+    pg.save_1min_market_regime(restated)
+    with pytest.raises(WriteError, match=r"known_at 2020-01-01 .* is not after the stored version's knowledge time"):
+        pg.save_1min_market_regime(restated.with_columns(confidence=1.0), known_at=dt.datetime(2020, 1, 1))
+    pg.save_1min_market_regime(restated.with_columns(confidence=2.0), known_at=dt.datetime.now() + dt.timedelta(days=9))
+    pg.save_1min_market_regime(restated.with_columns(confidence=3.0))  # after a version dated in the future
+    assert pg.get_1min_market_regimes("AAA", T0, T0)["confidence"].to_list() == [3.0]

@@ -291,13 +291,36 @@ def record_sealed(cur: Any, settings: Settings, spec: TableSpec, old_rows: Seque
     # The previous versions' ends, found by key (not by a correlated subquery over the temp
     # table, which Citus refuses to join with the distributed history: see key_row).
     keys = ", ".join(quote_ident(c) for c in spec.primary_key)
-    cur.execute(f"WITH prev AS (SELECT {keys}, max({KNOWN_TO}) AS ended FROM {hist} "
-                f"WHERE {key_row(spec)} IN (SELECT {keys} FROM pg_temp.{quote_ident(temp)}) GROUP BY {keys}) "
-                f"INSERT INTO {hist} ({cols}, {ABSENT}, {KNOWN_FROM}, {KNOWN_TO}) "
+    prev = (f"WITH prev AS (SELECT {keys}, max({KNOWN_TO}) AS ended, "
+            f"max({KNOWN_TO}) + interval '1 microsecond' AS just_after FROM {hist} "
+            f"WHERE {key_row(spec)} IN (SELECT {keys} FROM pg_temp.{quote_ident(temp)}) GROUP BY {keys}) ")
+    if known_at is not None:
+        # The sealed row's current version is known since its last recorded version ended:
+        # the same order rule, and the same WriteError, as the row tier (_check_order).
+        s_keys = ", ".join(f"s.{quote_ident(c)}::text" for c in spec.primary_key)
+        cur.execute(f"{prev}SELECT {s_keys}, p.ended::text, $1::timestamptz::text FROM pg_temp.{quote_ident(temp)} s "
+                    f"JOIN prev p ON {_join(spec, 'p', 's')} WHERE p.ended >= $1::timestamptz LIMIT 1",
+                    parameters=(known_at.isoformat(),))
+        row = cur.fetchone()
+        if row:
+            *key, known, new = row
+            raise WriteError(f"{spec.key}: known_at {new} is not after the stored version's knowledge time "
+                             f"{known} (key ({', '.join(spec.primary_key)})=({', '.join(map(str, key))})); write "
+                             "the vintages of a row in knowledge order; nothing was written", table=spec.key)
+    # Without known_at the clock ends the version, or a microsecond after a version that
+    # an earlier known_at= dated in the future (as the row tier's greatest()). The clock is
+    # read first and bound: Citus evaluates a volatile function of the target list on the
+    # coordinator, which fails when the expression also holds a column ("bogus varno").
+    if known_at is None:
+        cur.execute("SELECT clock_timestamp()::text")
+        ended = cur.fetchone()[0]
+    else:
+        ended = known_at.isoformat()
+    cur.execute(f"{prev}INSERT INTO {hist} ({cols}, {ABSENT}, {KNOWN_FROM}, {KNOWN_TO}) "
                 f"SELECT {s_cols}, s.{ABSENT}, coalesce(p.ended, '-infinity'::timestamptz), "
-                f"coalesce($1::timestamptz, clock_timestamp()) "
+                f"greatest($1::timestamptz, p.just_after) "
                 f"FROM pg_temp.{quote_ident(temp)} s LEFT JOIN prev p ON {_join(spec, 'p', 's')}",
-                parameters=(known_at.isoformat() if known_at else None,))
+                parameters=(ended,))
     return table.num_rows
 
 
