@@ -26,7 +26,7 @@ Warnings (``UserWarning`` subclasses, shown once per call site in notebooks and 
 
 Misuse is always a :class:`UsageError` (also a ``ValueError``), whichever method was
 called; ``ReadError``/``WriteError`` mean the server refused. Driver exceptions are
-translated in one place, ``regime_io._driver_errors``.
+translated in one place, ``regime_io._conn.driver_errors``.
 
 Errors about data carry ``table``, ``column``, ``row`` and ``value`` where they apply,
 so a notebook user can jump to the offending row: ``df[err.row]``.

@@ -1,8 +1,8 @@
 """``PostgreSQLIntegration``: the one public layer of regime_io.
 
 Every method here carries the documented, typed signature; it checks nothing itself and
-forwards to one private engine function (``_writing``, ``_reading``, ``_asof``,
-``_maintenance``) with this object's :class:`~regime_io.database.Database` as ``db``.
+forwards to one private engine function (``_write.save``, ``_read.readers``, ``_read.asof``,
+``_schema.maintenance``) with this object's :class:`~regime_io.database.Database` as ``db``.
 ``tests/test_facade.py`` checks that each method and its engine agree on every
 parameter, default and annotation, so the two cannot drift apart.
 
@@ -339,7 +339,7 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
 
         Returns:
-            A :class:`~regime_io._tail.Tail`: an iterator (and context manager) of batches
+            A :class:`~regime_io._read.tail.Tail`: an iterator (and context manager) of batches
             with ``.frame`` (the range readers' columns and dtypes) and ``.cursor`` (an
             opaque string token).
 

@@ -50,7 +50,7 @@ class Database:
         self._lock = threading.Lock()
         self._closed = False
         self.replicas: ReplicaSet | None = None  # created on the first read when replicas are configured
-        # The schema's recorded storage zone and per-table time kinds (regime_io._timezones).
+        # The schema's recorded storage zone and per-table time kinds (regime_io._schema.timezones).
         self.time_kinds: dict[str, str] | None = None
 
     def __repr__(self) -> str:

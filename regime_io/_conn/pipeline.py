@@ -7,7 +7,7 @@ table's columns, the COPY, a BEGIN). Measured on the server's statement log, one
 save of two rows took about 21 round trips; a round trip costs ~0.15-0.2 ms here.
 
 Writes of at most :data:`SMALL_BATCH_ROWS` rows therefore run the very same code of
-:func:`regime_io._writing._save_batch` (validation, sealed-tier routing, the collision
+:func:`regime_io._write.save._save_batch` (validation, sealed-tier routing, the collision
 probe, the copy or the staged merge, the series catalog, the trim, the notification) on
 a cursor of this module: a psycopg connection of the lookup pool in **pipeline mode**,
 one explicit transaction, every statement prepared once per connection. A statement
@@ -104,7 +104,7 @@ class PsycopgCursor:
     statement; :meth:`fetchone`/:meth:`fetchall` wait for it (and everything queued
     before it), and the commit waits for the rest. A server refusal is therefore raised
     by the next fetch or by the commit, not by :meth:`execute`: the writers decide what
-    to do with an error around the whole transaction (``regime_io._writing._save_batch``),
+    to do with an error around the whole transaction (``regime_io._write.save._save_batch``),
     never around one statement.
     """
 

@@ -142,7 +142,7 @@ class _Pool(Generic[C]):
                 for their results, a fetch waits only for what was sent before it, and
                 ``COMMIT`` travels with the statements still pending, so a block whose
                 results are read once costs two round trips, not one per statement
-                (regime_io._smallwrite).
+                (regime_io._conn.pipeline).
 
         Raises:
             PoolTimeoutError: every connection stayed busy for ``connection_timeout`` seconds.

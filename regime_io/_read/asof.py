@@ -230,7 +230,7 @@ def regimes_for_asof(db: Database, spec: TableSpec, symbols: list[str], first: d
 def _point_in_time(db: Database, spec: TableSpec, frame: pl.DataFrame, symbols: list[str], timestamps: pl.Series,
                    schema: pa.Schema, value_names: list[str], *, tol: dt.timedelta | None, tf: str | None,
                    lag: dt.timedelta, added_symbol: bool) -> pa.Table:
-    """``asof_regimes(point_in_time=True)``: the join of :func:`regime_io._history.pit_join`."""
+    """``asof_regimes(point_in_time=True)``: the join of :func:`regime_io._tiers.knowledge.pit_join`."""
     import polars as pl
 
     names = list(schema.names)

@@ -19,7 +19,7 @@ none), from the rows stored in both tiers:
   returns in the range); the first bar of a session is compared with nothing (no
   overnight gaps).
 
-Stored times and sessions follow :mod:`regime_io._sessions` (a naive table holds the
+Stored times and sessions follow :mod:`regime_io._read.resample` (a naive table holds the
 exchange's wall clock; a zone-aware one instants in the storage zone).
 
 Example:

@@ -110,7 +110,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
             ``"1d"``, ``"1w"``, ``"1mo"``, pandas' ``"5T"``/``"1H"``/``"1D"``): first open,
             max high, min low, last close, summed volume; buckets are labelled by their
             start (left edge); intraday buckets start at the session open of ``calendar``
-            and never span two sessions (``regime_io._sessions``); ``timeframe`` becomes
+            and never span two sessions (``regime_io._read.resample``); ``timeframe`` becomes
             the resample label.
         calendar: the exchange calendar whose session open anchors intraday buckets.
         exact: DECIMAL columns as exact decimals instead of Float64.
@@ -281,10 +281,10 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     row(s), ``symbols`` those of each listed symbol, and neither every symbol present.
     Symbols without rows are simply absent. Rows are ordered by symbol (and timeframe).
 
-    The series come from the series catalog (:mod:`regime_io._catalog`), joined to the
+    The series come from the series catalog (:mod:`regime_io._tiers.catalog`), joined to the
     table on the exact key ``(symbol[, timeframe], timestamp = last_ts)``: one primary-key
     probe per series, whatever the history length, and one SQL form that Citus pushes
-    down to its workers (:func:`regime_io._sqltext.latest_query`). Rows written by other
+    down to its workers (:func:`regime_io._read.sqltext.latest_query`). Rows written by other
     tools are found after ``refresh_catalog()``.
 
     Example:
@@ -528,7 +528,7 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
 
 
 def _check_bounds(db: Database, spec: TableSpec, *bounds: Any) -> None:
-    """The time zone rule (regime_io._timezones) for zone-aware bounds: refused against a
+    """The time zone rule (regime_io._schema.timezones) for zone-aware bounds: refused against a
     table written with naive times. Naive bounds (dates, '2024-01-02 09:15') are storage-zone
     times like everything stored, whichever kind was written, so they always pass."""
     if any(is_aware(b) for b in bounds if b is not None):
@@ -572,7 +572,7 @@ def _canonical(spec: TableSpec, name: str, value: Any) -> str:
 def _read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
                 exact: bool, extra: Sequence[tuple[str, Any]], what: str,
                 as_of: dt.datetime | None = None) -> pa.Table:
-    """Rows of both tiers: the row tier's answer merged with the sealed chunks' (``_chunkread``)."""
+    """Rows of both tiers: the row tier's answer merged with the sealed chunks' (``regime_io._tiers.sealed_read``)."""
     schema = reader_schema(spec, names, exact=exact)
     if not symbols or any(value == [] for _, value in extra):
         return schema.empty_table()
@@ -793,7 +793,7 @@ def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_dat
 
 
 # ---------------------------------------------------------------------------------------
-# As of a knowledge time (regime_io._history)
+# As of a knowledge time (regime_io._tiers.knowledge)
 
 
 def _rows_as_of(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],

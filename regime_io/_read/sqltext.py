@@ -1,8 +1,8 @@
 """SQL text of the readers: select lists, WHERE conditions, range and latest-row queries.
 
-Values are never formatted into SQL: every builder takes a :class:`~regime_io._readsql.Query`
+Values are never formatted into SQL: every builder takes a :class:`~regime_io._sql.query.Query`
 and binds values with ``q.param(value)``; identifiers come from the table declarations
-and are quoted by :func:`~regime_io._sql.quote_ident`.
+and are quoted by :func:`~regime_io._sql.quote.quote_ident`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The live tail: new and changed rows of a table as frames, resumable from a cursor.
 
 Mechanism (``docs/live.md``): every row carries ``change_xid``, the 64-bit id of the
-transaction that last wrote it (``regime_io._changes``). A consumer keeps one server
+transaction that last wrote it (``regime_io._tiers.changes``). A consumer keeps one server
 snapshot (``pg_current_snapshot()``: the running transactions and the id horizon) as its
 position. Each poll takes a newer snapshot and reads the rows whose writing transaction
 is visible in the new snapshot and was not visible in the old one:

@@ -4,7 +4,7 @@ The DDL is Citus-compatible by construction: every primary key includes ``symbol
 distribution column), there are no foreign keys, and the time-series tables are range
 partitioned on ``timestamp``, which Citus keeps when it distributes a partitioned table
 (new partitions created on write are distributed automatically). With ``citus = true``
-in ``[DATABASE]``, :func:`regime_io._schema.initialize_database` runs :func:`citus_plan`:
+in ``[DATABASE]``, :func:`regime_io._schema.ddl.initialize_database` runs :func:`citus_plan`:
 
 * the four time-series tables, ``optimization_results``, the sealed tier's
   ``<table>_chunks`` tables and the series catalog (``<prefix>series``) become
@@ -81,7 +81,7 @@ def citus_plan(settings: Settings, *, distributed: Collection[str] = ()) -> list
         assert DISTRIBUTION_COLUMN in TABLES[key].primary_key, key  # guarded by tests/test_scaling.py
         names.append(settings.table_name(key))
     names += [f"{settings.table_name(k)}_chunks" for k in keys if TABLES[k].sealable]
-    names += [f"{settings.table_name(k)}_history" for k in keys]  # knowledge time (regime_io._history)
+    names += [f"{settings.table_name(k)}_history" for k in keys]  # knowledge time (regime_io._tiers.knowledge)
     names.append(f"{settings.table_prefix}series")
     for name in names:
         if name not in done:
@@ -138,7 +138,7 @@ def distribute_tables(cur: Any, settings: Settings) -> bool:
     """Distribute the tables by ``symbol`` if the ``citus`` extension is installed.
 
     Runs :func:`citus_plan` on ``cur`` (a cursor on the coordinator, inside the
-    transaction of :func:`~regime_io._schema.initialize_database`), skipping tables that
+    transaction of :func:`~regime_io._schema.ddl.initialize_database`), skipping tables that
     are already distributed: calling it again is a no-op. Returns False, after a
     warning, on a server without Citus: the tables stay local and everything works.
 

@@ -22,7 +22,7 @@ table is counted, then dropped: a dropped partition's row count is exact. See
 ``docs/maintenance.md``.
 
 Example:
-    >>> from regime_io._maintenance import cleanup_old_data     # doctest: +SKIP
+    >>> from regime_io._schema.maintenance import cleanup_old_data     # doctest: +SKIP
     >>> report = cleanup_old_data(db, 90, dry_run=True)         # doctest: +SKIP
     >>> report.rows_removed, report.partitions_dropped         # doctest: +SKIP
     (1_234_567, 3)

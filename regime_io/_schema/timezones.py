@@ -113,7 +113,7 @@ def _mismatch(db: Database, spec: TableSpec, recorded: str, kind: str, what: str
 
 
 def time_kind(batch: Any) -> str | None:
-    """The time kind :func:`~regime_io._validation.validate` recorded in a batch's schema."""
+    """The time kind :func:`~regime_io._write.validate.validate` recorded in a batch's schema."""
     metadata = batch.schema.metadata or {}
     value = metadata.get(TIME_KIND_KEY.encode())
     return value.decode() if value else None

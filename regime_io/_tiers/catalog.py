@@ -117,7 +117,7 @@ def series_counts(spec: TableSpec, batch: pa.Table, inserted: Mapping[SeriesKey,
 
 
 def series_stats(spec: TableSpec, batch: pa.Table) -> list[tuple[SeriesKey, dt.datetime, dt.datetime, int]]:
-    """Per series of ``batch`` (rows in natural-key order, as :func:`regime_io._validation.validate`
+    """Per series of ``batch`` (rows in natural-key order, as :func:`regime_io._write.validate.validate`
     returns them): its key, first and last timestamp (naive, in the storage zone) and row count."""
     if spec.key not in SERIES_TABLES or batch.num_rows == 0:
         return []
@@ -211,7 +211,7 @@ def record_deletes(cur: Any, settings: Settings, spec: TableSpec, removed: Itera
     oldest rows (retention, rolling windows), so ``last_ts`` stays; the new ``first_ts``
     is one index probe per affected series (row tier and chunks), inside the update.
     Statements whose results nobody reads: a pipelined small write sends them with its
-    commit (regime_io._smallwrite). ``may_empty=False``: the caller knows every series
+    commit (regime_io._conn.pipeline). ``may_empty=False``: the caller knows every series
     keeps a row (a rolling trim keeps each symbol's newest), so no empty series is looked for.
     """
     totals: dict[SeriesKey, int] = {}

@@ -6,7 +6,7 @@ transaction that last inserted or changed it: a column default
 upsert's ``DO UPDATE SET``. A consumer compares these ids with two snapshots of the
 server (``pg_current_snapshot()``): the rows whose transaction is visible in the newer
 snapshot and not in the older one are exactly the rows committed in between, whatever
-order the transactions started or committed in (``regime_io._tail``, ``docs/live.md``).
+order the transactions started or committed in (``regime_io._read.tail``, ``docs/live.md``).
 
 The column is indexed with BRIN (a few pages per partition, block-range min/max): rows
 are appended in roughly increasing transaction order, so "ids at or above this one"

@@ -31,7 +31,7 @@ def merged_counts(rows: list[Any]) -> tuple[int, int, list[dict[str, Any]]]:
 def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict, *, known_from: str | None = None,
                known_from_update: str | None = None, stage: str | None = None) -> str:
     """The staged merge; ``known_from``/``known_from_update``: SQL giving inserted /
-    updated rows their knowledge start (history tables, regime_io._history)."""
+    updated rows their knowledge start (history tables, regime_io._tiers.knowledge)."""
     target = qualified_table(spec, db.settings)
     names = [quote_ident(c.name) for c in spec.columns] + (["known_from"] if known_from else [])
     select = ", ".join(f"{quote_ident(c.name)}::{c.pg_type}" if c.kind == "json" else quote_ident(c.name)

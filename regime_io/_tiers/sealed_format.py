@@ -3,7 +3,7 @@
 A chunk holds one ``chunk_by`` key's rows of one period (a calendar month) of a
 time-series table as one Arrow IPC file (record batches of :data:`BATCH_ROWS` rows),
 zstd-compressed, in the companion table
-``<table>_chunks`` (DDL: :func:`regime_io._schema.chunk_table_sql`). The payload holds
+``<table>_chunks`` (DDL: :func:`regime_io._schema.ddl.chunk_table_sql`). The payload holds
 the declaration's columns except the chunk key (stored once, in the chunk's row), with
 the declared Arrow types: DECIMAL columns stay ``decimal128(p, s)``, so exact reads are
 exact and float reads convert the same values the row tier converts.

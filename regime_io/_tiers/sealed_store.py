@@ -300,7 +300,7 @@ class MergeCounts:
     inserted: int = 0
     updated: int = 0
     # Per chunk key (a series): [rows inserted, first and last timestamp of its incoming
-    # rows], for the series catalog (regime_io._catalog).
+    # rows], for the series catalog (regime_io._tiers.catalog).
     series: dict[SeriesKey, list[Any]] = field(default_factory=dict)
 
 
@@ -373,7 +373,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         wanted = pl.DataFrame([[*k, p] for k, p in found], schema=[*spec.chunk_by, "__period"], orient="row")
         wanted = wanted.cast({c: frame.schema[c] for c in wanted.columns})
         to_chunks = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="semi")
-        # The row tier's rows keep the batch's key order (regime_io._catalog.series_stats reads runs).
+        # The row tier's rows keep the batch's key order (regime_io._tiers.catalog.series_stats reads runs).
         rest = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="anti", maintain_order="left")
     else:
         to_chunks, rest = frame, frame.clear()
@@ -396,8 +396,8 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                                      if key in existing else table)
                 delete_rows(cur, settings, spec, period, keys)
         results: dict[SeriesKey, pa.Table] = {}
-        superseded: list[pa.Table] = []  # previous values of changed rows, new rows (regime_io._history)
-        fresh: list[pa.Table] = []  # new values of changed rows, for the live tail (regime_io._changes)
+        superseded: list[pa.Table] = []  # previous values of changed rows, new rows (regime_io._tiers.knowledge)
+        fresh: list[pa.Table] = []  # new values of changed rows, for the live tail (regime_io._tiers.changes)
         for key, incoming in incoming_by_key.items():
             merged, ins, upd = merge(spec, existing.get(key), incoming, on_conflict=on_conflict,
                                      settings_table=name)

@@ -2,7 +2,7 @@
 
 ``seal_history`` moves every calendar month that ended before the cutoff from the row
 table into its chunk table (``<table>_chunks``, one compressed Arrow IPC chunk per
-``chunk_by`` key and month, see :mod:`regime_io._chunks`); ``unseal_history`` puts rows
+``chunk_by`` key and month, see :mod:`regime_io._tiers.sealed_format`); ``unseal_history`` puts rows
 back. Each move runs in one transaction per (table, month, group of series): the
 month's period lock is taken exclusive (writers of that month wait a moment, readers
 never do), the rows are read, encoded, inserted as chunks and deleted, and the

@@ -354,7 +354,7 @@ def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[
     """COPY ``batches`` into the session's staging table and merge it into the table.
 
     Returns the inserted and updated counts and, per series that gained rows, the
-    series catalog's counts (see :func:`regime_io._catalog.record_writes`).
+    series catalog's counts (see :func:`regime_io._tiers.catalog.record_writes`).
     """
     stage = stage_name(spec)
     session_table(cur, spec, stage)

@@ -264,7 +264,7 @@ def validate(
     frame, order = _check_duplicates(spec, frame, on_duplicate)
     schema = spec.arrow_schema()
     kind = _time_kind(df, spec.time_column)
-    if kind is not None:  # for the time zone rule (regime_io._timezones), read by the writer
+    if kind is not None:  # for the time zone rule (regime_io._schema.timezones), read by the writer
         schema = schema.with_metadata({TIME_KIND_KEY: kind})
     n = frame.height  # fewer than the input's rows after on_duplicate="keep_last"
     arrays = []
