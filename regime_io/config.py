@@ -177,7 +177,7 @@ class Settings:
         secrets = [self.password.get(), *(v for k, v in self.libpq_options.items() if k in SECRET_OPTIONS)]
         for replica in self.read_replicas:
             secrets.append(replica.get())
-            replica_password = _parse_dsn(replica.get(), _Collector()).get("password")
+            replica_password = parse_dsn(replica.get(), Collector()).get("password")
             if replica_password:
                 secrets.append(str(replica_password))
         # Longest first, so a password that contains another is removed whole.
@@ -229,7 +229,7 @@ _PREFIX_CHARS = re.compile(r"^[A-Za-z0-9_]*$")
 _Sections = dict[str, dict[str, Any]]
 
 
-class _Collector:
+class Collector:
     """Gathers every problem so one ConfigError can list them all."""
 
     def __init__(self) -> None:
@@ -287,7 +287,7 @@ class _Collector:
         return text.lower()
 
 
-def _normalise(raw: Mapping[str, Any], col: _Collector) -> _Sections:
+def _normalise(raw: Mapping[str, Any], col: Collector) -> _Sections:
     """Lower-case section and key names; report unknown ones. None values count as unset."""
     out: _Sections = {name: {} for name in _SECTIONS}
     for section, values in raw.items():
@@ -339,7 +339,7 @@ def _read_ini(path: Path) -> dict[str, dict[str, Any]]:
     return {section: dict(parser.items(section)) for section in parser.sections()}
 
 
-def _split_hostport(hostport: str, col: _Collector) -> tuple[str | None, str | None]:
+def _split_hostport(hostport: str, col: Collector) -> tuple[str | None, str | None]:
     """``host:port``, ``[v6]:port`` or ``%2Fsocket%2Fdir`` -> (host, port); no lower-casing
     (a socket directory is a case-sensitive path)."""
     if not hostport:
@@ -357,7 +357,7 @@ def _split_hostport(hostport: str, col: _Collector) -> tuple[str | None, str | N
     return unquote(host), port or None
 
 
-def _parse_dsn(dsn: str, col: _Collector) -> dict[str, Any]:
+def parse_dsn(dsn: str, col: Collector) -> dict[str, Any]:
     """Split a ``postgresql://`` URL or a ``key=value`` DSN into [DATABASE] keys.
 
     Problems never quote the DSN: it may hold a password.
@@ -407,7 +407,7 @@ def _parse_dsn(dsn: str, col: _Collector) -> dict[str, Any]:
     return out
 
 
-def _expand_dsn(layer: _Sections, col: _Collector) -> bool:
+def _expand_dsn(layer: _Sections, col: Collector) -> bool:
     """Replace a layer's ``dsn`` by the keys it names (the layer's explicit keys win).
 
     Returns True when the layer had a DSN.
@@ -415,7 +415,7 @@ def _expand_dsn(layer: _Sections, col: _Collector) -> bool:
     dsn = layer["database"].pop("dsn", None)
     if dsn is None or str(dsn).strip() == "":
         return False
-    parsed = _parse_dsn(str(dsn), col)
+    parsed = parse_dsn(str(dsn), col)
     timeout = parsed.pop("connect_timeout", None)
     if timeout is not None:
         layer["connection"].setdefault("connection_timeout", timeout)
@@ -469,7 +469,7 @@ def load_settings(
           - schema: 'a b' is not a plain SQL name (letters, digits and _, not starting with a digit)
     """
     env = os.environ if env is None else env
-    col = _Collector()
+    col = Collector()
     if config_file is not None and config is not None:
         raise ConfigError(["pass config_file or config, not both"])
     if config_file is None and config is None and env.get("REGIME_IO_CONFIG"):
@@ -502,7 +502,7 @@ def load_settings(
     return settings
 
 
-def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping[str, str]) -> Settings | None:
+def _build(sections: _Sections, col: Collector, source: str, env_names: Mapping[str, str]) -> Settings | None:
     db = sections["database"]
     conn = sections["connection"]
     kw: dict[str, Any] = {"source": source}
@@ -608,7 +608,7 @@ def _build(sections: _Sections, col: _Collector, source: str, env_names: Mapping
         value = conn["read_replicas"]
         items = value if isinstance(value, (list, tuple)) else [v for v in re.split(r"[\s,]+", str(value)) if v]
         for item in items:
-            _parse_dsn(str(item), col)  # validate only; replicas keep their own DSN
+            parse_dsn(str(item), col)  # validate only; replicas keep their own DSN
         kw["read_replicas"] = tuple(Secret(str(v)) for v in items)
     if "read_your_writes" in conn:
         kw["read_your_writes"] = col.boolean(lab("read_your_writes"), conn["read_your_writes"])

@@ -53,7 +53,7 @@ def _target(module: str, level: int, name: str | None, alias: str | None) -> str
     """The package module an import statement names, or None for a third-party import."""
     if level:
         base = module.split(".")
-        if not MODULES[module].name == "__init__.py":
+        if MODULES[module].name != "__init__.py":
             base = base[:-1]
         base = base[: len(base) - (level - 1)]
         full = ".".join([*base, *(name.split(".") if name else [])])

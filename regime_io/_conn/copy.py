@@ -10,7 +10,7 @@ from .._sql.quote import quote_ident
 from ..tables import TableSpec
 
 
-def _ingest(cur: Any, table: str, chunk: pa.Table, *, db_schema_name: str | None = None,
+def copy_into(cur: Any, table: str, chunk: pa.Table, *, db_schema_name: str | None = None,
             temporary: bool = False) -> None:
     """COPY ``chunk`` into ``table`` (one COPY statement), fed in small record batches.
 
@@ -27,7 +27,7 @@ def _ingest(cur: Any, table: str, chunk: pa.Table, *, db_schema_name: str | None
     cur.adbc_ingest(table, chunk.to_reader(max_chunksize=rows), mode="append", temporary=temporary, **options)
 
 
-# Bytes of Arrow data per record batch handed to ADBC's COPY writer (see _ingest).
+# Bytes of Arrow data per record batch handed to ADBC's COPY writer (see copy_into).
 _COPY_BATCH_BYTES = 32 * 1024
 
 

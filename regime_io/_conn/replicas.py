@@ -41,7 +41,7 @@ from typing import Any
 import adbc_driver_manager
 import adbc_driver_postgresql.dbapi as adbc
 
-from ..config import LIBPQ_OPTIONS, Secret, Settings, _Collector, _parse_dsn, settings_replace
+from ..config import LIBPQ_OPTIONS, Collector, Secret, Settings, parse_dsn, settings_replace
 from ..errors import ConfigError, PoolTimeoutError, ServerError
 from .pool import ConnectionPool, LookupConnection, LookupPool
 
@@ -69,8 +69,8 @@ def replica_settings(primary: Settings, dsn: str) -> Settings:
     >>> s.host, s.port, s.user, s.retry_attempts
     ('db2', 5433, 'quant', 0)
     """
-    col = _Collector()
-    parsed = _parse_dsn(dsn, col)
+    col = Collector()
+    parsed = parse_dsn(dsn, col)
     if col.problems:
         raise ConfigError([p.replace("dsn:", "read_replicas:", 1) for p in col.problems])
     changes: dict[str, Any] = {"retry_attempts": 0}

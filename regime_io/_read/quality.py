@@ -43,7 +43,7 @@ from .._tiers.catalog import read_catalog
 from ..errors import UsageError
 from ..tables import TableSpec, table_spec
 from ..types import DateLike, ReturnType
-from .readers import _read_range
+from .readers import read_range
 from .resample import schedule, table_is_aware
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def _rows(db: Database, spec: TableSpec, symbols: list[str], sessions: pl.DataFr
     start = sessions["session_open"].min()
     end = sessions["session_close"].max()
     assert isinstance(start, dt.datetime) and isinstance(end, dt.datetime)
-    table = _read_range(db, spec, symbols, TimeRange(start, end, end_exclusive=True), names=names, exact=False,
+    table = read_range(db, spec, symbols, TimeRange(start, end, end_exclusive=True), names=names, exact=False,
                         extra=[], what="quality_report")
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)

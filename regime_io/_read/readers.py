@@ -138,7 +138,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     if not wanted:
         return empty_frame(spec.key, return_type=return_type, exact=exact, columns=names)
     if every is None:
-        table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
+        table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                             what="get_market_data", as_of=known)
     else:
         table = _read_resampled(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
@@ -169,7 +169,7 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
-    table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data",
+    table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data",
                         as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
@@ -191,7 +191,7 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     extra = _filters(spec, timeframe=timeframe)
-    table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
+    table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                         what="get_market_regimes", as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"))
@@ -213,7 +213,7 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
-    table = _read_range(db, spec, wanted, rng, names=names, exact=exact, extra=[],
+    table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=[],
                         what="get_1min_market_regimes", as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
@@ -569,7 +569,7 @@ def _canonical(spec: TableSpec, name: str, value: Any) -> str:
     return canonical
 
 
-def _read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
+def read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
                 exact: bool, extra: Sequence[tuple[str, Any]], what: str,
                 as_of: dt.datetime | None = None) -> pa.Table:
     """Rows of both tiers: the row tier's answer merged with the sealed chunks' (``regime_io._tiers.sealed_read``)."""
@@ -593,7 +593,7 @@ def _read_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
     # A single-symbol read leaves the constant symbol out of the query (~10% faster on
     # 1M rows here) and fills it in on the client.
     drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
-    if _is_small_range(spec, symbols, rng):
+    if is_small_range(spec, symbols, rng):
         q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra,
                              drop_symbol=drop_symbol, engine="adbc", relation=relation)
         table = read_adbc(db, q, sql, what=what, table=spec.key)
@@ -617,7 +617,7 @@ def _read_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
 SMALL_RANGE_ROWS = 20_000
 
 
-def _is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
+def is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
     """True when the range holds few rows for sure, judged from the table's key: a table
     keyed by (symbol[, timeframe], time) holds one row per symbol and minute for one
     timeframe of minute bars, so symbols x minutes bounds the read.
@@ -737,7 +737,7 @@ def _stream_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
     order = range_order(spec)
     time_major = order[1] == spec.time_column or any(n == "timeframe" for n, _ in extra)
     pieces: list[tuple[str, TimeRange]] = []
-    for symbol in _sorted_symbols(db, symbols):
+    for symbol in sorted_symbols(db, symbols):
         if not time_major:
             pieces.append((symbol, rng))
             continue
@@ -753,14 +753,14 @@ def _stream_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
 
     def batches() -> Iterator[pa.RecordBatch]:
         for symbol, piece in pieces:
-            table = _read_range(db, spec, [symbol], piece, names=names, exact=exact, extra=extra, what=what,
+            table = read_range(db, spec, [symbol], piece, names=names, exact=exact, extra=extra, what=what,
                                 as_of=as_of)
             yield from (b for b in table.combine_chunks().to_batches(max_chunksize=batch_rows) if b.num_rows)
 
     return batches()
 
 
-def _sorted_symbols(db: Database, symbols: list[str]) -> list[str]:
+def sorted_symbols(db: Database, symbols: list[str]) -> list[str]:
     """``symbols`` in the server's collation order (the order range reads return them in)."""
     if len(symbols) < 2:
         return symbols

@@ -21,7 +21,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._schema.timezones import _kinds
+from .._schema.timezones import time_kinds
 from .._sql.args import parse_duration
 from .._sql.query import Query
 from ..errors import UsageError
@@ -146,7 +146,7 @@ def schedule(calendar: str, start: dt.date, end: dt.date) -> list[tuple[dt.date,
 def table_is_aware(db: Database, spec: TableSpec) -> bool:
     """True when the table's times were written zone-aware (instants in the storage zone)."""
 
-    return _kinds(db).get(f"time_input:{spec.key}") == "aware"
+    return time_kinds(db).get(f"time_input:{spec.key}") == "aware"
 
 
 def bucket_sql(q: Query, resample: Resample, *, column: str, calendar: str, aware: bool,

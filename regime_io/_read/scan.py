@@ -67,7 +67,7 @@ from ..errors import ReadError, UsageError
 from ..tables import TableSpec, table_spec
 from ..types import DateLike, SymbolCase
 from .decode import decimal_text_to_float, reader_schema
-from .readers import _is_small_range, _sorted_symbols
+from .readers import is_small_range, sorted_symbols
 from .sqltext import range_order, select_list
 from .zones import zoned
 
@@ -405,7 +405,7 @@ def _read_rows(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str]
     """The row tier's part of a piece, read as the eager range readers read it: bound
     parameters for small ranges, inlined values (ADBC reads through COPY) for larger ones."""
     schema = reader_schema(spec, names, exact=exact)
-    if symbols is not None and _is_small_range(spec, symbols, rng):
+    if symbols is not None and is_small_range(spec, symbols, rng):
         q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="adbc", limit=limit,
                             relation=relation)
         return conform(read_adbc(db, q, sql, what="scan", table=spec.key), schema)
@@ -428,7 +428,7 @@ def _all_symbols(db: Database, spec: TableSpec, sealed: list[str]) -> list[str]:
     """Every symbol of the table: the series catalog's, and those with sealed chunks."""
 
     listed = [str(s) for s in read_catalog(db, spec.key).column("symbol").to_pylist()]
-    return _sorted_symbols(db, list(dict.fromkeys([*listed, *sealed])))
+    return sorted_symbols(db, list(dict.fromkeys([*listed, *sealed])))
 
 
 def _pieces(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str],
@@ -475,7 +475,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
     order = range_order(spec)
     if as_of is not None:  # symbol by symbol, the same SQL over the table as known then
         schema = reader_schema(spec, names, exact=exact)
-        syms = _sorted_symbols(db, symbols) if symbols is not None else _all_symbols(
+        syms = sorted_symbols(db, symbols) if symbols is not None else _all_symbols(
             db, spec, _sealed_symbols(db, spec, rng) if spec.sealable else [])
         for symbol in syms:
             def build(relation: Relation, symbol: str = symbol) -> tuple[Query, str]:
@@ -492,7 +492,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
 
         return read_rows(db, spec, Scope(syms, piece, extra), names=names, exact=exact, order=order, rows=rows)
 
-    if symbols is not None and _is_small_range(spec, symbols, rng):
+    if symbols is not None and is_small_range(spec, symbols, rng):
         yield both(symbols, rng)
         return
     relation = stream_guard(db, spec, Scope(symbols, rng, extra))
@@ -513,7 +513,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
             if started or not is_changed(err):
                 raise
     symbols = (_all_symbols(db, spec, _sealed_symbols(db, spec, rng)) if symbols is None
-               else _sorted_symbols(db, symbols))
+               else sorted_symbols(db, symbols))
     for symbol, piece in _pieces(db, spec, plan, symbols, rng):
         yield both([symbol], piece)
 

@@ -69,7 +69,7 @@ def _check_zone(settings: Settings, recorded: str | None) -> None:
                            f"set storage_timezone = {recorded}"])
 
 
-def _kinds(db: Database) -> dict[str, str]:
+def time_kinds(db: Database) -> dict[str, str]:
     """The recorded storage zone and time kinds, read once per Database (a kind never
     changes once recorded, so the cache cannot go stale; kinds recorded later by another
     process are found by record_time_kind's own check in the write transaction)."""
@@ -92,7 +92,7 @@ def check_time_kind(db: Database, spec: TableSpec, *, aware: bool, what: str) ->
     """Refuse ``aware``/naive input against a table whose stored times are the other kind."""
     if not db.settings.enabled:
         return
-    recorded = _kinds(db).get(f"time_input:{spec.key}")
+    recorded = time_kinds(db).get(f"time_input:{spec.key}")
     kind: TimeKind = "aware" if aware else "naive"
     if recorded is None or recorded == kind:
         return
@@ -125,7 +125,7 @@ def record_time_kind(cur: Any, db: Database, spec: TableSpec, kind: str | None) 
     if kind is None:
         return
     key = f"time_input:{spec.key}"
-    known = _kinds(db)
+    known = time_kinds(db)
     if known.get(key) == kind:
         return
     table = metadata_table(db.resolved)

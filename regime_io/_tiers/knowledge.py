@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .._conn.copy import _ingest
+from .._conn.copy import copy_into
 from .._sql.args import parse_time
 from .._sql.names import history_table, qualified_table
 from .._sql.quote import literal, quote_ident
 from ..errors import UsageError, WriteError
 from ..tables import TableSpec
-from .rows import _merge_sql, merged_counts
+from .rows import merge_sql, merged_counts
 
 if TYPE_CHECKING:
     from .._conn.database import Database
@@ -151,7 +151,7 @@ def stored_known_from(alias: str, zone: str) -> str:
 def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_at: dt.datetime | None,
                     on_conflict: Any = "update", *, per_row: bool = False) -> tuple[int, int, list[dict[str, Any]]]:
     """The staged upsert of a history table (module docstring). Returns what
-    ``_stage_and_merge`` returns: inserted, updated and the catalog's per-series rows.
+    ``stage_and_merge`` returns: inserted, updated and the catalog's per-series rows.
 
     ``per_row``: the stage has a ``__known_at`` column, each row's knowledge time (the
     vintages of ``known_at=<column>``); otherwise ``known_at`` or the server's clock."""
@@ -159,7 +159,7 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
     row_known = f'"{ROW_KNOWN_AT}"'
     if on_conflict != "update":  # inserts only: no version is superseded
         at = row_known if per_row else None if known_at is None else "$1::timestamptz"
-        cur.execute(_merge_sql(spec, db, on_conflict, known_from=at, stage=stage),
+        cur.execute(merge_sql(spec, db, on_conflict, known_from=at, stage=stage),
                     parameters=(known_at.isoformat(),) if known_at and not per_row else None)
         return merged_counts(cur.fetchall())
     settings = db.settings
@@ -195,7 +195,7 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
         insert_params = (when.isoformat(),)
     inserted, series = 0, list[dict[str, Any]]()
     if missing:  # step 2; a pure restatement (every key stored) skips it
-        cur.execute(_merge_sql(spec, db, "ignore", known_from=insert_at if known_at or per_row else None,
+        cur.execute(merge_sql(spec, db, "ignore", known_from=insert_at if known_at or per_row else None,
                                stage=stage), parameters=insert_params if known_at and not per_row else None)
         inserted, _, series = merged_counts(cur.fetchall())
     if known_at is not None or per_row:
@@ -215,7 +215,7 @@ def versioned_merge(cur: Any, db: Database, spec: TableSpec, stage: str, known_a
     old_literal = stored_known_from("t", literal(settings.storage_timezone))
     new_known = (f"greatest(EXCLUDED.{KNOWN_FROM}, "
                  f"timezone('UTC', timezone('UTC', {old_literal}) + interval '1 microsecond'))")
-    cur.execute(_merge_sql(spec, db, "update", known_from=row_known if per_row else "$1::timestamptz",
+    cur.execute(merge_sql(spec, db, "update", known_from=row_known if per_row else "$1::timestamptz",
                            known_from_update=new_known, stage=stage),
                 parameters=None if per_row else (when.isoformat(),))
     # Every staged key exists after step 2, so each row this merge returns is an update
@@ -284,7 +284,7 @@ def record_sealed(cur: Any, settings: Settings, spec: TableSpec, old_rows: Seque
     columns = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in spec.columns) + f", {ABSENT} BOOLEAN"
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(temp)} ({columns}) ON COMMIT DELETE ROWS")
     cur.execute(f"TRUNCATE {quote_ident(temp)}")
-    _ingest(cur, temp, table, temporary=True)
+    copy_into(cur, temp, table, temporary=True)
     hist = history_table(spec, settings)
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     s_cols = ", ".join(f"s.{quote_ident(c.name)}" for c in spec.columns)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._conn.copy import _ingest, session_table
+from .._conn.copy import copy_into, session_table
 from .._conn.engines import pooled_read, read_adbc, read_cx, read_lookup
 from .._frames import constant
 from .._sql.names import chunk_table, history_table
@@ -381,7 +381,7 @@ def _with_sealed(db: Database, spec: TableSpec, sealed: pa.Table, build: SqlBuil
         cur = conn.cursor()
         try:
             session_table(cur, spec, temp)
-            _ingest(cur, temp, sealed, temporary=True)
+            copy_into(cur, temp, sealed, temporary=True)
             cur.execute(sql, parameters=tuple(q.params) if q.params else None)
             return cur.fetch_arrow_table()
         finally:

@@ -28,7 +28,7 @@ def merged_counts(rows: list[Any]) -> tuple[int, int, list[dict[str, Any]]]:
     return inserted, updated, series
 
 
-def _merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict, *, known_from: str | None = None,
+def merge_sql(spec: TableSpec, db: Database, on_conflict: OnConflict, *, known_from: str | None = None,
                known_from_update: str | None = None, stage: str | None = None) -> str:
     """The staged merge; ``known_from``/``known_from_update``: SQL giving inserted /
     updated rows their knowledge start (history tables, regime_io._tiers.knowledge)."""

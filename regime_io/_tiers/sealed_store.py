@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._conn.copy import _ingest
+from .._conn.copy import copy_into
 from .._conn.pipeline import run
 from .._sql.names import chunk_table, qualified_table
 from .._sql.quote import literal, quote_ident
@@ -269,7 +269,7 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
         # The payloads are compressed already: no pglz attempt on the way through.
         cur.execute(f"ALTER TABLE {quote_ident(stage)} ALTER COLUMN payload SET STORAGE EXTERNAL")
     cur.execute(f"TRUNCATE {quote_ident(stage)}")
-    _ingest(cur, stage, staged, temporary=True)
+    copy_into(cur, stage, staged, temporary=True)
     names = [f.name for f in fields]
     select = ", ".join(f"{quote_ident(n)}::{spec.column(n[4:]).pg_type}" if n[:4] in ("min_", "max_")
                        and n[4:] in stats_cols else quote_ident(n) for n in names)
@@ -444,7 +444,7 @@ def route_staged(cur: Any, settings: Settings, spec: TableSpec, stage: str, firs
     cur.execute(f"TRUNCATE {quote_ident(stage)}")
     rest, counts = route_batch(cur, settings, spec, staged, on_conflict=on_conflict)
     if rest.num_rows:
-        _ingest(cur, stage, rest, temporary=True)
+        copy_into(cur, stage, rest, temporary=True)
     return counts
 
 

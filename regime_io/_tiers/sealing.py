@@ -27,7 +27,7 @@ import adbc_driver_manager
 import polars as pl
 import pyarrow as pa
 
-from .._conn.copy import _ingest
+from .._conn.copy import copy_into
 from .._conn.driver_errors import is_connection_error
 from .._frames import constant
 from .._sql.args import parse_range
@@ -421,7 +421,7 @@ def _unseal_period(db: Database, spec: TableSpec, period: dt.date,
                 # then sees no chunk, also where it does not see this transaction's setting (Citus workers).
                 store.delete_chunks(cur, settings, spec, period, list(decoded))
                 # change_xid NULL: moving rows between tiers is no change for the live tail.
-                _ingest(cur, settings.table_name(spec.key), rows.append_column(
+                copy_into(cur, settings.table_name(spec.key), rows.append_column(
                     CHANGE_COLUMN, pa.nulls(rows.num_rows, pa.int64())), db_schema_name=settings.schema)
                 after = _heap_bytes(cur, db, spec, period, list(decoded))
             finally:
@@ -489,7 +489,7 @@ def repair_sealed(db: Database, *, tables: Iterable[str] | str | None = None, dr
                 continue
             moved, before, after = _seal_group(db, spec, period, list(series))
             if moved:
-                log.warning("repair_sealed: %s %s: %d row(s) of %d sealed series merged into their chunks",
+                log.info("repair_sealed: %s %s: %d row(s) of %d sealed series merged into their chunks",
                             spec.key, period, moved, len(series))
                 done.append(SealedPeriod(spec.key, period, len(series), moved, before, after))
     return SealReport("repair", tuple(done), dry_run=dry_run)

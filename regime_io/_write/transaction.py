@@ -14,7 +14,7 @@ import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._conn.copy import _ingest, session_table
+from .._conn.copy import copy_into, session_table
 from .._conn.driver_errors import lost_before_commit, write_error
 from .._conn.partitions import ANALYZE_AFTER_ROWS, analyze_fresh_partitions
 from .._conn.pipeline import SMALL_BATCH_ROWS, NeedsArrow, PsycopgCursor, ask, small_write
@@ -23,7 +23,7 @@ from .._sql.names import qualified_table
 from .._sql.quote import quote_ident
 from .._tiers import catalog, changes
 from .._tiers.knowledge import versioned_merge
-from .._tiers.rows import _merge_sql, merged_counts, stage_name
+from .._tiers.rows import merge_sql, merged_counts, stage_name
 from .._tiers.sealed_store import MergeCounts, route_batch, route_staged
 from ..errors import ServerUnavailableError, UsageError, ValidationError, WriteError
 from ..tables import TableSpec, table_spec
@@ -86,7 +86,7 @@ class WriteResult:
                 f"{self.unchanged} unchanged{trimmed} ({self.method}, {self.seconds:.3f}s)")
 
 
-def _time_range(spec: TableSpec, batch: pa.Table) -> tuple[dt.datetime, dt.datetime] | None:
+def time_range(spec: TableSpec, batch: pa.Table) -> tuple[dt.datetime, dt.datetime] | None:
     if spec.time_column is None or batch.num_rows == 0:
         return None
     bounds = pc.min_max(batch.column(spec.time_column))
@@ -213,7 +213,7 @@ def save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: O
     collide, else staged and merged; rows of sealed series-months merge into their chunks."""
     if batch.num_rows == 0:
         return WriteResult(spec.key, 0, 0, 0, 0, "empty")
-    span = _time_range(spec, batch)
+    span = time_range(spec, batch)
     kind = time_kind(batch)
 
     def merge(cur: Any, attempt: Attempt) -> Merged:
@@ -229,11 +229,11 @@ def save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: O
                                    sealed_tier=tier == "sealed")
         inserted, updated = sealed.inserted, sealed.updated
         staged = rest.num_rows > 0 and (collides is None or collides())
-        series = _sealed_series(spec, sealed)
+        series = sealed_series(spec, sealed)
         if rest.num_rows == 0:
             method: WriteMethod = "sealed"
         elif staged:
-            ins, upd, merged = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows,
+            ins, upd, merged = stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows,
                                                 progress, rest.num_rows)
             inserted, updated, method = inserted + ins, updated + upd, "staged"
             series += merged
@@ -280,7 +280,7 @@ def save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_conf
                     raise UsageError(f"{spec.key}: the stream mixes zone-aware and naive timestamps; make them one "
                                      "kind (see docs/timezones.md)", table=spec.key, column=spec.time_column)
                 record_time_kind(cur, db, spec, time_kind(batch))
-                rng = _time_range(spec, batch)
+                rng = time_range(spec, batch)
                 if rng:
                     span[:] = [min([rng[0], *span[:1]]), max([rng[1], *span[1:]])]
                 yield batch
@@ -293,10 +293,10 @@ def save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_conf
                 sealed_part[:] = [route_staged(cur, db.settings, spec, stage_name(spec), span[0], span[1],
                                                on_conflict=on_conflict)]
 
-        inserted, updated, series = _stage_and_merge(cur, db, spec, validated(), on_conflict, chunk_rows,
+        inserted, updated, series = stage_and_merge(cur, db, spec, validated(), on_conflict, chunk_rows,
                                                      progress, None, before_merge=before_merge)
         if sealed_part:
-            series += _sealed_series(spec, sealed_part[0])
+            series += sealed_series(spec, sealed_part[0])
             inserted, updated = inserted + sealed_part[0].inserted, updated + sealed_part[0].updated
         return Merged(rows, inserted, updated, series, "staged" if rows else "empty")
 
@@ -340,14 +340,14 @@ def _copy(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, chunk_rows: 
           progress: Progress | None) -> tuple[int, int]:
     done = 0
     for chunk in _chunks(batch, chunk_rows):
-        _ingest(cur, db.settings.table_name(spec.key), chunk, db_schema_name=db.settings.schema)
+        copy_into(cur, db.settings.table_name(spec.key), chunk, db_schema_name=db.settings.schema)
         done += chunk.num_rows
         if progress:
             progress(done, batch.num_rows)
     return done, 0
 
 
-def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[pa.Table], on_conflict: OnConflict,
+def stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[pa.Table], on_conflict: OnConflict,
                      chunk_rows: int, progress: Progress | None, total: int | None,
                      before_merge: Callable[[], None] | None = None,
                      known_at: dt.datetime | None = None) -> tuple[int, int, list[dict[str, Any]]]:
@@ -361,7 +361,7 @@ def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[
     done = 0
     for batch in batches:
         for chunk in _chunks(batch, chunk_rows):
-            _ingest(cur, stage, chunk, temporary=True)
+            copy_into(cur, stage, chunk, temporary=True)
             done += chunk.num_rows
             if progress:
                 progress(done, total)
@@ -371,11 +371,11 @@ def _stage_and_merge(cur: Any, db: Database, spec: TableSpec, batches: Iterable[
         before_merge()
     if spec.key in db.settings.history_tables and (on_conflict == "update" or known_at is not None):
         return versioned_merge(cur, db, spec, stage, known_at, on_conflict)
-    cur.execute(_merge_sql(spec, db, on_conflict))
+    cur.execute(merge_sql(spec, db, on_conflict))
     return merged_counts(cur.fetchall())
 
 
-def _sealed_series(spec: TableSpec, sealed: MergeCounts) -> list[dict[str, Any]]:
+def sealed_series(spec: TableSpec, sealed: MergeCounts) -> list[dict[str, Any]]:
     """The series catalog's counts of the rows a write merged into sealed chunks."""
     if spec.key not in catalog.SERIES_TABLES or not sealed.series:
         return []

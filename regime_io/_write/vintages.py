@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._conn.copy import _ingest
+from .._conn.copy import copy_into
 from .._conn.engines import pooled_read
 from .._frames import to_polars
 from .._schema.timezones import record_time_kind, time_kind
@@ -18,7 +18,7 @@ from .._tiers.sealed_store import existing_chunks, period_range, route_batch
 from ..errors import UsageError
 from ..tables import TableSpec
 from ..types import OnConflict, Tier
-from .transaction import Attempt, Merged, WriteResult, _sealed_series, _stage_and_merge, _time_range, run
+from .transaction import Attempt, Merged, WriteResult, run, sealed_series, stage_and_merge, time_range
 from .validate import validate
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime
     rows = sum(b.num_rows for _, b in batches)
     if rows == 0:
         return WriteResult(spec.key, 0, 0, 0, 0, "empty")
-    spans = [r for r in (_time_range(spec, b) for _, b in batches) if r is not None]
+    spans = [r for r in (time_range(spec, b) for _, b in batches) if r is not None]
     span = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
 
     def merge(cur: Any, attempt: Attempt) -> Merged:
@@ -136,11 +136,11 @@ def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime
             rest, sealed = route_batch(cur, db.settings, spec, data, on_conflict=on_conflict,
                                        sealed_tier=tier == "sealed", known_at=at)
             inserted, updated = inserted + sealed.inserted, updated + sealed.updated
-            series += _sealed_series(spec, sealed)
+            series += sealed_series(spec, sealed)
             if rest.num_rows and per_row:
                 ins, upd, merged = _merge_per_row(cur, db, spec, batch, rest, on_conflict)
             elif rest.num_rows:
-                ins, upd, merged = _stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows, None,
+                ins, upd, merged = stage_and_merge(cur, db, spec, [rest], on_conflict, chunk_rows, None,
                                                     rest.num_rows, known_at=when)
             else:
                 continue
@@ -165,5 +165,5 @@ def _merge_per_row(cur: Any, db: Database, spec: TableSpec, batch: pa.Table, res
     cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(stage)} ({columns}, "
                 f"{quote_ident(ROW_KNOWN_AT)} TIMESTAMPTZ) ON COMMIT DELETE ROWS")
     cur.execute(f"TRUNCATE {quote_ident(stage)}")
-    _ingest(cur, stage, batch, temporary=True)
+    copy_into(cur, stage, batch, temporary=True)
     return versioned_merge(cur, db, spec, stage, None, on_conflict, per_row=True)
