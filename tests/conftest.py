@@ -37,8 +37,8 @@ import psycopg
 import pytest
 
 from regime_io import PostgreSQLIntegration
-from regime_io.database import Database
 from regime_io.config import Settings, load_settings, settings_replace
+from regime_io.database import Database
 
 
 @dataclass

@@ -28,8 +28,8 @@ from decimal import Decimal
 from typing import Any
 
 import polars as pl
-import pyarrow as pa
 import psycopg
+import pyarrow as pa
 import pytest
 
 from regime_io import PostgreSQLIntegration

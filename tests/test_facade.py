@@ -25,7 +25,6 @@ from regime_io._read import readers as _reading
 from regime_io._read import scan as _scan
 from regime_io._read import tail as _tail
 from regime_io._schema import maintenance as _maintenance
-from regime_io._tiers import catalog as _catalog
 from regime_io._tiers import sealing as _sealing
 from regime_io._write import save as _writing
 
@@ -99,7 +98,7 @@ def _members(annotation: Any, func: Callable[..., Any]) -> frozenset[str]:
     out: set[str] = set()
     for member in nodes:
         try:
-            value = eval(member, func.__globals__)  # noqa: S307 -- the library's own annotations
+            value = eval(member, func.__globals__)
         except Exception:  # a name imported only under TYPE_CHECKING
             out.add(member)
             continue

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from regime_io import PostgreSQLIntegration, SchemaError, UsageError, ValidationError
-from regime_io.database import Database
 from regime_io._conn.partitions import bucket_start, next_bucket
 from regime_io._schema.maintenance import CleanupReport, cleanup_old_data, list_partitions
 from regime_io.config import settings_replace
+from regime_io.database import Database
 from regime_io.tables import TABLES
 
 

@@ -372,8 +372,8 @@ def test_rows_written_by_the_writers_read_back_unchanged(pg: PostgreSQLIntegrati
 
 def test_unreachable_server_fails_fast_without_the_password(settings: Any) -> None:
     from regime_io import ServerUnavailableError
-    from regime_io.database import Database
     from regime_io.config import Secret
+    from regime_io.database import Database
 
     # A port nobody listens on; connectorx alone would retry for a fixed 30 s.
     dead = Database(settings_replace(settings, port=1, password=Secret("sekret#pw"), connection_timeout=1.0,

@@ -28,8 +28,8 @@ from polars.testing import assert_frame_equal
 from regime_io import PostgreSQLIntegration
 from regime_io._conn import embedded as embedded
 from regime_io._conn import replicas as replicas
-from regime_io.database import Database
 from regime_io.config import Secret, Settings, load_settings, settings_replace
+from regime_io.database import Database
 from regime_io.tables import TABLES
 
 REPLICA_PORT = 5433

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from regime_io import PostgreSQLIntegration
-from regime_io._schema.citus import DISTRIBUTION_COLUMN, citus_plan
 from regime_io._schema import citus as scaling
+from regime_io._schema.citus import DISTRIBUTION_COLUMN, citus_plan
 from regime_io._schema.ddl import create_table_sql, schema_sql
 from regime_io.config import Settings, load_settings, settings_replace
 from regime_io.tables import TABLES, TableSpec

@@ -8,9 +8,9 @@ import threading
 import pytest
 
 from regime_io import PostgreSQLIntegration
-from regime_io.database import Database
 from regime_io._conn.partitions import buckets
 from regime_io._schema.ddl import SCHEMA_VERSION, initialize_database, schema_sql
+from regime_io.database import Database
 from regime_io.tables import TABLES
 
 # The seed's column types, as information_schema spells them, for every table.

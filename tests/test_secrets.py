@@ -38,9 +38,9 @@ from regime_io import (
     ServerUnavailableError,
     load_settings,
 )
-from regime_io.database import Database
 from regime_io._conn.pool import ConnectionPool
 from regime_io.config import Settings, settings_replace
+from regime_io.database import Database
 
 PASSWORD = "Zq9@p#ss: w%rd%41 x"  # '%rd' is no valid escape, '%41' is one: both must stay literal
 WRONG = "Wr9@n#g: p%ss%20 y"
