@@ -33,30 +33,30 @@ class Analytics(FacadeBase[F]):
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
                    as_of: DateLike | None = None,
-                   return_type: None = None) -> F: ...
+                   tz: str | None = None, return_type: None = None) -> F: ...
 
     @overload
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
                    as_of: DateLike | None = None,
-                   return_type: Literal["polars"]) -> pl.DataFrame: ...
+                   tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
                    as_of: DateLike | None = None,
-                   return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                   tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
                    as_of: DateLike | None = None,
-                   return_type: Literal["arrow"]) -> pa.Table: ...
+                   tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
                    as_of: DateLike | None = None,
-                   return_type: ReturnType | None = None) -> Any:
+                   tz: str | None = None, return_type: ReturnType | None = None) -> Any:
         """The latest row of each series of a bar or regime table.
 
         ``table``: ``market_data``, ``market_regimes`` or ``market_regimes_1min`` (any
@@ -72,6 +72,9 @@ class Analytics(FacadeBase[F]):
         naive: storage zone) instead of now; the table must keep history
         (``[DATABASE] history_tables``, docs/history.md).
 
+        ``tz``: the zone of the time column for a table written zone-aware (default
+        UTC); refused for tables written naive, which read back as written (docs/timezones.md).
+
         Example:
             >>> pg.get_latest("bars", symbols=["NIFTY", "BANKNIFTY"], timeframe="1m")  # doctest: +SKIP
         """
@@ -80,41 +83,44 @@ class Analytics(FacadeBase[F]):
         if not self.enabled:
             return empty_frame(table, return_type=rt, exact=exact)
         return _reading.get_latest(self.db, table, symbol, symbols=symbols, timeframe=timeframe, exact=exact,
-                                   as_of=as_of, return_type=rt)
+                                   as_of=as_of, return_type=rt, tz=tz)
 
     @overload
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
                                       as_of: DateLike | None = None,
-                                      return_type: None = None) -> F: ...
+                                      tz: str | None = None, return_type: None = None) -> F: ...
 
     @overload
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
                                       as_of: DateLike | None = None,
-                                      return_type: Literal["polars"]) -> pl.DataFrame: ...
+                                      tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
                                       as_of: DateLike | None = None,
-                                      return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                                      tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
                                       as_of: DateLike | None = None,
-                                      return_type: Literal["arrow"]) -> pa.Table: ...
+                                      tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
                                       as_of: DateLike | None = None,
-                                      return_type: ReturnType | None = None) -> Any:
+                                      tz: str | None = None, return_type: ReturnType | None = None) -> Any:
         """The latest 1-minute regime per symbol: :meth:`get_latest` of ``market_regimes_1min``.
 
         ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
         naive: storage zone) instead of now; the table must keep history
         (``[DATABASE] history_tables``, docs/history.md).
+
+        ``tz``: the zone of the time column for a table written zone-aware (default
+        UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
         Example:
             >>> pg.get_latest_1min_market_regime("NIFTY")   # doctest: +SKIP
@@ -124,31 +130,31 @@ class Analytics(FacadeBase[F]):
         if not self.enabled:
             return empty_frame("market_regimes_1min", return_type=rt, exact=exact)
         return _reading.get_latest(self.db, "market_regimes_1min", symbol, symbols=symbols, timeframe=None,
-                                   exact=exact, as_of=as_of, return_type=rt)
+                                   exact=exact, as_of=as_of, return_type=rt, tz=tz)
 
     @overload
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
                          as_of: DateLike | None = None,
-                         return_type: None = None) -> F: ...
+                         tz: str | None = None, return_type: None = None) -> F: ...
 
     @overload
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
                          as_of: DateLike | None = None,
-                         return_type: Literal["polars"]) -> pl.DataFrame: ...
+                         tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
                          as_of: DateLike | None = None,
-                         return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                         tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
                          as_of: DateLike | None = None,
-                         return_type: Literal["arrow"]) -> pa.Table: ...
+                         tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
                          as_of: DateLike | None = None,
-                         return_type: ReturnType | None = None) -> Any:
+                         tz: str | None = None, return_type: ReturnType | None = None) -> Any:
         """The option chain of ``symbol`` as it stood at ``at``.
 
         For each (expiry, strike, type) not expired at ``at``, its latest row at or
@@ -159,6 +165,9 @@ class Analytics(FacadeBase[F]):
         naive: storage zone) instead of now; the table must keep history
         (``[DATABASE] history_tables``, docs/history.md).
 
+        ``tz``: the zone of the time column for a table written zone-aware (default
+        UTC); refused for tables written naive, which read back as written (docs/timezones.md).
+
         Example:
             >>> pg.get_option_chain("NIFTY", "2024-01-02 10:30", expiry="2024-01-25")  # doctest: +SKIP
         """
@@ -166,7 +175,8 @@ class Analytics(FacadeBase[F]):
         rt = self._rt(return_type)
         if not self.enabled:
             return empty_frame("options_data", return_type=rt, exact=exact)
-        return _reading.get_option_chain(self.db, symbol, at, expiry=expiry, exact=exact, as_of=as_of, return_type=rt)
+        return _reading.get_option_chain(self.db, symbol, at, expiry=expiry, exact=exact, as_of=as_of,
+                                         return_type=rt, tz=tz)
 
     @overload
     def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,

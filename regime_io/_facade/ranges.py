@@ -33,7 +33,7 @@ class RangeReaders(FacadeBase[F]):
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        return_type: None = None) -> F: ...
+                        tz: str | None = None, return_type: None = None) -> F: ...
 
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -41,7 +41,7 @@ class RangeReaders(FacadeBase[F]):
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        return_type: Literal["polars"]) -> pl.DataFrame: ...
+                        tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -49,7 +49,7 @@ class RangeReaders(FacadeBase[F]):
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                        tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -57,14 +57,14 @@ class RangeReaders(FacadeBase[F]):
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        return_type: Literal["arrow"]) -> pa.Table: ...
+                        tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        return_type: ReturnType | None = None) -> Any:
+                        tz: str | None = None, return_type: ReturnType | None = None) -> Any:
         """OHLCV bars of one or more symbols in ``[start_date, end_date]`` (inclusive).
 
         Parameters:
@@ -99,6 +99,9 @@ class RangeReaders(FacadeBase[F]):
                 column, a non-ISO date string).
             ReadError: the server refused the query.
 
+        ``tz``: the zone of the time column for a table written zone-aware (default
+        UTC); refused for tables written naive, which read back as written (docs/timezones.md).
+
         Example:
             >>> pg.get_market_data("NIFTY", "2024-01-02", "2024-01-02", resample="5m")  # doctest: +SKIP
         """
@@ -108,7 +111,7 @@ class RangeReaders(FacadeBase[F]):
             return empty_frame("market_data", return_type=rt, exact=exact, columns=columns)
         return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
                                         columns=columns, resample=resample, calendar=calendar, exact=exact,
-                                        as_of=as_of, return_type=rt)
+                                        as_of=as_of, return_type=rt, tz=tz)
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -117,7 +120,7 @@ class RangeReaders(FacadeBase[F]):
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
-                         as_of: DateLike | None = None, return_type: None = None) -> F: ...
+                         as_of: DateLike | None = None, tz: str | None = None, return_type: None = None) -> F: ...
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -126,7 +129,8 @@ class RangeReaders(FacadeBase[F]):
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
-                         as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                         as_of: DateLike | None = None,
+                         tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -135,7 +139,8 @@ class RangeReaders(FacadeBase[F]):
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
-                         as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                         as_of: DateLike | None = None,
+                         tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -144,7 +149,8 @@ class RangeReaders(FacadeBase[F]):
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
-                         as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+                         as_of: DateLike | None = None,
+                         tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
@@ -152,7 +158,8 @@ class RangeReaders(FacadeBase[F]):
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
-                         as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
+                         as_of: DateLike | None = None,
+                         tz: str | None = None, return_type: ReturnType | None = None) -> Any:
         """Option bars in ``[start_date, end_date]``, optionally by expiry, strike and type.
 
         Parameters:
@@ -170,6 +177,9 @@ class RangeReaders(FacadeBase[F]):
         naive: storage zone) instead of now; the table must keep history
         (``[DATABASE] history_tables``, docs/history.md).
 
+        ``tz``: the zone of the time column for a table written zone-aware (default
+        UTC); refused for tables written naive, which read back as written (docs/timezones.md).
+
         Example:
             >>> pg.get_options_data("NIFTY", "2024-01-02", "2024-01-02", expiry="2024-01-25",
             ...                     strikes=[21500, 21600], option_type="call")   # doctest: +SKIP
@@ -180,41 +190,45 @@ class RangeReaders(FacadeBase[F]):
             return empty_frame("options_data", return_type=rt, exact=exact, columns=columns)
         return _reading.get_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                          strikes=strikes, option_type=option_type, columns=columns, exact=exact,
-                                         as_of=as_of, return_type=rt)
+                                         as_of=as_of, return_type=rt, tz=tz)
 
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
-                           as_of: DateLike | None = None, return_type: None = None) -> F: ...
+                           as_of: DateLike | None = None, tz: str | None = None, return_type: None = None) -> F: ...
 
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
-                           as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                           as_of: DateLike | None = None,
+                           tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
-                           as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                           as_of: DateLike | None = None,
+                           tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
-                           as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+                           as_of: DateLike | None = None,
+                           tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
-                           as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
+                           as_of: DateLike | None = None,
+                           tz: str | None = None, return_type: ReturnType | None = None) -> Any:
         """Regime classifications (``market_regimes``) in ``[start_date, end_date]``.
 
         Arguments as for :meth:`get_market_data`.
@@ -222,6 +236,9 @@ class RangeReaders(FacadeBase[F]):
         ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
         naive: storage zone) instead of now; the table must keep history
         (``[DATABASE] history_tables``, docs/history.md).
+
+        ``tz``: the zone of the time column for a table written zone-aware (default
+        UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
         Example:
             >>> pg.get_market_regimes("NIFTY", "2024-01-01", "2024-01-31", timeframe="15m")  # doctest: +SKIP
@@ -232,41 +249,46 @@ class RangeReaders(FacadeBase[F]):
             return empty_frame("market_regimes", return_type=rt, exact=exact, columns=columns)
         return _reading.get_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
                                            timeframe=timeframe, columns=columns, exact=exact, as_of=as_of,
-                                           return_type=rt)
+                                           return_type=rt, tz=tz)
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
-                                as_of: DateLike | None = None, return_type: None = None) -> F: ...
+                                as_of: DateLike | None = None,
+                                tz: str | None = None, return_type: None = None) -> F: ...
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
-                                as_of: DateLike | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                                as_of: DateLike | None = None,
+                                tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
-                                as_of: DateLike | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                                as_of: DateLike | None = None,
+                                tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
-                                as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+                                as_of: DateLike | None = None,
+                                tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
-                                as_of: DateLike | None = None, return_type: ReturnType | None = None) -> Any:
+                                as_of: DateLike | None = None,
+                                tz: str | None = None, return_type: ReturnType | None = None) -> Any:
         """1-minute regimes (``market_regimes_1min``) in ``[start_date, end_date]`` (the seed's reader).
 
         Arguments as for :meth:`get_market_data`.
@@ -274,6 +296,9 @@ class RangeReaders(FacadeBase[F]):
         ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
         naive: storage zone) instead of now; the table must keep history
         (``[DATABASE] history_tables``, docs/history.md).
+
+        ``tz``: the zone of the time column for a table written zone-aware (default
+        UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
         Example:
             >>> pg.get_1min_market_regimes("NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
@@ -283,7 +308,7 @@ class RangeReaders(FacadeBase[F]):
         if not self.enabled:
             return empty_frame("market_regimes_1min", return_type=rt, exact=exact, columns=columns)
         return _reading.get_1min_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
-                                                columns=columns, exact=exact, as_of=as_of, return_type=rt)
+                                                columns=columns, exact=exact, as_of=as_of, return_type=rt, tz=tz)
 
     @overload
     def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
@@ -351,7 +376,8 @@ class RangeReaders(FacadeBase[F]):
     def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          timeframe: str | None = None, batch_rows: int = 250_000,
-                         exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
+                         exact: bool = False, as_of: DateLike | None = None,
+                         tz: str | None = None) -> Iterator[pa.RecordBatch]:
         """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
 
         Arguments as for :meth:`get_market_data`; checked when called, not at the first
@@ -361,6 +387,9 @@ class RangeReaders(FacadeBase[F]):
         naive: storage zone) instead of now; the table must keep history
         (``[DATABASE] history_tables``, docs/history.md).
 
+        ``tz``: the zone of the time column for a table written zone-aware (default
+        UTC); refused for tables written naive, which read back as written (docs/timezones.md).
+
         Example:
             >>> for batch in pg.iter_market_data("NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
             ...     process(batch)
@@ -369,19 +398,23 @@ class RangeReaders(FacadeBase[F]):
         if not self.enabled:
             return iter(())
         return _reading.iter_market_data(self.db, symbol, start_date, end_date, symbols=symbols,
-                                         timeframe=timeframe, batch_rows=batch_rows, exact=exact, as_of=as_of)
+                                         timeframe=timeframe, batch_rows=batch_rows, exact=exact, as_of=as_of, tz=tz)
 
     def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                           expiry: DateLike | Sequence[DateLike] | None = None,
                           strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                           option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
-                          exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
+                          exact: bool = False, as_of: DateLike | None = None,
+                          tz: str | None = None) -> Iterator[pa.RecordBatch]:
         """Stream option bars as Arrow record batches (filters as :meth:`get_options_data`).
 
         ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
         naive: storage zone) instead of now; the table must keep history
         (``[DATABASE] history_tables``, docs/history.md).
+
+        ``tz``: the zone of the time column for a table written zone-aware (default
+        UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
         Example:
             >>> sum(b.num_rows for b in pg.iter_options_data("NIFTY", option_type="pe"))  # doctest: +SKIP
@@ -391,7 +424,7 @@ class RangeReaders(FacadeBase[F]):
             return iter(())
         return _reading.iter_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                           strikes=strikes, option_type=option_type, batch_rows=batch_rows,
-                                          exact=exact, as_of=as_of)
+                                          exact=exact, as_of=as_of, tz=tz)
 
     @overload
     def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,

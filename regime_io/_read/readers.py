@@ -75,7 +75,7 @@ from .hints import explain_empty
 from .history import latest_as_of
 from .resample import Resample, bucket_sql, parse_resample, session_hours, table_is_aware
 from .sqltext import latest_query, range_order, range_query, select_list, symbol_condition, where_conditions
-from .zones import zoned, zoned_batches
+from .zones import check_tz, zoned, zoned_batches
 
 if TYPE_CHECKING:
     from .._conn.database import Database
@@ -98,7 +98,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
                     end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                     timeframe: str | None = None, columns: Sequence[str] | None = None,
                     resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
-                    as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+                    as_of: DateLike | None = None, tz: str | None = None, return_type: ReturnType = "polars") -> Any:
     """OHLCV bars of one or more symbols in ``[start, end]`` (inclusive).
 
     Parameters:
@@ -145,7 +145,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
                                 every=every, calendar=calendar, as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"), resample_hint=every is None)
-    return convert(zoned(db, spec, table, None), return_type)
+    return convert(zoned(db, spec, table, check_tz(tz)), return_type)
 
 
 def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -153,7 +153,8 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
                      expiry: DateLike | Sequence[DateLike] | None = None,
                      strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                      option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                     exact: bool = False, as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+                     exact: bool = False, as_of: DateLike | None = None,
+                     tz: str | None = None, return_type: ReturnType = "polars") -> Any:
     """Option bars of ``symbol`` in ``[start, end]``, optionally by expiry, strike and type.
 
     Strikes are compared at the column's scale (two decimals). Rows are ordered by
@@ -173,13 +174,14 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
                         as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
-    return convert(zoned(db, spec, table, None), return_type)
+    return convert(zoned(db, spec, table, check_tz(tz)), return_type)
 
 
 def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                        timeframe: str | None = None, columns: Sequence[str] | None = None,
-                       exact: bool = False, as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+                       exact: bool = False, as_of: DateLike | None = None,
+                       tz: str | None = None, return_type: ReturnType = "polars") -> Any:
     """Regime classifications (``market_regimes``) of ``symbol`` in ``[start, end]``.
 
     Example:
@@ -195,14 +197,14 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
                         what="get_market_regimes", as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"))
-    return convert(zoned(db, spec, table, None), return_type)
+    return convert(zoned(db, spec, table, check_tz(tz)), return_type)
 
 
 def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = None,
                             start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                             symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                             exact: bool = False, as_of: DateLike | None = None,
-                            return_type: ReturnType = "polars") -> Any:
+                            tz: str | None = None, return_type: ReturnType = "polars") -> Any:
     """1-minute regimes of ``symbol`` in ``[start_date, end_date]`` (the seed's reader).
 
     Example:
@@ -217,7 +219,7 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
                         what="get_1min_market_regimes", as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
-    return convert(zoned(db, spec, table, None), return_type)
+    return convert(zoned(db, spec, table, check_tz(tz)), return_type)
 
 
 def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = None, *,
@@ -272,7 +274,7 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
 
 def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = None, *,
                symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
-               as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+               as_of: DateLike | None = None, tz: str | None = None, return_type: ReturnType = "polars") -> Any:
     """The latest row of each series of ``market_data``, ``market_regimes`` or
     ``market_regimes_1min``.
 
@@ -300,10 +302,10 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     schema = reader_schema(spec, list(spec.column_names), exact=exact)
     known = as_of_instant(db, spec, as_of)
     if wanted == []:
-        return convert(zoned(db, spec, schema.empty_table(), None), return_type)
+        return convert(zoned(db, spec, schema.empty_table(), check_tz(tz)), return_type)
     if known is not None:
         return convert(zoned(db, spec, conform(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), schema),
-                             None), return_type)
+                             check_tz(tz)), return_type)
     queries = [latest_query(db, spec, wanted, timeframe=tf, exact=exact)]
     if spec.sealable:  # the sealed tier's newest chunks, in the same round trip
         queries.append(newest_chunks_query(db, spec, wanted, tf))
@@ -314,11 +316,12 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     if table_.num_rows < len(wanted or ()):  # some symbol named has no row
         explain_empty(db, spec, [s for s in wanted or () if s not in set(table_.column("symbol").to_pylist())],
                       timeframe=tf)
-    return convert(zoned(db, spec, table_, None), return_type)
+    return convert(zoned(db, spec, table_, check_tz(tz)), return_type)
 
 
 def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLike | None = None,
-                     exact: bool = False, as_of: DateLike | None = None, return_type: ReturnType = "polars") -> Any:
+                     exact: bool = False, as_of: DateLike | None = None,
+                     tz: str | None = None, return_type: ReturnType = "polars") -> Any:
     """The option chain of ``symbol`` as it stood at ``at``: for each (expiry, strike,
     type) not expired at ``at`` (``expiry_date >= at``'s date), its latest row at or
     before ``at``. Contracts with no row at or before ``at`` are absent.
@@ -359,7 +362,7 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
     scope = Scope([str(sym)], TimeRange(dt.datetime(1900, 1, 1), when, end_exclusive=False), scope_extra)
     raw = read_sql(db, spec, scope, build, what="get_option_chain", as_of=known)
     table = conform(raw, reader_schema(spec, names, exact=exact))
-    return convert(zoned(db, spec, table, None), return_type)
+    return convert(zoned(db, spec, table, check_tz(tz)), return_type)
 
 
 def _chain_sql(spec: TableSpec, names: list[str], exact: bool, target: str, key: str, p_symbol: str, p_at: str,
@@ -486,7 +489,8 @@ _TRANSITIONS_SQL = (
 def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                      end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                      timeframe: str | None = None, batch_rows: int = 250_000,
-                     exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
+                     exact: bool = False, as_of: DateLike | None = None,
+                     tz: str | None = None) -> Iterator[pa.RecordBatch]:
     """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
 
     Arguments are checked when called, not at the first batch. Batches have the schema
@@ -501,7 +505,8 @@ def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, st
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
     return zoned_batches(db, spec, _stream_range(db, spec, wanted, rng, exact=exact, extra=extra,
-                                                 batch_rows=batch_rows, what="iter_market_data", as_of=known), None)
+                                                 batch_rows=batch_rows, what="iter_market_data", as_of=known),
+                                                     check_tz(tz))
 
 
 def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -509,7 +514,8 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
                       expiry: DateLike | Sequence[DateLike] | None = None,
                       strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                       option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
-                      exact: bool = False, as_of: DateLike | None = None) -> Iterator[pa.RecordBatch]:
+                      exact: bool = False, as_of: DateLike | None = None,
+                      tz: str | None = None) -> Iterator[pa.RecordBatch]:
     """Stream option bars as Arrow record batches (filters as :func:`get_options_data`).
 
     Example:
@@ -520,7 +526,8 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
     return zoned_batches(db, spec, _stream_range(db, spec, wanted, rng, exact=exact, extra=extra,
-                                                 batch_rows=batch_rows, what="iter_options_data", as_of=known), None)
+                                                 batch_rows=batch_rows, what="iter_options_data", as_of=known),
+                                                     check_tz(tz))
 
 
 # ---------------------------------------------------------------------------------------
