@@ -326,10 +326,9 @@ def demo(
                   f"{plural(result.days, 'NSE session')} ({result.first_day:%d %b} to {result.last_day:%d %b %Y}) "
                   "of 1-minute bars and regimes, 15-minute regimes, an option chain with greeks, "
                   "optimisation results")
-    if result.sealed is not None and result.sealed.rows_moved:
-        console.print(f"[green]✓[/green] {plural(result.sealed.rows_moved, 'row')} of the months before "
-                      f"{result.last_day:%B %Y} sealed into the columnar tier ({result.sealed.bytes_before:,} -> "
-                      f"{result.sealed.bytes_after:,} bytes); every read below spans both tiers")
+    note = result.seal_note()
+    if note is not None:
+        console.print(f"[green]✓[/green] {escape(note)}")
     print_frame(console, result.latest, title="latest 1-minute regimes",
                  columns=["symbol", "timestamp", "regime", "confidence", "greek_sentiment"])
     print_frame(console, result.distribution,

@@ -88,6 +88,36 @@ class DemoResult:
     chart_skipped: str | None = None  # why no chart was drawn (matplotlib missing)
     seconds: float = 0.0
 
+    def seal_note(self) -> str | None:
+        """What the demo sealed, why, and what plain SQL sees now (None: nothing sealed).
+
+        >>> import datetime as dt
+        >>> from regime_io._tiers.sealing import SealReport, SealedPeriod
+        >>> r = DemoResult("public", 7, ("NIFTY",), 22, dt.date(2024, 1, 1), dt.date(2024, 2, 1),
+        ...                {"market_data": 100}, *[None] * 3,
+        ...                sealed=SealReport("seal", (SealedPeriod("market_data", dt.date(2024, 1, 1), 1, 90, 900, 90),)))
+        >>> print(r.seal_note())  # doctest: +NORMALIZE_WHITESPACE
+        sealed 90 rows of January 2024 (market_data) into the columnar tier (900 -> 90 bytes): months older than
+        seal_after (60 days by default) move there; the demo seals every month before its last so that the reads
+        below span both tiers, and they return the same rows. Plain SQL on the row tables (psql, Grafana) sees
+        the 10 rows left in them: regime-io unseal 2024-01-01 2024-01-31 hands the sealed month back to SQL
+        tools (docs/maintenance.md, "Sealing and unsealing").
+        """
+        report = self.sealed
+        if report is None or not report.rows_moved:
+            return None
+        months = sorted({p.period for p in report})
+        span = (f"{months[0]:%B %Y}" if len(months) == 1 else f"{months[0]:%B %Y} to {months[-1]:%B %Y}")
+        last = months[-1].replace(day=28) + dt.timedelta(days=4)
+        last = last - dt.timedelta(days=last.day)
+        return (f"sealed {report.rows_moved:,} rows of {span} ({', '.join(report.tables)}) into the columnar "
+                f"tier ({report.bytes_before:,} -> {report.bytes_after:,} bytes): months older than seal_after "
+                "(60 days by default) move there; the demo seals every month before its last so that the reads "
+                "below span both tiers, and they return the same rows. Plain SQL on the row tables (psql, "
+                f"Grafana) sees the {self.total_rows - report.rows_moved:,} rows left in them: regime-io unseal "
+                f"{months[0]:%Y-%m-%d} {last:%Y-%m-%d} hands the sealed month{'s' if len(months) > 1 else ''} "
+                'back to SQL tools (docs/maintenance.md, "Sealing and unsealing").')
+
     @property
     def total_rows(self) -> int:
         return sum(self.rows.values())
