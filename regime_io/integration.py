@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._conn.database import Database
 from ._facade.analytics import Analytics
-from ._facade.base import F
+from ._facade.base import F, when_disabled
 from ._facade.ranges import RangeReaders
 from ._frames import check_return_type
 from ._read import tail as _tail
@@ -116,6 +116,7 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    @when_disabled(lambda pg, a: 0)
     def initialize_database(self) -> int:
         """Create the schema, the tables and their indexes if missing (idempotent).
 
@@ -126,9 +127,6 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             >>> pg.initialize_database()   # doctest: +SKIP
             3
         """
-        if self._disabled("initialize_database"):
-            return 0
-
         return initialize_database(self.db.pool, self.db.resolved)
 
     def close(self) -> None:
@@ -140,6 +138,7 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
 
     # -- writers ------------------------------------------------------------------------
 
+    @when_disabled(lambda pg, a: WriteResult.disabled(a['table']))
     def save(self, table: str, data: Any, *, on_conflict: OnConflict = "update",
              on_duplicate: OnDuplicate = "error", extra_columns: ExtraColumns = "error",
              strict: bool = False, date_format: str | None = None, chunk_rows: int | None = None,
@@ -197,8 +196,6 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             >>> pg.save("bars", frame, on_conflict="ignore")   # doctest: +SKIP
         """
 
-        if self._disabled(f"save to {table}"):
-            return WriteResult.disabled(table)
         return save(self.db, table, data, on_conflict=on_conflict, on_duplicate=on_duplicate,
                     extra_columns=extra_columns, strict=strict, date_format=date_format,
                     chunk_rows=chunk_rows, progress=progress, tier=tier, known_at=known_at)
@@ -263,6 +260,7 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
                          extra_columns=extra_columns, strict=strict, date_format=date_format,
                          chunk_rows=chunk_rows, progress=progress, known_at=known_at)
 
+    @when_disabled(lambda pg, a: WriteResult.disabled('market_regimes_1min'))
     def save_rolling_market_regime(self, data: Any, *, window_minutes: int | None = None,
                                    date_format: str | None = None) -> WriteResult:
         """Upsert the newest 1-minute regimes from a live loop and trim the rolling window.
@@ -277,8 +275,6 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             >>> pg.save_rolling_market_regime(latest_rows, window_minutes=375)   # doctest: +SKIP
         """
 
-        if self._disabled("save_rolling_market_regime"):
-            return WriteResult.disabled("market_regimes_1min")
         return save_rolling_market_regime(self.db, data, window_minutes=window_minutes, date_format=date_format)
 
     # -- range readers --------------------------------------------------------------------
@@ -311,6 +307,7 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
              poll_interval: float = 1.0, exact: bool = False,
              return_type: Literal["arrow"]) -> Tail[pa.Table]: ...
 
+    @when_disabled(lambda pg, a: _tail.Tail.ended(pg.db, a["table"], return_type=pg._rt(a["return_type"])))
     def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
              cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
              poll_interval: float = 1.0, exact: bool = False, return_type: ReturnType | None = None) -> Any:
@@ -356,13 +353,12 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return iter(())
         return _tail.tail(self.db, table, symbols=symbols, since=since, cursor=cursor, max_rows=max_rows,
                           timeout=timeout, poll_interval=poll_interval, exact=exact, return_type=rt)
 
     # -- catalog ----------------------------------------------------------------------------
 
+    @when_disabled(lambda pg, a: {})
     def refresh_catalog(self, table: str | Sequence[str] | None = None) -> dict[str, int]:
         """Rebuild the series catalog from the rows stored, for rows written or deleted by other tools.
 
@@ -387,14 +383,13 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             {'market_data': 200}
         """
 
-        if self._disabled("refresh_catalog"):
-            return {}
         return _catalog.refresh(self.db, table)
 
     # -- data quality -----------------------------------------------------------------------
 
     # -- maintenance ------------------------------------------------------------------------
 
+    @when_disabled(lambda pg, a: _maintenance.CleanupReport.empty(dry_run=a['dry_run']))
     def cleanup_old_data(self, days_to_keep: int = 30, *, tables: str | Iterable[str] | None = None,
                          dry_run: bool = False) -> CleanupReport:
         """Remove rows older than ``days_to_keep`` days, whole partitions first.
@@ -412,10 +407,9 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             >>> pg.cleanup_old_data(90, dry_run=True)   # doctest: +SKIP
         """
 
-        if self._disabled("cleanup_old_data"):
-            return _maintenance.CleanupReport.empty(dry_run=dry_run)
         return _maintenance.cleanup_old_data(self.db, days_to_keep, tables=tables, dry_run=dry_run)
 
+    @when_disabled(lambda pg, a: _maintenance.PARTITION_SCHEMA.to_frame())
     def list_partitions(self, table: str | None = None) -> pl.DataFrame:
         """Partitions with their bounds, row estimates and sizes (any table name or alias).
 
@@ -425,6 +419,7 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
 
         return _maintenance.list_partitions(self.db, table)
 
+    @when_disabled(lambda pg, a: _sealing.SealReport('seal', (), dry_run=a['dry_run']))
     def seal_history(self, older_than: dt.date | dt.datetime | dt.timedelta | str | None = None, *,
                      tables: str | Iterable[str] | None = None, symbols: str | Sequence[str] | None = None,
                      dry_run: bool = False) -> SealReport:
@@ -458,12 +453,11 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             <SealReport: seal 1,000,000 rows in 30 table-month(s) ...>
         """
 
-        if self._disabled("seal_history"):
-            return _sealing.SealReport("seal", (), dry_run=dry_run)
         report = _sealing.seal_history(self.db, older_than, tables=tables, symbols=symbols, dry_run=dry_run)
         _maintenance.analyze_moved(self.db, report)  # no stale row estimates for the months that left
         return report
 
+    @when_disabled(lambda pg, a: _sealing.SealReport('unseal', ()))
     def unseal_history(self, start: DateLike, end: DateLike, *, tables: str | Iterable[str] | None = None,
                        symbols: str | Sequence[str] | None = None) -> SealReport:
         """Put sealed months overlapping ``[start, end]`` back into the row tables.
@@ -485,12 +479,11 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             >>> pg.unseal_history("2024-01-01", "2024-03-31", symbols=["NIFTY"])   # doctest: +SKIP
         """
 
-        if self._disabled("unseal_history"):
-            return _sealing.SealReport("unseal", ())
         report = _sealing.unseal_history(self.db, start, end, tables=tables, symbols=symbols)
         _maintenance.analyze_moved(self.db, report)
         return report
 
+    @when_disabled(lambda pg, a: _sealing.SealReport('repair', (), dry_run=a['dry_run']))
     def repair_sealed(self, *, tables: str | Iterable[str] | None = None, dry_run: bool = False) -> SealReport:
         """Merge rows that sit in sealed series-months into their chunks (one version per key).
 
@@ -520,8 +513,6 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             <SealReport (dry run): merge into their chunks 1 rows in 1 table-month(s)>
         """
 
-        if self._disabled("repair_sealed"):
-            return _sealing.SealReport("repair", (), dry_run=dry_run)
         report = _sealing.repair_sealed(self.db, tables=tables, dry_run=dry_run)
         if report.periods and not dry_run:
             _catalog.refresh(self.db, list(report.tables))

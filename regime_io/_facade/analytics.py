@@ -11,10 +11,10 @@ from .._frames import convert
 from .._read import asof as _asof
 from .._read import quality as _quality
 from .._read import readers as _reading
-from .._read.decode import empty_distribution, empty_frame, empty_transitions
+from .._read.decode import empty_distribution, empty_transitions
 from .._tiers import catalog as _catalog
 from ..types import DateLike, RegimeTable, ReturnType
-from .base import F, FacadeBase
+from .base import F, FacadeBase, empty_rows, when_disabled
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +53,7 @@ class Analytics(FacadeBase[F]):
                    as_of: DateLike | None = None,
                    tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(empty_rows())
     def get_latest(self, table: str, symbol: str | Sequence[str] | None = None, *,
                    symbols: Sequence[str] | None = None, timeframe: str | None = None, exact: bool = False,
                    as_of: DateLike | None = None,
@@ -80,8 +81,6 @@ class Analytics(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_frame(table, return_type=rt, exact=exact)
         return _reading.get_latest(self.db, table, symbol, symbols=symbols, timeframe=timeframe, exact=exact,
                                    as_of=as_of, return_type=rt, tz=tz)
 
@@ -109,6 +108,7 @@ class Analytics(FacadeBase[F]):
                                       as_of: DateLike | None = None,
                                       tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(empty_rows("market_regimes_1min"))
     def get_latest_1min_market_regime(self, symbol: str | Sequence[str] | None = None, *,
                                       symbols: Sequence[str] | None = None, exact: bool = False,
                                       as_of: DateLike | None = None,
@@ -127,8 +127,6 @@ class Analytics(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_frame("market_regimes_1min", return_type=rt, exact=exact)
         return _reading.get_latest(self.db, "market_regimes_1min", symbol, symbols=symbols, timeframe=None,
                                    exact=exact, as_of=as_of, return_type=rt, tz=tz)
 
@@ -152,6 +150,7 @@ class Analytics(FacadeBase[F]):
                          as_of: DateLike | None = None,
                          tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(empty_rows("options_data"))
     def get_option_chain(self, symbol: str, at: DateLike, *, expiry: DateLike | None = None, exact: bool = False,
                          as_of: DateLike | None = None,
                          tz: str | None = None, return_type: ReturnType | None = None) -> Any:
@@ -173,8 +172,6 @@ class Analytics(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_frame("options_data", return_type=rt, exact=exact)
         return _reading.get_option_chain(self.db, symbol, at, expiry=expiry, exact=exact, as_of=as_of,
                                          return_type=rt, tz=tz)
 
@@ -206,6 +203,7 @@ class Analytics(FacadeBase[F]):
                                        as_of: DateLike | None = None,
                                        return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(lambda pg, a: empty_distribution(return_type=pg._rt(a["return_type"])))
     def get_market_regime_distribution(self, symbol: str, start_date: DateLike | None = None,
                                        end_date: DateLike | None = None, *, table: RegimeTable = "1min",
                                        timeframe: str | None = None, max_gap: str | dt.timedelta | None = None,
@@ -229,8 +227,6 @@ class Analytics(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_distribution(return_type=rt)
         return _reading.get_market_regime_distribution(self.db, symbol, start_date, end_date, table=table,
                                                        timeframe=timeframe, max_gap=max_gap, as_of=as_of,
                                                        return_type=rt)
@@ -259,6 +255,7 @@ class Analytics(FacadeBase[F]):
                                timeframe: str | None = None,
                                as_of: DateLike | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(lambda pg, a: empty_transitions(return_type=pg._rt(a["return_type"])))
     def get_regime_transitions(self, symbol: str, start_date: DateLike | None = None,
                                end_date: DateLike | None = None, *, table: RegimeTable = "1min",
                                timeframe: str | None = None,
@@ -277,8 +274,6 @@ class Analytics(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_transitions(return_type=rt)
         return _reading.get_regime_transitions(self.db, symbol, start_date, end_date, table=table,
                                                timeframe=timeframe, as_of=as_of, return_type=rt)
 
@@ -310,6 +305,7 @@ class Analytics(FacadeBase[F]):
                      point_in_time: bool = False, known_lag: str | dt.timedelta | None = None,
                      return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(None)  # bars given: they come back with no regimes attached; none: empty
     def asof_regimes(self, bars: Any = None, *, symbol: str | None = None, start_date: DateLike | None = None,
                      end_date: DateLike | None = None, table: RegimeTable = "1min", timeframe: str | None = None,
                      tolerance: str | dt.timedelta | None = None,
@@ -365,6 +361,7 @@ class Analytics(FacadeBase[F]):
     @overload
     def catalog(self, table: str | Sequence[str] | None = None, *, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(lambda pg, a: convert(_catalog.CATALOG_SCHEMA.empty_table(), pg._rt(a["return_type"])))
     def catalog(self, table: str | Sequence[str] | None = None, *, return_type: ReturnType | None = None) -> Any:
         """What is stored: one row per series with its first and last timestamp and row count.
 
@@ -399,8 +396,6 @@ class Analytics(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return convert(_catalog.CATALOG_SCHEMA.empty_table(), rt)
         return convert(_catalog.read_catalog(self.db, table), rt)
 
     @overload
@@ -423,6 +418,7 @@ class Analytics(FacadeBase[F]):
                        start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                        calendar: str = "XNSE", return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(lambda pg, a: convert(_quality.QUALITY_SCHEMA.empty_table(), pg._rt(a["return_type"])))
     def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
                        start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                        calendar: str = "XNSE", return_type: ReturnType | None = None) -> Any:
@@ -465,7 +461,5 @@ class Analytics(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return convert(_quality.QUALITY_SCHEMA.empty_table(), rt)
         return _quality.quality_report(self.db, table, symbols, start_date, end_date, calendar=calendar,
                                        return_type=rt)

@@ -12,7 +12,7 @@ from .._read import readers as _reading
 from .._read import scan as _scan
 from .._read.decode import empty_frame
 from ..types import DateLike, ParametersAs, ReturnType
-from .base import F, FacadeBase
+from .base import F, FacadeBase, empty_rows, when_disabled
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -59,6 +59,7 @@ class RangeReaders(FacadeBase[F]):
                         as_of: DateLike | None = None,
                         tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(empty_rows("market_data"))
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
@@ -107,8 +108,6 @@ class RangeReaders(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_frame("market_data", return_type=rt, exact=exact, columns=columns)
         return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
                                         columns=columns, resample=resample, calendar=calendar, exact=exact,
                                         as_of=as_of, return_type=rt, tz=tz)
@@ -152,6 +151,7 @@ class RangeReaders(FacadeBase[F]):
                          as_of: DateLike | None = None,
                          tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(empty_rows("options_data"))
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          expiry: DateLike | Sequence[DateLike] | None = None,
@@ -186,8 +186,6 @@ class RangeReaders(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_frame("options_data", return_type=rt, exact=exact, columns=columns)
         return _reading.get_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                          strikes=strikes, option_type=option_type, columns=columns, exact=exact,
                                          as_of=as_of, return_type=rt, tz=tz)
@@ -223,6 +221,7 @@ class RangeReaders(FacadeBase[F]):
                            as_of: DateLike | None = None,
                            tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(empty_rows("market_regimes"))
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
@@ -245,8 +244,6 @@ class RangeReaders(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_frame("market_regimes", return_type=rt, exact=exact, columns=columns)
         return _reading.get_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
                                            timeframe=timeframe, columns=columns, exact=exact, as_of=as_of,
                                            return_type=rt, tz=tz)
@@ -283,6 +280,7 @@ class RangeReaders(FacadeBase[F]):
                                 as_of: DateLike | None = None,
                                 tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(empty_rows("market_regimes_1min"))
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
                                 start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
@@ -305,8 +303,6 @@ class RangeReaders(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_frame("market_regimes_1min", return_type=rt, exact=exact, columns=columns)
         return _reading.get_1min_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
                                                 columns=columns, exact=exact, as_of=as_of, return_type=rt, tz=tz)
 
@@ -342,6 +338,7 @@ class RangeReaders(FacadeBase[F]):
                                  as_of: DateLike | None = None,
                                  return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(empty_rows("optimization_results"))
     def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,
                                  symbols: Sequence[str] | None = None, algorithm: str | None = None,
                                  timeframe: str | None = None, top: int | None = None, exact: bool = False,
@@ -367,12 +364,11 @@ class RangeReaders(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        if not self.enabled:
-            return empty_frame("optimization_results", return_type=rt, exact=exact)
         return _reading.get_optimization_results(self.db, symbol, symbols=symbols, algorithm=algorithm,
                                                  timeframe=timeframe, top=top, exact=exact, parameters=parameters,
                                                  as_of=as_of, return_type=rt)
 
+    @when_disabled(lambda pg, a: iter(()))
     def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          timeframe: str | None = None, batch_rows: int = 250_000,
@@ -395,11 +391,10 @@ class RangeReaders(FacadeBase[F]):
             ...     process(batch)
         """
 
-        if not self.enabled:
-            return iter(())
         return _reading.iter_market_data(self.db, symbol, start_date, end_date, symbols=symbols,
                                          timeframe=timeframe, batch_rows=batch_rows, exact=exact, as_of=as_of, tz=tz)
 
+    @when_disabled(lambda pg, a: iter(()))
     def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                           expiry: DateLike | Sequence[DateLike] | None = None,
@@ -420,8 +415,6 @@ class RangeReaders(FacadeBase[F]):
             >>> sum(b.num_rows for b in pg.iter_options_data("NIFTY", option_type="pe"))  # doctest: +SKIP
         """
 
-        if not self.enabled:
-            return iter(())
         return _reading.iter_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                           strikes=strikes, option_type=option_type, batch_rows=batch_rows,
                                           exact=exact, as_of=as_of, tz=tz)
@@ -446,6 +439,8 @@ class RangeReaders(FacadeBase[F]):
                 end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
                 return_type: Literal["arrow"]) -> pa.Table: ...
 
+    @when_disabled(lambda pg, a: _history.empty_history(a["table"], exact=a["exact"],
+                                                         return_type=pg._rt(a["return_type"])))
     def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                 end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
                 return_type: ReturnType | None = None) -> Any:
@@ -482,6 +477,7 @@ class RangeReaders(FacadeBase[F]):
         return _history.history(self.db, table, symbol, start_date, end_date, symbols=symbols, exact=exact,
                                 return_type=rt)
 
+    @when_disabled(lambda pg, a: empty_frame(a["table"], exact=a["exact"]).lazy())
     def scan(self, table: str, *, exact: bool = False, as_of: DateLike | None = None) -> pl.LazyFrame:
         """A time-series table as a lazy polars frame whose filters, columns and ``head`` reach the server.
 
@@ -519,8 +515,4 @@ class RangeReaders(FacadeBase[F]):
             ...   .select("timestamp", "close").head(10).collect()       # doctest: +SKIP
         """
 
-        if not self.enabled:
-            import polars as pl_
-
-            return pl_.LazyFrame(empty_frame(table, return_type="polars", exact=exact))
         return _scan.scan(self.db, table, exact=exact, as_of=as_of)

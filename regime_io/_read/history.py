@@ -150,11 +150,17 @@ def history(db: Database, table: str, symbol: str | Sequence[str] | None = None,
     assert wanted is not None
     rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone) if spec.time_column else None
     if not wanted:
-        utc = pa.timestamp("us", tz="UTC")
-        schema = pa.schema([*reader_schema(spec, list(spec.column_names), exact=exact),
-                            pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
-        return convert(schema.empty_table(), return_type)
+        return empty_history(table, exact=exact, return_type=return_type)
     return convert(history_rows(db, spec, wanted, rng, exact), return_type)
+
+
+def empty_history(table: str, *, exact: bool = False, return_type: ReturnType = "polars") -> Any:
+    """:func:`history`'s answer with no versions: its columns and types, no rows."""
+    spec = table_spec(table)
+    utc = pa.timestamp("us", tz="UTC")
+    schema = pa.schema([*reader_schema(spec, list(spec.column_names), exact=exact),
+                        pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
+    return convert(schema.empty_table(), return_type)
 
 
 # ---------------------------------------------------------------------------------------

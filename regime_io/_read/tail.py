@@ -177,6 +177,16 @@ class Tail(Generic[F]):
     def __repr__(self) -> str:
         return f"<Tail {self._spec.key} delivered={self.delivered}{' closed' if self._closed else ''}>"
 
+    @classmethod
+    def ended(cls, db: Database, table: str, *, return_type: ReturnType) -> Tail[Any]:
+        """A tail that delivers nothing and never touches a server (the disabled mode):
+        iterating it ends at once; it is a context manager like any other."""
+        spec = table_spec(table)
+        tail: Tail[Any] = cls(db, spec, _Position(table=spec.key, prev=None), symbols=None, max_rows=1, timeout=0.0,
+                              poll_interval=1.0, exact=False, return_type=return_type)
+        tail._closed = True
+        return tail
+
     @property
     def cursor(self) -> str:
         """The position reached: resuming from it delivers nothing already delivered."""
