@@ -25,6 +25,7 @@ from regime_io._read import readers as _reading
 from regime_io._read import scan as _scan
 from regime_io._read import tail as _tail
 from regime_io._schema import maintenance as _maintenance
+from regime_io._tiers import catalog as _catalog
 from regime_io._tiers import sealing as _sealing
 from regime_io._write import save as _writing
 
@@ -53,16 +54,12 @@ ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "history": (_history.history, {}),
     "seal_history": (_sealing.seal_history, {}),
     "unseal_history": (_sealing.unseal_history, {}),
-    # library mismatch reported: catalog -- `table` is `str | Sequence[str] | None` on the
-    # facade, `str | Iterable[str] | None` on _catalog.read_catalog (the facade adds
-    # `return_type` itself: ADDED below). Then: "catalog": (_catalog.read_catalog, {}).
-    # library mismatch reported: refresh_catalog -- `table: str | Sequence[str] | None` on
-    # the facade, `tables: str | Iterable[str] | None` on _catalog.refresh (name and type).
-    # Then: "refresh_catalog": (_catalog.refresh, {}).
+    "catalog": (_catalog.read_catalog, {}),
+    "refresh_catalog": (_catalog.refresh, {}),
 }
 
-# Left out of ENGINES until the library agrees (see the comments above); nothing else may be.
-REPORTED = {"catalog", "refresh_catalog"}
+# Left out of ENGINES until the library agrees; nothing may be.
+REPORTED: set[str] = set()
 
 # Parameters a facade method handles itself, which its engine does not take.
 ADDED: dict[str, set[str]] = {"catalog": {"return_type"}}
@@ -98,7 +95,7 @@ def _members(annotation: Any, func: Callable[..., Any]) -> frozenset[str]:
     out: set[str] = set()
     for member in nodes:
         try:
-            value = eval(member, func.__globals__)
+            value = eval(member, inspect.unwrap(func).__globals__)
         except Exception:  # a name imported only under TYPE_CHECKING
             out.add(member)
             continue

@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -255,15 +255,16 @@ def _first_row_sql(settings: Settings, spec: TableSpec, since: str | None = None
     return f"(SELECT min(u.ts) FROM ({' UNION ALL '.join(sources)}) u)"
 
 
-def refresh(db: Database, tables: str | Iterable[str] | None = None) -> dict[str, int]:
-    """Rebuild the catalog rows of ``tables`` (every time-series table when None) from the data.
+def refresh(db: Database, table: str | Sequence[str] | None = None) -> dict[str, int]:
+    """Rebuild the catalog rows of ``table`` (a name, several, or every time-series table
+    when None) from the data.
 
     For rows written or deleted by other tools than regime_io. One transaction per call:
     the catalog rows of each table are replaced by one ``GROUP BY`` over the table's rows
     and its sealed chunks (it reads every row: minutes on billions of rows). Returns the
     number of series per table.
     """
-    keys = _selected(tables)
+    keys = _selected(table)
     settings = db.settings
     out: dict[str, int] = {}
 
@@ -330,7 +331,7 @@ def _selected(tables: str | Iterable[str] | None) -> list[TableKey]:
     return keys
 
 
-def read_catalog(db: Database, table: str | Iterable[str] | None = None) -> pa.Table:
+def read_catalog(db: Database, table: str | Sequence[str] | None = None) -> pa.Table:
     """The catalog rows of ``table`` (every time-series table when None) as an Arrow table
     with :data:`CATALOG_SCHEMA`, ordered by table, symbol and timeframe.
 
