@@ -19,7 +19,7 @@ from rich.table import Table
 
 from .tables import table_spec
 
-__all__ = ["decimals", "plural", "print_frame", "tail_view", "text"]
+__all__ = ["decimals", "plural", "print_cleanup", "print_frame", "print_seal", "tail_view", "text"]
 
 def plural(n: int, word: str, plural: str | None = None) -> str:
     """``1 row``, ``2 rows``, ``1,250 rows``."""
@@ -127,3 +127,25 @@ def tail_view(window: pl.DataFrame | None, rows: int, table: str) -> Table:
     for values in window.iter_rows():
         view.add_row(*(escape(text(v, places.get(n))) for n, v in zip(window.columns, values, strict=True)))
     return view
+
+
+def print_cleanup(console: Console, report: Any, days: int, *, dry_run: bool) -> None:
+    """A cleanup report: per table and tier, then one line (``regime-io cleanup``)."""
+    verb = "would remove" if dry_run else "removed"
+    title = f"cleanup{' (dry run)' if dry_run else ''}: keep {plural(days, 'day')}"
+    print_frame(console, report.to_frame(), title=title,
+                columns=["table", "column", "cutoff", "partitions_dropped", "rows_dropped", "rows_deleted",
+                         "sealed_rows_removed", "rows_removed"])
+    sealed = sum(t.sealed_rows_removed for t in report)
+    console.print(f"{'[yellow]dry run:[/yellow] ' if dry_run else '[green]✓[/green] '}{verb} "
+                  f"{plural(report.rows_removed, 'row')}: {report.rows_removed - sealed:,} from the row tables "
+                  f"({plural(report.partitions_dropped, 'partition')} dropped whole), {sealed:,} sealed")
+
+
+def print_seal(console: Console, report: Any, *, dry_run: bool) -> None:
+    """A seal, unseal or repair report (``regime-io seal``, ``unseal``, ``repair-sealed``)."""
+    verb = {"seal": "sealed", "unseal": "unsealed", "repair": "merged into their chunks"}[report.action]
+    print_frame(console, report.to_frame(), title=f"{report.action}{' (dry run)' if dry_run else ''}", max_rows=200)
+    prefix = "[yellow]dry run:[/yellow] would move" if dry_run else f"[green]✓[/green] {verb}"
+    sizes = "" if dry_run else f", {report.bytes_before:,} -> {report.bytes_after:,} bytes"
+    console.print(f"{prefix} {plural(report.rows_moved, 'row')} in {plural(len(report), 'table-month')}{sizes}")

@@ -46,11 +46,11 @@ from rich.progress import (
 from . import __version__, server
 from . import server as embedded
 from ._conn.embedded import StopMode
-from ._render import TAIL_ROWS, decimals, plain, plural, print_frame, tail_view
+from ._render import TAIL_ROWS, decimals, plain, plural, print_cleanup, print_frame, print_seal, tail_view
 from .config import Settings, load_settings, settings_replace, with_dsn
 from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema, run_demo
 from .errors import ConfigError, RegimeIOError, UsageError
-from .files import Format, export_table, read_file
+from .files import Format, export_table, read_file, write_file
 from .integration import PostgreSQLIntegration
 from .plots import plot_coverage, plot_regime_distribution, plot_transition_matrix
 from .tables import TABLE_ALIASES, TABLES, regime_spec, table_spec
@@ -573,7 +573,7 @@ def cleanup(
     """
     with _state(ctx).integration() as pg:
         planned = pg.cleanup_old_data(days, tables=tables or None, dry_run=True)
-        _print_cleanup(planned, days, dry_run=True)
+        print_cleanup(console, planned, days, dry_run=True)
         if dry_run:
             return
         if planned.rows_removed == 0 and planned.partitions_dropped == 0:
@@ -583,7 +583,7 @@ def cleanup(
                                     f"{plural(days, 'day')}?"):
             raise UsageError("not confirmed: nothing deleted (pass --yes to delete without asking)")
         report = pg.cleanup_old_data(days, tables=tables or None, dry_run=False)
-    _print_cleanup(report, days, dry_run=False)
+    print_cleanup(console, report, days, dry_run=False)
 
 
 def _confirm(question: str) -> bool:
@@ -593,18 +593,6 @@ def _confirm(question: str) -> bool:
     except typer.Abort:
         console.print()
         return False
-
-
-def _print_cleanup(report: Any, days: int, *, dry_run: bool) -> None:
-    verb = "would remove" if dry_run else "removed"
-    title = f"cleanup{' (dry run)' if dry_run else ''}: keep {plural(days, 'day')}"
-    print_frame(console, report.to_frame(), title=title,
-                columns=["table", "column", "cutoff", "partitions_dropped", "rows_dropped", "rows_deleted",
-                         "sealed_rows_removed", "rows_removed"])
-    sealed = sum(t.sealed_rows_removed for t in report)
-    console.print(f"{'[yellow]dry run:[/yellow] ' if dry_run else '[green]✓[/green] '}{verb} "
-                  f"{plural(report.rows_removed, 'row')}: {report.rows_removed - sealed:,} from the row tables "
-                  f"({plural(report.partitions_dropped, 'partition')} dropped whole), {sealed:,} sealed")
 
 
 @app.command()
@@ -636,7 +624,7 @@ def seal(
     """Move old months into the columnar (sealed) tier; readers return the same data."""
     with _state(ctx).integration() as pg:
         report = pg.seal_history(older_than, tables=tables or None, symbols=symbols or None, dry_run=dry_run)
-    _print_seal(report, dry_run=dry_run)
+    print_seal(console, report, dry_run=dry_run)
 
 
 @app.command()
@@ -653,7 +641,7 @@ def unseal(
     """Put sealed months overlapping START..END back into the row tables (for SQL tools)."""
     with _state(ctx).integration() as pg:
         report = pg.unseal_history(start, end, tables=tables or None, symbols=symbols or None)
-    _print_seal(report, dry_run=False)
+    print_seal(console, report, dry_run=False)
 
 
 @app.command("repair-sealed")
@@ -667,15 +655,27 @@ def repair_sealed(
     """Merge rows that other tools wrote into sealed months into their chunks (see doctor)."""
     with _state(ctx).integration() as pg:
         report = pg.repair_sealed(tables=tables or None, dry_run=dry_run)
-    _print_seal(report, dry_run=dry_run)
+    print_seal(console, report, dry_run=dry_run)
 
 
-def _print_seal(report: Any, *, dry_run: bool) -> None:
-    verb = {"seal": "sealed", "unseal": "unsealed", "repair": "merged into their chunks"}[report.action]
-    print_frame(console, report.to_frame(), title=f"{report.action}{' (dry run)' if dry_run else ''}", max_rows=200)
-    prefix = "[yellow]dry run:[/yellow] would move" if dry_run else f"[green]✓[/green] {verb}"
-    sizes = "" if dry_run else f", {report.bytes_before:,} -> {report.bytes_after:,} bytes"
-    console.print(f"{prefix} {plural(report.rows_moved, 'row')} in {plural(len(report), 'table-month')}{sizes}")
+@app.command()
+@_clean_errors
+def sql(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="A SELECT over bars, options, regimes, \"1min\", results or the "
+                                         "table names; sealed months included.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the result to out.parquet, out.csv "
+                                                "or out.arrow instead of printing it.", show_default=False)] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="DECIMAL columns as exact decimals.")] = False,
+) -> None:
+    """Run SQL over both tiers (rows and sealed months); polars SQL, filters pushed to the server."""
+    with _state(ctx).integration() as pg:
+        frame = pg.sql(query, exact=exact, return_type="polars")
+    if output is not None:
+        rows = write_file(frame.to_arrow(), output)
+        console.print(f"[green]✓[/green] {plural(rows, 'row')} written to {escape(str(output))}")
+        return
+    print_frame(console, frame, title="sql", max_rows=200)
 
 
 @app.command()

@@ -93,9 +93,9 @@ class DemoResult:
 
         >>> import datetime as dt
         >>> from regime_io._tiers.sealing import SealReport, SealedPeriod
+        >>> jan = SealedPeriod("market_data", dt.date(2024, 1, 1), 1, 90, 900, 90)
         >>> r = DemoResult("public", 7, ("NIFTY",), 22, dt.date(2024, 1, 1), dt.date(2024, 2, 1),
-        ...                {"market_data": 100}, *[None] * 3,
-        ...                sealed=SealReport("seal", (SealedPeriod("market_data", dt.date(2024, 1, 1), 1, 90, 900, 90),)))
+        ...                {"market_data": 100}, *[None] * 3, sealed=SealReport("seal", (jan,)))
         >>> print(r.seal_note())  # doctest: +NORMALIZE_WHITESPACE
         sealed 90 rows of January 2024 (market_data) into the columnar tier (900 -> 90 bytes): months older than
         seal_after (60 days by default) move there; the demo seals every month before its last so that the reads

@@ -31,7 +31,8 @@ from ._conn.database import Database
 from ._facade.analytics import Analytics
 from ._facade.base import F, when_disabled
 from ._facade.ranges import RangeReaders
-from ._frames import check_return_type
+from ._frames import check_return_type, convert
+from ._read import sqlquery as _sqlquery
 from ._read import tail as _tail
 from ._schema import maintenance as _maintenance
 from ._schema.ddl import initialize_database
@@ -357,6 +358,40 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
                           timeout=timeout, poll_interval=poll_interval, exact=exact, return_type=rt)
 
     # -- catalog ----------------------------------------------------------------------------
+
+    @when_disabled(lambda pg, a: convert(_sqlquery.EMPTY, pg._rt(a["return_type"])))
+    def sql(self, query: str, *, exact: bool = False, return_type: ReturnType | None = None) -> Any:
+        """Run a SQL query over the tables, sealed months included.
+
+        The query runs in polars' SQL engine over :meth:`scan` of each table it names,
+        so it sees both tiers (rows and sealed chunks) and its ``WHERE`` tests on
+        ``symbol``, ``timeframe``, ``timestamp`` (and the other columns ``scan`` pushes)
+        reach the server and prune the sealed chunks. Aggregates, ``GROUP BY``, joins
+        (bars with regimes), window functions and CTEs work; PostgreSQL-only functions
+        do not. Plain SQL tools (psql, Grafana) read the row tables only: see
+        ``docs/reading.md``, "SQL over both tiers".
+
+        Parameters:
+            query: a SELECT statement naming tables by key (``market_data``), alias
+                (``bars``, ``options``, ``regimes``, ``"1min"``, ``results``), seed
+                config key or configured name (``mr_market_data``).
+            exact: DECIMAL columns as exact decimals instead of Float64.
+            return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; the instance's
+                default when None.
+
+        Returns:
+            The query's result.
+
+        Raises:
+            UsageError: the query names no table, or polars SQL refuses it.
+            ReadError: the server refused a read.
+
+        Example:
+            >>> pg.sql("SELECT symbol, count(*) AS n FROM bars WHERE timestamp < '2024-02-01' "
+            ...        "GROUP BY symbol")   # doctest: +SKIP
+        """
+
+        return convert(_sqlquery.run_sql(self.db, query, exact=exact).to_arrow(), self._rt(return_type))
 
     @when_disabled(lambda pg, a: {})
     def refresh_catalog(self, table: str | Sequence[str] | None = None) -> dict[str, int]:
