@@ -78,3 +78,29 @@ def test_an_earlier_known_at_in_a_sealed_month_is_the_documented_error_on_the_cl
     pg.save_1min_market_regime(restated.with_columns(confidence=2.0), known_at=dt.datetime.now() + dt.timedelta(days=9))
     pg.save_1min_market_regime(restated.with_columns(confidence=3.0))  # after a version dated in the future
     assert pg.get_1min_market_regimes("AAA", T0, T0)["confidence"].to_list() == [3.0]
+
+
+def test_counts_and_sql_over_sealed_months_on_the_cluster(citus_pg: PostgreSQLIntegration,
+                                                           pg: PostgreSQLIntegration) -> None:
+    """One count everywhere and SQL over both tiers give the plain server's answers."""
+    from polars.testing import assert_frame_equal
+
+    from regime_io._schema.doctor import diagnose
+
+    data = bars(["AAA", "BBB"], ["1m"], T0, 60, step=dt.timedelta(hours=12))
+    query = ("SELECT symbol, count(*) AS n, min(low) AS lo, max(high) AS hi FROM bars "
+             "WHERE timestamp >= '2024-01-10' GROUP BY symbol ORDER BY symbol")
+    answers = []
+    for p in (pg, citus_pg):
+        p.save_market_data(data)
+        sealed = p.seal_history("2024-02-01", tables=["bars"]).rows_moved
+        assert sealed == data.filter(pl.col("timestamp") < dt.datetime(2024, 2, 1)).height
+        tables = diagnose(p.settings).tables
+        assert tables is not None
+        row = tables.filter(pl.col("table") == "market_data").row(0, named=True)
+        assert (row["rows"], row["sealed"], row["total"]) == (data.height - sealed, sealed, data.height)
+        catalog = p.catalog("bars")
+        assert (catalog["rows"].sum(), catalog["sealed"].sum()) == (data.height - sealed, sealed)
+        answers.append(p.sql(query, return_type="polars"))
+    assert answers[0].height == 2
+    assert_frame_equal(answers[0], answers[1])
