@@ -381,8 +381,9 @@ class Analytics(FacadeBase[F]):
         Returns:
             A frame with ``table`` (the table key), ``symbol``, ``timeframe`` (null for
             tables without one), ``first_timestamp``, ``last_timestamp`` (naive, in the
-            storage zone, as stored) and ``row_count``, ordered by table, symbol and
-            timeframe (byte order).
+            storage zone, as stored), ``row_count`` (both tiers) and its split:
+            ``rows`` in the row table, ``sealed`` in sealed chunks (as ``regime-io
+            doctor`` counts them); ordered by table, symbol and timeframe (byte order).
 
         Raises:
             UsageError: an unknown table, or one without a time column
