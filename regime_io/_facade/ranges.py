@@ -33,7 +33,8 @@ class RangeReaders(FacadeBase[F]):
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        tz: str | None = None, return_type: None = None) -> F: ...
+                        tz: str | None = None, last: int | None = None,
+                        return_type: None = None) -> F: ...
 
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -41,7 +42,8 @@ class RangeReaders(FacadeBase[F]):
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                        tz: str | None = None, last: int | None = None,
+                        return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -49,7 +51,8 @@ class RangeReaders(FacadeBase[F]):
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                        tz: str | None = None, last: int | None = None,
+                        return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -57,7 +60,8 @@ class RangeReaders(FacadeBase[F]):
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+                        tz: str | None = None, last: int | None = None,
+                        return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(empty_rows("market_data"))
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -65,7 +69,8 @@ class RangeReaders(FacadeBase[F]):
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
-                        tz: str | None = None, return_type: ReturnType | None = None) -> Any:
+                        tz: str | None = None, last: int | None = None,
+                        return_type: ReturnType | None = None) -> Any:
         """OHLCV bars of one or more symbols in ``[start_date, end_date]`` (inclusive).
 
         Parameters:
@@ -90,6 +95,11 @@ class RangeReaders(FacadeBase[F]):
             as_of: the answer as it was known at this instant (a datetime or ISO string;
                 naive: storage zone) instead of now; the table must keep history
                 (``[DATABASE] history_tables``, docs/history.md).
+            last: only the last ``last`` rows of each symbol at or before ``end_date``
+                (and at or after ``start_date`` when given), over both tiers, in the
+                same schema and order; each symbol is read backwards from ``end_date``
+                and stops after ``last`` rows, so the window's length costs nothing.
+                Pass ``timeframe`` to count bars of one timeframe. Not with ``resample``.
             return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
 
         Returns:
@@ -105,12 +115,13 @@ class RangeReaders(FacadeBase[F]):
 
         Example:
             >>> pg.get_market_data("NIFTY", "2024-01-02", "2024-01-02", resample="5m")  # doctest: +SKIP
+            >>> pg.get_market_data("NIFTY", end_date="2024-01-02", timeframe="1m", last=200)  # doctest: +SKIP
         """
 
         rt = self._rt(return_type)
         return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
                                         columns=columns, resample=resample, calendar=calendar, exact=exact,
-                                        as_of=as_of, return_type=rt, tz=tz)
+                                        as_of=as_of, return_type=rt, tz=tz, last=last)
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -119,17 +130,8 @@ class RangeReaders(FacadeBase[F]):
                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
-                         as_of: DateLike | None = None, tz: str | None = None, return_type: None = None) -> F: ...
-
-    @overload
-    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
-                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
-                         expiry: DateLike | Sequence[DateLike] | None = None,
-                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
-                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
-                         exact: bool = False,
-                         as_of: DateLike | None = None,
-                         tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                         as_of: DateLike | None = None, tz: str | None = None, last: int | None = None,
+                        return_type: None = None) -> F: ...
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -139,7 +141,8 @@ class RangeReaders(FacadeBase[F]):
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
                          as_of: DateLike | None = None,
-                         tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                         tz: str | None = None, last: int | None = None,
+                        return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -149,7 +152,19 @@ class RangeReaders(FacadeBase[F]):
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
                          as_of: DateLike | None = None,
-                         tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+                         tz: str | None = None, last: int | None = None,
+                        return_type: Literal["pandas"]) -> pd.DataFrame: ...
+
+    @overload
+    def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         expiry: DateLike | Sequence[DateLike] | None = None,
+                         strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                         option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
+                         exact: bool = False,
+                         as_of: DateLike | None = None,
+                         tz: str | None = None, last: int | None = None,
+                        return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(empty_rows("options_data"))
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -159,7 +174,8 @@ class RangeReaders(FacadeBase[F]):
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
                          as_of: DateLike | None = None,
-                         tz: str | None = None, return_type: ReturnType | None = None) -> Any:
+                         tz: str | None = None, last: int | None = None,
+                        return_type: ReturnType | None = None) -> Any:
         """Option bars in ``[start_date, end_date]``, optionally by expiry, strike and type.
 
         Parameters:
@@ -180,6 +196,9 @@ class RangeReaders(FacadeBase[F]):
         ``tz``: the zone of the time column for a table written zone-aware (default
         UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
+        ``last``: the last ``last`` rows of each symbol at or before ``end_date``, as for
+        :meth:`get_market_data`.
+
         Example:
             >>> pg.get_options_data("NIFTY", "2024-01-02", "2024-01-02", expiry="2024-01-25",
             ...                     strikes=[21500, 21600], option_type="call")   # doctest: +SKIP
@@ -188,22 +207,15 @@ class RangeReaders(FacadeBase[F]):
         rt = self._rt(return_type)
         return _reading.get_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                          strikes=strikes, option_type=option_type, columns=columns, exact=exact,
-                                         as_of=as_of, return_type=rt, tz=tz)
+                                         as_of=as_of, return_type=rt, tz=tz, last=last)
 
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                            end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
-                           as_of: DateLike | None = None, tz: str | None = None, return_type: None = None) -> F: ...
-
-    @overload
-    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
-                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
-                           timeframe: str | None = None, columns: Sequence[str] | None = None,
-                           exact: bool = False,
-                           as_of: DateLike | None = None,
-                           tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                           as_of: DateLike | None = None, tz: str | None = None, last: int | None = None,
+                        return_type: None = None) -> F: ...
 
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -211,7 +223,8 @@ class RangeReaders(FacadeBase[F]):
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
                            as_of: DateLike | None = None,
-                           tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                           tz: str | None = None, last: int | None = None,
+                        return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -219,7 +232,17 @@ class RangeReaders(FacadeBase[F]):
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
                            as_of: DateLike | None = None,
-                           tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+                           tz: str | None = None, last: int | None = None,
+                        return_type: Literal["pandas"]) -> pd.DataFrame: ...
+
+    @overload
+    def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                           timeframe: str | None = None, columns: Sequence[str] | None = None,
+                           exact: bool = False,
+                           as_of: DateLike | None = None,
+                           tz: str | None = None, last: int | None = None,
+                        return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(empty_rows("market_regimes"))
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -227,7 +250,8 @@ class RangeReaders(FacadeBase[F]):
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
                            as_of: DateLike | None = None,
-                           tz: str | None = None, return_type: ReturnType | None = None) -> Any:
+                           tz: str | None = None, last: int | None = None,
+                        return_type: ReturnType | None = None) -> Any:
         """Regime classifications (``market_regimes``) in ``[start_date, end_date]``.
 
         Arguments as for :meth:`get_market_data`.
@@ -239,6 +263,9 @@ class RangeReaders(FacadeBase[F]):
         ``tz``: the zone of the time column for a table written zone-aware (default
         UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
+        ``last``: the last ``last`` rows of each symbol at or before ``end_date``, as for
+        :meth:`get_market_data`.
+
         Example:
             >>> pg.get_market_regimes("NIFTY", "2024-01-01", "2024-01-31", timeframe="15m")  # doctest: +SKIP
         """
@@ -246,7 +273,7 @@ class RangeReaders(FacadeBase[F]):
         rt = self._rt(return_type)
         return _reading.get_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
                                            timeframe=timeframe, columns=columns, exact=exact, as_of=as_of,
-                                           return_type=rt, tz=tz)
+                                           return_type=rt, tz=tz, last=last)
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
@@ -254,7 +281,8 @@ class RangeReaders(FacadeBase[F]):
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
-                                tz: str | None = None, return_type: None = None) -> F: ...
+                                tz: str | None = None, last: int | None = None,
+                        return_type: None = None) -> F: ...
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
@@ -262,7 +290,8 @@ class RangeReaders(FacadeBase[F]):
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
-                                tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+                                tz: str | None = None, last: int | None = None,
+                        return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
@@ -270,7 +299,8 @@ class RangeReaders(FacadeBase[F]):
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
-                                tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                                tz: str | None = None, last: int | None = None,
+                        return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
@@ -278,7 +308,8 @@ class RangeReaders(FacadeBase[F]):
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
-                                tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+                                tz: str | None = None, last: int | None = None,
+                        return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(empty_rows("market_regimes_1min"))
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
@@ -286,7 +317,8 @@ class RangeReaders(FacadeBase[F]):
                                 symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
-                                tz: str | None = None, return_type: ReturnType | None = None) -> Any:
+                                tz: str | None = None, last: int | None = None,
+                        return_type: ReturnType | None = None) -> Any:
         """1-minute regimes (``market_regimes_1min``) in ``[start_date, end_date]`` (the seed's reader).
 
         Arguments as for :meth:`get_market_data`.
@@ -298,13 +330,17 @@ class RangeReaders(FacadeBase[F]):
         ``tz``: the zone of the time column for a table written zone-aware (default
         UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
+        ``last``: the last ``last`` rows of each symbol at or before ``end_date``, as for
+        :meth:`get_market_data`.
+
         Example:
             >>> pg.get_1min_market_regimes("NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
         """
 
         rt = self._rt(return_type)
         return _reading.get_1min_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
-                                                columns=columns, exact=exact, as_of=as_of, return_type=rt, tz=tz)
+                                                columns=columns, exact=exact, as_of=as_of, return_type=rt, tz=tz,
+                                                last=last)
 
     @overload
     def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,

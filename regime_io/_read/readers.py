@@ -73,6 +73,7 @@ from .decode import (
 )
 from .hints import explain_empty
 from .history import latest_as_of
+from .lastrows import check_last, read_last_rows
 from .resample import Resample, bucket_sql, parse_resample, session_hours, table_is_aware
 from .sqltext import latest_query, range_order, range_query, select_list, symbol_condition, where_conditions
 from .zones import check_tz, zoned, zoned_batches
@@ -98,7 +99,8 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
                     end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                     timeframe: str | None = None, columns: Sequence[str] | None = None,
                     resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
-                    as_of: DateLike | None = None, tz: str | None = None, return_type: ReturnType = "polars") -> Any:
+                    as_of: DateLike | None = None, tz: str | None = None, last: int | None = None,
+                    return_type: ReturnType = "polars") -> Any:
     """OHLCV bars of one or more symbols in ``[start, end]`` (inclusive).
 
     Parameters:
@@ -133,13 +135,14 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     names = column_names(spec, columns)
     extra = _filters(spec, timeframe=timeframe)
     every = parse_resample(resample) if resample is not None else None
+    n = check_last(spec, last, resample=resample)
     if every is not None:
         session_hours(calendar)  # an unknown calendar is refused whatever the size
     if not wanted:
         return empty_frame(spec.key, return_type=return_type, exact=exact, columns=names)
     if every is None:
         table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
-                            what="get_market_data", as_of=known)
+                            what="get_market_data", as_of=known, last=n)
     else:
         table = _read_resampled(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                                 every=every, calendar=calendar, as_of=known)
@@ -154,7 +157,8 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
                      strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                      option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                      exact: bool = False, as_of: DateLike | None = None,
-                     tz: str | None = None, return_type: ReturnType = "polars") -> Any:
+                     tz: str | None = None, last: int | None = None,
+                    return_type: ReturnType = "polars") -> Any:
     """Option bars of ``symbol`` in ``[start, end]``, optionally by expiry, strike and type.
 
     Strikes are compared at the column's scale (two decimals). Rows are ordered by
@@ -171,7 +175,7 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
     names = column_names(spec, columns)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
     table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data",
-                        as_of=known)
+                        as_of=known, last=check_last(spec, last))
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
     return convert(zoned(db, spec, table, check_tz(tz)), return_type)
@@ -181,7 +185,8 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
                        end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                        timeframe: str | None = None, columns: Sequence[str] | None = None,
                        exact: bool = False, as_of: DateLike | None = None,
-                       tz: str | None = None, return_type: ReturnType = "polars") -> Any:
+                       tz: str | None = None, last: int | None = None,
+                    return_type: ReturnType = "polars") -> Any:
     """Regime classifications (``market_regimes``) of ``symbol`` in ``[start, end]``.
 
     Example:
@@ -194,7 +199,7 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
     names = column_names(spec, columns)
     extra = _filters(spec, timeframe=timeframe)
     table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
-                        what="get_market_regimes", as_of=known)
+                        what="get_market_regimes", as_of=known, last=check_last(spec, last))
     if table.num_rows == 0:
         explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"))
     return convert(zoned(db, spec, table, check_tz(tz)), return_type)
@@ -204,7 +209,8 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
                             start_date: DateLike | None = None, end_date: DateLike | None = None, *,
                             symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                             exact: bool = False, as_of: DateLike | None = None,
-                            tz: str | None = None, return_type: ReturnType = "polars") -> Any:
+                            tz: str | None = None, last: int | None = None,
+                    return_type: ReturnType = "polars") -> Any:
     """1-minute regimes of ``symbol`` in ``[start_date, end_date]`` (the seed's reader).
 
     Example:
@@ -216,7 +222,7 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=[],
-                        what="get_1min_market_regimes", as_of=known)
+                        what="get_1min_market_regimes", as_of=known, last=check_last(spec, last))
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
     return convert(zoned(db, spec, table, check_tz(tz)), return_type)
@@ -578,11 +584,15 @@ def _canonical(spec: TableSpec, name: str, value: Any) -> str:
 
 def read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
                 exact: bool, extra: Sequence[tuple[str, Any]], what: str,
-                as_of: dt.datetime | None = None) -> pa.Table:
-    """Rows of both tiers: the row tier's answer merged with the sealed chunks' (``regime_io._tiers.sealed_read``)."""
+                as_of: dt.datetime | None = None, last: int | None = None) -> pa.Table:
+    """Rows of both tiers: the row tier's answer merged with the sealed chunks' (``regime_io._tiers.sealed_read``);
+    with ``last``, only the last rows of each symbol (:mod:`regime_io._read.lastrows`)."""
     schema = reader_schema(spec, names, exact=exact)
     if not symbols or any(value == [] for _, value in extra):
         return schema.empty_table()
+    if last is not None:
+        return read_last_rows(db, spec, symbols, rng, last, names=names, exact=exact, extra=extra, what=what,
+                              as_of=as_of)
     if as_of is not None:
         return _rows_as_of(db, spec, symbols, rng, names=names, exact=exact, extra=extra, what=what, as_of=as_of)
 

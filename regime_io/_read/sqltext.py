@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from .._conn.database import Database
 
 __all__ = [
-    "CatalogSeries", "catalog_series", "latest_query", "range_order", "range_query", "select_list",
-    "where_conditions",
+    "CatalogSeries", "catalog_series", "filter_conditions", "last_query", "latest_query", "range_order", "range_query",
+    "select_list", "where_conditions",
 ]
 
 
@@ -69,7 +69,12 @@ def symbol_condition(q: Query, symbols: list[str]) -> str:
 
 def where_conditions(q: Query, spec: TableSpec, symbols: list[str], rng: TimeRange,
                 extra: Sequence[tuple[str, Any]]) -> list[str]:
-    conditions = [symbol_condition(q, symbols), *rng.conditions(q, 't."timestamp"')]
+    return [symbol_condition(q, symbols), *filter_conditions(q, spec, rng, extra)]
+
+
+def filter_conditions(q: Query, spec: TableSpec, rng: TimeRange, extra: Sequence[tuple[str, Any]]) -> list[str]:
+    """The window and the equality filters of a read (alias ``t``), without the symbol."""
+    conditions = rng.conditions(q, 't."timestamp"')
     for name, value in extra:
         ref = f"t.{quote_ident(name)}"
         column = spec.column(name)
@@ -94,6 +99,46 @@ def range_query(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
            f"WHERE {' AND '.join(where_conditions(q, spec, symbols, rng, extra))} "
            f"ORDER BY {', '.join(f't.{quote_ident(n)}' for n in order)}")
     return q, sql
+
+
+def last_query(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, n: int, *, names: list[str],
+               exact: bool, extra: Sequence[tuple[str, Any]],
+               relation: Callable[[Query], str] | None = None) -> tuple[Query, str]:
+    """The last ``n`` rows of each symbol in the window (greatest time first, ties by the
+    rest of the key), returned in :func:`range_order`.
+
+    Each symbol's rows come from its own ``ORDER BY time DESC LIMIT n`` (an index scan
+    backwards from the end of the window that stops after ``n`` rows). On a plain server
+    the symbols are a ``LATERAL`` join over their list, so the relation (and its guard)
+    appears once; Citus refuses ``LIMIT`` in such a lateral subquery (docs/scaling.md), so
+    there each symbol is its own subquery with ``symbol = $k``, routed to one shard.
+    """
+    q = Query()
+    time_col = spec.time_column or "timestamp"
+    order = range_order(spec)
+    inner = [*names, *(c for c in order if c not in names)]
+    newest = ", ".join(f"t.{quote_ident(c)} DESC" for c in
+                       (time_col, *(c for c in spec.primary_key if c not in ("symbol", time_col))))
+
+    def target() -> str:  # each occurrence binds its own values
+        return relation(q) if relation is not None else db.table(spec.key)
+
+    select = select_list(spec, inner, exact=exact, engine="adbc")
+    outer = ", ".join(f"l.{quote_ident(c)}" for c in names)
+    by = ", ".join(f"l.{quote_ident(c)}" for c in order)
+    if db.settings.citus:
+        parts = []
+        for symbol in symbols:
+            conditions = [f't."symbol" = {q.param(symbol)}', *filter_conditions(q, spec, rng, extra)]
+            parts.append(f"(SELECT {select} FROM {target()} t WHERE {' AND '.join(conditions)} "
+                         f"ORDER BY {newest} LIMIT {q.param(n)})")
+        return q, f"SELECT {outer} FROM ({' UNION ALL '.join(parts)}) l ORDER BY {by}"
+    symbol_list = q.param(symbols)
+    relation_sql = target()
+    conditions = ['t."symbol" = s.sym', *filter_conditions(q, spec, rng, extra)]
+    return q, (f"SELECT {outer} FROM unnest({symbol_list}::text[]) AS s(sym) CROSS JOIN LATERAL "
+               f"(SELECT {select} FROM {relation_sql} t WHERE {' AND '.join(conditions)} ORDER BY {newest} "
+               f"LIMIT {q.param(n)}) l ORDER BY {by}")
 
 
 def latest_query(db: Database, spec: TableSpec, wanted: list[str] | None, *, timeframe: str | None,

@@ -41,14 +41,15 @@ from ..errors import ReadError
 from ..tables import TableSpec
 from . import sealed_format as chunks
 from .knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, key_row, stored_known_from
-from .sealed_read import fingerprint_sql, sealed_fingerprint, sealed_rows, to_reader
+from .sealed_read import chunk_conditions, fingerprint_sql, sealed_fingerprint, sealed_rows, to_reader
 
 if TYPE_CHECKING:
     from .._conn.database import Database
 
 __all__ = [
     "MAX_TRIES", "TIERS_CHANGED", "Relation", "Scope", "SqlBuilder", "guarded", "is_changed", "merge_latest",
-    "newest_chunks_query", "read_rows", "read_sql", "read_with_sealed", "sealed_floor", "stream_guard",
+    "newest_chunks_query", "read_last", "read_rows", "read_sql", "read_with_sealed", "sealed_floor", "sort_as_server",
+    "stream_guard",
 ]
 
 T = TypeVar("T")
@@ -190,6 +191,121 @@ def read_rows(db: Database, spec: TableSpec, scope: Scope, *, names: Sequence[st
     raise _gave_up(spec)
 
 
+# ---------------------------------------------------------------------------------------
+# The last rows of each symbol: the row tier's newest rows and the newest chunks
+
+
+def read_last(db: Database, spec: TableSpec, scope: Scope, n: int, *, names: Sequence[str], exact: bool,
+              order: Sequence[str], rows: Callable[[list[str], Relation | None], pa.Table]) -> pa.Table:
+    """The last ``n`` rows of each symbol of ``scope`` (greatest time, ties by the rest of
+    the key) over both tiers, in ``order``, without reading the whole window.
+
+    ``rows(columns, relation)`` is the reader's row read of the last ``n`` rows of each
+    symbol over ``relation``, in ``order``. With chunks in the scope:
+
+    1. one lookup of the scope's chunk metadata (per symbol and period: rows held, newest
+       row) and its fingerprint -- no payload;
+    2. the row read, guarded by that fingerprint;
+    3. per symbol, only the chunks that can hold one of its last rows: none when the row
+       tier's ``n`` rows are newer than every chunk; else its newest periods, newest
+       first, until they hold the ``n - k`` rows of the window still missing (``k``: the
+       symbol's rows newer than all its chunks; a chunk's row count is a bound: filters
+       and the window's ends may leave fewer, and then older periods follow);
+    4. when chunks were decoded, the fingerprint once more: equal, the chunks decoded are
+       those the row read was checked against.
+    """
+    if not spec.sealable or not scope.symbols:
+        return rows(list(names), None)
+    time_col = spec.time_column or "timestamp"
+    wider = [*names, *(c for c in order if c not in names and c in spec.column_names)]
+    if time_col not in wider:
+        wider.append(time_col)
+    for _ in range(MAX_TRIES):
+        try:
+            if not _start_sealed(db, spec):
+                return rows(list(names), _rows_relation(db, spec, scope, ""))  # one statement
+            periods, fp = guarded(lambda: _sealed_periods(db, spec, scope), lambda: rows(list(names), None))
+            if not periods:
+                return rows(list(names), _rows_relation(db, spec, scope, ""))
+            db.sealed_tables.add(spec.key)
+            got = rows(wider, _rows_relation(db, spec, scope, fp))
+            parts = []
+            for symbol, held in periods.items():
+                mine = got.filter(pc.equal(got.column("symbol"), symbol)).column(time_col)
+                floor = pc.min(mine).as_py() if len(mine) >= n else None
+                # Rows newer than every chunk are among the last whatever the chunks hold.
+                newer = pc.sum(pc.greater(mine, pa.scalar(max(p[2] for p in held), mine.type))).as_py() or 0
+                parts.append(_newest_sealed(db, spec, scope, symbol, held, n - newer, floor))
+            if any(p.num_rows for p in parts) and sealed_fingerprint(db, spec, scope.symbols, scope.window,
+                                                                     scope.extra) != fp:
+                raise ReadError(TIERS_CHANGED, table=spec.key)
+        except ReadError as err:
+            if not _changed(err):
+                raise
+            _again(db, spec)
+            continue
+        full = spec.read_schema(exact=exact)
+        schema = pa.schema([full.field(c) for c in got.column_names])
+        sealed = to_reader(spec, pa.concat_tables(parts), schema)
+        if sealed.num_rows == 0:
+            return got.select(list(names))
+        newest_first = ["symbol", time_col, *(c for c in spec.primary_key if c not in ("symbol", time_col))]
+        last = _last_of_each(sort_as_server(db, pa.concat_tables([got, sealed]), newest_first), n)
+        return sort_as_server(db, last, order).select(list(names))
+    raise _gave_up(spec)
+
+
+def _sealed_periods(db: Database, spec: TableSpec,
+                    scope: Scope) -> tuple[dict[str, list[tuple[dt.date, int, dt.datetime]]], str]:
+    """Per symbol of ``scope`` with chunks in it: its periods (newest first) with the rows
+    their chunks hold (a bound of the rows in the window and filters) and their newest
+    row's time; and the scope's fingerprint (same statement). No payload is read."""
+    q = Query()
+    fp = fingerprint_sql(q, db, spec, scope.symbols, scope.window, scope.extra)
+    sql = (f"SELECT t.symbol, t.period_start, sum(t.row_count)::int8 AS n, max(t.last_ts) AS last_ts, {fp} AS fp "
+           f"FROM {chunk_table(spec, db.settings)} t "
+           f"WHERE {' AND '.join(chunk_conditions(q, spec, scope.symbols, scope.window, scope.extra))} "
+           "GROUP BY t.symbol, t.period_start ORDER BY t.symbol, t.period_start DESC")
+    found = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key).to_pylist()
+    out: dict[str, list[tuple[dt.date, int, dt.datetime]]] = {}
+    for r in found:
+        out.setdefault(r["symbol"], []).append((r["period_start"], int(r["n"]), r["last_ts"]))
+    return out, str(found[0]["fp"]) if found else ""
+
+
+def _newest_sealed(db: Database, spec: TableSpec, scope: Scope, symbol: str,
+                   periods: list[tuple[dt.date, int, dt.datetime]], n: int, floor: dt.datetime | None) -> pa.Table:
+    """``symbol``'s sealed rows that can be among its last ``n``: none older than ``floor``
+    (the oldest of ``n`` rows the row tier holds, if it holds ``n``), and of the newest
+    periods holding at least ``n`` rows of the window (all of them when fewer)."""
+    lowest = scope.window.start if floor is None else max(scope.window.start, floor)
+    eligible = [p for p in periods if p[2] >= lowest]
+    take, held = 0, 0
+    while eligible:
+        while take < len(eligible) and (held < n or take == 0):
+            held += eligible[take][1]
+            take += 1
+        start = lowest if take == len(eligible) else max(lowest, dt.datetime.combine(eligible[take - 1][0], dt.time()))
+        window = TimeRange(start, scope.window.end, scope.window.end_exclusive)
+        sealed, _ = sealed_rows(db, spec, [symbol], window, scope.extra)
+        if sealed.num_rows >= n or take == len(eligible):
+            return sealed
+        held = sealed.num_rows  # the window or the filters left fewer rows than the chunks hold: take more
+    return spec.arrow_schema().empty_table()
+
+
+def _last_of_each(table: pa.Table, n: int) -> pa.Table:
+    """The last ``n`` rows of each run of equal ``symbol`` values (``table`` is sorted by symbol)."""
+    symbols = table.column("symbol").to_pylist()
+    keep: list[int] = []
+    start = 0
+    for i in range(1, len(symbols) + 1):
+        if i == len(symbols) or symbols[i] != symbols[start]:
+            keep.extend(range(max(start, i - n), i))
+            start = i
+    return table.take(pa.array(keep, pa.int64()))
+
+
 def read_with_sealed(db: Database, spec: TableSpec, scope: Scope,
                      read: Callable[[Relation], pa.Table]) -> tuple[pa.Table, pa.Table]:
     """The reader's own read over the guarded row table, and the scope's sealed rows (every
@@ -248,6 +364,11 @@ def merge_sorted(db: Database, spec: TableSpec, rows: pa.Table, sealed: pa.Table
     if rows.num_rows == 0 and list(order[: len(spec.chunk_by) + 1]) == [*spec.chunk_by, spec.time_column]:
         return sealed  # chunks come in the server's order of their key, then by period
     both = pa.concat_tables([rows, sealed.select(rows.column_names)]) if rows.num_rows else sealed
+    return sort_as_server(db, both, order)
+
+
+def sort_as_server(db: Database, both: pa.Table, order: Sequence[str]) -> pa.Table:
+    """``both`` sorted by ``order`` (ascending), text columns compared as the server compares them."""
     sort_cols: list[tuple[str, str]] = []
     extra_cols: dict[str, pa.Array] = {}
     for name in order:

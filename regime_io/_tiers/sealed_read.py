@@ -33,13 +33,13 @@ from . import sealed_format as chunks
 if TYPE_CHECKING:
     from .._conn.database import Database
 
-__all__ = ["fingerprint_sql", "sealed_fingerprint", "sealed_rows"]
+__all__ = ["chunk_conditions", "fingerprint_sql", "sealed_fingerprint", "sealed_rows"]
 
 
 T = TypeVar("T")
 
 
-def _conditions(q: Query, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
+def chunk_conditions(q: Query, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
                 extra: Sequence[tuple[str, Any]]) -> list[str]:
     """Which chunks a read of ``symbols`` (``None``: every symbol) in ``rng`` matching ``extra`` needs."""
     conds = [] if symbols is None else [f"t.symbol = {q.param(symbols[0])}" if len(symbols) == 1
@@ -73,7 +73,7 @@ def fingerprint_sql(q: Query, db: Database, spec: TableSpec, symbols: list[str] 
     key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
     return (f"(SELECT coalesce(md5(string_agg(concat_ws('/', {key}, t.period_start, t.xmin), ',' "
             f"ORDER BY {key}, t.period_start)), '') FROM {chunk_table(spec, db.settings)} t "
-            f"WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))})")
+            f"WHERE {' AND '.join(chunk_conditions(q, spec, symbols, rng, extra))})")
 
 
 def sealed_fingerprint(db: Database, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
@@ -94,7 +94,8 @@ def sealed_rows(db: Database, spec: TableSpec, symbols: list[str] | None, rng: T
     # The fingerprint comes from the same statement (one snapshot) as the chunks.
     sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.first_ts, "
            f"t.last_ts, {fingerprint_sql(q, db, spec, symbols, rng, extra)} AS fp, t.payload "
-           f"FROM {chunk_table(spec, db.settings)} t WHERE {' AND '.join(_conditions(q, spec, symbols, rng, extra))} "
+           f"FROM {chunk_table(spec, db.settings)} t "
+           f"WHERE {' AND '.join(chunk_conditions(q, spec, symbols, rng, extra))} "
            f"ORDER BY {key}, t.period_start")
     # The lookup pool: one round trip (prepared), which matters for small reads.
     found = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
