@@ -21,7 +21,7 @@ Measured on the same bars, in this order:
 - **regime_io, row tier**: ``save`` into an empty table, ``get_market_data`` of each
   slice, ``save`` of the restated day (every row updated), storage per bar
   (``pg_total_relation_size`` of every partition: heap, TOAST and indexes);
-- **regime_io, sealed tier** (when the engine has ``seal_history``): the same table
+- **regime_io, sealed tier** (when the engine has ``seal``): the same table
   sealed, then the same reads and restatement (which merges into the sealed chunks),
   storage per bar of the chunk table (TOAST and indexes included), and the backfill
   fast path: ``save(..., tier="sealed")`` of every bar into an empty table.
@@ -130,7 +130,7 @@ def _sealing() -> Any:
         from regime_io._tiers import sealing as sealing
     except ImportError:
         return None
-    return sealing if hasattr(sealing, "seal_history") else None
+    return sealing if hasattr(sealing, "seal") else None
 
 
 def _tier_param() -> bool:
@@ -354,7 +354,7 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
     n = bars.height
     what = slices["read_all"][3]
     labels = {
-        "seal": f"regime_io seal_history of {n:,} bars (rows -> chunks, one run)",
+        "seal": f"regime_io seal of {n:,} bars (rows -> chunks, one run)",
         "storage": "regime_io sealed tier per bar (pg_total_relation_size of the chunk table: heap, TOAST, indexes)",
         **{k: f"regime_io get_market_data, sealed tier, {v[3]}" for k, v in slices.items()},
         "restate": f"regime_io.save of 1 day x {len(slices['read_all'][0])} symbols with new prices into sealed "
@@ -363,19 +363,19 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
     }
     sealing = _sealing()
     if sealing is None:
-        reason = "unavailable: not built yet (regime_io._tiers.sealing.seal_history does not exist)"
+        reason = "unavailable: not built yet (regime_io._tiers.sealing.seal does not exist)"
         return {f"history.{k}.sealed": unavailable(label, reason, kind="size" if k == "storage" else
                                                   "latency" if k == "read_day" else "time")
                 for k, label in labels.items()}
     figures: dict[str, Figure] = {}
     say(f"regime_io sealed tier: sealing {n:,} bars")
     report: list[Any] = []
-    figures["history.seal.sealed"] = time_it(lambda: report.append(sealing.seal_history(db, "1d",
+    figures["history.seal.sealed"] = time_it(lambda: report.append(sealing.seal(db, "1d",
                                                                                         tables=["market_data"])),
                                              repeats=1, label=labels["seal"], rows=n)
     moved = report[-1].rows_moved
     figures["history.seal.sealed"]["report"] = repr(report[-1])
-    _check("seal_history rows moved", moved, n)
+    _check("seal rows moved", moved, n)
     _check("rows left in the row tier after sealing", maint.count(), 0)
     maint.vacuum()
     figures["history.storage.sealed"] = _size_figure(labels["storage"], _table_bytes(server, db, chunks=True), n)

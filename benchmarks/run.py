@@ -206,14 +206,14 @@ def _sealed_stream(server: Any, sdb: Any, sstream: Any, total: int, batch_rows: 
     label = f"peak RSS, iter_market_data streaming {total:,} sealed rows ({batch_rows:,}-row batches)"
     sealing = _sealing()
     if sealing is None:
-        return unavailable(label, "unavailable: not built yet (regime_io._tiers.sealing.seal_history does not exist)",
+        return unavailable(label, "unavailable: not built yet (regime_io._tiers.sealing.seal does not exist)",
                            kind="rss")
     _say(f"sealing the scale table ({total:,} rows) for the sealed streaming read")
     started = time.perf_counter()
-    report = sealing.seal_history(sdb, "1d", tables=["market_data"])
+    report = sealing.seal(sdb, "1d", tables=["market_data"])
     seconds = time.perf_counter() - started
     if report.rows_moved != total:
-        return unavailable(label, f"seal_history moved {report.rows_moved:,} of {total:,} rows", kind="rss")
+        return unavailable(label, f"seal moved {report.rows_moved:,} of {total:,} rows", kind="rss")
     _say(f"peak RSS of a streaming read of {total:,} sealed rows (subprocess)")
     start, end = sstream.span()
     fig = measure_stream_rss(server.url(), schema=sdb.settings.schema, symbols=sstream.symbols, start=start,

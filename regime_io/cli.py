@@ -621,9 +621,9 @@ def seal(
                                                       show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would move; change nothing.")] = False,
 ) -> None:
-    """Move old months into the columnar (sealed) tier; readers return the same data."""
+    """Move old months into the sealed tier; readers return the same data."""
     with _state(ctx).integration() as pg:
-        report = pg.seal_history(older_than, tables=tables or None, symbols=symbols or None, dry_run=dry_run)
+        report = pg.seal(older_than, tables=tables or None, symbols=symbols or None, dry_run=dry_run)
     print_seal(console, report, dry_run=dry_run)
 
 
@@ -640,7 +640,7 @@ def unseal(
 ) -> None:
     """Put sealed months overlapping START..END back into the row tables (for SQL tools)."""
     with _state(ctx).integration() as pg:
-        report = pg.unseal_history(start, end, tables=tables or None, symbols=symbols or None)
+        report = pg.unseal(start, end, tables=tables or None, symbols=symbols or None)
     print_seal(console, report, dry_run=False)
 
 

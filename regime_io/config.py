@@ -102,8 +102,8 @@ class Settings:
     # How symbols are spelled on every path: "upper" (strip + upper-case) or "keep" (strip).
     symbol_case: SymbolCase = "upper"
     partition_interval: PartitionInterval = "month"
-    # Periods (calendar months) entirely older than this are sealed into the columnar tier
-    # by seal_history() / `regime-io seal` when no older_than is given; None: off.
+    # Periods (calendar months) entirely older than this are sealed into the sealed tier
+    # by seal() / `regime-io seal` when no older_than is given; None: off.
     seal_after: dt.timedelta | None = dt.timedelta(days=60)
     embedded_dir: str | None = None
     citus: bool = False

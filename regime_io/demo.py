@@ -4,7 +4,7 @@ What ``regime-io demo`` runs (the CLI only prints the :class:`DemoResult`). It l
 :mod:`regime_io.synthetic` data for four symbols into the five tables, then reads the
 latest regimes, a regime distribution and the best optimisation runs, and draws the
 last week of the first symbol's price on a background coloured by regime. The months
-before the last one are sealed (moved into the columnar tier, ``seal_history``), so the
+before the last one are sealed (moved into the sealed tier, ``seal``), so the
 reads span both tiers.
 
 Which schema: :func:`demo_schema`. On the embedded server (nothing configured) the
@@ -97,7 +97,7 @@ class DemoResult:
         >>> r = DemoResult("public", 7, ("NIFTY",), 22, dt.date(2024, 1, 1), dt.date(2024, 2, 1),
         ...                {"market_data": 100}, *[None] * 3, sealed=SealReport("seal", (jan,)))
         >>> print(r.seal_note())  # doctest: +NORMALIZE_WHITESPACE
-        sealed 90 rows of January 2024 (market_data) into the columnar tier (900 -> 90 bytes): months older than
+        sealed 90 rows of January 2024 (market_data) into the sealed tier (900 -> 90 bytes): months older than
         seal_after (60 days by default) move there; the demo seals every month before its last so that the reads
         below span both tiers, and they return the same rows. Plain SQL on the row tables (psql, Grafana) sees
         the 10 rows left in them: regime-io unseal 2024-01-01 2024-01-31 hands the sealed month back to SQL
@@ -166,7 +166,7 @@ def run_demo(pg: PostgreSQLIntegration[Any], *, days: int = DEMO_DAYS, symbols: 
     sessions = synthetic.session_days(days)
     first, last = sessions[0], sessions[-1]
     # Older months into the sealed tier (the reads below then span both tiers).
-    sealed = pg.seal_history(last.replace(day=1))
+    sealed = pg.seal(last.replace(day=1))
     latest = pg.get_latest_1min_market_regime(symbols=list(names), return_type="polars")
     distribution = pg.get_market_regime_distribution(names[0], first, last, return_type="polars")
     best = pg.get_optimization_results(names[0], top=3, return_type="polars")

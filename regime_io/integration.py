@@ -359,6 +359,15 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
 
     # -- catalog ----------------------------------------------------------------------------
 
+    @overload
+    def sql(self, query: str, *, exact: bool = False, return_type: None = None) -> F: ...
+    @overload
+    def sql(self, query: str, *, exact: bool = False, return_type: Literal["polars"]) -> pl.DataFrame: ...
+    @overload
+    def sql(self, query: str, *, exact: bool = False, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+    @overload
+    def sql(self, query: str, *, exact: bool = False, return_type: Literal["arrow"]) -> pa.Table: ...
+
     @when_disabled(lambda pg, a: convert(_sqlquery.EMPTY, pg._rt(a["return_type"])))
     def sql(self, query: str, *, exact: bool = False, return_type: ReturnType | None = None) -> Any:
         """Run a SQL query over the tables, sealed months included.
@@ -455,10 +464,10 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
         return _maintenance.list_partitions(self.db, table)
 
     @when_disabled(lambda pg, a: _sealing.SealReport('seal', (), dry_run=a['dry_run']))
-    def seal_history(self, older_than: dt.date | dt.datetime | dt.timedelta | str | None = None, *,
+    def seal(self, older_than: dt.date | dt.datetime | dt.timedelta | str | None = None, *,
                      tables: str | Iterable[str] | None = None, symbols: str | Sequence[str] | None = None,
                      dry_run: bool = False) -> SealReport:
-        """Move old history into the columnar (sealed) tier: whole calendar months.
+        """Move old history into the sealed tier: whole calendar months.
 
         Every month that ended before the cutoff moves, per table and series, from the
         row table into ``<table>_chunks`` (one zstd Arrow IPC chunk per series and month,
@@ -484,21 +493,21 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             WriteError: the server refused a statement; the month being moved was rolled back.
 
         Example:
-            >>> pg.seal_history("90d", tables=["bars"])   # doctest: +SKIP
+            >>> pg.seal("90d", tables=["bars"])   # doctest: +SKIP
             <SealReport: seal 1,000,000 rows in 30 table-month(s) ...>
         """
 
-        report = _sealing.seal_history(self.db, older_than, tables=tables, symbols=symbols, dry_run=dry_run)
+        report = _sealing.seal(self.db, older_than, tables=tables, symbols=symbols, dry_run=dry_run)
         _maintenance.analyze_moved(self.db, report)  # no stale row estimates for the months that left
         return report
 
     @when_disabled(lambda pg, a: _sealing.SealReport('unseal', ()))
-    def unseal_history(self, start: DateLike, end: DateLike, *, tables: str | Iterable[str] | None = None,
+    def unseal(self, start: DateLike, end: DateLike, *, tables: str | Iterable[str] | None = None,
                        symbols: str | Sequence[str] | None = None) -> SealReport:
         """Put sealed months overlapping ``[start, end]`` back into the row tables.
 
         For SQL tools that read the row tables directly. Whole months come back (a chunk
-        is one series-month), each in one transaction; a later :meth:`seal_history`
+        is one series-month), each in one transaction; a later :meth:`seal`
         seals them again if they are older than its cutoff.
 
         Parameters:
@@ -511,10 +520,10 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
             A :class:`SealReport` of the months put back.
 
         Example:
-            >>> pg.unseal_history("2024-01-01", "2024-03-31", symbols=["NIFTY"])   # doctest: +SKIP
+            >>> pg.unseal("2024-01-01", "2024-03-31", symbols=["NIFTY"])   # doctest: +SKIP
         """
 
-        report = _sealing.unseal_history(self.db, start, end, tables=tables, symbols=symbols)
+        report = _sealing.unseal(self.db, start, end, tables=tables, symbols=symbols)
         _maintenance.analyze_moved(self.db, report)
         return report
 

@@ -214,7 +214,7 @@ class TableSpec:
     soft_checks: tuple[tuple[str, str, str], ...] = field(default=())  # (column, op, column)
     # Columns that must not be negative (a hard error: no real feed has negative volume).
     non_negative: tuple[str, ...] = field(default=())
-    # The columnar history tier (docs/schema.md, "Two tiers"): sealed periods live in the
+    # The sealed tier (docs/schema.md, "Two tiers"): sealed periods live in the
     # companion table ``<name>_chunks``, one compressed chunk per ``chunk_by`` key and
     # ``chunk_period``. Empty: the table is never sealed.
     chunk_by: tuple[str, ...] = field(default=())

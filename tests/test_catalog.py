@@ -138,7 +138,7 @@ def test_sealing_keeps_and_cleanup_of_sealed_months_corrects_the_catalog(pg: Pos
                                                                         sql: Any) -> None:
     pg.save_market_data(bars(["AAA", "BBB"], ["1d"], dt.datetime(2024, 1, 20), 50, step=dt.timedelta(days=1)))
     before = pg.catalog()
-    pg.seal_history("2024-04-01", tables="bars")  # January and February move into chunks
+    pg.seal("2024-04-01", tables="bars")  # January and February move into chunks
     assert sql(f"SELECT count(*) FROM {pg.db.table('market_data')[:-1]}_chunks\"")[0][0] > 0
     # Moving rows between tiers changes nothing but the split between them.
     assert_frame_equal(pg.catalog().drop("rows", "sealed"), before.drop("rows", "sealed"))

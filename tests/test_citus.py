@@ -311,7 +311,7 @@ def test_sealing_on_both_engines(both: list[PostgreSQLIntegration], sql: Any, co
     frame = bars(SYMBOLS[:3], ["1m"], dt.datetime(2024, 1, 30, 9, 15), 30, step=dt.timedelta(hours=6))
     for pg in both:
         pg.save_market_data(frame)
-    reports = [pg.seal_history("2024-03-01", tables="bars") for pg in both]
+    reports = [pg.seal("2024-03-01", tables="bars") for pg in both]
     same([str(r).split("(")[0] for r in reports])
     # Every row was sealed on both engines (all are before March), none left in the row table.
     assert [r.rows_moved for r in reports] == [frame.height, frame.height]
@@ -328,7 +328,7 @@ def test_sealing_on_both_engines(both: list[PostgreSQLIntegration], sql: Any, co
     same([(r.inserted, r.updated, r.unchanged) for r in results])
     same([pg.catalog("bars") for pg in both])
     same([pg.get_market_data(SYMBOLS[:3], "2024-01-01", "2024-03-31") for pg in both])
-    unsealed = [pg.unseal_history("2024-01-01", "2024-02-29", tables="bars") for pg in both]
+    unsealed = [pg.unseal("2024-01-01", "2024-02-29", tables="bars") for pg in both]
     # The sealed rows come back (the two changed ones merged into their chunks; ZZZ, a new
     # series, was written to the row table), the same on both engines.
     assert [r.rows_moved for r in unsealed] == [frame.height] * 2

@@ -24,7 +24,7 @@ def test_the_guard_works_on_the_cluster(citus_pg: PostgreSQLIntegration, citus) 
     data = bars(["AAA", "BBB"], ["1m"], T0, 60, step=dt.timedelta(hours=12))  # January and February
     pg.save_market_data(data)
     jan = data.filter(pl.col("timestamp") < dt.datetime(2024, 2, 1))
-    assert pg.seal_history("2024-02-01", tables=["bars"]).rows_moved == jan.height
+    assert pg.seal("2024-02-01", tables=["bars"]).rows_moved == jan.height
     table = pg.db.table("market_data")
     with psycopg.connect(citus.url(), autocommit=True) as conn:
         with pytest.raises(psycopg.Error) as caught:
@@ -40,12 +40,12 @@ def test_the_guard_works_on_the_cluster(citus_pg: PostgreSQLIntegration, citus) 
     result = pg.save_market_data(jan.head(3).with_columns(pl.col("volume") + 1))
     assert (result.inserted, result.updated) == (0, 3)
     pg.save_market_data(bars(["AAA"], ["1m"], dt.datetime(2024, 5, 6), 5))
-    assert pg.unseal_history("2024-01-01", "2024-01-31", tables=["bars"]).rows_moved == jan.height
-    assert pg.seal_history("2024-02-01", tables=["bars"]).rows_moved == jan.height + 1  # CCC's row too
+    assert pg.unseal("2024-01-01", "2024-01-31", tables=["bars"]).rows_moved == jan.height
+    assert pg.seal("2024-02-01", tables=["bars"]).rows_moved == jan.height + 1  # CCC's row too
     assert pg.get_market_data(["AAA", "BBB"], "2024-01-01", "2024-01-31").height == jan.height
     assert pg.repair_sealed(dry_run=True).rows_moved == 0
     # A partition created after initialize_database carries the guard too.
-    assert pg.seal_history("2024-06-01", tables=["bars"]).rows_moved == 5 + 1 + data.height - jan.height
+    assert pg.seal("2024-06-01", tables=["bars"]).rows_moved == 5 + 1 + data.height - jan.height
     with psycopg.connect(citus.url(), autocommit=True) as conn:
         with pytest.raises(psycopg.Error) as caught:
             conn.execute(f"INSERT INTO {table} ({COLUMNS}) VALUES ('AAA', '2024-05-30', 1, 1, 1, 1, 1, '1m')")
@@ -70,7 +70,7 @@ def test_an_earlier_known_at_in_a_sealed_month_is_the_documented_error_on_the_cl
     pg = citus_pg
     rows = regimes_1min(["AAA"], T0, 5)
     pg.save_1min_market_regime(rows)
-    assert pg.seal_history("2024-02-01", tables=["1min"]).rows_moved == 5
+    assert pg.seal("2024-02-01", tables=["1min"]).rows_moved == 5
     restated = rows.head(1).with_columns(confidence=rows["confidence"][0] / 2)
     pg.save_1min_market_regime(restated)
     with pytest.raises(WriteError, match=r"known_at 2020-01-01 .* is not after the stored version's knowledge time"):
@@ -93,7 +93,7 @@ def test_counts_and_sql_over_sealed_months_on_the_cluster(citus_pg: PostgreSQLIn
     answers = []
     for p in (pg, citus_pg):
         p.save_market_data(data)
-        sealed = p.seal_history("2024-02-01", tables=["bars"]).rows_moved
+        sealed = p.seal("2024-02-01", tables=["bars"]).rows_moved
         assert sealed == data.filter(pl.col("timestamp") < dt.datetime(2024, 2, 1)).height
         tables = diagnose(p.settings).tables
         assert tables is not None

@@ -29,7 +29,7 @@ def sealed(pg: PostgreSQLIntegration, citus_pg: PostgreSQLIntegration) -> list[P
         p.save_1min_market_regime(regimes_1min(SYMBOLS, T0 + dt.timedelta(days=31), 40, seed=3))
         p.save_market_data(bars(SYMBOLS, ["1m"], T0, 40))
         p.save_market_data(bars(SYMBOLS, ["1m"], T0 + dt.timedelta(days=31), 40))
-        report = p.seal_history("2024-02-01", tables=["1min", "bars"])
+        report = p.seal("2024-02-01", tables=["1min", "bars"])
         assert report.rows_moved == 2 * 3 * 40, report.to_frame()  # January of both tables, nothing of February
     return both
 

@@ -28,7 +28,7 @@ def _stored(pg: PostgreSQLIntegration, sql) -> dict[str, tuple[int, int]]:
     pg.save_market_data(bars(["AAA", "BBB"], ["1m", "5m"], dt.datetime(2024, 1, 20), 60, step=dt.timedelta(hours=8)))
     pg.save_1min_market_regime(regimes_1min(["AAA"], dt.datetime(2024, 1, 30, 9, 15), 3000))
     sql(f"ANALYZE {pg.db.table('market_data')}")  # estimates of the rows before the seal
-    assert pg.seal_history(dt.date(2024, 2, 1)).rows_moved > 0
+    assert pg.seal(dt.date(2024, 2, 1)).rows_moved > 0
     truth = {key: _truth(pg, sql, key) for key in ("market_data", "market_regimes_1min")}
     assert all(rows and sealed for rows, sealed in truth.values()), truth
     return truth
@@ -63,7 +63,7 @@ def test_a_sealed_month_shows_no_stale_estimate(pg: PostgreSQLIntegration, sql) 
     feb = parts.filter(pl.col("partition").str.ends_with("_p2024_02")).row(0, named=True)
     assert (jan["estimated_rows"], jan["sealed_rows"]) == (0, truth["market_data"][1])
     assert feb["sealed_rows"] == 0 and feb["estimated_rows"] == truth["market_data"][0]
-    pg.unseal_history("2024-01-01", "2024-01-31", tables="bars")
+    pg.unseal("2024-01-01", "2024-01-31", tables="bars")
     jan = pg.list_partitions("bars").filter(pl.col("partition").str.ends_with("_p2024_01")).row(0, named=True)
     assert (jan["estimated_rows"], jan["sealed_rows"]) == (truth["market_data"][1], 0)
 

@@ -4,7 +4,7 @@
   default window of ``save_rolling_market_regime()``; none by default (nothing trimmed),
   the argument wins over the setting.
 * ``seal_after`` (``[DATABASE]``, docs/configuration.md): ``60 days`` by default, ages such
-  as ``90d`` and ``8w``, ``off``; ``seal_history()`` with no cutoff seals the calendar
+  as ``90d`` and ``8w``, ``off``; ``seal()`` with no cutoff seals the calendar
   months that ended more than ``seal_after`` before the server's clock, and nothing when off.
 """
 
@@ -54,7 +54,7 @@ def test_rolling_window_minutes_setting(pg: PostgreSQLIntegration) -> None:
         assert _stored_minutes(pg) == list(range(25, 31))
 
 
-# -- seal_after and seal_history() without a cutoff -----------------------------------------
+# -- seal_after and seal() without a cutoff -----------------------------------------
 
 
 @pytest.mark.parametrize(("text", "age"), [
@@ -85,7 +85,7 @@ def _sealable(months: list[dt.date], now: dt.datetime, age: dt.timedelta) -> lis
 
 
 def test_seal_history_without_a_cutoff_uses_seal_after(pg: PostgreSQLIntegration, sql: Any) -> None:
-    (now,) = sql("SELECT LOCALTIMESTAMP")[0]  # the server's clock, as seal_history reads it
+    (now,) = sql("SELECT LOCALTIMESTAMP")[0]  # the server's clock, as seal reads it
     months = []
     first = _month(now.date())
     for _ in range(7):  # this month and the six before it
@@ -102,12 +102,12 @@ def test_seal_history_without_a_cutoff_uses_seal_after(pg: PostgreSQLIntegration
     off = settings_replace(pg.settings, seal_after=load_settings(config={"database": {"seal_after": "off"}},
                                                                 env={}).seal_after)
     with PostgreSQLIntegration(settings=off) as never:
-        report = never.seal_history()
+        report = never.seal()
         assert len(report) == 0 and report.rows_moved == 0  # off: nothing, unless given an age
-    by_age = pg.seal_history("90d")  # an explicit age wins over the setting
+    by_age = pg.seal("90d")  # an explicit age wins over the setting
     assert sealed_months(by_age) == _sealable(months, now, dt.timedelta(days=90))
     assert pg.settings.seal_after == dt.timedelta(days=60)
-    default = pg.seal_history()  # no cutoff: seal_after, 60 days
+    default = pg.seal()  # no cutoff: seal_after, 60 days
     expected = [m for m in _sealable(months, now, dt.timedelta(days=60)) if m not in sealed_months(by_age)]
     assert sealed_months(default) == expected and expected  # at least the month ended 60+ days ago
     # The current and the previous month stay rows (as the configuration page says).
@@ -117,6 +117,6 @@ def test_seal_history_without_a_cutoff_uses_seal_after(pg: PostgreSQLIntegration
     with PostgreSQLIntegration(settings=eight_weeks) as weekly:
         done = sealed_months(by_age) + sealed_months(default)
         later = [m for m in _sealable(months, now, dt.timedelta(weeks=8)) if m not in done]
-        assert sealed_months(weekly.seal_history()) == later
+        assert sealed_months(weekly.seal()) == later
     assert sql(f'SELECT count(*) FROM "{pg.settings.schema}"."mr_market_data"') == [
         (len(months) - len(sealed_months(by_age)) - len(expected) - len(later),)]

@@ -23,6 +23,7 @@ from regime_io._read import history as _history
 from regime_io._read import quality as _quality
 from regime_io._read import readers as _reading
 from regime_io._read import scan as _scan
+from regime_io._read import sqlquery as _sqlquery
 from regime_io._read import tail as _tail
 from regime_io._schema import maintenance as _maintenance
 from regime_io._tiers import catalog as _catalog
@@ -52,17 +53,19 @@ ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "tail": (_tail.tail, {}),
     "quality_report": (_quality.quality_report, {}),
     "history": (_history.history, {}),
-    "seal_history": (_sealing.seal_history, {}),
-    "unseal_history": (_sealing.unseal_history, {}),
+    "seal": (_sealing.seal, {}),
+    "unseal": (_sealing.unseal, {}),
     "catalog": (_catalog.read_catalog, {}),
     "refresh_catalog": (_catalog.refresh, {}),
+    "repair_sealed": (_sealing.repair_sealed, {}),
+    "sql": (_sqlquery.run_sql, {}),
 }
 
 # Left out of ENGINES until the library agrees; nothing may be.
 REPORTED: set[str] = set()
 
 # Parameters a facade method handles itself, which its engine does not take.
-ADDED: dict[str, set[str]] = {"catalog": {"return_type"}}
+ADDED: dict[str, set[str]] = {"catalog": {"return_type"}, "sql": {"return_type"}}
 
 # The per-table writers are save() with the table fixed (and no tier for the one table
 # without a time column: optimisation results are never sealed).
@@ -161,7 +164,7 @@ def test_the_overloaded_methods_are_found() -> None:
     """Exactly the methods with a ``return_type`` are overloaded on it (15 of them)."""
     with_return_type = {name for name in _public()
                         if "return_type" in inspect.signature(getattr(PostgreSQLIntegration, name)).parameters}
-    assert set(OVERLOADED) == with_return_type and len(OVERLOADED) == 15, OVERLOADED
+    assert set(OVERLOADED) == with_return_type and len(OVERLOADED) == 16, OVERLOADED
 
 
 @pytest.mark.parametrize("method", OVERLOADED)
@@ -203,7 +206,7 @@ def test_tail_is_overloaded_on_return_type() -> None:
 
 
 def test_the_frame_readers_are_found() -> None:
-    assert len(FRAME_READERS) == 13, FRAME_READERS
+    assert len(FRAME_READERS) == 15, FRAME_READERS
 
 
 @pytest.mark.parametrize("method", FRAME_READERS)

@@ -158,7 +158,7 @@ def test_reads_as_of_any_instant_equal_the_write_log(pg: PostgreSQLIntegration, 
     changed: set[int] = set()
     for n, (gap, rows) in enumerate(log):
         if n == seal_after:  # seal January mid-sequence: later restatements merge into chunks
-            pg.seal_history(dt.date(2024, 2, 1), symbols=symbols)
+            pg.seal(dt.date(2024, 2, 1), symbols=symbols)
             timeless = set(value) - changed
         when = when + dt.timedelta(minutes=gap)
         pg.save_1min_market_regime(_frame(prefix, rows), known_at=when)
@@ -292,7 +292,7 @@ def test_every_reader_as_of_answers_what_it_answered_then(pg_all: PostgreSQLInte
     pg.save_options_data(opts_v1, known_at=k1)
     pg.save_optimization_result(result_v1, known_at=k1)
     if sealed:
-        pg.seal_history(dt.date(2024, 2, 1))
+        pg.seal(dt.date(2024, 2, 1))
     readers = {
         "bars": lambda **kw: pg.get_market_data(["AAA", "BBB"], "2024-01-02", "2024-01-02", **kw),
         "bars_exact": lambda **kw: pg.get_market_data("AAA", "2024-01-02", "2024-01-02", exact=True, **kw),
@@ -427,7 +427,7 @@ def test_scan_as_of_equals_the_eager_reader_as_of(pg: PostgreSQLIntegration) -> 
     data = regimes_1min(["AAA", "BBB"], dt.datetime(2024, 1, 2, 9, 15), 30)
     pg.save_1min_market_regime(data, known_at=_at(0))
     pg.save_1min_market_regime(data.head(10).with_columns(pl.lit("new").alias("regime")), known_at=_at(60))
-    pg.seal_history(dt.date(2024, 2, 1), symbols=["BBB"])  # one symbol sealed, one as rows
+    pg.seal(dt.date(2024, 2, 1), symbols=["BBB"])  # one symbol sealed, one as rows
     at = _at(30)
     lazy = pg.scan("1min", as_of=at).filter(pl.col("timestamp") >= dt.datetime(2024, 1, 2, 9, 20))
     eager = pg.get_1min_market_regimes(["AAA", "BBB"], "2024-01-02 09:20", "2024-01-02", as_of=at)

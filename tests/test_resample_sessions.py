@@ -90,7 +90,7 @@ def test_no_bucket_spans_two_sessions(pg: PostgreSQLIntegration) -> None:
 
 def test_the_same_over_sealed_chunks(nse: PostgreSQLIntegration) -> None:
     rows = nse.get_market_data("NIFTY", resample="1h")
-    assert nse.seal_history(dt.date(2030, 1, 1)).rows_moved == 750
+    assert nse.seal(dt.date(2030, 1, 1)).rows_moved == 750
     assert_frame_equal(nse.get_market_data("NIFTY", resample="1h"), rows)
     assert_frame_equal(rows, _hourly(_sessions(), "1h"))
 

@@ -68,7 +68,7 @@ def test_an_as_of_read_with_nothing_sealed_is_one_statement(pg: PostgreSQLIntegr
 
 def test_a_sealed_read_is_two_statements(loaded: PostgreSQLIntegration, caplog: pytest.LogCaptureFixture) -> None:
     want = loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
-    assert loaded.seal_history("2024-02-01", tables="bars").rows_moved == 60
+    assert loaded.seal("2024-02-01", tables="bars").rows_moved == 60
     caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
     got = loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
     assert_frame_equal(got, want)
@@ -81,7 +81,7 @@ def test_another_process_sealed_the_table(loaded: PostgreSQLIntegration, setting
                                           caplog: pytest.LogCaptureFixture) -> None:
     want = loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
     with PostgreSQLIntegration(settings=settings) as other:
-        other.seal_history("2024-02-01", tables="bars")
+        other.seal("2024-02-01", tables="bars")
     caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
     # This process expected no chunks: its guarded statement fails, it reads both tiers.
     assert_frame_equal(loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01"), want)
@@ -98,7 +98,7 @@ def test_a_seal_between_the_two_statements_is_caught(loaded: PostgreSQLIntegrati
     another process seals February; the row read's guard fails and the read runs again."""
     want = (loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01") if kind == "range"
             else loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01", resample="1h"))
-    loaded.seal_history("2024-02-01", tables="bars")  # January sealed: reads fetch chunks first
+    loaded.seal("2024-02-01", tables="bars")  # January sealed: reads fetch chunks first
     real = router.sealed_rows
     calls: list[str] = []
 
@@ -106,7 +106,7 @@ def test_a_seal_between_the_two_statements_is_caught(loaded: PostgreSQLIntegrati
         found = real(*args, **kwargs)
         if not calls:
             with PostgreSQLIntegration(settings=settings) as other:
-                moved = other.seal_history("2024-03-01", tables="bars").rows_moved
+                moved = other.seal("2024-03-01", tables="bars").rows_moved
             calls.append(f"sealed {moved}")
         else:
             calls.append("again")
@@ -120,7 +120,7 @@ def test_a_seal_between_the_two_statements_is_caught(loaded: PostgreSQLIntegrati
 
 
 def test_every_read_gives_up_after_max_tries(loaded: PostgreSQLIntegration, monkeypatch: pytest.MonkeyPatch) -> None:
-    loaded.seal_history("2024-02-01", tables="bars")
+    loaded.seal("2024-02-01", tables="bars")
     real = router.sealed_rows
 
     def stale(*args: Any, **kwargs: Any) -> Any:
@@ -138,6 +138,6 @@ def test_history_without_a_range_includes_sealed_current_versions(pg: PostgreSQL
     pg.save_1min_market_regime(frame)
     before = pg.history("1min", "AAA")
     assert before.height == 3
-    assert pg.seal_history("2024-02-01", tables="1min").rows_moved == 3
+    assert pg.seal("2024-02-01", tables="1min").rows_moved == 3
     # The rows now in chunks are still the current versions (read with the rows, consistently).
     assert_frame_equal(pg.history("1min", "AAA").drop("known_from"), before.drop("known_from"))

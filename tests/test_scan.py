@@ -38,9 +38,9 @@ def _fill(pg: PostgreSQLIntegration) -> None:
 def filled(request: pytest.FixtureRequest, pg: PostgreSQLIntegration) -> PostgreSQLIntegration:
     _fill(pg)
     if request.param == "sealed":
-        assert pg.seal_history(dt.date(2030, 1, 1)).rows_moved > 0
+        assert pg.seal(dt.date(2030, 1, 1)).rows_moved > 0
     elif request.param == "both":
-        assert pg.seal_history(dt.date(2024, 2, 1)).rows_moved > 0
+        assert pg.seal(dt.date(2024, 2, 1)).rows_moved > 0
     return pg
 
 
@@ -198,7 +198,7 @@ def test_scan_on_citus(pg: PostgreSQLIntegration, citus_pg: PostgreSQLIntegratio
     moved = []
     for engine in (pg, citus_pg):
         _fill(engine)
-        moved.append(engine.seal_history(dt.date(2024, 2, 1)).rows_moved)
+        moved.append(engine.seal(dt.date(2024, 2, 1)).rows_moved)
     assert moved[0] > 0 and moved[0] == moved[1]
     plain_filters = _bars_filters(pg)
     for (name, query, _), (_, _, eager) in zip(_bars_filters(citus_pg), plain_filters, strict=True):
@@ -211,7 +211,7 @@ def test_scan_on_citus(pg: PostgreSQLIntegration, citus_pg: PostgreSQLIntegratio
 def test_sealed_chunks_are_pruned_by_the_pushed_predicate(pg: PostgreSQLIntegration,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     _fill(pg)
-    pg.seal_history(dt.date(2030, 1, 1))
+    pg.seal(dt.date(2030, 1, 1))
     caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
     got = pg.scan("bars").filter((pl.col("symbol") == "B") & (pl.col("timeframe") == "5min")
                                  & (pl.col("timestamp") >= dt.datetime(2024, 2, 1))).collect()

@@ -23,7 +23,7 @@ def _sealed_jan(pg: PostgreSQLIntegration) -> pl.DataFrame:
     """NIFTY 1m bars, 2024-01-02 .. early March; January sealed."""
     data = bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 1500, step=dt.timedelta(hours=1))
     pg.save_market_data(data)
-    assert pg.seal_history(dt.date(2024, 2, 1)).rows_moved > 0
+    assert pg.seal(dt.date(2024, 2, 1)).rows_moved > 0
     return data
 
 
@@ -87,12 +87,12 @@ def test_regime_io_still_writes_seals_and_unseals_sealed_months(pg: PostgreSQLIn
     assert (result.inserted, result.updated) == (0, 5)
     backfill = bars(["NIFTY"], ["1m"], dt.datetime(2023, 11, 1), 200, step=dt.timedelta(hours=1))
     pg.save("bars", backfill, tier="sealed")
-    report = pg.unseal_history("2024-01-01", "2024-01-31")
+    report = pg.unseal("2024-01-01", "2024-01-31")
     assert [(p.period, p.rows) for p in report] == [(dt.date(2024, 1, 1), jan.height)]  # January only
     assert sql(f"SELECT count(*) FROM {table} WHERE timestamp < '2024-02-01' AND timestamp >= '2024-01-01'") == [
         (jan.height,)]
-    assert pg.unseal_history("2023-11-01", "2023-12-31").rows_moved == backfill.height
-    assert pg.seal_history(dt.date(2024, 2, 1)).rows_moved == jan.height + backfill.height
+    assert pg.unseal("2023-11-01", "2023-12-31").rows_moved == backfill.height
+    assert pg.seal(dt.date(2024, 2, 1)).rows_moved == jan.height + backfill.height
     got = pg.get_market_data("NIFTY", "2023-11-01", "2024-01-31", timeframe="1m")
     assert got.height == jan.height + backfill.height
     assert got.filter(pl.col("timestamp") == restated["timestamp"][0])["volume"][0] == restated["volume"][0]
@@ -103,9 +103,9 @@ def test_the_horizon_follows_sealing_and_survives_initialize(pg: PostgreSQLInteg
     assert sql(f"SELECT {horizon}") == [(dt.datetime(1, 1, 1),)]
     _sealed_jan(pg)
     assert sql(f"SELECT {horizon}") == [(dt.datetime(2024, 2, 1),)]
-    pg.unseal_history("2024-01-01", "2024-01-31")
+    pg.unseal("2024-01-01", "2024-01-31")
     assert sql(f"SELECT {horizon}") == [(dt.datetime(2024, 2, 1),)]  # only moves forward
-    pg.seal_history(dt.date(2024, 2, 1))
+    pg.seal(dt.date(2024, 2, 1))
     # A schema sealed before the guard existed: its horizon comes from the chunks on the next init.
     sql(f"CREATE OR REPLACE FUNCTION {horizon} RETURNS timestamp LANGUAGE sql IMMUTABLE AS "
         "$$ SELECT '0001-01-01'::timestamp $$")
@@ -119,7 +119,7 @@ def test_the_horizon_follows_sealing_and_survives_initialize(pg: PostgreSQLInteg
 def test_the_guard_covers_partitions_created_after_it(pg: PostgreSQLIntegration, sql) -> None:
     later = bars(["NIFTY"], ["1m"], dt.datetime(2025, 6, 2), 50, step=dt.timedelta(hours=1))
     pg.save_market_data(later)  # a partition created after initialize_database
-    pg.seal_history(dt.date(2025, 7, 1))
+    pg.seal(dt.date(2025, 7, 1))
     err = _refused(sql, f"INSERT INTO {pg.db.table('market_data')} ({COLUMNS}) "
                         "VALUES ('NIFTY', '2025-06-20', 1, 1, 1, 1, 1, '1m')")
     assert err.sqlstate == "RIO01"

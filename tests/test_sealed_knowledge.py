@@ -19,7 +19,7 @@ def _message(pg: PostgreSQLIntegration, *, sealed: bool) -> str:
     rows = regimes_1min(["AAA"], T0, 5)
     pg.save_1min_market_regime(rows)
     if sealed:
-        assert pg.seal_history("2024-02-01", tables=["1min"]).rows_moved == 5
+        assert pg.seal("2024-02-01", tables=["1min"]).rows_moved == 5
     restated = rows.head(1).with_columns(confidence=rows["confidence"][0] / 2)
     pg.save_1min_market_regime(restated)  # a version ended by the clock, now
     with pytest.raises(WriteError) as caught:

@@ -23,14 +23,14 @@ def test_seal_moves_whole_months_once_and_unseal_puts_them_back(pg: PostgreSQLIn
     data = bars(["NIFTY", "BANKNIFTY"], ["1m", "5m"], dt.datetime(2024, 1, 30), 3000, step=dt.timedelta(minutes=30))
     pg.save_market_data(data)
     before = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True)
-    report = sealing.seal_history(pg.db, dt.date(2024, 3, 15))
+    report = sealing.seal(pg.db, dt.date(2024, 3, 15))
     assert report.tables == ("market_data",)
     assert [p.period for p in report] == [dt.date(2024, 1, 1), dt.date(2024, 2, 1)]
     jan_feb = data.filter(pl.col("timestamp") < dt.datetime(2024, 3, 1)).height
     assert report.rows_moved == jan_feb
     assert _counts(pg, sql) == (data.height - jan_feb, jan_feb)
-    assert sealing.seal_history(pg.db, dt.date(2024, 3, 15)).rows_moved == 0  # idempotent
-    unsealed = sealing.unseal_history(pg.db, "2024-01-01", "2024-12-31")
+    assert sealing.seal(pg.db, dt.date(2024, 3, 15)).rows_moved == 0  # idempotent
+    unsealed = sealing.unseal(pg.db, "2024-01-01", "2024-12-31")
     assert unsealed.rows_moved == jan_feb
     assert _counts(pg, sql) == (data.height, 0)
     after = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True)
@@ -44,7 +44,7 @@ def test_seal_moves_whole_months_once_and_unseal_puts_them_back(pg: PostgreSQLIn
 def _sealed_jan(pg: PostgreSQLIntegration) -> pl.DataFrame:
     data = bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 2000, step=dt.timedelta(minutes=15))
     pg.save_market_data(data)
-    pg.seal_history(dt.date(2024, 2, 1))
+    pg.seal(dt.date(2024, 2, 1))
     return data
 
 
@@ -145,7 +145,7 @@ def test_eight_concurrent_restatements_of_one_sealed_month_lose_no_update(pg: Po
 def test_cleanup_drops_sealed_rows_past_the_cutoff(pg: PostgreSQLIntegration, sql) -> None:
     data = bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2), 3000, step=dt.timedelta(minutes=30))
     pg.save_market_data(data)
-    pg.seal_history(dt.date(2024, 3, 1))
+    pg.seal(dt.date(2024, 3, 1))
     today = sql("SELECT LOCALTIMESTAMP::date")[0][0]
     report = pg.cleanup_old_data((today - dt.date(2024, 2, 10)).days, tables=["market_data"])
     entry = report["market_data"]

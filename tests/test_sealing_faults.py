@@ -56,7 +56,7 @@ def test_a_server_killed_mid_seal_leaves_every_row_exactly_once(server: Any, pg:
 
     def seal() -> None:
         try:
-            pg.seal_history(dt.date(2024, 6, 1))
+            pg.seal(dt.date(2024, 6, 1))
         except BaseException as err:  # asserted below
             errors.append(err)
 
@@ -74,7 +74,7 @@ def test_a_server_killed_mid_seal_leaves_every_row_exactly_once(server: Any, pg:
     assert rows + chunked == data.height  # every row exactly once: the first month sealed, the second not
     assert chunked > 0
     sealing._before_commit = None
-    pg.seal_history(dt.date(2024, 6, 1))  # sealing again finishes the job
+    pg.seal(dt.date(2024, 6, 1))  # sealing again finishes the job
     rows, _, chunked = _tiers(server, pg)
     assert chunked == data.filter(data.get_column("timestamp") < dt.datetime(2024, 6, 1)).height
     assert rows + chunked == data.height

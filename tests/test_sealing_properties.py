@@ -96,10 +96,10 @@ def test_every_reader_answers_the_same_over_rows_chunks_or_both(pg: PostgreSQLIn
     lo = START + dt.timedelta(days=min(window))
     hi = START + dt.timedelta(days=max(window), hours=5)
     want = _answers(pg, lo, hi)
-    report = pg.seal_history(dt.date(2024, seal_month, 1) if seal_month < 8 else dt.date(2030, 1, 1), symbols=symbols)
+    report = pg.seal(dt.date(2024, seal_month, 1) if seal_month < 8 else dt.date(2030, 1, 1), symbols=symbols)
     if seal_month > 2:
         assert report.rows_moved > 0
     _same(want, _answers(pg, lo, hi))
     # Back to rows: the same again, and nothing left in chunks.
-    pg.unseal_history("2020-01-01", "2030-12-31")
+    pg.unseal("2020-01-01", "2030-12-31")
     _same(want, _answers(pg, lo, hi))

@@ -42,14 +42,14 @@ def stored(pg: PostgreSQLIntegration) -> PostgreSQLIntegration:
     January sealed."""
     pg.save_market_data(bars(["AAA", "BBB"], ["1m", "5m"], T0, 4 * 375, step=dt.timedelta(minutes=5)))
     pg.save_1min_market_regime(regimes_1min(["AAA", "BBB"], T0, 4 * 375))
-    assert pg.seal_history("2024-02-01").rows_moved > 0
+    assert pg.seal("2024-02-01").rows_moved > 0
     return pg
 
 
 def test_sql_over_sealed_months_equals_postgresql_on_the_rows(stored: PostgreSQLIntegration, sql) -> None:
     pg = stored
     ours = {name: pg.sql(query, return_type="polars") for name, query in QUERIES.items()}
-    pg.unseal_history("2024-01-01", "2024-12-31")
+    pg.unseal("2024-01-01", "2024-12-31")
     assert sql(f'SELECT count(*) FROM "{pg.settings.schema}".mr_market_data_chunks') == [(0,)]
     sql(f'SET search_path = "{pg.settings.schema}"')
     for name, query in QUERIES.items():

@@ -111,7 +111,7 @@ def test_since_reads_both_tiers_in_one_snapshot_then_follows(pg: PostgreSQLInteg
     old = pl.concat([regimes(["A", "B"], m) for m in range(3)]).with_columns(
         pl.col("timestamp").dt.offset_by("-2mo"))
     pg.save_1min_market_regime(old)
-    pg.seal_history(T0.date() - dt.timedelta(days=20))
+    pg.seal(T0.date() - dt.timedelta(days=20))
     assert pg.catalog("1min").height == 2
     pg.save_1min_market_regime(pl.concat([regimes(["A", "B"], m) for m in range(3)]))
     since = T0 - dt.timedelta(days=62)
@@ -130,7 +130,7 @@ def test_writes_into_sealed_months_are_delivered(pg: PostgreSQLIntegration[Any])
     old = pl.concat([regimes(["A", "B"], m) for m in range(4)]).with_columns(
         pl.col("timestamp").dt.offset_by("-2mo"))
     pg.save_1min_market_regime(old)
-    pg.seal_history(T0.date() - dt.timedelta(days=20))
+    pg.seal(T0.date() - dt.timedelta(days=20))
     tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)
     restated = old.filter(pl.col("symbol") == "A").head(2).with_columns(pl.lit("RESTATED").alias("regime"))
     unchanged = old.filter(pl.col("symbol") == "B").head(1)
@@ -366,8 +366,8 @@ def test_sealing_and_unsealing_move_rows_without_delivering_them(pg: PostgreSQLI
     old = pl.concat([regimes(["A"], m) for m in range(3)]).with_columns(pl.col("timestamp").dt.offset_by("-2mo"))
     pg.save_1min_market_regime(old)
     tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)
-    pg.seal_history(T0.date() - dt.timedelta(days=20))
-    pg.unseal_history(T0 - dt.timedelta(days=90), T0)
+    pg.seal(T0.date() - dt.timedelta(days=20))
+    pg.unseal(T0 - dt.timedelta(days=90), T0)
     pg.save_1min_market_regime(regimes(["A"], 0))
     assert [row for b in tail for row in keys(b.frame)] == [("A", T0, "UP")]
     assert pg.get_1min_market_regimes("A").height == 4
@@ -445,7 +445,7 @@ def test_small_and_large_writes_store_the_same_values(pg: PostgreSQLIntegration[
 def test_cleanup_prunes_the_sealed_change_entries(pg: PostgreSQLIntegration[Any], settings: Settings) -> None:
     old = pl.concat([regimes(["A"], m) for m in range(3)]).with_columns(pl.col("timestamp").dt.offset_by("-2mo"))
     pg.save_1min_market_regime(old)
-    pg.seal_history(T0.date() - dt.timedelta(days=20))
+    pg.seal(T0.date() - dt.timedelta(days=20))
     pg.save_1min_market_regime(old.head(1).with_columns(pl.lit("RESTATED").alias("regime")))
     table = f'"{settings.schema}"."{settings.table_prefix}sealed_changes"'
     with psycopg.connect(pg.db.resolved.url(redact=False), autocommit=True) as conn:

@@ -42,7 +42,7 @@ SCHEMA_VERSION = 7
 
 _VERSIONS = {
     1: "initial schema: five tables, natural primary keys, range partitions on timestamp",
-    2: "columnar history tier: a <table>_chunks table per time-series table",
+    2: "sealed tier: a <table>_chunks table per time-series table",
     3: "metadata: the storage time zone and each table's time kind (naive or aware)",
     4: "series catalog: first/last timestamp and row count per stored series",
     5: "knowledge time: known_from on every table, a <table>_history table of superseded versions",

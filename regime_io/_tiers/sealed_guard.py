@@ -31,7 +31,7 @@ table (``REFERENCING NEW TABLE``): capturing the transition table alone made a f
 ~2% for a row trigger whose condition is false. A BEFORE row trigger would also turn
 COPY's multi-row inserts off (+15% measured). See docs/maintenance.md.
 
-Not covered, by design: a foreign write that commits while ``seal_history`` is sealing
+Not covered, by design: a foreign write that commits while ``seal`` is sealing
 the same month (the seal reads the rows it can see); ``regime-io doctor`` finds such
 rows and :func:`regime_io._tiers.sealing.repair_sealed` merges them.
 """

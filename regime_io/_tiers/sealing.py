@@ -1,8 +1,8 @@
-"""Sealing: moving old periods between the row tier and the columnar (sealed) tier.
+"""Sealing: moving old periods between the row tier and the sealed tier.
 
-``seal_history`` moves every calendar month that ended before the cutoff from the row
+``seal`` moves every calendar month that ended before the cutoff from the row
 table into its chunk table (``<table>_chunks``, one compressed Arrow IPC chunk per
-``chunk_by`` key and month, see :mod:`regime_io._tiers.sealed_format`); ``unseal_history`` puts rows
+``chunk_by`` key and month, see :mod:`regime_io._tiers.sealed_format`); ``unseal`` puts rows
 back. Each move runs in one transaction per (table, month, group of series): the
 month's period lock is taken exclusive (writers of that month wait a moment, readers
 never do), the rows are read, encoded, inserted as chunks and deleted, and the
@@ -10,7 +10,7 @@ transaction commits: a killed server or connection leaves the month as it was, e
 row in exactly one tier. Running it again finds nothing left to move (idempotent).
 
 Example:
-    >>> report = seal_history(db, "90d", dry_run=True)      # doctest: +SKIP
+    >>> report = seal(db, "90d", dry_run=True)      # doctest: +SKIP
     >>> report.rows_moved, report.bytes_after               # doctest: +SKIP
 """
 
@@ -45,7 +45,7 @@ from .changes import CHANGE_COLUMN
 if TYPE_CHECKING:
     from .._conn.database import Database
 
-__all__ = ["SealReport", "SealedPeriod", "repair_sealed", "seal_history", "sealed_overlaps", "unseal_history"]
+__all__ = ["SealReport", "SealedPeriod", "repair_sealed", "seal", "sealed_overlaps", "unseal"]
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class SealedPeriod:
 
 @dataclass(frozen=True)
 class SealReport:
-    """What :func:`seal_history` or :func:`unseal_history` moved, per table and month."""
+    """What :func:`seal` or :func:`unseal` moved, per table and month."""
 
     action: Action
     periods: tuple[SealedPeriod, ...] = ()
@@ -203,11 +203,11 @@ def _cutoff(db: Database, cur: Any, older_than: AgeLike | None) -> dt.datetime |
 # Seal
 
 
-def seal_history(db: Database, older_than: AgeLike | None = None, *, tables: Iterable[str] | str | None = None,
+def seal(db: Database, older_than: AgeLike | None = None, *, tables: Iterable[str] | str | None = None,
                  symbols: Sequence[str] | str | None = None, dry_run: bool = False) -> SealReport:
     """Move every calendar month that ended before the cutoff into the sealed tier.
 
-    See :meth:`regime_io.PostgreSQLIntegration.seal_history` for the parameters.
+    See :meth:`regime_io.PostgreSQLIntegration.seal` for the parameters.
     """
     specs = _specs(tables)
     wanted = _symbols(symbols)
@@ -218,7 +218,7 @@ def seal_history(db: Database, older_than: AgeLike | None = None, *, tables: Ite
         finally:
             cur.close()
     if cutoff is None:
-        log.info("seal_history: seal_after = off and no older_than given; nothing to do")
+        log.info("seal: seal_after = off and no older_than given; nothing to do")
         return SealReport("seal", (), dry_run=dry_run)
     # Only whole months: the last month that ends at or before the cutoff.
     # Whole months only: those that end at or before the cutoff.
@@ -348,12 +348,12 @@ def _wrap(db: Database, spec: TableSpec, err: adbc_driver_manager.Error, what: s
 # Unseal
 
 
-def unseal_history(db: Database, start: DateLike, end: DateLike, *,
+def unseal(db: Database, start: DateLike, end: DateLike, *,
                    tables: Iterable[str] | str | None = None,
                    symbols: Sequence[str] | str | None = None) -> SealReport:
     """Put the sealed months overlapping ``[start, end]`` back into the row tier.
 
-    See :meth:`regime_io.PostgreSQLIntegration.unseal_history`.
+    See :meth:`regime_io.PostgreSQLIntegration.unseal`.
     """
 
     specs = _specs(tables)
