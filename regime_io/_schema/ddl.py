@@ -19,14 +19,14 @@ import logging
 
 from .._conn.pool import ConnectionPool
 from .._sql.names import chunk_table, ddl_lock_key, index_name, qualified_table, version_table
-from .._sql.quote import literal, qualified, quote_ident
+from .._sql.quote import literal, quote_ident
 from .._tiers.catalog import catalog_sql, fill_catalog
 from .._tiers.changes import live_sql
 from .._tiers.knowledge import history_sql
 from .._tiers.sealed_format import chunk_stat_columns
 from .._tiers.sealed_guard import extend_to_chunks, guard_sql
 from ..config import Settings
-from ..tables import TABLES, TableKey, TableSpec
+from ..tables import TABLES, TableSpec
 from . import citus as scaling
 from .timezones import metadata_sql, record_storage_zone
 
@@ -172,12 +172,3 @@ def _distribute_if_citus(cur: object, settings: Settings) -> None:
     scaling.distribute_tables(cur, settings)
 
 
-def table_exists(pool: ConnectionPool, settings: Settings, key: TableKey) -> bool:
-    with pool.connection() as conn:
-        cur = conn.cursor()
-        try:
-            cur.execute(f"SELECT to_regclass({literal(qualified(settings.schema, settings.table_name(key)))})")
-            row = cur.fetchone()
-        finally:
-            cur.close()
-    return bool(row and row[0])

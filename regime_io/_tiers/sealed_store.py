@@ -304,10 +304,6 @@ class MergeCounts:
     series: dict[SeriesKey, list[Any]] = field(default_factory=dict)
 
 
-def series_of(spec: TableSpec, frame: pl.DataFrame) -> list[SeriesKey]:
-    return [tuple(r) for r in frame.select(list(spec.chunk_by)).unique(maintain_order=True).iter_rows()]
-
-
 def with_period(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(spec.time_column or "timestamp").dt.truncate("1mo").dt.date()
                               .alias("__period"))
