@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
+import typer
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from .tables import table_spec
 
-__all__ = ["decimals", "plural", "print_cleanup", "print_frame", "print_seal", "tail_view", "text"]
+__all__ = ["decimals", "plural", "print_cleanup", "print_frame", "print_seal", "show_tail", "tail_view", "text"]
 
 def plural(n: int, word: str, plural: str | None = None) -> str:
     """``1 row``, ``2 rows``, ``1,250 rows``."""
@@ -149,3 +153,39 @@ def print_seal(console: Console, report: Any, *, dry_run: bool) -> None:
     prefix = "[yellow]dry run:[/yellow] would move" if dry_run else f"[green]✓[/green] {verb}"
     sizes = "" if dry_run else f", {report.bytes_before:,} -> {report.bytes_after:,} bytes"
     console.print(f"{prefix} {plural(report.rows_moved, 'row')} in {plural(len(report), 'table-month')}{sizes}")
+
+
+def show_tail(console: Console, stream: Any, table: str) -> tuple[int, int, str]:
+    """Print a live tail's batches until it ends, Ctrl-C or a closed pipe; returns the rows
+    and batches printed and the cursor to resume from. In a terminal: a live table of the
+    newest rows; piped: a header, then one tab-separated line per row, plain numbers."""
+    rows = batches = 0
+    last = stream.cursor
+    window: pl.DataFrame | None = None
+    try:
+        if console.is_terminal:
+            with Live(tail_view(None, 0, table), console=console, auto_refresh=False) as screen:
+                for batch in stream:
+                    rows, batches, last = rows + batch.frame.height, batches + 1, batch.cursor
+                    window = batch.frame if window is None else window.vstack(batch.frame).tail(TAIL_ROWS)
+                    screen.update(tail_view(window, rows, table), refresh=True)
+        else:
+            for batch in stream:
+                if batches == 0:
+                    typer.echo("\t".join(batch.frame.columns))
+                places = [decimals(batch.frame[n].to_list()) if t.is_float() else None
+                          for n, t in batch.frame.schema.items()]
+                # Plain numbers for the next tool in the pipe: 448825, not 448,825.
+                if batch.frame.height:
+                    typer.echo("\n".join("\t".join(plain(v, p) for v, p in zip(values, places, strict=True))
+                                         for values in batch.frame.iter_rows()))
+                rows, batches, last = rows + batch.frame.height, batches + 1, batch.cursor
+    except KeyboardInterrupt:
+        pass
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, exit 0, like any Unix filter; the
+        # rest of stdout goes to /dev/null so the interpreter's final flush stays quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        stream.close()
+    return rows, batches, last

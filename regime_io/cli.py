@@ -22,7 +22,6 @@ import functools
 import logging
 import os
 import re
-import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,7 +45,7 @@ from rich.progress import (
 from . import __version__, server
 from . import server as embedded
 from ._conn.embedded import StopMode
-from ._render import TAIL_ROWS, decimals, plain, plural, print_cleanup, print_frame, print_seal, tail_view
+from ._render import plural, print_cleanup, print_frame, print_seal, show_tail
 from .config import Settings, load_settings, settings_replace, with_dsn
 from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema, run_demo
 from .errors import ConfigError, RegimeIOError, UsageError
@@ -586,6 +585,43 @@ def cleanup(
     print_cleanup(console, report, days, dry_run=False)
 
 
+@app.command()
+@_clean_errors
+def delete(
+    ctx: typer.Context,
+    table: Annotated[str, typer.Option("--table", "-t", help=f"Table to delete from: {TABLE_NAMES} "
+                                       "(not optimization_results).")],
+    symbols: Annotated[list[str], typer.Option("--symbol", "-s", help="Symbol whose rows go (repeatable).")],
+    start: Annotated[str | None, typer.Option(help="First timestamp or date (inclusive; default: the first row).",
+                                              show_default=False)] = None,
+    end: Annotated[str | None, typer.Option(help="Last timestamp or date (inclusive; a date means the whole day; "
+                                            "default: the last row).", show_default=False)] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; change nothing.")]
+    = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (scripts). Without it the count "
+                                      "is shown first and you are asked to confirm.")] = False,
+) -> None:
+    """Delete the rows of --symbol in \\[start, end] from both tiers, in one transaction.
+
+    Sealed months are rewritten without the rows; tables that keep history keep the
+    deleted rows' last versions. Shows the count and asks first, unless --yes.
+    """
+    key = table_spec(table).key
+    span = f"[{start or '…'}, {end or '…'}]"
+    with _state(ctx).integration() as pg:
+        planned = pg.delete_range(key, symbols, start, end, dry_run=True)
+        console.print(f"{key}: would delete {plural(planned, 'row')} of {', '.join(symbols)} in {escape(span)}")
+        if dry_run:
+            return
+        if planned == 0:
+            console.print("nothing to delete")
+            return
+        if not yes and not _confirm(f"Delete {plural(planned, 'row')}?"):
+            raise UsageError("not confirmed: nothing deleted (pass --yes to delete without asking)")
+        deleted = pg.delete_range(key, symbols, start, end)
+    console.print(f"[green]✓[/green] {key}: deleted {plural(deleted, 'row')}")
+
+
 def _confirm(question: str) -> bool:
     """Ask on the terminal; no answer (stdin closed, as under cron) means no."""
     try:
@@ -713,41 +749,11 @@ def tail(
     """
     import time
 
-    from rich.live import Live
-
     started = time.monotonic()
-    rows = batches = 0
     with _state(ctx).integration() as pg:
         stream = pg.tail(table, symbols=symbol or None, since=since, cursor=cursor, timeout=timeout,
                          return_type="polars")
-        last = stream.cursor
-        window: pl.DataFrame | None = None
-        try:
-            if console.is_terminal:
-                with Live(tail_view(None, 0, table), console=console, auto_refresh=False) as screen:
-                    for batch in stream:
-                        rows, batches, last = rows + batch.frame.height, batches + 1, batch.cursor
-                        window = batch.frame if window is None else window.vstack(batch.frame).tail(TAIL_ROWS)
-                        screen.update(tail_view(window, rows, table), refresh=True)
-            else:
-                for batch in stream:
-                    if batches == 0:
-                        typer.echo("\t".join(batch.frame.columns))
-                    places = [decimals(batch.frame[n].to_list()) if t.is_float() else None
-                              for n, t in batch.frame.schema.items()]
-                    # Plain numbers for the next tool in the pipe: 448825, not 448,825.
-                    if batch.frame.height:
-                        typer.echo("\n".join("\t".join(plain(v, p) for v, p in zip(values, places, strict=True))
-                                             for values in batch.frame.iter_rows()))
-                    rows, batches, last = rows + batch.frame.height, batches + 1, batch.cursor
-        except KeyboardInterrupt:
-            pass
-        except BrokenPipeError:
-            # The reader went away (`| head`): stop quietly, exit 0, like any Unix filter; the
-            # rest of stdout goes to /dev/null so the interpreter's final flush stays quiet.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        finally:
-            stream.close()
+        rows, batches, last = show_tail(console, stream, table)
     err_console.print(f"{plural(rows, 'row')} in {plural(batches, 'batch', 'batches')} over "
                       f"{time.monotonic() - started:,.1f}s; resume with --cursor {last}", soft_wrap=True)
 

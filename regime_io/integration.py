@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from ._conn.database import Database
 from ._facade.analytics import Analytics
 from ._facade.base import F, when_disabled
+from ._facade.edits import Edits
 from ._facade.ranges import RangeReaders
 from ._frames import check_return_type, convert
 from ._read import sqlquery as _sqlquery
@@ -59,7 +60,7 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[int, "int | None"], None]
 
-class PostgreSQLIntegration(RangeReaders[F], Analytics[F]):
+class PostgreSQLIntegration(RangeReaders[F], Analytics[F], Edits[F]):
     """Store and read market history in PostgreSQL as columnar frames.
 
     Parameters:

@@ -28,6 +28,7 @@ from regime_io._read import tail as _tail
 from regime_io._schema import maintenance as _maintenance
 from regime_io._tiers import catalog as _catalog
 from regime_io._tiers import sealing as _sealing
+from regime_io._write import delete as _delete
 from regime_io._write import save as _writing
 
 # Facade method -> (engine function, parameters the facade fixes itself).
@@ -59,6 +60,7 @@ ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "refresh_catalog": (_catalog.refresh, {}),
     "repair_sealed": (_sealing.repair_sealed, {}),
     "sql": (_sqlquery.run_sql, {}),
+    "delete_range": (_delete.delete_range, {}),
 }
 
 # Left out of ENGINES until the library agrees; nothing may be.

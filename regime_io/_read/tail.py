@@ -86,10 +86,15 @@ class TailBatch(Generic[F]):
         frame: the rows, with the columns and dtypes of the table's range readers.
         cursor: an opaque token; ``tail(..., cursor=batch.cursor)`` resumes right after
             this batch (in another process, the next day).
+        deleted: the ranges ``delete_range`` removed in this batch's interval, a frame of
+            ``symbol``, ``start``, ``end`` (inclusive); empty when none. A consumer
+            keeping a copy drops its rows in them *before* applying ``frame`` (a row
+            written again after the delete is in ``frame``).
     """
 
     frame: F
     cursor: str
+    deleted: Any = None
 
     @property
     def rows(self) -> int:
@@ -210,11 +215,13 @@ class Tail(Generic[F]):
     def __next__(self) -> TailBatch[F]:
         while not self._closed:
             self._listen()
-            batch = self._poll()
-            if batch is not None:
+            polled = self._poll()
+            if polled is not None:
+                batch, deleted = polled
                 self._last_row = time.monotonic()
                 self.delivered += batch.num_rows
-                return TailBatch(frame=convert(batch, self._return_type), cursor=self.cursor)
+                return TailBatch(frame=convert(batch, self._return_type), cursor=self.cursor,
+                                 deleted=convert(deleted, self._return_type))
             wait = self._poll_interval
             if self._timeout is not None:
                 left = self._timeout - (time.monotonic() - self._last_row)
@@ -276,8 +283,9 @@ class Tail(Generic[F]):
 
     # -- reading ------------------------------------------------------------------------
 
-    def _poll(self) -> pa.Table | None:
-        """Read the next page; advance the position. None when nothing new arrived."""
+    def _poll(self) -> tuple[pa.Table, pa.Table] | None:
+        """Read the next page (rows, deleted ranges); advance the position. None when
+        nothing new arrived."""
         try:
             with self._db.pool.connection() as conn:
                 cur = conn.cursor()
@@ -290,7 +298,7 @@ class Tail(Generic[F]):
         except DRIVER_ERRORS as err:
             raise wrap_error(self._db, err, what="tail", table=self._spec.key) from err
 
-    def _catch_up(self, cur: Any) -> pa.Table | None:
+    def _catch_up(self, cur: Any) -> tuple[pa.Table, pa.Table] | None:
         """Every stored row from ``since`` (both tiers), read in one snapshot; the
         position then follows the changes after that snapshot."""
         spec, pos = self._spec, self._position
@@ -315,7 +323,7 @@ class Tail(Generic[F]):
         table = pa.concat_tables(parts)
         order = [(spec.time_column or "timestamp", "ascending"), *((c, "ascending") for c in spec.primary_key
                                                                    if c != spec.time_column)]
-        return self._reader(table.sort_by(order))
+        return self._reader(table.sort_by(order)), changes.DELETED_SCHEMA.empty_table()
 
     def _sealed_since(self, cur: Any, since: dt.datetime) -> pa.Table:
         spec = self._spec
@@ -338,7 +346,7 @@ class Tail(Generic[F]):
             parts.append(part.filter(pc.greater_equal(ts, pa.scalar(since, ts.type))))
         return pa.concat_tables(parts) if parts else schema.empty_table()
 
-    def _interval(self, cur: Any) -> pa.Table | None:
+    def _interval(self, cur: Any) -> tuple[pa.Table, pa.Table] | None:
         """The next page of the interval from the old snapshot to a new one.
 
         The first page takes the new snapshot in the same statement that reads the rows
@@ -395,8 +403,10 @@ class Tail(Generic[F]):
             raw = cur.fetch_arrow_table()
             target, entries = str(pos.target), 0
         parts: list[pa.Table] = []
+        deleted = changes.DELETED_SCHEMA.empty_table()
         if entries:
-            parts.append(self._sealed_changes(cur, target, prev))
+            sealed, deleted = self._sealed_changes(cur, target, prev)
+            parts.append(sealed)
         if raw.num_rows >= self._max_rows:
             last = raw.slice(raw.num_rows - 1).to_pylist()[0]
             after = (str(last[changes.CHANGE_COLUMN]), *(_text(last[c]) for c in spec.primary_key))
@@ -406,12 +416,16 @@ class Tail(Generic[F]):
         rows = _declared(spec, raw.drop_columns([changes.CHANGE_COLUMN]))
         if rows.num_rows:
             parts.append(rows)
-        if not parts or not any(p.num_rows for p in parts):
+        if not deleted.num_rows and (not parts or not any(p.num_rows for p in parts)):
             return None
-        return self._reader(pa.concat_tables(parts))
+        if not parts:
+            return self._reader(self._spec.arrow_schema().empty_table()), deleted
+        return self._reader(pa.concat_tables(parts)), deleted
 
-    def _sealed_changes(self, cur: Any, target: str, prev: str) -> pa.Table:
-        """The sealed-tier changes committed in the interval, newest version per key."""
+    def _sealed_changes(self, cur: Any, target: str, prev: str) -> tuple[pa.Table, pa.Table]:
+        """The sealed-tier changes committed in the interval, newest version per key, and
+        the ranges deleted in it (a deleted range drops the sealed changes entered before
+        it in its range: the log's order, ``seq``, is commit order per key)."""
         col = quote_ident(changes.CHANGE_COLUMN)
         old, new = _Snapshot.parse(prev), _Snapshot.parse(target)
         cur.execute(f"SELECT payload FROM {sealed_changes_table(self._db.settings)} t "
@@ -421,17 +435,32 @@ class Tail(Generic[F]):
                     parameters=(self._spec.key, old.xmin, new.xmax, target, prev))
         payloads = cur.fetch_arrow_table().column("payload").to_pylist()
         schema = self._spec.arrow_schema()
-        if not payloads:
-            return schema.empty_table()
-        table = pa.concat_tables([changes.decode(p).cast(schema) for p in payloads])
-        frame = pl.from_arrow(table)
+        time_col = self._spec.time_column or "timestamp"
+        rows: list[pa.Table] = []
+        gone: list[pa.Table] = []
+        for payload in payloads:
+            entry = changes.decode(payload)
+            if not changes.is_deleted_range(entry):
+                rows.append(entry.cast(schema))
+                continue
+            entry = entry.replace_schema_metadata(None)
+            gone.append(entry)
+            for symbol, start, end in zip(*(entry.column(c).to_pylist() for c in ("symbol", "start", "end")),
+                                          strict=True):
+                rows = [_drop_range(t, time_col, symbol, start, end) for t in rows]
+        deleted = pa.concat_tables(gone) if gone else changes.DELETED_SCHEMA.empty_table()
+        if self._symbols is not None:
+            deleted = deleted.filter(pc.is_in(deleted.column("symbol"), pa.array(self._symbols, pa.string())))
+        if not rows:
+            return schema.empty_table(), deleted
+        frame = pl.from_arrow(pa.concat_tables(rows))
         assert isinstance(frame, pl.DataFrame)
         if self._symbols is not None:
             frame = frame.filter(pl.col("symbol").is_in(self._symbols))
         # Entries of one key are written under the chunk's row lock, so their order (seq)
         # is their commit order: keep the last.
         frame = frame.unique(subset=list(self._spec.primary_key), keep="last", maintain_order=True)
-        return frame.to_arrow().cast(schema)
+        return frame.to_arrow().cast(schema), deleted
 
     def _symbol_filter(self, params: list[Any]) -> list[str]:
         if self._symbols is None:
@@ -443,6 +472,14 @@ class Tail(Generic[F]):
         """Declared types -> the range readers' types (decimals as float64 unless exact)."""
 
         return to_reader(self._spec, table, self._spec.read_schema(exact=self._exact))
+
+
+def _drop_range(table: pa.Table, time_col: str, symbol: str, start: dt.datetime, end: dt.datetime) -> pa.Table:
+    """``table`` without its rows of ``symbol`` in ``[start, end]``."""
+    ts = table.column(time_col)
+    window = pc.and_(pc.greater_equal(ts, pa.scalar(start, ts.type)), pc.less_equal(ts, pa.scalar(end, ts.type)))
+    inside = pc.and_(pc.equal(table.column("symbol"), symbol), window)
+    return table.filter(pc.invert(pc.fill_null(inside, False)))
 
 
 def _snapshot(cur: Any) -> str:

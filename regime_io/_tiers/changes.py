@@ -16,6 +16,8 @@ prunes everything but the newest block ranges. A B-tree on the column made a fre
 Rows merged into sealed chunks have no row of their own to stamp: the write also stores
 the new values of the rows it inserted or changed, as one zstd Arrow IPC payload, in
 ``<prefix>sealed_changes`` (stamped the same way), and consumers read them from there.
+A range delete (``delete_range``) stores its range there too, as an entry whose payload
+is marked as a deleted range (:func:`record_deleted_range`): deleted rows leave no row.
 
 Writers send ``pg_notify(channel, table)`` in the write transaction: PostgreSQL delivers
 it at commit (never for a rolled-back transaction), so a consumer woken by it finds the
@@ -46,8 +48,8 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = [
-    "CHANGE_COLUMN", "XID_DEFAULT", "changed_rows", "decode", "encode", "live_sql", "notify", "notify_sql",
-    "prune_sealed_changes", "record_sealed_changes",
+    "CHANGE_COLUMN", "DELETED_SCHEMA", "XID_DEFAULT", "changed_rows", "decode", "encode", "is_deleted_range",
+    "live_sql", "notify", "notify_sql", "prune_sealed_changes", "record_deleted_range", "record_sealed_changes",
 ]
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,35 @@ def record_sealed_changes(cur: Any, settings: Settings, spec: TableSpec, tables:
     cur.execute(f"INSERT INTO {sealed_changes_table(settings)} (table_key, row_count, payload) "
                 "VALUES ($1, $2, $3)", parameters=(spec.key, table.num_rows, encode(table)))
     log.debug("%s: %d sealed-tier changes recorded for the live tail", spec.key, table.num_rows)
+
+
+# Schema metadata marking a change-log entry that records a deleted range, not rows.
+_KIND, _DELETED = b"regime_io.change", b"deleted"
+
+
+#: The Arrow schema of deleted ranges (an entry's payload, ``TailBatch.deleted``).
+DELETED_SCHEMA = pa.schema([pa.field("symbol", pa.string()), pa.field("start", pa.timestamp("us")),
+                            pa.field("end", pa.timestamp("us"))])
+
+
+def record_deleted_range(cur: Any, settings: Settings, spec: TableSpec, symbols: list[str], span: Any,
+                         rows: int) -> None:
+    """Record that the rows of ``symbols`` in ``span`` (a TimeRange, ``end`` inclusive)
+    were deleted: one change-log entry in the write's transaction, delivered by the live
+    tail as ``TailBatch.deleted`` (the rows themselves are gone: a range is what a
+    consumer needs to drop its copies)."""
+    n = len(symbols)
+    table = pa.table({"symbol": pa.array(sorted(symbols), pa.string()),
+                      "start": pa.array([span.start] * n, pa.timestamp("us")),
+                      "end": pa.array([span.end] * n, pa.timestamp("us"))}, schema=DELETED_SCHEMA)
+    table = table.replace_schema_metadata({_KIND: _DELETED})
+    cur.execute(f"INSERT INTO {sealed_changes_table(settings)} (table_key, row_count, payload) "
+                "VALUES ($1, $2, $3)", parameters=(spec.key, rows, encode(table)))
+
+
+def is_deleted_range(table: pa.Table) -> bool:
+    """True for a decoded change-log entry of :func:`record_deleted_range`."""
+    return (table.schema.metadata or {}).get(_KIND) == _DELETED
 
 
 def notify(cur: Any, settings: Settings, spec: TableSpec) -> None:

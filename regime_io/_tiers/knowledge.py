@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import zoneinfo
 from collections.abc import Sequence
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = [
-    "as_of_instant", "changed_rows", "history_sql", "keeps_history", "known_at_instant", "record_sealed",
-    "versioned_merge",
+    "as_of_instant", "changed_rows", "history_sql", "keeps_history", "known_at_instant", "lock_symbols",
+    "record_sealed", "versioned_merge",
 ]
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,15 @@ def _history_instant(db: Database, spec: TableSpec, value: Any, *, name: str, re
 
 def _lock_space(settings: Settings, spec: TableSpec) -> str:
     return f"regime_io.history:{settings.schema}.{settings.table_name(spec.key)}"
+
+
+def lock_symbols(cur: Any, settings: Settings, spec: TableSpec, symbols: Sequence[str]) -> None:
+    """Take the per-symbol locks of a versioned write (:func:`versioned_merge`), in the
+    same order, for another change that versions rows (a range delete)."""
+    cur.execute("SELECT count(pg_advisory_xact_lock(hashtext($1::text), hashtext(s))) "
+                "FROM (SELECT DISTINCT s FROM jsonb_array_elements_text($2::jsonb) AS j(s) ORDER BY 1) x",
+                parameters=(_lock_space(settings, spec), json.dumps(list(symbols))))
+    cur.fetchall()
 
 
 def _join(spec: TableSpec, left: str, right: str) -> str:
