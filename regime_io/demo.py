@@ -81,7 +81,7 @@ class DemoResult:
     latest: pl.DataFrame
     distribution: pl.DataFrame
     best_runs: pl.DataFrame
-    # The months before the last session's month, moved into the sealed (columnar) tier, so
+    # The months before the last session's month, moved into the sealed tier, so
     # the demo shows both tiers: readers return the same data from either.
     sealed: SealReport | None = None
     chart: Path | None = None
@@ -110,7 +110,7 @@ class DemoResult:
         span = (f"{months[0]:%B %Y}" if len(months) == 1 else f"{months[0]:%B %Y} to {months[-1]:%B %Y}")
         last = months[-1].replace(day=28) + dt.timedelta(days=4)
         last = last - dt.timedelta(days=last.day)
-        return (f"sealed {report.rows_moved:,} rows of {span} ({', '.join(report.tables)}) into the columnar "
+        return (f"sealed {report.rows_moved:,} rows of {span} ({', '.join(report.tables)}) into the sealed "
                 f"tier ({report.bytes_before:,} -> {report.bytes_after:,} bytes): months older than seal_after "
                 "(60 days by default) move there; the demo seals every month before its last so that the reads "
                 "below span both tiers, and they return the same rows. Plain SQL on the row tables (psql, "
