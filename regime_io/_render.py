@@ -23,7 +23,8 @@ from rich.table import Table
 
 from .tables import table_spec
 
-__all__ = ["decimals", "plural", "print_cleanup", "print_frame", "print_seal", "show_tail", "tail_view", "text"]
+__all__ = ["confirm", "decimals", "plural", "print_cleanup", "print_frame", "print_seal", "show_tail", "tail_view",
+           "text"]
 
 def plural(n: int, word: str, plural: str | None = None) -> str:
     """``1 row``, ``2 rows``, ``1,250 rows``."""
@@ -189,3 +190,12 @@ def show_tail(console: Console, stream: Any, table: str) -> tuple[int, int, str]
     finally:
         stream.close()
     return rows, batches, last
+
+
+def confirm(console: Console, question: str) -> bool:
+    """Ask on the terminal; no answer (stdin closed, as under cron) means no."""
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort:
+        console.print()
+        return False

@@ -45,11 +45,11 @@ from rich.progress import (
 from . import __version__, server
 from . import server as embedded
 from ._conn.embedded import StopMode
-from ._render import plural, print_cleanup, print_frame, print_seal, show_tail
+from ._render import confirm, plural, print_cleanup, print_frame, print_seal, show_tail
 from .config import Settings, load_settings, settings_replace, with_dsn
 from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema, run_demo
 from .errors import ConfigError, RegimeIOError, UsageError
-from .files import Format, export_table, read_file, write_file
+from .files import Format, export_dataset, export_table, read_file, write_file
 from .integration import PostgreSQLIntegration
 from .plots import plot_coverage, plot_regime_distribution, plot_transition_matrix
 from .tables import TABLE_ALIASES, TABLES, regime_spec, table_spec
@@ -419,8 +419,8 @@ def ingest(
 def export(
     ctx: typer.Context,
     table: Annotated[str, typer.Option("--table", "-t", help=f"Table to read: {TABLE_NAMES}.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="out.parquet, out.csv or out.arrow.",
-                                         dir_okay=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="out.parquet, out.csv or out.arrow (a new "
+                                         "directory with --partition-by).", dir_okay=False)],
     symbol: Annotated[str | None, typer.Option("--symbol", "-s", help="Symbol to export (all symbols: "
                                                "optimization_results only).", show_default=False)] = None,
     start: Annotated[str | None, typer.Option(help="First timestamp or date (inclusive).",
@@ -436,6 +436,9 @@ def export(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Read the rows as they were known at this instant "
                                               "(ISO time; tables that keep history, docs/history.md).",
                                               show_default=False)] = None,
+    partition_by: Annotated[str | None, typer.Option("--partition-by", help="Write a hive-partitioned Parquet "
+                                                     "dataset of both tiers by these keys (symbol,timeframe,month); "
+                                                     "--symbol, --start, --end optional.", show_default=False)] = None,
 ) -> None:
     """Write a symbol's rows in \\[start, end] to a Parquet, CSV or Arrow file (streamed for bars and options).
 
@@ -443,6 +446,12 @@ def export(
     """
 
     key = table_spec(table).key
+    if partition_by is not None:
+        with _state(ctx).integration() as pg, console.status(f"exporting {key}..."):
+            result = export_dataset(pg, key, output, partition_by=partition_by, symbols=[symbol] if symbol else None,
+                                    start=start, end=end, timeframe=timeframe, as_of=as_of, allow_empty=allow_empty)
+        console.print(f"[green]✓[/green] {escape(str(result))}")
+        return
     if key != "optimization_results":
         missing = [name for name, value in (("--symbol", symbol), ("--start", start), ("--end", end))
                    if value is None]
@@ -578,7 +587,7 @@ def cleanup(
         if planned.rows_removed == 0 and planned.partitions_dropped == 0:
             console.print("nothing to remove")
             return
-        if not yes and not _confirm(f"Delete {plural(planned.rows_removed, 'row')} older than "
+        if not yes and not confirm(console, f"Delete {plural(planned.rows_removed, 'row')} older than "
                                     f"{plural(days, 'day')}?"):
             raise UsageError("not confirmed: nothing deleted (pass --yes to delete without asking)")
         report = pg.cleanup_old_data(days, tables=tables or None, dry_run=False)
@@ -601,11 +610,7 @@ def delete(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking (scripts). Without it the count "
                                       "is shown first and you are asked to confirm.")] = False,
 ) -> None:
-    """Delete the rows of --symbol in \\[start, end] from both tiers, in one transaction.
-
-    Sealed months are rewritten without the rows; tables that keep history keep the
-    deleted rows' last versions. Shows the count and asks first, unless --yes.
-    """
+    """Delete the rows of --symbol in \\[start, end] from both tiers (sealed months too), asking first."""
     key = table_spec(table).key
     span = f"[{start or '…'}, {end or '…'}]"
     with _state(ctx).integration() as pg:
@@ -616,19 +621,10 @@ def delete(
         if planned == 0:
             console.print("nothing to delete")
             return
-        if not yes and not _confirm(f"Delete {plural(planned, 'row')}?"):
+        if not yes and not confirm(console, f"Delete {plural(planned, 'row')}?"):
             raise UsageError("not confirmed: nothing deleted (pass --yes to delete without asking)")
         deleted = pg.delete_range(key, symbols, start, end)
     console.print(f"[green]✓[/green] {key}: deleted {plural(deleted, 'row')}")
-
-
-def _confirm(question: str) -> bool:
-    """Ask on the terminal; no answer (stdin closed, as under cron) means no."""
-    try:
-        return typer.confirm(question, default=False)
-    except typer.Abort:
-        console.print()
-        return False
 
 
 @app.command()

@@ -9,7 +9,9 @@ The library work behind ``regime-io ingest`` and ``regime-io export`` (as sqlite
 - :func:`write_file`: a table or a stream of batches written atomically (the file appears
   whole or not at all);
 - :func:`export_table`: a table's rows for a symbol and a range, read through
-  :class:`~regime_io.integration.PostgreSQLIntegration` and written with :func:`write_file`.
+  :class:`~regime_io.integration.PostgreSQLIntegration` and written with :func:`write_file`;
+- :func:`export_dataset`: a table (both tiers) as a hive-partitioned Parquet dataset
+  (``symbol=NIFTY/month=2024-01-01/part-0.parquet``) for tools that read files.
 
 Example:
     >>> from regime_io import files
@@ -22,7 +24,9 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -36,8 +40,8 @@ if TYPE_CHECKING:
 
     from .integration import PostgreSQLIntegration
 
-__all__ = ["FORMATS", "ExportResult", "FileBatches", "Format", "detect_format", "export_table",
-           "parse_rename", "read_file", "write_file"]
+__all__ = ["FORMATS", "PARTITION_KEYS", "ExportResult", "FileBatches", "Format", "PartitionKey", "detect_format",
+           "export_dataset", "export_table", "parse_rename", "read_file", "write_file"]
 
 Format = Literal["parquet", "csv", "ipc"]
 """File formats: Parquet, CSV, Arrow IPC (Feather v2 files and IPC streams)."""
@@ -55,6 +59,11 @@ COMPRESSED_CSV = (".gz", ".zst", ".bz2", ".lz4")
 DEFAULT_BATCH_ROWS = 250_000
 
 PathLike = str | os.PathLike[str]
+
+PartitionKey = Literal["symbol", "timeframe", "month"]
+"""What a Parquet dataset can be partitioned by (``timeframe``: tables that have one)."""
+
+PARTITION_KEYS: tuple[PartitionKey, ...] = get_args(PartitionKey)
 
 
 def detect_format(path: PathLike, *, format: str | None = None) -> Format:
@@ -416,3 +425,143 @@ def _peek_empty(data: Any) -> tuple[Any, bool]:
             return itertools.chain([batch], stream), False
     return iter(()), True
 
+
+
+def export_dataset(pg: PostgreSQLIntegration[Any], table: str, directory: PathLike, *,
+                   partition_by: str | Sequence[str] = ("symbol", "month"), symbols: Sequence[str] | None = None,
+                   start: DateLike | None = None, end: DateLike | None = None, timeframe: str | None = None,
+                   as_of: DateLike | None = None, allow_empty: bool = False,
+                   overwrite: bool = False) -> ExportResult:
+    """Write ``table`` (both tiers) as a hive-partitioned Parquet dataset in ``directory``.
+
+    One directory level per partition key, ``key=value`` (``symbol=NIFTY/month=2024-01-01``;
+    ``month`` is the first day of the rows' calendar month, a date; values percent-encoded
+    where a path needs it), each holding ``part-0.parquet`` (zstd) without the partition
+    columns: readers take them from the paths, so ``pl.scan_parquet(directory,
+    hive_partitioning=True)`` and DuckDB's ``read_parquet('<dir>/**/*.parquet',
+    hive_partitioning = true)`` return the table's columns (partition columns last).
+    Rows are read symbol by symbol through the range readers' streams (bounded memory)
+    and written to a hidden directory beside ``directory``, renamed into place when
+    complete: a reader never sees half a dataset.
+
+    Parameters:
+        pg: where to read from.
+        table: ``market_data``, ``options_data``, ``market_regimes`` or
+            ``market_regimes_1min`` (or an alias).
+        directory: the dataset's root; refused if it exists with files in it, unless
+            ``overwrite`` (then it is replaced whole, once the new one is complete).
+        partition_by: keys in directory order, a list or ``"symbol,month"``: any of
+            ``symbol``, ``timeframe`` (tables that have one), ``month``.
+        symbols: only these symbols (default: every symbol in the series catalog).
+        start, end: only rows in ``[start, end]`` (inclusive; a date as ``end`` is the
+            whole day); None leaves a side open.
+        timeframe: only this timeframe (``market_data``, ``market_regimes``).
+        as_of: the rows as they were known at this instant (docs/history.md).
+        allow_empty: write an empty dataset instead of refusing when nothing matches.
+
+    Returns:
+        An :class:`ExportResult` (table, directory, rows).
+
+    Raises:
+        UsageError: an unknown or repeated partition key, a table without a time column,
+            a non-empty ``directory`` without ``overwrite``, nothing matched.
+
+    Example:
+        >>> export_dataset(pg, "bars", "history/", partition_by="symbol,month")   # doctest: +SKIP
+        >>> pl.scan_parquet("history/", hive_partitioning=True).filter(pl.col("symbol") == "NIFTY")  # doctest: +SKIP
+    """
+    import pyarrow.parquet as pq
+
+    spec = table_spec(table)
+    if spec.time_column is None:
+        raise UsageError(f"{spec.key} has no time column to partition by month; export it with export_table",
+                         table=spec.key, value=table)
+    keys = _partition_keys(spec, partition_by)
+    wanted = list(symbols) if symbols is not None else sorted(
+        set(pg.catalog(spec.key, return_type="polars")["symbol"].to_list()))
+    target = Path(directory)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise UsageError(f"{str(target)!r} exists and is not empty; pass a new directory or overwrite=True "
+                         "(--overwrite)", table=spec.key, value=str(target))
+    tmp = target.with_name(f".{target.name}.part-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir(parents=True)
+    rows = 0
+    try:
+        for symbol in wanted:
+            writers: dict[str, Any] = {}
+            try:
+                for batch in _symbol_batches(pg, spec.key, symbol, start, end, timeframe, as_of):
+                    for where, part in _partitions(batch, keys, spec.time_column):
+                        if where not in writers:
+                            (tmp / where).mkdir(parents=True, exist_ok=True)
+                            writers[where] = pq.ParquetWriter(tmp / where / "part-0.parquet", part.schema,
+                                                              compression="zstd")
+                        writers[where].write_table(part)
+                        rows += part.num_rows
+            finally:
+                for writer in writers.values():
+                    writer.close()
+        if rows == 0 and not allow_empty:
+            raise UsageError(f"no rows of {spec.key} for {', '.join(wanted) or 'any symbol'}; nothing written to "
+                             f"{str(target)!r}", table=spec.key)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(spec.key, target, rows)
+
+
+def _partition_keys(spec: Any, partition_by: str | Sequence[str]) -> list[PartitionKey]:
+    names = [n.strip() for n in partition_by.split(",")] if isinstance(partition_by, str) else list(partition_by)
+    allowed = [k for k in PARTITION_KEYS if k != "timeframe" or "timeframe" in spec.column_names]
+    for name in names:
+        if name not in allowed:
+            raise UsageError(f"partition_by: {name!r} is not a partition key of {spec.key}; allowed: "
+                             f"{', '.join(allowed)}", table=spec.key, value=name)
+    if len(set(names)) != len(names) or not names:
+        raise UsageError(f"partition_by: {partition_by!r} names no key or one twice; allowed: {', '.join(allowed)}",
+                         table=spec.key, value=partition_by)
+    return names  # type: ignore[return-value]
+
+
+def _symbol_batches(pg: PostgreSQLIntegration[Any], key: str, symbol: str, start: Any, end: Any,
+                    timeframe: str | None, as_of: Any) -> Iterator[pa.RecordBatch]:
+    """One symbol's rows (both tiers) as Arrow batches: streamed for bars and option bars."""
+    if key == "market_data":
+        yield from pg.iter_market_data(symbol, start, end, timeframe=timeframe, as_of=as_of)
+    elif key == "options_data":
+        yield from pg.iter_options_data(symbol, start, end, as_of=as_of)
+    elif key == "market_regimes":
+        yield from pg.get_market_regimes(symbol, start, end, timeframe=timeframe, as_of=as_of,
+                                         return_type="arrow").to_batches()
+    else:
+        yield from pg.get_1min_market_regimes(symbol, start, end, as_of=as_of, return_type="arrow").to_batches()
+
+
+def _partitions(batch: pa.RecordBatch, keys: Sequence[str], time_column: str) -> Iterator[tuple[str, pa.Table]]:
+    """``batch``'s rows per partition: the hive path (``symbol=A/month=2024-01-01``) and
+    the rows without the partition columns."""
+    import urllib.parse
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.Table.from_batches([batch])
+    columns = {k: table.column(k) for k in keys if k != "month"}
+    if "month" in keys:
+        columns["month"] = pc.floor_temporal(table.column(time_column), unit="month").cast(pa.date32())
+    rest = table.drop_columns([k for k in keys if k != "month"])
+    combos = pa.table({k: columns[k] for k in keys}).group_by(list(keys)).aggregate([]).to_pylist()
+    for combo in combos:
+        mask = None
+        for k in keys:
+            test = pc.equal(columns[k], pa.scalar(combo[k], columns[k].type))
+            mask = test if mask is None else pc.and_(mask, test)
+        where = "/".join(f"{k}={urllib.parse.quote(str(combo[k]), safe='')}" for k in keys)
+        yield where, rest.filter(mask)
