@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, get_args
 
 import pyarrow as pa
@@ -135,3 +135,61 @@ def convert(table: pa.Table, return_type: ReturnType) -> Any:
         return table.to_pandas()
     check_return_type(return_type)
     raise AssertionError("unreachable")
+
+
+class BatchStream:
+    """Record batches of one schema, as the streams (``iter_market_data``...) return them.
+
+    Iterated, it yields ``pyarrow.RecordBatch`` objects (bounded memory, as before); it
+    also speaks the Arrow PyCapsule stream protocol (``__arrow_c_stream__``), so
+    ``pa.RecordBatchReader.from_stream(s)``, ``pl.from_arrow(s)``, DuckDB and any
+    other Arrow consumer read it directly, and a writer of this library accepts it.
+    One pass: batches consumed by either route are not seen again.
+
+    >>> s = BatchStream(pa.schema([("a", pa.int64())]), iter([pa.record_batch({"a": [1, 2]})]))
+    >>> pa.RecordBatchReader.from_stream(s).read_all().num_rows
+    2
+    """
+
+    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
+        self.schema = schema
+        self._batches = iter(batches)
+
+    def __iter__(self) -> BatchStream:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        batch = next(self._batches)
+        if batch.schema != self.schema:  # e.g. nullability lost on the way: the declared schema wins
+            batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
+        return batch
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        reader = pa.RecordBatchReader.from_batches(self.schema, self)
+        return reader.__arrow_c_stream__(requested_schema)
+
+    def read_all(self) -> pa.Table:
+        """The rest of the stream as one Arrow table."""
+        return pa.Table.from_batches(list(self), schema=self.schema)
+
+    def __repr__(self) -> str:
+        return f"<BatchStream {', '.join(self.schema.names)}>"
+
+
+def as_stream(data: Any) -> Any:
+    """``data``, or a ``pyarrow.RecordBatchReader`` over it when it is an Arrow stream that
+    is not a frame: any object with ``__arrow_c_stream__`` (a DuckDB relation, a nanoarrow
+    or ADBC stream, :class:`BatchStream`), a pyarrow dataset or scanner. Frames (Arrow
+    tables, polars and pandas frames, which speak the protocol too) are left alone."""
+    if isinstance(data, (pa.Table, pa.RecordBatch, pa.RecordBatchReader, Iterator)):
+        return data
+    module = type(data).__module__
+    if module.startswith(("polars", "pandas")):
+        return data
+    if module.startswith("pyarrow") and hasattr(data, "to_reader"):  # a dataset Scanner
+        return data.to_reader()
+    if module.startswith("pyarrow") and hasattr(data, "scanner"):  # a Dataset: scanned in batches
+        return data.scanner().to_reader()
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.RecordBatchReader.from_stream(data)
+    return data

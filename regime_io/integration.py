@@ -156,7 +156,10 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F], Edits[F]):
             data: a polars/pandas DataFrame (a named ``DatetimeIndex``, or a
                 ``MultiIndex`` of ``symbol`` and ``timestamp``, counts as columns), a
                 polars LazyFrame, an Arrow Table/RecordBatch, a dict or list of dicts,
-                or an iterator of such frames (streamed in chunks, one transaction).
+                or an iterator of such frames (streamed in chunks, one transaction);
+                or any Arrow stream, read batch by batch in one transaction: an object
+                with ``__arrow_c_stream__`` (a ``RecordBatchReader``, a DuckDB
+                relation, what ``iter_market_data`` returns), a pyarrow dataset or scanner.
             on_conflict: rows whose natural key exists: ``"update"`` them (default),
                 ``"ignore"`` them, or refuse the write (``"error"``).
             on_duplicate: duplicate keys inside the batch: ``"error"`` (default) or

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from .._frames import BatchStream
 from .._read import history as _history
 from .._read import readers as _reading
 from .._read import scan as _scan
@@ -404,16 +405,21 @@ class RangeReaders(FacadeBase[F]):
                                                  timeframe=timeframe, top=top, exact=exact, parameters=parameters,
                                                  as_of=as_of, return_type=rt)
 
-    @when_disabled(lambda pg, a: iter(()))
+    @when_disabled(lambda pg, a: _reading.empty_stream("market_data", exact=a["exact"]))
     def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          timeframe: str | None = None, batch_rows: int = 250_000,
                          exact: bool = False, as_of: DateLike | None = None,
-                         tz: str | None = None) -> Iterator[pa.RecordBatch]:
+                         tz: str | None = None) -> BatchStream:
         """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
 
         Arguments as for :meth:`get_market_data`; checked when called, not at the first
         batch. Batches have :meth:`get_market_data`'s schema and row order.
+
+        The stream is also an Arrow C stream (``__arrow_c_stream__``, schema in
+        ``.schema`` before the first batch): ``pa.RecordBatchReader.from_stream(s)``,
+        ``pl.DataFrame(s)``, DuckDB and the writers here (``pg.save(table, s)``) read it
+        directly. One pass: batches read one way are not seen the other.
 
         ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
         naive: storage zone) instead of now; the table must keep history
@@ -430,15 +436,17 @@ class RangeReaders(FacadeBase[F]):
         return _reading.iter_market_data(self.db, symbol, start_date, end_date, symbols=symbols,
                                          timeframe=timeframe, batch_rows=batch_rows, exact=exact, as_of=as_of, tz=tz)
 
-    @when_disabled(lambda pg, a: iter(()))
+    @when_disabled(lambda pg, a: _reading.empty_stream("options_data", exact=a["exact"]))
     def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                           expiry: DateLike | Sequence[DateLike] | None = None,
                           strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                           option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
                           exact: bool = False, as_of: DateLike | None = None,
-                          tz: str | None = None) -> Iterator[pa.RecordBatch]:
+                          tz: str | None = None) -> BatchStream:
         """Stream option bars as Arrow record batches (filters as :meth:`get_options_data`).
+
+        An Arrow C stream too, as :meth:`iter_market_data`.
 
         ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
         naive: storage zone) instead of now; the table must keep history

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from .._conn.engines import read_adbc, read_lookup, read_lookups, stream_cx
-from .._frames import check_return_type, conform, convert
+from .._frames import BatchStream, check_return_type, conform, convert
 from .._schema.timezones import check_time_kind
 from .._sql.args import (
     is_aware,
@@ -496,11 +496,12 @@ def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, st
                      end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                      timeframe: str | None = None, batch_rows: int = 250_000,
                      exact: bool = False, as_of: DateLike | None = None,
-                     tz: str | None = None) -> Iterator[pa.RecordBatch]:
+                     tz: str | None = None) -> BatchStream:
     """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
 
     Arguments are checked when called, not at the first batch. Batches have the schema
     of :func:`get_market_data` and its row order. Served by connectorx's Arrow stream.
+    The stream is also an Arrow C stream (:class:`~regime_io._frames.BatchStream`).
 
     Example:
         >>> for batch in iter_market_data(db, "NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
@@ -510,9 +511,8 @@ def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, st
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
-    return zoned_batches(db, spec, _stream_range(db, spec, wanted, rng, exact=exact, extra=extra,
-                                                 batch_rows=batch_rows, what="iter_market_data", as_of=known),
-                                                     check_tz(tz))
+    return _batch_stream(db, spec, exact, check_tz(tz), _stream_range(
+        db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows, what="iter_market_data", as_of=known))
 
 
 def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -521,7 +521,7 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
                       strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                       option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
                       exact: bool = False, as_of: DateLike | None = None,
-                      tz: str | None = None) -> Iterator[pa.RecordBatch]:
+                      tz: str | None = None) -> BatchStream:
     """Stream option bars as Arrow record batches (filters as :func:`get_options_data`).
 
     Example:
@@ -531,9 +531,22 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
-    return zoned_batches(db, spec, _stream_range(db, spec, wanted, rng, exact=exact, extra=extra,
-                                                 batch_rows=batch_rows, what="iter_options_data", as_of=known),
-                                                     check_tz(tz))
+    return _batch_stream(db, spec, exact, check_tz(tz), _stream_range(
+        db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows, what="iter_options_data", as_of=known))
+
+
+def _batch_stream(db: Database, spec: TableSpec, exact: bool, tz: str | None,
+                  batches: Iterator[pa.RecordBatch]) -> BatchStream:
+    """A stream's batches (time column in the zone asked for) with their schema, known
+    before the first batch: the range reader's schema, zoned alike."""
+    schema = zoned(db, spec, reader_schema(spec, list(spec.column_names), exact=exact).empty_table(), tz).schema
+    return BatchStream(schema, zoned_batches(db, spec, batches, tz))
+
+
+def empty_stream(table: str, *, exact: bool = False) -> BatchStream:
+    """A stream of no batches with ``table``'s reader schema (the disabled mode)."""
+    spec = table_spec(table)
+    return BatchStream(reader_schema(spec, list(spec.column_names), exact=exact), iter(()))
 
 
 # ---------------------------------------------------------------------------------------

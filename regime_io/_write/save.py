@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
+from .._frames import as_stream
 from .._tiers import catalog
 from .._tiers.sealed_guard import extend_horizon_first
 from .._tiers.sealed_store import periods_of
@@ -69,7 +70,10 @@ def save(
         table: ``market_data``, ``options_data``, ``market_regimes``, ``market_regimes_1min``
             (or the seed's ``1min_market_regimes``), ``optimization_results``.
         data: a polars/pandas DataFrame, polars LazyFrame, Arrow Table/RecordBatch, a dict or
-            list of dicts, or an iterator of such frames (streamed in chunks, one transaction).
+            list of dicts, or an iterator of such frames (streamed in chunks, one transaction);
+            or any Arrow stream -- an object with ``__arrow_c_stream__`` (a
+            ``RecordBatchReader``, a DuckDB relation, an ``iter_*`` stream) or a pyarrow
+            dataset or scanner -- read batch by batch, also in one transaction.
         on_conflict: rows whose natural key exists: ``"update"`` them (default), ``"ignore"``
             them, or raise ``WriteError`` (``"error"``).
         on_duplicate: duplicate keys inside the batch: ``"error"`` (default) or ``"keep_last"``.
@@ -113,6 +117,7 @@ def save(
         raise UsageError(f"chunk_rows must be a whole number >= 1, got {chunk_rows!r}", value=chunk_rows)
     if data is None:
         raise ValidationError(f"{spec.key}: nothing to write (data is None)", table=spec.key)
+    data = as_stream(data)  # an Arrow stream (DuckDB relation, pyarrow scanner...): batches, streamed
     options = dict(storage_timezone=db.settings.storage_timezone, extra_columns=extra_columns,
                    on_duplicate=on_duplicate, strict=strict, date_format=date_format,
                    symbol_case=db.settings.symbol_case)
