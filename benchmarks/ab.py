@@ -81,8 +81,10 @@ print(json.dumps(out))
 
 def _run(tree: Path, url: str, rows: int, symbols: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": str(tree.resolve())}
-    done = subprocess.run([sys.executable, "-c", WORKER, url, str(rows), str(symbols)], env=env, check=True,
+    done = subprocess.run([sys.executable, "-c", WORKER, url, str(rows), str(symbols)], env=env, check=False,
                           capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if done.returncode:
+        raise SystemExit(f"{tree}: the worker failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
