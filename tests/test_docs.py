@@ -263,15 +263,12 @@ def test_permission_errors_read_as_documented(server: Any, trouble: Any, limited
             admin.execute(pgsql.SQL("REVOKE SELECT ON {}.mr_market_data, {}.mr_market_regimes_1min FROM {}").format(
                 schema, schema, pgsql.Identifier(limited_role)))
         latest = _message(lambda: limited.get_latest_1min_market_regime("NIFTY"))
-        assert latest == "regime_io.errors.ReadError: get_latest failed: permission denied for table mr_market_regimes_1min"
+        assert latest == ("regime_io.errors.ReadError: get_latest failed: permission denied for table "
+                          "mr_market_regimes_1min")
         _in_doc(latest)
-        # library mismatch reported: docs/troubleshooting.md ("Permissions" under query errors)
-        # shows "ReadError: get_market_data failed: db error: ERROR: permission denied for table
-        # mr_market_data" (connectorx's wording), but a range read is served by ADBC now:
-        # "get_market_data failed: permission denied for table mr_market_data"; only resample=
-        # reads give the connectorx wording, as "get_market_data(resample=...) failed: db error:
-        # ...". The page's "connectorx and psycopg" sentence is stale too. Checked once fixed.
         ranged = _message(lambda: limited.get_market_data("NIFTY", "2024-01-01", "2024-01-01"))
-        assert ranged == "regime_io.errors.ReadError: get_market_data failed: permission denied for table mr_market_data"
+        assert ranged == ("regime_io.errors.ReadError: get_market_data failed: permission denied for table "
+                          "mr_market_data")
+        _in_doc(ranged)
     finally:
         limited.close()
