@@ -13,11 +13,14 @@ with naive times is taken to hold the exchange's wall clock (the demo's conventi
 Example:
     >>> parse_resample("5T").label, parse_resample("1H").label, parse_resample("1mo").unit
     ('5m', '1h', 'mo')
+    >>> parse_resample("W"), parse_resample("QS")
+    (Resample(count=1, unit='w', label_end=True), Resample(count=3, unit='mo', label_end=False))
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -45,10 +48,14 @@ _HINT = "pip install 'regime-io[calendars]' (pandas-market-calendars)"
 
 @dataclass(frozen=True)
 class Resample:
-    """A resampling size: ``count`` x ``unit`` (``s``, ``m``, ``h``, ``d``, ``w``, ``mo``)."""
+    """A resampling size: ``count`` x ``unit`` (``s``, ``m``, ``h``, ``d``, ``w``, ``mo``).
+
+    ``label_end``: buckets are labelled by their last day (pandas' ``W``, ``ME``, ``QE``),
+    not by their start."""
 
     count: int
     unit: str
+    label_end: bool = False
 
     @property
     def label(self) -> str:
@@ -63,15 +70,62 @@ class Resample:
         return self.unit in ("s", "m", "h")
 
 
+# pandas' period-end aliases: labelled by the bucket's last day (its right edge), the
+# bucket closed on the right at the end of that day -- calendar weeks ending Sunday,
+# calendar months, calendar quarters.
+_PANDAS_END: dict[str, tuple[int, str]] = {"W": (1, "w"), "W-SUN": (1, "w"), "ME": (1, "mo"), "QE": (3, "mo"),
+                                           "QE-DEC": (3, "mo")}
+# pandas' quarter starts: labelled by the first day, as '3mo'.
+_PANDAS_QUARTER_START = ("QS", "QS-JAN")
+# Spellings whose meaning differs between pandas versions (and pandas 3 refuses): the hint.
+_AMBIGUOUS = {
+    "M": "'ME' (calendar months labelled by their last day, as pandas) or 'MS'/'1mo' (labelled by the 1st)",
+    "Q": "'QE' (calendar quarters labelled by their last day, as pandas) or 'QS'/'3mo' (labelled by the 1st)",
+}
+_PANDAS_ALIAS = re.compile(r"^\s*(\d*)\s*([A-Za-z]+(?:-[A-Za-z]+)?)\s*$")
+
+
+def _pandas_alias(value: str) -> Resample | None:
+    """pandas' anchored aliases (``W``, ``ME``, ``QE``, ``QS``), checked before regime_io's
+    own spellings; ``M`` and ``Q`` are refused with the spelling that says which is meant."""
+    match = _PANDAS_ALIAS.match(value)
+    if match is None:
+        return None
+    count, alias = int(match.group(1) or 1), match.group(2)
+    if alias in _AMBIGUOUS:
+        raise UsageError(f"resample: {value!r} is ambiguous (pandas once labelled it by the period's end, and "
+                         f"pandas 3 refuses it); use {_AMBIGUOUS[alias]}", table="market_data", value=value)
+    if alias in _PANDAS_END:
+        size, unit = _PANDAS_END[alias]
+        if count != 1:
+            raise UsageError(f"resample: {value!r}: pandas anchors multiples of {alias!r} at the first row, not at "
+                             f"the calendar; use '{alias}' or '{count * size}{unit}' (calendar-aligned, labelled "
+                             "by the first day)", table="market_data", value=value)
+        return Resample(size, unit, label_end=True)
+    if alias in _PANDAS_QUARTER_START:
+        return Resample(3 * count, "mo")
+    if alias.startswith(("W-", "QE-", "QS-", "Q-")):
+        raise UsageError(f"resample: {value!r}: weeks end on Sunday ('W') and quarters on the calendar's "
+                         "('QE', 'QS') only", table="market_data", value=value)
+    return None
+
+
 def parse_resample(value: Any) -> Resample:
     """``"5m"``, ``"1h"``, ``"1d"``, ``"1w"``, ``"1mo"``, pandas' ``"5T"``, ``"1H"``, ``"1D"``,
-    ``"5min"``, compound ``"1h30m"`` or a ``timedelta``, as a :class:`Resample`.
+    ``"5min"``, compound ``"1h30m"`` or a ``timedelta``, as a :class:`Resample`; pandas'
+    ``"W"``, ``"ME"`` and ``"QE"`` as pandas labels them (the bucket's last day), ``"MS"``
+    and ``"QS"`` by its first day.
 
     Raises:
-        UsageError: anything else, sub-second sizes, intraday sizes of a day or more.
+        UsageError: anything else, sub-second sizes, intraday sizes of a day or more,
+            ``"M"``/``"Q"`` (ambiguous: the message names ``"ME"``/``"MS"``).
     """
-    allowed = ("use e.g. '30s', '5m', '1h', '1d', '1w', '1mo', pandas' '5T', '1H', '1D', or a timedelta "
-               "(whole seconds)")
+    allowed = ("use e.g. '30s', '5m', '1h', '1d', '1w', '1mo', pandas' '5T', '1H', '1D', 'W', 'ME', 'QE', "
+               "'MS', 'QS', or a timedelta (whole seconds)")
+    if isinstance(value, str):
+        pandas_alias = _pandas_alias(value)
+        if pandas_alias is not None:
+            return pandas_alias
     text = canonical_timeframe(value) if isinstance(value, str) else None
     if text is None:
         try:
@@ -156,8 +210,18 @@ def bucket_sql(q: Query, resample: Resample, *, column: str, calendar: str, awar
     Intraday: ``date_bin`` from that day's session open, never before the day's midnight,
     so no bucket holds rows of two sessions (the last one of a session is cut at the
     close). Days: the day (``n`` days: epoch-aligned); weeks: from Monday; months: the
-    first of the month (``n`` months: from January).
+    first of the month (``n`` months: from January). ``label_end`` (pandas' ``W``,
+    ``ME``, ``QE``): the same buckets, labelled by their last day (midnight).
     """
+    start = _bucket_start(q, resample, column=column, calendar=calendar, aware=aware, storage_zone=storage_zone)
+    if not resample.label_end:
+        return start
+    size = f"{resample.count} {'week' if resample.unit == 'w' else 'month'}"
+    return f"({start} + {q.param(size)}::interval - interval '1 day')"
+
+
+def _bucket_start(q: Query, resample: Resample, *, column: str, calendar: str, aware: bool,
+                  storage_zone: str) -> str:
     if resample.intraday:
         opened, _, zone = session_hours(calendar)
         day = f"date_trunc('day', {column})"
