@@ -54,7 +54,10 @@ def check_rounding(spec: TableSpec, col: Column, s: pl.Series, lossy: list[tuple
         values = s.cast(pl.Float64).to_numpy()
         with np.errstate(invalid="ignore"):
             units = np.rint(values * 10.0 ** (col.scale + 4))
-            mask = np.isfinite(units) & (np.fmod(units, 10.0**4) != 0)
+            # Integer remainder: np.fmod on floats took ~19 ms per 500k prices, this ~2 ms.
+            # Values past int64 are out of any column's range (refused by validation anyway).
+            usable = np.isfinite(units) & (np.abs(units) < 9e18)
+            mask = usable & (np.where(usable, units, 0.0).astype(np.int64) % 10_000 != 0)
         stored_values = None
     else:
         return
