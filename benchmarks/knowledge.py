@@ -32,9 +32,9 @@ import polars as pl
 from psycopg import sql
 
 from regime_io import synthetic
-from regime_io.database import Database
 from regime_io._schema.ddl import initialize_database
 from regime_io.config import settings_replace
+from regime_io.database import Database
 
 from .server import BenchServer, bench_server
 

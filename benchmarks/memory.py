@@ -58,8 +58,8 @@ def _peak_mb() -> float:
 
 
 def _database(schema: str) -> Any:
-    from regime_io.database import Database
     from regime_io.config import load_settings, settings_replace
+    from regime_io.database import Database
 
     settings = load_settings(config={"database": {"dsn": os.environ[_ENV_URL]}}, env={})
     return Database(settings_replace(settings, schema=schema))

@@ -25,8 +25,8 @@ from typing import Any
 
 import psycopg
 
-from regime_io.database import Database
 from regime_io.config import Settings, load_settings, settings_replace
+from regime_io.database import Database
 
 __all__ = ["BenchServer", "bench_server"]
 

@@ -379,6 +379,6 @@ def test_connectorx_reads_through_the_socket_url(server: Any) -> None:
 
 def test_settings_are_frozen() -> None:
     s = Settings()
-    with pytest.raises(dataclasses.FrozenInstanceError, match="^cannot assign to field 'port'$"):
+    with pytest.raises(dataclasses.FrozenInstanceError, match=r"^cannot assign to field 'port'$"):
         s.port = 1  # type: ignore[misc]
 

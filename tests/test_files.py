@@ -61,7 +61,8 @@ def test_read_csv_dates_as_text_for_a_date_format(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text("symbol,timestamp,close\nNIFTY,04/03/2024 09:15,1.5\n")
     table = pa.Table.from_batches(list(read_file(tmp_path / "d.csv", "bars", date_format="%d/%m/%Y %H:%M")))
     assert table.column("timestamp").to_pylist() == ["04/03/2024 09:15"]
-    with pytest.raises(pa.ArrowInvalid, match=r"CSV conversion error to timestamp\[us\]: invalid value '04/03/2024 09:15'"):
+    with pytest.raises(pa.ArrowInvalid,
+                       match=r"CSV conversion error to timestamp\[us\]: invalid value '04/03/2024 09:15'"):
         list(read_file(tmp_path / "d.csv", "bars"))  # not ISO 8601: refused, never guessed
 
 

@@ -241,7 +241,7 @@ def test_a_server_killed_mid_rewrite_leaves_the_chains_intact(server, pg: Postgr
     try:
         # Lost mid-statement, then the retry finds the server down: either way nothing landed.
         with pytest.raises(ServerUnavailableError,
-                           match="nothing from this call was committed|cannot reach the primary server"):
+                           match=r"nothing from this call was committed|cannot reach the primary server"):
             pg.save_1min_market_regime(data.with_columns(pl.lit("third").alias("regime")))
     finally:
         cancel.set()

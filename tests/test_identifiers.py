@@ -53,9 +53,9 @@ def test_quote_ident_doubles_quotes(name: str, quoted: str) -> None:
 
 
 def test_quote_ident_and_literal_refuse_nul() -> None:
-    with pytest.raises(ValueError, match="^identifier contains a NUL byte$"):
+    with pytest.raises(ValueError, match=r"^identifier contains a NUL byte$"):
         quote_ident("a\x00b")
-    with pytest.raises(ValueError, match="^literal contains a NUL byte$"):
+    with pytest.raises(ValueError, match=r"^literal contains a NUL byte$"):
         literal("a\x00b")
 
 

@@ -136,8 +136,9 @@ def test_rollback_when_the_block_raises(pool: ConnectionPool, scratch: str, sql:
 def test_a_data_error_rolls_back_and_keeps_the_connection(pool: ConnectionPool, scratch: str, sql: Any) -> None:
     with pool.connection() as conn:
         pass
-    with pytest.raises(adbc_driver_manager.Error, match='duplicate key value violates unique constraint "scratch_pkey"') \
-            as info, pool.connection() as same:
+    with pytest.raises(adbc_driver_manager.Error,
+                       match='duplicate key value violates unique constraint "scratch_pkey"') as info, \
+            pool.connection() as same:
         _execute(same, f"INSERT INTO {scratch} VALUES (1)")
         _execute(same, f"INSERT INTO {scratch} VALUES (1)")  # duplicate key
     assert not isinstance(info.value, ServerError)  # a data error is not a server problem

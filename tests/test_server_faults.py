@@ -131,7 +131,7 @@ def test_crash_mid_ingest_leaves_nothing_and_the_retry_lands_exactly(server: Any
     started = time.perf_counter()
     try:
         with pytest.raises(ServerUnavailableError,
-                           match="nothing from this call was committed|cannot reach the primary server") as info:
+                           match=r"nothing from this call was committed|cannot reach the primary server") as info:
             pg.save_market_data(data(), chunk_rows=CHUNK, progress=progress)
     finally:
         cancel.set()

@@ -59,7 +59,7 @@ def test_new_and_changed_rows_arrive_once_rollbacks_never(pg: PostgreSQLIntegrat
     def boom(done: int, total: int | None) -> None:
         raise RuntimeError("rolled back")
 
-    with pytest.raises(RuntimeError, match="^rolled back$"):
+    with pytest.raises(RuntimeError, match=r"^rolled back$"):
         pg.save("1min", regimes(["C"], 5), progress=boom)
     got = [row for batch in tail for row in keys(batch.frame)]
     assert sorted(got) == sorted([("A", T0 + dt.timedelta(minutes=1), "UP"), ("B", T0 + dt.timedelta(minutes=1), "UP"),
