@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_args
 
 import pyarrow as pa
@@ -193,3 +193,32 @@ def as_stream(data: Any) -> Any:
     if hasattr(data, "__arrow_c_stream__"):
         return pa.RecordBatchReader.from_stream(data)
     return data
+
+
+def check_index_col(index_col: Any, return_type: str, columns: Sequence[str], *, table: str) -> list[str] | None:
+    """``index_col`` (``pandas.read_sql``'s) checked against the result's columns: None, or
+    the column names that become the pandas index."""
+    if index_col is None:
+        return None
+    names = [index_col] if isinstance(index_col, str) else index_col
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        raise UsageError(f"index_col: expected a column name or a list of them, got {index_col!r}", table=table,
+                         value=index_col)
+    if return_type != "pandas":
+        raise UsageError(f"index_col={index_col!r} applies to return_type='pandas' (polars and Arrow frames have "
+                         f"no index), not {return_type!r}", table=table, value=index_col)
+    for name in names:
+        if name not in columns:
+            raise UsageError(f"index_col: {name!r} is not a column of the result; allowed: {', '.join(columns)}",
+                             table=table, column=name, value=index_col)
+    if len(set(names)) != len(names):
+        raise UsageError(f"index_col: {index_col!r} names a column twice", table=table, value=index_col)
+    return list(names)
+
+
+def with_index(frame: Any, index_col: list[str] | None) -> Any:
+    """A pandas frame with ``index_col`` as its index (one column: e.g. a ``DatetimeIndex``;
+    several: a ``MultiIndex``), as ``pandas.read_sql(..., index_col=)`` returns it."""
+    if not index_col:
+        return frame
+    return frame.set_index(index_col[0] if len(index_col) == 1 else index_col)

@@ -35,6 +35,7 @@ class RangeReaders(FacadeBase[F]):
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: None = None) -> F: ...
 
     @overload
@@ -44,6 +45,7 @@ class RangeReaders(FacadeBase[F]):
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
@@ -53,6 +55,7 @@ class RangeReaders(FacadeBase[F]):
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
@@ -62,6 +65,7 @@ class RangeReaders(FacadeBase[F]):
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(empty_rows("market_data"))
@@ -71,6 +75,7 @@ class RangeReaders(FacadeBase[F]):
                         resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: ReturnType | None = None) -> Any:
         """OHLCV bars of one or more symbols in ``[start_date, end_date]`` (inclusive).
 
@@ -101,6 +106,9 @@ class RangeReaders(FacadeBase[F]):
                 same schema and order; each symbol is read backwards from ``end_date``
                 and stops after ``last`` rows, so the window's length costs nothing.
                 Pass ``timeframe`` to count bars of one timeframe. Not with ``resample``.
+            index_col: with ``return_type="pandas"``, the column(s) that become the
+                index, as ``pandas.read_sql(index_col=)`` does: ``"timestamp"`` gives a
+                ``DatetimeIndex``, ``["symbol", "timestamp"]`` a ``MultiIndex``.
             return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
 
         Returns:
@@ -122,7 +130,8 @@ class RangeReaders(FacadeBase[F]):
         rt = self._rt(return_type)
         return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
                                         columns=columns, resample=resample, calendar=calendar, exact=exact,
-                                        as_of=as_of, return_type=rt, tz=tz, last=last)
+                                        as_of=as_of, return_type=rt, tz=tz, last=last,
+                                        index_col=index_col)
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -132,6 +141,7 @@ class RangeReaders(FacadeBase[F]):
                          option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                          exact: bool = False,
                          as_of: DateLike | None = None, tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: None = None) -> F: ...
 
     @overload
@@ -143,6 +153,7 @@ class RangeReaders(FacadeBase[F]):
                          exact: bool = False,
                          as_of: DateLike | None = None,
                          tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
@@ -154,6 +165,7 @@ class RangeReaders(FacadeBase[F]):
                          exact: bool = False,
                          as_of: DateLike | None = None,
                          tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
@@ -165,6 +177,7 @@ class RangeReaders(FacadeBase[F]):
                          exact: bool = False,
                          as_of: DateLike | None = None,
                          tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(empty_rows("options_data"))
@@ -176,6 +189,7 @@ class RangeReaders(FacadeBase[F]):
                          exact: bool = False,
                          as_of: DateLike | None = None,
                          tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: ReturnType | None = None) -> Any:
         """Option bars in ``[start_date, end_date]``, optionally by expiry, strike and type.
 
@@ -197,8 +211,8 @@ class RangeReaders(FacadeBase[F]):
         ``tz``: the zone of the time column for a table written zone-aware (default
         UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
-        ``last``: the last ``last`` rows of each symbol at or before ``end_date``, as for
-        :meth:`get_market_data`.
+        ``last``: the last ``last`` rows of each symbol at or before ``end_date``, and
+        ``index_col``: the pandas index, as for :meth:`get_market_data`.
 
         Example:
             >>> pg.get_options_data("NIFTY", "2024-01-02", "2024-01-02", expiry="2024-01-25",
@@ -208,7 +222,8 @@ class RangeReaders(FacadeBase[F]):
         rt = self._rt(return_type)
         return _reading.get_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                          strikes=strikes, option_type=option_type, columns=columns, exact=exact,
-                                         as_of=as_of, return_type=rt, tz=tz, last=last)
+                                         as_of=as_of, return_type=rt, tz=tz, last=last,
+                                        index_col=index_col)
 
     @overload
     def get_market_regimes(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -216,6 +231,7 @@ class RangeReaders(FacadeBase[F]):
                            timeframe: str | None = None, columns: Sequence[str] | None = None,
                            exact: bool = False,
                            as_of: DateLike | None = None, tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: None = None) -> F: ...
 
     @overload
@@ -225,6 +241,7 @@ class RangeReaders(FacadeBase[F]):
                            exact: bool = False,
                            as_of: DateLike | None = None,
                            tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
@@ -234,6 +251,7 @@ class RangeReaders(FacadeBase[F]):
                            exact: bool = False,
                            as_of: DateLike | None = None,
                            tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
@@ -243,6 +261,7 @@ class RangeReaders(FacadeBase[F]):
                            exact: bool = False,
                            as_of: DateLike | None = None,
                            tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(empty_rows("market_regimes"))
@@ -252,6 +271,7 @@ class RangeReaders(FacadeBase[F]):
                            exact: bool = False,
                            as_of: DateLike | None = None,
                            tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: ReturnType | None = None) -> Any:
         """Regime classifications (``market_regimes``) in ``[start_date, end_date]``.
 
@@ -264,8 +284,8 @@ class RangeReaders(FacadeBase[F]):
         ``tz``: the zone of the time column for a table written zone-aware (default
         UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
-        ``last``: the last ``last`` rows of each symbol at or before ``end_date``, as for
-        :meth:`get_market_data`.
+        ``last``: the last ``last`` rows of each symbol at or before ``end_date``, and
+        ``index_col``: the pandas index, as for :meth:`get_market_data`.
 
         Example:
             >>> pg.get_market_regimes("NIFTY", "2024-01-01", "2024-01-31", timeframe="15m")  # doctest: +SKIP
@@ -274,7 +294,8 @@ class RangeReaders(FacadeBase[F]):
         rt = self._rt(return_type)
         return _reading.get_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
                                            timeframe=timeframe, columns=columns, exact=exact, as_of=as_of,
-                                           return_type=rt, tz=tz, last=last)
+                                           return_type=rt, tz=tz, last=last,
+                                        index_col=index_col)
 
     @overload
     def get_1min_market_regimes(self, symbol: str | Sequence[str] | None = None,
@@ -283,6 +304,7 @@ class RangeReaders(FacadeBase[F]):
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
                                 tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: None = None) -> F: ...
 
     @overload
@@ -292,6 +314,7 @@ class RangeReaders(FacadeBase[F]):
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
                                 tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
@@ -301,6 +324,7 @@ class RangeReaders(FacadeBase[F]):
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
                                 tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
@@ -310,6 +334,7 @@ class RangeReaders(FacadeBase[F]):
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
                                 tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(empty_rows("market_regimes_1min"))
@@ -319,6 +344,7 @@ class RangeReaders(FacadeBase[F]):
                                 exact: bool = False,
                                 as_of: DateLike | None = None,
                                 tz: str | None = None, last: int | None = None,
+                        index_col: str | Sequence[str] | None = None,
                         return_type: ReturnType | None = None) -> Any:
         """1-minute regimes (``market_regimes_1min``) in ``[start_date, end_date]`` (the seed's reader).
 
@@ -331,8 +357,8 @@ class RangeReaders(FacadeBase[F]):
         ``tz``: the zone of the time column for a table written zone-aware (default
         UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
-        ``last``: the last ``last`` rows of each symbol at or before ``end_date``, as for
-        :meth:`get_market_data`.
+        ``last``: the last ``last`` rows of each symbol at or before ``end_date``, and
+        ``index_col``: the pandas index, as for :meth:`get_market_data`.
 
         Example:
             >>> pg.get_1min_market_regimes("NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
@@ -341,7 +367,7 @@ class RangeReaders(FacadeBase[F]):
         rt = self._rt(return_type)
         return _reading.get_1min_market_regimes(self.db, symbol, start_date, end_date, symbols=symbols,
                                                 columns=columns, exact=exact, as_of=as_of, return_type=rt, tz=tz,
-                                                last=last)
+                                                last=last, index_col=index_col)
 
     @overload
     def get_optimization_results(self, symbol: str | Sequence[str] | None = None, *,

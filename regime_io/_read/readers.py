@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from .._conn.engines import read_adbc, read_lookup, read_lookups, stream_cx
-from .._frames import BatchStream, check_return_type, conform, convert
+from .._frames import BatchStream, check_index_col, check_return_type, conform, convert, with_index
 from .._schema.timezones import check_time_kind
 from .._sql.args import (
     is_aware,
@@ -100,6 +100,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
                     timeframe: str | None = None, columns: Sequence[str] | None = None,
                     resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
                     as_of: DateLike | None = None, tz: str | None = None, last: int | None = None,
+                    index_col: str | Sequence[str] | None = None,
                     return_type: ReturnType = "polars") -> Any:
     """OHLCV bars of one or more symbols in ``[start, end]`` (inclusive).
 
@@ -117,6 +118,9 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
         calendar: the exchange calendar whose session open anchors intraday buckets.
         exact: DECIMAL columns as exact decimals instead of Float64.
         as_of: the rows as they were known at this instant (docs/history.md); default: now.
+        last: only the last ``last`` rows of each symbol at or before ``end`` (:mod:`regime_io._read.lastrows`).
+        index_col: with ``return_type="pandas"``, the column(s) to make the index, as
+            ``pandas.read_sql`` does (``"timestamp"``: a ``DatetimeIndex``).
         return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``.
 
     Returns rows ordered by symbol, timeframe and timestamp.
@@ -133,13 +137,14 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
+    index = check_index_col(index_col, return_type, names, table=spec.key)
     extra = _filters(spec, timeframe=timeframe)
     every = parse_resample(resample) if resample is not None else None
     n = check_last(spec, last, resample=resample)
     if every is not None:
         session_hours(calendar)  # an unknown calendar is refused whatever the size
     if not wanted:
-        return empty_frame(spec.key, return_type=return_type, exact=exact, columns=names)
+        return with_index(empty_frame(spec.key, return_type=return_type, exact=exact, columns=names), index)
     if every is None:
         table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                             what="get_market_data", as_of=known, last=n)
@@ -148,7 +153,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
                                 every=every, calendar=calendar, as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"), resample_hint=every is None)
-    return convert(zoned(db, spec, table, check_tz(tz)), return_type)
+    return with_index(convert(zoned(db, spec, table, check_tz(tz)), return_type), index)
 
 
 def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -158,6 +163,7 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
                      option_type: str | Sequence[str] | None = None, columns: Sequence[str] | None = None,
                      exact: bool = False, as_of: DateLike | None = None,
                      tz: str | None = None, last: int | None = None,
+                    index_col: str | Sequence[str] | None = None,
                     return_type: ReturnType = "polars") -> Any:
     """Option bars of ``symbol`` in ``[start, end]``, optionally by expiry, strike and type.
 
@@ -173,12 +179,13 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
+    index = check_index_col(index_col, return_type, names, table=spec.key)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
     table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data",
                         as_of=known, last=check_last(spec, last))
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
-    return convert(zoned(db, spec, table, check_tz(tz)), return_type)
+    return with_index(convert(zoned(db, spec, table, check_tz(tz)), return_type), index)
 
 
 def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
@@ -186,6 +193,7 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
                        timeframe: str | None = None, columns: Sequence[str] | None = None,
                        exact: bool = False, as_of: DateLike | None = None,
                        tz: str | None = None, last: int | None = None,
+                    index_col: str | Sequence[str] | None = None,
                     return_type: ReturnType = "polars") -> Any:
     """Regime classifications (``market_regimes``) of ``symbol`` in ``[start, end]``.
 
@@ -197,12 +205,13 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
+    index = check_index_col(index_col, return_type, names, table=spec.key)
     extra = _filters(spec, timeframe=timeframe)
     table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                         what="get_market_regimes", as_of=known, last=check_last(spec, last))
     if table.num_rows == 0:
         explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"))
-    return convert(zoned(db, spec, table, check_tz(tz)), return_type)
+    return with_index(convert(zoned(db, spec, table, check_tz(tz)), return_type), index)
 
 
 def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = None,
@@ -210,6 +219,7 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
                             symbols: Sequence[str] | None = None, columns: Sequence[str] | None = None,
                             exact: bool = False, as_of: DateLike | None = None,
                             tz: str | None = None, last: int | None = None,
+                    index_col: str | Sequence[str] | None = None,
                     return_type: ReturnType = "polars") -> Any:
     """1-minute regimes of ``symbol`` in ``[start_date, end_date]`` (the seed's reader).
 
@@ -221,11 +231,12 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
+    index = check_index_col(index_col, return_type, names, table=spec.key)
     table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=[],
                         what="get_1min_market_regimes", as_of=known, last=check_last(spec, last))
     if table.num_rows == 0:
         explain_empty(db, spec, wanted)
-    return convert(zoned(db, spec, table, check_tz(tz)), return_type)
+    return with_index(convert(zoned(db, spec, table, check_tz(tz)), return_type), index)
 
 
 def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = None, *,
