@@ -95,6 +95,8 @@ CALLS: dict[str, tuple[Callable[[PostgreSQLIntegration[Any]], Any], Callable[[An
     "unseal": (lambda pg: pg.unseal("2024-01-01", "2024-02-01"), _report("unseal")),
     "repair_sealed": (lambda pg: pg.repair_sealed(), _report("repair")),
     "sql": (lambda pg: pg.sql("SELECT count(*) FROM bars"), lambda f: f.height == 0 or pytest.fail(str(f))),
+    "delete_range": (lambda pg: pg.delete_range("bars", "NIFTY", "2024-01-01", "2024-01-02"),
+                     lambda n: n == 0 or pytest.fail(str(n))),
     "close": (lambda pg: pg.close(), lambda r: r is None or pytest.fail(str(r))),
 }
 
