@@ -55,7 +55,7 @@ def _consumer(settings: Settings, cursor: str, ticks: int, symbols: int, out: An
     pg = PostgreSQLIntegration(settings=settings)
     seen: dict[dt.datetime, int] = {}
     done = 0
-    with pg.tail("1min", cursor=cursor, timeout=30, poll_interval=1.0) as batches:
+    with pg.follow("1min", cursor=cursor, timeout=30, poll_interval=1.0) as batches:
         batches._listen()  # listening before the producer starts: no tick waits for a poll
         out.put("ready")
         for batch in batches:
@@ -83,7 +83,7 @@ def commit_to_frame(server: BenchServer, *, symbols: int, ticks: int, seed: int)
     minutes = minutes[: ticks + 5]
     for frame in minutes[:5]:  # warm: partitions, pool, prepared plans
         save_rolling_market_regime(pg.db, frame, window_minutes=375)
-    cursor = pg.tail("1min").cursor
+    cursor = pg.follow("1min").cursor
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_consumer, args=(settings, cursor, ticks, symbols, queue))

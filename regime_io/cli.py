@@ -726,7 +726,7 @@ def symbols(
 
 @app.command()
 @_clean_errors
-def tail(
+def follow(
     ctx: typer.Context,
     table: Annotated[str, typer.Argument(help=f"The table to follow: {TABLE_NAMES}.")],
     symbol: Annotated[list[str] | None, typer.Option("--symbol", "-s", help="Only this symbol (repeat for "
@@ -747,7 +747,7 @@ def tail(
 
     started = time.monotonic()
     with _state(ctx).integration() as pg:
-        stream = pg.tail(table, symbols=symbol or None, since=since, cursor=cursor, timeout=timeout,
+        stream = pg.follow(table, symbols=symbol or None, since=since, cursor=cursor, timeout=timeout,
                          return_type="polars")
         rows, batches, last = show_tail(console, stream, table)
     err_console.print(f"{plural(rows, 'row')} in {plural(batches, 'batch', 'batches')} over "

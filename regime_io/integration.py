@@ -290,37 +290,39 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F], Edits[F]):
 
     # -- streams ----------------------------------------------------------------------------
 
-    # -- live tail --------------------------------------------------------------------------
+    # -- live follower ----------------------------------------------------------------------
 
     @overload
-    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
-             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
-             poll_interval: float = 1.0, exact: bool = False, return_type: None = None) -> Tail[F]: ...
+    def follow(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+               cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+               poll_interval: float = 1.0, exact: bool = False, return_type: None = None) -> Tail[F]: ...
     @overload
-    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
-             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
-             poll_interval: float = 1.0, exact: bool = False,
-             return_type: Literal["polars"]) -> Tail[pl.DataFrame]: ...
+    def follow(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+               cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+               poll_interval: float = 1.0, exact: bool = False,
+               return_type: Literal["polars"]) -> Tail[pl.DataFrame]: ...
     @overload
-    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
-             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
-             poll_interval: float = 1.0, exact: bool = False,
-             return_type: Literal["pandas"]) -> Tail[pd.DataFrame]: ...
+    def follow(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+               cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+               poll_interval: float = 1.0, exact: bool = False,
+               return_type: Literal["pandas"]) -> Tail[pd.DataFrame]: ...
     @overload
-    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
-             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
-             poll_interval: float = 1.0, exact: bool = False,
-             return_type: Literal["arrow"]) -> Tail[pa.Table]: ...
+    def follow(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+               cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+               poll_interval: float = 1.0, exact: bool = False,
+               return_type: Literal["arrow"]) -> Tail[pa.Table]: ...
 
     @when_disabled(lambda pg, a: _tail.Tail.ended(pg.db, a["table"], return_type=pg._rt(a["return_type"])))
-    def tail(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
-             cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
-             poll_interval: float = 1.0, exact: bool = False, return_type: ReturnType | None = None) -> Any:
+    def follow(self, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+               cursor: str | None = None, max_rows: int = 100_000, timeout: float | None = None,
+               poll_interval: float = 1.0, exact: bool = False, return_type: ReturnType | None = None) -> Any:
         """Follow a time-series table: its new and changed rows as frames, as they commit.
 
         Every committed insert and update is delivered once, per key in commit order,
         including transactions that commit late; rolled-back writes never are (mechanism
-        and costs: ``docs/live.md``). Deletes (retention, rolling trims) are not delivered.
+        and costs: ``docs/live.md``). Ranges removed by :meth:`delete_range` arrive in
+        ``batch.deleted``; other deletes (retention, rolling trims) are not delivered.
+        (Renamed from ``tail()`` in 0.x: :meth:`tail` now returns the last rows.)
         Writers notify at commit, so a batch arrives within milliseconds; the table is also
         polled every ``poll_interval`` seconds, for rows written by other tools.
 
@@ -352,14 +354,14 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F], Edits[F]):
             ServerUnavailableError: the server went away; resume from the last cursor.
 
         Example:
-            >>> for batch in pg.tail("1min", symbols=["NIFTY"], timeout=300):  # doctest: +SKIP
+            >>> for batch in pg.follow("1min", symbols=["NIFTY"], timeout=300):  # doctest: +SKIP
             ...     act_on(batch.frame)
             ...     store_token(batch.cursor)
         """
 
         rt = self._rt(return_type)
-        return _tail.tail(self.db, table, symbols=symbols, since=since, cursor=cursor, max_rows=max_rows,
-                          timeout=timeout, poll_interval=poll_interval, exact=exact, return_type=rt)
+        return _tail.follow(self.db, table, symbols=symbols, since=since, cursor=cursor, max_rows=max_rows,
+                            timeout=timeout, poll_interval=poll_interval, exact=exact, return_type=rt)
 
     # -- catalog ----------------------------------------------------------------------------
 

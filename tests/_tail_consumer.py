@@ -20,7 +20,7 @@ def main() -> None:
     url, schema, out, cursor, idle = sys.argv[1:6]
     settings = load_settings(config={"database": {"dsn": url, "schema": schema}}, env={})
     pg = PostgreSQLIntegration(settings=settings)
-    with open(out, "a", encoding="utf-8") as sink, pg.tail("1min", cursor=cursor, max_rows=7, timeout=float(idle),
+    with open(out, "a", encoding="utf-8") as sink, pg.follow("1min", cursor=cursor, max_rows=7, timeout=float(idle),
                                                             poll_interval=0.2) as batches:
         for batch in batches:
             rows = [[r["symbol"], r["timestamp"].isoformat(), r["regime"]] for r in batch.frame.iter_rows(named=True)]

@@ -343,11 +343,11 @@ def test_tail_is_refused_with_the_reason(citus_pg: PostgreSQLIntegration, citus_
     from regime_io.config import settings_replace
 
     with pytest.raises(UsageError, match="not supported on Citus"):
-        citus_pg.tail("1min")
+        citus_pg.follow("1min")
     unaware = PostgreSQLIntegration(settings=settings_replace(citus_settings, citus=False))
     try:
         with pytest.raises(UsageError, match="not supported on Citus"):
-            unaware.tail("1min")
+            unaware.follow("1min")
     finally:
         unaware.close()
 

@@ -113,7 +113,7 @@ def test_history_tables_keep_the_deleted_rows_last_versions(pg_history: PostgreS
 def test_the_tail_delivers_the_deleted_range(pg: PostgreSQLIntegration) -> None:
     data = regimes_1min(["AAA", "BBB"], dt.datetime(2024, 1, 2, 9, 15), 20)
     pg.save_1min_market_regime(data)
-    with pg.tail("1min", timeout=2.0, poll_interval=0.05) as tail:
+    with pg.follow("1min", timeout=2.0, poll_interval=0.05) as tail:
         pg.delete_range("1min", ["AAA", "BBB"], "2024-01-02 09:20", "2024-01-02 09:24")
         pg.save_1min_market_regime(data.filter(pl.col("timestamp") == dt.datetime(2024, 1, 2, 9, 22)))
         batch = next(tail)
@@ -127,7 +127,7 @@ def test_the_tail_drops_sealed_changes_a_later_delete_removed(pg: PostgreSQLInte
     data = regimes_1min(["AAA"], dt.datetime(2024, 1, 2, 9, 15), 20)
     pg.save_1min_market_regime(data)
     pg.seal("2024-02-01")
-    with pg.tail("1min", timeout=2.0, poll_interval=0.05) as tail:
+    with pg.follow("1min", timeout=2.0, poll_interval=0.05) as tail:
         pg.save_1min_market_regime(data.with_columns(pl.lit("changed").alias("regime")))  # into the chunk
         pg.delete_range("1min", "AAA", "2024-01-02 09:15", "2024-01-02 09:24")
         batch = next(tail)

@@ -25,6 +25,7 @@ from regime_io._read import readers as _reading
 from regime_io._read import scan as _scan
 from regime_io._read import sqlquery as _sqlquery
 from regime_io._read import tail as _tail
+from regime_io._read import tailrows as _tailrows
 from regime_io._schema import maintenance as _maintenance
 from regime_io._tiers import catalog as _catalog
 from regime_io._tiers import sealing as _sealing
@@ -51,7 +52,8 @@ ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "cleanup_old_data": (_maintenance.cleanup_old_data, {}),
     "list_partitions": (_maintenance.list_partitions, {}),
     "scan": (_scan.scan, {}),
-    "tail": (_tail.tail, {}),
+    "follow": (_tail.follow, {}),
+    "tail": (_tailrows.tail, {}),
     "quality_report": (_quality.quality_report, {}),
     "history": (_history.history, {}),
     "seal": (_sealing.seal, {}),
@@ -163,10 +165,10 @@ RETURNS = {"None": "F", "Literal['polars']": "pl.DataFrame", "Literal['pandas']"
 
 
 def test_the_overloaded_methods_are_found() -> None:
-    """Exactly the methods with a ``return_type`` are overloaded on it (15 of them)."""
+    """Exactly the methods with a ``return_type`` are overloaded on it (17 of them)."""
     with_return_type = {name for name in _public()
                         if "return_type" in inspect.signature(getattr(PostgreSQLIntegration, name)).parameters}
-    assert set(OVERLOADED) == with_return_type and len(OVERLOADED) == 16, OVERLOADED
+    assert set(OVERLOADED) == with_return_type and len(OVERLOADED) == 17, OVERLOADED
 
 
 @pytest.mark.parametrize("method", OVERLOADED)
@@ -193,22 +195,22 @@ def test_overload_stubs_agree_with_the_implementation(method: str) -> None:
         assert key not in narrowed, (method, key)
         narrowed[key] = str(sig.return_annotation)
         assert rt.default is (None if key == "None" else inspect.Parameter.empty), (method, key, rt.default)
-    wrap = (lambda t: f"Tail[{t}]") if method == "tail" else (lambda t: t)
+    wrap = (lambda t: f"Tail[{t}]") if method == "follow" else (lambda t: t)
     assert narrowed == {k: wrap(v) for k, v in RETURNS.items()}, (method, narrowed)
 
 
-FRAME_READERS = sorted(m for m in ENGINES if m != "tail"  # tail returns an iterator of frames: below
+FRAME_READERS = sorted(m for m in ENGINES if m != "follow"  # follow returns an iterator of frames: below
                        and "return_type" in inspect.signature(getattr(PostgreSQLIntegration, m)).parameters)
 
 
-def test_tail_is_overloaded_on_return_type() -> None:
+def test_follow_is_overloaded_on_return_type() -> None:
     returns = sorted(str(inspect.signature(o).return_annotation)
-                     for o in typing.get_overloads(PostgreSQLIntegration.tail))
+                     for o in typing.get_overloads(PostgreSQLIntegration.follow))
     assert returns == sorted(["Tail[F]", "Tail[pa.Table]", "Tail[pd.DataFrame]", "Tail[pl.DataFrame]"]), returns
 
 
 def test_the_frame_readers_are_found() -> None:
-    assert len(FRAME_READERS) == 15, FRAME_READERS
+    assert len(FRAME_READERS) == 16, FRAME_READERS
 
 
 @pytest.mark.parametrize("method", FRAME_READERS)

@@ -166,3 +166,22 @@ def test_the_row_read_stops_after_n_rows(three_months: PostgreSQLIntegration,
     sent = [r.getMessage() for r in caplog.records if r.name == "regime_io._conn.engines"
             and "market_data" in r.getMessage()]
     assert len(sent) == 1 and "DESC" in sent[0] and "LIMIT" in sent[0], sent
+
+
+def test_tail_is_the_last_n_rows_and_follow_is_the_live_follower(three_months: PostgreSQLIntegration) -> None:
+    pg = three_months
+    want = pg.get_market_data(["AAA", "BBB"], end_date="2024-03-31", timeframe="5m", last=4)
+    assert_frame_equal(pg.tail("bars", ["AAA", "BBB"], 4, timeframe="5m"), want)
+    assert pg.tail("bars", "AAA").height == 5
+    assert pg.tail("bars", "AAA", 2, return_type="arrow").num_rows == 2
+    # The habit that used to follow forever returns at once now: a symbol is asked for.
+    with pytest.raises(UsageError, match="pass symbol="):
+        pg.tail("1min")
+    with pytest.raises(UsageError, match=r"n: expected a positive integer .*got 0"):
+        pg.tail("bars", "AAA", 0)
+    with pytest.raises(UsageError, match="optimization_results has no time column"):
+        pg.tail("results", "AAA")
+    with pytest.raises(UsageError, match="market_regimes_1min has no timeframe column"):
+        pg.tail("1min", "AAA", timeframe="1m")
+    with pg.follow("bars", timeout=0.1, poll_interval=0.05) as batches:
+        assert list(batches) == []

@@ -314,7 +314,7 @@ def test_tail_on_a_replica_delivers_replayed_rows_by_polling(cluster: Cluster, p
                               "confidence": [0.5, 0.6]})
         writer.save_1min_market_regime(frame)
         cluster.wait_for_replay()
-        tail = reader.tail("1min", timeout=1.0, poll_interval=0.1)
+        tail = reader.follow("1min", timeout=1.0, poll_interval=0.1)
         writer.save_1min_market_regime(frame.with_columns(pl.lit(0.9).alias("confidence")))
         writer.save_1min_market_regime(frame.with_columns(pl.col("timestamp") + dt.timedelta(minutes=1)))
         got = pl.concat([b.frame for b in tail]).select("symbol", "timestamp", "confidence")

@@ -42,7 +42,7 @@ def drain(pg: PostgreSQLIntegration[Any], **kwargs: Any) -> tuple[list[pl.DataFr
     frames, cursor = [], None
     kwargs.setdefault("timeout", 0.5)
     kwargs.setdefault("poll_interval", 0.05)
-    with pg.tail("1min", **kwargs) as batches:
+    with pg.follow("1min", **kwargs) as batches:
         for batch in batches:
             frames.append(batch.frame)
             cursor = batch.cursor
@@ -51,7 +51,7 @@ def drain(pg: PostgreSQLIntegration[Any], **kwargs: Any) -> tuple[list[pl.DataFr
 
 def test_new_and_changed_rows_arrive_once_rollbacks_never(pg: PostgreSQLIntegration[Any]) -> None:
     pg.save_1min_market_regime(regimes(["A", "B"], 0))  # before the tail: not delivered
-    tail = pg.tail("1min", timeout=1.0, poll_interval=0.05)
+    tail = pg.follow("1min", timeout=1.0, poll_interval=0.05)
     pg.save_1min_market_regime(regimes(["A", "B"], 1))
     pg.save_1min_market_regime(regimes(["A"], 0, tag="DOWN"))  # an update of a row stored before
     pg.save_1min_market_regime(regimes(["A"], 0, tag="DOWN"))  # unchanged: nothing new
@@ -67,14 +67,14 @@ def test_new_and_changed_rows_arrive_once_rollbacks_never(pg: PostgreSQLIntegrat
 
 
 def test_the_frame_has_the_range_readers_columns_and_dtypes(pg: PostgreSQLIntegration[Any]) -> None:
-    tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)
+    tail = pg.follow("1min", timeout=0.5, poll_interval=0.05)
     pg.save_1min_market_regime(regimes(["A", "B"], 0).with_columns(pl.lit(0.05).alias("ema_signal")))
     frame = pl.concat([b.frame for b in tail])
     stored = pg.get_1min_market_regimes(["A", "B"])
     assert_frame_equal(frame.sort("symbol", "timestamp"), stored.sort("symbol", "timestamp"))
-    exact = next(iter(pg.tail("1min", since=T0, exact=True, return_type="arrow", timeout=0.1))).frame
+    exact = next(iter(pg.follow("1min", since=T0, exact=True, return_type="arrow", timeout=0.1))).frame
     assert str(exact.schema.field("confidence").type) == "decimal128(5, 2)"
-    pandas = next(iter(pg.tail("1min", since=T0, return_type="pandas", timeout=0.1))).frame
+    pandas = next(iter(pg.follow("1min", since=T0, return_type="pandas", timeout=0.1))).frame
     assert list(pandas.columns) == stored.columns
 
 
@@ -82,7 +82,7 @@ def test_a_late_commit_is_delivered_after_the_rows_committed_before_it(pg: Postg
                                                                       settings: Settings) -> None:
     """A transaction that started first and commits last (another tool's plain INSERT:
     the column default stamps it) is delivered when it commits, not skipped."""
-    tail = pg.tail("1min", timeout=0.7, poll_interval=0.05)
+    tail = pg.follow("1min", timeout=0.7, poll_interval=0.05)
     table = f'"{settings.schema}"."{settings.table_name("market_regimes_1min")}"'
     url = pg.db.resolved.url(redact=False)
     pg.save_1min_market_regime(regimes(["A"], 0))  # creates the partitions
@@ -99,7 +99,7 @@ def test_a_late_commit_is_delivered_after_the_rows_committed_before_it(pg: Postg
 
 def test_other_tools_take_part_with_the_column_default(pg: PostgreSQLIntegration[Any], settings: Settings) -> None:
     pg.save_1min_market_regime(regimes(["A"], 0))
-    tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)  # no NOTIFY from these writes: found by polling
+    tail = pg.follow("1min", timeout=0.5, poll_interval=0.05)  # no NOTIFY from these writes: found by polling
     table = f'"{settings.schema}"."{settings.table_name("market_regimes_1min")}"'
     with psycopg.connect(pg.db.resolved.url(redact=False), autocommit=True) as conn:
         conn.execute(f"UPDATE {table} SET regime = 'SQL', change_xid = DEFAULT WHERE symbol = 'A'")
@@ -131,7 +131,7 @@ def test_writes_into_sealed_months_are_delivered(pg: PostgreSQLIntegration[Any])
         pl.col("timestamp").dt.offset_by("-2mo"))
     pg.save_1min_market_regime(old)
     pg.seal(T0.date() - dt.timedelta(days=20))
-    tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)
+    tail = pg.follow("1min", timeout=0.5, poll_interval=0.05)
     restated = old.filter(pl.col("symbol") == "A").head(2).with_columns(pl.lit("RESTATED").alias("regime"))
     unchanged = old.filter(pl.col("symbol") == "B").head(1)
     fresh = regimes(["A"], 30, tag="NEW").with_columns(pl.col("timestamp").dt.offset_by("-2mo"))
@@ -143,12 +143,12 @@ def test_writes_into_sealed_months_are_delivered(pg: PostgreSQLIntegration[Any])
 
 
 def test_a_large_write_arrives_in_pages_and_resumes_mid_interval(pg: PostgreSQLIntegration[Any]) -> None:
-    start = pg.tail("1min").cursor
+    start = pg.follow("1min").cursor
     pg.save_1min_market_regime(pl.concat([regimes([f"S{i}" for i in range(5)], m) for m in range(2)]))
     frames, _ = drain(pg, cursor=start, max_rows=4)
     assert [f.height for f in frames] == [4, 4, 2]
     second = None
-    with pg.tail("1min", cursor=start, max_rows=4, timeout=0.3) as batches:
+    with pg.follow("1min", cursor=start, max_rows=4, timeout=0.3) as batches:
         next(batches)
         second = next(batches).cursor
     rest, _ = drain(pg, cursor=second, max_rows=4)
@@ -169,17 +169,17 @@ def test_a_large_write_arrives_in_pages_and_resumes_mid_interval(pg: PostgreSQLI
 ])
 def test_misuse_is_a_usage_error(pg: PostgreSQLIntegration[Any], kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        pg.tail("1min", **kwargs)
+        pg.follow("1min", **kwargs)
 
 
 def test_cursor_of_another_table_or_with_since_is_refused(pg: PostgreSQLIntegration[Any]) -> None:
-    cursor = pg.tail("bars").cursor
+    cursor = pg.follow("bars").cursor
     with pytest.raises(UsageError, match="follows 'market_data'"):
-        pg.tail("1min", cursor=cursor)
+        pg.follow("1min", cursor=cursor)
     with pytest.raises(UsageError, match="not both"):
-        pg.tail("bars", cursor=cursor, since=T0)
+        pg.follow("bars", cursor=cursor, since=T0)
     with pytest.raises(UsageError, match="no time column"):
-        pg.tail("optimization_results")
+        pg.follow("optimization_results")
 
 
 # -- concurrency: 8 writers, random commit delays and rollbacks, a consumer killed and resumed
@@ -290,7 +290,7 @@ def check_delivery(delivered: list[tuple[str, dt.datetime, str]],
 def test_eight_writers_one_consumer_every_committed_row_once(pg: PostgreSQLIntegration[Any],
                                                              settings: Settings) -> None:
     pg.save_1min_market_regime(regimes(["PRE"], 0))  # the partitions, for the plain-SQL writer
-    tail = pg.tail("1min", timeout=1.5, poll_interval=0.1, max_rows=5)
+    tail = pg.follow("1min", timeout=1.5, poll_interval=0.1, max_rows=5)
     writers = Writers(pg, settings, calls=8, seed=1)
     delivered: list[tuple[str, dt.datetime, str]] = []
     threads = writers.run()
@@ -298,7 +298,7 @@ def test_eight_writers_one_consumer_every_committed_row_once(pg: PostgreSQLInteg
         delivered.extend(keys(batch.frame))
     for t in threads:
         t.join()
-    delivered.extend(row for b in pg.tail("1min", cursor=tail.cursor, timeout=0.3) for row in keys(b.frame))
+    delivered.extend(row for b in pg.follow("1min", cursor=tail.cursor, timeout=0.3) for row in keys(b.frame))
     assert not writers.errors, writers.errors
     check_delivery(delivered, writers.committed, pg.get_1min_market_regimes([f"W{w}" for w in range(8)]))
 
@@ -313,7 +313,7 @@ def test_a_consumer_killed_at_random_points_resumes_exactly(pg: PostgreSQLIntegr
     (then at a random point up to half a second later), so every kill interrupts a
     consumer in the middle of rows that are still being written."""
     pg.save_1min_market_regime(regimes(["PRE"], 0))
-    cursor = pg.tail("1min").cursor
+    cursor = pg.follow("1min").cursor
     out = tmp_path / "delivered.jsonl"
     out.touch()
     phases = {5: threading.Event(), 10: threading.Event(), 15: threading.Event()}
@@ -365,7 +365,7 @@ def test_a_consumer_killed_at_random_points_resumes_exactly(pg: PostgreSQLIntegr
 def test_sealing_and_unsealing_move_rows_without_delivering_them(pg: PostgreSQLIntegration[Any]) -> None:
     old = pl.concat([regimes(["A"], m) for m in range(3)]).with_columns(pl.col("timestamp").dt.offset_by("-2mo"))
     pg.save_1min_market_regime(old)
-    tail = pg.tail("1min", timeout=0.5, poll_interval=0.05)
+    tail = pg.follow("1min", timeout=0.5, poll_interval=0.05)
     pg.seal(T0.date() - dt.timedelta(days=20))
     pg.unseal(T0 - dt.timedelta(days=90), T0)
     pg.save_1min_market_regime(regimes(["A"], 0))
@@ -381,7 +381,7 @@ def _cli(server: Any, settings: Settings, *args: str) -> Any:
 
     from regime_io.cli import app
 
-    result = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", settings.schema, "tail", *args])
+    result = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", settings.schema, "follow", *args])
     assert result.exit_code == 0, f"{result.output}\n{result.exception!r}"
     return result
 

@@ -419,7 +419,7 @@ def test_cli_prints_a_data_quality_warning_as_one_line(pg: PostgreSQLIntegration
 
 def test_cli_tail_piped_prints_plain_numbers(pg: PostgreSQLIntegration, server: Any) -> None:
     pg.save_market_data(_bars("AAPL", [T0], price=1250.5).with_columns(pl.lit(448825).alias("volume")))
-    result = _cli(server, pg.settings.schema, "tail", "bars", "--since", "20230103", "--timeout", "0.3")
+    result = _cli(server, pg.settings.schema, "follow", "bars", "--since", "20230103", "--timeout", "0.3")
     assert result.exit_code == 0, result.output
     header, row = result.stdout.splitlines()
     assert dict(zip(header.split("\t"), row.split("\t"), strict=True)) == {
@@ -433,7 +433,7 @@ def test_cli_tail_into_a_closed_pipe_ends_quietly(pg: PostgreSQLIntegration, ser
 
     pg.save_market_data(_bars("AAPL", _minutes(T0, 5000)))  # ~350 kB of lines: more than a pipe holds
     tail = subprocess.Popen([sys.executable, "-m", "regime_io", "--dsn", server.url(), "--schema",
-                             pg.settings.schema, "tail", "bars", "--since", "2023-01-03", "--timeout", "1"],
+                             pg.settings.schema, "follow", "bars", "--since", "2023-01-03", "--timeout", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert tail.stdout is not None and tail.stderr is not None
     assert tail.stdout.readline().startswith(b"symbol\t")

@@ -72,7 +72,7 @@ def test_a_write_wakes_a_waiting_tail_at_once(kind: str, pg: PostgreSQLIntegrati
     done = threading.Event()
 
     def consume() -> None:
-        with pg.tail("1min", timeout=20.0, poll_interval=60.0) as batches:
+        with pg.follow("1min", timeout=20.0, poll_interval=60.0) as batches:
             for batch in batches:
                 got.append((time.monotonic(), batch.frame.height))
                 first.set()

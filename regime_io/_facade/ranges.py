@@ -11,6 +11,7 @@ from .._frames import BatchStream
 from .._read import history as _history
 from .._read import readers as _reading
 from .._read import scan as _scan
+from .._read import tailrows as _tailrows
 from .._read.decode import empty_frame
 from ..types import DateLike, ParametersAs, ReturnType
 from .base import F, FacadeBase, empty_rows, when_disabled
@@ -495,6 +496,58 @@ class RangeReaders(FacadeBase[F]):
                 return_type: None = None) -> F: ...
 
     @overload
+    @overload
+    def tail(self, table: str, symbol: str | Sequence[str] | None = None, n: int = 5, *,
+             symbols: Sequence[str] | None = None, end_date: DateLike | None = None, timeframe: str | None = None,
+             exact: bool = False, tz: str | None = None, return_type: None = None) -> F: ...
+
+    @overload
+    def tail(self, table: str, symbol: str | Sequence[str] | None = None, n: int = 5, *,
+             symbols: Sequence[str] | None = None, end_date: DateLike | None = None, timeframe: str | None = None,
+             exact: bool = False, tz: str | None = None, return_type: Literal["polars"]) -> pl.DataFrame: ...
+
+    @overload
+    def tail(self, table: str, symbol: str | Sequence[str] | None = None, n: int = 5, *,
+             symbols: Sequence[str] | None = None, end_date: DateLike | None = None, timeframe: str | None = None,
+             exact: bool = False, tz: str | None = None, return_type: Literal["pandas"]) -> pd.DataFrame: ...
+
+    @overload
+    def tail(self, table: str, symbol: str | Sequence[str] | None = None, n: int = 5, *,
+             symbols: Sequence[str] | None = None, end_date: DateLike | None = None, timeframe: str | None = None,
+             exact: bool = False, tz: str | None = None, return_type: Literal["arrow"]) -> pa.Table: ...
+
+    @when_disabled(empty_rows())
+    def tail(self, table: str, symbol: str | Sequence[str] | None = None, n: int = 5, *,
+             symbols: Sequence[str] | None = None, end_date: DateLike | None = None, timeframe: str | None = None,
+             exact: bool = False, tz: str | None = None, return_type: ReturnType | None = None) -> Any:
+        """The last ``n`` rows of each symbol of a table (as ``tail`` in pandas, polars, ArcticDB).
+
+        The table's range reader with ``last=n`` (:meth:`get_market_data`): both tiers,
+        each symbol read backwards from ``end_date`` (default: its newest row), the
+        rows in the range reader's schema and order. The live follower that was called
+        ``tail()`` before 0.x is :meth:`follow`.
+
+        Parameters:
+            table: ``market_data``, ``options_data``, ``market_regimes`` or
+                ``market_regimes_1min`` (any name or alias :meth:`save` accepts).
+            symbol: ``"NIFTY"`` or a list (or pass ``symbols=``); required.
+            n: rows per symbol (default 5).
+            end_date: the last instant (a date: the end of that day); default: now.
+            timeframe: only this timeframe (tables that have one): count bars of one size.
+            exact, tz, return_type: as for :meth:`get_market_data`.
+
+        Raises:
+            UsageError: ``n`` not a positive integer, a table without a time column, a
+                ``timeframe`` for a table without one, bad arguments.
+
+        Example:
+            >>> pg.tail("bars", "NIFTY", 20, timeframe="1m")          # doctest: +SKIP
+        """
+
+        rt = self._rt(return_type)
+        return _tailrows.tail(self.db, table, symbol, n, symbols=symbols, end_date=end_date, timeframe=timeframe,
+                              exact=exact, tz=tz, return_type=rt)
+
     def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                 end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
                 return_type: Literal["polars"]) -> pl.DataFrame: ...

@@ -23,7 +23,7 @@ The cursor is the position as text (``rt1.`` + base64 of JSON: the table, the ol
 snapshot, and within an interval the new snapshot and the last key delivered).
 
 Example:
-    >>> for batch in pg.tail("1min", timeout=60):            # doctest: +SKIP
+    >>> for batch in pg.follow("1min", timeout=60):          # doctest: +SKIP
     ...     handle(batch.frame); save_token(batch.cursor)
 """
 
@@ -61,7 +61,7 @@ from ..types import DateLike, ReturnType
 if TYPE_CHECKING:
     from .._conn.database import Database
 
-__all__ = ["DEFAULT_MAX_ROWS", "DEFAULT_POLL_INTERVAL", "Tail", "TailBatch", "tail"]
+__all__ = ["DEFAULT_MAX_ROWS", "DEFAULT_POLL_INTERVAL", "Tail", "TailBatch", "follow"]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class TailBatch(Generic[F]):
 
     Attributes:
         frame: the rows, with the columns and dtypes of the table's range readers.
-        cursor: an opaque token; ``tail(..., cursor=batch.cursor)`` resumes right after
+        cursor: an opaque token; ``follow(..., cursor=batch.cursor)`` resumes right after
             this batch (in another process, the next day).
         deleted: the ranges ``delete_range`` removed in this batch's interval, a frame of
             ``symbol``, ``start``, ``end`` (inclusive); empty when none. A consumer
@@ -154,7 +154,7 @@ class _Snapshot:
 
 
 class Tail(Generic[F]):
-    """An iterator of :class:`TailBatch` (see :meth:`PostgreSQLIntegration.tail`).
+    """An iterator of :class:`TailBatch` (see :meth:`PostgreSQLIntegration.follow`).
 
     ``close()`` (or leaving a ``with`` block) releases its listening connection; the
     last batch's cursor stays valid. :attr:`cursor` is the position reached so far, also
@@ -508,11 +508,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def tail(db: Database, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
+def follow(db: Database, table: str, *, symbols: str | Sequence[str] | None = None, since: DateLike | None = None,
          cursor: str | None = None, max_rows: int = DEFAULT_MAX_ROWS, timeout: float | None = None,
          poll_interval: float = DEFAULT_POLL_INTERVAL, exact: bool = False,
          return_type: ReturnType = "polars") -> Tail[Any]:
-    """Follow ``table``: see :meth:`regime_io.PostgreSQLIntegration.tail`."""
+    """Follow ``table``: see :meth:`regime_io.PostgreSQLIntegration.follow`."""
     spec = table_spec(table)
     check_return_type(return_type)
     if spec.time_column is None:
