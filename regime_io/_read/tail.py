@@ -530,7 +530,7 @@ def follow(db: Database, table: str, *, symbols: str | Sequence[str] | None = No
     if since is not None and cursor is not None:
         raise UsageError("pass since= (start from a time) or cursor= (resume), not both", table=spec.key)
     if db.settings.citus:
-        raise UsageError(f"{spec.key}: tail is not supported on Citus: each worker numbers its own "
+        raise UsageError(f"{spec.key}: follow is not supported on Citus: each worker numbers its own "
                          "transactions, so the coordinator's snapshots cannot tell which rows committed "
                          "(docs/live.md)", table=spec.key)
     wanted = None if symbols is None else symbol_list(symbols, name="symbols", case=db.settings.symbol_case)
@@ -560,6 +560,6 @@ def _now(db: Database, spec: TableSpec) -> str:
         raise wrap_error(db, err, what="tail", table=spec.key) from err
     assert row is not None
     if row[1]:
-        raise UsageError(f"{spec.key}: tail is not supported on Citus (the server has the citus extension): "
+        raise UsageError(f"{spec.key}: follow is not supported on Citus (the server has the citus extension): "
                          "each worker numbers its own transactions (docs/live.md)", table=spec.key)
     return str(row[0])
