@@ -35,8 +35,17 @@ if TYPE_CHECKING:
     from .database import Database
 
 __all__ = [
-    "DRIVER_ERRORS", "NOTHING_COMMITTED", "first_line", "is_connection_error", "lost_before_commit",
-    "lost_connection", "maintenance_error", "server_message", "wrap_error", "write_error",
+    "DRIVER_ERRORS",
+    "NOTHING_COMMITTED",
+    "first_line",
+    "is_connection_error",
+    "lost_before_commit",
+    "lost_connection",
+    "maintenance_error",
+    "move_error",
+    "server_message",
+    "wrap_error",
+    "write_error",
 ]
 
 
@@ -189,3 +198,15 @@ def maintenance_error(err: BaseException, db: Database, spec: TableSpec, *, what
         return err
     text = db.redact(server_message(err) or first_line(err))
     return WriteError(f"{what} of {spec.key!r} failed: {text}", table=spec.key)
+
+
+def move_error(err: BaseException, db: Database, spec: TableSpec, what: str) -> RegimeIOError:
+    """A driver error while a seal, unseal or repair moved a month between the tiers: the
+    month's transaction rolled back, so every row is still in exactly one tier."""
+    if is_connection_error(err):
+        return ServerUnavailableError(f"{what} of {spec.key}: the connection was lost; the month being moved was "
+                                      "rolled back (every row is in exactly one tier); run it again",
+                                      table=spec.key)
+    text = db.redact(str(err).strip().splitlines()[0])
+    return WriteError(f"{what} of {spec.key} failed: {text}; the month being moved was rolled back",
+                      table=spec.key)

@@ -28,13 +28,13 @@ import polars as pl
 import pyarrow as pa
 
 from .._conn.copy import copy_into
-from .._conn.driver_errors import is_connection_error
+from .._conn.driver_errors import move_error
 from .._frames import constant
 from .._sql.args import parse_range
 from .._sql.names import chunk_table, qualified_table
 from .._sql.quote import quote_ident
 from ..config import parse_age
-from ..errors import RegimeIOError, ServerUnavailableError, UsageError, WriteError
+from ..errors import RegimeIOError, UsageError, WriteError
 from ..tables import TABLES, TableSpec, table_spec
 from ..types import DateLike
 from . import sealed_format as chunks
@@ -319,7 +319,7 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store
             finally:
                 cur.close()
     except adbc_driver_manager.Error as err:
-        raise _wrap(db, spec, err, "seal") from err
+        raise move_error(err, db, spec, "seal") from err
     return rows.num_rows, before, after
 
 
@@ -334,23 +334,13 @@ def _heap_bytes(cur: Any, db: Database, spec: TableSpec, period: dt.date, keys: 
     return int(row[0]) if row else 0
 
 
-def _wrap(db: Database, spec: TableSpec, err: adbc_driver_manager.Error, what: str) -> RegimeIOError:
-    if is_connection_error(err):
-        return ServerUnavailableError(f"{what} of {spec.key}: the connection was lost; the month being moved was "
-                                      "rolled back (every row is in exactly one tier); run it again",
-                                      table=spec.key)
-    text = db.redact(str(err).strip().splitlines()[0])
-    return WriteError(f"{what} of {spec.key} failed: {text}; the month being moved was rolled back",
-                      table=spec.key)
-
-
 # ---------------------------------------------------------------------------------------
 # Unseal
 
 
 def unseal(db: Database, start: DateLike, end: DateLike, *,
-                   tables: Iterable[str] | str | None = None,
-                   symbols: Sequence[str] | str | None = None) -> SealReport:
+           tables: Iterable[str] | str | None = None,
+           symbols: Sequence[str] | str | None = None) -> SealReport:
     """Put the sealed months overlapping ``[start, end]`` back into the row tier.
 
     See :meth:`regime_io.PostgreSQLIntegration.unseal`.
@@ -427,7 +417,7 @@ def _unseal_period(db: Database, spec: TableSpec, period: dt.date,
             finally:
                 cur.close()
     except adbc_driver_manager.Error as err:
-        raise _wrap(db, spec, err, "unseal") from err
+        raise move_error(err, db, spec, "unseal") from err
     return rows.num_rows, before, after
 
 
