@@ -15,6 +15,7 @@ from ._write.transaction import WriteResult
 from ._write.validate import DataQualityWarning
 from .config import Secret, Settings, load_settings
 from .errors import (
+    CalendarMismatchWarning,
     ConfigError,
     PoolClosedError,
     PoolTimeoutError,
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TABLES",
+    "CalendarMismatchWarning",
     "CleanupReport",
     "Column",
     "ConfigError",

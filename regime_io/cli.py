@@ -53,7 +53,7 @@ from .files import Format, export_dataset, export_table, read_file, write_file
 from .integration import PostgreSQLIntegration
 from .plots import plot_coverage, plot_regime_distribution, plot_transition_matrix
 from .tables import TABLE_ALIASES, TABLES, regime_spec, table_spec
-from .types import ExtraColumns, OnConflict, OnDuplicate, RegimeTable
+from .types import BarLabel, ExtraColumns, OnConflict, OnDuplicate, RegimeTable
 
 if TYPE_CHECKING:
     import polars as pl
@@ -765,14 +765,20 @@ def quality(
                                               show_default=False)] = None,
     end: Annotated[str | None, typer.Option(help="Last timestamp or date, inclusive (default: the last stored).",
                                             show_default=False)] = None,
-    calendar: Annotated[str, typer.Option(help="Exchange calendar of the sessions (XNSE, XNYS...).")] = "XNSE",
+    calendar: Annotated[str | None, typer.Option(help="Exchange calendar of the sessions (XNSE, XNYS...); "
+                                                 "default: the calendar/calendars settings.",
+                                                 show_default=False)] = None,
+    bar_label: Annotated[str, typer.Option(help=f"How the vendor stamps a bar: {_choices(BarLabel)} "
+                                                "(09:31 for 09:30-09:31).")] = "start",
     plot: Annotated[Path | None, typer.Option(help="Also write a coverage heatmap PNG here (symbol x session).",
                                               dir_okay=False, show_default=False)] = None,
 ) -> None:
     """Missing minutes and bad bars per symbol and session: coverage, OHLC violations, zero-volume runs, jumps."""
     with _state(ctx).integration() as pg:
-        frame = pg.quality_report(table, symbol or None, start, end, calendar=calendar, return_type="polars")
-    print_frame(console, frame, title=f"{table} quality by session ({calendar})", max_rows=200, percent=("coverage",),
+        frame = pg.quality_report(table, symbol or None, start, end, calendar=calendar,
+                                  bar_label=cast(Any, bar_label), return_type="polars")
+    print_frame(console, frame, title=f"{table} quality by session ({calendar or 'configured calendar'})",
+                max_rows=200, percent=("coverage",),
                  columns=["symbol", "session", "expected_minutes", "present_minutes", "coverage", "first_missing",
                           "duplicate_bars", "ohlc_violations", "zero_volume_runs", "stale_runs", "jumps"])
     if plot is not None:

@@ -101,6 +101,10 @@ class Settings:
     storage_timezone: str = "UTC"
     # How symbols are spelled on every path: "upper" (strip + upper-case) or "keep" (strip).
     symbol_case: SymbolCase = "upper"
+    # The exchange calendar of resampling sessions and quality reports ([DATABASE] calendar),
+    # and the calendars of symbols that trade elsewhere ([DATABASE] calendars = AAPL:XNYS).
+    calendar: str = "XNSE"
+    calendars: Mapping[str, str] = field(default_factory=dict)
     partition_interval: PartitionInterval = "month"
     # Periods (calendar months) entirely older than this are sealed into the sealed tier
     # by seal() / `regime-io seal` when no older_than is given; None: off.
@@ -201,7 +205,7 @@ class Settings:
 _DATABASE_KEYS = {
     "enabled", "host", "port", "database", "user", "password", "schema", "table_prefix",
     "dsn", "storage_timezone", "partition_interval", "embedded_dir", "citus", "seal_after",
-    "history_tables", "symbol_case",
+    "history_tables", "symbol_case", "calendar", "calendars",
 } | LIBPQ_OPTIONS
 _CONNECTION_KEYS = {
     "max_connections", "connection_timeout", "retry_attempts", "retry_delay",
@@ -550,6 +554,11 @@ def _build(sections: _Sections, col: Collector, source: str, env_names: Mapping[
         if value not in cases:
             col.add(f"{lab('symbol_case')}: must be one of {', '.join(cases)}, got {db['symbol_case']!r}")
         kw["symbol_case"] = value
+    if "calendar" in db:
+        kw["calendar"] = _calendar_name(db["calendar"], lab("calendar"), col)
+    if "calendars" in db:
+        kw["calendars"] = _calendar_map(db["calendars"], lab("calendars"), col,
+                                        kw.get("symbol_case") or "upper")
     if "partition_interval" in db:
         value = str(db["partition_interval"]).strip().lower()
         allowed = get_args(PartitionInterval)
@@ -674,6 +683,65 @@ def _history_tables(value: Any, label: str, col: Any) -> tuple[TableKey, ...]:
         if key not in out:
             out.append(key)  # type: ignore[arg-type]
     return tuple(out)
+
+
+# A calendar name as pandas-market-calendars spells them (XNSE, XNYS, CME_Equity, 24/7).
+_CALENDAR_NAME = re.compile(r"^[A-Za-z0-9_/.-]+$")
+# Built in (no calendars extra needed): the NSE/BSE hours.
+_BUILT_IN_CALENDARS = ("XNSE", "NSE", "XBOM", "BSE")
+
+
+def _calendar_name(value: Any, label: str, col: Any) -> str | None:
+    """An exchange calendar name, upper-cased; unknown names are problems when
+    pandas-market-calendars is installed (without it, only the built-in NSE/BSE names)."""
+    text = str(value).strip().upper()
+    if not text or not _CALENDAR_NAME.match(text):
+        col.add(f"{label}: {value!r} is not an exchange calendar name; e.g. 'XNSE', 'XNYS', 'XLON'")
+        return None
+    try:
+        import pandas_market_calendars as mcal
+    except ImportError:
+        known = set(_BUILT_IN_CALENDARS)
+        hint = (f"without pandas-market-calendars only {', '.join(_BUILT_IN_CALENDARS)} are built in; "
+                "pip install 'regime-io[calendars]'")
+    else:
+        known = {name.upper() for name in mcal.get_calendar_names()}
+        hint = "e.g. 'XNSE', 'XNYS', 'XLON' (pandas_market_calendars.get_calendar_names())"
+    if text not in known:
+        col.add(f"{label}: unknown calendar {value!r}; {hint}")
+        return None
+    return text
+
+
+def _calendar_map(value: Any, label: str, col: Any, case: str) -> dict[str, str]:
+    """``calendars``: ``SYMBOL:CALENDAR`` pairs separated by commas or spaces
+    (``AAPL:XNYS, VOD:XLON``), or a dict in the dict form; symbols spelled as
+    ``symbol_case`` spells them."""
+    if isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+    else:
+        items = value if isinstance(value, (list, tuple)) else [v for v in re.split(r"[\s,]+", str(value)) if v]
+        pairs = []
+        for item in items:
+            symbol, sep, name = str(item).partition(":")
+            if not sep or not symbol.strip() or not name.strip():
+                col.add(f"{label}: {item!r} is not SYMBOL:CALENDAR (e.g. 'AAPL:XNYS, MSFT:XNYS')")
+                continue
+            pairs.append((symbol, name))
+    out: dict[str, str] = {}
+    for symbol, name in pairs:
+        key = symbol.strip().upper() if case == "upper" else symbol.strip()
+        if not key:
+            col.add(f"{label}: an empty symbol (calendar {name!r})")
+            continue
+        calendar = _calendar_name(name, f"{label} ({key})", col)
+        if calendar is None:
+            continue
+        if key in out and out[key] != calendar:
+            col.add(f"{label}: {key!r} is given two calendars, {out[key]!r} and {calendar!r}")
+            continue
+        out[key] = calendar
+    return out
 
 
 def _table_key(key: str) -> TableKey:

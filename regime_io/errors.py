@@ -41,6 +41,7 @@ import sys
 from typing import Any
 
 __all__ = [
+    "CalendarMismatchWarning",
     "ConfigError",
     "PoolClosedError",
     "PoolTimeoutError",
@@ -159,6 +160,22 @@ class UnknownTimeframeWarning(UserWarning):
         self.table = table
         self.timeframe = timeframe
         self.stored = stored
+
+
+class CalendarMismatchWarning(UserWarning):
+    """Bars fall outside the sessions of the calendar a resample or quality report used:
+    the data probably trades on another exchange (``calendar=``, or the ``calendar`` and
+    ``calendars`` settings). With ``strict=True`` the same finding is a :class:`UsageError`.
+
+    ``outside`` counts the bars, ``example`` is the first of them.
+    """
+
+    def __init__(self, message: str, *, table: str, calendar: str, outside: int, example: Any) -> None:
+        super().__init__(message)
+        self.table = table
+        self.calendar = calendar
+        self.outside = outside
+        self.example = example
 
 
 def caller_stacklevel() -> int:

@@ -20,6 +20,7 @@ import numpy as np
 from .errors import UsageError
 
 __all__ = [
+    "BarLabel",
     "DateLike",
     "ExtraColumns",
     "OnConflict",
@@ -48,6 +49,8 @@ Tier = Literal["auto", "sealed"]
 # How symbols are spelled on every path (writers, readers, scan, as-of joins, the CLI):
 # "upper" strips and upper-cases them (" aapl" is "AAPL"); "keep" strips only.
 SymbolCase = Literal["upper", "keep"]
+# How a vendor stamps a bar: by its start (09:30 for 09:30-09:31, the default) or its end (09:31).
+BarLabel = Literal["start", "end"]
 # How optimisation results return ``parameters``: a struct column or the JSON text.
 ParametersAs = Literal["struct", "json"]
 

@@ -13,7 +13,7 @@ from .._read import quality as _quality
 from .._read import readers as _reading
 from .._read.decode import empty_distribution, empty_transitions
 from .._tiers import catalog as _catalog
-from ..types import DateLike, RegimeTable, ReturnType
+from ..types import BarLabel, DateLike, RegimeTable, ReturnType
 from .base import F, FacadeBase, empty_rows, when_disabled
 
 if TYPE_CHECKING:
@@ -402,27 +402,32 @@ class Analytics(FacadeBase[F]):
     @overload
     def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
                        start_date: DateLike | None = None, end_date: DateLike | None = None, *,
-                       calendar: str = "XNSE", return_type: None = None) -> F: ...
+                       calendar: str | None = None, bar_label: BarLabel = "start", strict: bool = False,
+                       return_type: None = None) -> F: ...
 
     @overload
     def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
                        start_date: DateLike | None = None, end_date: DateLike | None = None, *,
-                       calendar: str = "XNSE", return_type: Literal["polars"]) -> pl.DataFrame: ...
+                       calendar: str | None = None, bar_label: BarLabel = "start", strict: bool = False,
+                       return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
                        start_date: DateLike | None = None, end_date: DateLike | None = None, *,
-                       calendar: str = "XNSE", return_type: Literal["pandas"]) -> pd.DataFrame: ...
+                       calendar: str | None = None, bar_label: BarLabel = "start", strict: bool = False,
+                       return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
                        start_date: DateLike | None = None, end_date: DateLike | None = None, *,
-                       calendar: str = "XNSE", return_type: Literal["arrow"]) -> pa.Table: ...
+                       calendar: str | None = None, bar_label: BarLabel = "start", strict: bool = False,
+                       return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(lambda pg, a: convert(_quality.QUALITY_SCHEMA.empty_table(), pg._rt(a["return_type"])))
     def quality_report(self, table: str, symbols: str | Sequence[str] | None = None,
                        start_date: DateLike | None = None, end_date: DateLike | None = None, *,
-                       calendar: str = "XNSE", return_type: ReturnType | None = None) -> Any:
+                       calendar: str | None = None, bar_label: BarLabel = "start", strict: bool = False,
+                       return_type: ReturnType | None = None) -> Any:
         """What is missing and what looks wrong, per symbol and exchange session.
 
         One row per symbol and session of ``calendar`` in the range (holidays have no
@@ -437,7 +442,15 @@ class Analytics(FacadeBase[F]):
             start_date, end_date: the range as for :meth:`get_market_data`; None: the
                 catalogued first/last timestamp of the symbols.
             calendar: the exchange calendar (``"XNSE"``, ``"XNYS"``...): needs the
-                ``calendars`` extra (``pip install 'regime-io[calendars]'``).
+                ``calendars`` extra (``pip install 'regime-io[calendars]'``). Sessions are
+                each date's schedule (early closes, historical hours). None (default): the
+                ``calendars`` setting's entry for the symbol, else the ``calendar``
+                setting (``"XNSE"`` unless configured). Bars outside every session warn
+                (``CalendarMismatchWarning``) naming the calendar, the count and an example.
+            bar_label: ``"start"`` (default: 09:30 is the bar 09:30-09:31) or ``"end"``
+                (the vendor stamps it 09:31).
+            strict: bars outside the calendar's sessions are a ``UsageError`` instead of
+                a warning.
             return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
 
         Returns:
@@ -463,4 +476,4 @@ class Analytics(FacadeBase[F]):
 
         rt = self._rt(return_type)
         return _quality.quality_report(self.db, table, symbols, start_date, end_date, calendar=calendar,
-                                       return_type=rt)
+                                       bar_label=bar_label, strict=strict, return_type=rt)

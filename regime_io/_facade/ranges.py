@@ -33,50 +33,50 @@ class RangeReaders(FacadeBase[F]):
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str | None = None, exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
-                        index_col: str | Sequence[str] | None = None,
+                        index_col: str | Sequence[str] | None = None, strict: bool = False,
                         return_type: None = None) -> F: ...
 
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str | None = None, exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
-                        index_col: str | Sequence[str] | None = None,
+                        index_col: str | Sequence[str] | None = None, strict: bool = False,
                         return_type: Literal["polars"]) -> pl.DataFrame: ...
 
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str | None = None, exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
-                        index_col: str | Sequence[str] | None = None,
+                        index_col: str | Sequence[str] | None = None, strict: bool = False,
                         return_type: Literal["pandas"]) -> pd.DataFrame: ...
 
     @overload
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str | None = None, exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
-                        index_col: str | Sequence[str] | None = None,
+                        index_col: str | Sequence[str] | None = None, strict: bool = False,
                         return_type: Literal["arrow"]) -> pa.Table: ...
 
     @when_disabled(empty_rows("market_data"))
     def get_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                         timeframe: str | None = None, columns: Sequence[str] | None = None,
-                        resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                        resample: str | dt.timedelta | None = None, calendar: str | None = None, exact: bool = False,
                         as_of: DateLike | None = None,
                         tz: str | None = None, last: int | None = None,
-                        index_col: str | Sequence[str] | None = None,
+                        index_col: str | Sequence[str] | None = None, strict: bool = False,
                         return_type: ReturnType | None = None) -> Any:
         """OHLCV bars of one or more symbols in ``[start_date, end_date]`` (inclusive).
 
@@ -95,9 +95,13 @@ class RangeReaders(FacadeBase[F]):
                 Buckets are labelled by their start (left edge). Intraday buckets start
                 at the session open (09:15, 10:15... for ``"1h"`` on NSE) and never span
                 two sessions; days are dates, weeks start on Monday, months on the 1st.
-            calendar: the exchange calendar whose session open anchors intraday
-                buckets (``"XNSE"``; others, e.g. ``"XNYS"``, with the ``calendars``
-                extra).
+            calendar: the exchange calendar whose sessions anchor intraday buckets
+                (``"XNSE"``, ``"XNYS"``...; other than NSE/BSE with the ``calendars``
+                extra); each date's open from its schedule. None (default): the
+                ``calendars`` setting's entry for the symbol, else the ``calendar``
+                setting (``"XNSE"`` unless configured). Bars outside the calendar's
+                sessions warn (``CalendarMismatchWarning``) naming the calendar, the count
+                and an example bar.
             exact: DECIMAL columns as exact decimals instead of Float64.
             as_of: the answer as it was known at this instant (a datetime or ISO string;
                 naive: storage zone) instead of now; the table must keep history
@@ -110,6 +114,8 @@ class RangeReaders(FacadeBase[F]):
             index_col: with ``return_type="pandas"``, the column(s) that become the
                 index, as ``pandas.read_sql(index_col=)`` does: ``"timestamp"`` gives a
                 ``DatetimeIndex``, ``["symbol", "timestamp"]`` a ``MultiIndex``.
+            strict: with ``resample``, bars outside the calendar's sessions are a
+                ``UsageError`` instead of a ``CalendarMismatchWarning``.
             return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``; default: the instance's.
 
         Returns:
@@ -132,7 +138,7 @@ class RangeReaders(FacadeBase[F]):
         return _reading.get_market_data(self.db, symbol, start_date, end_date, symbols=symbols, timeframe=timeframe,
                                         columns=columns, resample=resample, calendar=calendar, exact=exact,
                                         as_of=as_of, return_type=rt, tz=tz, last=last,
-                                        index_col=index_col)
+                                        index_col=index_col, strict=strict)
 
     @overload
     def get_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,

@@ -20,7 +20,12 @@ none), from the rows stored in both tiers:
   overnight gaps).
 
 Stored times and sessions follow :mod:`regime_io._read.resample` (a naive table holds the
-exchange's wall clock; a zone-aware one instants in the storage zone).
+exchange's wall clock; a zone-aware one instants in the storage zone). Sessions are each
+date's schedule (early closes, historical hours), of the calendar the ``calendar`` argument,
+or else the ``calendars``/``calendar`` settings, give each symbol. Bars outside every session
+of the span warn (:class:`~regime_io.errors.CalendarMismatchWarning`; ``strict``: refused).
+``bar_label="end"``: the vendor stamps a bar by its end (09:31 for 09:30-09:31), so each
+time is moved back one minute before it is matched with the session's minutes.
 
 Example:
     >>> quality_report(db, "bars", ["NIFTY"], "2024-01-01", "2024-01-31")   # doctest: +SKIP
@@ -31,7 +36,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import polars as pl
 import pyarrow as pa
@@ -42,9 +46,9 @@ from .._sql.query import TimeRange
 from .._tiers.catalog import read_catalog
 from ..errors import UsageError
 from ..tables import TableSpec, table_spec
-from ..types import DateLike, ReturnType
+from ..types import BarLabel, DateLike, ReturnType, check_choice
 from .readers import read_range
-from .resample import schedule, table_is_aware
+from .resample import calendar_groups, check_fit, stored_sessions
 
 if TYPE_CHECKING:
     from .._conn.database import Database
@@ -82,7 +86,8 @@ _CONTRACT = ("expiry_date", "strike_price", "option_type")
 
 def quality_report(db: Database, table: str, symbols: str | Sequence[str] | None = None,
                    start_date: DateLike | None = None, end_date: DateLike | None = None, *,
-                   calendar: str = "XNSE", return_type: ReturnType = "polars") -> Any:
+                   calendar: str | None = None, bar_label: BarLabel = "start", strict: bool = False,
+                   return_type: ReturnType = "polars") -> Any:
     """The quality of ``table``'s minutes per symbol and session (module docstring).
 
     Raises:
@@ -90,6 +95,7 @@ def quality_report(db: Database, table: str, symbols: str | Sequence[str] | None
             dates; a calendar other than the built-in needs the ``calendars`` extra.
     """
     check_return_type(return_type)
+    check_choice("bar_label", bar_label, BarLabel)
     spec = table_spec(table)
     if spec.time_column is None:
         raise UsageError(f"quality_report reads the time-series tables; {spec.key!r} has no time column",
@@ -109,47 +115,56 @@ def quality_report(db: Database, table: str, symbols: str | Sequence[str] | None
     assert isinstance(first, dt.datetime) and isinstance(last, dt.datetime)
     if end_date is not None and rng.end_exclusive:
         last = last - dt.timedelta(microseconds=1)
-    sessions = _sessions(db, spec, calendar, first, last)
-    if sessions.height == 0:
+    # The end label of a bar is its start plus one minute (the minute bars the report counts).
+    shift = dt.timedelta(minutes=1) if bar_label == "end" else dt.timedelta(0)
+    reports = []
+    for name, group in calendar_groups(db.settings, wanted, calendar).items():
+        sessions = _sessions(db, spec, name, first, last)
+        if sessions.height == 0:
+            continue
+        rows = _rows(db, spec, group, sessions, shift)
+        outside = rows.filter(pl.col("timestamp").is_between(first, last)).join(sessions, left_on=pl.col("timestamp").dt.date(), right_on="session", how="left").filter(
+            pl.col("session_open").is_null() | (pl.col("timestamp") < pl.col("session_open"))
+            | (pl.col("timestamp") >= pl.col("session_close")))
+        example = outside["timestamp"].min()
+        check_fit(spec.key, name, outside.height, example + shift if isinstance(example, dt.datetime) else example,
+                  strict=strict, what="quality_report")
+        reports.append(_report(spec, group, sessions, rows))
+    if not reports:
         return convert(QUALITY_SCHEMA.empty_table(), return_type)
-    rows = _rows(db, spec, wanted, sessions)
-    return convert(_report(spec, wanted, sessions, rows), return_type)
+    report = pa.concat_tables(reports)
+    if len(reports) > 1:
+        report = report.sort_by([("symbol", "ascending"), ("session", "ascending")])
+    return convert(report, return_type)
 
 
 def _sessions(db: Database, spec: TableSpec, calendar: str, first: dt.datetime, last: dt.datetime) -> pl.DataFrame:
     """The calendar's sessions overlapping ``[first, last]``, open/close in stored time."""
-    days = schedule(calendar, first.date() - dt.timedelta(days=1), last.date() + dt.timedelta(days=1))
-    aware = table_is_aware(db, spec)
-    out = []
-    import pandas_market_calendars as mcal
-
-    zone = ZoneInfo(str(mcal.get_calendar(calendar.strip().upper()).tz)) if aware else None
-    storage = ZoneInfo(db.settings.storage_timezone)
-    for day, opened, closed in days:
-        if zone is not None:
-            opened = opened.replace(tzinfo=zone).astimezone(storage).replace(tzinfo=None)
-            closed = closed.replace(tzinfo=zone).astimezone(storage).replace(tzinfo=None)
-        if closed > first and opened <= last:
-            out.append((day, opened, closed))
+    days = stored_sessions(db, spec, calendar, first.date() - dt.timedelta(days=1), last.date() + dt.timedelta(days=1))
+    out = [(day, opened, closed) for day, opened, closed in days if closed > first and opened <= last]
     return pl.DataFrame(out, schema={"session": pl.Date, "session_open": pl.Datetime("us"),
                                      "session_close": pl.Datetime("us")}, orient="row")
 
 
-def _rows(db: Database, spec: TableSpec, symbols: list[str], sessions: pl.DataFrame) -> pl.DataFrame:
-    """The stored rows of the sessions' span (both tiers), the columns the checks need."""
+def _rows(db: Database, spec: TableSpec, symbols: list[str], sessions: pl.DataFrame,
+          shift: dt.timedelta) -> pl.DataFrame:
+    """The stored rows of the sessions' span (both tiers), the columns the checks need, their
+    times moved back by ``shift`` (end-labelled bars to their start)."""
 
     names = [n for n in ("symbol", spec.time_column or "timestamp", "timeframe", *_CONTRACT, *_OHLCV)
              if n in spec.column_names]
     start = sessions["session_open"].min()
     end = sessions["session_close"].max()
     assert isinstance(start, dt.datetime) and isinstance(end, dt.datetime)
-    table = read_range(db, spec, symbols, TimeRange(start, end, end_exclusive=True), names=names, exact=False,
-                        extra=[], what="quality_report")
+    # Whole days, so bars of the days outside their sessions are seen (and reported).
+    start, end = dt.datetime.combine(start.date(), dt.time()), dt.datetime.combine(end.date(), dt.time.max)
+    table = read_range(db, spec, symbols, TimeRange(start + shift, end + shift, end_exclusive=True), names=names,
+                       exact=False, extra=[], what="quality_report")
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     if spec.time_column != "timestamp":
         frame = frame.rename({spec.time_column or "timestamp": "timestamp"})
-    return frame
+    return frame.with_columns(pl.col("timestamp") - shift) if shift else frame
 
 
 def _report(spec: TableSpec, symbols: list[str], sessions: pl.DataFrame, rows: pl.DataFrame) -> pa.Table:

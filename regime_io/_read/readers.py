@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._conn.engines import read_adbc, read_lookup, read_lookups, stream_cx
 from .._frames import BatchStream, check_index_col, check_return_type, conform, convert, with_index
@@ -62,6 +63,7 @@ from .._tiers.sealed_format import next_period, period_of
 from ..errors import ReadError, UsageError
 from ..tables import TABLES, TableKey, TableSpec, regime_spec, table_spec
 from ..types import DateLike, ParametersAs, RegimeTable, ReturnType
+from . import resample as _sessions
 from .decode import (
     DISTRIBUTION_SCHEMA,
     TRANSITIONS_SCHEMA,
@@ -98,9 +100,9 @@ _LATEST_TABLES: tuple[TableKey, ...] = ("market_data", "market_regimes", "market
 def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                     end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                     timeframe: str | None = None, columns: Sequence[str] | None = None,
-                    resample: str | dt.timedelta | None = None, calendar: str = "XNSE", exact: bool = False,
+                    resample: str | dt.timedelta | None = None, calendar: str | None = None, exact: bool = False,
                     as_of: DateLike | None = None, tz: str | None = None, last: int | None = None,
-                    index_col: str | Sequence[str] | None = None,
+                    index_col: str | Sequence[str] | None = None, strict: bool = False,
                     return_type: ReturnType = "polars") -> Any:
     """OHLCV bars of one or more symbols in ``[start, end]`` (inclusive).
 
@@ -115,12 +117,16 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
             start (left edge); intraday buckets start at the session open of ``calendar``
             and never span two sessions (``regime_io._read.resample``); ``timeframe`` becomes
             the resample label.
-        calendar: the exchange calendar whose session open anchors intraday buckets.
+        calendar: the exchange calendar whose session open anchors intraday buckets; None:
+            the ``calendars`` setting's entry for the symbol, else the ``calendar`` setting.
+            Bars outside its sessions warn (``CalendarMismatchWarning``).
         exact: DECIMAL columns as exact decimals instead of Float64.
         as_of: the rows as they were known at this instant (docs/history.md); default: now.
         last: only the last ``last`` rows of each symbol at or before ``end`` (:mod:`regime_io._read.lastrows`).
         index_col: with ``return_type="pandas"``, the column(s) to make the index, as
             ``pandas.read_sql`` does (``"timestamp"``: a ``DatetimeIndex``).
+        strict: with ``resample``, bars outside the calendar's sessions are a ``UsageError``
+            instead of a warning.
         return_type: ``"polars"``, ``"pandas"`` or ``"arrow"``.
 
     Returns rows ordered by symbol, timeframe and timestamp.
@@ -141,16 +147,18 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     extra = _filters(spec, timeframe=timeframe)
     every = parse_resample(resample) if resample is not None else None
     n = check_last(spec, last, resample=resample)
+    groups = _sessions.calendar_groups(db.settings, wanted, calendar)
     if every is not None:
-        session_hours(calendar)  # an unknown calendar is refused whatever the size
+        for name in groups:
+            session_hours(name)  # an unknown calendar is refused whatever the size
     if not wanted:
         return with_index(empty_frame(spec.key, return_type=return_type, exact=exact, columns=names), index)
     if every is None:
         table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                             what="get_market_data", as_of=known, last=n)
     else:
-        table = _read_resampled(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
-                                every=every, calendar=calendar, as_of=known)
+        table = _read_resampled(db, spec, groups, rng, names=names, exact=exact, extra=extra,
+                                every=every, strict=strict, as_of=known)
     if table.num_rows == 0:
         explain_empty(db, spec, wanted, timeframe=dict(extra).get("timeframe"), resample_hint=every is None)
     return with_index(convert(zoned(db, spec, table, check_tz(tz)), return_type), index)
@@ -673,31 +681,53 @@ def is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
     return len(symbols) * minutes <= SMALL_RANGE_ROWS
 
 
-def _read_resampled(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
-                    exact: bool, extra: Sequence[tuple[str, Any]], every: Resample, calendar: str,
-                    as_of: dt.datetime | None = None) -> pa.Table:
+def _read_resampled(db: Database, spec: TableSpec, groups: dict[str, list[str]], rng: TimeRange, *,
+                    names: list[str], exact: bool, extra: Sequence[tuple[str, Any]], every: Resample,
+                    strict: bool, as_of: dt.datetime | None = None) -> pa.Table:
+    """One read per calendar of the symbols (``calendar_groups``), each checked against its sessions."""
+    parts = []
+    for calendar, symbols in groups.items():
+        table = _read_resampled_on(db, spec, symbols, rng, names=names, exact=exact, extra=extra, every=every,
+                                   calendar=calendar, as_of=as_of)
+        outside = pc.sum(table["_outside"]).as_py() or 0
+        _sessions.check_fit(spec.key, calendar, outside, pc.min(table["_example"]).as_py(), strict=strict,
+                  what="get_market_data(resample=...)")
+        parts.append(conform(table.drop_columns(["_outside", "_example"]), reader_schema(spec, names, exact=exact)))
+    table = pa.concat_tables(parts)
+    if len(parts) > 1:
+        table = table.sort_by([("symbol", "ascending"), ("timestamp", "ascending")])
+    return table
+
+
+def _read_resampled_on(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
+                       exact: bool, extra: Sequence[tuple[str, Any]], every: Resample, calendar: str,
+                       as_of: dt.datetime | None = None) -> pa.Table:
     aware = table_is_aware(db, spec)
     what = "get_market_data(resample=...)"
+    first, last = _sessions.session_days(db, spec, symbols, rng)
+    sessions = _sessions.stored_sessions(db, spec, calendar, first, last)
 
     def build(relation: Relation) -> tuple[Query, str]:
         q = Query()
         target = relation(q)
         conditions = where_conditions(q, spec, symbols, rng, extra)
         bucket = bucket_sql(q, every, column='t."timestamp"', calendar=calendar, aware=aware,
-                            storage_zone=db.settings.storage_timezone)
+                            storage_zone=db.settings.storage_timezone, sessions=sessions)
+        outside = _sessions.outside_sql(q, sessions, column='t."timestamp"')
         cast = "" if exact else "::float8"
         return q, (
             f'SELECT t."symbol" AS "symbol", {bucket} AS "timestamp", '
             f'(array_agg(t."open" ORDER BY t."timestamp"))[1]{cast} AS "open", '
             f'max(t."high"){cast} AS "high", min(t."low"){cast} AS "low", '
             f'(array_agg(t."close" ORDER BY t."timestamp" DESC))[1]{cast} AS "close", '
-            f'sum(t."volume")::int8 AS "volume", {q.param(every.label)}::text AS "timeframe" '
+            f'sum(t."volume")::int8 AS "volume", {q.param(every.label)}::text AS "timeframe", '
+            f'count(*) FILTER (WHERE {outside})::int8 AS "_outside", '
+            f'min(t."timestamp") FILTER (WHERE {outside}) AS "_example" '
             f"FROM {target} t WHERE {' AND '.join(conditions)} "
             f'GROUP BY t."symbol", t."timeframe", 2 ORDER BY 1, t."timeframe", 2'
         )
 
-    table = read_sql(db, spec, Scope(symbols, rng, extra), build, what=what, as_of=as_of, engine="cx")
-    return conform(table, reader_schema(spec, names, exact=exact))
+    return read_sql(db, spec, Scope(symbols, rng, extra), build, what=what, as_of=as_of, engine="cx")
 
 
 def _option_filters(spec: TableSpec, *, expiry: Any, strikes: Any, option_type: Any) -> list[tuple[str, Any]]:

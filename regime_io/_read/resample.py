@@ -21,20 +21,29 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from .._schema.timezones import time_kinds
 from .._sql.args import parse_duration
-from .._sql.query import Query
-from ..errors import UsageError
+from .._sql.query import EARLIEST, LATEST, Query, TimeRange
+from .._tiers.catalog import read_catalog
+from ..errors import CalendarMismatchWarning, UsageError, caller_stacklevel
 from ..tables import canonical_timeframe
 
 if TYPE_CHECKING:
     from .._conn.database import Database
+    from ..config import Settings
     from ..tables import TableSpec
 
-__all__ = ["Resample", "bucket_sql", "parse_resample", "schedule", "session_hours"]
+__all__ = ["Resample", "bucket_sql", "calendar_groups", "check_fit", "outside_sql", "parse_resample", "schedule",
+           "session_days", "session_hours", "stored_sessions"]
+
+# A session: its day, open and close in stored time (naive).
+Session = tuple[dt.date, dt.datetime, dt.datetime]
 
 
 # Regular hours of the exchanges usable without the calendars extra: (open, close, zone).
@@ -197,6 +206,89 @@ def schedule(calendar: str, start: dt.date, end: dt.date) -> list[tuple[dt.date,
     return out
 
 
+def calendar_groups(settings: Settings, symbols: Sequence[str], calendar: str | None) -> dict[str, list[str]]:
+    """Which calendar each symbol's sessions come from, as ``{calendar: symbols}``: an
+    explicit ``calendar`` for all of them, else the ``calendars`` setting's entry for the
+    symbol, else the ``calendar`` setting."""
+    if calendar is not None:
+        return {_check_name(calendar): list(symbols)}
+    groups: dict[str, list[str]] = {}
+    for symbol in symbols:
+        groups.setdefault(settings.calendars.get(symbol, settings.calendar), []).append(symbol)
+    return groups
+
+
+def stored_sessions(db: Database, spec: TableSpec, calendar: str, first: dt.date, last: dt.date) -> list[Session]:
+    """The sessions of ``calendar`` from ``first`` to ``last`` with open and close in stored
+    time: the schedule of each date (holidays, early closes, historical hours); without the
+    calendars extra, the built-in regular hours on weekdays."""
+    name = _check_name(calendar)
+    try:
+        days = schedule(name, first, last)
+        zone = str(_calendar(name).tz)
+    except UsageError:
+        if name not in _BUILT_IN:
+            raise
+        opened, closed, zone = _BUILT_IN[name]
+        days = [(first + dt.timedelta(days=i), dt.datetime.combine(first + dt.timedelta(days=i), opened),
+                 dt.datetime.combine(first + dt.timedelta(days=i), closed))
+                for i in range((last - first).days + 1) if (first + dt.timedelta(days=i)).weekday() < 5]
+    if not table_is_aware(db, spec):
+        return days
+    local, storage = ZoneInfo(zone), ZoneInfo(db.settings.storage_timezone)
+    return [(day, opened.replace(tzinfo=local).astimezone(storage).replace(tzinfo=None),
+             closed.replace(tzinfo=local).astimezone(storage).replace(tzinfo=None)) for day, opened, closed in days]
+
+
+def session_days(db: Database, spec: TableSpec, symbols: Sequence[str], rng: TimeRange) -> tuple[dt.date, dt.date]:
+    """The days a read of ``rng`` can touch; an open side ends at the symbols' catalogued span."""
+    start, end = rng.start, rng.end
+    if start <= EARLIEST or end >= LATEST:
+        rows = [r for r in read_catalog(db, spec.key).to_pylist() if r["symbol"] in set(symbols)]
+        firsts = [r["first_timestamp"] for r in rows if r["first_timestamp"] is not None]
+        lasts = [r["last_timestamp"] for r in rows if r["last_timestamp"] is not None]
+        if start <= EARLIEST:
+            start = min(firsts, default=end if end < LATEST else dt.datetime(2000, 1, 1))
+        if end >= LATEST:
+            end = max(lasts, default=start)
+    return start.date() - dt.timedelta(days=1), max(start, end).date() + dt.timedelta(days=1)
+
+
+def _session_lookup(q: Query, sessions: Sequence[Session], column: str) -> tuple[str, str]:
+    """SQL of the open and close of the session on the (stored) day of ``column``: arrays
+    indexed by the day's offset from the first one (NULL on days without a session)."""
+    first = min(opened.date() for _, opened, _ in sessions)
+    last = max(opened.date() for _, opened, _ in sessions)
+    opens: list[dt.datetime | None] = [None] * ((last - first).days + 1)
+    closes: list[dt.datetime | None] = list(opens)
+    for _, opened, closed in sessions:
+        opens[(opened.date() - first).days] = opened
+        closes[(opened.date() - first).days] = closed
+    index = f"(({column})::date - {q.param(first)}::date + 1)"
+    return f"({q.param(opens)}::timestamp[])[{index}]", f"({q.param(closes)}::timestamp[])[{index}]"
+
+
+def outside_sql(q: Query, sessions: Sequence[Session], *, column: str) -> str:
+    """The SQL condition "the bar at ``column`` is outside every session"."""
+    if not sessions:
+        return "TRUE"
+    opened, closed = _session_lookup(q, sessions, column)
+    return f"NOT COALESCE({column} >= {opened} AND {column} < {closed}, FALSE)"
+
+
+def check_fit(table: str, calendar: str, outside: int, example: Any, *, strict: bool, what: str) -> None:
+    """Warn (or refuse, ``strict``) when ``outside`` bars fall outside ``calendar``'s sessions."""
+    if not outside:
+        return
+    message = (f"{what}: {outside} bar(s) of {table!r} fall outside the sessions of calendar {calendar!r}, "
+               f"e.g. {example}; the data may trade on another exchange: pass calendar= (e.g. 'XNYS') or "
+               "configure calendar / calendars (AAPL:XNYS)")
+    if strict:
+        raise UsageError(message, table=table, value=example)
+    warnings.warn(CalendarMismatchWarning(message, table=table, calendar=calendar, outside=outside,
+                                          example=example), stacklevel=caller_stacklevel())
+
+
 def table_is_aware(db: Database, spec: TableSpec) -> bool:
     """True when the table's times were written zone-aware (instants in the storage zone)."""
 
@@ -204,16 +296,18 @@ def table_is_aware(db: Database, spec: TableSpec) -> bool:
 
 
 def bucket_sql(q: Query, resample: Resample, *, column: str, calendar: str, aware: bool,
-               storage_zone: str) -> str:
+               storage_zone: str, sessions: Sequence[Session] = ()) -> str:
     """The SQL of a row's bucket start (its label): session-anchored for intraday sizes.
 
-    Intraday: ``date_bin`` from that day's session open, never before the day's midnight,
+    Intraday: ``date_bin`` from that day's session open (``sessions``: the schedule's open
+    of the date; days without one: the regular open), never before the day's midnight,
     so no bucket holds rows of two sessions (the last one of a session is cut at the
     close). Days: the day (``n`` days: epoch-aligned); weeks: from Monday; months: the
     first of the month (``n`` months: from January). ``label_end`` (pandas' ``W``,
     ``ME``, ``QE``): the same buckets, labelled by their last day (midnight).
     """
-    start = _bucket_start(q, resample, column=column, calendar=calendar, aware=aware, storage_zone=storage_zone)
+    start = _bucket_start(q, resample, column=column, calendar=calendar, aware=aware, storage_zone=storage_zone,
+                          sessions=sessions)
     if not resample.label_end:
         return start
     size = f"{resample.count} {'week' if resample.unit == 'w' else 'month'}"
@@ -221,7 +315,7 @@ def bucket_sql(q: Query, resample: Resample, *, column: str, calendar: str, awar
 
 
 def _bucket_start(q: Query, resample: Resample, *, column: str, calendar: str, aware: bool,
-                  storage_zone: str) -> str:
+                  storage_zone: str, sessions: Sequence[Session] = ()) -> str:
     if resample.intraday:
         opened, _, zone = session_hours(calendar)
         day = f"date_trunc('day', {column})"
@@ -229,6 +323,8 @@ def _bucket_start(q: Query, resample: Resample, *, column: str, calendar: str, a
         local, storage = q.param(zone), q.param(storage_zone)
         anchor = (f"((({day} + {offset}) AT TIME ZONE {local}::text) AT TIME ZONE {storage}::text)"
                   if aware else f"({day} + {offset})")
+        if sessions:  # that date's open (historical hours, special sessions), else the regular one
+            anchor = f"COALESCE({_session_lookup(q, sessions, column)[0]}, {anchor})"
         every = f"{q.param(f'{resample.seconds} seconds')}::interval"
         return f"GREATEST(date_bin({every}, {column}, {anchor}), {day})"
     if resample.unit == "d":
