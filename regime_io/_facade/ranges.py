@@ -497,12 +497,6 @@ class RangeReaders(FacadeBase[F]):
                                           exact=exact, as_of=as_of, tz=tz)
 
     @overload
-    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
-                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
-                return_type: None = None) -> F: ...
-
-    @overload
-    @overload
     def tail(self, table: str, symbol: str | Sequence[str] | None = None, n: int = 5, *,
              symbols: Sequence[str] | None = None, end_date: DateLike | None = None, timeframe: str | None = None,
              exact: bool = False, tz: str | None = None, return_type: None = None) -> F: ...
@@ -554,6 +548,12 @@ class RangeReaders(FacadeBase[F]):
         return _tailrows.tail(self.db, table, symbol, n, symbols=symbols, end_date=end_date, timeframe=timeframe,
                               exact=exact, tz=tz, return_type=rt)
 
+    @overload
+    def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
+                return_type: None = None) -> F: ...
+
+    @overload
     def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                 end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
                 return_type: Literal["polars"]) -> pl.DataFrame: ...
