@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import warnings
 from collections.abc import Iterator
-from typing import Any
 
 import polars as pl
 import pytest
@@ -101,7 +100,8 @@ def test_explicit_calendar_overrides_configuration(nse_default: PostgreSQLIntegr
 
 def test_per_symbol_mapping_picks_the_calendar(settings: Settings) -> None:
     for pg in _pg(settings, calendars="AAPL:XNYS"):
-        pg.save_market_data(pl.concat([_bars("AAPL", US_OPEN, 390), _bars("NIFTY", dt.datetime(2023, 1, 3, 9, 15), 375)]))
+        pg.save_market_data(pl.concat([_bars("AAPL", US_OPEN, 390),
+                                       _bars("NIFTY", dt.datetime(2023, 1, 3, 9, 15), 375)]))
         with warnings.catch_warnings():
             warnings.simplefilter("error", CalendarMismatchWarning)
             hourly = pg.get_market_data(["AAPL", "NIFTY"], "2023-01-03", "2023-01-03", resample="1h")

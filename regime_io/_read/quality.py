@@ -123,7 +123,9 @@ def quality_report(db: Database, table: str, symbols: str | Sequence[str] | None
         if sessions.height == 0:
             continue
         rows = _rows(db, spec, group, sessions, shift)
-        outside = rows.filter(pl.col("timestamp").is_between(first, last)).join(sessions, left_on=pl.col("timestamp").dt.date(), right_on="session", how="left").filter(
+        in_window = rows.filter(pl.col("timestamp").is_between(first, last))
+        outside = in_window.join(sessions, left_on=pl.col("timestamp").dt.date(), right_on="session",
+                                 how="left").filter(
             pl.col("session_open").is_null() | (pl.col("timestamp") < pl.col("session_open"))
             | (pl.col("timestamp") >= pl.col("session_close")))
         example = outside["timestamp"].min()
