@@ -235,7 +235,9 @@ def _clean_errors(func: F) -> F:
                 warnings.showwarning = _show_warning  # restored when the command ends
                 return func(*args, **kwargs)
         except RegimeIOError as err:
-            raise _fail(str(err), state) from None
+            # The arguments an error names (err.params) are this command's options.
+            options = ", ".join(f"--{p.replace('_', '-')}" for p in err.params)
+            raise _fail(f"{err} (options: {options})" if options else str(err), state) from None
         except ImportError as err:
             raise _fail(str(err), state) from None
         except OSError as err:  # a file that cannot be read or written
@@ -452,11 +454,6 @@ def export(
                                     start=start, end=end, timeframe=timeframe, as_of=as_of, allow_empty=allow_empty)
         console.print(f"[green]✓[/green] {escape(str(result))}")
         return
-    if key != "optimization_results":
-        missing = [name for name, value in (("--symbol", symbol), ("--start", start), ("--end", end))
-                   if value is None]
-        if missing:
-            raise UsageError(f"export of {key} needs {', '.join(missing)}", table=key)
     with _state(ctx).integration() as pg, console.status(f"exporting {key}..."):
         result = export_table(pg, key, output, symbol=symbol, start=start, end=end, timeframe=timeframe,
                               format=file_format, allow_empty=allow_empty, as_of=as_of)
@@ -883,15 +880,8 @@ def db_url(
 ) -> None:
     """Print the postgresql:// URL of the server the commands use (psql, connectorx, ADBC)."""
 
-    settings = _state(ctx).settings()
-    if settings.embedded:
-        server = embedded.status(settings.embedded_dir)
-        if server is None:
-            raise RegimeIOError("the embedded server is not running; start it with: regime-io db start")
-        settings = settings_replace(settings, host=server.socket_dir, port=server.port, user=server.user,
-                                    database=server.database)
     # Plain print: a URL must not be wrapped or styled.
-    typer.echo(settings.url(redact=not show_password, with_timeout=False))
+    typer.echo(embedded.url(_state(ctx).settings(), show_password=show_password))
 
 
 def main() -> None:

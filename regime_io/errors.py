@@ -69,6 +69,7 @@ class RegimeIOError(Exception):
         column: str | None = None,
         row: int | None = None,
         value: Any = None,
+        params: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -76,6 +77,9 @@ class RegimeIOError(Exception):
         self.column = column
         self.row = row
         self.value = value
+        # The arguments the error is about (``("symbol", "start")``), by their library names:
+        # the CLI words them as its options from this field, not from the message text.
+        self.params = params
 
 
 class ConfigError(RegimeIOError):

@@ -389,7 +389,7 @@ def export_table(pg: PostgreSQLIntegration[Any], table: str, path: PathLike, *, 
     else:
         if symbol is None or start is None or end is None:
             missing = [name for name, value in (("symbol", symbol), ("start", start), ("end", end)) if value is None]
-            raise UsageError(f"export of {key} needs {', '.join(missing)}", table=key)
+            raise UsageError(f"export of {key} needs {', '.join(missing)}", table=key, params=tuple(missing))
         if key == "market_data":
             data = pg.iter_market_data(symbol, start, end, timeframe=timeframe, as_of=as_of)
             schema = spec.read_schema()

@@ -252,7 +252,7 @@ def test_export_regimes_and_optimisation_results(cli: Run, settings: Settings, t
     assert opt.height == 4
     assert sorted(opt["fitness_value"].to_list()) == sorted(r["fitness_value"] for r in runs)  # type: ignore[misc]
     missing = cli("export", "-t", "market_data", "-o", str(tmp_path / "x.parquet"), code=1)
-    assert "export of market_data needs --symbol, --start, --end" in missing.stderr
+    assert "export of market_data needs symbol, start, end (options: --symbol, --start, --end)" in missing.stderr
 
 
 def test_export_of_nothing_is_an_error_and_one_row_is_singular(cli: Run, settings: Settings,

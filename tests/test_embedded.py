@@ -115,3 +115,18 @@ def test_unconfigured_settings_resolve_to_the_embedded_server(pgdata: Path) -> N
     assert (resolved.host, resolved.port, resolved.user) == (info.socket_dir, info.port, "postgres")
     with psycopg.connect(resolved.url(redact=False)) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_url_of_the_embedded_server_and_when_it_is_not_running(tmp_path: Path) -> None:
+    from regime_io import server as public
+    from regime_io.config import load_settings
+    from regime_io.errors import RegimeIOError
+
+    settings = load_settings(config={"database": {"embedded_dir": str(tmp_path / "none")}}, env={})
+    with pytest.raises(RegimeIOError, match="the embedded server is not running; start it with: regime-io db start"):
+        public.url(settings)
+    configured = load_settings(config={"database": {"host": "db.example", "port": "6543", "user": "u",
+                                                     "password": "s3cret", "database": "d"}}, env={})
+    assert public.url(configured) == "postgresql://u:***@db.example:6543/d"
+    assert "s3cret" in public.url(configured, show_password=True)
+    assert "s3cret" not in public.url(configured)
