@@ -774,7 +774,8 @@ def quality(
     with _state(ctx).integration() as pg:
         frame = pg.quality_report(table, symbol or None, start, end, calendar=calendar,
                                   bar_label=cast(Any, bar_label), return_type="polars")
-    print_frame(console, frame, title=f"{table} quality by session ({calendar or 'configured calendar'})",
+        shown = calendar or (pg.settings.calendar if not pg.settings.calendars else "calendars from configuration")
+    print_frame(console, frame, title=f"{table} quality by session ({shown})",
                 max_rows=200, percent=("coverage",),
                  columns=["symbol", "session", "expected_minutes", "present_minutes", "coverage", "first_missing",
                           "duplicate_bars", "ohlc_violations", "zero_volume_runs", "stale_runs", "jumps"])

@@ -239,7 +239,7 @@ def test_quality_calendar(cli: Run, pg: PostgreSQLIntegration, received: Any) ->
     assert "quality by session (XNSE)" in nse.output and "2024-01-15" in nse.output
     nyse = cli(*args, "--calendar", "XNYS")
     assert "quality by session (XNYS)" in nyse.output and "2024-01-15" not in nyse.output  # no session that day
-    assert [c["calendar"] for c in calls] == ["XNSE", "XNYS"]
+    assert [c["calendar"] for c in calls] == [None, "XNYS"]  # None: the configured calendar (XNSE)
 
 
 def test_doctor_estimate(cli: Run, pg: PostgreSQLIntegration, monkeypatch: pytest.MonkeyPatch) -> None:
