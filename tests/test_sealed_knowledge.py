@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import polars as pl
 import pytest
 
 from regime_io import PostgreSQLIntegration, WriteError
@@ -48,3 +49,22 @@ def test_nothing_was_written_and_later_vintages_still_go_in(pg: PostgreSQLIntegr
     assert (after["known_to"] > after["known_from"].fill_null(dt.datetime.min.replace(tzinfo=dt.timezone.utc))).all()
     got = pg.get_1min_market_regimes("AAA", "2024-01-08 09:15", "2024-01-08 09:15")
     assert got["confidence"].to_list() == [4.0]
+
+
+def test_ignore_into_a_sealed_month_supersedes_nothing(pg: PostgreSQLIntegration) -> None:
+    """on_conflict='ignore' keeps the sealed row: no version of it may end (one difference,
+    from the merge itself, feeds knowledge time: it cannot disagree with what was stored)."""
+    t0 = dt.datetime(2024, 1, 8, 9, 15)
+    first = pl.DataFrame({"symbol": ["AAA"] * 2, "timestamp": [t0, t0 + dt.timedelta(minutes=1)],
+                          "regime": ["UP", "UP"], "confidence": [0.5, 0.5]})
+    pg.save_1min_market_regime(first)
+    assert pg.seal("2024-02-01", tables="1min").rows_moved == 2
+    before = pg.history("1min", "AAA", "2024-01-01", "2024-01-31")
+    changed = first.with_columns(pl.lit("DOWN").alias("regime"))
+    fresh = pl.DataFrame({"symbol": ["AAA"], "timestamp": [t0 + dt.timedelta(minutes=2)], "regime": ["DOWN"],
+                          "confidence": [0.5]})
+    result = pg.save_1min_market_regime(pl.concat([changed, fresh]), on_conflict="ignore")
+    assert (result.inserted, result.updated) == (1, 0)
+    after = pg.history("1min", "AAA", "2024-01-01", "2024-01-31")
+    assert before.height == 2 and after.height == 3  # the new row; no superseded version of the kept ones
+    assert after["regime"].to_list() == ["UP", "UP", "DOWN"] and after["known_to"].null_count() == 3

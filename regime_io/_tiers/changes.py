@@ -104,22 +104,13 @@ def live_sql(settings: Settings) -> list[str]:
 # -- sealed chunks -------------------------------------------------------------------------
 
 
-def changed_rows(spec: TableSpec, before: pa.Table | None, merged: pa.Table, key: tuple[Any, ...]) -> pa.Table:
-    """The rows of a merged chunk that are new or differ from the chunk before the merge,
-    with the chunk key's columns added: what a consumer of the tail must receive.
-
-    Taken from the merge's own result (not re-derived from the input), so it cannot
-    disagree with what was stored.
-    """
-    new = pl.from_arrow(merged.select(list(spec.chunk_columns)))
-    assert isinstance(new, pl.DataFrame)
-    if before is not None and before.num_rows:
-        old = pl.from_arrow(before.select(list(spec.chunk_columns)))
-        assert isinstance(old, pl.DataFrame)
-        new = new.join(old, on=list(spec.chunk_columns), how="anti", nulls_equal=True)
+def changed_rows(spec: TableSpec, rows: pl.DataFrame, key: tuple[Any, ...]) -> pa.Table:
+    """The rows a merge into one chunk added or changed (payload columns, from the merge's
+    own difference: it cannot disagree with what was stored), with the chunk key's columns
+    added: what a consumer of the tail must receive."""
     for name, value in zip(spec.chunk_by, key, strict=True):
-        new = new.with_columns(pl.lit(value).alias(name))
-    table = new.select(list(spec.column_names)).to_arrow()
+        rows = rows.with_columns(pl.lit(value).alias(name))
+    table = rows.select(list(spec.column_names)).to_arrow()
     return table.cast(spec.arrow_schema())
 
 

@@ -9,6 +9,7 @@ import zoneinfo
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
 import pyarrow as pa
 
 from .._conn.copy import copy_into
@@ -24,8 +25,14 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = [
-    "as_of_instant", "changed_rows", "history_sql", "keeps_history", "known_at_instant", "lock_symbols",
-    "record_sealed", "versioned_merge",
+    "as_of_instant",
+    "history_sql",
+    "keeps_history",
+    "known_at_instant",
+    "lock_symbols",
+    "record_sealed",
+    "superseded_rows",
+    "versioned_merge",
 ]
 
 log = logging.getLogger(__name__)
@@ -250,29 +257,14 @@ def _check_order(cur: Any, spec: TableSpec, target: str, staged: str, k: str, zo
                          "vintages of a row in knowledge order; nothing was written", table=spec.key)
 
 
-def changed_rows(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, key: tuple[Any, ...]) -> pa.Table:
-    """What a merge of ``incoming`` into one chunk (``existing``) supersedes, with every
-    declared column (the chunk key ``key`` filled in) and ``absent``: the previous values
-    of the rows it changes (``absent`` false), and the rows it adds (``absent`` true: the
-    key had no value before; a chunk row keeps no insertion time, so this is recorded)."""
-    import polars as pl
-
-    inner = [c for c in spec.primary_key if c not in spec.chunk_by]
-    values = [c for c in spec.chunk_columns if c not in inner]
-    new = pl.from_arrow(incoming.select(list(spec.chunk_columns)))
-    assert isinstance(new, pl.DataFrame)
-    if existing is None or existing.num_rows == 0:
-        parts = [new.with_columns(pl.lit(True).alias(ABSENT))]
-    else:
-        old = pl.from_arrow(existing.select(list(spec.chunk_columns)))
-        assert isinstance(old, pl.DataFrame)
-        both = old.join(new, on=inner, how="inner", suffix="__new", nulls_equal=True)
-        changed = pl.lit(False)
-        for v in values:
-            changed = changed | ~pl.col(v).eq_missing(pl.col(f"{v}__new"))
-        parts = [both.filter(changed).select(list(spec.chunk_columns)).with_columns(pl.lit(False).alias(ABSENT)),
-                 new.join(old, on=inner, how="anti", nulls_equal=True).with_columns(pl.lit(True).alias(ABSENT))]
-    out = pl.concat(parts)
+def superseded_rows(spec: TableSpec, before: pl.DataFrame, added: pl.DataFrame, key: tuple[Any, ...]) -> pa.Table:
+    """What a merge into one chunk superseded, from the merge's own difference
+    (:class:`regime_io._tiers.sealed_store.ChunkMerge`), with every declared column (the
+    chunk key ``key`` filled in) and ``absent``: the previous values of the rows it changed
+    (``absent`` false), and the rows it added (``absent`` true: the key had no value before;
+    a chunk row keeps no insertion time, so this is recorded)."""
+    out = pl.concat([before.with_columns(pl.lit(False).alias(ABSENT)),
+                     added.with_columns(pl.lit(True).alias(ABSENT))], how="vertical_relaxed")
     for name, value in zip(spec.chunk_by, key, strict=True):
         out = out.with_columns(pl.lit(value).alias(name))
     table = out.select([*spec.column_names, ABSENT]).to_arrow()

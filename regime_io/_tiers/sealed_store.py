@@ -309,20 +309,35 @@ def with_period(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
                               .alias("__period"))
 
 
+@dataclass(frozen=True)
+class ChunkMerge:
+    """One chunk's merge, and the one difference every consumer reads: the series catalog
+    (counts), knowledge time (the previous values it superseded, the keys it added) and
+    the change log (the rows a tail must receive: ``added`` and ``after``)."""
+
+    rows: pa.Table  # the chunk's rows after the merge (payload columns)
+    inserted: int
+    updated: int
+    added: pl.DataFrame  # rows whose key the chunk did not hold
+    before: pl.DataFrame  # the previous values of the rows the merge changed
+    after: pl.DataFrame  # their new values
+
+
 def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_conflict: OnConflict,
-          settings_table: str) -> tuple[pa.Table, int, int]:
+          settings_table: str) -> ChunkMerge:
     """Upsert ``incoming`` into ``existing`` (one chunk's rows) by the natural key.
 
-    Returns the merged rows and the inserted / updated counts, as the row tier's
-    ``INSERT ... ON CONFLICT`` would count them (an update that changes nothing counts as
-    unchanged).
+    Counts inserted / updated rows as the row tier's ``INSERT ... ON CONFLICT`` would (an
+    update that changes nothing counts as unchanged), and returns the difference once,
+    for every consumer (:class:`ChunkMerge`).
     """
     key = [c for c in spec.primary_key if c not in spec.chunk_by]
     values = [c for c in spec.chunk_columns if c not in key]
     new = pl.from_arrow(incoming.select(list(spec.chunk_columns)))
     assert isinstance(new, pl.DataFrame)
     if existing is None or existing.num_rows == 0:
-        return incoming.select(list(spec.chunk_columns)), new.height, 0
+        return ChunkMerge(incoming.select(list(spec.chunk_columns)), new.height, 0, added=new, before=new.clear(),
+                          after=new.clear())
     old = pl.from_arrow(existing.select(list(spec.chunk_columns)))
     assert isinstance(old, pl.DataFrame)
     both = new.join(old, on=key, how="inner", suffix="__old", nulls_equal=True)
@@ -333,15 +348,18 @@ def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_
                          f"already exists in the sealed tier, table {settings_table!r}); on_conflict='error' "
                          "refuses it; nothing was written", table=spec.key)
     inserted = new.height - both.height
+    added = new.join(old, on=key, how="anti", nulls_equal=True)
     if on_conflict == "ignore":
-        merged = pl.concat([old, new.join(old, on=key, how="anti", nulls_equal=True)])
-        return merged.to_arrow(), inserted, 0
+        merged = pl.concat([old, added])
+        return ChunkMerge(merged.to_arrow(), inserted, 0, added=added, before=new.clear(), after=new.clear())
     changed = pl.lit(False)
     for v in values:
         changed = changed | ~pl.col(v).eq_missing(pl.col(f"{v}__old"))
-    updated = both.filter(changed).height if values else 0
+    pairs = both.filter(changed) if values else both.clear()
+    after = pairs.select(list(spec.chunk_columns))
+    before = pairs.select([pl.col(f"{c}__old").alias(c) if c in values else pl.col(c) for c in spec.chunk_columns])
     merged = pl.concat([old.join(new, on=key, how="anti", nulls_equal=True), new])
-    return merged.to_arrow(), inserted, updated
+    return ChunkMerge(merged.to_arrow(), inserted, pairs.height, added=added, before=before, after=after)
 
 
 def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, *, on_conflict: OnConflict,
@@ -395,12 +413,12 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         superseded: list[pa.Table] = []  # previous values of changed rows, new rows (regime_io._tiers.knowledge)
         fresh: list[pa.Table] = []  # new values of changed rows, for the live tail (regime_io._tiers.changes)
         for key, incoming in incoming_by_key.items():
-            merged, ins, upd = merge(spec, existing.get(key), incoming, on_conflict=on_conflict,
-                                     settings_table=name)
+            diff = merge(spec, existing.get(key), incoming, on_conflict=on_conflict, settings_table=name)
+            merged, ins, upd = diff.rows, diff.inserted, diff.updated
             counts.inserted += ins
             counts.updated += upd
             if (upd or ins) and spec.key in settings.history_tables:
-                superseded.append(knowledge.changed_rows(spec, existing.get(key), incoming, key))
+                superseded.append(knowledge.superseded_rows(spec, diff.before, diff.added, key))
             if ins:
                 times = incoming.column(spec.time_column or "timestamp")
                 entry = counts.series.setdefault(key, [0, None, None])
@@ -409,7 +427,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                 entry[1] = low if entry[1] is None else min(entry[1], low)
                 entry[2] = high if entry[2] is None else max(entry[2], high)
             if ins or upd:
-                fresh.append(live.changed_rows(spec, existing.get(key), merged, key))
+                fresh.append(live.changed_rows(spec, pl.concat([diff.added, diff.after], how="vertical_relaxed"), key))
             if ins or upd or key not in existing or sealed_tier:
                 results[key] = merged
         write_chunks(cur, settings, spec, period, results)

@@ -306,8 +306,8 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store
                 existing = store.fetch_for_update(cur, settings, spec, period, list(by_series))
                 tables: dict[store.SeriesKey, pa.Table] = {}
                 for key, table in by_series.items():
-                    merged, _, _ = store.merge(spec, existing.get(key), table, on_conflict="update",
-                                               settings_table=chunk_table(spec, settings))
+                    merged = store.merge(spec, existing.get(key), table, on_conflict="update",
+                                         settings_table=chunk_table(spec, settings)).rows
                     tables[key] = merged
                 after = store.write_chunks(cur, settings, spec, period, tables)
                 deleted = store.delete_rows(cur, settings, spec, period, list(by_series))
