@@ -90,3 +90,37 @@ def test_a_write_wakes_a_waiting_tail_at_once(kind: str, pg: PostgreSQLIntegrati
     assert done.wait(15), f"the {kind} write never reached the tail: {got}"
     assert got[-1][0] - sent < 5.0, f"delivered after {got[-1][0] - sent:.1f} s: by polling, not NOTIFY"
     assert sum(n for _, n in got) == 302
+
+
+def test_a_known_at_write_into_a_sealed_month_is_followed_and_read_as_of(pg: PostgreSQLIntegration[Any]) -> None:
+    """The seam of the sealed tier, knowledge time and the change log: a restatement of a
+    sealed row with known_at= merges into its chunk, a waiting follower receives it at once,
+    and reads as of before and after it see the two versions."""
+    pg.save_1min_market_regime(regimes(["SEAL"], 0, tag="OLD"))
+    assert pg.seal("2024-06-01", tables="1min").rows_moved == 1
+    got: list[pl.DataFrame] = []
+    first = threading.Event()
+    done = threading.Event()
+
+    def consume() -> None:
+        with pg.follow("1min", timeout=20.0, poll_interval=60.0) as batches:
+            for batch in batches:
+                got.append(batch.frame)
+                first.set()
+                if sum(f.height for f in got) >= 2:
+                    break
+        done.set()
+
+    worker = threading.Thread(target=consume, daemon=True)
+    worker.start()
+    time.sleep(0.3)
+    pg.save_1min_market_regime(regimes(["WARM"], 0))
+    assert first.wait(15), "the warm-up row never arrived"
+    before = dt.datetime.now(dt.timezone.utc)
+    result = pg.save_1min_market_regime(regimes(["SEAL"], 0, tag="NEW"), known_at=before + dt.timedelta(seconds=1))
+    assert result.updated == 1 and result.method == "staged"
+    assert done.wait(15), f"the restatement never reached the follower: {got}"
+    assert got[-1]["symbol"].to_list() == ["SEAL"] and got[-1]["regime"].to_list() == ["NEW"]
+    old = pg.get_1min_market_regimes("SEAL", "2024-05-01", "2024-05-31", as_of=before)
+    new = pg.get_1min_market_regimes("SEAL", "2024-05-01", "2024-05-31")
+    assert old["regime"].to_list() == ["OLD"] and new["regime"].to_list() == ["NEW"]

@@ -150,6 +150,12 @@ def _again(db: Database, spec: TableSpec) -> None:
     db.sealed_tables.add(spec.key)
 
 
+def _like(spec: TableSpec, sealed: pa.Table, rows: pa.Table, exact: bool) -> pa.Table:
+    """Decoded sealed rows in the reader's types and the columns of its row answer ``rows``."""
+    full = spec.read_schema(exact=exact)
+    return to_reader(spec, sealed, pa.schema([full.field(n) for n in rows.column_names]))
+
+
 def _gave_up(spec: TableSpec) -> ReadError:
     return ReadError(f"{spec.key}: the sealed tier changed (a seal, unseal or merge) during each of {MAX_TRIES} "
                      "attempts to read it; try again", table=spec.key)
@@ -184,9 +190,7 @@ def read_rows(db: Database, spec: TableSpec, scope: Scope, *, names: Sequence[st
                 raise
             _again(db, spec)
             continue
-        full = spec.read_schema(exact=exact)
-        schema = pa.schema([full.field(n) for n in got.column_names])
-        merged = merge_sorted(db, spec, got, to_reader(spec, sealed, schema), order)
+        merged = merge_sorted(db, spec, got, _like(spec, sealed, got, exact), order)
         return merged.select(list(names))
     raise _gave_up(spec)
 
@@ -244,9 +248,7 @@ def read_last(db: Database, spec: TableSpec, scope: Scope, n: int, *, names: Seq
                 raise
             _again(db, spec)
             continue
-        full = spec.read_schema(exact=exact)
-        schema = pa.schema([full.field(c) for c in got.column_names])
-        sealed = to_reader(spec, pa.concat_tables(parts), schema)
+        sealed = _like(spec, pa.concat_tables(parts), got, exact)
         if sealed.num_rows == 0:
             return got.select(list(names))
         newest_first = ["symbol", time_col, *(c for c in spec.primary_key if c not in ("symbol", time_col))]
