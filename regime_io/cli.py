@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from ._conn.embedded import StopMode
 from ._render import confirm, plural, print_cleanup, print_frame, print_seal, show_tail
 from .config import Settings, load_settings, settings_replace, with_dsn
 from .demo import DEMO_CHART, DEMO_DAYS, MAX_DAYS, demo_schema, run_demo
-from .errors import ConfigError, RegimeIOError, UsageError
+from .errors import ConfigError, RegimeIOError, UsageError, option_name
 from .files import Format, export_dataset, export_table, read_file, write_file
 from .integration import PostgreSQLIntegration
 from .plots import plot_coverage, plot_regime_distribution, plot_transition_matrix
@@ -200,27 +199,12 @@ def _fail(message: str, state: _State | None = None) -> typer.Exit:
         message = state._settings.redact(message)
     elif state is not None and state.dsn:
         message = message.replace(state.dsn, "***")  # never echo a DSN that failed to load
-    message = _OPTION_HINT.sub(_as_option, message).replace("call initialize_database() first",
-                                                            "run regime-io init first")
-    # A reader's bound is the --start/--end option here, and a datetime is typed as ISO 8601.
-    message = re.sub(r"^(start|end)(?:_date)?: ", r"--\1 ", message).replace(
-        "pass a datetime instead", "write it as YYYY-MM-DD or 'YYYY-MM-DD HH:MM'")
     err_console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
     return typer.Exit(1)
 
 
-# Library messages suggest keyword arguments (``pass extra_columns='ignore'``); on the
-# command line the same advice is an option (``--extra-columns ignore``), and each exists.
-_OPTION_HINT = re.compile(r"\b(extra_columns|on_duplicate|on_conflict|date_format|strict|format|timeframe)="
-                          r"('([^']*)'|True\b)?")
-
-
-def _as_option(match: re.Match[str]) -> str:
-    option = "--" + match.group(1).replace("_", "-")
-    if match.group(3) is not None:
-        value = match.group(3)
-        return f"{option} {value!r}" if " " in value or "%" in value else f"{option} {value}"
-    return option
+def _option_names(params: tuple[str, ...]) -> str:
+    return ", ".join(option_name(p) for p in params)
 
 
 def _clean_errors(func: F) -> F:
@@ -235,9 +219,10 @@ def _clean_errors(func: F) -> F:
                 warnings.showwarning = _show_warning  # restored when the command ends
                 return func(*args, **kwargs)
         except RegimeIOError as err:
-            # The arguments an error names (err.params) are this command's options.
-            options = ", ".join(f"--{p.replace('_', '-')}" for p in err.params)
-            raise _fail(f"{err} (options: {options})" if options else str(err), state) from None
+            # The message worded for the command line (its remedies as options, not
+            # keyword arguments); the arguments it names (err.params) as this command's options.
+            options = _option_names(err.params)
+            raise _fail(f"{err.cli_message} (options: {options})" if options else err.cli_message, state) from None
         except ImportError as err:
             raise _fail(str(err), state) from None
         except OSError as err:  # a file that cannot be read or written

@@ -31,6 +31,11 @@ translated in one place, ``regime_io._conn.driver_errors``.
 Errors about data carry ``table``, ``column``, ``row`` and ``value`` where they apply,
 so a notebook user can jump to the offending row: ``df[err.row]``.
 
+A message that suggests a fix ("pass extra_columns='ignore'") holds it as a
+:class:`Remedy`, worded twice: as a keyword argument for a caller of the library, as an
+option for the command line (``err.cli_message``). The CLI prints that wording; it never
+rewrites message text.
+
 Driver errors are wrapped (``raise WriteError(...) from err``) and their text is
 scrubbed of credentials before it reaches a message.
 """
@@ -38,6 +43,7 @@ scrubbed of credentials before it reaches a message.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -47,6 +53,7 @@ __all__ = [
     "PoolTimeoutError",
     "ReadError",
     "RegimeIOError",
+    "Remedy",
     "SchemaError",
     "ServerError",
     "ServerUnavailableError",
@@ -56,6 +63,59 @@ __all__ = [
     "ValidationError",
     "WriteError",
 ]
+
+
+_UNSET: Any = object()
+
+# The library parameters whose command-line option has another name.
+_OPTION_NAMES = {"start_date": "--start", "end_date": "--end"}
+
+
+def option_name(param: str) -> str:
+    """The command-line option of a library parameter: ``extra_columns`` -> ``--extra-columns``."""
+    return _OPTION_NAMES.get(param) or "--" + param.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """A fix a message suggests, in the words of whoever reads it.
+
+    ``python`` is for a caller of the library, ``cli`` for the command line. A message
+    marks where it goes with ``{fix}`` (one marker per remedy, in order).
+    """
+
+    python: str
+    cli: str
+
+    @classmethod
+    def argument(cls, param: str, value: Any = _UNSET) -> Remedy:
+        """Pass a keyword argument (``extra_columns='ignore'``): on the command line, the
+        option of the same name (``--extra-columns ignore``). No ``value``: any value
+        (``format=`` / ``--format``); ``True``: a flag (``strict=True`` / ``--strict``)."""
+        option = option_name(param)
+        if value is _UNSET:
+            return cls(f"{param}=", option)
+        if value is True:
+            return cls(f"{param}=True", option)
+        shown = str(value)
+        return cls(f"{param}={value!r}", f"{option} {shown!r}" if " " in shown or "%" in shown else f"{option} {shown}")
+
+    @classmethod
+    def subject(cls, param: str) -> Remedy:
+        """The parameter a message is about, as its subject: ``start_date:`` / ``--start``."""
+        return cls(f"{param}:", option_name(param))
+
+
+# The remedies several messages share.
+INITIALIZE = Remedy("call initialize_database() first", "run regime-io init first")
+STRICT = Remedy.argument("strict", True)
+DATETIME = Remedy("pass a datetime instead", "write it as YYYY-MM-DD or 'YYYY-MM-DD HH:MM'")
+
+
+def _fill(template: str, words: list[str]) -> str:
+    for word in words:
+        template = template.replace("{fix}", word, 1)
+    return template
 
 
 class RegimeIOError(Exception):
@@ -70,9 +130,13 @@ class RegimeIOError(Exception):
         row: int | None = None,
         value: Any = None,
         params: tuple[str, ...] = (),
+        fixes: tuple[Remedy, ...] = (),
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        text = _fill(message, [f.python for f in fixes])
+        super().__init__(text)
+        self.message = text
+        # The same message with each remedy worded for the command line.
+        self.cli_message = _fill(message, [f.cli for f in fixes])
         self.table = table
         self.column = column
         self.row = row

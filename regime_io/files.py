@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from .errors import UsageError
+from .errors import Remedy, UsageError
 from .tables import table_spec
 from .types import DateLike
 
@@ -90,7 +90,7 @@ def detect_format(path: PathLike, *, format: str | None = None) -> Format:
     if found is None:
         raise UsageError(f"cannot tell the format of {str(path)!r} from its suffix; use one of "
                          f"{', '.join(FORMATS)} (a CSV may end in {', '.join('.csv' + c for c in COMPRESSED_CSV)}) "
-                         "or pass format=", value=str(path))
+                         "or pass {fix}", value=str(path), fixes=(Remedy.argument("format"),))
     return found
 
 

@@ -20,9 +20,11 @@ import adbc_driver_manager
 import psycopg
 
 from ..errors import (
+    INITIALIZE,
     PoolTimeoutError,
     ReadError,
     RegimeIOError,
+    Remedy,
     SchemaError,
     ServerError,
     ServerUnavailableError,
@@ -178,10 +180,11 @@ def write_error(err: adbc_driver_manager.Error, db: Database, spec: TableSpec) -
     primary = re.sub(r"^.*?ERROR:\s*", "", text.split("\n")[0]).strip()
     if sqlstate in ("42P01", "3F000"):  # undefined table, undefined schema
         return SchemaError(f"{spec.key}: table {db.settings.table_name(spec.key)!r} does not exist in schema "
-                           f"{db.settings.schema!r}; call initialize_database() first", table=spec.key)
+                           f"{db.settings.schema!r}; {{fix}}", table=spec.key, fixes=(INITIALIZE,))
     if sqlstate == "23505":
         return WriteError(f"{spec.key}: a row with this natural key already exists ({detail or primary}); "
-                          "on_conflict='error' refuses it; nothing was written", table=spec.key)
+                          "{fix} refuses it; nothing was written", table=spec.key,
+                           fixes=(Remedy.argument("on_conflict", "error"),))
     if sqlstate == "RIO01":  # the sealed-month guard (regime_io._tiers.sealed_guard)
         return WriteError(f"{spec.key}: the server refused rows in a sealed month: {primary}; nothing was written",
                           table=spec.key)

@@ -19,7 +19,7 @@ from .._sql.names import catalog_table
 from .._sql.query import Query, TimeRange
 from .._tiers.knowledge import keeps_history
 from .._tiers.router import Relation, Scope, guarded, read_sql, sealed_floor
-from ..errors import UsageError
+from ..errors import Remedy, UsageError
 from ..tables import TableSpec, regime_spec
 from ..types import DateLike, RegimeTable, ReturnType
 from .decode import decimal_text_to_float, empty_frame, reader_schema
@@ -72,7 +72,8 @@ def asof_regimes(db: Database, bars: Any = None, *, symbol: str | None = None, s
     spec = regime_spec(table)
     tf = text_arg(timeframe, name="timeframe")
     if tf is not None and "timeframe" not in spec.column_names:
-        raise UsageError(f"{spec.key} has no timeframe column; drop timeframe={tf!r}", table=spec.key, value=tf)
+        raise UsageError(f"{spec.key} has no timeframe column; {{fix}}", table=spec.key, value=tf,
+                         fixes=(Remedy(f"drop timeframe={tf!r}", "drop --timeframe"),))
     tol = parse_duration(tolerance, name="tolerance") if tolerance is not None else None
     if not isinstance(point_in_time, bool):
         raise UsageError(f"point_in_time must be True or False, got {point_in_time!r}", value=point_in_time)
@@ -223,7 +224,8 @@ def regimes_for_asof(db: Database, spec: TableSpec, symbols: list[str], first: d
         found = {v for v in table.column("__timeframe").unique().to_pylist() if v is not None}
         if len(found) > 1:
             raise UsageError(f"{spec.key} holds several timeframes for these symbols ({', '.join(sorted(found))}); "
-                            "pass timeframe=", table=spec.key, column="timeframe")
+                            "pass {fix}", table=spec.key, column="timeframe",
+                             fixes=(Remedy.argument("timeframe"),))
     return table
 
 
@@ -247,7 +249,8 @@ def _point_in_time(db: Database, spec: TableSpec, frame: pl.DataFrame, symbols: 
         found = {v for v in versions.get_column("__timeframe").unique().to_list() if v is not None}
         if len(found) > 1:
             raise UsageError(f"{spec.key} holds several timeframes for these symbols ({', '.join(sorted(found))}); "
-                             "pass timeframe=", table=spec.key, column="timeframe")
+                             "pass {fix}", table=spec.key, column="timeframe",
+                             fixes=(Remedy.argument("timeframe"),))
     versions = versions.drop("__timeframe").cast({n: t for n, t in
                                                    pl.from_arrow(schema.empty_table()).schema.items()})  # type: ignore[union-attr]
     clash = set(frame.columns)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import Remedy, UsageError
 from ..tables import table_spec
 from ..types import DateLike, ReturnType
 from .readers import get_1min_market_regimes, get_market_data, get_market_regimes, get_options_data
@@ -36,8 +36,9 @@ def tail(db: Database, table: str, symbol: str | Sequence[str] | None = None, n:
         raise UsageError(f"tail: {spec.key} has no time column; read it with get_optimization_results(top=...)",
                          table=spec.key, value=table)
     if timeframe is not None and "timeframe" not in spec.column_names:
-        raise UsageError(f"{spec.key} has no timeframe column; drop timeframe={timeframe!r}", table=spec.key,
-                         column="timeframe", value=timeframe)
+        raise UsageError(f"{spec.key} has no timeframe column; {{fix}}", table=spec.key,
+                         column="timeframe", value=timeframe,
+                         fixes=(Remedy(f"drop timeframe={timeframe!r}", "drop --timeframe"),))
     common: dict[str, Any] = dict(symbols=symbols, exact=exact, tz=tz, last=n, return_type=return_type)
     if spec.key == "market_data":
         return get_market_data(db, symbol, None, end_date, timeframe=timeframe, **common)

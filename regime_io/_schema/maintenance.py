@@ -51,7 +51,7 @@ from .._tiers import catalog, changes
 from .._tiers import sealed_format as chunks
 from .._tiers.knowledge import clean_history
 from .._tiers.sealing import SealReport, clean_chunks
-from ..errors import RegimeIOError, SchemaError, ValidationError
+from ..errors import INITIALIZE, RegimeIOError, SchemaError, ValidationError
 from ..tables import TABLES, TableSpec, table_spec
 
 if TYPE_CHECKING:
@@ -337,7 +337,7 @@ def list_partitions(db: Database, table: str | None = None) -> pl.DataFrame:
                 if kind is None:
                     if table is not None:
                         raise SchemaError(f"table {spec.key!r} ({name}) does not exist in schema "
-                                          f"{settings.schema!r}; call initialize_database() first", table=spec.key)
+                                          f"{settings.schema!r}; {{fix}}", table=spec.key, fixes=(INITIALIZE,))
                     continue
                 months = _sealed_months(cur, db, spec)
                 for part in _partitions(cur, settings.schema, name):
@@ -476,8 +476,8 @@ def cleanup_old_data(
                     if kind is None:
                         if tables is not None:
                             raise SchemaError(f"table {spec.key!r} ({name}) does not exist in schema "
-                                              f"{settings.schema!r}; call initialize_database() first",
-                                              table=spec.key)
+                                              f"{settings.schema!r}; {{fix}}",
+                                              table=spec.key, fixes=(INITIALIZE,))
                         log.debug("cleanup: %s does not exist, skipped", name)
                         continue
                     try:

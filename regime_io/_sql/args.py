@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..errors import UsageError
+from ..errors import DATETIME, Remedy, UsageError
 from ..types import SymbolCase
 from .query import EARLIEST, LATEST, TimeRange
 
@@ -51,9 +51,10 @@ def parse_time(value: Any, *, name: str, timezone: str) -> tuple[dt.datetime, bo
                 text = text[:-1] + "+00:00"
             value = dt.datetime.fromisoformat(text)
         except ValueError:
-            raise UsageError(f"{name}: {value!r} is not an ISO 8601 date or timestamp (e.g. '2024-01-31', "
+            raise UsageError(f"{{fix}} {value!r} is not an ISO 8601 date or timestamp (e.g. '2024-01-31', "
                              "'20240131', '2024-01-31 15:30' or '20240131T1530'); '04/03/2024' could be 4 March "
-                             "or 3 April, so other layouts are refused: pass a datetime instead", value=value) from None
+                             "or 3 April, so other layouts are refused: {fix}", value=value,
+                             fixes=(Remedy.subject(name), DATETIME)) from None
     if type(value).__module__ == "numpy" and hasattr(value, "dtype") and value.dtype.kind == "M":
         if value != value:  # NaT
             raise UsageError(f"{name}: NaT is not a time", value=value)

@@ -37,7 +37,7 @@ from .._conn.copy import copy_into
 from .._conn.pipeline import run
 from .._sql.names import chunk_table, qualified_table
 from .._sql.quote import literal, quote_ident
-from ..errors import WriteError
+from ..errors import Remedy, WriteError
 from ..tables import TableSpec
 from . import changes as live
 from . import knowledge
@@ -345,8 +345,9 @@ def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_
         first = both.row(0, named=True)
         shown = ", ".join(str(first[c]) for c in key)
         raise WriteError(f"{spec.key}: a row with this natural key already exists (Key ({', '.join(key)})=({shown}) "
-                         f"already exists in the sealed tier, table {settings_table!r}); on_conflict='error' "
-                         "refuses it; nothing was written", table=spec.key)
+                         f"already exists in the sealed tier, table {settings_table!r}); {{fix}} "
+                         "refuses it; nothing was written", table=spec.key,
+                         fixes=(Remedy.argument("on_conflict", "error"),))
     inserted = new.height - both.height
     added = new.join(old, on=key, how="anti", nulls_equal=True)
     if on_conflict == "ignore":

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..errors import ValidationError, caller_stacklevel
+from ..errors import STRICT, ValidationError, caller_stacklevel
 from ..tables import Column, TableSpec
 
 __all__ = ["DataQualityWarning", "check_rounding", "check_soft", "check_sub_microsecond"]
@@ -108,8 +108,8 @@ def check_soft(spec: TableSpec, frame: pl.DataFrame, *, strict: bool,
     problems = [text for text, *_ in lossy or []]
     if lossy and strict:
         text, column, first, value = lossy[0]
-        raise ValidationError(f"{spec.key}: {text}; strict=True rejects them", table=spec.key, column=column,
-                              row=first, value=value)
+        raise ValidationError(f"{spec.key}: {text}; {{fix}} rejects them", table=spec.key, column=column,
+                              row=first, value=value, fixes=(STRICT,))
     for left, op, right in spec.soft_checks:
         if left not in frame.columns or right not in frame.columns:
             continue  # absent: all NULL, nothing to compare
@@ -122,8 +122,8 @@ def check_soft(spec: TableSpec, frame: pl.DataFrame, *, strict: bool,
         if strict:
             raise ValidationError(
                 f"{spec.key}.{left}: {int((~ok).sum())} row(s) violate {left} {op} {right} (first bad row {row}: "
-                f"{left}={lv}, {right}={rv}); strict=True rejects them",
-                table=spec.key, column=left, row=row, value=lv)
+                f"{left}={lv}, {right}={rv}); {{fix}} rejects them",
+                table=spec.key, column=left, row=row, value=lv, fixes=(STRICT,))
         problems.append(f"{int((~ok).sum())} row(s) violate {left} {op} {right} (first: row {row}, {left}={lv}, "
                         f"{right}={rv})")
     if problems:

@@ -271,7 +271,9 @@ def save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_conf
                 except ValidationError as err:
                     if err.row is not None:  # report the row in the whole stream, not the chunk
                         err.row += offset
-                        err.args = (f"{err.message} [row {err.row} of the stream]",)
+                        where = f" [row {err.row} of the stream]"
+                        err.message, err.cli_message = err.message + where, err.cli_message + where
+                        err.args = (err.message,)
                     raise
                 offset += batch.num_rows
                 rows += batch.num_rows

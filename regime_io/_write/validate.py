@@ -53,7 +53,7 @@ import pyarrow.compute as pc
 from .. import _frames
 from .._schema.timezones import TIME_KIND_KEY
 from .._sql.args import normalise_symbol
-from ..errors import ValidationError
+from ..errors import Remedy, ValidationError
 from ..tables import GENERATED_COLUMNS, Column, TableSpec
 from ..types import ExtraColumns, OnDuplicate, SymbolCase, check_choice
 from .soft import DataQualityWarning, check_rounding, check_soft, check_sub_microsecond
@@ -190,10 +190,11 @@ def _first(mask: pl.Series) -> int | None:
     return int(idx[0]) if len(idx) else None
 
 
-def _fail(spec: TableSpec, col: str, row: int, value: Any, why: str) -> ValidationError:
+def _fail(spec: TableSpec, col: str, row: int, value: Any, why: str,
+          fixes: tuple[Remedy, ...] = ()) -> ValidationError:
     return ValidationError(
         f"{spec.key}.{col}: {why} (first bad row {row}: {_short(value)})",
-        table=spec.key, column=col, row=row, value=value,
+        table=spec.key, column=col, row=row, value=value, fixes=fixes,
     )
 
 
@@ -329,11 +330,12 @@ def _check_columns(spec: TableSpec, df: pl.DataFrame, extra_columns: ExtraColumn
             hints.append(f"{name!r}" + (f" (found {close[0]!r}: misspelled?)" if close else ""))
         problems.append(f"missing required column(s) {', '.join(hints)}")
     if unknown and extra_columns == "error":
-        problems.append(f"unknown column(s) {', '.join(map(repr, unknown))} (pass extra_columns='ignore' to drop them)")
+        problems.append(f"unknown column(s) {', '.join(map(repr, unknown))} (pass {{fix}} to drop them)")
     if problems:
         raise ValidationError(
             f"{spec.key}: {'; '.join(problems)}; the table has {', '.join(spec.column_names)}",
             table=spec.key, column=(missing or unknown)[0],
+            fixes=(Remedy.argument("extra_columns", "ignore"),) if unknown and extra_columns == "error" else (),
         )
 
 
@@ -572,7 +574,8 @@ def _check_iso(spec: TableSpec, col: Column, stripped: pl.Series, original: pl.S
                    else "'2024-03-04 09:15', '2024-03-04T09:15:00+05:30' or '20240304T0915'")
         raise _fail(spec, col.name, row, original[row],
                     f"is not ISO 8601 (e.g. {example}); day-first and month-first layouts are ambiguous, so "
-                    "they are refused: pass date_format= (e.g. date_format='%d/%m/%Y %H:%M') or datetime values")
+                    "they are refused: pass {fix} (e.g. {fix}) or datetime values",
+                    (Remedy.argument("date_format"), Remedy.argument("date_format", "%d/%m/%Y %H:%M")))
 
 
 def _parse_datetime_strings(spec: TableSpec, col: Column, s: pl.Series, date_format: str | None) -> pl.Series:
@@ -795,6 +798,7 @@ def _check_duplicates(spec: TableSpec, frame: pl.DataFrame, on_duplicate: OnDupl
     count = int(dup.sum())
     raise ValidationError(
         f"{spec.key}: duplicate natural key in the batch ({count} rows share a key; first bad row {row}: {shown}); "
-        "pass on_duplicate='keep_last' to keep the last of each",
+        "pass {fix} to keep the last of each",
         table=spec.key, column=key[0], row=row, value=values[key[0]],
+        fixes=(Remedy.argument("on_duplicate", "keep_last"),),
     )
