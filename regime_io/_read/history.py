@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._conn.engines import read_adbc, read_lookup
+from .._conn.engines import read_lookup
 from .._frames import check_return_type, conform, convert
 from .._sql.args import parse_range, resolve_symbols
 from .._sql.names import catalog_table, history_table
@@ -39,7 +39,7 @@ def history_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
     cols = ", ".join(quote_ident(c.name) for c in spec.columns)
     order = ", ".join(f"v.{quote_ident(c)}" for c in range_order(spec))
 
-    def read(relation: Relation) -> pa.Table:
+    def build(relation: Relation) -> tuple[Query, str]:
         q = Query()
         target = relation(q)
         zone = f"{q.param(db.settings.storage_timezone)}::text"
@@ -51,11 +51,11 @@ def history_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
                f"false AS {ABSENT} FROM {target} r UNION ALL "
                f"SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO}, {ABSENT} FROM {history_table(spec, db.settings)}) v "
                f"WHERE {' AND '.join(conds)} ORDER BY {order}, v.{KNOWN_FROM}")
-        return read_adbc(db, q, sql, what="history", table=spec.key)
+        return q, sql
 
     # Without a range, every month: current versions sealed long ago are versions too.
     window = rng if rng is not None else TimeRange(EARLIEST, LATEST, end_exclusive=False)
-    table, sealed = read_with_sealed(db, spec, Scope(symbols, window), read)
+    table, sealed = read_with_sealed(db, spec, Scope(symbols, window), build, what="history")
     schema = reader_schema(spec, names, exact=exact)
     utc = pa.timestamp("us", tz="UTC")
     full = pa.schema([*schema, pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
@@ -202,7 +202,7 @@ def pit_versions(db: Database, spec: TableSpec, symbols: list[str], first: dt.da
                     pa.field("__kt", pa.timestamp("us")), pa.field("__absent", pa.bool_())]
     full = pa.schema([*schema, *extra_fields])
 
-    def read(relation: Relation) -> pa.Table:
+    def build(relation: Relation) -> tuple[Query, str]:
         q = Query()
         rows_part = relation(q)
         z = f"{q.param(zone)}::text"
@@ -216,11 +216,11 @@ def pit_versions(db: Database, spec: TableSpec, symbols: list[str], first: dt.da
                f"SELECT {cols}, {stored_known_from('r', z)} AS kf, NULL::timestamptz AS kt, false AS {ABSENT} "
                f"FROM {rows_part} r UNION ALL SELECT {cols}, {KNOWN_FROM}, {KNOWN_TO}, {ABSENT} "
                f"FROM {history_table(spec, db.settings)}) v WHERE {' AND '.join(conds)}")
-        return read_adbc(db, q, sql, what="asof_regimes", table=spec.key)
+        return q, sql
 
     extra = [("timeframe", timeframe)] if timeframe is not None else []
     found_rows, sealed = read_with_sealed(db, spec, Scope(symbols, TimeRange(lo, last, end_exclusive=False), extra),
-                                          read)
+                                          build, what="asof_regimes")
     rows = conform(decimal_text_to_float(found_rows, spec), full)
     frame = pl.from_arrow(rows)
     assert isinstance(frame, pl.DataFrame)

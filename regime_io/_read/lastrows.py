@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .._conn.engines import read_adbc
 from .._frames import conform
 from .._sql.query import Query, TimeRange
-from .._tiers.router import Relation, Scope, read_last, read_sql
+from .._tiers.router import Relation, RowRead, Scope, read_last, read_sql
 from ..errors import UsageError
 from ..tables import TableSpec
 from .decode import reader_schema
@@ -65,8 +64,11 @@ def read_last_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeR
 
         return conform(read_sql(db, spec, scope, build, what=what, as_of=as_of), schema)
 
-    def rows(columns: list[str], relation: Relation | None) -> pa.Table:
-        q, sql = last_query(db, spec, symbols, rng, n, names=columns, exact=exact, extra=extra, relation=relation)
-        return conform(read_adbc(db, q, sql, what=what, table=spec.key), reader_schema(spec, columns, exact=exact))
+    def build_rows(columns: list[str], relation: Relation | None) -> tuple[Query, str]:
+        return last_query(db, spec, symbols, rng, n, names=columns, exact=exact, extra=extra, relation=relation)
 
-    return read_last(db, spec, scope, n, names=names, exact=exact, order=range_order(spec), rows=rows)
+    def decode(table: pa.Table, columns: list[str]) -> pa.Table:
+        return conform(table, reader_schema(spec, columns, exact=exact))
+
+    return read_last(db, spec, scope, n, RowRead(build_rows, decode, what=what), names=names, exact=exact,
+                     order=range_order(spec))

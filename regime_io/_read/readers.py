@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._conn.engines import read_adbc, read_lookup, read_lookups, stream_cx
+from .._conn.engines import read_lookup, read_lookups, stream_cx
 from .._frames import BatchStream, check_index_col, check_return_type, conform, convert, with_index
 from .._schema.timezones import check_time_kind
 from .._sql.args import (
@@ -50,6 +50,7 @@ from .._sql.quote import quote_ident
 from .._tiers.knowledge import as_of_instant
 from .._tiers.router import (
     Relation,
+    RowRead,
     Scope,
     SqlBuilder,
     is_changed,
@@ -628,25 +629,22 @@ def read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
     if as_of is not None:
         return _rows_as_of(db, spec, symbols, rng, names=names, exact=exact, extra=extra, what=what, as_of=as_of)
 
-    def rows(columns: list[str], relation: Relation | None) -> pa.Table:
-        return _read_rows(db, spec, symbols, rng, names=columns, exact=exact, extra=extra, what=what,
-                          relation=relation)
-
-    return read_rows(db, spec, Scope(symbols, rng, extra), names=names, exact=exact, order=range_order(spec),
-                     rows=rows)
+    return read_rows(db, spec, Scope(symbols, rng, extra), range_read(db, spec, symbols, rng, exact=exact,
+                                                                      extra=extra, what=what),
+                     names=names, exact=exact, order=range_order(spec))
 
 
-def _read_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
-               exact: bool, extra: Sequence[tuple[str, Any]], what: str, relation: Relation | None) -> pa.Table:
-    schema = reader_schema(spec, names, exact=exact)
+def range_read(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,
+               extra: Sequence[tuple[str, Any]], what: str) -> RowRead:
+    """The row tier's part of a range read, for the router to run."""
     # A single-symbol read leaves the constant symbol out of the query (~10% faster on
     # 1M rows here) and fills it in on the client.
-    drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
-    if is_small_range(spec, symbols, rng):
-        q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra,
-                             drop_symbol=drop_symbol, engine="adbc", relation=relation)
-        table = read_adbc(db, q, sql, what=what, table=spec.key)
-    else:
+    small = is_small_range(spec, symbols, rng)
+
+    def drop_symbol(names: list[str]) -> bool:
+        return len(symbols) == 1 and "symbol" in names and len(names) > 1
+
+    def build(names: list[str], relation: Relation | None) -> tuple[Query, str]:
         # Larger ranges: the same warm connection, values inlined as literals (``sql_value``,
         # as for connectorx). Without bound parameters the ADBC driver reads the result with
         # ``COPY (query) TO STDOUT (FORMAT binary)`` streamed into Arrow; with them it would
@@ -654,10 +652,16 @@ def _read_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
         # reads cast it in ``conform``, the others parse it on threads): the server's
         # cheapest output after binary NUMERIC, which no client decodes fast. Against
         # connectorx (issue 12 item 6): no new backend per read, ~30% less client CPU.
-        q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol,
-                             engine="adbc" if exact else "cx", relation=relation)
-        table = decimal_text_to_float(read_adbc(db, Query(), q.inline(sql), what=what, table=spec.key), spec)
-    return conform(table, schema, constants={"symbol": symbols[0]} if drop_symbol else None)
+        return range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra,
+                           drop_symbol=drop_symbol(names), engine="adbc" if small or exact else "cx",
+                           relation=relation)
+
+    def decode(table: pa.Table, names: list[str]) -> pa.Table:
+        schema = reader_schema(spec, names, exact=exact)
+        return conform(table if small else decimal_text_to_float(table, spec), schema,
+                       constants={"symbol": symbols[0]} if drop_symbol(names) else None)
+
+    return RowRead(build, decode, what=what, inline=not small)
 
 
 # Range reads that can return at most this many one-minute bars (symbols x minutes in the

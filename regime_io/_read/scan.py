@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
-from .._conn.engines import read_adbc, read_lookup, stream_adbc
+from .._conn.engines import read_lookup, stream_adbc
 from .._frames import conform
 from .._sql.args import normalise_symbol, text_arg
 from .._sql.names import chunk_table
@@ -61,7 +61,7 @@ from .._sql.query import EARLIEST, LATEST, Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers.catalog import SERIES_TABLES, read_catalog
 from .._tiers.knowledge import as_of_instant
-from .._tiers.router import Relation, Scope, is_changed, read_rows, read_sql, stream_guard
+from .._tiers.router import Relation, RowRead, Scope, is_changed, read_rows, read_sql, stream_guard
 from .._tiers.sealed_format import next_period
 from ..errors import ReadError, UsageError
 from ..tables import TableSpec, table_spec
@@ -400,19 +400,20 @@ def _sealed_extra(spec: TableSpec, plan: ScanPlan) -> list[tuple[str, Any]]:
     return extra
 
 
-def _read_rows(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] | None, rng: TimeRange,
-               names: list[str], *, exact: bool, limit: int | None, relation: Relation | None) -> pa.Table:
+def _row_read(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] | None, rng: TimeRange, *,
+              exact: bool, limit: int | None) -> RowRead:
     """The row tier's part of a piece, read as the eager range readers read it: bound
     parameters for small ranges, inlined values (ADBC reads through COPY) for larger ones."""
-    schema = reader_schema(spec, names, exact=exact)
-    if symbols is not None and is_small_range(spec, symbols, rng):
-        q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="adbc", limit=limit,
-                            relation=relation)
-        return conform(read_adbc(db, q, sql, what="scan", table=spec.key), schema)
-    q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact, engine="adbc" if exact else "cx",
-                        limit=limit, relation=relation)
-    table = read_adbc(db, Query(), q.inline(sql), what="scan", table=spec.key)
-    return conform(decimal_text_to_float(table, spec), schema)
+    small = symbols is not None and is_small_range(spec, symbols, rng)
+
+    def build(names: list[str], relation: Relation | None) -> tuple[Query, str]:
+        return _row_query(db, spec, plan, symbols, rng, names=names, exact=exact,
+                          engine="adbc" if small or exact else "cx", limit=limit, relation=relation)
+
+    def decode(table: pa.Table, names: list[str]) -> pa.Table:
+        return conform(table if small else decimal_text_to_float(table, spec), reader_schema(spec, names, exact=exact))
+
+    return RowRead(build, decode, what="scan", inline=not small)
 
 
 def _sealed_symbols(db: Database, spec: TableSpec, rng: TimeRange) -> list[str]:
@@ -487,10 +488,9 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
         return
 
     def both(syms: list[str], piece: TimeRange) -> pa.Table:
-        def rows(columns: list[str], relation: Relation | None) -> pa.Table:
-            return _read_rows(db, spec, plan, syms, piece, columns, exact=exact, limit=limit, relation=relation)
-
-        return read_rows(db, spec, Scope(syms, piece, extra), names=names, exact=exact, order=order, rows=rows)
+        return read_rows(db, spec, Scope(syms, piece, extra), _row_read(db, spec, plan, syms, piece, exact=exact,
+                                                                         limit=limit),
+                         names=names, exact=exact, order=order)
 
     if symbols is not None and is_small_range(spec, symbols, rng):
         yield both(symbols, rng)

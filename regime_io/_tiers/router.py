@@ -1,7 +1,8 @@
 """The tier router: the one place that decides how a read combines the storage tiers.
 
 Every reader hands the router what it reads (a :class:`Scope`: symbols, window,
-filters) and how (rows through a callback, or SQL over a relation the router names);
+filters) and how (a :class:`RowRead`, or SQL over a relation the router names): the
+reader builds SQL and decodes answers, the router runs every statement of the read;
 the router decides which tiers take part (row tier only, row tier + sealed chunks,
 as known at a knowledge time) and keeps the answer consistent:
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from .._conn.database import Database
 
 __all__ = [
-    "MAX_TRIES", "TIERS_CHANGED", "Relation", "Scope", "SqlBuilder", "guarded", "is_changed", "merge_latest",
+    "MAX_TRIES", "TIERS_CHANGED", "Relation", "RowRead", "Scope", "SqlBuilder", "guarded", "is_changed", "merge_latest",
     "newest_chunks_query", "read_last", "read_rows", "read_sql", "read_with_sealed", "sealed_floor", "sort_as_server",
     "stream_guard",
 ]
@@ -80,6 +81,31 @@ class Scope:
     symbols: list[str] | None  # None: every symbol (scan() without a symbol filter; guards only)
     window: TimeRange
     extra: Sequence[tuple[str, Any]] = field(default=())
+
+
+@dataclass(frozen=True)
+class RowRead:
+    """A reader's row read, described rather than run: the router runs every statement of
+    a read (so it owns the round trips and the retries), the reader only writes SQL and
+    decodes answers, both without touching the server.
+
+    ``build(columns, relation)``: the reader's query for ``columns`` over ``relation``
+    (the guarded row table; ``None``: the plain table), its answer in the reader's order.
+    ``decode(table, columns)``: the driver's answer in the reader's types. ``inline``:
+    values inlined into the SQL, so the ADBC driver streams the result through ``COPY``
+    (large ranges) instead of holding it in libpq first (bound parameters).
+    """
+
+    build: Callable[[list[str], Relation | None], tuple[Query, str]]
+    decode: Callable[[pa.Table, list[str]], pa.Table]
+    what: str
+    inline: bool = False
+
+    def run(self, db: Database, spec: TableSpec, columns: Sequence[str], relation: Relation | None) -> pa.Table:
+        q, sql = self.build(list(columns), relation)
+        if self.inline:
+            q, sql = Query(), q.inline(sql)
+        return self.decode(read_adbc(db, q, sql, what=self.what, table=spec.key), list(columns))
 
 
 def _changed(err: BaseException) -> bool:
@@ -165,26 +191,23 @@ def _gave_up(spec: TableSpec) -> ReadError:
 # Range reads: rows through the reader's own query, merged with decoded chunks
 
 
-def read_rows(db: Database, spec: TableSpec, scope: Scope, *, names: Sequence[str], exact: bool,
-              order: Sequence[str], rows: Callable[[list[str], Relation | None], pa.Table]) -> pa.Table:
-    """A range read over both tiers.
-
-    ``rows(columns, relation)`` is the reader's row read (its answer in ``order``), over
-    ``relation`` (the guarded row table; ``None``: the plain table). Sealed rows of the
-    scope are decoded, converted to the reader's types and merged in ``order``.
-    """
+def read_rows(db: Database, spec: TableSpec, scope: Scope, read: RowRead, *, names: Sequence[str], exact: bool,
+              order: Sequence[str]) -> pa.Table:
+    """A range read over both tiers: the reader's row read (``read``, its answer in
+    ``order``) over the guarded row table, and the scope's sealed rows decoded, converted
+    to the reader's types and merged in ``order``."""
     if not spec.sealable:
-        return rows(list(names), None)
+        return read.run(db, spec, names, None)
     for _ in range(MAX_TRIES):
         try:
             if not _start_sealed(db, spec):
-                return rows(list(names), _rows_relation(db, spec, scope, ""))  # one statement
-            sealed, fp = _sealed(db, spec, scope, lambda: rows(list(names), None))
+                return read.run(db, spec, names, _rows_relation(db, spec, scope, ""))  # one statement
+            sealed, fp = _sealed(db, spec, scope, lambda: read.run(db, spec, names, None))
             if sealed.num_rows == 0:
-                return rows(list(names), _rows_relation(db, spec, scope, fp))
+                return read.run(db, spec, names, _rows_relation(db, spec, scope, fp))
             # The merge sorts by the order columns: read them even when not asked for.
             wider = [*names, *(c for c in order if c not in names and c in spec.column_names)]
-            got = rows(wider, _rows_relation(db, spec, scope, fp))
+            got = read.run(db, spec, wider, _rows_relation(db, spec, scope, fp))
         except ReadError as err:
             if not _changed(err):
                 raise
@@ -199,13 +222,13 @@ def read_rows(db: Database, spec: TableSpec, scope: Scope, *, names: Sequence[st
 # The last rows of each symbol: the row tier's newest rows and the newest chunks
 
 
-def read_last(db: Database, spec: TableSpec, scope: Scope, n: int, *, names: Sequence[str], exact: bool,
-              order: Sequence[str], rows: Callable[[list[str], Relation | None], pa.Table]) -> pa.Table:
+def read_last(db: Database, spec: TableSpec, scope: Scope, n: int, read: RowRead, *, names: Sequence[str],
+              exact: bool, order: Sequence[str]) -> pa.Table:
     """The last ``n`` rows of each symbol of ``scope`` (greatest time, ties by the rest of
     the key) over both tiers, in ``order``, without reading the whole window.
 
-    ``rows(columns, relation)`` is the reader's row read of the last ``n`` rows of each
-    symbol over ``relation``, in ``order``. With chunks in the scope:
+    ``read`` is the reader's row read of the last ``n`` rows of each symbol, in
+    ``order``. With chunks in the scope:
 
     1. one lookup of the scope's chunk metadata (per symbol and period: rows held, newest
        row) and its fingerprint -- no payload;
@@ -219,7 +242,7 @@ def read_last(db: Database, spec: TableSpec, scope: Scope, n: int, *, names: Seq
        those the row read was checked against.
     """
     if not spec.sealable or not scope.symbols:
-        return rows(list(names), None)
+        return read.run(db, spec, names, None)
     time_col = spec.time_column or "timestamp"
     wider = [*names, *(c for c in order if c not in names and c in spec.column_names)]
     if time_col not in wider:
@@ -227,12 +250,12 @@ def read_last(db: Database, spec: TableSpec, scope: Scope, n: int, *, names: Seq
     for _ in range(MAX_TRIES):
         try:
             if not _start_sealed(db, spec):
-                return rows(list(names), _rows_relation(db, spec, scope, ""))  # one statement
-            periods, fp = guarded(lambda: _sealed_periods(db, spec, scope), lambda: rows(list(names), None))
+                return read.run(db, spec, names, _rows_relation(db, spec, scope, ""))  # one statement
+            periods, fp = guarded(lambda: _sealed_periods(db, spec, scope), lambda: read.run(db, spec, names, None))
             if not periods:
-                return rows(list(names), _rows_relation(db, spec, scope, ""))
+                return read.run(db, spec, names, _rows_relation(db, spec, scope, ""))
             db.sealed_tables.add(spec.key)
-            got = rows(wider, _rows_relation(db, spec, scope, fp))
+            got = read.run(db, spec, wider, _rows_relation(db, spec, scope, fp))
             parts = []
             for symbol, held in periods.items():
                 mine = got.filter(pc.equal(got.column("symbol"), symbol)).column(time_col)
@@ -308,12 +331,18 @@ def _last_of_each(table: pa.Table, n: int) -> pa.Table:
     return table.take(pa.array(keep, pa.int64()))
 
 
-def read_with_sealed(db: Database, spec: TableSpec, scope: Scope,
-                     read: Callable[[Relation], pa.Table]) -> tuple[pa.Table, pa.Table]:
-    """The reader's own read over the guarded row table, and the scope's sealed rows (every
-    declared column, exact types), consistent with each other: for readers that merge the
-    two themselves (knowledge-time versions, whose current rows may sit in chunks)."""
+def read_with_sealed(db: Database, spec: TableSpec, scope: Scope, build: SqlBuilder, *,
+                     what: str) -> tuple[pa.Table, pa.Table]:
+    """The reader's SQL (``build``) run over the guarded row table, and the scope's sealed
+    rows (every declared column, exact types), consistent with each other: for readers
+    that merge the two themselves (knowledge-time versions, whose current rows may sit in
+    chunks)."""
     empty = spec.arrow_schema().empty_table()
+
+    def read(relation: Relation) -> pa.Table:
+        q, sql = build(relation)
+        return read_adbc(db, q, sql, what=what, table=spec.key)
+
     if not spec.sealable:
         return read(lambda q: db.table(spec.key)), empty
     for _ in range(MAX_TRIES):
