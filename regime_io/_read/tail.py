@@ -49,10 +49,12 @@ import pyarrow.compute as pc
 from .._conn.driver_errors import DRIVER_ERRORS, wrap_error
 from .._frames import check_return_type, convert
 from .._sql.args import parse_time, symbol_list
-from .._sql.names import channel, chunk_table, qualified_table, sealed_changes_table
+from .._sql.names import channel, qualified_table, sealed_changes_table
+from .._sql.query import LATEST, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers import changes
-from .._tiers import sealed_format as chunks
+from .._tiers.router import Scope, read_in_snapshot
+from .._tiers.rows import as_declared, declared_select
 from .._tiers.sealed_read import to_reader
 from ..errors import UsageError
 from ..tables import TableSpec, table_spec
@@ -299,52 +301,18 @@ class Tail(Generic[F]):
             raise wrap_error(self._db, err, what="tail", table=self._spec.key) from err
 
     def _catch_up(self, cur: Any) -> tuple[pa.Table, pa.Table] | None:
-        """Every stored row from ``since`` (both tiers), read in one snapshot; the
-        position then follows the changes after that snapshot."""
+        """Every stored row from ``since`` (both tiers, through the router), read in one
+        snapshot; the position then follows the changes after that snapshot."""
         spec, pos = self._spec, self._position
         assert pos.since is not None
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         target = _snapshot(cur)
-        time_col = quote_ident(spec.time_column or "timestamp")
-        params: list[Any] = [pos.since]
-        where = [f"t.{time_col} >= $1"]
-        where += self._symbol_filter(params)
-        cur.execute(f"SELECT {_select(spec)} FROM {qualified_table(spec, self._db.settings)} t "
-                    f"WHERE {' AND '.join(where)}", parameters=tuple(params))
-        rows = _declared(spec, cur.fetch_arrow_table())
-        parts = [rows] if rows.num_rows else []
-        if spec.sealable:
-            sealed = self._sealed_since(cur, pos.since)
-            if sealed.num_rows:
-                parts.append(sealed)
+        table = read_in_snapshot(cur, self._db, spec, Scope(self._symbols, TimeRange(pos.since, LATEST,
+                                                                                       end_exclusive=False)))
         self._position = _Position(table=spec.key, prev=target)
-        if not parts:
+        if table.num_rows == 0:
             return None
-        table = pa.concat_tables(parts)
-        order = [(spec.time_column or "timestamp", "ascending"), *((c, "ascending") for c in spec.primary_key
-                                                                   if c != spec.time_column)]
-        return self._reader(table.sort_by(order)), changes.DELETED_SCHEMA.empty_table()
-
-    def _sealed_since(self, cur: Any, since: dt.datetime) -> pa.Table:
-        spec = self._spec
-        params: list[Any] = [since]
-        where = ["t.last_ts >= $1", *self._symbol_filter(params)]
-        key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
-        cur.execute(f"SELECT {key}, t.schema_fingerprint, t.codec, t.payload FROM "
-                    f"{chunk_table(spec, self._db.settings)} t WHERE {' AND '.join(where)}",
-                    parameters=tuple(params))
-        found = cur.fetch_arrow_table().to_pylist()
-        schema = spec.arrow_schema()
-        parts = []
-        for row in found:
-            values = list(row.values())
-            payload = chunks.decode(spec, values[-1], values[-3], codec=values[-2])
-            arrays = [pa.array([values[spec.chunk_by.index(f.name)]] * payload.num_rows, f.type)
-                      if f.name in spec.chunk_by else payload.column(f.name).cast(f.type) for f in schema]
-            part = pa.Table.from_arrays(arrays, schema=schema)
-            ts = part.column(spec.time_column or "timestamp")
-            parts.append(part.filter(pc.greater_equal(ts, pa.scalar(since, ts.type))))
-        return pa.concat_tables(parts) if parts else schema.empty_table()
+        return self._reader(table), changes.DELETED_SCHEMA.empty_table()
 
     def _interval(self, cur: Any) -> tuple[pa.Table, pa.Table] | None:
         """The next page of the interval from the old snapshot to a new one.
@@ -377,7 +345,7 @@ class Tail(Generic[F]):
                 bounds.append(f"${len(params)}::text::{spec.column(name).pg_type}")
             where.append(f"({', '.join('t.' + o for o in order)}) > ({', '.join(bounds)})")
         params.append(self._max_rows)
-        rows_sql = (f"SELECT {_select(spec)}, t.{col} FROM {qualified_table(spec, self._db.settings)} t "
+        rows_sql = (f"SELECT {declared_select(spec)}, t.{col} FROM {qualified_table(spec, self._db.settings)} t "
                     f"WHERE {' AND '.join(where)} ORDER BY {', '.join('t.' + o for o in order)} "
                     f"LIMIT ${len(params)}")
         if first:
@@ -413,7 +381,7 @@ class Tail(Generic[F]):
             self._position = replace(pos, after=after)
         else:
             self._position = _Position(table=spec.key, prev=target)
-        rows = _declared(spec, raw.drop_columns([changes.CHANGE_COLUMN]))
+        rows = as_declared(spec, raw.drop_columns([changes.CHANGE_COLUMN]))
         if rows.num_rows:
             parts.append(rows)
         if not deleted.num_rows and (not parts or not any(p.num_rows for p in parts)):
@@ -487,17 +455,6 @@ def _snapshot(cur: Any) -> str:
     row = cur.fetchone()
     assert row is not None
     return str(row[0])
-
-
-def _select(spec: TableSpec) -> str:
-    """The declared columns; decimals as text (ADBC has no exact NUMERIC -> decimal128)."""
-    return ", ".join(f"t.{quote_ident(c.name)}::text AS {quote_ident(c.name)}" if c.kind in ("decimal", "json")
-                     else f"t.{quote_ident(c.name)}" for c in spec.columns)
-
-
-def _declared(spec: TableSpec, raw: pa.Table) -> pa.Table:
-    schema = spec.arrow_schema()
-    return pa.Table.from_arrays([raw.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
 def _text(value: Any) -> str:

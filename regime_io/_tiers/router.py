@@ -42,14 +42,38 @@ from ..errors import ReadError
 from ..tables import TableSpec
 from . import sealed_format as chunks
 from .knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, key_row, stored_known_from
-from .sealed_read import chunk_conditions, fingerprint_sql, sealed_fingerprint, sealed_rows, to_reader
+from .rows import as_declared, declared_select
+from .sealed_read import (
+    chunk_conditions,
+    decode_sealed,
+    fingerprint_sql,
+    sealed_fingerprint,
+    sealed_rows,
+    sealed_rows_sql,
+    to_reader,
+)
 
 if TYPE_CHECKING:
     from .._conn.database import Database
 
 __all__ = [
-    "MAX_TRIES", "TIERS_CHANGED", "Relation", "RowRead", "Scope", "SqlBuilder", "guarded", "is_changed", "merge_latest",
-    "newest_chunks_query", "read_last", "read_rows", "read_sql", "read_with_sealed", "sealed_floor", "sort_as_server",
+    "MAX_TRIES",
+    "TIERS_CHANGED",
+    "Relation",
+    "RowRead",
+    "Scope",
+    "SqlBuilder",
+    "guarded",
+    "is_changed",
+    "merge_latest",
+    "newest_chunks_query",
+    "read_in_snapshot",
+    "read_last",
+    "read_rows",
+    "read_sql",
+    "read_with_sealed",
+    "sealed_floor",
+    "sort_as_server",
     "stream_guard",
 ]
 
@@ -356,6 +380,31 @@ def read_with_sealed(db: Database, spec: TableSpec, scope: Scope, build: SqlBuil
                 raise
             _again(db, spec)
     raise _gave_up(spec)
+
+
+def read_in_snapshot(cur: Any, db: Database, spec: TableSpec, scope: Scope) -> pa.Table:
+    """Both tiers of ``scope`` read on ``cur``, inside a ``REPEATABLE READ`` transaction
+    the caller holds (the live follower's catch-up, whose position is that snapshot):
+    one snapshot sees the two tiers consistent, so no guard and no retry. Every declared
+    column in its declared type, ordered by time, then the rest of the key."""
+    q = Query()
+    time_col = quote_ident(spec.time_column or "timestamp")
+    conds = scope.window.conditions(q, f"t.{time_col}")
+    if scope.symbols is not None:
+        conds.append(f"t.symbol = ANY({q.param(scope.symbols)}::text[])")
+    cur.execute(f"SELECT {declared_select(spec)} FROM {db.table(spec.key)} t WHERE {' AND '.join(conds)}",
+                parameters=tuple(q.params) if q.params else None)
+    parts = [as_declared(spec, cur.fetch_arrow_table())]
+    if spec.sealable:
+        q = Query()
+        cur.execute(sealed_rows_sql(q, db, spec, scope.symbols, scope.window, scope.extra),
+                    parameters=tuple(q.params) if q.params else None)
+        sealed, _ = decode_sealed(spec, cur.fetch_arrow_table(), scope.window, scope.extra)
+        parts.append(sealed)
+    both = pa.concat_tables(parts)
+    order = [(spec.time_column or "timestamp", "ascending"),
+             *((c, "ascending") for c in spec.primary_key if c != spec.time_column)]
+    return both.sort_by(order)
 
 
 def stream_guard(db: Database, spec: TableSpec, scope: Scope) -> Relation | None:

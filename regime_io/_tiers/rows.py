@@ -1,8 +1,11 @@
-"""The row tier's merge: staged rows into the table with the chosen conflict rule."""
+"""The row tier: its merge (staged rows into the table with the chosen conflict rule) and
+reading its rows in their declared types."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from .._sql.names import qualified_table
 from .._sql.quote import quote_ident
@@ -12,6 +15,19 @@ from . import catalog, changes
 
 if TYPE_CHECKING:
     from .._conn.database import Database
+
+
+def declared_select(spec: TableSpec) -> str:
+    """The declared columns of ``t``; decimals and JSON as text (ADBC has no exact
+    NUMERIC -> decimal128): :func:`as_declared` casts them back."""
+    return ", ".join(f"t.{quote_ident(c.name)}::text AS {quote_ident(c.name)}" if c.kind in ("decimal", "json")
+                     else f"t.{quote_ident(c.name)}" for c in spec.columns)
+
+
+def as_declared(spec: TableSpec, raw: pa.Table) -> pa.Table:
+    """A :func:`declared_select` answer in the declared Arrow types."""
+    schema = spec.arrow_schema()
+    return pa.Table.from_arrays([raw.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
 def stage_name(spec: TableSpec) -> str:

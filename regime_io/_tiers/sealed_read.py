@@ -33,7 +33,9 @@ from . import sealed_format as chunks
 if TYPE_CHECKING:
     from .._conn.database import Database
 
-__all__ = ["chunk_conditions", "fingerprint_sql", "sealed_fingerprint", "sealed_rows"]
+__all__ = [
+    "chunk_conditions", "decode_sealed", "fingerprint_sql", "sealed_fingerprint", "sealed_rows", "sealed_rows_sql",
+]
 
 
 T = TypeVar("T")
@@ -90,15 +92,27 @@ def sealed_rows(db: Database, spec: TableSpec, symbols: list[str] | None, rng: T
     column, exact types, ordered by chunk key and time) and the :func:`fingerprint_sql`
     of the chunks read."""
     q = Query()
+    sql = sealed_rows_sql(q, db, spec, symbols, rng, extra)
+    # The lookup pool: one round trip (prepared), which matters for small reads.
+    return decode_sealed(spec, read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key), rng, extra)
+
+
+def sealed_rows_sql(q: Query, db: Database, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
+                    extra: Sequence[tuple[str, Any]]) -> str:
+    """The statement :func:`sealed_rows` runs: the scope's chunks and their fingerprint."""
     key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
     # The fingerprint comes from the same statement (one snapshot) as the chunks.
-    sql = (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.first_ts, "
-           f"t.last_ts, {fingerprint_sql(q, db, spec, symbols, rng, extra)} AS fp, t.payload "
-           f"FROM {chunk_table(spec, db.settings)} t "
-           f"WHERE {' AND '.join(chunk_conditions(q, spec, symbols, rng, extra))} "
-           f"ORDER BY {key}, t.period_start")
-    # The lookup pool: one round trip (prepared), which matters for small reads.
-    found = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
+    return (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.first_ts, "
+            f"t.last_ts, {fingerprint_sql(q, db, spec, symbols, rng, extra)} AS fp, t.payload "
+            f"FROM {chunk_table(spec, db.settings)} t "
+            f"WHERE {' AND '.join(chunk_conditions(q, spec, symbols, rng, extra))} "
+            f"ORDER BY {key}, t.period_start")
+
+
+def decode_sealed(spec: TableSpec, found: pa.Table, rng: TimeRange,
+                  extra: Sequence[tuple[str, Any]]) -> tuple[pa.Table, str]:
+    """The answer of :func:`sealed_rows_sql` as rows (every declared column, exact types)
+    and the fingerprint."""
     n = len(spec.chunk_by)
     meta = found.drop_columns(["payload", "fp"]).to_pylist()
     fingerprint = found.column("fp")[0].as_py() if found.num_rows else ""
