@@ -438,21 +438,56 @@ class RangeReaders(FacadeBase[F]):
                                                  timeframe=timeframe, top=top, exact=exact, parameters=parameters,
                                                  as_of=as_of, return_type=rt)
 
-    @when_disabled(lambda pg, a: _reading.empty_stream("market_data", exact=a["exact"]))
+    @overload
     def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                          timeframe: str | None = None, batch_rows: int = 250_000,
                          exact: bool = False, as_of: DateLike | None = None,
-                         tz: str | None = None) -> BatchStream:
-        """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
+                         tz: str | None = None, return_type: None = None) -> BatchStream[F]: ...
+
+    @overload
+    def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         timeframe: str | None = None, batch_rows: int = 250_000,
+                         exact: bool = False, as_of: DateLike | None = None,
+                         tz: str | None = None, return_type: Literal["polars"]) -> BatchStream[pl.DataFrame]: ...
+
+    @overload
+    def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         timeframe: str | None = None, batch_rows: int = 250_000,
+                         exact: bool = False, as_of: DateLike | None = None,
+                         tz: str | None = None, return_type: Literal["pandas"]) -> BatchStream[pd.DataFrame]: ...
+
+    @overload
+    def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         timeframe: str | None = None, batch_rows: int = 250_000,
+                         exact: bool = False, as_of: DateLike | None = None,
+                         tz: str | None = None, return_type: Literal["arrow"]) -> BatchStream[pa.RecordBatch]: ...
+
+    @when_disabled(lambda pg, a: _reading.empty_stream("market_data", exact=a["exact"],
+                                                       return_type=pg._rt(a.get("return_type"))))
+    def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                         end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                         timeframe: str | None = None, batch_rows: int = 250_000,
+                         exact: bool = False, as_of: DateLike | None = None,
+                         tz: str | None = None, return_type: ReturnType | None = None) -> BatchStream[Any]:
+        """Stream bars in frames of at most ``batch_rows`` rows (bounded memory).
 
         Arguments as for :meth:`get_market_data`; checked when called, not at the first
-        batch. Batches have :meth:`get_market_data`'s schema and row order.
+        batch. Frames have :meth:`get_market_data`'s schema and row order, so they
+        concatenate to its answer.
 
-        The stream is also an Arrow C stream (``__arrow_c_stream__``, schema in
-        ``.schema`` before the first batch): ``pa.RecordBatchReader.from_stream(s)``,
-        ``pl.DataFrame(s)``, DuckDB and the writers here (``pg.save(table, s)``) read it
-        directly. One pass: batches read one way are not seen the other.
+        Iterated, the stream yields one frame per batch, of the ``return_type`` asked for
+        (default: the instance's): polars DataFrames, pandas DataFrames, or
+        ``pyarrow.RecordBatch`` objects for ``"arrow"``.
+
+        Whatever the ``return_type``, the stream is also an Arrow C stream
+        (``__arrow_c_stream__``, schema in ``.schema`` before the first batch):
+        ``pa.RecordBatchReader.from_stream(s)``, ``pl.DataFrame(s)``, DuckDB and the
+        writers here (``pg.save(table, s)``) read its Arrow batches directly. One pass:
+        batches read one way are not seen the other.
 
         ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
         naive: storage zone) instead of now; the table must keep history
@@ -462,24 +497,63 @@ class RangeReaders(FacadeBase[F]):
         UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
         Example:
-            >>> for batch in pg.iter_market_data("NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
-            ...     process(batch)
+            >>> for frame in pg.iter_market_data("NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
+            ...     process(frame)
         """
 
+        rt = self._rt(return_type)
         return _reading.iter_market_data(self.db, symbol, start_date, end_date, symbols=symbols,
-                                         timeframe=timeframe, batch_rows=batch_rows, exact=exact, as_of=as_of, tz=tz)
+                                         timeframe=timeframe, batch_rows=batch_rows, exact=exact, as_of=as_of, tz=tz,
+                                         return_type=rt)
 
-    @when_disabled(lambda pg, a: _reading.empty_stream("options_data", exact=a["exact"]))
+    @overload
     def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                           expiry: DateLike | Sequence[DateLike] | None = None,
                           strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                           option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
                           exact: bool = False, as_of: DateLike | None = None,
-                          tz: str | None = None) -> BatchStream:
-        """Stream option bars as Arrow record batches (filters as :meth:`get_options_data`).
+                          tz: str | None = None, return_type: None = None) -> BatchStream[F]: ...
 
-        An Arrow C stream too, as :meth:`iter_market_data`.
+    @overload
+    def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                          expiry: DateLike | Sequence[DateLike] | None = None,
+                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                          option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
+                          exact: bool = False, as_of: DateLike | None = None,
+                          tz: str | None = None, return_type: Literal["polars"]) -> BatchStream[pl.DataFrame]: ...
+
+    @overload
+    def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                          expiry: DateLike | Sequence[DateLike] | None = None,
+                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                          option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
+                          exact: bool = False, as_of: DateLike | None = None,
+                          tz: str | None = None, return_type: Literal["pandas"]) -> BatchStream[pd.DataFrame]: ...
+
+    @overload
+    def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                          expiry: DateLike | Sequence[DateLike] | None = None,
+                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                          option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
+                          exact: bool = False, as_of: DateLike | None = None,
+                          tz: str | None = None, return_type: Literal["arrow"]) -> BatchStream[pa.RecordBatch]: ...
+
+    @when_disabled(lambda pg, a: _reading.empty_stream("options_data", exact=a["exact"],
+                                                       return_type=pg._rt(a.get("return_type"))))
+    def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
+                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
+                          expiry: DateLike | Sequence[DateLike] | None = None,
+                          strikes: float | Decimal | Sequence[float | Decimal] | None = None,
+                          option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
+                          exact: bool = False, as_of: DateLike | None = None,
+                          tz: str | None = None, return_type: ReturnType | None = None) -> BatchStream[Any]:
+        """Stream option bars in frames of ``return_type`` (filters as :meth:`get_options_data`).
+
+        Frames, ``return_type`` and the Arrow C stream as :meth:`iter_market_data`.
 
         ``as_of``: the answer as it was known at this instant (a datetime or ISO string;
         naive: storage zone) instead of now; the table must keep history
@@ -489,12 +563,13 @@ class RangeReaders(FacadeBase[F]):
         UTC); refused for tables written naive, which read back as written (docs/timezones.md).
 
         Example:
-            >>> sum(b.num_rows for b in pg.iter_options_data("NIFTY", option_type="pe"))  # doctest: +SKIP
+            >>> sum(len(f) for f in pg.iter_options_data("NIFTY", option_type="pe"))  # doctest: +SKIP
         """
 
+        rt = self._rt(return_type)
         return _reading.iter_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                           strikes=strikes, option_type=option_type, batch_rows=batch_rows,
-                                          exact=exact, as_of=as_of, tz=tz)
+                                          exact=exact, as_of=as_of, tz=tz, return_type=rt)
 
     @overload
     def tail(self, table: str, symbol: str | Sequence[str] | None = None, n: int = 5, *,

@@ -516,22 +516,24 @@ def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, st
                      end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
                      timeframe: str | None = None, batch_rows: int = 250_000,
                      exact: bool = False, as_of: DateLike | None = None,
-                     tz: str | None = None) -> BatchStream:
-    """Stream bars as Arrow record batches of at most ``batch_rows`` rows (bounded memory).
+                     tz: str | None = None, return_type: ReturnType = "polars") -> BatchStream[Any]:
+    """Stream bars in frames of at most ``batch_rows`` rows (bounded memory), each of
+    ``return_type`` (``"arrow"``: ``pyarrow.RecordBatch``).
 
-    Arguments are checked when called, not at the first batch. Batches have the schema
+    Arguments are checked when called, not at the first batch. Frames have the schema
     of :func:`get_market_data` and its row order. Served by connectorx's Arrow stream.
     The stream is also an Arrow C stream (:class:`~regime_io._frames.BatchStream`).
 
     Example:
-        >>> for batch in iter_market_data(db, "NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
-        ...     process(batch)
+        >>> for frame in iter_market_data(db, "NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
+        ...     process(frame)
     """
+    check_return_type(return_type)
     spec = TABLES["market_data"]
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
-    return _batch_stream(db, spec, exact, check_tz(tz), _stream_range(
+    return _batch_stream(db, spec, exact, check_tz(tz), return_type, _stream_range(
         db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows, what="iter_market_data", as_of=known))
 
 
@@ -541,32 +543,33 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
                       strikes: float | Decimal | Sequence[float | Decimal] | None = None,
                       option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
                       exact: bool = False, as_of: DateLike | None = None,
-                      tz: str | None = None) -> BatchStream:
-    """Stream option bars as Arrow record batches (filters as :func:`get_options_data`).
+                      tz: str | None = None, return_type: ReturnType = "polars") -> BatchStream[Any]:
+    """Stream option bars in frames of ``return_type`` (filters as :func:`get_options_data`).
 
     Example:
-        >>> rows = sum(b.num_rows for b in iter_options_data(db, "NIFTY", "2023-01-01", "2023-12-31"))  # doctest: +SKIP
+        >>> rows = sum(f.height for f in iter_options_data(db, "NIFTY", "2023-01-01", "2023-12-31"))  # doctest: +SKIP
     """
+    check_return_type(return_type)
     spec = TABLES["options_data"]
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
-    return _batch_stream(db, spec, exact, check_tz(tz), _stream_range(
+    return _batch_stream(db, spec, exact, check_tz(tz), return_type, _stream_range(
         db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows, what="iter_options_data", as_of=known))
 
 
-def _batch_stream(db: Database, spec: TableSpec, exact: bool, tz: str | None,
-                  batches: Iterator[pa.RecordBatch]) -> BatchStream:
+def _batch_stream(db: Database, spec: TableSpec, exact: bool, tz: str | None, return_type: ReturnType,
+                  batches: Iterator[pa.RecordBatch]) -> BatchStream[Any]:
     """A stream's batches (time column in the zone asked for) with their schema, known
     before the first batch: the range reader's schema, zoned alike."""
     schema = zoned(db, spec, reader_schema(spec, list(spec.column_names), exact=exact).empty_table(), tz).schema
-    return BatchStream(schema, zoned_batches(db, spec, batches, tz))
+    return BatchStream(schema, zoned_batches(db, spec, batches, tz), return_type=return_type)
 
 
-def empty_stream(table: str, *, exact: bool = False) -> BatchStream:
+def empty_stream(table: str, *, exact: bool = False, return_type: ReturnType = "polars") -> BatchStream[Any]:
     """A stream of no batches with ``table``'s reader schema (the disabled mode)."""
     spec = table_spec(table)
-    return BatchStream(reader_schema(spec, list(spec.column_names), exact=exact), iter(()))
+    return BatchStream(reader_schema(spec, list(spec.column_names), exact=exact), iter(()), return_type=return_type)
 
 
 # ---------------------------------------------------------------------------------------
