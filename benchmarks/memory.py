@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import json
 import os
 import resource
@@ -74,8 +75,10 @@ def _child_stream(args: argparse.Namespace) -> dict[str, Any]:
     before = _rss_mb()
     started = time.perf_counter()
     rows = 0
+    # Arrow batches, as measured before iter_* yielded frames of return_type (A/B with older code).
+    arrow = {"return_type": "arrow"} if "return_type" in inspect.signature(reading.iter_market_data).parameters else {}
     for batch in reading.iter_market_data(db, args.symbols.split(","), dt.datetime.fromisoformat(args.start),
-                                          dt.datetime.fromisoformat(args.end), batch_rows=args.batch_rows):
+                                          dt.datetime.fromisoformat(args.end), batch_rows=args.batch_rows, **arrow):
         rows += batch.num_rows
     return {"rows": rows, "seconds": time.perf_counter() - started, "before_mb": before, "peak_mb": _peak_mb()}
 

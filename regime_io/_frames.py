@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, get_args
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -137,43 +137,72 @@ def convert(table: pa.Table, return_type: ReturnType) -> Any:
     raise AssertionError("unreachable")
 
 
-class BatchStream:
-    """Record batches of one schema, as the streams (``iter_market_data``...) return them.
+def convert_batch(batch: pa.RecordBatch, return_type: ReturnType) -> Any:
+    """One record batch as the requested frame type (``"arrow"``: the batch itself).
 
-    Iterated, it yields ``pyarrow.RecordBatch`` objects (bounded memory, as before); it
-    also speaks the Arrow PyCapsule stream protocol (``__arrow_c_stream__``), so
-    ``pa.RecordBatchReader.from_stream(s)``, ``pl.from_arrow(s)``, DuckDB and any
-    other Arrow consumer read it directly, and a writer of this library accepts it.
-    One pass: batches consumed by either route are not seen again.
+    The same libraries' conversions as :func:`convert`, so a stream's frames concatenate
+    to the eager reader's frame."""
+    if return_type == "arrow":
+        return batch
+    return convert(pa.Table.from_batches([batch]), return_type)
 
-    >>> s = BatchStream(pa.schema([("a", pa.int64())]), iter([pa.record_batch({"a": [1, 2]})]))
+
+T = TypeVar("T")
+
+
+class BatchStream(Generic[T]):
+    """Rows of one schema in batches, as the streams (``iter_market_data``...) return them.
+
+    Iterated, it yields one frame per batch of the ``return_type`` asked for (bounded
+    memory): polars DataFrames (``"polars"``), pandas DataFrames (``"pandas"``) or
+    ``pyarrow.RecordBatch`` objects (``"arrow"``). Whatever the return type, it also
+    speaks the Arrow PyCapsule stream protocol (``__arrow_c_stream__``), so
+    ``pa.RecordBatchReader.from_stream(s)``, ``pl.DataFrame(s)``, DuckDB and any other
+    Arrow consumer read its Arrow batches directly, and a writer of this library accepts
+    it. One pass: batches consumed by either route are not seen again.
+
+    >>> s = BatchStream(pa.schema([("a", pa.int64())]), iter([pa.record_batch({"a": [1, 2]})]), return_type="arrow")
     >>> pa.RecordBatchReader.from_stream(s).read_all().num_rows
     2
     """
 
-    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
+    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch], *, return_type: ReturnType) -> None:
+        check_return_type(return_type)
         self.schema = schema
+        self.return_type: ReturnType = return_type
         self._batches = iter(batches)
 
-    def __iter__(self) -> BatchStream:
+    def __iter__(self) -> BatchStream[T]:
         return self
 
-    def __next__(self) -> pa.RecordBatch:
+    def __next__(self) -> T:
+        return cast(T, convert_batch(self._next_batch(), self.return_type))
+
+    def _next_batch(self) -> pa.RecordBatch:
         batch = next(self._batches)
         if batch.schema != self.schema:  # e.g. nullability lost on the way: the declared schema wins
             batch = pa.RecordBatch.from_arrays(batch.columns, schema=self.schema)
         return batch
 
+    def arrow_batches(self) -> Iterator[pa.RecordBatch]:
+        """The rest of the stream as Arrow record batches, whatever ``return_type`` says."""
+        while True:
+            try:
+                batch = self._next_batch()
+            except StopIteration:
+                return
+            yield batch
+
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
-        reader = pa.RecordBatchReader.from_batches(self.schema, self)
+        reader = pa.RecordBatchReader.from_batches(self.schema, self.arrow_batches())
         return reader.__arrow_c_stream__(requested_schema)
 
     def read_all(self) -> pa.Table:
-        """The rest of the stream as one Arrow table."""
-        return pa.Table.from_batches(list(self), schema=self.schema)
+        """The rest of the stream as one Arrow table (as ``pyarrow.RecordBatchReader.read_all``)."""
+        return pa.Table.from_batches(list(self.arrow_batches()), schema=self.schema)
 
     def __repr__(self) -> str:
-        return f"<BatchStream {', '.join(self.schema.names)}>"
+        return f"<BatchStream[{self.return_type}] {', '.join(self.schema.names)}>"
 
 
 def as_stream(data: Any) -> Any:
@@ -181,6 +210,8 @@ def as_stream(data: Any) -> Any:
     is not a frame: any object with ``__arrow_c_stream__`` (a DuckDB relation, a nanoarrow
     or ADBC stream, :class:`BatchStream`), a pyarrow dataset or scanner. Frames (Arrow
     tables, polars and pandas frames, which speak the protocol too) are left alone."""
+    if isinstance(data, BatchStream):  # its Arrow batches, whatever frames it yields when iterated
+        return pa.RecordBatchReader.from_stream(data)
     if isinstance(data, (pa.Table, pa.RecordBatch, pa.RecordBatchReader, Iterator)):
         return data
     module = type(data).__module__

@@ -391,10 +391,10 @@ def export_table(pg: PostgreSQLIntegration[Any], table: str, path: PathLike, *, 
             missing = [name for name, value in (("symbol", symbol), ("start", start), ("end", end)) if value is None]
             raise UsageError(f"export of {key} needs {', '.join(missing)}", table=key, params=tuple(missing))
         if key == "market_data":
-            data = pg.iter_market_data(symbol, start, end, timeframe=timeframe, as_of=as_of)
+            data = pg.iter_market_data(symbol, start, end, timeframe=timeframe, as_of=as_of, return_type="arrow")
             schema = spec.read_schema()
         elif key == "options_data":
-            data = pg.iter_options_data(symbol, start, end, as_of=as_of)
+            data = pg.iter_options_data(symbol, start, end, as_of=as_of, return_type="arrow")
             schema = spec.read_schema()
         elif key == "market_regimes":
             data = pg.get_market_regimes(symbol, start, end, timeframe=timeframe, as_of=as_of, return_type="arrow")
@@ -534,9 +534,9 @@ def _symbol_batches(pg: PostgreSQLIntegration[Any], key: str, symbol: str, start
                     timeframe: str | None, as_of: Any) -> Iterator[pa.RecordBatch]:
     """One symbol's rows (both tiers) as Arrow batches: streamed for bars and option bars."""
     if key == "market_data":
-        yield from pg.iter_market_data(symbol, start, end, timeframe=timeframe, as_of=as_of)
+        yield from pg.iter_market_data(symbol, start, end, timeframe=timeframe, as_of=as_of, return_type="arrow")
     elif key == "options_data":
-        yield from pg.iter_options_data(symbol, start, end, as_of=as_of)
+        yield from pg.iter_options_data(symbol, start, end, as_of=as_of, return_type="arrow")
     elif key == "market_regimes":
         yield from pg.get_market_regimes(symbol, start, end, timeframe=timeframe, as_of=as_of,
                                          return_type="arrow").to_batches()

@@ -41,7 +41,7 @@ def stored(pg: PostgreSQLIntegration) -> PostgreSQLIntegration:
 def test_a_stream_is_an_arrow_c_stream_and_still_an_iterator(stored: PostgreSQLIntegration) -> None:
     pg = stored
     want = pg.get_market_data(["AAA", "BBB"], "2024-01-01", "2024-03-31", return_type="arrow")
-    stream = pg.iter_market_data(["AAA", "BBB"], "2024-01-01", "2024-03-31", batch_rows=1000)
+    stream = pg.iter_market_data(["AAA", "BBB"], "2024-01-01", "2024-03-31", batch_rows=1000, return_type="arrow")
     assert stream.schema == want.schema  # known before the first batch
     batches = list(stream)
     assert all(isinstance(b, pa.RecordBatch) and b.num_rows <= 1000 for b in batches)
@@ -54,6 +54,59 @@ def test_a_stream_is_an_arrow_c_stream_and_still_an_iterator(stored: PostgreSQLI
     series = pl.from_arrow(pg.iter_market_data(["AAA", "BBB"], "2024-01-01", "2024-03-31"))
     assert isinstance(series, pl.Series)
     assert_frame_equal(series.struct.unnest(), frame)
+
+
+def _equal(got: Any, want: Any, return_type: str) -> None:
+    if return_type == "pandas":
+        pd_testing = pytest.importorskip("pandas.testing")
+        pd_testing.assert_frame_equal(got, want)
+    elif return_type == "polars":
+        assert_frame_equal(got, want)
+    else:
+        assert got.schema == want.schema and got.equals(want)
+
+
+@pytest.mark.parametrize("return_type", ["polars", "pandas", "arrow", None])
+def test_iterating_yields_frames_of_the_return_type(stored: PostgreSQLIntegration, settings: Settings,
+                                                     return_type: str | None) -> None:
+    """Each item is a frame of the ``return_type`` asked for (None: the instance's, here
+    pandas) of at most ``batch_rows`` rows; concatenated, they equal the eager read in that
+    type, across the sealed month and the row tier. The Arrow C stream of the same kind of
+    stream still gives Arrow batches."""
+    pd = pytest.importorskip("pandas")
+    expected = {"polars": pl.DataFrame, "pandas": pd.DataFrame, "arrow": pa.RecordBatch, None: pd.DataFrame}
+    with PostgreSQLIntegration(settings=settings, return_type="pandas") as pg:
+        args: tuple[Any, ...] = (["AAA", "BBB"], "2024-01-01", "2024-03-31")
+        kw: dict[str, Any] = {} if return_type is None else {"return_type": return_type}
+        frames = list(pg.iter_market_data(*args, batch_rows=1000, **kw))
+        assert len(frames) >= 6 and all(type(f) is expected[return_type] and len(f) <= 1000 for f in frames)
+        want = pg.get_market_data(*args, **kw)
+        if return_type == "polars":
+            got: Any = pl.concat(frames)
+        elif return_type == "arrow":
+            got = pa.Table.from_batches(frames)
+        else:
+            got = pd.concat(frames, ignore_index=True)
+        _equal(got, want, return_type or "pandas")
+        options_frames = list(pg.iter_options_data("AAA", "2020-01-01", "2020-01-31", **kw))
+        assert options_frames == []
+        reader = pa.RecordBatchReader.from_stream(pg.iter_market_data(*args, batch_rows=1000, **kw))
+        assert reader.read_all().equals(pg.get_market_data(*args, return_type="arrow"))
+
+
+def test_option_streams_yield_frames_of_the_return_type(pg: PostgreSQLIntegration) -> None:
+    pd = pytest.importorskip("pandas")
+    pg.save_options_data(options("NIFTY", [dt.date(2024, 2, 29)], [21500.0], T0, 20))
+    args = ("NIFTY", "2024-01-01", "2024-03-31")
+    polars_frames = list(pg.iter_options_data(*args, batch_rows=16))
+    assert len(polars_frames) == 3 and all(isinstance(f, pl.DataFrame) for f in polars_frames)
+    assert_frame_equal(pl.concat(polars_frames), pg.get_options_data(*args))
+    pandas_frames = list(pg.iter_options_data(*args, batch_rows=16, return_type="pandas"))
+    assert all(isinstance(f, pd.DataFrame) for f in pandas_frames)
+    _equal(pd.concat(pandas_frames, ignore_index=True), pg.get_options_data(*args, return_type="pandas"), "pandas")
+    batches = list(pg.iter_options_data(*args, batch_rows=16, return_type="arrow"))
+    assert all(isinstance(b, pa.RecordBatch) for b in batches)
+    _equal(pa.Table.from_batches(batches), pg.get_options_data(*args, return_type="arrow"), "arrow")
 
 
 def test_an_empty_stream_has_the_readers_schema(stored: PostgreSQLIntegration, settings: Settings) -> None:

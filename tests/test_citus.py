@@ -167,10 +167,10 @@ def test_range_readers_and_streams(loaded: list[PostgreSQLIntegration]) -> None:
     same([pg.get_market_regimes(["BBB", "CCC"], "2024-01-01", "2024-03-01") for pg in loaded])
     same([pg.get_1min_market_regimes("DDD", "2024-01-01", "2024-03-01") for pg in loaded])
     same([pg.get_options_data("NIFTY", "2024-01-01", "2024-03-01", option_type="CE") for pg in loaded])
-    streams = [pl.from_arrow(list(pg.iter_market_data(SYMBOLS, "2024-01-01", "2024-03-01", batch_rows=97)))
+    streams = [pl.concat(list(pg.iter_market_data(SYMBOLS, "2024-01-01", "2024-03-01", batch_rows=97)))
                for pg in loaded]
     same(streams)
-    same([pl.from_arrow(list(pg.iter_options_data("NIFTY", "2024-01-01", "2024-03-01", batch_rows=7)))
+    same([pl.concat(list(pg.iter_options_data("NIFTY", "2024-01-01", "2024-03-01", batch_rows=7)))
           for pg in loaded])
 
 

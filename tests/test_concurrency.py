@@ -207,7 +207,7 @@ def test_readers_see_whole_batches_or_nothing(pg: PostgreSQLIntegration, server:
         "resample (connectorx)": ("connectorx", lambda: _volumes(
             pg.get_market_data(symbols, T0, end, resample="1h"))),
         "iter_market_data (connectorx stream)": ("connectorx stream", lambda: stream(
-            list(pg.iter_market_data(symbols, T0, end, batch_rows=1000)))),
+            list(pg.iter_market_data(symbols, T0, end, batch_rows=1000, return_type="arrow")))),
         "scan (adbc stream)": ("adbc stream", lambda: _counts(
             pg.scan("bars").filter(pl.col("symbol").is_in(symbols)).collect())),
     }
@@ -306,7 +306,8 @@ def test_creating_a_partition_does_not_block_readers(pg: PostgreSQLIntegration, 
         with psycopg.connect(server.url(), autocommit=True) as reader:
             reader.execute("SET lock_timeout = '1s'")
             assert reader.execute(f"SELECT count(*) FROM {table}").fetchone() == (BATCH_ROWS,)
-        frames = list(pg.iter_market_data("S0", T0, T0 + dt.timedelta(days=1)))  # the stream reader itself
+        # the stream reader itself
+        frames = list(pg.iter_market_data("S0", T0, T0 + dt.timedelta(days=1), return_type="arrow"))
         assert sum(f.num_rows for f in frames) == BATCH_ROWS
 
 

@@ -160,15 +160,16 @@ def test_every_public_method_is_checked() -> None:
 
 
 OVERLOADED = sorted(name for name in _public() if typing.get_overloads(getattr(PostgreSQLIntegration, name)))
+STREAMS = {"iter_market_data", "iter_options_data"}  # return a BatchStream of frames
 RETURNS = {"None": "F", "Literal['polars']": "pl.DataFrame", "Literal['pandas']": "pd.DataFrame",
            "Literal['arrow']": "pa.Table"}
 
 
 def test_the_overloaded_methods_are_found() -> None:
-    """Exactly the methods with a ``return_type`` are overloaded on it (17 of them)."""
+    """Exactly the methods with a ``return_type`` are overloaded on it (19 of them)."""
     with_return_type = {name for name in _public()
                         if "return_type" in inspect.signature(getattr(PostgreSQLIntegration, name)).parameters}
-    assert set(OVERLOADED) == with_return_type and len(OVERLOADED) == 17, OVERLOADED
+    assert set(OVERLOADED) == with_return_type and len(OVERLOADED) == 19, OVERLOADED
 
 
 @pytest.mark.parametrize("method", OVERLOADED)
@@ -196,10 +197,13 @@ def test_overload_stubs_agree_with_the_implementation(method: str) -> None:
         narrowed[key] = str(sig.return_annotation)
         assert rt.default is (None if key == "None" else inspect.Parameter.empty), (method, key, rt.default)
     wrap = (lambda t: f"Tail[{t}]") if method == "follow" else (lambda t: t)
-    assert narrowed == {k: wrap(v) for k, v in RETURNS.items()}, (method, narrowed)
+    returns = RETURNS
+    if method in STREAMS:  # a stream of frames; "arrow" streams yield record batches, not tables
+        wrap, returns = (lambda t: f"BatchStream[{t}]"), {**RETURNS, "Literal['arrow']": "pa.RecordBatch"}
+    assert narrowed == {k: wrap(v) for k, v in returns.items()}, (method, narrowed)
 
 
-FRAME_READERS = sorted(m for m in ENGINES if m != "follow"  # follow returns an iterator of frames: below
+FRAME_READERS = sorted(m for m in ENGINES if m != "follow" and m not in STREAMS  # iterators of frames: below
                        and "return_type" in inspect.signature(getattr(PostgreSQLIntegration, m)).parameters)
 
 

@@ -307,7 +307,7 @@ def test_every_reader_as_of_answers_what_it_answered_then(pg_all: PostgreSQLInte
         "transitions": lambda **kw: pg.get_regime_transitions("AAA", "2024-01-02", "2024-01-02", **kw),
         "results": lambda **kw: pg.get_optimization_results("AAA", **kw),
         "stream": lambda **kw: pl.from_arrow(pa_concat(pg.iter_market_data("AAA", "2024-01-02", "2024-01-02",
-                                                                           batch_rows=25, **kw))),
+                                                                           batch_rows=25, return_type="arrow", **kw))),
     }
     then = {name: read() for name, read in readers.items()}
     # Revisions at k2: changed bars and regimes, a new bar, a re-run result.

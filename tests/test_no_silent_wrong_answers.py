@@ -91,7 +91,7 @@ def test_option_type_filters_accept_what_writers_accept(pg: PostgreSQLIntegratio
 
 def test_option_type_stream_filter(pg: PostgreSQLIntegration) -> None:
     pg.save_options_data(_options(["ce", "pe", "put"]))
-    rows = sum(b.num_rows for b in pg.iter_options_data("NIFTY", option_type="pe"))
+    rows = sum(f.height for f in pg.iter_options_data("NIFTY", option_type="pe"))
     assert rows == 2
 
 

@@ -24,12 +24,13 @@ T0 = dt.datetime(2024, 1, 2, 9, 15)
 
 def test_stream_equals_range_read(pg: PostgreSQLIntegration, sql: Any) -> None:
     insert(pg, sql, "market_data", bars(["NIFTY", "BANKNIFTY"], ["1m", "5m"], T0, 700))
-    batches = list(pg.iter_market_data(["NIFTY", "BANKNIFTY"], T0, "2024-01-02", batch_rows=256))
+    batches = list(pg.iter_market_data(["NIFTY", "BANKNIFTY"], T0, "2024-01-02", batch_rows=256,
+                                      return_type="arrow"))
     assert all(b.schema == TABLES["market_data"].read_schema() for b in batches)
     assert all(0 < b.num_rows <= 256 for b in batches)
     streamed = pl.from_arrow(pa.Table.from_batches(batches))
     assert_frame_equal(streamed, pg.get_market_data(["NIFTY", "BANKNIFTY"], T0, "2024-01-02"))  # type: ignore[arg-type]
-    exact = list(pg.iter_market_data("NIFTY", T0, "2024-01-02", timeframe="5m", exact=True))
+    exact = list(pg.iter_market_data("NIFTY", T0, "2024-01-02", timeframe="5m", exact=True, return_type="arrow"))
     assert exact[0].schema == TABLES["market_data"].read_schema(exact=True)
     assert sum(b.num_rows for b in exact) == 700
     assert list(pg.iter_market_data("NOPE", T0, "2024-01-02")) == []
@@ -38,7 +39,7 @@ def test_stream_equals_range_read(pg: PostgreSQLIntegration, sql: Any) -> None:
 def test_options_stream_equals_range_read(pg: PostgreSQLIntegration, sql: Any) -> None:
     insert(pg, sql, "options_data", options("NIFTY", [dt.date(2024, 1, 25)], [21500.0, 21600.0], T0, 50))
     streamed = pl.from_arrow(pa.Table.from_batches(list(pg.iter_options_data("NIFTY", T0, "2024-01-02",
-                                                                             batch_rows=64))))
+                                                                             batch_rows=64, return_type="arrow"))))
     assert_frame_equal(streamed, pg.get_options_data("NIFTY", T0, "2024-01-02"))  # type: ignore[arg-type]
 
 
@@ -89,7 +90,7 @@ def test_streaming_three_million_rows_keeps_memory_bounded(pg: PostgreSQLIntegra
     seen = 0
     data_bytes = 0
     with PeakRSS() as rss:
-        for batch in pg.iter_market_data("NIFTY", first, "2024-12-31", batch_rows=100_000):
+        for batch in pg.iter_market_data("NIFTY", first, "2024-12-31", batch_rows=100_000, return_type="arrow"):
             seen += batch.num_rows
             data_bytes += batch.nbytes
             del batch

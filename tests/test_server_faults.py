@@ -212,7 +212,8 @@ READERS: dict[str, tuple[str, str, Callable[[PostgreSQLIntegration], Any]]] = {
     "as-of join": ("connectorx", "mr_market_regimes_1min",
                    lambda pg: pg.asof_regimes(symbol="SYM0", start_date=T0, end_date=T0 + DAY)),
     "stream": ("connectorx stream", "mr_market_data",
-               lambda pg: pl.from_arrow(list(pg.iter_market_data("SYM0", T0, T0 + DAY, batch_rows=10)))),
+               lambda pg: pl.from_arrow(list(pg.iter_market_data("SYM0", T0, T0 + DAY, batch_rows=10,
+                                                                 return_type="arrow")))),
     "scan": ("adbc stream", "mr_market_data",
              lambda pg: pg.scan("bars").filter(pl.col("symbol") == "SYM0").collect()),
 }

@@ -241,7 +241,7 @@ def test_zone_aware_input_reads_back_zone_aware(pg: PostgreSQLIntegration) -> No
     as_pandas = pg.get_market_data("AAPL", return_type="pandas")
     assert as_pandas["timestamp"].iloc[0] == pd.Timestamp("2023-01-03 09:31", tz="America/New_York")
     assert pg.get_latest("bars", "AAPL").schema["timestamp"] == pl.Datetime("us", "UTC")
-    batches = list(pg.iter_market_data("AAPL"))
+    batches = list(pg.iter_market_data("AAPL", return_type="arrow"))
     assert batches[0].schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
     empty = pg.get_market_data("AAPL", "2024-01-01", "2024-01-01")
     assert empty.schema == bars.schema, "empty and non-empty results share one schema"
