@@ -34,6 +34,10 @@ __all__ = ["PartitionInterval", "Secret", "Settings", "load_settings", "with_dsn
 log = logging.getLogger(__name__)
 
 PartitionInterval = Literal["day", "week", "month", "year"]
+# What sits between the client and PostgreSQL ([CONNECTION] pooler): "none" (direct) or
+# "session" (a pooler in session mode: the same as direct) change nothing; "transaction"
+# (PgBouncer pool_mode = transaction) turns off what needs a session (docs/configuration.md).
+Pooler = Literal["none", "session", "transaction"]
 
 ENV_PREFIX = "REGIME_IO_"
 # Environment variables with this prefix are not configuration (the test suite's DSN etc.).
@@ -119,6 +123,7 @@ class Settings:
     health_check_interval: float = 0.5
     read_replicas: tuple[Secret, ...] = ()
     read_your_writes: bool = False
+    pooler: Pooler = "none"
     retention_days: Mapping[TableKey, int] = field(default_factory=dict)
     rolling_window_minutes: int | None = None
     # Tables whose upserts keep the superseded version of a changed row (knowledge time,
@@ -209,7 +214,7 @@ _DATABASE_KEYS = {
 } | LIBPQ_OPTIONS
 _CONNECTION_KEYS = {
     "max_connections", "connection_timeout", "retry_attempts", "retry_delay",
-    "health_check_interval", "read_replicas", "read_your_writes",
+    "health_check_interval", "read_replicas", "read_your_writes", "pooler",
 }
 _RETENTION_KEYS = set(CONFIG_KEYS) | set(TABLES) | {"rolling_window_minutes", "history_days"}
 _SECTIONS: dict[str, set[str]] = {
@@ -621,6 +626,13 @@ def _build(sections: _Sections, col: Collector, source: str, env_names: Mapping[
         kw["read_replicas"] = tuple(Secret(str(v)) for v in items)
     if "read_your_writes" in conn:
         kw["read_your_writes"] = col.boolean(lab("read_your_writes"), conn["read_your_writes"])
+    if "pooler" in conn:
+        value = str(conn["pooler"]).strip().lower()
+        allowed = get_args(Pooler)
+        if value not in allowed:
+            col.add(f"{lab('pooler')}: must be one of {', '.join(allowed)} (transaction: PgBouncer with "
+                    f"pool_mode = transaction), got {conn['pooler']!r}")
+        kw["pooler"] = value
 
     retention: dict[TableKey, int] = {}
     for key, value in sections["retention"].items():

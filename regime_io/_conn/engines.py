@@ -45,7 +45,12 @@ def reachable_read_url(db: Database) -> str:
 
 
 def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
-    """Run a range query with connectorx; return an Arrow table."""
+    """Run a range query with connectorx; return an Arrow table (ADBC behind a transaction pooler)."""
+    if db.settings.pooler == "transaction":
+        # connectorx prepares named statements ("s8") and runs them in later transactions:
+        # through PgBouncer in transaction mode another server session answers "prepared
+        # statement s8 does not exist". ADBC reads the same SQL (text columns and all).
+        return read_adbc(db, q, sql, what=what, table=table)
     import connectorx as cx
 
     url = reachable_read_url(db)
@@ -59,7 +64,11 @@ def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = 
 
 def stream_cx(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
               table: str | None = None) -> Iterator[pa.RecordBatch]:
-    """Stream a query with connectorx (``arrow_stream``): batches of ``batch_rows`` rows."""
+    """Stream a query with connectorx (``arrow_stream``): batches of ``batch_rows`` rows
+    (an ADBC stream behind a transaction pooler, as :func:`read_cx`)."""
+    if db.settings.pooler == "transaction":
+        yield from stream_adbc(db, q, sql, batch_rows=batch_rows, what=what, table=table)
+        return
     import connectorx as cx
 
     url = reachable_read_url(db)

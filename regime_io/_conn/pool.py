@@ -38,8 +38,8 @@ import psycopg
 from adbc_driver_manager.dbapi import Connection
 
 from .._sql.quote import literal
-from ..config import Settings, settings_replace
-from ..errors import PoolClosedError, PoolTimeoutError, ServerError, ServerUnavailableError
+from ..config import Pooler, Settings, settings_replace
+from ..errors import ConfigError, PoolClosedError, PoolTimeoutError, ServerError, ServerUnavailableError
 from . import embedded
 from .driver_errors import (
     _PERMANENT_CONNECT_FAILURES,
@@ -90,6 +90,9 @@ class _Pool(Generic[C]):
         time_zone: the session ``TimeZone`` (the storage zone).
         describe: how logs and errors name the server (no password).
         redact: scrubs credentials from driver messages.
+        pooler: what sits in front of the server (``[CONNECTION] pooler``): behind a
+            transaction pooler nothing may outlive a transaction (no prepared statements,
+            no session settings); with ``"none"`` a pooler found in front is an error.
     """
 
     #: Shown in logs ("a connection", "a lookup connection").
@@ -97,7 +100,8 @@ class _Pool(Generic[C]):
 
     def __init__(self, conninfo: str, *, name: str = "primary", max_size: int = 10, timeout: float = 30.0,
                  health_check_interval: float = 30.0, connect_attempts: int = 1, retry_delay: float = 1.0,
-                 time_zone: str = "UTC", describe: str = "", redact: Callable[[str], str] = str) -> None:
+                 time_zone: str = "UTC", describe: str = "", redact: Callable[[str], str] = str,
+                 pooler: Pooler = "none") -> None:
         if max_size < 1 or connect_attempts < 1 or timeout <= 0:
             raise ValueError(f"pool {name}: max_size and connect_attempts must be >= 1 and timeout > 0")
         self.name = name
@@ -109,6 +113,7 @@ class _Pool(Generic[C]):
         self.time_zone = time_zone
         self.describe = describe
         self._redact = redact
+        self.pooler = pooler
         self._url = conninfo
         self._idle: deque[tuple[C, float]] = deque()
         self._open = 0
@@ -125,7 +130,8 @@ class _Pool(Generic[C]):
         return cls(settings.url(redact=False), name=name, max_size=settings.max_connections,
                    timeout=settings.connection_timeout, health_check_interval=settings.health_check_interval,
                    connect_attempts=1 + settings.retry_attempts, retry_delay=settings.retry_delay,
-                   time_zone=settings.storage_timezone, describe=settings.describe(), redact=settings.redact)
+                   time_zone=settings.storage_timezone, describe=settings.describe(), redact=settings.redact,
+                   pooler=settings.pooler)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.describe} open={self._open} idle={len(self._idle)}>"
@@ -384,6 +390,16 @@ class LookupPool(_Pool[LookupConnection]):
     lookup is one Bind/Execute round trip. ``commit()``/``rollback()`` in the pool's
     block are no-ops; use :class:`ConnectionPool` for anything that writes.
 
+    Behind a transaction pooler (``pooler = "transaction"``) nothing is prepared: a
+    prepared statement lives in one server session, and the pooler hands the next
+    statement to whichever session is free (PgBouncer 1.18 answers "prepared statement
+    _pg3_0 does not exist", or runs another client's statement of that name). Every
+    connection checks that the server's process is the one the connection was given
+    (``pg_backend_pid()`` against the BackendKeyData of the login, in the statement the
+    connection runs anyway): a pooler gives its clients keys of its own, so one found
+    while ``pooler = "none"`` is a :class:`~regime_io.errors.ConfigError` naming the setting,
+    before the first prepared statement can go astray.
+
     Example:
         >>> with LookupPool.from_settings(settings).connection() as conn:       # doctest: +SKIP
         ...     conn.execute("SELECT 1").fetchone()
@@ -392,10 +408,15 @@ class LookupPool(_Pool[LookupConnection]):
     kind = "lookup connection"
 
     def _open_connection(self) -> LookupConnection:
-        return psycopg.connect(self._url, autocommit=True, prepare_threshold=0)
+        return psycopg.connect(self._url, autocommit=True,
+                               prepare_threshold=None if self.pooler == "transaction" else 0)
 
     def _prepare(self, conn: LookupConnection) -> None:
-        super()._prepare(conn)
+        # One unprepared statement, the connection's first: the storage zone (as the ADBC
+        # pool's SET TIME ZONE; PgBouncer carries TimeZone from session to session), the plan
+        # cache mode and the pooler check. Unprepared, so it cannot meet a prepared
+        # statement of the same name that another client left in a pooled server session.
+        #
         # Lookups are index-driven whatever their parameters, so one generic plan per
         # prepared statement is right; PostgreSQL's default keeps re-planning them (the
         # custom plan looks cheaper), which for a latest-row query over 13 monthly
@@ -403,9 +424,23 @@ class LookupPool(_Pool[LookupConnection]):
         # pruning still applies to parameters. A Citus coordinator cannot plan a
         # parameterised multi-table query (the latest-row join with the series catalog)
         # generically ("could not create distributed plan"): there the server's default
-        # (auto) stays, and Citus caches its own router plans.
-        conn.execute("SELECT set_config('plan_cache_mode', CASE WHEN EXISTS (SELECT 1 FROM pg_extension "
-                     "WHERE extname = 'citus') THEN 'auto' ELSE 'force_generic_plan' END, false)")
+        # (auto) stays, and Citus caches its own router plans. Behind a transaction pooler
+        # nothing is prepared, and a session setting would stay in the server session for
+        # other clients: not set.
+        plan = "" if self.pooler == "transaction" else (
+            ", set_config('plan_cache_mode', CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = "
+            "'citus') THEN 'auto' ELSE 'force_generic_plan' END, false)")
+        row = conn.execute(f"SELECT pg_backend_pid(), set_config('TimeZone', {literal(self.time_zone)}, false)"
+                           f"{plan}", prepare=False).fetchone()
+        announced = conn.info.backend_pid
+        if self.pooler == "none" and row is not None and row[0] != announced:
+            self._close_quietly(conn)
+            raise ConfigError([
+                f"pooler: the {self.name} server ({self.describe}) answers through a connection pooler "
+                f"(the server process {row[0]} is not the {announced} the login announced); set "
+                "[CONNECTION] pooler = transaction (REGIME_IO_POOLER=transaction) when it pools transactions "
+                "(PgBouncer pool_mode = transaction), pooler = session when it pools sessions, or connect "
+                "to PostgreSQL directly (docs/configuration.md, 'Behind PgBouncer')"])
 
 
 # Connections a forked child inherited: never used, never closed (see _Pool._check_fork).

@@ -486,6 +486,13 @@ def follow(db: Database, table: str, *, symbols: str | Sequence[str] | None = No
                              f"{' or None' if name == 'timeout' else ''}, got {value!r}", value=value)
     if since is not None and cursor is not None:
         raise UsageError("pass since= (start from a time) or cursor= (resume), not both", table=spec.key)
+    if db.settings.pooler == "transaction":
+        raise UsageError(f"{spec.key}: follow needs a direct connection to PostgreSQL: it LISTENs for the "
+                         "writers' notifications, and behind a transaction pooler (pooler = transaction) a "
+                         "LISTEN stays in one server session that the pooler lends to other clients, so they "
+                         "would not arrive. Follow from a PostgreSQLIntegration configured with the server's own "
+                         "host and port and pooler = none (docs/configuration.md, 'Behind PgBouncer')",
+                         table=spec.key)
     if db.settings.citus:
         raise UsageError(f"{spec.key}: follow is not supported on Citus: each worker numbers its own "
                          "transactions, so the coordinator's snapshots cannot tell which rows committed "

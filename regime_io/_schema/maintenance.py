@@ -51,7 +51,7 @@ from .._tiers import catalog, changes
 from .._tiers import sealed_format as chunks
 from .._tiers.knowledge import clean_history
 from .._tiers.sealing import SealReport, clean_chunks
-from ..errors import INITIALIZE, RegimeIOError, SchemaError, ValidationError
+from ..errors import INITIALIZE, RegimeIOError, SchemaError, UsageError, ValidationError
 from ..tables import TABLES, TableSpec, table_spec
 
 if TYPE_CHECKING:
@@ -406,6 +406,14 @@ def analyze_moved(db: Database, report: SealReport) -> list[str]:
             finally:
                 cur.close()
         with db.lookup_pool.connection() as lookup:
+            if db.settings.pooler == "transaction":
+                # A session's lock_timeout would stay in a server session the pooler lends to
+                # other clients (and VACUUM runs in no transaction, so no SET LOCAL): skip a
+                # partition whose lock is taken instead of waiting for it.
+                for qualified, name in targets:
+                    lookup.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {qualified}")
+                    done.append(name)
+                return done
             lookup.execute("SET lock_timeout = '200ms'")
             try:
                 for qualified, name in targets:
@@ -458,6 +466,14 @@ def cleanup_old_data(
                               value=days_to_keep)
     specs = _selected(tables)
     settings = db.settings
+    if settings.pooler == "transaction" and not dry_run:
+        # Its lock is a session's (statements in autocommit: DETACH ... CONCURRENTLY cannot run
+        # in a transaction), and a transaction pooler may run the unlock in another session.
+        raise UsageError("cleanup_old_data needs a direct connection to PostgreSQL: it holds a session "
+                         "lock across autocommit statements, which a transaction pooler (pooler = transaction) "
+                         "would scatter over server sessions. Run it from a PostgreSQLIntegration configured "
+                         "with the server's own host and port and pooler = none (docs/configuration.md, "
+                         "'Behind PgBouncer'); dry_run=True works here")
     results: list[TableCleanup] = []
     with _autocommit(db) as conn:
         cur = conn.cursor()
@@ -526,6 +542,11 @@ def _autocommit(db: Database) -> Iterator[Connection]:
     """A pooled primary connection in autocommit mode: every statement commits on its own,
     which ``DETACH PARTITION ... CONCURRENTLY`` requires and which keeps each lock short."""
     with db.connection() as conn:
+        if db.settings.pooler == "transaction":
+            # Only a dry run gets here (cleanup_old_data): one transaction, so the pooler
+            # keeps each statement's two exchanges (prepare, execute) in one server session.
+            yield conn
+            return
         conn.adbc_connection.set_autocommit(True)
         try:
             yield conn
