@@ -156,6 +156,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         _SERVER._cleanup()
     if _CITUS is not None and _CITUS.cluster is not None:
         _CITUS.cluster.stop()
+    if _PGBOUNCER is not None and _PGBOUNCER.bouncer is not None:
+        _PGBOUNCER.bouncer.stop()
 
 
 @pytest.fixture(scope="session")
@@ -177,9 +179,41 @@ def _citus() -> Any:
 
 def pytest_report_collectionfinish(config: pytest.Config, start_path: Path, items: list[pytest.Item]) -> list[str]:
     server = _server_line(items)
+    lines = [server]
     if not any(item.get_closest_marker("citus") for item in items):
-        return [server, "regime_io citus cluster: not started (no citus tests selected)"]
-    return [server, f"regime_io citus cluster: {_citus().header()}"]
+        lines.append("regime_io citus cluster: not started (no citus tests selected)")
+    else:
+        lines.append(f"regime_io citus cluster: {_citus().header()}")
+    if any(item.get_closest_marker("pgbouncer") and "bouncer" in getattr(item, "fixturenames", ())
+           for item in items):
+        lines.append(f"regime_io pgbouncer: {_pgbouncer().header()}")
+    return lines
+
+
+_PGBOUNCER: Any = None  # a tests._pgbouncer.Tier once decided; None: not started
+
+
+def _pgbouncer() -> Any:
+    global _PGBOUNCER
+    if _PGBOUNCER is None:
+        from tests import _pgbouncer as pgbouncer
+
+        _PGBOUNCER = pgbouncer.tier(_start_server())
+    return _PGBOUNCER
+
+
+@pytest.fixture(scope="session")
+def bouncer() -> Any:
+    """PgBouncer in transaction pooling in front of the test server (``tests._pgbouncer.Bouncer``).
+    Skips the test when opted out (``REGIME_IO_SKIP_PGBOUNCER=1``); fails it when the tier
+    could not be installed or started."""
+    state = _pgbouncer()
+    if state.skip is not None:
+        pytest.skip(f"pgbouncer tier skipped: {state.skip}")
+    if state.failure is not None:
+        pytest.fail(f"pgbouncer tier asked for but not running (set REGIME_IO_SKIP_PGBOUNCER=1 to opt out):\n"
+                    f"{state.failure}", pytrace=False)
+    return state.bouncer
 
 
 _CITUS_FIXTURE_LINE = inspect.currentframe().f_lineno + 3  # type: ignore[union-attr]  # where citus skips fold

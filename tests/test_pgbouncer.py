@@ -36,25 +36,7 @@ pytestmark = pytest.mark.pgbouncer
 
 ALL = ("2023-01-01", "2024-12-31")
 TROUBLE_MD = (Path(__file__).resolve().parent.parent / "docs" / "troubleshooting.md").read_text()
-_TIER: Any = None  # a tests._pgbouncer.Tier once decided
-
-
-@pytest.fixture(scope="session")
-def bouncer(server: Any) -> Iterator[Any]:
-    """The running PgBouncer (``tests._pgbouncer.Bouncer``); skips when opted out, fails
-    every test when it could not start."""
-    global _TIER
-    if _TIER is None:
-        _TIER = _pgbouncer.tier(server)
-    if _TIER.skip is not None:
-        pytest.skip(f"pgbouncer tier skipped: {_TIER.skip}")
-    if _TIER.failure is not None:
-        pytest.fail(f"pgbouncer tier asked for but not running (set {_pgbouncer.SKIP_VARIABLE}=1 to opt out):\n"
-                    f"{_TIER.failure}", pytrace=False)
-    yield _TIER.bouncer
-    _TIER.bouncer.stop()
-
-
+# An integration through PgBouncer (the ``through`` fixture).
 Through = Callable[..., PostgreSQLIntegration]
 
 
