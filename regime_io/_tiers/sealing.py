@@ -310,7 +310,7 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store
                                          settings_table=chunk_table(spec, settings)).rows
                     tables[key] = merged
                 after = store.write_chunks(cur, settings, spec, period, tables)
-                deleted = store.delete_rows(cur, settings, spec, period, list(by_series))
+                deleted = store.remove_sealed_rows(cur, settings, spec, period, list(by_series))
                 if deleted != rows.num_rows:
                     raise WriteError(f"{spec.key}: sealing {period:%Y-%m} read {rows.num_rows} rows but deleted "
                                      f"{deleted}; rolled back", table=spec.key)
