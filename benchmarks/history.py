@@ -46,6 +46,7 @@ import polars as pl
 from psycopg import sql
 
 from regime_io._read import readers as reading
+from regime_io._read import scan as scanning
 from regime_io._write.save import save
 
 from .data import ConsecutiveBars
@@ -105,6 +106,16 @@ def _table_bytes(server: BenchServer, db: Any, *, chunks: bool) -> int:
                             "FROM pg_partition_tree({}::regclass)").format(
                 sql.Literal(f'"{db.settings.schema}"."{name}"'))
         row = conn.execute(query).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _schema_bytes(server: BenchServer, db: Any) -> int:
+    """Bytes of every table of the schema (heap, TOAST, indexes): the row partitions, the
+    chunk table, the knowledge-time tables, the catalog -- what a user's disk holds."""
+    with server.connect() as conn:
+        row = conn.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                           "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s "
+                           "AND c.relkind IN ('r', 'm')", (db.settings.schema,)).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
 
@@ -301,12 +312,26 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
         figures[f"history.{key}.{tier}"] = _read_figure(
             key, partial(reading.get_market_data, db, target, start, end),
             label=f"regime_io get_market_data, {tier} tier, {what}", rows=expected[key], repeats=repeats)
+        if key == "read_month":
+            figures[f"history.scan_month.{tier}"] = _read_figure(
+                key, partial(_scan_collect, db, symbols[0], start, end),
+                label=f"regime_io scan() filtered to {what} and collected, {tier} tier", rows=expected[key],
+                repeats=repeats)
         if copy:
             run = _copy_out(server, range_query(db, symbols, start, end))
             figures[f"history.{key}.copy"] = _read_figure(
                 key, run, label=f"COPY (the reader's query, plain columns) TO STDOUT (FORMAT binary), {what}",
                 rows=expected[key], repeats=repeats)
+    symbol = next(iter(slices.values()))[0][0]
+    figures[f"history.latest.{tier}"] = latency(partial(reading.get_latest, db, "market_data", symbol),
+                                                calls=max(50, repeats * 20),
+                                                label=f"regime_io get_latest of 1 symbol, {tier} tier")
     return figures
+
+
+def _scan_collect(db: Any, symbol: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
+    return (scanning.scan(db, "market_data")
+            .filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(start, end)).collect())
 
 
 def _row_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.DataFrame, slices: dict[str, Any],
@@ -355,7 +380,8 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
     what = slices["read_all"][3]
     labels = {
         "seal": f"regime_io seal of {n:,} bars (rows -> chunks, one run)",
-        "storage": "regime_io sealed tier per bar (pg_total_relation_size of the chunk table: heap, TOAST, indexes)",
+        "storage": "regime_io whole schema per bar right after seal() returns, no VACUUM (every table: heap, "
+                   "TOAST, indexes)",
         **{k: f"regime_io get_market_data, sealed tier, {v[3]}" for k, v in slices.items()},
         "restate": f"regime_io.save of 1 day x {len(slices['read_all'][0])} symbols with new prices into sealed "
                    "months (merged into the chunks)",
@@ -377,8 +403,11 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
     figures["history.seal.sealed"]["report"] = repr(report[-1])
     _check("seal rows moved", moved, n)
     _check("rows left in the row tier after sealing", maint.count(), 0)
+    # Issue 23: what the schema holds right after seal() returns, no VACUUM.
+    figures["history.storage.sealed"] = _size_figure(labels["storage"], _schema_bytes(server, db), n)
     maint.vacuum()
-    figures["history.storage.sealed"] = _size_figure(labels["storage"], _table_bytes(server, db, chunks=True), n)
+    figures["history.storage.chunks"] = _size_figure(
+        "regime_io chunk table alone per bar (heap, TOAST, indexes)", _table_bytes(server, db, chunks=True), n)
     say("regime_io sealed tier: reads")
     figures.update(_reads(server, db, slices, expected, tier="sealed", repeats=repeats, copy=False))
     flip = {"v": False}

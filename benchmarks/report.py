@@ -216,6 +216,8 @@ def _history_targets(figures: Mapping[str, Figure], add: Any) -> None:
         1.5)
     add("sealed: read all bars, speed-up over COPY-out of the same rows as row data",
         _ratio(figures, "history.read_all.copy", "history.read_all.sealed"), 5, higher_is_better=True)
+    add("sealed: 1 symbol, whole range vs ArcticDB",
+        _ratio(figures, "history.read_symbol.sealed", "history.read_symbol.arcticdb"), 1.5)
     add("sealed: 1 symbol x 1 month vs ArcticDB",
         _ratio(figures, "history.read_month.sealed", "history.read_month.arcticdb"), 1.5)
     add("sealed: 1 symbol x 1 day vs ArcticDB (p50)",
@@ -227,8 +229,18 @@ def _history_targets(figures: Mapping[str, Figure], add: Any) -> None:
     add("sealed: restate 1 day x every symbol vs ArcticDB update",
         _ratio(figures, "history.restate.sealed", "history.restate.arcticdb"), 2)
     storage = figures.get("history.storage.sealed")
-    add("sealed: storage per bar (chunk table + TOAST + indexes)", value(storage), 25, unit="B",
+    add("sealed: whole schema per bar right after seal() returns (no VACUUM)", value(storage), 20, unit="B",
         where=f"{storage['rows']:,} bars" if is_measured(storage) and storage else "")
+    seal = figures.get("history.seal.sealed")
+    add("sealed: seal the bars (rows -> chunks)", value(seal), 1.0, unit="s",
+        where=f"{seal['rows']:,} bars" if is_measured(seal) and seal and seal.get("rows") else "")
+    latest = figures.get("history.latest.sealed")
+    add("sealed: latest row of 1 symbol, p50 warm", value(latest), 1.0, unit="ms")
+    add("sealed: latest row of 1 symbol vs the row tier's",
+        _ratio(figures, "history.latest.sealed", "history.latest.row"), 1.0)
+    for tier in ("row", "sealed"):
+        add(f"{tier} tier: scan() of a 1-symbol month vs the eager read of it",
+            _ratio(figures, f"history.scan_month.{tier}", f"history.read_month.{tier}"), 1.2)
     sealed_stream = figures.get("memory.stream_sealed")
     add("sealed: streaming read, peak RSS", value(sealed_stream), 500, unit="MB", where=_where(sealed_stream))
     append = figures.get("regimes.rolling_save")

@@ -97,8 +97,10 @@ def test_every_target_has_a_verdict(run: dict[str, Any]) -> None:
     assert len(names) >= 23 and len(set(names)) == len(names)
     for wanted in ("row tier: read every symbol", "row tier: read 1 symbol (whole range)", "sealed: read all bars vs",
                    "sealed: read all bars, speed-up", "sealed: 1 symbol x 1 month", "sealed: 1 symbol x 1 day",
-                   "sealed: backfill", "sealed: restate", "sealed: storage per bar", "sealed: streaming read",
-                   "1-minute append"):
+                   "sealed: backfill", "sealed: restate", "sealed: whole schema per bar", "sealed: streaming read",
+                   "1-minute append", "sealed: seal the bars", "sealed: latest row of 1 symbol, p50",
+                   "sealed: latest row of 1 symbol vs the row tier", "row tier: scan() of a 1-symbol month",
+                   "sealed tier: scan() of a 1-symbol month", "sealed: 1 symbol, whole range"):
         assert any(n.startswith(wanted) for n in names), wanted
     for target in targets:
         if "ArcticDB" in target["target"] and not _arcticdb_installed():

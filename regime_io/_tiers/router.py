@@ -427,7 +427,11 @@ def stream_guard(db: Database, spec: TableSpec, scope: Scope) -> Relation | None
     stream must read both tiers piece by piece)."""
     if not spec.sealable:
         return lambda q: db.table(spec.key)
-    if _start_sealed(db, spec) and sealed_fingerprint(db, spec, scope.symbols, scope.window, scope.extra):
+    # Always looked up first (one lookup per stream, which reads many rows): a stream's
+    # guard that trips fails inside connectorx's worker thread, which prints a Rust panic
+    # on stderr even though the error is caught and the read retried.
+    if sealed_fingerprint(db, spec, scope.symbols, scope.window, scope.extra):
+        db.sealed_tables.add(spec.key)
         return None
     return _rows_relation(db, spec, scope, "")
 
