@@ -26,7 +26,7 @@ from typing import Any, Literal, get_args
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit
 
 from .errors import ConfigError
-from .tables import CONFIG_KEYS, TABLES, TableKey
+from .tables import CONFIG_KEYS, DEFAULT_PRICE_SCALE, PRICE_SCALES, TABLES, TableKey, price_type
 from .types import SymbolCase
 
 __all__ = ["PartitionInterval", "Secret", "Settings", "load_settings", "with_dsn"]
@@ -103,6 +103,9 @@ class Settings:
     )
     libpq_options: Mapping[str, str] = field(default_factory=dict)
     storage_timezone: str = "UTC"
+    # Decimals of the price columns, NUMERIC(8 + price_scale, price_scale) (regime_io.tables):
+    # applied by initialize_database and recorded in the schema, whose scale readers use.
+    price_scale: int = DEFAULT_PRICE_SCALE
     # How symbols are spelled on every path: "upper" (strip + upper-case) or "keep" (strip).
     symbol_case: SymbolCase = "upper"
     # The exchange calendar of resampling sessions and quality reports ([DATABASE] calendar),
@@ -210,7 +213,7 @@ class Settings:
 _DATABASE_KEYS = {
     "enabled", "host", "port", "database", "user", "password", "schema", "table_prefix",
     "dsn", "storage_timezone", "partition_interval", "embedded_dir", "citus", "seal_after",
-    "history_tables", "symbol_case", "calendar", "calendars",
+    "history_tables", "symbol_case", "calendar", "calendars", "price_scale",
 } | LIBPQ_OPTIONS
 _CONNECTION_KEYS = {
     "max_connections", "connection_timeout", "retry_attempts", "retry_delay",
@@ -258,17 +261,19 @@ class Collector:
         self.add(f"{key}: expected true or false, got {value!r}")
         return None
 
-    def integer(self, key: str, value: Any, *, minimum: int, maximum: int | None = None) -> int | None:
+    def integer(self, key: str, value: Any, *, minimum: int, maximum: int | None = None,
+                hint: str = "") -> int | None:
+        """``value`` as a whole number in range; ``hint`` ends a problem's line."""
         try:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             number = int(str(value).strip()) if not isinstance(value, (int, float)) else int(value)
         except ValueError:
-            self.add(f"{key}: expected a whole number, got {value!r}")
+            self.add(f"{key}: expected a whole number, got {value!r}{hint}")
             return None
         if number < minimum or (maximum is not None and number > maximum):
             bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-            self.add(f"{key}: must be {bound}, got {number}")
+            self.add(f"{key}: must be {bound}, got {number}{hint}")
             return None
         return number
 
@@ -553,6 +558,11 @@ def _build(sections: _Sections, col: Collector, source: str, env_names: Mapping[
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             col.add(f"{lab('storage_timezone')}: unknown time zone {tz!r} "
                     "(use an IANA name such as 'UTC' or 'Asia/Kolkata')")
+    if "price_scale" in db:
+        kw["price_scale"] = col.integer(
+            lab("price_scale"), db["price_scale"], minimum=PRICE_SCALES[0], maximum=PRICE_SCALES[-1],
+            hint=f" (the decimals of the price columns, NUMERIC(8 + price_scale, price_scale); default "
+                 f"{DEFAULT_PRICE_SCALE}, {price_type(DEFAULT_PRICE_SCALE)})")
     if "symbol_case" in db:
         value = str(db["symbol_case"]).strip().lower()
         cases = get_args(SymbolCase)

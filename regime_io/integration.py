@@ -119,17 +119,30 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F], Edits[F]):
     # -- lifecycle ----------------------------------------------------------------------
 
     @when_disabled(lambda pg, a: 0)
-    def initialize_database(self) -> int:
+    def initialize_database(self, *, widen_prices: bool = False) -> int:
         """Create the schema, the tables and their indexes if missing (idempotent).
+
+        The price columns get ``price_scale`` decimals (``[DATABASE] price_scale``, default
+        2), recorded in the schema; every reader and writer then uses the schema's scale.
+        A schema that stores another scale is refused with a :class:`SchemaError` naming
+        both, unless ``widen_prices=True`` and the configured scale is larger: the stored
+        price columns are then widened (a rewrite of the price tables under an exclusive
+        lock, docs/schema.md). Other processes keep the scale they read until restarted.
 
         Returns:
             The schema version.
+
+        Raises:
+            SchemaError: the schema stores another ``price_scale``.
 
         Example:
             >>> pg.initialize_database()   # doctest: +SKIP
             3
         """
-        return initialize_database(self.db.pool, self.db.resolved)
+        try:
+            return initialize_database(self.db.pool, self.db.resolved, widen_prices=widen_prices)
+        finally:
+            self.db.forget_metadata()  # the price scale was just recorded (or widened)
 
     def close(self) -> None:
         """Release every pooled connection. The embedded server keeps running.

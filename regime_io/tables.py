@@ -11,22 +11,25 @@ Example:
     ('symbol', 'timeframe', 'timestamp')
     >>> TABLES["market_data"].column("open").pg_type
     'NUMERIC(10,2)'
+    >>> table_spec("bars", price_scale=6).column("open").pg_type
+    'NUMERIC(14,6)'
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Literal
 
 import pyarrow as pa
 
 from .errors import UsageError
 
-__all__ = ["REGIME_TABLES", "TABLES", "TABLE_ALIASES", "Column", "TableKey", "TableSpec", "canonical_timeframe",
-           "regime_spec", "table_spec"]
+__all__ = ["DEFAULT_PRICE_SCALE", "PRICE_SCALES", "REGIME_TABLES", "TABLES", "TABLE_ALIASES", "Column", "TableKey",
+           "TableSpec", "canonical_timeframe", "price_type", "regime_spec", "table_spec"]
 
 TableKey = Literal[
     "market_data",
@@ -46,6 +49,26 @@ ColumnKind = Literal["text", "decimal", "timestamp", "date", "bigint", "json"]
 ChunkPeriod = Literal["month"]
 
 
+# Price columns are NUMERIC(PRICE_DIGITS + s, s) with s the schema's ``price_scale``
+# (``[DATABASE] price_scale``, recorded in the schema at initialize_database): every scale
+# keeps the seed's NUMERIC(10,2) integer range, |price| < 10**8, and the seed's 2 is the
+# default. 0..8: 8 decimals are the smallest unit crypto quotes in; beyond that a float64
+# price carries no further digit anyway (8 + 8 = 16 significant digits, one more than a
+# double keeps).
+PRICE_DIGITS = 8
+DEFAULT_PRICE_SCALE = 2
+PRICE_SCALES = range(0, 9)
+
+
+def price_type(scale: int) -> str:
+    """The PostgreSQL type of the price columns at ``scale``.
+
+    >>> price_type(2), price_type(6)
+    ('NUMERIC(10,2)', 'NUMERIC(14,6)')
+    """
+    return f"NUMERIC({PRICE_DIGITS + scale},{scale})"
+
+
 @dataclass(frozen=True)
 class Column:
     """One column: its PostgreSQL type, Arrow type and constraints."""
@@ -62,6 +85,9 @@ class Column:
     aliases: Mapping[str, str] | None = None
     # A vocabulary with its own spelling rules: "timeframe" (canonical_timeframe()).
     vocabulary: Literal["timeframe"] | None = None
+    # A price: its scale is the schema's price_scale (TableSpec.with_price_scale); the
+    # precision and scale above are the default's.
+    price: bool = False
 
     def canonical(self, value: str) -> str | None:
         """The stored spelling of ``value``, or None when the column does not accept it.
@@ -186,6 +212,10 @@ def _dec(name: str, precision: int, scale: int, *, nullable: bool = False) -> Co
     return Column(name, "decimal", nullable=nullable, precision=precision, scale=scale)
 
 
+def _price(name: str) -> Column:
+    return Column(name, "decimal", precision=PRICE_DIGITS + DEFAULT_PRICE_SCALE, scale=DEFAULT_PRICE_SCALE, price=True)
+
+
 def _ts(name: str) -> Column:
     return Column(name, "timestamp")
 
@@ -261,6 +291,35 @@ class TableSpec:
         """The Arrow schema range readers return (without the server-filled columns)."""
         return pa.schema([pa.field(c.name, c.read_type(exact=exact)) for c in self.columns])
 
+    @cached_property
+    def price_columns(self) -> tuple[str, ...]:
+        """The columns whose scale is the schema's ``price_scale``."""
+        return tuple(c.name for c in self.columns if c.price)
+
+    @property
+    def price_scale(self) -> int | None:
+        """The scale of this declaration's price columns (None: the table has none)."""
+        return self.column(self.price_columns[0]).scale if self.price_columns else None
+
+    def with_price_scale(self, scale: int) -> TableSpec:
+        """This declaration with its price columns at ``scale``: NUMERIC(8 + scale, scale).
+
+        The one place a declaration's price type changes; everything derived from a spec
+        (DDL, validation, exact reads, sealed payloads) follows. Use :func:`table_spec`
+        (``price_scale=``), which builds each scaled declaration once.
+
+        >>> TABLES["market_data"].with_price_scale(4).column("close").pg_type
+        'NUMERIC(12,4)'
+        """
+        if self.price_scale in (None, scale):
+            return self
+        if scale not in PRICE_SCALES:
+            raise UsageError(f"price_scale must be between {PRICE_SCALES[0]} and {PRICE_SCALES[-1]}, got {scale!r}",
+                             table=self.key, value=scale)
+        columns = tuple(dataclasses.replace(c, precision=PRICE_DIGITS + scale, scale=scale) if c.price else c
+                        for c in self.columns)
+        return dataclasses.replace(self, columns=columns)
+
 
 GENERATED_COLUMNS = ("id", "created_at")
 
@@ -281,10 +340,10 @@ TABLES: dict[TableKey, TableSpec] = {
         columns=(
             _text("symbol", 20),
             _ts("timestamp"),
-            _dec("open", 10, 2),
-            _dec("high", 10, 2),
-            _dec("low", 10, 2),
-            _dec("close", 10, 2),
+            _price("open"),
+            _price("high"),
+            _price("low"),
+            _price("close"),
             _int("volume"),
             _timeframe(),
         ),
@@ -301,13 +360,15 @@ TABLES: dict[TableKey, TableSpec] = {
         columns=(
             _text("symbol", 20),
             Column("expiry_date", "date"),
-            _dec("strike_price", 10, 2),
+            # A price too: quoted in the underlying's units (an FX option's 1.0850), and part
+            # of the key, so coarser than the prices it would merge distinct contracts.
+            _price("strike_price"),
             _text("option_type", 4, aliases=OPTION_TYPES),
             _ts("timestamp"),
-            _dec("open", 10, 2),
-            _dec("high", 10, 2),
-            _dec("low", 10, 2),
-            _dec("close", 10, 2),
+            _price("open"),
+            _price("high"),
+            _price("low"),
+            _price("close"),
             _int("volume"),
             _int("open_interest"),
             _dec("implied_volatility", 10, 4, nullable=True),
@@ -406,8 +467,11 @@ TABLE_ALIASES: dict[str, TableKey] = {
 }
 
 
-def table_spec(name: str) -> TableSpec:
+def table_spec(name: str, *, price_scale: int = DEFAULT_PRICE_SCALE) -> TableSpec:
     """Look a table up by its key, its seed config key or a short alias.
+
+    ``price_scale``: the scale of the price columns (the schema's; a
+    :class:`~regime_io.database.Database` passes its own with ``db.spec(name)``).
 
     Raises:
         UsageError: an unknown name (the message lists the accepted ones).
@@ -418,13 +482,24 @@ def table_spec(name: str) -> TableSpec:
     'market_data'
     """
 
+    key = _table_key(name)
+    return TABLES[key] if price_scale == DEFAULT_PRICE_SCALE else _scaled(key, price_scale)
+
+
+@cache
+def _scaled(key: TableKey, price_scale: int) -> TableSpec:
+    # One object per (table, scale): specs cache their Arrow schemas, which every write asks for.
+    return TABLES[key].with_price_scale(price_scale)
+
+
+def _table_key(name: str) -> TableKey:
     if isinstance(name, str):
         if name in TABLES:
-            return TABLES[name]  # type: ignore[index]
+            return name  # type: ignore[return-value]
         if name in CONFIG_KEYS:
-            return TABLES[CONFIG_KEYS[name]]
+            return CONFIG_KEYS[name]
         if name in TABLE_ALIASES:
-            return TABLES[TABLE_ALIASES[name]]
+            return TABLE_ALIASES[name]
     allowed = ", ".join([*TABLES, *(f"{a} ({k})" for a, k in TABLE_ALIASES.items())])
     raise UsageError(f"unknown table {name!r}; allowed: {allowed}", table=str(name), value=name)
 

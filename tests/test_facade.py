@@ -26,6 +26,7 @@ from regime_io._read import scan as _scan
 from regime_io._read import sqlquery as _sqlquery
 from regime_io._read import tail as _tail
 from regime_io._read import tailrows as _tailrows
+from regime_io._schema import ddl as _ddl
 from regime_io._schema import maintenance as _maintenance
 from regime_io._tiers import catalog as _catalog
 from regime_io._tiers import sealing as _sealing
@@ -151,11 +152,12 @@ def _public() -> set[str]:
 
 def test_every_public_method_is_checked() -> None:
     """Every public method has an engine it is compared with, or is listed here with the reason."""
-    own = {"initialize_database": "runs the DDL engine with no arguments", "close": "closes the pools"}
+    own = {"initialize_database": "runs the DDL engine (widen_prices: its one option)", "close": "closes the pools"}
     checked = set(ENGINES) | set(WRITERS) | REPORTED | set(own)
     assert _public() - checked == set(), "compare these with their engines"
     assert checked - _public() == set(), "listed but not public methods"
-    assert inspect.signature(PostgreSQLIntegration.initialize_database).parameters.keys() == {"self"}
+    assert inspect.signature(PostgreSQLIntegration.initialize_database).parameters.keys() == {"self", "widen_prices"}
+    assert inspect.signature(_ddl.initialize_database).parameters["widen_prices"].kind is inspect.Parameter.KEYWORD_ONLY
     assert inspect.signature(PostgreSQLIntegration.close).parameters.keys() == {"self"}
 
 

@@ -21,10 +21,12 @@ from typing import TypeVar
 
 from adbc_driver_manager.dbapi import Connection
 
-from .._sql.names import qualified_table
+from .._sql.names import metadata_table, qualified_table
+from .._sql.query import Query
 from ..config import Settings
-from ..errors import PoolClosedError
-from ..tables import TableKey, table_spec
+from ..errors import PoolClosedError, ReadError
+from ..tables import DEFAULT_PRICE_SCALE, TableKey, TableSpec, table_spec
+from .engines import read_lookup
 from .partitions import PartitionCache
 from .pool import ConnectionPool, LookupConnection, LookupPool, resolve_server
 from .replicas import Replica, ReplicaSet, choose
@@ -50,8 +52,8 @@ class Database:
         self._lock = threading.Lock()
         self._closed = False
         self.replicas: ReplicaSet | None = None  # created on the first read when replicas are configured
-        # The schema's recorded storage zone and per-table time kinds (regime_io._schema.timezones).
-        self.time_kinds: dict[str, str] | None = None
+        # The schema's metadata table (storage zone, price scale, per-table time kinds), read once.
+        self._metadata: dict[str, str] | None = None
 
     def __repr__(self) -> str:
         return f"<Database {self.settings.describe()}>"
@@ -102,6 +104,56 @@ class Database:
 
     def table_name(self, key: TableKey) -> str:
         return self.settings.table_name(key)
+
+    def metadata(self) -> dict[str, str]:
+        """What the schema recorded about itself at ``initialize_database`` (the storage zone,
+        ``price_scale``) and on first writes (each table's time kind), read once per Database
+        on the primary: a recorded value never changes, so the copy cannot go stale (a time
+        kind recorded later by another process is found by the write transaction's own check,
+        ``regime_io._schema.timezones``). Empty when the schema has no metadata table (not
+        initialised yet); that answer is not kept."""
+        if self._metadata is not None:
+            return self._metadata
+        try:
+            table = read_lookup(self, Query(), f"SELECT key, value FROM {metadata_table(self.resolved)}",
+                                what="schema metadata", primary=True)
+        except ReadError:  # no metadata table: not initialised, or by a regime_io older than schema version 3
+            return {}
+        found = {str(r["key"]): str(r["value"]) for r in table.to_pylist()}
+        with self._lock:
+            if self._metadata is None:
+                self._metadata = found
+            return self._metadata
+
+    def remember(self, key: str, value: str) -> None:
+        """Add a value just recorded in the metadata table to this Database's copy."""
+        with self._lock:
+            if self._metadata is not None:
+                self._metadata[key] = value
+
+    def forget_metadata(self) -> None:
+        """Read the metadata again on next use (after ``initialize_database`` recorded or changed it)."""
+        with self._lock:
+            self._metadata = None
+
+    @property
+    def price_scale(self) -> int:
+        """The decimals of the schema's price columns: the ``price_scale`` recorded in the
+        schema, whatever this client's configuration says (a client configured with the
+        default reads a scale-6 schema exactly). Before ``initialize_database`` (or when
+        disabled): the configured one."""
+        metadata = self.metadata() if self.settings.enabled else {}
+        if not metadata:
+            return self.settings.price_scale
+        # A schema initialised before price_scale existed has the seed's NUMERIC(10,2).
+        return int(metadata.get("price_scale", DEFAULT_PRICE_SCALE))
+
+    def spec(self, name: str) -> TableSpec:
+        """The declaration of table ``name`` (any name :func:`~regime_io.tables.table_spec`
+        takes) as this schema stores it: price columns at :attr:`price_scale`. Tables without
+        prices never ask the server."""
+        spec = table_spec(name)
+        return table_spec(spec.key, price_scale=self.price_scale) if spec.price_columns else spec
 
     def replica(self, kind: str) -> Replica | None:
         """The healthy (and, with read-your-writes, caught-up) replica the next read of

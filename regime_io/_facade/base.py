@@ -91,5 +91,5 @@ def when_disabled(result: Callable[[Any, dict[str, Any]], Any] | None) -> Callab
 def empty_rows(table: str | None = None) -> Callable[[Any, dict[str, Any]], Any]:
     """The disabled result of a reader: an empty frame with its schema (``table``: the
     reader's table, else the call's ``table`` argument), in the call's ``return_type``."""
-    return lambda pg, a: empty_frame(table or a["table"], return_type=pg._rt(a.get("return_type")),
+    return lambda pg, a: empty_frame(pg.db.spec(table or a["table"]), return_type=pg._rt(a.get("return_type")),
                                      exact=a.get("exact", False), columns=a.get("columns"))

@@ -466,7 +466,7 @@ class RangeReaders(FacadeBase[F]):
                          exact: bool = False, as_of: DateLike | None = None,
                          tz: str | None = None, return_type: Literal["arrow"]) -> BatchStream[pa.RecordBatch]: ...
 
-    @when_disabled(lambda pg, a: _reading.empty_stream("market_data", exact=a["exact"],
+    @when_disabled(lambda pg, a: _reading.empty_stream(pg.db.spec("market_data"), exact=a["exact"],
                                                        return_type=pg._rt(a.get("return_type"))))
     def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
@@ -542,7 +542,7 @@ class RangeReaders(FacadeBase[F]):
                           exact: bool = False, as_of: DateLike | None = None,
                           tz: str | None = None, return_type: Literal["arrow"]) -> BatchStream[pa.RecordBatch]: ...
 
-    @when_disabled(lambda pg, a: _reading.empty_stream("options_data", exact=a["exact"],
+    @when_disabled(lambda pg, a: _reading.empty_stream(pg.db.spec("options_data"), exact=a["exact"],
                                                        return_type=pg._rt(a.get("return_type"))))
     def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
@@ -643,7 +643,7 @@ class RangeReaders(FacadeBase[F]):
                 end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
                 return_type: Literal["arrow"]) -> pa.Table: ...
 
-    @when_disabled(lambda pg, a: _history.empty_history(a["table"], exact=a["exact"],
+    @when_disabled(lambda pg, a: _history.empty_history(pg.db.spec(a["table"]), exact=a["exact"],
                                                          return_type=pg._rt(a["return_type"])))
     def history(self, table: str, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                 end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None, exact: bool = False,
@@ -681,7 +681,7 @@ class RangeReaders(FacadeBase[F]):
         return _history.history(self.db, table, symbol, start_date, end_date, symbols=symbols, exact=exact,
                                 return_type=rt)
 
-    @when_disabled(lambda pg, a: empty_frame(a["table"], exact=a["exact"]).lazy())
+    @when_disabled(lambda pg, a: empty_frame(pg.db.spec(a["table"]), exact=a["exact"]).lazy())
     def scan(self, table: str, *, exact: bool = False, as_of: DateLike | None = None) -> pl.LazyFrame:
         """A time-series table as a lazy polars frame whose filters, columns and ``head`` reach the server.
 

@@ -59,15 +59,16 @@ def output_schema(table: str, *, exact: bool = False, columns: Sequence[str] | N
     return reader_schema(spec, column_names(spec, columns), exact=exact)
 
 
-def empty_frame(table: str, *, return_type: ReturnType = "polars", exact: bool = False,
+def empty_frame(table: str | TableSpec, *, return_type: ReturnType = "polars", exact: bool = False,
                 columns: Sequence[str] | None = None) -> Any:
-    """An empty result of ``table``'s readers, with the full schema.
+    """An empty result of ``table``'s readers, with the full schema (``table``: a name, or a
+    declaration at a schema's price scale, ``db.spec(name)``).
 
     >>> empty_frame("market_regimes_1min").schema["confidence"]
     Float64
     """
     check_return_type(return_type)
-    spec = table_spec(table)
+    spec = table if isinstance(table, TableSpec) else table_spec(table)
     arrow = reader_schema(spec, column_names(spec, columns), exact=exact).empty_table()
     if spec.key == "optimization_results" and "parameters" in arrow.column_names:
         arrow = decode_parameters(arrow, "struct")

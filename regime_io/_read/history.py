@@ -19,7 +19,7 @@ from .._tiers.knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, keeps_history, stor
 from .._tiers.router import Relation, Scope, read_sql, read_with_sealed, sealed_floor
 from .._tiers.sealed_read import to_reader
 from ..errors import UsageError
-from ..tables import TableSpec, table_spec
+from ..tables import TableSpec
 from ..types import DateLike, ReturnType
 from .decode import decimal_text_to_float, reader_schema
 from .sqltext import catalog_series, range_order, select_list, symbol_condition
@@ -142,7 +142,7 @@ def history(db: Database, table: str, symbol: str | Sequence[str] | None = None,
     """
 
     check_return_type(return_type)
-    spec = table_spec(table)
+    spec = db.spec(table)
     if not keeps_history(db.settings, spec):
         raise UsageError(f"{spec.key} keeps no history; add it to [DATABASE] history_tables (docs/history.md)",
                          table=spec.key, value=table)
@@ -150,13 +150,12 @@ def history(db: Database, table: str, symbol: str | Sequence[str] | None = None,
     assert wanted is not None
     rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone) if spec.time_column else None
     if not wanted:
-        return empty_history(table, exact=exact, return_type=return_type)
+        return empty_history(spec, exact=exact, return_type=return_type)
     return convert(history_rows(db, spec, wanted, rng, exact), return_type)
 
 
-def empty_history(table: str, *, exact: bool = False, return_type: ReturnType = "polars") -> Any:
+def empty_history(spec: TableSpec, *, exact: bool = False, return_type: ReturnType = "polars") -> Any:
     """:func:`history`'s answer with no versions: its columns and types, no rows."""
-    spec = table_spec(table)
     utc = pa.timestamp("us", tz="UTC")
     schema = pa.schema([*reader_schema(spec, list(spec.column_names), exact=exact),
                         pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])

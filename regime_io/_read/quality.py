@@ -45,7 +45,7 @@ from .._sql.args import parse_range, resolve_symbols
 from .._sql.query import TimeRange
 from .._tiers.catalog import read_catalog
 from ..errors import UsageError
-from ..tables import TableSpec, table_spec
+from ..tables import TableSpec
 from ..types import BarLabel, DateLike, ReturnType, check_choice
 from .readers import read_range
 from .resample import calendar_groups, check_fit, stored_sessions
@@ -96,7 +96,7 @@ def quality_report(db: Database, table: str, symbols: str | Sequence[str] | None
     """
     check_return_type(return_type)
     check_choice("bar_label", bar_label, BarLabel)
-    spec = table_spec(table)
+    spec = db.spec(table)
     if spec.time_column is None:
         raise UsageError(f"quality_report reads the time-series tables; {spec.key!r} has no time column",
                          table=spec.key, value=table)

@@ -62,7 +62,7 @@ from .._tiers.router import (
 )
 from .._tiers.sealed_format import next_period, period_of
 from ..errors import ReadError, UsageError
-from ..tables import TABLES, TableKey, TableSpec, regime_spec, table_spec
+from ..tables import TableKey, TableSpec, regime_spec
 from ..types import DateLike, ParametersAs, RegimeTable, ReturnType
 from . import resample as _sessions
 from .decode import (
@@ -139,7 +139,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     Example:
         >>> get_market_data(db, "NIFTY", "2024-01-02", "2024-01-02", resample="5m")  # doctest: +SKIP
     """
-    spec = TABLES["market_data"]
+    spec = db.spec("market_data")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
@@ -153,7 +153,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
         for name in groups:
             session_hours(name)  # an unknown calendar is refused whatever the size
     if not wanted:
-        return with_index(empty_frame(spec.key, return_type=return_type, exact=exact, columns=names), index)
+        return with_index(empty_frame(spec, return_type=return_type, exact=exact, columns=names), index)
     if every is None:
         table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                             what="get_market_data", as_of=known, last=n)
@@ -183,7 +183,7 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
         >>> get_options_data(db, "NIFTY", "2024-01-02", "2024-01-02", expiry="2024-01-25",
         ...                  strikes=[21500, 21600], option_type="CE")   # doctest: +SKIP
     """
-    spec = TABLES["options_data"]
+    spec = db.spec("options_data")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
@@ -209,7 +209,7 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
     Example:
         >>> get_market_regimes(db, "NIFTY", "2024-01-01", "2024-01-31", timeframe="5m")  # doctest: +SKIP
     """
-    spec = TABLES["market_regimes"]
+    spec = db.spec("market_regimes")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
@@ -235,7 +235,7 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
     Example:
         >>> get_1min_market_regimes(db, "NIFTY", "2024-01-02", "2024-01-02")  # doctest: +SKIP
     """
-    spec = TABLES["market_regimes_1min"]
+    spec = db.spec("market_regimes_1min")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
@@ -263,7 +263,7 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
     Example:
         >>> get_optimization_results(db, "NIFTY", algorithm="bayesian", top=5)  # doctest: +SKIP
     """
-    spec = TABLES["optimization_results"]
+    spec = db.spec("optimization_results")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
     if parameters not in ("struct", "json"):
@@ -319,7 +319,7 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
         >>> get_latest(db, "market_regimes_1min", symbols=["NIFTY", "BANKNIFTY"])  # doctest: +SKIP
     """
     check_return_type(return_type)
-    spec = table_spec(table)
+    spec = db.spec(table)
     if spec.key not in _LATEST_TABLES:
         raise UsageError(f"get_latest does not read {table!r}; allowed: {', '.join(_LATEST_TABLES)}",
                         table=table, value=table)
@@ -359,7 +359,7 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
     Example:
         >>> get_option_chain(db, "NIFTY", "2024-01-02 10:30", expiry="2024-01-25")  # doctest: +SKIP
     """
-    spec = TABLES["options_data"]
+    spec = db.spec("options_data")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
     sym = symbol_arg(symbol, case=db.settings.symbol_case)
@@ -529,7 +529,7 @@ def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, st
         ...     process(frame)
     """
     check_return_type(return_type)
-    spec = TABLES["market_data"]
+    spec = db.spec("market_data")
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _filters(spec, timeframe=timeframe)
@@ -550,7 +550,7 @@ def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, s
         >>> rows = sum(f.height for f in iter_options_data(db, "NIFTY", "2023-01-01", "2023-12-31"))  # doctest: +SKIP
     """
     check_return_type(return_type)
-    spec = TABLES["options_data"]
+    spec = db.spec("options_data")
     known = as_of_instant(db, spec, as_of)
     wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
     extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
@@ -566,9 +566,8 @@ def _batch_stream(db: Database, spec: TableSpec, exact: bool, tz: str | None, re
     return BatchStream(schema, zoned_batches(db, spec, batches, tz), return_type=return_type)
 
 
-def empty_stream(table: str, *, exact: bool = False, return_type: ReturnType = "polars") -> BatchStream[Any]:
-    """A stream of no batches with ``table``'s reader schema (the disabled mode)."""
-    spec = table_spec(table)
+def empty_stream(spec: TableSpec, *, exact: bool = False, return_type: ReturnType = "polars") -> BatchStream[Any]:
+    """A stream of no batches with the reader schema of ``spec`` (the disabled mode)."""
     return BatchStream(reader_schema(spec, list(spec.column_names), exact=exact), iter(()), return_type=return_type)
 
 

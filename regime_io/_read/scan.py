@@ -64,7 +64,7 @@ from .._tiers.knowledge import as_of_instant
 from .._tiers.router import Relation, RowRead, Scope, is_changed, read_rows, read_sql, stream_guard
 from .._tiers.sealed_format import next_period
 from ..errors import ReadError, UsageError
-from ..tables import TableSpec, table_spec
+from ..tables import TableSpec
 from ..types import DateLike, SymbolCase
 from .decode import decimal_text_to_float, reader_schema
 from .readers import is_small_range, sorted_symbols
@@ -558,7 +558,7 @@ def scan(db: Database, table: str, *, exact: bool = False, as_of: DateLike | Non
     """
     from polars.io.plugins import register_io_source
 
-    spec = table_spec(table)
+    spec = db.spec(table)
     if spec.time_column is None:
         raise UsageError(f"scan reads the time-series tables; {spec.key!r} is not one; allowed: "
                          f"{', '.join(SERIES_TABLES)}", table=spec.key, value=table)

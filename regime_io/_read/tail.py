@@ -57,7 +57,7 @@ from .._tiers.router import Scope, lock_before_snapshot, read_in_snapshot
 from .._tiers.rows import as_declared, declared_select
 from .._tiers.sealed_read import to_reader
 from ..errors import UsageError
-from ..tables import TableSpec, table_spec
+from ..tables import TableSpec
 from ..types import DateLike, ReturnType
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class Tail(Generic[F]):
     def ended(cls, db: Database, table: str, *, return_type: ReturnType) -> Tail[Any]:
         """A tail that delivers nothing and never touches a server (the disabled mode):
         iterating it ends at once; it is a context manager like any other."""
-        spec = table_spec(table)
+        spec = db.spec(table)
         tail: Tail[Any] = cls(db, spec, _Position(table=spec.key, prev=None), symbols=None, max_rows=1, timeout=0.0,
                               poll_interval=1.0, exact=False, return_type=return_type)
         tail._closed = True
@@ -471,7 +471,7 @@ def follow(db: Database, table: str, *, symbols: str | Sequence[str] | None = No
          poll_interval: float = DEFAULT_POLL_INTERVAL, exact: bool = False,
          return_type: ReturnType = "polars") -> Tail[Any]:
     """Follow ``table``: see :meth:`regime_io.PostgreSQLIntegration.follow`."""
-    spec = table_spec(table)
+    spec = db.spec(table)
     check_return_type(return_type)
     if spec.time_column is None:
         raise UsageError(f"{spec.key} has no time column; tail follows market_data, options_data, market_regimes "

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Remedy, UsageError
-from ..tables import table_spec
 from ..types import DateLike, ReturnType
 from .readers import get_1min_market_regimes, get_market_data, get_market_regimes, get_options_data
 
@@ -29,7 +28,7 @@ def tail(db: Database, table: str, symbol: str | Sequence[str] | None = None, n:
          exact: bool = False, tz: str | None = None, return_type: ReturnType = "polars") -> Any:
     """The last ``n`` rows of each symbol of ``table`` at or before ``end_date``; see
     :meth:`regime_io.PostgreSQLIntegration.tail`."""
-    spec = table_spec(table)
+    spec = db.spec(table)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise UsageError(f"n: expected a positive integer (rows per symbol), got {n!r}", table=spec.key, value=n)
     if spec.time_column is None:

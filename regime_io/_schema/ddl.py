@@ -16,9 +16,18 @@ Example:
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from .._conn.pool import ConnectionPool
-from .._sql.names import chunk_table, ddl_lock_key, index_name, qualified_table, version_table
+from .._sql.names import (
+    chunk_table,
+    ddl_lock_key,
+    history_table,
+    index_name,
+    metadata_table,
+    qualified_table,
+    version_table,
+)
 from .._sql.quote import literal, quote_ident
 from .._tiers.catalog import catalog_sql, fill_catalog
 from .._tiers.changes import live_sql
@@ -26,7 +35,8 @@ from .._tiers.knowledge import history_sql
 from .._tiers.sealed_format import chunk_stat_columns
 from .._tiers.sealed_guard import extend_to_chunks, guard_sql
 from ..config import Settings
-from ..tables import TABLES, TableSpec
+from ..errors import SchemaError
+from ..tables import TABLES, TableSpec, price_type, table_spec
 from . import citus as scaling
 from .timezones import metadata_sql, record_storage_zone
 
@@ -102,10 +112,15 @@ def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
     return [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)", storage]
 
 
+def schema_specs(settings: Settings) -> list[TableSpec]:
+    """The five declarations with the price columns at the configured ``price_scale``."""
+    return [table_spec(key, price_scale=settings.price_scale) for key in TABLES]
+
+
 def schema_sql(settings: Settings) -> list[str]:
     """Every statement ``initialize_database`` runs, in order."""
     statements = [f"CREATE SCHEMA IF NOT EXISTS {quote_ident(settings.schema)}"]
-    for spec in TABLES.values():
+    for spec in schema_specs(settings):
         statements.extend(create_table_sql(spec, settings))
         if spec.sealable:
             statements.extend(chunk_table_sql(spec, settings))
@@ -123,11 +138,13 @@ def schema_sql(settings: Settings) -> list[str]:
     return statements
 
 
-def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
+def initialize_database(pool: ConnectionPool, settings: Settings, *, widen_prices: bool = False) -> int:
     """Create the schema, the five tables and their indexes if missing; record the version.
 
     Idempotent, and safe when several processes call it at once: the statements run under
     a transaction-scoped advisory lock. Returns the schema version now recorded.
+    ``widen_prices``: a ``price_scale`` larger than the schema's widens its price columns
+    (:func:`record_price_scale`); otherwise another scale is refused.
     """
     with pool.connection() as conn:
         cur = conn.cursor()
@@ -140,7 +157,7 @@ def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
                 cur.execute("SET LOCAL citus.enable_unsafe_triggers = on")
             for statement in schema_sql(settings):
                 cur.execute(statement)
-            for spec in TABLES.values():
+            for spec in schema_specs(settings):
                 extend_to_chunks(cur, spec, settings)  # months sealed before the guard existed
             cur.execute(f"SELECT count(*) FROM {version_table(settings)} WHERE version = {_CATALOG_VERSION}")
             row = cur.fetchone()
@@ -153,6 +170,7 @@ def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
                     f"VALUES ({version}, {literal(description)}) ON CONFLICT (version) DO NOTHING"
                 )
             record_storage_zone(cur, settings)
+            record_price_scale(cur, settings, widen=widen_prices)
             cur.execute(f"SELECT max(version) FROM {version_table(settings)}")
             row = cur.fetchone()
             if settings.citus:
@@ -161,6 +179,67 @@ def initialize_database(pool: ConnectionPool, settings: Settings) -> int:
             cur.close()
     log.info("database initialised (%s), schema version %s", settings.describe(), row[0] if row else None)
     return int(row[0]) if row and row[0] is not None else SCHEMA_VERSION
+
+
+def record_price_scale(cur: Any, settings: Settings, *, widen: bool = False) -> None:
+    """At ``initialize_database``: record the scale of the price columns, or refuse a
+    ``price_scale`` other than the one the schema stores (the transaction rolls back);
+    with ``widen``, a larger one widens the stored price columns first.
+
+    The scale recorded is the one the columns have: a schema created before the setting
+    existed (no record) has the seed's NUMERIC(10,2), whatever is configured now.
+    """
+    table = metadata_table(settings)
+    cur.execute(f"SELECT value FROM {table} WHERE key = 'price_scale'")
+    row = cur.fetchone()
+    if row is not None:
+        stored = int(row[0])
+    else:
+        # atttypmod of NUMERIC(p, s) is ((p << 16) | s) + 4.
+        cur.execute(f"SELECT (atttypmod - 4) & 65535 FROM pg_attribute WHERE attrelid = "
+                    f"{literal(qualified_table(TABLES['market_data'], settings))}::regclass AND attname = 'close'")
+        stored = int(cur.fetchone()[0])
+        cur.execute(f"INSERT INTO {table} (key, value) VALUES ('price_scale', {literal(str(stored))})")
+    wanted = settings.price_scale
+    if stored == wanted:
+        return
+    if widen and wanted > stored:
+        for statement in widen_prices_sql(settings):
+            cur.execute(statement)
+        cur.execute(f"UPDATE {table} SET value = {literal(str(wanted))}, recorded_at = LOCALTIMESTAMP "
+                    "WHERE key = 'price_scale'")
+        log.info("price columns of schema %r widened from %s to %s", settings.schema, price_type(stored),
+                 price_type(wanted))
+        return
+    remedy = (f", or widen its price columns to {price_type(wanted)} with initialize_database(widen_prices=True) "
+              "(docs/schema.md, \"Changing the price scale\")" if wanted > stored else
+              "; a smaller scale would round the stored prices (copy them into a new schema instead)")
+    raise SchemaError(f"price_scale is {wanted} ({price_type(wanted)}) but schema {settings.schema!r} stores prices "
+                      f"with price_scale {stored} ({price_type(stored)}); nothing was changed. Set price_scale = "
+                      f"{stored} to use the schema as it is{remedy}")
+
+
+def widen_prices_sql(settings: Settings) -> list[str]:
+    """``ALTER TABLE`` statements that give every stored price column the configured scale:
+    the row tables (their partitions follow), their history tables and the sealed tier's
+    per-chunk min/max columns. Sealed payloads keep the scale they were written with and
+    are converted when decoded (a larger scale is exact). Each ALTER rewrites its table
+    under an ACCESS EXCLUSIVE lock."""
+    statements = []
+    for spec in schema_specs(settings):
+        if not spec.price_columns:
+            continue
+        relations = [(qualified_table(spec, settings), spec.price_columns),
+                     (history_table(spec, settings), spec.price_columns)]
+        if spec.sealable:
+            stats = [f"{end}_{name}" for name in chunk_stat_columns(spec) if name in spec.price_columns
+                     for end in ("min", "max")]
+            relations.append((chunk_table(spec, settings), tuple(stats)))
+        pg_type = price_type(settings.price_scale)
+        for relation, columns in relations:
+            changes = ", ".join(f"ALTER COLUMN {quote_ident(c)} TYPE {pg_type}" for c in columns)
+            statements.append(f"ALTER TABLE {relation} {changes}")
+    return statements
 
 
 def _distribute_if_citus(cur: object, settings: Settings) -> None:

@@ -288,14 +288,15 @@ def _is_distributed(cur: Any, schema: str, table: str) -> bool:
     return bool(row and row[0])
 
 
-def _selected(tables: Iterable[str] | str | None) -> list[TableSpec]:
+def _selected(db: Database, tables: Iterable[str] | str | None) -> list[TableSpec]:
+    """The tables named, as the schema stores them (cleanup rewrites sealed chunks in their types)."""
     if tables is None:
-        return list(TABLES.values())
+        return [db.spec(key) for key in TABLES]
     if isinstance(tables, str):
         tables = [tables]
     specs: list[TableSpec] = []
     for name in tables:
-        spec = table_spec(name)  # raises SchemaError listing the allowed names
+        spec = db.spec(name)  # raises UsageError listing the allowed names
         if spec not in specs:
             specs.append(spec)
     return specs
@@ -325,7 +326,7 @@ def list_partitions(db: Database, table: str | None = None) -> pl.DataFrame:
         >>> list_partitions(db, "market_data")                     # doctest: +SKIP
         shape: (3, 6) ...
     """
-    specs = _selected(None if table is None else [table])
+    specs = _selected(db, None if table is None else [table])
     settings = db.settings
     rows: list[dict[str, Any]] = []
     with db.connection() as conn:
@@ -464,7 +465,7 @@ def cleanup_old_data(
     if isinstance(days_to_keep, bool) or not isinstance(days_to_keep, int) or days_to_keep < 0:
         raise ValidationError(f"days_to_keep must be a whole number of days >= 0, got {days_to_keep!r}",
                               value=days_to_keep)
-    specs = _selected(tables)
+    specs = _selected(db, tables)
     settings = db.settings
     if settings.pooler == "transaction" and not dry_run:
         # Its lock is a session's (statements in autocommit: DETACH ... CONCURRENTLY cannot run

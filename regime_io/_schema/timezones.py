@@ -14,13 +14,11 @@ kind is refused with a message saying how to make the two agree (``docs/timezone
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any, Literal
 
-from .._conn.engines import read_lookup
-from .._sql.query import Query
-from .._sql.quote import literal, qualified
-from ..errors import ConfigError, ReadError, UsageError
+from .._sql.names import metadata_table
+from .._sql.quote import literal
+from ..errors import ConfigError, UsageError
 from ..tables import TableSpec
 
 if TYPE_CHECKING:
@@ -37,13 +35,6 @@ TimeKind = Literal["naive", "aware"]
 
 
 TIME_KIND_KEY = "regime_io.time_input"  # Arrow schema metadata key set by validate()
-
-
-_lock = threading.Lock()
-
-
-def metadata_table(settings: Settings) -> str:
-    return qualified(settings.schema, f"{settings.table_prefix}metadata")
 
 
 def metadata_sql(settings: Settings) -> list[str]:
@@ -70,21 +61,10 @@ def _check_zone(settings: Settings, recorded: str | None) -> None:
 
 
 def time_kinds(db: Database) -> dict[str, str]:
-    """The recorded storage zone and time kinds, read once per Database (a kind never
-    changes once recorded, so the cache cannot go stale; kinds recorded later by another
-    process are found by record_time_kind's own check in the write transaction)."""
-    if db.time_kinds is not None:
-        return db.time_kinds
-
-    try:
-        table = read_lookup(db, Query(), f"SELECT key, value FROM {metadata_table(db.resolved)}",
-                            what="time zone rule", primary=True)
-    except ReadError:  # no metadata table: a schema initialised by an older regime_io
-        return {}
-    found = {str(r["key"]): str(r["value"]) for r in table.to_pylist()}
+    """The recorded storage zone and time kinds (the schema's metadata, read once per
+    Database: :meth:`~regime_io.database.Database.metadata`)."""
+    found = db.metadata()
     _check_zone(db.settings, found.get("storage_timezone"))
-    with _lock:
-        db.time_kinds = found
     return found
 
 
@@ -137,5 +117,4 @@ def record_time_kind(cur: Any, db: Database, spec: TableSpec, kind: str | None) 
     if recorded != kind:
         raise UsageError(_mismatch(db, spec, recorded, kind, f"save to {spec.key}"), table=spec.key,
                          column=spec.time_column)
-    with _lock:
-        known[key] = recorded
+    db.remember(key, recorded)

@@ -29,6 +29,12 @@ def version_table(settings: Settings) -> str:
     return qualified(settings.schema, f"{settings.table_prefix}schema_version")
 
 
+def metadata_table(settings: Settings) -> str:
+    """The quoted ``"schema"."<prefix>metadata"``: what the schema records about itself
+    (storage zone, price scale, each table's time kind)."""
+    return qualified(settings.schema, f"{settings.table_prefix}metadata")
+
+
 def index_name(settings: Settings, spec: TableSpec, columns: Iterable[str]) -> str:
     name = f"{settings.table_name(spec.key)}_{'_'.join(columns)}_idx"
     return name[:63]

@@ -35,7 +35,7 @@ from .._sql.names import chunk_table, qualified_table
 from .._sql.quote import quote_ident
 from ..config import parse_age
 from ..errors import RegimeIOError, UsageError, WriteError
-from ..tables import TABLES, TableSpec, table_spec
+from ..tables import TABLES, TableSpec
 from ..types import DateLike
 from . import sealed_format as chunks
 from . import sealed_guard as guard
@@ -140,13 +140,15 @@ class SealReport:
 # Arguments
 
 
-def _specs(tables: Iterable[str] | str | None) -> list[TableSpec]:
+def _specs(db: Database, tables: Iterable[str] | str | None) -> list[TableSpec]:
+    """The sealable tables named, as the schema stores them (its price scale: chunks are
+    encoded and decoded in the declared types)."""
     if tables is None:
-        return [s for s in TABLES.values() if s.sealable]
+        return [db.spec(k) for k, s in TABLES.items() if s.sealable]
     names = [tables] if isinstance(tables, str) else list(tables)
     specs = []
     for name in names:
-        spec = table_spec(name)
+        spec = db.spec(name)
         if not spec.sealable:
             sealable = ", ".join(k for k, s in TABLES.items() if s.sealable)
             raise UsageError(f"table {spec.key!r} has no sealed tier; sealable tables: {sealable}",
@@ -209,7 +211,7 @@ def seal(db: Database, older_than: AgeLike | None = None, *, tables: Iterable[st
 
     See :meth:`regime_io.PostgreSQLIntegration.seal` for the parameters.
     """
-    specs = _specs(tables)
+    specs = _specs(db, tables)
     wanted = _symbols(symbols)
     with db.connection() as conn:
         cur = conn.cursor()
@@ -346,7 +348,7 @@ def unseal(db: Database, start: DateLike, end: DateLike, *,
     See :meth:`regime_io.PostgreSQLIntegration.unseal`.
     """
 
-    specs = _specs(tables)
+    specs = _specs(db, tables)
     wanted = _symbols(symbols)
     try:
         rng = parse_range(start, end, timezone=db.settings.storage_timezone)
@@ -472,7 +474,7 @@ def repair_sealed(db: Database, *, tables: Iterable[str] | str | None = None, dr
     See :meth:`regime_io.PostgreSQLIntegration.repair_sealed`.
     """
     done: list[SealedPeriod] = []
-    for spec in _specs(tables):
+    for spec in _specs(db, tables):
         for period, series in sealed_overlaps(db, spec).items():
             if dry_run:
                 done.append(SealedPeriod(spec.key, period, len(series), sum(series.values()), 0, 0))

@@ -45,7 +45,7 @@ from .._tiers import catalog, changes, knowledge
 from .._tiers import sealed_store as store
 from .._tiers.sealed_read import chunk_conditions, sealed_rows
 from ..errors import UsageError
-from ..tables import TableSpec, table_spec
+from ..tables import TableSpec
 from ..types import DateLike
 from .transaction import Attempt, Merged, run
 
@@ -62,7 +62,7 @@ def delete_range(db: Database, table: str, symbol: str | Sequence[str] | None = 
                  symbols: Sequence[str] | None = None, dry_run: bool = False) -> int:
     """Delete the rows of ``symbol`` in ``[start_date, end_date]`` from both tiers; returns
     how many (``dry_run``: how many would be, nothing changed). See the module docstring."""
-    spec = table_spec(table)
+    spec = db.spec(table)
     if spec.time_column is None:
         raise UsageError(f"delete_range: {spec.key} has no time column; delete its rows with SQL "
                          "(by symbol and run_id)", table=spec.key, value=table)

@@ -34,7 +34,6 @@ from .._tiers import catalog
 from .._tiers.sealed_guard import extend_horizon_first
 from .._tiers.sealed_store import periods_of
 from ..errors import UsageError, ValidationError
-from ..tables import table_spec
 from ..types import ExtraColumns, OnConflict, OnDuplicate, Tier, check_choice
 from . import vintages as _vintages
 from .transaction import Progress, WriteResult, save_batch, save_stream
@@ -104,7 +103,7 @@ def save(
     Example:
         >>> pg.save("market_regimes_1min", frame, on_conflict="ignore")   # doctest: +SKIP
     """
-    spec = table_spec(table)
+    spec = db.spec(table)
     check_choice("on_conflict", on_conflict, OnConflict)
     check_choice("on_duplicate", on_duplicate, OnDuplicate)
     check_choice("extra_columns", extra_columns, ExtraColumns)
@@ -152,7 +151,7 @@ def save_rolling_market_regime(db: Database, data: Any, *, window_minutes: int |
     Example:
         >>> pg.save_rolling_market_regime(latest_rows, window_minutes=375)   # doctest: +SKIP
     """
-    spec = table_spec("market_regimes_1min")
+    spec = db.spec("market_regimes_1min")
     window = window_minutes if window_minutes is not None else db.settings.rolling_window_minutes
     if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
         raise UsageError(f"window_minutes must be a whole number >= 1, got {window!r}", value=window)

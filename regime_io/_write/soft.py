@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ import polars as pl
 
 from ..errors import STRICT, ValidationError, caller_stacklevel
 from ..tables import Column, TableSpec
+from .decimals import float_units
 
 __all__ = ["DataQualityWarning", "check_rounding", "check_soft", "check_sub_microsecond"]
 
@@ -38,10 +40,9 @@ def check_rounding(spec: TableSpec, col: Column, s: pl.Series, lossy: list[tuple
     column's scale are not all zero: stored rounded, they lose information (129.76819 ->
     129.77 in a NUMERIC(10,2) price, gamma 0.00071 -> 0.0007).
 
-    Floats are judged after the snap to ``scale + 4`` places that removes binary noise
-    (0.1 + 0.2 is 0.30, not a loss); the values the float path stores are exactly these
-    snapped units rounded (:func:`regime_io._write.validate._float_to_decimal`). One multiply, round and remainder
-    per column: ~10 ms on 1M prices.
+    Floats are judged after the snap that removes binary noise (0.1 + 0.2 is 0.30, not a
+    loss): :func:`~regime_io._write.decimals.float_units`, the rule the float path stores
+    by, so the value shown as stored is the one stored. ~10 ms on 1M prices.
     """
     assert col.scale is not None
     if isinstance(s.dtype, pl.Decimal):
@@ -51,13 +52,8 @@ def check_rounding(spec: TableSpec, col: Column, s: pl.Series, lossy: list[tuple
         mask = (rounded != s).fill_null(False).to_numpy()
         stored_values = rounded
     elif s.dtype.is_float():
-        values = s.cast(pl.Float64).to_numpy()
-        with np.errstate(invalid="ignore"):
-            units = np.rint(values * 10.0 ** (col.scale + 4))
-            # Integer remainder: np.fmod on floats took ~19 ms per 500k prices, this ~2 ms.
-            # Values past int64 are out of any column's range (refused by validation anyway).
-            usable = np.isfinite(units) & (np.abs(units) < 9e18)
-            mask = usable & (np.where(usable, units, 0.0).astype(np.int64) % 10_000 != 0)
+        # Called after the conversion, which refused what is not finite or out of range.
+        units, mask = float_units(s.cast(pl.Float64).to_numpy(), col.scale)
         stored_values = None
     else:
         return
@@ -69,9 +65,7 @@ def check_rounding(spec: TableSpec, col: Column, s: pl.Series, lossy: list[tuple
     if stored_values is not None:
         stored = f"{stored_values[row]}"
     else:
-        unit = float(np.rint(float(value) * 10.0 ** (col.scale + 4)))
-        whole = np.sign(unit) * np.floor(abs(unit) / 10**4 + 0.5)  # half away from zero, as stored
-        stored = f"{whole / 10**col.scale:.{col.scale}f}"
+        stored = f"{Decimal(int(units[row])).scaleb(-col.scale):.{col.scale}f}"
     lossy.append((f"{len(bad)} value(s) of {col.name} have digits NUMERIC({col.precision},{col.scale}) cannot "
                   f"store and are rounded (first: row {row}, {col.name}={value!r} \u2192 {stored})", col.name,
                   row, value))
