@@ -221,7 +221,8 @@ def test_initialising_a_schema_with_another_scale_is_refused(pg: PostgreSQLInteg
     message = str(info.value)
     assert "price_scale is 4 (NUMERIC(12,4))" in message
     assert "stores prices with price_scale 2 (NUMERIC(10,2))" in message
-    assert "set price_scale = 2" in message.lower() and "widen_prices=True" in message
+    assert "set price_scale = 2" in message.lower() and "with initialize_database(widen_prices=True)" in message
+    assert "initialize_database(widen_prices=True) in Python" in info.value.cli_message  # regime-io init does not widen
     schema = pg.settings.schema
     assert sql(f'SELECT value FROM "{schema}".mr_metadata WHERE key = %s', ("price_scale",)) == [("2",)]
     narrower = settings_replace(pg.settings, price_scale=1)
