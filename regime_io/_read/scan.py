@@ -42,16 +42,18 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import io
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
+from polars.io.plugins import register_io_source
 
 from .._conn.engines import read_lookup, stream_adbc
 from .._frames import conform
@@ -96,6 +98,12 @@ _FLIP = {"Lt": "Gt", "LtEq": "GtEq", "Gt": "Lt", "GtEq": "LtEq", "Eq": "Eq"}
 
 
 _ONE_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+# register_io_source's names for EXPLAIN (explain_name, explain_detail) are newer than the
+# polars floor (1.20 and the last 1.x, 1.44, lack them: a TypeError there): passed only
+# when the installed polars takes them.
+_EXPLAIN = {"explain_name", "explain_detail"} <= set(inspect.signature(register_io_source).parameters)
 
 
 @dataclass
@@ -222,15 +230,37 @@ def plan_scan(spec: TableSpec, predicate: pl.Expr | None, *, symbol_case: Symbol
     if predicate is None:
         return plan
     try:
-        tree = json.loads(predicate.meta.serialize(format="json"))
-    except Exception:  # an expression polars cannot serialise: nothing pushed
+        tree = _rewrite(spec, json.loads(predicate.meta.serialize(format="json")), symbol_case)
+        rewritten = pl.Expr.deserialize(io.StringIO(json.dumps(tree)), format="json")
+        conjuncts = _conjuncts(tree)
+    except UsageError:
+        raise
+    except Exception as err:
+        # polars documents the JSON form as unstable across versions: a shape this parser
+        # does not know pushes nothing, and polars applies the whole predicate to every row.
+        log.warning("scan %s: predicate not read (%s: %s); nothing of it pushed down, polars filters the rows",
+                    spec.key, type(err).__name__, err)
         plan.exact = False
         return plan
-    tree = _rewrite(spec, tree, symbol_case)
-    plan.predicate = pl.Expr.deserialize(io.StringIO(json.dumps(tree)), format="json")
-    for conjunct in _conjuncts(tree):
-        if not _push(spec, plan, conjunct):
+    plan.predicate = rewritten
+    unread: list[str] = []
+    for conjunct in conjuncts:
+        pushed = replace(plan, symbols=None if plan.symbols is None else list(plan.symbols), equal=dict(plan.equal),
+                         lower=dict(plan.lower), upper=dict(plan.upper), pushed=list(plan.pushed))
+        try:
+            exact = _push(spec, pushed, conjunct)
+        except UsageError:
+            raise
+        except Exception as err:  # as above, for one conjunct: the others are still pushed
+            unread.append(f"{type(err).__name__}: {err}")
             plan.exact = False
+            continue
+        plan = pushed
+        if not exact:
+            plan.exact = False
+    if unread:
+        log.warning("scan %s: %d predicate term(s) not read (%s); polars filters them", spec.key, len(unread),
+                    "; ".join(unread))
     return plan
 
 
@@ -556,8 +586,6 @@ def scan(db: Database, table: str, *, exact: bool = False, as_of: DateLike | Non
     Raises:
         UsageError: an unknown table, or one without a time column.
     """
-    from polars.io.plugins import register_io_source
-
     spec = db.spec(table)
     if spec.time_column is None:
         raise UsageError(f"scan reads the time-series tables; {spec.key!r} is not one; allowed: "
@@ -569,6 +597,8 @@ def scan(db: Database, table: str, *, exact: bool = False, as_of: DateLike | Non
     full = list(spec.column_names)
     empty = pl.from_arrow(zoned(db, spec, reader_schema(spec, full, exact=exact).empty_table(), None))
     assert isinstance(empty, pl.DataFrame)
-    return register_io_source(_source(db, spec, exact, full, known), schema=empty.schema,
-                              explain_name=f"regime_io {spec.key}",
+    source = _source(db, spec, exact, full, known)
+    if not _EXPLAIN:
+        return register_io_source(source, schema=empty.schema)
+    return register_io_source(source, schema=empty.schema, explain_name=f"regime_io {spec.key}",
                               explain_detail="pushdown: columns, key/time filters, head(n)")
