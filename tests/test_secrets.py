@@ -10,6 +10,7 @@ rule demanding scram-sha-256 (``tests/_auth.py``): a wrong password is really re
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import socket
@@ -325,21 +326,25 @@ def test_sslmode_require_against_a_server_without_ssl_fails_clearly_and_at_once(
         fake.close()
 
 
-def test_an_sslmode_connectorx_cannot_honour_is_refused_by_name(settings: Settings) -> None:
+def test_an_sslmode_connectorx_cannot_honour_moves_its_reads_to_adbc(settings: Settings,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     """connectorx 0.4 accepts only disable/prefer/require: with verify-full the reads it
-    serves (resampling, streams) fail naming sslmode (never a silent downgrade to
-    unverified TLS). libpq ignores sslmode on a Unix socket, so the ADBC and psycopg side of
-    the library works here: lookups and range reads (ADBC COPY, small or large)."""
+    serves (resampling, streams) go to ADBC, which is libpq (never a silent downgrade to
+    unverified TLS, never an error). libpq ignores sslmode on a Unix socket, so every read
+    works here; tests/test_tls.py checks the same over real TLS."""
     strict = settings_replace(settings, libpq_options={"sslmode": "verify-full"})
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
     with PostgreSQLIntegration(settings=strict) as pg:
         pg.initialize_database()
         assert pg.get_latest_1min_market_regime("NIFTY").height == 0
         assert pg.get_1min_market_regimes("NIFTY", "2024-01-02", "2024-01-02").height == 0
         assert pg.get_1min_market_regimes("NIFTY", "2024-01-01", "2024-12-31").height == 0
-        started = time.perf_counter()
-        with pytest.raises(RegimeIOError, match="sslmode"):  # resampling reads through connectorx
-            pg.get_market_data("NIFTY", "2024-01-01", "2024-12-31", resample="1h")
-        assert time.perf_counter() - started < 15
+        pg.save_market_data(pl.DataFrame({
+            "symbol": "NIFTY", "timestamp": [dt.datetime(2024, 1, 2, 9, 15 + i) for i in range(30)],
+            "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5, "volume": 10, "timeframe": "1m"}))
+        assert pg.get_market_data("NIFTY", "2024-01-01", "2024-12-31", resample="1h").height > 0
+        assert sum(len(b) for b in pg.iter_market_data("NIFTY", "2024-01-01", "2024-12-31")) == 30
+    assert not [r for r in caplog.records if r.getMessage().startswith(("connectorx:", "connectorx stream"))]
 
 
 def test_psycopg_sees_the_same_password(secure: Settings) -> None:

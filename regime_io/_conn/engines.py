@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 
 from .._sql.query import Query
+from ..config import Settings
 from ..errors import ServerUnavailableError
 from .driver_errors import DRIVER_ERRORS, lost_before_commit, wrap_error
 
@@ -25,9 +28,62 @@ T = TypeVar("T")
 # Engines
 
 
-def reachable_read_url(db: Database) -> str:
-    """The URL a connectorx read uses, checked to answer first: fail fast, with the
-    configured retries, when the server is down.
+# What connectorx (0.4: rust-postgres 0.19 with its own OpenSSL set-up,
+# sources/postgres/connection.rs) does as libpq does. Its sslmode is one of disable,
+# prefer, require ("allow", "verify-ca" and "verify-full" fail: "invalid value for option
+# 'sslmode'"); require verifies the server against sslrootcert when one is given (libpq's
+# require does the same) and never checks the host name; sslcrl and sslpassword are
+# unknown options. It reads neither .pgpass, the PG* environment nor ~/.postgresql/.
+_CX_SSLMODES = ("disable", "prefer", "require")
+_CX_OPTIONS = frozenset({"sslmode", "sslrootcert", "application_name", "target_session_attrs"})
+# libpq settings taken from the environment when the URL does not name them.
+_LIBPQ_ENV = ("PGSSLMODE", "PGREQUIRESSL", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY", "PGSSLCRL", "PGSSLCRLDIR",
+              "PGSSLCERTMODE", "PGSSLNEGOTIATION", "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION",
+              "PGGSSENCMODE", "PGCHANNELBINDING", "PGTARGETSESSIONATTRS", "PGOPTIONS", "PGSERVICE")
+_told: set[str] = set()  # reasons already logged (once per process each)
+
+
+def cx_refusal(settings: Settings) -> str | None:
+    """Why connectorx cannot open this connection as libpq would (None: it can).
+
+    The one place that decides which reads connectorx serves: a connection setting it
+    would ignore or refuse (TLS verification, client certificates, a password from
+    .pgpass or the environment, a session requirement) moves its reads to ADBC and
+    psycopg, which are libpq, so no read connects with weaker TLS or other credentials
+    than the writers do.
+    """
+    options = settings.libpq_options
+    mode = options.get("sslmode", "prefer")
+    if mode not in _CX_SSLMODES:
+        return f"sslmode={mode}"
+    other = sorted(set(options) - _CX_OPTIONS)
+    if other:
+        return ", ".join(other)
+    if options.get("target_session_attrs", "any") != "any":
+        return f"target_session_attrs={options['target_session_attrs']}"
+    env = [name for name in _LIBPQ_ENV if os.environ.get(name)]
+    if env:
+        return f"{', '.join(env)} in the environment"
+    if not settings.password:
+        if os.environ.get("PGPASSWORD"):
+            return "the password in PGPASSWORD"
+        passfile = Path(os.environ.get("PGPASSFILE") or Path.home() / ".pgpass")
+        if passfile.is_file():
+            return f"the password file {passfile}"
+    if mode != "disable":
+        defaults = Path.home() / ".postgresql"
+        if (defaults / "postgresql.crt").is_file():
+            return f"the client certificate {defaults / 'postgresql.crt'}"
+        if mode == "require" and "sslrootcert" not in options and (defaults / "root.crt").is_file():
+            return f"the root certificate {defaults / 'root.crt'} (libpq verifies the server with it)"
+    return None
+
+
+def _cx_settings(db: Database) -> Settings | None:
+    """The settings a connectorx read connects with (a healthy replica's when configured,
+    checked to answer first: fail fast, with the configured retries, when the server is
+    down), or None: connectorx cannot honour them (:func:`cx_refusal`), the read goes
+    to ADBC.
 
     connectorx's connection pool keeps retrying for a fixed 30 s whatever the settings
     say. With replicas, choosing one already checks it on its lookup pool; otherwise (or
@@ -38,44 +94,48 @@ def reachable_read_url(db: Database) -> str:
     since (read_lookup then runs the check once more on a fresh connection).
     """
     replica = db.replica("url")
-    if replica is not None:
-        return replica.settings.url(redact=False)
-    read_lookup(db, Query(), "SELECT 1", what="connection check", primary=True)
-    return db.resolved.url(redact=False)
+    settings = db.resolved if replica is None else replica.settings
+    why = cx_refusal(settings)
+    if why is not None:
+        if why not in _told:
+            _told.add(why)
+            log.info("connectorx cannot honour %s: its reads (resampling, as-of joins, streams) go to ADBC", why)
+        return None
+    if replica is None:
+        read_lookup(db, Query(), "SELECT 1", what="connection check", primary=True)
+    return settings
 
 
 def read_cx(db: Database, q: Query, sql: str, *, what: str, table: str | None = None) -> pa.Table:
-    """Run a range query with connectorx; return an Arrow table (ADBC behind a transaction pooler)."""
-    if db.settings.pooler == "transaction":
-        # connectorx prepares named statements ("s8") and runs them in later transactions:
-        # through PgBouncer in transaction mode another server session answers "prepared
-        # statement s8 does not exist". ADBC reads the same SQL (text columns and all).
-        return read_adbc(db, q, sql, what=what, table=table)
+    """Run a range query with connectorx; return an Arrow table. On ADBC when connectorx
+    cannot honour the connection's settings (:func:`cx_refusal`)."""
     import connectorx as cx
 
-    url = reachable_read_url(db)
+    settings = _cx_settings(db)
     text = q.inline(sql)
+    if settings is None:
+        return read_adbc(db, Query(), text, what=what, table=table)
     log.debug("connectorx: %s", text)
     try:
-        return cx.read_sql(url, text, return_type="arrow")
+        return cx.read_sql(settings.url(redact=False), text, return_type="arrow")
     except Exception as err:
         raise wrap_error(db, err, what=what, table=table) from err
 
 
 def stream_cx(db: Database, q: Query, sql: str, *, batch_rows: int, what: str,
               table: str | None = None) -> Iterator[pa.RecordBatch]:
-    """Stream a query with connectorx (``arrow_stream``): batches of ``batch_rows`` rows
-    (an ADBC stream behind a transaction pooler, as :func:`read_cx`)."""
-    if db.settings.pooler == "transaction":
-        yield from stream_adbc(db, q, sql, batch_rows=batch_rows, what=what, table=table)
-        return
+    """Stream a query with connectorx (``arrow_stream``): batches of ``batch_rows`` rows.
+    Over ADBC (:func:`stream_adbc`) when connectorx cannot honour the connection's settings."""
     import connectorx as cx
 
-    url = reachable_read_url(db)
+    settings = _cx_settings(db)
+    if settings is None:
+        yield from stream_adbc(db, q, sql, batch_rows=batch_rows, what=what, table=table)
+        return
     text = q.inline(sql)
     log.debug("connectorx stream (%d rows/batch): %s", batch_rows, text)
     try:
-        reader = cx.read_sql(url, text, return_type="arrow_stream", batch_size=batch_rows)
+        reader = cx.read_sql(settings.url(redact=False), text, return_type="arrow_stream", batch_size=batch_rows)
     except Exception as err:
         raise wrap_error(db, err, what=what, table=table) from err
     while True:
