@@ -97,7 +97,9 @@ def _tls_build() -> Path:
 
 
 @pytest.fixture(scope="module")
-def tls_server() -> Iterator[TlsServer]:
+def tls_server(server: Any) -> Iterator[TlsServer]:
+    """``server`` (the session's test server) first: as root, starting the embedded server
+    creates the ``pgserver`` user that this server runs as too."""
     if shutil.which("openssl") is None:
         pytest.fail("the TLS tier needs the openssl CLI to make its certificates")
     pginstall = _tls_build()
