@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import psycopg
 
 from regime_io.config import Settings
@@ -105,3 +106,37 @@ def insert_ten_second_bars(pg: Any, sql: Callable[..., Any], rows: int) -> dt.da
             SELECT 'NIFTY', timestamp '2023-01-01' + g * interval '10 seconds', 100 + (g % 100) / 100.0, 101, 99,
                    100.5, g, '10s' FROM generate_series(0, {rows - 1}) g""")
     return first
+
+
+def demo_rows(settings: Settings) -> dict[str, pl.DataFrame]:
+    """Every row of the five tables in ``settings``' schema, both tiers, exact decimals."""
+    from regime_io import PostgreSQLIntegration
+
+    with PostgreSQLIntegration(settings=settings) as pg:
+        rows = {key: pg.scan(key, exact=True).collect() for key in ("market_data", "options_data", "market_regimes",
+                                                                   "market_regimes_1min")}
+        rows["optimization_results"] = pg.get_optimization_results(exact=True, parameters="json")
+    return rows
+
+
+def load_demo(settings: Settings) -> dict[str, pl.DataFrame]:
+    """The demo's data in ``settings``' schema, as ``regime-io demo`` stores it on the embedded
+    server (for examples to run where a newcomer runs them); returns its rows."""
+    from regime_io import PostgreSQLIntegration
+    from regime_io.demo import run_demo
+
+    with PostgreSQLIntegration(settings=settings) as pg:
+        run_demo(pg, chart=None)
+    return demo_rows(settings)
+
+
+def assert_demo_untouched(before: dict[str, pl.DataFrame], settings: Settings, where: str) -> None:
+    """Every row ``before`` held is still stored, value for value (rows added are fine)."""
+    after = demo_rows(settings)
+    for table, rows in before.items():
+        stored = pl.DataFrame({"row": after[table].hash_rows()})
+        lost = rows.with_columns(row=rows.hash_rows()).join(stored, on="row", how="anti").drop("row")
+        assert lost.height == 0, (
+            f"{where} deleted or overwrote {lost.height} of the demo's {table} rows, e.g. {lost.row(0, named=True)}: "
+            "an example run after `regime-io demo` must leave its rows as they are (write symbols or dates the "
+            "demo does not have, or tables of its own), or say so right there")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import regime_io
 from regime_io import PostgreSQLIntegration, synthetic
 from regime_io.cli import app
 from regime_io.config import Settings, settings_replace
+from tests._helpers import assert_demo_untouched, load_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -96,20 +98,59 @@ def test_the_guides_have_runnable_examples() -> None:
 def test_runnable_examples_run(name: str, server: Any, settings: Settings, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """The ```python runnable blocks of a page run in order, in one namespace, on the test
-    server (through REGIME_IO_DSN / REGIME_IO_SCHEMA, as a user would point them)."""
+    server (through REGIME_IO_DSN / REGIME_IO_SCHEMA, as a user would point them), where the
+    demo's data is (as after ``regime-io demo`` on the embedded server): they may read it,
+    and must leave its rows as they were."""
+    before = load_demo(settings)
     for var in [n for n in os.environ if n.startswith("REGIME_IO_") and not n.startswith("REGIME_IO_TEST_")]:
         monkeypatch.delenv(var)
     monkeypatch.setenv("REGIME_IO_DSN", server.url())
     monkeypatch.setenv("REGIME_IO_SCHEMA", settings.schema)
     monkeypatch.chdir(tmp_path)
+    shutil.copytree(ROOT / "config", tmp_path / "config")  # as in a clone's root, where the pages' paths start
     namespace: dict[str, Any] = {"__name__": f"__docs_{name}__"}
     for i, block in enumerate(RUNNABLE.findall((DOCS / name).read_text())):
         exec(compile(block, f"docs/{name}[runnable block {i + 1}]", "exec"), namespace)
+    assert_demo_untouched(before, settings, f"docs/{name}")
     if name == "plots.md":
         for png in ("nifty_regimes.png", "nifty_distribution.png", "nifty_transitions.png", "nifty_asof.png"):
             assert (tmp_path / png).stat().st_size > 10_000, png
     if name == "api.md":
         assert "start_date '2024-02-01' is after end_date '2024-01-01'" in capsys.readouterr().out
+
+
+BASH = re.compile(r"^```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)
+
+
+def _command_blocks() -> list[tuple[str, list[list[str]]]]:
+    """The guides' ```bash blocks made only of ``regime-io`` commands, as argument lists
+    (docs/cli.md has its own test, tests/test_cli_outputs.py; the README's, tests/test_readme.py)."""
+    import shlex
+
+    found = []
+    for page in sorted(DOCS.glob("*.md")):
+        if page.name == "cli.md":
+            continue
+        for block in BASH.findall(page.read_text()):
+            commands = [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+            if commands and all(c and c[0] == "regime-io" for c in commands):
+                found.append((page.name, [c[1:] for c in commands]))
+    return found
+
+
+@pytest.mark.parametrize(("name", "commands"), [pytest.param(n, c, id=f"{n}-{i}")
+                                               for i, (n, c) in enumerate(_command_blocks())])
+def test_command_examples_run(name: str, commands: list[list[str]], server: Any, settings: Settings,
+                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each command of a guide's command block runs after the demo (exit 0) and leaves its rows."""
+    from typer.testing import CliRunner
+
+    before = load_demo(settings)
+    monkeypatch.chdir(tmp_path)
+    for args in commands:
+        result = CliRunner().invoke(app, ["--dsn", server.url(), "--schema", settings.schema, *args])
+        assert result.exit_code == 0, f"docs/{name}: regime-io {' '.join(args)}\n{result.output}"
+    assert_demo_untouched(before, settings, f"docs/{name}")
 
 
 MY_PAGES = ["index.md", "cli.md", "api.md", "plots.md", "troubleshooting.md"]

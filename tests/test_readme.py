@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from regime_io.config import Settings
+from tests._helpers import assert_demo_untouched, load_demo
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -41,9 +42,11 @@ def test_ci_runs_exactly_the_readme_commands() -> None:
 
 def test_readme_python_example_runs(server: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """Verbatim, pointed at the test server (and a fresh schema) through the environment."""
+    """Verbatim, pointed at the test server (and a fresh schema) through the environment,
+    after the demo (as a newcomer runs it): the demo's rows stay as they were."""
     blocks = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
     assert blocks, "the README has a Python example"
+    before = load_demo(settings)
     for name in [n for n in __import__("os").environ if n.startswith("REGIME_IO_")
                  and not n.startswith("REGIME_IO_TEST_")]:
         monkeypatch.delenv(name)
@@ -51,7 +54,8 @@ def test_readme_python_example_runs(server: Any, settings: Settings, monkeypatch
     monkeypatch.setenv("REGIME_IO_SCHEMA", settings.schema)
     exec(compile(blocks[0], "README.md", "exec"), {"__name__": "__readme__"})
     out = capsys.readouterr().out
-    assert "NIFTY" in out and "21708.25" in out
+    assert "FINNIFTY" in out and "21708.25" in out
+    assert_demo_untouched(before, settings, "README.md")
 
 
 def _cli_commands() -> list[list[str]]:

@@ -458,3 +458,20 @@ def test_waiting_for_an_unreachable_server_says_so_at_the_first_attempt(caplog: 
     first = next(r.getMessage() for r in caplog.records)
     # Logged before the retry's wait, saying where, what failed and what happens next.
     assert "(127.0.0.1:1 " in first and "failed (attempt 1/2)" in first and first.endswith("retrying in 0.2s")
+
+
+def test_a_script_without_logging_set_up_sees_the_first_failed_attempt() -> None:
+    """No logging configured (a plain script): the first failed attempt still reaches stderr,
+    before the retries' wait, through logging's last-resort handler."""
+    import subprocess
+    import sys
+
+    script = ("from regime_io import PostgreSQLIntegration, ServerUnavailableError\n"
+              "pg = PostgreSQLIntegration(config={'database': {'host': '127.0.0.1', 'port': '1'},\n"
+              "                                   'connection': {'retry_attempts': '1', 'retry_delay': '0.2'}})\n"
+              "try:\n    pg.get_latest('bars')\nexcept ServerUnavailableError:\n    print('gave up')\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("REGIME_IO_")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env)
+    assert done.stdout.strip() == "gave up", done.stderr
+    first = done.stderr.splitlines()[0]
+    assert "(127.0.0.1:1 " in first and "failed (attempt 1/2)" in first and first.endswith("retrying in 0.2s")
