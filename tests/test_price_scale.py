@@ -253,3 +253,27 @@ def test_widen_prices_migrates_rows_history_and_sealed_chunks(pg: PostgreSQLInte
                                                        Decimal("100.1234"), Decimal("102.7500"),
                                                        Decimal("103.1234")]
         assert wider.initialize_database() > 0  # now the schema's own scale
+
+
+# -- on Citus ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.citus
+def test_price_scale_on_citus_across_tiers_and_widening(citus_settings: Settings) -> None:
+    """Distributed tables: created at the scale, widened in place (ALTER on distributed
+    tables, their shards and the chunk tables), read exactly from both tiers."""
+    with PostgreSQLIntegration(settings=citus_settings) as pg:
+        pg.initialize_database()
+        pg.save_market_data(_bars([100.25]))
+        pg.seal(dt.date(2024, 2, 1))
+    with PostgreSQLIntegration(settings=settings_replace(citus_settings, price_scale=6)) as wider:
+        with pytest.raises(SchemaError, match=r"stores prices with price_scale 2"):
+            wider.initialize_database()
+        wider.initialize_database(widen_prices=True)
+        _quiet_save(wider, _bars([PRICE], start=dt.datetime(2024, 3, 4, 9, 15)))
+        _quiet_save(wider, _bars([1.234567], start=dt.datetime(2024, 1, 2, 9, 16)))  # into the sealed month
+    with PostgreSQLIntegration(settings=citus_settings) as default:  # configured with 2: reads 6
+        exact = default.get_market_data("AAPL", "2024-01-01", "2024-03-31", exact=True)
+        assert exact.get_column("close").to_list() == [Decimal("100.250000"), Decimal("1.234567"),
+                                                       Decimal("129.768190")]
+        assert default.scan("bars").collect().get_column("close").to_list() == [100.25, 1.234567, PRICE]
