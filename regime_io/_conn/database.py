@@ -108,9 +108,11 @@ class Database:
     def metadata(self) -> dict[str, str]:
         """What the schema recorded about itself at ``initialize_database`` (the storage zone,
         ``price_scale``) and on first writes (each table's time kind), read once per Database
-        on the primary: a recorded value never changes, so the copy cannot go stale (a time
-        kind recorded later by another process is found by the write transaction's own check,
-        ``regime_io._schema.timezones``). Empty when the schema has no metadata table (not
+        on the primary. A recorded value does not change, so the copy does not go stale (a
+        time kind recorded later by another process is found by the write transaction's own
+        check, ``regime_io._schema.timezones``), with one exception: ``price_scale`` widened
+        by ``initialize_database(widen_prices=True)``, which other processes see when they
+        restart (docs/schema.md). Empty when the schema has no metadata table (not
         initialised yet); that answer is not kept."""
         if self._metadata is not None:
             return self._metadata
