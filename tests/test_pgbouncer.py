@@ -30,7 +30,7 @@ from regime_io import ConfigError, PostgreSQLIntegration, UnknownSymbolWarning, 
 from regime_io.config import Settings, load_settings
 from tests import _pgbouncer
 from tests._helpers import drivers_reading
-from tests._reading_data import bars, regimes_1min
+from tests._reading_data import bars, options, regimes_1min
 
 pytestmark = pytest.mark.pgbouncer
 
@@ -158,7 +158,11 @@ def test_every_reader_answers_through_pgbouncer_as_directly(pgb: PostgreSQLInteg
     ADBC and the unprepared lookups, never connectorx (its named prepared statements run in
     later transactions: "prepared statement s8 does not exist")."""
     pgb.save_market_data(_three_months())
-    assert pgb.seal("2024-02-01", tables="bars").rows_moved > 0
+    minutes = pl.concat([regimes_1min(["AAA"], dt.datetime(2024, m, 2, 9, 15), 40, seed=m) for m in (1, 3)])
+    pgb.save("1min", minutes, known_at=dt.datetime(2024, 4, 1))
+    pgb.save("1min", minutes.head(20).with_columns(pl.col("confidence") / 2), known_at=dt.datetime(2024, 4, 2))
+    pgb.save_options_data(options("AAA", [dt.date(2024, 3, 28)], [100.0, 110.0], dt.datetime(2024, 3, 2, 9, 15), 5))
+    assert pgb.seal("2024-02-01", tables=["bars", "1min"]).rows_moved > 0
     direct = through(None, direct=True)
 
     def reads(pg: PostgreSQLIntegration) -> dict[str, Any]:
@@ -175,6 +179,12 @@ def test_every_reader_answers_through_pgbouncer_as_directly(pgb: PostgreSQLInteg
                                                 calendar="24/7"),
             "iter rows": pl.concat(list(pg.iter_market_data("BBB", "2024-03-01", "2024-03-31", batch_rows=50))),
             "scan": pg.scan("bars").filter(pl.col("symbol") == "AAA").collect().sort("timeframe", "timestamp"),
+            "asof": pg.asof_regimes(symbol="AAA", start_date="2024-01-01", end_date="2024-03-31"),
+            "asof known": pg.asof_regimes(symbol="AAA", start_date="2024-01-01", end_date="2024-03-31",
+                                          point_in_time=True),
+            "1min as of": pg.get_1min_market_regimes("AAA", *ALL, as_of=dt.datetime(2024, 4, 1, 12)),
+            "history": pg.history("1min", "AAA"),
+            "chain": pg.get_option_chain("AAA", dt.datetime(2024, 3, 2, 9, 17)),
             "sql": pg.sql("SELECT symbol, timeframe, count(*) AS n, sum(volume) AS v FROM bars "
                           "GROUP BY symbol, timeframe ORDER BY symbol, timeframe"),
         }

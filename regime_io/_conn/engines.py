@@ -52,6 +52,12 @@ def cx_refusal(settings: Settings) -> str | None:
     psycopg, which are libpq, so no read connects with weaker TLS or other credentials
     than the writers do.
     """
+    if settings.pooler == "transaction":
+        # connectorx prepares named statements ("s8") and runs them in later exchanges, which
+        # a transaction pooler sends to other server sessions: PgBouncer 1.18 answers
+        # "prepared statement s8 does not exist", or a stream hangs (its CloseComplete comes
+        # back after PgBouncer has let the session go: "got packet '3' from server when not linked").
+        return "pooler = transaction"
     options = settings.libpq_options
     mode = options.get("sslmode", "prefer")
     if mode not in _CX_SSLMODES:
