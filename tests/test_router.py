@@ -99,7 +99,9 @@ def test_a_seal_between_the_two_statements_is_caught(loaded: PostgreSQLIntegrati
     want = (loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01") if kind == "range"
             else loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01", resample="1h"))
     loaded.seal("2024-02-01", tables="bars")  # January sealed: reads fetch chunks first
-    real = router.sealed_rows
+    # Range reads fetch chunks with the row-tier check, SQL readers without it.
+    name = "sealed_rows_checked" if kind == "range" else "sealed_rows"
+    real = getattr(router, name)
     calls: list[str] = []
 
     def then_seal(*args: Any, **kwargs: Any) -> Any:
@@ -112,7 +114,7 @@ def test_a_seal_between_the_two_statements_is_caught(loaded: PostgreSQLIntegrati
             calls.append("again")
         return found
 
-    monkeypatch.setattr(router, "sealed_rows", then_seal)
+    monkeypatch.setattr(router, name, then_seal)
     got = (loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01") if kind == "range"
            else loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01", resample="1h"))
     assert calls == ["sealed 60", "again"]
@@ -121,15 +123,30 @@ def test_a_seal_between_the_two_statements_is_caught(loaded: PostgreSQLIntegrati
 
 def test_every_read_gives_up_after_max_tries(loaded: PostgreSQLIntegration, monkeypatch: pytest.MonkeyPatch) -> None:
     loaded.seal("2024-02-01", tables="bars")
-    real = router.sealed_rows
+    real = router.sealed_rows_checked
 
     def stale(*args: Any, **kwargs: Any) -> Any:
-        sealed, _ = real(*args, **kwargs)
-        return sealed, "a fingerprint no statement will see"
+        sealed, _, _ = real(*args, **kwargs)
+        return sealed, "a fingerprint no statement will see", True  # rows "may" exist: the guarded read runs
 
-    monkeypatch.setattr(router, "sealed_rows", stale)
+    monkeypatch.setattr(router, "sealed_rows_checked", stale)
     with pytest.raises(ReadError, match=f"during each of {router.MAX_TRIES} attempts"):
         loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
+
+
+def test_a_read_of_sealed_months_only_is_one_statement(loaded: PostgreSQLIntegration,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """A range wholly in sealed months (a backtest over sealed history): the chunks'
+    statement also sees that the row tier has no row of the range, so it is the answer --
+    one round trip, not two; a range that reaches the row tier still reads it."""
+    want = loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-01-31 23:59")
+    loaded.seal("2024-02-01", tables="bars")
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+    assert_frame_equal(loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-01-31 23:59"), want)
+    assert len(statements(caplog)) == 1
+    caplog.clear()
+    both = loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")
+    assert len(statements(caplog)) == 2 and both.height > want.height
 
 
 def test_history_without_a_range_includes_sealed_current_versions(pg: PostgreSQLIntegration) -> None:

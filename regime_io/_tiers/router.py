@@ -50,6 +50,7 @@ from .sealed_read import (
     fingerprint_sql,
     sealed_fingerprint,
     sealed_rows,
+    sealed_rows_checked,
     sealed_rows_sql,
     to_reader,
 )
@@ -196,6 +197,16 @@ def _sealed(db: Database, spec: TableSpec, scope: Scope, row_read: Callable[[], 
     return sealed, fp
 
 
+def _sealed_checked(db: Database, spec: TableSpec, scope: Scope,
+                    row_read: Callable[[], object]) -> tuple[pa.Table, str, bool]:
+    """:func:`_sealed`, and whether the row tier may hold rows of the scope (same snapshot)."""
+    sealed, fp, may_have_rows = guarded(
+        lambda: sealed_rows_checked(db, spec, scope.symbols, scope.window, scope.extra), row_read)
+    if fp:
+        db.sealed_tables.add(spec.key)
+    return sealed, fp, may_have_rows
+
+
 def _again(db: Database, spec: TableSpec) -> None:
     """After a guard failed: the table has chunks (or had); read them first from now on."""
     log.debug("%s: the sealed tier changed under a read (or was not expected); reading again", spec.key)
@@ -228,12 +239,16 @@ def read_rows(db: Database, spec: TableSpec, scope: Scope, read: RowRead, *, nam
         try:
             if not _start_sealed(db, spec):
                 return read.run(db, spec, names, _rows_relation(db, spec, scope, ""))  # one statement
-            sealed, fp = _sealed(db, spec, scope, lambda: read.run(db, spec, names, None))
+            sealed, fp, may_have_rows = _sealed_checked(db, spec, scope, lambda: read.run(db, spec, names, None))
             if sealed.num_rows == 0:
                 return read.run(db, spec, names, _rows_relation(db, spec, scope, fp))
             # The merge sorts by the order columns: read them even when not asked for.
             wider = [*names, *(c for c in order if c not in names and c in spec.column_names)]
-            got = read.run(db, spec, wider, _rows_relation(db, spec, scope, fp))
+            if may_have_rows:
+                got = read.run(db, spec, wider, _rows_relation(db, spec, scope, fp))
+            else:  # the chunks' statement saw no row of the scope: they are the answer (one round trip)
+                full = spec.read_schema(exact=exact)
+                got = pa.schema([full.field(n) for n in wider]).empty_table()
         except ReadError as err:
             if not _changed(err):
                 raise

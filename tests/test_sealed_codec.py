@@ -1,0 +1,105 @@
+"""The sealed tier's chunk codecs (regime_io._tiers.sealed_format): new chunks are written
+as "arrow-ipc-lz4-delta" (time and decimal columns as differences within each batch, LZ4),
+chunks written earlier as "arrow-ipc-zstd" still read, and both give back exactly the
+rows that went in."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pytest
+from polars.testing import assert_frame_equal
+
+from regime_io import PostgreSQLIntegration
+from regime_io._tiers import sealed_format as chunks
+from regime_io.errors import SchemaError
+from regime_io.tables import TABLES
+from tests._reading_data import bars
+
+BARS = TABLES["market_data"]
+REGIMES = TABLES["market_regimes_1min"]
+
+
+def _bars(n: int, *, start: dt.datetime = dt.datetime(2024, 1, 2, 9, 15), jump: int = 0) -> pa.Table:
+    times = [start + dt.timedelta(minutes=i) for i in range(n)]
+    if jump:  # a gap wider than an int32 of microseconds: the d64 path
+        times = [t + (dt.timedelta(days=jump) if i >= n // 2 else dt.timedelta(0)) for i, t in enumerate(times)]
+    price = [Decimal(100 + (i * 37 % 101) - 50) / 100 + Decimal("-60.00") * (i % 7 == 0) for i in range(n)]
+    table = pa.table({"timestamp": pa.array(times, pa.timestamp("us")), "open": price, "high": price, "low": price,
+                      "close": price, "volume": list(range(n)), "timeframe": ["1m"] * n})
+    return chunks.conform_payload(BARS, table)
+
+
+@pytest.mark.parametrize("rows", [1, 5, chunks.BATCH_ROWS, chunks.BATCH_ROWS * 2 + 17])
+@pytest.mark.parametrize("codec", chunks.CODECS)
+def test_every_codec_gives_back_the_rows(rows: int, codec: str) -> None:
+    table = _bars(rows)
+    payload = chunks.encode(BARS, table, codec=codec)
+    got = chunks.decode(BARS, payload, chunks.fingerprint(BARS), codec=codec)
+    assert got.schema == chunks.payload_schema(BARS)
+    assert got.equals(table.combine_chunks())
+
+
+def test_differences_too_wide_for_int32_are_kept_as_int64() -> None:
+    table = _bars(chunks.BATCH_ROWS + 100, jump=40)  # 40 days = 3.5e12 microseconds in one step
+    payload = chunks.encode(BARS, table)
+    got = chunks.decode(BARS, payload, chunks.fingerprint(BARS))
+    assert got.equals(table.combine_chunks())
+
+
+def test_a_window_decodes_only_its_batches_and_each_batch_stands_alone() -> None:
+    table = _bars(chunks.BATCH_ROWS * 3)
+    payload = chunks.encode(BARS, table)
+    ts = table.column("timestamp")
+    window = (ts[chunks.BATCH_ROWS * 2 + 5].as_py(), ts[chunks.BATCH_ROWS * 2 + 10].as_py())
+    got = chunks.decode(BARS, payload, chunks.fingerprint(BARS), window=window)
+    assert got.num_rows == chunks.BATCH_ROWS  # the third batch only
+    assert got.equals(table.slice(chunks.BATCH_ROWS * 2).combine_chunks())
+    middle = (ts[chunks.BATCH_ROWS + 5].as_py(), ts[chunks.BATCH_ROWS * 2 + 5].as_py())
+    got = chunks.decode(BARS, payload, chunks.fingerprint(BARS), window=middle)
+    assert got.equals(table.slice(chunks.BATCH_ROWS).combine_chunks())  # batches 2 and 3, summed apart
+
+
+def test_nullable_decimals_with_nulls_are_stored_as_they_are() -> None:
+    n = 50
+    table = chunks.conform_payload(REGIMES, pa.table({
+        "timestamp": pa.array([dt.datetime(2024, 1, 2, 9, 15) + dt.timedelta(minutes=i) for i in range(n)],
+                              pa.timestamp("us")),
+        "regime": ["UP"] * n,
+        "confidence": [None if i % 3 == 0 else Decimal(i % 100) / 100 for i in range(n)]}))
+    payload = chunks.encode(REGIMES, table)
+    got = chunks.decode(REGIMES, payload, chunks.fingerprint(REGIMES))
+    assert got.equals(table.combine_chunks())
+    assert got.column("confidence").null_count == 17
+
+
+def test_an_unknown_codec_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(SchemaError, match="arrow-ipc-lz4-delta, arrow-ipc-zstd"):
+        chunks.decode(BARS, chunks.encode(BARS, _bars(3)), chunks.fingerprint(BARS), codec="parquet-zstd")
+
+
+def test_chunks_of_both_codecs_read_together(pg: PostgreSQLIntegration, sql: Any,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A schema sealed by an earlier version (zstd chunks) and then by this one: reads,
+    restatements into the old chunks and unsealing see one table."""
+    data = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 4000, step=dt.timedelta(minutes=20))
+    pg.save_market_data(data)
+    want = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True)
+    with monkeypatch.context() as old:
+        old.setattr(chunks, "CODEC", chunks.ZSTD_CODEC)
+        old.setitem(chunks.encode.__kwdefaults__, "codec", chunks.ZSTD_CODEC)
+        pg.seal(dt.date(2024, 2, 1))
+    pg.seal(dt.date(2024, 3, 1))
+    table = pg.db.table("market_data")[:-1] + '_chunks"'
+    codecs = dict(sql(f"SELECT to_char(period_start, 'YYYY-MM'), min(codec) FROM {table} GROUP BY 1"))
+    assert codecs == {"2024-01": chunks.ZSTD_CODEC, "2024-02": chunks.CODEC}
+    assert_frame_equal(pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True), want)
+    day = want.filter(pl.col("timestamp").dt.date() == dt.date(2024, 1, 3)).with_columns(pl.col("volume") + 1)
+    assert pg.save_market_data(day.drop("id", strict=False)).updated == day.height
+    after = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-03", "2024-01-03", exact=True)
+    assert after["volume"].to_list() == day["volume"].to_list()
+    assert pg.unseal("2024-01-01", "2024-12-31").rows_moved == want.height
