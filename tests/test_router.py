@@ -149,6 +149,18 @@ def test_a_read_of_sealed_months_only_is_one_statement(loaded: PostgreSQLIntegra
     assert len(statements(caplog)) == 2 and both.height > want.height
 
 
+def test_the_latest_row_of_a_sealed_series_is_one_round_trip(loaded: PostgreSQLIntegration,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A series whose newest rows are all sealed: the chunk list brings the newest chunk's
+    payload along (the row tier has nothing as new), sent in the same pipeline as the
+    row-tier lookup -- two statements, one round trip; before, a third lookup fetched it."""
+    want = loaded.get_latest("bars", symbols=SYMBOLS)
+    loaded.seal("2030-01-01", tables="bars")  # everything sealed
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+    assert_frame_equal(loaded.get_latest("bars", symbols=SYMBOLS), want)
+    assert len(statements(caplog)) == 2
+
+
 def test_history_without_a_range_includes_sealed_current_versions(pg: PostgreSQLIntegration) -> None:
     frame = pl.DataFrame({"symbol": ["AAA"] * 3, "timestamp": [T0 + dt.timedelta(minutes=i) for i in range(3)],
                           "regime": ["UP", "UP", "DOWN"], "confidence": [0.5, 0.6, 0.7]})
