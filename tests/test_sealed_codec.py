@@ -103,3 +103,13 @@ def test_chunks_of_both_codecs_read_together(pg: PostgreSQLIntegration, sql: Any
     after = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-03", "2024-01-03", exact=True)
     assert after["volume"].to_list() == day["volume"].to_list()
     assert pg.unseal("2024-01-01", "2024-12-31").rows_moved == want.height
+
+
+def test_unscaled_integers_become_the_same_decimals() -> None:
+    """Sealing reads prices as their unscaled integers ((price * 10^s)::int8, no text)."""
+    values = [12976, -6000, None, 0, 10**17]
+    kind = pa.decimal128(18, 2)
+    got = chunks.decimal_from_unscaled(pa.array(values, pa.int64()), kind)
+    assert got.to_pylist() == [None if v is None else Decimal(v).scaleb(-2) for v in values]
+    sliced = chunks.decimal_from_unscaled(pa.array(values, pa.int64()).slice(1, 3), kind)
+    assert sliced.to_pylist() == [Decimal("-60.00"), None, Decimal("0.00")]

@@ -53,8 +53,8 @@ from ..errors import SchemaError
 from ..tables import TableSpec
 
 __all__ = [
-    "CODEC", "chunk_stats", "conform_payload", "decimal_to_float", "decode", "encode", "fingerprint",
-    "period_of",
+    "CODEC", "chunk_stats", "conform_payload", "decimal_from_unscaled", "decimal_to_float", "decode", "encode",
+    "fingerprint", "period_of",
 ]
 
 
@@ -264,6 +264,20 @@ def _undelta_schema(stored: pa.Schema, deltas: dict[str, str]) -> pa.Schema:
         was = pa.timestamp(a, tz=b or None) if kind == "timestamp" else pa.decimal128(int(a), int(b))
         fields.append(pa.field(field.name, was, nullable=nullable == "1"))
     return pa.schema(fields)
+
+
+def decimal_from_unscaled(array: pa.Array | pa.ChunkedArray, kind: pa.Decimal128Type) -> pa.Array:
+    """int64 unscaled values (``12976`` for 129.76 at scale 2) as ``decimal128`` of ``kind``."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    values = np.asarray(array.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    words = np.empty(2 * len(values), dtype=np.int64)
+    words[0::2] = values
+    words[1::2] = values >> 63  # the high word: the sign, extended
+    validity = array.buffers()[0] if array.null_count else None
+    if validity is not None and array.offset:
+        validity = pa.array(array.is_valid()).buffers()[1]
+    return pa.Array.from_buffers(kind, len(values), [validity, pa.py_buffer(words)])
 
 
 def decimal_to_float(array: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -239,7 +239,8 @@ def seal(db: Database, older_than: AgeLike | None = None, *, tables: Iterable[st
                 continue
             rows = bytes_before = bytes_after = n_series = 0
             for group in _groups(series):
-                moved, before, after = _seal_group(db, spec, period, group)
+                moved, before, after = _seal_group(db, spec, period, group,
+                                                   heap_bytes=sum(series[k][1] for k in group))
                 rows += moved
                 bytes_before += before
                 bytes_after += after
@@ -292,8 +293,14 @@ def _groups(series: dict[store.SeriesKey, tuple[int, int]]) -> Iterator[list[sto
         yield group
 
 
-def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store.SeriesKey]) -> tuple[int, int, int]:
-    """One transaction: rows of ``keys`` in ``period`` -> chunks, rows deleted."""
+def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store.SeriesKey], *,
+                heap_bytes: int | None = None) -> tuple[int, int, int]:
+    """One transaction: rows of ``keys`` in ``period`` -> chunks, rows deleted.
+
+    ``heap_bytes``: the rows' bytes as the plan measured them (the report's "before");
+    measured again here only when not given (a second pass over the rows: 0.3 s of a
+    3.4 s seal of 1M bars).
+    """
     settings = db.settings
     try:
         with db.connection() as conn:
@@ -303,7 +310,7 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store
                 rows = store.select_rows(cur, settings, spec, period, keys)
                 if rows.num_rows == 0:
                     return 0, 0, 0  # sealed meanwhile by another process
-                before = _heap_bytes(cur, db, spec, period, keys)
+                before = heap_bytes if heap_bytes is not None else _heap_bytes(cur, db, spec, period, keys)
                 by_series = store._split_by_series(spec, rows)
                 existing = store.fetch_for_update(cur, settings, spec, period, list(by_series))
                 tables: dict[store.SeriesKey, pa.Table] = {}
