@@ -2,13 +2,14 @@
 
 A chunk holds one ``chunk_by`` key's rows of one period (a calendar month) of a
 time-series table as one Arrow IPC file (record batches of :data:`BATCH_ROWS` rows),
-zstd-compressed, in the companion table
+compressed with :data:`CODEC` (LZ4, time and decimals as differences; older chunks:
+zstd), in the companion table
 ``<table>_chunks`` (DDL: :func:`regime_io._schema.ddl.chunk_table_sql`). The payload holds
 the declaration's columns except the chunk key (stored once, in the chunk's row), with
 the declared Arrow types: DECIMAL columns stay ``decimal128(p, s)``, so exact reads are
 exact and float reads convert the same values the row tier converts.
 
-Why Arrow IPC + zstd and not Parquet + zstd (1M one-minute bars, 10 symbols x 100,000
+Why Arrow IPC and not Parquet (the first codec, zstd; 1M one-minute bars, 10 symbols x 100,000
 minutes, random-walk prices with 2 decimals, 30 symbol-month chunks, 2 shared cores):
 
 ==================  ==========  ==========  ==========
