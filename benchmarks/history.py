@@ -47,7 +47,9 @@ from psycopg import sql
 
 from regime_io._read import readers as reading
 from regime_io._read import scan as scanning
+from regime_io._tiers import sealed_format
 from regime_io._write.save import save
+from regime_io.tables import TABLES
 
 from .data import ConsecutiveBars
 from .measure import Figure, latency, time_it, unavailable
@@ -329,6 +331,39 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
     return figures
 
 
+def _floors(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[str, int], *,
+            repeats: int) -> dict[str, Figure]:
+    """What no reader of the sealed tier can beat on this server (issue 23: a miss is
+    explained by a floor measured in the same run): fetching the slice's chunk payloads
+    over a warm psycopg connection and decoding them on one thread -- no fingerprint, no
+    row tier, no merge, no conversion to polars; and the bare round trip (``SELECT 1``)."""
+    spec = db.spec("market_data") if hasattr(db, "spec") else TABLES["market_data"]
+    table = sql.Identifier(db.settings.schema, f"{db.settings.table_name('market_data')}_chunks")
+    conn = server.connect()
+    figures: dict[str, Figure] = {}
+    try:
+        def fetch_decode(symbols: list[str], start: dt.datetime, end: dt.datetime) -> int:
+            rows = conn.execute(sql.SQL("SELECT schema_fingerprint, codec, payload FROM {} WHERE symbol = ANY(%s) "
+                                        "AND last_ts >= %s AND first_ts <= %s").format(table),
+                                (symbols, start, end), binary=True).fetchall()
+            return sum(sealed_format.decode(spec, bytes(p), f, codec=c,
+                                            window=None if len(symbols) > 1 else (start, end)).num_rows
+                       for f, c, p in rows)
+
+        for key, (symbols, start, end, what) in slices.items():
+            label = f"floor: fetch + decode the chunks of {what} (psycopg, one thread)"
+            if fetch_decode(symbols, start, end) < expected[key]:
+                raise RuntimeError(f"floor {key}: fewer rows than the slice")
+            figures[f"history.floor.{key}"] = _read_figure(key, partial(fetch_decode, symbols, start, end),
+                                                           label=label, rows=expected[key], repeats=repeats)
+        figures["history.floor.roundtrip"] = latency(lambda: conn.execute("SELECT 1").fetchall(),
+                                                     calls=max(50, repeats * 20),
+                                                     label="floor: one round trip (SELECT 1, warm psycopg)")
+    finally:
+        conn.close()
+    return figures
+
+
 def _scan_collect(db: Any, symbol: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     return (scanning.scan(db, "market_data")
             .filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(start, end)).collect())
@@ -410,6 +445,8 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
         "regime_io chunk table alone per bar (heap, TOAST, indexes)", _table_bytes(server, db, chunks=True), n)
     say("regime_io sealed tier: reads")
     figures.update(_reads(server, db, slices, expected, tier="sealed", repeats=repeats, copy=False))
+    say("regime_io sealed tier: floors (fetch + decode the chunks alone; one round trip)")
+    figures.update(_floors(server, db, slices, expected, repeats=repeats))
     flip = {"v": False}
 
     def restate() -> None:

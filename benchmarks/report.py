@@ -216,6 +216,11 @@ def _history_targets(figures: Mapping[str, Figure], add: Any) -> None:
         1.5)
     add("sealed: read all bars, speed-up over COPY-out of the same rows as row data",
         _ratio(figures, "history.read_all.copy", "history.read_all.sealed"), 5, higher_is_better=True)
+    for key, what in (("read_all", "all bars"), ("read_symbol", "1 symbol, whole range"),
+                      ("read_month", "1 symbol x 1 month"), ("read_day", "1 symbol x 1 day")):
+        add(f"sealed floor (fetch + decode only): {what} vs ArcticDB",
+            _ratio(figures, f"history.floor.{key}", f"history.{key}.arcticdb"), 1.5,
+            where="explains a miss of the line above it when it misses too")
     add("sealed: 1 symbol, whole range vs ArcticDB",
         _ratio(figures, "history.read_symbol.sealed", "history.read_symbol.arcticdb"), 1.5)
     add("sealed: 1 symbol x 1 month vs ArcticDB",
