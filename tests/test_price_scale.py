@@ -133,6 +133,25 @@ def test_prices_keep_their_digits_after_sealing(scale6: PostgreSQLIntegration, s
         130.000001, 1.234567]
 
 
+def test_follow_delete_and_options_keep_the_digits(scale6: PostgreSQLIntegration) -> None:
+    _quiet_save(scale6, _bars([PRICE, 1.234567, 2.345678]))
+    batches = list(scale6.follow("bars", since="2024-01-02", timeout=0.3, exact=True, return_type="polars"))
+    assert batches[0].frame.get_column("close").to_list() == [Decimal("129.768190"), Decimal("1.234567"),
+                                                              Decimal("2.345678")]
+    scale6.seal(dt.date(2024, 3, 1))
+    assert scale6.delete_range("bars", "AAPL", "2024-01-02 09:16", "2024-01-02 09:16") == 1  # rewrites the chunk
+    exact = scale6.get_market_data("AAPL", "2024-01-02", "2024-01-02", exact=True)
+    assert exact.get_column("close").to_list() == [Decimal("129.768190"), Decimal("2.345678")]
+    chain = pl.DataFrame({"symbol": ["AAPL"], "expiry_date": [dt.date(2024, 1, 19)], "strike_price": [127.5],
+                          "option_type": ["PE"], "timestamp": [T0], "open": [0.012345], "high": [0.012345],
+                          "low": [0.012345], "close": [0.012345], "volume": [5], "open_interest": [7]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        scale6.save_options_data(chain)
+    got = scale6.get_option_chain("AAPL", T0, exact=True)
+    assert got.select("strike_price", "close").rows() == [(Decimal("127.500000"), Decimal("0.012345"))]
+
+
 @pytest.mark.parametrize("sealed", [False, True], ids=["rows", "sealed"])
 def test_scan_and_sql_keep_the_digits(scale6: PostgreSQLIntegration, sealed: bool) -> None:
     _quiet_save(scale6, _bars([PRICE, 1.234567]))
