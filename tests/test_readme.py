@@ -37,7 +37,10 @@ def test_ci_runs_exactly_the_readme_commands() -> None:
     assert script.stat().st_mode & 0o111, ".ci/run must be executable"
     commands = [line for line in text.splitlines()
                 if line.strip() and not line.startswith(("#", "set ", "cd "))]
-    assert commands == [TEST]
+    # The README's test command first, exactly; then only the version-floor job beside it
+    # (issue 26: the lowest admitted versions, in a venv of its own under /tmp).
+    assert commands == [TEST, "bash .ci/floors"]
+    assert (ROOT / ".ci" / "floors").exists()
 
 
 def test_readme_python_example_runs(server: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch,
