@@ -288,6 +288,8 @@ def decimal_to_float(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     scale = array.type.scale
     if len(array) == 0:
         return pa.array([], pa.float64())
+    if array.type.precision > 15:  # price_scale 8: unscaled values past 2**53 are not exact doubles
+        return pc.cast(array.cast(pa.string()), pa.float64())  # text and strtod, as numeric::float8
     words = np.frombuffer(array.buffers()[1], dtype=np.int64)[2 * array.offset: 2 * (array.offset + len(array))]
     # Little-endian 128-bit integers: the low word is the value for every p <= 18.
     values = words[0::2].astype(np.float64) / float(10 ** scale)
