@@ -17,7 +17,7 @@ from ..tables import TableSpec
 from .driver_errors import DRIVER_ERRORS, first_line
 from .pool import ConnectionPool
 
-__all__ = ["ANALYZE_AFTER_ROWS", "PartitionCache", "analyze_fresh_partitions", "partitions_within"]
+__all__ = ["ANALYZE_AFTER_ROWS", "PartitionCache", "analyze_fresh_partitions"]
 
 log = logging.getLogger(__name__)
 
@@ -235,24 +235,6 @@ class PartitionCache:
 
 
 _BOUNDS = re.compile(r"FROM \((.+?)\) TO \((.+?)\)")
-
-
-def partitions_within(cur: Any, settings: Settings, spec: TableSpec, start: dt.date, end: dt.date) -> list[str]:
-    """The partitions of ``spec``'s row table whose whole range lies in ``[start, end)``,
-    as schema-qualified, quoted names (never the DEFAULT partition)."""
-    cur.execute(
-        "SELECT format('%I.%I', cn.nspname, c.relname), pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace cn ON cn.oid = c.relnamespace "
-        "JOIN pg_class p ON p.oid = i.inhparent JOIN pg_namespace n ON n.oid = p.relnamespace "
-        f"WHERE n.nspname = {literal(settings.schema)} AND p.relname = {literal(settings.table_name(spec.key))}"
-    )
-    inside = []
-    for name, bound in cur.fetchall():
-        match = _BOUNDS.search(bound or "")
-        if match and start <= _bound_date(match.group(1), dt.date.min) and \
-                _bound_date(match.group(2), dt.date.max) <= end:
-            inside.append(str(name))
-    return inside
 
 
 def _bound_date(text: str, unbounded: dt.date) -> dt.date:

@@ -53,7 +53,7 @@ from .._sql.names import channel, qualified_table, sealed_changes_table
 from .._sql.query import LATEST, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers import changes
-from .._tiers.router import Scope, lock_before_snapshot, read_in_snapshot
+from .._tiers.router import Scope, read_in_snapshot
 from .._tiers.rows import as_declared, declared_select
 from .._tiers.sealed_read import to_reader
 from ..errors import UsageError
@@ -306,7 +306,6 @@ class Tail(Generic[F]):
         spec, pos = self._spec, self._position
         assert pos.since is not None
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        lock_before_snapshot(cur, self._db, spec)
         target = _snapshot(cur)
         table = read_in_snapshot(cur, self._db, spec, Scope(self._symbols, TimeRange(pos.since, LATEST,
                                                                                        end_exclusive=False)))

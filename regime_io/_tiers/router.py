@@ -34,7 +34,6 @@ import pyarrow.compute as pc
 
 from .._conn.copy import copy_into, session_table
 from .._conn.engines import pooled_read, read_adbc, read_cx, read_lookup
-from .._conn.pipeline import run
 from .._frames import constant
 from .._sql.names import chunk_table, history_table
 from .._sql.query import Query, TimeRange
@@ -67,7 +66,6 @@ __all__ = [
     "SqlBuilder",
     "guarded",
     "is_changed",
-    "lock_before_snapshot",
     "merge_latest",
     "newest_chunks_query",
     "read_in_snapshot",
@@ -399,22 +397,11 @@ def read_with_sealed(db: Database, spec: TableSpec, scope: Scope, build: SqlBuil
     raise _gave_up(spec)
 
 
-def lock_before_snapshot(cur: Any, db: Database, spec: TableSpec) -> None:
-    """The first statement of a ``REPEATABLE READ`` transaction that will call
-    :func:`read_in_snapshot`: share-lock the row table (all its partitions) before the
-    snapshot is taken (``LOCK`` takes none). Sealing empties a partition with ``TRUNCATE``
-    only when it gets the partition with ``NOWAIT``, and ``TRUNCATE`` is not MVCC-safe:
-    without the lock, a snapshot older than a seal could see the partition empty and the
-    chunks not yet there."""
-    run(cur, f"LOCK TABLE {db.table(spec.key)} IN ACCESS SHARE MODE")
-
-
 def read_in_snapshot(cur: Any, db: Database, spec: TableSpec, scope: Scope) -> pa.Table:
     """Both tiers of ``scope`` read on ``cur``, inside a ``REPEATABLE READ`` transaction
-    the caller holds (the live follower's catch-up, whose position is that snapshot) and
-    began with :func:`lock_before_snapshot`: one snapshot sees the two tiers consistent,
-    so no guard and no retry. Every declared column in its declared type, ordered by
-    time, then the rest of the key."""
+    the caller holds (the live follower's catch-up, whose position is that snapshot): one
+    snapshot sees the two tiers consistent, so no guard and no retry. Every declared
+    column in its declared type, ordered by time, then the rest of the key."""
     q = Query()
     time_col = quote_ident(spec.time_column or "timestamp")
     conds = scope.window.conditions(q, f"t.{time_col}")

@@ -34,7 +34,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.copy import copy_into
-from .._conn.partitions import partitions_within
 from .._conn.pipeline import run
 from .._sql.names import chunk_table, qualified_table
 from .._sql.query import Query
@@ -220,45 +219,15 @@ def remove_sealed_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt
     """Remove the rows of ``keys`` in ``period`` from the row tier (they were just written
     to chunks in this transaction); return how many.
 
-    A partition inside the period that holds only those rows is emptied with ``TRUNCATE``:
-    its files are given back at the commit, where ``DELETE`` leaves dead tuples and index
-    pages until a ``VACUUM`` (on 1M one-minute bars, 10 series: 71 bytes/bar stayed after
-    sealing + VACUUM, ~1.5 s of the 3.5 s seal was the ``DELETE``). ``TRUNCATE`` is not
-    MVCC-safe (a transaction whose snapshot is older would see the partition empty), so
-    it is used only when ``LOCK ... NOWAIT`` gets the partition at once: no reader or
-    writer holds it, and every later statement takes its snapshot after the commit (the
-    follower's ``REPEATABLE READ`` catch-up locks the table before its snapshot). Otherwise,
-    and on Citus, the rows are deleted.
+    ``DELETE``, never ``TRUNCATE``: ``TRUNCATE`` is not MVCC-safe, and ``COPY (query) TO``
+    takes its snapshot before it locks the partitions its query reads, so a COPY-based
+    reader (ADBC's large reads, connectorx, psql's ``copy``) that started before the seal
+    committed saw the month's partition empty and the month's chunk not yet there: a
+    month missing from the answer (a seal/unseal loop beside readers showed it within
+    seconds). The space comes back after the commit: ``VACUUM`` and ``REINDEX`` of the
+    emptied partitions (``regime_io._schema.maintenance.analyze_moved``).
     """
-    removed = 0
-    if not settings.citus:
-        for partition in partitions_within(cur, settings, spec, period, chunks.next_period(period)):
-            removed += _truncate_if_only(cur, spec, partition, keys)
-    return removed + delete_rows(cur, settings, spec, period, keys)
-
-
-def _truncate_if_only(cur: Any, spec: TableSpec, partition: str, keys: Sequence[SeriesKey]) -> int:
-    """``TRUNCATE`` ``partition`` if it gets the lock at once and holds only rows of
-    ``keys``; return the rows it held (0: left for ``DELETE``). One server-side block: the
-    ADBC driver refuses every statement after an error until a full rollback, so a failed
-    ``NOWAIT`` must be caught on the server (the block's exception handler is a
-    subtransaction), and the answer comes back through a transaction-local setting."""
-    run(cur, "SELECT set_config('regime_io.truncated', '0', true)")
-    mine = _key_filter(spec, keys, f"{literal(_keys_json(spec, keys))}", "t")
-    run(cur, f"""DO $rio$
-DECLARE ours bigint; total bigint;
-BEGIN
-  LOCK TABLE {partition} IN ACCESS EXCLUSIVE MODE NOWAIT;
-  SELECT count(*) FILTER (WHERE {mine}), count(*) INTO ours, total FROM {partition} t;
-  IF ours = total THEN
-    TRUNCATE {partition};
-    PERFORM set_config('regime_io.truncated', total::text, true);
-  END IF;
-EXCEPTION WHEN lock_not_available THEN NULL;
-END $rio$""")
-    cur.execute("SELECT current_setting('regime_io.truncated')::int8")
-    row = cur.fetchone()
-    return int(row[0]) if row else 0
+    return delete_rows(cur, settings, spec, period, keys)
 
 
 def delete_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> int:
