@@ -50,7 +50,6 @@ from regime_io._read import scan as scanning
 from regime_io._schema import maintenance
 from regime_io._tiers import sealed_format
 from regime_io._write.save import save
-from regime_io.tables import TABLES
 
 from .data import ConsecutiveBars
 from .measure import Figure, latency, time_it, unavailable
@@ -338,7 +337,7 @@ def _floors(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict
     explained by a floor measured in the same run): fetching the slice's chunk payloads
     over a warm psycopg connection and decoding them on one thread -- no fingerprint, no
     row tier, no merge, no conversion to polars; and the bare round trip (``SELECT 1``)."""
-    spec = db.spec("market_data") if hasattr(db, "spec") else TABLES["market_data"]
+    spec = db.spec("market_data")
     table = sql.Identifier(db.settings.schema, f"{db.settings.table_name('market_data')}_chunks")
     conn = server.connect()
     figures: dict[str, Figure] = {}

@@ -198,11 +198,8 @@ def _from_deltas(table: pa.Table, deltas: dict[str, str], schema: pa.Schema) -> 
             values -= np.repeat(before, [len(x) for x in parts])
         if pa.types.is_timestamp(field.type):
             arrays.append(pa.Array.from_buffers(field.type, len(values), [None, pa.py_buffer(values)]))
-            continue
-        words = np.empty(2 * len(values), dtype=np.int64)
-        words[0::2] = values
-        words[1::2] = values >> 63  # the high word: the sign, extended
-        arrays.append(pa.Array.from_buffers(field.type, len(values), [None, pa.py_buffer(words)]))
+        else:
+            arrays.append(decimal_from_unscaled(pa.array(values, pa.int64()), field.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

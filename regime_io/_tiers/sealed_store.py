@@ -214,22 +214,6 @@ def delete_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date, 
     return int(row[0]) if row else 0
 
 
-def remove_sealed_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
-                       keys: Sequence[SeriesKey]) -> int:
-    """Remove the rows of ``keys`` in ``period`` from the row tier (they were just written
-    to chunks in this transaction); return how many.
-
-    ``DELETE``, never ``TRUNCATE``: ``TRUNCATE`` is not MVCC-safe, and ``COPY (query) TO``
-    takes its snapshot before it locks the partitions its query reads, so a COPY-based
-    reader (ADBC's large reads, connectorx, psql's ``copy``) that started before the seal
-    committed saw the month's partition empty and the month's chunk not yet there: a
-    month missing from the answer (a seal/unseal loop beside readers showed it within
-    seconds). The space comes back after the commit: ``VACUUM`` and ``REINDEX`` of the
-    emptied partitions (``regime_io._schema.maintenance.analyze_moved``).
-    """
-    return delete_rows(cur, settings, spec, period, keys)
-
-
 def delete_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> int:
     if not keys:
         return 0
