@@ -335,8 +335,9 @@ def _floors(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict
             repeats: int) -> dict[str, Figure]:
     """What no reader of the sealed tier can beat on this server (issue 23: a miss is
     explained by a floor measured in the same run): fetching the slice's chunk payloads
-    over a warm psycopg connection and decoding them on one thread -- no fingerprint, no
-    row tier, no merge, no conversion to polars; and the bare round trip (``SELECT 1``)."""
+    over a warm psycopg connection and decoding them on one thread (prices as float64, as
+    the float readers decode them) -- no fingerprint, no row tier, no merge, no conversion
+    to polars; and the bare round trip (``SELECT 1``)."""
     spec = db.spec("market_data")
     table = sql.Identifier(db.settings.schema, f"{db.settings.table_name('market_data')}_chunks")
     conn = server.connect()
@@ -346,7 +347,8 @@ def _floors(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict
             rows = conn.execute(sql.SQL("SELECT schema_fingerprint, codec, payload FROM {} WHERE symbol = ANY(%s) "
                                         "AND last_ts >= %s AND first_ts <= %s").format(table),
                                 (symbols, start, end), binary=True).fetchall()
-            return sum(sealed_format.decode(spec, bytes(p), f, codec=c,
+            # Float decimals, as the float readers decode them (floats=True skips decimal128).
+            return sum(sealed_format.decode(spec, bytes(p), f, codec=c, floats=True,
                                             window=None if len(symbols) > 1 else (start, end)).num_rows
                        for f, c, p in rows)
 

@@ -239,6 +239,10 @@ def _history_targets(figures: Mapping[str, Figure], add: Any) -> None:
     seal = figures.get("history.seal.sealed")
     add("sealed: seal the bars (rows -> chunks)", value(seal), 1.0, unit="s",
         where=f"{seal['rows']:,} bars" if is_measured(seal) and seal and seal.get("rows") else "")
+    # A seal reads every row it moves out of the row tier: COPY-out of them is its floor.
+    copy_all = figures.get("history.read_all.copy")
+    add("seal floor: COPY-out of the bars the seal reads", value(copy_all), 1.0, unit="s",
+        where="explains a miss of the line above it when it misses too")
     latest = figures.get("history.latest.sealed")
     add("sealed: latest row of 1 symbol, p50 warm", value(latest), 1.0, unit="ms")
     add("sealed: latest row of 1 symbol vs the row tier's",

@@ -127,7 +127,7 @@ def convert(table: pa.Table, return_type: ReturnType) -> Any:
     if return_type == "polars":
         import polars as pl
 
-        frame = pl.from_arrow(table)
+        frame = pl.from_arrow(_string_views(table))
         assert isinstance(frame, pl.DataFrame)
         return frame
     if return_type == "pandas":
@@ -135,6 +135,33 @@ def convert(table: pa.Table, return_type: ReturnType) -> Any:
         return table.to_pandas()
     check_return_type(return_type)
     raise AssertionError("unreachable")
+
+
+def _views_cast() -> bool:
+    try:  # pyarrow >= 17 (the floor is 16, which has no such cast)
+        pa.array(["x"]).cast(pa.string_view())
+    except (pa.ArrowNotImplementedError, AttributeError):
+        return False
+    return True
+
+
+_VIEWS = _views_cast()
+# Below this many rows the cast costs more than polars' own conversion (a one-row latest
+# read: +0.08 ms for the cast, nothing saved).
+_VIEWS_FROM = 1024
+
+
+def _string_views(table: pa.Table) -> pa.Table:
+    """``table`` with its text columns as Arrow string views, polars' own layout: polars
+    converted a 41,760-row symbol column to views in 0.48 ms, Arrow's cast takes 0.09 ms
+    (1M rows: 7.8 ms against 1.8 ms), and a sealed month read carries two such columns."""
+    if not _VIEWS or table.num_rows < _VIEWS_FROM:
+        return table
+    text = (pa.string(), pa.large_string())
+    if not any(t in text for t in table.schema.types):
+        return table
+    return pa.Table.from_arrays([c.cast(pa.string_view()) if c.type in text else c for c in table.columns],
+                                names=table.column_names)
 
 
 def convert_batch(batch: pa.RecordBatch, return_type: ReturnType) -> Any:

@@ -151,14 +151,32 @@ def test_a_read_of_sealed_months_only_is_one_statement(loaded: PostgreSQLIntegra
 
 def test_the_latest_row_of_a_sealed_series_is_one_round_trip(loaded: PostgreSQLIntegration,
                                                               caplog: pytest.LogCaptureFixture) -> None:
-    """A series whose newest rows are all sealed: the chunk list brings the newest chunk's
-    payload along (the row tier has nothing as new), sent in the same pipeline as the
-    row-tier lookup -- two statements, one round trip; before, a third lookup fetched it."""
+    """A series whose newest rows are all sealed: the statement that joins the series
+    catalog to the row table joins it to each chunk's ``last_row`` too (no payload
+    crosses the wire), sent in the same pipeline as the lookup of chunks sealed before
+    schema version 8 -- two statements, one round trip."""
     want = loaded.get_latest("bars", symbols=SYMBOLS)
+    want_exact = loaded.get_latest("bars", symbols=SYMBOLS, exact=True)
     loaded.seal("2030-01-01", tables="bars")  # everything sealed
     caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
     assert_frame_equal(loaded.get_latest("bars", symbols=SYMBOLS), want)
-    assert len(statements(caplog)) == 2
+    sent = statements(caplog)
+    assert len(sent) == 2 and "last_row" in sent[0] and "payload" not in sent[0], sent
+    assert_frame_equal(loaded.get_latest("bars", symbols=SYMBOLS, exact=True), want_exact)
+
+
+def test_chunks_sealed_before_last_row_still_give_the_latest_row(loaded: PostgreSQLIntegration, sql: Any) -> None:
+    """A chunk table of schema version 7 gets ``last_row`` from ``initialize_database()``;
+    its chunks have none (NULL): their newest row comes from the payload (one record batch
+    decoded), the same row as before the seal."""
+    want = loaded.get_latest("bars", symbols=SYMBOLS, exact=True)
+    loaded.seal("2030-01-01", tables="bars")
+    chunks = f'"{loaded.settings.schema}".mr_market_data_chunks'
+    sql(f"ALTER TABLE {chunks} DROP COLUMN last_row")  # as schema version 7 left it
+    loaded.initialize_database()
+    assert sql(f"SELECT count(*) FROM {chunks} WHERE last_row IS NULL") == [(4,)]
+    assert_frame_equal(loaded.get_latest("bars", symbols=SYMBOLS, exact=True), want)
+    assert_frame_equal(loaded.get_latest("bars"), loaded.get_latest("bars", symbols=SYMBOLS))
 
 
 def test_history_without_a_range_includes_sealed_current_versions(pg: PostgreSQLIntegration) -> None:

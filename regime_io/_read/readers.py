@@ -56,6 +56,7 @@ from .._tiers.router import (
     is_changed,
     merge_latest,
     newest_chunks_query,
+    newest_sealed_rows,
     read_rows,
     read_sql,
     stream_guard,
@@ -332,8 +333,11 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     if known is not None:
         return convert(zoned(db, spec, conform(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), schema),
                              check_tz(tz)), return_type)
-    queries = [latest_query(db, spec, wanted, timeframe=tf, exact=exact)]
-    if spec.sealable:  # the sealed tier's newest chunks, in the same round trip
+    # The sealed tier's newest rows in the same statement; chunks sealed before schema
+    # version 8 (no last_row) in the same round trip.
+    relations = [newest_sealed_rows(db, spec)] if spec.sealable else []
+    queries = [latest_query(db, spec, wanted, timeframe=tf, exact=exact, relations=relations)]
+    if spec.sealable:
         queries.append(newest_chunks_query(db, spec, wanted, tf))
     found = read_lookups(db, queries, what="get_latest", table=spec.key)
     table_ = conform(found[0], schema)

@@ -11,7 +11,8 @@ limit; the source
   ``is_between`` against constants into the SQL WHERE clause and into the sealed
   chunks' pruning (key, period, min/max);
 * applies the **whole** predicate to every batch afterwards in polars, so a predicate
-  that is only partly pushed (or not at all) still gives exactly the right rows;
+  that is only partly pushed (or not at all) still gives exactly the right rows (one
+  pushed whole and exactly is not applied twice: 0.5 ms of a 41,760-row month);
 * turns a row limit (``head(n)``) into ``LIMIT n`` when every conjunct was pushed exactly,
   and otherwise stops reading once ``n`` rows passed the predicate.
 
@@ -56,7 +57,7 @@ import pyarrow as pa
 from polars.io.plugins import register_io_source
 
 from .._conn.engines import read_lookup, stream_adbc
-from .._frames import conform
+from .._frames import conform, convert
 from .._sql.args import normalise_symbol, text_arg
 from .._sql.names import chunk_table
 from .._sql.query import EARLIEST, LATEST, Query, TimeRange
@@ -497,6 +498,14 @@ def _pieces(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str],
     return pieces
 
 
+def _one_month(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
+    """One symbol's bars over at most a month: a piece of the streamed path anyway
+    (<= 44,640 one-minute bars), so it is read like the eager reader reads it, without the
+    stream's chunk lookup first (a sealed month: 1 round trip instead of 2, ~0.5 ms)."""
+    return (len(symbols) == 1 and not set(spec.primary_key) - {"symbol", "timeframe", spec.time_column}
+            and rng.end - rng.start <= dt.timedelta(days=31))
+
+
 def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, exact: bool,
             limit: int | None, batch_rows: int, as_of: dt.datetime | None = None) -> Iterator[pa.Table]:
     """The rows of ``plan``'s SQL filters over both tiers, in the eager readers' order."""
@@ -522,7 +531,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
                                                                          limit=limit),
                          names=names, exact=exact, order=order)
 
-    if symbols is not None and is_small_range(spec, symbols, rng):
+    if symbols is not None and (is_small_range(spec, symbols, rng) or _one_month(spec, symbols, rng)):
         yield both(symbols, rng)
         return
     relation = stream_guard(db, spec, Scope(symbols, rng, extra))
@@ -563,9 +572,8 @@ def _source(db: Database, spec: TableSpec, exact: bool, full: list[str], as_of: 
         batch_rows = batch_size or 250_000
         limit = n_rows if (n_rows is not None and plan.exact) else None
         for table in _tables(db, spec, plan, names, exact=exact, limit=limit, batch_rows=batch_rows, as_of=as_of):
-            frame = pl.from_arrow(zoned(db, spec, table, None))
-            assert isinstance(frame, pl.DataFrame)
-            if plan.predicate is not None:
+            frame = convert(zoned(db, spec, table, None), "polars")  # the eager readers' conversion
+            if plan.predicate is not None and not plan.exact:
                 frame = frame.filter(plan.predicate)
             frame = frame.select(wanted)
             if remaining is not None:

@@ -15,6 +15,7 @@ from .._sql.names import catalog_table
 from .._sql.query import Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers.catalog import series_columns
+from .._tiers.router import Relation
 from ..tables import TableSpec
 
 if TYPE_CHECKING:
@@ -142,24 +143,29 @@ def last_query(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
 
 
 def latest_query(db: Database, spec: TableSpec, wanted: list[str] | None, *, timeframe: str | None,
-                 exact: bool) -> tuple[Query, str]:
+                 exact: bool, relations: Sequence[Relation] = ()) -> tuple[Query, str]:
     """The latest-row query of :func:`get_latest`: the series catalog joined to the table
-    on the exact key ``(symbol[, timeframe], timestamp = last_ts)``.
+    (and to each of ``relations``: the router's other tiers, as rows with the declared
+    columns) on the exact key ``(symbol[, timeframe], timestamp = last_ts)``.
 
     One primary-key probe per series (run-time partition pruning picks the partition of
     ``last_ts``), whatever the length of the history or the number of partitions. On Citus
     the catalog is co-located with the data, so the join runs on the workers: one shard
     for one symbol, every shard in parallel for all of them. One form for both engines:
     recursive skip scans and ``LATERAL (... LIMIT 1)`` over a list of symbols, which a
-    plain server runs well, are refused by Citus.
+    plain server runs well, are refused by Citus. The joins over several relations are one
+    statement (``UNION ALL``), so they see one snapshot.
     """
 
     q = Query()
-    c = catalog_series(q, spec, wanted, timeframe=timeframe)
-    sql = (f"SELECT {select_list(spec, list(spec.column_names), exact=exact, engine='adbc', alias='t')} "
-           f"FROM {catalog_table(db.settings)} s JOIN {db.table(spec.key)} t ON {c.match} AND t.{c.time} = s.last_ts "
-           f"WHERE {c.where} ORDER BY {c.order}")
-    return q, sql
+    select = select_list(spec, list(spec.column_names), exact=exact, engine="adbc", alias="t")
+    parts = []
+    for relation in (lambda _q: db.table(spec.key), *relations):
+        c = catalog_series(q, spec, wanted, timeframe=timeframe)
+        parts.append(f"SELECT {select} FROM {catalog_table(db.settings)} s JOIN {relation(q)} t "
+                     f"ON {c.match} AND t.{c.time} = s.last_ts WHERE {c.where}")
+    order = ", ".join(f'u.{quote_ident(n)} COLLATE "C"' for n in series_columns(spec))
+    return q, f"SELECT * FROM ({' UNION ALL '.join(parts)}) u ORDER BY {order}"
 
 
 @dataclass(frozen=True)

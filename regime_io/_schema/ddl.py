@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 # Bump with a migration in initialize_database when the DDL changes: add its line to
 # _VERSIONS (every statement of schema_sql is idempotent, so the migration is running it).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 _VERSIONS = {
@@ -58,6 +58,7 @@ _VERSIONS = {
     5: "knowledge time: known_from on every table, a <table>_history table of superseded versions",
     6: "live tail: change_xid (writing transaction id, BRIN-indexed) on every table, <prefix>sealed_changes",
     7: "sealed-month guard: a trigger refusing other tools' rows in sealed series-months (<table>_sealed_guard)",
+    8: "sealed tier: last_row, each chunk's newest row beside its payload (get_latest without the payload)",
 }
 
 
@@ -90,9 +91,12 @@ def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
 
     One row per ``chunk_by`` key and period: the key columns with the row table's types,
     ``period_start``, ``row_count``, ``first_ts``/``last_ts``, ``min_<c>``/``max_<c>``
-    per payload column (pruning), the payload's schema fingerprint and codec, and the
-    payload itself, stored EXTERNAL: it is already zstd-compressed, so TOAST must not
-    spend time compressing it again.
+    per payload column (pruning), the payload's schema fingerprint and codec, the
+    payload itself, stored EXTERNAL: it is already compressed, so TOAST must not spend
+    time compressing it again; and ``last_row``, the chunk's newest row as JSON (every
+    declared column, exact values; NULL in chunks written before schema version 8), which
+    the latest-row reader turns back into a row on the server instead of decoding the
+    payload.
     """
     lines = [f"    {quote_ident(c)} {spec.column(c).pg_type} NOT NULL" for c in spec.chunk_by]
     lines += ["    period_start DATE NOT NULL", "    row_count INTEGER NOT NULL",
@@ -102,6 +106,7 @@ def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
         lines += [f"    {quote_ident('min_' + name)} {pg_type}", f"    {quote_ident('max_' + name)} {pg_type}"]
     lines += ["    schema_fingerprint TEXT NOT NULL", "    codec TEXT NOT NULL",
               "    sealed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP", "    payload BYTEA NOT NULL",
+              "    last_row JSONB",
               f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in (*spec.chunk_by, 'period_start'))})"]
     table = chunk_table(spec, settings)
     # Only when not set yet: Citus refuses SET STORAGE on a distributed table, and a second
@@ -109,7 +114,12 @@ def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
     storage = (f"DO $$ BEGIN IF (SELECT attstorage FROM pg_attribute WHERE attrelid = {literal(table)}::regclass "
                "AND attname = 'payload') <> 'e' THEN "
                f"ALTER TABLE {table} ALTER COLUMN payload SET STORAGE EXTERNAL; END IF; END $$")
-    return [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)", storage]
+    # Schema version 8, to chunk tables created before: checked first, so a second
+    # initialize_database takes no ACCESS EXCLUSIVE lock (ADD COLUMN IF NOT EXISTS would).
+    last_row = (f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {literal(table)}::regclass "
+                "AND attname = 'last_row' AND NOT attisdropped) THEN "
+                f"ALTER TABLE {table} ADD COLUMN last_row JSONB; END IF; END $$")
+    return [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)", storage, last_row]
 
 
 def schema_specs(settings: Settings) -> list[TableSpec]:

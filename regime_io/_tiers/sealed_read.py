@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from .._conn.database import Database
 
 __all__ = [
-    "chunk_conditions", "decode_sealed", "fingerprint_sql", "sealed_fingerprint", "sealed_rows", "sealed_rows_checked",
-    "sealed_rows_sql",
+    "as_type", "chunk_conditions", "decode_sealed", "fingerprint_sql", "sealed_fingerprint", "sealed_rows",
+    "sealed_rows_checked", "sealed_rows_sql", "sealed_schema",
 ]
 
 
@@ -88,18 +88,19 @@ def sealed_fingerprint(db: Database, spec: TableSpec, symbols: list[str] | None,
 
 
 def sealed_rows(db: Database, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
-                extra: Sequence[tuple[str, Any]]) -> tuple[pa.Table, str]:
+                extra: Sequence[tuple[str, Any]], *, exact: bool = True) -> tuple[pa.Table, str]:
     """The sealed rows of ``symbols`` in the window matching ``extra`` (every declared
-    column, exact types, ordered by chunk key and time) and the :func:`fingerprint_sql`
-    of the chunks read."""
+    column, ordered by chunk key and time; ``exact=False``: decimals as float64, else the
+    declared types) and the :func:`fingerprint_sql` of the chunks read."""
     q = Query()
     sql = sealed_rows_sql(q, db, spec, symbols, rng, extra)
     # The lookup pool: one round trip (prepared), which matters for small reads.
-    return decode_sealed(spec, read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key), rng, extra)
+    return decode_sealed(spec, read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key), rng, extra,
+                         exact=exact)
 
 
 def sealed_rows_checked(db: Database, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
-                        extra: Sequence[tuple[str, Any]]) -> tuple[pa.Table, str, bool]:
+                        extra: Sequence[tuple[str, Any]], *, exact: bool = True) -> tuple[pa.Table, str, bool]:
     """:func:`sealed_rows`, and whether the row tier may hold rows of the scope, both from
     one statement (one snapshot): with chunks and no such rows, the chunks are the whole
     answer and the row read can be skipped (a backtest over sealed months: one round
@@ -111,7 +112,7 @@ def sealed_rows_checked(db: Database, spec: TableSpec, symbols: list[str] | None
     sql = sealed_rows_sql(q, db, spec, symbols, rng, extra, rows_check=check)
     found = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
     may_have_rows = bool(found.column("has_rows")[0].as_py()) if check and found.num_rows else True
-    rows, fp = decode_sealed(spec, found, rng, extra)
+    rows, fp = decode_sealed(spec, found, rng, extra, exact=exact)
     return rows, fp, may_have_rows
 
 
@@ -136,14 +137,26 @@ def sealed_rows_sql(q: Query, db: Database, spec: TableSpec, symbols: list[str] 
             f"WHERE {where} ORDER BY {key}, t.period_start")
 
 
+def sealed_schema(spec: TableSpec, extra: Sequence[tuple[str, Any]], *, exact: bool) -> pa.Schema:
+    """The schema of :func:`decode_sealed`'s rows: the declared one, decimals as float64
+    when not ``exact`` -- unless ``extra`` filters a decimal payload column, whose values
+    are compared exact (as the row tier's SQL compares them)."""
+    schema = spec.arrow_schema()
+    if exact or any(name not in spec.chunk_by and spec.column(name).kind == "decimal" for name, _ in extra):
+        return schema
+    return pa.schema([pa.field(f.name, pa.float64(), f.nullable) if pa.types.is_decimal(f.type) else f
+                      for f in schema])
+
+
 def decode_sealed(spec: TableSpec, found: pa.Table, rng: TimeRange,
-                  extra: Sequence[tuple[str, Any]]) -> tuple[pa.Table, str]:
-    """The answer of :func:`sealed_rows_sql` as rows (every declared column, exact types)
-    and the fingerprint."""
+                  extra: Sequence[tuple[str, Any]], *, exact: bool = True) -> tuple[pa.Table, str]:
+    """The answer of :func:`sealed_rows_sql` as rows (every declared column; ``exact=False``:
+    decimals as float64, else the declared types) and the fingerprint."""
     n = len(spec.chunk_by)
     meta = found.drop_columns([c for c in ("payload", "fp", "has_rows") if c in found.column_names]).to_pylist()
     fingerprint = found.column("fp")[0].as_py() if found.num_rows else ""
-    schema = spec.arrow_schema()
+    schema = sealed_schema(spec, extra, exact=exact)
+    floats = schema != spec.arrow_schema()
     if not meta:
         return schema.empty_table(), fingerprint
     payloads = found.column("payload").combine_chunks()
@@ -153,11 +166,11 @@ def decode_sealed(spec: TableSpec, found: pa.Table, rng: TimeRange,
         first, last = row[n + 4], row[n + 5]
         inside = first >= rng.start and (last < rng.end if rng.end_exclusive else last <= rng.end)
         payload = chunks.decode(spec, payloads[i].as_buffer(), row[n + 2], codec=row[n + 3],
-                                window=None if inside else (rng.start, rng.end))
+                                window=None if inside else (rng.start, rng.end), floats=floats)
         if not inside or any(name not in spec.chunk_by for name, _ in extra):
             payload = _trim(spec, payload, rng, extra)
         arrays = [constant(row[spec.chunk_by.index(f.name)], payload.num_rows, f.type) if f.name in spec.chunk_by
-                  else payload.column(f.name) for f in schema]
+                  else as_type(payload.column(f.name), f.type) for f in schema]
         return pa.Table.from_arrays(arrays, schema=schema)
 
     parts = [one(0)] if len(meta) == 1 else list(_decoders().map(one, range(len(meta))))
@@ -192,6 +205,14 @@ def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tu
     if pc.all(mask).as_py():
         return payload
     return payload.filter(mask)
+
+
+def as_type(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray | pa.Array:
+    """A decoded payload column in the type asked: a decimal the codec gave back exact (a
+    zstd chunk, NUMERIC(16, 8), a chunk of another declaration) as float64 when asked."""
+    if column.type == kind:
+        return column
+    return chunks.decimal_to_float(column) if pa.types.is_float64(kind) else column.cast(kind)
 
 
 def to_reader(spec: TableSpec, sealed: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -243,12 +243,14 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
     records: dict[str, list[Any]] = {c: [] for c in (*spec.chunk_by, "period_start", "row_count", "first_ts",
                                                      "last_ts", *(f"{m}_{c}" for c in stats_cols
                                                                   for m in ("min", "max")),
-                                                     "schema_fingerprint", "codec", "payload")}
+                                                     "schema_fingerprint", "codec", "payload", "last_row")}
     written = 0
 
-    def encoded(item: tuple[SeriesKey, pa.Table]) -> tuple[SeriesKey, bytes, dict[str, Any]]:
+    def encoded(item: tuple[SeriesKey, pa.Table]) -> tuple[SeriesKey, bytes, str, dict[str, Any]]:
         payload_table = chunks.conform_payload(spec, item[1])
-        return item[0], chunks.encode(spec, payload_table), chunks.chunk_stats(spec, payload_table)
+        # Sorted by time: the last row is the newest (get_latest reads it without the payload).
+        return (item[0], chunks.encode(spec, payload_table), chunks.last_row_json(spec, item[0], payload_table),
+                chunks.chunk_stats(spec, payload_table))
 
     work = [(k, t) for k, t in tables.items() if t.num_rows]
     if len(work) > 1:
@@ -257,7 +259,7 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
             results = list(pool.map(encoded, work))
     else:
         results = [encoded(item) for item in work]
-    for key, payload, stats in results:
+    for key, payload, last_row, stats in results:
         written += len(payload)
         for c, v in zip(spec.chunk_by, key, strict=True):
             records[c].append(v)
@@ -268,6 +270,7 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
         records["schema_fingerprint"].append(chunks.fingerprint(spec))
         records["codec"].append(chunks.CODEC)
         records["payload"].append(payload)
+        records["last_row"].append(last_row)
     if not records["period_start"]:
         return 0
     guard.extend_horizon(cur, spec, settings, period)
@@ -276,7 +279,7 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
                pa.field("first_ts", pa.timestamp("us")), pa.field("last_ts", pa.timestamp("us"))]
     fields += [pa.field(f"{m}_{c}", pa.string()) for c in stats_cols for m in ("min", "max")]
     fields += [pa.field("schema_fingerprint", pa.string()), pa.field("codec", pa.string()),
-               pa.field("payload", pa.binary())]
+               pa.field("payload", pa.binary()), pa.field("last_row", pa.string())]
     staged = pa.table({f.name: pa.array(records[f.name], f.type) for f in fields})
     stage = _stage_name(spec)
     stage_cols = ", ".join(f"{quote_ident(f.name)} {_stage_pg_type(spec, f.name)}" for f in fields)
@@ -290,7 +293,8 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
     copy_into(cur, stage, staged, temporary=True)
     names = [f.name for f in fields]
     select = ", ".join(f"{quote_ident(n)}::{spec.column(n[4:]).pg_type}" if n[:4] in ("min_", "max_")
-                       and n[4:] in stats_cols else quote_ident(n) for n in names)
+                       and n[4:] in stats_cols else "last_row::jsonb" if n == "last_row" else quote_ident(n)
+                       for n in names)
     pk = ", ".join(quote_ident(c) for c in (*spec.chunk_by, "period_start"))
     updates = ", ".join(f"{quote_ident(n)} = EXCLUDED.{quote_ident(n)}" for n in names
                         if n not in (*spec.chunk_by, "period_start"))
@@ -306,7 +310,7 @@ def _stage_pg_type(spec: TableSpec, name: str) -> str:
     if name in spec.chunk_by:
         return spec.column(name).pg_type
     return {"period_start": "DATE", "row_count": "INTEGER", "first_ts": "TIMESTAMP", "last_ts": "TIMESTAMP",
-            "payload": "BYTEA"}.get(name, "TEXT")
+            "payload": "BYTEA"}.get(name, "TEXT")  # last_row: JSON text, cast on the way in
 
 
 # ---------------------------------------------------------------------------------------
