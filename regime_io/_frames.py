@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, get_args
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -86,6 +87,12 @@ def pandas_index_as_columns(frame: Any, *, what: str) -> Any:
 
 def constant(value: Any, length: int, type_: pa.DataType) -> pa.Array:
     """``length`` copies of ``value`` (filled in C++, not from a Python list)."""
+    if isinstance(value, str) and type_ == pa.string() and length * len(value.encode()) < 2**31:
+        # Text laid out directly (offsets 0, k, 2k...): fill_null took 0.14 ms for 33,000
+        # rows, twice per sealed symbol-month (symbol, timeframe); this takes ~0.02 ms.
+        data = value.encode()
+        offsets = (np.arange(length + 1, dtype=np.int64) * len(data)).astype(np.int32)
+        return pa.Array.from_buffers(type_, length, [None, pa.py_buffer(offsets), pa.py_buffer(data * length)])
     return pc.fill_null(pa.nulls(length, type_), pa.scalar(value, type_))
 
 

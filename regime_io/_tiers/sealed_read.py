@@ -15,6 +15,7 @@ and after mean the row read saw the same state.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -184,7 +185,10 @@ def _decoders() -> ThreadPoolExecutor:
     """The threads that decode chunks side by side (decompression releases the GIL), kept
     for the process: starting 3 threads per read cost ~1 ms of a 12 ms one-symbol read."""
     if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=4, thread_name_prefix="regime_io-decode"))
+        # One thread per core: 30 month chunks of 1M bars decoded in 48 ms on 2 threads,
+        # 62 ms on 4 (the GIL-held parts queue up), 55 ms on 1 (2 cores).
+        _POOL.append(ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                        thread_name_prefix="regime_io-decode"))
     return _POOL[0]
 
 
