@@ -73,3 +73,26 @@ def test_a_snapshot_older_than_the_seal_still_sees_the_months_rows(pg: PostgreSQ
     finally:
         reader.close()
     assert pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31").height == report.rows_moved
+
+
+def test_a_partition_locked_elsewhere_is_skipped_and_the_others_still_vacuumed(
+        pg: PostgreSQLIntegration, sql: Any, server: Any, caplog: Any) -> None:
+    """VACUUM waits up to 2 s for a partition's lock (an autovacuum worker at work on it is
+    cancelled after deadlock_timeout, 1 s); a lock held longer skips that partition only,
+    with a warning naming it -- before, the first lock timeout skipped every partition."""
+    pg.save_market_data(bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 6000,
+                             step=dt.timedelta(minutes=10)))  # January and February
+    jan, feb = _partition(pg, "2024_01"), _partition(pg, "2024_02")
+    before = _bytes(sql, jan)
+    holder = psycopg.connect(server.url())
+    try:
+        holder.execute(f"LOCK TABLE {feb} IN SHARE UPDATE EXCLUSIVE MODE")  # as autovacuum holds it
+        caplog.set_level("WARNING", logger="regime_io._schema.maintenance")
+        report = pg.seal(dt.date(2024, 3, 1))
+    finally:
+        holder.close()
+    assert report.rows_moved == 6000
+    assert sql(f"SELECT pg_relation_size('{jan}')")[0][0] == 0 and _bytes(sql, jan) < before / 10  # and reindexed
+    assert sql(f"SELECT pg_relation_size('{feb}')")[0][0] > 0  # left to autovacuum
+    assert any("2024_02" in r.getMessage() and "not vacuumed" in r.getMessage() for r in caplog.records)
+    assert pg.get_market_data("NIFTY", "2024-01-01", "2024-02-29 23:59").height == 6000

@@ -510,14 +510,6 @@ def _pieces(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str],
     return pieces
 
 
-def _one_month(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
-    """One symbol's bars over at most a month: a piece of the streamed path anyway
-    (<= 44,640 one-minute bars), so it is read like the eager reader reads it, without the
-    stream's chunk lookup first (a sealed month: 1 round trip instead of 2, ~0.5 ms)."""
-    return (len(symbols) == 1 and not set(spec.primary_key) - {"symbol", "timeframe", spec.time_column}
-            and rng.end - rng.start <= dt.timedelta(days=31))
-
-
 def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, exact: bool,
             limit: int | None, batch_rows: int, as_of: dt.datetime | None = None) -> Iterator[pa.Table]:
     """The rows of ``plan``'s SQL filters over both tiers, in the eager readers' order."""
@@ -543,7 +535,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
                                                                          limit=limit),
                          names=names, exact=exact, order=order)
 
-    if symbols is not None and (is_small_range(spec, symbols, rng) or _one_month(spec, symbols, rng)):
+    if symbols is not None and is_small_range(spec, symbols, rng):
         yield both(symbols, rng)
         return
     relation = stream_guard(db, spec, Scope(symbols, rng, extra))
