@@ -66,7 +66,16 @@ from .._sql.query import EARLIEST, LATEST, Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers.catalog import SERIES_TABLES, read_catalog
 from .._tiers.knowledge import as_of_instant
-from .._tiers.router import Relation, RowRead, Scope, is_changed, read_rows, read_sql, stream_guard
+from .._tiers.router import (
+    Relation,
+    RowRead,
+    Scope,
+    is_changed,
+    known_sealed,
+    read_rows,
+    read_sql,
+    stream_guard,
+)
 from .._tiers.sealed_format import next_period
 from ..errors import ReadError, UsageError
 from ..tables import TableSpec
@@ -510,6 +519,15 @@ def _pieces(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str],
     return pieces
 
 
+def _sealed_month(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
+    """One symbol's bars over at most a month of a table seen with chunks: a piece of the
+    streamed path anyway (<= 44,640 one-minute bars), read at once without the stream's
+    chunk lookup first (a sealed month: 1 round trip instead of 2). Not for a table never
+    sealed: its month streams through connectorx, 1.4x faster than this path's ADBC read."""
+    return (len(symbols) == 1 and not set(spec.primary_key) - {"symbol", "timeframe", spec.time_column}
+            and rng.end - rng.start <= dt.timedelta(days=31) and known_sealed(db, spec))
+
+
 def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, exact: bool,
             limit: int | None, batch_rows: int, as_of: dt.datetime | None = None) -> Iterator[pa.Table]:
     """The rows of ``plan``'s SQL filters over both tiers, in the eager readers' order."""
@@ -535,7 +553,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
                                                                          limit=limit),
                          names=names, exact=exact, order=order)
 
-    if symbols is not None and is_small_range(spec, symbols, rng):
+    if symbols is not None and (is_small_range(spec, symbols, rng) or _sealed_month(db, spec, symbols, rng)):
         yield both(symbols, rng)
         return
     relation = stream_guard(db, spec, Scope(symbols, rng, extra))

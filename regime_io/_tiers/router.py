@@ -68,6 +68,7 @@ __all__ = [
     "SqlBuilder",
     "guarded",
     "is_changed",
+    "known_sealed",
     "merge_latest",
     "newest_chunks_query",
     "newest_sealed_rows",
@@ -177,6 +178,11 @@ def _start_sealed(db: Database, spec: TableSpec) -> bool:
     """Whether a read of ``spec`` starts by fetching chunks: once a table was seen with
     chunks (a seal, or a read that met them), its reads take the two-statement path."""
     return spec.key in db.sealed_tables
+
+
+def known_sealed(db: Database, spec: TableSpec) -> bool:
+    """Whether ``spec`` was seen with chunks in this process (its reads start with them)."""
+    return _start_sealed(db, spec)
 
 
 def guarded(sealed_read: Callable[[], T], row_read: Callable[[], object]) -> T:
