@@ -250,6 +250,11 @@ def _history_targets(figures: Mapping[str, Figure], add: Any) -> None:
     for tier in ("row", "sealed"):
         add(f"{tier} tier: scan() of a 1-symbol month vs the eager read of it",
             _ratio(figures, f"history.scan_month.{tier}", f"history.read_month.{tier}"), 1.2)
+        eager, plugin = figures.get(f"history.read_month.{tier}"), figures.get(f"history.scan_plugin.{tier}")
+        floor = (None if not (is_measured(eager) and is_measured(plugin)) or not eager or not plugin
+                 else (float(eager["median"]) + float(plugin["median"])) / float(eager["median"]))
+        add(f"{tier} tier scan floor: the eager read + polars' IO-plugin overhead vs the eager read", floor, 1.2,
+            where="explains a miss of the line above it when it misses too")
     sealed_stream = figures.get("memory.stream_sealed")
     add("sealed: streaming read, peak RSS", value(sealed_stream), 500, unit="MB", where=_where(sealed_stream))
     append = figures.get("regimes.rolling_save")
