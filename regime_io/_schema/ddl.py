@@ -58,7 +58,8 @@ _VERSIONS = {
     5: "knowledge time: known_from on every table, a <table>_history table of superseded versions",
     6: "live tail: change_xid (writing transaction id, BRIN-indexed) on every table, <prefix>sealed_changes",
     7: "sealed-month guard: a trigger refusing other tools' rows in sealed series-months (<table>_sealed_guard)",
-    8: "sealed tier: last_row, each chunk's newest row beside its payload (get_latest without the payload)",
+    8: "sealed tier: last_row, each chunk's newest row beside its payload (get_latest without the payload); "
+       "sealed_changes payloads stored EXTERNAL (no pglz pass over compressed data)",
 }
 
 

@@ -95,6 +95,13 @@ def live_sql(settings: Settings) -> list[str]:
         "    created_at TIMESTAMP NOT NULL DEFAULT LOCALTIMESTAMP,\n"
         "    payload BYTEA NOT NULL\n)"
     )
+    # Schema version 8: the payload is zstd already, but its Arrow schema message is
+    # compressible, so TOAST's pglz did not give up in its first kB and ran over the whole
+    # value before storing it uncompressed: 0.3 s of a 1.3 s backfill of 1M bars (19 MB).
+    changes = sealed_changes_table(settings)
+    out.append(f"DO $$ BEGIN IF (SELECT attstorage FROM pg_attribute WHERE attrelid = {literal(changes)}::regclass "
+               f"AND attname = 'payload') <> 'e' THEN "
+               f"ALTER TABLE {changes} ALTER COLUMN payload SET STORAGE EXTERNAL; END IF; END $$")
     index = f"{settings.table_prefix}sealed_changes_xid_idx"[:63]
     out.append(f"CREATE INDEX IF NOT EXISTS {quote_ident(index)} ON {sealed_changes_table(settings)} "
                f"(table_key, {quote_ident(CHANGE_COLUMN)})")
