@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 from polars.io.plugins import register_io_source
 from psycopg import sql
 
@@ -377,6 +378,56 @@ def _scan_collect(db: Any, symbol: str, start: dt.datetime, end: dt.datetime) ->
             .filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(start, end)).collect())
 
 
+def _backfill_floor(server: BenchServer, db: Any, bars: pl.DataFrame, *, repeats: int) -> Figure:
+    """What any backfill into month chunks must do: encode each symbol-month with the chunk
+    codec and store the payloads (COPY into a bytea table stored EXTERNAL) -- no
+    validation, no catalog, no change log, no merge."""
+    spec = db.spec("market_data")
+    scale = 10 ** (spec.price_scale or 0)
+    months = bars.with_columns(pl.col("timestamp").dt.truncate("1mo").alias("_period")).partition_by(
+        ["symbol", "_period"])
+    conn = server.connect(autocommit=True)
+
+    def encode_and_store() -> None:
+        payloads = []
+        for month in months:
+            unscaled = month.with_columns((pl.col(c) * scale).round().cast(pl.Int64) for c in spec.price_columns)
+            table = unscaled.select(list(spec.chunk_columns)).to_arrow()
+            table = pa.table([sealed_format.decimal_from_unscaled(table.column(f.name), f.type)
+                              if pa.types.is_decimal(f.type) else table.column(f.name).cast(f.type)
+                              for f in sealed_format.payload_schema(spec)], schema=sealed_format.payload_schema(spec))
+            payloads.append(sealed_format.encode(spec, sealed_format.conform_payload(spec, table)))
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE rio_floor_payloads")
+            with cur.copy("COPY rio_floor_payloads (payload) FROM STDIN (FORMAT binary)") as copy:
+                copy.set_types(["bytea"])
+                for payload in payloads:
+                    copy.write_row((payload,))
+
+    try:
+        conn.execute("CREATE TEMP TABLE rio_floor_payloads (payload bytea)")
+        conn.execute("ALTER TABLE rio_floor_payloads ALTER COLUMN payload SET STORAGE EXTERNAL")
+        return time_it(encode_and_store, repeats=repeats, rows=bars.height, warmup=1,
+                       label=f"floor: encode {len(months)} symbol-month chunks and COPY the payloads in "
+                             "(no validation, catalog, change log or merge)")
+    finally:
+        conn.close()
+
+
+def _delete_floor(db: Any, maint: Maintenance, bars: pl.DataFrame) -> Figure:
+    """What an MVCC-safe seal must do besides reading the rows out (TRUNCATE is not safe
+    for readers holding an older snapshot): DELETE them from the row partitions, one
+    statement, timed once on rows saved into the row tier for it."""
+    save(db, "market_data", bars)
+    maint.vacuum()
+    _check("delete floor: rows in the row tier", maint.count(), bars.height)
+    try:
+        return time_it(lambda: maint.conn.execute(sql.SQL("DELETE FROM {}").format(maint.table)), repeats=1,
+                       rows=bars.height, label=f"floor: DELETE the {bars.height:,} rows a seal moves (one statement)")
+    finally:
+        maint.truncate()
+
+
 def _plugin_collect(frame: pl.DataFrame, symbol: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     """What polars' IO-plugin machinery costs alone: a source that yields a frame already
     read, under the filter scan() gets (its predicate parsed, so polars filters nothing)."""
@@ -501,6 +552,10 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
         _check("backfill: rows in the row tier", bmaint.count(), 0)
         _check("backfill: rows read back", reading.get_market_data(bdb, slices["read_all"][0], slices["read_all"][1],
                                                                     slices["read_all"][2]).height, n)
+        say("regime_io sealed tier: floors of the backfill (encode + store) and of the seal (DELETE the rows)")
+        figures["history.floor.backfill"] = _backfill_floor(server, bdb, bars, repeats=repeats)
+        empty()  # no sealed months: the rows go to the row tier
+        figures["history.floor.seal_delete"] = _delete_floor(bdb, bmaint, bars)
     finally:
         bmaint.close()
         bdb.close()
