@@ -513,7 +513,8 @@ def newest_sealed_rows(db: Database, spec: TableSpec) -> Relation:
     server) as a relation with the declared columns: the latest-row reader joins it to the
     series catalog beside the row table, in the same statement, and gets the sealed tier's
     latest rows in the types of the row tier's, with no payload read (a 41,760-row month
-    payload is ~570 KB; 2.6 ms per latest row before, decoding one record batch of it)."""
+    payload is ~570 KB: the latest row of a sealed symbol took 1.8 ms fetching it and
+    decoding one record batch, 0.8-1.0 ms this way)."""
     time_col = spec.time_column or "timestamp"
 
     def column(name: str) -> str:
