@@ -426,7 +426,7 @@ def read_in_snapshot(cur: Any, db: Database, spec: TableSpec, scope: Scope) -> p
         q = Query()
         cur.execute(sealed_rows_sql(q, db, spec, scope.symbols, scope.window, scope.extra),
                     parameters=tuple(q.params) if q.params else None)
-        sealed, _ = decode_sealed(spec, cur.fetch_arrow_table(), scope.window, scope.extra)
+        sealed, _ = decode_sealed(spec, cur.fetch_arrow_table().to_pylist(), scope.window, scope.extra)
         parts.append(sealed)
     both = pa.concat_tables(parts)
     order = [(spec.time_column or "timestamp", "ascending"),

@@ -10,13 +10,13 @@ row order and keeps the two consistent (the fingerprint guard, :func:`fingerprin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._conn.engines import read_lookup
+from .._conn.engines import lookup_records, read_lookup
 from .._frames import constant
 from .._sql.names import chunk_table, qualified_table
 from .._sql.query import AtLeast, Query, TimeRange
@@ -89,8 +89,8 @@ def sealed_rows(db: Database, spec: TableSpec, symbols: list[str] | None, rng: T
     q = Query()
     sql = sealed_rows_sql(q, db, spec, symbols, rng, extra)
     # The lookup pool: one round trip (prepared), which matters for small reads.
-    return decode_sealed(spec, read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key), rng, extra,
-                         exact=exact)
+    return decode_sealed(spec, lookup_records(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key), rng,
+                         extra, exact=exact)
 
 
 def sealed_rows_checked(db: Database, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
@@ -104,8 +104,8 @@ def sealed_rows_checked(db: Database, spec: TableSpec, symbols: list[str] | None
     # over another ("complex joins are only supported when ... co-located"): unchecked there.
     check = not db.settings.citus
     sql = sealed_rows_sql(q, db, spec, symbols, rng, extra, rows_check=check)
-    found = read_lookup(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
-    may_have_rows = bool(found.column("has_rows")[0].as_py()) if check and found.num_rows else True
+    found = lookup_records(db, q, sql, what=f"{spec.key} sealed chunks", table=spec.key)
+    may_have_rows = bool(found[0]["has_rows"]) if check and found else True
     rows, fp = decode_sealed(spec, found, rng, extra, exact=exact)
     return rows, fp, may_have_rows
 
@@ -142,36 +142,32 @@ def sealed_schema(spec: TableSpec, extra: Sequence[tuple[str, Any]], *, exact: b
                       for f in schema])
 
 
-def decode_sealed(spec: TableSpec, found: pa.Table, rng: TimeRange,
+def decode_sealed(spec: TableSpec, found: Sequence[Mapping[str, Any]], rng: TimeRange,
                   extra: Sequence[tuple[str, Any]], *, exact: bool = True) -> tuple[pa.Table, str]:
-    """The answer of :func:`sealed_rows_sql` as rows (every declared column; ``exact=False``:
-    decimals as float64, else the declared types) and the fingerprint."""
-    n = len(spec.chunk_by)
-    meta = found.drop_columns([c for c in ("payload", "fp", "has_rows") if c in found.column_names]).to_pylist()
-    fingerprint = found.column("fp")[0].as_py() if found.num_rows else ""
+    """The answer of :func:`sealed_rows_sql` (its rows as dicts, payloads as ``bytes``) as
+    rows (every declared column; ``exact=False``: decimals as float64, else the declared
+    types) and the fingerprint."""
+    fingerprint = str(found[0]["fp"]) if found else ""
     schema = sealed_schema(spec, extra, exact=exact)
     floats = schema != spec.arrow_schema()
-    if not meta:
+    if not found:
         return schema.empty_table(), fingerprint
-    payloads = found.column("payload").combine_chunks()
 
-    def one(i: int) -> pa.Table:
-        row = list(meta[i].values())
-        first, last = row[n + 4], row[n + 5]
+    def one(row: Mapping[str, Any]) -> pa.Table:
+        first, last = row["first_ts"], row["last_ts"]
         inside = first >= rng.start and (last < rng.end if rng.end_exclusive else last <= rng.end)
-        payload = chunks.decode(spec, payloads[i].as_buffer(), row[n + 2], codec=row[n + 3],
+        payload = chunks.decode(spec, row["payload"], row["schema_fingerprint"], codec=row["codec"],
                                 window=None if inside else (rng.start, rng.end), floats=floats)
         if not inside or any(name not in spec.chunk_by for name, _ in extra):
             payload = _trim(spec, payload, rng, extra)
-        arrays = [constant(row[spec.chunk_by.index(f.name)], payload.num_rows, f.type) if f.name in spec.chunk_by
+        arrays = [constant(row[f.name], payload.num_rows, f.type) if f.name in spec.chunk_by
                   else as_type(payload.column(f.name), f.type) for f in schema]
         return pa.Table.from_arrays(arrays, schema=schema)
 
     # On the calling thread: decoding is mostly GIL-held work (numpy on 8,192-row batches),
     # so threads lost here -- 30 chunks of 1M bars: 43 ms serially, 46 ms on 2 threads
     # (2 cores); 3 chunks of one symbol: 3.8 ms against 4.7.
-    parts = [one(i) for i in range(len(meta))]
-    return pa.concat_tables(parts), fingerprint
+    return pa.concat_tables([one(row) for row in found]), fingerprint
 
 
 def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tuple[str, Any]]) -> pa.Table:
