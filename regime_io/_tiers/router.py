@@ -584,11 +584,8 @@ def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, newest: list[dic
         found += read_lookup(db, q, f"SELECT {cols}, t.last_ts, t.schema_fingerprint, t.codec, t.payload FROM "
                              f"{chunk_table(spec, db.settings)} t WHERE {' OR '.join(picks)}",
                              what="get_latest (sealed)", table=spec.key).to_pylist()
-    full = spec.arrow_schema()
-    floats = not any(pa.types.is_decimal(f.type) for f in schema)
-    if floats:
-        full = pa.schema([pa.field(f.name, pa.float64(), f.nullable) if pa.types.is_decimal(f.type) else f
-                          for f in full])
+    full = sealed_schema(spec, (), exact=any(pa.types.is_decimal(f.type) for f in schema))
+    floats = full != spec.arrow_schema()
     lasts = []
     for r in found:
         # Only the record batch holding the chunk's last row is decoded (1 of ~6 in a month).

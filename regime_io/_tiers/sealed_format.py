@@ -57,7 +57,7 @@ from ..tables import TableSpec
 
 __all__ = [
     "CODEC", "chunk_stats", "conform_payload", "decimal_from_unscaled", "decimal_to_float", "decode", "encode",
-    "fingerprint", "last_row_json", "period_of",
+    "fingerprint", "json_value", "last_row_json", "period_of",
 ]
 
 
@@ -340,17 +340,18 @@ def last_row_json(spec: TableSpec, key: tuple[Any, ...], payload: pa.Table) -> s
     exactly: decimals and times as their text, JSON columns as JSON."""
     row = dict(zip(spec.chunk_by, key, strict=True))
     row.update(payload.slice(payload.num_rows - 1).to_pylist()[0])
+    return json.dumps({name: json.loads(value) if value is not None and spec.column(name).kind == "json"
+                       else json_value(value) for name, value in row.items()})
 
-    def plain(name: str, value: Any) -> Any:
-        if value is None:
-            return None
-        if spec.column(name).kind == "json":
-            return json.loads(value)
-        if isinstance(value, (decimal.Decimal, dt.date)):  # datetime is a date
-            return value.isoformat() if isinstance(value, dt.date) else str(value)
-        return value
 
-    return json.dumps({name: plain(name, value) for name, value in row.items()})
+def json_value(value: Any) -> Any:
+    """A stored value as JSON that PostgreSQL reads back exactly into its column type:
+    dates and times as ISO text, decimals as their text (not a float)."""
+    if isinstance(value, dt.date):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    return value
 
 
 def chunk_stats(spec: TableSpec, payload: pa.Table) -> dict[str, Any]:

@@ -190,22 +190,16 @@ def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tu
 
 
 def as_type(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray | pa.Array:
-    """A decoded payload column in the type asked: a decimal the codec gave back exact (a
-    zstd chunk, NUMERIC(16, 8), a chunk of another declaration) as float64 when asked."""
+    """A decoded column in the type asked: a decimal as float64 correctly rounded
+    (:func:`~regime_io._tiers.sealed_format.decimal_to_float`, as ``numeric::float8``),
+    anything else cast."""
     if column.type == kind:
         return column
-    return chunks.decimal_to_float(column) if pa.types.is_float64(kind) else column.cast(kind)
+    if pa.types.is_float64(kind) and pa.types.is_decimal(column.type):
+        return chunks.decimal_to_float(column)
+    return column.cast(kind)
 
 
 def to_reader(spec: TableSpec, sealed: pa.Table, schema: pa.Schema) -> pa.Table:
     """Sealed rows (declared types) in a reader's schema: decimals as float64 unless exact."""
-    arrays = []
-    for field in schema:
-        column = sealed.column(field.name)
-        if pa.types.is_float64(field.type) and pa.types.is_decimal(column.type):
-            arrays.append(chunks.decimal_to_float(column))
-        elif column.type != field.type:
-            arrays.append(column.cast(field.type))
-        else:
-            arrays.append(column)
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays([as_type(sealed.column(f.name), f.type) for f in schema], schema=schema)

@@ -123,10 +123,7 @@ def _key_filter(spec: TableSpec, keys: Sequence[SeriesKey], param: str, alias: s
 
 
 def _keys_json(spec: TableSpec, keys: Iterable[SeriesKey]) -> str:
-    def value(v: Any) -> Any:
-        return v.isoformat() if isinstance(v, dt.date) else v
-
-    return json.dumps([{c: value(v) for c, v in zip(spec.chunk_by, key, strict=True)} for key in keys])
+    return json.dumps([{c: chunks.json_value(v) for c, v in zip(spec.chunk_by, key, strict=True)} for key in keys])
 
 
 def existing_chunks(cur: Any, settings: Settings, spec: TableSpec, symbols: Sequence[str],
