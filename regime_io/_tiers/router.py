@@ -44,7 +44,6 @@ from . import sealed_format as chunks
 from .knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, key_row, stored_known_from
 from .rows import as_declared, declared_select
 from .sealed_read import (
-    as_type,
     chunk_conditions,
     decode_sealed,
     fingerprint_sql,
@@ -553,7 +552,8 @@ def newest_chunks_query(db: Database, spec: TableSpec, wanted: list[str] | None,
         time_col = quote_ident(spec.time_column or "timestamp")
         same = " AND ".join(f"r.{quote_ident(c)} = t.{quote_ident(c)}" for c in key)
         payload = (f", CASE WHEN NOT EXISTS (SELECT 1 FROM {db.table(spec.key)} r WHERE {same} "
-                   f"AND r.{time_col} >= t.last_ts) THEN t.payload END AS payload, t.schema_fingerprint, t.codec")
+                   f"AND r.{time_col} >= t.last_ts) THEN t.payload END AS payload, t.patch, "
+                   "t.schema_fingerprint, t.codec")
     return q, (f"SELECT {cols}, t.period_start, t.last_ts{payload} FROM (SELECT DISTINCT ON ({cols}) * FROM "
                f"{chunk_table(spec, db.settings)} t {where} ORDER BY {cols}, t.period_start DESC) t")
 
@@ -581,7 +581,7 @@ def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, newest: list[dic
         q = Query()
         picks = [f"(t.period_start = {q.param(r['period_start'])} AND "
                  + " AND ".join(f"t.{quote_ident(c)} = {q.param(r[c])}" for c in key) + ")" for r in missing]
-        found += read_lookup(db, q, f"SELECT {cols}, t.last_ts, t.schema_fingerprint, t.codec, t.payload FROM "
+        found += read_lookup(db, q, f"SELECT {cols}, t.last_ts, t.schema_fingerprint, t.codec, t.payload, t.patch FROM "
                              f"{chunk_table(spec, db.settings)} t WHERE {' OR '.join(picks)}",
                              what="get_latest (sealed)", table=spec.key).to_pylist()
     full = sealed_schema(spec, (), exact=any(pa.types.is_decimal(f.type) for f in schema))
@@ -590,11 +590,12 @@ def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, newest: list[dic
     for r in found:
         # Only the record batch holding the chunk's last row is decoded (1 of ~6 in a month).
         payload = chunks.decode(spec, r["payload"], r["schema_fingerprint"], codec=r["codec"],
-                                window=(r["last_ts"], r["last_ts"]), floats=floats)
+                                window=(r["last_ts"], r["last_ts"]), floats=floats, patch=r.get("patch"))
         ts = payload.column(time_col)
         last = payload.slice(pc.index(ts, pc.max(ts)).as_py(), 1)
         lasts.append(pa.Table.from_arrays([constant(r[f.name], 1, f.type) if f.name in key
-                                           else as_type(last.column(f.name), f.type) for f in full], schema=full))
+                                           else chunks.as_type(last.column(f.name), f.type) for f in full],
+                                          schema=full))
     sealed = to_reader(spec, pa.concat_tables(lasts), schema)
     replaced = {tuple(r[c] for c in series) for r in sealed.select(series).to_pylist()}
     keep = [i for i, r in enumerate(rows.select(series).to_pylist()) if tuple(r[c] for c in series) not in replaced]

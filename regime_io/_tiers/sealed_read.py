@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .._conn.database import Database
 
 __all__ = [
-    "as_type", "chunk_conditions", "decode_sealed", "fingerprint_sql", "sealed_fingerprint", "sealed_rows",
+    "chunk_conditions", "decode_sealed", "fingerprint_sql", "sealed_fingerprint", "sealed_rows",
     "sealed_rows_checked", "sealed_rows_sql", "sealed_schema",
 ]
 
@@ -127,7 +127,7 @@ def sealed_rows_sql(q: Query, db: Database, spec: TableSpec, symbols: list[str] 
         check = (f"EXISTS (SELECT 1 FROM {qualified_table(spec, db.settings)} r WHERE {' AND '.join(conds)}) "
                  "AS has_rows, ")
     return (f"SELECT {key}, t.period_start, t.xmin::text AS v, t.schema_fingerprint, t.codec, t.first_ts, "
-            f"t.last_ts, {fp} AS fp, {check}t.payload FROM {chunk_table(spec, db.settings)} t "
+            f"t.last_ts, {fp} AS fp, {check}t.payload, t.patch FROM {chunk_table(spec, db.settings)} t "
             f"WHERE {where} ORDER BY {key}, t.period_start")
 
 
@@ -157,11 +157,12 @@ def decode_sealed(spec: TableSpec, found: Sequence[Mapping[str, Any]], rng: Time
         first, last = row["first_ts"], row["last_ts"]
         inside = first >= rng.start and (last < rng.end if rng.end_exclusive else last <= rng.end)
         payload = chunks.decode(spec, row["payload"], row["schema_fingerprint"], codec=row["codec"],
-                                window=None if inside else (rng.start, rng.end), floats=floats)
+                                window=None if inside else (rng.start, rng.end), floats=floats,
+                                patch=row.get("patch"))
         if not inside or any(name not in spec.chunk_by for name, _ in extra):
             payload = _trim(spec, payload, rng, extra)
         arrays = [constant(row[f.name], payload.num_rows, f.type) if f.name in spec.chunk_by
-                  else as_type(payload.column(f.name), f.type) for f in schema]
+                  else chunks.as_type(payload.column(f.name), f.type) for f in schema]
         return pa.Table.from_arrays(arrays, schema=schema)
 
     # On the calling thread: decoding is mostly GIL-held work (numpy on 8,192-row batches),
@@ -189,17 +190,6 @@ def _trim(spec: TableSpec, payload: pa.Table, rng: TimeRange, extra: Sequence[tu
     return payload.filter(mask)
 
 
-def as_type(column: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray | pa.Array:
-    """A decoded column in the type asked: a decimal as float64 correctly rounded
-    (:func:`~regime_io._tiers.sealed_format.decimal_to_float`, as ``numeric::float8``),
-    anything else cast."""
-    if column.type == kind:
-        return column
-    if pa.types.is_float64(kind) and pa.types.is_decimal(column.type):
-        return chunks.decimal_to_float(column)
-    return column.cast(kind)
-
-
 def to_reader(spec: TableSpec, sealed: pa.Table, schema: pa.Schema) -> pa.Table:
     """Sealed rows (declared types) in a reader's schema: decimals as float64 unless exact."""
-    return pa.Table.from_arrays([as_type(sealed.column(f.name), f.type) for f in schema], schema=schema)
+    return pa.Table.from_arrays([chunks.as_type(sealed.column(f.name), f.type) for f in schema], schema=schema)

@@ -22,6 +22,7 @@ decided under the period lock, and every path that changes it holds the lock exc
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,8 +51,8 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = [
-    "MergeCounts", "existing_chunks", "fetch_for_update", "lock_periods", "merge", "periods_of",
-    "route_batch", "route_staged", "select_rows", "write_chunks",
+    "ChunkRow", "MergeCounts", "Patch", "existing_chunks", "fetch_chunk_rows", "fetch_for_update", "lock_periods",
+    "merge", "patched", "periods_of", "route_batch", "route_staged", "select_rows", "write_chunks", "write_patches",
 ]
 
 
@@ -139,9 +140,35 @@ def existing_chunks(cur: Any, settings: Settings, spec: TableSpec, symbols: Sequ
     return {(tuple(row[:-1]), row[-1]) for row in cur.fetchall()}
 
 
-def fetch_for_update(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
-                     keys: Sequence[SeriesKey]) -> dict[SeriesKey, pa.Table]:
-    """Decode the chunks of ``keys`` in ``period``, locking their rows until commit."""
+@dataclass(frozen=True)
+class ChunkRow:
+    """One chunk row read for update: its payload and patch as stored, and what deciding
+    between patching it and rewriting it needs."""
+
+    payload: bytes
+    patch: bytes | None
+    fingerprint: str
+    codec: str
+    last_row: str | None  # JSON text; NULL in chunks written before schema version 8
+
+    def rows(self, spec: TableSpec) -> pa.Table:
+        """Every row of the chunk (payload with the patch laid over it), exact types."""
+        return chunks.decode(spec, self.payload, self.fingerprint, codec=self.codec, patch=self.patch)
+
+    def patchable(self, spec: TableSpec) -> bool:
+        """Whether a merge may add to this chunk's patch: written by this version's codec and
+        declaration (patch and payload decode alike) with a ``last_row`` to keep current."""
+        return self.codec == chunks.CODEC and self.fingerprint == chunks.fingerprint(spec) and self.last_row is not None
+
+    def patch_rows(self, spec: TableSpec) -> pa.Table:
+        if self.patch is None:
+            return chunks.payload_schema(spec).empty_table()
+        return chunks.decode(spec, self.patch, self.fingerprint, codec=self.codec)
+
+
+def fetch_chunk_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+                     keys: Sequence[SeriesKey]) -> dict[SeriesKey, ChunkRow]:
+    """The stored chunks of ``keys`` in ``period``, their rows locked until commit."""
     if not keys:
         return {}
     key = ", ".join(quote_ident(c) for c in spec.chunk_by)
@@ -154,17 +181,20 @@ def fetch_for_update(cur: Any, settings: Settings, spec: TableSpec, period: dt.d
     rows: list[dict[str, Any]] = []
     for symbol in sorted(by_symbol):
         mine = by_symbol[symbol]
-        cur.execute(f"SELECT {key}, schema_fingerprint, codec, payload FROM {chunk_table(spec, settings)} t "
+        cur.execute(f"SELECT {key}, schema_fingerprint, codec, payload, patch, last_row::text AS last_row "
+                    f"FROM {chunk_table(spec, settings)} t "
                     f"WHERE t.symbol = $3 AND t.period_start = $1 AND {_key_filter(spec, mine, '$2', 't')} "
                     f"ORDER BY {key} FOR UPDATE",
                     parameters=(period, _keys_json(spec, mine), symbol))
         rows += cur.fetch_arrow_table().to_pylist()
-    n = len(spec.chunk_by)
-    out: dict[SeriesKey, pa.Table] = {}
-    for row in rows:
-        values = list(row.values())
-        out[tuple(values[:n])] = chunks.decode(spec, values[n + 2], values[n], codec=values[n + 1])
-    return out
+    return {tuple(row[c] for c in spec.chunk_by): ChunkRow(row["payload"], row["patch"], row["schema_fingerprint"],
+                                                          row["codec"], row["last_row"]) for row in rows}
+
+
+def fetch_for_update(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+                     keys: Sequence[SeriesKey]) -> dict[SeriesKey, pa.Table]:
+    """Decode the chunks of ``keys`` in ``period``, locking their rows until commit."""
+    return {k: row.rows(spec) for k, row in fetch_chunk_rows(cur, settings, spec, period, keys).items()}
 
 
 def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
@@ -299,7 +329,82 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
     # refuses non-immutable functions in DO UPDATE SET of a distributed table).
     cur.execute(f"INSERT INTO {chunk_table(spec, settings)} ({', '.join(quote_ident(n) for n in names)}, sealed_at) "
                 f"SELECT {select}, LOCALTIMESTAMP FROM {quote_ident(stage)} ON CONFLICT ({pk}) DO UPDATE SET "
-                f"{updates}, sealed_at = EXCLUDED.sealed_at")
+                f"{updates}, sealed_at = EXCLUDED.sealed_at, patch = NULL")
+    return written
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A chunk's new patch: every row restated or added since its payload was written."""
+
+    rows: pa.Table  # payload columns, conformed (sorted)
+    inserted: int  # rows the chunk did not hold before this write
+    last_row: str  # the chunk's current newest row (JSON), before this write
+
+
+def patched(spec: TableSpec, old: pa.Table, diff: ChunkMerge) -> pa.Table:
+    """``old`` (a chunk's patch) with the rows ``diff`` added or changed upserted by key."""
+    changed = pl.concat([diff.added, diff.after], how="vertical_relaxed")
+    before = pl.from_arrow(old)
+    assert isinstance(before, pl.DataFrame)
+    if before.height:
+        changed = pl.concat([before.join(changed, on=chunks.payload_key(spec), how="anti", nulls_equal=True),
+                             changed], how="vertical_relaxed")
+    return chunks.conform_payload(spec, changed.to_arrow())
+
+
+def _sort_values(spec: TableSpec, row: dict[str, Any]) -> tuple[Any, ...]:
+    """The sort key of a row given as :func:`~regime_io._tiers.sealed_format.last_row_json`
+    JSON, comparable across rows (times parsed, decimals exact)."""
+    out: list[Any] = []
+    for name, _ in chunks.sort_keys(spec):
+        value, kind = row[name], spec.column(name).kind
+        if value is None:
+            out.append((0, None))
+            continue
+        if kind in ("timestamp", "date"):
+            value = dt.datetime.fromisoformat(value) if kind == "timestamp" else dt.date.fromisoformat(value)
+        elif kind == "decimal":
+            value = decimal.Decimal(value)
+        out.append((1, value))
+    return tuple(out)
+
+
+def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+                  patches: dict[SeriesKey, Patch]) -> int:
+    """Store each chunk's new patch and bring its statistics along; the payload is not
+    rewritten (an UPDATE that leaves a TOASTed column alone keeps its value where it is).
+    Returns patch bytes."""
+    written = 0
+    stats_cols = chunk_stat_columns(spec)
+    for key in sorted(patches, key=repr):
+        patch = patches[key]
+        payload = chunks.encode(spec, patch.rows)
+        written += len(payload)
+        stats = chunks.chunk_stats(spec, patch.rows)
+        last = chunks.last_row_json(spec, key, patch.rows)
+        q = Query()
+        sets = [f"patch = {q.param(payload)}", f"row_count = t.row_count + {q.param(patch.inserted)}",
+                f"first_ts = LEAST(t.first_ts, {q.param(stats['first_ts'])})",
+                f"last_ts = GREATEST(t.last_ts, {q.param(stats['last_ts'])})"]
+        # Rows restated into the past leave the newest row where it was (the patch's own
+        # newest row is older than it).
+        if _sort_values(spec, json.loads(last)) >= _sort_values(spec, json.loads(patch.last_row)):
+            sets.append(f"last_row = {q.param(last)}::jsonb")
+        for c in stats_cols:
+            pg_type = spec.column(c).pg_type
+            low, high = stats[f"min_{c}"], stats[f"max_{c}"]
+            # Widened only: the bounds prune reads, so they may be loose, never narrow.
+            if low is not None:
+                sets.append(f"{quote_ident('min_' + c)} = LEAST(t.{quote_ident('min_' + c)}, "
+                            f"{q.param(str(low))}::{pg_type})")
+                sets.append(f"{quote_ident('max_' + c)} = GREATEST(t.{quote_ident('max_' + c)}, "
+                            f"{q.param(str(high))}::{pg_type})")
+        where = [f"t.period_start = {q.param(period)}"]
+        where += [f"t.{quote_ident(c)} = {q.param(chunks.json_value(v))}::{spec.column(c).pg_type}"
+                  for c, v in zip(spec.chunk_by, key, strict=True)]
+        cur.execute(f"UPDATE {chunk_table(spec, settings)} t SET {', '.join(sets)} WHERE {' AND '.join(where)}",
+                    parameters=tuple(q.params))
     return written
 
 
@@ -420,7 +525,29 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
     for period in sorted(by_period):
         incoming_by_key = by_period[period]
         keys = list(incoming_by_key)
-        existing = fetch_for_update(cur, settings, spec, period, keys)
+        stored = fetch_chunk_rows(cur, settings, spec, period, keys)
+        patches: dict[SeriesKey, Patch] = {}
+        diffs: dict[SeriesKey, ChunkMerge] = {}
+        if not sealed_tier:
+            # A few rows into a chunk: merged against the payload's batches they fall in and
+            # the patch only, and written to the patch (write_patches).
+            for key, incoming in incoming_by_key.items():
+                row = stored.get(key)
+                if row is None or not row.patchable(spec):
+                    continue
+                old = row.patch_rows(spec)
+                if old.num_rows + incoming.num_rows > chunks.PATCH_ROWS:
+                    continue  # folded: the chunk is rewritten whole, its patch emptied
+                times = incoming.column(spec.time_column or "timestamp")
+                near = chunks.decode(spec, row.payload, row.fingerprint, codec=row.codec,
+                                     window=(pc.min(times).as_py(), pc.max(times).as_py()))
+                diff = merge(spec, chunks.apply_patch(spec, near, old), incoming, on_conflict=on_conflict,
+                             settings_table=name)
+                diffs[key] = diff
+                if diff.inserted or diff.updated:
+                    assert row.last_row is not None
+                    patches[key] = Patch(patched(spec, old, diff), diff.inserted, row.last_row)
+        existing = {k: row.rows(spec) for k, row in stored.items() if k not in diffs}
         if sealed_tier:
             rows = select_rows(cur, settings, spec, period, keys)
             if rows.num_rows:
@@ -433,7 +560,8 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         superseded: list[pa.Table] = []  # previous values of changed rows, new rows (regime_io._tiers.knowledge)
         fresh: list[pa.Table] = []  # new values of changed rows, for the live tail (regime_io._tiers.changes)
         for key, incoming in incoming_by_key.items():
-            diff = merge(spec, existing.get(key), incoming, on_conflict=on_conflict, settings_table=name)
+            diff = diffs.get(key) or merge(spec, existing.get(key), incoming, on_conflict=on_conflict,
+                                           settings_table=name)
             merged, ins, upd = diff.rows, diff.inserted, diff.updated
             counts.inserted += ins
             counts.updated += upd
@@ -448,9 +576,10 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                 entry[2] = high if entry[2] is None else max(entry[2], high)
             if ins or upd:
                 fresh.append(live.changed_rows(spec, pl.concat([diff.added, diff.after], how="vertical_relaxed"), key))
-            if ins or upd or key not in existing or sealed_tier:
+            if key not in diffs and (ins or upd or key not in existing or sealed_tier):
                 results[key] = merged
         write_chunks(cur, settings, spec, period, results)
+        write_patches(cur, settings, spec, period, patches)
         knowledge.record_sealed(cur, settings, spec, superseded, known_at)
         live.record_sealed_changes(cur, settings, spec, fresh)
     return rest.drop("__period").to_arrow().cast(batch.schema), counts

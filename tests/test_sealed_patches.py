@@ -1,0 +1,214 @@
+"""A restatement of a few rows in a sealed month goes to the chunk's patch, not a new payload.
+
+The payload's bytes stay as they were; every reader lays the patch over them; the chunk's
+row count, time bounds and newest row follow; past ``PATCH_ROWS`` rows the next write folds
+the patch into a new payload. Compared with the same writes into the row tier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
+from regime_io import PostgreSQLIntegration
+from regime_io._tiers import sealed_format
+from tests._reading_data import bars, options
+from tests.test_sealing_properties import START, _answers, _same, _write
+
+KEY = ["symbol", "timeframe", "timestamp"]
+
+
+def _chunks(pg: PostgreSQLIntegration, sql: Any, key: str = "market_data") -> list[tuple[Any, ...]]:
+    """(symbol, period, md5(payload), patch bytes or None, row_count, first_ts, last_ts) per chunk."""
+    return sql(f"SELECT symbol, period_start, md5(payload), octet_length(patch), row_count, first_ts, last_ts "
+               f"FROM {pg.db.table(key)[:-1]}_chunks\" ORDER BY 1, 2")
+
+
+def _sealed_month(pg: PostgreSQLIntegration) -> pl.DataFrame:
+    """Two symbols of one-minute bars over January 2024, sealed (44,640 rows each)."""
+    data = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 1, 1), 31 * 1440, seed=5)
+    pg.save_market_data(data)
+    pg.seal(dt.date(2024, 2, 1))
+    return data
+
+
+def _upsert(base: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+    return pl.concat([base.join(new, on=KEY, how="anti"), new]).sort("symbol", "timestamp")
+
+
+def test_a_restated_day_lands_in_the_patch_and_every_reader_sees_it(pg: PostgreSQLIntegration, sql) -> None:
+    data = _sealed_month(pg)
+    before = _chunks(pg, sql)
+    assert [c[3] for c in before] == [None, None]
+    day = data.filter(pl.col("timestamp").dt.day() == 10)
+    restated = day.with_columns(pl.col("low").alias("close"), pl.col("volume") + 1)
+    result = pg.save_market_data(restated)
+    assert (result.inserted, result.updated, result.unchanged) == (0, day.height, 0)
+    after = _chunks(pg, sql)
+    # The payloads are untouched (same bytes); each chunk has a patch; counts and bounds hold.
+    assert [c[2] for c in after] == [c[2] for c in before]
+    assert all(c[3] for c in after)
+    assert [c[4:] for c in after] == [c[4:] for c in before]
+    expected = _upsert(data, restated)
+    for exact in (False, True):
+        got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59", exact=exact)
+        got = got.sort("symbol", "timestamp")
+        assert_frame_equal(got.with_columns(pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close")),
+                           expected.select(got.columns))
+    # A window inside the restated day, and one that only touches the payload.
+    inside = pg.get_market_data("NIFTY", "2024-01-10 09:00", "2024-01-10 10:00")
+    assert inside.get_column("close").to_list() == restated.filter(
+        (pl.col("symbol") == "NIFTY") & pl.col("timestamp").is_between(dt.datetime(2024, 1, 10, 9),
+                                                                       dt.datetime(2024, 1, 10, 10))
+    ).get_column("close").to_list()
+    outside = pg.get_market_data("NIFTY", "2024-01-20", "2024-01-20")
+    assert outside.get_column("close").to_list() == data.filter(
+        (pl.col("symbol") == "NIFTY") & (pl.col("timestamp").dt.day() == 20)).get_column("close").to_list()
+    # The same batch again changes nothing, and writes nothing.
+    again = pg.save_market_data(restated)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, day.height)
+    assert _chunks(pg, sql) == after
+
+
+def test_rows_added_after_the_newest_move_the_latest_row_and_restated_older_ones_do_not(
+        pg: PostgreSQLIntegration, sql) -> None:
+    data = _sealed_month(pg)
+    newest = data.filter(pl.col("symbol") == "NIFTY").tail(1)
+    # Restating the newest row changes what get_latest returns.
+    changed = newest.with_columns(pl.col("high").alias("close"))
+    pg.save_market_data(changed)
+    latest = pg.get_latest("market_data", symbols=["NIFTY"])
+    assert latest.get_column("close").to_list() == changed.get_column("close").to_list()
+    # A row older than the newest, restated: the newest row stays.
+    older = data.filter(pl.col("symbol") == "NIFTY").slice(100, 1).with_columns(pl.col("low").alias("close"))
+    pg.save_market_data(older)
+    latest = pg.get_latest("market_data", symbols=["NIFTY"])
+    assert latest.get_column("close").to_list() == changed.get_column("close").to_list()
+    # A bar between the first two and one after the last (still January): inserted.
+    first_ts = data.get_column("timestamp").min()
+    assert isinstance(first_ts, dt.datetime)
+    late = newest.with_columns(pl.col("timestamp") + dt.timedelta(seconds=30), pl.col("low").alias("close"))
+    early = newest.with_columns(pl.lit(first_ts + dt.timedelta(seconds=30)).alias("timestamp"))
+    result = pg.save_market_data(pl.concat([late, early]))
+    assert (result.inserted, result.updated) == (2, 0)
+    latest = pg.get_latest("market_data", symbols=["NIFTY"], exact=True)
+    assert latest.get_column("timestamp").to_list() == late.get_column("timestamp").to_list()
+    chunk = next(c for c in _chunks(pg, sql) if c[0] == "NIFTY")
+    assert chunk[4] == 31 * 1440 + 2
+    assert (chunk[5], chunk[6]) == (first_ts, late.item(0, "timestamp"))
+    got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31 23:59:59")
+    assert got.height == 31 * 1440 + 2
+    assert got.get_column("timestamp").is_sorted()
+    series = pg.catalog("market_data").filter(pl.col("symbol") == "NIFTY")
+    assert (series.item(0, "row_count"), series.item(0, "sealed")) == (31 * 1440 + 2, 31 * 1440 + 2)
+
+
+def test_a_patch_past_patch_rows_folds_into_a_new_payload(pg: PostgreSQLIntegration, sql) -> None:
+    data = _sealed_month(pg)
+    nifty = data.filter(pl.col("symbol") == "NIFTY")
+    first = nifty.slice(0, sealed_format.PATCH_ROWS - 100).with_columns(pl.col("volume") + 7)
+    pg.save_market_data(first)
+    patched = {c[0]: c for c in _chunks(pg, sql)}
+    assert patched["NIFTY"][3] is not None
+    second = nifty.slice(20_000, 200).with_columns(pl.col("volume") + 9)
+    result = pg.save_market_data(second)
+    assert result.updated == 200
+    folded = {c[0]: c for c in _chunks(pg, sql)}
+    assert folded["NIFTY"][3] is None and folded["NIFTY"][2] != patched["NIFTY"][2]
+    assert folded["BANKNIFTY"] == patched["BANKNIFTY"]  # not written
+    got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31 23:59", exact=True)
+    assert_frame_equal(got.select("timestamp", "volume"),
+                       _upsert(_upsert(nifty, first), second).select("timestamp", "volume"))
+
+
+def test_unseal_and_delete_range_of_a_patched_month(pg: PostgreSQLIntegration, sql) -> None:
+    data = _sealed_month(pg)
+    restated = data.filter(pl.col("timestamp").dt.day() == 3).with_columns(pl.col("low").alias("open"))
+    pg.save_market_data(restated)
+    expected = _upsert(data, restated)
+    removed = pg.delete_range("market_data", "NIFTY", "2024-01-20", "2024-01-21 23:59")
+    assert removed == 2 * 1440
+    expected = expected.filter(~((pl.col("symbol") == "NIFTY")
+                                 & pl.col("timestamp").is_between(dt.datetime(2024, 1, 20),
+                                                                  dt.datetime(2024, 1, 21, 23, 59))))
+    nifty = next(c for c in _chunks(pg, sql) if c[0] == "NIFTY")
+    assert nifty[3] is None  # rewritten whole: the patch went into the payload
+    pg.unseal("2024-01-01", "2024-01-31")
+    assert _chunks(pg, sql) == []
+    got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59", exact=True)
+    assert_frame_equal(got.sort("symbol", "timestamp").select("symbol", "timestamp", "open"),
+                       expected.select("symbol", "timestamp", "open").with_columns(
+                           pl.col("open").cast(got.schema["open"])))
+
+
+def test_options_rows_restated_by_strike_and_type(pg: PostgreSQLIntegration, sql) -> None:
+    chain = options("NIFTY", [dt.date(2024, 1, 25)], [21500.0, 21600.0], dt.datetime(2024, 1, 2, 9, 15), 300)
+    pg.save_options_data(chain)
+    pg.seal(dt.date(2024, 2, 1))
+    key = ["symbol", "expiry_date", "strike_price", "option_type", "timestamp"]
+    one = chain.filter((pl.col("strike_price") == 21600.0) & (pl.col("option_type") == "PE")).head(20)
+    restated = one.with_columns(pl.col("high").alias("close"))
+    result = pg.save_options_data(restated)
+    assert (result.inserted, result.updated) == (0, 20)
+    assert all(c[3] for c in _chunks(pg, sql, "options_data"))
+    got = pg.get_options_data("NIFTY", "2024-01-01", "2024-01-31", exact=True).sort(key)
+    expected = pl.concat([chain.join(restated, on=key, how="anti"), restated]).sort(key)
+    assert_frame_equal(got.select([*key, "close"]).with_columns(pl.col("close").cast(pl.Float64),
+                                                                 pl.col("strike_price").cast(pl.Float64)),
+                       expected.select([*key, "close"]))
+
+
+# ---------------------------------------------------------------------------------------
+# Property: restatements into sealed months answer as the same restatements into rows
+
+
+def _restatement(seed: int, n: int, *, fraction: int) -> dict[str, pl.DataFrame]:
+    """New values for every ``fraction``-th row of :func:`_write`'s data, and new rows
+    between its bars (three minutes after each of those rows)."""
+    step = dt.timedelta(hours=7)
+    data = bars(["NIFTY", "BANKNIFTY", "M&M"], ["1m", "5m"], START, n, step=step, seed=seed + 1)
+    chosen = data.gather_every(fraction)
+    added = chosen.gather_every(3).with_columns(pl.col("timestamp") + dt.timedelta(minutes=3))
+    chain = options("NIFTY", [dt.date(2024, 2, 29), dt.date(2024, 4, 25)], [21500.0, 21600.0],
+                    START, n // 4 + 1, step=step * 3, seed=seed + 1).gather_every(fraction)
+    return {"market_data": pl.concat([chosen, added]), "options_data": chain}
+
+
+def _restate(pg: PostgreSQLIntegration, seed: int, n: int, fraction: int) -> list[tuple[int, int, int]]:
+    frames = _restatement(seed, n, fraction=fraction)
+    out = []
+    for result in (pg.save_market_data(frames["market_data"]), pg.save_options_data(frames["options_data"])):
+        out.append((result.inserted, result.updated, result.unchanged))
+    return out
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          phases=[Phase.explicit, Phase.generate])
+@given(seed=st.integers(0, 10_000), n=st.integers(20, 300), seal_month=st.integers(2, 8),
+       fraction=st.integers(2, 9), window=st.tuples(st.integers(0, 200), st.integers(0, 200)))
+@example(seed=3, n=250, seal_month=8, fraction=4, window=(0, 200))
+@pytest.mark.slow
+def test_restatements_into_patches_answer_as_into_rows(pg: PostgreSQLIntegration, sql, seed: int, n: int,
+                                                       seal_month: int, fraction: int,
+                                                       window: tuple[int, int]) -> None:
+    lo = START + dt.timedelta(days=min(window))
+    hi = START + dt.timedelta(days=max(window), hours=5)
+    _write(pg, sql, seed, n)
+    counts = [_restate(pg, seed, n, fraction), _restate(pg, seed + 7, n, fraction + 1)]
+    want = _answers(pg, lo, hi)
+    _write(pg, sql, seed, n)
+    pg.seal(dt.date(2024, seal_month, 1) if seal_month < 8 else dt.date(2030, 1, 1))
+    # Twice: the second restatement upserts into the patches the first one wrote.
+    assert [_restate(pg, seed, n, fraction), _restate(pg, seed + 7, n, fraction + 1)] == counts
+    if seal_month > 2:
+        assert sql(f"SELECT count(*) FROM {pg.db.table('market_data')[:-1]}_chunks\" "
+                   "WHERE patch IS NOT NULL")[0][0] > 0
+    _same(want, _answers(pg, lo, hi))
+    pg.unseal("2020-01-01", "2030-12-31")
+    _same(want, _answers(pg, lo, hi))
