@@ -35,11 +35,11 @@ import io
 import logging
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from .._conn.pipeline import run
+from .._frames import constant
 from .._sql.names import channel, sealed_changes_table
 from .._sql.quote import literal, qualified, quote_ident
 from ..tables import TABLES, TableSpec
@@ -111,14 +111,14 @@ def live_sql(settings: Settings) -> list[str]:
 # -- sealed chunks -------------------------------------------------------------------------
 
 
-def changed_rows(spec: TableSpec, rows: pl.DataFrame, key: tuple[Any, ...]) -> pa.Table:
+def changed_rows(spec: TableSpec, rows: pa.Table, key: tuple[Any, ...]) -> pa.Table:
     """The rows a merge into one chunk added or changed (payload columns, from the merge's
     own difference: it cannot disagree with what was stored), with the chunk key's columns
     added: what a consumer of the tail must receive."""
-    for name, value in zip(spec.chunk_by, key, strict=True):
-        rows = rows.with_columns(pl.lit(value).alias(name))
-    table = rows.select(list(spec.column_names)).to_arrow()
-    return table.cast(spec.arrow_schema())
+    schema = spec.arrow_schema()
+    values = dict(zip(spec.chunk_by, key, strict=True))
+    return pa.Table.from_arrays([constant(values[f.name], rows.num_rows, f.type) if f.name in values
+                                 else rows.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
 def encode(table: pa.Table) -> bytes:

@@ -9,10 +9,11 @@ import zoneinfo
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
+import numpy as np
 import pyarrow as pa
 
 from .._conn.copy import copy_into
+from .._frames import constant
 from .._sql.args import parse_time
 from .._sql.names import history_table, qualified_table
 from .._sql.quote import literal, quote_ident
@@ -257,18 +258,19 @@ def _check_order(cur: Any, spec: TableSpec, target: str, staged: str, k: str, zo
                          "vintages of a row in knowledge order; nothing was written", table=spec.key)
 
 
-def superseded_rows(spec: TableSpec, before: pl.DataFrame, added: pl.DataFrame, key: tuple[Any, ...]) -> pa.Table:
+def superseded_rows(spec: TableSpec, before: pa.Table, added: pa.Table, key: tuple[Any, ...]) -> pa.Table:
     """What a merge into one chunk superseded, from the merge's own difference
     (:class:`regime_io._tiers.sealed_store.ChunkMerge`), with every declared column (the
     chunk key ``key`` filled in) and ``absent``: the previous values of the rows it changed
     (``absent`` false), and the rows it added (``absent`` true: the key had no value before;
     a chunk row keeps no insertion time, so this is recorded)."""
-    out = pl.concat([before.with_columns(pl.lit(False).alias(ABSENT)),
-                     added.with_columns(pl.lit(True).alias(ABSENT))], how="vertical_relaxed")
-    for name, value in zip(spec.chunk_by, key, strict=True):
-        out = out.with_columns(pl.lit(value).alias(name))
-    table = out.select([*spec.column_names, ABSENT]).to_arrow()
-    return table.cast(pa.schema([*spec.arrow_schema(), pa.field(ABSENT, pa.bool_())]))
+    rows = pa.concat_tables([before, added.cast(before.schema)])
+    schema = pa.schema([*spec.arrow_schema(), pa.field(ABSENT, pa.bool_())])
+    values = dict(zip(spec.chunk_by, key, strict=True))
+    absent = pa.array(np.repeat([False, True], [before.num_rows, added.num_rows]))
+    return pa.Table.from_arrays([absent if f.name == ABSENT else constant(values[f.name], rows.num_rows, f.type)
+                                 if f.name in values else rows.column(f.name).cast(f.type) for f in schema],
+                                schema=schema)
 
 
 def record_sealed(cur: Any, settings: Settings, spec: TableSpec, old_rows: Sequence[pa.Table],
