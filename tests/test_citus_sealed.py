@@ -8,6 +8,7 @@ import datetime as dt
 from typing import Any
 
 import polars as pl
+import psycopg
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -73,3 +74,27 @@ def test_as_of_sql_readers_over_sealed_months(sealed: list[PostgreSQLIntegration
     known = dt.datetime.now(dt.timezone.utc)
     window: Any = ("2024-01-01", "2024-03-01")
     _same([p.get_market_regime_distribution("AAA", *window, table="1min", as_of=known) for p in sealed])
+
+
+def test_restatements_into_sealed_months_patch_the_chunks_alike(sealed: list[PostgreSQLIntegration], sql,
+                                                                citus: Any) -> None:
+    """A restatement of a few sealed rows goes to the chunk's patch on both engines (one
+    statement per symbol locks the chunk rows on Citus), reads and the latest row agree,
+    and the next write past PATCH_ROWS folds the patch into the payload."""
+    restated = bars(SYMBOLS[:2], ["1m"], T0, 40, seed=11).head(50)
+    results = [p.save_market_data(restated) for p in sealed]
+    assert (results[0].inserted, results[0].updated) == (results[1].inserted, results[1].updated) == (0, 50)
+    with psycopg.connect(citus.url(), autocommit=True) as conn:
+        for run, p in ((sql, sealed[0]), (lambda q: conn.execute(q).fetchall(), sealed[1])):
+            table = p.db.table("market_data")[:-1] + '_chunks"'
+            assert run(f"SELECT count(*) FROM {table} WHERE patch IS NOT NULL")[0][0] == 2
+    window = ("2024-01-01", "2024-03-01")
+    _same([p.get_market_data(SYMBOLS, *window) for p in sealed])
+    _same([p.get_market_data(SYMBOLS, *window, exact=True) for p in sealed])
+    _same([p.get_latest("market_data", symbols=SYMBOLS) for p in sealed])
+    # New bars between the sealed ones: inserted into the patches, counted alike.
+    added = restated.with_columns(pl.col("timestamp") + dt.timedelta(seconds=30))
+    results = [p.save_market_data(added) for p in sealed]
+    assert (results[0].inserted, results[1].inserted) == (50, 50)
+    _same([p.get_market_data(SYMBOLS, *window).sort("symbol", "timestamp") for p in sealed])
+    _same([p.catalog("market_data") for p in sealed])
