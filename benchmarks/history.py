@@ -414,6 +414,38 @@ def _backfill_floor(server: BenchServer, db: Any, bars: pl.DataFrame, *, repeats
         conn.close()
 
 
+def _restate_floor(server: BenchServer, db: Any, day_frame: pl.DataFrame, *, repeats: int) -> Figure:
+    """The server's part of a restatement into sealed months, nothing else: in one
+    transaction, lock and fetch the chunk rows of the restated day's months (payload and
+    patch), then write each patch back (the bytes it holds: the same size as the
+    restatement's, and the data stays as it was) -- no decoding, merging or encoding."""
+    table = sql.Identifier(db.settings.schema, f"{db.settings.table_name('market_data')}_chunks")
+    symbols = sorted(set(day_frame.get_column("symbol")))
+    first = day_frame.get_column("timestamp").min()
+    assert isinstance(first, dt.datetime)
+    period = first.date().replace(day=1)
+    conn = server.connect()
+
+    def lock_fetch_write() -> None:
+        with conn.transaction():
+            rows = conn.execute(sql.SQL("SELECT symbol, timeframe, payload, patch FROM {} WHERE symbol = ANY(%s) "
+                                        "AND period_start = %s ORDER BY symbol, timeframe FOR UPDATE").format(table),
+                                (symbols, period), binary=True).fetchall()
+            if len(rows) != len(symbols) or any(r[3] is None for r in rows):
+                raise RuntimeError("restate floor: expected one patched chunk per symbol")
+            with conn.cursor() as cur:
+                cur.executemany(sql.SQL("UPDATE {} SET patch = %s WHERE symbol = %s AND timeframe = %s "
+                                        "AND period_start = %s").format(table),
+                                [(bytes(r[3]), r[0], r[1], period) for r in rows])
+
+    try:
+        return time_it(lock_fetch_write, repeats=repeats, rows=day_frame.height, warmup=1,
+                       label=f"floor: lock + fetch the {len(symbols)} chunk rows, write their patches back "
+                             "(one transaction, psycopg; no decoding, merge or encoding)")
+    finally:
+        conn.close()
+
+
 def _delete_floor(db: Any, maint: Maintenance, bars: pl.DataFrame) -> Figure:
     """What an MVCC-safe seal must do besides reading the rows out (TRUNCATE is not safe
     for readers holding an older snapshot): DELETE them from the row partitions, one
@@ -531,6 +563,13 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
     figures["history.restate.sealed"] = time_it(restate, repeats=repeats, rows=day_frame.height,
                                                 label=labels["restate"])
     _check("rows in the row tier after restating sealed months", maint.count(), 0)
+    figures["history.floor.restate"] = _restate_floor(server, db, day_frame, repeats=repeats)
+    # The restated day now sits in each month's patch: reads lay it over the payload.
+    symbols, start, end, what = slices["read_all"]
+    figures["history.read_all_patched.sealed"] = _read_figure(
+        "read_all", partial(reading.get_market_data, db, symbols, start, end),
+        label=f"regime_io get_market_data, sealed tier, {what}, after the restatement (patched months)",
+        rows=expected["read_all"], repeats=repeats)
     if not _tier_param():
         figures["history.write.sealed"] = unavailable(labels["write"], "unavailable: save() has no tier= yet")
         return figures

@@ -101,7 +101,7 @@ def expected_figures(scale_sizes: list[int]) -> list[str]:
         fixed += [f"history.{s}.{tier}" for s in HISTORY_SLICES]
     fixed += [f"history.{s}.copy" for s in HISTORY_SLICES]
     fixed += ["history.restate.arcticdb", "history.restate.row", "history.restate.sealed", "history.seal.sealed",
-              "history.read_each_symbol.row"]
+              "history.read_each_symbol.row", "history.read_all_patched.sealed"]
     for size in sorted(scale_sizes):
         fixed += [f"scale.{size}.ingest", f"scale.{size}.one_day_read", f"scale.{size}.scan_one_day"]
     return fixed
@@ -236,6 +236,11 @@ def _history_targets(figures: Mapping[str, Figure], add: Any) -> None:
         where="explains a miss of the line above it when it misses too")
     add("sealed: restate 1 day x every symbol vs ArcticDB update",
         _ratio(figures, "history.restate.sealed", "history.restate.arcticdb"), 2)
+    add("restate floor (lock + fetch the chunk rows, write the patches) vs ArcticDB update",
+        _ratio(figures, "history.floor.restate", "history.restate.arcticdb"), 2,
+        where="explains a miss of the line above it when it misses too")
+    add("sealed: read all bars after the restatement (patched months) vs ArcticDB",
+        _ratio(figures, "history.read_all_patched.sealed", "history.read_all.arcticdb"), 1.5)
     storage = figures.get("history.storage.sealed")
     add("sealed: whole schema per bar right after seal() returns (no VACUUM)", value(storage), 20, unit="B",
         where=f"{storage['rows']:,} bars" if is_measured(storage) and storage else "")

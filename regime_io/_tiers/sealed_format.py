@@ -309,6 +309,16 @@ def _merge_by_time(rows: pa.Table, patch: pa.Table, time_col: str) -> pa.Table:
     at = np.searchsorted(base, new)
     found = at < len(base)
     found[found] = base[at[found]] == new[found]
+    if found.all():
+        # Restated rows only, no new time: each column copied once with the patch's values
+        # in place (a 1,440-row patch over a 44,640-row month: 0.3 ms against 0.6 ms for
+        # the gather below).
+        mask = np.zeros(len(base), dtype=bool)
+        mask[at] = True
+        where = pa.array(mask)
+        return pa.Table.from_arrays([pc.replace_with_mask(rows.column(i).combine_chunks(), where,
+                                                          patch.column(i).combine_chunks())
+                                     for i in range(rows.num_columns)], schema=rows.schema)
     keep = np.ones(len(base), dtype=bool)
     keep[at[found]] = False
     kept = np.flatnonzero(keep)
