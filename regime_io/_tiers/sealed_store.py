@@ -145,8 +145,8 @@ class ChunkRow:
     """One chunk row read for update: its payload and patch as stored, and what deciding
     between patching it and rewriting it needs."""
 
-    payload: bytes
-    patch: bytes | None
+    payload: pa.Buffer
+    patch: pa.Buffer | None
     fingerprint: str
     codec: str
     last_row: str | None  # JSON text; NULL in chunks written before schema version 8
@@ -190,7 +190,14 @@ def fetch_chunk_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.d
                     f"WHERE {one}t.period_start = $1 AND {_key_filter(spec, mine, '$2', 't')} "
                     f"ORDER BY {key} FOR UPDATE",
                     parameters=(period, _keys_json(spec, mine)))
-        rows += cur.fetch_arrow_table().to_pylist()
+        table = cur.fetch_arrow_table()
+        # Payloads as Arrow buffers, not bytes: to_pylist copied each one (10 month chunks
+        # of a restated day: 7 MB, 2 ms).
+        for i, row in enumerate(table.drop_columns(["payload", "patch"]).to_pylist()):
+            patch = table.column("patch")[i]
+            row["payload"] = table.column("payload")[i].as_buffer()
+            row["patch"] = patch.as_buffer() if patch.is_valid else None
+            rows.append(row)
     return {tuple(row[c] for c in spec.chunk_by): ChunkRow(row["payload"], row["patch"], row["schema_fingerprint"],
                                                           row["codec"], row["last_row"]) for row in rows}
 
@@ -389,6 +396,8 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
     params: dict[str, list[Any]] = {n: [] for n in ("patch", "inserted", "first_ts", "last_ts", "last_row",
                                                     *(f"{m}_{c}" for c in stats_cols for m in ("min", "max")),
                                                     "period", *spec.chunk_by)}
+    # Encoded one after the other: 10 patches of a restated day took 7.6 ms so and 9-13 ms on
+    # 4 threads (2 cores), where write_chunks' month-sized encodes gain from threads.
     for key in sorted(patches, key=repr):
         patch = patches[key]
         stats = chunks.chunk_stats(spec, patch.rows)
