@@ -503,6 +503,8 @@ def _positions(spec: TableSpec, old: pa.Table, new: pa.Table) -> np.ndarray:
 
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.Array:
     """Row by row: equal values, or both null (or both NaN) -- polars' ``eq_missing``."""
+    if not a.null_count and not b.null_count and not pa.types.is_floating(a.type):
+        return pc.equal(a, b)  # no null, no NaN: one comparison (most columns of most merges)
     both_missing = pc.and_(pc.is_null(a), pc.is_null(b))
     if pa.types.is_floating(a.type):
         both_missing = pc.or_(both_missing, pc.and_(pc.is_nan(a), pc.is_nan(b)))
@@ -575,20 +577,20 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
     frame = pl.from_arrow(batch)
     assert isinstance(frame, pl.DataFrame)
     frame = with_period(spec, frame)
-    if not sealed_tier:
+    # One pass over the rows: each (series, month) group once, grouped by month below.
+    groups = frame.partition_by([*spec.chunk_by, "__period"], as_dict=True, maintain_order=True)
+    sealed = {g: part for g, part in groups.items() if sealed_tier or (tuple(g[:-1]), g[-1]) in found}
+    if len(sealed) == len(groups):  # a backfill, or a restatement of sealed months only: no joins
+        rest = frame.clear()
+    else:
         wanted = pl.DataFrame([[*k, p] for k, p in found], schema=[*spec.chunk_by, "__period"], orient="row")
         wanted = wanted.cast({c: frame.schema[c] for c in wanted.columns})
-        to_chunks = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="semi")
         # The row tier's rows keep the batch's key order (regime_io._tiers.catalog.series_stats reads runs).
         rest = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="anti", maintain_order="left")
-    else:
-        to_chunks, rest = frame, frame.clear()
     name = chunk_table(spec, settings)
-    # One pass over the rows: each (series, month) group once, grouped by month below.
     by_period: dict[dt.date, dict[SeriesKey, pa.Table]] = {}
-    for group, part in to_chunks.partition_by([*spec.chunk_by, "__period"], as_dict=True,
-                                              maintain_order=True).items():
-        by_period.setdefault(group[-1], {})[tuple(group[:-1])] = part.drop("__period").to_arrow()
+    for group, part in sealed.items():
+        by_period.setdefault(group[-1], {})[tuple(group[:-1])] = part.to_arrow().drop_columns(["__period"])
     for period in sorted(by_period):
         incoming_by_key = by_period[period]
         keys = list(incoming_by_key)

@@ -195,7 +195,7 @@ def run(db: Database, spec: TableSpec, merge: Strategy, *, span: tuple[dt.dateti
             if not replayable:
                 db.partitions.forget()
             raise
-        if merged.rows >= ANALYZE_AFTER_ROWS:
+        if merged.rows >= ANALYZE_AFTER_ROWS and merged.method != "sealed":  # sealed: no row partition filled
             analyze_fresh_partitions(db.pool, db.settings, spec)  # committed: statistics for new partitions
         result = WriteResult(spec.key, merged.rows, merged.inserted, merged.updated,
                              merged.rows - merged.inserted - merged.updated, merged.method,
