@@ -427,8 +427,30 @@ def _text_stats(s: pl.Series) -> tuple[bool, bool, int]:
     values = s.to_arrow(compat_level=_ARROW)
     # One aggregate (min_max) and a popcount: each pc.any()/pc.max() call costs ~15-20 us.
     shortest, longest = pc.min_max(pc.binary_length(values)).values()
-    has_nul = pc.match_substring(values, "\x00").true_count > 0
-    return has_nul, shortest.as_py() == 0, int(longest.as_py() or 0)
+    return _has_nul(values), shortest.as_py() == 0, int(longest.as_py() or 0)
+
+
+def _has_nul(values: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether a text column holds a NUL byte: the bytes between the first and last
+    offset counted at once (1M symbols: ~0.4 ms, against ~6 ms for Arrow's substring
+    search); a chunk with nulls, whose slots may point anywhere, is searched as before."""
+    for chunk in values.chunks if isinstance(values, pa.ChunkedArray) else [values]:
+        if len(chunk) == 0:
+            continue
+        large = pa.types.is_large_string(chunk.type) or pa.types.is_large_binary(chunk.type)
+        plain = pa.types.is_string(chunk.type) or pa.types.is_binary(chunk.type) or large
+        if chunk.null_count or not plain:
+            if pc.match_substring(chunk, "\x00").true_count:
+                return True
+            continue
+        _, offsets_buffer, data = chunk.buffers()
+        offsets = np.frombuffer(offsets_buffer, dtype=np.int64 if large else np.int32)
+        lo, hi = int(offsets[chunk.offset]), int(offsets[chunk.offset + len(chunk)])
+        if hi > lo and data is not None:
+            raw = np.frombuffer(data, dtype=np.uint8)[lo:hi]
+            if np.count_nonzero(raw) != len(raw):
+                return True
+    return False
 
 
 def _to_decimal(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
