@@ -50,8 +50,9 @@ from psycopg import sql
 from regime_io._read import readers as reading
 from regime_io._read import scan as scanning
 from regime_io._schema import maintenance
-from regime_io._tiers import sealed_format
+from regime_io._tiers import changes, sealed_format
 from regime_io._write.save import save
+from regime_io._write.validate import validate
 
 from .data import ConsecutiveBars
 from .measure import Figure, latency, time_it, unavailable
@@ -414,6 +415,38 @@ def _backfill_floor(server: BenchServer, db: Any, bars: pl.DataFrame, *, repeats
         conn.close()
 
 
+def _backfill_musts(server: BenchServer, db: Any, bars: pl.DataFrame, *, repeats: int) -> dict[str, Figure]:
+    """What a backfill does beyond the floor because every write must: the validation every
+    writer runs on its input (types, ranges, rounding, duplicate keys: the library's own
+    ``validate``), and the change-log entries a sealed write leaves for live tails (the
+    rows, one zstd Arrow IPC entry per month, INSERTed as the writer does)."""
+    spec = db.spec("market_data")
+    figures = {"history.floor.backfill_validate": time_it(
+        lambda: validate(spec, bars), repeats=repeats, rows=bars.height, warmup=1,
+        label="validation of the backfilled frame alone (what every write checks)")}
+    rows = validate(spec, bars)
+    months = pl.from_arrow(rows).with_columns(pl.col("timestamp").dt.truncate("1mo").alias("_p")).partition_by(
+        "_p", include_key=False)
+    conn = server.connect(autocommit=True)
+
+    def log_changes() -> None:
+        with conn.transaction():
+            conn.execute("TRUNCATE rio_floor_changes")
+            for month in months:
+                table = month.to_arrow().cast(spec.arrow_schema())
+                conn.execute("INSERT INTO rio_floor_changes (payload) VALUES (%s)", (changes.encode(table),))
+
+    try:
+        conn.execute("CREATE TEMP TABLE rio_floor_changes (payload bytea)")
+        conn.execute("ALTER TABLE rio_floor_changes ALTER COLUMN payload SET STORAGE EXTERNAL")
+        figures["history.floor.backfill_changes"] = time_it(
+            log_changes, repeats=repeats, rows=bars.height, warmup=1,
+            label=f"change-log entries of the backfill alone ({len(months)} monthly entries: encode + INSERT)")
+    finally:
+        conn.close()
+    return figures
+
+
 def _restate_floor(server: BenchServer, db: Any, day_frame: pl.DataFrame, *, repeats: int) -> Figure:
     """The server's part of a restatement into sealed months, nothing else: in one
     transaction, lock and fetch the chunk rows of the restated day's months (payload and
@@ -593,6 +626,7 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
                                                                     slices["read_all"][2]).height, n)
         say("regime_io sealed tier: floors of the backfill (encode + store) and of the seal (DELETE the rows)")
         figures["history.floor.backfill"] = _backfill_floor(server, bdb, bars, repeats=repeats)
+        figures.update(_backfill_musts(server, bdb, bars, repeats=repeats))
         empty()  # no sealed months: the rows go to the row tier
         figures["history.floor.seal_delete"] = _delete_floor(bdb, bmaint, bars)
     finally:

@@ -121,6 +121,10 @@ def test_history_shape(run: dict[str, Any]) -> None:
     assert "server" in figures["history.read_all.copy"]
     sealed = figures["history.seal.sealed"]
     assert "9,000 rows" in sealed["report"]
+    # Issue 23: the restatement's floor, a read of the patched months, the backfill's musts.
+    assert figures["history.floor.restate"]["rows"] == 3 * 1440
+    assert figures["history.read_all_patched.sealed"]["rows"] == 9000
+    assert figures["history.floor.backfill_validate"]["rows"] == figures["history.floor.backfill_changes"]["rows"]
 
 
 def test_results_describe_the_machine_without_secrets(run: dict[str, Any]) -> None:
