@@ -317,6 +317,13 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
         figures[f"history.{key}.{tier}"] = _read_figure(
             key, partial(reading.get_market_data, db, target, start, end),
             label=f"regime_io get_market_data, {tier} tier, {what}", rows=expected[key], repeats=repeats)
+        if tier == "sealed" and key in ("read_all", "read_symbol"):
+            # The same read as Arrow: what the conversion to polars costs (an Arrow-first
+            # reader converts at the end; ArcticDB builds its polars frame natively).
+            figures[f"history.{key}_arrow.{tier}"] = _read_figure(
+                key, partial(reading.get_market_data, db, target, start, end, return_type="arrow"),
+                label=f"regime_io get_market_data(return_type='arrow'), {tier} tier, {what}", rows=expected[key],
+                repeats=repeats)
         if key == "read_month":
             figures[f"history.scan_month.{tier}"] = _read_figure(
                 key, partial(_scan_collect, db, symbols[0], start, end),

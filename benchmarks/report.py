@@ -223,6 +223,10 @@ def _history_targets(figures: Mapping[str, Figure], add: Any) -> None:
             where="explains a miss of the line above it when it misses too")
     add("sealed: 1 symbol, whole range vs ArcticDB",
         _ratio(figures, "history.read_symbol.sealed", "history.read_symbol.arcticdb"), 1.5)
+    for key, what in (("read_all", "all bars"), ("read_symbol", "1 symbol, whole range")):
+        add(f"sealed, return_type='arrow': {what} vs ArcticDB",
+            _ratio(figures, f"history.{key}_arrow.sealed", f"history.{key}.arcticdb"), 1.5,
+            where="the same read without the conversion to polars")
     add("sealed: 1 symbol x 1 month vs ArcticDB",
         _ratio(figures, "history.read_month.sealed", "history.read_month.arcticdb"), 1.5)
     add("sealed: 1 symbol x 1 day vs ArcticDB (p50)",
