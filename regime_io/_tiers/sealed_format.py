@@ -124,6 +124,14 @@ def conform_payload(spec: TableSpec, table: pa.Table) -> pa.Table:
         column = table.column(f.name)
         arrays.append(column.cast(f.type) if column.type != f.type else column)
     out = pa.Table.from_arrays(arrays, schema=schema)
+    if spec.time_column is not None and payload_key(spec) == [spec.time_column] and out.num_rows > 1:
+        # Time alone is the key: rows already in strictly increasing time (a backfill's
+        # series, cut from time-ordered input) need no sort (~2 ms a 33,000-row chunk).
+        ts = out.column(spec.time_column)
+        if not ts.null_count:
+            values = ts.cast(pa.int64()).to_numpy()
+            if bool(np.all(values[1:] > values[:-1])):
+                return out
     return out.sort_by(sort_keys(spec))
 
 

@@ -77,8 +77,12 @@ def periods_of(spec: TableSpec, table: pa.Table) -> list[dt.date]:
     first, last = (v.as_py() for v in pc.min_max(ts).values())
     if (first.year, first.month) == (last.year, last.month):
         return [dt.date(first.year, first.month, 1)]  # a live save's rows: ~15 us, numpy's unique ~60 us
-    months = np.unique(ts.to_numpy().astype("datetime64[M]"))
-    return [dt.date.fromisoformat(str(m) + "-01") for m in months]
+    # The distinct days by hashing, then their months: 1M bars, 9 ms against 26 ms for
+    # numpy's sorting unique of datetime64[M].
+    micros = (pc.drop_null(ts) if ts.null_count else ts).cast(pa.int64()).to_numpy(zero_copy_only=False)
+    days = pc.unique(pa.array(np.floor_divide(micros, 86_400_000_000))).to_pylist()
+    epoch = dt.date(1970, 1, 1)
+    return sorted({(epoch + dt.timedelta(days=d)).replace(day=1) for d in days})
 
 
 def period_range(first: dt.date, last: dt.date) -> list[dt.date]:
@@ -570,7 +574,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         return batch, counts
     periods = periods_of(spec, batch)
     lock_periods(cur, settings, spec, periods, exclusive=sealed_tier)
-    symbols = [s for s in set(batch.column("symbol").to_pylist()) if s is not None]
+    symbols = [s for s in pc.unique(batch.column("symbol")).to_pylist() if s is not None]  # 1M rows: 7 ms, not 83
     found = existing_chunks(cur, settings, spec, symbols, periods)
     if not found and not sealed_tier:
         return batch, counts
