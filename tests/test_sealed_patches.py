@@ -212,3 +212,25 @@ def test_restatements_into_patches_answer_as_into_rows(pg: PostgreSQLIntegration
     _same(want, _answers(pg, lo, hi))
     pg.unseal("2020-01-01", "2030-12-31")
     _same(want, _answers(pg, lo, hi))
+
+
+def test_repair_merges_other_tools_rows_into_a_patched_chunk(pg: PostgreSQLIntegration, sql) -> None:
+    """repair_sealed() folds the patch and the row tier's strays into one new payload."""
+    data = _sealed_month(pg)
+    restated = data.filter((pl.col("symbol") == "NIFTY") & (pl.col("timestamp").dt.day() == 5)).with_columns(
+        pl.col("volume") + 3)
+    pg.save_market_data(restated)
+    table = pg.db.table("market_data")
+    stray = restated.item(7, "timestamp")
+    sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")  # another tool's row, as before the guard
+    sql(f"INSERT INTO {table} (symbol, timestamp, open, high, low, close, volume, timeframe) "
+        "VALUES ('NIFTY', %s, 1, 1, 1, 1, 4242, '1m')", (stray,))
+    sql(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+    assert pg.repair_sealed().rows_moved == 1
+    nifty = next(c for c in _chunks(pg, sql) if c[0] == "NIFTY")
+    assert nifty[3] is None and nifty[4] == 31 * 1440
+    got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31 23:59", exact=True)
+    expected = _upsert(data.filter(pl.col("symbol") == "NIFTY"), restated)
+    want = expected.with_columns(pl.when(pl.col("timestamp") == stray).then(4242).otherwise(pl.col("volume"))
+                                 .alias("volume"))
+    assert_frame_equal(got.select("timestamp", "volume"), want.select("timestamp", "volume"))
