@@ -212,6 +212,14 @@ def fetch_for_update(cur: Any, settings: Settings, spec: TableSpec, period: dt.d
     return {k: row.rows(spec) for k, row in fetch_chunk_rows(cur, settings, spec, period, keys).items()}
 
 
+def _period_rows(q: Query, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> str:
+    """The condition on the row table ``t`` for the rows of ``keys`` in ``period``."""
+    time_col = quote_ident(spec.time_column or "timestamp")
+    return (f"t.{time_col} >= {q.param(dt.datetime.combine(period, dt.time()))} "
+            f"AND t.{time_col} < {q.param(dt.datetime.combine(chunks.next_period(period), dt.time()))} "
+            f"AND {_key_filter(spec, keys, q.param(_keys_json(spec, keys)), 't')}")
+
+
 def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
                 keys: Sequence[SeriesKey]) -> pa.Table:
     """The row tier's rows of ``keys`` in ``period``, exact (decimals as decimal128)."""
@@ -228,12 +236,8 @@ def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
         return f"t.{quote_ident(n)}"
 
     select = ", ".join(column(n) for n in names)
-    time_col = quote_ident(spec.time_column or "timestamp")
     q = Query()
-    sql = (f"SELECT {select} FROM {qualified_table(spec, settings)} t "
-           f"WHERE t.{time_col} >= {q.param(dt.datetime.combine(period, dt.time()))} "
-           f"AND t.{time_col} < {q.param(dt.datetime.combine(chunks.next_period(period), dt.time()))} "
-           f"AND {_key_filter(spec, keys, q.param(_keys_json(spec, keys)), 't')}")
+    sql = f"SELECT {select} FROM {qualified_table(spec, settings)} t WHERE {_period_rows(q, spec, period, keys)}"
     # Values inlined: without bound parameters the ADBC driver streams the answer through
     # COPY (FORMAT binary); with them libpq holds it whole first. 1M bars sealed here:
     # 1.6 s -> see docs/performance.md (issue 23).
@@ -247,12 +251,8 @@ def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
 
 def delete_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> int:
     """Delete the row tier's rows of ``keys`` in ``period``; returns how many went."""
-    time_col = quote_ident(spec.time_column or "timestamp")
     q = Query()
-    sql = (f"DELETE FROM {qualified_table(spec, settings)} t "
-           f"WHERE t.{time_col} >= {q.param(dt.datetime.combine(period, dt.time()))} "
-           f"AND t.{time_col} < {q.param(dt.datetime.combine(chunks.next_period(period), dt.time()))} "
-           f"AND {_key_filter(spec, keys, q.param(_keys_json(spec, keys)), 't')}")
+    sql = f"DELETE FROM {qualified_table(spec, settings)} t WHERE {_period_rows(q, spec, period, keys)}"
     # No RETURNING: it made the server fetch every deleted tuple a second time (417,600
     # rows: 842,012 buffer hits instead of 424,412, 0.44 s against 0.37 s). The count comes
     # from the command tag, which the ADBC driver reports for a statement without bound
