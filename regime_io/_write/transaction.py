@@ -161,7 +161,10 @@ def run(db: Database, spec: TableSpec, merge: Strategy, *, span: tuple[dt.dateti
                 finally:
                     cur.close()
         except NeedsArrow:
-            attempt.small = False  # the write reads sealed chunks: run it again over ADBC
+            # The write needs what only ADBC gives (sealed chunks fetched as Arrow, a COPY):
+            # run it again over ADBC.
+            log.debug("%s: a small write needs ADBC; running it again there", spec.key)
+            attempt.small = False
             continue
         except adbc_driver_manager.Error as err:
             if not replayable:
