@@ -18,7 +18,7 @@ from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
 from regime_io._tiers import sealed_format
-from tests._reading_data import bars, options
+from tests._reading_data import bars, options, regimes_1min
 from tests.test_sealing_properties import START, _answers, _same, _write
 
 KEY = ["symbol", "timeframe", "timestamp"]
@@ -236,3 +236,28 @@ def test_repair_merges_other_tools_rows_into_a_patched_chunk(pg: PostgreSQLInteg
     want = expected.with_columns(pl.when(pl.col("timestamp") == stray).then(4242).otherwise(pl.col("volume"))
                                  .alias("volume"))
     assert_frame_equal(got.select("timestamp", "volume"), want.select("timestamp", "volume"))
+
+
+def test_a_known_at_restatement_into_a_patch_reads_as_of_and_reaches_a_tail(pg: PostgreSQLIntegration) -> None:
+    """The seams a patch meets: knowledge time (the previous values become history), as-of
+    reads before and after the vintage, and the live tail, which receives the restated rows."""
+    t0 = dt.datetime(2024, 1, 8, 9, 15)
+    sealed = regimes_1min(["AAA", "BBB"], t0, 120)
+    pg.save_1min_market_regime(sealed)
+    assert pg.seal("2024-02-01", tables="1min").rows_moved == 240
+    tail = pg.follow("1min", timeout=0.5, poll_interval=0.05)
+    before = dt.datetime.now(dt.timezone.utc)
+    restated = sealed.filter(pl.col("symbol") == "AAA").slice(10, 5).with_columns(pl.lit("RESTATED").alias("regime"))
+    vintage = dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc)
+    result = pg.save_1min_market_regime(restated, known_at=vintage)
+    assert (result.inserted, result.updated) == (0, 5)
+    window = ("2024-01-01", "2024-01-31")
+    old = pg.get_1min_market_regimes("AAA", *window, as_of=before)
+    new = pg.get_1min_market_regimes("AAA", *window, as_of=vintage + dt.timedelta(days=1))
+    assert old.filter(pl.col("regime") == "RESTATED").height == 0
+    assert new.filter(pl.col("regime") == "RESTATED")["timestamp"].to_list() == restated["timestamp"].to_list()
+    versions = pg.history("1min", "AAA", *window)
+    assert versions.filter(pl.col("known_to").is_not_null()).height == 5  # the previous values, now ended
+    got = pl.concat([b.frame for b in tail])
+    assert sorted(got.select("symbol", "timestamp", "regime").rows()) == sorted(
+        restated.select("symbol", "timestamp", "regime").rows())

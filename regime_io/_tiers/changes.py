@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from .._conn.pipeline import run
-from .._frames import constant
+from .._frames import conform
 from .._sql.names import channel, sealed_changes_table
 from .._sql.quote import literal, qualified, quote_ident
 from ..tables import TABLES, TableSpec
@@ -115,10 +115,7 @@ def changed_rows(spec: TableSpec, rows: pa.Table, key: tuple[Any, ...]) -> pa.Ta
     """The rows a merge into one chunk added or changed (payload columns, from the merge's
     own difference: it cannot disagree with what was stored), with the chunk key's columns
     added: what a consumer of the tail must receive."""
-    schema = spec.arrow_schema()
-    values = dict(zip(spec.chunk_by, key, strict=True))
-    return pa.Table.from_arrays([constant(values[f.name], rows.num_rows, f.type) if f.name in values
-                                 else rows.column(f.name).cast(f.type) for f in schema], schema=schema)
+    return conform(rows, spec.arrow_schema(), constants=dict(zip(spec.chunk_by, key, strict=True)))
 
 
 def encode(table: pa.Table) -> bytes:

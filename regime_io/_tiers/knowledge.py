@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._conn.copy import copy_into
-from .._frames import constant
+from .._frames import conform
 from .._sql.args import parse_time
 from .._sql.names import history_table, qualified_table
 from .._sql.quote import literal, quote_ident
@@ -265,12 +265,9 @@ def superseded_rows(spec: TableSpec, before: pa.Table, added: pa.Table, key: tup
     (``absent`` false), and the rows it added (``absent`` true: the key had no value before;
     a chunk row keeps no insertion time, so this is recorded)."""
     rows = pa.concat_tables([before, added.cast(before.schema)])
+    rows = rows.append_column(ABSENT, pa.array(np.repeat([False, True], [before.num_rows, added.num_rows])))
     schema = pa.schema([*spec.arrow_schema(), pa.field(ABSENT, pa.bool_())])
-    values = dict(zip(spec.chunk_by, key, strict=True))
-    absent = pa.array(np.repeat([False, True], [before.num_rows, added.num_rows]))
-    return pa.Table.from_arrays([absent if f.name == ABSENT else constant(values[f.name], rows.num_rows, f.type)
-                                 if f.name in values else rows.column(f.name).cast(f.type) for f in schema],
-                                schema=schema)
+    return conform(rows, schema, constants=dict(zip(spec.chunk_by, key, strict=True)))
 
 
 def record_sealed(cur: Any, settings: Settings, spec: TableSpec, old_rows: Sequence[pa.Table],

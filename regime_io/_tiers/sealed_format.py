@@ -59,7 +59,7 @@ from ..tables import TableSpec
 __all__ = [
     "CODEC", "PATCH_ROWS", "apply_patch", "as_type", "chunk_stats", "conform_payload", "decimal_from_unscaled",
     "decimal_to_float", "decode", "encode",
-    "fingerprint", "json_value", "last_row_json", "payload_key", "period_of",
+    "fingerprint", "json_value", "key_positions", "last_row_json", "payload_key", "period_of",
 ]
 
 
@@ -295,38 +295,62 @@ def apply_patch(spec: TableSpec, rows: pa.Table, patch: pa.Table) -> pa.Table:
         # Decoded apart, a column may be float64 in one (stored as differences: no nulls)
         # and decimal128 in the other: converted the correctly rounded way, not cast.
         patch = pa.Table.from_arrays([as_type(patch.column(f.name), f.type) for f in rows.schema], schema=rows.schema)
+    at = key_positions(spec, rows, patch)
+    found = at >= 0
+    if spec.time_column is not None and payload_key(spec) == [spec.time_column]:
+        return _merge_by_time(rows, patch, spec.time_column, at, found)
+    # options: (strike, type, time)
+    if found.any():
+        keep = np.ones(rows.num_rows, dtype=bool)
+        keep[at[found]] = False
+        rows = rows.filter(pa.array(keep))
+    return pa.concat_tables([rows, patch]).sort_by(sort_keys(spec))
+
+
+def key_positions(spec: TableSpec, old: pa.Table, new: pa.Table) -> np.ndarray:
+    """For each row of ``new``, the index of the row of ``old`` with its key
+    (:func:`payload_key`), or -1 -- the one key match of patches and merges.
+
+    Time alone as the key (bars, regimes): binary search over the stored times (a restated
+    day against a month: 0.1 ms, where a polars join of the two took ~1 ms a chunk).
+    """
     key = payload_key(spec)
     if spec.time_column is not None and key == [spec.time_column]:
-        return _merge_by_time(rows, patch, spec.time_column)
-    # options: (strike, type, time); one boolean per row of ``rows``
-    mine, theirs = pl.from_arrow(rows.select(key)), pl.from_arrow(patch.select(key))
+        stored = old.column(key[0]).cast(pa.int64()).to_numpy()
+        wanted = new.column(key[0]).cast(pa.int64()).to_numpy()
+        order = None
+        if len(stored) > 1 and not bool(np.all(stored[1:] > stored[:-1])):  # rows moved in by a backfill
+            order = np.argsort(stored, kind="stable")
+            stored = stored[order]
+        at = np.searchsorted(stored, wanted)
+        hit = at < len(stored)
+        hit[hit] = stored[at[hit]] == wanted[hit]
+        found = at if order is None else order[np.minimum(at, len(order) - 1)]
+        return np.where(hit, found, -1)
+    mine = pl.from_arrow(old.select(key))
+    theirs = pl.from_arrow(new.select(key))
     assert isinstance(mine, pl.DataFrame) and isinstance(theirs, pl.DataFrame)
-    hit = mine.join(theirs.with_columns(pl.lit(True).alias("__hit")), on=key, how="left", nulls_equal=True,
-                    maintain_order="left")["__hit"]
-    replaced = hit.is_not_null().to_arrow()
-    kept = rows.filter(pc.invert(replaced)) if pc.any(replaced).as_py() else rows
-    return pa.concat_tables([kept, patch]).sort_by(sort_keys(spec))
+    joined = theirs.with_row_index("__n").join(mine.with_row_index("__o"), on=key, how="left", nulls_equal=True)
+    return joined.sort("__n")["__o"].fill_null(-1).cast(pl.Int64).to_numpy()
 
 
-def _merge_by_time(rows: pa.Table, patch: pa.Table, time_col: str) -> pa.Table:
-    """:func:`apply_patch` when time alone is the key: both sides are sorted by it, so
-    the output order is two binary searches and one gather, no sort (a 1,440-row patch
-    over a 44,640-row month: 0.6 ms against 1.6 ms for concatenating and sorting)."""
-    base = rows.column(time_col).cast(pa.int64()).to_numpy()
-    new = patch.column(time_col).cast(pa.int64()).to_numpy()
-    at = np.searchsorted(base, new)
-    found = at < len(base)
-    found[found] = base[at[found]] == new[found]
+def _merge_by_time(rows: pa.Table, patch: pa.Table, time_col: str, at: np.ndarray, found: np.ndarray) -> pa.Table:
+    """:func:`apply_patch` when time alone is the key (``at``/``found``: the patch rows'
+    places in ``rows``): both sides are sorted by it, so the output order is one binary
+    search and one gather, no sort (a 1,440-row patch over a 44,640-row month: 0.6 ms
+    against 1.6 ms for concatenating and sorting)."""
     if found.all():
         # Restated rows only, no new time: each column copied once with the patch's values
         # in place (a 1,440-row patch over a 44,640-row month: 0.3 ms against 0.6 ms for
         # the gather below).
-        mask = np.zeros(len(base), dtype=bool)
+        mask = np.zeros(rows.num_rows, dtype=bool)
         mask[at] = True
         where = pa.array(mask)
         return pa.Table.from_arrays([pc.replace_with_mask(rows.column(i).combine_chunks(), where,
                                                           patch.column(i).combine_chunks())
                                      for i in range(rows.num_columns)], schema=rows.schema)
+    base = rows.column(time_col).cast(pa.int64()).to_numpy()
+    new = patch.column(time_col).cast(pa.int64()).to_numpy()
     keep = np.ones(len(base), dtype=bool)
     keep[at[found]] = False
     kept = np.flatnonzero(keep)
