@@ -98,3 +98,20 @@ def test_restatements_into_sealed_months_patch_the_chunks_alike(sealed: list[Pos
     assert (results[0].inserted, results[1].inserted) == (50, 50)
     _same([p.get_market_data(SYMBOLS, *window).sort("symbol", "timestamp") for p in sealed])
     _same([p.catalog("market_data") for p in sealed])
+
+
+def test_patches_are_stored_external_on_every_shard(citus_pg: PostgreSQLIntegration, citus: Any) -> None:
+    """A chunk table created on Citus gets EXTERNAL storage for payload and patch before it
+    is distributed (its shards copy it); a patch column an upgrade adds to a distributed
+    table keeps the default -- Citus refuses SET STORAGE there -- and initialize_database
+    still succeeds."""
+    table = citus_pg.db.table("market_data")[:-1] + '_chunks"'
+    storage = ("SELECT result FROM run_command_on_shards('{t}', $$SELECT string_agg(attstorage::text, '' "
+               "ORDER BY attname) FROM pg_attribute WHERE attrelid = '%s'::regclass "
+               "AND attname IN ('patch', 'payload')$$)")
+    with psycopg.connect(citus.url(), autocommit=True) as conn:
+        assert {r[0] for r in conn.execute(storage.format(t=table.replace("'", "''"))).fetchall()} == {"ee"}
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN patch")  # a version 8 schema
+        citus_pg.initialize_database()
+        got = {r[0] for r in conn.execute(storage.format(t=table.replace("'", "''"))).fetchall()}
+        assert got == {"xe"}, got  # patch: the default (x), payload: still EXTERNAL

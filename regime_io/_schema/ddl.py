@@ -100,9 +100,12 @@ def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
     declared column, exact values; NULL in chunks written before schema version 8), which
     the latest-row reader turns back into a row on the server instead of decoding the
     payload; and ``patch``, the rows restated since the payload was written (schema
-    version 9, NULL when none: :data:`~regime_io._tiers.sealed_format.PATCH_ROWS`). The
-    patch keeps the default storage: Citus refuses ``SET STORAGE`` on a distributed table,
-    and pglz's pass over a patch of at most 8,192 rows is a fraction of a millisecond.
+    version 9, NULL when none: :data:`~regime_io._tiers.sealed_format.PATCH_ROWS`), stored
+    EXTERNAL too: pglz ran over every patch in full (the Arrow header compresses, so it did
+    not give up in its first kB) -- 10 patches of a restated day took 8.0 ms to UPDATE
+    and 2.9 ms stored EXTERNAL. Citus refuses ``SET STORAGE`` on a distributed table: a
+    table created here gets it before it is distributed (shards copy it); a Citus table
+    that gained ``patch`` by an upgrade keeps the default (correct, slower restatements).
     """
     lines = [f"    {quote_ident(c)} {spec.column(c).pg_type} NOT NULL" for c in spec.chunk_by]
     lines += ["    period_start DATE NOT NULL", "    row_count INTEGER NOT NULL",
@@ -115,11 +118,6 @@ def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
               "    last_row JSONB", "    patch BYTEA",
               f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in (*spec.chunk_by, 'period_start'))})"]
     table = chunk_table(spec, settings)
-    # Only when not set yet: Citus refuses SET STORAGE on a distributed table, and a second
-    # initialize_database must not fail there.
-    storage = (f"DO $$ BEGIN IF (SELECT attstorage FROM pg_attribute WHERE attrelid = {literal(table)}::regclass "
-               "AND attname = 'payload') <> 'e' THEN "
-               f"ALTER TABLE {table} ALTER COLUMN payload SET STORAGE EXTERNAL; END IF; END $$")
     # Schema version 8, to chunk tables created before: checked first, so a second
     # initialize_database takes no ACCESS EXCLUSIVE lock (ADD COLUMN IF NOT EXISTS would).
     last_row = (f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {literal(table)}::regclass "
@@ -128,7 +126,14 @@ def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
     patch = (f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {literal(table)}::regclass "
              "AND attname = 'patch' AND NOT attisdropped) THEN "
              f"ALTER TABLE {table} ADD COLUMN patch BYTEA; END IF; END $$")
-    return [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)", storage, last_row, patch]
+    # After the columns exist; only when not set yet, so a second initialize_database takes
+    # no lock. Citus refuses SET STORAGE on a distributed table (feature_not_supported): a
+    # patch column added there by an upgrade keeps the default storage.
+    storage = [(f"DO $$ BEGIN IF (SELECT attstorage FROM pg_attribute WHERE attrelid = {literal(table)}::regclass "
+                f"AND attname = '{column}') <> 'e' THEN "
+                f"ALTER TABLE {table} ALTER COLUMN {column} SET STORAGE EXTERNAL; END IF; "
+                "EXCEPTION WHEN feature_not_supported THEN NULL; END $$") for column in ("payload", "patch")]
+    return [f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(lines) + "\n)", last_row, patch, *storage]
 
 
 def schema_specs(settings: Settings) -> list[TableSpec]:
