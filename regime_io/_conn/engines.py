@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -248,6 +252,86 @@ def lookup_records(db: Database, q: Query, sql: str, *, what: str, table: str | 
     (rows, description), = _lookups(db, [(q, sql)], what=what, table=table, primary=False)
     names = [col.name for col in description]
     return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def stream_records(db: Database, q: Query, sql: str, *, what: str,
+                   table: str | None = None) -> Iterator[dict[str, Any]]:
+    """:func:`lookup_records`' rows as they arrive, for results of many large rows (the
+    sealed chunks of a wide read): a worker thread receives them (psycopg waits on the
+    socket without the GIL) while the caller decodes the ones already here. Every bar of
+    the benchmark (30 chunks, 17 MB): fetch 9.6 ms and decode 31 ms took 41.4 ms one after
+    the other, 36.5 ms overlapped.
+
+    Errors are raised in the caller as :func:`lookup_records` raises them; a connection
+    that had died unnoticed is retried once, as there, if no row has arrived yet. The
+    caller should consume the iterator: leaving it early waits for the worker to finish
+    receiving.
+    """
+    text, params = q.pyformat(sql)
+    log.debug("lookup (streamed): %s %r", sql, q.params)
+    arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    sent = [0]
+
+    def receive() -> None:
+        with db.lookup_connection() as conn, conn.cursor(binary=True) as cur:
+            names: list[str] | None = None
+            for row in cur.stream(text, params):
+                if names is None:
+                    names = [col.name for col in cur.description or []]
+                arrived.put(dict(zip(names, row, strict=True)))
+                sent[0] += 1
+            # libpq (18, psycopg 3.3) keeps single-row mode for the next query sent in
+            # pipeline mode, after a pipeline had run on the connection before this stream:
+            # the next batch of lookups failed with "unexpected result status from query:
+            # SINGLE_TUPLE". A statement sent outside a pipeline resets it (while the caller
+            # is still decoding, so it costs no time).
+            cur.execute("SELECT 1")
+
+    def work() -> None:
+        try:
+            for attempt in (1, 2):
+                try:
+                    receive()
+                    break
+                except ServerUnavailableError as err:
+                    if attempt == 2 or sent[0] or not lost_before_commit(err):
+                        raise
+                    log.info("%s: its connection had died; running the read once more", what)
+        except BaseException as err:  # handed to the caller, which raises it
+            arrived.put(_Failed(err))
+        finally:
+            arrived.put(_END)
+
+    worker = _fetchers().submit(work)
+    try:
+        while (item := arrived.get()) is not _END:
+            if isinstance(item, _Failed):
+                err = item.error
+                if isinstance(err, (*DRIVER_ERRORS, OSError)):
+                    raise wrap_error(db, err, what=what, table=table) from err
+                raise err
+            yield item
+    finally:
+        worker.result()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_END = object()
+_FETCHERS: list[ThreadPoolExecutor] = []
+_FETCHERS_LOCK = threading.Lock()
+
+
+def _fetchers() -> ThreadPoolExecutor:
+    """The worker threads of :func:`stream_records`, started once (a thread started per read
+    cost ~0.1 ms)."""
+    with _FETCHERS_LOCK:
+        if not _FETCHERS:
+            _FETCHERS.append(ThreadPoolExecutor(max_workers=4, thread_name_prefix="regime_io-fetch"))
+        return _FETCHERS[0]
 
 
 def read_lookups(db: Database, queries: Sequence[tuple[Query, str]], *, what: str, table: str | None = None,
