@@ -109,9 +109,18 @@ class PsycopgCursor:
     """
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
         self._cur = conn.cursor()
+        self._used: list[psycopg.Cursor[Any]] = []
 
     def execute(self, query: str, parameters: Any = None) -> None:
+        # Each statement on a psycopg cursor of its own, so a fetch reads this statement's
+        # rows: psycopg attaches a pipeline's results to the cursor that sent them as they
+        # arrive, and once the server had flushed an earlier statement's result,
+        # ``execute(); execute(); fetchone()`` on one cursor returned the earlier result
+        # (about 3 runs in 10 of a pipelined sealed write read "UPDATE 1" for a timestamp).
+        self._used.append(self._cur)
+        self._cur = self._conn.cursor()
         try:
             if parameters is None:
                 self._cur.execute(query)  # type: ignore[arg-type]
@@ -174,7 +183,9 @@ class PsycopgCursor:
         return rows
 
     def close(self) -> None:
-        self._cur.close()
+        for cur in (*self._used, self._cur):
+            cur.close()
+        self._used.clear()
 
 
 def _array_type(arrow: pa.DataType) -> str:
