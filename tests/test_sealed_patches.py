@@ -261,3 +261,29 @@ def test_a_known_at_restatement_into_a_patch_reads_as_of_and_reaches_a_tail(pg: 
     got = pl.concat([b.frame for b in tail])
     assert sorted(got.select("symbol", "timestamp", "regime").rows()) == sorted(
         restated.select("symbol", "timestamp", "regime").rows())
+
+
+@settings(max_examples=60, deadline=None, phases=[Phase.explicit, Phase.generate])
+@given(rows=st.lists(st.tuples(st.sampled_from(["AAA", "BBB", "M&M"]), st.sampled_from(["1m", "5m"]),
+                               st.integers(0, 4 * 31 * 1440)), min_size=1, max_size=60, unique=True),
+       in_order=st.booleans())
+def test_chunk_groups_match_a_partition_by_series_and_month(rows: list[tuple[str, str, int]], in_order: bool) -> None:
+    """The writers' grouping of a batch by chunk (slices when each chunk is one run, else a
+    gather) against polars' partition_by: the same rows per (series, month), in their
+    order, chunks in order of first appearance, and each row's chunk number."""
+    from regime_io._tiers.sealed_store import chunk_groups
+    from regime_io.tables import table_spec
+
+    if in_order:
+        rows = sorted(rows)
+    frame = pl.DataFrame({"symbol": [r[0] for r in rows], "timeframe": [r[1] for r in rows],
+                          "timestamp": [START + dt.timedelta(minutes=r[2]) for r in rows]}
+                         ).with_row_index("n")
+    groups, number = chunk_groups(table_spec("market_data"), frame.to_arrow())
+    by_month = frame.with_columns(pl.col("timestamp").dt.truncate("1mo").dt.date().alias("period"))
+    expected = by_month.partition_by(["symbol", "timeframe", "period"], as_dict=True, maintain_order=True)
+    assert list(groups) == [((s, t), p) for s, t, p in expected]
+    for part, want in zip(groups.values(), expected.values(), strict=True):
+        assert pl.from_arrow(part)["n"].to_list() == want["n"].to_list()
+    assert [list(groups)[i] for i in number.tolist()] == [((s, t), p) for s, t, p in
+                                                           by_month.select("symbol", "timeframe", "period").rows()]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -459,9 +460,55 @@ class MergeCounts:
     series: dict[SeriesKey, list[Any]] = field(default_factory=dict)
 
 
-def with_period(spec: TableSpec, frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.with_columns(pl.col(spec.time_column or "timestamp").dt.truncate("1mo").dt.date()
-                              .alias("__period"))
+def chunk_groups(spec: TableSpec, table: pa.Table) -> tuple[dict[ChunkKey, pa.Table], np.ndarray]:
+    """``table``'s rows by the chunk they belong to ((series, period) -> its rows, in their
+    order; chunks in order of first appearance) and each row's chunk number (an index into
+    the dict's order). A writer's validated rows come in key order, so each chunk's rows
+    are usually one run: slices of ``table``, no copy. Otherwise one gather.
+
+    Why not polars' partition_by: the round trip (from Arrow, the period column, the
+    partition, back to Arrow) took 8 ms of a 62 ms restatement of 14,400 rows and ~0.2 s
+    of a 1M-row backfill.
+    """
+    n = table.num_rows
+    codes = np.zeros(n, dtype=np.int64)
+    values: list[list[Any]] = []
+    indices: list[np.ndarray] = []
+    for name in spec.chunk_by:  # NOT NULL: validated
+        encoded = pc.dictionary_encode(table.column(name).combine_chunks())
+        values.append(encoded.dictionary.to_pylist())
+        indices.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+        codes = codes * len(values[-1]) + indices[-1]
+    micros = table.column(spec.time_column or "timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    months = micros.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
+    first_month = int(months.min()) if n else 0
+    codes = codes * (int(months.max()) - first_month + 1 if n else 1) + (months - first_month)
+    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1]))) if n else np.zeros(0, np.int64)
+    run_codes = codes[starts]
+    if len(np.unique(run_codes)) == len(run_codes):  # one run per chunk
+        bounds = [*starts.tolist(), n]
+        firsts = starts
+        parts = [table.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
+        number = np.repeat(np.arange(len(starts)), np.diff(bounds))
+    else:
+        _, firsts, number = np.unique(codes, return_index=True, return_inverse=True)
+        rank = np.argsort(np.argsort(firsts))  # chunk numbers in order of first appearance
+        number = rank[number]
+        firsts = np.sort(firsts)
+        order = np.argsort(number, kind="stable")
+        gathered = table.take(pa.array(order))
+        bounds = [0, *np.cumsum(np.bincount(number, minlength=len(firsts))).tolist()]
+        parts = [gathered.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
+    epoch = dt.date(1970, 1, 1)
+    keys = [(tuple(v[ix[i]] for v, ix in zip(values, indices, strict=True)),
+             _month_date(epoch, int(months[i]))) for i in firsts.tolist()]
+    return dict(zip(keys, parts, strict=True)), number
+
+
+def _month_date(epoch: dt.date, months: int) -> dt.date:
+    """The first day of the month ``months`` after January 1970."""
+    year, month = divmod(epoch.month - 1 + months, 12)
+    return dt.date(epoch.year + year, month + 1, 1)
 
 
 @dataclass(frozen=True)
@@ -552,23 +599,18 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
     found = existing_chunks(cur, settings, spec, symbols, periods)
     if not found and not sealed_tier:
         return batch, counts
-    frame = pl.from_arrow(batch)
-    assert isinstance(frame, pl.DataFrame)
-    frame = with_period(spec, frame)
-    # One pass over the rows: each (series, month) group once, grouped by month below.
-    groups = frame.partition_by([*spec.chunk_by, "__period"], as_dict=True, maintain_order=True)
-    sealed = {g: part for g, part in groups.items() if sealed_tier or (tuple(g[:-1]), g[-1]) in found}
-    if len(sealed) == len(groups):  # a backfill, or a restatement of sealed months only: no joins
-        rest = frame.clear()
+    groups, number = chunk_groups(spec, batch)
+    sealed = {g: part for g, part in groups.items() if sealed_tier or g in found}
+    if len(sealed) == len(groups):  # a backfill, or a restatement of sealed months only
+        rest = batch.schema.empty_table()
     else:
-        wanted = pl.DataFrame([[*k, p] for k, p in found], schema=[*spec.chunk_by, "__period"], orient="row")
-        wanted = wanted.cast({c: frame.schema[c] for c in wanted.columns})
-        # The row tier's rows keep the batch's key order (regime_io._tiers.catalog.series_stats reads runs).
-        rest = frame.join(wanted, on=[*spec.chunk_by, "__period"], how="anti", maintain_order="left")
+        # The row tier's rows keep the batch's order (regime_io._tiers.catalog.series_stats reads runs).
+        to_rows = np.array([g not in sealed for g in groups])
+        rest = batch.filter(pa.array(to_rows[number]))
     name = chunk_table(spec, settings)
     by_period: dict[dt.date, dict[SeriesKey, pa.Table]] = {}
-    for group, part in sealed.items():
-        by_period.setdefault(group[-1], {})[tuple(group[:-1])] = part.to_arrow().drop_columns(["__period"])
+    for (series, period), part in sealed.items():
+        by_period.setdefault(period, {})[series] = part
     for period in sorted(by_period):
         incoming_by_key = by_period[period]
         keys = list(incoming_by_key)
@@ -634,7 +676,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         write_patches(cur, settings, spec, period, patches)
         knowledge.record_sealed(cur, settings, spec, superseded, known_at)
         live.record_sealed_changes(cur, settings, spec, fresh)
-    return rest.drop("__period").to_arrow().cast(batch.schema), counts
+    return rest, counts
 
 
 def route_staged(cur: Any, settings: Settings, spec: TableSpec, stage: str, first: dt.datetime,
