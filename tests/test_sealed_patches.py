@@ -287,3 +287,24 @@ def test_chunk_groups_match_a_partition_by_series_and_month(rows: list[tuple[str
         assert pl.from_arrow(part)["n"].to_list() == want["n"].to_list()
     assert [list(groups)[i] for i in number.tolist()] == [((s, t), p) for s, t, p in
                                                            by_month.select("symbol", "timeframe", "period").rows()]
+
+
+def test_a_write_across_sealed_and_row_months_probes_only_the_rows_left(pg: PostgreSQLIntegration) -> None:
+    """On ADBC the collision probe runs after the routing, over the rows left for the row
+    tier: stored ones there are merged (staged), fresh ones copied, and the sealed month's
+    rows patch their chunks either way."""
+    data = _sealed_month(pg)
+    february = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 2, 1), 300, seed=6)
+    pg.save_market_data(february)
+    january = data.filter(pl.col("timestamp").dt.day() == 10).with_columns(pl.col("volume") + 1)
+    restated_feb = february.head(100).with_columns(pl.col("volume") + 1)
+    result = pg.save_market_data(pl.concat([january, restated_feb]))
+    assert (result.method, result.inserted, result.updated) == ("staged", 0, january.height + 100)
+    march = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 3, 1), 50, seed=7)
+    again = january.with_columns(pl.col("volume") + 1)
+    result = pg.save_market_data(pl.concat([again, march]))
+    assert (result.method, result.inserted, result.updated) == ("copy", march.height, again.height)
+    got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-03-31").sort("symbol", "timestamp")
+    expected = _upsert(_upsert(_upsert(pl.concat([data, february]), january), restated_feb),
+                       pl.concat([again, march]))
+    assert_frame_equal(got, expected.select(got.columns).cast(got.schema))

@@ -221,15 +221,21 @@ def save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: O
 
     def merge(cur: Any, attempt: Attempt) -> Merged:
         record_time_kind(cur, db, spec, kind)
-        # The collision probe goes out before the sealed-tier routing, so that a small
-        # write sends both in one round trip. It covers the whole batch: a superset of
-        # the rows left for the row tier, so "no stored row" holds for those too (and a
-        # row stored in between fails the copy: see run()).
-        collides = None if attempt.force_staged or tier == "sealed" else _probe(cur, db, spec, batch, span,
-                                                                                 on_conflict)
+        probe = not (attempt.force_staged or tier == "sealed")
+        # The collision probe: on a pipelined small write it goes out before the sealed-tier
+        # routing, so that both travel in one round trip, and covers the whole batch (a
+        # superset of the rows left for the row tier, so "no stored row" holds for those
+        # too; a row stored in between fails the copy: see run()). On ADBC each statement
+        # is a round trip of its own: the probe waits for the routing and covers only the
+        # rows left, or is not sent when none are (a restatement of sealed months: 1.3 ms
+        # of 48 saved).
+        pipelined = isinstance(cur, PsycopgCursor)
+        collides = _probe(cur, db, spec, batch, span, on_conflict) if probe and pipelined else None
         # Rows of sealed series-months merge into their chunks (docs/schema.md).
         rest, sealed = route_batch(cur, db.settings, spec, batch, on_conflict=on_conflict,
                                    sealed_tier=tier == "sealed")
+        if probe and not pipelined and rest.num_rows:
+            collides = _probe(cur, db, spec, rest, span if rest is batch else time_range(spec, rest), on_conflict)
         inserted, updated = sealed.inserted, sealed.updated
         staged = rest.num_rows > 0 and (collides is None or collides())
         series = sealed_series(spec, sealed)
