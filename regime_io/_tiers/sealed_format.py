@@ -43,7 +43,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
-import io
 import json
 from typing import Any
 
@@ -169,16 +168,18 @@ def encode(spec: TableSpec, table: pa.Table, *, codec: str = CODEC) -> bytes:
     elif codec != ZSTD_CODEC:
         raise ValueError(f"unknown codec {codec!r}")
     schema = table.schema.with_metadata(metadata)
-    sink = io.BytesIO()
+    sink = pa.BufferOutputStream()
     with ipc.new_file(sink, schema, options=ipc.IpcWriteOptions(compression=compression)) as writer:
         writer.write_table(table.replace_schema_metadata(schema.metadata), max_chunksize=BATCH_ROWS)
-    return sink.getvalue()
+    return sink.getvalue().to_pybytes()
 
 
 def _unscaled(array: pa.Array) -> np.ndarray:
-    """The int64 values behind a timestamp or a ``decimal128(p <= 18)`` array."""
+    """The int64 values behind a timestamp or a ``decimal128(p <= 18)`` array without nulls
+    (read from the data buffer: a cast and to_numpy took ~25 us of a 1,440-row patch's
+    encoding)."""
     if pa.types.is_timestamp(array.type):
-        return np.asarray(array.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset: array.offset + len(array)]
     words = np.frombuffer(array.buffers()[1], dtype=np.int64)[2 * array.offset: 2 * (array.offset + len(array))]
     return words[0::2].copy()  # little-endian 128-bit: the low word is the value for p <= 18
 
