@@ -37,7 +37,9 @@ def float_units(values: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]
     ``10**-scale``, rounded half away from zero after the snap, and where the snap kept
     non-zero digits beyond ``scale`` (lost digits). NaN gives 0 units, not lost.
 
-    Integer arithmetic after one multiply and ``rint``: ~10 ms on 1M prices.
+    Integer arithmetic after one multiply and ``rint``, signs set in place and the lost
+    digits found from the quotient (numpy's ``//`` by a constant is ~7x its ``%``): 7.5 ms
+    on 1M prices, was 13.3 ms.
     """
     guard = _guard_digits(values, scale)
     if isinstance(guard, int):
@@ -48,18 +50,23 @@ def float_units(values: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]
         divisor = (10 ** np.arange(GUARD_DIGITS + 1, dtype=np.int64))[guard]
     np.rint(snapped, out=snapped)
     snapped[np.isnan(snapped)] = 0
-    units = snapped.astype(np.int64)
-    magnitude = np.abs(units)
-    lost = magnitude % divisor != 0
+    negative = snapped < 0
+    np.abs(snapped, out=snapped)
+    magnitude = snapped.astype(np.int64)
+    lost = magnitude != magnitude // divisor * divisor
     magnitude += divisor // 2
     magnitude //= divisor
-    return np.where(units < 0, -magnitude, magnitude), lost
+    np.negative(magnitude, out=magnitude, where=negative)
+    return magnitude, lost
 
 
 def _guard_digits(values: np.ndarray, scale: int) -> int | np.ndarray:
     """The guard digits each value keeps: one number when all keep :data:`GUARD_DIGITS`
     (always at scales up to 3, as the bound leaves at most 8 integer digits)."""
-    largest = float(np.fmax.reduce(np.abs(values), initial=0.0))  # NaN (null) ignored
+    # The extremes without a |values| copy (fmax/fmin skip NaN, the nulls; all NaN gives NaN).
+    high = float(np.fmax.reduce(values)) if values.size else 0.0
+    low = float(np.fmin.reduce(values)) if values.size else 0.0
+    largest = 0.0 if np.isnan(high) else max(abs(high), abs(low))
     if largest < 10.0 ** (FLOAT_DIGITS - GUARD_DIGITS - scale):
         return GUARD_DIGITS
     magnitude = np.abs(values)
