@@ -287,6 +287,14 @@ class TableSpec:
     def _arrow_schema(self) -> pa.Schema:  # built once: every write asks for it (~40 us each time)
         return pa.schema([pa.field(c.name, c.arrow_type, nullable=c.nullable) for c in self.columns])
 
+    def chunk_schema(self) -> pa.Schema:
+        """The Arrow schema of a sealed chunk's payload: :attr:`chunk_columns` as declared."""
+        return self._chunk_schema
+
+    @cached_property
+    def _chunk_schema(self) -> pa.Schema:  # built once: a restatement of 10 chunks asked ~60 times (7 us each)
+        return pa.schema([self._arrow_schema.field(n) for n in self.chunk_columns])
+
     def read_schema(self, *, exact: bool = False) -> pa.Schema:
         """The Arrow schema range readers return (without the server-filled columns)."""
         return pa.schema([pa.field(c.name, c.read_type(exact=exact)) for c in self.columns])

@@ -82,8 +82,7 @@ CODECS = (CODEC, ZSTD_CODEC)
 
 def payload_schema(spec: TableSpec) -> pa.Schema:
     """The Arrow schema of a chunk's payload: the declared types, chunk key left out."""
-    return pa.schema([pa.field(n, spec.column(n).arrow_type, nullable=spec.column(n).nullable)
-                      for n in spec.chunk_columns])
+    return spec.chunk_schema()
 
 
 def fingerprint(spec: TableSpec) -> str:

@@ -547,7 +547,7 @@ def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_
     schema = chunks.payload_schema(spec)
     key = chunks.payload_key(spec)
     new = incoming.select(schema.names).cast(schema)
-    empty = schema.empty_table()
+    empty = new.slice(0, 0)  # (schema.empty_table() took 22 us a chunk)
     if existing is None or existing.num_rows == 0:
         return ChunkMerge(new, new.num_rows, 0, added=new, before=empty, after=empty)
     old = existing.select(schema.names)
