@@ -6,9 +6,11 @@ import datetime as dt
 import decimal
 import json
 import logging
+import re
 import threading
 import warnings
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import psycopg
@@ -263,6 +265,33 @@ def test_low_above_high_warns_by_default_and_fails_when_strict(pg: PostgreSQLInt
         warnings.simplefilter("always")
         assert pg.save_market_data(frame).inserted == 2
     assert any(issubclass(w.category, DataQualityWarning) for w in caught)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_soft_checks_on_float_prices_judge_the_stored_values_as_the_decimal_path(seed: int) -> None:
+    """Float prices are checked (low <= open <= high...) on their stored units in numpy;
+    the same rows given as exact decimals go through polars: the same warnings, and
+    values that round equal are not a violation."""
+    from regime_io._write.validate import validate
+
+    rng = np.random.default_rng(seed)
+    n = 200
+    base = np.round(rng.uniform(100, 200, n), 2)
+    prices = {c: base + rng.choice([0.0, 0.001, -0.004, 0.5, -0.5], n) for c in ("open", "high", "low", "close")}
+    frame = pl.DataFrame({"symbol": ["AAA"] * n, "timeframe": ["1m"] * n,
+                          "timestamp": [dt.datetime(2024, 1, 2) + dt.timedelta(minutes=i) for i in range(n)],
+                          **prices,
+                          "volume": [1] * n})
+    exact = frame.with_columns(pl.col(c).round(2).cast(pl.Decimal(10, 2)) for c in prices)
+    messages = []
+    for given in (frame, exact):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            validate(table_spec("market_data"), given)
+        messages.append(re.findall(r"\d+ row\(s\) violate [^;]*", " ".join(
+            str(w.message) for w in caught if issubclass(w.category, DataQualityWarning))))
+    assert messages[0] == messages[1]
+    assert messages[0]  # the data has violations to find
 
 
 def test_empty_frame_is_a_no_op(pg: PostgreSQLIntegration) -> None:

@@ -235,6 +235,7 @@ def validate(
     n = df.height
     out: dict[str, pl.Series] = {}
     lossy: list[tuple[str, str, int, Any]] = []
+    units: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # float prices as stored (check_soft)
     present = set(df.columns)  # (df.columns builds a list per call)
     for col in spec.columns:
         if col.name in present:
@@ -252,6 +253,7 @@ def validate(
             # 1M-bar write with four price columns).
             out[col.name], snapped = _float_to_decimal(spec, col, series)
             check_rounding(spec, col, series, lossy, snapped=snapped)
+            units[col.name] = (snapped[0], series.is_not_null().to_numpy() if series.null_count() else None)
             continue
         out[col.name] = _convert(spec, col, series, storage_timezone, date_format)
         if col.kind == "decimal":
@@ -269,7 +271,7 @@ def validate(
             assert row is not None
             raise _fail(spec, col.name, row, None, "NULL in a NOT NULL column")
     _check_non_negative(spec, frame)
-    check_soft(spec, frame, strict=strict, lossy=lossy)
+    check_soft(spec, frame, strict=strict, lossy=lossy, units=units)
     frame, order = _check_duplicates(spec, frame, on_duplicate)
     schema = spec.arrow_schema()
     kind = _time_kind(df, spec.time_column)
