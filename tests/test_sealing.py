@@ -181,3 +181,23 @@ def test_cli_seal_and_unseal(pg: PostgreSQLIntegration, sql, server, settings) -
     assert _counts(pg, sql) == (data.height, 0)
     bad = runner.invoke(app, [*base, "seal", "--older-than", "soon"])
     assert bad.exit_code != 0 and "older_than" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_resampling_sealed_bars_across_a_weekend_buckets_as_the_rows(pg: PostgreSQLIntegration, exact: bool) -> None:
+    """Intraday buckets anchor at the session open, on days without a session too. Over
+    sealed rows (read on ADBC) the day's open came from an array parameter whose NULLs
+    (no session) ADBC before 1.13 bound as 1970-01-01: weekend bars were bucketed from
+    midnight (06:00, 12:00, 18:00 instead of 03:15, 09:15, 15:15 for 6-hour buckets)."""
+    start = dt.datetime(2024, 1, 29, 9, 15)
+    pg.save_market_data(bars(["NIFTY"], ["1m"], start, 250, step=dt.timedelta(hours=7), seed=4))
+    window = (start, start + dt.timedelta(days=80))
+    with pytest.warns(Warning):  # the bars fall outside XNSE's sessions: said, not refused
+        rows = pg.get_market_data("NIFTY", *window, resample="6h", exact=exact)
+    saturday = rows.filter(pl.col("timestamp").dt.weekday() == 6)
+    labels = set(saturday["timestamp"].dt.strftime("%H:%M"))
+    assert saturday.height and labels <= {"00:00", "03:15", "09:15", "15:15", "21:15"}, labels  # 00:00: cut at midnight
+    pg.seal(dt.date(2030, 1, 1))
+    with pytest.warns(Warning):
+        sealed = pg.get_market_data("NIFTY", *window, resample="6h", exact=exact)
+    assert_frame_equal(sealed, rows)
