@@ -308,3 +308,21 @@ def test_a_write_across_sealed_and_row_months_probes_only_the_rows_left(pg: Post
     expected = _upsert(_upsert(_upsert(pl.concat([data, february]), january), restated_feb),
                        pl.concat([again, march]))
     assert_frame_equal(got, expected.select(got.columns).cast(got.schema))
+
+
+def test_a_few_rows_restated_into_a_sealed_month_stay_in_the_pipeline(pg: PostgreSQLIntegration, sql,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A small write (<= SMALL_BATCH_ROWS) into a sealed month reads its chunk rows and
+    writes its patches on the pipelined psycopg connection: no second run over ADBC."""
+    import logging
+
+    data = _sealed_month(pg)
+    few = data.filter(pl.col("symbol") == "NIFTY").slice(500, 5).with_columns(pl.col("volume") + 1)
+    with caplog.at_level(logging.DEBUG, logger="regime_io"):
+        result = pg.save_market_data(few)
+    assert (result.method, result.updated) == ("sealed", 5)
+    assert not [r for r in caplog.records if "needs ADBC" in r.getMessage()], caplog.text
+    assert [c[3] is not None for c in _chunks(pg, sql)] == [False, True]  # BANKNIFTY untouched, NIFTY patched
+    got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31 23:59")
+    expected = _upsert(data.filter(pl.col("symbol") == "NIFTY"), few)
+    assert_frame_equal(got, expected.select(got.columns).cast(got.schema))

@@ -47,7 +47,7 @@ from .._sql.quote import qualified, quote_ident
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["SMALL_BATCH_ROWS", "NeedsArrow", "PsycopgCursor", "ask", "run", "small_write"]
+__all__ = ["SMALL_BATCH_ROWS", "NeedsArrow", "PsycopgCursor", "ask", "fetch_table", "run", "run_many", "small_write"]
 
 
 #: Writes of at most this many rows go over psycopg (round trips dominate below it).
@@ -145,6 +145,12 @@ class PsycopgCursor:
     def fetch_arrow_table(self) -> pa.Table:
         raise NeedsArrow
 
+    def fetch_described(self, query: str, parameters: Any = None) -> tuple[list[Any], list[Any]]:
+        """Execute ``query`` and wait for its rows and column descriptions (:func:`fetch_table`)."""
+        self.execute(query, parameters)
+        rows = self.fetchall()
+        return rows, list(self._cur.description or [])
+
     def adbc_ingest(self, table_name: str, data: Any, mode: str = "append", *, temporary: bool = False,
                     db_schema_name: str | None = None) -> int:
         """Append ``data`` (an Arrow table or reader) to the table, like ADBC's ingest.
@@ -217,6 +223,43 @@ def run(cur: Any, query: str, parameters: Any = None) -> None:
         return
     cur.execute(query, parameters=parameters)
     cur.fetchall()
+
+
+# Result columns a pipelined write reads as an Arrow table (fetch_table): PostgreSQL type
+# OIDs -> Arrow types; anything else is refused (NeedsArrow: the write runs over ADBC).
+_TABLE_TYPES = {17: pa.binary(), 25: pa.string(), 1043: pa.string(), 1042: pa.string(), 20: pa.int64(),
+                23: pa.int32(), 1082: pa.date32(), 1114: pa.timestamp("us")}
+
+
+def fetch_table(cur: Any, query: str, parameters: Any = None) -> pa.Table:
+    """Run a query and return its rows as an Arrow table, on either cursor.
+
+    On a :class:`PsycopgCursor` the rows come back as Python values and are laid out as
+    Arrow columns (``bytea`` as binary: a small write into a sealed month reads its chunk
+    rows so, in the pipeline, instead of starting again over ADBC: 18.7 -> ~14 ms for 5
+    restated rows); result types outside a few plain ones raise :class:`NeedsArrow`.
+    """
+    if not isinstance(cur, PsycopgCursor):
+        cur.execute(query, parameters=parameters)
+        return cur.fetch_arrow_table()
+    rows, description = cur.fetch_described(query, parameters)
+    types = [_TABLE_TYPES.get(col.type_code) for col in description]
+    if any(t is None for t in types):
+        raise NeedsArrow
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in description]
+    return pa.table({col.name: pa.array(values, type=t) for col, values, t in zip(description, columns, types,
+                                                                                   strict=True)})
+
+
+def run_many(cur: Any, query: str, parameters: pa.Table) -> None:
+    """Execute a statement once per row of ``parameters`` (an Arrow table, one column per
+    ``$n`` in order): ADBC binds the table; the pipelined cursor queues one execution per
+    row (one round trip for all, at the next read or the commit)."""
+    if not isinstance(cur, PsycopgCursor):
+        cur.executemany(query, parameters)
+        return
+    for row in parameters.to_pylist():
+        cur.execute(query, list(row.values()))
 
 
 def ask(cur: Any, query: str, parameters: Any = None) -> Callable[[], list[Any]]:

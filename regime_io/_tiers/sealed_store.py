@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.copy import copy_into
-from .._conn.pipeline import run
+from .._conn.pipeline import fetch_table, run, run_many
 from .._sql.names import chunk_table, qualified_table
 from .._sql.query import Query
 from .._sql.quote import literal, quote_ident
@@ -190,12 +190,10 @@ def fetch_chunk_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.d
     rows: list[dict[str, Any]] = []
     for mine in groups:
         one = f"t.symbol = {literal(mine[0][spec.chunk_by.index('symbol')])} AND " if settings.citus else ""
-        cur.execute(f"SELECT {key}, schema_fingerprint, codec, payload, patch, last_row::text AS last_row "
-                    f"FROM {chunk_table(spec, settings)} t "
-                    f"WHERE {one}t.period_start = $1 AND {_key_filter(spec, mine, '$2', 't')} "
-                    f"ORDER BY {key} FOR UPDATE",
-                    parameters=(period, _keys_json(spec, mine)))
-        table = cur.fetch_arrow_table()
+        table = fetch_table(cur, f"SELECT {key}, schema_fingerprint, codec, payload, patch, last_row::text AS last_row "
+                                 f"FROM {chunk_table(spec, settings)} t "
+                                 f"WHERE {one}t.period_start = $1 AND {_key_filter(spec, mine, '$2', 't')} "
+                                 f"ORDER BY {key} FOR UPDATE", (period, _keys_json(spec, mine)))
         # Payloads as Arrow buffers, not bytes: to_pylist copied each one (10 month chunks
         # of a restated day: 7 MB, 2 ms).
         for i, row in enumerate(table.drop_columns(["payload", "patch"]).to_pylist()):
@@ -435,8 +433,7 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
     types = {"patch": pa.binary(), "inserted": pa.int32(), "first_ts": pa.timestamp("us"),
              "last_ts": pa.timestamp("us"), "period": pa.date32()}
     table = pa.table({name: pa.array(values, types.get(name, pa.string())) for name, values in params.items()})
-    cur.executemany(f"UPDATE {chunk_table(spec, settings)} t SET {', '.join(sets)} WHERE {' AND '.join(where)}",
-                    table)
+    run_many(cur, f"UPDATE {chunk_table(spec, settings)} t SET {', '.join(sets)} WHERE {' AND '.join(where)}", table)
     return sum(len(p) for p in params["patch"])
 
 
