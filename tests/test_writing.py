@@ -294,6 +294,25 @@ def test_soft_checks_on_float_prices_judge_the_stored_values_as_the_decimal_path
     assert messages[0]  # the data has violations to find
 
 
+@pytest.mark.parametrize("given", ["float", "decimal"])
+def test_prices_with_inner_zero_digit_groups_survive_the_bulk_copy(pg: PostgreSQLIntegration, given: str) -> None:
+    """NUMERIC travels in base-10000 digit groups; ADBC's driver 1.11 dropped the inner zero
+    groups on COPY without an error (20000.07 stored as 20700.00): the floor is 1.12."""
+    values = ["20000.07", "20000.40", "10000.01", "100000.50", "1.00", "30000.00", "12.34", "90000000.01"]
+    n = 100  # past SMALL_BATCH_ROWS: the bulk COPY, not the pipelined insert
+    prices = [values[i % len(values)] for i in range(n)]
+    column = (pl.Series(prices).cast(pl.Float64) if given == "float"
+              else pl.Series([decimal.Decimal(p) for p in prices], dtype=pl.Decimal(10, 2)))
+    frame = pl.DataFrame({"symbol": ["X"] * n, "timestamp": [T0 + dt.timedelta(minutes=i) for i in range(n)],
+                          "open": column, "high": column, "low": column, "close": column, "volume": [1] * n,
+                          "timeframe": ["1m"] * n})
+    result = pg.save_market_data(frame)
+    assert result.method == "copy"
+    got = pg.get_market_data("X", T0, T0 + dt.timedelta(minutes=n), exact=True)
+    assert [str(v) for v in got["open"]] == [str(decimal.Decimal(p).quantize(decimal.Decimal("0.01")))
+                                             for p in prices]
+
+
 def test_empty_frame_is_a_no_op(pg: PostgreSQLIntegration) -> None:
     result = pg.save_market_data(bars(0))
     assert (result.rows, result.written, result.method) == (0, 0, "empty")
