@@ -18,6 +18,7 @@ from .._sql.query import Query
 from ..config import Settings
 from ..errors import ServerUnavailableError
 from .driver_errors import DRIVER_ERRORS, lost_before_commit, wrap_error
+from .pipeline import OID_TYPES
 
 if TYPE_CHECKING:
     from .database import Database
@@ -228,11 +229,6 @@ def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None 
     return pooled_read(db, run, what=what, table=table)
 
 
-# PostgreSQL type OIDs of lookup results -> Arrow types (anything else: inferred).
-_OID_TYPES = {25: pa.string(), 1043: pa.string(), 1042: pa.string(), 1114: pa.timestamp("us"),
-              1082: pa.date32(), 701: pa.float64(), 700: pa.float32(), 20: pa.int64(), 23: pa.int32(),
-              21: pa.int16(), 16: pa.bool_()}
-
 
 def read_lookup(db: Database, q: Query, sql: str, *, what: str, table: str | None = None,
                 primary: bool = False) -> pa.Table:
@@ -341,7 +337,7 @@ def read_lookups(db: Database, queries: Sequence[tuple[Query, str]], *, what: st
     out = []
     for rows, description in _lookups(db, queries, what=what, table=table, primary=primary):
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in description]
-        out.append(pa.table({col.name: pa.array(values, type=_OID_TYPES.get(col.type_code))
+        out.append(pa.table({col.name: pa.array(values, type=OID_TYPES.get(col.type_code))
                              for col, values in zip(description, columns, strict=True)}))
     return out
 
