@@ -275,16 +275,9 @@ def _session_lookup(q: Query, sessions: Sequence[Session], column: str) -> tuple
         opens[(opened.date() - first).days] = opened
         closes[(opened.date() - first).days] = closed
     index = f"(({column})::date - {q.param(first)}::date + 1)"
-    return (f"({q.param(_timestamp_array(opens))}::timestamp[])[{index}]",
-            f"({q.param(_timestamp_array(closes))}::timestamp[])[{index}]")
-
-
-def _timestamp_array(values: Sequence[dt.datetime | None]) -> str:
-    """``values`` as a PostgreSQL array literal (text, cast by the SQL). Not a list
-    parameter: ADBC's PostgreSQL driver before 1.13 bound a list's NULL elements as
-    1970-01-01, so a day without a session got the epoch as its open, and a resample
-    over sealed rows (read on ADBC) bucketed weekend bars from midnight."""
-    return "{" + ",".join("NULL" if v is None else f'"{v.isoformat(sep=" ")}"' for v in values) + "}"
+    # (Days without a session are NULL elements: Query.param sends such a list as an
+    # array literal, which every driver binds alike.)
+    return f"({q.param(opens)}::timestamp[])[{index}]", f"({q.param(closes)}::timestamp[])[{index}]"
 
 
 def outside_sql(q: Query, sessions: Sequence[Session], *, column: str) -> str:

@@ -64,6 +64,30 @@ def sql_value(value: Any) -> str:
     raise UsageError(f"cannot use a {type(value).__name__} ({value!r}) as an SQL value", value=value)
 
 
+def array_literal(values: list[Any]) -> str:
+    r"""``values`` as the text of a PostgreSQL array literal (to be cast by the SQL).
+
+    >>> print(array_literal([dt.datetime(2024, 1, 2, 3, 45), None, 'a "b"']))
+    {"2024-01-02 03:45:00.000000",NULL,"a \"b\""}
+    """
+    def element(v: Any) -> str:
+        if v is None:
+            return "NULL"
+        if isinstance(v, dt.datetime):
+            if v.tzinfo is not None:
+                raise ReadError(f"internal: zoned timestamp {v!r} reached SQL rendering", value=v)
+            text = v.isoformat(sep=" ", timespec="microseconds")
+        elif isinstance(v, (dt.date, str, int, float, Decimal)) and not isinstance(v, bool):
+            text = str(v)
+        else:
+            raise UsageError(f"cannot use a {type(v).__name__} ({v!r}) in an SQL array", value=v)
+        if "\x00" in text:
+            raise UsageError(f"value {v!r} contains a NUL byte", value=v)
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "{" + ",".join(element(v) for v in values) + "}"
+
+
 class Query:
     """Collects bound parameters while a query is written: ``q.param(v)`` returns ``$n``."""
 
@@ -71,6 +95,12 @@ class Query:
         self.params: list[Any] = []
 
     def param(self, value: Any) -> str:
+        # A list holding NULLs travels as an array literal (text; the SQL casts every array
+        # parameter, ``$n::timestamp[]``): ADBC's PostgreSQL driver before 1.13 bound a
+        # list's NULL elements as zero values (1970-01-01), which bucketed a resample's
+        # weekend bars from midnight over sealed rows, the ones read on ADBC.
+        if isinstance(value, list) and any(v is None for v in value):
+            value = array_literal(value)
         self.params.append(value)
         return f"${len(self.params)}"
 

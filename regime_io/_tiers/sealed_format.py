@@ -58,7 +58,8 @@ from ..tables import TableSpec
 __all__ = [
     "CODEC", "PATCH_ROWS", "apply_patch", "as_type", "chunk_stats", "conform_payload", "decimal_from_unscaled",
     "decimal_to_float", "decode", "encode",
-    "fingerprint", "json_value", "key_positions", "last_row_json", "payload_key", "period_of",
+    "fingerprint", "json_value", "key_positions", "last_row_json", "payload_key", "period_from_number",
+    "period_number", "period_of",
 ]
 
 
@@ -477,6 +478,17 @@ def period_of(value: dt.datetime | dt.date) -> dt.date:
     """The first day of the calendar month holding ``value`` (the chunk period)."""
     day = value.date() if isinstance(value, dt.datetime) else value
     return day.replace(day=1)
+
+
+def period_number(value: dt.datetime | dt.date) -> int:
+    """The period of ``value`` counted in months from January 1970 (numpy's datetime64[M])."""
+    return (value.year - 1970) * 12 + value.month - 1
+
+
+def period_from_number(number: int) -> dt.date:
+    """The first day of the period :func:`period_number` numbers ``number``."""
+    year, month = divmod(number, 12)
+    return dt.date(1970 + year, month + 1, 1)
 
 
 def next_period(start: dt.date) -> dt.date:

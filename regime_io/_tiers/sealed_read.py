@@ -103,7 +103,7 @@ def _chunk_records(db: Database, spec: TableSpec, q: Query, sql: str, symbols: l
     """The rows of a :func:`sealed_rows_sql` statement: streamed when the read may span many
     chunks, else in one prepared round trip on the lookup pool."""
     what = f"{spec.key} sealed chunks"
-    months = (rng.end.year - rng.start.year) * 12 + rng.end.month - rng.start.month + 1
+    months = chunks.period_number(rng.end) - chunks.period_number(rng.start) + 1
     if symbols is None or len(symbols) * months >= _STREAM_FROM_CHUNKS:
         return stream_records(db, q, sql, what=what, table=spec.key)
     return lookup_records(db, q, sql, what=what, table=spec.key)

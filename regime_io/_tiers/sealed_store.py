@@ -477,7 +477,7 @@ def chunk_groups(spec: TableSpec, table: pa.Table) -> tuple[dict[ChunkKey, pa.Ta
         indices.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
         codes = codes * len(values[-1]) + indices[-1]
     micros = table.column(spec.time_column or "timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
-    months = micros.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
+    months = micros.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)  # chunks.period_number
     first_month = int(months.min()) if n else 0
     codes = codes * (int(months.max()) - first_month + 1 if n else 1) + (months - first_month)
     starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1]))) if n else np.zeros(0, np.int64)
@@ -496,16 +496,9 @@ def chunk_groups(spec: TableSpec, table: pa.Table) -> tuple[dict[ChunkKey, pa.Ta
         gathered = table.take(pa.array(order))
         bounds = [0, *np.cumsum(np.bincount(number, minlength=len(firsts))).tolist()]
         parts = [gathered.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
-    epoch = dt.date(1970, 1, 1)
     keys = [(tuple(v[ix[i]] for v, ix in zip(values, indices, strict=True)),
-             _month_date(epoch, int(months[i]))) for i in firsts.tolist()]
+             chunks.period_from_number(int(months[i]))) for i in firsts.tolist()]
     return dict(zip(keys, parts, strict=True)), number
-
-
-def _month_date(epoch: dt.date, months: int) -> dt.date:
-    """The first day of the month ``months`` after January 1970."""
-    year, month = divmod(epoch.month - 1 + months, 12)
-    return dt.date(epoch.year + year, month + 1, 1)
 
 
 @dataclass(frozen=True)
