@@ -51,17 +51,27 @@ def test_differences_too_wide_for_int32_are_kept_as_int64() -> None:
     assert got.equals(table.combine_chunks())
 
 
-def test_a_window_decodes_only_its_batches_and_each_batch_stands_alone() -> None:
+@pytest.mark.parametrize("codec", [chunks.CODEC, chunks.ZSTD_CODEC])
+def test_a_window_returns_exactly_its_rows_and_each_batch_stands_alone(codec: str) -> None:
     table = _bars(chunks.BATCH_ROWS * 3)
-    payload = chunks.encode(BARS, table)
+    payload = chunks.encode(BARS, table, codec=codec)
     ts = table.column("timestamp")
+    fp = chunks.fingerprint(BARS)
     window = (ts[chunks.BATCH_ROWS * 2 + 5].as_py(), ts[chunks.BATCH_ROWS * 2 + 10].as_py())
-    got = chunks.decode(BARS, payload, chunks.fingerprint(BARS), window=window)
-    assert got.num_rows == chunks.BATCH_ROWS  # the third batch only
-    assert got.equals(table.slice(chunks.BATCH_ROWS * 2).combine_chunks())
+    got = chunks.decode(BARS, payload, fp, window=window)
+    assert got.equals(table.slice(chunks.BATCH_ROWS * 2 + 5, 6).combine_chunks())  # both ends included
     middle = (ts[chunks.BATCH_ROWS + 5].as_py(), ts[chunks.BATCH_ROWS * 2 + 5].as_py())
-    got = chunks.decode(BARS, payload, chunks.fingerprint(BARS), window=middle)
-    assert got.equals(table.slice(chunks.BATCH_ROWS).combine_chunks())  # batches 2 and 3, summed apart
+    got = chunks.decode(BARS, payload, fp, window=middle)
+    # Batches 2 and 3, each summed from its own first value, cut to the window.
+    assert got.equals(table.slice(chunks.BATCH_ROWS + 5, chunks.BATCH_ROWS + 1).combine_chunks())
+    floats = chunks.decode(BARS, payload, fp, window=middle, floats=True)
+    assert floats.num_rows == got.num_rows
+    assert (chunks.as_type(floats.column("close"), pa.float64()).to_pylist()
+            == [float(v) for v in got.column("close").to_pylist()])
+    between = (ts[10].as_py() + dt.timedelta(seconds=1), ts[10].as_py() + dt.timedelta(seconds=2))
+    assert chunks.decode(BARS, payload, fp, window=between).num_rows == 0  # between two bars: nothing
+    before = (ts[0].as_py() - dt.timedelta(days=2), ts[0].as_py() - dt.timedelta(days=1))
+    assert chunks.decode(BARS, payload, fp, window=before).num_rows == 0
 
 
 def test_nullable_decimals_with_nulls_are_stored_as_they_are() -> None:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
-from regime_io._tiers import sealed_format
+from regime_io._tiers import sealed_format, sealed_store
 from tests._reading_data import bars, options, regimes_1min
 from tests.test_sealing_properties import START, _answers, _same, _write
 
@@ -74,6 +74,42 @@ def test_a_restated_day_lands_in_the_patch_and_every_reader_sees_it(pg: PostgreS
     again = pg.save_market_data(restated)
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, day.height)
     assert _chunks(pg, sql) == after
+
+
+def test_keys_the_patch_holds_merge_without_the_payload(pg: PostgreSQLIntegration, sql,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day restated again (or a write run again) finds every key in the patch: the
+    payloads are not fetched. A key the patch lacks brings its chunk's payload back, and
+    the counts and reads are those of the row tier either way."""
+    fetched: list[list[str]] = []
+    real = sealed_store.fetch_payloads
+
+    def spy(cur: Any, settings: Any, spec: Any, period: dt.date, stored: dict[Any, Any]) -> dict[Any, Any]:
+        fetched.append(sorted(k[0] for k in stored))
+        return real(cur, settings, spec, period, stored)
+
+    monkeypatch.setattr(sealed_store, "fetch_payloads", spy)
+    data = _sealed_month(pg)
+    day = data.filter(pl.col("timestamp").dt.day() == 10)
+    first = day.with_columns(pl.col("volume") + 1)
+    assert pg.save_market_data(first).updated == day.height
+    assert fetched.pop() == ["BANKNIFTY", "NIFTY"]  # the first restatement reads the payloads
+    again = day.with_columns(pl.col("volume") + 2)
+    result = pg.save_market_data(again)
+    assert (result.inserted, result.updated, result.unchanged) == (0, day.height, 0)
+    assert fetched.pop() == []  # every key in the patches: no payload travels
+    assert pg.save_market_data(again).unchanged == day.height
+    assert fetched.pop() == []
+    # NIFTY's rows reach one minute past the patched day: its payload is needed; BANKNIFTY's is not.
+    nifty_more = data.filter((pl.col("symbol") == "NIFTY") & (pl.col("timestamp") == dt.datetime(2024, 1, 11)))
+    mixed = pl.concat([again.with_columns(pl.col("volume") + 1), nifty_more.with_columns(pl.col("volume") + 5)])
+    result = pg.save_market_data(mixed)
+    assert (result.inserted, result.updated, result.unchanged) == (0, mixed.height, 0)
+    assert fetched.pop() == ["NIFTY"]
+    expected = _upsert(_upsert(_upsert(data, first), again), mixed)
+    got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59", exact=True)
+    assert_frame_equal(got.sort("symbol", "timestamp").select("symbol", "timestamp", "volume"),
+                       expected.select("symbol", "timestamp", "volume"))
 
 
 def test_rows_added_after_the_newest_move_the_latest_row_and_restated_older_ones_do_not(

@@ -27,7 +27,7 @@ import itertools
 import json
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -150,7 +150,7 @@ class ChunkRow:
     """One chunk row read for update: its payload and patch as stored, and what deciding
     between patching it and rewriting it needs."""
 
-    payload: pa.Buffer
+    payload: pa.Buffer | None  # None when fetched without it (fetch_chunk_rows)
     patch: pa.Buffer | None
     fingerprint: str
     codec: str
@@ -158,6 +158,7 @@ class ChunkRow:
 
     def rows(self, spec: TableSpec) -> pa.Table:
         """Every row of the chunk (payload with the patch laid over it), exact types."""
+        assert self.payload is not None
         return chunks.decode(spec, self.payload, self.fingerprint, codec=self.codec, patch=self.patch)
 
     def patchable(self, spec: TableSpec) -> bool:
@@ -172,37 +173,67 @@ class ChunkRow:
 
 
 def fetch_chunk_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
-                     keys: Sequence[SeriesKey]) -> dict[SeriesKey, ChunkRow]:
-    """The stored chunks of ``keys`` in ``period``, their rows locked until commit."""
+                     keys: Sequence[SeriesKey], *, payloads: bool = True) -> dict[SeriesKey, ChunkRow]:
+    """The stored chunks of ``keys`` in ``period``, their rows locked until commit
+    (``payloads=False``: all but the payload, see :func:`fetch_payloads`)."""
     if not keys:
         return {}
     key = ", ".join(quote_ident(c) for c in spec.chunk_by)
-    # Under Citus one statement per symbol: it takes row locks only in a query routed to one
-    # shard (an equality filter on the distribution column). A plain server locks them all
-    # in one statement, in key order (10 symbols: one round trip instead of 10).
-    groups: list[list[SeriesKey]] = [list(keys)]
-    if settings.citus:
-        by_symbol: dict[Any, list[SeriesKey]] = {}
-        at = spec.chunk_by.index("symbol")
-        for k in keys:
-            by_symbol.setdefault(k[at], []).append(k)
-        groups = [by_symbol[s] for s in sorted(by_symbol)]
     rows: list[dict[str, Any]] = []
-    for mine in groups:
-        one = f"t.symbol = {literal(mine[0][spec.chunk_by.index('symbol')])} AND " if settings.citus else ""
-        table = fetch_table(cur, f"SELECT {key}, schema_fingerprint, codec, payload, patch, last_row::text AS last_row "
+    for one, mine in _by_shard(settings, spec, keys):
+        table = fetch_table(cur, f"SELECT {key}, schema_fingerprint, codec, {'payload' if payloads else 'NULL::bytea'} "
+                                 "AS payload, patch, last_row::text AS last_row "
                                  f"FROM {chunk_table(spec, settings)} t "
                                  f"WHERE {one}t.period_start = $1 AND {_key_filter(spec, mine, '$2', 't')} "
                                  f"ORDER BY {key} FOR UPDATE", (period, _keys_json(spec, mine)))
-        # Payloads as Arrow buffers, not bytes: to_pylist copied each one (10 month chunks
-        # of a restated day: 7 MB, 2 ms).
-        for i, row in enumerate(table.drop_columns(["payload", "patch"]).to_pylist()):
-            patch = table.column("patch")[i]
-            row["payload"] = table.column("payload")[i].as_buffer()
-            row["patch"] = patch.as_buffer() if patch.is_valid else None
-            rows.append(row)
+        rows.extend(_with_buffers(table))
     return {tuple(row[c] for c in spec.chunk_by): ChunkRow(row["payload"], row["patch"], row["schema_fingerprint"],
                                                           row["codec"], row["last_row"]) for row in rows}
+
+
+def _by_shard(settings: Settings, spec: TableSpec, keys: Sequence[SeriesKey]) -> list[tuple[str, list[SeriesKey]]]:
+    """``keys`` grouped for the statements reading their chunk rows, each with the extra
+    condition that routes it. Under Citus one statement per symbol: it takes row locks
+    only in a query routed to one shard (an equality filter on the distribution column).
+    A plain server reads them all in one statement (10 symbols: one round trip, not 10)."""
+    if not settings.citus:
+        return [("", list(keys))]
+    at = spec.chunk_by.index("symbol")
+    by_symbol: dict[Any, list[SeriesKey]] = {}
+    for k in keys:
+        by_symbol.setdefault(k[at], []).append(k)
+    return [(f"t.symbol = {literal(symbol)} AND ", by_symbol[symbol]) for symbol in sorted(by_symbol)]
+
+
+def _with_buffers(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows of ``table`` as dicts, its bytea columns as Arrow buffers (None for NULL), not
+    bytes: to_pylist copied each one (10 month chunks of a restated day: 7 MB, 2 ms)."""
+    blobs = [n for n in ("payload", "patch") if n in table.column_names]
+    rows = table.drop_columns(blobs).to_pylist()
+    for name in blobs:
+        column = table.column(name)
+        for i, row in enumerate(rows):
+            value = column[i]
+            row[name] = value.as_buffer() if value.is_valid else None
+    return rows
+
+
+def fetch_payloads(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+                   stored: dict[SeriesKey, ChunkRow]) -> dict[SeriesKey, ChunkRow]:
+    """``stored`` (read by :func:`fetch_chunk_rows` without payloads, so locked already)
+    with their payloads: one statement (per symbol under Citus, routed to its shard)."""
+    if not stored:
+        return {}
+    key = ", ".join(quote_ident(c) for c in spec.chunk_by)
+    out = dict(stored)
+    for one, mine in _by_shard(settings, spec, list(stored)):
+        table = fetch_table(cur, f"SELECT {key}, payload FROM {chunk_table(spec, settings)} t "
+                                 f"WHERE {one}t.period_start = $1 AND {_key_filter(spec, mine, '$2', 't')}",
+                            (period, _keys_json(spec, mine)))
+        for row in _with_buffers(table):
+            k = tuple(row[c] for c in spec.chunk_by)
+            out[k] = replace(out[k], payload=row["payload"])
+    return out
 
 
 def fetch_for_update(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
@@ -604,12 +635,13 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
     for period in sorted(by_period):
         incoming_by_key = by_period[period]
         keys = list(incoming_by_key)
-        stored = fetch_chunk_rows(cur, settings, spec, period, keys)
+        stored = fetch_chunk_rows(cur, settings, spec, period, keys, payloads=sealed_tier)
         patches: dict[SeriesKey, Patch] = {}
         diffs: dict[SeriesKey, ChunkMerge] = {}
         if not sealed_tier:
-            # A few rows into a chunk: merged against the payload's batches they fall in and
-            # the patch only, and written to the patch (write_patches).
+            # A few rows into a chunk: merged against the patch and the payload's batches
+            # they fall in, and written to the patch (write_patches).
+            near: dict[SeriesKey, tuple[pa.Table, pa.Table, bool]] = {}
             for key, incoming in incoming_by_key.items():
                 row = stored.get(key)
                 if row is None or not row.patchable(spec):
@@ -617,16 +649,24 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                 old = row.patch_rows(spec)
                 if old.num_rows + incoming.num_rows > chunks.PATCH_ROWS:
                     continue  # folded: the chunk is rewritten whole, its patch emptied
-                time_col = spec.time_column or "timestamp"
-                bounds = pc.min_max(incoming.column(time_col))
-                lo, hi = bounds["min"], bounds["max"]
-                near = chunks.apply_patch(spec, chunks.decode(spec, row.payload, row.fingerprint, codec=row.codec,
-                                                              window=(lo.as_py(), hi.as_py())), old)
-                # Only rows in the incoming rows' time span can share a key with them: the
-                # merge joins ~1,440 rows of a restated day, not the 8,192 of its batches.
-                ts = near.column(time_col)
-                near = near.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi)))
-                diff = merge(spec, near, incoming, on_conflict=on_conflict, settings_table=name)
+                # Only rows in the incoming rows' time span can share a key with them.
+                mine = _in_span(spec, old, incoming)
+                near[key] = (old, mine, bool((chunks.key_positions(spec, mine, incoming) >= 0).all()))
+            # The payloads are fetched only where the patch does not hold every incoming key
+            # (a write run again, a day restated once more: none is); 10 month payloads
+            # of a restated day are 7 MB.
+            stored |= fetch_payloads(cur, settings, spec, period,
+                                     {k: r for k, r in stored.items() if k not in near or not near[k][2]})
+            for key, (old, mine, covered) in near.items():
+                row = stored[key]
+                if not covered:
+                    assert row.payload is not None
+                    # The batches of the span only: ~1,440 rows of a restated day are built,
+                    # not the 8,192 of each batch it falls in.
+                    lo, hi = _span(spec, incoming_by_key[key])
+                    mine = chunks.apply_patch(spec, chunks.decode(spec, row.payload, row.fingerprint, codec=row.codec,
+                                                                  window=(lo.as_py(), hi.as_py())), mine)
+                diff = merge(spec, mine, incoming_by_key[key], on_conflict=on_conflict, settings_table=name)
                 diffs[key] = diff
                 if diff.inserted or diff.updated:
                     assert row.last_row is not None
@@ -693,6 +733,21 @@ def route_staged(cur: Any, settings: Settings, spec: TableSpec, stage: str, firs
     if rest.num_rows:
         copy_into(cur, stage, rest, temporary=True)
     return counts
+
+
+def _span(spec: TableSpec, incoming: pa.Table) -> tuple[pa.Scalar, pa.Scalar]:
+    """The first and last time of ``incoming``."""
+    bounds = pc.min_max(incoming.column(spec.time_column or "timestamp"))
+    return bounds["min"], bounds["max"]
+
+
+def _in_span(spec: TableSpec, rows: pa.Table, incoming: pa.Table) -> pa.Table:
+    """The rows of ``rows`` whose time lies in ``incoming``'s span (both ends included)."""
+    if rows.num_rows == 0:
+        return rows
+    lo, hi = _span(spec, incoming)
+    ts = rows.column(spec.time_column or "timestamp")
+    return rows.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi)))
 
 
 def _split_by_series(spec: TableSpec, table: pa.Table) -> dict[SeriesKey, pa.Table]:
