@@ -180,7 +180,9 @@ def decode_sealed(spec: TableSpec, found: Iterable[Mapping[str, Any]], rng: Time
         payload = chunks.decode(spec, row["payload"], row["schema_fingerprint"], codec=row["codec"],
                                 window=None if inside else (rng.start, rng.end), floats=floats,
                                 patch=row.get("patch"))
-        if not inside or any(name not in spec.chunk_by for name, _ in extra):
+        # decode() cut the rows to the window, both ends included: an end excluded or a
+        # filter on a payload column is applied here.
+        if (not inside and rng.end_exclusive) or any(name not in spec.chunk_by for name, _ in extra):
             payload = _trim(spec, payload, rng, extra)
         arrays = [constant(row[f.name], payload.num_rows, f.type) if f.name in spec.chunk_by
                   else chunks.as_type(payload.column(f.name), f.type) for f in schema]
