@@ -363,6 +363,8 @@ def _merge_by_time(rows: pa.Table, patch: pa.Table, time_col: str, at: np.ndarra
     search and one gather, no sort (a 1,440-row patch over a 44,640-row month: 0.6 ms
     against 1.6 ms for concatenating and sorting)."""
     if found.all():
+        if len(at) == rows.num_rows and bool((at == np.arange(len(at))).all()):
+            return patch  # every row replaced (a patch restated whole again)
         # Restated rows only, no new time: each column copied once with the patch's values
         # in place (a 1,440-row patch over a 44,640-row month: 0.3 ms against 0.6 ms for
         # the gather below).

@@ -539,12 +539,27 @@ class ChunkMerge:
     the change log (the rows a tail must receive: ``added`` and ``after``). Every table
     has the payload columns in the payload schema."""
 
-    rows: pa.Table  # the chunk's rows after the merge (not sorted)
+    old: pa.Table  # the chunk's rows before the merge
+    replaced: np.ndarray | None  # the positions in ``old`` of rows ``new`` replaces
+    new: pa.Table  # the rows the merge puts in (with the rows of old not replaced: its rows)
     inserted: int
     updated: int
     added: pa.Table  # rows whose key the chunk did not hold
     before: pa.Table  # the previous values of the rows the merge changed
     after: pa.Table  # their new values
+
+    @property
+    def rows(self) -> pa.Table:
+        """The chunk's rows after the merge (not sorted). Built when asked: a merge into a
+        patch reads only the difference (a restated day: ~25 us a chunk saved)."""
+        if self.old.num_rows == 0:
+            return self.new
+        kept = self.old
+        if self.replaced is not None and len(self.replaced):
+            keep = np.ones(self.old.num_rows, dtype=bool)
+            keep[self.replaced] = False
+            kept = self.old.filter(pa.array(keep))
+        return pa.concat_tables([kept, self.new])
 
 
 def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.Array:
@@ -567,12 +582,11 @@ def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_
     """
     schema = chunks.payload_schema(spec)
     key = chunks.payload_key(spec)
-    new = incoming.select(schema.names).cast(schema)
+    new = _as_payload(incoming, schema)
     empty = new.slice(0, 0)  # (schema.empty_table() took 22 us a chunk)
     if existing is None or existing.num_rows == 0:
-        return ChunkMerge(new, new.num_rows, 0, added=new, before=empty, after=empty)
-    old = existing.select(schema.names)
-    old = old.cast(schema) if old.schema != schema else old
+        return ChunkMerge(empty, None, new, new.num_rows, 0, added=new, before=empty, after=empty)
+    old = _as_payload(existing, schema)
     at = chunks.key_positions(spec, old, new)
     hit = at >= 0
     if on_conflict == "error" and hit.any():
@@ -582,24 +596,38 @@ def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_
                          f"already exists in the sealed tier, table {settings_table!r}); {{fix}} "
                          "refuses it; nothing was written", table=spec.key,
                          fixes=(Remedy.argument("on_conflict", "error"),))
+    every = bool(hit.all())
     hits = pa.array(hit)
-    added = new.filter(pc.invert(hits)) if hit.any() else new
+    added = empty if every else new.filter(pc.invert(hits)) if hit.any() else new
     inserted = added.num_rows
     if on_conflict == "ignore" or not hit.any():
-        return ChunkMerge(pa.concat_tables([old, added]), inserted, 0, added=added, before=empty, after=empty)
-    now, was = new.filter(hits), old.take(pa.array(at[hit]))
+        return ChunkMerge(old, None, added, inserted, 0, added=added, before=empty, after=empty)
+    # Every row restated, in the stored order (a day restated again): no gathers.
+    now = new if every else new.filter(hits)
+    same_order = every and len(at) == old.num_rows and bool((at == np.arange(len(at))).all())
+    was = old if same_order else old.take(pa.array(at[hit]))
     changed = None
     for v in (c for c in schema.names if c not in key):
         differs = pc.invert(_same(now.column(v), was.column(v)))
         changed = differs if changed is None else pc.or_(changed, differs)
     if changed is None:  # key columns only: nothing to change
         after, before = empty, empty
+    elif pc.all(changed).as_py():
+        after, before = now, was
     else:
         after, before = now.filter(changed), was.filter(changed)
-    keep = np.ones(old.num_rows, dtype=bool)
-    keep[at[hit]] = False
-    merged = pa.concat_tables([old.filter(pa.array(keep)), new])
-    return ChunkMerge(merged, inserted, after.num_rows, added=added, before=before, after=after)
+    return ChunkMerge(old, at[hit], new, inserted, after.num_rows, added=added, before=before, after=after)
+
+
+def _as_payload(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table``'s payload columns in ``schema``: relabelled when only nullability
+    differs (Table.cast took ~6 us a column, 11 columns a chunk), else cast."""
+    picked = table.select(schema.names)
+    if picked.schema == schema:
+        return picked
+    if all(f.type == t for f, t in zip(schema, picked.schema.types, strict=True)):
+        return pa.Table.from_arrays(picked.columns, schema=schema)
+    return picked.cast(schema)
 
 
 def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, *, on_conflict: OnConflict,
