@@ -55,7 +55,7 @@ from regime_io._write.save import save
 from regime_io._write.validate import validate
 
 from .data import ConsecutiveBars
-from .measure import Figure, latency, time_it, unavailable
+from .measure import Figure, alternated_latency, latency, time_it, unavailable
 from .reads import _copy_out, range_query
 from .server import BenchServer
 from .writes import DECIMALS, Maintenance
@@ -346,6 +346,60 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
     return figures
 
 
+def _first_restatements(db: Any, bars: pl.DataFrame, day_frame: pl.DataFrame, *, count: int) -> Figure:
+    """Each of ``count`` other days of the restated day's month restated once: what a
+    day's first restatement costs (its chunks' payloads are read; a day restated again
+    finds its keys in the patches and is not). Days after it, else before it, so the
+    patches stay under PATCH_ROWS (5 days x 1,440 bars)."""
+    first: dt.datetime = day_frame.get_column("timestamp").min()  # type: ignore[assignment]
+    days = [first + dt.timedelta(days=d) for d in (*range(1, count + 1), *range(-1, -count - 1, -1))]
+    days = [d for d in days if d.month == first.month and bars.get_column("timestamp").is_between(
+        d, d + dt.timedelta(days=1)).any()][:count]
+    frames = [_restated(bars.filter(pl.col("timestamp").is_between(d, d + dt.timedelta(days=1) - _ONE_US)), True)
+              for d in days]
+    label = (f"regime_io.save of 1 day x {day_frame.get_column('symbol').n_unique()} symbols with new prices into "
+             "sealed months, each day's first restatement (a different day each run)")
+    if not frames:
+        return unavailable(label, "unavailable: no other day of the restated day's month holds bars")
+    queue = list(frames)
+
+    def restate() -> None:
+        frame = queue.pop(0)
+        result = save(db, "market_data", frame)
+        if result.updated != frame.height:
+            raise RuntimeError(f"first restatement of a day: {result}")
+
+    return time_it(restate, repeats=len(frames), rows=day_frame.height, label=label)
+
+
+def _latest_side_by_side(server: BenchServer, db: Any, bars: pl.DataFrame, slices: dict[str, Any], *,
+                         calls: int) -> dict[str, Figure]:
+    """``get_latest`` of one symbol on the sealed tier and on the row tier, one call of each
+    in turn. The row tier is a second schema holding the newest calendar month of the same
+    bars (the month ``get_latest`` reads there; older partitions are not touched), so the
+    two are timed in the same seconds instead of minutes apart (``history.latest.*``)."""
+    symbol = next(iter(slices.values()))[0][0]
+    newest = bars.get_column("timestamp").max()
+    assert isinstance(newest, dt.datetime)
+    rows_db = server.database("history_latest_rows")
+    try:
+        save(rows_db, "market_data", bars.filter(pl.col("timestamp") >= newest.replace(day=1, hour=0, minute=0)))
+        maint = Maintenance(server, rows_db)
+        maint.vacuum()
+        maint.close()
+        want = reading.get_latest(db, "market_data", symbol)
+        _check("latest row, row-tier copy vs sealed", reading.get_latest(rows_db, "market_data", symbol).height,
+               want.height)
+        figures = alternated_latency(
+            {"row": partial(reading.get_latest, rows_db, "market_data", symbol),
+             "sealed": partial(reading.get_latest, db, "market_data", symbol)},
+            calls=calls, labels={"row": "regime_io get_latest of 1 symbol, row tier (the newest month), alternated",
+                                 "sealed": "regime_io get_latest of 1 symbol, sealed tier, alternated"})
+    finally:
+        rows_db.close()
+    return {f"history.latest_alternated.{k}": v for k, v in figures.items()}
+
+
 def _floors(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[str, int], *,
             repeats: int) -> dict[str, Figure]:
     """What no reader of the sealed tier can beat on this server (issue 23: a miss is
@@ -600,6 +654,8 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
     figures.update(_reads(server, db, slices, expected, tier="sealed", repeats=repeats, copy=False))
     say("regime_io sealed tier: floors (fetch + decode the chunks alone; one round trip)")
     figures.update(_floors(server, db, slices, expected, repeats=repeats))
+    say("regime_io latest row: the sealed tier and a row-tier copy of the newest month, calls alternated")
+    figures.update(_latest_side_by_side(server, db, bars, slices, calls=max(100, repeats * 40)))
     flip = {"v": False}
     restated = {True: _restated(day_frame, True), False: _restated(day_frame, False)}  # built untimed, as ArcticDB's
 
@@ -609,8 +665,10 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
         if result.updated != day_frame.height:
             raise RuntimeError(f"sealed restatement: {result}")
 
+    # One untimed run first, as ArcticDB's update gets: the timed runs restate a day the
+    # patches hold already. A day's first restatement is timed on its own below.
     figures["history.restate.sealed"] = time_it(restate, repeats=repeats, rows=day_frame.height,
-                                                label=labels["restate"])
+                                                label=labels["restate"], warmup=1)
     _check("rows in the row tier after restating sealed months", maint.count(), 0)
     figures["history.floor.restate"] = _restate_floor(server, db, day_frame, repeats=repeats)
     # The restated day now sits in each month's patch: reads lay it over the payload.
@@ -619,6 +677,7 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
         "read_all", partial(reading.get_market_data, db, symbols, start, end),
         label=f"regime_io get_market_data, sealed tier, {what}, after the restatement (patched months)",
         rows=expected["read_all"], repeats=repeats)
+    figures["history.restate_first.sealed"] = _first_restatements(db, bars, day_frame, count=min(repeats, 4))
     if not _tier_param():
         figures["history.write.sealed"] = unavailable(labels["write"], "unavailable: save() has no tier= yet")
         return figures

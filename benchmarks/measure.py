@@ -83,6 +83,29 @@ def latency(fn: Callable[[], Any], *, calls: int, label: str, warmup: int = 5, n
         started = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - started) * 1000)
+    return _latency_figure(samples, label=label, note=note)
+
+
+def alternated_latency(fns: dict[str, Callable[[], Any]], *, calls: int, labels: dict[str, str],
+                       warmup: int = 5) -> dict[str, Figure]:
+    """:func:`latency` of several functions called in turn (the order reversed every other
+    round), so that the machine's drift between them cancels: two figures timed minutes
+    apart differed by more than the difference they were meant to show."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    order = list(fns)
+    for i in range(calls):
+        for key in order if i % 2 == 0 else reversed(order):
+            started = time.perf_counter()
+            fns[key]()
+            samples[key].append((time.perf_counter() - started) * 1000)
+    return {k: _latency_figure(samples[k], label=labels[k], note="calls alternated with " +
+                               ", ".join(labels[o] for o in order if o != k)) for k in order}
+
+
+def _latency_figure(samples: list[float], *, label: str, note: str | None) -> Figure:
     ordered = sorted(samples)
 
     def pct(p: float) -> float:
@@ -90,8 +113,8 @@ def latency(fn: Callable[[], Any], *, calls: int, label: str, warmup: int = 5, n
         k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
         return ordered[k]
 
-    fig: Figure = {"kind": "latency", "label": label, "unit": "ms", "calls": calls, "p50": pct(50), "p99": pct(99),
-                   "min": ordered[0], "max": ordered[-1], "mean": statistics.fmean(samples)}
+    fig: Figure = {"kind": "latency", "label": label, "unit": "ms", "calls": len(samples), "p50": pct(50),
+                   "p99": pct(99), "min": ordered[0], "max": ordered[-1], "mean": statistics.fmean(samples)}
     if note:
         fig["note"] = note
     return fig
