@@ -235,7 +235,11 @@ def _from_deltas(table: pa.Table, deltas: dict[str, str], schema: pa.Schema, *, 
         fields.append(field)
         column = table.column(i)
         if field.name not in deltas:
-            arrays.append(column.slice(rows.start, rows.stop - rows.start))
+            # One array per chunk, as the summed columns are: polars aligns a frame's
+            # chunks, and a volume column in 8,192-row batches beside month-long price
+            # columns split every column of 1M bars into 140 pieces (from_arrow 3.2 ms,
+            # 0.7 ms aligned; every bar into polars 45.9 -> 43.1 ms, as Arrow unchanged).
+            arrays.append(column.slice(rows.start, rows.stop - rows.start).combine_chunks())
             continue
         # Decimals read as floats are summed in float64 straight away: every running sum
         # is an unscaled value of at most 15 digits, an exact double (< 2**53), so the sum
