@@ -34,6 +34,7 @@ import dataclasses
 import datetime as dt
 import logging
 import re
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -466,32 +467,43 @@ def _reindex_if_empty(conn: Any, qualified: str, name: str, *, pooled: bool) -> 
                     "REINDEX", name)
 
 
-# VACUUM gives an emptied heap back by truncating it, but only if it can take the
-# partition's lock at once, and gives way silently to anyone else's lock request: in 2 of
-# 10 benchmark seals of 1M bars one partition kept its whole heap (51 MB of 73), every
-# step reported done. So the heap is checked and VACUUMed again; what is still kept
-# (another transaction still sees the rows, or the lock stayed taken) is said.
-_HEAP_TRIES = 2
+# VACUUM gives an emptied heap back by truncating it, and can only cut it down to the
+# last page holding a row some snapshot may still see. In 4 of ~26 benchmark seals of 1M
+# bars one partition kept 14-51 MB of heap, every step reporting done; two more VACUUMs
+# straight after left it as it was. So an emptied partition whose heap keeps pages is
+# VACUUMed again after a pause (a concurrent ANALYZE's snapshot lasts well under a
+# second), and what is still kept is said, with the oldest snapshot holder.
+_HEAP_PAUSES = (0.5, 1.5)  # seconds before each further VACUUM
+
+
+def _heap_bytes(conn: Any, qualified: str) -> int:
+    row = conn.execute(f"SELECT pg_relation_size({literal(qualified)}::regclass)").fetchone()
+    return int(row[0]) if row else 0
 
 
 def _give_heap_back(conn: Any, qualified: str, name: str, *, pooled: bool) -> None:
-    """VACUUM an emptied partition again while its heap keeps pages (at most
-    :data:`_HEAP_TRIES` times); warn if it still does."""
-    size = 0
-    for attempt in range(_HEAP_TRIES + 1):
-        row = conn.execute(f"SELECT pg_relation_size({literal(qualified)}::regclass)").fetchone()
-        size = int(row[0]) if row else 0
-        if size == 0 or attempt == _HEAP_TRIES:
-            break
-        log.info("%s: emptied by the move, its heap still %d bytes after VACUUM; vacuuming it again", name, size)
+    """VACUUM an emptied partition again (after :data:`_HEAP_PAUSES`) while its heap keeps
+    pages; warn, naming the oldest snapshot holder, if it still does."""
+    size = _heap_bytes(conn, qualified)
+    for pause in _HEAP_PAUSES:
+        if size == 0:
+            return
+        log.info("%s: emptied by the move, its heap still %d bytes after VACUUM; vacuuming it again in %.1f s",
+                 name, size, pause)
+        time.sleep(pause)
         if pooled:
             conn.execute(f"VACUUM (SKIP_LOCKED) {qualified}")
         elif _locked_out(conn, f"VACUUM {qualified}", name):
             return
+        size = _heap_bytes(conn, qualified)
     if size:
+        oldest = conn.execute("SELECT pid, backend_type, xact_start FROM pg_stat_activity "
+                              "WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid() "
+                              "ORDER BY age(backend_xmin) DESC LIMIT 1").fetchone()
+        holder = (f"; the oldest snapshot is held by pid {oldest[0]} ({oldest[1]}, in a transaction since "
+                  f"{oldest[2]})" if oldest else "")
         log.warning("%s: emptied by the move, but %d bytes of its heap were not given back (a transaction older "
-                    "than the move may still see its rows, or its lock stayed taken); the next VACUUM gives them "
-                    "back", name, size)
+                    "than the move may still see its rows%s); the next VACUUM gives them back", name, size, holder)
 
 
 def _locked_out(conn: Any, statement: str, name: str) -> bool:
