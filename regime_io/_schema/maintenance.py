@@ -34,7 +34,6 @@ import dataclasses
 import datetime as dt
 import logging
 import re
-import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -408,9 +407,8 @@ def analyze_moved(db: Database, report: SealReport) -> list[str]:
                             targets.append((part.qualified, part.name))
             finally:
                 cur.close()
-        pooled = db.settings.pooler == "transaction"
         with db.lookup_pool.connection() as lookup:
-            if pooled:
+            if db.settings.pooler == "transaction":
                 # A session's lock_timeout would stay in a server session the pooler lends to
                 # other clients (and VACUUM runs in no transaction, so no SET LOCAL): skip a
                 # partition whose lock is taken instead of waiting for it.
@@ -429,15 +427,11 @@ def analyze_moved(db: Database, report: SealReport) -> list[str]:
                         if _locked_out(lookup, f"VACUUM (ANALYZE) {qualified}", name):
                             continue
                         done.append(name)
-                    for qualified, name in targets:
-                        if name in done:  # a partition VACUUM skipped still holds its dead rows
-                            _reindex_if_empty(lookup, qualified, name, pooled=False)
                 finally:
                     lookup.execute("RESET lock_timeout")
-            if pooled:
-                for qualified, name in targets:
-                    if name in done:
-                        _reindex_if_empty(lookup, qualified, name, pooled=True)
+            for qualified, name in targets:
+                if name in done:  # a partition VACUUM skipped still holds its dead rows
+                    _reindex_if_empty(lookup, qualified, name)
     except (RegimeIOError, adbc_driver_manager.Error, psycopg.Error) as err:
         log.warning("could not vacuum the partitions of the months moved (autovacuum will): %s",
                     db.redact(str(err).splitlines()[0]))
@@ -445,7 +439,7 @@ def analyze_moved(db: Database, report: SealReport) -> list[str]:
     return done
 
 
-def _reindex_if_empty(conn: Any, qualified: str, name: str, *, pooled: bool) -> None:
+def _reindex_if_empty(conn: Any, qualified: str, name: str) -> None:
     """Rebuild the indexes of a partition the move emptied: VACUUM gives its heap back
     (trailing empty pages) but not its index pages, which were most of what a sealed
     month left behind (1M one-minute bars: 71 bytes/bar after seal + VACUUM, 17.7 after
@@ -457,7 +451,7 @@ def _reindex_if_empty(conn: Any, qualified: str, name: str, *, pooled: bool) -> 
     row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM {qualified})").fetchone()
     if row is None or row[0]:
         return
-    _give_heap_back(conn, qualified, name, pooled=pooled)
+    _warn_if_heap_kept(conn, qualified, name)
     try:
         with conn.transaction():
             conn.execute("SET LOCAL lock_timeout = '2s'")
@@ -467,43 +461,24 @@ def _reindex_if_empty(conn: Any, qualified: str, name: str, *, pooled: bool) -> 
                     "REINDEX", name)
 
 
-# VACUUM gives an emptied heap back by truncating it, and can only cut it down to the
-# last page holding a row some snapshot may still see. In 4 of ~26 benchmark seals of 1M
-# bars one partition kept 14-51 MB of heap, every step reporting done; two more VACUUMs
-# straight after left it as it was. So an emptied partition whose heap keeps pages is
-# VACUUMed again after a pause (a concurrent ANALYZE's snapshot lasts well under a
-# second), and what is still kept is said, with the oldest snapshot holder.
-_HEAP_PAUSES = (0.5, 1.5)  # seconds before each further VACUUM
-
-
-def _heap_bytes(conn: Any, qualified: str) -> int:
+# VACUUM gives an emptied heap back by truncating it, and says nothing when it cannot. In
+# 5 of ~60 benchmark seals of 1M bars (2026-12-05) one partition kept 14-55 MB of heap,
+# every step reporting done; neither two more VACUUMs straight after nor two after
+# pauses of 0.5 and 1.5 s gave it back, and no other transaction held a snapshot then
+# (cause not found; docs/performance.md, issue 23). A heap still kept is therefore said,
+# with the oldest snapshot's holder when there is one.
+def _warn_if_heap_kept(conn: Any, qualified: str, name: str) -> None:
     row = conn.execute(f"SELECT pg_relation_size({literal(qualified)}::regclass)").fetchone()
-    return int(row[0]) if row else 0
-
-
-def _give_heap_back(conn: Any, qualified: str, name: str, *, pooled: bool) -> None:
-    """VACUUM an emptied partition again (after :data:`_HEAP_PAUSES`) while its heap keeps
-    pages; warn, naming the oldest snapshot holder, if it still does."""
-    size = _heap_bytes(conn, qualified)
-    for pause in _HEAP_PAUSES:
-        if size == 0:
-            return
-        log.info("%s: emptied by the move, its heap still %d bytes after VACUUM; vacuuming it again in %.1f s",
-                 name, size, pause)
-        time.sleep(pause)
-        if pooled:
-            conn.execute(f"VACUUM (SKIP_LOCKED) {qualified}")
-        elif _locked_out(conn, f"VACUUM {qualified}", name):
-            return
-        size = _heap_bytes(conn, qualified)
-    if size:
-        oldest = conn.execute("SELECT pid, backend_type, xact_start FROM pg_stat_activity "
-                              "WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid() "
-                              "ORDER BY age(backend_xmin) DESC LIMIT 1").fetchone()
-        holder = (f"; the oldest snapshot is held by pid {oldest[0]} ({oldest[1]}, in a transaction since "
-                  f"{oldest[2]})" if oldest else "")
-        log.warning("%s: emptied by the move, but %d bytes of its heap were not given back (a transaction older "
-                    "than the move may still see its rows%s); the next VACUUM gives them back", name, size, holder)
+    size = int(row[0]) if row else 0
+    if not size:
+        return
+    oldest = conn.execute("SELECT pid, backend_type, xact_start FROM pg_stat_activity "
+                          "WHERE backend_xmin IS NOT NULL AND pid <> pg_backend_pid() "
+                          "ORDER BY age(backend_xmin) DESC LIMIT 1").fetchone()
+    holder = (f"; the oldest snapshot is held by pid {oldest[0]} ({oldest[1]}, in a transaction since {oldest[2]})"
+              if oldest else "")
+    log.warning("%s: emptied by the move, but VACUUM left %d bytes of its heap (a transaction older than the move "
+                "may still see its rows%s); a later VACUUM gives them back", name, size, holder)
 
 
 def _locked_out(conn: Any, statement: str, name: str) -> bool:
