@@ -669,7 +669,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         if not sealed_tier:
             # A few rows into a chunk: merged against the patch and the payload's batches
             # they fall in, and written to the patch (write_patches).
-            near: dict[SeriesKey, tuple[pa.Table, pa.Table, bool]] = {}
+            near: dict[SeriesKey, tuple[pa.Table, pa.Table, ChunkMerge | None]] = {}
             for key, incoming in incoming_by_key.items():
                 row = stored.get(key)
                 if row is None or not row.patchable(spec):
@@ -677,24 +677,27 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                 old = row.patch_rows(spec)
                 if old.num_rows + incoming.num_rows > chunks.PATCH_ROWS:
                     continue  # folded: the chunk is rewritten whole, its patch emptied
-                # Only rows in the incoming rows' time span can share a key with them.
+                # Only rows in the incoming rows' time span can share a key with them. A merge
+                # against the patch alone that inserts nothing found every key there (a write
+                # run again, a day restated once more): the payload's rows under them are
+                # superseded, so that merge is the chunk's.
                 mine = _in_span(spec, old, incoming)
-                near[key] = (old, mine, bool((chunks.key_positions(spec, mine, incoming) >= 0).all()))
-            # The payloads are fetched only where the patch does not hold every incoming key
-            # (a write run again, a day restated once more: none is); 10 month payloads
-            # of a restated day are 7 MB.
+                first = merge(spec, mine, incoming, on_conflict=on_conflict, settings_table=name)
+                near[key] = (old, mine, None if first.inserted else first)
+            # The payloads only where the patch lacks a key (10 months of a restated day: 7 MB).
             stored |= fetch_payloads(cur, settings, spec, period,
-                                     {k: r for k, r in stored.items() if k not in near or not near[k][2]})
-            for key, (old, mine, covered) in near.items():
+                                     {k: r for k, r in stored.items() if k not in near or near[k][2] is None})
+            for key, (old, mine, known) in near.items():
                 row = stored[key]
-                if not covered:
+                diff = known
+                if diff is None:
                     assert row.payload is not None
                     # The batches of the span only: ~1,440 rows of a restated day are built,
                     # not the 8,192 of each batch it falls in.
                     lo, hi = _span(spec, incoming_by_key[key])
                     mine = chunks.apply_patch(spec, chunks.decode(spec, row.payload, row.fingerprint, codec=row.codec,
                                                                   window=(lo.as_py(), hi.as_py())), mine)
-                diff = merge(spec, mine, incoming_by_key[key], on_conflict=on_conflict, settings_table=name)
+                    diff = merge(spec, mine, incoming_by_key[key], on_conflict=on_conflict, settings_table=name)
                 diffs[key] = diff
                 if diff.inserted or diff.updated:
                     assert row.last_row is not None
