@@ -142,7 +142,7 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F], Edits[F]):
         try:
             return initialize_database(self.db.pool, self.db.resolved, widen_prices=widen_prices)
         finally:
-            self.db.forget_metadata()  # the price scale was just recorded (or widened)
+            self.db.forget_metadata()  # the price scale was just recorded (or widened), the schema upgraded
 
     def close(self) -> None:
         """Release every pooled connection. The embedded server keeps running.

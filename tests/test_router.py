@@ -153,15 +153,18 @@ def test_the_latest_row_of_a_sealed_series_is_one_round_trip(loaded: PostgreSQLI
                                                               caplog: pytest.LogCaptureFixture) -> None:
     """A series whose newest rows are all sealed: the statement that joins the series
     catalog to the row table joins it to each chunk's ``last_row`` too (no payload
-    crosses the wire), sent in the same pipeline as the lookup of chunks sealed before
-    schema version 8 -- two statements, one round trip."""
+    crosses the wire). The first latest-row read of a table also looks for chunks sealed
+    before schema version 8 (in the same pipeline); once it found none, one statement."""
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
     want = loaded.get_latest("bars", symbols=SYMBOLS)
+    first = statements(caplog)
+    assert len(first) == 3 and "last_row IS NULL" in first[1] and "last_row IS NULL" in first[2], first
     want_exact = loaded.get_latest("bars", symbols=SYMBOLS, exact=True)
     loaded.seal("2030-01-01", tables="bars")  # everything sealed
-    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+    caplog.clear()
     assert_frame_equal(loaded.get_latest("bars", symbols=SYMBOLS), want)
     sent = statements(caplog)
-    assert len(sent) == 2 and "last_row" in sent[0] and "payload" not in sent[0], sent
+    assert len(sent) == 1 and "last_row" in sent[0] and "payload" not in sent[0], sent
     assert_frame_equal(loaded.get_latest("bars", symbols=SYMBOLS, exact=True), want_exact)
 
 
@@ -175,7 +178,10 @@ def test_chunks_sealed_before_last_row_still_give_the_latest_row(loaded: Postgre
     sql(f"ALTER TABLE {chunks} DROP COLUMN last_row")  # as schema version 7 left it
     loaded.initialize_database()
     assert sql(f"SELECT count(*) FROM {chunks} WHERE last_row IS NULL") == [(4,)]
-    assert_frame_equal(loaded.get_latest("bars", symbols=SYMBOLS, exact=True), want)
+    # The first read (before the seal) found no such chunk; the upgrade made it look again,
+    # and every read looks while some are left.
+    for _ in range(2):
+        assert_frame_equal(loaded.get_latest("bars", symbols=SYMBOLS, exact=True), want)
     assert_frame_equal(loaded.get_latest("bars"), loaded.get_latest("bars", symbols=SYMBOLS))
 
 

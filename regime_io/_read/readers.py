@@ -55,7 +55,7 @@ from .._tiers.router import (
     SqlBuilder,
     is_changed,
     merge_latest,
-    newest_chunks_query,
+    newest_chunks_queries,
     newest_sealed_rows,
     read_rows,
     read_sql,
@@ -334,15 +334,12 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
         return convert(zoned(db, spec, conform(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), schema),
                              check_tz(tz)), return_type)
     # The sealed tier's newest rows in the same statement; chunks sealed before schema
-    # version 8 (no last_row) in the same round trip.
+    # version 8 (no last_row), while the table may have any, in the same round trip.
     relations = [newest_sealed_rows(db, spec)] if spec.sealable else []
-    queries = [latest_query(db, spec, wanted, timeframe=tf, exact=exact, relations=relations)]
-    if spec.sealable:
-        queries.append(newest_chunks_query(db, spec, wanted, tf))
-    found = read_lookups(db, queries, what="get_latest", table=spec.key)
-    table_ = conform(found[0], schema)
-    if spec.sealable:
-        table_ = merge_latest(db, spec, table_, found[1].to_pylist(), schema)
+    older = newest_chunks_queries(db, spec, wanted, tf)
+    found = read_lookups(db, [latest_query(db, spec, wanted, timeframe=tf, exact=exact, relations=relations),
+                              *older], what="get_latest", table=spec.key)
+    table_ = merge_latest(db, spec, conform(found[0], schema), found[1:], schema)
     if table_.num_rows < len(wanted or ()):  # some symbol named has no row
         explain_empty(db, spec, [s for s in wanted or () if s not in set(table_.column("symbol").to_pylist())],
                       timeframe=tf)

@@ -69,7 +69,7 @@ __all__ = [
     "is_changed",
     "known_sealed",
     "merge_latest",
-    "newest_chunks_query",
+    "newest_chunks_queries",
     "newest_sealed_rows",
     "read_in_snapshot",
     "read_last",
@@ -522,19 +522,38 @@ def newest_sealed_rows(db: Database, spec: TableSpec) -> Relation:
         # The chunk's last_ts is the row's time: the catalog join probes the chunks' index.
         return f"k.last_ts AS {quote_ident(name)}" if name == time_col else f"r.{quote_ident(name)}"
 
+    # Only the other columns are read back from the JSON, each in its declared type:
+    # jsonb_populate_record of the table's row type also parsed the key and the time
+    # (~15 us of a 0.57 ms get_latest, the sealed tier's whole lag behind the row tier's).
+    values = [c for c in spec.columns if c.name not in spec.chunk_by and c.name != time_col]
+    typed = ", ".join(f"{quote_ident(c.name)} {c.pg_type}" for c in values)
+
     def relation(q: Query) -> str:
+        lateral = f"CROSS JOIN LATERAL jsonb_to_record(k.last_row) AS r({typed}) " if values else ""
         return (f"(SELECT {', '.join(column(c) for c in spec.column_names)} FROM {chunk_table(spec, db.settings)} k "
-                f"CROSS JOIN LATERAL jsonb_populate_record(NULL::{db.table(spec.key)}, k.last_row) r "
-                "WHERE k.last_row IS NOT NULL)")
+                f"{lateral}WHERE k.last_row IS NOT NULL)")
 
     return relation
+
+
+def newest_chunks_queries(db: Database, spec: TableSpec, wanted: list[str] | None,
+                          timeframe: str | None) -> list[tuple[Query, str]]:
+    """The lookups :func:`merge_latest` needs beside the latest-row query, independent of
+    its answer (the latest-row reader sends them in the same round trip): none once a read
+    found that no chunk of the table predates ``last_row`` (``db.last_rows_complete``;
+    sending them cost ~0.2 ms of a 0.78 ms ``get_latest``), else :func:`newest_chunks_query`
+    and whether the table has such chunks at all."""
+    if not spec.sealable or spec.key in db.last_rows_complete:
+        return []
+    return [newest_chunks_query(db, spec, wanted, timeframe),
+            (Query(), f"SELECT NOT EXISTS (SELECT 1 FROM {chunk_table(spec, db.settings)} WHERE last_row IS NULL) "
+                      "AS complete")]
 
 
 def newest_chunks_query(db: Database, spec: TableSpec, wanted: list[str] | None,
                         timeframe: str | None) -> tuple[Query, str]:
     """The newest chunk without a ``last_row`` (written before schema version 8) of each
-    series asked for (key, period, ``last_ts``), for :func:`merge_latest`; independent of
-    the row tier's answer, so the latest-row reader sends both queries in one round trip."""
+    series asked for (key, period, ``last_ts``), for :func:`merge_latest`."""
     q = Query()
     key = [c for c in spec.chunk_by]
     cols = ", ".join(f"t.{quote_ident(c)}" for c in key)
@@ -558,12 +577,17 @@ def newest_chunks_query(db: Database, spec: TableSpec, wanted: list[str] | None,
                f"{chunk_table(spec, db.settings)} t {where} ORDER BY {cols}, t.period_start DESC) t")
 
 
-def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, newest: list[dict[str, Any]],
+def merge_latest(db: Database, spec: TableSpec, rows: pa.Table, found: Sequence[pa.Table],
                  schema: pa.Schema) -> pa.Table:
     """The row tier's latest rows (``rows``, one per series) corrected by the sealed tier
-    (``newest``: the rows of :func:`newest_chunks_query`): a series whose newest chunk
+    (``found``: the answers to :func:`newest_chunks_queries`): a series whose newest chunk
     ends after its latest row (or that has no rows) takes that chunk's last row, which
     costs one more lookup; otherwise nothing is read."""
+    if not found:
+        return rows
+    newest = found[0].to_pylist()
+    if found[1].column("complete")[0].as_py():
+        db.last_rows_complete.add(spec.key)
     if not newest:
         return rows
     key = [c for c in spec.chunk_by]
