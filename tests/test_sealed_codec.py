@@ -74,6 +74,38 @@ def test_a_window_returns_exactly_its_rows_and_each_batch_stands_alone(codec: st
     assert chunks.decode(BARS, payload, fp, window=before).num_rows == 0
 
 
+@pytest.mark.parametrize("codec", [chunks.CODEC, chunks.ZSTD_CODEC])
+def test_a_window_reads_from_its_byte_range_and_the_tail_alone(codec: str) -> None:
+    """What a restatement fetches of a payload (the footer at its end and the byte range
+    of the window's batches) decodes the window as the whole payload does; the batches
+    outside it fail to read, loudly; a tail without the whole footer asks for everything."""
+    table = _bars(chunks.BATCH_ROWS * 4 + 100)
+    payload = chunks.encode(BARS, table, codec=codec)
+    ts = table.column("timestamp")
+    fp = chunks.fingerprint(BARS)
+    tail = payload[-chunks.TAIL_BYTES:]
+    spans = [(0, 0), (5, 9), (chunks.BATCH_ROWS - 2, chunks.BATCH_ROWS + 3),
+             (chunks.BATCH_ROWS * 2 + 1, chunks.BATCH_ROWS * 4 + 99), (0, chunks.BATCH_ROWS * 4 + 99)]
+    for lo, hi in spans:
+        window = (ts[lo].as_py(), ts[hi].as_py())
+        start_stop = chunks.window_bytes(tail, len(payload), window)
+        assert start_stop is not None
+        start, stop = start_stop
+        sparse = chunks.sparse_payload(len(payload), tail, start, payload[start:stop])
+        got = chunks.decode(BARS, sparse, fp, codec=codec, window=window)
+        assert got.equals(chunks.decode(BARS, payload, fp, codec=codec, window=window))
+        assert got.num_rows == hi - lo + 1
+    start, stop = chunks.window_bytes(tail, len(payload), (ts[5].as_py(), ts[9].as_py())) or (0, 0)
+    assert stop - start < len(payload) / 3  # one batch of five (~27% of this payload)
+    sparse = chunks.sparse_payload(len(payload), tail, start, payload[start:stop])
+    with pytest.raises(pa.ArrowInvalid):
+        chunks.decode(BARS, sparse, fp, codec=codec)  # every batch: the others are not there
+    before = (ts[0].as_py() - dt.timedelta(days=2), ts[0].as_py() - dt.timedelta(days=1))
+    assert chunks.window_bytes(tail, len(payload), before) is not None
+    assert chunks.window_bytes(payload[-200:], len(payload), before) is None  # the footer is longer
+    assert chunks.window_bytes(b"not a payload", 13, before) is None
+
+
 def test_nullable_decimals_with_nulls_are_stored_as_they_are() -> None:
     n = 50
     table = chunks.conform_payload(REGIMES, pa.table({

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -79,21 +80,33 @@ def test_a_restated_day_lands_in_the_patch_and_every_reader_sees_it(pg: PostgreS
 def test_keys_the_patch_holds_merge_without_the_payload(pg: PostgreSQLIntegration, sql,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A day restated again (or a write run again) finds every key in the patch: the
-    payloads are not fetched. A key the patch lacks brings its chunk's payload back, and
-    the counts and reads are those of the row tier either way."""
+    payloads are not fetched. A key the patch lacks brings back the part of its chunk's
+    payload the day falls in (never the whole payload of a patchable chunk), and the
+    counts and reads are those of the row tier either way."""
     fetched: list[list[str]] = []
-    real = sealed_store.fetch_payloads
+    whole: list[list[str]] = []
+    parts: list[tuple[int, int]] = []  # (bytes fetched: not zero, payload size)
+    real_whole, real_windows = sealed_store.fetch_payloads, sealed_store.fetch_payload_windows
 
-    def spy(cur: Any, settings: Any, spec: Any, period: dt.date, stored: dict[Any, Any]) -> dict[Any, Any]:
-        fetched.append(sorted(k[0] for k in stored))
-        return real(cur, settings, spec, period, stored)
+    def spy_whole(cur: Any, settings: Any, spec: Any, period: dt.date, stored: dict[Any, Any]) -> dict[Any, Any]:
+        whole.append(sorted(k[0] for k in stored))
+        return real_whole(cur, settings, spec, period, stored)
 
-    monkeypatch.setattr(sealed_store, "fetch_payloads", spy)
+    def spy(cur: Any, settings: Any, spec: Any, period: dt.date, windows: dict[Any, Any]) -> dict[Any, Any]:
+        fetched.append(sorted(k[0] for k in windows))
+        out = real_windows(cur, settings, spec, period, windows)
+        parts.extend((int(np.count_nonzero(np.frombuffer(b, np.uint8))), b.size) for b in out.values())
+        return out
+
+    monkeypatch.setattr(sealed_store, "fetch_payloads", spy_whole)
+    monkeypatch.setattr(sealed_store, "fetch_payload_windows", spy)
     data = _sealed_month(pg)
     day = data.filter(pl.col("timestamp").dt.day() == 10)
     first = day.with_columns(pl.col("volume") + 1)
     assert pg.save_market_data(first).updated == day.height
-    assert fetched.pop() == ["BANKNIFTY", "NIFTY"]  # the first restatement reads the payloads
+    assert fetched.pop() == ["BANKNIFTY", "NIFTY"]  # the first restatement reads the payloads' windows
+    assert len(parts) == 2 and all(got < size / 2 for got, size in parts), parts  # 1 batch of 6, and the footer
+    assert all(w == [] for w in whole), whole
     again = day.with_columns(pl.col("volume") + 2)
     result = pg.save_market_data(again)
     assert (result.inserted, result.updated, result.unchanged) == (0, day.height, 0)

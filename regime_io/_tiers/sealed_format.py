@@ -44,6 +44,7 @@ import datetime as dt
 import decimal
 import hashlib
 import json
+import struct
 from typing import Any
 
 import numpy as np
@@ -407,14 +408,8 @@ def _decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str
     reader = ipc.open_file(pa.py_buffer(payload) if not isinstance(payload, pa.Buffer) else payload,
                            options=_READ_OPTIONS)
     count = reader.num_record_batches
-    wanted: list[int] = list(range(count))
     micros = None if window is None else (pd_micros(window[0]), pd_micros(window[1]))
-    if micros is not None and count > 1:
-        starts = [int(v) for v in (reader.schema.metadata or {}).get(_STARTS_KEY, b"").split(b",") if v]
-        if len(starts) == count:
-            lo, hi = micros
-            # Batch i holds times in [starts[i], starts[i + 1]] (equal times may straddle).
-            wanted = [i for i in range(count) if starts[i] <= hi and (i + 1 == count or starts[i + 1] >= lo)]
+    wanted = _batches_in(reader.schema, count, micros)
     meta = reader.schema.metadata or {}
     deltas = dict(item.split("=", 1) for item in meta.get(_DELTA_KEY, b"").decode().split(",") if item)
     time_col = spec.time_column or "timestamp"
@@ -450,6 +445,83 @@ def _decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str
             raise SchemaError(f"{spec.key}: a sealed chunk lacks the NOT NULL column {field.name!r}; "
                               "unseal it with the version that wrote it", table=spec.key, column=field.name)
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _batches_in(schema: pa.Schema, count: int, micros: tuple[int, int] | None) -> list[int]:
+    """The record batches of a payload (``schema``: its schema, with the batches' first
+    times in its metadata) that can hold rows of ``micros`` (every batch without it)."""
+    if micros is None or count <= 1:
+        return list(range(count))
+    starts = [int(v) for v in (schema.metadata or {}).get(_STARTS_KEY, b"").split(b",") if v]
+    if len(starts) != count:
+        return list(range(count))
+    lo, hi = micros
+    # Batch i holds times in [starts[i], starts[i + 1]] (equal times may straddle).
+    return [i for i in range(count) if starts[i] <= hi and (i + 1 == count or starts[i + 1] >= lo)]
+
+
+# A payload's last bytes fetched to find its batches (the IPC file's footer: the schema with
+# the batches' first times, and each batch's place). A 44,640-row month's footer is 888
+# bytes; a footer longer than this is read with the whole payload.
+TAIL_BYTES = 4096
+
+_FILE_END = struct.Struct("<i6s")  # the footer's length, then the magic "ARROW1"
+
+
+def window_bytes(tail: bytes, size: int, window: tuple[dt.datetime, dt.datetime]) -> tuple[int, int] | None:
+    """The byte range ``(start, stop)`` of the payload of ``size`` bytes (``tail``: its last
+    bytes) that holds every record batch :func:`decode` reads for ``window``: a restatement
+    fetches that range and the tail, not the payload (a restated day: 2 batches of a
+    month's 6, ~280 KB of ~770 KB). None when the tail does not hold the footer, or the
+    footer is not one this reads: then the whole payload is needed."""
+    if len(tail) < _FILE_END.size:
+        return None
+    length, magic = _FILE_END.unpack_from(tail, len(tail) - _FILE_END.size)
+    if magic != b"ARROW1" or not 0 < length <= len(tail) - _FILE_END.size:
+        return None
+    blocks = _footer_blocks(tail[len(tail) - _FILE_END.size - length: len(tail) - _FILE_END.size])
+    try:
+        reader = ipc.open_file(sparse_payload(size, tail, 0, b""), options=_READ_OPTIONS)
+    except pa.ArrowInvalid:
+        return None
+    if blocks is None or len(blocks) != reader.num_record_batches:
+        return None
+    wanted = _batches_in(reader.schema, len(blocks), (pd_micros(window[0]), pd_micros(window[1])))
+    if not wanted:
+        return (0, 0)
+    first, last = blocks[wanted[0]], blocks[wanted[-1]]
+    return first[0], last[0] + last[1] + last[2]
+
+
+def _footer_blocks(footer: bytes) -> list[tuple[int, int, int]] | None:
+    """``(offset, metadata length, body length)`` of each record batch, read from an Arrow
+    IPC file footer (a flatbuffer: ``Footer.recordBatches``, its fourth field, a vector of
+    24-byte ``Block`` structs; Arrow's File.fbs). Arrow's Python API does not expose them."""
+    try:
+        root = struct.unpack_from("<I", footer, 0)[0]
+        vtable = root - struct.unpack_from("<i", footer, root)[0]
+        field = 4 + 2 * 3
+        if struct.unpack_from("<H", footer, vtable)[0] < field + 2:
+            return []
+        at = struct.unpack_from("<H", footer, vtable + field)[0]
+        if not at:
+            return []
+        vector = root + at + struct.unpack_from("<I", footer, root + at)[0]
+        count = struct.unpack_from("<I", footer, vector)[0]
+        return [struct.unpack_from("<qi4xq", footer, vector + 4 + 24 * i) for i in range(count)]
+    except struct.error:
+        return None
+
+
+def sparse_payload(size: int, tail: bytes, start: int, piece: bytes | pa.Buffer) -> pa.Buffer:
+    """A payload of ``size`` bytes holding only its ``tail`` and ``piece`` (its bytes from
+    ``start``), zeros elsewhere: :func:`decode` reads the footer and the batches in the
+    piece (a batch outside it fails to read, loudly: its message is empty)."""
+    buffer = bytearray(size)
+    buffer[size - len(tail):] = tail
+    view = memoryview(piece) if isinstance(piece, pa.Buffer) else piece
+    buffer[start:start + len(view)] = view
+    return pa.py_buffer(buffer)
 
 
 def _undelta_schema(stored: pa.Schema, deltas: dict[str, str]) -> pa.Schema:
