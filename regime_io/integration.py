@@ -494,7 +494,9 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F], Edits[F]):
         either way; writes into sealed months merge into their chunks. Each month moves
         in its own transactions (whole series at a time, at most ~1M rows each): a row is
         always in exactly one tier, even if the server dies mid-way, and sealing again
-        moves nothing. See ``docs/schema.md``, "Two tiers".
+        moves nothing. The row partitions emptied are truncated once no open transaction
+        can still read their rows (else vacuumed and reindexed): the space is back when
+        this returns. See ``docs/schema.md``, "Two tiers".
 
         Parameters:
             older_than: the cutoff: a date or datetime, a timedelta or an age such as

@@ -261,14 +261,24 @@ def test_writes_deletes_and_seals_through_pgbouncer(pgb: PostgreSQLIntegration, 
 
 
 def test_seal_vacuums_the_moved_partitions_without_a_session_setting(pgb: PostgreSQLIntegration, server: Any) -> None:
-    """After a seal the moved month's partition is vacuumed (``SKIP_LOCKED`` instead of a
-    session's ``lock_timeout``, which would stay in a server session the pooler lends)."""
-    pgb.save_market_data(bars(["V"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 50))
+    """After a seal the moved month's partition is vacuumed while it keeps other series
+    (``SKIP_LOCKED`` instead of a session's ``lock_timeout``, which would stay in a server
+    session the pooler lends), and truncated once emptied (``SET LOCAL`` in its own
+    transaction)."""
+    pgb.save_market_data(bars(["V", "W"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 50))
+
+    def partition() -> tuple[Any, ...] | None:
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            return conn.execute("SELECT last_vacuum IS NOT NULL, last_analyze IS NOT NULL, pg_relation_size(relid) "
+                                "FROM pg_stat_user_tables WHERE schemaname = %s "
+                                "AND relname LIKE 'mr_market_data_p2024_01%%'", (pgb.settings.schema,)).fetchone()
+
+    assert pgb.seal("2024-02-01", tables="bars", symbols="V").rows_moved == 50
+    vacuumed, _, size = partition() or (None, None, None)
+    assert vacuumed and size  # W's rows are still there
     assert pgb.seal("2024-02-01", tables="bars").rows_moved == 50
-    with psycopg.connect(server.url(), autocommit=True) as conn:
-        row = conn.execute("SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE schemaname = %s "
-                           "AND relname LIKE 'mr_market_data_p2024_01%%'", (pgb.settings.schema,)).fetchone()
-    assert row == (True,)
+    assert partition() == (True, True, 0)  # W's rows moved too: truncated and analysed
+    assert pgb.get_market_data(["V", "W"], "2024-01-01", "2024-01-31").height == 100
 
 
 # -- what needs a session -----------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Sealing gives the row tier's space back when seal() returns (issue 23: storage right
-after seal(), no VACUUM by the user): the emptied partitions are vacuumed and reindexed
-after the move commits. Never by TRUNCATE, which is not MVCC-safe: a reader whose snapshot
-is older than the seal (COPY (query) TO takes its snapshot before it locks the
-partitions) must still see the month's rows."""
+after seal(), no VACUUM by the user): after the move commits, an emptied partition is
+truncated when no snapshot older than the move exists, else vacuumed and reindexed.
+TRUNCATE is not MVCC-safe: a reader whose snapshot is older than the seal (COPY (query)
+TO takes its snapshot before it locks the partitions) must still see the month's rows."""
 
 from __future__ import annotations
 
@@ -35,10 +35,14 @@ def test_a_partition_the_seal_emptied_gives_its_space_back(pg: PostgreSQLIntegra
     jan = _partition(pg, "2024_01")
     before = _bytes(sql, jan)
     frame = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31", exact=True)
+    files = sql(f"SELECT pg_relation_filenode('{jan}')")[0][0]
     report = pg.seal(dt.date(2024, 2, 1))
     assert report.rows_moved == frame.height > 0
-    # Vacuumed (no heap pages left) and reindexed (index roots only: 8 kB each).
+    # Truncated (nobody could see the rows any more: a new, empty file), so no heap pages
+    # left and the indexes empty.
+    assert sql(f"SELECT pg_relation_filenode('{jan}')")[0][0] != files
     assert sql(f"SELECT pg_relation_size('{jan}')")[0][0] == 0
+    assert sql(f"SELECT reltuples FROM pg_class WHERE oid = '{jan}'::regclass")[0][0] == 0  # analyzed
     assert _bytes(sql, jan) < before / 10
     assert_frame_equal(pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31", exact=True), frame)
 
@@ -92,7 +96,7 @@ def test_a_partition_locked_elsewhere_is_skipped_and_the_others_still_vacuumed(
     finally:
         holder.close()
     assert report.rows_moved == 6000
-    assert sql(f"SELECT pg_relation_size('{jan}')")[0][0] == 0 and _bytes(sql, jan) < before / 10  # and reindexed
+    assert sql(f"SELECT pg_relation_size('{jan}')")[0][0] == 0 and _bytes(sql, jan) < before / 10  # truncated
     assert sql(f"SELECT pg_relation_size('{feb}')")[0][0] > 0  # left to autovacuum
     assert any("2024_02" in r.getMessage() and "not vacuumed" in r.getMessage() for r in caplog.records)
     assert pg.get_market_data("NIFTY", "2024-01-01", "2024-02-29 23:59").height == 6000

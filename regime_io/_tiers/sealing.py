@@ -323,8 +323,9 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store
                 # its snapshot before it locks the partitions it reads, so a COPY-based reader
                 # older than the seal saw the month's partition empty and its chunk not yet
                 # there (a month missing in a seal/unseal loop beside readers). The space comes
-                # back after the commit: VACUUM + REINDEX of the emptied partitions
-                # (_schema.maintenance.analyze_moved; tests/test_sealing_storage.py).
+                # back after the commit: TRUNCATE of an emptied partition no snapshot can
+                # still read, else VACUUM + REINDEX (_schema.maintenance.analyze_moved;
+                # tests/test_sealing_storage.py).
                 deleted = store.delete_rows(cur, settings, spec, period, list(by_series))
                 if deleted != rows.num_rows:
                     raise WriteError(f"{spec.key}: sealing {period:%Y-%m} read {rows.num_rows} rows but deleted "
