@@ -106,6 +106,57 @@ def test_a_window_reads_from_its_byte_range_and_the_tail_alone(codec: str) -> No
     assert chunks.window_bytes(b"not a payload", 13, before) is None
 
 
+@pytest.mark.parametrize("floats", [True, False])
+@pytest.mark.parametrize("window", [None, (1000, 9000), (20000, 20100)])
+@pytest.mark.parametrize("shape", ["restated", "added", "nulls"])
+def test_a_patch_written_over_the_rows_as_they_are_built_gives_what_laying_it_over_gives(
+        floats: bool, window: tuple[int, int] | None, shape: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A patch whose every time is in the payload is written over the rows as their
+    columns are built; one that adds a row, or holds a null, is laid over the built rows
+    (apply_patch). Either way the rows are the same."""
+    spec = REGIMES if shape == "nulls" else BARS
+    n = chunks.BATCH_ROWS * 3
+    start = dt.datetime(2024, 1, 2, 9, 15)
+    if spec is BARS:
+        table = _bars(n, start=start)
+        patch = table.take(list(range(500, 12000, 3))).set_column(
+            5, "volume", pa.array(list(range(10**6, 10**6 + len(range(500, 12000, 3)))), pa.int64()))
+        patch = patch.set_column(4, "close", pa.array([Decimal("12.34")] * patch.num_rows, table.schema.field("close").type))
+        if shape == "added":  # one time between two stored bars
+            extra = patch.slice(0, 1).set_column(0, "timestamp", pa.array([start + dt.timedelta(seconds=30)],
+                                                                            pa.timestamp("us")))
+            patch = pa.concat_tables([extra.cast(patch.schema), patch])
+    else:
+        times = [start + dt.timedelta(minutes=i) for i in range(n)]
+        table = chunks.conform_payload(spec, pa.table({
+            "timestamp": pa.array(times, pa.timestamp("us")), "regime": ["UP"] * n,
+            "confidence": pa.array([Decimal("0.50")] * n, pa.decimal128(5, 2))}))
+        patch = table.take(list(range(100, 9000, 7)))
+        patch = patch.set_column(2, "confidence", pa.array([None] * patch.num_rows, pa.decimal128(5, 2)))
+    patch = chunks.conform_payload(spec, patch)
+    payload, encoded = chunks.encode(spec, table), chunks.encode(spec, patch)
+    fp = chunks.fingerprint(spec)
+    ts = table.column("timestamp")
+    span = None if window is None else (ts[window[0]].as_py(), ts[window[1]].as_py())
+    placed: list[bool] = []
+    real = chunks._overlay_places
+
+    def spy(*args: Any) -> Any:
+        found = real(*args)
+        placed.append(found is not None)
+        return found
+
+    monkeypatch.setattr(chunks, "_overlay_places", spy)
+    got = chunks.decode(spec, payload, fp, window=span, floats=floats, patch=encoded)
+    expected = chunks.apply_patch(spec, chunks.decode(spec, payload, fp, window=span, floats=floats),
+                                  chunks.decode(spec, encoded, fp, window=span, floats=floats))
+    assert got.equals(expected) and got.schema.metadata is None
+    in_window = chunks.decode(spec, encoded, fp, window=span).num_rows
+    # The added row (between the first two bars) is outside both windows.
+    overlaid = shape == "restated" or (shape == "added" and window is not None)
+    assert placed == ([overlaid] if in_window else [])
+
+
 def test_nullable_decimals_with_nulls_are_stored_as_they_are() -> None:
     n = 50
     table = chunks.conform_payload(REGIMES, pa.table({
