@@ -1,7 +1,8 @@
 """The sealed tier's chunk codecs (regime_io._tiers.sealed_format): new chunks are written
-as "arrow-ipc-lz4-delta" (time and decimal columns as differences within each batch, LZ4),
-chunks written earlier as "arrow-ipc-zstd" still read, and both give back exactly the
-rows that went in."""
+as "arrow-ipc-lz4-narrow" (time and decimal columns as differences within each batch from
+its first value, integers in their narrowest type, LZ4), chunks written earlier as
+"arrow-ipc-lz4-delta" or "arrow-ipc-zstd" still read, and all give back exactly the rows
+that went in."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_differences_too_wide_for_int32_are_kept_as_int64() -> None:
     assert got.equals(table.combine_chunks())
 
 
-@pytest.mark.parametrize("codec", [chunks.CODEC, chunks.ZSTD_CODEC])
+@pytest.mark.parametrize("codec", chunks.CODECS)
 def test_a_window_returns_exactly_its_rows_and_each_batch_stands_alone(codec: str) -> None:
     table = _bars(chunks.BATCH_ROWS * 3)
     payload = chunks.encode(BARS, table, codec=codec)
@@ -74,7 +75,7 @@ def test_a_window_returns_exactly_its_rows_and_each_batch_stands_alone(codec: st
     assert chunks.decode(BARS, payload, fp, window=before).num_rows == 0
 
 
-@pytest.mark.parametrize("codec", [chunks.CODEC, chunks.ZSTD_CODEC])
+@pytest.mark.parametrize("codec", chunks.CODECS)
 def test_a_window_reads_from_its_byte_range_and_the_tail_alone(codec: str) -> None:
     """What a restatement fetches of a payload (the footer at its end and the byte range
     of the window's batches) decodes the window as the whole payload does; the batches
@@ -121,7 +122,8 @@ def test_a_patch_written_over_the_rows_as_they_are_built_gives_what_laying_it_ov
         table = _bars(n, start=start)
         patch = table.take(list(range(500, 12000, 3))).set_column(
             5, "volume", pa.array(list(range(10**6, 10**6 + len(range(500, 12000, 3)))), pa.int64()))
-        patch = patch.set_column(4, "close", pa.array([Decimal("12.34")] * patch.num_rows, table.schema.field("close").type))
+        patch = patch.set_column(4, "close", pa.array([Decimal("12.34")] * patch.num_rows,
+                                                      table.schema.field("close").type))
         if shape == "added":  # one time between two stored bars
             extra = patch.slice(0, 1).set_column(0, "timestamp", pa.array([start + dt.timedelta(seconds=30)],
                                                                             pa.timestamp("us")))
@@ -171,31 +173,64 @@ def test_nullable_decimals_with_nulls_are_stored_as_they_are() -> None:
 
 
 def test_an_unknown_codec_is_refused_with_the_known_ones() -> None:
-    with pytest.raises(SchemaError, match="arrow-ipc-lz4-delta, arrow-ipc-zstd"):
+    with pytest.raises(SchemaError, match="arrow-ipc-lz4-narrow, arrow-ipc-lz4-delta, arrow-ipc-zstd"):
         chunks.decode(BARS, chunks.encode(BARS, _bars(3)), chunks.fingerprint(BARS), codec="parquet-zstd")
 
 
-def test_chunks_of_both_codecs_read_together(pg: PostgreSQLIntegration, sql: Any,
+def test_chunks_of_every_codec_read_together(pg: PostgreSQLIntegration, sql: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """A schema sealed by an earlier version (zstd chunks) and then by this one: reads,
-    restatements into the old chunks and unsealing see one table."""
-    data = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 4000, step=dt.timedelta(minutes=20))
+    """A schema sealed by earlier versions (zstd chunks, then LZ4 differences with the
+    batches' first values in place) and then by this one: reads, restatements into the
+    old chunks and unsealing see one table."""
+    data = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 6000, step=dt.timedelta(minutes=20))
     pg.save_market_data(data)
     want = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True)
-    with monkeypatch.context() as old:
-        old.setattr(chunks, "CODEC", chunks.ZSTD_CODEC)
-        old.setitem(chunks.encode.__kwdefaults__, "codec", chunks.ZSTD_CODEC)
-        pg.seal(dt.date(2024, 2, 1))
-    pg.seal(dt.date(2024, 3, 1))
+    for codec, cutoff in ((chunks.ZSTD_CODEC, dt.date(2024, 2, 1)), (chunks.DELTA_CODEC, dt.date(2024, 3, 1))):
+        with monkeypatch.context() as old:
+            old.setattr(chunks, "CODEC", codec)
+            old.setitem(chunks.encode.__kwdefaults__, "codec", codec)
+            pg.seal(cutoff)
+    pg.seal(dt.date(2024, 4, 1))
     table = pg.db.table("market_data")[:-1] + '_chunks"'
     codecs = dict(sql(f"SELECT to_char(period_start, 'YYYY-MM'), min(codec) FROM {table} GROUP BY 1"))
-    assert codecs == {"2024-01": chunks.ZSTD_CODEC, "2024-02": chunks.CODEC}
+    assert codecs == {"2024-01": chunks.ZSTD_CODEC, "2024-02": chunks.DELTA_CODEC, "2024-03": chunks.CODEC}
     assert_frame_equal(pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True), want)
-    day = want.filter(pl.col("timestamp").dt.date() == dt.date(2024, 1, 3)).with_columns(pl.col("volume") + 1)
-    assert pg.save_market_data(day.drop("id", strict=False)).updated == day.height
-    after = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-03", "2024-01-03", exact=True)
-    assert after["volume"].to_list() == day["volume"].to_list()
+    assert_frame_equal(pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31"),
+                       want.with_columns(pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close")))
+    for day_of in (dt.date(2024, 1, 3), dt.date(2024, 2, 7)):
+        day = want.filter(pl.col("timestamp").dt.date() == day_of).with_columns(pl.col("volume") + 1)
+        assert pg.save_market_data(day.drop("id", strict=False)).updated == day.height
+        after = pg.get_market_data(["NIFTY", "BANKNIFTY"], day_of, day_of, exact=True)
+        assert after["volume"].to_list() == day["volume"].to_list()
+    codecs = dict(sql(f"SELECT to_char(period_start, 'YYYY-MM'), min(codec) FROM {table} GROUP BY 1"))
+    assert set(codecs.values()) == {chunks.CODEC}  # a restatement rewrites an old chunk in this codec
     assert pg.unseal("2024-01-01", "2024-12-31").rows_moved == want.height
+
+
+def test_the_narrow_codec_stores_differences_and_integers_in_their_narrowest_types() -> None:
+    """Prices as int8/int16 differences from each batch's first
+    value (kept in the metadata), minutes as int32, volume as the narrowest integer type
+    that holds it; a gap wider than int32 keeps int64; every value comes back."""
+    import pyarrow.ipc as ipc
+
+    table = _bars(chunks.BATCH_ROWS * 2 + 5)
+    payload = chunks.encode(BARS, table)
+    stored = ipc.open_file(pa.py_buffer(payload)).schema
+    # (these prices jump by up to 60.50 a bar: 6,050 cents, int16)
+    assert [stored.field(c).type for c in ("timestamp", "open", "volume")] == [pa.int32(), pa.int16(), pa.int16()]
+    steady = table.set_column(1, "open", pa.array([Decimal(100 + i % 3) / 100 for i in range(table.num_rows)],
+                                                  pa.decimal128(10, 2)))
+    assert ipc.open_file(pa.py_buffer(chunks.encode(BARS, chunks.conform_payload(BARS, steady)))).schema.field(
+        "open").type == pa.int8()
+    assert stored.metadata[b"regime_io.firsts"].count(b",") == 2 * 5  # 3 batches, 5 columns
+    assert chunks.decode(BARS, payload, chunks.fingerprint(BARS)).equals(table.combine_chunks())
+    wide = _bars(chunks.BATCH_ROWS + 100, jump=40)
+    stored = ipc.open_file(pa.py_buffer(chunks.encode(BARS, wide))).schema
+    assert stored.field("timestamp").type == pa.int64()
+    big = table.set_column(5, pa.field("volume", pa.int64()), pa.array([2**40] * table.num_rows, pa.int64()))
+    payload = chunks.encode(BARS, chunks.conform_payload(BARS, big))
+    assert ipc.open_file(pa.py_buffer(payload)).schema.field("volume").type == pa.int64()
+    assert chunks.decode(BARS, payload, chunks.fingerprint(BARS)).column("volume").to_pylist()[:2] == [2**40] * 2
 
 
 def test_unscaled_integers_become_the_same_decimals() -> None:
