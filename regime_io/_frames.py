@@ -89,9 +89,11 @@ def constant(value: Any, length: int, type_: pa.DataType) -> pa.Array:
     """``length`` copies of ``value`` (filled in C++, not from a Python list)."""
     if isinstance(value, str) and type_ == pa.string() and length * len(value.encode()) < 2**31:
         # Text laid out directly (offsets 0, k, 2k...): fill_null took 0.14 ms for 33,000
-        # rows, twice per sealed symbol-month (symbol, timeframe); this takes ~0.02 ms.
+        # rows, twice per sealed symbol-month (symbol, timeframe); this takes ~0.01 ms
+        # (44,640 rows: 12 us, 34 us with the offsets made in int64 and narrowed).
         data = value.encode()
-        offsets = (np.arange(length + 1, dtype=np.int64) * len(data)).astype(np.int32)
+        offsets = np.arange(0, (length + 1) * len(data), len(data), dtype=np.int32) if data else \
+            np.zeros(length + 1, dtype=np.int32)
         return pa.Array.from_buffers(type_, length, [None, pa.py_buffer(offsets), pa.py_buffer(data * length)])
     return pc.fill_null(pa.nulls(length, type_), pa.scalar(value, type_))
 
