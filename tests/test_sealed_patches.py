@@ -125,6 +125,33 @@ def test_keys_the_patch_holds_merge_without_the_payload(pg: PostgreSQLIntegratio
                        expected.select("symbol", "timestamp", "volume"))
 
 
+def test_a_restatement_widens_the_chunk_statistics_by_what_it_changed_and_keeps_earlier_ones(
+        pg: PostgreSQLIntegration, sql) -> None:
+    """A patch's statistics come from the rows a write changed: bounds an earlier
+    restatement widened stay widened (min/max only ever widen), and a read filtered on
+    them still finds the rows."""
+    data = _sealed_month(pg)
+    table = pg.db.table("market_data")[:-1] + '_chunks"'
+
+    def bounds() -> tuple[Any, ...]:
+        return tuple(sql(f"SELECT min_high, max_high, min_volume, max_volume FROM {table} "
+                         "WHERE symbol = 'NIFTY'")[0])
+
+    before = bounds()
+    spike = data.filter((pl.col("symbol") == "NIFTY") & (pl.col("timestamp").dt.day() == 3)).head(2).with_columns(
+        pl.lit(99_999.0).alias("high"), pl.lit(10**12).alias("volume"))
+    pg.save_market_data(spike)
+    after_spike = bounds()
+    assert float(after_spike[1]) == 99_999.0 and after_spike[3] == 10**12
+    assert (after_spike[0], after_spike[2]) == (before[0], before[2])
+    calm = data.filter((pl.col("symbol") == "NIFTY") & (pl.col("timestamp").dt.day() == 20)).with_columns(
+        pl.col("volume") + 1)
+    pg.save_market_data(calm)  # the patch now holds both days; this write changed day 20 only
+    assert bounds()[1] == after_spike[1] and bounds()[3] == after_spike[3]
+    got = pg.get_market_data("NIFTY", "2024-01-03", "2024-01-03 23:59", exact=True)
+    assert got.filter(pl.col("volume") == 10**12).height == 2
+
+
 def test_rows_added_after_the_newest_move_the_latest_row_and_restated_older_ones_do_not(
         pg: PostgreSQLIntegration, sql) -> None:
     data = _sealed_month(pg)
