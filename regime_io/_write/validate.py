@@ -765,6 +765,9 @@ def _all(frame: pl.DataFrame, expr: pl.Expr) -> bool:
 # of two key columns (0.22 vs 0.29 ms for Arrow), and key tuples of options are wider.
 _SMALL_FRAME_ROWS = 128
 
+# Rows checked for key order before the whole frame is (_in_key_order).
+_HEAD_ROWS = 1024
+
 
 def _in_key_order(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
     """``frame`` in natural-key order, or None when two rows share a key.
@@ -791,7 +794,9 @@ def _in_key_order(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
             return None
         in_order = all(i == o for i, o in enumerate(order))
         return frame, None if in_order else pa.array(order, pa.int64())
-    if _all(frame, _increasing(key)):
+    # Time-major input (every symbol at each minute) is out of key order by its second
+    # row: its first rows say so, where the check over all 1M rows took ~29 ms.
+    if _all(frame.head(_HEAD_ROWS), _increasing(key)) and _all(frame, _increasing(key)):
         return frame, None
     if len(key) > 1:
         # Groups in ascending order too: then every insert lands at the right end of the
