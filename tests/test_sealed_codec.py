@@ -241,3 +241,24 @@ def test_unscaled_integers_become_the_same_decimals() -> None:
     assert got.to_pylist() == [None if v is None else Decimal(v).scaleb(-2) for v in values]
     sliced = chunks.decimal_from_unscaled(pa.array(values, pa.int64()).slice(1, 3), kind)
     assert sliced.to_pylist() == [Decimal("-60.00"), None, Decimal("0.00")]
+
+
+def test_chunk_statistics_are_the_exact_bounds_of_every_column() -> None:
+    """The per-chunk min/max (read pruning) of decimals come from their unscaled integers;
+    they are the exact decimals Arrow's own min_max gives, negative values included, and
+    a column with nulls takes Arrow's path."""
+    import pyarrow.compute as pc
+
+    table = _bars(chunks.BATCH_ROWS + 3)
+    got = chunks.chunk_stats(BARS, table)
+    for name in chunks.chunk_stat_columns(BARS):
+        bounds = pc.min_max(table.column(name))
+        assert (got[f"min_{name}"], got[f"max_{name}"]) == (bounds["min"].as_py(), bounds["max"].as_py())
+        assert str(got[f"min_{name}"]) == str(bounds["min"].as_py())  # same exponent: '-60.50', not '-60.5'
+    assert got["min_open"] < 0 < got["max_open"]
+    times = [dt.datetime(2024, 1, 2) + dt.timedelta(minutes=i) for i in range(4)]
+    regimes = chunks.conform_payload(REGIMES, pa.table({
+        "timestamp": pa.array(times, pa.timestamp("us")), "regime": ["UP"] * 4,
+        "confidence": pa.array([Decimal("0.25"), None, Decimal("-0.50"), Decimal("0.75")], pa.decimal128(5, 2))}))
+    stats = chunks.chunk_stats(REGIMES, regimes)
+    assert (stats["min_confidence"], stats["max_confidence"]) == (Decimal("-0.50"), Decimal("0.75"))

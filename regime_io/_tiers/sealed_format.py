@@ -755,7 +755,16 @@ def chunk_stats(spec: TableSpec, payload: pa.Table) -> dict[str, Any]:
     stats: dict[str, Any] = {"row_count": payload.num_rows, "first_ts": bounds["min"].as_py(),
                              "last_ts": bounds["max"].as_py()}
     for name in chunk_stat_columns(spec):
-        mm = pc.min_max(payload.column(name))
+        column = payload.column(name)
+        kind = column.type
+        if pa.types.is_decimal(kind) and kind.precision <= 18 and len(column) and not column.null_count:
+            # From the unscaled integers: Arrow's min_max over decimal128 took 35 us for
+            # 7,200 rows (6 us for int64); a backfill computes it for 4 prices x 30 months.
+            values = _unscaled(column.combine_chunks())
+            stats[f"min_{name}"] = decimal.Decimal(int(values.min())).scaleb(-kind.scale)
+            stats[f"max_{name}"] = decimal.Decimal(int(values.max())).scaleb(-kind.scale)
+            continue
+        mm = pc.min_max(column)
         stats[f"min_{name}"] = mm["min"].as_py()
         stats[f"max_{name}"] = mm["max"].as_py()
     return stats
