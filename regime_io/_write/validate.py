@@ -408,7 +408,7 @@ def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
         if any(k != v for k, v in mapping.items()):
             s = s.replace_strict(list(mapping), list(mapping.values()), default=None,
                                  return_dtype=pl.String).alias(col.name)
-            longest = _text_stats(s)[2]  # (values unchanged: the first pass's answer stands)
+            longest = _text_stats(s)[2]  # a value changed; otherwise the first pass's answer stands
     assert col.length is not None
     if (longest or 0) <= col.length:
         return s  # no value has more bytes, so none has more characters: skip counting them
