@@ -261,6 +261,12 @@ def _to_deltas(table: pa.Table, *, narrow: bool) -> tuple[pa.Table, dict[str, st
 _OVERLAID_KEY = b"regime_io.overlaid"  # set by _from_deltas when it wrote the patch in
 
 
+def _as_float(field: pa.Field, floats: bool) -> bool:
+    """Whether a decimal column stored as differences comes back as float64 (``floats``
+    asked, and its unscaled values exact doubles: see :func:`decode`)."""
+    return floats and pa.types.is_decimal(field.type) and field.type.precision <= _EXACT_DOUBLE_DIGITS
+
+
 def _overlay_places(times: np.ndarray, overlay: pa.Table, stored: pa.Table, schema: pa.Schema,
                     deltas: dict[str, str], time_col: str, floats: bool) -> np.ndarray | None:
     """Where each row of ``overlay`` (a patch, decoded in the same types) goes among the
@@ -274,8 +280,7 @@ def _overlay_places(times: np.ndarray, overlay: pa.Table, stored: pa.Table, sche
         if column.null_count:
             return None
         if field.name in deltas:
-            as_float = floats and pa.types.is_decimal(field.type) and field.type.precision <= _EXACT_DOUBLE_DIGITS
-            if column.type != (pa.float64() if as_float else field.type):
+            if column.type != (pa.float64() if _as_float(field, floats) else field.type):
                 return None
         elif (column.type != field.type or stored.column(field.name).null_count
               or not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type))):
@@ -342,7 +347,7 @@ def _from_deltas(table: pa.Table, deltas: dict[str, str], schema: pa.Schema, *, 
         # digits, exact doubles, < 2**53) converted and divided by 10**scale in place, which
         # rounds once, correctly. Summing in float64 straight away was slower (a 44,640-row
         # month: 1.13 ms against 0.65: numpy's float cumsum and the int16 -> float64 copy).
-        as_float = floats and pa.types.is_decimal(field.type) and field.type.precision <= _EXACT_DOUBLE_DIGITS
+        as_float = _as_float(field, floats)
         values = (times if field.name == time_col and times is not None
                   else _running_sums(column, firsts.get(field.name)))[rows]
         if pa.types.is_timestamp(field.type):
@@ -602,7 +607,8 @@ def window_bytes(tail: bytes, size: int, window: tuple[dt.datetime, dt.datetime]
         return None
     blocks = _footer_blocks(tail[len(tail) - _FILE_END.size - length: len(tail) - _FILE_END.size])
     try:
-        reader = ipc.open_file(sparse_payload(size, tail, 0, b""), options=_READ_OPTIONS)
+        # The reader takes its schema from the footer at the end: the tail alone opens.
+        reader = ipc.open_file(pa.py_buffer(tail), options=_READ_OPTIONS)
     except pa.ArrowInvalid:
         return None
     if blocks is None or len(blocks) != reader.num_record_batches:

@@ -123,13 +123,22 @@ def lock_periods(cur: Any, settings: Settings, spec: TableSpec, periods: Iterabl
 def _key_filter(spec: TableSpec, keys: Sequence[SeriesKey], param: str, alias: str) -> str:
     """``(alias.k1, alias.k2) IN (...)`` over a JSON array of series keys bound as ``param``."""
     cols = ", ".join(f"{alias}.{quote_ident(c)}" for c in spec.chunk_by)
-    typed = ", ".join(f"{quote_ident(c)} {spec.column(c).pg_type}" for c in spec.chunk_by)
     picked = ", ".join(f"k.{quote_ident(c)}" for c in spec.chunk_by)
-    return f"({cols}) IN (SELECT {picked} FROM jsonb_to_recordset({param}::jsonb) AS k({typed}))"
+    return f"({cols}) IN (SELECT {picked} FROM jsonb_to_recordset({param}::jsonb) AS k({_key_record(spec)}))"
+
+
+def _key_record(spec: TableSpec, *extra: str) -> str:
+    """The column list of ``jsonb_to_recordset`` over series keys (:func:`_key_json`): the
+    chunk key columns in their declared types, then ``extra`` ("name type")."""
+    return ", ".join([*(f"{quote_ident(c)} {spec.column(c).pg_type}" for c in spec.chunk_by), *extra])
+
+
+def _key_json(spec: TableSpec, key: SeriesKey) -> dict[str, Any]:
+    return {c: chunks.json_value(v) for c, v in zip(spec.chunk_by, key, strict=True)}
 
 
 def _keys_json(spec: TableSpec, keys: Iterable[SeriesKey]) -> str:
-    return json.dumps([{c: chunks.json_value(v) for c, v in zip(spec.chunk_by, key, strict=True)} for key in keys])
+    return json.dumps([_key_json(spec, key) for key in keys])
 
 
 def existing_chunks(cur: Any, settings: Settings, spec: TableSpec, symbols: Sequence[str],
@@ -259,12 +268,11 @@ def fetch_payload_windows(cur: Any, settings: Settings, spec: TableSpec, period:
         for row in table.to_pylist():
             ends[tuple(row[c] for c in spec.chunk_by)] = (int(row["size"]), bytes(row["tail"]))
     ranges = {k: chunks.window_bytes(tail, size, windows[k]) or (0, size) for k, (size, tail) in ends.items()}
-    typed = ", ".join([*(f"{quote_ident(c)} {spec.column(c).pg_type}" for c in spec.chunk_by), "start_at int",
-                       "length int"])
+    typed = _key_record(spec, "start_at int", "length int")
     out: dict[SeriesKey, pa.Buffer] = {}
     for one, mine in _by_shard(settings, spec, list(ranges)):
-        wanted = json.dumps([{**{c: chunks.json_value(v) for c, v in zip(spec.chunk_by, k, strict=True)},
-                              "start_at": ranges[k][0] + 1, "length": ranges[k][1] - ranges[k][0]} for k in mine])
+        wanted = json.dumps([{**_key_json(spec, k), "start_at": ranges[k][0] + 1, "length": ranges[k][1] - ranges[k][0]}
+                             for k in mine])
         table = fetch_table(cur, f"SELECT {', '.join('t.' + c for c in cols)}, "
                                  "substring(t.payload FROM w.start_at FOR w.length) AS payload "
                                  f"FROM {table_name} t JOIN jsonb_to_recordset($2::jsonb) AS w({typed}) ON "
