@@ -262,3 +262,34 @@ def test_chunk_statistics_are_the_exact_bounds_of_every_column() -> None:
         "confidence": pa.array([Decimal("0.25"), None, Decimal("-0.50"), Decimal("0.75")], pa.decimal128(5, 2))}))
     stats = chunks.chunk_stats(REGIMES, regimes)
     assert (stats["min_confidence"], stats["max_confidence"]) == (Decimal("-0.50"), Decimal("0.75"))
+
+
+def test_a_framed_patch_decodes_the_segments_its_window_meets_in_order_of_time() -> None:
+    rows = _bars(3000)
+    fp = chunks.fingerprint(BARS)
+    parts = [rows.slice(2000, 500), rows.slice(0, 700), rows.slice(1000, 300)]  # written out of order
+    patch: bytes | None = None
+    for part in parts:
+        patch = chunks.add_segment(BARS, patch, part)
+    segments = chunks.patch_segments(patch)
+    assert segments is not None and [s.rows for s in segments] == [700, 300, 500]
+    whole = chunks.decode_patch(BARS, patch, fp)
+    assert whole.equals(pa.concat_tables([rows.slice(0, 700), rows.slice(1000, 300), rows.slice(2000, 500)]))
+    ts = rows.column("timestamp")
+    window = (ts[1100].as_py(), ts[2100].as_py())  # meets the second and third segments
+    assert chunks.decode_patch(BARS, patch, fp, window=window).equals(
+        pa.concat_tables([rows.slice(1100, 200), rows.slice(2000, 101)]))
+    gap = (ts[800].as_py(), ts[900].as_py())  # between segments: no row, the payload's types
+    assert chunks.decode_patch(BARS, patch, fp, window=gap).num_rows == 0
+    # Replacing the middle segment keeps the others' bytes.
+    assert patch is not None
+    again = chunks.add_segment(BARS, patch, rows.slice(1000, 400), replacing=segments[1:2])
+    after = chunks.patch_segments(again)
+    assert after is not None and [s.rows for s in after] == [700, 400, 500]
+    assert again[after[0].start:after[0].start + after[0].size] == \
+        patch[segments[0].start:segments[0].start + segments[0].size]
+    # A patch written before segments (one IPC file) reads as one; a cut-short one is refused.
+    assert chunks.patch_segments(chunks.encode(BARS, rows)) is None
+    assert chunks.decode_patch(BARS, chunks.encode(BARS, rows.slice(5, 9)), fp).equals(rows.slice(5, 9))
+    with pytest.raises(SchemaError, match="cut short"):
+        chunks.patch_segments(patch[:-10])

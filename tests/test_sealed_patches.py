@@ -19,6 +19,7 @@ from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
 from regime_io._tiers import sealed_format, sealed_store
+from regime_io._write.validate import validate
 from tests._reading_data import bars, options, regimes_1min
 from tests.test_sealing_properties import START, _answers, _same, _write
 
@@ -402,3 +403,95 @@ def test_a_few_rows_restated_into_a_sealed_month_stay_in_the_pipeline(pg: Postgr
     got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31 23:59")
     expected = _upsert(data.filter(pl.col("symbol") == "NIFTY"), few)
     assert_frame_equal(got, expected.select(got.columns).cast(got.schema))
+
+
+def _segments(pg: PostgreSQLIntegration, sql: Any, symbol: str) -> tuple[bytes, list[sealed_format.Segment]]:
+    """The chunk's patch bytes and its segments (``patch_segments``)."""
+    (patch,), = sql(f"SELECT patch FROM {pg.db.table('market_data')[:-1]}_chunks\" WHERE symbol = %s", (symbol,))
+    segments = sealed_format.patch_segments(patch)
+    assert segments is not None, "a patch written by this version is framed"
+    return bytes(patch), segments
+
+
+def _segment_bytes(patch: bytes, segments: list[sealed_format.Segment]) -> list[bytes]:
+    return [patch[s.start:s.start + s.size] for s in segments]
+
+
+def _day(data: pl.DataFrame, day: int, **changes: pl.Expr) -> pl.DataFrame:
+    return data.filter(pl.col("timestamp").dt.day() == day).with_columns(**changes)
+
+
+def test_days_restated_one_by_one_append_segments_and_a_day_again_replaces_only_its_own(
+        pg: PostgreSQLIntegration, sql) -> None:
+    data = _sealed_month(pg)
+    expected = data
+    for day in (10, 14, 12):  # the third between the first two: segments kept in order of time
+        restated = _day(data, day, close=pl.col("low"), volume=pl.col("volume") + day)
+        assert pg.save_market_data(restated).updated == restated.height
+        expected = _upsert(expected, restated)
+    patch, segments = _segments(pg, sql, "NIFTY")
+    assert [(s.rows, dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=s.first)) for s in segments] == [
+        (1440, dt.datetime(2024, 1, d)) for d in (10, 12, 14)]
+    kept = _segment_bytes(patch, segments)
+    # Day 12 again, other values: its segment is replaced; days 10 and 14 kept byte for byte.
+    again = _day(data, 12, close=pl.col("high"), volume=pl.col("volume") + 99)
+    result = pg.save_market_data(again)
+    assert (result.inserted, result.updated) == (0, again.height)
+    expected = _upsert(expected, again)
+    patch, segments = _segments(pg, sql, "NIFTY")
+    now = _segment_bytes(patch, segments)
+    assert len(now) == 3 and now[0] == kept[0] and now[2] == kept[2] and now[1] != kept[1]
+    # A write whose span meets days 10 to 14 (a row of each end): one segment replaces the three.
+    nifty = data.filter(pl.col("symbol") == "NIFTY")
+    ends = pl.concat([_day(nifty, 10).head(1), _day(nifty, 14).tail(1)])
+    ends = ends.with_columns(pl.col("volume") * 0 + 5)
+    assert pg.save_market_data(ends).updated == 2
+    expected = _upsert(expected, ends)
+    _, segments = _segments(pg, sql, "NIFTY")
+    assert [s.rows for s in segments] == [3 * 1440]
+    for exact in (False, True):
+        got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59", exact=exact)
+        assert_frame_equal(got.sort("symbol", "timestamp").with_columns(
+            pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close")), expected.select(got.columns))
+    window = pg.get_market_data("BANKNIFTY", "2024-01-12 10:00", "2024-01-14 03:00")
+    assert_frame_equal(window, expected.filter((pl.col("symbol") == "BANKNIFTY") & pl.col("timestamp").is_between(
+        dt.datetime(2024, 1, 12, 10), dt.datetime(2024, 1, 14, 3))).select(window.columns))
+
+
+def test_past_max_segments_the_patch_is_rewritten_as_one(pg: PostgreSQLIntegration, sql) -> None:
+    data = _sealed_month(pg)
+    nifty = data.filter(pl.col("symbol") == "NIFTY")
+    expected = nifty
+    for i in range(sealed_format.MAX_SEGMENTS):
+        few = nifty.slice(1000 * i, 10).with_columns(pl.col("volume") + 3)
+        pg.save_market_data(few)
+        expected = _upsert(expected, few)
+        assert len(_segments(pg, sql, "NIFTY")[1]) == i + 1
+    one_more = nifty.slice(20_000, 10).with_columns(pl.col("volume") + 4)
+    pg.save_market_data(one_more)
+    expected = _upsert(expected, one_more)
+    _, segments = _segments(pg, sql, "NIFTY")
+    assert [s.rows for s in segments] == [10 * (sealed_format.MAX_SEGMENTS + 1)]
+    got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31 23:59", exact=True)
+    assert_frame_equal(got.select("timestamp", "volume"), expected.select("timestamp", "volume"))
+
+
+def test_a_patch_written_before_segments_reads_and_the_next_write_frames_it(pg: PostgreSQLIntegration,
+                                                                             sql) -> None:
+    data = _sealed_month(pg)
+    spec = pg.db.spec("market_data")
+    # The unframed patch an earlier version wrote: one IPC file of the restated rows.
+    restated = _day(data, 5, close=pl.col("low")).filter(pl.col("symbol") == "NIFTY")
+    rows = sealed_format.conform_payload(spec, validate(spec, restated))
+    sql(f"UPDATE {pg.db.table('market_data')[:-1]}_chunks\" SET patch = %s WHERE symbol = 'NIFTY'",
+        (sealed_format.encode(spec, rows),))
+    expected = _upsert(data, restated)
+    got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59")
+    assert_frame_equal(got.sort("symbol", "timestamp"), expected.select(got.columns))
+    other = _day(data, 20, volume=pl.col("volume") + 1).filter(pl.col("symbol") == "NIFTY")
+    assert pg.save_market_data(other).updated == 1440
+    expected = _upsert(expected, other)
+    _, segments = _segments(pg, sql, "NIFTY")
+    assert [s.rows for s in segments] == [2 * 1440]  # the old patch and the new rows, one segment
+    got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59")
+    assert_frame_equal(got.sort("symbol", "timestamp"), expected.select(got.columns))

@@ -42,10 +42,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import hashlib
 import json
 import struct
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -57,10 +59,10 @@ from ..errors import SchemaError
 from ..tables import TableSpec
 
 __all__ = [
-    "CODEC", "PATCH_ROWS", "apply_patch", "as_type", "chunk_stats", "conform_payload", "decimal_from_unscaled",
-    "decimal_to_float", "decode", "encode",
-    "fingerprint", "json_value", "key_positions", "last_row_json", "payload_key", "period_from_number",
-    "period_number", "period_of",
+    "CODEC", "MAX_SEGMENTS", "PATCH_ROWS", "Segment", "add_segment", "apply_patch", "as_type", "chunk_stats",
+    "conform_payload", "decimal_from_unscaled", "decimal_to_float", "decode", "decode_patch", "encode",
+    "fingerprint", "json_value", "key_positions", "last_row_json", "patch_segments", "payload_key",
+    "period_from_number", "period_number", "period_of",
 ]
 
 
@@ -335,8 +337,10 @@ def _from_deltas(table: pa.Table, deltas: dict[str, str], schema: pa.Schema, *, 
             # columns split every column of 1M bars into 140 pieces (from_arrow 3.2 ms,
             # 0.7 ms aligned; every bar into polars 45.9 -> 43.1 ms, as Arrow unchanged).
             built = column.slice(rows.start, rows.stop - rows.start).combine_chunks()
-            if built.type != field.type:  # stored narrowed
-                built = built.cast(field.type)
+            if built.type != field.type:  # stored narrowed (no null: "n" columns have none)
+                # numpy's widening copy: Arrow's cast took ~20 us of a 1,440-row segment's decode.
+                wide = built.to_numpy().astype(field.type.to_pandas_dtype())
+                built = pa.Array.from_buffers(field.type, len(wide), [None, pa.py_buffer(wide)])
             if over:
                 plain = built.to_numpy(zero_copy_only=False).copy()
                 plain[places] = over[field.name].to_numpy()
@@ -410,7 +414,7 @@ def decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str 
     """
     if patch is None:
         return _decode(spec, payload, chunk_fingerprint, codec=codec, window=window, floats=floats)
-    restated = _decode(spec, patch, chunk_fingerprint, codec=codec, window=window, floats=floats)
+    restated = decode_patch(spec, patch, chunk_fingerprint, codec=codec, window=window, floats=floats)
     if restated.num_rows == 0:
         return _decode(spec, payload, chunk_fingerprint, codec=codec, window=window, floats=floats)
     # Time alone the key: the patch's rows are written over the payload's as its columns
@@ -429,6 +433,92 @@ def decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str 
 # both and lays one over the other (a 1,440-row patch over a 41,760-row month: +1.1 ms),
 # so the patch stays below one record batch.
 PATCH_ROWS = BATCH_ROWS
+
+# A patch is a list of segments: each an IPC file of this codec holding rows restated or
+# added, behind a frame saying its size, rows and time span. Segments' spans never
+# overlap, so their rows in order of span are in payload order: a reader concatenates
+# them, nothing to sort or deduplicate. A write decodes only the segments its rows' span
+# meets, and replaces them with one segment (their rows with its own laid over them); the
+# others are copied as bytes. A day's first restatement meets none and appends: into
+# months patched on 4 days before, the whole patch was decoded, merged and encoded again
+# (10 months: ~4 ms of encoding, ~3 ms of decoding, ~4 ms of merging of 42 ms). A patch
+# written before segments (one unframed IPC file, "ARROW1...") reads as it did; the next
+# write into its chunk rewrites it framed.
+_SEGMENTS = b"RIOSEGS1"
+# A write that would leave more segments than this rewrites the patch as one: each segment
+# is decoded on its own (~0.17 ms for 1,440 rows, against 0.21 ms for 7,200 rows in one), so
+# a month read with 4 segments pays ~0.5 ms more than with one, and one append in 4 pays
+# what every restatement paid before segments.
+MAX_SEGMENTS = 4
+_FRAME = struct.Struct("<IIqq")  # the segment's bytes, rows, first and last time (microseconds)
+
+
+class Segment(NamedTuple):
+    """One segment of a patch: where it lies (``start``: after its frame), its rows and
+    their time span (microseconds since the epoch, both ends included)."""
+
+    start: int
+    size: int
+    rows: int
+    first: int
+    last: int
+
+    def meets(self, first: int, last: int) -> bool:
+        return self.last >= first and self.first <= last
+
+
+def patch_segments(patch: Any) -> list[Segment] | None:
+    """The segments of a framed patch in order of time; [] for no patch; None for an
+    unframed one (one IPC file, written before segments)."""
+    if patch is None:
+        return []
+    view = memoryview(patch)
+    if bytes(view[:len(_SEGMENTS)]) != _SEGMENTS:
+        return None
+    out: list[Segment] = []
+    at = len(_SEGMENTS)
+    while at < len(view):
+        size, rows, first, last = _FRAME.unpack_from(view, at)
+        at += _FRAME.size
+        if at + size > len(view):
+            raise SchemaError(f"a sealed chunk's patch is cut short (a segment at byte {at} of {len(view)})")
+        out.append(Segment(at, size, rows, first, last))
+        at += size
+    return sorted(out, key=lambda s: s.first)
+
+
+def add_segment(spec: TableSpec, patch: Any, rows: pa.Table, *, replacing: Sequence[Segment] = ()) -> bytes:
+    """A framed patch: the segments of ``patch`` (framed, or None) but ``replacing``, and
+    ``rows`` (conformed; their span meets no segment kept) encoded as one more."""
+    bounds = pc.min_max(rows.column(spec.time_column or "timestamp").cast(pa.int64()))
+    encoded = encode(spec, rows)
+    parts = [_SEGMENTS]
+    if patch is not None:
+        view = memoryview(patch)
+        parts += [bytes(view[s.start - _FRAME.size: s.start + s.size])
+                  for s in patch_segments(patch) or () if s not in replacing]
+    parts += [_FRAME.pack(len(encoded), rows.num_rows, bounds["min"].as_py(), bounds["max"].as_py()), encoded]
+    return b"".join(parts)
+
+
+def decode_patch(spec: TableSpec, patch: Any, chunk_fingerprint: str, *, codec: str = CODEC,
+                 window: tuple[dt.datetime, dt.datetime] | None = None, floats: bool = False,
+                 segments: Sequence[Segment] | None = None) -> pa.Table:
+    """A chunk's patch as rows, in payload order: the segments in ``window`` (or those
+    given, of :func:`patch_segments`), each decoded with ``window``."""
+    framed = patch_segments(patch) if segments is None else list(segments)
+    if framed is None:
+        return _decode(spec, patch, chunk_fingerprint, codec=codec, window=window, floats=floats)
+    if window is not None:
+        lo, hi = pd_micros(window[0]), pd_micros(window[1])
+        # (None in the window: the first is decoded all the same, for its empty table's types.)
+        framed = [s for s in framed if s.meets(lo, hi)] or framed[:1]
+    if not framed:
+        return payload_schema(spec).empty_table()
+    buffer = patch if isinstance(patch, pa.Buffer) else pa.py_buffer(patch)
+    parts = [_decode(spec, buffer.slice(s.start, s.size), chunk_fingerprint, codec=codec, window=window,
+                     floats=floats) for s in framed]
+    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
 
 def payload_key(spec: TableSpec) -> list[str]:
@@ -654,6 +744,14 @@ def sparse_payload(size: int, tail: bytes, start: int, piece: bytes | pa.Buffer)
 def _undelta_schema(stored: pa.Schema, deltas: dict[str, str]) -> pa.Schema:
     """The payload schema a delta-coded chunk was written with (its metadata says what
     each delta column was)."""
+    return _undelta_cached(stored.remove_metadata(), tuple(deltas.items()))
+
+
+# The same few schemas again and again (a chunk's columns, their stored widths): built once.
+# Built each time it took ~25 us of a 1,440-row patch segment's ~200 us decode.
+@functools.lru_cache(maxsize=256)
+def _undelta_cached(stored: pa.Schema, items: tuple[tuple[str, str], ...]) -> pa.Schema:
+    deltas = dict(items)
     fields = []
     for field in stored:
         if field.name not in deltas:

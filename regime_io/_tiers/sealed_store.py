@@ -178,7 +178,7 @@ class ChunkRow:
     def patch_rows(self, spec: TableSpec) -> pa.Table:
         if self.patch is None:
             return chunks.payload_schema(spec).empty_table()
-        return chunks.decode(spec, self.patch, self.fingerprint, codec=self.codec)
+        return chunks.decode_patch(spec, self.patch, self.fingerprint, codec=self.codec)
 
 
 def fetch_chunk_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
@@ -438,17 +438,23 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
 
 @dataclass(frozen=True)
 class Patch:
-    """A chunk's new patch: every row restated or added since its payload was written."""
+    """What a write makes of a chunk's patch: ``rows`` replace the segments ``replacing``
+    of ``base`` (the stored patch, framed), the others kept
+    (:func:`~regime_io._tiers.sealed_format.add_segment`); with ``base`` None, ``rows``
+    are the whole patch."""
 
     rows: pa.Table  # payload columns, conformed (sorted)
     inserted: int  # rows the chunk did not hold before this write
     last_row: str  # the chunk's current newest row (JSON), before this write
+    base: pa.Buffer | None = None
+    replacing: tuple[chunks.Segment, ...] = ()
 
 
-def patched(spec: TableSpec, old: pa.Table, diff: ChunkMerge) -> pa.Table:
-    """``old`` (a chunk's patch) with the rows ``diff`` added or changed upserted by key."""
+def patched(spec: TableSpec, old: pa.Table | None, diff: ChunkMerge) -> pa.Table:
+    """``old`` (rows of a chunk's patch; None: none read) with the rows ``diff`` added or
+    changed upserted by key."""
     changed = chunks.conform_payload(spec, pa.concat_tables([diff.added, diff.after]))
-    return chunks.apply_patch(spec, old, changed) if old.num_rows else changed
+    return chunks.apply_patch(spec, old, changed) if old is not None and old.num_rows else changed
 
 
 def _sort_values(spec: TableSpec, row: dict[str, Any]) -> tuple[Any, ...]:
@@ -485,7 +491,7 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
         patch = patches[key]
         stats = chunks.chunk_stats(spec, patch.rows)
         last = chunks.last_row_json(spec, key, patch.rows)
-        params["patch"].append(chunks.encode(spec, patch.rows))
+        params["patch"].append(chunks.add_segment(spec, patch.base, patch.rows, replacing=patch.replacing))
         params["inserted"].append(patch.inserted)
         params["first_ts"].append(stats["first_ts"])
         params["last_ts"].append(stats["last_ts"])
@@ -718,14 +724,36 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         if not sealed_tier:
             # A few rows into a chunk: merged against the patch and the payload's batches
             # they fall in, and written to the patch (write_patches).
-            near: dict[SeriesKey, tuple[pa.Table, pa.Table, ChunkMerge | None]] = {}
+            # Per chunk: the rows of the patch's segments the incoming span meets (None: it
+            # meets none, or no patch), those in the span, and the merge when they decide it.
+            near: dict[SeriesKey, tuple[pa.Table | None, pa.Table, ChunkMerge | None]] = {}
+            met: dict[SeriesKey, tuple[chunks.Segment, ...] | None] = {}  # None: an unframed patch
             for key, incoming in incoming_by_key.items():
                 row = stored.get(key)
                 if row is None or not row.patchable(spec):
                     continue
-                old = row.patch_rows(spec)
-                if old.num_rows + incoming.num_rows > chunks.PATCH_ROWS:
+                segments = chunks.patch_segments(row.patch)
+                old: pa.Table | None
+                if segments is None:  # one IPC file (written before segments): read whole
+                    old = row.patch_rows(spec)
+                    count = old.num_rows
+                else:
+                    count = sum(s.rows for s in segments)
+                if count + incoming.num_rows > chunks.PATCH_ROWS:
                     continue  # folded: the chunk is rewritten whole, its patch emptied
+                if segments is not None:
+                    lo, hi = (chunks.pd_micros(v.as_py()) for v in _span(spec, incoming))
+                    meets = tuple(s for s in segments if s.meets(lo, hi))
+                    if len(segments) - len(meets) + 1 > chunks.MAX_SEGMENTS:
+                        meets = tuple(segments)  # rewritten as one segment
+                    met[key] = meets
+                    old = chunks.decode_patch(spec, row.patch, row.fingerprint, codec=row.codec,
+                                              segments=meets) if meets else None
+                else:
+                    met[key] = None
+                if old is None:  # no key of the patch in the span: the payload's rows decide
+                    near[key] = (None, chunks.payload_schema(spec).empty_table(), None)
+                    continue
                 # Only rows in the incoming rows' time span can share a key with them. A merge
                 # against the patch alone that inserts nothing found every key there (a write
                 # run again, a day restated once more): the payload's rows under them are
@@ -750,7 +778,9 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                 diffs[key] = diff
                 if diff.inserted or diff.updated:
                     assert row.last_row is not None
-                    patches[key] = Patch(patched(spec, old, diff), diff.inserted, row.last_row)
+                    replacing = met[key]
+                    patches[key] = Patch(patched(spec, old, diff), diff.inserted, row.last_row,
+                                         base=None if replacing is None else row.patch, replacing=replacing or ())
         existing = {k: row.rows(spec) for k, row in stored.items() if k not in diffs}
         if sealed_tier:
             rows = select_rows(cur, settings, spec, period, keys)
