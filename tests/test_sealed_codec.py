@@ -293,3 +293,32 @@ def test_a_framed_patch_decodes_the_segments_its_window_meets_in_order_of_time()
     assert chunks.decode_patch(BARS, chunks.encode(BARS, rows.slice(5, 9)), fp).equals(rows.slice(5, 9))
     with pytest.raises(SchemaError, match="cut short"):
         chunks.patch_segments(patch[:-10])
+
+
+def test_segments_stored_in_different_widths_or_with_nulls_decode_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = _bars(3000)
+    fp = chunks.fingerprint(BARS)
+    big = rows.slice(1000, 500)  # volumes past int16, prices jumping: other narrowed types
+    big = big.set_column(big.schema.get_field_index("volume"), "volume",
+                         pa.array([10**6 + i for i in range(500)], pa.int64()))
+    nulls = rows.slice(2000, 300)
+    nulls = nulls.set_column(nulls.schema.get_field_index("volume"), "volume",
+                             pa.array([None if i % 3 else i for i in range(300)], pa.int64()))
+    parts = [chunks.conform_payload(BARS, p) for p in (rows.slice(0, 400), big, nulls)]
+    patch: bytes | None = None
+    for part in parts:
+        patch = chunks.add_segment(BARS, patch, part)
+    for floats in (False, True):
+        got = chunks.decode_patch(BARS, patch, fp, floats=floats)
+        one_by_one = pa.concat_tables([chunks.decode(BARS, chunks.encode(BARS, p), fp, floats=floats) for p in parts])
+        assert got.equals(one_by_one)
+    assert chunks.decode_patch(BARS, patch, fp).equals(pa.concat_tables(parts))
+    # Volumes narrowed to different widths, no null: the batches are built together.
+    two = chunks.add_segment(BARS, chunks.add_segment(BARS, None, parts[0]), parts[1])
+    builds: list[int] = []
+    real = chunks._build
+    monkeypatch.setattr(chunks, "_build", lambda spec, opened, *a, **k: builds.append(len(opened)) or real(
+        spec, opened, *a, **k))
+    assert chunks.decode_patch(BARS, two, fp).column("volume").to_pylist() == [
+        *parts[0].column("volume").to_pylist(), *parts[1].column("volume").to_pylist()]
+    assert builds == [2]

@@ -269,7 +269,7 @@ def _as_float(field: pa.Field, floats: bool) -> bool:
     return floats and pa.types.is_decimal(field.type) and field.type.precision <= _EXACT_DOUBLE_DIGITS
 
 
-def _overlay_places(times: np.ndarray, overlay: pa.Table, stored: pa.Table, schema: pa.Schema,
+def _overlay_places(times: np.ndarray, overlay: pa.Table, stored: list[list[pa.Array]], schema: pa.Schema,
                     deltas: dict[str, str], time_col: str, floats: bool) -> np.ndarray | None:
     """Where each row of ``overlay`` (a patch, decoded in the same types) goes among the
     built rows (``times``: their times, sorted), or None when it cannot be written over
@@ -277,14 +277,14 @@ def _overlay_places(times: np.ndarray, overlay: pa.Table, stored: pa.Table, sche
     not of fixed width (then :func:`apply_patch` lays the patch over the rows)."""
     if overlay.column_names != schema.names:
         return None
-    for field in schema:
+    for i, field in enumerate(schema):
         column = overlay.column(field.name)
         if column.null_count:
             return None
         if field.name in deltas:
             if column.type != (pa.float64() if _as_float(field, floats) else field.type):
                 return None
-        elif (column.type != field.type or stored.column(field.name).null_count
+        elif (column.type != field.type or any(c.null_count for c in stored[i])
               or not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type))):
             return None
     wanted = overlay.column(time_col).cast(pa.int64()).to_numpy()
@@ -294,10 +294,12 @@ def _overlay_places(times: np.ndarray, overlay: pa.Table, stored: pa.Table, sche
     return at
 
 
-def _from_deltas(table: pa.Table, deltas: dict[str, str], schema: pa.Schema, *, floats: bool,
+def _from_deltas(columns: list[list[pa.Array]], deltas: dict[str, str], schema: pa.Schema, *, floats: bool,
                  window: tuple[int, int] | None = None, time_col: str = "",
                  overlay: pa.Table | None = None, firsts: dict[str, list[int]] | None = None) -> pa.Table:
-    """Batches read back in the payload's types (``schema``: the types before
+    """Batches (``columns``: each column's arrays, one per batch; the batches of several
+    payloads alike may follow one another, a column's narrowed type differing between
+    them) read back in the payload's types (``schema``: the types before
     :func:`_to_deltas`; ``floats``: decimals as float64, see :func:`decode`). Each batch's
     running sum is written straight into the column's output (each batch restarts from an
     absolute value): 1M bars, 5 columns, 12.6 ms against 18.1 ms for one sum over the
@@ -314,33 +316,29 @@ def _from_deltas(table: pa.Table, deltas: dict[str, str], schema: pa.Schema, *, 
     the columns are built -- when every time is there and nothing is null (the schema's
     metadata then says so, :data:`_OVERLAID_KEY`); a patched month read 0.33 ms faster
     than laying the patch over the built rows (:func:`apply_patch`, 44,640 rows)."""
-    rows = slice(0, table.num_rows)
+    rows = slice(0, sum(len(c) for c in columns[0]) if columns else 0)
     times = None
     firsts = firsts or {}
     if time_col in deltas:
-        times = _running_sums(table.column(schema.get_field_index(time_col)), firsts.get(time_col))
+        times = _running_sums(columns[schema.get_field_index(time_col)], firsts.get(time_col))
         if window is not None:
             rows = _rows_in(times, window)
     places = None
     if overlay is not None and times is not None:
-        places = _overlay_places(times[rows], overlay, table, schema, deltas, time_col, floats)
+        places = _overlay_places(times[rows], overlay, columns, schema, deltas, time_col, floats)
     # The patch's columns when it is written over the rows, by name.
     over = {name: overlay.column(name) for name in schema.names} if places is not None and overlay is not None else {}
     arrays = []
     fields = []
     for i, field in enumerate(schema):
         fields.append(field)
-        column = table.column(i)
+        column = columns[i]
         if field.name not in deltas or deltas[field.name][0] == "n":
             # One array per chunk, as the summed columns are: polars aligns a frame's
             # chunks, and a volume column in 8,192-row batches beside month-long price
             # columns split every column of 1M bars into 140 pieces (from_arrow 3.2 ms,
             # 0.7 ms aligned; every bar into polars 45.9 -> 43.1 ms, as Arrow unchanged).
-            built = column.slice(rows.start, rows.stop - rows.start).combine_chunks()
-            if built.type != field.type:  # stored narrowed (no null: "n" columns have none)
-                # numpy's widening copy: Arrow's cast took ~20 us of a 1,440-row segment's decode.
-                wide = built.to_numpy().astype(field.type.to_pandas_dtype())
-                built = pa.Array.from_buffers(field.type, len(wide), [None, pa.py_buffer(wide)])
+            built = _joined(column, rows, field.type)
             if over:
                 plain = built.to_numpy(zero_copy_only=False).copy()
                 plain[places] = over[field.name].to_numpy()
@@ -373,17 +371,37 @@ def _from_deltas(table: pa.Table, deltas: dict[str, str], schema: pa.Schema, *, 
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata))
 
 
+def _joined(arrays: list[pa.Array], rows: slice, kind: pa.DataType) -> pa.Array:
+    """The ``rows`` of a column stored as ``arrays`` (one per batch) as one array of type
+    ``kind``; arrays stored narrowed (no null: "n" columns have none) are widened by
+    numpy's copy (Arrow's cast took ~20 us of a 1,440-row patch segment's decode)."""
+    if not arrays:
+        return pa.array([], kind)
+    if any(a.type != arrays[0].type for a in arrays):  # narrowed apart, in the batches of several payloads
+        if any(a.null_count for a in arrays):  # (stored plain where it holds nulls)
+            arrays = [a.cast(kind) for a in arrays]
+        else:
+            wide = np.concatenate([a.to_numpy() for a in arrays]).astype(kind.to_pandas_dtype())[rows]
+            return pa.Array.from_buffers(kind, len(wide), [None, pa.py_buffer(wide)])
+    built = pa.chunked_array(arrays, arrays[0].type).slice(rows.start, rows.stop - rows.start).combine_chunks()
+    if built.type != kind:
+        wide = built.to_numpy().astype(kind.to_pandas_dtype())
+        built = pa.Array.from_buffers(kind, len(wide), [None, pa.py_buffer(wide)])
+    return built
+
+
 def _rows_in(times: np.ndarray, window: tuple[int, int]) -> slice:
     """The rows of ``times`` (sorted, as a payload is) in ``window``, both ends included."""
     return slice(int(np.searchsorted(times, window[0], "left")), int(np.searchsorted(times, window[1], "right")))
 
 
-def _running_sums(column: pa.ChunkedArray, firsts: list[int] | None = None) -> np.ndarray:
-    """A delta-coded column's values: each batch's running sum (int64), from its first
-    value (``firsts``, one per batch, when kept apart: the stored difference is 0)."""
-    values = np.empty(len(column), dtype=np.int64)
+def _running_sums(column: list[pa.Array], firsts: list[int] | None = None) -> np.ndarray:
+    """A delta-coded column's values (``column``: one array per batch): each batch's
+    running sum (int64), from its first value (``firsts``, one per batch, when kept
+    apart: the stored difference is 0)."""
+    values = np.empty(sum(len(c) for c in column), dtype=np.int64)
     pos = 0
-    for b, chunk in enumerate(column.chunks):
+    for b, chunk in enumerate(column):
         # Widened first, then summed in place: numpy's cumsum casting int32 as it goes
         # (dtype=) ran ~10x slower than the copy and the same-type sum together.
         part = values[pos:pos + len(chunk)]
@@ -445,11 +463,12 @@ PATCH_ROWS = BATCH_ROWS
 # written before segments (one unframed IPC file, "ARROW1...") reads as it did; the next
 # write into its chunk rewrites it framed.
 _SEGMENTS = b"RIOSEGS1"
-# A write that would leave more segments than this rewrites the patch as one: each segment
-# is decoded on its own (~0.17 ms for 1,440 rows, against 0.21 ms for 7,200 rows in one), so
-# a month read with 4 segments pays ~0.5 ms more than with one, and one append in 4 pays
-# what every restatement paid before segments.
-MAX_SEGMENTS = 4
+# A write that would leave more segments than this rewrites the patch as one. A read
+# builds the segments' batches together (_decode_many), but opens each: a 44,640-row month
+# with a patch of 8 segments decoded in 1.67 ms, with the same rows as one segment 1.20 ms
+# (~0.06 ms a segment). Day-sized writes of one-minute bars fold into the payload
+# (PATCH_ROWS, 5 days) before they reach 8; many small writes are what this bounds.
+MAX_SEGMENTS = 8
 _FRAME = struct.Struct("<IIqq")  # the segment's bytes, rows, first and last time (microseconds)
 
 
@@ -516,9 +535,8 @@ def decode_patch(spec: TableSpec, patch: Any, chunk_fingerprint: str, *, codec: 
     if not framed:
         return payload_schema(spec).empty_table()
     buffer = patch if isinstance(patch, pa.Buffer) else pa.py_buffer(patch)
-    parts = [_decode(spec, buffer.slice(s.start, s.size), chunk_fingerprint, codec=codec, window=window,
-                     floats=floats) for s in framed]
-    return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    return _decode_many(spec, [buffer.slice(s.start, s.size) for s in framed], chunk_fingerprint, codec=codec,
+                        window=window, floats=floats)
 
 
 def payload_key(spec: TableSpec) -> list[str]:
@@ -606,18 +624,28 @@ def _merge_by_time(rows: pa.Table, patch: pa.Table, time_col: str, at: np.ndarra
     return pa.concat_tables([rows, patch]).take(order)
 
 
-def _decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str,
-            window: tuple[dt.datetime, dt.datetime] | None, floats: bool, overlay: pa.Table | None = None) -> pa.Table:
-    if codec not in CODECS:
-        raise SchemaError(f"{spec.key}: a chunk uses codec {codec!r}; this version reads {', '.join(CODECS)}",
-                          table=spec.key)
+class _Opened(NamedTuple):
+    """A payload opened for reading: its IPC reader, the batches a read wants and what
+    the schema's metadata says of them."""
+
+    reader: ipc.RecordBatchFileReader
+    wanted: list[int]
+    deltas: dict[str, str]  # column -> how it is stored (_to_deltas)
+    firsts: dict[str, list[int]]  # column -> each wanted batch's first value (CODEC)
+
+    def layout(self) -> tuple[pa.Schema, frozenset[str], frozenset[str]]:
+        """What must match for batches of several payloads to be built as one: the
+        payload schema, the columns stored as differences and those with firsts kept."""
+        summed = frozenset(n for n, how in self.deltas.items() if not how.startswith("n"))
+        return _undelta_schema(self.reader.schema, self.deltas), summed, frozenset(self.firsts)
+
+
+def _open(payload: Any, micros: tuple[int, int] | None) -> _Opened:
     # One thread: LZ4 frames of 8,192 rows decompress faster than Arrow's threads start (all
     # 30 chunks of 1M bars: 12 ms on the calling thread, 18-28 ms with use_threads).
     reader = ipc.open_file(pa.py_buffer(payload) if not isinstance(payload, pa.Buffer) else payload,
                            options=_READ_OPTIONS)
-    count = reader.num_record_batches
-    micros = None if window is None else (pd_micros(window[0]), pd_micros(window[1]))
-    wanted = _batches_in(reader.schema, count, micros)
+    wanted = _batches_in(reader.schema, reader.num_record_batches, micros)
     meta = reader.schema.metadata or {}
     deltas = dict(item.split("=", 1) for item in meta.get(_DELTA_KEY, b"").decode().split(",") if item)
     # Each batch's first values, of the batches read (CODEC keeps them apart).
@@ -627,22 +655,66 @@ def _decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str
             name, values = item.split(":", 1)
             every = values.split(",")
             firsts[name] = [int(every[i]) for i in wanted]
+    return _Opened(reader, wanted, deltas, firsts)
+
+
+def _check_codec(spec: TableSpec, codec: str) -> None:
+    if codec not in CODECS:
+        raise SchemaError(f"{spec.key}: a chunk uses codec {codec!r}; this version reads {', '.join(CODECS)}",
+                          table=spec.key)
+
+
+def _decode_many(spec: TableSpec, payloads: Sequence[Any], chunk_fingerprint: str, *, codec: str,
+                 window: tuple[dt.datetime, dt.datetime] | None, floats: bool) -> pa.Table:
+    """Payloads of one chunk whose rows follow one another in time (a patch's segments),
+    as one table: their batches built together when laid out alike (one pass per column:
+    5 segments of 1,440 rows 0.87 -> ~0.3 ms), else each on its own and concatenated."""
+    _check_codec(spec, codec)
+    micros = None if window is None else (pd_micros(window[0]), pd_micros(window[1]))
+    opened = [_open(p, micros) for p in payloads]
+    layout = opened[0].layout()
+    if len(opened) == 1 or not opened[0].deltas or any(o.layout() != layout for o in opened[1:]):
+        parts = [_decode(spec, p, chunk_fingerprint, codec=codec, window=window, floats=floats) for p in payloads]
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+    return _build(spec, opened, chunk_fingerprint, micros=micros, floats=floats, overlay=None)
+
+
+def _decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str,
+            window: tuple[dt.datetime, dt.datetime] | None, floats: bool, overlay: pa.Table | None = None) -> pa.Table:
+    _check_codec(spec, codec)
+    micros = None if window is None else (pd_micros(window[0]), pd_micros(window[1]))
+    return _build(spec, [_open(payload, micros)], chunk_fingerprint, micros=micros, floats=floats, overlay=overlay)
+
+
+def _build(spec: TableSpec, opened: list[_Opened], chunk_fingerprint: str, *, micros: tuple[int, int] | None,
+           floats: bool, overlay: pa.Table | None) -> pa.Table:
+    """The rows of ``opened`` (one payload; several only when delta-coded and laid out
+    alike, :meth:`_Opened.layout`)."""
+    first = opened[0]
+    reader, deltas = first.reader, first.deltas
     time_col = spec.time_column or "timestamp"
     trimmed = micros is None
     if deltas:
         schema = _undelta_schema(reader.schema, deltas)
-        batches = [reader.get_batch(i) for i in wanted]
+        columns: list[list[pa.Array]] = [[] for _ in reader.schema]
+        firsts: dict[str, list[int]] = {name: [] for name in first.firsts}
+        for one in opened:
+            for i in one.wanted:
+                batch = one.reader.get_batch(i)
+                for c, column in enumerate(columns):
+                    column.append(batch.column(c))
+            for name, values in one.firsts.items():
+                firsts[name] += values
         trimmed = trimmed or time_col in deltas
         # A chunk written under another declaration is conformed below in exact types.
         current = chunk_fingerprint == fingerprint(spec)
-        table = _from_deltas(pa.Table.from_batches(batches, schema=batches[0].schema) if batches else
-                             reader.schema.empty_table(), deltas, schema, floats=floats and current,
+        table = _from_deltas(columns, deltas, schema, floats=floats and current,
                              window=micros if time_col in deltas else None, time_col=time_col,
                              overlay=overlay if current else None, firsts=firsts)
-    elif len(wanted) == count:
+    elif len(first.wanted) == reader.num_record_batches:
         table = reader.read_all().replace_schema_metadata(None)
     else:
-        table = pa.Table.from_batches([reader.get_batch(i) for i in wanted], schema=reader.schema)
+        table = pa.Table.from_batches([reader.get_batch(i) for i in first.wanted], schema=reader.schema)
         table = table.replace_schema_metadata(None)
     if not trimmed and micros is not None:  # (older codecs: the rows are built, then cut)
         rows = _rows_in(table.column(time_col).cast(pa.int64()).to_numpy(), micros)
