@@ -140,6 +140,14 @@ def test_the_sql_sent_carries_the_pushed_predicate(pg: PostgreSQLIntegration, ca
     got = lf.filter((pl.col("symbol") == "A") & (pl.col("close") * 2 > pl.col("open") * 2)).head(5).collect()
     assert "LIMIT" not in _sent(caplog) and "t.\"symbol\" = E'A'" in _sent(caplog)
     assert_frame_equal(got, pg.get_market_data("A").filter(pl.col("close") > pl.col("open")).head(5))
+    # One symbol: its column is left out of the row query and filled in, as the eager readers do.
+    for small in (0, 10**12):  # values inlined (COPY), bound
+        monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", small)
+        caplog.clear()
+        one = lf.filter(pl.col("symbol") == "A").collect()
+        rows = [m for m in _sent(caplog).splitlines() if '"close"' in m and "ORDER BY" in m]
+        assert rows and all('"symbol"' not in m.split(" FROM ")[0] for m in rows), rows
+        assert_frame_equal(one, pg.get_market_data("A"))
 
 
 def test_misuse_is_a_usage_error(pg: PostgreSQLIntegration) -> None:
