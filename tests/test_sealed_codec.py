@@ -291,8 +291,10 @@ def test_a_framed_patch_decodes_the_segments_its_window_meets_in_order_of_time()
     # A patch written before segments (one IPC file) reads as one; a cut-short one is refused.
     assert chunks.patch_segments(chunks.encode(BARS, rows)) is None
     assert chunks.decode_patch(BARS, chunks.encode(BARS, rows.slice(5, 9)), fp).equals(rows.slice(5, 9))
-    with pytest.raises(SchemaError, match="cut short"):
-        chunks.patch_segments(patch[:-10])
+    last = max(segments, key=lambda s: s.start)  # the last one in the bytes
+    for cut in (patch[:-10], patch[:-(last.size + 20)]):  # inside a segment, inside its frame
+        with pytest.raises(SchemaError, match="cut short"):
+            chunks.patch_segments(cut)
 
 
 def test_segments_stored_in_different_widths_or_with_nulls_decode_together(monkeypatch: pytest.MonkeyPatch) -> None:

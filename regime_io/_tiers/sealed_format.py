@@ -483,6 +483,7 @@ class Segment(NamedTuple):
     last: int
 
     def meets(self, first: int, last: int) -> bool:
+        """Whether a row of this segment may lie in ``[first, last]`` (microseconds)."""
         return self.last >= first and self.first <= last
 
 
@@ -497,6 +498,8 @@ def patch_segments(patch: Any) -> list[Segment] | None:
     out: list[Segment] = []
     at = len(_SEGMENTS)
     while at < len(view):
+        if at + _FRAME.size > len(view):
+            raise SchemaError(f"a sealed chunk's patch is cut short (a frame at byte {at} of {len(view)})")
         size, rows, first, last = _FRAME.unpack_from(view, at)
         at += _FRAME.size
         if at + size > len(view):
@@ -668,13 +671,13 @@ def _decode_many(spec: TableSpec, payloads: Sequence[Any], chunk_fingerprint: st
                  window: tuple[dt.datetime, dt.datetime] | None, floats: bool) -> pa.Table:
     """Payloads of one chunk whose rows follow one another in time (a patch's segments),
     as one table: their batches built together when laid out alike (one pass per column:
-    5 segments of 1,440 rows 0.87 -> ~0.3 ms), else each on its own and concatenated."""
+    5 segments of 1,440 rows 0.87 -> 0.47 ms), else each on its own and concatenated."""
     _check_codec(spec, codec)
     micros = None if window is None else (pd_micros(window[0]), pd_micros(window[1]))
     opened = [_open(p, micros) for p in payloads]
     layout = opened[0].layout()
     if len(opened) == 1 or not opened[0].deltas or any(o.layout() != layout for o in opened[1:]):
-        parts = [_decode(spec, p, chunk_fingerprint, codec=codec, window=window, floats=floats) for p in payloads]
+        parts = [_build(spec, [o], chunk_fingerprint, micros=micros, floats=floats, overlay=None) for o in opened]
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
     return _build(spec, opened, chunk_fingerprint, micros=micros, floats=floats, overlay=None)
 
