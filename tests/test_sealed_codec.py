@@ -16,6 +16,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
+from regime_io._tiers import chunk_bytes
 from regime_io._tiers import sealed_format as chunks
 from regime_io.errors import SchemaError
 from regime_io.tables import TABLES
@@ -84,7 +85,7 @@ def test_a_window_reads_from_its_byte_range_and_the_tail_alone(codec: str) -> No
     payload = chunks.encode(BARS, table, codec=codec)
     ts = table.column("timestamp")
     fp = chunks.fingerprint(BARS)
-    tail = payload[-chunks.TAIL_BYTES:]
+    tail = payload[-chunk_bytes.TAIL_BYTES:]
     spans = [(0, 0), (5, 9), (chunks.BATCH_ROWS - 2, chunks.BATCH_ROWS + 3),
              (chunks.BATCH_ROWS * 2 + 1, chunks.BATCH_ROWS * 4 + 99), (0, chunks.BATCH_ROWS * 4 + 99)]
     for lo, hi in spans:
@@ -92,13 +93,13 @@ def test_a_window_reads_from_its_byte_range_and_the_tail_alone(codec: str) -> No
         start_stop = chunks.window_bytes(tail, len(payload), window)
         assert start_stop is not None
         start, stop = start_stop
-        sparse = chunks.sparse_payload(len(payload), tail, start, payload[start:stop])
+        sparse = chunk_bytes.sparse_payload(len(payload), tail, start, payload[start:stop])
         got = chunks.decode(BARS, sparse, fp, codec=codec, window=window)
         assert got.equals(chunks.decode(BARS, payload, fp, codec=codec, window=window))
         assert got.num_rows == hi - lo + 1
     start, stop = chunks.window_bytes(tail, len(payload), (ts[5].as_py(), ts[9].as_py())) or (0, 0)
     assert stop - start < len(payload) / 3  # one batch of five (~27% of this payload)
-    sparse = chunks.sparse_payload(len(payload), tail, start, payload[start:stop])
+    sparse = chunk_bytes.sparse_payload(len(payload), tail, start, payload[start:stop])
     with pytest.raises(pa.ArrowInvalid):
         chunks.decode(BARS, sparse, fp, codec=codec)  # every batch: the others are not there
     before = (ts[0].as_py() - dt.timedelta(days=2), ts[0].as_py() - dt.timedelta(days=1))
@@ -271,7 +272,7 @@ def test_a_framed_patch_decodes_the_segments_its_window_meets_in_order_of_time()
     patch: bytes | None = None
     for part in parts:
         patch = chunks.add_segment(BARS, patch, part)
-    segments = chunks.patch_segments(patch)
+    segments = chunk_bytes.patch_segments(patch)
     assert segments is not None and [s.rows for s in segments] == [700, 300, 500]
     whole = chunks.decode_patch(BARS, patch, fp)
     assert whole.equals(pa.concat_tables([rows.slice(0, 700), rows.slice(1000, 300), rows.slice(2000, 500)]))
@@ -284,17 +285,17 @@ def test_a_framed_patch_decodes_the_segments_its_window_meets_in_order_of_time()
     # Replacing the middle segment keeps the others' bytes.
     assert patch is not None
     again = chunks.add_segment(BARS, patch, rows.slice(1000, 400), replacing=segments[1:2])
-    after = chunks.patch_segments(again)
+    after = chunk_bytes.patch_segments(again)
     assert after is not None and [s.rows for s in after] == [700, 400, 500]
     assert again[after[0].start:after[0].start + after[0].size] == \
         patch[segments[0].start:segments[0].start + segments[0].size]
     # A patch written before segments (one IPC file) reads as one; a cut-short one is refused.
-    assert chunks.patch_segments(chunks.encode(BARS, rows)) is None
+    assert chunk_bytes.patch_segments(chunks.encode(BARS, rows)) is None
     assert chunks.decode_patch(BARS, chunks.encode(BARS, rows.slice(5, 9)), fp).equals(rows.slice(5, 9))
     last = max(segments, key=lambda s: s.start)  # the last one in the bytes
     for cut in (patch[:-10], patch[:-(last.size + 20)]):  # inside a segment, inside its frame
         with pytest.raises(SchemaError, match="cut short"):
-            chunks.patch_segments(cut)
+            chunk_bytes.patch_segments(cut)
 
 
 def test_segments_stored_in_different_widths_or_with_nulls_decode_together(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
-from regime_io._tiers import sealed_format, sealed_store
+from regime_io._tiers import chunk_bytes, sealed_format, sealed_store
 from regime_io._write.validate import validate
 from tests._reading_data import bars, options, regimes_1min
 from tests.test_sealing_properties import START, _answers, _same, _write
@@ -405,15 +405,15 @@ def test_a_few_rows_restated_into_a_sealed_month_stay_in_the_pipeline(pg: Postgr
     assert_frame_equal(got, expected.select(got.columns).cast(got.schema))
 
 
-def _segments(pg: PostgreSQLIntegration, sql: Any, symbol: str) -> tuple[bytes, list[sealed_format.Segment]]:
+def _segments(pg: PostgreSQLIntegration, sql: Any, symbol: str) -> tuple[bytes, list[chunk_bytes.Segment]]:
     """The chunk's patch bytes and its segments (``patch_segments``)."""
     (patch,), = sql(f"SELECT patch FROM {pg.db.table('market_data')[:-1]}_chunks\" WHERE symbol = %s", (symbol,))
-    segments = sealed_format.patch_segments(patch)
+    segments = chunk_bytes.patch_segments(patch)
     assert segments is not None, "a patch written by this version is framed"
     return bytes(patch), segments
 
 
-def _segment_bytes(patch: bytes, segments: list[sealed_format.Segment]) -> list[bytes]:
+def _segment_bytes(patch: bytes, segments: list[chunk_bytes.Segment]) -> list[bytes]:
     return [patch[s.start:s.start + s.size] for s in segments]
 
 
@@ -462,7 +462,7 @@ def test_past_max_segments_the_patch_is_rewritten_as_one(pg: PostgreSQLIntegrati
     data = _sealed_month(pg)
     nifty = data.filter(pl.col("symbol") == "NIFTY")
     expected = nifty
-    for i in range(sealed_format.MAX_SEGMENTS):
+    for i in range(chunk_bytes.MAX_SEGMENTS):
         few = nifty.slice(1000 * i, 10).with_columns(pl.col("volume") + 3)
         pg.save_market_data(few)
         expected = _upsert(expected, few)
@@ -471,7 +471,7 @@ def test_past_max_segments_the_patch_is_rewritten_as_one(pg: PostgreSQLIntegrati
     pg.save_market_data(one_more)
     expected = _upsert(expected, one_more)
     _, segments = _segments(pg, sql, "NIFTY")
-    assert [s.rows for s in segments] == [10 * (sealed_format.MAX_SEGMENTS + 1)]
+    assert [s.rows for s in segments] == [10 * (chunk_bytes.MAX_SEGMENTS + 1)]
     got = pg.get_market_data("NIFTY", "2024-01-01", "2024-01-31 23:59", exact=True)
     assert_frame_equal(got.select("timestamp", "volume"), expected.select("timestamp", "volume"))
 

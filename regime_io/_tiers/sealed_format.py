@@ -45,7 +45,6 @@ import decimal
 import functools
 import hashlib
 import json
-import struct
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -57,12 +56,13 @@ import pyarrow.ipc as ipc
 
 from ..errors import SchemaError
 from ..tables import TableSpec
+from .chunk_bytes import FILE_END, Segment, footer_blocks, framed, patch_segments
 
 __all__ = [
-    "CODEC", "MAX_SEGMENTS", "PATCH_ROWS", "Segment", "add_segment", "apply_patch", "as_type", "chunk_stats",
-    "conform_payload", "decimal_from_unscaled", "decimal_to_float", "decode", "decode_patch", "encode",
-    "fingerprint", "json_value", "key_positions", "last_row_json", "patch_segments", "payload_key",
-    "period_from_number", "period_number", "period_of",
+    "CODEC", "PATCH_ROWS", "add_segment", "apply_patch", "as_type", "chunk_stats", "conform_payload",
+    "decimal_from_unscaled", "decimal_to_float", "decode", "decode_patch", "encode", "fingerprint", "json_value",
+    "key_positions", "last_row_json", "payload_key", "period_from_number", "period_number", "period_of",
+    "window_bytes",
 ]
 
 
@@ -452,75 +452,13 @@ def decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str 
 # so the patch stays below one record batch.
 PATCH_ROWS = BATCH_ROWS
 
-# A patch is a list of segments: each an IPC file of this codec holding rows restated or
-# added, behind a frame saying its size, rows and time span. Segments' spans never
-# overlap, so their rows in order of span are in payload order: a reader concatenates
-# them, nothing to sort or deduplicate. A write decodes only the segments its rows' span
-# meets, and replaces them with one segment (their rows with its own laid over them); the
-# others are copied as bytes. A day's first restatement meets none and appends: into
-# months patched on 4 days before, the whole patch was decoded, merged and encoded again
-# (10 months: ~4 ms of encoding, ~3 ms of decoding, ~4 ms of merging of 42 ms). A patch
-# written before segments (one unframed IPC file, "ARROW1...") reads as it did; the next
-# write into its chunk rewrites it framed.
-_SEGMENTS = b"RIOSEGS1"
-# A write that would leave more segments than this rewrites the patch as one. A read
-# builds the segments' batches together (_decode_many), but opens each: a 44,640-row month
-# with a patch of 8 segments decoded in 1.67 ms, with the same rows as one segment 1.20 ms
-# (~0.06 ms a segment). Day-sized writes of one-minute bars fold into the payload
-# (PATCH_ROWS, 5 days) before they reach 8; many small writes are what this bounds.
-MAX_SEGMENTS = 8
-_FRAME = struct.Struct("<IIqq")  # the segment's bytes, rows, first and last time (microseconds)
-
-
-class Segment(NamedTuple):
-    """One segment of a patch: where it lies (``start``: after its frame), its rows and
-    their time span (microseconds since the epoch, both ends included)."""
-
-    start: int
-    size: int
-    rows: int
-    first: int
-    last: int
-
-    def meets(self, first: int, last: int) -> bool:
-        """Whether a row of this segment may lie in ``[first, last]`` (microseconds)."""
-        return self.last >= first and self.first <= last
-
-
-def patch_segments(patch: Any) -> list[Segment] | None:
-    """The segments of a framed patch in order of time; [] for no patch; None for an
-    unframed one (one IPC file, written before segments)."""
-    if patch is None:
-        return []
-    view = memoryview(patch)
-    if bytes(view[:len(_SEGMENTS)]) != _SEGMENTS:
-        return None
-    out: list[Segment] = []
-    at = len(_SEGMENTS)
-    while at < len(view):
-        if at + _FRAME.size > len(view):
-            raise SchemaError(f"a sealed chunk's patch is cut short (a frame at byte {at} of {len(view)})")
-        size, rows, first, last = _FRAME.unpack_from(view, at)
-        at += _FRAME.size
-        if at + size > len(view):
-            raise SchemaError(f"a sealed chunk's patch is cut short (a segment at byte {at} of {len(view)})")
-        out.append(Segment(at, size, rows, first, last))
-        at += size
-    return sorted(out, key=lambda s: s.first)
-
-
 def add_segment(spec: TableSpec, patch: Any, rows: pa.Table, *, replacing: Sequence[Segment] = ()) -> bytes:
     """A framed patch: the segments of ``patch`` (framed, or None) but ``replacing``, and
-    ``rows`` (conformed; their span meets no segment kept) encoded as one more."""
+    ``rows`` (conformed; their span meets no segment kept) encoded as one more
+    (:mod:`~regime_io._tiers.chunk_bytes`)."""
     bounds = pc.min_max(rows.column(spec.time_column or "timestamp").cast(pa.int64()))
-    encoded = encode(spec, rows)
-    parts = [_SEGMENTS]
-    if patch is not None:
-        view = memoryview(patch)
-        parts += [bytes(view[s.start - _FRAME.size: s.start + s.size])
-                  for s in patch_segments(patch) or () if s not in replacing]
-    parts += [_FRAME.pack(len(encoded), rows.num_rows, bounds["min"].as_py(), bounds["max"].as_py()), encoded]
-    return b"".join(parts)
+    return framed(patch, encode(spec, rows), rows.num_rows, bounds["min"].as_py(), bounds["max"].as_py(),
+                  replacing=replacing)
 
 
 def decode_patch(spec: TableSpec, patch: Any, chunk_fingerprint: str, *, codec: str = CODEC,
@@ -751,26 +689,18 @@ def _batches_in(schema: pa.Schema, count: int, micros: tuple[int, int] | None) -
     return [i for i in range(count) if starts[i] <= hi and (i + 1 == count or starts[i + 1] >= lo)]
 
 
-# A payload's last bytes fetched to find its batches (the IPC file's footer: the schema with
-# the batches' first times, and each batch's place). A 44,640-row month's footer is 888
-# bytes; a footer longer than this is read with the whole payload.
-TAIL_BYTES = 4096
-
-_FILE_END = struct.Struct("<i6s")  # the footer's length, then the magic "ARROW1"
-
-
 def window_bytes(tail: bytes, size: int, window: tuple[dt.datetime, dt.datetime]) -> tuple[int, int] | None:
     """The byte range ``(start, stop)`` of the payload of ``size`` bytes (``tail``: its last
     bytes) that holds every record batch :func:`decode` reads for ``window``: a restatement
     fetches that range and the tail, not the payload (a restated day: 2 batches of a
     month's 6, ~280 KB of ~770 KB). None when the tail does not hold the footer, or the
     footer is not one this reads: then the whole payload is needed."""
-    if len(tail) < _FILE_END.size:
+    if len(tail) < FILE_END.size:
         return None
-    length, magic = _FILE_END.unpack_from(tail, len(tail) - _FILE_END.size)
-    if magic != b"ARROW1" or not 0 < length <= len(tail) - _FILE_END.size:
+    length, magic = FILE_END.unpack_from(tail, len(tail) - FILE_END.size)
+    if magic != b"ARROW1" or not 0 < length <= len(tail) - FILE_END.size:
         return None
-    blocks = _footer_blocks(tail[len(tail) - _FILE_END.size - length: len(tail) - _FILE_END.size])
+    blocks = footer_blocks(tail[len(tail) - FILE_END.size - length: len(tail) - FILE_END.size])
     try:
         # The reader takes its schema from the footer at the end: the tail alone opens.
         reader = ipc.open_file(pa.py_buffer(tail), options=_READ_OPTIONS)
@@ -783,37 +713,6 @@ def window_bytes(tail: bytes, size: int, window: tuple[dt.datetime, dt.datetime]
         return (0, 0)
     first, last = blocks[wanted[0]], blocks[wanted[-1]]
     return first[0], last[0] + last[1] + last[2]
-
-
-def _footer_blocks(footer: bytes) -> list[tuple[int, int, int]] | None:
-    """``(offset, metadata length, body length)`` of each record batch, read from an Arrow
-    IPC file footer (a flatbuffer: ``Footer.recordBatches``, its fourth field, a vector of
-    24-byte ``Block`` structs; Arrow's File.fbs). Arrow's Python API does not expose them."""
-    try:
-        root = struct.unpack_from("<I", footer, 0)[0]
-        vtable = root - struct.unpack_from("<i", footer, root)[0]
-        field = 4 + 2 * 3
-        if struct.unpack_from("<H", footer, vtable)[0] < field + 2:
-            return []
-        at = struct.unpack_from("<H", footer, vtable + field)[0]
-        if not at:
-            return []
-        vector = root + at + struct.unpack_from("<I", footer, root + at)[0]
-        count = struct.unpack_from("<I", footer, vector)[0]
-        return [struct.unpack_from("<qi4xq", footer, vector + 4 + 24 * i) for i in range(count)]
-    except struct.error:
-        return None
-
-
-def sparse_payload(size: int, tail: bytes, start: int, piece: bytes | pa.Buffer) -> pa.Buffer:
-    """A payload of ``size`` bytes holding only its ``tail`` and ``piece`` (its bytes from
-    ``start``), zeros elsewhere: :func:`decode` reads the footer and the batches in the
-    piece (a batch outside it fails to read, loudly: its message is empty)."""
-    buffer = bytearray(size)
-    buffer[size - len(tail):] = tail
-    view = memoryview(piece) if isinstance(piece, pa.Buffer) else piece
-    buffer[start:start + len(view)] = view
-    return pa.py_buffer(buffer)
 
 
 def _undelta_schema(stored: pa.Schema, deltas: dict[str, str]) -> pa.Schema:

@@ -43,7 +43,7 @@ from .._sql.quote import literal, quote_ident
 from ..errors import Remedy, WriteError
 from ..tables import TableSpec
 from . import changes as live
-from . import knowledge
+from . import chunk_bytes, knowledge
 from . import sealed_format as chunks
 from . import sealed_guard as guard
 from .sealed_format import chunk_stat_columns
@@ -260,7 +260,7 @@ def fetch_payload_windows(cur: Any, settings: Settings, spec: TableSpec, period:
     table_name = chunk_table(spec, settings)
     ends: dict[SeriesKey, tuple[int, bytes]] = {}
     for one, mine in _by_shard(settings, spec, list(windows)):
-        last = f"substring(t.payload FROM greatest(octet_length(t.payload) - {chunks.TAIL_BYTES - 1}, 1))"
+        last = f"substring(t.payload FROM greatest(octet_length(t.payload) - {chunk_bytes.TAIL_BYTES - 1}, 1))"
         table = fetch_table(cur, f"SELECT {', '.join('t.' + c for c in cols)}, octet_length(t.payload) AS size, "
                                  f"{last} AS tail FROM {table_name} t "
                                  f"WHERE {one}t.period_start = $1 AND {_key_filter(spec, mine, '$2', 't')}",
@@ -281,7 +281,7 @@ def fetch_payload_windows(cur: Any, settings: Settings, spec: TableSpec, period:
         for row in _with_buffers(table):
             k = tuple(row[c] for c in spec.chunk_by)
             size, tail = ends[k]
-            out[k] = chunks.sparse_payload(size, tail, ranges[k][0], row["payload"])
+            out[k] = chunk_bytes.sparse_payload(size, tail, ranges[k][0], row["payload"])
     return out
 
 
@@ -447,7 +447,7 @@ class Patch:
     inserted: int  # rows the chunk did not hold before this write
     last_row: str  # the chunk's current newest row (JSON), before this write
     base: pa.Buffer | None = None
-    replacing: tuple[chunks.Segment, ...] = ()
+    replacing: tuple[chunk_bytes.Segment, ...] = ()
 
 
 def patched(spec: TableSpec, old: pa.Table | None, diff: ChunkMerge) -> pa.Table:
@@ -727,12 +727,12 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
             # Per chunk: the rows of the patch's segments the incoming span meets (None: it
             # meets none, or no patch), those in the span, and the merge when they decide it.
             near: dict[SeriesKey, tuple[pa.Table | None, pa.Table, ChunkMerge | None]] = {}
-            met: dict[SeriesKey, tuple[chunks.Segment, ...] | None] = {}  # None: an unframed patch
+            met: dict[SeriesKey, tuple[chunk_bytes.Segment, ...] | None] = {}  # None: an unframed patch
             for key, incoming in incoming_by_key.items():
                 row = stored.get(key)
                 if row is None or not row.patchable(spec):
                     continue
-                segments = chunks.patch_segments(row.patch)
+                segments = chunk_bytes.patch_segments(row.patch)
                 old: pa.Table | None
                 if segments is None:  # one IPC file (written before segments): read whole
                     old = row.patch_rows(spec)
@@ -744,7 +744,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                 if segments is not None:
                     lo, hi = (chunks.pd_micros(v.as_py()) for v in _span(spec, incoming))
                     meets = tuple(s for s in segments if s.meets(lo, hi))
-                    if len(segments) - len(meets) + 1 > chunks.MAX_SEGMENTS:
+                    if len(segments) - len(meets) + 1 > chunk_bytes.MAX_SEGMENTS:
                         meets = tuple(segments)  # rewritten as one segment
                     met[key] = meets
                     old = chunks.decode_patch(spec, row.patch, row.fingerprint, codec=row.codec,
