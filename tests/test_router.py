@@ -8,10 +8,13 @@ import logging
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, ReadError
+from regime_io._frames import VIEWS, constant
+from regime_io._read import readers
 from regime_io._tiers import router
 from regime_io.config import Settings
 from tests._reading_data import bars
@@ -194,3 +197,40 @@ def test_history_without_a_range_includes_sealed_current_versions(pg: PostgreSQL
     assert pg.seal("2024-02-01", tables="1min").rows_moved == 3
     # The rows now in chunks are still the current versions (read with the rows, consistently).
     assert_frame_equal(pg.history("1min", "AAA").drop("known_from"), before.drop("known_from"))
+
+
+@pytest.mark.skipif(not VIEWS, reason="this pyarrow casts no text to string views (pyarrow < 17): text stays text")
+def test_chunks_alone_reach_polars_with_their_key_as_string_views(loaded: PostgreSQLIntegration,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunk key's text is built as Arrow string views when the answer is the chunks'
+    alone and polars is asked for (polars takes them as they are); Arrow and pandas get
+    text, and a range that reaches the row tier merges as text. Every frame is the one
+    the row tier gives."""
+    want = {"jan": loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-01-31 23:59"),
+            "both": loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01")}
+    loaded.seal("2024-02-01", tables="bars")
+    seen: list[list[pa.DataType]] = []
+    real = readers.convert
+
+    def spy(table: pa.Table, return_type: Any) -> Any:
+        seen.append(table.schema.types)
+        return real(table, return_type)
+
+    monkeypatch.setattr(readers, "convert", spy)
+    assert_frame_equal(loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-01-31 23:59"), want["jan"])
+    assert pa.string_view() in seen[-1] and pa.string() not in seen[-1]
+    arrow = loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-01-31 23:59", return_type="arrow")
+    assert pa.string_view() not in arrow.schema.types
+    assert_frame_equal(pl.from_arrow(arrow), want["jan"])  # type: ignore[arg-type]
+    assert_frame_equal(loaded.get_market_data(SYMBOLS, "2024-01-01", "2024-03-01"), want["both"])
+    assert pa.string_view() not in seen[-1]
+
+
+@pytest.mark.parametrize("value", ["", "AAA", "TWELVE_BYTES", "A SYMBOL LONGER THAN TWELVE", "ÜNICODE-€"])
+def test_a_constant_text_column_as_string_views(value: str) -> None:
+    if not VIEWS:
+        pytest.skip("this pyarrow has no string views polars takes")
+    array = constant(value, 1000, pa.string_view())
+    array.validate(full=True)
+    assert array.type == pa.string_view() and array.to_pylist() == [value] * 1000
+    assert pl.from_arrow(pa.table({"s": array})).get_column("s").to_list() == [value] * 1000  # type: ignore[union-attr]

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.engines import read_lookup, read_lookups, stream_cx
-from .._frames import BatchStream, check_index_col, check_return_type, conform, convert, with_index
+from .._frames import VIEWS, BatchStream, check_index_col, check_return_type, conform, convert, with_index
 from .._schema.timezones import check_time_kind
 from .._sql.args import (
     is_aware,
@@ -157,7 +157,7 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
         return with_index(empty_frame(spec, return_type=return_type, exact=exact, columns=names), index)
     if every is None:
         table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
-                            what="get_market_data", as_of=known, last=n)
+                            what="get_market_data", as_of=known, last=n, views=return_type == "polars" and VIEWS)
     else:
         table = _read_resampled(db, spec, groups, rng, names=names, exact=exact, extra=extra,
                                 every=every, strict=strict, as_of=known)
@@ -620,9 +620,10 @@ def _canonical(spec: TableSpec, name: str, value: Any) -> str:
 
 def read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, names: list[str],
                 exact: bool, extra: Sequence[tuple[str, Any]], what: str,
-                as_of: dt.datetime | None = None, last: int | None = None) -> pa.Table:
+                as_of: dt.datetime | None = None, last: int | None = None, views: bool = False) -> pa.Table:
     """Rows of both tiers: the row tier's answer merged with the sealed chunks' (``regime_io._tiers.sealed_read``);
-    with ``last``, only the last rows of each symbol (:mod:`regime_io._read.lastrows`)."""
+    with ``last``, only the last rows of each symbol (:mod:`regime_io._read.lastrows`); ``views``: the
+    answer is for polars (text may come as Arrow string views, :func:`~regime_io._tiers.router.read_rows`)."""
     schema = reader_schema(spec, names, exact=exact)
     if not symbols or any(value == [] for _, value in extra):
         return schema.empty_table()
@@ -634,7 +635,7 @@ def read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
 
     return read_rows(db, spec, Scope(symbols, rng, extra), range_read(db, spec, symbols, rng, exact=exact,
                                                                       extra=extra, what=what),
-                     names=names, exact=exact, order=range_order(spec))
+                     names=names, exact=exact, order=range_order(spec), views=views)
 
 
 def range_read(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,

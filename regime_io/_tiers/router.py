@@ -204,11 +204,12 @@ def _sealed(db: Database, spec: TableSpec, scope: Scope, row_read: Callable[[], 
 
 
 def _sealed_checked(db: Database, spec: TableSpec, scope: Scope, row_read: Callable[[], object], *,
-                    exact: bool) -> tuple[pa.Table, str, bool]:
+                    exact: bool, views: bool = False) -> tuple[pa.Table, str, bool]:
     """:func:`_sealed`, and whether the row tier may hold rows of the scope (same snapshot);
-    decimals as float64 unless ``exact``."""
+    decimals as float64 unless ``exact``; the chunk key's text as string views with ``views``."""
     sealed, fp, may_have_rows = guarded(
-        lambda: sealed_rows_checked(db, spec, scope.symbols, scope.window, scope.extra, exact=exact), row_read)
+        lambda: sealed_rows_checked(db, spec, scope.symbols, scope.window, scope.extra, exact=exact, views=views),
+        row_read)
     if fp:
         db.sealed_tables.add(spec.key)
     return sealed, fp, may_have_rows
@@ -221,9 +222,12 @@ def _again(db: Database, spec: TableSpec) -> None:
 
 
 def _like(spec: TableSpec, sealed: pa.Table, rows: pa.Table, exact: bool) -> pa.Table:
-    """Decoded sealed rows in the reader's types and the columns of its row answer ``rows``."""
+    """Decoded sealed rows in the reader's types and the columns of its row answer ``rows``
+    (text decoded as string views stays so: :func:`merge_sorted` decides)."""
     full = spec.read_schema(exact=exact)
-    return to_reader(spec, sealed, pa.schema([full.field(n) for n in rows.column_names]))
+    views = {f.name for f in sealed.schema if f.type == pa.string_view()}
+    return to_reader(spec, sealed, pa.schema([full.field(n).with_type(pa.string_view()) if n in views
+                                              else full.field(n) for n in rows.column_names]))
 
 
 def _gave_up(spec: TableSpec) -> ReadError:
@@ -236,10 +240,12 @@ def _gave_up(spec: TableSpec) -> ReadError:
 
 
 def read_rows(db: Database, spec: TableSpec, scope: Scope, read: RowRead, *, names: Sequence[str], exact: bool,
-              order: Sequence[str]) -> pa.Table:
+              order: Sequence[str], views: bool = False) -> pa.Table:
     """A range read over both tiers: the reader's row read (``read``, its answer in
     ``order``) over the guarded row table, and the scope's sealed rows decoded, converted
-    to the reader's types and merged in ``order``."""
+    to the reader's types and merged in ``order``. ``views``: an answer of chunks alone
+    may carry the chunk key's text as Arrow string views (for polars, which takes them as
+    they are: ``_frames.convert``)."""
     if not spec.sealable:
         return read.run(db, spec, names, None)
     for _ in range(MAX_TRIES):
@@ -247,7 +253,7 @@ def read_rows(db: Database, spec: TableSpec, scope: Scope, read: RowRead, *, nam
             if not _start_sealed(db, spec):
                 return read.run(db, spec, names, _rows_relation(db, spec, scope, ""))  # one statement
             sealed, fp, may_have_rows = _sealed_checked(db, spec, scope, lambda: read.run(db, spec, names, None),
-                                                        exact=exact)
+                                                        exact=exact, views=views)
             if sealed.num_rows == 0:
                 return read.run(db, spec, names, _rows_relation(db, spec, scope, fp))
             # The merge sorts by the order columns: read them even when not asked for.
@@ -473,6 +479,10 @@ def merge_sorted(db: Database, spec: TableSpec, rows: pa.Table, sealed: pa.Table
         return rows
     if rows.num_rows == 0 and list(order[: len(spec.chunk_by) + 1]) == [*spec.chunk_by, spec.time_column]:
         return sealed  # chunks come in the server's order of their key, then by period
+    # Text decoded as string views goes back to text: the rows' type, and the collation
+    # ranks below are computed over text.
+    sealed = pa.Table.from_arrays([c.cast(pa.string()) if c.type == pa.string_view() else c for c in sealed.columns],
+                                  names=sealed.column_names)
     both = pa.concat_tables([rows, sealed.select(rows.column_names)]) if rows.num_rows else sealed
     return sort_as_server(db, both, order)
 

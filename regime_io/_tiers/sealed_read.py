@@ -110,7 +110,8 @@ def _chunk_records(db: Database, spec: TableSpec, q: Query, sql: str, symbols: l
 
 
 def sealed_rows_checked(db: Database, spec: TableSpec, symbols: list[str] | None, rng: TimeRange,
-                        extra: Sequence[tuple[str, Any]], *, exact: bool = True) -> tuple[pa.Table, str, bool]:
+                        extra: Sequence[tuple[str, Any]], *, exact: bool = True,
+                        views: bool = False) -> tuple[pa.Table, str, bool]:
     """:func:`sealed_rows`, and whether the row tier may hold rows of the scope, both from
     one statement (one snapshot): with chunks and no such rows, the chunks are the whole
     answer and the row read can be skipped (a backtest over sealed months: one round
@@ -129,7 +130,7 @@ def sealed_rows_checked(db: Database, spec: TableSpec, symbols: list[str] | None
             yield row
 
     rows, fp = decode_sealed(spec, noting_first(_chunk_records(db, spec, q, sql, symbols, rng)), rng, extra,
-                             exact=exact)
+                             exact=exact, views=views)
     may_have_rows = bool(seen[0]["has_rows"]) if check and seen else True
     return rows, fp, may_have_rows
 
@@ -167,12 +168,17 @@ def sealed_schema(spec: TableSpec, extra: Sequence[tuple[str, Any]], *, exact: b
 
 
 def decode_sealed(spec: TableSpec, found: Iterable[Mapping[str, Any]], rng: TimeRange,
-                  extra: Sequence[tuple[str, Any]], *, exact: bool = True) -> tuple[pa.Table, str]:
+                  extra: Sequence[tuple[str, Any]], *, exact: bool = True,
+                  views: bool = False) -> tuple[pa.Table, str]:
     """The answer of :func:`sealed_rows_sql` (its rows as dicts, payloads as ``bytes``;
     decoded as they come) as rows (every declared column; ``exact=False``: decimals as
-    float64, else the declared types) and the fingerprint."""
+    float64, else the declared types; ``views``: the chunk key's text as Arrow string
+    views, see :func:`~regime_io._frames.constant`) and the fingerprint."""
     schema = sealed_schema(spec, extra, exact=exact)
     floats = schema != spec.arrow_schema()
+    if views:
+        schema = pa.schema([pa.field(f.name, pa.string_view(), f.nullable)
+                            if f.name in spec.chunk_by and f.type == pa.string() else f for f in schema])
 
     def one(row: Mapping[str, Any]) -> pa.Table:
         first, last = row["first_ts"], row["last_ts"]
