@@ -13,6 +13,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
+from regime_io._tiers import chunk_bytes
 from tests._reading_data import bars, regimes_1min
 
 pytestmark = pytest.mark.citus
@@ -56,6 +57,14 @@ def test_known_at_write_and_as_of_read_over_sealed_months(sealed: list[PostgreSQ
     assert old.height == new.height == 240
     assert not old.equals(new)
     _same([p.get_latest_1min_market_regime(SYMBOLS, as_of=before) for p in sealed])
+    # A later vintage restating other minutes (a second segment of each patch, appended):
+    # as of between the vintages, only the first is seen; after both, both.
+    later = regimes_1min(SYMBOLS[:2], T0 + dt.timedelta(minutes=25), 10, seed=13)
+    results = [p.save_1min_market_regime(later, known_at=dt.datetime(2031, 1, 1)) for p in sealed]
+    assert (results[0].inserted, results[0].updated) == (results[1].inserted, results[1].updated)
+    between = _same([p.get_1min_market_regimes(SYMBOLS, *window, as_of=dt.datetime(2030, 6, 1)) for p in sealed])
+    after = _same([p.get_1min_market_regimes(SYMBOLS, *window, as_of=dt.datetime(2031, 1, 2)) for p in sealed])
+    assert between.equals(new) and not after.equals(new)
     _same([p.history("1min", SYMBOLS[:2], *window).drop("known_from", "known_to").sort("symbol", "timestamp",
                                                                                          "regime")
            for p in sealed])
@@ -98,6 +107,17 @@ def test_restatements_into_sealed_months_patch_the_chunks_alike(sealed: list[Pos
     assert (results[0].inserted, results[1].inserted) == (50, 50)
     _same([p.get_market_data(SYMBOLS, *window).sort("symbol", "timestamp") for p in sealed])
     _same([p.catalog("market_data") for p in sealed])
+    # Later bars of January, apart from the patch's rows: a second segment appended alike.
+    later = bars(SYMBOLS[:2], ["1m"], T0 + dt.timedelta(hours=3), 5, seed=12)
+    results = [p.save_market_data(later) for p in sealed]
+    assert (results[0].inserted, results[1].inserted) == (10, 10)
+    with psycopg.connect(citus.url(), autocommit=True) as conn:
+        for run, p in ((sql, sealed[0]), (lambda q: conn.execute(q).fetchall(), sealed[1])):
+            table = p.db.table("market_data")[:-1] + '_chunks"'
+            patch = run(f"SELECT patch FROM {table} WHERE symbol = 'AAA'")[0][0]
+            assert [s.rows for s in chunk_bytes.patch_segments(patch) or []] == [80, 5]
+    _same([p.get_market_data(SYMBOLS, *window).sort("symbol", "timestamp") for p in sealed])
+    _same([p.get_latest("market_data", symbols=SYMBOLS) for p in sealed])
 
 
 def test_patches_are_stored_external_on_every_shard(citus_pg: PostgreSQLIntegration, citus: Any) -> None:

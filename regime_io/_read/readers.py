@@ -79,7 +79,15 @@ from .hints import explain_empty
 from .history import latest_as_of
 from .lastrows import check_last, read_last_rows
 from .resample import Resample, bucket_sql, parse_resample, session_hours, table_is_aware
-from .sqltext import latest_query, range_order, range_query, select_list, symbol_condition, where_conditions
+from .sqltext import (
+    latest_query,
+    range_order,
+    range_query,
+    select_list,
+    symbol_condition,
+    symbol_left_out,
+    where_conditions,
+)
 from .zones import check_tz, zoned, zoned_batches
 
 if TYPE_CHECKING:
@@ -641,12 +649,7 @@ def read_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
 def range_read(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,
                extra: Sequence[tuple[str, Any]], what: str) -> RowRead:
     """The row tier's part of a range read, for the router to run."""
-    # A single-symbol read leaves the constant symbol out of the query (~10% faster on
-    # 1M rows here) and fills it in on the client.
     small = is_small_range(spec, symbols, rng)
-
-    def drop_symbol(names: list[str]) -> bool:
-        return len(symbols) == 1 and "symbol" in names and len(names) > 1
 
     def build(names: list[str], relation: Relation | None) -> tuple[Query, str]:
         # Larger ranges: the same warm connection, values inlined as literals (``sql_value``,
@@ -657,13 +660,14 @@ def range_read(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
         # cheapest output after binary NUMERIC, which no client decodes fast. Against
         # connectorx (issue 12 item 6): no new backend per read, ~30% less client CPU.
         return range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra,
-                           drop_symbol=drop_symbol(names), engine="adbc" if small or exact else "cx",
+                           drop_symbol=symbol_left_out(symbols, names) is not None,
+                           engine="adbc" if small or exact else "cx",
                            relation=relation)
 
     def decode(table: pa.Table, names: list[str]) -> pa.Table:
         schema = reader_schema(spec, names, exact=exact)
         return conform(table if small else decimal_text_to_float(table, spec), schema,
-                       constants={"symbol": symbols[0]} if drop_symbol(names) else None)
+                       constants=symbol_left_out(symbols, names))
 
     return RowRead(build, decode, what=what, inline=not small)
 
@@ -879,14 +883,14 @@ def _rows_as_of(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
                 exact: bool, extra: Sequence[tuple[str, Any]], what: str, as_of: dt.datetime) -> pa.Table:
     """A range read as of ``as_of``: the range query over the table as then known (both tiers)."""
     schema = reader_schema(spec, names, exact=exact)
-    drop_symbol = len(symbols) == 1 and "symbol" in names and len(names) > 1
+    constants = symbol_left_out(symbols, names)
 
     def build(relation: Relation) -> tuple[Query, str]:
-        return range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=drop_symbol,
-                           engine="adbc", relation=relation)
+        return range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra,
+                           drop_symbol=constants is not None, engine="adbc", relation=relation)
 
     table = read_sql(db, spec, Scope(symbols, rng, extra), build, what=what, as_of=as_of)
-    return conform(table, schema, constants={"symbol": symbols[0]} if drop_symbol else None)
+    return conform(table, schema, constants=constants)
 
 
 def _stat_rows(db: Database, spec: TableSpec, scope: Scope, build: SqlBuilder, as_of: DateLike | None, *,

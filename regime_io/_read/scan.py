@@ -82,7 +82,7 @@ from ..tables import TableSpec
 from ..types import DateLike, SymbolCase
 from .decode import decimal_text_to_float, reader_schema
 from .readers import is_small_range, sorted_symbols
-from .sqltext import range_order, select_list
+from .sqltext import range_order, select_list, symbol_left_out
 from .zones import zoned
 
 if TYPE_CHECKING:
@@ -413,18 +413,11 @@ def _push_bound(spec: TableSpec, plan: ScanPlan, name: str, op: str, value: Any,
 # SQL and reading
 
 
-def _drops_symbol(symbols: list[str] | None, names: Sequence[str]) -> bool:
-    """Whether a row query leaves the symbol column out and the reader fills it in (one
-    symbol, other columns asked too), as the eager range readers do: a one-symbol month
-    of the row tier scanned in ~33 ms with the column, ~30 ms without (the eager read's)."""
-    return symbols is not None and len(symbols) == 1 and "symbol" in names and len(names) > 1
-
-
 def _row_query(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] | None, rng: TimeRange, *,
                names: Sequence[str], exact: bool, engine: str, limit: int | None,
                relation: Relation | None = None, drop_symbol: bool = False) -> tuple[Query, str]:
     """The row tier's query for ``names`` (without the symbol with ``drop_symbol``:
-    :func:`_drops_symbol`)."""
+    :func:`~regime_io._read.sqltext.symbol_left_out`)."""
     if drop_symbol:
         names = [n for n in names if n != "symbol"]
     q = Query()
@@ -472,18 +465,13 @@ def _row_read(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] 
     def build(names: list[str], relation: Relation | None) -> tuple[Query, str]:
         return _row_query(db, spec, plan, symbols, rng, names=names, exact=exact,
                           engine="adbc" if small or exact else "cx", limit=limit, relation=relation,
-                          drop_symbol=_drops_symbol(symbols, names))
+                          drop_symbol=symbol_left_out(symbols, names) is not None)
 
     def decode(table: pa.Table, names: list[str]) -> pa.Table:
         return conform(table if small else decimal_text_to_float(table, spec), reader_schema(spec, names, exact=exact),
-                       constants=_constants(symbols, names))
+                       constants=symbol_left_out(symbols, names))
 
     return RowRead(build, decode, what="scan", inline=not small)
-
-
-def _constants(symbols: list[str] | None, names: Sequence[str]) -> dict[str, Any] | None:
-    """The columns :func:`_row_query` left out, for ``conform`` to fill in."""
-    return {"symbol": symbols[0]} if symbols is not None and _drops_symbol(symbols, names) else None
 
 
 def _sealed_symbols(db: Database, spec: TableSpec, rng: TimeRange) -> list[str]:
@@ -582,14 +570,14 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
         schema = reader_schema(spec, names, exact=exact)
         q, sql = _row_query(db, spec, plan, symbols, rng, names=names, exact=exact,
                             engine="adbc" if exact else "cx", limit=limit, relation=relation,
-                            drop_symbol=_drops_symbol(symbols, names))
+                            drop_symbol=symbol_left_out(symbols, names) is not None)
         started = False
         try:
             for batch in stream_adbc(db, q, sql, batch_rows=batch_rows, what="scan", table=spec.key):
                 started = True
                 if batch.num_rows:
                     yield conform(decimal_text_to_float(pa.Table.from_batches([batch]), spec), schema,
-                                  constants=_constants(symbols, names))
+                                  constants=symbol_left_out(symbols, names))
             return
         except ReadError as err:
             if started or not is_changed(err):

@@ -381,13 +381,14 @@ def _joined(arrays: list[pa.Array], rows: slice, kind: pa.DataType) -> pa.Array:
         if any(a.null_count for a in arrays):  # (stored plain where it holds nulls)
             arrays = [a.cast(kind) for a in arrays]
         else:
-            wide = np.concatenate([a.to_numpy() for a in arrays]).astype(kind.to_pandas_dtype())[rows]
-            return pa.Array.from_buffers(kind, len(wide), [None, pa.py_buffer(wide)])
+            return _widened(np.concatenate([a.to_numpy() for a in arrays])[rows], kind)
     built = pa.chunked_array(arrays, arrays[0].type).slice(rows.start, rows.stop - rows.start).combine_chunks()
-    if built.type != kind:
-        wide = built.to_numpy().astype(kind.to_pandas_dtype())
-        built = pa.Array.from_buffers(kind, len(wide), [None, pa.py_buffer(wide)])
-    return built
+    return built if built.type == kind else _widened(built.to_numpy(), kind)
+
+
+def _widened(values: np.ndarray, kind: pa.DataType) -> pa.Array:
+    wide = values.astype(kind.to_pandas_dtype())
+    return pa.Array.from_buffers(kind, len(wide), [None, pa.py_buffer(wide)])
 
 
 def _rows_in(times: np.ndarray, window: tuple[int, int]) -> slice:
