@@ -256,6 +256,46 @@ def test_time_major_batches_and_duplicates_small_and_large(pg: PostgreSQLIntegra
     assert rows == expected
 
 
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("rows", [40, 600])
+def test_key_order_routes_agree(monkeypatch: pytest.MonkeyPatch, seed: int, rows: int) -> None:
+    """Key order is found three ways by size (Python's sort up to 128 rows, numpy's ranks
+    up to 100,000, polars' grouping above): each route, forced on the same frames, puts
+    them in the same order and finds the same duplicates -- options' five-column key
+    (text, date, decimal, text, time) with non-ASCII and mixed-case text included."""
+    from regime_io._write import validate as validation
+
+    rng = np.random.default_rng(seed)
+    pick = lambda values: [values[i] for i in rng.integers(0, len(values), rows)]  # noqa: E731
+    frame = pl.DataFrame({
+        "symbol": pick(["NIFTY", "BANKNIFTY", "Zeta", "ÉCLAIR", "a", "nifty"]),
+        "expiry_date": pick([dt.date(2024, 1, 25), dt.date(2023, 12, 28), dt.date(2024, 2, 29)]),
+        "strike_price": pl.Series(pick([decimal.Decimal(v) for v in ("-1.50", "21000.00", "9.99", "100.00")]),
+                                  dtype=pl.Decimal(10, 2)),
+        "option_type": pick(["CE", "PE"]),
+        "timestamp": pick([dt.datetime(2024, 1, 2, 9, 15) + dt.timedelta(minutes=int(m)) for m in range(30)]),
+    })
+    key = ["symbol", "expiry_date", "strike_price", "option_type", "timestamp"]
+    unique = frame.unique(subset=key, maintain_order=True)
+    shuffled = unique.sample(fraction=1.0, shuffle=True, seed=seed)
+    expected = unique.sort(key)
+
+    def ordered(route: str, given: pl.DataFrame) -> pl.DataFrame | None:
+        monkeypatch.setattr(validation, "_SMALL_FRAME_ROWS", 10**9 if route == "python" else 1)
+        monkeypatch.setattr(validation, "_RANKED_FRAME_ROWS", 10**9 if route == "numpy" else 1)
+        found = validation._in_key_order(given, key)
+        if found is None:
+            return None
+        out, order = found
+        return out if order is None else pl.from_arrow(out.to_arrow().take(order))  # type: ignore[return-value]
+
+    for route in ("python", "numpy", "polars"):
+        got = ordered(route, shuffled)
+        assert got is not None and got.equals(expected), route
+        assert ordered(route, expected) is not None
+        assert ordered(route, pl.concat([shuffled, shuffled.slice(rows // 7, 1)])) is None, route
+
+
 def test_low_above_high_warns_by_default_and_fails_when_strict(pg: PostgreSQLIntegration, sql) -> None:
     frame = bars(2).with_columns(pl.Series("low", [500.0, 100.0]))
     with pytest.raises(ValidationError, match="low <= high"):

@@ -34,7 +34,7 @@ retries and error messages are unchanged.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -47,7 +47,7 @@ from .._sql.quote import qualified, quote_ident
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["OID_TYPES", "SMALL_BATCH_ROWS", "NeedsArrow", "PsycopgCursor", "ask", "fetch_table", "run", "run_many",
+__all__ = ["OID_TYPES", "SMALL_BATCH_ROWS", "NeedsArrow", "PsycopgCursor", "ask", "fetch_table", "run", "run_values",
            "small_write"]
 
 
@@ -254,15 +254,21 @@ def fetch_table(cur: Any, query: str, parameters: Any = None) -> pa.Table:
                                                                                    strict=True)})
 
 
-def run_many(cur: Any, query: str, parameters: pa.Table) -> None:
-    """Execute a statement once per row of ``parameters`` (an Arrow table, one column per
-    ``$n`` in order): ADBC binds the table; the pipelined cursor queues one execution per
-    row (one round trip for all, at the next read or the commit)."""
-    if not isinstance(cur, PsycopgCursor):
-        cur.executemany(query, parameters)
+def run_values(cur: Any, query: str, parameters: pa.Table, types: Sequence[str]) -> None:
+    """Execute ``query`` once, its ``{values}`` replaced by a ``VALUES`` list of every row
+    of ``parameters`` (one ``$n::type`` per column, ``types`` in column order; rows bound
+    one after the other). One statement where an execution per row cost a round trip
+    each: 10 patch updates of a restated day took ~3.7 ms so over ADBC."""
+    width = len(types)
+    rows = ", ".join("(" + ", ".join(f"${r * width + c + 1}::{t}" for c, t in enumerate(types)) + ")"
+                     for r in range(parameters.num_rows))
+    text = query.replace("{values}", f"VALUES {rows}")
+    if isinstance(cur, PsycopgCursor):
+        cur.execute(text, [v for row in parameters.to_pylist() for v in row.values()])
         return
-    for row in parameters.to_pylist():
-        cur.execute(query, list(row.values()))
+    flat = pa.table({f"p{r * width + c}": parameters.column(c).slice(r, 1)
+                     for r in range(parameters.num_rows) for c in range(width)})
+    cur.execute(text, parameters=flat)
 
 
 def ask(cur: Any, query: str, parameters: Any = None) -> Callable[[], list[Any]]:

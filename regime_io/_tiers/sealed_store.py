@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.copy import copy_into
-from .._conn.pipeline import fetch_table, run, run_many
+from .._conn.pipeline import fetch_table, run, run_values
 from .._sql.names import chunk_table, qualified_table
 from .._sql.query import Query
 from .._sql.quote import literal, quote_ident
@@ -478,7 +478,7 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
                   patches: dict[SeriesKey, Patch]) -> int:
     """Store each chunk's new patch and bring its statistics along; the payload is not
     rewritten (an UPDATE that leaves a TOASTed column alone keeps its value where it is).
-    One prepared statement, executed once per chunk. Returns patch bytes."""
+    One statement (per symbol under Citus, routed to its shard). Returns patch bytes."""
     if not patches:
         return 0
     stats_cols = chunk_stat_columns(spec)
@@ -505,21 +505,27 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
         params["period"].append(period)
         for c, v in zip(spec.chunk_by, key, strict=True):
             params[c].append(chunks.json_value(v))
-    n = {name: i + 1 for i, name in enumerate(params)}
-    sets = ["patch = $1", "row_count = t.row_count + $2", "first_ts = LEAST(t.first_ts, $3)",
-            "last_ts = GREATEST(t.last_ts, $4)", "last_row = coalesce($5::jsonb, t.last_row)"]
+    sets = ["patch = v.patch", "row_count = t.row_count + v.inserted", "first_ts = LEAST(t.first_ts, v.first_ts)",
+            "last_ts = GREATEST(t.last_ts, v.last_ts)", "last_row = coalesce(v.last_row, t.last_row)"]
     for c in stats_cols:
         # Widened only (LEAST and GREATEST skip NULLs): the bounds prune reads, so they may
         # be loose, never narrow.
         for m, fn in (("min", "LEAST"), ("max", "GREATEST")):
             col = quote_ident(f"{m}_{c}")
-            sets.append(f"{col} = {fn}(t.{col}, ${n[f'{m}_{c}']}::{spec.column(c).pg_type})")
-    where = [f"t.period_start = ${n['period']}"]
-    where += [f"t.{quote_ident(c)} = ${n[c]}::{spec.column(c).pg_type}" for c in spec.chunk_by]
+            sets.append(f"{col} = {fn}(t.{col}, v.{col})")
+    where = ["t.period_start = v.period", *(f"t.{quote_ident(c)} = v.{quote_ident(c)}" for c in spec.chunk_by)]
+    pg_types = {"patch": "bytea", "inserted": "int", "first_ts": "timestamp", "last_ts": "timestamp",
+                "last_row": "jsonb", "period": "date", **{c: spec.column(c).pg_type for c in spec.chunk_by},
+                **{f"{m}_{c}": spec.column(c).pg_type for c in stats_cols for m in ("min", "max")}}
     types = {"patch": pa.binary(), "inserted": pa.int32(), "first_ts": pa.timestamp("us"),
              "last_ts": pa.timestamp("us"), "period": pa.date32()}
     table = pa.table({name: pa.array(values, types.get(name, pa.string())) for name, values in params.items()})
-    run_many(cur, f"UPDATE {chunk_table(spec, settings)} t SET {', '.join(sets)} WHERE {' AND '.join(where)}", table)
+    order = {key: i for i, key in enumerate(sorted(patches, key=repr))}
+    names = ", ".join(quote_ident(n) for n in params)
+    for one, mine in _by_shard(settings, spec, sorted(patches, key=repr)):
+        rows = table.take(pa.array([order[k] for k in mine]))
+        run_values(cur, f"UPDATE {chunk_table(spec, settings)} t SET {', '.join(sets)} FROM ({{values}}) AS v({names}) "
+                        f"WHERE {one}{' AND '.join(where)}", rows, [pg_types[n] for n in params])
     return sum(len(p) for p in params["patch"])
 
 

@@ -768,6 +768,11 @@ _SMALL_FRAME_ROWS = 128
 # Rows checked for key order before the whole frame is (_in_key_order).
 _HEAD_ROWS = 1024
 
+# Up to this many rows numpy's ranks and lexsort find key order fastest: a restated day of
+# 10 symbols (14,400 rows, time-major) 1.7 -> 0.46 ms, 50,000 rows 2.9 -> 1.7 ms, even at
+# 200,000 (7.3 ms both); at 1M rows polars' grouping wins (46 against 57 ms).
+_RANKED_FRAME_ROWS = 100_000
+
 
 def _in_key_order(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
     """``frame`` in natural-key order, or None when two rows share a key.
@@ -794,6 +799,8 @@ def _in_key_order(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
             return None
         in_order = all(i == o for i, o in enumerate(order))
         return frame, None if in_order else pa.array(order, pa.int64())
+    if frame.height <= _RANKED_FRAME_ROWS:
+        return _in_key_order_ranked(frame, key)
     # Time-major input (every symbol at each minute) is out of key order by its second
     # row: its first rows say so, where the check over all 1M rows took ~29 ms.
     if _all(frame.head(_HEAD_ROWS), _increasing(key)) and _all(frame, _increasing(key)):
@@ -807,6 +814,48 @@ def _in_key_order(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
             return grouped, None
     by_key = frame.sort(key)
     return (by_key, None) if _all(by_key, _increasing(key)) else None
+
+
+def _in_key_order_ranked(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
+    """:func:`_in_key_order` by numpy: each key column as int64 codes in its sort order
+    (times and dates as their integers, text and decimals as their ranks), checked and
+    sorted with ``lexsort``."""
+    codes: list[np.ndarray] = []
+    for name in key:
+        s = frame.get_column(name)
+        if s.dtype.is_temporal():
+            codes.append(s.to_physical().to_numpy().astype(np.int64, copy=False))
+            continue
+        values = s.to_arrow()
+        if str(values.type) == "string_view":
+            values = values.cast(pa.large_string())
+        # Text by its dictionary's ranks (Arrow compares bytes: UTF-8 order, as polars and
+        # Python's code points); decimals ranked whole.
+        text = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+        encoded = pc.dictionary_encode(values) if text else None
+        if encoded is not None:
+            rank = np.empty(len(encoded.dictionary), dtype=np.int64)
+            rank[pc.array_sort_indices(encoded.dictionary).to_numpy()] = np.arange(len(rank))
+            codes.append(rank[encoded.indices.to_numpy(zero_copy_only=False)])
+        else:
+            codes.append(pc.rank(values, tiebreaker="dense").to_numpy().astype(np.int64))
+    if _strictly_increasing(codes):
+        return frame, None
+    order = np.lexsort(codes[::-1])  # lexsort's last key is its first
+    if not _strictly_increasing([c[order] for c in codes]):
+        return None  # two rows share a key
+    return frame, pa.array(order, pa.int64())
+
+
+def _strictly_increasing(codes: list[np.ndarray]) -> bool:
+    """True when each row's key (``codes``, one array per key column) is greater than the previous row's."""
+    greater = np.zeros(len(codes[0]) - 1, dtype=bool)
+    equal = np.ones(len(codes[0]) - 1, dtype=bool)
+    for c in codes:
+        later, earlier = c[1:], c[:-1]
+        greater |= equal & (later > earlier)
+        equal &= later == earlier
+    return bool(greater.all())
 
 
 def _check_duplicates(spec: TableSpec, frame: pl.DataFrame, on_duplicate: OnDuplicate) -> _Ordered:
