@@ -155,7 +155,7 @@ def convert(table: pa.Table, return_type: ReturnType) -> Any:
     if return_type == "polars":
         import polars as pl
 
-        frame = pl.from_arrow(_string_views(table))
+        frame = pl.from_arrow(_string_views(table), rechunk=not _long_chunks(table))
         assert isinstance(frame, pl.DataFrame)
         return frame
     if return_type == "pandas":
@@ -163,6 +163,21 @@ def convert(table: pa.Table, return_type: ReturnType) -> Any:
         return table.to_pandas()
     check_return_type(return_type)
     raise AssertionError("unreachable")
+
+
+# Rows per chunk (on average, every column chunked alike) from which a table's chunks
+# become the frame's as they are: polars' default rechunk copied every column of one
+# symbol's 100,000 sealed bars (three month chunks) into one piece, 0.79 ms against 0.14
+# ms, and a frame in month-long pieces computes as fast. Shorter pieces are joined: polars
+# pays per piece in many operations.
+_KEEP_CHUNKS_FROM = 8192
+
+
+def _long_chunks(table: pa.Table) -> bool:
+    if table.num_columns == 0 or table.num_rows == 0:
+        return False
+    counts = {c.num_chunks for c in table.columns}
+    return len(counts) == 1 and table.num_rows >= _KEEP_CHUNKS_FROM * counts.pop()
 
 
 def _views_cast() -> bool:

@@ -7,13 +7,14 @@ import datetime as dt
 import logging
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, ReadError
-from regime_io._frames import VIEWS, constant
+from regime_io._frames import VIEWS, constant, convert
 from regime_io._read import readers
 from regime_io._tiers import router
 from regime_io.config import Settings
@@ -234,3 +235,19 @@ def test_a_constant_text_column_as_string_views(value: str) -> None:
     array.validate(full=True)
     assert array.type == pa.string_view() and array.to_pylist() == [value] * 1000
     assert pl.from_arrow(pa.table({"s": array})).get_column("s").to_list() == [value] * 1000  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("rows", "pieces", "kept"), [(10_000, 3, True), (100, 3, False), (20_000, 1, True)])
+def test_long_chunks_reach_polars_as_they_are(rows: int, pieces: int, kept: bool) -> None:
+    """A table in long pieces (a sealed read: one per month chunk) becomes a polars frame
+    in the same pieces, with no copy into one; short pieces are joined. The frame is the
+    same either way."""
+    table = pa.concat_tables([pa.table({"symbol": ["AAA"] * rows, "close": np.arange(rows, dtype=np.float64) + i})
+                              for i in range(pieces)])
+    frame = convert(table, "polars")
+    assert frame.n_chunks() == (pieces if kept else 1)
+    assert_frame_equal(frame, pl.from_arrow(table.combine_chunks()))  # type: ignore[arg-type]
+    # Columns chunked apart are joined whatever their length.
+    uneven = pa.table({"a": pa.chunked_array([np.arange(rows)] * pieces),
+                       "b": pa.chunked_array([np.arange(rows * pieces)])})
+    assert convert(uneven, "polars").n_chunks() == 1
