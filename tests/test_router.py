@@ -227,14 +227,19 @@ def test_chunks_alone_reach_polars_with_their_key_as_string_views(loaded: Postgr
     assert pa.string_view() not in seen[-1]
 
 
-@pytest.mark.parametrize("value", ["", "AAA", "TWELVE_BYTES", "A SYMBOL LONGER THAN TWELVE", "ÜNICODE-€"])
-def test_a_constant_text_column_as_string_views(value: str) -> None:
-    if not VIEWS:
-        pytest.skip("this pyarrow has no string views polars takes")
-    array = constant(value, 1000, pa.string_view())
-    array.validate(full=True)
-    assert array.type == pa.string_view() and array.to_pylist() == [value] * 1000
-    assert pl.from_arrow(pa.table({"s": array})).get_column("s").to_list() == [value] * 1000  # type: ignore[union-attr]
+@pytest.mark.parametrize("length", [1000, 1024, 44_640, 1 << 16, (1 << 16) + 1])
+@pytest.mark.parametrize("value", ["", "AAA", "TWELVE_BYTES", "A SYMBOL LONGER THAN TWELVE", "ÜNICODE-€", "X" * 40])
+def test_a_constant_text_column_as_string_views(value: str, length: int) -> None:
+    """Built as asked, or (1,024 to 65,536 rows, values up to 32 bytes) sliced from one
+    array per value: the same values either way, as text and as views, in polars too."""
+    types = [pa.string(), pa.string_view()] if VIEWS else [pa.string()]
+    for type_ in types:
+        for n in (length, length - 7):
+            array = constant(value, n, type_)
+            array.validate(full=True)
+            assert array.type == type_ and array.to_pylist() == [value] * n
+            frame = pl.from_arrow(pa.table({"s": array}))
+            assert frame.get_column("s").to_list() == [value] * n  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(("rows", "pieces", "kept"), [(10_000, 3, True), (100, 3, False), (20_000, 1, True)])
