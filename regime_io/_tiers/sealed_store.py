@@ -31,7 +31,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -867,10 +866,10 @@ def _in_span(spec: TableSpec, rows: pa.Table, incoming: pa.Table) -> pa.Table:
 
 
 def _split_by_series(spec: TableSpec, table: pa.Table) -> dict[SeriesKey, pa.Table]:
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
+    """The rows of one period by series (:func:`chunk_groups`, in Arrow: polars'
+    partition_by and the round trip took 0.16 s of a 2.65 s seal of 1M bars)."""
+    groups, _ = chunk_groups(spec, table)
     out: dict[SeriesKey, pa.Table] = {}
-    for key, part in frame.partition_by(list(spec.chunk_by), as_dict=True, maintain_order=True).items():
-        arrow = part.to_arrow()
-        out[tuple(key)] = arrow
+    for (series, _period), part in groups.items():
+        out[series] = pa.concat_tables([out[series], part]) if series in out else part
     return out
