@@ -495,3 +495,41 @@ def test_a_patch_written_before_segments_reads_and_the_next_write_frames_it(pg: 
     assert [s.rows for s in segments] == [2 * 1440]  # the old patch and the new rows, one segment
     got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59")
     assert_frame_equal(got.sort("symbol", "timestamp"), expected.select(got.columns))
+
+
+@pytest.mark.parametrize("rows_per_symbol", [1440, 3])  # over ADBC; a small write, pipelined
+def test_patch_updates_past_the_parameter_limit_go_as_several_statements(
+        pg: PostgreSQLIntegration, sql, monkeypatch: pytest.MonkeyPatch, rows_per_symbol: int) -> None:
+    """The patch updates of one period go as one VALUES statement up to MAX_PARAMETERS
+    values (PostgreSQL's 65,535), then as several: forced to one chunk per statement here,
+    a restatement of both symbols stores the same rows and counts as in one."""
+    import adbc_driver_manager.dbapi
+
+    from regime_io._conn import pipeline
+
+    data = _sealed_month(pg)
+    sent: list[int] = []  # the parameters of each patch update sent, on either driver
+
+    def counting(cls: Any) -> None:
+        real = cls.execute
+
+        def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(query, str) and "FROM (VALUES" in query:
+                sent.append(query.count("$"))
+            return real(self, query, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "execute", execute)
+
+    counting(pipeline.PsycopgCursor)
+    counting(adbc_driver_manager.dbapi.Cursor)
+    monkeypatch.setattr(pipeline, "MAX_PARAMETERS", 30)  # one chunk's values fit (~17), two do not
+    day = data.filter(pl.col("timestamp").dt.day() == 12).group_by("symbol", maintain_order=True).head(
+        rows_per_symbol)
+    restated = day.with_columns(pl.col("volume") + 7)
+    result = pg.save_market_data(restated)
+    assert (result.inserted, result.updated) == (0, day.height)
+    assert len(sent) == 2 and all(0 < n <= 30 for n in sent)  # two chunks, one statement each
+    assert all(c[3] for c in _chunks(pg, sql))
+    got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59")
+    assert_frame_equal(got.sort("symbol", "timestamp"), _upsert(data, restated).select(got.columns),
+                       check_dtypes=False)

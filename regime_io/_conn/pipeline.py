@@ -47,8 +47,8 @@ from .._sql.quote import qualified, quote_ident
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["OID_TYPES", "SMALL_BATCH_ROWS", "NeedsArrow", "PsycopgCursor", "ask", "fetch_table", "run", "run_values",
-           "small_write"]
+__all__ = ["MAX_PARAMETERS", "OID_TYPES", "SMALL_BATCH_ROWS", "NeedsArrow", "PsycopgCursor", "ask", "fetch_table",
+           "run", "run_values", "small_write"]
 
 
 #: Writes of at most this many rows go over psycopg (round trips dominate below it).
@@ -254,23 +254,30 @@ def fetch_table(cur: Any, query: str, parameters: Any = None) -> pa.Table:
                                                                                    strict=True)})
 
 
+# PostgreSQL's protocol counts a statement's parameters in 16 bits (Bind): a VALUES list
+# holds at most this many values, and a longer one is sent as several statements.
+MAX_PARAMETERS = 65_535
+
+
 def run_values(cur: Any, query: str, parameters: pa.Table, types: Sequence[str]) -> None:
-    """Execute ``query`` once, its ``{values}`` replaced by a ``VALUES`` list of every row
-    of ``parameters`` (one ``$n::type`` per column, ``types`` in column order; rows bound
-    one after the other). One statement where ADBC's ``executemany`` executed the prepared
-    statement once per row, a round trip each: nine fewer for the 10 patch updates of a
-    restated day (no difference measurable over a local Unix socket; one round trip to a
-    remote server is typically 0.2-1 ms)."""
+    """Execute ``query`` with its ``{values}`` replaced by a ``VALUES`` list of the rows of
+    ``parameters`` (one ``$n::type`` per column, ``types`` in column order; rows bound one
+    after the other): one statement, or one per :data:`MAX_PARAMETERS` values. Where ADBC's
+    ``executemany`` executed a prepared statement once per row, a round trip each: nine
+    fewer for the 10 patch updates of a restated day (no difference measurable over a
+    local Unix socket; one round trip to a remote server is typically 0.2-1 ms)."""
     width = len(types)
-    rows = ", ".join("(" + ", ".join(f"${r * width + c + 1}::{t}" for c, t in enumerate(types)) + ")"
-                     for r in range(parameters.num_rows))
-    text = query.replace("{values}", f"VALUES {rows}")
-    if isinstance(cur, PsycopgCursor):
-        cur.execute(text, [v for row in parameters.to_pylist() for v in row.values()])
-        return
-    flat = pa.table({f"p{r * width + c}": parameters.column(c).slice(r, 1)
-                     for r in range(parameters.num_rows) for c in range(width)})
-    cur.execute(text, parameters=flat)
+    per_statement = max(1, MAX_PARAMETERS // width)
+    for start in range(0, parameters.num_rows, per_statement):
+        part = parameters.slice(start, per_statement)
+        rows = ", ".join("(" + ", ".join(f"${r * width + c + 1}::{t}" for c, t in enumerate(types)) + ")"
+                         for r in range(part.num_rows))
+        text = query.replace("{values}", f"VALUES {rows}")
+        if isinstance(cur, PsycopgCursor):
+            cur.execute(text, [v for row in part.to_pylist() for v in row.values()])
+            continue
+        cur.execute(text, parameters=pa.table({f"p{r * width + c}": part.column(c).slice(r, 1)
+                                               for r in range(part.num_rows) for c in range(width)}))
 
 
 def ask(cur: Any, query: str, parameters: Any = None) -> Callable[[], list[Any]]:

@@ -467,17 +467,17 @@ def decode_patch(spec: TableSpec, patch: Any, chunk_fingerprint: str, *, codec: 
                  segments: Sequence[Segment] | None = None) -> pa.Table:
     """A chunk's patch as rows, in payload order: the segments in ``window`` (or those
     given, of :func:`patch_segments`), each decoded with ``window``."""
-    framed = patch_segments(patch) if segments is None else list(segments)
-    if framed is None:
+    read = patch_segments(patch) if segments is None else list(segments)
+    if read is None:
         return _decode(spec, patch, chunk_fingerprint, codec=codec, window=window, floats=floats)
     if window is not None:
         lo, hi = pd_micros(window[0]), pd_micros(window[1])
         # (None in the window: the first is decoded all the same, for its empty table's types.)
-        framed = [s for s in framed if s.meets(lo, hi)] or framed[:1]
-    if not framed:
+        read = [s for s in read if s.meets(lo, hi)] or read[:1]
+    if not read:
         return payload_schema(spec).empty_table()
     buffer = patch if isinstance(patch, pa.Buffer) else pa.py_buffer(patch)
-    return _decode_many(spec, [buffer.slice(s.start, s.size) for s in framed], chunk_fingerprint, codec=codec,
+    return _decode_many(spec, [buffer.slice(s.start, s.size) for s in read], chunk_fingerprint, codec=codec,
                         window=window, floats=floats)
 
 
