@@ -1,6 +1,7 @@
 """The sealed tier's chunk codecs (regime_io._tiers.sealed_format): new chunks are written
-as "arrow-ipc-lz4-narrow" (time and decimal columns as differences within each batch from
-its first value, integers in their narrowest type, LZ4), chunks written earlier as
+as "arrow-ipc-lz4-rel" (time and decimal columns as differences within each batch from
+its first value, or decimals as differences from a base column of the same scale,
+integers in their narrowest type, LZ4), chunks written earlier as "arrow-ipc-lz4-narrow",
 "arrow-ipc-lz4-delta" or "arrow-ipc-zstd" still read, and all give back exactly the rows
 that went in."""
 
@@ -183,22 +184,24 @@ def test_chunks_of_every_codec_read_together(pg: PostgreSQLIntegration, sql: Any
     """A schema sealed by earlier versions (zstd chunks, then LZ4 differences with the
     batches' first values in place) and then by this one: reads, restatements into the
     old chunks and unsealing see one table."""
-    data = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 6000, step=dt.timedelta(minutes=20))
+    data = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 6000, step=dt.timedelta(minutes=30))
     pg.save_market_data(data)
     want = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True)
-    for codec, cutoff in ((chunks.ZSTD_CODEC, dt.date(2024, 2, 1)), (chunks.DELTA_CODEC, dt.date(2024, 3, 1))):
+    for codec, cutoff in ((chunks.ZSTD_CODEC, dt.date(2024, 2, 1)), (chunks.DELTA_CODEC, dt.date(2024, 3, 1)),
+                          (chunks.NARROW_CODEC, dt.date(2024, 4, 1))):
         with monkeypatch.context() as old:
             old.setattr(chunks, "CODEC", codec)
             old.setitem(chunks.encode.__kwdefaults__, "codec", codec)
             pg.seal(cutoff)
-    pg.seal(dt.date(2024, 4, 1))
+    pg.seal(dt.date(2024, 6, 1))
     table = pg.db.table("market_data")[:-1] + '_chunks"'
     codecs = dict(sql(f"SELECT to_char(period_start, 'YYYY-MM'), min(codec) FROM {table} GROUP BY 1"))
-    assert codecs == {"2024-01": chunks.ZSTD_CODEC, "2024-02": chunks.DELTA_CODEC, "2024-03": chunks.CODEC}
+    assert codecs == {"2024-01": chunks.ZSTD_CODEC, "2024-02": chunks.DELTA_CODEC, "2024-03": chunks.NARROW_CODEC,
+                      "2024-04": chunks.CODEC, "2024-05": chunks.CODEC}
     assert_frame_equal(pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True), want)
     assert_frame_equal(pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31"),
                        want.with_columns(pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close")))
-    for day_of in (dt.date(2024, 1, 3), dt.date(2024, 2, 7)):
+    for day_of in (dt.date(2024, 1, 3), dt.date(2024, 2, 7), dt.date(2024, 3, 6)):
         day = want.filter(pl.col("timestamp").dt.date() == day_of).with_columns(pl.col("volume") + 1)
         assert pg.save_market_data(day.drop("id", strict=False)).updated == day.height
         after = pg.get_market_data(["NIFTY", "BANKNIFTY"], day_of, day_of, exact=True)
@@ -215,16 +218,17 @@ def test_the_narrow_codec_stores_differences_and_integers_in_their_narrowest_typ
     import pyarrow.ipc as ipc
 
     table = _bars(chunks.BATCH_ROWS * 2 + 5)
-    payload = chunks.encode(BARS, table)
+    payload = chunks.encode(BARS, table, codec=chunks.NARROW_CODEC)
     stored = ipc.open_file(pa.py_buffer(payload)).schema
     # (these prices jump by up to 60.50 a bar: 6,050 cents, int16)
     assert [stored.field(c).type for c in ("timestamp", "open", "volume")] == [pa.int32(), pa.int16(), pa.int16()]
     steady = table.set_column(1, "open", pa.array([Decimal(100 + i % 3) / 100 for i in range(table.num_rows)],
                                                   pa.decimal128(10, 2)))
-    assert ipc.open_file(pa.py_buffer(chunks.encode(BARS, chunks.conform_payload(BARS, steady)))).schema.field(
-        "open").type == pa.int8()
+    assert ipc.open_file(pa.py_buffer(chunks.encode(BARS, chunks.conform_payload(BARS, steady),
+                                                    codec=chunks.NARROW_CODEC))).schema.field("open").type == pa.int8()
     assert stored.metadata[b"regime_io.firsts"].count(b",") == 2 * 5  # 3 batches, 5 columns
-    assert chunks.decode(BARS, payload, chunks.fingerprint(BARS)).equals(table.combine_chunks())
+    assert chunks.decode(BARS, payload, chunks.fingerprint(BARS), codec=chunks.NARROW_CODEC).equals(
+        table.combine_chunks())
     wide = _bars(chunks.BATCH_ROWS + 100, jump=40)
     stored = ipc.open_file(pa.py_buffer(chunks.encode(BARS, wide))).schema
     assert stored.field("timestamp").type == pa.int64()
@@ -325,3 +329,90 @@ def test_segments_stored_in_different_widths_or_with_nulls_decode_together(monke
     assert chunks.decode_patch(BARS, two, fp).column("volume").to_pylist() == [
         *parts[0].column("volume").to_pylist(), *parts[1].column("volume").to_pylist()]
     assert builds == [2]
+
+
+def _ohlc(n: int, *, seed: int = 7, start: dt.datetime = dt.datetime(2024, 1, 2, 9, 15)) -> pa.Table:
+    """Bars as a market gives them: each open the previous close, high and low a few ticks
+    outside; prices walk by up to 0.40 a minute."""
+    import random
+
+    rnd = random.Random(seed)
+    close, rows = 25_000, []
+    for i in range(n):
+        open_ = close
+        close = max(close + rnd.randint(-40, 40), 100)
+        rows.append((start + dt.timedelta(minutes=i), open_, max(open_, close) + rnd.randint(0, 15),
+                     min(open_, close) - rnd.randint(0, 15), close, rnd.randint(1, 90_000)))
+    cents = {name: pa.array([Decimal(r[k]).scaleb(-2) for r in rows], pa.decimal128(10, 2))
+             for k, name in ((1, "open"), (2, "high"), (3, "low"), (4, "close"))}
+    return chunks.conform_payload(BARS, pa.table({
+        "timestamp": pa.array([r[0] for r in rows], pa.timestamp("us")), **cents,
+        "volume": [r[5] for r in rows], "timeframe": ["1m"] * n}))
+
+
+def test_the_relative_codec_stores_open_high_and_low_against_the_close() -> None:
+    """Open, high and low differ from the same bar's close by no more than from their own
+    previous value: stored as that difference (kind r, the base named), the close summed;
+    every value comes back, exact and as floats, whole and in a window, and the float
+    values are the ones the other codecs give."""
+    import pyarrow.ipc as ipc
+
+    table = _ohlc(chunks.BATCH_ROWS * 2 + 11)
+    payload = chunks.encode(BARS, table)
+    meta = dict(item.split("=", 1) for item in
+                ipc.open_file(pa.py_buffer(payload)).schema.metadata[b"regime_io.delta"].decode().split(","))
+    assert {name: how.split("|")[0][0] for name, how in meta.items()} == {
+        "timestamp": "d", "open": "r", "high": "r", "low": "r", "close": "d", "volume": "n"}
+    assert all(meta[name].endswith("|close") for name in ("open", "high", "low"))
+    fp = chunks.fingerprint(BARS)
+    narrow = chunks.encode(BARS, table, codec=chunks.NARROW_CODEC)
+    times = table.column("timestamp")
+    for window in (None, (times[9000].as_py(), times[9100].as_py()), (times[0].as_py(), times[0].as_py())):
+        for floats in (False, True):
+            got = chunks.decode(BARS, payload, fp, window=window, floats=floats)
+            assert got.equals(chunks.decode(BARS, narrow, fp, codec=chunks.NARROW_CODEC, window=window,
+                                            floats=floats))
+            if window is None and not floats:
+                assert got.equals(table.combine_chunks())
+            if floats:
+                assert got.column("high").type == pa.float64()
+
+
+def test_a_column_is_stored_relative_only_where_that_is_no_wider_and_the_scales_match() -> None:
+    """A price far from the close and drifting apart from it keeps its own differences; a
+    decimal of another scale is never added to the close; a lone decimal has no base."""
+    table = _ohlc(3000)
+    jumpy = pa.array([Decimal(5_000_000 + i).scaleb(-2) for i in range(3000)], pa.decimal128(10, 2))
+    table = table.set_column(table.schema.get_field_index("open"), pa.field("open", pa.decimal128(10, 2), False),
+                             jumpy)
+    fine = pa.array([Decimal(2_500_000 + i).scaleb(-4) for i in range(3000)], pa.decimal128(12, 4))
+    mixed = table.append_column(pa.field("fine", pa.decimal128(12, 4), False), fine)
+    _, deltas, firsts = chunks._to_deltas(mixed, narrow=True, relative=True)
+    assert deltas["open"].startswith("d") and deltas["fine"].startswith("d")
+    assert deltas["high"].startswith("r") and deltas["low"].startswith("r") and deltas["close"].startswith("d")
+    assert set(firsts) == {"timestamp", "open", "close", "fine"}
+    alone = pa.table({"timestamp": table.column("timestamp"), "close": table.column("close")})
+    assert chunks._to_deltas(alone, narrow=True, relative=True)[1]["close"].startswith("d")
+    payload = chunks.encode(BARS, table)
+    for floats in (False, True):
+        assert chunks.decode(BARS, payload, chunks.fingerprint(BARS), floats=floats).equals(
+            chunks.decode(BARS, chunks.encode(BARS, table, codec=chunks.NARROW_CODEC), chunks.fingerprint(BARS),
+                          codec=chunks.NARROW_CODEC, floats=floats))
+
+
+def test_patch_segments_laid_out_differently_by_the_relative_codec_decode_in_order() -> None:
+    """A patch's segments where one stores the open against the close and the next its own
+    differences are built one by one (their layouts differ) and give every row back."""
+    first = _ohlc(700)
+    later = _ohlc(500, start=dt.datetime(2024, 1, 3, 9, 15))
+    jumpy = pa.array([Decimal(5_000_000 + i).scaleb(-2) for i in range(500)], pa.decimal128(10, 2))
+    later = later.set_column(later.schema.get_field_index("open"), pa.field("open", pa.decimal128(10, 2), False),
+                             jumpy)
+    patch = chunks.add_segment(BARS, chunks.add_segment(BARS, None, first), later)
+    kinds = [chunks._to_deltas(part, narrow=True, relative=True)[1]["open"][0] for part in (first, later)]
+    assert kinds == ["r", "d"]
+    fp = chunks.fingerprint(BARS)
+    assert chunks.decode_patch(BARS, patch, fp).equals(pa.concat_tables([first, later]).combine_chunks())
+    floats = chunks.decode_patch(BARS, patch, fp, floats=True)
+    assert floats.column("open").to_pylist() == [float(v) for v in pa.concat_tables([first, later])
+                                                 .column("open").to_pylist()]
