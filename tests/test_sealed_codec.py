@@ -416,3 +416,31 @@ def test_patch_segments_laid_out_differently_by_the_relative_codec_decode_in_ord
     floats = chunks.decode_patch(BARS, patch, fp, floats=True)
     assert floats.column("open").to_pylist() == [float(v) for v in pa.concat_tables([first, later])
                                                  .column("open").to_pylist()]
+
+
+@pytest.mark.parametrize("gaps", [0, 1, 40, 600])
+@pytest.mark.parametrize("kept_apart", [True, False])
+def test_running_sums_of_steady_differences_are_the_running_sums(gaps: int, kept_apart: bool) -> None:
+    """Batches of one step with rare other differences (overnight gaps, a step back) are
+    rebuilt without numpy's running sum; the values are exactly its values, also when
+    too many differ (the running sum then) and for short batches."""
+    import numpy as np
+
+    rng = np.random.default_rng(gaps)
+    batches, firsts, expected = [], [], []
+    for n, kind in ((chunks.BATCH_ROWS, np.int32), (5000, np.int16), (40, np.int32), (1, np.int8)):
+        diffs = np.full(n, 60 if kind != np.int8 else 1, dtype=kind)
+        odd = rng.choice(np.arange(1, n), size=min(gaps, n - 1), replace=False) if n > 1 else []
+        diffs[odd] = rng.integers(-30, 3000, len(odd)).astype(kind)
+        first = int(rng.integers(-10**12, 10**12))
+        values = diffs.astype(np.int64)
+        values[0] = first
+        expected.append(np.cumsum(values))
+        if kept_apart:
+            diffs[0] = 0
+        else:
+            diffs = values.copy()  # (the older codec: the first value in place, int64)
+        batches.append(pa.array(diffs))
+        firsts.append(first)
+    got = chunks._running_sums(batches, firsts if kept_apart else None)
+    assert got.tolist() == np.concatenate(expected).tolist()

@@ -482,15 +482,46 @@ def _running_sums(column: list[pa.Array], firsts: list[int] | None = None) -> np
     values = np.empty(sum(len(c) for c in column), dtype=np.int64)
     pos = 0
     for b, chunk in enumerate(column):
-        # Widened first, then summed in place: numpy's cumsum casting int32 as it goes
-        # (dtype=) ran ~10x slower than the copy and the same-type sum together.
         part = values[pos:pos + len(chunk)]
-        part[:] = chunk.to_numpy()
-        if firsts is not None and len(chunk):
-            part[0] = firsts[b]
-        np.cumsum(part, out=part)
+        diffs = chunk.to_numpy()
+        if not _steady_sums(part, diffs, None if firsts is None else firsts[b]):
+            # Widened first, then summed in place: numpy's cumsum casting int32 as it goes
+            # (dtype=) ran ~10x slower than the copy and the same-type sum together.
+            part[:] = diffs
+            if firsts is not None and len(chunk):
+                part[0] = firsts[b]
+            np.cumsum(part, out=part)
         pos += len(chunk)
     return values
+
+
+# A batch whose differences are one step but for at most 1 in this many (bars of a
+# session: one overnight gap in 375 minutes) is rebuilt without a running sum.
+_STEADY_ONE_IN = 16
+_STEPS = np.arange(BATCH_ROWS, dtype=np.int64)
+
+
+def _steady_sums(out: np.ndarray, diffs: np.ndarray, first: int | None) -> bool:
+    """``out`` = the running sum of ``diffs`` (``first``: the value at 0 when kept apart,
+    else ``diffs[0]``), when nearly every difference is the same step: the first value
+    plus step x position, plus each rare other difference's excess carried to the end --
+    vectorised work instead of numpy's running sum (~5 ns a value with the widening copy
+    on the 2-core Xeon; one symbol's 100,000 minutes 0.47 -> 0.12 ms). False (``out``
+    untouched) otherwise."""
+    n = len(diffs)
+    if n < 64 or n > BATCH_ROWS:
+        return False
+    step = diffs[1]
+    odd = diffs[1:] != step
+    if int(np.count_nonzero(odd)) * _STEADY_ONE_IN > n:
+        return False
+    np.multiply(_STEPS[:n], int(step), out=out)
+    out += int(diffs[0]) if first is None else first
+    at = np.flatnonzero(odd) + 1
+    if len(at):
+        excess = np.cumsum(diffs[at].astype(np.int64) - int(step))
+        out[at[0]:] += np.repeat(excess, np.diff(np.append(at, n)))
+    return True
 
 
 _READ_OPTIONS = ipc.IpcReadOptions(use_threads=False)
