@@ -391,6 +391,13 @@ def _from_deltas(columns: list[list[pa.Array]], deltas: dict[str, str], schema: 
             kept[name] = found
         return found
 
+    unscaled_floats: dict[str, np.ndarray] = {}  # a base's unscaled values in ``rows``, as float64
+
+    def as_floats(name: str) -> np.ndarray:
+        if name not in unscaled_floats:
+            unscaled_floats[name] = sums(name)[rows].astype(np.float64)
+        return unscaled_floats[name]
+
     arrays = []
     fields = []
     for i, field in enumerate(schema):
@@ -416,12 +423,19 @@ def _from_deltas(columns: list[list[pa.Array]], deltas: dict[str, str], schema: 
         how = deltas[field.name]
         floated = None
         if how[0] == "r":  # the base's values plus the stored differences, one vectorised add
-            base, rel = sums(how.rsplit("|", 1)[1])[rows], _narrow_values(column)[rows]
-            if as_float:  # the exact integer sum lands in float64 (< 2**53: exact), then divided
-                floated = np.add(base, rel, out=np.empty(len(base), np.float64), casting="unsafe")
-                values = base
+            base, rel = how.rsplit("|", 1)[1], _narrow_values(column)[rows]
+            if as_float:
+                # Added as doubles: integers below 2**53, so the sum is exact, the same
+                # double as the integer sum converted (a 41,760-row month: 35 us a column
+                # against 55 for an int64 add cast into float64 as it goes).
+                floated = rel.astype(np.float64)
+                floated += as_floats(base)
+                values = rel
             else:
-                values = np.add(base, rel)
+                values = np.add(sums(base)[rows], rel)
+        elif as_float and field.name in bases:
+            floated = as_floats(field.name).copy()
+            values = floated
         else:
             values = sums(field.name)[rows]
         if pa.types.is_timestamp(field.type):
