@@ -435,6 +435,32 @@ def _floors(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict
     return figures
 
 
+def _patched_floor(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[str, int], *,
+                   repeats: int) -> Figure:
+    """The floor of reading every bar after a restatement: fetch each chunk's payload and
+    patch over a warm psycopg connection and decode them on one thread, the patch laid
+    over the payload (floats) -- what any reader of these chunks must do."""
+    spec = db.spec("market_data")
+    table = sql.Identifier(db.settings.schema, f"{db.settings.table_name('market_data')}_chunks")
+    symbols, start, end, what = slices["read_all"]
+    conn = server.connect()
+    try:
+        def fetch_decode() -> int:
+            rows = conn.execute(sql.SQL("SELECT schema_fingerprint, codec, payload, patch FROM {} "
+                                        "WHERE symbol = ANY(%s) AND last_ts >= %s AND first_ts <= %s").format(table),
+                                (symbols, start, end), binary=True).fetchall()
+            return sum(sealed_format.decode(spec, bytes(p), f, codec=c, floats=True,
+                                            patch=None if patch is None else bytes(patch)).num_rows
+                       for f, c, p, patch in rows)
+
+        if fetch_decode() < expected["read_all"]:
+            raise RuntimeError("patched floor: fewer rows than the slice")
+        return _read_figure("read_all", fetch_decode, rows=expected["read_all"], repeats=repeats,
+                            label=f"floor: fetch + decode the chunks and their patches of {what} (psycopg, one thread)")
+    finally:
+        conn.close()
+
+
 def _scan_collect(db: Any, symbol: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
     return (scanning.scan(db, "market_data")
             .filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(start, end)).collect())
@@ -677,6 +703,7 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
         "read_all", partial(reading.get_market_data, db, symbols, start, end),
         label=f"regime_io get_market_data, sealed tier, {what}, after the restatement (patched months)",
         rows=expected["read_all"], repeats=repeats)
+    figures["history.floor.read_all_patched"] = _patched_floor(server, db, slices, expected, repeats=repeats)
     figures["history.restate_first.sealed"] = _first_restatements(db, bars, day_frame, count=min(repeats, 4))
     if not _tier_param():
         figures["history.write.sealed"] = unavailable(labels["write"], "unavailable: save() has no tier= yet")

@@ -124,6 +124,7 @@ def test_history_shape(run: dict[str, Any]) -> None:
     # Issue 23: the restatement's floor, a read of the patched months, the backfill's musts.
     assert figures["history.floor.restate"]["rows"] == 3 * 1440
     assert figures["history.read_all_patched.sealed"]["rows"] == 9000
+    assert figures["history.floor.read_all_patched"]["rows"] == 9000
     assert figures["history.floor.backfill_validate"]["rows"] == figures["history.floor.backfill_changes"]["rows"]
 
 
