@@ -17,7 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
-from regime_io._tiers import chunk_bytes
+from regime_io._tiers import chunk_bytes, column_codec
 from regime_io._tiers import sealed_format as chunks
 from regime_io.errors import SchemaError
 from regime_io.tables import TABLES
@@ -143,14 +143,14 @@ def test_a_patch_written_over_the_rows_as_they_are_built_gives_what_laying_it_ov
     ts = table.column("timestamp")
     span = None if window is None else (ts[window[0]].as_py(), ts[window[1]].as_py())
     placed: list[bool] = []
-    real = chunks._overlay_places
+    real = column_codec.overlay_places
 
     def spy(*args: Any) -> Any:
         found = real(*args)
         placed.append(found is not None)
         return found
 
-    monkeypatch.setattr(chunks, "_overlay_places", spy)
+    monkeypatch.setattr(column_codec, "overlay_places", spy)
     got = chunks.decode(spec, payload, fp, window=span, floats=floats, patch=encoded)
     expected = chunks.apply_patch(spec, chunks.decode(spec, payload, fp, window=span, floats=floats),
                                   chunks.decode(spec, encoded, fp, window=span, floats=floats))
@@ -242,9 +242,9 @@ def test_unscaled_integers_become_the_same_decimals() -> None:
     """Sealing reads prices as their unscaled integers ((price * 10^s)::int8, no text)."""
     values = [12976, -6000, None, 0, 10**17]
     kind = pa.decimal128(18, 2)
-    got = chunks.decimal_from_unscaled(pa.array(values, pa.int64()), kind)
+    got = column_codec.decimal_from_unscaled(pa.array(values, pa.int64()), kind)
     assert got.to_pylist() == [None if v is None else Decimal(v).scaleb(-2) for v in values]
-    sliced = chunks.decimal_from_unscaled(pa.array(values, pa.int64()).slice(1, 3), kind)
+    sliced = column_codec.decimal_from_unscaled(pa.array(values, pa.int64()).slice(1, 3), kind)
     assert sliced.to_pylist() == [Decimal("-60.00"), None, Decimal("0.00")]
 
 
@@ -387,12 +387,12 @@ def test_a_column_is_stored_relative_only_where_that_is_no_wider_and_the_scales_
                              jumpy)
     fine = pa.array([Decimal(2_500_000 + i).scaleb(-4) for i in range(3000)], pa.decimal128(12, 4))
     mixed = table.append_column(pa.field("fine", pa.decimal128(12, 4), False), fine)
-    _, deltas, firsts = chunks._to_deltas(mixed, narrow=True, relative=True)
+    _, deltas, firsts = column_codec.to_deltas(mixed, narrow=True, relative=True)
     assert deltas["open"].startswith("d") and deltas["fine"].startswith("d")
     assert deltas["high"].startswith("r") and deltas["low"].startswith("r") and deltas["close"].startswith("d")
     assert set(firsts) == {"timestamp", "open", "close", "fine"}
     alone = pa.table({"timestamp": table.column("timestamp"), "close": table.column("close")})
-    assert chunks._to_deltas(alone, narrow=True, relative=True)[1]["close"].startswith("d")
+    assert column_codec.to_deltas(alone, narrow=True, relative=True)[1]["close"].startswith("d")
     payload = chunks.encode(BARS, table)
     for floats in (False, True):
         assert chunks.decode(BARS, payload, chunks.fingerprint(BARS), floats=floats).equals(
@@ -409,7 +409,7 @@ def test_patch_segments_laid_out_differently_by_the_relative_codec_decode_in_ord
     later = later.set_column(later.schema.get_field_index("open"), pa.field("open", pa.decimal128(10, 2), False),
                              jumpy)
     patch = chunks.add_segment(BARS, chunks.add_segment(BARS, None, first), later)
-    kinds = [chunks._to_deltas(part, narrow=True, relative=True)[1]["open"][0] for part in (first, later)]
+    kinds = [column_codec.to_deltas(part, narrow=True, relative=True)[1]["open"][0] for part in (first, later)]
     assert kinds == ["r", "d"]
     fp = chunks.fingerprint(BARS)
     assert chunks.decode_patch(BARS, patch, fp).equals(pa.concat_tables([first, later]).combine_chunks())
@@ -442,5 +442,5 @@ def test_running_sums_of_steady_differences_are_the_running_sums(gaps: int, kept
             diffs = values.copy()  # (the older codec: the first value in place, int64)
         batches.append(pa.array(diffs))
         firsts.append(first)
-    got = chunks._running_sums(batches, firsts if kept_apart else None)
+    got = column_codec.running_sums(batches, firsts if kept_apart else None)
     assert got.tolist() == np.concatenate(expected).tolist()

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -57,10 +56,20 @@ import pyarrow.ipc as ipc
 from ..errors import SchemaError
 from ..tables import TableSpec
 from .chunk_bytes import FILE_END, Segment, footer_blocks, framed, patch_segments
+from .column_codec import (
+    BATCH_ROWS,
+    EXACT_DOUBLE_DIGITS,
+    OVERLAID_KEY,
+    from_deltas,
+    rows_in,
+    to_deltas,
+    undelta_schema,
+    unscaled,
+)
 
 __all__ = [
     "CODEC", "PATCH_ROWS", "add_segment", "apply_patch", "as_type", "chunk_stats", "conform_payload",
-    "decimal_from_unscaled", "decimal_to_float", "decode", "decode_patch", "encode", "fingerprint", "json_value",
+    "decimal_to_float", "decode", "decode_patch", "encode", "fingerprint", "json_value",
     "key_positions", "last_row_json", "payload_key", "period_from_number", "period_number", "period_of",
     "window_bytes",
 ]
@@ -155,19 +164,6 @@ def conform_payload(spec: TableSpec, table: pa.Table) -> pa.Table:
     return out.sort_by(sort_keys(spec))
 
 
-# Rows per record batch of a payload. The IPC file's footer indexes the batches and the
-# schema metadata lists each batch's first timestamp, so a read of one day decodes one
-# or two batches instead of the month (a 41,760-row symbol-month, CPU time: whole 4.6 ms,
-# one batch 0.9 ms). Measured: 8,192 rows cost +0.1% bytes and +30% CPU to decode
-# whole against one batch; 4,096 rows +2.4% bytes and +100% CPU.
-BATCH_ROWS = 8192
-
-
-# Unscaled values of up to 15 digits are exact doubles (2**53 ~ 9.0e15), so dividing by
-# 10**scale rounds once, correctly; NUMERIC(16, 8) (price_scale 8) takes the text path.
-_EXACT_DOUBLE_DIGITS = 15
-
-
 _STARTS_KEY = b"regime_io.batch_starts"
 
 
@@ -185,7 +181,7 @@ def encode(spec: TableSpec, table: pa.Table, *, codec: str = CODEC) -> bytes:
     compression = "zstd"
     # (By name, not by CODEC: tests write older codecs by setting CODEC.)
     if codec in (RELATIVE_CODEC, NARROW_CODEC, DELTA_CODEC):
-        table, deltas, firsts = _to_deltas(table, narrow=codec != DELTA_CODEC, relative=codec == RELATIVE_CODEC)
+        table, deltas, firsts = to_deltas(table, narrow=codec != DELTA_CODEC, relative=codec == RELATIVE_CODEC)
         metadata[_DELTA_KEY] = ",".join(f"{k}={v}" for k, v in deltas.items()).encode()
         if firsts:
             metadata[_FIRSTS_KEY] = ";".join(f"{k}:{','.join(map(str, v))}" for k, v in firsts.items()).encode()
@@ -201,341 +197,6 @@ def encode(spec: TableSpec, table: pa.Table, *, codec: str = CODEC) -> bytes:
     with ipc.new_file(sink, schema, options=options) as writer:
         writer.write_table(table.replace_schema_metadata(schema.metadata), max_chunksize=BATCH_ROWS)
     return sink.getvalue().to_pybytes()
-
-
-def _unscaled(array: pa.Array) -> np.ndarray:
-    """The int64 values behind a timestamp or a ``decimal128(p <= 18)`` array without nulls
-    (read from the data buffer: a cast and to_numpy took ~25 us of a 1,440-row patch's
-    encoding)."""
-    if pa.types.is_timestamp(array.type):
-        return np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset: array.offset + len(array)]
-    words = np.frombuffer(array.buffers()[1], dtype=np.int64)[2 * array.offset: 2 * (array.offset + len(array))]
-    return words[0::2].copy()  # little-endian 128-bit: the low word is the value for p <= 18
-
-
-_WIDTHS = ((8, np.int8), (16, np.int16), (32, np.int32), (64, np.int64))
-
-
-def _narrowest(values: np.ndarray) -> tuple[int, type[np.signedinteger[Any]]]:
-    """The narrowest signed integer type holding every value (int64 when empty)."""
-    if len(values):
-        lo, hi = int(values.min()), int(values.max())
-        for bits, kind in _WIDTHS:
-            if -(2 ** (bits - 1)) <= lo and hi < 2 ** (bits - 1):
-                return bits, kind
-    return 64, np.int64
-
-
-def _to_deltas(table: pa.Table, *, narrow: bool,
-               relative: bool = False) -> tuple[pa.Table, dict[str, str], dict[str, list[int]]]:
-    """Time and decimal columns without nulls as differences within each batch, so a
-    batch decodes on its own: with ``narrow`` (:data:`NARROW_CODEC`, :data:`CODEC`) each
-    batch's first value goes to the returned firsts (its difference stored as 0), the
-    differences take the narrowest integer type holding them, and so do integer columns
-    without nulls (stored as they are: kind ``n<bits>``); else (:data:`DELTA_CODEC`) the
-    first value stays in place and the differences are int32 when they all fit. With
-    ``relative`` (:data:`CODEC`): decimals relative to a base column, :func:`_relative`."""
-    deltas: dict[str, str] = {}
-    firsts: dict[str, list[int]] = {}
-    unscaled: dict[str, tuple[np.ndarray, int]] = {}  # decimal column -> its values, their differences' width
-    for i, field in enumerate(table.schema):
-        column = table.column(i).combine_chunks()
-        kind = field.type
-        if narrow and not column.null_count and pa.types.is_integer(kind) and pa.types.is_signed_integer(kind):
-            values = column.to_numpy()
-            bits, as_type = _narrowest(values)
-            if bits < kind.bit_width:
-                deltas[field.name] = f"n{bits}|int|{kind.bit_width}||{int(field.nullable)}"
-                table = table.set_column(i, pa.field(field.name, pa.from_numpy_dtype(as_type), nullable=False),
-                                         pa.array(values.astype(as_type)))
-            continue
-        if column.null_count or not (pa.types.is_timestamp(kind) or
-                                     (pa.types.is_decimal(kind) and kind.precision <= 18)):
-            continue
-        values = _unscaled(column)
-        # One subtraction over the column, then each batch's first value put back as is
-        # (a 44,640-row month: 9 us, against 62 us for np.diff per batch).
-        diff = np.empty_like(values)
-        np.subtract(values[1:], values[:-1], out=diff[1:])
-        if narrow:
-            firsts[field.name] = values[::BATCH_ROWS].tolist()
-            diff[::BATCH_ROWS] = 0
-            bits, as_type = _narrowest(diff)
-        else:
-            diff[::BATCH_ROWS] = values[::BATCH_ROWS]
-            bits, as_type = (32, np.int32) if _narrowest(diff)[0] <= 32 else (64, np.int64)
-        # The type before the differences, so a chunk decodes without its declaration.
-        was = (f"timestamp|{kind.unit}|{kind.tz or ''}" if pa.types.is_timestamp(kind)
-               else f"decimal|{kind.precision}|{kind.scale}")
-        deltas[field.name] = f"d{bits}|{was}|{int(field.nullable)}"
-        table = table.set_column(i, pa.field(field.name, pa.from_numpy_dtype(as_type), nullable=False),
-                                 pa.array(diff.astype(as_type, copy=False)))
-        if pa.types.is_decimal(kind):
-            unscaled[field.name] = (values, bits)
-    if relative:
-        table = _relative(table, unscaled, deltas, firsts)
-    return table, deltas, firsts
-
-
-def _relative(table: pa.Table, unscaled: dict[str, tuple[np.ndarray, int]], deltas: dict[str, str],
-              firsts: dict[str, list[int]]) -> pa.Table:
-    """Decimal columns stored as their difference from a base column of the same scale
-    (kind ``r<bits>``, the base's name last), where that difference is no wider than the
-    column's own differences: among the columns of one scale, the base is the one whose
-    own differences are narrowest (the last of equals: a bar's close). On the benchmark's
-    1M one-minute bars (issue 23) open, high and low all go against the close: payloads
-    11.94 -> 11.77 bytes a bar, and decoding every chunk as floats 50 -> 40 ms (one
-    symbol's three months 3.3 -> 2.4 ms; the relative columns land in float64 from one
-    add, no int64 copy between)."""
-    by_scale: dict[str, list[str]] = {}
-    for name in unscaled:
-        by_scale.setdefault(deltas[name].split("|")[3], []).append(name)
-    for names in by_scale.values():
-        if len(names) < 2:
-            continue
-        base = min(reversed(names), key=lambda n: unscaled[n][1])
-        for name in names:
-            values, own_bits = unscaled[name]
-            rel = values - unscaled[base][0]
-            bits, as_type = _narrowest(rel)
-            if name == base or bits > own_bits:
-                continue
-            _, kind, precision, scale, nullable = deltas[name].split("|")
-            deltas[name] = f"r{bits}|{kind}|{precision}|{scale}|{nullable}|{base}"
-            del firsts[name]
-            i = table.schema.get_field_index(name)
-            table = table.set_column(i, pa.field(name, pa.from_numpy_dtype(as_type), nullable=False),
-                                     pa.array(rel.astype(as_type, copy=False)))
-    return table
-
-
-_OVERLAID_KEY = b"regime_io.overlaid"  # set by _from_deltas when it wrote the patch in
-
-
-def _as_float(field: pa.Field, floats: bool) -> bool:
-    """Whether a decimal column stored as differences comes back as float64 (``floats``
-    asked, and its unscaled values exact doubles: see :func:`decode`)."""
-    return floats and pa.types.is_decimal(field.type) and field.type.precision <= _EXACT_DOUBLE_DIGITS
-
-
-def _overlay_places(times: np.ndarray, overlay: pa.Table, stored: list[list[pa.Array]], schema: pa.Schema,
-                    deltas: dict[str, str], time_col: str, floats: bool) -> np.ndarray | None:
-    """Where each row of ``overlay`` (a patch, decoded in the same types) goes among the
-    built rows (``times``: their times, sorted), or None when it cannot be written over
-    them as they are built: a new time (the patch adds a row), a null, or a column
-    not of fixed width (then :func:`apply_patch` lays the patch over the rows)."""
-    if overlay.column_names != schema.names:
-        return None
-    for i, field in enumerate(schema):
-        column = overlay.column(field.name)
-        if column.null_count:
-            return None
-        if field.name in deltas:
-            if column.type != (pa.float64() if _as_float(field, floats) else field.type):
-                return None
-        elif (column.type != field.type or any(c.null_count for c in stored[i])
-              or not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type))):
-            return None
-    wanted = overlay.column(time_col).cast(pa.int64()).to_numpy()
-    at = np.searchsorted(times, wanted)
-    if (at >= len(times)).any() or not bool((times[at] == wanted).all()):
-        return None
-    return at
-
-
-def _from_deltas(columns: list[list[pa.Array]], deltas: dict[str, str], schema: pa.Schema, *, floats: bool,
-                 window: tuple[int, int] | None = None, time_col: str = "",
-                 overlay: pa.Table | None = None, firsts: dict[str, list[int]] | None = None) -> pa.Table:
-    """Batches (``columns``: each column's arrays, one per batch; the batches of several
-    payloads alike may follow one another, a column's narrowed type differing between
-    them) read back in the payload's types (``schema``: the types before
-    :func:`_to_deltas`; ``floats``: decimals as float64, see :func:`decode`). Each batch's
-    running sum is written straight into the column's output (each batch restarts from an
-    absolute value): 1M bars, 5 columns, 12.6 ms against 18.1 ms for one sum over the
-    concatenated batches less the sum reached before each batch (two more passes).
-    ``firsts``: each batch's first value per column where the payload keeps them apart
-    (:data:`CODEC`); columns stored narrowed, not as differences, are widened back.
-
-    ``window`` (microseconds, both ends included): only the rows of ``time_col`` (summed
-    first) in it are built -- the other columns are summed whole, then sliced before the
-    decimals or floats are made (a restated day: 1,440 rows built of the 16,384 of its two
-    batches).
-
-    ``overlay``: a patch's rows (same types), written over the rows of the same time as
-    the columns are built -- when every time is there and nothing is null (the schema's
-    metadata then says so, :data:`_OVERLAID_KEY`); a patched month read 0.33 ms faster
-    than laying the patch over the built rows (:func:`apply_patch`, 44,640 rows)."""
-    rows = slice(0, sum(len(c) for c in columns[0]) if columns else 0)
-    times = None
-    firsts = firsts or {}
-    if time_col in deltas:
-        times = _running_sums(columns[schema.get_field_index(time_col)], firsts.get(time_col))
-        if window is not None:
-            rows = _rows_in(times, window)
-    places = None
-    if overlay is not None and times is not None:
-        places = _overlay_places(times[rows], overlay, columns, schema, deltas, time_col, floats)
-    # The patch's columns when it is written over the rows, by name.
-    over = {name: overlay.column(name) for name in schema.names} if places is not None and overlay is not None else {}
-    # The running sums of columns others are stored relative to (kind "r"), kept for them.
-    bases = {how.rsplit("|", 1)[1] for how in deltas.values() if how[0] == "r"}
-    kept: dict[str, np.ndarray] = {}
-
-    def sums(name: str) -> np.ndarray:
-        if name == time_col and times is not None:
-            return times
-        if name in kept:
-            return kept[name]
-        found = _running_sums(columns[schema.get_field_index(name)], firsts.get(name))
-        if name in bases:
-            kept[name] = found
-        return found
-
-    unscaled_floats: dict[str, np.ndarray] = {}  # a base's unscaled values in ``rows``, as float64
-
-    def as_floats(name: str) -> np.ndarray:
-        if name not in unscaled_floats:
-            unscaled_floats[name] = sums(name)[rows].astype(np.float64)
-        return unscaled_floats[name]
-
-    arrays = []
-    fields = []
-    for i, field in enumerate(schema):
-        fields.append(field)
-        column = columns[i]
-        if field.name not in deltas or deltas[field.name][0] == "n":
-            # One array per chunk, as the summed columns are: polars aligns a frame's
-            # chunks, and a volume column in 8,192-row batches beside month-long price
-            # columns split every column of 1M bars into 140 pieces (from_arrow 3.2 ms,
-            # 0.7 ms aligned; every bar into polars 45.9 -> 43.1 ms, as Arrow unchanged).
-            built = _joined(column, rows, field.type)
-            if over:
-                plain = built.to_numpy(zero_copy_only=False).copy()
-                plain[places] = over[field.name].to_numpy()
-                built = pa.array(plain, type=field.type)
-            arrays.append(built)
-            continue
-        # Decimals read as floats: the int64 running sums (unscaled values of at most 15
-        # digits, exact doubles, < 2**53) converted and divided by 10**scale in place, which
-        # rounds once, correctly. Summing in float64 straight away was slower (a 44,640-row
-        # month: 1.13 ms against 0.65: numpy's float cumsum and the int16 -> float64 copy).
-        as_float = _as_float(field, floats)
-        how = deltas[field.name]
-        floated = None
-        if how[0] == "r":  # the base's values plus the stored differences, one vectorised add
-            base, rel = how.rsplit("|", 1)[1], _narrow_values(column)[rows]
-            if as_float:
-                # Added as doubles: integers below 2**53, so the sum is exact, the same
-                # double as the integer sum converted (a 41,760-row month: 35 us a column
-                # against 55 for an int64 add cast into float64 as it goes).
-                floated = rel.astype(np.float64)
-                floated += as_floats(base)
-                values = rel
-            else:
-                values = np.add(sums(base)[rows], rel)
-        elif as_float and field.name in bases:
-            floated = as_floats(field.name).copy()
-            values = floated
-        else:
-            values = sums(field.name)[rows]
-        if pa.types.is_timestamp(field.type):
-            arrays.append(pa.Array.from_buffers(field.type, len(values), [None, pa.py_buffer(values)]))
-        elif as_float:
-            # What decimal_to_float gives for the decimal128 of these values, without it.
-            floated = values.astype(np.float64) if floated is None else floated
-            floated /= float(10 ** field.type.scale)
-            if over:
-                floated[places] = over[field.name].to_numpy()
-            arrays.append(pa.Array.from_buffers(pa.float64(), len(values), [None, pa.py_buffer(floated)]))
-            fields[-1] = pa.field(field.name, pa.float64(), nullable=field.nullable)
-        else:
-            if over:
-                values = values.copy()
-                values[places] = _unscaled(over[field.name].combine_chunks())
-            arrays.append(decimal_from_unscaled(pa.array(values, pa.int64()), field.type))
-    metadata = {_OVERLAID_KEY: b"1"} if over else None
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=metadata))
-
-
-def _narrow_values(arrays: list[pa.Array]) -> np.ndarray:
-    """A column stored without nulls in narrowed batches as one numpy array (still narrow)."""
-    if len(arrays) == 1:
-        return arrays[0].to_numpy()
-    return np.concatenate([a.to_numpy() for a in arrays]) if arrays else np.empty(0, np.int64)
-
-
-def _joined(arrays: list[pa.Array], rows: slice, kind: pa.DataType) -> pa.Array:
-    """The ``rows`` of a column stored as ``arrays`` (one per batch) as one array of type
-    ``kind``; arrays stored narrowed (no null: "n" columns have none) are widened by
-    numpy's copy (Arrow's cast took ~20 us of a 1,440-row patch segment's decode)."""
-    if not arrays:
-        return pa.array([], kind)
-    if any(a.type != arrays[0].type for a in arrays):  # narrowed apart, in the batches of several payloads
-        if any(a.null_count for a in arrays):  # (stored plain where it holds nulls)
-            arrays = [a.cast(kind) for a in arrays]
-        else:
-            return _widened(np.concatenate([a.to_numpy() for a in arrays])[rows], kind)
-    built = pa.chunked_array(arrays, arrays[0].type).slice(rows.start, rows.stop - rows.start).combine_chunks()
-    return built if built.type == kind else _widened(built.to_numpy(), kind)
-
-
-def _widened(values: np.ndarray, kind: pa.DataType) -> pa.Array:
-    wide = values.astype(kind.to_pandas_dtype())
-    return pa.Array.from_buffers(kind, len(wide), [None, pa.py_buffer(wide)])
-
-
-def _rows_in(times: np.ndarray, window: tuple[int, int]) -> slice:
-    """The rows of ``times`` (sorted, as a payload is) in ``window``, both ends included."""
-    return slice(int(np.searchsorted(times, window[0], "left")), int(np.searchsorted(times, window[1], "right")))
-
-
-def _running_sums(column: list[pa.Array], firsts: list[int] | None = None) -> np.ndarray:
-    """A delta-coded column's values (``column``: one array per batch): each batch's
-    running sum (int64), from its first value (``firsts``, one per batch, when kept
-    apart: the stored difference is 0)."""
-    values = np.empty(sum(len(c) for c in column), dtype=np.int64)
-    pos = 0
-    for b, chunk in enumerate(column):
-        part = values[pos:pos + len(chunk)]
-        diffs = chunk.to_numpy()
-        if not _steady_sums(part, diffs, None if firsts is None else firsts[b]):
-            # Widened first, then summed in place: numpy's cumsum casting int32 as it goes
-            # (dtype=) ran ~10x slower than the copy and the same-type sum together.
-            part[:] = diffs
-            if firsts is not None and len(chunk):
-                part[0] = firsts[b]
-            np.cumsum(part, out=part)
-        pos += len(chunk)
-    return values
-
-
-# A batch whose differences are one step but for at most 1 in this many (bars of a
-# session: one overnight gap in 375 minutes) is rebuilt without a running sum.
-_STEADY_ONE_IN = 16
-_STEPS = np.arange(BATCH_ROWS, dtype=np.int64)
-
-
-def _steady_sums(out: np.ndarray, diffs: np.ndarray, first: int | None) -> bool:
-    """``out`` = the running sum of ``diffs`` (``first``: the value at 0 when kept apart,
-    else ``diffs[0]``), when nearly every difference is the same step: the first value
-    plus step x position, plus each rare other difference's excess carried to the end --
-    vectorised work instead of numpy's running sum (~5 ns a value with the widening copy
-    on the 2-core Xeon; one symbol's 100,000 minutes 0.47 -> 0.12 ms). False (``out``
-    untouched) otherwise."""
-    n = len(diffs)
-    if n < 64 or n > BATCH_ROWS:
-        return False
-    step = diffs[1]
-    odd = diffs[1:] != step
-    if int(np.count_nonzero(odd)) * _STEADY_ONE_IN > n:
-        return False
-    np.multiply(_STEPS[:n], int(step), out=out)
-    out += int(diffs[0]) if first is None else first
-    at = np.flatnonzero(odd) + 1
-    if len(at):
-        excess = np.cumsum(diffs[at].astype(np.int64) - int(step))
-        out[at[0]:] += np.repeat(excess, np.diff(np.append(at, n)))
-    return True
 
 
 _READ_OPTIONS = ipc.IpcReadOptions(use_threads=False)
@@ -561,10 +222,10 @@ def decode(spec: TableSpec, payload: Any, chunk_fingerprint: str, *, codec: str 
     if restated.num_rows == 0:
         return _decode(spec, payload, chunk_fingerprint, codec=codec, window=window, floats=floats)
     # Time alone the key: the patch's rows are written over the payload's as its columns
-    # are built (_from_deltas), when each of their times is there already.
+    # are built (from_deltas), when each of their times is there already.
     overlay = restated if spec.time_column is not None and payload_key(spec) == [spec.time_column] else None
     rows = _decode(spec, payload, chunk_fingerprint, codec=codec, window=window, floats=floats, overlay=overlay)
-    if overlay is not None and rows.schema.metadata and rows.schema.metadata.get(_OVERLAID_KEY):
+    if overlay is not None and rows.schema.metadata and rows.schema.metadata.get(OVERLAID_KEY):
         return rows.replace_schema_metadata(None)
     return apply_patch(spec, rows, restated)
 
@@ -696,7 +357,7 @@ class _Opened(NamedTuple):
 
     reader: ipc.RecordBatchFileReader
     wanted: list[int]
-    deltas: dict[str, str]  # column -> how it is stored (_to_deltas)
+    deltas: dict[str, str]  # column -> how it is stored (to_deltas)
     firsts: dict[str, list[int]]  # column -> each wanted batch's first value (CODEC)
 
     def layout(self) -> tuple[pa.Schema, frozenset[str], frozenset[str], frozenset[str]]:
@@ -705,7 +366,7 @@ class _Opened(NamedTuple):
         those stored relative to another (with its name)."""
         summed = frozenset(n for n, how in self.deltas.items() if how[0] == "d")
         relative = frozenset(f"{n}|{how.rsplit('|', 1)[1]}" for n, how in self.deltas.items() if how[0] == "r")
-        return _undelta_schema(self.reader.schema, self.deltas), summed, frozenset(self.firsts), relative
+        return undelta_schema(self.reader.schema, self.deltas), summed, frozenset(self.firsts), relative
 
 
 def _open(payload: Any, micros: tuple[int, int] | None) -> _Opened:
@@ -763,7 +424,7 @@ def _build(spec: TableSpec, opened: list[_Opened], chunk_fingerprint: str, *, mi
     time_col = spec.time_column or "timestamp"
     trimmed = micros is None
     if deltas:
-        schema = _undelta_schema(reader.schema, deltas)
+        schema = undelta_schema(reader.schema, deltas)
         columns: list[list[pa.Array]] = [[] for _ in reader.schema]
         firsts: dict[str, list[int]] = {name: [] for name in first.firsts}
         for one in opened:
@@ -776,7 +437,7 @@ def _build(spec: TableSpec, opened: list[_Opened], chunk_fingerprint: str, *, mi
         trimmed = trimmed or time_col in deltas
         # A chunk written under another declaration is conformed below in exact types.
         current = chunk_fingerprint == fingerprint(spec)
-        table = _from_deltas(columns, deltas, schema, floats=floats and current,
+        table = from_deltas(columns, deltas, schema, floats=floats and current,
                              window=micros if time_col in deltas else None, time_col=time_col,
                              overlay=overlay if current else None, firsts=firsts)
     elif len(first.wanted) == reader.num_record_batches:
@@ -785,7 +446,7 @@ def _build(spec: TableSpec, opened: list[_Opened], chunk_fingerprint: str, *, mi
         table = pa.Table.from_batches([reader.get_batch(i) for i in first.wanted], schema=reader.schema)
         table = table.replace_schema_metadata(None)
     if not trimmed and micros is not None:  # (older codecs: the rows are built, then cut)
-        rows = _rows_in(table.column(time_col).cast(pa.int64()).to_numpy(), micros)
+        rows = rows_in(table.column(time_col).cast(pa.int64()).to_numpy(), micros)
         table = table.slice(rows.start, rows.stop - rows.start)
     if chunk_fingerprint == fingerprint(spec):
         return table
@@ -842,44 +503,6 @@ def window_bytes(tail: bytes, size: int, window: tuple[dt.datetime, dt.datetime]
     return first[0], last[0] + last[1] + last[2]
 
 
-def _undelta_schema(stored: pa.Schema, deltas: dict[str, str]) -> pa.Schema:
-    """The payload schema a delta-coded chunk was written with (its metadata says what
-    each delta column was)."""
-    return _undelta_cached(stored.remove_metadata(), tuple(deltas.items()))
-
-
-# The same few schemas again and again (a chunk's columns, their stored widths): built once.
-# Built each time it took ~25 us of a 1,440-row patch segment's ~200 us decode.
-@functools.lru_cache(maxsize=256)
-def _undelta_cached(stored: pa.Schema, items: tuple[tuple[str, str], ...]) -> pa.Schema:
-    deltas = dict(items)
-    fields = []
-    for field in stored:
-        if field.name not in deltas:
-            fields.append(field)
-            continue
-        _, kind, a, b, nullable = deltas[field.name].split("|")[:5]  # (kind "r": its base follows)
-        was = (pa.timestamp(a, tz=b or None) if kind == "timestamp" else
-               pa.from_numpy_dtype(np.dtype(f"int{a}")) if kind == "int" else pa.decimal128(int(a), int(b)))
-        fields.append(pa.field(field.name, was, nullable=nullable == "1"))
-    return pa.schema(fields)
-
-
-def decimal_from_unscaled(array: pa.Array | pa.ChunkedArray, kind: pa.Decimal128Type) -> pa.Array:
-    """int64 unscaled values (``12976`` for 129.76 at scale 2) as ``decimal128`` of ``kind``."""
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    values = np.asarray((array.fill_null(0) if array.null_count else array).to_numpy(zero_copy_only=False),
-                        dtype=np.int64)
-    words = np.empty(2 * len(values), dtype=np.int64)
-    words[0::2] = values
-    words[1::2] = values >> 63  # the high word: the sign, extended
-    validity = array.buffers()[0] if array.null_count else None
-    if validity is not None and array.offset:
-        validity = pa.array(array.is_valid()).buffers()[1]
-    return pa.Array.from_buffers(kind, len(values), [validity, pa.py_buffer(words)])
-
-
 def decimal_to_float(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     """``decimal128(p, s)`` values as float64, correctly rounded (as ``numeric::float8``)."""
     if isinstance(array, pa.ChunkedArray):
@@ -887,7 +510,7 @@ def decimal_to_float(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     scale = array.type.scale
     if len(array) == 0:
         return pa.array([], pa.float64())
-    if array.type.precision > _EXACT_DOUBLE_DIGITS:  # price_scale 8: unscaled values past 2**53 are not exact
+    if array.type.precision > EXACT_DOUBLE_DIGITS:  # price_scale 8: unscaled values past 2**53 are not exact
         return pc.cast(array.cast(pa.string()), pa.float64())  # text and strtod, as numeric::float8
     words = np.frombuffer(array.buffers()[1], dtype=np.int64)[2 * array.offset: 2 * (array.offset + len(array))]
     # Little-endian 128-bit integers: the low word is the value for every p <= 18.
@@ -965,7 +588,7 @@ def chunk_stats(spec: TableSpec, payload: pa.Table) -> dict[str, Any]:
         if pa.types.is_decimal(kind) and kind.precision <= 18 and len(column) and not column.null_count:
             # From the unscaled integers: Arrow's min_max over decimal128 took 35 us for
             # 7,200 rows (6 us for int64); a backfill computes it for 4 prices x 30 months.
-            values = _unscaled(column.combine_chunks())
+            values = unscaled(column.combine_chunks())
             stats[f"min_{name}"] = decimal.Decimal(int(values.min())).scaleb(-kind.scale)
             stats[f"max_{name}"] = decimal.Decimal(int(values.max())).scaleb(-kind.scale)
             continue

@@ -45,6 +45,7 @@ from . import changes as live
 from . import chunk_bytes, knowledge
 from . import sealed_format as chunks
 from . import sealed_guard as guard
+from .column_codec import decimal_from_unscaled
 from .sealed_format import chunk_stat_columns
 
 if TYPE_CHECKING:
@@ -322,7 +323,7 @@ def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
     cur.execute(q.inline(sql))
     table = cur.fetch_arrow_table()
     schema = spec.arrow_schema()
-    return pa.Table.from_arrays([chunks.decimal_from_unscaled(table.column(f.name), f.type)
+    return pa.Table.from_arrays([decimal_from_unscaled(table.column(f.name), f.type)
                                  if pa.types.is_decimal(f.type) and pa.types.is_integer(table.column(f.name).type)
                                  else table.column(f.name).cast(f.type) for f in schema], schema=schema)
 
