@@ -50,7 +50,7 @@ from psycopg import sql
 from regime_io._read import readers as reading
 from regime_io._read import scan as scanning
 from regime_io._schema import maintenance
-from regime_io._tiers import changes, sealed_format
+from regime_io._tiers import changes, column_codec, sealed_format
 from regime_io._write.save import save
 from regime_io._write.validate import validate
 
@@ -481,7 +481,7 @@ def _backfill_floor(server: BenchServer, db: Any, bars: pl.DataFrame, *, repeats
         for month in months:
             unscaled = month.with_columns((pl.col(c) * scale).round().cast(pl.Int64) for c in spec.price_columns)
             table = unscaled.select(list(spec.chunk_columns)).to_arrow()
-            table = pa.table([sealed_format.decimal_from_unscaled(table.column(f.name), f.type)
+            table = pa.table([column_codec.decimal_from_unscaled(table.column(f.name), f.type)
                               if pa.types.is_decimal(f.type) else table.column(f.name).cast(f.type)
                               for f in sealed_format.payload_schema(spec)], schema=sealed_format.payload_schema(spec))
             payloads.append(sealed_format.encode(spec, sealed_format.conform_payload(spec, table)))
