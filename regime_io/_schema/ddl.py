@@ -32,7 +32,7 @@ from .._sql.quote import literal, quote_ident
 from .._tiers.catalog import catalog_sql, fill_catalog
 from .._tiers.changes import live_sql
 from .._tiers.knowledge import history_sql
-from .._tiers.sealed_format import chunk_stat_columns
+from .._tiers.sealed_format import chunk_stat_columns, chunk_table_columns
 from .._tiers.sealed_guard import extend_to_chunks, guard_sql
 from ..config import Settings
 from ..errors import Remedy, SchemaError
@@ -107,16 +107,10 @@ def chunk_table_sql(spec: TableSpec, settings: Settings) -> list[str]:
     table created here gets it before it is distributed (shards copy it); a Citus table
     that gained ``patch`` by an upgrade keeps the default (correct, slower restatements).
     """
-    lines = [f"    {quote_ident(c)} {spec.column(c).pg_type} NOT NULL" for c in spec.chunk_by]
-    lines += ["    period_start DATE NOT NULL", "    row_count INTEGER NOT NULL",
-              "    first_ts TIMESTAMP NOT NULL", "    last_ts TIMESTAMP NOT NULL"]
-    for name in chunk_stat_columns(spec):
-        pg_type = spec.column(name).pg_type
-        lines += [f"    {quote_ident('min_' + name)} {pg_type}", f"    {quote_ident('max_' + name)} {pg_type}"]
-    lines += ["    schema_fingerprint TEXT NOT NULL", "    codec TEXT NOT NULL",
-              "    sealed_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP", "    payload BYTEA NOT NULL",
-              "    last_row JSONB", "    patch BYTEA",
-              f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in (*spec.chunk_by, 'period_start'))})"]
+    lines = [f"    {quote_ident(name)} {pg_type}{' NOT NULL' if not_null else ''}"
+             f"{' DEFAULT CURRENT_TIMESTAMP' if name == 'sealed_at' else ''}"
+             for name, pg_type, not_null in chunk_table_columns(spec)]
+    lines += [f"    PRIMARY KEY ({', '.join(quote_ident(c) for c in (*spec.chunk_by, 'period_start'))})"]
     table = chunk_table(spec, settings)
     # Schema version 8, to chunk tables created before: checked first, so a second
     # initialize_database takes no ACCESS EXCLUSIVE lock (ADD COLUMN IF NOT EXISTS would).

@@ -68,8 +68,8 @@ from .column_codec import (
 )
 
 __all__ = [
-    "CODEC", "PATCH_ROWS", "add_segment", "apply_patch", "as_type", "chunk_stats", "conform_payload",
-    "decimal_to_float", "decode", "decode_patch", "encode", "fingerprint", "json_value",
+    "CODEC", "PATCH_ROWS", "add_segment", "apply_patch", "as_type", "chunk_stats", "chunk_table_columns",
+    "conform_payload", "decimal_to_float", "decode", "decode_patch", "encode", "fingerprint", "json_value",
     "key_positions", "last_row_json", "payload_key", "period_from_number", "period_number", "period_of",
     "window_bytes",
 ]
@@ -79,6 +79,25 @@ def chunk_stat_columns(spec: TableSpec) -> tuple[str, ...]:
     """Payload columns whose min/max each chunk records for pruning (all but time and JSON)."""
     return tuple(n for n in spec.chunk_columns
                  if n != spec.time_column and spec.column(n).kind != "json")
+
+
+def chunk_table_columns(spec: TableSpec) -> list[tuple[str, str, bool]]:
+    """The chunk table's columns as (name, PostgreSQL type, NOT NULL), in table order: the
+    one list its DDL (:func:`regime_io._schema.ddl.chunk_table_sql`) and the writers' staging
+    and VALUES lists take their types from.
+
+    >>> from regime_io.tables import TABLES
+    >>> [c for c in chunk_table_columns(TABLES["market_data"]) if c[0] in ("symbol", "last_row")]
+    [('symbol', 'VARCHAR(20)', True), ('last_row', 'JSONB', False)]
+    """
+    columns = [(c, spec.column(c).pg_type, True) for c in spec.chunk_by]
+    columns += [("period_start", "DATE", True), ("row_count", "INTEGER", True), ("first_ts", "TIMESTAMP", True),
+                ("last_ts", "TIMESTAMP", True)]
+    for name in chunk_stat_columns(spec):
+        columns += [(f"{bound}_{name}", spec.column(name).pg_type, False) for bound in ("min", "max")]
+    columns += [("schema_fingerprint", "TEXT", True), ("codec", "TEXT", True), ("sealed_at", "TIMESTAMP", True),
+                ("payload", "BYTEA", True), ("last_row", "JSONB", False), ("patch", "BYTEA", False)]
+    return columns
 
 
 # The codec new chunks are written with, and every codec this version reads.

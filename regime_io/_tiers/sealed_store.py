@@ -517,7 +517,7 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
     where = ["t.period_start = v.period", *(f"t.{quote_ident(c)} = v.{quote_ident(c)}" for c in spec.chunk_by)]
     # The chunk table's own columns in its types (_stage_pg_type), statistics in their column's.
     pg_types = {"patch": "bytea", "inserted": "int", "last_row": "jsonb",
-                "period": _stage_pg_type(spec, "period_start"),
+                "period": _stage_pg_type(spec, "period"),
                 **{n: _stage_pg_type(spec, n) for n in ("first_ts", "last_ts", *spec.chunk_by)},
                 **{f"{m}_{c}": spec.column(c).pg_type for c in stats_cols for m in ("min", "max")}}
     types = {"patch": pa.binary(), "inserted": pa.int32(), "first_ts": pa.timestamp("us"),
@@ -533,10 +533,13 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
 
 
 def _stage_pg_type(spec: TableSpec, name: str) -> str:
-    if name in spec.chunk_by:
-        return spec.column(name).pg_type
-    return {"period_start": "DATE", "row_count": "INTEGER", "first_ts": "TIMESTAMP", "last_ts": "TIMESTAMP",
-            "payload": "BYTEA"}.get(name, "TEXT")  # last_row: JSON text, cast on the way in
+    """A chunk-table column's type where the writers stage it: the table's own
+    (:func:`~regime_io._tiers.sealed_format.chunk_table_columns`), but statistics and
+    ``last_row`` as text, cast on the way in (``period``: a VALUES list's ``period_start``)."""
+    if name == "last_row" or name[:4] in ("min_", "max_"):
+        return "TEXT"
+    types = {column: pg_type for column, pg_type, _ in chunks.chunk_table_columns(spec)}
+    return types["period_start" if name == "period" else name]
 
 
 # ---------------------------------------------------------------------------------------
