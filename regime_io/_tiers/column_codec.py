@@ -135,14 +135,16 @@ def _relative(table: pa.Table, decimals: dict[str, tuple[np.ndarray, int]], delt
             continue
         base = min(reversed(names), key=lambda n: decimals[n][1])
         for name in names:
+            if name == base:
+                continue
             values, own_bits = decimals[name]
             rel = values - decimals[base][0]
             bits, as_type = _narrowest(rel)
-            if name == base or bits > own_bits:
+            if bits > own_bits:
                 continue
             _, kind, precision, scale, nullable = deltas[name].split("|")
             deltas[name] = f"r{bits}|{kind}|{precision}|{scale}|{nullable}|{base}"
-            del firsts[name]
+            firsts.pop(name, None)  # (absolute per row: no batch restarts from a first value)
             i = table.schema.get_field_index(name)
             table = table.set_column(i, pa.field(name, pa.from_numpy_dtype(as_type), nullable=False),
                                      pa.array(rel.astype(as_type, copy=False)))

@@ -2,8 +2,8 @@
 
 A chunk holds one ``chunk_by`` key's rows of one period (a calendar month) of a
 time-series table as one Arrow IPC file (record batches of :data:`BATCH_ROWS` rows),
-compressed with :data:`CODEC` (LZ4, time and decimals as differences; older chunks:
-zstd), in the companion table
+compressed with :data:`CODEC` (LZ4, time and decimals as differences or against another
+decimal column, :mod:`.column_codec`; older chunks: zstd), in the companion table
 ``<table>_chunks`` (DDL: :func:`regime_io._schema.ddl.chunk_table_sql`). The payload holds
 the declaration's columns except the chunk key (stored once, in the chunk's row), with
 the declared Arrow types: DECIMAL columns stay ``decimal128(p, s)``, so exact reads are
@@ -116,9 +116,9 @@ def chunk_table_columns(spec: TableSpec) -> list[tuple[str, str, bool]]:
 # Earlier versions of this library refuse the new name with a SchemaError instead of
 # reading the differences wrong.
 #
-# "arrow-ipc-lz4-rel" (issue 23, round 11): a decimal column that differs from another of
-# the same scale by less than it differs from its own previous value (a bar's open, high
-# and low against its close) is stored as that difference, kind ``r``: a read adds two
+# "arrow-ipc-lz4-rel" (issue 23, round 11): a decimal column whose difference from another
+# of the same scale is no wider than its differences from its own previous value (a bar's
+# open, high and low against its close) is stored as that difference, kind ``r``: a read adds two
 # columns instead of running a sum over each (numpy's running sum costs ~2.3 ns a value
 # on the 2-core Xeon, the adds a fraction of that; 4 prices -> 1 summed), in slightly
 # fewer bytes (see _relative).
