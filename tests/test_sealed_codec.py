@@ -444,3 +444,36 @@ def test_running_sums_of_steady_differences_are_the_running_sums(gaps: int, kept
         firsts.append(first)
     got = column_codec.running_sums(batches, firsts if kept_apart else None)
     assert got.tolist() == np.concatenate(expected).tolist()
+
+
+def test_a_base_column_before_the_columns_stored_against_it_reads_back_unchanged() -> None:
+    """When the base comes first in the declaration (here the open, whose own differences
+    are narrowest) the columns after it add to its values before it is scaled: every value
+    comes back, as floats too, whole and in a window."""
+    import random
+
+    import pyarrow.ipc as ipc
+
+    rnd = random.Random(3)
+    n = chunks.BATCH_ROWS + 700
+    opens = [20_000 + i for i in range(n)]  # one cent a minute: int8 differences
+    closes = [o + rnd.randint(-300, 300) for o in opens]  # its own differences need int16
+    table = chunks.conform_payload(BARS, pa.table({
+        "timestamp": pa.array([dt.datetime(2024, 1, 2) + dt.timedelta(minutes=i) for i in range(n)],
+                              pa.timestamp("us")),
+        **{name: pa.array([Decimal(v).scaleb(-2) for v in values], pa.decimal128(10, 2))
+           for name, values in (("open", opens), ("high", [max(o, c) + 5 for o, c in zip(opens, closes, strict=True)]),
+                                ("low", [min(o, c) - 5 for o, c in zip(opens, closes, strict=True)]),
+                                ("close", closes))},
+        "volume": list(range(n)), "timeframe": ["1m"] * n}))
+    payload = chunks.encode(BARS, table)
+    meta = ipc.open_file(pa.py_buffer(payload)).schema.metadata[b"regime_io.delta"].decode()
+    assert "open=d8" in meta and "close=r16|decimal|10|2|0|open" in meta
+    narrow = chunks.encode(BARS, table, codec=chunks.NARROW_CODEC)
+    fp = chunks.fingerprint(BARS)
+    times = table.column("timestamp")
+    for window in (None, (times[8000].as_py(), times[8400].as_py())):
+        for floats in (False, True):
+            assert chunks.decode(BARS, payload, fp, window=window, floats=floats).equals(
+                chunks.decode(BARS, narrow, fp, codec=chunks.NARROW_CODEC, window=window, floats=floats))
+    assert chunks.decode(BARS, payload, fp, floats=True).column("open").to_pylist()[:2] == [200.0, 200.01]
