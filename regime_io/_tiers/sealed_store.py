@@ -515,11 +515,10 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
             col = quote_ident(f"{m}_{c}")
             sets.append(f"{col} = {fn}(t.{col}, v.{col})")
     where = ["t.period_start = v.period", *(f"t.{quote_ident(c)} = v.{quote_ident(c)}" for c in spec.chunk_by)]
-    # The chunk table's own columns in its types (_stage_pg_type), statistics in their column's.
-    pg_types = {"patch": "bytea", "inserted": "int", "last_row": "jsonb",
-                "period": _stage_pg_type(spec, "period"),
-                **{n: _stage_pg_type(spec, n) for n in ("first_ts", "last_ts", *spec.chunk_by)},
-                **{f"{m}_{c}": spec.column(c).pg_type for c in stats_cols for m in ("min", "max")}}
+    # The VALUES list in the chunk table's own types (one declaration: chunk_table_columns);
+    # ``inserted`` is the row count's increment, ``period`` the period_start matched.
+    table_types = {column: pg_type for column, pg_type, _ in chunks.chunk_table_columns(spec)}
+    pg_types = {**table_types, "inserted": table_types["row_count"], "period": table_types["period_start"]}
     types = {"patch": pa.binary(), "inserted": pa.int32(), "first_ts": pa.timestamp("us"),
              "last_ts": pa.timestamp("us"), "period": pa.date32()}
     table = pa.table({name: pa.array(values, types.get(name, pa.string())) for name, values in params.items()})
@@ -533,13 +532,12 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
 
 
 def _stage_pg_type(spec: TableSpec, name: str) -> str:
-    """A chunk-table column's type where the writers stage it: the table's own
+    """A chunk-table column's type in the writers' staging table: the table's own
     (:func:`~regime_io._tiers.sealed_format.chunk_table_columns`), but statistics and
-    ``last_row`` as text, cast on the way in (``period``: a VALUES list's ``period_start``)."""
+    ``last_row`` as text, cast on the way in."""
     if name == "last_row" or name[:4] in ("min_", "max_"):
         return "TEXT"
-    types = {column: pg_type for column, pg_type, _ in chunks.chunk_table_columns(spec)}
-    return types["period_start" if name == "period" else name]
+    return {column: pg_type for column, pg_type, _ in chunks.chunk_table_columns(spec)}[name]
 
 
 # ---------------------------------------------------------------------------------------
