@@ -420,8 +420,7 @@ def _decode_many(spec: TableSpec, payloads: Sequence[Any], chunk_fingerprint: st
     _check_codec(spec, codec)
     micros = None if window is None else (pd_micros(window[0]), pd_micros(window[1]))
     opened = [_open(p, micros) for p in payloads]
-    layout = opened[0].layout()
-    if len(opened) == 1 or not opened[0].deltas or any(o.layout() != layout for o in opened[1:]):
+    if len(opened) == 1 or not opened[0].deltas or any(o.layout() != opened[0].layout() for o in opened[1:]):
         parts = [_build(spec, [o], chunk_fingerprint, micros=micros, floats=floats, overlay=None) for o in opened]
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
     return _build(spec, opened, chunk_fingerprint, micros=micros, floats=floats, overlay=None)
