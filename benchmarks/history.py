@@ -50,7 +50,9 @@ from psycopg import sql
 from regime_io._read import readers as reading
 from regime_io._read import scan as scanning
 from regime_io._schema import maintenance
-from regime_io._tiers import changes, column_codec, sealed_format
+from regime_io._sql.query import Query
+from regime_io._sql.quote import quote_ident
+from regime_io._tiers import changes, column_codec, router, sealed_format
 from regime_io._write.save import save
 from regime_io._write.validate import validate
 
@@ -397,7 +399,40 @@ def _latest_side_by_side(server: BenchServer, db: Any, bars: pl.DataFrame, slice
                                  "sealed": "regime_io get_latest of 1 symbol, sealed tier, alternated"})
     finally:
         rows_db.close()
-    return {f"history.latest_alternated.{k}": v for k, v in figures.items()}
+    out = {f"history.latest_alternated.{k}": v for k, v in figures.items()}
+    out.update(_latest_json_cost(server, db, symbol, want, calls=calls))
+    return out
+
+
+def _latest_json_cost(server: BenchServer, db: Any, symbol: str, want: pl.DataFrame, *,
+                      calls: int) -> dict[str, Figure]:
+    """What rebuilding a sealed series' newest row from the chunk's ``last_row`` JSON costs
+    the latest-row lookup (issue 23: the sealed tier's latest row against the row tier's):
+    the chunk lookup as the reader runs it (the router's relation, every value from the
+    JSON through its declared type) alternated with the same lookup reading a stored
+    column in place of each value, on one warm psycopg connection."""
+    spec = db.spec("market_data")
+    time_col = spec.time_column or "timestamp"
+    newest = want.get_column(time_col)[0]
+    relation = router.newest_sealed_rows(db, spec)(Query())
+    table = f"{quote_ident(db.settings.schema)}.{quote_ident(db.settings.table_name('market_data') + '_chunks')}"
+    stored = ", ".join(f"k.{quote_ident(c)}" if c in spec.chunk_by else f"k.last_ts AS {quote_ident(c)}"
+                       if c == time_col else f"k.row_count AS {quote_ident(c)}" for c in spec.column_names)
+    texts = {"json": f"SELECT r.* FROM {relation} r WHERE r.symbol = %s AND r.{quote_ident(time_col)} = %s",
+             "stored": f"SELECT {stored} FROM {table} k WHERE k.last_row IS NOT NULL AND k.symbol = %s "
+                       "AND k.last_ts = %s"}
+    conn = server.connect()
+    try:
+        for text in texts.values():
+            _check("latest row lookup", len(conn.execute(text, (symbol, newest), prepare=True).fetchall()), 1)
+        figures = alternated_latency(
+            {k: partial(lambda t: conn.execute(t, (symbol, newest), prepare=True).fetchall(), text)
+             for k, text in texts.items()},
+            calls=calls * 5, labels={"json": "the sealed newest-row lookup, values from the chunk's JSON (psycopg)",
+                                     "stored": "the same lookup, a stored column in place of each value"})
+    finally:
+        conn.close()
+    return {f"history.floor.latest_{k}": v for k, v in figures.items()}
 
 
 def _floors(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[str, int], *,

@@ -99,7 +99,8 @@ def test_every_target_has_a_verdict(run: dict[str, Any]) -> None:
                    "sealed: read all bars, speed-up", "sealed: 1 symbol x 1 month", "sealed: 1 symbol x 1 day",
                    "sealed: backfill", "sealed: restate", "sealed: whole schema per bar", "sealed: streaming read",
                    "1-minute append", "sealed: seal the bars", "sealed: latest row of 1 symbol, p50",
-                   "sealed: latest row of 1 symbol vs the row tier", "row tier: scan() of a 1-symbol month",
+                   "sealed: latest row of 1 symbol vs the row tier", "latest floor: the row tier",
+                   "row tier: scan() of a 1-symbol month",
                    "sealed tier: scan() of a 1-symbol month", "sealed: 1 symbol, whole range"):
         assert any(n.startswith(wanted) for n in names), wanted
     for target in targets:
@@ -126,6 +127,8 @@ def test_history_shape(run: dict[str, Any]) -> None:
     assert figures["history.read_all_patched.sealed"]["rows"] == 9000
     assert figures["history.floor.read_all_patched"]["rows"] == 9000
     assert figures["history.floor.backfill_validate"]["rows"] == figures["history.floor.backfill_changes"]["rows"]
+    # The latest row's floor: the JSON rebuild measured beside a lookup without it.
+    assert figures["history.floor.latest_json"]["calls"] == figures["history.floor.latest_stored"]["calls"] > 0
 
 
 def test_results_describe_the_machine_without_secrets(run: dict[str, Any]) -> None:
