@@ -172,6 +172,23 @@ def test_the_latest_row_of_a_sealed_series_is_one_round_trip(loaded: PostgreSQLI
     assert_frame_equal(loaded.get_latest("bars", symbols=SYMBOLS, exact=True), want_exact)
 
 
+def test_the_latest_row_at_a_month_edge_comes_from_its_own_chunk(pg: PostgreSQLIntegration) -> None:
+    """The latest-row join bounds the chunks it reads by period: a series whose newest bar
+    is the first minute of a month, one whose newest is the last minute of the month
+    before, each over months of chunks, give the same rows sealed as unsealed (a bound
+    one day too tight on either side loses one of them)."""
+    first_of_march = dt.datetime(2024, 3, 1)
+    pg.save_market_data(bars(["AAA"], ["1m"], first_of_march - dt.timedelta(days=70), 4, step=dt.timedelta(days=20)))
+    pg.save_market_data(bars(["AAA"], ["1m"], first_of_march, 1))
+    pg.save_market_data(bars(["BBB"], ["1m"], first_of_march - dt.timedelta(days=70), 4, step=dt.timedelta(days=20)))
+    pg.save_market_data(bars(["BBB"], ["1m"], first_of_march - dt.timedelta(minutes=1), 1))
+    want = pg.get_latest("market_data", symbols=["AAA", "BBB"], exact=True)
+    assert want.get_column("timestamp").to_list() == [first_of_march, first_of_march - dt.timedelta(minutes=1)]
+    report = pg.seal("2030-01-01", tables="market_data")
+    assert report.rows_moved == 10
+    assert_frame_equal(pg.get_latest("market_data", symbols=["AAA", "BBB"], exact=True), want)
+
+
 def test_chunks_sealed_before_last_row_still_give_the_latest_row(loaded: PostgreSQLIntegration, sql: Any) -> None:
     """A chunk table of schema version 7 gets ``last_row`` from ``initialize_database()``;
     its chunks have none (NULL): their newest row comes from the payload (one record batch

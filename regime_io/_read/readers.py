@@ -49,6 +49,7 @@ from .._sql.query import AtLeast, Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers.knowledge import as_of_instant
 from .._tiers.router import (
+    NEWEST_CHUNK_MATCH,
     Relation,
     RowRead,
     Scope,
@@ -343,7 +344,7 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
                              check_tz(tz)), return_type)
     # The sealed tier's newest rows in the same statement; chunks sealed before schema
     # version 8 (no last_row), while the table may have any, in the same round trip.
-    relations = [newest_sealed_rows(db, spec)] if spec.sealable else []
+    relations = [(newest_sealed_rows(db, spec), NEWEST_CHUNK_MATCH)] if spec.sealable else []
     older = newest_chunks_queries(db, spec, wanted, tf)
     found = read_lookups(db, [latest_query(db, spec, wanted, timeframe=tf, exact=exact, relations=relations),
                               *older], what="get_latest", table=spec.key)

@@ -153,10 +153,11 @@ def last_query(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
 
 
 def latest_query(db: Database, spec: TableSpec, wanted: list[str] | None, *, timeframe: str | None,
-                 exact: bool, relations: Sequence[Relation] = ()) -> tuple[Query, str]:
+                 exact: bool, relations: Sequence[tuple[Relation, str]] = ()) -> tuple[Query, str]:
     """The latest-row query of :func:`get_latest`: the series catalog joined to the table
     (and to each of ``relations``: the router's other tiers, as rows with the declared
-    columns) on the exact key ``(symbol[, timeframe], timestamp = last_ts)``.
+    columns, each with a further join condition or ``""``) on the exact key
+    ``(symbol[, timeframe], timestamp = last_ts)``.
 
     One primary-key probe per series (run-time partition pruning picks the partition of
     ``last_ts``), whatever the length of the history or the number of partitions. On Citus
@@ -170,10 +171,14 @@ def latest_query(db: Database, spec: TableSpec, wanted: list[str] | None, *, tim
     q = Query()
     select = select_list(spec, list(spec.column_names), exact=exact, engine="adbc", alias="t")
     parts = []
-    for relation in (lambda _q: db.table(spec.key), *relations):
+    def row_table(_q: Query) -> str:
+        return db.table(spec.key)
+
+    tiers: list[tuple[Relation, str]] = [(row_table, ""), *relations]
+    for relation, match in tiers:
         c = catalog_series(q, spec, wanted, timeframe=timeframe)
         parts.append(f"SELECT {select} FROM {catalog_table(db.settings)} s JOIN {relation(q)} t "
-                     f"ON {c.match} AND t.{c.time} = s.last_ts WHERE {c.where}")
+                     f"ON {c.match} AND t.{c.time} = s.last_ts{' AND ' + match if match else ''} WHERE {c.where}")
     order = ", ".join(f'u.{quote_ident(n)} COLLATE "C"' for n in series_columns(spec))
     return q, f"SELECT * FROM ({' UNION ALL '.join(parts)}) u ORDER BY {order}"
 

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_TRIES",
+    "NEWEST_CHUNK_MATCH",
     "TIERS_CHANGED",
     "Relation",
     "RowRead",
@@ -539,10 +540,21 @@ def newest_sealed_rows(db: Database, spec: TableSpec) -> Relation:
         return f"(k.last_row->>{literal(name)})::{spec.column(name).pg_type} AS {quote_ident(name)}"
 
     def relation(q: Query) -> str:
-        return (f"(SELECT {', '.join(column(c) for c in spec.column_names)} FROM {chunk_table(spec, db.settings)} k "
-                "WHERE k.last_row IS NOT NULL)")
+        return (f"(SELECT {', '.join(column(c) for c in spec.column_names)}, k.period_start AS {_PERIOD} "
+                f"FROM {chunk_table(spec, db.settings)} k WHERE k.last_row IS NOT NULL)")
 
     return relation
+
+
+_PERIOD = '"_chunk_period"'
+
+# How the latest-row reader's join (catalog ``s``, :func:`newest_sealed_rows` as ``t``)
+# finds the one chunk holding a series' newest row: its period bounds the chunk key's
+# index scan (periods are calendar months of the stored TIMESTAMP; the bounds are loose by
+# a day each side, one or two chunks read). Matched on last_ts alone, the scan visited
+# every chunk of the series: 60 for five years of monthly chunks.
+NEWEST_CHUNK_MATCH = (f"t.{_PERIOD} BETWEEN (s.last_ts - interval '32 days')::date "
+                      f"AND (s.last_ts + interval '1 day')::date")
 
 
 def newest_chunks_queries(db: Database, spec: TableSpec, wanted: list[str] | None,
