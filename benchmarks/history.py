@@ -198,10 +198,12 @@ def run_history(server: BenchServer, *, symbols: int, minutes: int, repeats: int
 
 
 def _read_figure(key: str, fn: Callable[[], Any], *, label: str, rows: int, repeats: int) -> Figure:
-    """Large slices: a time figure (median of ``repeats``); the day: warm latency."""
+    """Large slices: a time figure (median of ``repeats``; 4 x as many for the reads of a
+    few ms, whose medians of 5 moved by 10% from run to run); the day: warm latency."""
     if key == "read_day":
         return latency(fn, calls=max(10, repeats * 10), label=label)
-    return time_it(fn, repeats=repeats if key != "read_month" else repeats * 2, label=label, rows=rows, warmup=1)
+    many = key in ("read_month", "read_symbol")
+    return time_it(fn, repeats=repeats * 4 if many else repeats, label=label, rows=rows, warmup=1)
 
 
 # ---------------------------------------------------------------------------------------
