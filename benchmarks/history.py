@@ -50,6 +50,7 @@ from psycopg import sql
 from regime_io._read import readers as reading
 from regime_io._read import scan as scanning
 from regime_io._schema import maintenance
+from regime_io._sql.names import chunk_table
 from regime_io._sql.query import Query
 from regime_io._sql.quote import quote_ident
 from regime_io._tiers import changes, column_codec, router, sealed_format
@@ -417,7 +418,7 @@ def _latest_json_cost(server: BenchServer, db: Any, symbol: str, want: pl.DataFr
     time_col = spec.time_column or "timestamp"
     newest = want.get_column(time_col)[0]
     relation = router.newest_sealed_rows(db, spec)(Query())
-    table = f"{quote_ident(db.settings.schema)}.{quote_ident(db.settings.table_name('market_data') + '_chunks')}"
+    table = chunk_table(spec, db.settings)
     stored = ", ".join(f"k.{quote_ident(c)}" if c in spec.chunk_by else f"k.last_ts AS {quote_ident(c)}"
                        if c == time_col else f"k.row_count AS {quote_ident(c)}" for c in spec.column_names)
     texts = {"json": f"SELECT r.* FROM {relation} r WHERE r.symbol = %s AND r.{quote_ident(time_col)} = %s",

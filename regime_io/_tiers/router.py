@@ -549,12 +549,10 @@ def newest_sealed_rows(db: Database, spec: TableSpec) -> Relation:
 _PERIOD = '"_chunk_period"'
 
 # How the latest-row reader's join (catalog ``s``, :func:`newest_sealed_rows` as ``t``)
-# finds the one chunk holding a series' newest row: its period bounds the chunk key's
-# index scan (periods are calendar months of the stored TIMESTAMP; the bounds are loose by
-# a day each side, one or two chunks read). Matched on last_ts alone, the scan visited
-# every chunk of the series: 60 for five years of monthly chunks.
-NEWEST_CHUNK_MATCH = (f"t.{_PERIOD} BETWEEN (s.last_ts - interval '32 days')::date "
-                      f"AND (s.last_ts + interval '1 day')::date")
+# finds the one chunk holding a series' newest row: the period of the catalog's newest
+# time, so the chunk key's index finds it. Matched on last_ts alone, the scan visited
+# every chunk of the series: 60 for five years of months.
+NEWEST_CHUNK_MATCH = f"t.{_PERIOD} = {chunks.period_sql('s.last_ts')}"
 
 
 def newest_chunks_queries(db: Database, spec: TableSpec, wanted: list[str] | None,

@@ -70,7 +70,7 @@ from .column_codec import (
 __all__ = [
     "CODEC", "PATCH_ROWS", "add_segment", "apply_patch", "as_type", "chunk_stats", "chunk_table_columns",
     "conform_payload", "decimal_to_float", "decode", "decode_patch", "encode", "fingerprint", "json_value",
-    "key_positions", "last_row_json", "payload_key", "period_from_number", "period_number", "period_of",
+    "key_positions", "last_row_json", "payload_key", "period_from_number", "period_number", "period_of", "period_sql",
     "window_bytes",
 ]
 
@@ -420,7 +420,8 @@ def _decode_many(spec: TableSpec, payloads: Sequence[Any], chunk_fingerprint: st
     _check_codec(spec, codec)
     micros = None if window is None else (pd_micros(window[0]), pd_micros(window[1]))
     opened = [_open(p, micros) for p in payloads]
-    if len(opened) == 1 or not opened[0].deltas or any(o.layout() != opened[0].layout() for o in opened[1:]):
+    layout = opened[0].layout() if len(opened) > 1 and opened[0].deltas else None
+    if layout is None or any(o.layout() != layout for o in opened[1:]):
         parts = [_build(spec, [o], chunk_fingerprint, micros=micros, floats=floats, overlay=None) for o in opened]
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
     return _build(spec, opened, chunk_fingerprint, micros=micros, floats=floats, overlay=None)
@@ -557,6 +558,12 @@ def period_of(value: dt.datetime | dt.date) -> dt.date:
     """The first day of the calendar month holding ``value`` (the chunk period)."""
     day = value.date() if isinstance(value, dt.datetime) else value
     return day.replace(day=1)
+
+
+def period_sql(expr: str) -> str:
+    """:func:`period_of` in SQL, of a TIMESTAMP (or DATE) expression: the same month for
+    every session time zone (the time columns are TIMESTAMP, no zone)."""
+    return f"date_trunc('month', {expr})::date"
 
 
 def period_number(value: dt.datetime | dt.date) -> int:

@@ -93,7 +93,7 @@ def guard_sql(spec: TableSpec, settings: Any) -> list[str]:
     guard = f"""CREATE OR REPLACE FUNCTION {guard_function(spec, settings)}() RETURNS trigger
 LANGUAGE plpgsql AS $rio$
 DECLARE
-    month date := date_trunc('month', NEW.{time_col})::date;
+    month date := {chunks.period_sql('NEW.' + time_col)};
 BEGIN
     IF EXISTS (SELECT 1 FROM {chunk} c WHERE {match} AND c.period_start = month) THEN
         RAISE EXCEPTION USING

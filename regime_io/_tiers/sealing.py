@@ -263,7 +263,7 @@ def _plan(db: Database, spec: TableSpec, limit: dt.datetime,
     if symbols is not None:
         params.append(json.dumps(symbols))
         where += " AND t.symbol IN (SELECT jsonb_array_elements_text($2::jsonb))"
-    sql = (f"SELECT {key}, date_trunc('month', {time_col})::date AS period, count(*)::int8, "
+    sql = (f"SELECT {key}, {chunks.period_sql(time_col)} AS period, count(*)::int8, "
            # heap tuple: data + 24-byte header + 4-byte line pointer
            f"sum(pg_column_size(t.*) + 28)::int8 FROM {qualified_table(spec, db.settings)} t WHERE {where} "
            f"GROUP BY {key}, period ORDER BY period, {key}")
