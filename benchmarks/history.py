@@ -58,7 +58,7 @@ from regime_io._write.save import save
 from regime_io._write.validate import validate
 
 from .data import ConsecutiveBars
-from .measure import Figure, alternated_latency, latency, time_it, unavailable
+from .measure import Figure, alternated_latency, alternated_times, latency, time_it, unavailable
 from .reads import _copy_out, range_query
 from .server import BenchServer
 from .writes import DECIMALS, Maintenance
@@ -177,19 +177,23 @@ def run_history(server: BenchServer, *, symbols: int, minutes: int, repeats: int
     say(f"history shape: {n:,} bars ({symbols} symbols x {minutes:,} consecutive minutes from "
         f"{sl.start:%Y-%m-%d}); month {expected['read_month']:,} rows, day {expected['read_day']:,}")
 
-    figures.update(_arcticdb(server, bars, sl, slices, expected, day_frame, repeats=repeats, say=say))
-    figures.update(_parquet(server, bars, sl, slices, expected, repeats=repeats, say=say))
-
-    db = server.database("history")
-    maint = Maintenance(server, db)
+    arctic_figures, arctic = _arcticdb(server, bars, sl, slices, expected, day_frame, repeats=repeats, say=say)
+    figures.update(arctic_figures)
     try:
-        figures.update(_row_tier(server, db, maint, bars, slices, expected, day_frame, repeats=repeats,
-                                 slow_repeats=slow_repeats, say=say))
-        figures.update(_sealed_tier(server, db, maint, bars, slices, expected, day_frame, repeats=repeats,
-                                    say=say))
+        figures.update(_parquet(server, bars, sl, slices, expected, repeats=repeats, say=say))
+        db = server.database("history")
+        maint = Maintenance(server, db)
+        try:
+            figures.update(_row_tier(server, db, maint, bars, slices, expected, day_frame, repeats=repeats,
+                                     slow_repeats=slow_repeats, say=say))
+            figures.update(_sealed_tier(server, db, maint, bars, slices, expected, day_frame, arctic,
+                                        repeats=repeats, say=say))
+        finally:
+            maint.close()
+            db.close()
     finally:
-        maint.close()
-        db.close()
+        if arctic is not None:
+            arctic.close()
     where = (f"{server.kind} server, PostgreSQL {server.version}, "
              f"{'Unix socket' if (server.settings.host or '').startswith('/') else 'TCP'}")
     for key, fig in figures.items():
@@ -211,8 +215,18 @@ def _read_figure(key: str, fn: Callable[[], Any], *, label: str, rows: int, repe
 # Baselines
 
 
+class _Arctic:
+    """The ArcticDB library of the baselines, kept until the sealed tier's reads and
+    restatement have run beside it (:func:`_alternated`)."""
+
+    def __init__(self, read: Callable[[list[str], dt.datetime, dt.datetime], pl.DataFrame],
+                 update: Callable[[], None], close: Callable[[], None]) -> None:
+        self.read, self.update, self.close = read, update, close
+
+
 def _arcticdb(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[str, Any], expected: dict[str, int],
-              day_frame: pl.DataFrame, *, repeats: int, say: Callable[[str], None]) -> dict[str, Figure]:
+              day_frame: pl.DataFrame, *, repeats: int,
+              say: Callable[[str], None]) -> tuple[dict[str, Figure], _Arctic | None]:
     keys = {"write": "ArcticDB write_batch, fresh library (LMDB), one pandas frame per symbol",
             **{k: f"ArcticDB read -> polars, {v[3]}" for k, v in slices.items()},
             "restate": f"ArcticDB update_batch, 1 day x {len(sl.symbols)} symbols (new prices)",
@@ -224,7 +238,7 @@ def _arcticdb(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[
         reason = f"arcticdb is not installed ({err}); pip install 'regime-io[bench]'"
         return {f"history.{k}.arcticdb": unavailable(label, reason, kind="size" if k == "storage" else
                                                      "latency" if k == "read_day" else "time")
-                for k, label in keys.items()}
+                for k, label in keys.items()}, None
     figures: dict[str, Figure] = {}
     path = server.scratch_file("arcticdb")
     path.mkdir(exist_ok=True)
@@ -276,9 +290,12 @@ def _arcticdb(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[
 
     figures["history.restate.arcticdb"] = time_it(update, repeats=repeats, label=keys["restate"],
                                                   rows=day_frame.height, warmup=1)
-    ac.delete_library(libraries[-1])
-    shutil.rmtree(path, ignore_errors=True)
-    return figures
+
+    def close() -> None:
+        ac.delete_library(libraries[-1])
+        shutil.rmtree(path, ignore_errors=True)
+
+    return figures, _Arctic(read, update, close)
 
 
 def _parquet(server: BenchServer, bars: pl.DataFrame, sl: Slices, slices: dict[str, Any], expected: dict[str, int],
@@ -349,6 +366,26 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
                                                 calls=max(50, repeats * 20),
                                                 label=f"regime_io get_latest of 1 symbol, {tier} tier")
     return figures
+
+
+# Rounds per --repeats of the alternated runs: more for the reads of a few ms, whose
+# medians moved by 10% from run to run (the same counts _read_figure uses).
+_ALTERNATED_ROUNDS = {"read_all": 2, "read_symbol": 8, "read_month": 8, "read_day": 10, "restate": 2}
+
+
+def _alternated(key: str, sealed: Callable[[], Any], arcticdb: Callable[[], Any] | None, *, what: str, rows: int,
+                rounds: int) -> dict[str, Figure]:
+    """The sealed tier's run and ArcticDB's, one of each per round (``history.alternated.*``):
+    the targets' ratios from runs made in the same seconds, where the blocks above ran
+    minutes apart. Both "unavailable" without ArcticDB (``arcticdb`` None)."""
+    labels = {"sealed": f"regime_io sealed tier, {what}, runs alternated with ArcticDB's",
+              "arcticdb": f"ArcticDB, {what}, runs alternated with regime_io's"}
+    if arcticdb is None:
+        reason = "unavailable: arcticdb is not installed (pip install 'regime-io[bench]')"
+        figures = {tier: unavailable(label, reason) for tier, label in labels.items()}
+    else:
+        figures = alternated_times({"sealed": sealed, "arcticdb": arcticdb}, rounds=rounds, rows=rows, labels=labels)
+    return {f"history.alternated.{key}.{tier}": fig for tier, fig in figures.items()}
 
 
 def _first_restatements(db: Any, bars: pl.DataFrame, day_frame: pl.DataFrame, *, count: int) -> Figure:
@@ -676,7 +713,7 @@ def _row_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.DataFra
 
 
 def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.DataFrame, slices: dict[str, Any],
-                 expected: dict[str, int], day_frame: pl.DataFrame, *, repeats: int,
+                 expected: dict[str, int], day_frame: pl.DataFrame, arctic: _Arctic | None, *, repeats: int,
                  say: Callable[[str], None]) -> dict[str, Figure]:
     n = bars.height
     what = slices["read_all"][3]
@@ -720,6 +757,12 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
     figures.update(_floors(server, db, slices, expected, repeats=repeats))
     say("regime_io latest row: the sealed tier and a row-tier copy of the newest month, calls alternated")
     figures.update(_latest_side_by_side(server, db, bars, slices, calls=max(100, repeats * 40)))
+    say("regime_io sealed tier and ArcticDB: the reads, runs alternated")
+    for key, (symbols, start, end, what) in slices.items():
+        target = symbols if len(symbols) > 1 else symbols[0]
+        figures.update(_alternated(key, partial(reading.get_market_data, db, target, start, end),
+                                   None if arctic is None else partial(arctic.read, symbols, start, end), what=what,
+                                   rows=expected[key], rounds=repeats * _ALTERNATED_ROUNDS[key]))
     flip = {"v": False}
     restated = {True: _restated(day_frame, True), False: _restated(day_frame, False)}  # built untimed, as ArcticDB's
 
@@ -735,6 +778,10 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
                                                 label=labels["restate"], warmup=1)
     _check("rows in the row tier after restating sealed months", maint.count(), 0)
     figures["history.floor.restate"] = _restate_floor(server, db, day_frame, repeats=repeats)
+    say("regime_io sealed tier and ArcticDB: the restatement, runs alternated")
+    figures.update(_alternated("restate", restate, None if arctic is None else arctic.update,
+                               what=f"1 day x {len(slices['read_all'][0])} symbols restated (save / update_batch)",
+                               rows=day_frame.height, rounds=repeats * _ALTERNATED_ROUNDS["restate"]))
     # The restated day now sits in each month's patch: reads lay it over the payload.
     symbols, start, end, what = slices["read_all"]
     figures["history.read_all_patched.sealed"] = _read_figure(
@@ -742,6 +789,10 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
         label=f"regime_io get_market_data, sealed tier, {what}, after the restatement (patched months)",
         rows=expected["read_all"], repeats=repeats)
     figures["history.floor.read_all_patched"] = _patched_floor(server, db, slices, expected, repeats=repeats)
+    figures.update(_alternated("read_all_patched", partial(reading.get_market_data, db, symbols, start, end),
+                               None if arctic is None else partial(arctic.read, symbols, start, end),
+                               what=f"{what}, after the restatement", rows=expected["read_all"],
+                               rounds=repeats * _ALTERNATED_ROUNDS["read_all"]))
     figures["history.restate_first.sealed"] = _first_restatements(db, bars, day_frame, count=min(repeats, 4))
     if not _tier_param():
         figures["history.write.sealed"] = unavailable(labels["write"], "unavailable: save() has no tier= yet")

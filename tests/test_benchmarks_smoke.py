@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.measure import is_measured
+from benchmarks.measure import alternated_times, is_measured, paired_ratio
 from benchmarks.report import RESULTS_BEGIN, RESULTS_END, expected_figures
 from benchmarks.run import main
 
@@ -51,7 +51,7 @@ def _arcticdb_installed() -> bool:
 
 def _may_be_unavailable(run: dict[str, Any], key: str) -> bool:
     # Server-side COPY FROM 'file' needs the server on this machine (not a container).
-    if key.endswith(".arcticdb"):
+    if key.endswith(".arcticdb") or key.startswith("history.alternated."):  # runs beside ArcticDB's
         return not _arcticdb_installed()
     return run["server"].kind != "embedded" and key.startswith("ingest.fresh.server_copy")
 
@@ -127,6 +127,11 @@ def test_history_shape(run: dict[str, Any]) -> None:
     assert figures["history.read_all_patched.sealed"]["rows"] == 9000
     assert figures["history.floor.read_all_patched"]["rows"] == 9000
     assert figures["history.floor.backfill_validate"]["rows"] == figures["history.floor.backfill_changes"]["rows"]
+    # Issue 23: the sealed tier's runs alternated with ArcticDB's (when installed).
+    for key in ("read_all", "read_symbol", "read_month", "read_day", "restate", "read_all_patched"):
+        pair = [figures[f"history.alternated.{key}.{tier}"] for tier in ("sealed", "arcticdb")]
+        if _arcticdb_installed():
+            assert len(pair[0]["samples"]) == len(pair[1]["samples"]) >= 2, key
     # The latest row's floor: the JSON rebuild measured beside a lookup without it.
     assert figures["history.floor.latest_json"]["calls"] == figures["history.floor.latest_stored"]["calls"] > 0
 
@@ -162,3 +167,17 @@ def test_rejects_unknown_sections(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert info.value.code == 2  # argparse's usage error, not a clean exit
     assert "unknown sections ['nonsense']; allowed: " in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_alternated_runs_pair_by_round() -> None:
+    calls: list[str] = []
+    figures = alternated_times({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=4,
+                               labels={"a": "A", "b": "B"}, warmup=0)
+    assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]  # the order flips every round
+    assert len(figures["a"]["samples"]) == len(figures["b"]["samples"]) == 4
+    assert "alternated with B" in figures["a"]["note"]
+    # The median of each round's ratio, not the ratio of the medians (here 2.0 against 1.5).
+    a = {"kind": "time", "label": "a", "samples": [2.0, 4.0, 6.0]}
+    b = {"kind": "time", "label": "b", "samples": [1.0, 2.0, 6.0]}
+    assert paired_ratio(a, b) == 2.0
+    assert paired_ratio(a, {"kind": "time", "label": "b", "status": "unavailable", "reason": "x"}) is None
