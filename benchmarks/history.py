@@ -584,23 +584,29 @@ def _backfill_floor(server: BenchServer, db: Any, bars: pl.DataFrame, *, repeats
 def _backfill_musts(server: BenchServer, db: Any, bars: pl.DataFrame, *, repeats: int) -> dict[str, Figure]:
     """What a backfill does beyond the floor because every write must: the validation every
     writer runs on its input (types, ranges, rounding, duplicate keys: the library's own
-    ``validate``), and the change-log entries a sealed write leaves for live tails (the
-    rows, one zstd Arrow IPC entry per month, INSERTed as the writer does)."""
+    ``validate``), and the change-log entry a sealed write leaves for live tails (the new
+    chunks' payloads, encoded already, in one entry per month as the writer writes it:
+    ``changes.encode_new_chunks``, INSERTed into a logged table)."""
     spec = db.spec("market_data")
     figures = {"history.floor.backfill_validate": time_it(
         lambda: validate(spec, bars), repeats=repeats, rows=bars.height, warmup=1,
         label="validation of the backfilled frame alone (what every write checks)")}
-    rows = validate(spec, bars)
-    months = pl.from_arrow(rows).with_columns(pl.col("timestamp").dt.truncate("1mo").alias("_p")).partition_by(
-        "_p", include_key=False)
+    rows = pl.from_arrow(validate(spec, bars))
+    assert isinstance(rows, pl.DataFrame)
+    months: list[list[tuple[tuple[Any, ...], int, bytes]]] = []
+    for (_,), month in rows.with_columns(pl.col("timestamp").dt.truncate("1mo").alias("_p")).partition_by(
+            "_p", as_dict=True, maintain_order=True).items():
+        chunks = month.partition_by(list(spec.chunk_by), as_dict=True, maintain_order=True)
+        months.append([(key, part.height, sealed_format.encode(spec, sealed_format.conform_payload(
+            spec, part.drop("_p").to_arrow().cast(spec.arrow_schema())))) for key, part in chunks.items()])
     conn = server.connect(autocommit=True)
 
     def log_changes() -> None:
         with conn.transaction():
             conn.execute(sql.SQL("TRUNCATE {}").format(log))
-            for month in months:
-                table = month.to_arrow().cast(spec.arrow_schema())
-                conn.execute(sql.SQL("INSERT INTO {} (payload) VALUES (%s)").format(log), (changes.encode(table),))
+            for written in months:
+                conn.execute(sql.SQL("INSERT INTO {} (payload) VALUES (%s)").format(log),
+                             (changes.encode_new_chunks(spec, written),))
 
     log = sql.Identifier(db.settings.schema, "rio_floor_changes")  # logged, as sealed_changes is
     try:
@@ -608,8 +614,8 @@ def _backfill_musts(server: BenchServer, db: Any, bars: pl.DataFrame, *, repeats
         conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN payload SET STORAGE EXTERNAL").format(log))
         figures["history.floor.backfill_changes"] = time_it(
             log_changes, repeats=repeats, rows=bars.height, warmup=1,
-            label=f"change-log entries of the backfill alone ({len(months)} monthly entries: encode + INSERT "
-                  "into a logged table)")
+            label=f"change-log entries of the backfill alone ({len(months)} monthly entries of the new chunks' "
+                  "payloads: INSERT into a logged table)")
     finally:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(log))
         conn.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 import psycopg
+import pyarrow.ipc as pa_ipc
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -140,6 +141,32 @@ def test_writes_into_sealed_months_are_delivered(pg: PostgreSQLIntegration[Any])
     assert result.method == "sealed"
     got = [row for b in tail for row in keys(b.frame)]
     assert sorted(got) == sorted(keys(pl.concat([restated, fresh])))
+
+
+def _entry_kinds(pg: PostgreSQLIntegration[Any], settings: Settings) -> list[str]:
+    table = f'"{settings.schema}"."{settings.table_prefix}sealed_changes"'
+    with psycopg.connect(pg.db.resolved.url(redact=False), autocommit=True) as conn:
+        payloads = [bytes(r[0]) for r in conn.execute(f"SELECT payload FROM {table} ORDER BY seq")]
+    return [(pa_ipc.open_stream(p).schema.metadata or {}).get(b"regime_io.change", b"rows").decode()
+            for p in payloads]
+
+
+def test_a_sealed_backfill_is_delivered_from_its_chunks(pg: PostgreSQLIntegration[Any], settings: Settings) -> None:
+    # New chunks go to the change log as their payloads (one entry), restated rows of an
+    # existing chunk as rows: the tail delivers both exactly, in the declared types.
+    tail = pg.follow("1min", timeout=0.5, poll_interval=0.05, exact=True)
+    first = pl.concat([regimes(["A", "B"], m, confidence=0.25 + m / 100) for m in range(3)])
+    assert pg.save("1min", first, tier="sealed").method == "sealed"
+    restated = regimes(["A"], 1, tag="RESTATED", confidence=0.75)
+    more = regimes(["C"], 0, tag="NEW")  # another new chunk, in the same write
+    result = pg.save("1min", pl.concat([restated, more]), tier="sealed")
+    assert (result.inserted, result.updated) == (1, 1)
+    assert _entry_kinds(pg, settings) == ["chunks", "rows", "chunks"]
+    frames = [b.frame for b in tail]
+    got = pl.concat(frames).sort("symbol", "timestamp")
+    stored = pg.get_1min_market_regimes(["A", "B", "C"], exact=True).sort("symbol", "timestamp")
+    assert got.height == 7 and got.select("symbol", "timestamp").is_unique().all()
+    assert_frame_equal(got.select(stored.columns), stored)
 
 
 def test_a_large_write_arrives_in_pages_and_resumes_mid_interval(pg: PostgreSQLIntegration[Any]) -> None:

@@ -409,7 +409,7 @@ class Tail(Generic[F]):
         for payload in payloads:
             entry = changes.decode(payload)
             if not changes.is_deleted_range(entry):
-                rows.append(entry.cast(schema))
+                rows.append(changes.entry_rows(self._spec, entry))
                 continue
             entry = entry.replace_schema_metadata(None)
             gone.append(entry)

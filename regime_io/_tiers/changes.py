@@ -16,6 +16,8 @@ prunes everything but the newest block ranges. A B-tree on the column made a fre
 Rows merged into sealed chunks have no row of their own to stamp: the write also stores
 the new values of the rows it inserted or changed, as one zstd Arrow IPC payload, in
 ``<prefix>sealed_changes`` (stamped the same way), and consumers read them from there.
+A chunk the write created whole (a backfill) is stored there as its own payload bytes
+instead (:func:`record_new_chunks`): its rows are every row of it, already encoded.
 A range delete (``delete_range``) stores its range there too, as an entry whose payload
 is marked as a deleted range (:func:`record_deleted_range`): deleted rows leave no row.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -43,13 +46,15 @@ from .._frames import conform
 from .._sql.names import channel, sealed_changes_table
 from .._sql.quote import literal, qualified, quote_ident
 from ..tables import TABLES, TableSpec
+from . import sealed_format as chunks
 
 if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = [
-    "CHANGE_COLUMN", "DELETED_SCHEMA", "XID_DEFAULT", "changed_rows", "decode", "encode", "is_deleted_range",
-    "live_sql", "notify", "notify_sql", "prune_sealed_changes", "record_deleted_range", "record_sealed_changes",
+    "CHANGE_COLUMN", "DELETED_SCHEMA", "XID_DEFAULT", "changed_rows", "decode", "encode", "encode_new_chunks",
+    "entry_rows", "is_deleted_range", "live_sql", "notify", "notify_sql", "prune_sealed_changes",
+    "record_deleted_range", "record_new_chunks", "record_sealed_changes",
 ]
 
 log = logging.getLogger(__name__)
@@ -146,8 +151,51 @@ def record_sealed_changes(cur: Any, settings: Settings, spec: TableSpec, tables:
     log.debug("%s: %d sealed-tier changes recorded for the live tail", spec.key, table.num_rows)
 
 
-# Schema metadata marking a change-log entry that records a deleted range, not rows.
-_KIND, _DELETED = b"regime_io.change", b"deleted"
+# Schema metadata marking a change-log entry that records a deleted range, or whole new
+# chunks (their payloads), not rows.
+_KIND, _DELETED, _CHUNKS = b"regime_io.change", b"deleted", b"chunks"
+
+
+def record_new_chunks(cur: Any, settings: Settings, spec: TableSpec,
+                      written: Sequence[tuple[tuple[Any, ...], int, bytes]]) -> None:
+    """Store the rows of chunks a write created whole: ``written`` holds each one's key,
+    row count and payload as stored (every row of it is new). One entry of the payloads
+    themselves, where rows re-encoded as zstd IPC took 19.3 MB and ~0.1 s to encode for
+    a 1M-bar backfill (the payloads: 12.8 MB, encoded already)."""
+    if not written:
+        return
+    rows = sum(n for _, n, _ in written)
+    cur.execute(f"INSERT INTO {sealed_changes_table(settings)} (table_key, row_count, payload) "
+                "VALUES ($1, $2, $3)", parameters=(spec.key, rows, encode_new_chunks(spec, written)))
+    log.debug("%s: %d rows of %d new sealed chunks recorded for the live tail", spec.key, rows, len(written))
+
+
+def encode_new_chunks(spec: TableSpec, written: Sequence[tuple[tuple[Any, ...], int, bytes]]) -> bytes:
+    """The payload of :func:`record_new_chunks`' entry: an Arrow IPC stream of one row per
+    chunk (its key, fingerprint, codec and payload), uncompressed (the payloads are)."""
+    keys = list(zip(*(key for key, _, _ in written), strict=True))
+    columns = {c: pa.array(values, spec.column(c).arrow_type) for c, values in zip(spec.chunk_by, keys, strict=True)}
+    columns["fingerprint"] = pa.array([chunks.fingerprint(spec)] * len(written), pa.string())
+    columns["codec"] = pa.array([chunks.CODEC] * len(written), pa.string())
+    columns["payload"] = pa.array([payload for _, _, payload in written], pa.large_binary())
+    table = pa.table(columns).replace_schema_metadata({_KIND: _CHUNKS})
+    sink = io.BytesIO()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def entry_rows(spec: TableSpec, entry: pa.Table) -> pa.Table:
+    """The rows of a decoded change-log entry of rows (:func:`record_sealed_changes`) or of
+    new chunks (:func:`record_new_chunks`), in ``spec``'s Arrow schema."""
+    if (entry.schema.metadata or {}).get(_KIND) != _CHUNKS:
+        return entry.cast(spec.arrow_schema())
+    parts: list[pa.Table] = []
+    payloads = entry.column("payload")
+    for i, row in enumerate(entry.drop_columns(["payload"]).to_pylist()):
+        rows = chunks.decode(spec, payloads[i].as_buffer(), row["fingerprint"], codec=row["codec"])
+        parts.append(changed_rows(spec, rows, tuple(row[c] for c in spec.chunk_by)))
+    return pa.concat_tables(parts) if parts else spec.arrow_schema().empty_table()
 
 
 #: The Arrow schema of deleted ranges (an entry's payload, ``TailBatch.deleted``).

@@ -363,9 +363,11 @@ def _stage_name(spec: TableSpec) -> str:
 
 
 def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
-                 tables: dict[SeriesKey, pa.Table]) -> int:
+                 tables: dict[SeriesKey, pa.Table], *,
+                 keep: dict[SeriesKey, tuple[int, bytes]] | None = None) -> int:
     """Encode and upsert one chunk per series (``tables``: full rows of each series in
-    ``period``, any column order); empty tables delete their chunk. Returns payload bytes."""
+    ``period``, any column order); empty tables delete their chunk. Returns payload bytes;
+    ``keep`` receives each chunk's row count and payload."""
 
     stats_cols = chunk_stat_columns(spec)
     empty = [k for k, t in tables.items() if t.num_rows == 0]
@@ -391,6 +393,8 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
         results = [encoded(item) for item in work]
     for key, payload, last_row, stats in results:
         written += len(payload)
+        if keep is not None:
+            keep[key] = (stats["row_count"], payload)
         for c, v in zip(spec.chunk_by, key, strict=True):
             records[c].append(v)
         records["period_start"].append(period)
@@ -818,14 +822,18 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                 entry[0] += ins
                 entry[1] = low if entry[1] is None else min(entry[1], low)
                 entry[2] = high if entry[2] is None else max(entry[2], high)
-            if ins or upd:
+            whole = key not in existing and key not in diffs  # a new chunk: all its rows are new
+            if (ins or upd) and not whole:
                 fresh.append(live.changed_rows(spec, pa.concat_tables([diff.added, diff.after]), key))
             if key not in diffs and (ins or upd or key not in existing or sealed_tier):
                 results[key] = merged
-        write_chunks(cur, settings, spec, period, results)
+        payloads: dict[SeriesKey, tuple[int, bytes]] = {}
+        write_chunks(cur, settings, spec, period, results, keep=payloads)
         write_patches(cur, settings, spec, period, patches)
         knowledge.record_sealed(cur, settings, spec, superseded, known_at)
         live.record_sealed_changes(cur, settings, spec, fresh)
+        live.record_new_chunks(cur, settings, spec, [(key, *payloads[key]) for key in payloads
+                                                     if key not in existing and key not in diffs])
     return rest, counts
 
 
