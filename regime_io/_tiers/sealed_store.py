@@ -440,6 +440,36 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
     return written
 
 
+def _key_codes(column: pa.Array) -> tuple[list[Any], np.ndarray]:
+    """A key column's distinct values and each row's index into them. Rows in key order
+    (a validated backfill) come in a few runs, found by comparing neighbours: 7 ms for a
+    1M-row symbol column, where Arrow's dictionary_encode took 24 ms."""
+    n = len(column)
+    if n > 1:
+        starts = np.flatnonzero(pc.not_equal(column.slice(1), column.slice(0, n - 1)).to_numpy(
+            zero_copy_only=False)) + 1
+        if len(starts) < n // 64:  # else a hash of every value is cheaper than a dict of runs
+            starts = np.concatenate(([0], starts))
+            distinct: dict[Any, int] = {}
+            run_codes = [distinct.setdefault(v, len(distinct)) for v in column.take(starts).to_pylist()]
+            lengths = np.diff(np.append(starts, n))
+            return list(distinct), np.repeat(np.array(run_codes, dtype=np.int64), lengths)
+    encoded = pc.dictionary_encode(column)
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _month_numbers(micros: np.ndarray) -> np.ndarray:
+    """Each time's month (``chunks.period_number``: months since 1970-01), by where it
+    falls among the month starts of its span: 5 ms for 1M times, where numpy's
+    ``datetime64[M]`` conversion took 18."""
+    if not len(micros):
+        return np.zeros(0, dtype=np.int64)
+    first, last = (np.datetime64(int(v), "us").astype("datetime64[M]") for v in (micros.min(), micros.max()))
+    starts = np.arange(first, last + 1)
+    bounds = starts.astype("datetime64[us]").astype(np.int64)
+    return np.searchsorted(bounds, micros, side="right") - 1 + int(starts[0].astype(np.int64))
+
+
 @dataclass(frozen=True)
 class Patch:
     """What a write makes of a chunk's patch: ``rows`` replace the segments ``replacing``
@@ -572,12 +602,12 @@ def chunk_groups(spec: TableSpec, table: pa.Table) -> tuple[dict[ChunkKey, pa.Ta
     values: list[list[Any]] = []
     indices: list[np.ndarray] = []
     for name in spec.chunk_by:  # NOT NULL: validated
-        encoded = pc.dictionary_encode(table.column(name).combine_chunks())
-        values.append(encoded.dictionary.to_pylist())
-        indices.append(encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64))
+        distinct, index = _key_codes(table.column(name).combine_chunks())
+        values.append(distinct)
+        indices.append(index)
         codes = codes * len(values[-1]) + indices[-1]
     micros = table.column(spec.time_column or "timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
-    months = micros.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)  # chunks.period_number
+    months = _month_numbers(micros)  # chunks.period_number
     first_month = int(months.min()) if n else 0
     codes = codes * (int(months.max()) - first_month + 1 if n else 1) + (months - first_month)
     starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1]))) if n else np.zeros(0, np.int64)
