@@ -24,7 +24,10 @@ Measured on the same bars, in this order:
 - **regime_io, sealed tier** (when the engine has ``seal``): the same table
   sealed, then the same reads and restatement (which merges into the sealed chunks),
   storage per bar of the chunk table (TOAST and indexes included), and the backfill
-  fast path: ``save(..., tier="sealed")`` of every bar into an empty table.
+  fast path: ``save(..., tier="sealed")`` of every bar into an empty table;
+- **the sealed tier and ArcticDB in turn** (``history.alternated.*``, with ArcticDB
+  installed): each read and the restatement once per round on each side, the targets
+  judged by the median of each round's ratio (:func:`~benchmarks.measure.paired_ratio`).
 
 Example:
     >>> bars = ConsecutiveBars(2, start=HISTORY_START.date()).take(3)
