@@ -70,6 +70,18 @@ def alternated_times(fns: dict[str, Callable[[], Any]], *, rounds: int, labels: 
     machine's drift cancels: on the 2-core VM, ArcticDB's read of every bar took 30 ms in
     one run and 75 ms an hour later, a swing wider than the ratios the targets judge.
     Sample ``i`` of every figure comes from round ``i`` (see :func:`paired_ratio`)."""
+    samples = _in_turn(fns, rounds=rounds, warmup=warmup, collect=True)
+    out: dict[str, Figure] = {}
+    for key in fns:
+        others = ", ".join(labels[o] for o in fns if o != key)
+        fig: Figure = {"kind": "time", "label": labels[key], "unit": "s", "note": f"runs alternated with {others}"}
+        out[key] = _finish(fig, samples[key], rows)
+    return out
+
+
+def _in_turn(fns: dict[str, Callable[[], Any]], *, rounds: int, warmup: int, collect: bool) -> dict[str, list[float]]:
+    """Seconds of each function's run per round, one run of each per round, the order
+    reversed every other round (``collect``: ``gc.collect()`` before each run, untimed)."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -77,16 +89,12 @@ def alternated_times(fns: dict[str, Callable[[], Any]], *, rounds: int, labels: 
     order = list(fns)
     for i in range(rounds):
         for key in order if i % 2 == 0 else reversed(order):
-            gc.collect()
+            if collect:
+                gc.collect()
             started = time.perf_counter()
             fns[key]()
             samples[key].append(time.perf_counter() - started)
-    out: dict[str, Figure] = {}
-    for key in order:
-        others = ", ".join(labels[o] for o in order if o != key)
-        fig: Figure = {"kind": "time", "label": labels[key], "unit": "s", "note": f"runs alternated with {others}"}
-        out[key] = _finish(fig, samples[key], rows)
-    return out
+    return samples
 
 
 def paired_ratio(fig: Figure | None, base: Figure | None) -> float | None:
@@ -126,18 +134,9 @@ def alternated_latency(fns: dict[str, Callable[[], Any]], *, calls: int, labels:
     """:func:`latency` of several functions called in turn (the order reversed every other
     round), so that the machine's drift between them cancels: two figures timed minutes
     apart differed by more than the difference they were meant to show."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    order = list(fns)
-    for i in range(calls):
-        for key in order if i % 2 == 0 else reversed(order):
-            started = time.perf_counter()
-            fns[key]()
-            samples[key].append((time.perf_counter() - started) * 1000)
-    return {k: _latency_figure(samples[k], label=labels[k], note="calls alternated with " +
-                               ", ".join(labels[o] for o in order if o != k)) for k in order}
+    samples = _in_turn(fns, rounds=calls, warmup=warmup, collect=False)
+    return {k: _latency_figure([s * 1000 for s in samples[k]], label=labels[k], note="calls alternated with " +
+                               ", ".join(labels[o] for o in fns if o != k)) for k in fns}
 
 
 def _latency_figure(samples: list[float], *, label: str, note: str | None) -> Figure:
