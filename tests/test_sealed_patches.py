@@ -348,7 +348,7 @@ def test_chunk_groups_match_a_partition_by_series_and_month(rows: list[tuple[str
     """The writers' grouping of a batch by chunk (slices when each chunk is one run, else a
     gather) against polars' partition_by: the same rows per (series, month), in their
     order, chunks in order of first appearance, and each row's chunk number."""
-    from regime_io._tiers.sealed_store import chunk_groups
+    from regime_io._tiers.row_groups import chunk_groups
     from regime_io.tables import table_spec
 
     if in_order:
@@ -364,6 +364,41 @@ def test_chunk_groups_match_a_partition_by_series_and_month(rows: list[tuple[str
         assert pl.from_arrow(part)["n"].to_list() == want["n"].to_list()
     assert [list(groups)[i] for i in number.tolist()] == [((s, t), p) for s, t, p in
                                                            by_month.select("symbol", "timeframe", "period").rows()]
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_chunk_groups_of_long_runs_match_a_partition(in_order: bool) -> None:
+    """A backfill's rows in key order come in long runs of one symbol (each key column's
+    codes are then taken from its runs, not hashed row by row): the same groups as
+    polars' partition_by, and the same when the rows are shuffled (hashed)."""
+    from regime_io._tiers.row_groups import chunk_groups
+    from regime_io.tables import table_spec
+
+    minutes = 50_000  # 35 days from START: at least two periods per series
+    frame = pl.DataFrame({"symbol": np.repeat(["AAA", "BBB", "M&M"], 2 * minutes),
+                          "timeframe": np.tile(np.repeat(["1m", "5m"], minutes), 3),
+                          "timestamp": np.tile(np.array([START + dt.timedelta(minutes=m) for m in range(minutes)],
+                                                        dtype="datetime64[us]"), 6)}).with_row_index("n")
+    if not in_order:
+        frame = frame.sample(fraction=1.0, shuffle=True, seed=3)
+    groups, number = chunk_groups(table_spec("market_data"), frame.to_arrow())
+    by_month = frame.with_columns(pl.col("timestamp").dt.truncate("1mo").dt.date().alias("period"))
+    expected = by_month.partition_by(["symbol", "timeframe", "period"], as_dict=True, maintain_order=True)
+    assert list(groups) == [((s, t), p) for s, t, p in expected] and len(groups) >= 12  # 2+ months a series
+    for part, want in zip(groups.values(), expected.values(), strict=True):
+        assert pl.from_arrow(part)["n"].to_list() == want["n"].to_list()
+    assert number.tolist() == [list(expected).index(k) for k in
+                               by_month.select("symbol", "timeframe", "period").rows()]
+
+
+def test_month_numbers_match_numpys_calendar() -> None:
+    from regime_io._tiers.row_groups import _month_numbers
+
+    edges = [np.datetime64(d, "us").astype(np.int64) + delta for d in ("1969-12-01", "2024-02-01", "2024-03-01")
+             for delta in (-1, 0, 1)]
+    micros = np.concatenate([np.array(edges), np.random.default_rng(5).integers(-3 * 10**15, 3 * 10**15, 5000)])
+    assert (_month_numbers(micros) == micros.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)).all()
+    assert _month_numbers(np.zeros(0, dtype=np.int64)).size == 0
 
 
 def test_a_write_across_sealed_and_row_months_probes_only_the_rows_left(pg: PostgreSQLIntegration) -> None:

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHANGE_COLUMN", "DELETED_SCHEMA", "XID_DEFAULT", "changed_rows", "decode", "encode", "encode_new_chunks",
     "entry_rows", "is_deleted_range", "live_sql", "notify", "notify_sql", "prune_sealed_changes",
-    "record_deleted_range", "record_new_chunks", "record_sealed_changes",
+    "record_deleted_range", "record_new_chunks", "record_sealed_changes", "sealed_changes_entry",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,16 +139,26 @@ def decode(payload: Any) -> pa.Table:
     return ipc.open_stream(pa.py_buffer(payload)).read_all()
 
 
-def record_sealed_changes(cur: Any, settings: Settings, spec: TableSpec, tables: list[pa.Table]) -> None:
-    """Store the rows a write inserted into or changed in sealed chunks (one entry, in the
-    write's transaction; stamped with its transaction id by the column default)."""
+def sealed_changes_entry(tables: list[pa.Table]) -> tuple[int, bytes] | None:
+    """The change-log entry of the rows a write inserted into or changed in sealed chunks:
+    their count and payload (None: no row). Pure, so a writer may encode it on a thread
+    while its statements run (:func:`record_sealed_changes`)."""
     rows = [t for t in tables if t.num_rows]
     if not rows:
-        return
+        return None
     table = pa.concat_tables(rows)
+    return table.num_rows, encode(table)
+
+
+def record_sealed_changes(cur: Any, settings: Settings, spec: TableSpec, entry: tuple[int, bytes] | None) -> None:
+    """Store a :func:`sealed_changes_entry` (one entry, in the write's transaction; stamped
+    with its transaction id by the column default)."""
+    if entry is None:
+        return
+    count, payload = entry
     cur.execute(f"INSERT INTO {sealed_changes_table(settings)} (table_key, row_count, payload) "
-                "VALUES ($1, $2, $3)", parameters=(spec.key, table.num_rows, encode(table)))
-    log.debug("%s: %d sealed-tier changes recorded for the live tail", spec.key, table.num_rows)
+                "VALUES ($1, $2, $3)", parameters=(spec.key, count, payload))
+    log.debug("%s: %d sealed-tier changes recorded for the live tail", spec.key, count)
 
 
 # Schema metadata marking a change-log entry that records a deleted range, or whole new

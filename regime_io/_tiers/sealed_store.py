@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import itertools
 import json
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -46,6 +46,7 @@ from . import chunk_bytes, knowledge
 from . import sealed_format as chunks
 from . import sealed_guard as guard
 from .column_codec import decimal_from_unscaled
+from .row_groups import ChunkKey, SeriesKey, chunk_groups, period_range, periods_of, split_by_series
 from .sealed_format import chunk_stat_columns
 
 if TYPE_CHECKING:
@@ -53,45 +54,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChunkRow", "MergeCounts", "Patch", "existing_chunks", "fetch_chunk_rows", "fetch_for_update", "lock_periods",
-    "merge", "patched", "periods_of", "route_batch", "route_staged", "select_rows", "write_chunks", "write_patches",
+    "merge", "patched", "route_batch", "route_staged", "select_rows", "write_chunks", "write_patches",
 ]
 
 
 OnConflict = Literal["update", "ignore", "error"]
 
 
-SeriesKey = tuple[Any, ...]  # the chunk_by values of one series
-
-
-ChunkKey = tuple[SeriesKey, dt.date]  # (series, period_start)
-
-
 # ---------------------------------------------------------------------------------------
-# Periods and locks
-
-
-def periods_of(spec: TableSpec, table: pa.Table) -> list[dt.date]:
-    """The distinct calendar months of ``table``'s time column, sorted."""
-    ts = table.column(spec.time_column or "timestamp")
-    if ts.null_count == len(ts) or table.num_rows == 0:
-        return []
-    first, last = (v.as_py() for v in pc.min_max(ts).values())
-    if (first.year, first.month) == (last.year, last.month):
-        return [dt.date(first.year, first.month, 1)]  # a live save's rows: ~15 us, numpy's unique ~60 us
-    # The distinct days by hashing, then their months: 1M bars, 9 ms against 26 ms for
-    # numpy's sorting unique of datetime64[M].
-    micros = (pc.drop_null(ts) if ts.null_count else ts).cast(pa.int64()).to_numpy(zero_copy_only=False)
-    days = pc.unique(pa.array(np.floor_divide(micros, 86_400_000_000))).to_pylist()
-    epoch = dt.date(1970, 1, 1)
-    return sorted({(epoch + dt.timedelta(days=d)).replace(day=1) for d in days})
-
-
-def period_range(first: dt.date, last: dt.date) -> list[dt.date]:
-    out, p = [], chunks.period_of(first)
-    while p <= last:
-        out.append(p)
-        p = chunks.next_period(p)
-    return out
+# Locks
 
 
 def _lock_space(settings: Settings, spec: TableSpec) -> str:
@@ -440,36 +411,6 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
     return written
 
 
-def _key_codes(column: pa.Array) -> tuple[list[Any], np.ndarray]:
-    """A key column's distinct values and each row's index into them. Rows in key order
-    (a validated backfill) come in a few runs, found by comparing neighbours: 7 ms for a
-    1M-row symbol column, where Arrow's dictionary_encode took 24 ms."""
-    n = len(column)
-    if n > 1:
-        starts = np.flatnonzero(pc.not_equal(column.slice(1), column.slice(0, n - 1)).to_numpy(
-            zero_copy_only=False)) + 1
-        if len(starts) < n // 64:  # else a hash of every value is cheaper than a dict of runs
-            starts = np.concatenate(([0], starts))
-            distinct: dict[Any, int] = {}
-            run_codes = [distinct.setdefault(v, len(distinct)) for v in column.take(starts).to_pylist()]
-            lengths = np.diff(np.append(starts, n))
-            return list(distinct), np.repeat(np.array(run_codes, dtype=np.int64), lengths)
-    encoded = pc.dictionary_encode(column)
-    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _month_numbers(micros: np.ndarray) -> np.ndarray:
-    """Each time's month (``chunks.period_number``: months since 1970-01), by where it
-    falls among the month starts of its span: 5 ms for 1M times, where numpy's
-    ``datetime64[M]`` conversion took 18."""
-    if not len(micros):
-        return np.zeros(0, dtype=np.int64)
-    first, last = (np.datetime64(int(v), "us").astype("datetime64[M]") for v in (micros.min(), micros.max()))
-    starts = np.arange(first, last + 1)
-    bounds = starts.astype("datetime64[us]").astype(np.int64)
-    return np.searchsorted(bounds, micros, side="right") - 1 + int(starts[0].astype(np.int64))
-
-
 @dataclass(frozen=True)
 class Patch:
     """What a write makes of a chunk's patch: ``rows`` replace the segments ``replacing``
@@ -585,50 +526,6 @@ class MergeCounts:
     # Per chunk key (a series): [rows inserted, first and last timestamp of its incoming
     # rows], for the series catalog (regime_io._tiers.catalog).
     series: dict[SeriesKey, list[Any]] = field(default_factory=dict)
-
-
-def chunk_groups(spec: TableSpec, table: pa.Table) -> tuple[dict[ChunkKey, pa.Table], np.ndarray]:
-    """``table``'s rows by the chunk they belong to ((series, period) -> its rows, in their
-    order; chunks in order of first appearance) and each row's chunk number (an index into
-    the dict's order). A writer's validated rows come in key order, so each chunk's rows
-    are usually one run: slices of ``table``, no copy. Otherwise one gather.
-
-    Why not polars' partition_by: the round trip (from Arrow, the period column, the
-    partition, back to Arrow) took 8 ms of a 62 ms restatement of 14,400 rows and ~0.2 s
-    of a 1M-row backfill.
-    """
-    n = table.num_rows
-    codes = np.zeros(n, dtype=np.int64)
-    values: list[list[Any]] = []
-    indices: list[np.ndarray] = []
-    for name in spec.chunk_by:  # NOT NULL: validated
-        distinct, index = _key_codes(table.column(name).combine_chunks())
-        values.append(distinct)
-        indices.append(index)
-        codes = codes * len(values[-1]) + indices[-1]
-    micros = table.column(spec.time_column or "timestamp").cast(pa.int64()).to_numpy(zero_copy_only=False)
-    months = _month_numbers(micros)  # chunks.period_number
-    first_month = int(months.min()) if n else 0
-    codes = codes * (int(months.max()) - first_month + 1 if n else 1) + (months - first_month)
-    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1]))) if n else np.zeros(0, np.int64)
-    run_codes = codes[starts]
-    if len(np.unique(run_codes)) == len(run_codes):  # one run per chunk
-        bounds = [*starts.tolist(), n]
-        firsts = starts
-        parts = [table.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
-        number = np.repeat(np.arange(len(starts)), np.diff(bounds))
-    else:
-        _, firsts, number = np.unique(codes, return_index=True, return_inverse=True)
-        rank = np.argsort(np.argsort(firsts))  # chunk numbers in order of first appearance
-        number = rank[number]
-        firsts = np.sort(firsts)
-        order = np.argsort(number, kind="stable")
-        gathered = table.take(pa.array(order))
-        bounds = [0, *np.cumsum(np.bincount(number, minlength=len(firsts))).tolist()]
-        parts = [gathered.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
-    keys = [(tuple(v[ix[i]] for v, ix in zip(values, indices, strict=True)),
-             chunks.period_from_number(int(months[i]))) for i in firsts.tolist()]
-    return dict(zip(keys, parts, strict=True)), number
 
 
 @dataclass(frozen=True)
@@ -829,7 +726,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         if sealed_tier:
             rows = select_rows(cur, settings, spec, period, keys)
             if rows.num_rows:
-                moved = _split_by_series(spec, rows)
+                moved = split_by_series(spec, rows)
                 for key, table in moved.items():
                     existing[key] = (pa.concat_tables([existing[key], table.select(list(spec.chunk_columns))])
                                      if key in existing else table)
@@ -857,14 +754,43 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                 fresh.append(live.changed_rows(spec, pa.concat_tables([diff.added, diff.after]), key))
             if key not in diffs and (ins or upd or key not in existing or sealed_tier):
                 results[key] = merged
+        # The change-log entry is encoded on a thread while the chunks and patches are
+        # written (the driver lets go of the GIL while the server works): zstd of a restated
+        # day's 14,400 rows is ~3 ms beside the patches' UPDATE of ~4-6.
+        logged = _Background(live.sealed_changes_entry, fresh) if fresh else None
         payloads: dict[SeriesKey, tuple[int, bytes]] = {}
         write_chunks(cur, settings, spec, period, results, keep=payloads)
         write_patches(cur, settings, spec, period, patches)
         knowledge.record_sealed(cur, settings, spec, superseded, known_at)
-        live.record_sealed_changes(cur, settings, spec, fresh)
+        live.record_sealed_changes(cur, settings, spec, None if logged is None else logged.result())
         live.record_new_chunks(cur, settings, spec, [(key, *payloads[key]) for key in payloads
                                                      if key not in existing and key not in diffs])
     return rest, counts
+
+
+class _Background:
+    """``fn(*args)`` on a thread of its own, its result (or exception) taken by
+    :meth:`result`. A thread per call, not a pool kept between calls: a pool's thread
+    does not survive a fork, and a forked child would wait on it forever."""
+
+    def __init__(self, fn: Any, *args: Any) -> None:
+        self._out: list[Any] = []
+        self._error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._out.append(fn(*args))
+            except BaseException as err:  # re-raised by result() in the caller's thread
+                self._error.append(err)
+
+        self._thread = threading.Thread(target=run, name="regime_io-encode", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._out[0]
 
 
 def route_staged(cur: Any, settings: Settings, spec: TableSpec, stage: str, first: dt.datetime,
@@ -906,13 +832,3 @@ def _in_span(spec: TableSpec, rows: pa.Table, incoming: pa.Table) -> pa.Table:
     lo, hi = _span(spec, incoming)
     ts = rows.column(spec.time_column or "timestamp")
     return rows.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi)))
-
-
-def _split_by_series(spec: TableSpec, table: pa.Table) -> dict[SeriesKey, pa.Table]:
-    """The rows of one period by series (:func:`chunk_groups`, in Arrow: polars'
-    partition_by and the round trip took 0.16 s of a 2.65 s seal of 1M bars)."""
-    groups, _ = chunk_groups(spec, table)
-    out: dict[SeriesKey, pa.Table] = {}
-    for (series, _period), part in groups.items():
-        out[series] = pa.concat_tables([out[series], part]) if series in out else part
-    return out

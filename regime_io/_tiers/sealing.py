@@ -37,6 +37,7 @@ from ..config import parse_age
 from ..errors import RegimeIOError, UsageError, WriteError
 from ..tables import TABLES, TableSpec
 from ..types import DateLike
+from . import row_groups as groups
 from . import sealed_format as chunks
 from . import sealed_guard as guard
 from . import sealed_store as store
@@ -254,7 +255,7 @@ def seal(db: Database, older_than: AgeLike | None = None, *, tables: Iterable[st
 
 
 def _plan(db: Database, spec: TableSpec, limit: dt.datetime,
-          symbols: list[str] | None) -> dict[dt.date, dict[store.SeriesKey, tuple[int, int]]]:
+          symbols: list[str] | None) -> dict[dt.date, dict[groups.SeriesKey, tuple[int, int]]]:
     """Per month before ``limit``: each series' row count and heap bytes in the row tier."""
     key = ", ".join(f"t.{quote_ident(c)}" for c in spec.chunk_by)
     time_col = f"t.{quote_ident(spec.time_column or 'timestamp')}"
@@ -267,7 +268,7 @@ def _plan(db: Database, spec: TableSpec, limit: dt.datetime,
            # heap tuple: data + 24-byte header + 4-byte line pointer
            f"sum(pg_column_size(t.*) + 28)::int8 FROM {qualified_table(spec, db.settings)} t WHERE {where} "
            f"GROUP BY {key}, period ORDER BY period, {key}")
-    out: dict[dt.date, dict[store.SeriesKey, tuple[int, int]]] = {}
+    out: dict[dt.date, dict[groups.SeriesKey, tuple[int, int]]] = {}
     with db.connection() as conn:
         cur = conn.cursor()
         try:
@@ -280,8 +281,8 @@ def _plan(db: Database, spec: TableSpec, limit: dt.datetime,
     return out
 
 
-def _groups(series: dict[store.SeriesKey, tuple[int, int]]) -> Iterator[list[store.SeriesKey]]:
-    group: list[store.SeriesKey] = []
+def _groups(series: dict[groups.SeriesKey, tuple[int, int]]) -> Iterator[list[groups.SeriesKey]]:
+    group: list[groups.SeriesKey] = []
     rows = 0
     for key, (n, _) in series.items():
         if group and rows + n > SEAL_BATCH_ROWS:
@@ -293,7 +294,7 @@ def _groups(series: dict[store.SeriesKey, tuple[int, int]]) -> Iterator[list[sto
         yield group
 
 
-def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store.SeriesKey], *,
+def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[groups.SeriesKey], *,
                 heap_bytes: int | None = None) -> tuple[int, int, int]:
     """One transaction: rows of ``keys`` in ``period`` -> chunks, rows deleted.
 
@@ -311,9 +312,9 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store
                 if rows.num_rows == 0:
                     return 0, 0, 0  # sealed meanwhile by another process
                 before = heap_bytes if heap_bytes is not None else _heap_bytes(cur, db, spec, period, keys)
-                by_series = store._split_by_series(spec, rows)
+                by_series = groups.split_by_series(spec, rows)
                 existing = store.fetch_for_update(cur, settings, spec, period, list(by_series))
-                tables: dict[store.SeriesKey, pa.Table] = {}
+                tables: dict[groups.SeriesKey, pa.Table] = {}
                 for key, table in by_series.items():
                     merged = store.merge(spec, existing.get(key), table, on_conflict="update",
                                          settings_table=chunk_table(spec, settings)).rows
@@ -339,7 +340,7 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[store
     return rows.num_rows, before, after
 
 
-def _heap_bytes(cur: Any, db: Database, spec: TableSpec, period: dt.date, keys: list[store.SeriesKey]) -> int:
+def _heap_bytes(cur: Any, db: Database, spec: TableSpec, period: dt.date, keys: list[groups.SeriesKey]) -> int:
     time_col = quote_ident(spec.time_column or "timestamp")
     cur.execute(f"SELECT coalesce(sum(pg_column_size(t.*) + 28), 0)::int8 FROM {qualified_table(spec, db.settings)} t "
                 f"WHERE t.{time_col} >= $1 AND t.{time_col} < $2 AND {store._key_filter(spec, keys, '$3', 't')}",
@@ -379,7 +380,7 @@ def unseal(db: Database, start: DateLike, end: DateLike, *,
 
 
 def _sealed(db: Database, spec: TableSpec, first: dt.date, end: dt.datetime,
-            symbols: list[str] | None, *, end_exclusive: bool = False) -> dict[dt.date, list[store.SeriesKey]]:
+            symbols: list[str] | None, *, end_exclusive: bool = False) -> dict[dt.date, list[groups.SeriesKey]]:
     key = ", ".join(quote_ident(c) for c in spec.chunk_by)
     params: list[Any] = [first, end]
     # A date-only end ("2024-01-31") is the exclusive 2024-02-01: February is not asked for.
@@ -387,7 +388,7 @@ def _sealed(db: Database, spec: TableSpec, first: dt.date, end: dt.datetime,
     if symbols is not None:
         params.append(json.dumps(symbols))
         where += " AND symbol IN (SELECT jsonb_array_elements_text($3::jsonb))"
-    out: dict[dt.date, list[store.SeriesKey]] = {}
+    out: dict[dt.date, list[groups.SeriesKey]] = {}
     with db.connection() as conn:
         cur = conn.cursor()
         try:
@@ -401,7 +402,7 @@ def _sealed(db: Database, spec: TableSpec, first: dt.date, end: dt.datetime,
 
 
 def _unseal_period(db: Database, spec: TableSpec, period: dt.date,
-                   keys: list[store.SeriesKey]) -> tuple[int, int, int]:
+                   keys: list[groups.SeriesKey]) -> tuple[int, int, int]:
 
     settings = db.settings
     start = dt.datetime.combine(period, dt.time())
@@ -437,7 +438,7 @@ def _unseal_period(db: Database, spec: TableSpec, period: dt.date,
     return rows.num_rows, before, after
 
 
-def _with_key(spec: TableSpec, key: store.SeriesKey, payload: pa.Table) -> pa.Table:
+def _with_key(spec: TableSpec, key: groups.SeriesKey, payload: pa.Table) -> pa.Table:
     """A decoded chunk with its chunk-key columns added, in declared column order."""
 
     schema = spec.arrow_schema()
@@ -454,7 +455,7 @@ def _with_key(spec: TableSpec, key: store.SeriesKey, payload: pa.Table) -> pa.Ta
 # Repair: rows other tools wrote into sealed months before the guard existed
 
 
-def sealed_overlaps(db: Database, spec: TableSpec) -> dict[dt.date, dict[store.SeriesKey, int]]:
+def sealed_overlaps(db: Database, spec: TableSpec) -> dict[dt.date, dict[groups.SeriesKey, int]]:
     """Per month, the sealed series that also have rows in the row tier, with those rows'
     count. Empty on a healthy schema: a sealed series-month has no rows, and the guard
     (:mod:`regime_io._tiers.sealed_guard`) refuses other tools' rows there; rows written
@@ -466,7 +467,7 @@ def sealed_overlaps(db: Database, spec: TableSpec) -> dict[dt.date, dict[store.S
     key = ", ".join(f"c.{quote_ident(c)}" for c in spec.chunk_by)
     match = " AND ".join(f"t.{quote_ident(c)} = c.{quote_ident(c)}" for c in spec.chunk_by)
     time_col = f"t.{quote_ident(spec.time_column or 'timestamp')}"
-    out: dict[dt.date, dict[store.SeriesKey, int]] = {}
+    out: dict[dt.date, dict[groups.SeriesKey, int]] = {}
     with db.connection() as conn:
         cur = conn.cursor()
         try:
@@ -541,7 +542,7 @@ def clean_chunks(db: Database, spec: TableSpec, cutoff: dt.datetime, *, dry_run:
                 decoded = store.fetch_for_update(cur, settings, spec, boundary, keys)
                 import pyarrow.compute as pc
 
-                kept: dict[store.SeriesKey, pa.Table] = {}
+                kept: dict[groups.SeriesKey, pa.Table] = {}
                 for key, payload in decoded.items():
                     ts = payload.column(spec.time_column or "timestamp")
                     keep = payload.filter(pc.greater_equal(ts, pa.scalar(cutoff, ts.type)))

@@ -42,6 +42,7 @@ from .._sql.names import catalog_table, chunk_table, history_table, qualified_ta
 from .._sql.query import Query, TimeRange
 from .._sql.quote import quote_ident
 from .._tiers import catalog, changes, knowledge
+from .._tiers import row_groups as groups
 from .._tiers import sealed_store as store
 from .._tiers.sealed_read import chunk_conditions, sealed_rows
 from ..errors import UsageError
@@ -128,7 +129,7 @@ def _delete(cur: Any, db: Database, spec: TableSpec, symbols: list[str], rng: Ti
     span = _clip(cur, db, spec, symbols, rng)
     if span is None:
         return Merged(rows=0, inserted=0, updated=0, series=[], method="empty")
-    periods = store.period_range(span.start.date(), span.end.date()) if spec.sealable else []
+    periods = groups.period_range(span.start.date(), span.end.date()) if spec.sealable else []
     store.lock_periods(cur, settings, spec, periods, exclusive=False)
     history = knowledge.keeps_history(settings, spec)
     if history:
@@ -183,7 +184,7 @@ def _delete_sealed(cur: Any, db: Database, spec: TableSpec, symbols: list[str], 
     them; returns the rows removed per catalog series."""
     settings = db.settings
     found = store.existing_chunks(cur, settings, spec, symbols, periods)
-    by_period: dict[dt.date, list[store.SeriesKey]] = {}
+    by_period: dict[dt.date, list[groups.SeriesKey]] = {}
     for key, period in found:
         by_period.setdefault(period, []).append(key)
     time_col = spec.time_column or "timestamp"
@@ -192,7 +193,7 @@ def _delete_sealed(cur: Any, db: Database, spec: TableSpec, symbols: list[str], 
     at_tf = spec.chunk_by.index("timeframe") if "timeframe" in spec.chunk_by else None
     for period in sorted(by_period):
         decoded = store.fetch_for_update(cur, settings, spec, period, sorted(by_period[period]))
-        rewritten: dict[store.SeriesKey, pa.Table] = {}
+        rewritten: dict[groups.SeriesKey, pa.Table] = {}
         gone: list[pa.Table] = []
         for key, payload in decoded.items():
             ts = payload.column(time_col)
@@ -212,7 +213,7 @@ def _delete_sealed(cur: Any, db: Database, spec: TableSpec, symbols: list[str], 
     return removed_by
 
 
-def _versions(spec: TableSpec, key: store.SeriesKey, payload: pa.Table) -> pa.Table:
+def _versions(spec: TableSpec, key: groups.SeriesKey, payload: pa.Table) -> pa.Table:
     """Deleted sealed rows as :func:`knowledge.record_sealed` takes them: every declared
     column (chunk key filled in) and ``absent`` false (the key had these values)."""
     schema = spec.arrow_schema()

@@ -31,8 +31,8 @@ import pyarrow as pa
 
 from .._frames import as_stream
 from .._tiers import catalog
+from .._tiers.row_groups import periods_of
 from .._tiers.sealed_guard import extend_horizon_first
-from .._tiers.sealed_store import periods_of
 from ..errors import UsageError, ValidationError
 from ..types import ExtraColumns, OnConflict, OnDuplicate, Tier, check_choice
 from . import vintages as _vintages

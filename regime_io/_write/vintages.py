@@ -14,7 +14,8 @@ from .._frames import to_polars
 from .._schema.timezones import record_time_kind, time_kind
 from .._sql.quote import quote_ident
 from .._tiers.knowledge import ROW_KNOWN_AT, keeps_history, known_at_instant, versioned_merge
-from .._tiers.sealed_store import existing_chunks, period_range, route_batch
+from .._tiers.row_groups import period_range
+from .._tiers.sealed_store import existing_chunks, route_batch
 from ..errors import UsageError
 from ..tables import TableSpec
 from ..types import OnConflict, Tier
