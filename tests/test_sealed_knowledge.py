@@ -68,3 +68,20 @@ def test_ignore_into_a_sealed_month_supersedes_nothing(pg: PostgreSQLIntegration
     after = pg.history("1min", "AAA", "2024-01-01", "2024-01-31")
     assert before.height == 2 and after.height == 3  # the new row; no superseded version of the kept ones
     assert after["regime"].to_list() == ["UP", "UP", "DOWN"] and after["known_to"].null_count() == 3
+
+
+def test_a_known_at_backfill_into_new_chunks_reaches_the_tail_and_as_of(pg: PostgreSQLIntegration) -> None:
+    """Seams of the backfill's change-log entry (new chunks logged as their payloads):
+    a ``tier="sealed"`` write with ``known_at`` creates the chunks, a tail receives exactly
+    their rows, and reads as of before and after that knowledge time agree with it."""
+    tail = pg.follow("1min", timeout=0.5, poll_interval=0.05, exact=True)
+    known = dt.datetime(2024, 3, 1, tzinfo=dt.timezone.utc)
+    rows = regimes_1min(["AAA", "BBB"], T0, 4)
+    result = pg.save("1min", rows, tier="sealed", known_at=known)
+    assert (result.inserted, result.method) == (8, "sealed")
+    got = pl.concat([b.frame for b in tail]).sort("symbol", "timestamp")
+    stored = pg.get_1min_market_regimes(["AAA", "BBB"], exact=True).sort("symbol", "timestamp")
+    assert got.height == 8
+    assert got.select(stored.columns).equals(stored)
+    assert pg.get_1min_market_regimes(["AAA", "BBB"], as_of=known - dt.timedelta(seconds=1)).height == 0
+    assert pg.get_1min_market_regimes(["AAA", "BBB"], as_of=known).height == 8

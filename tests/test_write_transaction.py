@@ -118,7 +118,7 @@ def test_a_known_at_write_into_a_sealed_month_is_followed_and_read_as_of(pg: Pos
     assert first.wait(15), "the warm-up row never arrived"
     before = dt.datetime.now(dt.timezone.utc)
     result = pg.save_1min_market_regime(regimes(["SEAL"], 0, tag="NEW"), known_at=before + dt.timedelta(seconds=1))
-    assert result.updated == 1 and result.method == "staged"
+    assert result.updated == 1 and result.method == "sealed"  # into the chunk, as without known_at
     assert done.wait(15), f"the restatement never reached the follower: {got}"
     assert got[-1]["symbol"].to_list() == ["SEAL"] and got[-1]["regime"].to_list() == ["NEW"]
     old = pg.get_1min_market_regimes("SEAL", "2024-05-01", "2024-05-31", as_of=before)

@@ -771,7 +771,10 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
 class _Background:
     """``fn(*args)`` on a thread of its own, its result (or exception) taken by
     :meth:`result`. A thread per call, not a pool kept between calls: a pool's thread
-    does not survive a fork, and a forked child would wait on it forever."""
+    does not survive a fork, and a forked child would wait on it forever. Nor a
+    ThreadPoolExecutor per call as write_chunks uses: its submit and shutdown ate the
+    gain (restatement 0.991 the in-line time, against 0.965 for this thread; 80
+    alternated rounds each)."""
 
     def __init__(self, fn: Any, *args: Any) -> None:
         self._out: list[Any] = []

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import adbc_driver_manager
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._conn.copy import copy_into
 from .._conn.driver_errors import move_error
@@ -540,8 +541,6 @@ def clean_chunks(db: Database, spec: TableSpec, cutoff: dt.datetime, *, dry_run:
                             parameters=(boundary, cutoff))
                 keys = [tuple(r) for r in cur.fetchall()]
                 decoded = store.fetch_for_update(cur, settings, spec, boundary, keys)
-                import pyarrow.compute as pc
-
                 kept: dict[groups.SeriesKey, pa.Table] = {}
                 for key, payload in decoded.items():
                     ts = payload.column(spec.time_column or "timestamp")

@@ -125,6 +125,7 @@ def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime
     def merge(cur: Any, attempt: Attempt) -> Merged:
         inserted = updated = 0
         series: list[dict[str, Any]] = []
+        to_rows = False  # whether any row went to the row tier (else the write was all chunks)
         for when, batch in batches:
             if batch.num_rows == 0:
                 continue
@@ -138,6 +139,7 @@ def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime
                                        sealed_tier=tier == "sealed", known_at=at)
             inserted, updated = inserted + sealed.inserted, updated + sealed.updated
             series += sealed_series(spec, sealed)
+            to_rows = to_rows or rest.num_rows > 0
             if rest.num_rows and per_row:
                 ins, upd, merged = _merge_per_row(cur, db, spec, batch, rest, on_conflict)
             elif rest.num_rows:
@@ -147,7 +149,7 @@ def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime
                 continue
             inserted, updated = inserted + ins, updated + upd
             series += merged
-        return Merged(rows, inserted, updated, series, "staged")
+        return Merged(rows, inserted, updated, series, "staged" if to_rows else "sealed")
 
     return run(db, spec, merge, span=span, kinds=[time_kind(b) for _, b in batches])
 
