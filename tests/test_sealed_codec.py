@@ -174,6 +174,45 @@ def test_nullable_decimals_with_nulls_are_stored_as_they_are() -> None:
     assert got.column("confidence").null_count == 17
 
 
+def _regimes(n: int, *, nulls: bool) -> pa.Table:
+    return chunks.conform_payload(REGIMES, pa.table({
+        "timestamp": pa.array([dt.datetime(2024, 3, 1) + dt.timedelta(minutes=i) for i in range(n)],
+                              pa.timestamp("us")),
+        "regime": ["UP", "DOWN"] * (n // 2) + ["UP"] * (n % 2),
+        "confidence": [None if nulls and i % 3 == 0 else Decimal(i % 100 - 40) / 100 for i in range(n)]}))
+
+
+@pytest.mark.parametrize("codec", chunks.CODECS)
+def test_tables_encoded_together_are_the_bytes_each_gets_alone(codec: str) -> None:
+    """A restatement encodes its patches together (encode_many, add_segments,
+    chunk_stats_many, last_rows_json: each column's arithmetic once over all of them);
+    each table's bytes, statistics and newest row are exactly what it gets alone --
+    differences of other widths (a 40-day jump, volumes past int32), more than one
+    batch, one row, a table the differences of whose prices are wider than against the
+    close, and tables with nulls (encoded one by one) among them."""
+    wide = _bars(300)
+    wide = chunks.conform_payload(BARS, wide.set_column(wide.schema.get_field_index("volume"), "volume",
+                                                        pa.array([i * 2**35 for i in range(300)], pa.int64())))
+    shifted = _bars(50, start=dt.datetime(2024, 1, 9))
+    shifted = chunks.conform_payload(BARS, shifted.set_column(
+        1, "open", pa.array([Decimal(i * 997 % 90001) / 100 for i in range(50)], pa.decimal128(10, 2))))
+    for spec, tables in (
+        (BARS, [_bars(1440), _bars(chunks.BATCH_ROWS + 100, jump=40), _bars(1), wide, shifted, _bars(7)]),
+        (REGIMES, [_regimes(30, nulls=False), _regimes(30, nulls=True), _regimes(5, nulls=False)]),
+    ):
+        alone = [chunks.encode(spec, t, codec=codec) for t in tables]
+        assert chunks.encode_many(spec, tables, codec=codec) == alone
+        patch = chunks.add_segment(spec, None, tables[0])
+        items = [(None, t, ()) for t in tables[1:]] + [(patch, tables[0], chunk_bytes.patch_segments(patch))]
+        assert chunks.add_segments(spec, items) == [chunks.add_segment(spec, p, t, replacing=r) for p, t, r in items]
+        assert chunks.chunk_stats_many(spec, tables) == [chunks.chunk_stats(spec, t) for t in tables]
+        keys = [(f"S{i}", *("1m",) * (len(spec.chunk_by) - 1)) for i in range(len(tables))]
+        assert chunks.last_rows_json(spec, list(zip(keys, tables, strict=True))) == [
+            chunks.last_row_json(spec, k, t) for k, t in zip(keys, tables, strict=True)]
+        for payload, table in zip(alone, tables, strict=True):
+            assert chunks.decode(spec, payload, chunks.fingerprint(spec), codec=codec).equals(table.combine_chunks())
+
+
 def test_an_unknown_codec_is_refused_with_the_known_ones() -> None:
     with pytest.raises(SchemaError, match="arrow-ipc-lz4-narrow, arrow-ipc-lz4-delta, arrow-ipc-zstd"):
         chunks.decode(BARS, chunks.encode(BARS, _bars(3)), chunks.fingerprint(BARS), codec="parquet-zstd")
