@@ -213,6 +213,29 @@ def test_tables_encoded_together_are_the_bytes_each_gets_alone(codec: str) -> No
             assert chunks.decode(spec, payload, chunks.fingerprint(spec), codec=codec).equals(table.combine_chunks())
 
 
+def test_patches_decoded_together_give_each_chunk_its_own_rows() -> None:
+    """decode_patches (a restatement's chunks, every segment built in one pass) gives
+    each patch the rows decode_patch gives it alone: segments chosen or all, segments
+    laid out differently (prices not stored against the close), several segments a
+    patch, and a patch whose chosen segments hold no row of another's time."""
+    first = chunks.add_segment(BARS, None, _bars(1440))
+    first = chunks.add_segment(BARS, first, _bars(30, start=dt.datetime(2024, 1, 5)))
+    shifted = chunks.conform_payload(BARS, _bars(50, start=dt.datetime(2024, 1, 9)).set_column(
+        1, "open", pa.array([Decimal(i * 997 % 90001) / 100 for i in range(50)], pa.decimal128(10, 2))))
+    other = chunks.add_segment(BARS, None, shifted)
+    third = chunks.add_segment(BARS, None, _bars(3, start=dt.datetime(2024, 1, 20)))
+    segments = [chunk_bytes.patch_segments(p) for p in (first, other, third)]
+    assert segments[0] is not None and segments[1] is not None and segments[2] is not None
+    cases = [[(first, segments[0]), (other, segments[1]), (third, segments[2])],
+             [(first, segments[0][1:]), (third, segments[2])], [(other, segments[1])]]
+    for case in cases:
+        got = chunks.decode_patches(BARS, case, chunks.fingerprint(BARS))
+        for table, (patch, chosen) in zip(got, case, strict=True):
+            alone = chunks.decode_patch(BARS, patch, chunks.fingerprint(BARS), segments=chosen)
+            assert table.num_rows == sum(s.rows for s in chosen)
+            assert table.equals(alone)
+
+
 def test_an_unknown_codec_is_refused_with_the_known_ones() -> None:
     with pytest.raises(SchemaError, match="arrow-ipc-lz4-narrow, arrow-ipc-lz4-delta, arrow-ipc-zstd"):
         chunks.decode(BARS, chunks.encode(BARS, _bars(3)), chunks.fingerprint(BARS), codec="parquet-zstd")

@@ -673,18 +673,19 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
             # meets none, or no patch), those in the span, and the merge when they decide it.
             near: dict[SeriesKey, tuple[pa.Table | None, pa.Table, ChunkMerge | None]] = {}
             met: dict[SeriesKey, tuple[chunk_bytes.Segment, ...] | None] = {}  # None: an unframed patch
+            olds: dict[SeriesKey, pa.Table | None] = {}
             for key, incoming in incoming_by_key.items():
                 row = stored.get(key)
                 if row is None or not row.patchable(spec):
                     continue
                 segments = chunk_bytes.patch_segments(row.patch)
-                old: pa.Table | None
                 if segments is None:  # one IPC file (written before segments): read whole
-                    old = row.patch_rows(spec)
-                    count = old.num_rows
+                    whole = row.patch_rows(spec)
+                    olds[key], count = whole, whole.num_rows
                 else:
                     count = sum(s.rows for s in segments)
                 if count + incoming.num_rows > chunks.PATCH_ROWS:
+                    olds.pop(key, None)
                     continue  # folded: the chunk is rewritten whole, its patch emptied
                 if segments is not None:
                     lo, hi = (chunks.pd_micros(v.as_py()) for v in _span(spec, incoming))
@@ -692,10 +693,12 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
                     if len(segments) - len(meets) + 1 > chunk_bytes.MAX_SEGMENTS:
                         meets = tuple(segments)  # rewritten as one segment
                     met[key] = meets
-                    old = chunks.decode_patch(spec, row.patch, row.fingerprint, codec=row.codec,
-                                              segments=meets) if meets else None
+                    olds[key] = None
                 else:
                     met[key] = None
+            olds |= _decoded_segments(spec, stored, {k: m for k, m in met.items() if m})
+            for key, old in olds.items():
+                incoming = incoming_by_key[key]
                 if old is None:  # no key of the patch in the span: the payload's rows decide
                     near[key] = (None, chunks.payload_schema(spec).empty_table(), None)
                     continue
@@ -798,6 +801,20 @@ class _Background:
         if self._error:
             raise self._error[0]
         return self._out[0]
+
+
+def _decoded_segments(spec: TableSpec, stored: dict[SeriesKey, ChunkRow],
+                      segments: dict[SeriesKey, tuple[chunk_bytes.Segment, ...]]) -> dict[SeriesKey, pa.Table]:
+    """The rows of the given segments of each chunk's patch, the chunks of one
+    fingerprint and codec decoded together (:func:`~regime_io._tiers.sealed_format.decode_patches`)."""
+    alike: dict[tuple[str, str], list[SeriesKey]] = {}
+    for key in segments:
+        alike.setdefault((stored[key].fingerprint, stored[key].codec), []).append(key)
+    out: dict[SeriesKey, pa.Table] = {}
+    for (fingerprint, codec), keys in alike.items():
+        tables = chunks.decode_patches(spec, [(stored[k].patch, segments[k]) for k in keys], fingerprint, codec=codec)
+        out.update(zip(keys, tables, strict=True))
+    return out
 
 
 def route_staged(cur: Any, settings: Settings, spec: TableSpec, stage: str, first: dt.datetime,
