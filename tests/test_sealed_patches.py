@@ -568,3 +568,44 @@ def test_patch_updates_past_the_parameter_limit_go_as_several_statements(
     got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59")
     assert_frame_equal(got.sort("symbol", "timestamp"), _upsert(data, restated).select(got.columns),
                        check_dtypes=False)
+
+
+def test_a_merge_finds_changed_values_as_arrow_compares_them() -> None:
+    """A merge tells a restated row from a row sent again by comparing its values in
+    numpy on their buffers (sealed_store._differs); it finds exactly the rows Arrow's
+    equality finds (nulls and NaNs equal to themselves): decimals of 18 digits and of 38
+    (negative ones: the high word), floats with NaN and -0.0, integers, times, sliced
+    arrays (an offset into the buffer) and columns with nulls (Arrow's path)."""
+    import decimal
+
+    import pyarrow as pa
+
+    rng = np.random.default_rng(11)
+    n = 500
+
+    def pair(values: list[Any], kind: pa.DataType) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+        other = list(values)
+        for i in rng.choice(n, 40, replace=False):
+            other[i] = values[(i + 1) % n]
+        return pa.chunked_array([pa.array(values, kind)]), pa.chunked_array([pa.array(other[:7], kind),
+                                                                              pa.array(other[7:], kind)])
+
+    big = [decimal.Decimal(int(v) * 2**64 + 7) for v in rng.integers(-3, 3, n)]  # equal low words
+    floats = [float(v) for v in rng.choice([1.5, -0.0, 0.0, np.nan, 2.25], n)]
+    cases = [
+        pair([decimal.Decimal(int(v)).scaleb(-2) for v in rng.integers(-10**17, 10**17, n)], pa.decimal128(18, 2)),
+        pair([decimal.Decimal(int(v)).scaleb(-2) for v in rng.integers(-3, 3, n)], pa.decimal128(10, 2)),
+        pair(big, pa.decimal128(38, 0)),
+        pair(floats, pa.float64()),
+        pair([int(v) for v in rng.integers(-3, 3, n)], pa.int16()),
+        pair([dt.datetime(2024, 1, 1) + dt.timedelta(seconds=int(v)) for v in rng.integers(0, 3, n)],
+             pa.timestamp("us")),
+        pair([None if v == 0 else int(v) for v in rng.integers(0, 3, n)], pa.int64()),
+        pair(["a" if v else "b" for v in rng.integers(0, 2, n)], pa.string()),
+    ]
+    for a, b in cases:
+        for x, y in ((a, b), (a.slice(3, 400), b.slice(3, 400))):
+            want = np.logical_not(sealed_store._same(x, y).to_numpy(zero_copy_only=False))
+            got = sealed_store._differs(x, y)
+            assert got.dtype == bool and np.array_equal(got, want), x.type
+            assert want.any() and not want.all()

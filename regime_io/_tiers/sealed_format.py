@@ -70,9 +70,9 @@ from .column_codec import (
 __all__ = [
     "CODEC", "PATCH_ROWS", "add_segment", "add_segments", "apply_patch", "as_type", "chunk_stats",
     "chunk_stats_many", "chunk_table_columns", "conform_payload", "decimal_to_float", "decode", "decode_patch",
-    "decode_patches", "encode", "encode_many", "fingerprint", "json_value", "key_positions", "last_row_json",
-    "last_rows_json", "payload_key", "period_from_number", "period_number", "period_of", "period_sql",
-    "window_bytes",
+    "decode_patches", "encode", "encode_many", "fingerprint", "int64_values", "json_value", "key_positions",
+    "last_row_json", "last_rows_json", "payload_key", "period_from_number", "period_number", "period_of",
+    "period_sql", "window_bytes",
 ]
 
 
@@ -364,8 +364,10 @@ def key_positions(spec: TableSpec, old: pa.Table, new: pa.Table) -> np.ndarray:
     """
     key = payload_key(spec)
     if spec.time_column is not None and key == [spec.time_column]:
-        stored = old.column(key[0]).cast(pa.int64()).to_numpy()
-        wanted = new.column(key[0]).cast(pa.int64()).to_numpy()
+        stored = int64_values(old.column(key[0]))
+        wanted = int64_values(new.column(key[0]))
+        if len(stored) == len(wanted) and np.array_equal(stored, wanted):
+            return np.arange(len(wanted))  # the same times (a day restated again): no search
         order = None
         if len(stored) > 1 and not bool(np.all(stored[1:] > stored[:-1])):  # rows moved in by a backfill
             order = np.argsort(stored, kind="stable")
@@ -380,6 +382,16 @@ def key_positions(spec: TableSpec, old: pa.Table, new: pa.Table) -> np.ndarray:
     assert isinstance(mine, pl.DataFrame) and isinstance(theirs, pl.DataFrame)
     joined = theirs.with_row_index("__n").join(mine.with_row_index("__o"), on=key, how="left", nulls_equal=True)
     return joined.sort("__n")["__o"].fill_null(-1).cast(pl.Int64).to_numpy()
+
+
+def int64_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A time or integer column without nulls as int64 values (timestamps read from their
+    buffer: a cast and ``to_numpy`` took ~40 us of a restated chunk's 1,440 rows)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    if pa.types.is_timestamp(column.type) and not column.null_count:
+        return unscaled(column)
+    return column.cast(pa.int64()).to_numpy()
 
 
 def _merge_by_time(rows: pa.Table, patch: pa.Table, time_col: str, at: np.ndarray, found: np.ndarray) -> pa.Table:

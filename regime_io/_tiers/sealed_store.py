@@ -572,6 +572,43 @@ def _same(a: pa.ChunkedArray, b: pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(pc.or_kleene(pc.equal(a, b), both_missing), True)
 
 
+def _differs(a: pa.ChunkedArray, b: pa.ChunkedArray) -> np.ndarray:
+    """Row by row: whether the values differ (not :func:`_same`). Fixed-width columns
+    without nulls are compared in numpy on their buffers (a restated chunk's five value
+    columns: ~220 us through Arrow's compute)."""
+    x, y = (c.chunk(0) if c.num_chunks == 1 else c.combine_chunks() for c in (a, b))
+    if x.type == y.type and not x.null_count and not y.null_count:
+        mine, theirs = _words(x), _words(y)
+        if mine is not None and theirs is not None:
+            if mine.ndim == 2:  # decimal128 past 18 digits: both 64-bit words
+                return np.not_equal(mine, theirs).any(axis=1)
+            differs = mine != theirs
+            if mine.dtype.kind == "f":  # NaN against NaN is the same value
+                differs &= ~(np.isnan(mine) & np.isnan(theirs))
+            return differs
+    return np.logical_not(_same(x, y).to_numpy(zero_copy_only=False))
+
+
+def _words(array: pa.Array) -> np.ndarray | None:
+    """The values of a fixed-width integer, time, float or decimal128 array as numpy (a
+    view of its buffer; decimals of more than 18 digits as rows of two int64 words), or
+    None."""
+    kind = array.type
+    count = array.offset + len(array)
+    if pa.types.is_decimal128(kind):
+        words = np.frombuffer(array.buffers()[1], dtype=np.int64, count=2 * count).reshape(-1, 2)[array.offset:]
+        # Up to 18 digits the high word only extends the low one's sign: the low words decide.
+        return words[:, 0] if kind.precision <= 18 else words
+    if pa.types.is_floating(kind) and kind.bit_width in (32, 64):
+        as_type = np.dtype(f"f{kind.bit_width // 8}")
+    elif pa.types.is_integer(kind) or any(is_(kind) for is_ in (pa.types.is_timestamp, pa.types.is_date,
+                                                                pa.types.is_time, pa.types.is_duration)):
+        as_type = np.dtype(f"i{kind.bit_width // 8}")
+    else:
+        return None
+    return np.frombuffer(array.buffers()[1], dtype=as_type, count=count)[array.offset:]
+
+
 def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_conflict: OnConflict,
           settings_table: str) -> ChunkMerge:
     """Upsert ``incoming`` into ``existing`` (one chunk's rows) by the natural key.
@@ -608,14 +645,15 @@ def merge(spec: TableSpec, existing: pa.Table | None, incoming: pa.Table, *, on_
     was = old if same_order else old.take(pa.array(at[hit]))
     changed = None
     for v in (c for c in schema.names if c not in key):
-        differs = pc.invert(_same(now.column(v), was.column(v)))
-        changed = differs if changed is None else pc.or_(changed, differs)
+        differs = _differs(now.column(v), was.column(v))
+        changed = differs if changed is None else np.logical_or(changed, differs, out=changed)
     if changed is None:  # key columns only: nothing to change
         after, before = empty, empty
-    elif pc.all(changed).as_py():
+    elif changed.all():
         after, before = now, was
     else:
-        after, before = now.filter(changed), was.filter(changed)
+        mask = pa.array(changed)
+        after, before = now.filter(mask), was.filter(mask)
     return ChunkMerge(old, at[hit], new, inserted, after.num_rows, added=added, before=before, after=after)
 
 
@@ -850,9 +888,19 @@ def _span(spec: TableSpec, incoming: pa.Table) -> tuple[pa.Scalar, pa.Scalar]:
 
 
 def _in_span(spec: TableSpec, rows: pa.Table, incoming: pa.Table) -> pa.Table:
-    """The rows of ``rows`` whose time lies in ``incoming``'s span (both ends included)."""
+    """The rows of ``rows`` whose time lies in ``incoming``'s span (both ends included).
+    ``rows`` in time order (a patch's, a payload's): a slice found by binary search (a
+    restated chunk: ~40 us against ~170 for Arrow's filter)."""
     if rows.num_rows == 0:
         return rows
+    name = spec.time_column or "timestamp"
+    times, theirs = rows.column(name), incoming.column(name)
+    if (pa.types.is_timestamp(times.type) and times.type == theirs.type and not times.null_count
+            and not theirs.null_count and len(theirs)):
+        values, wanted = chunks.int64_values(times), chunks.int64_values(theirs)
+        if bool(np.all(values[1:] >= values[:-1])):
+            start = int(np.searchsorted(values, wanted.min(), side="left"))
+            stop = int(np.searchsorted(values, wanted.max(), side="right"))
+            return rows.slice(start, stop - start)
     lo, hi = _span(spec, incoming)
-    ts = rows.column(spec.time_column or "timestamp")
-    return rows.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi)))
+    return rows.filter(pc.and_(pc.greater_equal(times, lo), pc.less_equal(times, hi)))
