@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
-from regime_io._tiers import chunk_bytes, sealed_format, sealed_store
+from regime_io._tiers import chunk_bytes, chunk_merge, sealed_format, sealed_store
 from regime_io._write.validate import validate
 from tests._reading_data import bars, options, regimes_1min
 from tests.test_sealing_properties import START, _answers, _same, _write
@@ -572,7 +572,7 @@ def test_patch_updates_past_the_parameter_limit_go_as_several_statements(
 
 def test_a_merge_finds_changed_values_as_arrow_compares_them() -> None:
     """A merge tells a restated row from a row sent again by comparing its values in
-    numpy on their buffers (sealed_store._differs); it finds exactly the rows Arrow's
+    numpy on their buffers (chunk_merge._differs); it finds exactly the rows Arrow's
     equality finds (nulls and NaNs equal to themselves): decimals of 18 digits and of 38
     (negative ones: the high word), floats with NaN and -0.0, integers, times, sliced
     arrays (an offset into the buffer) and columns with nulls (Arrow's path)."""
@@ -605,7 +605,7 @@ def test_a_merge_finds_changed_values_as_arrow_compares_them() -> None:
     ]
     for a, b in cases:
         for x, y in ((a, b), (a.slice(3, 400), b.slice(3, 400))):
-            want = np.logical_not(sealed_store._same(x, y).to_numpy(zero_copy_only=False))
-            got = sealed_store._differs(x, y)
+            want = np.logical_not(chunk_merge._same(x, y).to_numpy(zero_copy_only=False))
+            got = chunk_merge._differs(x, y)
             assert got.dtype == bool and np.array_equal(got, want), x.type
             assert want.any() and not want.all()

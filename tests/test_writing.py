@@ -236,7 +236,7 @@ def test_duplicate_keys_in_a_batch(pg: PostgreSQLIntegration, sql) -> None:
 
 @pytest.mark.parametrize("n", [4, 1_500])
 def test_time_major_batches_and_duplicates_small_and_large(pg: PostgreSQLIntegration, sql, n: int) -> None:
-    # Batches up to validation._SMALL_FRAME_ROWS (128) are sorted in Python; larger ones are put
+    # Batches up to key_order._SMALL_FRAME_ROWS (128) are sorted in Python; larger ones are put
     # in key order by symbol groups first. Both must find the same duplicates and store
     # the same rows (2 symbols, time-major: the symbols alternate row by row).
     frame = pl.concat([bars(n, symbol="NIFTY"), bars(n, symbol="BANKNIFTY", close=50.0)])
@@ -263,7 +263,7 @@ def test_key_order_routes_agree(monkeypatch: pytest.MonkeyPatch, seed: int, rows
     up to 100,000, polars' grouping above): each route, forced on the same frames, puts
     them in the same order and finds the same duplicates -- options' five-column key
     (text, date, decimal, text, time) with non-ASCII and mixed-case text included."""
-    from regime_io._write import validate as validation
+    from regime_io._write import key_order
 
     rng = np.random.default_rng(seed)
     pick = lambda values: [values[i] for i in rng.integers(0, len(values), rows)]  # noqa: E731
@@ -281,9 +281,9 @@ def test_key_order_routes_agree(monkeypatch: pytest.MonkeyPatch, seed: int, rows
     expected = unique.sort(key)
 
     def ordered(route: str, given: pl.DataFrame) -> pl.DataFrame | None:
-        monkeypatch.setattr(validation, "_SMALL_FRAME_ROWS", 10**9 if route == "python" else 1)
-        monkeypatch.setattr(validation, "_RANKED_FRAME_ROWS", 10**9 if route == "numpy" else 1)
-        found = validation._in_key_order(given, key)
+        monkeypatch.setattr(key_order, "_SMALL_FRAME_ROWS", 10**9 if route == "python" else 1)
+        monkeypatch.setattr(key_order, "_RANKED_FRAME_ROWS", 10**9 if route == "numpy" else 1)
+        found = key_order.in_key_order(given, key)
         if found is None:
             return None
         out, order = found
@@ -294,6 +294,11 @@ def test_key_order_routes_agree(monkeypatch: pytest.MonkeyPatch, seed: int, rows
         assert got is not None and got.equals(expected), route
         assert ordered(route, expected) is not None
         assert ordered(route, pl.concat([shuffled, shuffled.slice(rows // 7, 1)])) is None, route
+    # A key column with one value (a timeframe): the numpy route skips it when sorting.
+    one_type = frame.with_columns(pl.lit("CE").alias("option_type")).unique(subset=key, maintain_order=True)
+    for route in ("python", "numpy", "polars"):
+        got = ordered(route, one_type.sample(fraction=1.0, shuffle=True, seed=seed))
+        assert got is not None and got.equals(one_type.sort(key)), route
 
 
 def test_low_above_high_warns_by_default_and_fails_when_strict(pg: PostgreSQLIntegration, sql) -> None:

@@ -260,7 +260,7 @@ def _check_order(cur: Any, spec: TableSpec, target: str, staged: str, k: str, zo
 
 def superseded_rows(spec: TableSpec, before: pa.Table, added: pa.Table, key: tuple[Any, ...]) -> pa.Table:
     """What a merge into one chunk superseded, from the merge's own difference
-    (:class:`regime_io._tiers.sealed_store.ChunkMerge`), with every declared column (the
+    (:class:`regime_io._tiers.chunk_merge.ChunkMerge`), with every declared column (the
     chunk key ``key`` filled in) and ``absent``: the previous values of the rows it changed
     (``absent`` false), and the rows it added (``absent`` true: the key had no value before;
     a chunk row keeps no insertion time, so this is recorded)."""

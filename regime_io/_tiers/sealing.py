@@ -38,6 +38,7 @@ from ..config import parse_age
 from ..errors import RegimeIOError, UsageError, WriteError
 from ..tables import TABLES, TableSpec
 from ..types import DateLike
+from . import chunk_merge
 from . import row_groups as groups
 from . import sealed_format as chunks
 from . import sealed_guard as guard
@@ -317,7 +318,7 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[group
                 existing = store.fetch_for_update(cur, settings, spec, period, list(by_series))
                 tables: dict[groups.SeriesKey, pa.Table] = {}
                 for key, table in by_series.items():
-                    merged = store.merge(spec, existing.get(key), table, on_conflict="update",
+                    merged = chunk_merge.merge(spec, existing.get(key), table, on_conflict="update",
                                          settings_table=chunk_table(spec, settings)).rows
                     tables[key] = merged
                 after = store.write_chunks(cur, settings, spec, period, tables)

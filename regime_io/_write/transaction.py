@@ -22,9 +22,10 @@ from .._schema.timezones import check_time_kind, record_time_kind, time_kind
 from .._sql.names import qualified_table
 from .._sql.quote import quote_ident
 from .._tiers import catalog, changes
+from .._tiers.chunk_merge import MergeCounts
 from .._tiers.knowledge import versioned_merge
 from .._tiers.rows import merge_sql, merged_counts, stage_name
-from .._tiers.sealed_store import MergeCounts, route_batch, route_staged
+from .._tiers.sealed_store import route_batch, route_staged
 from ..errors import ServerUnavailableError, UsageError, ValidationError, WriteError
 from ..tables import TableSpec, table_spec
 from ..types import OnConflict, Tier

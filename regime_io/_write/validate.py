@@ -39,7 +39,6 @@ import datetime as dt
 import decimal
 import difflib
 import hashlib
-import itertools
 import json
 import numbers
 import re
@@ -58,6 +57,7 @@ from ..errors import Remedy, ValidationError
 from ..tables import GENERATED_COLUMNS, Column, TableSpec
 from ..types import ExtraColumns, OnDuplicate, SymbolCase, check_choice
 from .decimals import float_units
+from .key_order import Ordered, in_key_order
 from .soft import DataQualityWarning, check_rounding, check_soft, check_sub_microsecond
 
 __all__ = ["DataQualityWarning", "to_polars", "validate"]
@@ -288,10 +288,6 @@ def validate(
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-# A frame and the order that puts its rows in key order (None: they are in order).
-_Ordered = tuple[pl.DataFrame, "pa.Array | None"]
-
-
 def _arrow_column(frame: pl.DataFrame, col: Column) -> pa.Array | pa.ChunkedArray:
     values = frame.get_column(col.name).to_arrow(compat_level=_ARROW)
     return values if values.type == col.arrow_type else values.cast(col.arrow_type)  # a cast costs ~25 us
@@ -317,11 +313,16 @@ def _time_kind(df: pl.DataFrame, name: str | None) -> str | None:
     return "naive"
 
 
+# Up to this many rows a Python set of the symbols beats polars' unique (~0.1-0.3 ms a
+# polars call whatever the size; as key_order's Python route).
+_FEW_ROWS = 128
+
+
 def _normalise_symbols(s: pl.Series, case: SymbolCase) -> pl.Series:
     """Symbols spelled as every reader looks them up (``normalise_symbol``): ``" aapl"`` is
     ``AAPL``, never a second series. Mapped over the few distinct values (polars' unique
     costs ~8 ms on 1M values, rewriting every value ~100 ms); live saves' few rows in Python."""
-    distinct = (set(s.to_list()) if len(s) <= _SMALL_FRAME_ROWS else set(s.unique().to_list())) - {None}
+    distinct = (set(s.to_list()) if len(s) <= _FEW_ROWS else set(s.unique().to_list())) - {None}
     changed = {v: spelled for v in distinct if (spelled := normalise_symbol(v, case)) != v}
     if not changed:
         return s
@@ -752,130 +753,17 @@ def _check_non_negative(spec: TableSpec, frame: pl.DataFrame) -> None:
             raise _fail(spec, name, row, frame.get_column(name)[row], "must not be negative")
 
 
-def _increasing(key: list[str]) -> pl.Expr:
-    """True where a row's key is greater than the previous row's (lexicographic; null on row 0)."""
-    expr: pl.Expr | None = None
-    for name in reversed(key):
-        this, prev = pl.col(name), pl.col(name).shift(1)
-        expr = (this > prev) if expr is None else (this > prev) | ((this == prev) & expr)
-    assert expr is not None
-    return expr
-
-
-def _all(frame: pl.DataFrame, expr: pl.Expr) -> bool:
-    return bool(frame.select(expr.fill_null(True).all()).item())
-
-
-# Up to this many rows Python's sort of the key tuples is the cheapest route to key
-# order: ~5 us for a live save's 2 rows, where Arrow's sort and comparisons cost ~150 us
-# and every polars query ~0.1-0.3 ms whatever the size; Python stays ahead up to ~250 rows
-# of two key columns (0.22 vs 0.29 ms for Arrow), and key tuples of options are wider.
-_SMALL_FRAME_ROWS = 128
-
-# Rows checked for key order before the whole frame is (_in_key_order).
-_HEAD_ROWS = 1024
-
-# Up to this many rows numpy's ranks and lexsort find key order fastest: a restated day of
-# 10 symbols (14,400 rows, time-major) 1.7 -> 0.46 ms, 50,000 rows 2.9 -> 1.7 ms, even at
-# 200,000 (7.3 ms both); at 1M rows polars' grouping wins (46 against 57 ms).
-_RANKED_FRAME_ROWS = 100_000
-
-
-def _in_key_order(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
-    """``frame`` in natural-key order, or None when two rows share a key.
-
-    Returns the frame and, when it must still be put in order, the row order (Arrow
-    indices: the final Arrow table is taken in that order, no polars gather).
-
-    Rows sent in key order make the server's primary-key inserts sequential: COPY ran
-    13-24% faster on 1M bars (10-100 symbols) than with the same rows time-major. Ordering
-    doubles as the duplicate check and costs less than a hash-based one (about 50 ms
-    versus 100-150 ms on 1M bars): most inputs are already in order, or in order per
-    symbol, so splitting by the first key column and concatenating the groups in order
-    is enough; a full sort is the fallback.
-    """
-    if frame.height < 2:
-        return frame, None
-    if frame.height <= _SMALL_FRAME_ROWS:
-        # Key columns are NOT NULL (checked before) and hold text, datetimes, dates and
-        # decimals, which Python compares as polars does (str by code point, which is
-        # UTF-8's byte order) and finds equal where the server's unique index would.
-        rows = list(zip(*(frame.get_column(k).to_list() for k in key), strict=True))
-        order = sorted(range(len(rows)), key=rows.__getitem__)
-        if any(rows[a] == rows[b] for a, b in itertools.pairwise(order)):
-            return None
-        in_order = all(i == o for i, o in enumerate(order))
-        return frame, None if in_order else pa.array(order, pa.int64())
-    if frame.height <= _RANKED_FRAME_ROWS:
-        return _in_key_order_ranked(frame, key)
-    # Time-major input (every symbol at each minute) is out of key order by its second
-    # row: its first rows say so, where the check over all 1M rows took ~29 ms.
-    if _all(frame.head(_HEAD_ROWS), _increasing(key)) and _all(frame, _increasing(key)):
-        return frame, None
-    if len(key) > 1:
-        # Groups in ascending order too: then every insert lands at the right end of the
-        # index (PostgreSQL's fast path); groups in order of appearance cost 10% more.
-        groups = frame.partition_by(key[0], maintain_order=True, as_dict=True)
-        grouped = pl.concat([groups[k] for k in sorted(groups)])  # code point = polars' byte order
-        if _all(grouped, _increasing(key)):
-            return grouped, None
-    by_key = frame.sort(key)
-    return (by_key, None) if _all(by_key, _increasing(key)) else None
-
-
-def _in_key_order_ranked(frame: pl.DataFrame, key: list[str]) -> _Ordered | None:
-    """:func:`_in_key_order` by numpy: each key column as int64 codes in its sort order
-    (times and dates as their integers, text and decimals as their ranks), checked and
-    sorted with ``lexsort``."""
-    codes: list[np.ndarray] = []
-    for name in key:
-        s = frame.get_column(name)
-        if s.dtype.is_temporal():
-            codes.append(s.to_physical().to_numpy().astype(np.int64, copy=False))
-            continue
-        values = s.to_arrow()
-        if str(values.type) == "string_view":
-            values = values.cast(pa.large_string())
-        # Text by its dictionary's ranks (Arrow compares bytes: UTF-8 order, as polars and
-        # Python's code points); decimals ranked whole.
-        text = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
-        encoded = pc.dictionary_encode(values) if text else None
-        if encoded is not None:
-            rank = np.empty(len(encoded.dictionary), dtype=np.int64)
-            rank[pc.array_sort_indices(encoded.dictionary).to_numpy()] = np.arange(len(rank))
-            codes.append(rank[encoded.indices.to_numpy(zero_copy_only=False)])
-        else:
-            codes.append(pc.rank(values, tiebreaker="dense").to_numpy().astype(np.int64))
-    if _strictly_increasing(codes):
-        return frame, None
-    order = np.lexsort(codes[::-1])  # lexsort's last key is its first
-    if not _strictly_increasing([c[order] for c in codes]):
-        return None  # two rows share a key
-    return frame, pa.array(order, pa.int64())
-
-
-def _strictly_increasing(codes: list[np.ndarray]) -> bool:
-    """True when each row's key (``codes``, one array per key column) is greater than the previous row's."""
-    greater = np.zeros(len(codes[0]) - 1, dtype=bool)
-    equal = np.ones(len(codes[0]) - 1, dtype=bool)
-    for c in codes:
-        later, earlier = c[1:], c[:-1]
-        greater |= equal & (later > earlier)
-        equal &= later == earlier
-    return bool(greater.all())
-
-
-def _check_duplicates(spec: TableSpec, frame: pl.DataFrame, on_duplicate: OnDuplicate) -> _Ordered:
+def _check_duplicates(spec: TableSpec, frame: pl.DataFrame, on_duplicate: OnDuplicate) -> Ordered:
     """Refuse (or drop all but the last of) rows sharing a natural key; return the rows
-    and their key order (see :func:`_in_key_order`)."""
+    and their key order (see :func:`~regime_io._write.key_order.in_key_order`)."""
     key = list(spec.primary_key)
-    ordered = _in_key_order(frame, key)
+    ordered = in_key_order(frame, key)
     if ordered is not None:
         return ordered
     dup = frame.select(key).is_duplicated()
     if on_duplicate == "keep_last":
         unique = frame.unique(subset=key, keep="last", maintain_order=True)
-        ordered = _in_key_order(unique, key)
+        ordered = in_key_order(unique, key)
         assert ordered is not None  # no key left twice
         return ordered
     row = _first(dup)
