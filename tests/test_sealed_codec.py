@@ -211,6 +211,8 @@ def test_tables_encoded_together_are_the_bytes_each_gets_alone(codec: str) -> No
             chunks.last_row_json(spec, k, t) for k, t in zip(keys, tables, strict=True)]
         for payload, table in zip(alone, tables, strict=True):
             assert chunks.decode(spec, payload, chunks.fingerprint(spec), codec=codec).equals(table.combine_chunks())
+    assert chunks.encode_many(BARS, []) == chunks.add_segments(BARS, []) == chunks.chunk_stats_many(BARS, []) == []
+    assert chunks.last_rows_json(BARS, []) == column_codec.to_deltas_many([], narrow=True) == []
 
 
 def test_patches_decoded_together_give_each_chunk_its_own_rows() -> None:

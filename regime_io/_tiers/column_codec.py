@@ -120,6 +120,8 @@ def to_deltas_many(tables: Sequence[pa.Table], *, narrow: bool,
 
     A restatement encodes ten 1,440-row patches: one by one, ~20 numpy calls of a few
     microseconds each per table took 1.7-2.7 ms for the ten; at once, 1.4 ms."""
+    if not tables:
+        return []
     if len(tables) > 1 and not _joinable(tables, narrow):
         return [to_deltas_many([t], narrow=narrow, relative=relative)[0] for t in tables]
     schema = tables[0].schema

@@ -200,6 +200,8 @@ def encode(spec: TableSpec, table: pa.Table, *, codec: str = CODEC) -> bytes:
 def encode_many(spec: TableSpec, tables: Sequence[pa.Table], *, codec: str = CODEC) -> list[bytes]:
     """:func:`encode` of each of ``tables``, their columns' differences taken at once
     (:func:`~regime_io._tiers.column_codec.to_deltas_many`: a restatement's ten patches)."""
+    if not tables:
+        return []
     tables = [t.combine_chunks() for t in tables]
     compression = "zstd"
     # (By name, not by CODEC: tests write older codecs by setting CODEC.)
@@ -281,6 +283,8 @@ def add_segment(spec: TableSpec, patch: Any, rows: pa.Table, *, replacing: Seque
 def add_segments(spec: TableSpec, items: Sequence[tuple[Any, pa.Table, Sequence[Segment]]]) -> list[bytes]:
     """:func:`add_segment` of each ``(patch, rows, replacing)``, the rows encoded at once
     (:func:`encode_many`)."""
+    if not items:
+        return []
     tables = [rows for _, rows, _ in items]
     times = [t.column(spec.time_column or "timestamp").cast(pa.int64()) for t in tables]
     bounds = _int_bounds(times) or [(pc.min_max(t)["min"].as_py(), pc.min_max(t)["max"].as_py()) for t in times]
@@ -647,6 +651,8 @@ def last_row_json(spec: TableSpec, key: tuple[Any, ...], payload: pa.Table) -> s
 def last_rows_json(spec: TableSpec, chunks: Sequence[tuple[tuple[Any, ...], pa.Table]]) -> list[str]:
     """:func:`last_row_json` of each ``(key, payload)`` (non-empty payloads of one
     schema), their last rows converted to Python at once."""
+    if not chunks:
+        return []
     rows = [payload.slice(payload.num_rows - 1) for _, payload in chunks]
     lasts = (pa.concat_tables(rows).to_pylist() if all(r.schema == rows[0].schema for r in rows)
              else [r.to_pylist()[0] for r in rows])
@@ -677,6 +683,8 @@ def chunk_stats(spec: TableSpec, payload: pa.Table) -> dict[str, Any]:
 def chunk_stats_many(spec: TableSpec, payloads: Sequence[pa.Table]) -> list[dict[str, Any]]:
     """:func:`chunk_stats` of each of ``payloads`` (one schema), a column's bounds taken
     at once over them where it can be (:func:`_int_bounds`): a restatement's ten patches."""
+    if not payloads:
+        return []
     stats: list[dict[str, Any]] = [{"row_count": p.num_rows} for p in payloads]
     time_col = spec.time_column or "timestamp"
     for name in (time_col, *chunk_stat_columns(spec)):

@@ -55,8 +55,9 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 __all__ = [
-    "ChunkRow", "Patch", "existing_chunks", "fetch_chunk_rows", "fetch_for_update", "lock_periods", "patched",
-    "route_batch", "route_staged", "select_rows", "write_chunks", "write_patches",
+    "ChunkRow", "EncodedPatches", "Patch", "encode_patches", "existing_chunks", "fetch_chunk_rows",
+    "fetch_for_update", "lock_periods", "patched", "route_batch", "route_staged", "select_rows", "write_chunks",
+    "write_patches",
 ]
 
 
@@ -448,13 +449,18 @@ def _sort_values(spec: TableSpec, row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
-                  patches: dict[SeriesKey, Patch]) -> int:
-    """Store each chunk's new patch and bring its statistics along; the payload is not
-    rewritten (an UPDATE that leaves a TOASTed column alone keeps its value where it is).
-    One statement (per symbol under Citus, routed to its shard). Returns patch bytes."""
-    if not patches:
-        return 0
+@dataclass(frozen=True)
+class EncodedPatches:
+    """The chunk rows' new values a write's patches make (:func:`encode_patches`), in the
+    order every writer updates chunk rows in."""
+
+    keys: list[SeriesKey]
+    values: pa.Table  # one row per key: the patch, its statistics, its chunk's key and period
+    bytes: int
+
+
+def encode_patches(spec: TableSpec, period: dt.date, patches: dict[SeriesKey, Patch]) -> EncodedPatches:
+    """Each chunk's new patch encoded, with the statistics it brings along."""
     stats_cols = chunk_stat_columns(spec)
     params: dict[str, list[Any]] = {n: [] for n in ("patch", "inserted", "first_ts", "last_ts", "last_row",
                                                     *(f"{m}_{c}" for c in stats_cols for m in ("min", "max")),
@@ -484,6 +490,19 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
         params["period"].append(period)
         for c, v in zip(spec.chunk_by, key, strict=True):
             params[c].append(chunks.json_value(v))
+    types = {"patch": pa.binary(), "inserted": pa.int32(), "first_ts": pa.timestamp("us"),
+             "last_ts": pa.timestamp("us"), "period": pa.date32()}
+    table = pa.table({name: pa.array(values, types.get(name, pa.string())) for name, values in params.items()})
+    return EncodedPatches(ordered, table, sum(len(p) for p in params["patch"]))
+
+
+def write_patches(cur: Any, settings: Settings, spec: TableSpec, encoded: EncodedPatches) -> int:
+    """Store each chunk's new patch and bring its statistics along; the payload is not
+    rewritten (an UPDATE that leaves a TOASTed column alone keeps its value where it is).
+    One statement (per symbol under Citus, routed to its shard). Returns patch bytes."""
+    if not encoded.keys:
+        return 0
+    stats_cols = chunk_stat_columns(spec)
     sets = ["patch = v.patch", "row_count = t.row_count + v.inserted", "first_ts = LEAST(t.first_ts, v.first_ts)",
             "last_ts = GREATEST(t.last_ts, v.last_ts)", "last_row = coalesce(v.last_row, t.last_row)"]
     for c in stats_cols:
@@ -497,16 +516,14 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, period: dt.date
     # ``inserted`` is the row count's increment, ``period`` the period_start matched.
     table_types = {column: pg_type for column, pg_type, _ in chunks.chunk_table_columns(spec)}
     pg_types = {**table_types, "inserted": table_types["row_count"], "period": table_types["period_start"]}
-    types = {"patch": pa.binary(), "inserted": pa.int32(), "first_ts": pa.timestamp("us"),
-             "last_ts": pa.timestamp("us"), "period": pa.date32()}
-    table = pa.table({name: pa.array(values, types.get(name, pa.string())) for name, values in params.items()})
-    position = {key: i for i, key in enumerate(ordered)}
-    names = ", ".join(quote_ident(n) for n in params)
-    for one, mine in _by_shard(settings, spec, ordered):
-        rows = table.take(pa.array([position[k] for k in mine]))
+    table = encoded.values
+    position = {key: i for i, key in enumerate(encoded.keys)}
+    names = ", ".join(quote_ident(n) for n in table.column_names)
+    for one, mine in _by_shard(settings, spec, encoded.keys):
+        rows = table if len(mine) == len(encoded.keys) else table.take(pa.array([position[k] for k in mine]))
         run_values(cur, f"UPDATE {chunk_table(spec, settings)} t SET {', '.join(sets)} FROM ({{values}}) AS v({names}) "
-                        f"WHERE {one}{' AND '.join(where)}", rows, [pg_types[n] for n in params])
-    return sum(len(p) for p in params["patch"])
+                        f"WHERE {one}{' AND '.join(where)}", rows, [pg_types[n] for n in table.column_names])
+    return encoded.bytes
 
 
 def _stage_pg_type(spec: TableSpec, name: str) -> str:
@@ -656,10 +673,11 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         # The change-log entry is encoded on a thread while the chunks and patches are
         # written (the driver lets go of the GIL while the server works): zstd of a restated
         # day's 14,400 rows is ~3 ms beside the patches' UPDATE of ~4-6.
+        encoded = encode_patches(spec, period, patches)
         logged = _Background(live.sealed_changes_entry, fresh) if fresh else None
         payloads: dict[SeriesKey, tuple[int, bytes]] = {}
         write_chunks(cur, settings, spec, period, results, keep=payloads)
-        write_patches(cur, settings, spec, period, patches)
+        write_patches(cur, settings, spec, encoded)
         knowledge.record_sealed(cur, settings, spec, superseded, known_at)
         live.record_sealed_changes(cur, settings, spec, None if logged is None else logged.result())
         live.record_new_chunks(cur, settings, spec, [(key, *payloads[key]) for key in payloads
