@@ -143,11 +143,11 @@ def to_deltas_many(tables: Sequence[pa.Table], *, narrow: bool,
             continue
         if pa.types.is_integer(kind):  # (narrow, signed: _storable)
             values = column.to_numpy()
-            for part, (a, b), (bits, as_type) in zip(out, spans, _narrowest_each(values, starts, sizes), strict=True):
+            widths = _narrowest_each(values, starts, sizes)
+            for part, (bits, _), stored in zip(out, widths, _parts(fld.name, values, spans, widths), strict=True):
                 if bits < kind.bit_width:
                     part.deltas[fld.name] = f"n{bits}|int|{kind.bit_width}||{int(fld.nullable)}"
-                    part.fields[i] = pa.field(fld.name, pa.from_numpy_dtype(as_type), nullable=False)
-                    part.arrays[i] = _int_array(values[a:b].astype(as_type))
+                    part.fields[i], part.arrays[i] = stored
             continue
         values = unscaled(column)
         # One subtraction over the column, then each batch's first value put back as is
@@ -164,12 +164,12 @@ def to_deltas_many(tables: Sequence[pa.Table], *, narrow: bool,
         # The type before the differences, so a chunk decodes without its declaration.
         was = (f"timestamp|{kind.unit}|{kind.tz or ''}" if pa.types.is_timestamp(kind)
                else f"decimal|{kind.precision}|{kind.scale}")
-        for part, (a, b), (bits, as_type) in zip(out, spans, widths, strict=True):
+        for part, (a, b), (bits, _), stored in zip(out, spans, widths, _parts(fld.name, diff, spans, widths),
+                                                  strict=True):
             if narrow:
                 part.firsts[fld.name] = values[a:b:BATCH_ROWS].tolist()
             part.deltas[fld.name] = f"d{bits}|{was}|{int(fld.nullable)}"
-            part.fields[i] = pa.field(fld.name, pa.from_numpy_dtype(as_type), nullable=False)
-            part.arrays[i] = _int_array(diff[a:b].astype(as_type, copy=False))
+            part.fields[i], part.arrays[i] = stored
             if pa.types.is_decimal(kind):
                 part.bits[fld.name] = bits
         if pa.types.is_decimal(kind):
@@ -178,6 +178,22 @@ def to_deltas_many(tables: Sequence[pa.Table], *, narrow: bool,
         _relative(schema.names, out, decimals, starts, sizes)
     return [(pa.Table.from_arrays(part.arrays, schema=pa.schema(part.fields)), part.deltas, part.firsts)
             for part in out]
+
+
+def _parts(name: str, values: np.ndarray, spans: list[tuple[int, int]],
+           widths: list[tuple[int, type[np.signedinteger[Any]]]]) -> list[tuple[pa.Field, pa.Array]]:
+    """Each table's rows of ``values`` (``spans``) in its width, as a stored column: one
+    array cut in slices when the tables' widths agree (ten patches' columns: one cast
+    each, not ten) and each is one batch (the IPC writer pads a slice of a slice to 8
+    bytes: the same rows, other bytes)."""
+    if len({as_type for _, as_type in widths}) == 1 and all(b - a <= BATCH_ROWS for a, b in spans):
+        as_type = widths[0][1]
+        whole = _int_array(values.astype(as_type, copy=False))
+        stored = pa.field(name, pa.from_numpy_dtype(as_type), nullable=False)
+        return [(stored, whole.slice(a, b - a)) for a, b in spans]
+    return [(pa.field(name, pa.from_numpy_dtype(as_type), nullable=False),
+             _int_array(values[a:b].astype(as_type, copy=False))) for (a, b), (_, as_type) in zip(spans, widths,
+                                                                                                  strict=True)]
 
 
 def _joinable(tables: Sequence[pa.Table], narrow: bool) -> bool:
@@ -221,26 +237,26 @@ def _relative(names: list[str], out: list[_Encoded], decimals: dict[str, np.ndar
     for same_scale in by_scale.values():
         if len(same_scale) < 2:
             continue
-        widths: dict[tuple[str, str], list[tuple[int, type[np.signedinteger[Any]]]]] = {}
-        rels: dict[tuple[str, str], np.ndarray] = {}
+        # Per (column, base): its widths and stored arrays in every table, worked out once
+        # for the tables of that base.
+        relative: dict[tuple[str, str], tuple[list[tuple[int, Any]], list[tuple[pa.Field, pa.Array]]]] = {}
         for j, part in enumerate(out):
             base = min(reversed(same_scale), key=part.bits.__getitem__)
             for name in same_scale:
                 if name == base:
                     continue
-                if (name, base) not in rels:  # once over every table, for the tables of this base
-                    rels[name, base] = decimals[name] - decimals[base]
-                    widths[name, base] = _narrowest_each(rels[name, base], starts, sizes)
-                bits, as_type = widths[name, base][j]
+                if (name, base) not in relative:
+                    rel = decimals[name] - decimals[base]
+                    widths = _narrowest_each(rel, starts, sizes)
+                    relative[name, base] = widths, _parts(name, rel, spans, widths)
+                widths, stored = relative[name, base]
+                bits = widths[j][0]
                 if bits > part.bits[name]:
                     continue
                 _, kind, precision, scale, nullable = part.deltas[name].split("|")
                 part.deltas[name] = f"r{bits}|{kind}|{precision}|{scale}|{nullable}|{base}"
                 part.firsts.pop(name, None)  # (absolute per row: no batch restarts from a first value)
-                i = names.index(name)
-                a, b = spans[j]
-                part.fields[i] = pa.field(name, pa.from_numpy_dtype(as_type), nullable=False)
-                part.arrays[i] = _int_array(rels[name, base][a:b].astype(as_type, copy=False))
+                part.fields[names.index(name)], part.arrays[names.index(name)] = stored[j]
 
 
 OVERLAID_KEY = b"regime_io.overlaid"  # set by from_deltas when it wrote the patch in
