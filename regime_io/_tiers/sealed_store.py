@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.copy import copy_into
-from .._conn.pipeline import SMALL_BATCH_ROWS, fetch_table, run, run_values
+from .._conn.pipeline import fetch_table, run, run_values
 from .._sql.names import chunk_table, qualified_table
 from .._sql.query import Query
 from .._sql.quote import literal, quote_ident
@@ -553,23 +553,11 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         return batch, counts
     periods = periods_of(spec, batch)
     lock_periods(cur, settings, spec, periods, exclusive=sealed_tier)
-    prefetched: dict[SeriesKey, ChunkRow] | None = None
-    if len(periods) == 1 and not sealed_tier and batch.num_rows > SMALL_BATCH_ROWS:
-        # One month, more than a live save's rows (a restated day): its chunk rows are read
-        # for update at once, saying which chunks exist -- one round trip, not two (a
-        # restated day 0.96 of the time, 100 alternated rounds). A live save's few rows keep
-        # the cheaper question first: most go to the row tier.
-        groups, number = chunk_groups(spec, batch)
-        prefetched = fetch_chunk_rows(cur, settings, spec, periods[0], [series for series, _ in groups],
-                                      payloads=False)
-        found = {(series, periods[0]) for series in prefetched}
-    else:
-        symbols = [s for s in pc.unique(batch.column("symbol")).to_pylist() if s is not None]  # 1M rows: 7 ms, not 83
-        found = existing_chunks(cur, settings, spec, symbols, periods)
+    symbols = [s for s in pc.unique(batch.column("symbol")).to_pylist() if s is not None]  # 1M rows: 7 ms, not 83
+    found = existing_chunks(cur, settings, spec, symbols, periods)
     if not found and not sealed_tier:
         return batch, counts
-    if prefetched is None:
-        groups, number = chunk_groups(spec, batch)
+    groups, number = chunk_groups(spec, batch)
     sealed = {g: part for g, part in groups.items() if sealed_tier or g in found}
     if len(sealed) == len(groups):  # a backfill, or a restatement of sealed months only
         rest = batch.schema.empty_table()
@@ -584,8 +572,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
     for period in sorted(by_period):
         incoming_by_key = by_period[period]
         keys = list(incoming_by_key)
-        stored = (dict(prefetched) if prefetched is not None else
-                  fetch_chunk_rows(cur, settings, spec, period, keys, payloads=sealed_tier))
+        stored = fetch_chunk_rows(cur, settings, spec, period, keys, payloads=sealed_tier)
         patches: dict[SeriesKey, Patch] = {}
         diffs: dict[SeriesKey, ChunkMerge] = {}
         if not sealed_tier:
