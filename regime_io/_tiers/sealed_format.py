@@ -395,7 +395,7 @@ def int64_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     if pa.types.is_timestamp(column.type) and not column.null_count:
         return unscaled(column)
-    return column.cast(pa.int64()).to_numpy()
+    return column.cast(pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def _merge_by_time(rows: pa.Table, patch: pa.Table, time_col: str, at: np.ndarray, found: np.ndarray) -> pa.Table:
