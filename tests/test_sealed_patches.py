@@ -8,10 +8,12 @@ the patch into a new payload. Compared with the same writes into the row tier.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
@@ -576,10 +578,6 @@ def test_a_merge_finds_changed_values_as_arrow_compares_them() -> None:
     equality finds (nulls and NaNs equal to themselves): decimals of 18 digits and of 38
     (negative ones: the high word), floats with NaN and -0.0, integers, times, sliced
     arrays (an offset into the buffer) and columns with nulls (Arrow's path)."""
-    import decimal
-
-    import pyarrow as pa
-
     rng = np.random.default_rng(11)
     n = 500
 

@@ -236,7 +236,7 @@ def test_duplicate_keys_in_a_batch(pg: PostgreSQLIntegration, sql) -> None:
 
 @pytest.mark.parametrize("n", [4, 1_500])
 def test_time_major_batches_and_duplicates_small_and_large(pg: PostgreSQLIntegration, sql, n: int) -> None:
-    # Batches up to key_order._SMALL_FRAME_ROWS (128) are sorted in Python; larger ones are put
+    # Batches up to key_order.SMALL_FRAME_ROWS (128) are sorted in Python; larger ones are put
     # in key order by symbol groups first. Both must find the same duplicates and store
     # the same rows (2 symbols, time-major: the symbols alternate row by row).
     frame = pl.concat([bars(n, symbol="NIFTY"), bars(n, symbol="BANKNIFTY", close=50.0)])
@@ -281,7 +281,7 @@ def test_key_order_routes_agree(monkeypatch: pytest.MonkeyPatch, seed: int, rows
     expected = unique.sort(key)
 
     def ordered(route: str, given: pl.DataFrame) -> pl.DataFrame | None:
-        monkeypatch.setattr(key_order, "_SMALL_FRAME_ROWS", 10**9 if route == "python" else 1)
+        monkeypatch.setattr(key_order, "SMALL_FRAME_ROWS", 10**9 if route == "python" else 1)
         monkeypatch.setattr(key_order, "_RANKED_FRAME_ROWS", 10**9 if route == "numpy" else 1)
         found = key_order.in_key_order(given, key)
         if found is None:

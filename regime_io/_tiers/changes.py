@@ -156,9 +156,15 @@ def record_sealed_changes(cur: Any, settings: Settings, spec: TableSpec, entry: 
     if entry is None:
         return
     count, payload = entry
-    cur.execute(f"INSERT INTO {sealed_changes_table(settings)} (table_key, row_count, payload) "
-                "VALUES ($1, $2, $3)", parameters=(spec.key, count, payload))
+    _insert_entry(cur, settings, spec, count, payload)
     log.debug("%s: %d sealed-tier changes recorded for the live tail", spec.key, count)
+
+
+def _insert_entry(cur: Any, settings: Settings, spec: TableSpec, rows: int, payload: bytes) -> None:
+    """One change-log entry (rows, new chunks or a deleted range), in the write's
+    transaction; stamped with its transaction id by the column default."""
+    cur.execute(f"INSERT INTO {sealed_changes_table(settings)} (table_key, row_count, payload) "
+                "VALUES ($1, $2, $3)", parameters=(spec.key, rows, payload))
 
 
 # Schema metadata marking a change-log entry that records a deleted range, or whole new
@@ -175,8 +181,7 @@ def record_new_chunks(cur: Any, settings: Settings, spec: TableSpec,
     if not written:
         return
     rows = sum(n for _, n, _ in written)
-    cur.execute(f"INSERT INTO {sealed_changes_table(settings)} (table_key, row_count, payload) "
-                "VALUES ($1, $2, $3)", parameters=(spec.key, rows, encode_new_chunks(spec, written)))
+    _insert_entry(cur, settings, spec, rows, encode_new_chunks(spec, written))
     log.debug("%s: %d rows of %d new sealed chunks recorded for the live tail", spec.key, rows, len(written))
 
 
@@ -224,8 +229,7 @@ def record_deleted_range(cur: Any, settings: Settings, spec: TableSpec, symbols:
                       "start": pa.array([span.start] * n, pa.timestamp("us")),
                       "end": pa.array([span.end] * n, pa.timestamp("us"))}, schema=DELETED_SCHEMA)
     table = table.replace_schema_metadata({_KIND: _DELETED})
-    cur.execute(f"INSERT INTO {sealed_changes_table(settings)} (table_key, row_count, payload) "
-                "VALUES ($1, $2, $3)", parameters=(spec.key, rows, encode(table)))
+    _insert_entry(cur, settings, spec, rows, encode(table))
 
 
 def is_deleted_range(table: pa.Table) -> bool:

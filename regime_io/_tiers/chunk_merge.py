@@ -17,6 +17,7 @@ from ..errors import Remedy, WriteError
 from ..tables import TableSpec
 from ..types import OnConflict
 from . import sealed_format as chunks
+from .column_codec import unscaled
 from .row_groups import SeriesKey
 
 __all__ = ["ChunkMerge", "MergeCounts", "merge"]
@@ -95,9 +96,9 @@ def _words(array: pa.Array) -> np.ndarray | None:
     kind = array.type
     count = array.offset + len(array)
     if pa.types.is_decimal128(kind):
-        words = np.frombuffer(array.buffers()[1], dtype=np.int64, count=2 * count).reshape(-1, 2)[array.offset:]
-        # Up to 18 digits the high word only extends the low one's sign: the low words decide.
-        return words[:, 0] if kind.precision <= 18 else words
+        if kind.precision <= 18:  # the high word only extends the low one's sign
+            return unscaled(array)
+        return np.frombuffer(array.buffers()[1], dtype=np.int64, count=2 * count).reshape(-1, 2)[array.offset:]
     if pa.types.is_floating(kind) and kind.bit_width in (32, 64):
         as_type = np.dtype(f"f{kind.bit_width // 8}")
     elif pa.types.is_integer(kind) or any(is_(kind) for is_ in (pa.types.is_timestamp, pa.types.is_date,

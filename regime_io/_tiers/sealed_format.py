@@ -415,8 +415,8 @@ def _merge_by_time(rows: pa.Table, patch: pa.Table, time_col: str, at: np.ndarra
         return pa.Table.from_arrays([pc.replace_with_mask(rows.column(i).combine_chunks(), where,
                                                           patch.column(i).combine_chunks())
                                      for i in range(rows.num_columns)], schema=rows.schema)
-    base = rows.column(time_col).cast(pa.int64()).to_numpy()
-    new = patch.column(time_col).cast(pa.int64()).to_numpy()
+    base = int64_values(rows.column(time_col))
+    new = int64_values(patch.column(time_col))
     keep = np.ones(len(base), dtype=bool)
     keep[at[found]] = False
     kept = np.flatnonzero(keep)

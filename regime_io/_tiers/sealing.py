@@ -319,7 +319,7 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[group
                 tables: dict[groups.SeriesKey, pa.Table] = {}
                 for key, table in by_series.items():
                     merged = chunk_merge.merge(spec, existing.get(key), table, on_conflict="update",
-                                         settings_table=chunk_table(spec, settings)).rows
+                                               settings_table=chunk_table(spec, settings)).rows
                     tables[key] = merged
                 after = store.write_chunks(cur, settings, spec, period, tables)
                 # DELETE, never TRUNCATE: TRUNCATE is not MVCC-safe, and COPY (query) TO takes

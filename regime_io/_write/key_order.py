@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Ordered", "in_key_order"]
+__all__ = ["SMALL_FRAME_ROWS", "Ordered", "in_key_order"]
 
 # A frame and the order that puts its rows in key order (None: they are in order).
 Ordered = tuple[pl.DataFrame, "pa.Array | None"]
@@ -46,7 +46,7 @@ def _all(frame: pl.DataFrame, expr: pl.Expr) -> bool:
 # order: ~5 us for a live save's 2 rows, where Arrow's sort and comparisons cost ~150 us
 # and every polars query ~0.1-0.3 ms whatever the size; Python stays ahead up to ~250 rows
 # of two key columns (0.22 vs 0.29 ms for Arrow), and key tuples of options are wider.
-_SMALL_FRAME_ROWS = 128
+SMALL_FRAME_ROWS = 128
 
 # Rows checked for key order before the whole frame is (in_key_order).
 _HEAD_ROWS = 1024
@@ -72,7 +72,7 @@ def in_key_order(frame: pl.DataFrame, key: list[str]) -> Ordered | None:
     """
     if frame.height < 2:
         return frame, None
-    if frame.height <= _SMALL_FRAME_ROWS:
+    if frame.height <= SMALL_FRAME_ROWS:
         # Key columns are NOT NULL (checked before) and hold text, datetimes, dates and
         # decimals, which Python compares as polars does (str by code point, which is
         # UTF-8's byte order) and finds equal where the server's unique index would.

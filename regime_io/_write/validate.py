@@ -57,7 +57,7 @@ from ..errors import Remedy, ValidationError
 from ..tables import GENERATED_COLUMNS, Column, TableSpec
 from ..types import ExtraColumns, OnDuplicate, SymbolCase, check_choice
 from .decimals import float_units
-from .key_order import Ordered, in_key_order
+from .key_order import SMALL_FRAME_ROWS, Ordered, in_key_order
 from .soft import DataQualityWarning, check_rounding, check_soft, check_sub_microsecond
 
 __all__ = ["DataQualityWarning", "to_polars", "validate"]
@@ -313,16 +313,11 @@ def _time_kind(df: pl.DataFrame, name: str | None) -> str | None:
     return "naive"
 
 
-# Up to this many rows a Python set of the symbols beats polars' unique (~0.1-0.3 ms a
-# polars call whatever the size; as key_order's Python route).
-_FEW_ROWS = 128
-
-
 def _normalise_symbols(s: pl.Series, case: SymbolCase) -> pl.Series:
     """Symbols spelled as every reader looks them up (``normalise_symbol``): ``" aapl"`` is
     ``AAPL``, never a second series. Mapped over the few distinct values (polars' unique
     costs ~8 ms on 1M values, rewriting every value ~100 ms); live saves' few rows in Python."""
-    distinct = (set(s.to_list()) if len(s) <= _FEW_ROWS else set(s.unique().to_list())) - {None}
+    distinct = (set(s.to_list()) if len(s) <= SMALL_FRAME_ROWS else set(s.unique().to_list())) - {None}
     changed = {v: spelled for v in distinct if (spelled := normalise_symbol(v, case)) != v}
     if not changed:
         return s
