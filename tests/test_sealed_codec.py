@@ -12,7 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 import polars as pl
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -294,12 +296,86 @@ def test_the_narrow_codec_stores_differences_and_integers_in_their_narrowest_typ
     assert chunks.decode(BARS, payload, chunks.fingerprint(BARS), codec=chunks.NARROW_CODEC).equals(
         table.combine_chunks())
     wide = _bars(chunks.BATCH_ROWS + 100, jump=40)
-    stored = ipc.open_file(pa.py_buffer(chunks.encode(BARS, wide))).schema
+    stored = ipc.open_file(pa.py_buffer(chunks.encode(BARS, wide, codec=chunks.NARROW_CODEC))).schema
     assert stored.field("timestamp").type == pa.int64()
     big = table.set_column(5, pa.field("volume", pa.int64()), pa.array([2**40] * table.num_rows, pa.int64()))
     payload = chunks.encode(BARS, chunks.conform_payload(BARS, big))
     assert ipc.open_file(pa.py_buffer(payload)).schema.field("volume").type == pa.int64()
     assert chunks.decode(BARS, payload, chunks.fingerprint(BARS)).column("volume").to_pylist()[:2] == [2**40] * 2
+
+
+def _stored(payload: bytes) -> tuple[pa.Schema, dict[str, str]]:
+    import pyarrow.ipc as ipc
+
+    schema = ipc.open_file(pa.py_buffer(payload)).schema
+    kinds = dict(item.split("=", 1) for item in schema.metadata[b"regime_io.delta"].decode().split(","))
+    return schema, kinds
+
+
+def _times(table: pa.Table, times: list[dt.datetime]) -> pa.Table:
+    return chunks.conform_payload(BARS, table.set_column(0, "timestamp", pa.array(times, pa.timestamp("us"))))
+
+
+@pytest.mark.parametrize("window", [None, (dt.datetime(2024, 1, 8, 9, 0), dt.datetime(2024, 1, 8, 11, 0))])
+def test_the_offsets_codec_steps_times_offsets_prices_and_compresses_only_what_shrinks(window: Any) -> None:
+    """Minutes stored as 1s in one byte (their step, 60,000,000 us, named in the kind);
+    a close as offsets from its batch's first value where no wider than its differences;
+    the payload LZ4-compressed only when that saves a quarter; every value back, whole
+    and in a window, as decimals and as floats."""
+    fp = chunks.fingerprint(BARS)
+    rows = chunks.BATCH_ROWS * 2 + 17
+    rng = np.random.default_rng(23)
+    cents = 100_000 + np.cumsum(rng.integers(-150, 151, rows))  # a random walk: its LZ4 gain is ~0
+
+    def decimals(values: Any) -> pa.Array:
+        return pa.array([Decimal(int(v)).scaleb(-2) for v in values], pa.decimal128(10, 2))
+
+    table = _bars(rows)
+    for c, shift in (("open", rng.integers(-20, 21, rows)), ("high", rng.integers(0, 40, rows)),
+                     ("low", -rng.integers(0, 40, rows)), ("close", 0)):
+        table = table.set_column(table.schema.get_field_index(c), c, decimals(cents + shift))
+    table = chunks.conform_payload(BARS, table.set_column(5, "volume", pa.array(rng.integers(0, 10**6, rows))))
+
+    def check(t: pa.Table) -> bytes:
+        payload = chunks.encode(BARS, t)
+        want = t if window is None else t.filter(pc.and_(pc.greater_equal(t["timestamp"], window[0]),
+                                                        pc.less_equal(t["timestamp"], window[1])))
+        assert chunks.decode(BARS, payload, fp, window=window).equals(want.combine_chunks())
+        # As floats: what the previous codec's float read gives (its division, tested above).
+        older = chunks.encode(BARS, t, codec=chunks.RELATIVE_CODEC)
+        assert chunks.decode(BARS, payload, fp, window=window, floats=True).equals(
+            chunks.decode(BARS, older, fp, codec=chunks.RELATIVE_CODEC, window=window, floats=True))
+        return payload
+
+    payload = check(table)
+    schema, kinds = _stored(payload)
+    assert schema.field("timestamp").type == pa.int8() and kinds["timestamp"].endswith("|60000000")
+    assert kinds["timestamp"][0] == "s"
+    # A random walk of up to 1.50 a bar: its offsets within a batch fit int16, as its differences do.
+    assert kinds["close"][0] == "a" and schema.field("close").type == pa.int16()
+    # Differences that do not compress: stored plain (the payload no smaller than its columns).
+    assert len(payload) >= sum(schema.field(n).type.bit_width // 8 for n in schema.names) * rows
+    # A row 30 s after the first among minutes: the step is the second difference, 30 s.
+    times = [dt.datetime(2024, 1, 2, 9, 15) + dt.timedelta(minutes=i) for i in range(rows)]
+    times[1] = times[0] + dt.timedelta(seconds=30)
+    _, kinds = _stored(check(_times(table, times)))
+    assert kinds["timestamp"].endswith("|30000000")
+    times[2] = times[1] + dt.timedelta(microseconds=7)  # no common step: plain differences
+    _, kinds = _stored(check(_times(table, times)))
+    assert kinds["timestamp"][0] == "d"
+    # A trend: the close's differences (1 cent, int8) narrower than its offsets (int16): kept as differences.
+    trend = [Decimal(10000 + i) / 100 for i in range(rows)]
+    trending = chunks.conform_payload(BARS, table.set_column(4, "close", pa.array(trend, pa.decimal128(10, 2))))
+    _, kinds = _stored(check(trending))
+    assert kinds["close"][0] == "d"
+    # Repeated prices shrink by more than a quarter: compressed.
+    flat = [Decimal("100.25")] * rows
+    repeated = table
+    for c in ("open", "high", "low", "close"):
+        repeated = repeated.set_column(repeated.schema.get_field_index(c), c, pa.array(flat, pa.decimal128(10, 2)))
+    repeated = chunks.conform_payload(BARS, repeated.set_column(5, "volume", pa.array([7] * rows, pa.int64())))
+    schema, _ = _stored(check(repeated))
+    assert len(chunks.encode(BARS, repeated)) < sum(schema.field(n).type.bit_width // 8 for n in schema.names) * rows / 4
 
 
 def test_unscaled_integers_become_the_same_decimals() -> None:
@@ -422,7 +498,7 @@ def test_the_relative_codec_stores_open_high_and_low_against_the_close() -> None
     import pyarrow.ipc as ipc
 
     table = _ohlc(chunks.BATCH_ROWS * 2 + 11)
-    payload = chunks.encode(BARS, table)
+    payload = chunks.encode(BARS, table, codec=chunks.RELATIVE_CODEC)
     meta = dict(item.split("=", 1) for item in
                 ipc.open_file(pa.py_buffer(payload)).schema.metadata[b"regime_io.delta"].decode().split(","))
     assert {name: how.split("|")[0][0] for name, how in meta.items()} == {
@@ -433,7 +509,7 @@ def test_the_relative_codec_stores_open_high_and_low_against_the_close() -> None
     times = table.column("timestamp")
     for window in (None, (times[9000].as_py(), times[9100].as_py()), (times[0].as_py(), times[0].as_py())):
         for floats in (False, True):
-            got = chunks.decode(BARS, payload, fp, window=window, floats=floats)
+            got = chunks.decode(BARS, payload, fp, codec=chunks.RELATIVE_CODEC, window=window, floats=floats)
             assert got.equals(chunks.decode(BARS, narrow, fp, codec=chunks.NARROW_CODEC, window=window,
                                             floats=floats))
             if window is None and not floats:
