@@ -11,8 +11,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-import polars as pl
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -248,26 +248,29 @@ def test_an_unknown_codec_is_refused_with_the_known_ones() -> None:
 def test_chunks_of_every_codec_read_together(pg: PostgreSQLIntegration, sql: Any,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """A schema sealed by earlier versions (zstd chunks, then LZ4 differences with the
-    batches' first values in place) and then by this one: reads, restatements into the
-    old chunks and unsealing see one table."""
+    batches' first values in place, narrowed, relative to the close) and then by this
+    one: reads, restatements into the old chunks and unsealing see one table."""
     data = bars(["NIFTY", "BANKNIFTY"], ["1m"], dt.datetime(2024, 1, 2, 9, 15), 6000, step=dt.timedelta(minutes=30))
     pg.save_market_data(data)
     want = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True)
     for codec, cutoff in ((chunks.ZSTD_CODEC, dt.date(2024, 2, 1)), (chunks.DELTA_CODEC, dt.date(2024, 3, 1)),
-                          (chunks.NARROW_CODEC, dt.date(2024, 4, 1))):
+                          (chunks.NARROW_CODEC, dt.date(2024, 4, 1)), (chunks.RELATIVE_CODEC, dt.date(2024, 5, 1))):
         with monkeypatch.context() as old:
-            old.setattr(chunks, "CODEC", codec)
-            old.setitem(chunks.encode.__kwdefaults__, "codec", codec)
+            old.setattr(chunks, "CODEC", codec)  # (encode reads it when called)
             pg.seal(cutoff)
     pg.seal(dt.date(2024, 6, 1))
     table = pg.db.table("market_data")[:-1] + '_chunks"'
     codecs = dict(sql(f"SELECT to_char(period_start, 'YYYY-MM'), min(codec) FROM {table} GROUP BY 1"))
     assert codecs == {"2024-01": chunks.ZSTD_CODEC, "2024-02": chunks.DELTA_CODEC, "2024-03": chunks.NARROW_CODEC,
-                      "2024-04": chunks.CODEC, "2024-05": chunks.CODEC}
+                      "2024-04": chunks.RELATIVE_CODEC, "2024-05": chunks.CODEC}
+    # Each chunk's payload is written in the codec its row names (the IPC metadata differs).
+    kinds = dict(sql(f"SELECT to_char(period_start, 'YYYY-MM'), min(encode(substring(payload from 1 for 4096), "
+                     f"'escape')) FROM {table} GROUP BY 1"))
+    assert "regime_io.delta" not in kinds["2024-01"] and "=s" in kinds["2024-05"] and "=s" not in kinds["2024-04"]
     assert_frame_equal(pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31", exact=True), want)
     assert_frame_equal(pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-12-31"),
                        want.with_columns(pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close")))
-    for day_of in (dt.date(2024, 1, 3), dt.date(2024, 2, 7), dt.date(2024, 3, 6)):
+    for day_of in (dt.date(2024, 1, 3), dt.date(2024, 2, 7), dt.date(2024, 3, 6), dt.date(2024, 4, 3)):
         day = want.filter(pl.col("timestamp").dt.date() == day_of).with_columns(pl.col("volume") + 1)
         assert pg.save_market_data(day.drop("id", strict=False)).updated == day.height
         after = pg.get_market_data(["NIFTY", "BANKNIFTY"], day_of, day_of, exact=True)
@@ -375,7 +378,8 @@ def test_the_offsets_codec_steps_times_offsets_prices_and_compresses_only_what_s
         repeated = repeated.set_column(repeated.schema.get_field_index(c), c, pa.array(flat, pa.decimal128(10, 2)))
     repeated = chunks.conform_payload(BARS, repeated.set_column(5, "volume", pa.array([7] * rows, pa.int64())))
     schema, _ = _stored(check(repeated))
-    assert len(chunks.encode(BARS, repeated)) < sum(schema.field(n).type.bit_width // 8 for n in schema.names) * rows / 4
+    raw = sum(schema.field(n).type.bit_width // 8 for n in schema.names) * rows
+    assert len(chunks.encode(BARS, repeated)) < raw / 4
 
 
 def test_unscaled_integers_become_the_same_decimals() -> None:

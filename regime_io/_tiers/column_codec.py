@@ -224,21 +224,15 @@ def _stepped_parts(name: str, diff: np.ndarray, spans: list[tuple[int, int]], wi
         return widths, kinds, stored
     scaled = diff.copy()
     for (a, b), step in zip(spans, steps, strict=True):
-        if step > 1:
-            scaled[a:b] //= step
-    new_widths = _narrowest_each(scaled, np.array([a for a, _ in spans], dtype=np.int64),
-                                 np.array([b - a for a, b in spans], dtype=np.int64))
+        scaled[a:b] //= step
+    starts = np.array([a for a, _ in spans], dtype=np.int64)
+    new_widths = _narrowest_each(scaled, starts, np.array([b for _, b in spans], dtype=np.int64) - starts)
     new_stored = _parts(name, scaled, spans, new_widths)
-    out_widths, out_kinds, out_stored = [], [], []
-    for j, step in enumerate(steps):
-        if step == 1:
-            out_widths.append(widths[j]), out_kinds.append(kinds[j]), out_stored.append(stored[j])
-            continue
-        bits = new_widths[j][0]
-        out_widths.append(new_widths[j])
-        out_kinds.append(f"s{bits}|{kinds[j].split('|', 1)[1]}|{step}")
-        out_stored.append(new_stored[j])
-    return out_widths, out_kinds, out_stored
+    stepped = [step > 1 for step in steps]
+    return ([new_widths[j] if s else widths[j] for j, s in enumerate(stepped)],
+            [f"s{new_widths[j][0]}|{kinds[j].split('|', 1)[1]}|{steps[j]}" if s else kinds[j]
+             for j, s in enumerate(stepped)],
+            [new_stored[j] if s else stored[j] for j, s in enumerate(stepped)])
 
 
 def _offsets(i: int, values: np.ndarray, heads: np.ndarray, out: list[_Encoded], spans: list[tuple[int, int]],
