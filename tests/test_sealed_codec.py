@@ -363,6 +363,10 @@ def test_the_offsets_codec_steps_times_offsets_prices_and_compresses_only_what_s
     times[1] = times[0] + dt.timedelta(seconds=30)
     _, kinds = _stored(check(_times(table, times)))
     assert kinds["timestamp"].endswith("|30000000")
+    # Days whose second difference (3 days, a weekend) is a multiple of the step (1 day).
+    days = [dt.datetime(2024, 1, 5) + dt.timedelta(days=i + 2 * (i > 0)) for i in range(rows)]
+    _, kinds = _stored(check(_times(table, days)))
+    assert kinds["timestamp"][0] == "s" and kinds["timestamp"].endswith(f"|{86_400 * 10**6}")
     times[2] = times[1] + dt.timedelta(microseconds=7)  # no common step: plain differences
     _, kinds = _stored(check(_times(table, times)))
     assert kinds["timestamp"][0] == "d"

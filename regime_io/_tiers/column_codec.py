@@ -198,21 +198,26 @@ _Stored = list[tuple[pa.Field, pa.Array]]
 
 def _step(diff: np.ndarray) -> int:
     """The step every one of ``diff`` (a sorted time column's differences in one table,
-    each batch's first stored as 0) is a multiple of -- its second difference, else its
-    smallest positive one -- or 1 when they have none: one-minute bars' 60,000,000 us
-    differences are then stored as 1s in one byte each, where they took 4 (LZ4 squeezed
-    the int32 ones to almost nothing, but decompressing every column cost 3.4 ms of the
-    ~40 ms decode of 1M bars, and the prices it also ran over do not compress)."""
+    each batch's first stored as 0) is a multiple of, or 1 when they have none: one-minute
+    bars' 60,000,000 us differences are then stored as 1s in one byte each, where they
+    took 4 (LZ4 squeezed the int32 ones to almost nothing, but decompressing every column
+    cost 3.4 ms of the ~40 ms decode of 1M bars, and the prices it also ran over do not
+    compress). Tried: the second difference, then (daily bars starting on a Friday: 3
+    days, then 1) the smallest positive one."""
     if len(diff) < 2:
         return 1
-    step = int(diff[1])
-    if step <= 0:
-        positive = diff[diff > 0]
-        step = int(positive.min()) if len(positive) else 1
-    if step <= 1:
-        return 1
-    others = diff[diff != step]  # (the division only where needed: 4.5 -> 1.4 ms over 1M minutes)
-    return 1 if np.any(others % step) else step
+    tried = 0
+    for step in (int(diff[1]), None):
+        if step is None:
+            positive = diff[diff > 0]
+            step = int(positive.min()) if len(positive) else 1
+        if step <= 1 or step == tried:
+            continue
+        tried = step
+        others = diff[diff != step]  # (the division only where needed: 4.5 -> 1.4 ms over 1M minutes)
+        if not np.any(others % step):
+            return step
+    return 1
 
 
 def _stepped_parts(name: str, diff: np.ndarray, spans: list[tuple[int, int]], widths: _Widths, kinds: list[str],
