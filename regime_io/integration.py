@@ -489,8 +489,8 @@ class PostgreSQLIntegration(RangeReaders[F], Analytics[F], Edits[F]):
         """Move old history into the sealed tier: whole calendar months.
 
         Every month that ended before the cutoff moves, per table and series, from the
-        row table into ``<table>_chunks`` (one LZ4 Arrow IPC chunk per series and month,
-        ~13 bytes per one-minute bar instead of ~185). Readers return the same frames
+        row table into ``<table>_chunks`` (one compact Arrow IPC chunk per series and
+        month, ~14 bytes per one-minute bar instead of ~185). Readers return the same frames
         either way; writes into sealed months merge into their chunks. Each month moves
         in its own transactions (whole series at a time, at most ~1M rows each): a row is
         always in exactly one tier, even if the server dies mid-way, and sealing again
