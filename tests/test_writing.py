@@ -282,21 +282,24 @@ def test_key_order_routes_agree(monkeypatch: pytest.MonkeyPatch, seed: int, rows
 
     def ordered(route: str, given: pl.DataFrame) -> pl.DataFrame | None:
         monkeypatch.setattr(key_order, "SMALL_FRAME_ROWS", 10**9 if route == "python" else 1)
-        monkeypatch.setattr(key_order, "_RANKED_FRAME_ROWS", 10**9 if route == "numpy" else 1)
-        found = key_order.in_key_order(given, key)
+        monkeypatch.setattr(key_order, "RANKED_FRAME_ROWS", 10**9 if route.startswith("numpy") else 1)
+        # "numpy codes": the text columns' ranks from TextCodes taken once (as validate does).
+        texts = ({c: key_order.TextCodes.of(given.get_column(c)) for c in ("symbol", "option_type")}
+                 if route == "numpy codes" else None)
+        found = key_order.in_key_order(given, key, texts=texts)
         if found is None:
             return None
         out, order = found
         return out if order is None else pl.from_arrow(out.to_arrow().take(order))  # type: ignore[return-value]
 
-    for route in ("python", "numpy", "polars"):
+    for route in ("python", "numpy", "numpy codes", "polars"):
         got = ordered(route, shuffled)
         assert got is not None and got.equals(expected), route
         assert ordered(route, expected) is not None
         assert ordered(route, pl.concat([shuffled, shuffled.slice(rows // 7, 1)])) is None, route
     # A key column with one value (a timeframe): the numpy route skips it when sorting.
     one_type = frame.with_columns(pl.lit("CE").alias("option_type")).unique(subset=key, maintain_order=True)
-    for route in ("python", "numpy", "polars"):
+    for route in ("python", "numpy", "numpy codes", "polars"):
         got = ordered(route, one_type.sample(fraction=1.0, shuffle=True, seed=seed))
         assert got is not None and got.equals(one_type.sort(key)), route
 
@@ -642,3 +645,22 @@ def test_a_single_connection_pool_writes_and_reads(pg: PostgreSQLIntegration) ->
         assert single.get_latest("bars", "NIFTY")["timestamp"].to_list() == [T0 + dt.timedelta(minutes=6)]
     finally:
         single.close()
+
+
+def test_spellings_of_one_key_in_a_ranked_batch_are_one_key(pg: PostgreSQLIntegration) -> None:
+    """A batch of 129 to 100,000 rows reads each text key column once (key_order.TextCodes):
+    symbols and timeframes respelled to their stored form rank as that form, so rows that
+    differ only by spelling are one key (refused as duplicates, or the last kept) and the
+    rest go in key order."""
+    n = 150
+    frame = pl.concat([bars(n, symbol=s).with_columns(pl.lit(tf).alias("timeframe"))
+                       for s, tf in (("nifty", "1min"), ("BANKNIFTY", "1m"))])
+    assert pg.save_market_data(frame.sample(fraction=1.0, shuffle=True, seed=3)).inserted == 2 * n
+    got = pg.get_market_data(["NIFTY", "BANKNIFTY"], T0, T0 + dt.timedelta(days=1), timeframe="1m")
+    assert got.height == 2 * n and sorted(set(got["symbol"])) == ["BANKNIFTY", "NIFTY"]
+    clash = pl.concat([bars(n, symbol="NIFTY").with_columns(pl.lit("1m").alias("timeframe")),
+                       bars(1, symbol=" nifty").with_columns(pl.lit("1T").alias("timeframe"))])
+    with pytest.raises(ValidationError, match="duplicate natural key"):
+        pg.save_market_data(clash)
+    kept = pg.save_market_data(clash.with_columns(pl.col("close") + 1), on_duplicate="keep_last")
+    assert kept.rows == n and kept.updated == n

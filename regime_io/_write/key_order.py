@@ -16,13 +16,15 @@ Example:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["SMALL_FRAME_ROWS", "Ordered", "in_key_order"]
+__all__ = ["RANKED_FRAME_ROWS", "SMALL_FRAME_ROWS", "Ordered", "TextCodes", "in_key_order"]
 
 # A frame and the order that puts its rows in key order (None: they are in order).
 Ordered = tuple[pl.DataFrame, "pa.Array | None"]
@@ -54,10 +56,48 @@ _HEAD_ROWS = 1024
 # Up to this many rows numpy's ranks and sorts find key order fastest (measured with lexsort): a restated day of
 # 10 symbols (14,400 rows, time-major) 1.7 -> 0.46 ms, 50,000 rows 2.9 -> 1.7 ms, even at
 # 200,000 (7.3 ms both); at 1M rows polars' grouping wins (46 against 57 ms).
-_RANKED_FRAME_ROWS = 100_000
+RANKED_FRAME_ROWS = 100_000
 
 
-def in_key_order(frame: pl.DataFrame, key: list[str]) -> Ordered | None:
+@dataclass(frozen=True)
+class TextCodes:
+    """A text column as its distinct values (``dictionary``) and each row's index into them
+    (Arrow's dictionary encoding; NULL rows -1), taken once per column by
+    :func:`~regime_io._write.validate.validate` for frames ranked here: its symbol
+    spellings, text checks and canonical values and this key order all read it, where each
+    went over every value (polars' unique twice, to_arrow twice, Arrow's encoding once:
+    ~1.3 ms of a restated day's 14,400 rows, ~0.55 ms shared). After a rename two
+    dictionary values may be equal."""
+
+    dictionary: pa.Array
+    indices: np.ndarray
+
+    @classmethod
+    def of(cls, series: pl.Series) -> TextCodes:
+        values = series.to_arrow(compat_level=pl.CompatLevel.oldest())
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            values = values.cast(pa.large_string())
+        encoded = pc.dictionary_encode(values)
+        indices = encoded.indices.fill_null(-1) if encoded.indices.null_count else encoded.indices
+        return cls(encoded.dictionary, indices.to_numpy())
+
+    def renamed(self, mapping: Mapping[str, str | None]) -> TextCodes:
+        """The same rows with their values renamed (``mapping``: old -> new; others kept)."""
+        names = [mapping.get(v, v) for v in self.dictionary.to_pylist()]
+        return TextCodes(pa.array(names, self.dictionary.type), self.indices)
+
+    def ranks(self) -> np.ndarray:
+        """Each row's value as its dense rank among the distinct values (UTF-8 byte order,
+        as Python's code points and polars compare; equal renamed values share a rank)."""
+        names = np.array(self.dictionary.to_pylist(), dtype=object)
+        _, rank = np.unique(names, return_inverse=True)
+        return np.asarray(rank, dtype=np.int64).reshape(-1)[self.indices]
+
+
+def in_key_order(frame: pl.DataFrame, key: list[str], *,
+                 texts: Mapping[str, TextCodes] | None = None) -> Ordered | None:
     """``frame`` in natural-key order, or None when two rows share a key.
 
     Returns the frame and, when it must still be put in order, the row order (Arrow
@@ -68,7 +108,8 @@ def in_key_order(frame: pl.DataFrame, key: list[str]) -> Ordered | None:
     doubles as the duplicate check and costs less than a hash-based one (about 50 ms
     versus 100-150 ms on 1M bars): most inputs are already in order, or in order per
     symbol, so splitting by the first key column and concatenating the groups in order
-    is enough; a full sort is the fallback.
+    is enough; a full sort is the fallback. ``texts``: key columns' :class:`TextCodes`,
+    taken of these very rows (read on the ranked route).
     """
     if frame.height < 2:
         return frame, None
@@ -82,8 +123,8 @@ def in_key_order(frame: pl.DataFrame, key: list[str]) -> Ordered | None:
             return None
         in_order = all(i == o for i, o in enumerate(order))
         return frame, None if in_order else pa.array(order, pa.int64())
-    if frame.height <= _RANKED_FRAME_ROWS:
-        return _in_key_order_ranked(frame, key)
+    if frame.height <= RANKED_FRAME_ROWS:
+        return _in_key_order_ranked(frame, key, texts or {})
     # Time-major input (every symbol at each minute) is out of key order by its second
     # row: its first rows say so, where the check over all 1M rows took ~29 ms.
     if _all(frame.head(_HEAD_ROWS), _increasing(key)) and _all(frame, _increasing(key)):
@@ -99,12 +140,15 @@ def in_key_order(frame: pl.DataFrame, key: list[str]) -> Ordered | None:
     return (by_key, None) if _all(by_key, _increasing(key)) else None
 
 
-def _in_key_order_ranked(frame: pl.DataFrame, key: list[str]) -> Ordered | None:
+def _in_key_order_ranked(frame: pl.DataFrame, key: list[str], texts: Mapping[str, TextCodes]) -> Ordered | None:
     """:func:`in_key_order` by numpy: each key column as int64 codes in its sort order
     (times and dates as their integers, text and decimals as their ranks), checked and
     sorted (:func:`_key_order`)."""
     codes: list[np.ndarray] = []
     for name in key:
+        if name in texts:
+            codes.append(texts[name].ranks())
+            continue
         s = frame.get_column(name)
         if s.dtype.is_temporal():
             # datetime64 as it is, viewed (to_physical took ~50 us of a restated day's 14,400)

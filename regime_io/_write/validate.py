@@ -57,7 +57,7 @@ from ..errors import Remedy, ValidationError
 from ..tables import GENERATED_COLUMNS, Column, TableSpec
 from ..types import ExtraColumns, OnDuplicate, SymbolCase, check_choice
 from .decimals import float_units
-from .key_order import SMALL_FRAME_ROWS, Ordered, in_key_order
+from .key_order import RANKED_FRAME_ROWS, SMALL_FRAME_ROWS, Ordered, TextCodes, in_key_order
 from .soft import DataQualityWarning, check_rounding, check_soft, check_sub_microsecond
 
 __all__ = ["DataQualityWarning", "to_polars", "validate"]
@@ -236,6 +236,8 @@ def validate(
     out: dict[str, pl.Series] = {}
     lossy: list[tuple[str, str, int, Any]] = []
     units: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # float prices as stored (check_soft)
+    # Key and vocabulary text columns' TextCodes (frames key_order ranks): taken once.
+    texts: dict[str, TextCodes] | None = {} if SMALL_FRAME_ROWS < n <= RANKED_FRAME_ROWS else None
     present = set(df.columns)  # (df.columns builds a list per call)
     for col in spec.columns:
         if col.name in present:
@@ -247,7 +249,10 @@ def validate(
         else:  # unreachable: _check_columns reported it
             raise AssertionError(col.name)
         if col.name == "symbol" and series.dtype in (pl.String, pl.Categorical, pl.Enum):
-            series = _normalise_symbols(series.cast(pl.String), symbol_case)
+            series = series.cast(pl.String)
+            if texts is not None:
+                texts["symbol"] = TextCodes.of(series)
+            series = _normalise_symbols(series, symbol_case, texts)
         if col.kind == "decimal" and series.dtype == pl.Float64:
             # Converted and judged by one float_units pass (it was run twice: ~0.1 s of a
             # 1M-bar write with four price columns).
@@ -255,7 +260,7 @@ def validate(
             check_rounding(spec, col, series, lossy, snapped=snapped)
             units[col.name] = (snapped[0], series.is_not_null().to_numpy() if series.null_count() else None)
             continue
-        out[col.name] = _convert(spec, col, series, storage_timezone, date_format)
+        out[col.name] = _convert(spec, col, series, storage_timezone, date_format, texts)
         if col.kind == "decimal":
             check_rounding(spec, col, series, lossy)
         elif col.kind == "timestamp":
@@ -272,7 +277,7 @@ def validate(
             raise _fail(spec, col.name, row, None, "NULL in a NOT NULL column")
     _check_non_negative(spec, frame)
     check_soft(spec, frame, strict=strict, lossy=lossy, units=units)
-    frame, order = _check_duplicates(spec, frame, on_duplicate)
+    frame, order = _check_duplicates(spec, frame, on_duplicate, texts)
     schema = spec.arrow_schema()
     kind = _time_kind(df, spec.time_column)
     if kind is not None:  # for the time zone rule (regime_io._schema.timezones), read by the writer
@@ -313,14 +318,19 @@ def _time_kind(df: pl.DataFrame, name: str | None) -> str | None:
     return "naive"
 
 
-def _normalise_symbols(s: pl.Series, case: SymbolCase) -> pl.Series:
+def _normalise_symbols(s: pl.Series, case: SymbolCase, texts: dict[str, TextCodes] | None) -> pl.Series:
     """Symbols spelled as every reader looks them up (``normalise_symbol``): ``" aapl"`` is
     ``AAPL``, never a second series. Mapped over the few distinct values (polars' unique
-    costs ~8 ms on 1M values, rewriting every value ~100 ms); live saves' few rows in Python."""
-    distinct = (set(s.to_list()) if len(s) <= SMALL_FRAME_ROWS else set(s.unique().to_list())) - {None}
+    costs ~8 ms on 1M values, rewriting every value ~100 ms); live saves' few rows in Python;
+    ``texts["symbol"]`` (when given) names them and is renamed alike."""
+    codes = texts.get("symbol") if texts is not None else None
+    distinct = (set(codes.dictionary.to_pylist()) if codes is not None else set(s.to_list())
+                if len(s) <= SMALL_FRAME_ROWS else set(s.unique().to_list())) - {None}
     changed = {v: spelled for v in distinct if (spelled := normalise_symbol(v, case)) != v}
     if not changed:
         return s
+    if texts is not None and codes is not None:
+        texts["symbol"] = codes.renamed(changed)
     return s.replace(list(changed), list(changed.values())).alias(s.name)
 
 
@@ -345,11 +355,12 @@ def _check_columns(spec: TableSpec, df: pl.DataFrame, extra_columns: ExtraColumn
         )
 
 
-def _convert(spec: TableSpec, col: Column, s: pl.Series, tz: str, date_format: str | None) -> pl.Series:
+def _convert(spec: TableSpec, col: Column, s: pl.Series, tz: str, date_format: str | None,
+             texts: dict[str, TextCodes] | None = None) -> pl.Series:
     if s.dtype == pl.Null:
         return pl.Series(col.name, [None] * len(s), dtype=_polars_type(col))
     if col.kind == "text":
-        return _to_text(spec, col, s)
+        return _to_text(spec, col, s, texts)
     if col.kind == "decimal":
         return _to_decimal(spec, col, s)
     if col.kind == "bigint":
@@ -373,14 +384,21 @@ def _wrong_type(spec: TableSpec, col: Column, s: pl.Series, expected: str) -> Va
     return _fail(spec, col.name, row, s[row] if len(s) else None, f"expected {expected}, got {s.dtype} values")
 
 
-def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
+def _to_text(spec: TableSpec, col: Column, s: pl.Series, texts: dict[str, TextCodes] | None = None) -> pl.Series:
+    """``s`` as checked text (``texts``: a key or vocabulary column's TextCodes are read,
+    taken first when missing, and renamed with the values)."""
     if s.dtype in (pl.Categorical, pl.Enum):
         s = s.cast(pl.String)
     if s.dtype != pl.String:
         raise _wrong_type(spec, col, s, "text")
+    codes = None
+    if texts is not None and (col.name in spec.primary_key or col.aliases is not None or col.vocabulary is not None):
+        codes = texts.get(col.name) or TextCodes.of(s)
+        texts[col.name] = codes
     # Every check in one pass (each polars call costs ~0.1 ms whatever the size, which
     # is most of a rolling save's few rows); the offending row is looked up only on failure.
-    has_nul, has_empty, longest = _text_stats(s)
+    # With codes, over the distinct values alone.
+    has_nul, has_empty, longest = _text_stats(s if codes is None else codes.dictionary)
     if has_nul:
         nul = s.str.contains("\x00", literal=True).fill_null(False)
         row = _first(nul)
@@ -394,7 +412,8 @@ def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
         raise _fail(spec, col.name, row, s[row], "is empty; key columns need at least one character")
     if col.aliases is not None or col.vocabulary is not None:
         # The same Column.canonical() the readers filter with, over the few distinct values.
-        spellings = [v for v in s.unique().to_list() if v is not None]
+        distinct = s.unique().to_list() if codes is None else codes.dictionary.to_pylist()
+        spellings = [v for v in distinct if v is not None]
         mapping = {v: col.canonical(v) for v in spellings}
         if None in mapping.values():
             bad = s.is_in([v for v, c in mapping.items() if c is None]).fill_null(False)
@@ -404,7 +423,10 @@ def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
         if any(k != v for k, v in mapping.items()):
             s = s.replace_strict(list(mapping), list(mapping.values()), default=None,
                                  return_dtype=pl.String).alias(col.name)
-            longest = _text_stats(s)[2]  # a value changed; otherwise the first pass's answer stands
+            if texts is not None and codes is not None:
+                codes = texts[col.name] = codes.renamed(mapping)
+            # A value changed; otherwise the first pass's answer stands.
+            longest = _text_stats(s if codes is None else codes.dictionary)[2]
     assert col.length is not None
     if (longest or 0) <= col.length:
         return s  # no value has more bytes, so none has more characters: skip counting them
@@ -416,13 +438,14 @@ def _to_text(spec: TableSpec, col: Column, s: pl.Series) -> pl.Series:
     return s
 
 
-def _text_stats(s: pl.Series) -> tuple[bool, bool, int]:
-    """(any NUL byte, any empty string, most bytes in a value) of a text column.
+def _text_stats(s: pl.Series | pa.Array) -> tuple[bool, bool, int]:
+    """(any NUL byte, any empty string, most bytes in a value) of a text column (or of its
+    distinct values, a TextCodes dictionary).
 
     Arrow's kernels: ~30 us for a live save's few rows where a polars select costs
     ~290 us, and 19 ms vs 22 ms on 1M values.
     """
-    values = s.to_arrow(compat_level=_ARROW)
+    values = s.to_arrow(compat_level=_ARROW) if isinstance(s, pl.Series) else s
     # One aggregate (min_max) and a popcount: each pc.any()/pc.max() call costs ~15-20 us.
     shortest, longest = pc.min_max(pc.binary_length(values)).values()
     return _has_nul(values), shortest.as_py() == 0, int(longest.as_py() or 0)
@@ -748,11 +771,13 @@ def _check_non_negative(spec: TableSpec, frame: pl.DataFrame) -> None:
             raise _fail(spec, name, row, frame.get_column(name)[row], "must not be negative")
 
 
-def _check_duplicates(spec: TableSpec, frame: pl.DataFrame, on_duplicate: OnDuplicate) -> Ordered:
+def _check_duplicates(spec: TableSpec, frame: pl.DataFrame, on_duplicate: OnDuplicate,
+                      texts: dict[str, TextCodes] | None = None) -> Ordered:
     """Refuse (or drop all but the last of) rows sharing a natural key; return the rows
-    and their key order (see :func:`~regime_io._write.key_order.in_key_order`)."""
+    and their key order (see :func:`~regime_io._write.key_order.in_key_order`; ``texts``:
+    the key's TextCodes of these rows)."""
     key = list(spec.primary_key)
-    ordered = in_key_order(frame, key)
+    ordered = in_key_order(frame, key, texts=texts)
     if ordered is not None:
         return ordered
     dup = frame.select(key).is_duplicated()
