@@ -180,6 +180,19 @@ def test_optimization_results_from_dicts_are_idempotent(pg: PostgreSQLIntegratio
     assert count(sql, pg, "optimization_results") == 3
 
 
+def test_computed_run_ids_key_a_ranked_batch(pg: PostgreSQLIntegration, sql) -> None:
+    """A batch of more than 128 results (key order by numpy ranks) whose run ids are
+    partly given and partly computed (filled after the text checks): the key is read as
+    filled, so the batch is stored whole and saving it again changes nothing."""
+    results = [{"symbol": "NIFTY", "algorithm": "genetic", "parameters": {"i": i}, "fitness_value": i / 7,
+                "start_date": dt.datetime(2024, 1, 1), "end_date": dt.datetime(2024, 3, 31), "timeframe": "5m",
+                "run_id": f"given-{i:03d}" if i % 2 else None} for i in range(200)]
+    assert pg.save_optimization_result(results).inserted == 200
+    again = pg.save_optimization_result(results)
+    assert (again.inserted, again.unchanged) == (0, 200)
+    assert count(sql, pg, "optimization_results") == 200
+
+
 def test_validation_error_leaves_the_table_unchanged(pg: PostgreSQLIntegration, sql) -> None:
     pg.save_market_data(bars(3))
     before = stored(sql, pg, "market_data")

@@ -556,7 +556,8 @@ def _float_group(base: list[pa.Array], base_firsts: list[int] | None, users: lis
         size = len(diffs)
         lo, hi = max(rows.start, pos), min(rows.stop, pos + size)
         if lo < hi:
-            if offsets and base_firsts is not None:
+            if offsets:
+                assert base_firsts is not None  # (kind a comes with each batch's first value)
                 np.add(diffs.to_numpy(), np.int64(base_firsts[b]), out=summed[:size])
             else:
                 _sum_batch(summed[:size], diffs.to_numpy(), None if base_firsts is None else base_firsts[b])
@@ -616,10 +617,12 @@ def running_sums(column: list[pa.Array], firsts: list[int] | None = None, *, how
     differences in units of the step named last; ``a``: offsets from the first value."""
     values = np.empty(sum(len(c) for c in column), dtype=np.int64)
     unit = int(how.rsplit("|", 1)[1]) if how[0] == "s" else 1
+    # (Kinds s and a come with each batch's first value: only the narrow codecs write them.)
+    assert firsts is not None or how[0] not in "as", how
     pos = 0
     for b, chunk in enumerate(column):
         part, first = values[pos:pos + len(chunk)], None if firsts is None else firsts[b]
-        if how[0] == "a" and first is not None:
+        if how[0] == "a":
             np.add(chunk.to_numpy(), np.int64(first), out=part)
         else:
             _sum_batch(part, chunk.to_numpy(), first, unit)

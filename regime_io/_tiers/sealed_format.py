@@ -131,7 +131,8 @@ def chunk_table_columns(spec: TableSpec) -> list[tuple[str, str, bool]]:
 # was the time column's (int32 differences of one minute): now stored in units of their
 # common step, 1 byte a row (kind ``s``). Decimals are stored as offsets from their
 # batch's first value where no wider than their differences (kind ``a``): one add per
-# batch instead of a running sum. The same 1M bars: 12.7 bytes/bar instead of 11.7.
+# batch instead of a running sum. The benchmark's 1M bars: payloads of 12.9 bytes/bar
+# instead of 11.7, every bar decoded 0.85 of the time.
 OFFSETS_CODEC = "arrow-ipc-offsets"
 CODEC = OFFSETS_CODEC
 RELATIVE_CODEC = "arrow-ipc-lz4-rel"

@@ -392,7 +392,9 @@ def _to_text(spec: TableSpec, col: Column, s: pl.Series, texts: dict[str, TextCo
     if s.dtype != pl.String:
         raise _wrong_type(spec, col, s, "text")
     codes = None
-    if texts is not None and (col.name in spec.primary_key or col.aliases is not None or col.vocabulary is not None):
+    # (Not a computed column: run_id is filled after these checks, so its codes would be stale.)
+    if texts is not None and not col.computed and (col.name in spec.primary_key or col.aliases is not None
+                                                   or col.vocabulary is not None):
         codes = texts.get(col.name) or TextCodes.of(s)
         texts[col.name] = codes
     # Every check in one pass (each polars call costs ~0.1 ms whatever the size, which
