@@ -622,8 +622,8 @@ def running_sums(column: list[pa.Array], firsts: list[int] | None = None, *, how
     pos = 0
     for b, chunk in enumerate(column):
         part, first = values[pos:pos + len(chunk)], None if firsts is None else firsts[b]
-        if how[0] == "a":
-            np.add(chunk.to_numpy(), np.int64(first), out=part)
+        if how[0] == "a" and firsts is not None:
+            np.add(chunk.to_numpy(), np.int64(firsts[b]), out=part)
         else:
             _sum_batch(part, chunk.to_numpy(), first, unit)
         pos += len(chunk)
