@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.ipc as ipc
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -284,8 +285,6 @@ def test_the_narrow_codec_stores_differences_and_integers_in_their_narrowest_typ
     """Prices as int8/int16 differences from each batch's first
     value (kept in the metadata), minutes as int32, volume as the narrowest integer type
     that holds it; a gap wider than int32 keeps int64; every value comes back."""
-    import pyarrow.ipc as ipc
-
     table = _bars(chunks.BATCH_ROWS * 2 + 5)
     payload = chunks.encode(BARS, table, codec=chunks.NARROW_CODEC)
     stored = ipc.open_file(pa.py_buffer(payload)).schema
@@ -308,8 +307,6 @@ def test_the_narrow_codec_stores_differences_and_integers_in_their_narrowest_typ
 
 
 def _stored(payload: bytes) -> tuple[pa.Schema, dict[str, str]]:
-    import pyarrow.ipc as ipc
-
     schema = ipc.open_file(pa.py_buffer(payload)).schema
     kinds = dict(item.split("=", 1) for item in schema.metadata[b"regime_io.delta"].decode().split(","))
     return schema, kinds
@@ -384,6 +381,23 @@ def test_the_offsets_codec_steps_times_offsets_prices_and_compresses_only_what_s
     schema, _ = _stored(check(repeated))
     raw = sum(schema.field(n).type.bit_width // 8 for n in schema.names) * rows
     assert len(chunks.encode(BARS, repeated)) < raw / 4
+
+
+def test_patch_segments_of_other_steps_are_built_apart() -> None:
+    """Two segments of one patch whose times step differently (minutes, then 30 s): their
+    batches are built together only when their layouts match, steps included, so each
+    segment's times come back in its own step."""
+    fp = chunks.fingerprint(BARS)
+    minutes = _bars(300)
+    start = dt.datetime(2024, 1, 3, 9, 15)
+    halves = _times(_bars(300), [start + dt.timedelta(seconds=30 * i) for i in range(300)])
+    patch = chunks.add_segment(BARS, chunks.add_segment(BARS, None, minutes), halves)
+    assert len(chunks.patch_segments(patch) or []) == 2
+    for floats in (False, True):
+        got = chunks.decode_patch(BARS, patch, fp, floats=floats)
+        want = pa.concat_tables([chunks.decode(BARS, chunks.encode(BARS, t), fp, floats=floats)
+                                 for t in (minutes, halves)])
+        assert got.equals(want.combine_chunks())
 
 
 def test_unscaled_integers_become_the_same_decimals() -> None:
@@ -503,8 +517,6 @@ def test_the_relative_codec_stores_open_high_and_low_against_the_close() -> None
     previous value: stored as that difference (kind r, the base named), the close summed;
     every value comes back, exact and as floats, whole and in a window, and the float
     values are the ones the other codecs give."""
-    import pyarrow.ipc as ipc
-
     table = _ohlc(chunks.BATCH_ROWS * 2 + 11)
     payload = chunks.encode(BARS, table, codec=chunks.RELATIVE_CODEC)
     meta = dict(item.split("=", 1) for item in
@@ -599,8 +611,6 @@ def test_a_base_column_before_the_columns_stored_against_it_reads_back_unchanged
     are narrowest) the columns after it add to its values before it is scaled: every value
     comes back, as floats too, whole and in a window."""
     import random
-
-    import pyarrow.ipc as ipc
 
     rnd = random.Random(3)
     n = chunks.BATCH_ROWS + 700
