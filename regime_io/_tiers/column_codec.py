@@ -173,7 +173,8 @@ def to_deltas_many(tables: Sequence[pa.Table], *, narrow: bool, relative: bool =
         kinds = [f"d{bits}|{was}|{int(fld.nullable)}" for bits, _ in widths]
         stored_parts = _parts(fld.name, diff, spans, widths)
         if offsets and pa.types.is_timestamp(kind):
-            widths, kinds, stored_parts = _stepped_parts(fld.name, diff, spans, widths, kinds, stored_parts)
+            widths, kinds, stored_parts = _stepped_parts(fld.name, diff, spans, starts, sizes, widths, kinds,
+                                                         stored_parts)
         for part, (a, b), (bits, _), how, stored in zip(out, spans, widths, kinds, stored_parts, strict=True):
             if narrow:
                 part.firsts[fld.name] = values[a:b:BATCH_ROWS].tolist()
@@ -220,18 +221,19 @@ def _step(diff: np.ndarray) -> int:
     return 1
 
 
-def _stepped_parts(name: str, diff: np.ndarray, spans: list[tuple[int, int]], widths: _Widths, kinds: list[str],
-                   stored: _Stored) -> tuple[_Widths, list[str], _Stored]:
-    """A time column's differences in each table (``spans``) divided by their
-    :func:`_step` (kind ``s``, the step last), where it is more than 1."""
+def _stepped_parts(name: str, diff: np.ndarray, spans: list[tuple[int, int]], starts: np.ndarray, sizes: np.ndarray,
+                   widths: _Widths, kinds: list[str], stored: _Stored) -> tuple[_Widths, list[str], _Stored]:
+    """A time column's differences in each table (``spans``; ``starts`` and ``sizes`` the
+    same as arrays) divided by their :func:`_step` (kind ``s``, the step last), where it
+    is more than 1."""
     steps = [_step(diff[a:b]) for a, b in spans]
     if all(step == 1 for step in steps):
         return widths, kinds, stored
     scaled = diff.copy()
     for (a, b), step in zip(spans, steps, strict=True):
-        scaled[a:b] //= step
-    starts = np.array([a for a, _ in spans], dtype=np.int64)
-    new_widths = _narrowest_each(scaled, starts, np.array([b for _, b in spans], dtype=np.int64) - starts)
+        if step > 1:
+            scaled[a:b] //= step
+    new_widths = _narrowest_each(scaled, starts, sizes)
     new_stored = _parts(name, scaled, spans, new_widths)
     stepped = [step > 1 for step in steps]
     return ([new_widths[j] if s else widths[j] for j, s in enumerate(stepped)],

@@ -320,8 +320,8 @@ def add_segments(spec: TableSpec, items: Sequence[tuple[Any, pa.Table, Sequence[
     if not items:
         return []
     tables = [rows for _, rows, _ in items]
-    times = [t.column(spec.time_column or "timestamp").cast(pa.int64()) for t in tables]
-    bounds = _int_bounds(times) or [(pc.min_max(t)["min"].as_py(), pc.min_max(t)["max"].as_py()) for t in times]
+    times = [t.column(spec.time_column or "timestamp") for t in tables]
+    bounds = _int_bounds(times) or [(int(values.min()), int(values.max())) for values in map(int64_values, times)]
     return [framed(patch, encoded, rows.num_rows, low, high, replacing=replacing)
             for (patch, rows, replacing), encoded, (low, high)
             in zip(items, encode_many(spec, tables), bounds, strict=True)]
