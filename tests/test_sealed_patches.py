@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
-from regime_io._tiers import chunk_bytes, chunk_merge, sealed_format, sealed_store
+from regime_io._tiers import chunk_bytes, chunk_merge, sealed_format, sealed_store, segment_memo
 from regime_io._write.validate import validate
+from regime_io.tables import table_spec
 from tests._reading_data import bars, options, regimes_1min
 from tests.test_sealing_properties import START, _answers, _same, _write
 
@@ -351,8 +352,6 @@ def test_chunk_groups_match_a_partition_by_series_and_month(rows: list[tuple[str
     gather) against polars' partition_by: the same rows per (series, month), in their
     order, chunks in order of first appearance, and each row's chunk number."""
     from regime_io._tiers.row_groups import chunk_groups
-    from regime_io.tables import table_spec
-
     if in_order:
         rows = sorted(rows)
     frame = pl.DataFrame({"symbol": [r[0] for r in rows], "timeframe": [r[1] for r in rows],
@@ -374,8 +373,6 @@ def test_chunk_groups_of_long_runs_match_a_partition(in_order: bool) -> None:
     codes are then taken from its runs, not hashed row by row): the same groups as
     polars' partition_by, and the same when the rows are shuffled (hashed)."""
     from regime_io._tiers.row_groups import chunk_groups
-    from regime_io.tables import table_spec
-
     minutes = 50_000  # 35 days from START: at least two periods per series
     frame = pl.DataFrame({"symbol": np.repeat(["AAA", "BBB", "M&M"], 2 * minutes),
                           "timeframe": np.tile(np.repeat(["1m", "5m"], minutes), 3),
@@ -535,11 +532,13 @@ def test_a_patch_written_before_segments_reads_and_the_next_write_frames_it(pg: 
 
 
 @pytest.mark.parametrize("rows_per_symbol", [1440, 3])  # over ADBC; a small write, pipelined
-def test_patch_updates_past_the_parameter_limit_go_as_several_statements(
+def test_patch_updates_go_as_one_statement_of_arrays_and_keep_what_they_do_not_change(
         pg: PostgreSQLIntegration, sql, monkeypatch: pytest.MonkeyPatch, rows_per_symbol: int) -> None:
-    """The patch updates of one period go as one VALUES statement up to MAX_PARAMETERS
-    values (PostgreSQL's 65,535), then as several: forced to one chunk per statement here,
-    a restatement of both symbols stores the same rows and counts as in one."""
+    """The patch updates of one period go as one statement binding one array per column
+    (pipeline.run_arrays), on either driver: a restatement into the past of both symbols
+    stores the same rows and counts, and keeps each chunk's newest row and statistics
+    where the patch brings none ('' in the arrays, never NULL: ADBC 1.12 sends NULL
+    elements as '')."""
     import adbc_driver_manager.dbapi
 
     from regime_io._conn import pipeline
@@ -551,7 +550,7 @@ def test_patch_updates_past_the_parameter_limit_go_as_several_statements(
         real = cls.execute
 
         def execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-            if isinstance(query, str) and "FROM (VALUES" in query:
+            if isinstance(query, str) and "FROM (SELECT * FROM unnest(" in query:
                 sent.append(query.count("$"))
             return real(self, query, *args, **kwargs)
 
@@ -559,17 +558,52 @@ def test_patch_updates_past_the_parameter_limit_go_as_several_statements(
 
     counting(pipeline.PsycopgCursor)
     counting(adbc_driver_manager.dbapi.Cursor)
-    monkeypatch.setattr(pipeline, "MAX_PARAMETERS", 30)  # one chunk's values fit (~17), two do not
+    newest = f"SELECT symbol, last_row::text, min_volume FROM {pg.db.table('market_data')[:-1]}_chunks\" ORDER BY 1"
+    before = sql(newest)
     day = data.filter(pl.col("timestamp").dt.day() == 12).group_by("symbol", maintain_order=True).head(
         rows_per_symbol)
     restated = day.with_columns(pl.col("volume") + 7)
     result = pg.save_market_data(restated)
     assert (result.inserted, result.updated) == (0, day.height)
-    assert len(sent) == 2 and all(0 < n <= 30 for n in sent)  # two chunks, one statement each
+    assert len(sent) == 1 and sent[0] == 18  # one statement: 18 arrays, whatever the chunks
+    assert sql(newest) == before  # the newest rows (Jan 31st) kept; the volumes' lower bounds too
     assert all(c[3] for c in _chunks(pg, sql))
     got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59")
     assert_frame_equal(got.sort("symbol", "timestamp"), _upsert(data, restated).select(got.columns),
                        check_dtypes=False)
+
+
+def test_a_patch_update_keeps_bounds_it_has_no_value_for_and_takes_empty_text(pg: PostgreSQLIntegration,
+                                                                                sql) -> None:
+    """A restated day whose nullable columns are all NULL leaves those columns' chunk
+    bounds as they were (NULL: keep), and an empty-text value widens a text column's
+    lower bound to '' (sent as "=", not as the '' that stands for NULL in the arrays)."""
+    data = regimes_1min(["NIFTY"], dt.datetime(2024, 1, 1), 31 * 1440)
+    pg.save("market_regimes_1min", data)
+    pg.seal(dt.date(2024, 2, 1))
+    bounds = (f"SELECT min_greek_sentiment, max_greek_sentiment, min_ema_signal, max_ema_signal, "
+              f"min_confidence FROM {pg.db.table('market_regimes_1min')[:-1]}_chunks\"")
+    (before,) = sql(bounds)
+    assert before[0] == "bearish" and before[2] is not None and before[4] >= 0
+    day = data.filter(pl.col("timestamp").dt.day() == 12)
+    restated = day.with_columns(greek_sentiment=pl.lit(""), ema_signal=pl.lit(None, pl.Float64),
+                                confidence=pl.lit(-1.0))
+    result = pg.save("market_regimes_1min", restated)
+    assert (result.inserted, result.updated) == (0, day.height)
+    (after,) = sql(bounds)
+    assert after == ("", before[1], before[2], before[3], decimal.Decimal("-1.00"))
+    got = pg.get_1min_market_regimes("NIFTY", "2024-01-12", "2024-01-12 23:59")
+    assert got["greek_sentiment"].to_list() == [""] * day.height and got["ema_signal"].null_count() == day.height
+    assert got.filter(pl.col("greek_sentiment") == "").height == day.height
+
+
+def test_run_arrays_refuses_nulls() -> None:
+    """ADBC 1.12 binds a NULL array element as '': run_arrays refuses NULLs before sending."""
+    from regime_io._conn import pipeline
+
+    with pytest.raises(ValueError, match="NULL"):
+        pipeline.run_arrays(object(), "UPDATE t SET a = v.a FROM ({values}) AS v(a)", pa.table({"a": ["x", None]}),
+                            ["TEXT"])
 
 
 def test_a_merge_finds_changed_values_as_arrow_compares_them() -> None:
@@ -607,3 +641,69 @@ def test_a_merge_finds_changed_values_as_arrow_compares_them() -> None:
             got = chunk_merge._differs(x, y)
             assert got.dtype == bool and np.array_equal(got, want), x.type
             assert want.any() and not want.all()
+
+
+@pytest.mark.parametrize("remembered", [True, False])
+def test_a_day_restated_again_merges_alike_whether_its_segments_are_remembered_or_decoded(
+        pg: PostgreSQLIntegration, sql, monkeypatch: pytest.MonkeyPatch, remembered: bool) -> None:
+    """A write into segments this process encoded takes their rows from segment_memo,
+    one into segments it did not (forgotten here: another process's) decodes them: the
+    counts, the patch bytes and every read are the same either way, and the memo is
+    used exactly when it holds the bytes."""
+    data = _sealed_month(pg)
+    day = data.filter(pl.col("timestamp").dt.day() == 10)
+    first = day.with_columns(pl.col("volume") + 1)
+    second = day.with_columns(pl.col("volume") + 1).with_columns(
+        pl.when(pl.col("timestamp").dt.hour() == 9).then(pl.col("volume") + 5).otherwise(pl.col("volume")))
+    assert pg.save_market_data(first).updated == day.height
+    decoded: list[int] = []
+    real = sealed_format._decode_many
+
+    def counting(spec: Any, payloads: Any, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(len(payloads))
+        return real(spec, payloads, *args, **kwargs)
+
+    monkeypatch.setattr(sealed_format, "_decode_many", counting)
+    if not remembered:
+        segment_memo.forget()
+    again = pg.save_market_data(second)
+    changed = second.filter(pl.col("timestamp").dt.hour() == 9).height
+    assert (again.inserted, again.updated, again.unchanged) == (0, changed, day.height - changed)
+    assert decoded == ([] if remembered else [2])  # two chunks' segments, built in one pass
+    for symbol in ("NIFTY", "BANKNIFTY"):
+        patch, segments = _segments(pg, sql, symbol)
+        rows = sealed_format.decode_patch(pg.db.spec("market_data"), patch,
+                                          sealed_format.fingerprint(pg.db.spec("market_data")))
+        want = second.filter(pl.col("symbol") == symbol).sort("timestamp")
+        assert rows.column("volume").to_pylist() == want["volume"].to_list() and len(segments) == 1
+    got = pg.get_market_data(["NIFTY", "BANKNIFTY"], "2024-01-01", "2024-01-31 23:59").sort("symbol", "timestamp")
+    assert_frame_equal(got, _upsert(data, second).select(got.columns), check_dtypes=False)
+
+
+def test_segment_memo_gives_what_decoding_gives_and_forgets_the_least_recent() -> None:
+    """Rows remembered for segment bytes equal (values and types) the rows decoding those
+    bytes gives; other bytes, another fingerprint or codec are not found; past MEMO_ROWS
+    the least recently used are forgotten."""
+    spec = table_spec("market_data")
+    rows = sealed_format.conform_payload(spec, validate(spec, bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2), 900,
+                                                                  seed=3)))
+    segment_memo.forget()
+    patch = sealed_format.add_segment(spec, None, rows)
+    (segment,) = chunk_bytes.patch_segments(patch) or []
+    encoded = patch[segment.start:segment.start + segment.size]
+    fp = sealed_format.fingerprint(spec)
+    known = segment_memo.recall(fp, sealed_format.CODEC, encoded)
+    assert known is not None
+    segment_memo.forget()
+    assert segment_memo.recall(fp, sealed_format.CODEC, encoded) is None
+    fresh = sealed_format.decode_patches(spec, [(patch, [segment])], fp)[0]
+    assert known.schema == fresh.schema and known.equals(fresh)
+    segment_memo.remember(fp, sealed_format.CODEC, [(encoded, known)])
+    assert segment_memo.recall("other", sealed_format.CODEC, encoded) is None
+    assert segment_memo.recall(fp, sealed_format.RELATIVE_CODEC, encoded) is None
+    assert segment_memo.recall(fp, sealed_format.CODEC, encoded + b"x") is None
+    many = segment_memo.MEMO_ROWS // rows.num_rows
+    segment_memo.remember(fp, sealed_format.CODEC, [(bytes([i]) * 8, rows) for i in range(many)])
+    assert segment_memo.recall(fp, sealed_format.CODEC, encoded) is None  # the oldest, forgotten
+    assert segment_memo.recall(fp, sealed_format.CODEC, bytes([many - 1]) * 8) is not None
+    segment_memo.forget()

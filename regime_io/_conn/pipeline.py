@@ -47,8 +47,8 @@ from .._sql.quote import qualified, quote_ident
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["MAX_PARAMETERS", "OID_TYPES", "SMALL_BATCH_ROWS", "NeedsArrow", "PsycopgCursor", "ask", "fetch_table",
-           "run", "run_values", "small_write"]
+__all__ = ["OID_TYPES", "SMALL_BATCH_ROWS", "NeedsArrow", "PsycopgCursor", "ask", "fetch_table",
+           "run", "run_arrays", "small_write"]
 
 
 #: Writes of at most this many rows go over psycopg (round trips dominate below it).
@@ -254,30 +254,26 @@ def fetch_table(cur: Any, query: str, parameters: Any = None) -> pa.Table:
                                                                                    strict=True)})
 
 
-# PostgreSQL's protocol counts a statement's parameters in 16 bits (Bind): a VALUES list
-# holds at most this many values, and a longer one is sent as several statements.
-MAX_PARAMETERS = 65_535
+def run_arrays(cur: Any, query: str, parameters: pa.Table, types: Sequence[str]) -> None:
+    """Execute ``query`` with its ``{values}`` replaced by ``SELECT * FROM unnest($1::t[],
+    ...)``: the rows of ``parameters`` bound as one array per column (``types``: each
+    column's PostgreSQL type, in column order). One statement, whatever the rows.
 
-
-def run_values(cur: Any, query: str, parameters: pa.Table, types: Sequence[str]) -> None:
-    """Execute ``query`` with its ``{values}`` replaced by a ``VALUES`` list of the rows of
-    ``parameters`` (one ``$n::type`` per column, ``types`` in column order; rows bound one
-    after the other): one statement, or one per :data:`MAX_PARAMETERS` values. Where ADBC's
-    ``executemany`` executed a prepared statement once per row, a round trip each: nine
-    fewer for the 10 patch updates of a restated day (no difference measurable over a
-    local Unix socket; one round trip to a remote server is typically 0.2-1 ms)."""
-    width = len(types)
-    per_statement = max(1, MAX_PARAMETERS // width)
-    for start in range(0, parameters.num_rows, per_statement):
-        part = parameters.slice(start, per_statement)
-        rows = ", ".join("(" + ", ".join(f"${r * width + c + 1}::{t}" for c, t in enumerate(types)) + ")"
-                         for r in range(part.num_rows))
-        text = query.replace("{values}", f"VALUES {rows}")
-        if isinstance(cur, PsycopgCursor):
-            cur.execute(text, [v for row in part.to_pylist() for v in row.values()])
-            continue
-        cur.execute(text, parameters=pa.table({f"p{r * width + c}": part.column(c).slice(r, 1)
-                                               for r in range(part.num_rows) for c in range(width)}))
+    ``parameters`` holds no NULL: ADBC 1.12 (the floor) binds a NULL array element as an
+    empty string. A column that may be missing is sent as text, '' for missing, and read
+    as ``nullif(v.c, '')::type``. The 10 patch updates of a restated day, where one
+    ``VALUES`` list of 180 parameters was bound (18 values x 10 rows, each its own
+    one-row Arrow column): 4.96 -> 3.51 ms over ADBC (the server's part 1.5 ms)."""
+    if any(column.null_count for column in parameters.columns):
+        raise ValueError("run_arrays: NULL in the parameters (ADBC 1.12 binds it as ''): send '' and nullif()")
+    arrays = ", ".join(f"${c + 1}::{t}[]" for c, t in enumerate(types))
+    text = query.replace("{values}", f"SELECT * FROM unnest({arrays})")
+    if isinstance(cur, PsycopgCursor):
+        cur.execute(text, [column.to_pylist() for column in parameters.columns])
+        return
+    cur.execute(text, parameters=pa.table({f"p{c}": pa.array([column.to_pylist()], pa.list_(column.type))
+                                           for c, column in enumerate(parameters.columns)}))
+    cur.fetchall()
 
 
 def ask(cur: Any, query: str, parameters: Any = None) -> Callable[[], list[Any]]:

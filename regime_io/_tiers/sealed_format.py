@@ -55,6 +55,7 @@ import pyarrow.ipc as ipc
 
 from ..errors import SchemaError
 from ..tables import TableSpec
+from . import segment_memo
 from .chunk_bytes import FILE_END, Segment, footer_blocks, framed, patch_segments
 from .column_codec import (
     BATCH_ROWS,
@@ -322,9 +323,13 @@ def add_segments(spec: TableSpec, items: Sequence[tuple[Any, pa.Table, Sequence[
     tables = [rows for _, rows, _ in items]
     times = [t.column(spec.time_column or "timestamp") for t in tables]
     bounds = _int_bounds(times) or [(int(values.min()), int(values.max())) for values in map(int64_values, times)]
-    return [framed(patch, encoded, rows.num_rows, low, high, replacing=replacing)
-            for (patch, rows, replacing), encoded, (low, high)
-            in zip(items, encode_many(spec, tables), bounds, strict=True)]
+    encoded = encode_many(spec, tables)
+    schema = payload_schema(spec)
+    # (Rows in payload types only: what decode_patches gives for these bytes.)
+    segment_memo.remember(fingerprint(spec), CODEC, [(e, t) for e, t in zip(encoded, tables, strict=True)
+                                                     if t.schema.equals(schema, check_metadata=False)])
+    return [framed(patch, one, rows.num_rows, low, high, replacing=replacing)
+            for (patch, rows, replacing), one, (low, high) in zip(items, encoded, bounds, strict=True)]
 
 
 def decode_patch(spec: TableSpec, patch: Any, chunk_fingerprint: str, *, codec: str = CODEC,
@@ -351,20 +356,38 @@ def decode_patches(spec: TableSpec, patches: Sequence[tuple[Any, Sequence[Segmen
     """:func:`decode_patch` of each ``(framed patch, its segments to read)`` (chunks of
     one fingerprint and codec), every segment built in one pass (:func:`_decode_many`):
     the ten patches of a restated day, 1.6 ms one by one, 0.95 ms together."""
-    buffers: list[pa.Buffer] = []
+    # Each segment's rows: remembered (segment_memo: this process encoded those bytes), or
+    # decoded, the segments not remembered built in one pass.
+    parts: list[list[pa.Table | int]] = []
+    missing: list[pa.Buffer] = []
     counts: list[int] = []
+    decoded: list[pa.Table] = []
     for patch, segments in patches:
         buffer = patch if isinstance(patch, pa.Buffer) else pa.py_buffer(patch)
-        buffers += [buffer.slice(s.start, s.size) for s in segments]
-        counts.append(sum(s.rows for s in segments))
-    if not buffers:
-        return [payload_schema(spec).empty_table() for _ in patches]
-    table = _decode_many(spec, buffers, chunk_fingerprint, codec=codec, window=None, floats=False)
-    if table.num_rows != sum(counts):  # (the frames' row counts are the encoder's: never seen)
-        return [decode_patch(spec, patch, chunk_fingerprint, codec=codec, segments=segments)
-                for patch, segments in patches]
-    starts = np.cumsum([0, *counts[:-1]]).tolist()
-    return [table.slice(start, count) for start, count in zip(starts, counts, strict=True)]
+        mine: list[pa.Table | int] = []
+        for s in segments:
+            piece = buffer.slice(s.start, s.size)
+            known = segment_memo.recall(chunk_fingerprint, codec, piece)
+            if known is None or known.num_rows != s.rows:
+                mine.append(len(missing))
+                missing.append(piece)
+                counts.append(s.rows)
+            else:
+                mine.append(known)
+        parts.append(mine)
+    if missing:
+        table = _decode_many(spec, missing, chunk_fingerprint, codec=codec, window=None, floats=False)
+        if table.num_rows != sum(counts):  # (the frames' row counts are the encoder's: never seen)
+            return [decode_patch(spec, patch, chunk_fingerprint, codec=codec, segments=segments)
+                    for patch, segments in patches]
+        starts = np.cumsum([0, *counts[:-1]]).tolist()
+        decoded = [table.slice(start, count) for start, count in zip(starts, counts, strict=True)]
+    empty = payload_schema(spec).empty_table()
+    out: list[pa.Table] = []
+    for mine in parts:
+        tables = [decoded[p] if isinstance(p, int) else p for p in mine]
+        out.append(empty if not tables else tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+    return out
 
 
 def payload_key(spec: TableSpec) -> list[str]:

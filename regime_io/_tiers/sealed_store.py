@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.copy import copy_into
-from .._conn.pipeline import fetch_table, run, run_values
+from .._conn.pipeline import fetch_table, run, run_arrays
 from .._sql.names import chunk_table, qualified_table
 from .._sql.query import Query
 from .._sql.quote import literal, quote_ident
@@ -503,26 +503,42 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, encoded: Encode
     if not encoded.keys:
         return 0
     stats_cols = chunk_stat_columns(spec)
+    # The values in the chunk table's own types (one declaration: chunk_table_columns);
+    # ``inserted`` is the row count's increment, ``period`` the period_start matched.
+    # ``last_row`` and the statistics may be NULL ("keep the stored value"), and arrays
+    # cannot carry NULL (run_arrays): sent as text, '' for NULL and "=" before a value
+    # (a text statistic may be '' itself).
+    table_types = {column: pg_type for column, pg_type, _ in chunks.chunk_table_columns(spec)}
+    pg_types = {**table_types, "inserted": table_types["row_count"], "period": table_types["period_start"]}
+    kept = {"last_row", *(f"{m}_{c}" for c in stats_cols for m in ("min", "max"))}
+
+    def new(name: str) -> str:
+        col = quote_ident(name)
+        if name not in kept:
+            return f"v.{col}"
+        return f"(CASE WHEN v.{col} <> '' THEN substr(v.{col}, 2)::{pg_types[name]} END)"
+
     sets = ["patch = v.patch", "row_count = t.row_count + v.inserted", "first_ts = LEAST(t.first_ts, v.first_ts)",
-            "last_ts = GREATEST(t.last_ts, v.last_ts)", "last_row = coalesce(v.last_row, t.last_row)"]
+            "last_ts = GREATEST(t.last_ts, v.last_ts)", f"last_row = coalesce({new('last_row')}, t.last_row)"]
     for c in stats_cols:
         # Widened only (LEAST and GREATEST skip NULLs): the bounds prune reads, so they may
         # be loose, never narrow.
         for m, fn in (("min", "LEAST"), ("max", "GREATEST")):
             col = quote_ident(f"{m}_{c}")
-            sets.append(f"{col} = {fn}(t.{col}, v.{col})")
+            sets.append(f"{col} = {fn}(t.{col}, {new(f'{m}_{c}')})")
     where = ["t.period_start = v.period", *(f"t.{quote_ident(c)} = v.{quote_ident(c)}" for c in spec.chunk_by)]
-    # The VALUES list in the chunk table's own types (one declaration: chunk_table_columns);
-    # ``inserted`` is the row count's increment, ``period`` the period_start matched.
-    table_types = {column: pg_type for column, pg_type, _ in chunks.chunk_table_columns(spec)}
-    pg_types = {**table_types, "inserted": table_types["row_count"], "period": table_types["period_start"]}
     table = encoded.values
+    for name in kept:
+        at = table.schema.get_field_index(name)
+        sent = ["" if v is None else "=" + v for v in table.column(at).to_pylist()]
+        table = table.set_column(at, name, pa.array(sent, pa.string()))
     position = {key: i for i, key in enumerate(encoded.keys)}
     names = ", ".join(quote_ident(n) for n in table.column_names)
     for one, mine in _by_shard(settings, spec, encoded.keys):
         rows = table if len(mine) == len(encoded.keys) else table.take(pa.array([position[k] for k in mine]))
-        run_values(cur, f"UPDATE {chunk_table(spec, settings)} t SET {', '.join(sets)} FROM ({{values}}) AS v({names}) "
-                        f"WHERE {one}{' AND '.join(where)}", rows, [pg_types[n] for n in table.column_names])
+        run_arrays(cur, f"UPDATE {chunk_table(spec, settings)} t SET {', '.join(sets)} FROM ({{values}}) AS v({names}) "
+                        f"WHERE {one}{' AND '.join(where)}", rows,
+                   ["TEXT" if n in kept else pg_types[n] for n in table.column_names])
     return encoded.bytes
 
 
