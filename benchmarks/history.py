@@ -27,7 +27,10 @@ Measured on the same bars, in this order:
   fast path: ``save(..., tier="sealed")`` of every bar into an empty table;
 - **the sealed tier and ArcticDB in turn** (``history.alternated.*``, with ArcticDB
   installed): each read and the restatement once per round on each side, the targets
-  judged by the median of each round's ratio (:func:`~benchmarks.measure.paired_ratio`).
+  judged by the median of each round's ratio (:func:`~benchmarks.measure.paired_ratio`);
+  the restatement twice: as it runs (the patch segments the previous run encoded are
+  remembered, ``segment_memo``) and with them forgotten first (``restate_cold``: decoded,
+  as by a process restating a day another process restated last).
 
 Example:
     >>> bars = ConsecutiveBars(2, start=HISTORY_START.date()).take(3)
@@ -373,7 +376,8 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
 
 # Rounds per --repeats of the alternated runs: more for the reads of a few ms, whose
 # medians moved by 10% from run to run (the same counts _read_figure uses).
-_ALTERNATED_ROUNDS = {"read_all": 2, "read_symbol": 8, "read_month": 8, "read_day": 10, "restate": 2}
+_ALTERNATED_ROUNDS = {"read_all": 2, "read_symbol": 8, "read_month": 8, "read_day": 10, "restate": 2,
+                      "restate_cold": 2}
 
 
 def _alternated(key: str, sealed: Callable[[], Any], arcticdb: Callable[[], Any] | None, *, what: str, rows: int,
@@ -791,6 +795,20 @@ def _sealed_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.Data
     figures.update(_alternated("restate", restate, None if arctic is None else arctic.update,
                                what=f"1 day x {len(slices['read_all'][0])} symbols restated (save / update_batch)",
                                rows=day_frame.height, rounds=repeats * _ALTERNATED_ROUNDS["restate"]))
+    # The same with the patch segments the previous run encoded forgotten first: what a
+    # process restating a day another process restated last pays (it decodes them).
+    memo = getattr(sealed_format, "segment_memo", None)  # (older versions: none)
+
+    def restate_cold() -> None:
+        if memo is not None:
+            memo.forget()
+        restate()
+
+    say("regime_io sealed tier and ArcticDB: the restatement, patch segments not remembered, runs alternated")
+    figures.update(_alternated("restate_cold", restate_cold, None if arctic is None else arctic.update,
+                               what=f"1 day x {len(slices['read_all'][0])} symbols restated (save / update_batch), "
+                                    "the patch segments decoded (not remembered from the previous run)",
+                               rows=day_frame.height, rounds=repeats * _ALTERNATED_ROUNDS["restate_cold"]))
     # The restated day now sits in each month's patch: reads lay it over the payload.
     symbols, start, end, what = slices["read_all"]
     figures["history.read_all_patched.sealed"] = _read_figure(

@@ -64,6 +64,8 @@ BASELINE["history.seal.sealed"] = "history.write.arcticdb"
 ALTERNATED = (("read_all", "all bars", 1.5), ("read_symbol", "1 symbol, whole range", 1.5),
               ("read_month", "1 symbol x 1 month", 1.5), ("read_day", "1 symbol x 1 day", 1.5),
               ("restate", "restate 1 day x every symbol (update_batch)", 2.0),
+              ("restate_cold", "restate 1 day x every symbol, its patch segments not remembered (update_batch)",
+               2.0),
               ("read_all_patched", "all bars after the restatement", 1.5))
 for _key, _, _ in ALTERNATED:
     BASELINE[f"history.alternated.{_key}.sealed"] = f"history.alternated.{_key}.arcticdb"

@@ -20,7 +20,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
-from regime_io._tiers import chunk_bytes, column_codec
+from regime_io._tiers import chunk_bytes, column_codec, segment_memo
 from regime_io._tiers import sealed_format as chunks
 from regime_io.errors import SchemaError
 from regime_io.tables import TABLES
@@ -477,13 +477,18 @@ def test_segments_stored_in_different_widths_or_with_nulls_decode_together(monke
     patch: bytes | None = None
     for part in parts:
         patch = chunks.add_segment(BARS, patch, part)
-    for floats in (False, True):
-        got = chunks.decode_patch(BARS, patch, fp, floats=floats)
-        one_by_one = pa.concat_tables([chunks.decode(BARS, chunks.encode(BARS, p), fp, floats=floats) for p in parts])
-        assert got.equals(one_by_one)
-    assert chunks.decode_patch(BARS, patch, fp).equals(pa.concat_tables(parts))
+    for remembered in (True, False):  # (segment_memo: the rows add_segment encoded, or decoded)
+        if not remembered:
+            segment_memo.forget()
+        for floats in (False, True):
+            got = chunks.decode_patch(BARS, patch, fp, floats=floats)
+            one_by_one = pa.concat_tables([chunks.decode(BARS, chunks.encode(BARS, p), fp, floats=floats)
+                                           for p in parts])
+            assert got.equals(one_by_one)
+        assert chunks.decode_patch(BARS, patch, fp).equals(pa.concat_tables(parts))
     # Volumes narrowed to different widths, no null: the batches are built together.
     two = chunks.add_segment(BARS, chunks.add_segment(BARS, None, parts[0]), parts[1])
+    segment_memo.forget()
     builds: list[int] = []
     real = chunks._build
     monkeypatch.setattr(chunks, "_build", lambda spec, opened, *a, **k: builds.append(len(opened)) or real(

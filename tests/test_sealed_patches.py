@@ -692,18 +692,31 @@ def test_segment_memo_gives_what_decoding_gives_and_forgets_the_least_recent() -
     (segment,) = chunk_bytes.patch_segments(patch) or []
     encoded = patch[segment.start:segment.start + segment.size]
     fp = sealed_format.fingerprint(spec)
-    known = segment_memo.recall(fp, sealed_format.CODEC, encoded)
+    known = segment_memo.recall(fp, sealed_format.CODEC, False, encoded)
     assert known is not None
     segment_memo.forget()
-    assert segment_memo.recall(fp, sealed_format.CODEC, encoded) is None
+    assert segment_memo.recall(fp, sealed_format.CODEC, False, encoded) is None
     fresh = sealed_format.decode_patches(spec, [(patch, [segment])], fp)[0]
     assert known.schema == fresh.schema and known.equals(fresh)
-    segment_memo.remember(fp, sealed_format.CODEC, [(encoded, known)])
-    assert segment_memo.recall("other", sealed_format.CODEC, encoded) is None
-    assert segment_memo.recall(fp, sealed_format.RELATIVE_CODEC, encoded) is None
-    assert segment_memo.recall(fp, sealed_format.CODEC, encoded + b"x") is None
+    segment_memo.remember(fp, sealed_format.CODEC, False, [(encoded, known)])
+    assert segment_memo.recall("other", sealed_format.CODEC, False, encoded) is None
+    assert segment_memo.recall(fp, sealed_format.RELATIVE_CODEC, False, encoded) is None
+    assert segment_memo.recall(fp, sealed_format.CODEC, False, encoded + b"x") is None
+    # Reads remember their own (floats) rows, and cut a window out of them as decoding does.
+    assert segment_memo.recall(fp, sealed_format.CODEC, True, encoded) is None
+    for window in (None, (dt.datetime(2024, 1, 2, 3, 7), dt.datetime(2024, 1, 2, 9, 59, 59)),
+                   (dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 4))):
+        for floats in (False, True):
+            segment_memo.forget()
+            cold = sealed_format.decode_patch(spec, patch, fp, window=window, floats=floats)
+            warm = sealed_format.decode_patch(spec, patch, fp, window=window, floats=floats)
+            direct = sealed_format._decode_many(spec, [pa.py_buffer(encoded)], fp, codec=sealed_format.CODEC,
+                                                window=window, floats=floats)
+            assert cold.equals(direct) and warm.equals(direct) and warm.schema == direct.schema
+            assert segment_memo.recall(fp, sealed_format.CODEC, floats, encoded) is not None
+    assert direct.num_rows == 0 and cold.num_rows == 0  # (a window past the segment)
     many = segment_memo.MEMO_ROWS // rows.num_rows
-    segment_memo.remember(fp, sealed_format.CODEC, [(bytes([i]) * 8, rows) for i in range(many)])
-    assert segment_memo.recall(fp, sealed_format.CODEC, encoded) is None  # the oldest, forgotten
-    assert segment_memo.recall(fp, sealed_format.CODEC, bytes([many - 1]) * 8) is not None
+    segment_memo.remember(fp, sealed_format.CODEC, False, [(bytes([i]) * 8, rows) for i in range(many)])
+    assert segment_memo.recall(fp, sealed_format.CODEC, False, encoded) is None  # the oldest, forgotten
+    assert segment_memo.recall(fp, sealed_format.CODEC, False, bytes([many - 1]) * 8) is not None
     segment_memo.forget()

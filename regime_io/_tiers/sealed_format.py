@@ -326,8 +326,8 @@ def add_segments(spec: TableSpec, items: Sequence[tuple[Any, pa.Table, Sequence[
     encoded = encode_many(spec, tables)
     schema = payload_schema(spec)
     # (Rows in payload types only: what decode_patches gives for these bytes.)
-    segment_memo.remember(fingerprint(spec), CODEC, [(e, t) for e, t in zip(encoded, tables, strict=True)
-                                                     if t.schema.equals(schema, check_metadata=False)])
+    segment_memo.remember(fingerprint(spec), CODEC, False, [(e, t) for e, t in zip(encoded, tables, strict=True)
+                                                            if t.schema.equals(schema, check_metadata=False)])
     return [framed(patch, one, rows.num_rows, low, high, replacing=replacing)
             for (patch, rows, replacing), one, (low, high) in zip(items, encoded, bounds, strict=True)]
 
@@ -336,58 +336,80 @@ def decode_patch(spec: TableSpec, patch: Any, chunk_fingerprint: str, *, codec: 
                  window: tuple[dt.datetime, dt.datetime] | None = None, floats: bool = False,
                  segments: Sequence[Segment] | None = None) -> pa.Table:
     """A chunk's patch as rows, in payload order: the segments in ``window`` (or those
-    given, of :func:`patch_segments`), each decoded with ``window``."""
+    given, of :func:`patch_segments`), their rows in ``window``."""
     read = patch_segments(patch) if segments is None else list(segments)
     if read is None:
         return _decode(spec, patch, chunk_fingerprint, codec=codec, window=window, floats=floats)
-    if window is not None:
-        lo, hi = pd_micros(window[0]), pd_micros(window[1])
-        # (None in the window: the first is decoded all the same, for its empty table's types.)
-        read = [s for s in read if s.meets(lo, hi)] or read[:1]
+    micros = None if window is None else (pd_micros(window[0]), pd_micros(window[1]))
+    if micros is not None:
+        # (None in the window: the first is read all the same, for its empty table's types.)
+        read = [s for s in read if s.meets(*micros)] or read[:1]
     if not read:
         return payload_schema(spec).empty_table()
     buffer = patch if isinstance(patch, pa.Buffer) else pa.py_buffer(patch)
-    return _decode_many(spec, [buffer.slice(s.start, s.size) for s in read], chunk_fingerprint, codec=codec,
-                        window=window, floats=floats)
+    pieces = [(buffer.slice(s.start, s.size), s.rows) for s in read]
+    tables = _segment_rows(spec, pieces, chunk_fingerprint, codec=codec, floats=floats)
+    if tables is None:
+        return _decode_many(spec, [p for p, _ in pieces], chunk_fingerprint, codec=codec, window=window,
+                            floats=floats)
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    if micros is None:
+        return table
+    kept = rows_in(int64_values(table.column(spec.time_column or "timestamp")), micros)
+    return table.slice(kept.start, kept.stop - kept.start)
 
 
 def decode_patches(spec: TableSpec, patches: Sequence[tuple[Any, Sequence[Segment]]], chunk_fingerprint: str, *,
                    codec: str = CODEC) -> list[pa.Table]:
     """:func:`decode_patch` of each ``(framed patch, its segments to read)`` (chunks of
-    one fingerprint and codec), every segment built in one pass (:func:`_decode_many`):
-    the ten patches of a restated day, 1.6 ms one by one, 0.95 ms together."""
-    # Each segment's rows: remembered (segment_memo: this process encoded those bytes), or
-    # decoded, the segments not remembered built in one pass.
-    parts: list[list[pa.Table | int]] = []
-    missing: list[pa.Buffer] = []
+    one fingerprint and codec), the segments not remembered built in one pass
+    (:func:`_segment_rows`): the ten patches of a restated day, 1.6 ms one by one, 0.95
+    ms together."""
+    pieces: list[tuple[pa.Buffer, int]] = []
     counts: list[int] = []
-    decoded: list[pa.Table] = []
     for patch, segments in patches:
         buffer = patch if isinstance(patch, pa.Buffer) else pa.py_buffer(patch)
-        mine: list[pa.Table | int] = []
-        for s in segments:
-            piece = buffer.slice(s.start, s.size)
-            known = segment_memo.recall(chunk_fingerprint, codec, piece)
-            if known is None or known.num_rows != s.rows:
-                mine.append(len(missing))
-                missing.append(piece)
-                counts.append(s.rows)
-            else:
-                mine.append(known)
-        parts.append(mine)
-    if missing:
-        table = _decode_many(spec, missing, chunk_fingerprint, codec=codec, window=None, floats=False)
-        if table.num_rows != sum(counts):  # (the frames' row counts are the encoder's: never seen)
-            return [decode_patch(spec, patch, chunk_fingerprint, codec=codec, segments=segments)
-                    for patch, segments in patches]
-        starts = np.cumsum([0, *counts[:-1]]).tolist()
-        decoded = [table.slice(start, count) for start, count in zip(starts, counts, strict=True)]
+        pieces += [(buffer.slice(s.start, s.size), s.rows) for s in segments]
+        counts.append(len(segments))
+    tables = _segment_rows(spec, pieces, chunk_fingerprint, codec=codec, floats=False)
+    if tables is None:  # (the frames' row counts are the encoder's: never seen)
+        return [_decode_many(spec, [buffer.slice(s.start, s.size) for s in segments], chunk_fingerprint, codec=codec,
+                             window=None, floats=False) if segments else payload_schema(spec).empty_table()
+                for patch, segments in patches
+                for buffer in [patch if isinstance(patch, pa.Buffer) else pa.py_buffer(patch)]]
     empty = payload_schema(spec).empty_table()
     out: list[pa.Table] = []
-    for mine in parts:
-        tables = [decoded[p] if isinstance(p, int) else p for p in mine]
-        out.append(empty if not tables else tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+    at = 0
+    for count in counts:
+        mine = tables[at:at + count]
+        at += count
+        out.append(empty if not mine else mine[0] if len(mine) == 1 else pa.concat_tables(mine))
     return out
+
+
+def _segment_rows(spec: TableSpec, pieces: Sequence[tuple[pa.Buffer, int]], chunk_fingerprint: str, *, codec: str,
+                  floats: bool) -> list[pa.Table] | None:
+    """Each patch segment's rows (``pieces``: its bytes and its frame's row count), whole:
+    remembered (:mod:`~regime_io._tiers.segment_memo`: this process encoded or decoded
+    those bytes), else decoded -- those not remembered built in one pass
+    (:func:`_decode_many`) and remembered. None when decoded rows disagree with the
+    frames' counts."""
+    out: list[pa.Table | None] = [segment_memo.recall(chunk_fingerprint, codec, floats, piece) for piece, _ in pieces]
+    missing = [i for i, (known, (_, rows)) in enumerate(zip(out, pieces, strict=True))
+               if known is None or known.num_rows != rows]
+    if missing:
+        table = _decode_many(spec, [pieces[i][0] for i in missing], chunk_fingerprint, codec=codec, window=None,
+                             floats=floats)
+        counts = [pieces[i][1] for i in missing]
+        if table.num_rows != sum(counts):
+            return None
+        starts = np.cumsum([0, *counts[:-1]]).tolist()
+        fresh = [table.slice(start, count) for start, count in zip(starts, counts, strict=True)]
+        segment_memo.remember(chunk_fingerprint, codec, floats, [(pieces[i][0], t) for i, t in zip(missing, fresh,
+                                                                                                    strict=True)])
+        for i, t in zip(missing, fresh, strict=True):
+            out[i] = t
+    return [t for t in out if t is not None]
 
 
 def payload_key(spec: TableSpec) -> list[str]:

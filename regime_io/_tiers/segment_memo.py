@@ -1,13 +1,16 @@
-"""The rows of patch segments this process encoded, by their bytes: a write into a chunk
-whose segment it wrote itself reads those rows back without decoding them.
+"""The rows of patch segments this process encoded or decoded, by their bytes: a write
+into a chunk whose segment it wrote itself, or a read of a patched month read before,
+takes those rows without decoding them.
 
-A segment's rows are a pure function of its bytes, the chunk's declaration fingerprint
-and its codec, so rows remembered under those three are the rows decoding would give;
-bytes written by anyone else (another process, another version) are simply not found
-and are decoded. Restating a day once more, or re-running a write, in the process that
-wrote it (a corrections loop, a pipeline stage run again) decoded the ten 1,440-row
-segments it had just encoded: ~3.5 ms of a ~39 ms restatement on the 2-core Xeon, where
-looking them up costs ~0.1 ms (hashing ~20 KB each).
+A segment's rows are a pure function of its bytes, the chunk's declaration fingerprint,
+its codec and whether decimals come back as floats, so rows remembered under those four
+are the rows decoding would give; other bytes (rewritten by another process, another
+version) are simply not found and are decoded. Restating a day once more, or re-running
+a write, in the process that wrote it (a corrections loop, a pipeline stage run again)
+decoded the ten 1,440-row segments it had just encoded: ~3.5 ms of a ~39 ms restatement
+on the 2-core Xeon; a backtest reading every bar of patched months again decoded their
+patches each time (~3.6 ms of ~39 ms for ten). Looking a segment up costs ~10 us
+(hashing its ~20 KB). Payloads are not remembered: a month is ~50x a day's segment.
 """
 
 from __future__ import annotations
@@ -21,25 +24,26 @@ import pyarrow as pa
 __all__ = ["MEMO_ROWS", "recall", "remember"]
 
 # At most this many rows remembered, the least recently used forgotten first: ~64 B a
-# one-minute bar in Arrow, so ~4 MB; ten 1,440-row segments of a restated day are 14,400.
-MEMO_ROWS = 65_536
+# one-minute bar in Arrow, so ~8 MB; the ten 1,440-row segments of a restated day are
+# 14,400, remembered once exact (writes) and once as floats (reads).
+MEMO_ROWS = 131_072
 
-_Key = tuple[str, str, bytes]
+_Key = tuple[str, str, bool, bytes]
 _memo: OrderedDict[_Key, pa.Table] = OrderedDict()
 _rows = 0
 _lock = threading.Lock()
 
 
-def remember(fingerprint: str, codec: str, segments: Sequence[tuple[bytes, pa.Table]]) -> None:
-    """Keep each ``(encoded bytes, the rows encoded)`` of segments just written with this
-    declaration ``fingerprint`` and ``codec`` (rows in payload order and types, as
-    decoding gives them)."""
+def remember(fingerprint: str, codec: str, floats: bool,
+             segments: Sequence[tuple[pa.Buffer | bytes, pa.Table]]) -> None:
+    """Keep each ``(segment bytes, its rows)`` of a declaration ``fingerprint`` and
+    ``codec``: the rows as decoding them with ``floats`` gives them (payload order;
+    payload types, or float64 where decoding makes floats)."""
     global _rows
+    keyed = [((fingerprint, codec, floats, _bytes(encoded)), rows) for encoded, rows in segments
+             if rows.num_rows <= MEMO_ROWS]
     with _lock:
-        for encoded, rows in segments:
-            if rows.num_rows > MEMO_ROWS:
-                continue
-            key = (fingerprint, codec, encoded)
+        for key, rows in keyed:
             old = _memo.pop(key, None)
             if old is not None:
                 _rows -= old.num_rows
@@ -50,14 +54,18 @@ def remember(fingerprint: str, codec: str, segments: Sequence[tuple[bytes, pa.Ta
             _rows -= dropped.num_rows
 
 
-def recall(fingerprint: str, codec: str, encoded: pa.Buffer | bytes) -> pa.Table | None:
+def recall(fingerprint: str, codec: str, floats: bool, encoded: pa.Buffer | bytes) -> pa.Table | None:
     """The rows remembered for these segment bytes, or None."""
-    key = (fingerprint, codec, encoded if isinstance(encoded, bytes) else encoded.to_pybytes())
+    key = (fingerprint, codec, floats, _bytes(encoded))
     with _lock:
         rows = _memo.get(key)
         if rows is not None:
             _memo.move_to_end(key)
         return rows
+
+
+def _bytes(encoded: pa.Buffer | bytes) -> bytes:
+    return encoded if isinstance(encoded, bytes) else encoded.to_pybytes()
 
 
 def forget() -> None:
