@@ -692,18 +692,18 @@ def test_segment_memo_gives_what_decoding_gives_and_forgets_the_least_recent() -
     (segment,) = chunk_bytes.patch_segments(patch) or []
     encoded = patch[segment.start:segment.start + segment.size]
     fp = sealed_format.fingerprint(spec)
-    known = segment_memo.recall(fp, sealed_format.CODEC, False, encoded)
+    known = segment_memo.recall((fp, fp, sealed_format.CODEC, False), encoded)
     assert known is not None
     segment_memo.forget()
-    assert segment_memo.recall(fp, sealed_format.CODEC, False, encoded) is None
+    assert segment_memo.recall((fp, fp, sealed_format.CODEC, False), encoded) is None
     fresh = sealed_format.decode_patches(spec, [(patch, [segment])], fp)[0]
     assert known.schema == fresh.schema and known.equals(fresh)
-    segment_memo.remember(fp, sealed_format.CODEC, False, [(encoded, known)])
-    assert segment_memo.recall("other", sealed_format.CODEC, False, encoded) is None
-    assert segment_memo.recall(fp, sealed_format.RELATIVE_CODEC, False, encoded) is None
-    assert segment_memo.recall(fp, sealed_format.CODEC, False, encoded + b"x") is None
+    segment_memo.remember((fp, fp, sealed_format.CODEC, False), [(encoded, known)])
+    assert segment_memo.recall(("other", fp, sealed_format.CODEC, False), encoded) is None
+    assert segment_memo.recall((fp, fp, sealed_format.RELATIVE_CODEC, False), encoded) is None
+    assert segment_memo.recall((fp, fp, sealed_format.CODEC, False), encoded + b"x") is None
     # Reads remember their own (floats) rows, and cut a window out of them as decoding does.
-    assert segment_memo.recall(fp, sealed_format.CODEC, True, encoded) is None
+    assert segment_memo.recall((fp, fp, sealed_format.CODEC, True), encoded) is None
     for window in (None, (dt.datetime(2024, 1, 2, 3, 7), dt.datetime(2024, 1, 2, 9, 59, 59)),
                    (dt.datetime(2024, 1, 3), dt.datetime(2024, 1, 4))):
         for floats in (False, True):
@@ -713,10 +713,28 @@ def test_segment_memo_gives_what_decoding_gives_and_forgets_the_least_recent() -
             direct = sealed_format._decode_many(spec, [pa.py_buffer(encoded)], fp, codec=sealed_format.CODEC,
                                                 window=window, floats=floats)
             assert cold.equals(direct) and warm.equals(direct) and warm.schema == direct.schema
-            assert segment_memo.recall(fp, sealed_format.CODEC, floats, encoded) is not None
+            assert segment_memo.recall((fp, fp, sealed_format.CODEC, floats), encoded) is not None
     assert direct.num_rows == 0 and cold.num_rows == 0  # (a window past the segment)
     many = segment_memo.MEMO_ROWS // rows.num_rows
-    segment_memo.remember(fp, sealed_format.CODEC, False, [(bytes([i]) * 8, rows) for i in range(many)])
-    assert segment_memo.recall(fp, sealed_format.CODEC, False, encoded) is None  # the oldest, forgotten
-    assert segment_memo.recall(fp, sealed_format.CODEC, False, bytes([many - 1]) * 8) is not None
+    segment_memo.remember((fp, fp, sealed_format.CODEC, False), [(bytes([i]) * 8, rows) for i in range(many)])
+    assert segment_memo.recall((fp, fp, sealed_format.CODEC, False), encoded) is None  # the oldest, forgotten
+    assert segment_memo.recall((fp, fp, sealed_format.CODEC, False), bytes([many - 1]) * 8) is not None
     segment_memo.forget()
+
+
+def test_a_segment_read_under_another_declaration_is_not_given_the_writers_rows() -> None:
+    """Rows are remembered per writer's and reader's declaration: a segment written at
+    price scale 2 and read, in the same process, under a declaration of scale 4 comes
+    back in the reader's types, as decoding it gives them."""
+    two, four = table_spec("market_data"), table_spec("market_data", price_scale=4)
+    assert sealed_format.fingerprint(two) != sealed_format.fingerprint(four)
+    rows = sealed_format.conform_payload(two, validate(two, bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2), 300,
+                                                                seed=4)))
+    patch = sealed_format.add_segment(two, None, rows)  # remembered, in scale 2's types
+    written = sealed_format.fingerprint(two)
+    for floats in (False, True):
+        warm = sealed_format.decode_patch(four, patch, written, floats=floats)
+        segment_memo.forget()
+        cold = sealed_format.decode_patch(four, patch, written, floats=floats)
+        assert warm.schema == cold.schema == sealed_format.payload_schema(four) and warm.equals(cold)
+        assert warm.column("close").to_pylist() == rows.column("close").cast(pa.decimal128(12, 4)).to_pylist()

@@ -326,7 +326,8 @@ def add_segments(spec: TableSpec, items: Sequence[tuple[Any, pa.Table, Sequence[
     encoded = encode_many(spec, tables)
     schema = payload_schema(spec)
     # (Rows in payload types only: what decode_patches gives for these bytes.)
-    segment_memo.remember(fingerprint(spec), CODEC, False, [(e, t) for e, t in zip(encoded, tables, strict=True)
+    current = fingerprint(spec)
+    segment_memo.remember((current, current, CODEC, False), [(e, t) for e, t in zip(encoded, tables, strict=True)
                                                             if t.schema.equals(schema, check_metadata=False)])
     return [framed(patch, one, rows.num_rows, low, high, replacing=replacing)
             for (patch, rows, replacing), one, (low, high) in zip(items, encoded, bounds, strict=True)]
@@ -394,7 +395,8 @@ def _segment_rows(spec: TableSpec, pieces: Sequence[tuple[pa.Buffer, int]], chun
     those bytes), else decoded -- those not remembered built in one pass
     (:func:`_decode_many`) and remembered. None when decoded rows disagree with the
     frames' counts."""
-    out: list[pa.Table | None] = [segment_memo.recall(chunk_fingerprint, codec, floats, piece) for piece, _ in pieces]
+    how = (chunk_fingerprint, fingerprint(spec), codec, floats)
+    out: list[pa.Table | None] = [segment_memo.recall(how, piece) for piece, _ in pieces]
     missing = [i for i, (known, (_, rows)) in enumerate(zip(out, pieces, strict=True))
                if known is None or known.num_rows != rows]
     if missing:
@@ -405,8 +407,7 @@ def _segment_rows(spec: TableSpec, pieces: Sequence[tuple[pa.Buffer, int]], chun
             return None
         starts = np.cumsum([0, *counts[:-1]]).tolist()
         fresh = [table.slice(start, count) for start, count in zip(starts, counts, strict=True)]
-        segment_memo.remember(chunk_fingerprint, codec, floats, [(pieces[i][0], t) for i, t in zip(missing, fresh,
-                                                                                                    strict=True)])
+        segment_memo.remember(how, [(pieces[i][0], t) for i, t in zip(missing, fresh, strict=True)])
         for i, t in zip(missing, fresh, strict=True):
             out[i] = t
     return [t for t in out if t is not None]

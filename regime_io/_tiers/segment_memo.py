@@ -2,9 +2,10 @@
 into a chunk whose segment it wrote itself, or a read of a patched month read before,
 takes those rows without decoding them.
 
-A segment's rows are a pure function of its bytes, the chunk's declaration fingerprint,
-its codec and whether decimals come back as floats, so rows remembered under those four
-are the rows decoding would give; other bytes (rewritten by another process, another
+A segment's rows are a pure function of its bytes, its codec, the declaration it was
+written under and the one it is read under (their fingerprints: a chunk of an older
+declaration is conformed to the reader's) and whether decimals come back as floats, so
+rows remembered under those are the rows decoding would give; other bytes (rewritten by another process, another
 version) are simply not found and are decoded. Restating a day once more, or re-running
 a write, in the process that wrote it (a corrections loop, a pipeline stage run again)
 decoded the ten 1,440-row segments it had just encoded: ~3.5 ms of a ~39 ms restatement
@@ -21,27 +22,24 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-__all__ = ["MEMO_ROWS", "recall", "remember"]
+__all__ = ["MEMO_ROWS", "How", "forget", "recall", "remember"]
 
 # At most this many rows remembered, the least recently used forgotten first: ~64 B a
 # one-minute bar in Arrow, so ~8 MB; the ten 1,440-row segments of a restated day are
 # 14,400, remembered once exact (writes) and once as floats (reads).
 MEMO_ROWS = 131_072
 
-_Key = tuple[str, str, bool, bytes]
-_memo: OrderedDict[_Key, pa.Table] = OrderedDict()
+#: How a segment is read: (the chunk's fingerprint, the reader's, the codec, floats).
+How = tuple[str, str, str, bool]
+_memo: OrderedDict[tuple[How, bytes], pa.Table] = OrderedDict()
 _rows = 0
 _lock = threading.Lock()
 
 
-def remember(fingerprint: str, codec: str, floats: bool,
-             segments: Sequence[tuple[pa.Buffer | bytes, pa.Table]]) -> None:
-    """Keep each ``(segment bytes, its rows)`` of a declaration ``fingerprint`` and
-    ``codec``: the rows as decoding them with ``floats`` gives them (payload order;
-    payload types, or float64 where decoding makes floats)."""
+def remember(how: How, segments: Sequence[tuple[pa.Buffer | bytes, pa.Table]]) -> None:
+    """Keep each ``(segment bytes, its rows)``: the rows as decoding them ``how`` gives them."""
     global _rows
-    keyed = [((fingerprint, codec, floats, _bytes(encoded)), rows) for encoded, rows in segments
-             if rows.num_rows <= MEMO_ROWS]
+    keyed = [((how, _bytes(encoded)), rows) for encoded, rows in segments if rows.num_rows <= MEMO_ROWS]
     with _lock:
         for key, rows in keyed:
             old = _memo.pop(key, None)
@@ -54,9 +52,9 @@ def remember(fingerprint: str, codec: str, floats: bool,
             _rows -= dropped.num_rows
 
 
-def recall(fingerprint: str, codec: str, floats: bool, encoded: pa.Buffer | bytes) -> pa.Table | None:
-    """The rows remembered for these segment bytes, or None."""
-    key = (fingerprint, codec, floats, _bytes(encoded))
+def recall(how: How, encoded: pa.Buffer | bytes) -> pa.Table | None:
+    """The rows remembered for these segment bytes read ``how``, or None."""
+    key = (how, _bytes(encoded))
     with _lock:
         rows = _memo.get(key)
         if rows is not None:
