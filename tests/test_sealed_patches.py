@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
+import signal
 from typing import Any
 
 import numpy as np
@@ -738,3 +740,21 @@ def test_a_segment_read_under_another_declaration_is_not_given_the_writers_rows(
         cold = sealed_format.decode_patch(four, patch, written, floats=floats)
         assert warm.schema == cold.schema == sealed_format.payload_schema(four) and warm.equals(cold)
         assert warm.column("close").to_pylist() == rows.column("close").cast(pa.decimal128(12, 4)).to_pylist()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_starts_with_an_empty_memo_and_a_free_lock() -> None:
+    """The memo's lock held by another thread at a fork would never be released in the
+    child: the child gets a lock of its own and an empty memo."""
+    fp = "f"
+    segment_memo.remember((fp, fp, "c", False), [(b"abc", pa.table({"a": [1]}))])
+    with segment_memo._lock:  # held (as by another thread) while forking
+        pid = os.fork()
+        if pid == 0:  # the child: must not block (killed by the alarm if it does), and remembers nothing
+            signal.alarm(10)
+            code = 0 if segment_memo.recall((fp, fp, "c", False), b"abc") is None else 1
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert segment_memo.recall((fp, fp, "c", False), b"abc") is not None
+    segment_memo.forget()

@@ -16,6 +16,7 @@ patches each time (~3.6 ms of ~39 ms for ten). Looking a segment up costs ~10 us
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -34,6 +35,19 @@ How = tuple[str, str, str, bool]
 _memo: OrderedDict[tuple[How, bytes], pa.Table] = OrderedDict()
 _rows = 0
 _lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    """A forked child starts with an empty memo and a lock of its own (the parent's may
+    have been held by another thread at the fork, and would never be released)."""
+    global _lock, _rows
+    _lock = threading.Lock()
+    _memo.clear()
+    _rows = 0
+
+
+if hasattr(os, "register_at_fork"):  # (POSIX)
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def remember(how: How, segments: Sequence[tuple[pa.Buffer | bytes, pa.Table]]) -> None:
