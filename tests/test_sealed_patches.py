@@ -11,6 +11,7 @@ import datetime as dt
 import decimal
 import os
 import signal
+import struct
 from typing import Any
 
 import numpy as np
@@ -758,3 +759,22 @@ def test_a_forked_child_starts_with_an_empty_memo_and_a_free_lock() -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert segment_memo.recall((fp, fp, "c", False), b"abc") is not None
     segment_memo.forget()
+
+
+def test_segments_whose_frames_miscount_their_rows_are_decoded_chunk_by_chunk() -> None:
+    """A frame's row count that disagrees with its segment's rows (never written by this
+    version) is not trusted to cut decoded rows apart: each chunk's segments are decoded
+    on their own."""
+    spec = table_spec("market_data")
+    fp = sealed_format.fingerprint(spec)
+    parts = [sealed_format.conform_payload(spec, validate(spec, bars([s], ["1m"], dt.datetime(2024, 1, 2), n, seed=6)))
+             for s, n in (("NIFTY", 200), ("TCS", 300))]
+    patches = []
+    for rows in parts:
+        patch = bytearray(sealed_format.add_segment(spec, None, rows))
+        struct.pack_into("<I", patch, 8 + 4, rows.num_rows + 7)  # the frame's row count, wrong
+        patches.append(bytes(patch))
+    segment_memo.forget()
+    got = sealed_format.decode_patches(spec, [(p, chunk_bytes.patch_segments(p) or []) for p in patches], fp)
+    assert [t.num_rows for t in got] == [200, 300]
+    assert all(t.equals(rows) for t, rows in zip(got, parts, strict=True))

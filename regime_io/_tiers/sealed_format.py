@@ -373,12 +373,14 @@ def decode_patches(spec: TableSpec, patches: Sequence[tuple[Any, Sequence[Segmen
         pieces += [(buffer.slice(s.start, s.size), s.rows) for s in segments]
         counts.append(len(segments))
     tables = _segment_rows(spec, pieces, chunk_fingerprint, codec=codec, floats=False)
-    if tables is None:  # (the frames' row counts are the encoder's: never seen)
-        return [_decode_many(spec, [buffer.slice(s.start, s.size) for s in segments], chunk_fingerprint, codec=codec,
-                             window=None, floats=False) if segments else payload_schema(spec).empty_table()
-                for patch, segments in patches
-                for buffer in [patch if isinstance(patch, pa.Buffer) else pa.py_buffer(patch)]]
     empty = payload_schema(spec).empty_table()
+    if tables is None:  # (the frames' row counts are the encoder's: never seen) each chunk on its own
+        out_each = []
+        for count in counts:
+            mine_pieces, pieces = pieces[:count], pieces[count:]
+            out_each.append(_decode_many(spec, [p for p, _ in mine_pieces], chunk_fingerprint, codec=codec,
+                                         window=None, floats=False) if count else empty)
+        return out_each
     out: list[pa.Table] = []
     at = 0
     for count in counts:

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.copy import copy_into
-from .._conn.pipeline import fetch_table, run, run_arrays
+from .._conn.pipeline import fetch_table, optional_sql, optional_text, run, run_arrays
 from .._sql.names import chunk_table, qualified_table
 from .._sql.query import Query
 from .._sql.quote import literal, quote_ident
@@ -505,18 +505,15 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, encoded: Encode
     stats_cols = chunk_stat_columns(spec)
     # The values in the chunk table's own types (one declaration: chunk_table_columns);
     # ``inserted`` is the row count's increment, ``period`` the period_start matched.
-    # ``last_row`` and the statistics may be NULL ("keep the stored value"), and arrays
-    # cannot carry NULL (run_arrays): sent as text, '' for NULL and "=" before a value
-    # (a text statistic may be '' itself).
+    # ``last_row`` and the statistics may be NULL ("keep the stored value"): sent as
+    # optional text (run_arrays binds no NULL).
     table_types = {column: pg_type for column, pg_type, _ in chunks.chunk_table_columns(spec)}
     pg_types = {**table_types, "inserted": table_types["row_count"], "period": table_types["period_start"]}
     kept = {"last_row", *(f"{m}_{c}" for c in stats_cols for m in ("min", "max"))}
 
     def new(name: str) -> str:
-        col = quote_ident(name)
-        if name not in kept:
-            return f"v.{col}"
-        return f"(CASE WHEN v.{col} <> '' THEN substr(v.{col}, 2)::{pg_types[name]} END)"
+        col = f"v.{quote_ident(name)}"
+        return optional_sql(col, pg_types[name]) if name in kept else col
 
     sets = ["patch = v.patch", "row_count = t.row_count + v.inserted", "first_ts = LEAST(t.first_ts, v.first_ts)",
             "last_ts = GREATEST(t.last_ts, v.last_ts)", f"last_row = coalesce({new('last_row')}, t.last_row)"]
@@ -530,8 +527,7 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, encoded: Encode
     table = encoded.values
     for name in kept:
         at = table.schema.get_field_index(name)
-        sent = ["" if v is None else "=" + v for v in table.column(at).to_pylist()]
-        table = table.set_column(at, name, pa.array(sent, pa.string()))
+        table = table.set_column(at, name, optional_text(table.column(at)))
     position = {key: i for i, key in enumerate(encoded.keys)}
     names = ", ".join(quote_ident(n) for n in table.column_names)
     for one, mine in _by_shard(settings, spec, encoded.keys):
