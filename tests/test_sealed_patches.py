@@ -540,8 +540,8 @@ def test_patch_updates_go_as_one_statement_of_arrays_and_keep_what_they_do_not_c
     """The patch updates of one period go as one statement binding one array per column
     (pipeline.run_arrays), on either driver: a restatement into the past of both symbols
     stores the same rows and counts, and keeps each chunk's newest row and statistics
-    where the patch brings none ('' in the arrays, never NULL: ADBC 1.12 sends NULL
-    elements as '')."""
+    where the patch brings none (sent as pipeline.optional_text, never NULL: ADBC 1.12
+    sends NULL elements as '')."""
     import adbc_driver_manager.dbapi
 
     from regime_io._conn import pipeline
