@@ -778,3 +778,21 @@ def test_segments_whose_frames_miscount_their_rows_are_decoded_chunk_by_chunk() 
     got = sealed_format.decode_patches(spec, [(p, chunk_bytes.patch_segments(p) or []) for p in patches], fp)
     assert [t.num_rows for t in got] == [200, 300]
     assert all(t.equals(rows) for t, rows in zip(got, parts, strict=True))
+
+
+@pytest.mark.parametrize("in_order", [True, False])
+def test_rows_in_a_span_by_search_or_by_filter(in_order: bool) -> None:
+    """sealed_store._in_span: the rows of a chunk's rows whose time lies in a write's span
+    (both ends included), found by binary search over rows in time order and by Arrow's
+    filter otherwise -- the same rows either way as a plain comparison gives."""
+    spec = table_spec("market_data")
+    rows = sealed_format.conform_payload(spec, validate(spec, bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2), 600,
+                                                                  seed=8)))
+    if not in_order:
+        rows = rows.take(pa.array(np.random.default_rng(3).permutation(rows.num_rows)))
+    span = (dt.datetime(2024, 1, 2, 3, 0), dt.datetime(2024, 1, 2, 4, 59))
+    got = sealed_store._in_span(spec, rows, span)
+    times = rows.column("timestamp").to_pylist()
+    assert sorted(got.column("timestamp").to_pylist()) == sorted(t for t in times if span[0] <= t <= span[1])
+    assert got.num_rows == 120
+    assert sealed_store._in_span(spec, rows, (dt.datetime(2025, 1, 1), dt.datetime(2025, 1, 2))).num_rows == 0

@@ -44,6 +44,15 @@ def periods_of(spec: TableSpec, table: pa.Table) -> list[dt.date]:
     return sorted({(epoch + dt.timedelta(days=d)).replace(day=1) for d in days})
 
 
+def time_span(spec: TableSpec, table: pa.Table) -> tuple[Any, Any] | None:
+    """The first and last time of ``table``'s rows (Python values), or None when it has no
+    rows or ``spec`` no time column: the span a write probes, merges and records."""
+    if spec.time_column is None or table.num_rows == 0:
+        return None
+    bounds = pc.min_max(table.column(spec.time_column))
+    return bounds["min"].as_py(), bounds["max"].as_py()
+
+
 def period_range(first: dt.date, last: dt.date) -> list[dt.date]:
     out, p = [], chunks.period_of(first)
     while p <= last:

@@ -24,6 +24,7 @@ from .._sql.quote import quote_ident
 from .._tiers import catalog, changes
 from .._tiers.chunk_merge import MergeCounts
 from .._tiers.knowledge import versioned_merge
+from .._tiers.row_groups import time_span
 from .._tiers.rows import merge_sql, merged_counts, stage_name
 from .._tiers.sealed_store import route_batch, route_staged
 from ..errors import ServerUnavailableError, UsageError, ValidationError, WriteError
@@ -85,13 +86,6 @@ class WriteResult:
         rows = "1 row" if self.rows == 1 else f"{self.rows} rows"
         return (f"{self.table}: {rows} -> {self.inserted} inserted, {self.updated} updated, "
                 f"{self.unchanged} unchanged{trimmed} ({self.method}, {self.seconds:.3f}s)")
-
-
-def time_range(spec: TableSpec, batch: pa.Table) -> tuple[dt.datetime, dt.datetime] | None:
-    if spec.time_column is None or batch.num_rows == 0:
-        return None
-    bounds = pc.min_max(batch.column(spec.time_column))
-    return bounds["min"].as_py(), bounds["max"].as_py()
 
 
 @dataclass
@@ -217,7 +211,7 @@ def save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: O
     collide, else staged and merged; rows of sealed series-months merge into their chunks."""
     if batch.num_rows == 0:
         return WriteResult(spec.key, 0, 0, 0, 0, "empty")
-    span = time_range(spec, batch)
+    span = time_span(spec, batch)
     kind = time_kind(batch)
 
     def merge(cur: Any, attempt: Attempt) -> Merged:
@@ -236,7 +230,7 @@ def save_batch(db: Database, spec: TableSpec, batch: pa.Table, *, on_conflict: O
         rest, sealed = route_batch(cur, db.settings, spec, batch, on_conflict=on_conflict,
                                    sealed_tier=tier == "sealed")
         if probe and not pipelined and rest.num_rows:
-            collides = _probe(cur, db, spec, rest, span if rest is batch else time_range(spec, rest), on_conflict)
+            collides = _probe(cur, db, spec, rest, span if rest is batch else time_span(spec, rest), on_conflict)
         inserted, updated = sealed.inserted, sealed.updated
         staged = rest.num_rows > 0 and (collides is None or collides())
         series = sealed_series(spec, sealed)
@@ -292,7 +286,7 @@ def save_stream(db: Database, spec: TableSpec, chunks: Iterator[Any], *, on_conf
                     raise UsageError(f"{spec.key}: the stream mixes zone-aware and naive timestamps; make them one "
                                      "kind (see docs/timezones.md)", table=spec.key, column=spec.time_column)
                 record_time_kind(cur, db, spec, time_kind(batch))
-                rng = time_range(spec, batch)
+                rng = time_span(spec, batch)
                 if rng:
                     span[:] = [min([rng[0], *span[:1]]), max([rng[1], *span[1:]])]
                 yield batch

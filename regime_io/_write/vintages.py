@@ -14,12 +14,12 @@ from .._frames import to_polars
 from .._schema.timezones import record_time_kind, time_kind
 from .._sql.quote import quote_ident
 from .._tiers.knowledge import ROW_KNOWN_AT, keeps_history, known_at_instant, versioned_merge
-from .._tiers.row_groups import period_range
+from .._tiers.row_groups import period_range, time_span
 from .._tiers.sealed_store import existing_chunks, route_batch
 from ..errors import UsageError
 from ..tables import TableSpec
 from ..types import OnConflict, Tier
-from .transaction import Attempt, Merged, WriteResult, run, sealed_series, stage_and_merge, time_range
+from .transaction import Attempt, Merged, WriteResult, run, sealed_series, stage_and_merge
 from .validate import validate
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def save_vintages(db: Database, spec: TableSpec, batches: list[tuple[dt.datetime
     rows = sum(b.num_rows for _, b in batches)
     if rows == 0:
         return WriteResult(spec.key, 0, 0, 0, 0, "empty")
-    spans = [r for r in (time_range(spec, b) for _, b in batches) if r is not None]
+    spans = [r for r in (time_span(spec, b) for _, b in batches) if r is not None]
     span = (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
 
     def merge(cur: Any, attempt: Attempt) -> Merged:
