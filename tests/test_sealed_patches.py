@@ -14,6 +14,7 @@ import signal
 import struct
 from typing import Any
 
+import adbc_driver_manager.dbapi
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -23,6 +24,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration
+from regime_io._conn import pipeline
 from regime_io._tiers import chunk_bytes, chunk_merge, sealed_format, sealed_store, segment_memo
 from regime_io._write.validate import validate
 from regime_io.tables import table_spec
@@ -542,10 +544,6 @@ def test_patch_updates_go_as_one_statement_of_arrays_and_keep_what_they_do_not_c
     stores the same rows and counts, and keeps each chunk's newest row and statistics
     where the patch brings none (sent as pipeline.optional_text, never NULL: ADBC 1.12
     sends NULL elements as '')."""
-    import adbc_driver_manager.dbapi
-
-    from regime_io._conn import pipeline
-
     data = _sealed_month(pg)
     sent: list[int] = []  # the parameters of each patch update sent, on either driver
 
@@ -602,8 +600,6 @@ def test_a_patch_update_keeps_bounds_it_has_no_value_for_and_takes_empty_text(pg
 
 def test_run_arrays_refuses_nulls() -> None:
     """ADBC 1.12 binds a NULL array element as '': run_arrays refuses NULLs before sending."""
-    from regime_io._conn import pipeline
-
     with pytest.raises(ValueError, match="NULL"):
         pipeline.run_arrays(object(), "UPDATE t SET a = v.a FROM ({values}) AS v(a)", pa.table({"a": ["x", None]}),
                             ["TEXT"])
@@ -685,7 +681,7 @@ def test_a_day_restated_again_merges_alike_whether_its_segments_are_remembered_o
 
 def test_segment_memo_gives_what_decoding_gives_and_forgets_the_least_recent() -> None:
     """Rows remembered for segment bytes equal (values and types) the rows decoding those
-    bytes gives; other bytes, another fingerprint or codec are not found; past MEMO_ROWS
+    bytes gives; other bytes, another fingerprint or codec are not found; past MEMO_BYTES
     the least recently used are forgotten."""
     spec = table_spec("market_data")
     rows = sealed_format.conform_payload(spec, validate(spec, bars(["NIFTY"], ["1m"], dt.datetime(2024, 1, 2), 900,
@@ -718,10 +714,29 @@ def test_segment_memo_gives_what_decoding_gives_and_forgets_the_least_recent() -
             assert cold.equals(direct) and warm.equals(direct) and warm.schema == direct.schema
             assert segment_memo.recall((fp, fp, sealed_format.CODEC, floats), encoded) is not None
     assert direct.num_rows == 0 and cold.num_rows == 0  # (a window past the segment)
-    many = segment_memo.MEMO_ROWS // rows.num_rows
-    segment_memo.remember((fp, fp, sealed_format.CODEC, False), [(bytes([i]) * 8, rows) for i in range(many)])
+    many = segment_memo.MEMO_BYTES // rows.get_total_buffer_size()
+    segment_memo.remember((fp, fp, sealed_format.CODEC, False), [(i.to_bytes(8, "little"), rows)
+                                                                 for i in range(many)])
     assert segment_memo.recall((fp, fp, sealed_format.CODEC, False), encoded) is None  # the oldest, forgotten
-    assert segment_memo.recall((fp, fp, sealed_format.CODEC, False), bytes([many - 1]) * 8) is not None
+    assert segment_memo.recall((fp, fp, sealed_format.CODEC, False), (many - 1).to_bytes(8, "little")) is not None
+    segment_memo.forget()
+
+
+def test_segment_memo_counts_the_buffers_a_slice_keeps_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few rows sliced out of a large table keep its buffers alive: the memo counts those
+    bytes, not the rows, so a slice of a table past its budget is not kept, and slices of
+    one table push each other out once their buffers add up past it."""
+    how = ("f", "f", "c", False)
+    big = pa.table({"a": np.arange(100_000, dtype=np.int64)})  # 800,000 bytes
+    monkeypatch.setattr(segment_memo, "MEMO_BYTES", 1_000_000)
+    segment_memo.forget()
+    segment_memo.remember(how, [(b"slice", big.slice(10, 5))])
+    assert segment_memo.recall(how, b"slice") is not None  # 800,000 referenced: kept
+    segment_memo.remember(how, [(b"other", big.slice(20, 5))])  # 1.6 MB counted: the first goes
+    assert segment_memo.recall(how, b"slice") is None and segment_memo.recall(how, b"other") is not None
+    segment_memo.remember(how, [(b"huge", pa.table({"a": np.arange(200_000, dtype=np.int64)}).slice(0, 3))])
+    assert segment_memo.recall(how, b"huge") is None  # past the budget on its own: not kept
+    assert segment_memo.recall(how, b"other") is not None
     segment_memo.forget()
 
 

@@ -398,7 +398,8 @@ def _segment_rows(spec: TableSpec, pieces: Sequence[tuple[pa.Buffer, int]], chun
     (:func:`_decode_many`) and remembered. None when decoded rows disagree with the
     frames' counts."""
     how = (chunk_fingerprint, fingerprint(spec), codec, floats)
-    out: list[pa.Table | None] = [segment_memo.recall(how, piece) for piece, _ in pieces]
+    keys = [piece.to_pybytes() for piece, _ in pieces]  # (copied once: looked up, then kept)
+    out: list[pa.Table | None] = [segment_memo.recall(how, key) for key in keys]
     missing = [i for i, (known, (_, rows)) in enumerate(zip(out, pieces, strict=True))
                if known is None or known.num_rows != rows]
     if missing:
@@ -409,7 +410,7 @@ def _segment_rows(spec: TableSpec, pieces: Sequence[tuple[pa.Buffer, int]], chun
             return None
         starts = np.cumsum([0, *counts[:-1]]).tolist()
         fresh = [table.slice(start, count) for start, count in zip(starts, counts, strict=True)]
-        segment_memo.remember(how, [(pieces[i][0], t) for i, t in zip(missing, fresh, strict=True)])
+        segment_memo.remember(how, [(keys[i], t) for i, t in zip(missing, fresh, strict=True)])
         for i, t in zip(missing, fresh, strict=True):
             out[i] = t
     return [t for t in out if t is not None]

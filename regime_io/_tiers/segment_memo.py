@@ -14,8 +14,10 @@ months again decoded their ten patches each time (with them remembered: 0.94 of 
 time, 37.0 against 39.8 ms, 57 alternated pairs). Looking a segment up costs ~10 us
 (hashing its ~20 KB). Payloads are not remembered: a month is ~30x a day's segment.
 
-Segments decoded together are remembered as slices of one table: one kept keeps that
-table's buffers alive, so memory is bounded by :data:`MEMO_ROWS` and one decode pass.
+Remembered rows are often slices (of a write's validated batch, of one decode pass of
+several segments), and a slice keeps its whole buffers alive: a 1,440-row slice of a
+1M-row column holds 8 MB. So the memo is bounded by the bytes of the buffers its tables
+reference (:data:`MEMO_BYTES`, Arrow's ``get_total_buffer_size``), not by their rows.
 """
 
 from __future__ import annotations
@@ -27,27 +29,29 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-__all__ = ["MEMO_ROWS", "How", "forget", "recall", "remember"]
+__all__ = ["MEMO_BYTES", "How", "forget", "recall", "remember"]
 
-# At most this many rows remembered, the least recently used forgotten first: ~64 B a
-# one-minute bar in Arrow, so ~8 MB; the ten 1,440-row segments of a restated day are
-# 14,400, remembered once exact (writes) and once as floats (reads).
-MEMO_ROWS = 131_072
+# At most this many bytes of buffers referenced, the least recently used forgotten first
+# (a buffer two entries share is counted twice: the bound is loose, never exceeded). Each
+# of the ten segments of the benchmark's restated day counts 1.15 MB (its rows are slices
+# of the day's 14,400 validated rows): a process alternating two versions of the day
+# holds 20 of them, 23 MB counted.
+MEMO_BYTES = 64 * 1024 * 1024
 
 #: How a segment is read: (the chunk's fingerprint, the reader's, the codec, floats).
 How = tuple[str, str, str, bool]
-_memo: OrderedDict[tuple[How, bytes], pa.Table] = OrderedDict()
-_rows = 0
+_memo: OrderedDict[tuple[How, bytes], tuple[pa.Table, int]] = OrderedDict()  # -> (rows, bytes referenced)
+_bytes_held = 0
 _lock = threading.Lock()
 
 
 def _after_fork() -> None:
     """A forked child starts with an empty memo and a lock of its own (the parent's may
     have been held by another thread at the fork, and would never be released)."""
-    global _lock, _rows
+    global _lock, _bytes_held
     _lock = threading.Lock()
     _memo.clear()
-    _rows = 0
+    _bytes_held = 0
 
 
 if hasattr(os, "register_at_fork"):  # (POSIX)
@@ -56,28 +60,31 @@ if hasattr(os, "register_at_fork"):  # (POSIX)
 
 def remember(how: How, segments: Sequence[tuple[pa.Buffer | bytes, pa.Table]]) -> None:
     """Keep each ``(segment bytes, its rows)``: the rows as decoding them ``how`` gives them."""
-    global _rows
-    keyed = [((how, _bytes(encoded)), rows) for encoded, rows in segments if rows.num_rows <= MEMO_ROWS]
+    global _bytes_held
+    keyed = [((how, _bytes(encoded)), (rows, rows.get_total_buffer_size())) for encoded, rows in segments]
     with _lock:
-        for key, rows in keyed:
+        for key, entry in keyed:
+            if entry[1] > MEMO_BYTES:
+                continue
             old = _memo.pop(key, None)
             if old is not None:
-                _rows -= old.num_rows
-            _memo[key] = rows
-            _rows += rows.num_rows
-        while _rows > MEMO_ROWS:
-            _, dropped = _memo.popitem(last=False)
-            _rows -= dropped.num_rows
+                _bytes_held -= old[1]
+            _memo[key] = entry
+            _bytes_held += entry[1]
+        while _bytes_held > MEMO_BYTES:
+            _, (_, size) = _memo.popitem(last=False)
+            _bytes_held -= size
 
 
 def recall(how: How, encoded: pa.Buffer | bytes) -> pa.Table | None:
     """The rows remembered for these segment bytes read ``how``, or None."""
     key = (how, _bytes(encoded))
     with _lock:
-        rows = _memo.get(key)
-        if rows is not None:
-            _memo.move_to_end(key)
-        return rows
+        entry = _memo.get(key)
+        if entry is None:
+            return None
+        _memo.move_to_end(key)
+        return entry[0]
 
 
 def _bytes(encoded: pa.Buffer | bytes) -> bytes:
@@ -86,7 +93,7 @@ def _bytes(encoded: pa.Buffer | bytes) -> bytes:
 
 def forget() -> None:
     """Drop every remembered segment (tests: the cold path)."""
-    global _rows
+    global _bytes_held
     with _lock:
         _memo.clear()
-        _rows = 0
+        _bytes_held = 0
