@@ -132,6 +132,13 @@ def test_history_shape(run: dict[str, Any]) -> None:
         pair = [figures[f"history.alternated.{key}.{tier}"] for tier in ("sealed", "arcticdb")]
         if _arcticdb_installed():
             assert len(pair[0]["samples"]) == len(pair[1]["samples"]) >= 2, key
+    # A day's first restatement, a different day each round (warm-up: the first day): the
+    # 3,000 minutes hold one other whole day (January 1st) and a short one (January 3rd).
+    first = figures["history.restate_first.sealed"]
+    assert len(first["samples"]) == (1 if _arcticdb_installed() else 2)
+    if _arcticdb_installed():
+        pair = [figures[f"history.alternated.restate_first.{tier}"] for tier in ("sealed", "arcticdb")]
+        assert len(pair[0]["samples"]) == len(pair[1]["samples"]) == 1
     # The latest row's floor: the JSON rebuild measured beside a lookup without it.
     assert figures["history.floor.latest_json"]["calls"] == figures["history.floor.latest_stored"]["calls"] > 0
 
