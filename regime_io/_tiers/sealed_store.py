@@ -669,7 +669,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
         for key, incoming in incoming_by_key.items():
             diff = diffs.get(key) or merge(spec, existing.get(key), incoming, on_conflict=on_conflict,
                                            settings_table=name)
-            merged, ins, upd = diff.rows, diff.inserted, diff.updated
+            ins, upd = diff.inserted, diff.updated
             counts.inserted += ins
             counts.updated += upd
             if (upd or ins) and spec.key in settings.history_tables:
@@ -685,7 +685,7 @@ def route_batch(cur: Any, settings: Settings, spec: TableSpec, batch: pa.Table, 
             if (ins or upd) and not whole:
                 fresh.append(live.changed_rows(spec, pa.concat_tables([diff.added, diff.after]), key))
             if key not in diffs and (ins or upd or key not in existing or sealed_tier):
-                results[key] = merged
+                results[key] = diff.rows  # (built only here: a patched chunk's rows are its patch's)
         # The change-log entry is encoded on a thread while the chunks and patches are
         # written (the driver lets go of the GIL while the server works): zstd of a restated
         # day's 14,400 rows is ~3 ms beside the patches' UPDATE of ~4-6.
