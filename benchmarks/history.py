@@ -447,8 +447,12 @@ def _first_restatements(db: Any, bars: pl.DataFrame, day_frame: pl.DataFrame,
     symbols = day_frame.get_column("symbol").n_unique()
     label = (f"regime_io.save of 1 day x {symbols} symbols with new prices into sealed months, each day's first "
              "restatement (a different day each run)")
+    what = f"a day's first restatement, 1 day x {symbols} symbols (save / update_batch), a different day each round"
     if len(frames) < 2:
-        return {"history.restate_first.sealed": unavailable(label, "unavailable: fewer than two other whole days")}
+        reason = "unavailable: fewer than two other days hold bars"
+        return {"history.restate_first.sealed": unavailable(label, reason),
+                **{f"history.alternated.restate_first.{tier}": unavailable(f"{who}, {what}", reason)
+                   for tier, who in (("sealed", "regime_io sealed tier"), ("arcticdb", "ArcticDB"))}}
     ours = list(frames)
 
     def restate() -> None:
@@ -458,7 +462,7 @@ def _first_restatements(db: Any, bars: pl.DataFrame, day_frame: pl.DataFrame,
             raise RuntimeError(f"first restatement of a day: {result}")
 
     if arctic is None:
-        figures = _alternated("restate_first", restate, None, what="", rows=day_frame.height, rounds=0)
+        figures = _alternated("restate_first", restate, None, what=what, rows=day_frame.height, rounds=0)
         figures["history.restate_first.sealed"] = time_it(restate, repeats=len(frames), rows=day_frame.height,
                                                           label=label)
         return figures
@@ -467,9 +471,8 @@ def _first_restatements(db: Any, bars: pl.DataFrame, day_frame: pl.DataFrame,
     def update() -> None:
         theirs.pop(0)()
 
-    figures = _alternated("restate_first", restate, update,
-                          what=f"a day's first restatement, 1 day x {symbols} symbols (save / update_batch), a "
-                               "different day each round", rows=day_frame.height, rounds=len(frames) - 1)
+    figures = _alternated("restate_first", restate, update, what=what, rows=day_frame.height,
+                          rounds=len(frames) - 1)
     figures["history.restate_first.sealed"] = {**figures["history.alternated.restate_first.sealed"], "label": label}
     return figures
 

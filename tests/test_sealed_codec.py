@@ -201,7 +201,7 @@ def test_tables_encoded_together_are_the_bytes_each_gets_alone(codec: str) -> No
         1, "open", pa.array([Decimal(i * 997 % 90001) / 100 for i in range(50)], pa.decimal128(10, 2))))
     for spec, tables in (
         (BARS, [_bars(1440), _bars(chunks.BATCH_ROWS + 100, jump=40), _bars(1), wide, shifted, _bars(7)]),
-        # Each one batch, widths differing: a column cast once per width and cut in slices.
+        # Each one batch, widths differing: each table's part a view of a cast per width.
         (BARS, [_bars(1440), wide, _bars(1), shifted, _bars(7), _bars(300, jump=40)]),
         (REGIMES, [_regimes(30, nulls=False), _regimes(30, nulls=True), _regimes(5, nulls=False)]),
     ):
