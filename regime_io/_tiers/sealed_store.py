@@ -379,12 +379,7 @@ def write_chunks(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
     if not records["period_start"]:
         return 0
     guard.extend_horizon(cur, spec, settings, period)
-    fields = [pa.field(c, spec.column(c).arrow_type) for c in spec.chunk_by]
-    fields += [pa.field("period_start", pa.date32()), pa.field("row_count", pa.int32()),
-               pa.field("first_ts", pa.timestamp("us")), pa.field("last_ts", pa.timestamp("us"))]
-    fields += [pa.field(f"{m}_{c}", pa.string()) for c in stats_cols for m in ("min", "max")]
-    fields += [pa.field("schema_fingerprint", pa.string()), pa.field("codec", pa.string()),
-               pa.field("payload", pa.binary()), pa.field("last_row", pa.string())]
+    fields = [pa.field(name, _bound_type(spec, name)) for name in records]
     staged = pa.table({f.name: pa.array(records[f.name], f.type) for f in fields})
     stage = _stage_name(spec)
     stage_cols = ", ".join(f"{quote_ident(f.name)} {_stage_pg_type(spec, f.name)}" for f in fields)
@@ -489,10 +484,11 @@ def encode_patches(spec: TableSpec, period: dt.date, patches: dict[SeriesKey, Pa
                 params[f"{m}_{c}"].append(None if value is None else str(value))
         params["period"].append(period)
         for c, v in zip(spec.chunk_by, key, strict=True):
-            params[c].append(chunks.json_value(v))
-    types = {"patch": pa.binary(), "inserted": pa.int32(), "first_ts": pa.timestamp("us"),
-             "last_ts": pa.timestamp("us"), "period": pa.date32()}
-    table = pa.table({name: pa.array(values, types.get(name, pa.string())) for name, values in params.items()})
+            params[c].append(v)
+    # ``inserted`` is the row count's increment, ``period`` the period_start matched.
+    column = {"inserted": "row_count", "period": "period_start"}
+    table = pa.table({name: pa.array(values, _bound_type(spec, column.get(name, name)))
+                      for name, values in params.items()})
     return EncodedPatches(ordered, table, sum(len(p) for p in params["patch"]))
 
 
@@ -536,6 +532,21 @@ def write_patches(cur: Any, settings: Settings, spec: TableSpec, encoded: Encode
                         f"WHERE {one}{' AND '.join(where)}", rows,
                    ["TEXT" if n in kept else pg_types[n] for n in table.column_names])
     return encoded.bytes
+
+
+# The Arrow type a writer binds each of the chunk table's PostgreSQL types as (text for
+# TEXT and JSONB): the staging table's COPY and the patches' arrays, one map for both.
+_BOUND_AS = {"DATE": pa.date32(), "INTEGER": pa.int32(), "TIMESTAMP": pa.timestamp("us"), "BYTEA": pa.binary()}
+
+
+def _bound_type(spec: TableSpec, name: str) -> pa.DataType:
+    """A chunk-table column's values as the writers bind them (:func:`write_chunks`'
+    staging table, :func:`encode_patches`' arrays): the key columns in their declared
+    Arrow types, the others by the type :func:`_stage_pg_type` gives them (statistics and
+    ``last_row`` as text)."""
+    if name in spec.chunk_by:
+        return spec.column(name).arrow_type
+    return _BOUND_AS.get(_stage_pg_type(spec, name), pa.string())
 
 
 def _stage_pg_type(spec: TableSpec, name: str) -> str:
