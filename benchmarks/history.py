@@ -361,15 +361,21 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
                 label=f"regime_io get_market_data(return_type='arrow'), {tier} tier, {what}", rows=expected[key],
                 repeats=repeats)
         if key == "read_month":
-            figures[f"history.scan_month.{tier}"] = _read_figure(
-                key, partial(_scan_collect, db, symbols[0], start, end),
-                label=f"regime_io scan() filtered to {what} and collected, {tier} tier", rows=expected[key],
-                repeats=repeats)
+            # scan(), the eager read and the plugin floor in turn, one run of each per round:
+            # the row tier's month read moved between ~38 and ~59 ms from block to block of
+            # one run, which the scan-vs-eager ratio of two blocks took for scan()'s cost
+            # (0.73-1.40 over five runs of one library).
             ready = reading.get_market_data(db, symbols[0], start, end)
-            figures[f"history.scan_plugin.{tier}"] = _read_figure(
-                key, partial(_plugin_collect, ready, symbols[0], start, end),
-                label=f"polars IO plugin yielding the eager frame of {what}, filtered and collected (the overhead "
-                      "scan() pays on top of the read)", rows=expected[key], repeats=repeats)
+            figures.update({f"history.scan_{part}.{tier}": fig for part, fig in alternated_times(
+                {"month": partial(_scan_collect, db, symbols[0], start, end),
+                 "eager": partial(reading.get_market_data, db, symbols[0], start, end),
+                 "plugin": partial(_plugin_collect, ready, symbols[0], start, end)},
+                rounds=repeats * _ALTERNATED_ROUNDS["read_month"], rows=expected[key],
+                labels={"month": f"regime_io scan() filtered to {what} and collected, {tier} tier",
+                        "eager": f"regime_io get_market_data, {tier} tier, {what} (the eager read scan() is held "
+                                 "against)",
+                        "plugin": f"polars IO plugin yielding the eager frame of {what}, filtered and collected "
+                                  "(the overhead scan() pays on top of the read)"}).items()})
         if copy:
             run = _copy_out(server, range_query(db, symbols, start, end))
             figures[f"history.{key}.copy"] = _read_figure(
