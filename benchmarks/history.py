@@ -192,7 +192,7 @@ def run_history(server: BenchServer, *, symbols: int, minutes: int, repeats: int
         db = server.database("history")
         maint = Maintenance(server, db)
         try:
-            figures.update(_row_tier(server, db, maint, bars, slices, expected, day_frame, repeats=repeats,
+            figures.update(_row_tier(server, db, maint, bars, slices, expected, day_frame, arctic, repeats=repeats,
                                      slow_repeats=slow_repeats, say=say))
             figures.update(_sealed_tier(server, db, maint, bars, slices, expected, day_frame, arctic,
                                         repeats=repeats, say=say))
@@ -389,24 +389,28 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
 
 
 # Rounds per --repeats of the alternated runs: more for the reads of a few ms, whose
-# medians moved by 10% from run to run (the same counts _read_figure uses).
-_ALTERNATED_ROUNDS = {"read_all": 2, "read_symbol": 8, "read_month": 8, "read_day": 10, "restate": 2,
-                      "restate_cold": 2}
+# medians moved by 10% from run to run (the same counts _read_figure uses); 4 for the
+# whole read and the restatements, whose medians of 10 rounds moved 1.42-1.57 (every bar)
+# and 1.08-2.09 (a restatement, segments forgotten) over five runs of one library (~2 s
+# more a run at the default size).
+_ALTERNATED_ROUNDS = {"read_all": 4, "read_symbol": 8, "read_month": 8, "read_day": 10, "restate": 4,
+                      "restate_cold": 4}
 
 
-def _alternated(key: str, sealed: Callable[[], Any], arcticdb: Callable[[], Any] | None, *, what: str, rows: int,
-                rounds: int) -> dict[str, Figure]:
-    """The sealed tier's run and ArcticDB's, one of each per round (``history.alternated.*``):
-    the targets' ratios from runs made in the same seconds, where the blocks above ran
-    minutes apart. Both "unavailable" without ArcticDB (``arcticdb`` None)."""
-    labels = {"sealed": f"regime_io sealed tier, {what}, runs alternated with ArcticDB's",
+def _alternated(key: str, ours: Callable[[], Any], arcticdb: Callable[[], Any] | None, *, what: str, rows: int,
+                rounds: int, tier: str = "sealed") -> dict[str, Figure]:
+    """regime_io's run (on ``tier``) and ArcticDB's, one of each per round
+    (``history.alternated.<key>.<tier>`` and ``.arcticdb``): the targets' ratios from runs
+    made in the same seconds, where the blocks above ran minutes apart. Both
+    "unavailable" without ArcticDB (``arcticdb`` None)."""
+    labels = {tier: f"regime_io {tier} tier, {what}, runs alternated with ArcticDB's",
               "arcticdb": f"ArcticDB, {what}, runs alternated with regime_io's"}
     if arcticdb is None:
         reason = "unavailable: arcticdb is not installed (pip install 'regime-io[bench]')"
-        figures = {tier: unavailable(label, reason) for tier, label in labels.items()}
+        figures = {name: unavailable(label, reason) for name, label in labels.items()}
     else:
-        figures = alternated_times({"sealed": sealed, "arcticdb": arcticdb}, rounds=rounds, rows=rows, labels=labels)
-    return {f"history.alternated.{key}.{tier}": fig for tier, fig in figures.items()}
+        figures = alternated_times({tier: ours, "arcticdb": arcticdb}, rounds=rounds, rows=rows, labels=labels)
+    return {f"history.alternated.{key}.{name}": fig for name, fig in figures.items()}
 
 
 def _first_days(bars: pl.DataFrame, day_frame: pl.DataFrame) -> list[dt.datetime]:
@@ -748,8 +752,8 @@ def _plugin_collect(frame: pl.DataFrame, symbol: str, start: dt.datetime, end: d
 
 
 def _row_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.DataFrame, slices: dict[str, Any],
-              expected: dict[str, int], day_frame: pl.DataFrame, *, repeats: int, slow_repeats: int,
-              say: Callable[[str], None]) -> dict[str, Figure]:
+              expected: dict[str, int], day_frame: pl.DataFrame, arctic: _Arctic | None, *, repeats: int,
+              slow_repeats: int, say: Callable[[str], None]) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
     n = bars.height
     say(f"regime_io row tier: fresh save of {n:,} bars ({repeats} runs)")
@@ -764,6 +768,13 @@ def _row_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.DataFra
         _table_bytes(server, db, chunks=False), n)
     say("regime_io row tier: reads (and COPY-out of the same rows)")
     figures.update(_reads(server, db, slices, expected, tier="row", repeats=repeats, copy=True))
+    # The day read again, ArcticDB's in turn (its p50s taken minutes apart moved the ratio
+    # 1.01-1.60 over five runs of one library).
+    day_symbols, day_start, day_end, day_what = slices["read_day"]
+    figures.update(_alternated("read_day_row", partial(reading.get_market_data, db, day_symbols[0], day_start, day_end),
+                               None if arctic is None else partial(arctic.read, day_symbols, day_start, day_end),
+                               what=day_what, rows=expected["read_day"], tier="row",
+                               rounds=repeats * _ALTERNATED_ROUNDS["read_day"]))
     symbols = slices["read_all"][0]
     first, last = slices["read_all"][1], slices["read_all"][2]
     figures["history.read_each_symbol.row"] = time_it(
