@@ -201,3 +201,43 @@ def test_resampling_sealed_bars_across_a_weekend_buckets_as_the_rows(pg: Postgre
     with pytest.warns(Warning):
         sealed = pg.get_market_data("NIFTY", *window, resample="6h", exact=exact)
     assert_frame_equal(sealed, rows)
+
+
+def test_a_month_sealed_whole_takes_every_series_in_it_and_a_keyed_seal_only_its_own(
+        pg: PostgreSQLIntegration, sql) -> None:
+    """Sealing a month every symbol at once reads and deletes its rows by time alone (no
+    key filter): a series written after the plan, before the month's lock, moves too, and
+    the report counts it. Sealed for some symbols (or in parts), only those series move."""
+    data = bars(["NIFTY", "BANKNIFTY", "FINNIFTY"], ["1m"], dt.datetime(2024, 1, 2), 600,
+                step=dt.timedelta(minutes=60))
+    pg.save_market_data(data)
+    spec = pg.db.spec("market_data")
+    jan = dt.date(2024, 1, 1)
+    in_jan = data.filter(pl.col("timestamp") < dt.datetime(2024, 2, 1))
+    per_symbol = in_jan.group_by("symbol").len()
+    count = dict(zip(per_symbol["symbol"], per_symbol["len"], strict=True))
+    # Keyed: only NIFTY's rows move, the others stay in the row tier.
+    moved, series, _, _ = sealing._seal_group(pg.db, spec, jan, [("NIFTY", "1m")])
+    assert (moved, series) == (count["NIFTY"], 1)
+    assert _counts(pg, sql) == (data.height - count["NIFTY"], count["NIFTY"])
+    # Whole: the plan named BANKNIFTY only (FINNIFTY "written after it"); both move.
+    moved, series, _, _ = sealing._seal_group(pg.db, spec, jan, [("BANKNIFTY", "1m")], whole_period=True)
+    assert (moved, series) == (count["BANKNIFTY"] + count["FINNIFTY"], 2)
+    assert _counts(pg, sql) == (data.height - in_jan.height, in_jan.height)
+    after = pg.get_market_data(["NIFTY", "BANKNIFTY", "FINNIFTY"], "2024-01-01", "2024-12-31", exact=True)
+    assert after.height == data.height
+    assert sql(f"SELECT count(*) FROM {pg.db.table('market_data')} WHERE timestamp < '2024-02-01'")[0][0] == 0
+
+
+def test_the_report_counts_the_rows_heap_bytes_before_a_seal(pg: PostgreSQLIntegration, sql) -> None:
+    """bytes_before: the rows' heap tuples (with headers), the count times the mean tuple of
+    the first 10,000 rows -- every row here, so the whole table's sum to a byte a series."""
+    data = bars(["NIFTY", "BANKNIFTY"], ["1m", "5m"], dt.datetime(2024, 1, 30), 1200, step=dt.timedelta(minutes=30))
+    pg.save_market_data(data)
+    table = pg.db.table("market_data")
+    exact = sql(f"SELECT sum(pg_column_size(t.*) + 28) FROM {table} t WHERE timestamp < '2024-03-01'")[0][0]
+    series = len(sql(f"SELECT DISTINCT symbol, timeframe, date_trunc('month', timestamp) FROM {table} "
+                     "WHERE timestamp < '2024-03-01'"))
+    report = sealing.seal(pg.db, dt.date(2024, 3, 15))
+    assert report.rows_moved == data.filter(pl.col("timestamp") < dt.datetime(2024, 3, 1)).height
+    assert abs(report.bytes_before - int(exact)) <= series

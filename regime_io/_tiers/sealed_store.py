@@ -262,17 +262,20 @@ def fetch_for_update(cur: Any, settings: Settings, spec: TableSpec, period: dt.d
     return {k: row.rows(spec) for k, row in fetch_chunk_rows(cur, settings, spec, period, keys).items()}
 
 
-def _period_rows(q: Query, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> str:
-    """The condition on the row table ``t`` for the rows of ``keys`` in ``period``."""
+def _period_rows(q: Query, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey] | None) -> str:
+    """The condition on the row table ``t`` for the rows of ``keys`` in ``period`` (None:
+    of every series)."""
     time_col = quote_ident(spec.time_column or "timestamp")
-    return (f"t.{time_col} >= {q.param(dt.datetime.combine(period, dt.time()))} "
-            f"AND t.{time_col} < {q.param(dt.datetime.combine(chunks.next_period(period), dt.time()))} "
-            f"AND {_key_filter(spec, keys, q.param(_keys_json(spec, keys)), 't')}")
+    during = (f"t.{time_col} >= {q.param(dt.datetime.combine(period, dt.time()))} "
+              f"AND t.{time_col} < {q.param(dt.datetime.combine(chunks.next_period(period), dt.time()))}")
+    return during if keys is None else f"{during} AND {_key_filter(spec, keys, q.param(_keys_json(spec, keys)), 't')}"
 
 
 def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
-                keys: Sequence[SeriesKey]) -> pa.Table:
-    """The row tier's rows of ``keys`` in ``period``, exact (decimals as decimal128)."""
+                keys: Sequence[SeriesKey] | None) -> pa.Table:
+    """The row tier's rows of ``keys`` in ``period`` (None: of every series; the caller
+    holds the period's lock exclusively, so no writer adds any), exact (decimals as
+    decimal128)."""
     names = spec.column_names
 
     def column(n: str) -> str:
@@ -299,8 +302,10 @@ def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
                                  else table.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
-def delete_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date, keys: Sequence[SeriesKey]) -> int:
-    """Delete the row tier's rows of ``keys`` in ``period``; returns how many went."""
+def delete_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+                keys: Sequence[SeriesKey] | None) -> int:
+    """Delete the row tier's rows of ``keys`` in ``period`` (None: of every series);
+    returns how many went."""
     q = Query()
     sql = f"DELETE FROM {qualified_table(spec, settings)} t WHERE {_period_rows(q, spec, period, keys)}"
     # No RETURNING: it made the server fetch every deleted tuple a second time (417,600
