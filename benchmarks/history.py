@@ -768,8 +768,8 @@ def _row_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.DataFra
         _table_bytes(server, db, chunks=False), n)
     say("regime_io row tier: reads (and COPY-out of the same rows)")
     figures.update(_reads(server, db, slices, expected, tier="row", repeats=repeats, copy=True))
-    # The day read again, ArcticDB's in turn (its p50s taken minutes apart moved the ratio
-    # 1.01-1.60 over five runs of one library).
+    # The day read again, ArcticDB's in turn: shown beside the p50s (taken minutes apart, the
+    # ratio moved 1.01-1.60 over five runs of one library), each run a cold call.
     day_symbols, day_start, day_end, day_what = slices["read_day"]
     figures.update(_alternated("read_day_row", partial(reading.get_market_data, db, day_symbols[0], day_start, day_end),
                                None if arctic is None else partial(arctic.read, day_symbols, day_start, day_end),
