@@ -106,6 +106,16 @@ def paired_ratio(fig: Figure | None, base: Figure | None) -> float | None:
     return statistics.median(pairs) if pairs else None
 
 
+def paired_sum_ratio(base: Figure | None, extra: Figure | None) -> float | None:
+    """The median over rounds of (``base``'s run + ``extra``'s run) / ``base``'s run (two
+    figures of one :func:`alternated_times` call): a floor made of a run and an overhead
+    measured in the same rounds."""
+    if not (is_measured(base) and is_measured(extra)) or base is None or extra is None:
+        return None
+    pairs = [(a + b) / a for a, b in zip(base.get("samples", ()), extra.get("samples", ()), strict=False) if a > 0]
+    return statistics.median(pairs) if pairs else None
+
+
 def timed_once(fig: Figure | None, seconds: float, *, label: str, rows: int | None = None,
                note: str | None = None) -> Figure:
     """Add one sample to a time figure (for round-robin measurements); create it if None."""

@@ -11,12 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import statistics
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .measure import Figure, is_measured, paired_ratio, value
+from .measure import Figure, is_measured, paired_ratio, paired_sum_ratio, value
 
 __all__ = ["RESULTS_BEGIN", "RESULTS_END", "add_derived", "evaluate_targets", "expected_figures", "markdown",
            "update_docs", "verdict_summary", "write_json"]
@@ -366,22 +365,13 @@ def _history_targets(figures: Mapping[str, Figure], add: Any) -> None:
         scan = f"{tier} tier: scan() of a 1-symbol month vs the eager read of it, runs alternated"
         month, eager, plugin = (figures.get(f"history.scan_{part}.{tier}") for part in ("month", "eager", "plugin"))
         add(scan, paired_ratio(month, eager), 1.2, where="median of each round's ratio (one run of each per round)")
-        add(f"{tier} tier scan floor: the eager read + polars' IO-plugin overhead vs the eager read", _paired_sum(
+        add(f"{tier} tier scan floor: the eager read + polars' IO-plugin overhead vs the eager read", paired_sum_ratio(
             eager, plugin), 1.2, floor_of=(scan,), where="the eager read and the plugin of the same rounds")
     sealed_stream = figures.get("memory.stream_sealed")
     add("sealed: streaming read, peak RSS", value(sealed_stream), 500, unit="MB", where=_where(sealed_stream))
     append = figures.get("regimes.rolling_save")
     add("1-minute append (save_rolling_market_regime) p50, kept (2026-11-24: 5.56 ms, +25%)", value(append),
         round(APPEND_BEFORE_MS * 1.25, 2), unit="ms")
-
-
-def _paired_sum(base: Figure | None, extra: Figure | None) -> float | None:
-    """The median over rounds of (``base``'s run + ``extra``'s run) / ``base``'s run (two
-    figures of one :func:`~benchmarks.measure.alternated_times` call)."""
-    if not (is_measured(base) and is_measured(extra)) or base is None or extra is None:
-        return None
-    pairs = [(a + b) / a for a, b in zip(base.get("samples", ()), extra.get("samples", ()), strict=False) if a > 0]
-    return statistics.median(pairs) if pairs else None
 
 
 def _where(fig: Figure | None) -> str:

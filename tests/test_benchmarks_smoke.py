@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.measure import alternated_times, is_measured, paired_ratio
+from benchmarks.measure import alternated_times, is_measured, paired_ratio, paired_sum_ratio
 from benchmarks.report import RESULTS_BEGIN, RESULTS_END, expected_figures
 from benchmarks.run import main
 
@@ -212,6 +212,8 @@ def test_alternated_runs_pair_by_round() -> None:
     b = {"kind": "time", "label": "b", "samples": [1.0, 2.0, 6.0]}
     assert paired_ratio(a, b) == 2.0
     assert paired_ratio(a, {"kind": "time", "label": "b", "status": "unavailable", "reason": "x"}) is None
+    # A floor of a run plus an overhead of the same round: (2+1)/2, (4+2)/4, (6+6)/6 -> 1.5.
+    assert paired_sum_ratio(a, b) == 1.5
 
 
 def _seconds(median: float) -> dict[str, Any]:

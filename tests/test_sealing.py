@@ -221,8 +221,10 @@ def test_a_month_sealed_whole_takes_every_series_in_it_and_a_keyed_seal_only_its
     assert (moved, series) == (count["NIFTY"], 1)
     assert _counts(pg, sql) == (data.height - count["NIFTY"], count["NIFTY"])
     # Whole: the plan named BANKNIFTY only (FINNIFTY "written after it"); both move.
-    moved, series, _, _ = sealing._seal_group(pg.db, spec, jan, [("BANKNIFTY", "1m")], whole_period=True)
+    moved, series, before, _ = sealing._seal_group(pg.db, spec, jan, [("BANKNIFTY", "1m")], row_bytes=100.0,
+                                                   whole_period=True)
     assert (moved, series) == (count["BANKNIFTY"] + count["FINNIFTY"], 2)
+    assert before == moved * 100  # the late series' rows sized too
     assert _counts(pg, sql) == (data.height - in_jan.height, in_jan.height)
     after = pg.get_market_data(["NIFTY", "BANKNIFTY", "FINNIFTY"], "2024-01-01", "2024-12-31", exact=True)
     assert after.height == data.height

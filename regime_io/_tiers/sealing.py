@@ -247,9 +247,10 @@ def seal(db: Database, older_than: AgeLike | None = None, *, tables: Iterable[st
                 # by time alone: the key filter's hash join cost 0.17 s of the DELETE and
                 # 0.15 s of the SELECT of a 417,600-row month (medians of 3: 0.48 -> 0.31 s,
                 # 0.83 -> 0.68 s).
-                moved, count, before, after = _seal_group(db, spec, period, group,
-                                                          heap_bytes=sum(series[k][1] for k in group),
-                                                          whole_period=wanted is None and len(parts) == 1)
+                planned = sum(series[k][0] for k in group)
+                moved, count, before, after = _seal_group(
+                    db, spec, period, group, row_bytes=sum(series[k][1] for k in group) / planned if planned else 0.0,
+                    whole_period=wanted is None and len(parts) == 1)
                 rows += moved
                 bytes_before += before
                 bytes_after += after
@@ -321,12 +322,13 @@ def _groups(series: dict[groups.SeriesKey, tuple[int, int]]) -> Iterator[list[gr
 
 
 def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[groups.SeriesKey], *,
-                heap_bytes: int | None = None, whole_period: bool = False) -> tuple[int, int, int, int]:
+                row_bytes: float | None = None, whole_period: bool = False) -> tuple[int, int, int, int]:
     """One transaction: rows of ``keys`` in ``period`` -> chunks, rows deleted. Returns
     the rows and series moved and the bytes before and after.
 
-    ``heap_bytes``: the rows' bytes as the plan measured them (the report's "before");
-    measured again here only when not given (a second pass over the rows: 0.3 s of a
+    ``row_bytes``: a row's heap bytes as the plan estimated them (the report's "before" is
+    the rows moved times it, a series written after the plan included); measured here
+    only when not given (a second pass over the rows: 0.3 s of a
     3.4 s seal of 1M bars). ``whole_period``: ``keys`` are every series the plan found in
     ``period``; the rows of every series are moved (under the period's exclusive lock no
     writer adds any, and a series written between the plan and the lock moves too).
@@ -340,7 +342,8 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[group
                 rows = store.select_rows(cur, settings, spec, period, None if whole_period else keys)
                 if rows.num_rows == 0:
                     return 0, 0, 0, 0  # sealed meanwhile by another process
-                before = heap_bytes if heap_bytes is not None else _heap_bytes(cur, db, spec, period, keys)
+                before = (round(rows.num_rows * row_bytes) if row_bytes is not None
+                          else _heap_bytes(cur, db, spec, period, keys))
                 by_series = groups.split_by_series(spec, rows)
                 existing = store.fetch_for_update(cur, settings, spec, period, list(by_series))
                 tables: dict[groups.SeriesKey, pa.Table] = {}
