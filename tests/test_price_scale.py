@@ -200,6 +200,39 @@ def test_large_prices_at_a_wide_scale_are_not_noise(scale6: PostgreSQLIntegratio
     assert exact.get_column("close").to_list() == [Decimal("12345678.120000"), Decimal("1234567.123456")]
 
 
+# Above 2**26 a double's spacing is 1.5e-8: no float64 holds these prices' eighth decimal.
+WIDE, WIDER = Decimal("99999999.12345601"), Decimal("99999999.12345604")
+
+
+@pytest.mark.parametrize("sealed", [False, True], ids=["rows", "sealed"])
+def test_exact_reads_of_any_length_keep_every_digit(settings: Settings, sealed: bool) -> None:
+    # Two bars 20 days apart: the whole range is past SMALL_RANGE_ROWS minutes (streamed,
+    # values inlined), an hour of it is a small read (bound parameters); every reader's
+    # exact path must parse the stored text as a decimal, never through float64.
+    assert [Decimal(float(p)).quantize(Decimal("1e-8")) == p for p in (WIDE, WIDER)] == [False, False]
+    both = [WIDE, WIDER]
+    frame = pl.DataFrame({
+        "symbol": ["AAPL"] * 2, "timestamp": [T0, T0 + dt.timedelta(days=20)],
+        **{c: pl.Series(both, dtype=pl.Decimal(16, 8)) for c in ("open", "high", "low", "close")},
+        "volume": [10, 10], "timeframe": ["1m"] * 2})
+    with PostgreSQLIntegration(settings=settings_replace(settings, price_scale=8)) as pg:
+        pg.initialize_database()
+        pg.save_market_data(frame)
+        if sealed:
+            pg.seal(dt.date(2024, 3, 1))
+        whole = pg.get_market_data("AAPL", T0, T0 + dt.timedelta(days=20), exact=True)
+        assert whole.get_column("close").to_list() == both
+        hour = pg.get_market_data("AAPL", T0, T0 + dt.timedelta(hours=1), exact=True)
+        assert hour.get_column("close").to_list() == [WIDE]
+        assert pg.scan("bars", exact=True).collect().get_column("close").to_list() == both
+        one = pg.scan("bars", exact=True).filter(pl.col("symbol") == "AAPL").collect()
+        assert one.get_column("open").to_list() == both
+        assert pg.get_latest("bars", "AAPL", exact=True).get_column("close").to_list() == [WIDER]
+        assert pg.sql("SELECT close FROM bars ORDER BY timestamp", exact=True).get_column("close").to_list() == both
+        floats = pg.get_market_data("AAPL", T0, T0 + dt.timedelta(days=20)).get_column("close").to_list()
+        assert floats == [float(WIDE), float(WIDER)]  # the float read: the nearest doubles
+
+
 def test_strict_refuses_digits_the_scale_cannot_store(scale6: PostgreSQLIntegration) -> None:
     from regime_io import ValidationError
 

@@ -22,7 +22,7 @@ from .._tiers.router import Relation, Scope, guarded, read_sql, sealed_floor
 from ..errors import Remedy, UsageError
 from ..tables import TableSpec, regime_spec
 from ..types import DateLike, RegimeTable, ReturnType
-from .decode import decimal_text_to_float, empty_frame, reader_schema
+from .decode import decimal_text, empty_frame, reader_schema
 from .history import pit_join, pit_versions
 from .readers import get_market_data
 from .sqltext import select_list
@@ -219,7 +219,7 @@ def regimes_for_asof(db: Database, spec: TableSpec, symbols: list[str], first: d
     scope = TimeRange(min(floor, lo), last, end_exclusive=False)
     extra = [("timeframe", timeframe)] if timeframe is not None else []
     rows = read_sql(db, spec, Scope(symbols, scope, extra), build, what="asof_regimes", engine="cx")
-    table = decimal_text_to_float(rows, spec)
+    table = decimal_text(rows, spec, exact=False)
     if check_timeframes:
         found = {v for v in table.column("__timeframe").unique().to_pylist() if v is not None}
         if len(found) > 1:

@@ -23,7 +23,7 @@ from ..tables import TableSpec, table_spec
 from ..types import ParametersAs, ReturnType
 
 __all__ = [
-    "DISTRIBUTION_SCHEMA", "TRANSITIONS_SCHEMA", "column_names", "decimal_text_to_float", "decode_parameters",
+    "DISTRIBUTION_SCHEMA", "TRANSITIONS_SCHEMA", "column_names", "decimal_text", "decode_parameters",
     "empty_distribution", "empty_frame", "empty_transitions", "output_schema", "reader_schema",
 ]
 
@@ -108,12 +108,15 @@ def reader_schema(spec: TableSpec, names: Sequence[str], *, exact: bool) -> pa.S
     return pa.schema([full.field(n) for n in names])
 
 
-def decimal_text_to_float(table: pa.Table, spec: TableSpec) -> pa.Table:
-    """DECIMAL columns read as text (see :func:`select_list`) as float64.
+def decimal_text(table: pa.Table, spec: TableSpec, *, exact: bool) -> pa.Table:
+    """DECIMAL columns read as text (see :func:`select_list`) in the reader's type:
+    ``decimal128(p, s)`` when ``exact`` (Arrow parses the text exactly), else float64.
 
     PostgreSQL's ``numeric::float8`` is exactly "format as text, parse with strtod";
     Arrow's parser is correctly rounded too, so the floats are identical (checked on 11M
     rows x 4 prices), and 1M bars read in 0.81 s instead of 1.00 s with ``::float8``.
+    An exact read never goes through float64: at scale 8, a price above 2**26 has
+    decimals no double holds (99999999.12345601 came back as ...602).
     """
     texts = [field.name for field in table.schema
              if field.name in spec.column_names and spec.column(field.name).kind == "decimal"
@@ -122,7 +125,7 @@ def decimal_text_to_float(table: pa.Table, spec: TableSpec) -> pa.Table:
         return table
 
     def parse(name: str) -> pa.ChunkedArray:
-        return pc.cast(table.column(name), pa.float64())
+        return pc.cast(table.column(name), spec.column(name).read_type(exact=exact))
 
     if table.num_rows < PARALLEL_PARSE_ROWS or len(texts) == 1:
         parsed = [parse(name) for name in texts]
@@ -132,7 +135,7 @@ def decimal_text_to_float(table: pa.Table, spec: TableSpec) -> pa.Table:
         with ThreadPoolExecutor(max_workers=len(texts)) as pool:
             parsed = list(pool.map(parse, texts))
     for name, array in zip(texts, parsed, strict=True):
-        table = table.set_column(table.schema.get_field_index(name), pa.field(name, pa.float64()), array)
+        table = table.set_column(table.schema.get_field_index(name), pa.field(name, array.type), array)
     return table
 
 

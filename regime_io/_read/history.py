@@ -21,7 +21,7 @@ from .._tiers.sealed_read import to_reader
 from ..errors import UsageError
 from ..tables import TableSpec
 from ..types import DateLike, ReturnType
-from .decode import decimal_text_to_float, reader_schema
+from .decode import decimal_text, reader_schema
 from .sqltext import catalog_series, range_order, select_list, symbol_condition
 
 if TYPE_CHECKING:
@@ -220,7 +220,7 @@ def pit_versions(db: Database, spec: TableSpec, symbols: list[str], first: dt.da
     extra = [("timeframe", timeframe)] if timeframe is not None else []
     found_rows, sealed = read_with_sealed(db, spec, Scope(symbols, TimeRange(lo, last, end_exclusive=False), extra),
                                           build, what="asof_regimes")
-    rows = conform(decimal_text_to_float(found_rows, spec), full)
+    rows = conform(decimal_text(found_rows, spec, exact=False), full)
     frame = pl.from_arrow(rows)
     assert isinstance(frame, pl.DataFrame)
     if sealed.num_rows:

@@ -80,7 +80,7 @@ from .._tiers.sealed_format import next_period
 from ..errors import ReadError, UsageError
 from ..tables import TableSpec
 from ..types import DateLike, SymbolCase
-from .decode import decimal_text_to_float, reader_schema
+from .decode import decimal_text, reader_schema
 from .readers import is_small_range, sorted_symbols
 from .sqltext import range_order, select_list, symbol_left_out
 from .zones import zoned
@@ -464,11 +464,11 @@ def _row_read(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] 
 
     def build(names: list[str], relation: Relation | None) -> tuple[Query, str]:
         return _row_query(db, spec, plan, symbols, rng, names=names, exact=exact,
-                          engine="adbc" if small or exact else "cx", limit=limit, relation=relation,
+                          engine="adbc" if exact else "cx", limit=limit, relation=relation,
                           drop_symbol=symbol_left_out(symbols, names) is not None)
 
     def decode(table: pa.Table, names: list[str]) -> pa.Table:
-        return conform(table if small else decimal_text_to_float(table, spec), reader_schema(spec, names, exact=exact),
+        return conform(decimal_text(table, spec, exact=exact), reader_schema(spec, names, exact=exact),
                        constants=symbol_left_out(symbols, names))
 
     return RowRead(build, decode, what="scan", inline=not small)
@@ -552,7 +552,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
                                   limit=limit, relation=relation)
 
             table = read_sql(db, spec, Scope([symbol], rng, extra), build, what="scan", as_of=as_of)
-            yield conform(decimal_text_to_float(table, spec), schema)
+            yield conform(decimal_text(table, spec, exact=exact), schema)
         return
 
     def both(syms: list[str], piece: TimeRange) -> pa.Table:
@@ -579,7 +579,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
             for batch in stream_adbc(db, q, sql, batch_rows=batch_rows, what="scan", table=spec.key):
                 started = True
                 if batch.num_rows:
-                    yield conform(decimal_text_to_float(pa.Table.from_batches([batch]), spec), schema,
+                    yield conform(decimal_text(pa.Table.from_batches([batch]), spec, exact=exact), schema,
                                   constants=symbol_left_out(symbols, names))
             return
         except ReadError as err:

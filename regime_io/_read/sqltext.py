@@ -42,7 +42,7 @@ def select_list(spec: TableSpec, names: Sequence[str], *, exact: bool, engine: L
     """SELECT expressions giving each column its reader type (or one the client casts).
 
     DECIMAL is cast to float8 on the server for ADBC; connectorx gets it as text, which
-    :func:`decimal_text_to_float` parses into the same float64 (the server's ``::float8``
+    :func:`decimal_text` parses into the same float64 (the server's ``::float8``
     formats the same text and parses it, on the server's one core). Exact reads get
     NUMERIC from connectorx (decimal128(38,10), rescaled on the client) and text from
     ADBC (which has no Arrow decimal for NUMERIC).
