@@ -7,7 +7,11 @@ timed one by one (the figure is their median rate), so the last measured batch e
 rows. Then the table is VACUUMed and ANALYZEd (what autovacuum does to an insert-only
 table sooner or later; done explicitly so that whether autovacuum happened to run does
 not change the read numbers) and the read of one symbol for one fixed day (375 rows) is
-timed warm over many calls.
+timed warm over many calls, in turn with the same read of a reference table holding the
+smallest size's rows (another schema, filled with the same frames) and with ``scan()``'s
+collect of the same day: a 2-ms read timed in blocks minutes apart moved by 20-28% from
+one size to the next (2.03 / 2.60 / 2.53 ms at 1M / 5M / 10M), and by 6% when run again
+in one process, so the growth and the scan's overhead are judged call by call.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from regime_io._read import readers as reading
 from regime_io._write.save import save
 
 from .data import MINUTES_PER_DAY, BarStream
-from .measure import Figure, latency, timed_once, unavailable
+from .measure import Figure, alternated_latency, timed_once, unavailable
 from .server import BenchServer
 from .writes import table_ident
 
@@ -43,12 +47,20 @@ def run_scale(server: BenchServer, *, sizes: Sequence[int], symbols: int, batch_
     """
     figures: dict[str, Figure] = {}
     db = server.database("scale")
+    reference = server.database("scale_ref")  # the smallest size's rows, read in turn with each size's
+    smallest = min(sizes)
+    kept: list[Any] = []  # the frames saved up to the smallest size, for the reference table
     stream = BarStream(symbols, seed=seed + 1)
     batch_minutes = max(1, batch_rows // symbols)
     batch_rows = batch_minutes * symbols
     table = table_ident(db)
     total = 0
     conn = server.connect()
+
+    def keep(frame: Any) -> None:
+        if total < smallest:
+            kept.append(frame)
+
     for size in sorted(sizes):
         fill = size - batches * batch_rows - total
         if fill > 0:
@@ -56,6 +68,7 @@ def run_scale(server: BenchServer, *, sizes: Sequence[int], symbols: int, batch_
             while fill > 0:
                 frame = stream.take(max(1, min(fill, FILL_CHUNK_ROWS) // symbols))
                 save(db, "market_data", frame)
+                keep(frame)
                 total += frame.height
                 fill -= frame.height
         key = f"scale.{size}.ingest"
@@ -67,48 +80,57 @@ def run_scale(server: BenchServer, *, sizes: Sequence[int], symbols: int, batch_
             figures[key] = timed_once(figures.get(key), time.perf_counter() - started, label=label, rows=frame.height)
             if result.method != "copy" or result.inserted != frame.height:
                 raise RuntimeError(f"scale batch did not take the copy path: {result}")
+            keep(frame)
             total += frame.height
         figures[key]["table_rows"] = total
         figures[key]["target_rows"] = size
+        if kept:
+            say(f"scale {size:,}: the reference table ({sum(f.height for f in kept):,} rows)")
+            for frame in kept:
+                save(reference, "market_data", frame)
+            kept.clear()
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table_ident(reference)))
         conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(table))
-        read_key = f"scale.{size}.one_day_read"
-        read_label = f"get_market_data, 1 symbol x 1 day ({MINUTES_PER_DAY} rows), table of {total:,} rows"
-        if not hasattr(reading, "get_market_data"):
-            figures[read_key] = unavailable(read_label, "regime_io._read.readers.get_market_data does not exist yet",
-                                            kind="latency")
-        else:
-            day_start, day_end = stream.day_bounds(0)
-            got = reading.get_market_data(db, stream.symbols[0], day_start, day_end)
-            if got.height != min(MINUTES_PER_DAY, stream.minute):
-                raise RuntimeError(f"1-day read returned {got.height} rows")
-            read = partial(reading.get_market_data, db, stream.symbols[0], day_start, day_end)
-            figures[read_key] = latency(read, calls=read_calls, label=read_label)
-            figures[read_key]["table_rows"] = total
-            figures[f"scale.{size}.scan_one_day"] = _scan_one_day(db, stream.symbols[0], day_start, day_end, got,
-                                                                 calls=read_calls, rows=total)
+        figures.update(_one_day(db, reference, stream, size=size, rows=total, calls=read_calls))
         say(f"scale {size:,}: {figures[key]['rows_per_s']:,.0f} rows/s, 1-day read "
-            f"{figures[read_key].get('p50', float('nan')):.1f} ms (table {total:,} rows)")
+            f"{figures[f'scale.{size}.one_day_read'].get('p50', float('nan')):.1f} ms (table {total:,} rows)")
     conn.close()
+    reference.close()
     return figures, db, stream
 
 
-def _scan_one_day(db: Any, symbol: str, start: Any, end: Any, want: Any, *, calls: int, rows: int) -> Figure:
-    """``scan()`` with the 1-symbol, 1-day filter of the read above, collected warm (issue 15:
-    within 1.5x of ``get_market_data`` for the same day means the filter reached the server)."""
+def _one_day(db: Any, reference: Any, stream: BarStream, *, size: int, rows: int, calls: int) -> dict[str, Figure]:
+    """The 1-day read on the grown table, on the reference table (the smallest size's rows)
+    and ``scan()``'s collect of the same day (issue 15: within 1.5x of ``get_market_data``
+    means the filter reached the server), called in turn."""
     import polars as pl
 
     from regime_io._read import scan as _scan
 
-    label = f"scan('market_data') filtered to 1 symbol x 1 day, collected, table of {rows:,} rows"
+    read_label = f"get_market_data, 1 symbol x 1 day ({MINUTES_PER_DAY} rows), table of {rows:,} rows"
+    if not hasattr(reading, "get_market_data"):
+        return {f"scale.{size}.one_day_read": unavailable(
+            read_label, "regime_io._read.readers.get_market_data does not exist yet", kind="latency")}
+    day_start, day_end = stream.day_bounds(0)
+    symbol = stream.symbols[0]
+    read = partial(reading.get_market_data, db, symbol, day_start, day_end)
+    read_reference = partial(reading.get_market_data, reference, symbol, day_start, day_end)
+    got = read()
+    if got.height != min(MINUTES_PER_DAY, stream.minute) or not read_reference().equals(got):
+        raise RuntimeError(f"1-day read returned {got.height} rows, or other rows than the reference table's")
     lf = _scan.scan(db, "market_data")
 
     def collect() -> Any:
-        return lf.filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(start, end)).collect()
+        return lf.filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(day_start, day_end)).collect()
 
-    got = collect()
-    if not got.equals(want):
-        raise RuntimeError(f"scan() of the 1-day filter differs from get_market_data ({got.height} vs "
-                           f"{want.height} rows)")
-    figure = latency(collect, calls=calls, label=label)
-    figure["table_rows"] = rows
-    return figure
+    if not collect().equals(got):
+        raise RuntimeError("scan() of the 1-day filter differs from get_market_data")
+    keys = {"one_day_read": read, "one_day_read_ref": read_reference, "scan_one_day": collect}
+    labels = {"one_day_read": read_label,
+              "one_day_read_ref": "the same read on the reference table (the smallest size's rows, another schema)",
+              "scan_one_day": f"scan('market_data') filtered to 1 symbol x 1 day, collected, table of {rows:,} rows"}
+    timed = alternated_latency(keys, calls=calls, labels=labels)
+    out = {f"scale.{size}.{k}": fig for k, fig in timed.items()}
+    for fig in out.values():
+        fig["table_rows"] = rows
+    return out
