@@ -215,11 +215,16 @@ def test_exact_reads_of_any_length_keep_every_digit(settings: Settings, sealed: 
         "symbol": ["AAPL"] * 2, "timestamp": [T0, T0 + dt.timedelta(days=20)],
         **{c: pl.Series(both, dtype=pl.Decimal(16, 8)) for c in ("open", "high", "low", "close")},
         "volume": [10, 10], "timeframe": ["1m"] * 2})
-    with PostgreSQLIntegration(settings=settings_replace(settings, price_scale=8)) as pg:
+    wide = settings_replace(settings, price_scale=8, history_tables=("market_data",))  # as_of reads too
+    with PostgreSQLIntegration(settings=wide) as pg:
         pg.initialize_database()
         pg.save_market_data(frame)
         if sealed:
             pg.seal(dt.date(2024, 3, 1))
+        now = dt.datetime.now(dt.timezone.utc)
+        known = pg.get_market_data("AAPL", T0, T0 + dt.timedelta(days=20), exact=True, as_of=now)
+        assert known.get_column("close").to_list() == both
+        assert pg.scan("bars", exact=True, as_of=now).collect().get_column("close").to_list() == both
         whole = pg.get_market_data("AAPL", T0, T0 + dt.timedelta(days=20), exact=True)
         assert whole.get_column("close").to_list() == both
         hour = pg.get_market_data("AAPL", T0, T0 + dt.timedelta(hours=1), exact=True)

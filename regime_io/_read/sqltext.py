@@ -41,11 +41,12 @@ def select_list(spec: TableSpec, names: Sequence[str], *, exact: bool, engine: L
                  alias: str = "t") -> str:
     """SELECT expressions giving each column its reader type (or one the client casts).
 
-    DECIMAL is cast to float8 on the server for ADBC; connectorx gets it as text, which
-    :func:`decimal_text` parses into the same float64 (the server's ``::float8``
-    formats the same text and parses it, on the server's one core). Exact reads get
-    NUMERIC from connectorx (decimal128(38,10), rescaled on the client) and text from
-    ADBC (which has no Arrow decimal for NUMERIC).
+    ``engine="cx"`` (connectorx, and the range readers on ADBC): DECIMAL as text, which
+    :func:`decimal_text` parses into the same float64 the server's ``::float8`` gives
+    (that cast formats the same text and parses it, on the server's one core);
+    ``engine="adbc"`` (small lookups): ``::float8``. Exact reads get NUMERIC from
+    connectorx (decimal128(38,10), rescaled on the client) and text from ADBC (which has
+    no Arrow decimal for NUMERIC), parsed as decimals.
     """
     parts = []
     for name in names:
