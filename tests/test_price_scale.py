@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from regime_io import ConfigError, DataQualityWarning, PostgreSQLIntegration, SchemaError
+from regime_io import ConfigError, DataQualityWarning, PostgreSQLIntegration, ReadError, SchemaError
 from regime_io.config import Settings, load_settings, settings_replace
 from regime_io.tables import TABLES, table_spec
 
@@ -236,6 +236,23 @@ def test_exact_reads_of_any_length_keep_every_digit(settings: Settings, sealed: 
         assert pg.sql("SELECT close FROM bars ORDER BY timestamp", exact=True).get_column("close").to_list() == both
         floats = pg.get_market_data("AAPL", T0, T0 + dt.timedelta(days=20)).get_column("close").to_list()
         assert floats == [float(WIDE), float(WIDER)]  # the float read: the nearest doubles
+
+
+@pytest.mark.parametrize("days", [0, 20], ids=["short", "long"])
+def test_an_exact_read_of_a_nan_another_tool_stored_names_it(pg: PostgreSQLIntegration, sql: Any,
+                                                            days: int) -> None:
+    pg.save_market_data(_bars([100.25, 101.5]))
+    table = pg.db.table("market_data")
+    sql(f"UPDATE {table} SET close = 'NaN' WHERE timestamp = %s", (T0 + dt.timedelta(minutes=1),))
+    end = T0 + dt.timedelta(days=days, hours=1)
+    floats = pg.get_market_data("AAPL", T0, end).get_column("close").to_list()
+    assert floats[0] == 100.25 and floats[1] != floats[1]  # NaN as a float
+    with pytest.raises(ReadError, match=r"market_data: column close holds 'NaN' \(timestamp 2024-01-02 09:16:00\), "
+                                        r"which no exact decimal holds .*read without exact=True") as info:
+        pg.get_market_data("AAPL", T0, end, exact=True)
+    assert (info.value.table, info.value.column, info.value.value) == ("market_data", "close", "NaN")
+    with pytest.raises(ReadError, match="column close holds 'NaN'"):
+        pg.get_latest("bars", "AAPL", exact=True)  # the newest row
 
 
 def test_strict_refuses_digits_the_scale_cannot_store(scale6: PostgreSQLIntegration) -> None:

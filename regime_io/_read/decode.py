@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._frames import check_return_type, convert
-from ..errors import UsageError
+from ..errors import ReadError, Remedy, UsageError
 from ..tables import TableSpec, table_spec
 from ..types import ParametersAs, ReturnType
 
@@ -125,7 +125,10 @@ def decimal_text(table: pa.Table, spec: TableSpec, *, exact: bool) -> pa.Table:
         return table
 
     def parse(name: str) -> pa.ChunkedArray:
-        return pc.cast(table.column(name), spec.column(name).read_type(exact=exact))
+        try:
+            return pc.cast(table.column(name), spec.column(name).read_type(exact=exact))
+        except pa.ArrowInvalid:
+            raise _not_a_decimal(spec, table, name) from None
 
     if table.num_rows < PARALLEL_PARSE_ROWS or len(texts) == 1:
         parsed = [parse(name) for name in texts]
@@ -137,6 +140,21 @@ def decimal_text(table: pa.Table, spec: TableSpec, *, exact: bool) -> pa.Table:
     for name, array in zip(texts, parsed, strict=True):
         table = table.set_column(table.schema.get_field_index(name), pa.field(name, array.type), array)
     return table
+
+
+def _not_a_decimal(spec: TableSpec, table: pa.Table, name: str) -> ReadError:
+    """An exact read met a NUMERIC no decimal holds: 'NaN' or an infinity, which regime_io's
+    writers refuse but another tool's INSERT can store. (A float read gives NaN / inf.)"""
+    column = table.column(name)
+    bad = pc.is_in(pc.utf8_lower(column), pa.array(["nan", "infinity", "-infinity"]))
+    row = pc.index(bad, True).as_py()
+    value = column[row].as_py() if row >= 0 else None
+    at = f" (timestamp {table.column('timestamp')[row].as_py()})" if row >= 0 and "timestamp" in \
+        table.column_names else ""
+    return ReadError(f"{spec.key}: column {name} holds {value!r}{at}, which no exact decimal holds (stored by "
+                     "another tool: regime_io's writers refuse it); {fix} to get it as a float, or correct the row",
+                     table=spec.key, column=name, value=value,
+                     fixes=(Remedy("read without exact=True", "read without --exact"),))
 
 
 # Tables at least this long parse their DECIMAL text columns in parallel.

@@ -59,7 +59,8 @@ def history_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
     schema = reader_schema(spec, names, exact=exact)
     utc = pa.timestamp("us", tz="UTC")
     full = pa.schema([*schema, pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
-    table = conform(_infinite_to_null(table), pa.schema([*full, pa.field(ABSENT, pa.bool_())]))
+    table = conform(decimal_text(_infinite_to_null(table), spec, exact=exact),
+                    pa.schema([*full, pa.field(ABSENT, pa.bool_())]))
     if sealed.num_rows:
         table = _with_sealed_current(db, spec, table, sealed, schema)
     # "No value yet" records (rows added to sealed chunks) only date the next version.

@@ -25,7 +25,7 @@ from .._sql.query import Query, TimeRange
 from .._tiers.router import Relation, RowRead, Scope, read_last, read_sql
 from ..errors import UsageError
 from ..tables import TableSpec
-from .decode import reader_schema
+from .decode import decimal_text, reader_schema
 from .sqltext import last_query, range_order
 
 if TYPE_CHECKING:
@@ -62,13 +62,14 @@ def read_last_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeR
         def build(relation: Relation) -> tuple[Query, str]:
             return last_query(db, spec, symbols, rng, n, names=names, exact=exact, extra=extra, relation=relation)
 
-        return conform(read_sql(db, spec, scope, build, what=what, as_of=as_of), schema)
+        return conform(decimal_text(read_sql(db, spec, scope, build, what=what, as_of=as_of), spec, exact=exact),
+                       schema)
 
     def build_rows(columns: list[str], relation: Relation | None) -> tuple[Query, str]:
         return last_query(db, spec, symbols, rng, n, names=columns, exact=exact, extra=extra, relation=relation)
 
     def decode(table: pa.Table, columns: list[str]) -> pa.Table:
-        return conform(table, reader_schema(spec, columns, exact=exact))
+        return conform(decimal_text(table, spec, exact=exact), reader_schema(spec, columns, exact=exact))
 
     return read_last(db, spec, scope, n, RowRead(build_rows, decode, what=what), names=names, exact=exact,
                      order=range_order(spec))

@@ -300,7 +300,7 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
 
     everything = TimeRange(dt.datetime.min, dt.datetime.max, end_exclusive=False)  # unused: never sealed
     raw = read_sql(db, spec, Scope([], everything), build, what="get_optimization_results", as_of=known)
-    table = conform(raw, reader_schema(spec, names, exact=exact))
+    table = conform(decimal_text(raw, spec, exact=exact), reader_schema(spec, names, exact=exact))
     return convert(decode_parameters(table, parameters), return_type)
 
 
@@ -340,15 +340,15 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     if wanted == []:
         return convert(zoned(db, spec, schema.empty_table(), check_tz(tz)), return_type)
     if known is not None:
-        return convert(zoned(db, spec, conform(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), schema),
-                             check_tz(tz)), return_type)
+        rows = decimal_text(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), spec, exact=exact)
+        return convert(zoned(db, spec, conform(rows, schema), check_tz(tz)), return_type)
     # The sealed tier's newest rows in the same statement; chunks sealed before schema
     # version 8 (no last_row), while the table may have any, in the same round trip.
     relations = [(newest_sealed_rows(db, spec), NEWEST_CHUNK_MATCH)] if spec.sealable else []
     older = newest_chunks_queries(db, spec, wanted, tf)
     found = read_lookups(db, [latest_query(db, spec, wanted, timeframe=tf, exact=exact, relations=relations),
                               *older], what="get_latest", table=spec.key)
-    table_ = merge_latest(db, spec, conform(found[0], schema), found[1:], schema)
+    table_ = merge_latest(db, spec, conform(decimal_text(found[0], spec, exact=exact), schema), found[1:], schema)
     if table_.num_rows < len(wanted or ()):  # some symbol named has no row
         explain_empty(db, spec, [s for s in wanted or () if s not in set(table_.column("symbol").to_pylist())],
                       timeframe=tf)
@@ -397,7 +397,7 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
         scope_extra.append(("expiry_date", expiry_day))
     scope = Scope([str(sym)], TimeRange(dt.datetime(1900, 1, 1), when, end_exclusive=False), scope_extra)
     raw = read_sql(db, spec, scope, build, what="get_option_chain", as_of=known)
-    table = conform(raw, reader_schema(spec, names, exact=exact))
+    table = conform(decimal_text(raw, spec, exact=exact), reader_schema(spec, names, exact=exact))
     return convert(zoned(db, spec, table, check_tz(tz)), return_type)
 
 
@@ -890,7 +890,7 @@ def _rows_as_of(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
                            drop_symbol=constants is not None, engine="adbc", relation=relation)
 
     table = read_sql(db, spec, Scope(symbols, rng, extra), build, what=what, as_of=as_of)
-    return conform(table, schema, constants=constants)
+    return conform(decimal_text(table, spec, exact=exact), schema, constants=constants)
 
 
 def _stat_rows(db: Database, spec: TableSpec, scope: Scope, build: SqlBuilder, as_of: DateLike | None, *,
