@@ -255,6 +255,17 @@ def test_an_exact_read_of_a_nan_another_tool_stored_names_it(pg: PostgreSQLInteg
         pg.get_latest("bars", "AAPL", exact=True)  # the newest row
 
 
+def test_an_exact_read_of_a_column_widened_by_hand_says_so(pg: PostgreSQLIntegration, sql: Any) -> None:
+    pg.save_market_data(_bars([100.25]))
+    table = pg.db.table("market_data")
+    sql(f"ALTER TABLE {table} ALTER COLUMN close TYPE NUMERIC(14,2)")
+    sql(f"UPDATE {table} SET close = 123456789.5")  # past NUMERIC(10,2), the declared type
+    assert pg.get_market_data("AAPL", T0, T0).get_column("close").to_list() == [123456789.5]
+    with pytest.raises(ReadError, match=r"market_data: column close holds a value NUMERIC\(10,2\) cannot hold; "
+                                        r"was the column altered by another tool\? read without exact=True"):
+        pg.get_market_data("AAPL", T0, T0, exact=True)
+
+
 def test_strict_refuses_digits_the_scale_cannot_store(scale6: PostgreSQLIntegration) -> None:
     from regime_io import ValidationError
 

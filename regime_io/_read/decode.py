@@ -17,13 +17,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._frames import check_return_type, convert
+from .._frames import check_return_type, conform, convert
 from ..errors import ReadError, Remedy, UsageError
 from ..tables import TableSpec, table_spec
 from ..types import ParametersAs, ReturnType
 
 __all__ = [
-    "DISTRIBUTION_SCHEMA", "TRANSITIONS_SCHEMA", "column_names", "decimal_text", "decode_parameters",
+    "DISTRIBUTION_SCHEMA", "TRANSITIONS_SCHEMA", "as_read", "column_names", "decimal_text", "decode_parameters",
     "empty_distribution", "empty_frame", "empty_transitions", "output_schema", "reader_schema",
 ]
 
@@ -108,6 +108,13 @@ def reader_schema(spec: TableSpec, names: Sequence[str], *, exact: bool) -> pa.S
     return pa.schema([full.field(n) for n in names])
 
 
+def as_read(table: pa.Table, spec: TableSpec, schema: pa.Schema, *, exact: bool,
+            constants: dict[str, Any] | None = None) -> pa.Table:
+    """A driver's rows in a reader's ``schema``: DECIMAL text parsed (:func:`decimal_text`),
+    then selected and cast (``conform``; ``constants`` fill columns the query left out)."""
+    return conform(decimal_text(table, spec, exact=exact), schema, constants=constants)
+
+
 def decimal_text(table: pa.Table, spec: TableSpec, *, exact: bool) -> pa.Table:
     """DECIMAL columns read as text (see :func:`select_list`) in the reader's type:
     ``decimal128(p, s)`` when ``exact`` (Arrow parses the text exactly), else float64.
@@ -148,13 +155,18 @@ def _not_a_decimal(spec: TableSpec, table: pa.Table, name: str) -> ReadError:
     column = table.column(name)
     bad = pc.is_in(pc.utf8_lower(column), pa.array(["nan", "infinity", "-infinity"]))
     row = pc.index(bad, True).as_py()
-    value = column[row].as_py() if row >= 0 else None
-    at = f" (timestamp {table.column('timestamp')[row].as_py()})" if row >= 0 and "timestamp" in \
-        table.column_names else ""
+    if row < 0:  # not a non-finite value: one wider than the declared type (a column altered by hand)
+        return ReadError(f"{spec.key}: column {name} holds a value {spec.column(name).pg_type} cannot hold; "
+                         "was the column altered by another tool? {fix} to get it as a float",
+                         table=spec.key, column=name, fixes=(_FLOAT_READ,))
+    value = column[row].as_py()
+    at = f" (timestamp {table.column('timestamp')[row].as_py()})" if "timestamp" in table.column_names else ""
     return ReadError(f"{spec.key}: column {name} holds {value!r}{at}, which no exact decimal holds (stored by "
                      "another tool: regime_io's writers refuse it); {fix} to get it as a float, or correct the row",
-                     table=spec.key, column=name, value=value,
-                     fixes=(Remedy("read without exact=True", "read without --exact"),))
+                     table=spec.key, column=name, value=value, fixes=(_FLOAT_READ,))
+
+
+_FLOAT_READ = Remedy("read without exact=True", "read without --exact")
 
 
 # Tables at least this long parse their DECIMAL text columns in parallel.

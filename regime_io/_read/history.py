@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.engines import read_lookup
-from .._frames import check_return_type, conform, convert
+from .._frames import check_return_type, convert
 from .._sql.args import parse_range, resolve_symbols
 from .._sql.names import catalog_table, history_table
 from .._sql.query import EARLIEST, LATEST, Query, TimeRange
@@ -21,7 +21,7 @@ from .._tiers.sealed_read import to_reader
 from ..errors import UsageError
 from ..tables import TableSpec
 from ..types import DateLike, ReturnType
-from .decode import decimal_text, reader_schema
+from .decode import as_read, reader_schema
 from .sqltext import catalog_series, range_order, select_list, symbol_condition
 
 if TYPE_CHECKING:
@@ -59,8 +59,7 @@ def history_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRan
     schema = reader_schema(spec, names, exact=exact)
     utc = pa.timestamp("us", tz="UTC")
     full = pa.schema([*schema, pa.field(KNOWN_FROM, utc), pa.field(KNOWN_TO, utc)])
-    table = conform(decimal_text(_infinite_to_null(table), spec, exact=exact),
-                    pa.schema([*full, pa.field(ABSENT, pa.bool_())]))
+    table = as_read(_infinite_to_null(table), spec, pa.schema([*full, pa.field(ABSENT, pa.bool_())]), exact=exact)
     if sealed.num_rows:
         table = _with_sealed_current(db, spec, table, sealed, schema)
     # "No value yet" records (rows added to sealed chunks) only date the next version.
@@ -221,7 +220,7 @@ def pit_versions(db: Database, spec: TableSpec, symbols: list[str], first: dt.da
     extra = [("timeframe", timeframe)] if timeframe is not None else []
     found_rows, sealed = read_with_sealed(db, spec, Scope(symbols, TimeRange(lo, last, end_exclusive=False), extra),
                                           build, what="asof_regimes")
-    rows = conform(decimal_text(found_rows, spec, exact=False), full)
+    rows = as_read(found_rows, spec, full, exact=False)
     frame = pl.from_arrow(rows)
     assert isinstance(frame, pl.DataFrame)
     if sealed.num_rows:

@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .._frames import conform
 from .._sql.query import Query, TimeRange
 from .._tiers.router import Relation, RowRead, Scope, read_last, read_sql
 from ..errors import UsageError
 from ..tables import TableSpec
-from .decode import decimal_text, reader_schema
+from .decode import as_read, reader_schema
 from .sqltext import last_query, range_order
 
 if TYPE_CHECKING:
@@ -62,14 +61,13 @@ def read_last_rows(db: Database, spec: TableSpec, symbols: list[str], rng: TimeR
         def build(relation: Relation) -> tuple[Query, str]:
             return last_query(db, spec, symbols, rng, n, names=names, exact=exact, extra=extra, relation=relation)
 
-        return conform(decimal_text(read_sql(db, spec, scope, build, what=what, as_of=as_of), spec, exact=exact),
-                       schema)
+        return as_read(read_sql(db, spec, scope, build, what=what, as_of=as_of), spec, schema, exact=exact)
 
     def build_rows(columns: list[str], relation: Relation | None) -> tuple[Query, str]:
         return last_query(db, spec, symbols, rng, n, names=columns, exact=exact, extra=extra, relation=relation)
 
     def decode(table: pa.Table, columns: list[str]) -> pa.Table:
-        return conform(decimal_text(table, spec, exact=exact), reader_schema(spec, columns, exact=exact))
+        return as_read(table, spec, reader_schema(spec, columns, exact=exact), exact=exact)
 
     return read_last(db, spec, scope, n, RowRead(build_rows, decode, what=what), names=names, exact=exact,
                      order=range_order(spec))

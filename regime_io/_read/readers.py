@@ -70,8 +70,8 @@ from . import resample as _sessions
 from .decode import (
     DISTRIBUTION_SCHEMA,
     TRANSITIONS_SCHEMA,
+    as_read,
     column_names,
-    decimal_text,
     decode_parameters,
     empty_frame,
     reader_schema,
@@ -300,7 +300,7 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
 
     everything = TimeRange(dt.datetime.min, dt.datetime.max, end_exclusive=False)  # unused: never sealed
     raw = read_sql(db, spec, Scope([], everything), build, what="get_optimization_results", as_of=known)
-    table = conform(decimal_text(raw, spec, exact=exact), reader_schema(spec, names, exact=exact))
+    table = as_read(raw, spec, reader_schema(spec, names, exact=exact), exact=exact)
     return convert(decode_parameters(table, parameters), return_type)
 
 
@@ -340,15 +340,15 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     if wanted == []:
         return convert(zoned(db, spec, schema.empty_table(), check_tz(tz)), return_type)
     if known is not None:
-        rows = decimal_text(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), spec, exact=exact)
-        return convert(zoned(db, spec, conform(rows, schema), check_tz(tz)), return_type)
+        rows = as_read(latest_as_of(db, spec, wanted, tf, exact=exact, as_of=known), spec, schema, exact=exact)
+        return convert(zoned(db, spec, rows, check_tz(tz)), return_type)
     # The sealed tier's newest rows in the same statement; chunks sealed before schema
     # version 8 (no last_row), while the table may have any, in the same round trip.
     relations = [(newest_sealed_rows(db, spec), NEWEST_CHUNK_MATCH)] if spec.sealable else []
     older = newest_chunks_queries(db, spec, wanted, tf)
     found = read_lookups(db, [latest_query(db, spec, wanted, timeframe=tf, exact=exact, relations=relations),
                               *older], what="get_latest", table=spec.key)
-    table_ = merge_latest(db, spec, conform(decimal_text(found[0], spec, exact=exact), schema), found[1:], schema)
+    table_ = merge_latest(db, spec, as_read(found[0], spec, schema, exact=exact), found[1:], schema)
     if table_.num_rows < len(wanted or ()):  # some symbol named has no row
         explain_empty(db, spec, [s for s in wanted or () if s not in set(table_.column("symbol").to_pylist())],
                       timeframe=tf)
@@ -397,7 +397,7 @@ def get_option_chain(db: Database, symbol: str, at: DateLike, *, expiry: DateLik
         scope_extra.append(("expiry_date", expiry_day))
     scope = Scope([str(sym)], TimeRange(dt.datetime(1900, 1, 1), when, end_exclusive=False), scope_extra)
     raw = read_sql(db, spec, scope, build, what="get_option_chain", as_of=known)
-    table = conform(decimal_text(raw, spec, exact=exact), reader_schema(spec, names, exact=exact))
+    table = as_read(raw, spec, reader_schema(spec, names, exact=exact), exact=exact)
     return convert(zoned(db, spec, table, check_tz(tz)), return_type)
 
 
@@ -666,7 +666,7 @@ def range_read(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
 
     def decode(table: pa.Table, names: list[str]) -> pa.Table:
         schema = reader_schema(spec, names, exact=exact)
-        return conform(decimal_text(table, spec, exact=exact), schema,
+        return as_read(table, spec, schema, exact=exact,
                        constants=symbol_left_out(symbols, names))
 
     return RowRead(build, decode, what=what, inline=not small)
@@ -799,8 +799,8 @@ def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRa
             for batch in stream_cx(db, q, sql, batch_rows=batch_rows, what=what, table=spec.key):
                 started = True
                 if batch.num_rows:
-                    table = decimal_text(pa.Table.from_batches([batch]), spec, exact=exact)
-                    yield conform(table, schema).combine_chunks().to_batches()[0]
+                    table = as_read(pa.Table.from_batches([batch]), spec, schema, exact=exact)
+                    yield table.combine_chunks().to_batches()[0]
         except ReadError as err:
             if started or not is_changed(err):
                 raise
@@ -890,7 +890,7 @@ def _rows_as_of(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRang
                            drop_symbol=constants is not None, engine="adbc", relation=relation)
 
     table = read_sql(db, spec, Scope(symbols, rng, extra), build, what=what, as_of=as_of)
-    return conform(decimal_text(table, spec, exact=exact), schema, constants=constants)
+    return as_read(table, spec, schema, exact=exact, constants=constants)
 
 
 def _stat_rows(db: Database, spec: TableSpec, scope: Scope, build: SqlBuilder, as_of: DateLike | None, *,

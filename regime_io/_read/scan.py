@@ -59,7 +59,7 @@ import pyarrow as pa
 from polars.io.plugins import register_io_source
 
 from .._conn.engines import read_lookup, stream_adbc
-from .._frames import VIEWS, conform, convert
+from .._frames import VIEWS, convert
 from .._sql.args import normalise_symbol, text_arg
 from .._sql.names import chunk_table
 from .._sql.query import EARLIEST, LATEST, Query, TimeRange
@@ -80,7 +80,7 @@ from .._tiers.sealed_format import next_period
 from ..errors import ReadError, UsageError
 from ..tables import TableSpec
 from ..types import DateLike, SymbolCase
-from .decode import decimal_text, reader_schema
+from .decode import as_read, reader_schema
 from .readers import is_small_range, sorted_symbols
 from .sqltext import range_order, select_list, symbol_left_out
 from .zones import zoned
@@ -468,7 +468,7 @@ def _row_read(db: Database, spec: TableSpec, plan: ScanPlan, symbols: list[str] 
                           drop_symbol=symbol_left_out(symbols, names) is not None)
 
     def decode(table: pa.Table, names: list[str]) -> pa.Table:
-        return conform(decimal_text(table, spec, exact=exact), reader_schema(spec, names, exact=exact),
+        return as_read(table, spec, reader_schema(spec, names, exact=exact), exact=exact,
                        constants=symbol_left_out(symbols, names))
 
     return RowRead(build, decode, what="scan", inline=not small)
@@ -552,7 +552,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
                                   limit=limit, relation=relation)
 
             table = read_sql(db, spec, Scope([symbol], rng, extra), build, what="scan", as_of=as_of)
-            yield conform(decimal_text(table, spec, exact=exact), schema)
+            yield as_read(table, spec, schema, exact=exact)
         return
 
     def both(syms: list[str], piece: TimeRange) -> pa.Table:
@@ -579,7 +579,7 @@ def _tables(db: Database, spec: TableSpec, plan: ScanPlan, names: list[str], *, 
             for batch in stream_adbc(db, q, sql, batch_rows=batch_rows, what="scan", table=spec.key):
                 started = True
                 if batch.num_rows:
-                    yield conform(decimal_text(pa.Table.from_batches([batch]), spec, exact=exact), schema,
+                    yield as_read(pa.Table.from_batches([batch]), spec, schema, exact=exact,
                                   constants=symbol_left_out(symbols, names))
             return
         except ReadError as err:
