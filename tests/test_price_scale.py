@@ -15,7 +15,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from regime_io import ConfigError, DataQualityWarning, PostgreSQLIntegration, ReadError, SchemaError
+from regime_io import ConfigError, DataQualityWarning, PostgreSQLIntegration, ReadError, SchemaError, WriteError
 from regime_io.config import Settings, load_settings, settings_replace
 from regime_io.tables import TABLES, table_spec
 
@@ -253,6 +253,25 @@ def test_an_exact_read_of_a_nan_another_tool_stored_names_it(pg: PostgreSQLInteg
     assert (info.value.table, info.value.column, info.value.value) == ("market_data", "close", "NaN")
     with pytest.raises(ReadError, match="column close holds 'NaN'"):
         pg.get_latest("bars", "AAPL", exact=True)  # the newest row
+
+
+def test_sealing_a_month_with_a_nan_another_tool_stored_names_the_row(pg: PostgreSQLIntegration, sql: Any) -> None:
+    stored = "NaN"  # (a NUMERIC(p, s) column holds no infinity: only NaN gets in)
+    pg.save_market_data(_bars([100.25, 101.5, 102.75]))
+    table = pg.db.table("market_data")
+    sql(f"UPDATE {table} SET high = %s WHERE timestamp >= %s", (stored, T0 + dt.timedelta(minutes=1)))
+    with pytest.raises(WriteError, match=rf"market_data: cannot seal 2024-01: column high holds '{stored}' "
+                                         r"\(symbol AAPL, timeframe 1m, timestamp 2024-01-02 09:16:00\), "
+                                         r"which the sealed tier's exact decimals cannot hold .*"
+                                         r"The rows this seal was moving stay in the row tier, unchanged") as info:
+        pg.seal(dt.date(2024, 2, 1))
+    assert (info.value.table, info.value.column, info.value.value) == ("market_data", "high", stored)
+    assert sql(f"SELECT count(*) FROM {table}") == [(3,)]  # nothing moved
+    assert sql(f"SELECT count(*) FROM {table[:-1]}_chunks\"") == [(0,)]
+    sql(f"UPDATE {table} SET high = close")  # corrected: the seal goes through
+    assert pg.seal(dt.date(2024, 2, 1)).rows_moved == 3
+    assert pg.get_market_data("AAPL", T0, T0 + dt.timedelta(hours=1)).get_column("high").to_list() == [
+        100.25, 101.5, 102.75]
 
 
 def test_an_exact_read_of_a_column_widened_by_hand_says_so(pg: PostgreSQLIntegration, sql: Any) -> None:

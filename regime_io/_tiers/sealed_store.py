@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChunkRow", "EncodedPatches", "Patch", "encode_patches", "existing_chunks", "fetch_chunk_rows",
-    "fetch_for_update", "lock_periods", "patched", "route_batch", "route_staged", "select_rows", "write_chunks",
-    "write_patches",
+    "fetch_for_update", "first_non_finite", "lock_periods", "patched", "route_batch", "route_staged", "select_rows",
+    "write_chunks", "write_patches",
 ]
 
 
@@ -300,6 +300,35 @@ def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
     return pa.Table.from_arrays([decimal_from_unscaled(table.column(f.name), f.type)
                                  if pa.types.is_decimal(f.type) and pa.types.is_integer(table.column(f.name).type)
                                  else table.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+
+# What the server says when select_rows meets a NUMERIC 'NaN' or infinity (PostgreSQL 14+
+# stores both; regime_io's writers refuse them, another tool's INSERT does not).
+NON_FINITE_CAST = ("cannot convert NaN to bigint", "cannot convert infinity to bigint")
+
+
+def first_non_finite(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+                     keys: Sequence[SeriesKey] | None) -> dict[str, Any] | None:
+    """The earliest row of ``keys`` in ``period`` whose decimal column holds 'NaN' or an
+    infinity, as ``{"column", "value", <chunk key columns>, <time column>}``, or None:
+    what a seal names when :func:`select_rows` fails on one (:data:`NON_FINITE_CAST`)."""
+    decimals = [c.name for c in spec.columns if c.kind == "decimal"]
+    if not decimals:
+        return None
+    time_col = spec.time_column or "timestamp"
+    shown = [*spec.chunk_by, time_col]
+    bad = " OR ".join(f"t.{quote_ident(n)} IN ('NaN', 'Infinity', '-Infinity')" for n in decimals)
+    texts = ", ".join(f"t.{quote_ident(n)}::text" for n in decimals)
+    q = Query()
+    cur.execute(f"SELECT {', '.join(f't.{quote_ident(n)}' for n in shown)}, ARRAY[{texts}] "
+                f"FROM {qualified_table(spec, settings)} t WHERE {_period_rows(q, spec, period, keys)} AND ({bad}) "
+                f"ORDER BY t.{quote_ident(time_col)} LIMIT 1", parameters=tuple(q.params) or None)
+    row = cur.fetchone()
+    if row is None:
+        return None
+    values = list(row[-1])
+    at = next(i for i, v in enumerate(values) if v is not None and v.lower() in ("nan", "infinity", "-infinity"))
+    return {"column": decimals[at], "value": values[at], **dict(zip(shown, row[:-1], strict=True))}
 
 
 def delete_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
