@@ -285,6 +285,20 @@ def test_an_exact_read_of_a_column_widened_by_hand_says_so(pg: PostgreSQLIntegra
         pg.get_market_data("AAPL", T0, T0, exact=True)
 
 
+def test_sealing_a_column_widened_by_hand_names_the_wide_value(pg: PostgreSQLIntegration, sql: Any) -> None:
+    pg.save_market_data(_bars([100.25, 101.5]))
+    table = pg.db.table("market_data")
+    sql(f"ALTER TABLE {table} ALTER COLUMN close TYPE NUMERIC(14,2)")
+    sql(f"UPDATE {table} SET close = 123456789.5 WHERE timestamp = %s", (T0 + dt.timedelta(minutes=1),))
+    with pytest.raises(WriteError, match=r"market_data: cannot seal 2024-01: column close holds '123456789.50' "
+                                         r"\(symbol AAPL, timeframe 1m, timestamp 2024-01-02 09:16:00\), wider than "
+                                         r"its declared NUMERIC\(10,2\) \(was the column altered by another tool\?\)"):
+        pg.seal(dt.date(2024, 2, 1))
+    assert sql(f"SELECT count(*) FROM {table}") == [(2,)]
+    assert pg.get_market_data("AAPL", T0, T0 + dt.timedelta(hours=1)).get_column("close").to_list() == [
+        100.25, 123456789.5]
+
+
 def test_strict_refuses_digits_the_scale_cannot_store(scale6: PostgreSQLIntegration) -> None:
     from regime_io import ValidationError
 

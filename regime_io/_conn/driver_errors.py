@@ -210,6 +210,10 @@ def move_error(err: BaseException, db: Database, spec: TableSpec, what: str) -> 
         return ServerUnavailableError(f"{what} of {spec.key}: the connection was lost; the month being moved was "
                                       "rolled back (every row is in exactly one tier); run it again",
                                       table=spec.key)
-    text = db.redact(str(err).strip().splitlines()[0])
+    # The server's words, not the driver's framing (ADBC's quotes the whole statement).
+    text = db.redact(server_message(err) or first_line(err))
+    detail = _DETAIL.search(str(err))
+    if detail:
+        text += f" ({db.redact(detail.group(1).strip())})"
     return WriteError(f"{what} of {spec.key} failed: {text}; the month being moved was rolled back",
                       table=spec.key)

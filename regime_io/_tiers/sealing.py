@@ -368,33 +368,36 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[group
             finally:
                 cur.close()
     except adbc_driver_manager.Error as err:
-        if any(text in str(err) for text in store.NON_FINITE_CAST):
-            found = _non_finite_error(db, spec, period, None if whole_period else keys)
+        if any(text in str(err) for text in store.UNSEALABLE_VALUE):
+            found = _unsealable_error(db, spec, period, None if whole_period else keys)
             if found is not None:
                 raise found from None
         raise move_error(err, db, spec, "seal") from err
     return rows.num_rows, len(by_series), before, after
 
 
-def _non_finite_error(db: Database, spec: TableSpec, period: dt.date,
+def _unsealable_error(db: Database, spec: TableSpec, period: dt.date,
                       keys: list[groups.SeriesKey] | None) -> WriteError | None:
-    """The seal of ``period`` met a 'NaN' or an infinity another tool stored in a decimal
-    column (chunks hold exact decimals, which have neither): the error naming the earliest
-    such row, looked up after the rollback (a seal that succeeds pays nothing for it)."""
+    """The seal of ``period`` met a value another tool stored that chunks cannot hold (a
+    'NaN' or an infinity, which exact decimals do not have; a value wider than the
+    declared NUMERIC, in a column altered by hand): the error naming the earliest such
+    row, looked up after the rollback (a seal that succeeds pays nothing for it)."""
     with db.connection() as conn:
         cur = conn.cursor()
         try:
-            row = store.first_non_finite(cur, db.settings, spec, period, keys)
+            row = store.first_unsealable(cur, db.settings, spec, period, keys)
         finally:
             cur.close()
     if row is None:
         return None
     where = ", ".join(f"{k} {row[k]}" for k in (*spec.chunk_by, spec.time_column or "timestamp"))
-    return WriteError(f"{spec.key}: cannot seal {period:%Y-%m}: column {row['column']} holds {row['value']!r} "
-                      f"({where}), which the sealed tier's exact decimals cannot hold (stored by another tool: "
-                      "regime_io's writers refuse it); correct or delete the row, then seal again. The rows "
-                      "this seal was moving stay in the row tier, unchanged", table=spec.key, column=row["column"],
-                      value=row["value"])
+    column = row["column"]
+    why = (f"wider than its declared {spec.column(column).pg_type} (was the column altered by another tool?)"
+           if row["wide"] else "which the sealed tier's exact decimals cannot hold (stored by another tool: "
+                                "regime_io's writers refuse it)")
+    return WriteError(f"{spec.key}: cannot seal {period:%Y-%m}: column {column} holds {row['value']!r} ({where}), "
+                      f"{why}; correct or delete the row, then seal again. The rows this seal was moving stay in "
+                      "the row tier, unchanged", table=spec.key, column=column, value=row["value"])
 
 
 def _heap_bytes(cur: Any, db: Database, spec: TableSpec, period: dt.date, keys: list[groups.SeriesKey]) -> int:
