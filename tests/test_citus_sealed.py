@@ -135,3 +135,25 @@ def test_patches_are_stored_external_on_every_shard(citus_pg: PostgreSQLIntegrat
         citus_pg.initialize_database()
         got = {r[0] for r in conn.execute(storage.format(t=table.replace("'", "''"))).fetchall()}
         assert got == {"xe"}, got  # patch: the default (x), payload: still EXTERNAL
+
+
+def test_a_seal_names_a_nan_another_tool_stored_on_both_engines(pg: PostgreSQLIntegration,
+                                                                citus_pg: PostgreSQLIntegration, sql,
+                                                                citus: Any) -> None:
+    """The seal's NaN lookup (after the rollback) runs on the coordinator as on a plain
+    server: the same WriteError, the rows left in the row tier."""
+    from regime_io import WriteError
+
+    with psycopg.connect(citus.url(), autocommit=True) as conn:
+        def on_citus(query: str) -> list[Any]:
+            cur = conn.execute(query)
+            return cur.fetchall() if cur.description else []
+
+        for run, p in ((sql, pg), (on_citus, citus_pg)):
+            p.save_market_data(bars(SYMBOLS, ["1m"], T0, 3))
+            table = p.db.table("market_data")
+            run(f"UPDATE {table} SET low = 'NaN' WHERE symbol = 'BBB' AND timestamp = '{T0 + dt.timedelta(minutes=1)}'")
+            with pytest.raises(WriteError, match=r"market_data: cannot seal 2024-01: column low holds 'NaN' \(symbol "
+                                                 r"BBB, timeframe 1m, timestamp 2024-01-08 09:16:00\)"):
+                p.seal("2024-02-01", tables=["bars"])
+            assert run(f"SELECT count(*) FROM {table}")[0][0] == 9
