@@ -16,7 +16,9 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -103,6 +105,25 @@ def _inspect(server: BenchServer) -> None:
 
 
 @contextlib.contextmanager
+def _terminated_cleanly() -> Iterator[None]:
+    """SIGTERM (``timeout``, a CI runner's cancel) ends the run as Ctrl-C does, through the
+    ``finally`` blocks, so the embedded server is stopped and its directory removed: killed
+    by the default handler, a run left its PostgreSQL running in /tmp/rio-bench-*."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def bench_server(dsn: str | None, *, keep: bool = False) -> Iterator[BenchServer]:
     """Start a fresh embedded server (``dsn`` None) or use ``dsn``; clean up afterwards."""
     base = {"connection": {"max_connections": "8", "connection_timeout": "30", "retry_attempts": "1",
@@ -122,8 +143,9 @@ def bench_server(dsn: str | None, *, keep: bool = False) -> Iterator[BenchServer
         server = BenchServer("embedded", settings, local=True)
     server.scratch = _scratch_dir()
     try:
-        _inspect(server)
-        yield server
+        with _terminated_cleanly():
+            _inspect(server)
+            yield server
     finally:
         with contextlib.suppress(Exception):
             server.drop_schemas()

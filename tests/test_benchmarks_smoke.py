@@ -273,3 +273,26 @@ def test_the_read_at_each_size_is_judged_against_the_reference_read_in_its_round
     del figures["scale.5000000.one_day_read_ref"]  # an older run's results: the blocks' p50s
     growth = {t["target"]: t for t in evaluate_targets(figures)}[growth["target"]]
     assert growth["measured"] == pytest.approx(30.0) and growth["met"] is False
+
+
+def test_a_terminated_run_stops_its_embedded_server(tmp_path: Path) -> None:
+    """SIGTERM (``timeout``, a CI cancel) ends a run through its cleanup: the embedded
+    server it started is stopped (its socket gone), not left running."""
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time\nfrom benchmarks.server import bench_server\n"
+         "with bench_server(None) as s:\n    print(s.settings.host, s.settings.port, flush=True)\n    time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert child.stdout is not None
+        host, port = child.stdout.readline().split()
+        socket = Path(host) / f".s.PGSQL.{port}"
+        assert socket.exists()  # the server is up
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 128 + signal.SIGTERM
+        assert not socket.exists()
+    finally:
+        child.kill()
