@@ -411,6 +411,7 @@ def test_doctor(cli: Run, settings: Settings) -> None:
     result = cli("doctor")
     assert "✓ server: reachable" in result.output
     assert "✓ tables: all 5 present" in result.output
+    assert "✓ price scale: 2 (NUMERIC(10,2))" in result.output
     rows = {r[0]: r for r in _table_rows(result.output)}
     assert rows["market_data"][4] == f"{bars.height:,}"
     assert rows["market_regimes_1min"][4] == f"{regimes.height:,}"

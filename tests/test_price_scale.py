@@ -105,6 +105,17 @@ def test_columns_are_created_at_the_scale(scale6: PostgreSQLIntegration, sql: An
     assert sql(f'SELECT value FROM "{schema}".mr_metadata WHERE key = %s', ("price_scale",)) == [("6",)]
 
 
+def test_doctor_shows_the_stored_scale_and_warns_of_another_configured(scale6: PostgreSQLIntegration) -> None:
+    from regime_io.server import diagnose
+
+    checks = {c.name: c for c in diagnose(scale6.settings).checks}
+    assert (checks["price scale"].status, checks["price scale"].detail) == ("ok", "6 (NUMERIC(14,6))")
+    other = {c.name: c for c in diagnose(settings_replace(scale6.settings, price_scale=2)).checks}["price scale"]
+    assert other.status == "warn"
+    assert other.detail.startswith("the schema stores prices at scale 6 (NUMERIC(14,6)) but price_scale is 2: "
+                                   "reads use 6; initialize_database refuses 2")
+
+
 def test_prices_keep_their_digits_in_the_row_tier(scale6: PostgreSQLIntegration) -> None:
     _quiet_save(scale6, _bars([PRICE, 0.000001, 99999999.999999]))
     got = scale6.get_market_data("AAPL", "2024-01-02", "2024-01-02")

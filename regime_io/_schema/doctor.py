@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import adbc_driver_manager
 import polars as pl
@@ -23,12 +23,12 @@ import polars as pl
 from .._conn import embedded
 from .._conn.database import Database
 from .._conn.driver_errors import first_line, server_message
-from .._sql.names import chunk_table, version_table
+from .._sql.names import chunk_table, metadata_table, version_table
 from .._sql.quote import qualified
 from .._tiers.sealing import sealed_overlaps
 from ..config import Settings, settings_replace
 from ..errors import RegimeIOError
-from ..tables import TABLES
+from ..tables import TABLES, price_type
 from .ddl import SCHEMA_VERSION
 
 __all__ = ["Check", "Diagnosis", "diagnose"]
@@ -123,6 +123,7 @@ def diagnose(settings: Settings, *, count_rows: bool = True) -> Diagnosis:
                     status = "ok" if recorded == SCHEMA_VERSION else "warn"
                     checks.append(Check("schema", status, f"{quick.schema!r}, schema version {recorded} "
                                                           f"(this regime_io: {SCHEMA_VERSION})"))
+                    checks.extend(_price_scale_check(cur, quick))
                 else:
                     checks.append(Check("schema", "warn", f"{quick.schema!r} exists but regime_io has not "
                                                           "initialised it; run: regime-io init"))
@@ -180,6 +181,26 @@ def diagnose(settings: Settings, *, count_rows: bool = True) -> Diagnosis:
         if sealed_check is not None:
             checks.append(sealed_check)
     return Diagnosis(tuple(checks), frame)
+
+
+def _price_scale_check(cur: Any, settings: Settings) -> list[Check]:
+    """The scale the schema stores prices at, against the configured one: a client set to
+    another scale is refused at initialize_database, and reads the schema's scale anyway
+    (docs/schema.md, "Changing the price scale"). None recorded (a schema older than the
+    setting): no line."""
+    cur.execute("SELECT to_regclass($1) IS NOT NULL", parameters=(metadata_table(settings),))
+    if not cur.fetchone()[0]:
+        return []
+    cur.execute(f"SELECT value FROM {metadata_table(settings)} WHERE key = 'price_scale'")
+    row = cur.fetchone()
+    if row is None:
+        return []
+    stored, wanted = int(row[0]), settings.price_scale
+    if stored == wanted:
+        return [Check("price scale", "ok", f"{stored} ({price_type(stored)})")]
+    return [Check("price scale", "warn", f"the schema stores prices at scale {stored} ({price_type(stored)}) but "
+                                         f"price_scale is {wanted}: reads use {stored}; initialize_database "
+                                         f"refuses {wanted} (docs/schema.md, \"Changing the price scale\")")]
 
 
 # The tables frame: per table its row tier (``rows``), its sealed tier (``sealed``: rows in
