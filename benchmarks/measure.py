@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Figure", "alternated_times", "latency", "paired_ratio", "time_it", "timed_once", "unavailable"]
+__all__ = ["Figure", "alternated_times", "latency", "paired_ratio", "round_ratios", "time_it", "timed_once",
+           "unavailable"]
 
 Figure = dict[str, Any]
 
@@ -97,12 +98,18 @@ def _in_turn(fns: dict[str, Callable[[], Any]], *, rounds: int, warmup: int, col
     return samples
 
 
-def paired_ratio(fig: Figure | None, base: Figure | None) -> float | None:
-    """The median over rounds of ``fig``'s run / ``base``'s run of the same round (two
-    figures of one :func:`alternated_times` call)."""
+def round_ratios(fig: Figure | None, base: Figure | None) -> list[float]:
+    """``fig``'s run / ``base``'s run of each round (two figures of one
+    :func:`alternated_times` call); empty when either was not measured."""
     if not (is_measured(fig) and is_measured(base)) or fig is None or base is None:
-        return None
-    pairs = [a / b for a, b in zip(fig.get("samples", ()), base.get("samples", ()), strict=False) if b > 0]
+        return []
+    return [a / b for a, b in zip(fig.get("samples", ()), base.get("samples", ()), strict=False) if b > 0]
+
+
+def paired_ratio(fig: Figure | None, base: Figure | None) -> float | None:
+    """The median over rounds of ``fig``'s run / ``base``'s run of the same round
+    (:func:`round_ratios`)."""
+    pairs = round_ratios(fig, base)
     return statistics.median(pairs) if pairs else None
 
 

@@ -216,6 +216,33 @@ def test_alternated_runs_pair_by_round() -> None:
     assert paired_sum_ratio(a, b) == 1.5
 
 
+def test_the_rounds_plot_draws_every_round_the_verdict_judged(run: dict[str, Any], tmp_path: Path) -> None:
+    """Per alternated line, the rounds the verdict's median comes from (ArcticDB is not
+    in the test extra: the tiny run's figures stand in for ArcticDB's too, reversed)."""
+    import statistics
+
+    from benchmarks.report import ALTERNATED
+    from benchmarks.rounds import plot_rounds, rounds_of
+
+    measured = [f for f in run["json"]["figures"].values() if f.get("kind") == "time" and len(f.get("samples", ())) > 2]
+    figures: dict[str, Any] = {}
+    for n, (key, _, _) in enumerate(ALTERNATED):
+        ours = measured[n % len(measured)]
+        figures[f"history.alternated.{key}.sealed"] = ours
+        figures[f"history.alternated.{key}.arcticdb"] = {**ours, "samples": ours["samples"][::-1]}
+    rounds = rounds_of(figures)
+    assert set(rounds) == {key for key, _, _ in ALTERNATED}
+    for key, ratios in rounds.items():
+        sealed, arctic = figures[f"history.alternated.{key}.sealed"], figures[f"history.alternated.{key}.arcticdb"]
+        assert ratios == [a / b for a, b in zip(sealed["samples"], arctic["samples"], strict=True)]
+        assert statistics.median(ratios) == paired_ratio(sealed, arctic)  # the plot's medians are the verdict's
+    assert rounds_of(run["json"]["figures"]).keys() <= rounds.keys()  # (a run without ArcticDB: none)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"figures": figures}))
+    png = plot_rounds([results, results], tmp_path / "rounds.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
 def _seconds(median: float) -> dict[str, Any]:
     return {"kind": "time", "median": median, "label": "t"}
 
