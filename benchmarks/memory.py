@@ -66,9 +66,23 @@ def _database(schema: str) -> Any:
     return Database(settings_replace(settings, schema=schema))
 
 
-def _child_stream(args: argparse.Namespace) -> dict[str, Any]:
-    from regime_io._read import readers as reading
+def _streams() -> Any:
+    """The module holding ``iter_market_data``: ``regime_io._read.streams``, or the readers
+    module of older versions (A/B runs against earlier commits); None before it existed."""
+    import importlib
 
+    for name in ("regime_io._read.streams", "regime_io._read.readers"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "iter_market_data"):
+            return module
+    return None
+
+
+def _child_stream(args: argparse.Namespace) -> dict[str, Any]:
+    reading = _streams()
     db = _database(args.schema)
     with db.connection():
         pass
@@ -176,10 +190,8 @@ def measure_stream_rss(url: str, *, schema: str, symbols: list[str], start: dt.d
                        expected_rows: int, batch_rows: int = 250_000, timeout: float = 1800) -> Figure:
     """Peak RSS of ``iter_market_data`` over ``[start, end]`` for ``symbols`` in a fresh process."""
     label = f"peak RSS, iter_market_data streaming {expected_rows:,} rows ({batch_rows:,}-row batches)"
-    from regime_io._read import readers as reading
-
-    if not hasattr(reading, "iter_market_data"):
-        return unavailable(label, "regime_io._read.readers.iter_market_data does not exist yet", kind="rss")
+    if _streams() is None:
+        return unavailable(label, "regime_io's iter_market_data does not exist yet", kind="rss")
     out = _run_child(url, ["stream", "--schema", schema, "--symbols", ",".join(symbols), "--start", start.isoformat(),
                            "--end", end.isoformat(), "--batch-rows", str(batch_rows)], timeout=timeout)
     if out["rows"] != expected_rows:

@@ -24,6 +24,7 @@ from regime_io._read import quality as _quality
 from regime_io._read import readers as _reading
 from regime_io._read import scan as _scan
 from regime_io._read import sqlquery as _sqlquery
+from regime_io._read import streams as _streams
 from regime_io._read import tail as _tail
 from regime_io._read import tailrows as _tailrows
 from regime_io._schema import ddl as _ddl
@@ -48,8 +49,8 @@ ENGINES: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "get_market_regime_distribution": (_reading.get_market_regime_distribution, {}),
     "get_regime_transitions": (_reading.get_regime_transitions, {}),
     "asof_regimes": (_asof.asof_regimes, {}),
-    "iter_market_data": (_reading.iter_market_data, {}),
-    "iter_options_data": (_reading.iter_options_data, {}),
+    "iter_market_data": (_streams.iter_market_data, {}),
+    "iter_options_data": (_streams.iter_options_data, {}),
     "cleanup_old_data": (_maintenance.cleanup_old_data, {}),
     "list_partitions": (_maintenance.list_partitions, {}),
     "scan": (_scan.scan, {}),

@@ -20,6 +20,7 @@ from polars.testing import assert_frame_equal
 from regime_io import PostgreSQLIntegration, ReadError, UsageError
 from regime_io._read import decode as _decode
 from regime_io._read import readers as reading
+from regime_io._read import streams
 from regime_io._sql.query import Query, sql_value
 from regime_io.config import settings_replace
 from regime_io.tables import TABLES
@@ -381,7 +382,7 @@ def test_unreachable_server_fails_fast_without_the_password(settings: Any) -> No
     calls = [
         lambda: reading.get_market_data(dead, "NIFTY", "2024-01-01", "2024-01-02"),
         lambda: reading.get_latest(dead, "market_data", "NIFTY"),
-        lambda: next(reading.iter_market_data(dead, "NIFTY", "2024-01-01", "2024-01-02")),
+        lambda: next(streams.iter_market_data(dead, "NIFTY", "2024-01-01", "2024-01-02")),
     ]
     try:
         for call in calls:

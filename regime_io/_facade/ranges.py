@@ -11,6 +11,7 @@ from .._frames import BatchStream
 from .._read import history as _history
 from .._read import readers as _reading
 from .._read import scan as _scan
+from .._read import streams as _streams
 from .._read import tailrows as _tailrows
 from .._read.decode import empty_frame
 from ..types import DateLike, ParametersAs, ReturnType
@@ -466,7 +467,7 @@ class RangeReaders(FacadeBase[F]):
                          exact: bool = False, as_of: DateLike | None = None,
                          tz: str | None = None, return_type: Literal["arrow"]) -> BatchStream[pa.RecordBatch]: ...
 
-    @when_disabled(lambda pg, a: _reading.empty_stream(pg.db.spec("market_data"), exact=a["exact"],
+    @when_disabled(lambda pg, a: _streams.empty_stream(pg.db.spec("market_data"), exact=a["exact"],
                                                        return_type=pg._rt(a.get("return_type"))))
     def iter_market_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                          end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
@@ -502,7 +503,7 @@ class RangeReaders(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        return _reading.iter_market_data(self.db, symbol, start_date, end_date, symbols=symbols,
+        return _streams.iter_market_data(self.db, symbol, start_date, end_date, symbols=symbols,
                                          timeframe=timeframe, batch_rows=batch_rows, exact=exact, as_of=as_of, tz=tz,
                                          return_type=rt)
 
@@ -542,7 +543,7 @@ class RangeReaders(FacadeBase[F]):
                           exact: bool = False, as_of: DateLike | None = None,
                           tz: str | None = None, return_type: Literal["arrow"]) -> BatchStream[pa.RecordBatch]: ...
 
-    @when_disabled(lambda pg, a: _reading.empty_stream(pg.db.spec("options_data"), exact=a["exact"],
+    @when_disabled(lambda pg, a: _streams.empty_stream(pg.db.spec("options_data"), exact=a["exact"],
                                                        return_type=pg._rt(a.get("return_type"))))
     def iter_options_data(self, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
                           end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
@@ -567,7 +568,7 @@ class RangeReaders(FacadeBase[F]):
         """
 
         rt = self._rt(return_type)
-        return _reading.iter_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
+        return _streams.iter_options_data(self.db, symbol, start_date, end_date, symbols=symbols, expiry=expiry,
                                           strikes=strikes, option_type=option_type, batch_rows=batch_rows,
                                           exact=exact, as_of=as_of, tz=tz, return_type=rt)
 

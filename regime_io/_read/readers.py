@@ -9,10 +9,10 @@ the whole of that day. See ``docs/reading.md`` for the dtype and engine tables.
 
 Engines: range reads run on the pool's warm ADBC connection (small ranges with bound
 parameters; larger ones with inlined values, which the driver streams through COPY
-binary into Arrow); streams, resampling and as-of joins go through connectorx; latest
-rows, option chains, regime statistics and optimisation results go through the pool's
-warm connections with bound parameters, because a new connectorx connection per call
-would cost more than the query.
+binary into Arrow); streams (:mod:`regime_io._read.streams`), resampling and as-of joins
+go through connectorx; latest rows, option chains, regime statistics and optimisation
+results go through the pool's warm connections with bound parameters, because a new
+connectorx connection per call would cost more than the query.
 
 Example:
     >>> from regime_io import PostgreSQLIntegration
@@ -24,15 +24,15 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._conn.engines import read_lookup, read_lookups, stream_cx
-from .._frames import VIEWS, BatchStream, check_index_col, check_return_type, conform, convert, with_index
+from .._conn.engines import read_lookup, read_lookups
+from .._frames import VIEWS, check_index_col, check_return_type, conform, convert, with_index
 from .._schema.timezones import check_time_kind
 from .._sql.args import (
     is_aware,
@@ -54,16 +54,13 @@ from .._tiers.router import (
     RowRead,
     Scope,
     SqlBuilder,
-    is_changed,
     merge_latest,
     newest_chunks_queries,
     newest_sealed_rows,
     read_rows,
     read_sql,
-    stream_guard,
 )
-from .._tiers.sealed_format import next_period, period_of
-from ..errors import ReadError, UsageError
+from ..errors import UsageError
 from ..tables import TableKey, TableSpec, regime_spec
 from ..types import DateLike, ParametersAs, RegimeTable, ReturnType
 from . import resample as _sessions
@@ -89,7 +86,7 @@ from .sqltext import (
     symbol_left_out,
     where_conditions,
 )
-from .zones import check_tz, zoned, zoned_batches
+from .zones import check_tz, zoned
 
 if TYPE_CHECKING:
     from .._conn.database import Database
@@ -97,7 +94,7 @@ if TYPE_CHECKING:
 __all__ = [
     "get_1min_market_regimes", "get_latest", "get_market_data", "get_market_regime_distribution",
     "get_market_regimes", "get_optimization_results", "get_option_chain", "get_options_data",
-    "get_regime_transitions", "iter_market_data", "iter_options_data",
+    "get_regime_transitions",
 ]
 
 
@@ -152,10 +149,10 @@ def get_market_data(db: Database, symbol: str | Sequence[str] | None = None, sta
     spec = db.spec("market_data")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
-    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    wanted, rng = range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     index = check_index_col(index_col, return_type, names, table=spec.key)
-    extra = _filters(spec, timeframe=timeframe)
+    extra = equal_filters(spec, timeframe=timeframe)
     every = parse_resample(resample) if resample is not None else None
     n = check_last(spec, last, resample=resample)
     groups = _sessions.calendar_groups(db.settings, wanted, calendar)
@@ -196,10 +193,10 @@ def get_options_data(db: Database, symbol: str | Sequence[str] | None = None, st
     spec = db.spec("options_data")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
-    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    wanted, rng = range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     index = check_index_col(index_col, return_type, names, table=spec.key)
-    extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
+    extra = option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
     table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra, what="get_options_data",
                         as_of=known, last=check_last(spec, last))
     if table.num_rows == 0:
@@ -222,10 +219,10 @@ def get_market_regimes(db: Database, symbol: str | Sequence[str] | None = None, 
     spec = db.spec("market_regimes")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
-    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    wanted, rng = range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     index = check_index_col(index_col, return_type, names, table=spec.key)
-    extra = _filters(spec, timeframe=timeframe)
+    extra = equal_filters(spec, timeframe=timeframe)
     table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=extra,
                         what="get_market_regimes", as_of=known, last=check_last(spec, last))
     if table.num_rows == 0:
@@ -248,7 +245,7 @@ def get_1min_market_regimes(db: Database, symbol: str | Sequence[str] | None = N
     spec = db.spec("market_regimes_1min")
     check_return_type(return_type)
     known = as_of_instant(db, spec, as_of)
-    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
+    wanted, rng = range_args(db, spec, symbol, symbols, start_date, end_date)
     names = column_names(spec, columns)
     index = check_index_col(index_col, return_type, names, table=spec.key)
     table = read_range(db, spec, wanted, rng, names=names, exact=exact, extra=[],
@@ -281,7 +278,7 @@ def get_optimization_results(db: Database, symbol: str | Sequence[str] | None = 
     if top is not None and (isinstance(top, bool) or not isinstance(top, int) or top < 1):
         raise UsageError(f"top: expected a positive integer, got {top!r}", table=spec.key, value=top)
     wanted = resolve_symbols(symbol, symbols, case=db.settings.symbol_case, required=False)
-    filters = _filters(spec, algorithm=algorithm, timeframe=timeframe)
+    filters = equal_filters(spec, algorithm=algorithm, timeframe=timeframe)
     names = list(spec.column_names)
 
     def build(relation: Relation) -> tuple[Query, str]:
@@ -333,7 +330,7 @@ def get_latest(db: Database, table: str, symbol: str | Sequence[str] | None = No
     if spec.key not in _LATEST_TABLES:
         raise UsageError(f"get_latest does not read {table!r}; allowed: {', '.join(_LATEST_TABLES)}",
                         table=table, value=table)
-    tf = dict(_filters(spec, timeframe=timeframe)).get("timeframe")
+    tf = dict(equal_filters(spec, timeframe=timeframe)).get("timeframe")
     wanted = resolve_symbols(symbol, symbols, case=db.settings.symbol_case, required=False)
     schema = reader_schema(spec, list(spec.column_names), exact=exact)
     known = as_of_instant(db, spec, as_of)
@@ -519,69 +516,6 @@ _TRANSITIONS_SQL = (
 
 
 # ---------------------------------------------------------------------------------------
-# Streams
-
-
-def iter_market_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
-                     end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
-                     timeframe: str | None = None, batch_rows: int = 250_000,
-                     exact: bool = False, as_of: DateLike | None = None,
-                     tz: str | None = None, return_type: ReturnType = "polars") -> BatchStream[Any]:
-    """Stream bars in frames of at most ``batch_rows`` rows (bounded memory), each of
-    ``return_type`` (``"arrow"``: ``pyarrow.RecordBatch``).
-
-    Arguments are checked when called, not at the first batch. Frames have the schema
-    of :func:`get_market_data` and its row order. Served by connectorx's Arrow stream.
-    The stream is also an Arrow C stream (:class:`~regime_io._frames.BatchStream`).
-
-    Example:
-        >>> for frame in iter_market_data(db, "NIFTY", "2023-01-01", "2023-12-31"):  # doctest: +SKIP
-        ...     process(frame)
-    """
-    check_return_type(return_type)
-    spec = db.spec("market_data")
-    known = as_of_instant(db, spec, as_of)
-    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
-    extra = _filters(spec, timeframe=timeframe)
-    return _batch_stream(db, spec, exact, check_tz(tz), return_type, _stream_range(
-        db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows, what="iter_market_data", as_of=known))
-
-
-def iter_options_data(db: Database, symbol: str | Sequence[str] | None = None, start_date: DateLike | None = None,
-                      end_date: DateLike | None = None, *, symbols: Sequence[str] | None = None,
-                      expiry: DateLike | Sequence[DateLike] | None = None,
-                      strikes: float | Decimal | Sequence[float | Decimal] | None = None,
-                      option_type: str | Sequence[str] | None = None, batch_rows: int = 250_000,
-                      exact: bool = False, as_of: DateLike | None = None,
-                      tz: str | None = None, return_type: ReturnType = "polars") -> BatchStream[Any]:
-    """Stream option bars in frames of ``return_type`` (filters as :func:`get_options_data`).
-
-    Example:
-        >>> rows = sum(f.height for f in iter_options_data(db, "NIFTY", "2023-01-01", "2023-12-31"))  # doctest: +SKIP
-    """
-    check_return_type(return_type)
-    spec = db.spec("options_data")
-    known = as_of_instant(db, spec, as_of)
-    wanted, rng = _range_args(db, spec, symbol, symbols, start_date, end_date)
-    extra = _option_filters(spec, expiry=expiry, strikes=strikes, option_type=option_type)
-    return _batch_stream(db, spec, exact, check_tz(tz), return_type, _stream_range(
-        db, spec, wanted, rng, exact=exact, extra=extra, batch_rows=batch_rows, what="iter_options_data", as_of=known))
-
-
-def _batch_stream(db: Database, spec: TableSpec, exact: bool, tz: str | None, return_type: ReturnType,
-                  batches: Iterator[pa.RecordBatch]) -> BatchStream[Any]:
-    """A stream's batches (time column in the zone asked for) with their schema, known
-    before the first batch: the range reader's schema, zoned alike."""
-    schema = zoned(db, spec, reader_schema(spec, list(spec.column_names), exact=exact).empty_table(), tz).schema
-    return BatchStream(schema, zoned_batches(db, spec, batches, tz), return_type=return_type)
-
-
-def empty_stream(spec: TableSpec, *, exact: bool = False, return_type: ReturnType = "polars") -> BatchStream[Any]:
-    """A stream of no batches with the reader schema of ``spec`` (the disabled mode)."""
-    return BatchStream(reader_schema(spec, list(spec.column_names), exact=exact), iter(()), return_type=return_type)
-
-
-# ---------------------------------------------------------------------------------------
 # Internals
 
 
@@ -593,7 +527,7 @@ def _check_bounds(db: Database, spec: TableSpec, *bounds: Any) -> None:
         check_time_kind(db, spec, aware=True, what=f"{spec.key} bounds")
 
 
-def _range_args(db: Database, spec: TableSpec, symbol: Any, symbols: Any, start_date: Any,
+def range_args(db: Database, spec: TableSpec, symbol: Any, symbols: Any, start_date: Any,
                 end_date: Any) -> tuple[list[str], TimeRange]:
     """The symbols and the time range every range reader and stream takes, checked alike."""
     wanted = resolve_symbols(symbol, symbols, case=db.settings.symbol_case)
@@ -603,7 +537,7 @@ def _range_args(db: Database, spec: TableSpec, symbol: Any, symbols: Any, start_
     return wanted, rng
 
 
-def _filters(spec: TableSpec, **values: Any) -> list[tuple[str, Any]]:
+def equal_filters(spec: TableSpec, **values: Any) -> list[tuple[str, Any]]:
     """Equality filters on text columns, spelled as the writers store them
     (:meth:`~regime_io.tables.Column.canonical`): ``"1min"`` finds ``"1m"`` rows."""
     extra: list[tuple[str, Any]] = []
@@ -742,7 +676,7 @@ def _read_resampled_on(db: Database, spec: TableSpec, symbols: list[str], rng: T
     return read_sql(db, spec, Scope(symbols, rng, extra), build, what=what, as_of=as_of, engine="cx")
 
 
-def _option_filters(spec: TableSpec, *, expiry: Any, strikes: Any, option_type: Any) -> list[tuple[str, Any]]:
+def option_filters(spec: TableSpec, *, expiry: Any, strikes: Any, option_type: Any) -> list[tuple[str, Any]]:
     extra: list[tuple[str, Any]] = []
     if expiry is not None:
         if isinstance(expiry, (str, dt.date)):
@@ -770,79 +704,6 @@ def _option_filters(spec: TableSpec, *, expiry: Any, strikes: Any, option_type: 
     return extra
 
 
-def _stream_range(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,
-                  extra: Sequence[tuple[str, Any]], batch_rows: int, what: str,
-                  as_of: dt.datetime | None = None) -> Iterator[pa.RecordBatch]:
-    if isinstance(batch_rows, bool) or not isinstance(batch_rows, int) or batch_rows < 1:
-        raise UsageError(f"batch_rows: expected a positive integer, got {batch_rows!r}", table=spec.key,
-                        value=batch_rows)
-    if any(v == [] for _, v in extra):
-        symbols = []
-    names = list(spec.column_names)
-    schema = reader_schema(spec, names, exact=exact)
-    if not symbols:
-        return iter(())
-    if as_of is not None:  # one symbol-month at a time, each read as of (like a stream over both tiers)
-        return _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows, what=what,
-                            as_of=as_of)
-    # One statement, one snapshot: with no chunks in the range (the guard checks it in the
-    # statement), the whole stream comes from the row tier.
-    relation = stream_guard(db, spec, Scope(symbols, rng, extra))
-    if relation is None:
-        return _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows, what=what)
-    q, sql = range_query(db, spec, symbols, rng, names=names, exact=exact, extra=extra, drop_symbol=False,
-                         relation=relation)
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        started = False
-        try:
-            for batch in stream_cx(db, q, sql, batch_rows=batch_rows, what=what, table=spec.key):
-                started = True
-                if batch.num_rows:
-                    table = as_read(pa.Table.from_batches([batch]), spec, schema, exact=exact)
-                    yield table.combine_chunks().to_batches()[0]
-        except ReadError as err:
-            if started or not is_changed(err):
-                raise
-            # Sealed between the check and the statement: nothing was yielded; read both tiers.
-            yield from _stream_both(db, spec, symbols, rng, exact=exact, extra=extra, batch_rows=batch_rows,
-                                    what=what)
-
-    return batches()
-
-
-def _stream_both(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange, *, exact: bool,
-                 extra: Sequence[tuple[str, Any]], batch_rows: int, what: str,
-                 as_of: dt.datetime | None = None) -> Iterator[pa.RecordBatch]:
-    """A stream over both tiers: one symbol at a time (one month at a time when the row
-    order is time-major within a symbol), each piece read like a range read."""
-    names = list(spec.column_names)
-    order = range_order(spec)
-    time_major = order[1] == spec.time_column or any(n == "timeframe" for n, _ in extra)
-    pieces: list[tuple[str, TimeRange]] = []
-    for symbol in sorted_symbols(db, symbols):
-        if not time_major:
-            pieces.append((symbol, rng))
-            continue
-        start = rng.start
-        while start < rng.end or (start == rng.end and not rng.end_exclusive):
-            month_end = dt.datetime.combine(next_period(period_of(start)), dt.time())
-            if month_end < rng.end or (month_end == rng.end and rng.end_exclusive):
-                pieces.append((symbol, TimeRange(start, month_end, end_exclusive=True)))
-            else:
-                pieces.append((symbol, TimeRange(start, rng.end, end_exclusive=rng.end_exclusive)))
-                break
-            start = month_end
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        for symbol, piece in pieces:
-            table = read_range(db, spec, [symbol], piece, names=names, exact=exact, extra=extra, what=what,
-                                as_of=as_of)
-            yield from (b for b in table.combine_chunks().to_batches(max_chunksize=batch_rows) if b.num_rows)
-
-    return batches()
-
-
 def sorted_symbols(db: Database, symbols: list[str]) -> list[str]:
     """``symbols`` in the server's collation order (the order range reads return them in)."""
     if len(symbols) < 2:
@@ -861,7 +722,7 @@ def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_dat
     sym = symbol_arg(symbol, case=db.settings.symbol_case)
     rng = parse_range(start_date, end_date, timezone=db.settings.storage_timezone)
     _check_bounds(db, spec, start_date, end_date)
-    tf = dict(_filters(spec, timeframe=timeframe)).get("timeframe")
+    tf = dict(equal_filters(spec, timeframe=timeframe)).get("timeframe")
     has_timeframe = "timeframe" in spec.column_names
     assert sym is not None
 
