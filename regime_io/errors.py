@@ -111,6 +111,12 @@ INITIALIZE = Remedy("call initialize_database() first", "run regime-io init firs
 STRICT = Remedy.argument("strict", True)
 DATETIME = Remedy("pass a datetime instead", "write it as YYYY-MM-DD or 'YYYY-MM-DD HH:MM'")
 
+# initialize_database's widen_prices option (a schema at a smaller price scale, a seal of
+# columns altered by hand); the command line has none (a rewrite of the price tables is
+# a deliberate step, taken from Python).
+WIDEN = Remedy("initialize_database(widen_prices=True)",
+               "PostgreSQLIntegration(...).initialize_database(widen_prices=True) in Python")
+
 
 def _fill(template: str, words: list[str]) -> str:
     for word in words:

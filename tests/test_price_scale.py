@@ -5,6 +5,7 @@ writer of that schema, whatever the reading client is configured with."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import warnings
 from collections.abc import Iterator
 from decimal import Decimal
@@ -296,18 +297,36 @@ def test_an_exact_read_of_a_column_widened_by_hand_says_so(pg: PostgreSQLIntegra
         pg.get_market_data("AAPL", T0, T0, exact=True)
 
 
-def test_sealing_a_column_widened_by_hand_names_the_wide_value(pg: PostgreSQLIntegration, sql: Any) -> None:
-    pg.save_market_data(_bars([100.25, 101.5]))
+@pytest.mark.parametrize(("altered", "value"), [("NUMERIC(14,2)", 123456789.5), ("NUMERIC(14,4)", 100.1234)],
+                         ids=["wider", "more-decimals"])
+def test_sealing_a_column_another_tool_altered_is_refused(pg: PostgreSQLIntegration, sql: Any, altered: str,
+                                                          value: float) -> None:
+    """A column altered by hand: the seal (and repair_sealed, which moves rows as a seal
+    does) reads it as the declared NUMERIC(10,2), which would overflow on the wider value
+    and round 100.1234 to 100.12 without a word."""
+    from regime_io import SchemaError
+
+    feb = dt.datetime(2024, 2, 1, 9, 15)
+    pg.save_market_data(pl.concat([_bars([100.25, 101.5]), _bars([102.0], start=feb)]))
+    assert pg.seal(dt.date(2024, 2, 1)).rows_moved == 2  # January, before the ALTER
     table = pg.db.table("market_data")
-    sql(f"ALTER TABLE {table} ALTER COLUMN close TYPE NUMERIC(14,2)")
-    sql(f"UPDATE {table} SET close = 123456789.5 WHERE timestamp = %s", (T0 + dt.timedelta(minutes=1),))
-    with pytest.raises(WriteError, match=r"market_data: cannot seal 2024-01: column close holds '123456789.50' "
-                                         r"\(symbol AAPL, timeframe 1m, timestamp 2024-01-02 09:16:00\), wider than "
-                                         r"its declared NUMERIC\(10,2\) \(was the column altered by another tool\?\)"):
-        pg.seal(dt.date(2024, 2, 1))
-    assert sql(f"SELECT count(*) FROM {table}") == [(2,)]
-    assert pg.get_market_data("AAPL", T0, T0 + dt.timedelta(hours=1)).get_column("close").to_list() == [
-        100.25, 123456789.5]
+    sql(f"ALTER TABLE {table} ALTER COLUMN close TYPE {altered}")
+    sql(f"UPDATE {table} SET close = %s WHERE timestamp = %s", (value, feb))
+    stored = re.escape(altered.lower())
+    with pytest.raises(SchemaError, match=rf"market_data: column close of table 'mr_market_data' is {stored}, but "
+                                          r"regime_io declares NUMERIC\(10,2\): sealing would round or refuse its "
+                                          r"values .*nothing was moved") as info:
+        pg.seal(dt.date(2024, 3, 1))
+    assert (info.value.column, info.value.value) == ("close", altered.lower())
+    # A row another tool wrote beside sealed January (before the guard existed): repair_sealed refuses too.
+    sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+    sql(f"INSERT INTO {table} (symbol, timestamp, open, high, low, close, volume, timeframe) "
+        "VALUES ('AAPL', '2024-01-03 09:15', 1, 1, 1, %s, 1, '1m')", (value,))
+    sql(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+    with pytest.raises(SchemaError, match="column close of table 'mr_market_data' is"):
+        pg.repair_sealed()
+    assert sql(f"SELECT count(*) FROM {table}") == [(2,)]  # nothing moved
+    assert pg.get_market_data("AAPL", feb, feb).get_column("close").to_list() == [value]
 
 
 def test_strict_refuses_digits_the_scale_cannot_store(scale6: PostgreSQLIntegration) -> None:

@@ -35,7 +35,7 @@ from .._tiers.knowledge import history_sql
 from .._tiers.sealed_format import chunk_stat_columns, chunk_table_columns
 from .._tiers.sealed_guard import extend_to_chunks, guard_sql
 from ..config import Settings
-from ..errors import Remedy, SchemaError
+from ..errors import WIDEN, SchemaError
 from ..tables import TABLES, TableSpec, price_type, table_spec
 from . import citus as scaling
 from .timezones import metadata_sql, record_storage_zone
@@ -235,12 +235,6 @@ def record_price_scale(cur: Any, settings: Settings, *, widen: bool = False) -> 
     raise SchemaError(f"price_scale is {wanted} ({price_type(wanted)}) but schema {settings.schema!r} stores prices "
                       f"with price_scale {stored} ({price_type(stored)}); nothing was changed. Set price_scale = "
                       f"{stored} to use the schema as it is{remedy}", fixes=(WIDEN,) if wanted > stored else ())
-
-
-# initialize_database's option; the command line has none (a rewrite of the price tables is
-# a deliberate step, taken from Python).
-WIDEN = Remedy("initialize_database(widen_prices=True)",
-               "PostgreSQLIntegration(...).initialize_database(widen_prices=True) in Python")
 
 
 def widen_prices_sql(settings: Settings) -> list[str]:

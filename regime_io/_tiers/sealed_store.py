@@ -40,7 +40,7 @@ from .._sql.names import chunk_table, qualified_table
 from .._sql.query import Query
 from .._sql.quote import literal, quote_ident
 from ..errors import WriteError
-from ..tables import Column, TableSpec
+from ..tables import TableSpec
 from ..types import OnConflict
 from . import changes as live
 from . import chunk_bytes, knowledge
@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ChunkRow", "EncodedPatches", "Patch", "encode_patches", "existing_chunks", "fetch_chunk_rows",
-    "fetch_for_update", "first_unsealable", "lock_periods", "patched", "route_batch", "route_staged", "select_rows",
-    "write_chunks", "write_patches",
+    "fetch_for_update", "first_non_finite", "lock_periods", "patched", "route_batch", "route_staged", "select_rows",
+    "stored_decimal_types", "write_chunks", "write_patches",
 ]
 
 
@@ -302,41 +302,47 @@ def select_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
                                  else table.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
-# What the server says when a seal meets a value its chunks cannot hold: a NUMERIC 'NaN'
-# or infinity (select_rows' cast to bigint), or a value wider than the declared NUMERIC
-# (the statistics' cast, on a column widened by hand). regime_io's writers refuse both;
-# another tool's INSERT or ALTER does not.
-UNSEALABLE_VALUE = ("cannot convert NaN to bigint", "cannot convert infinity to bigint", "numeric field overflow")
+def stored_decimal_types(cur: Any, settings: Settings, spec: TableSpec) -> dict[str, str]:
+    """The type each decimal column of ``spec``'s row table has in the server's catalog
+    (``numeric(10,2)``), which :func:`select_rows` assumes is the declared one: a column
+    another tool altered to hold more digits would have them rounded by its cast."""
+    names = [c.name for c in spec.columns if c.kind == "decimal"]
+    if not names:
+        return {}
+    cur.execute("SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::regclass "
+                "AND attnum > 0 AND NOT attisdropped AND attname = ANY($2::text[])",
+                parameters=(qualified_table(spec, settings), names))
+    return {str(name): str(kind) for name, kind in cur.fetchall()}
 
 
-def first_unsealable(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
+# What the server says when select_rows' cast to bigint meets a NUMERIC 'NaN' (or, in a
+# column without a precision, an infinity): regime_io's writers refuse both, another
+# tool's INSERT or UPDATE does not.
+NON_FINITE_CAST = ("cannot convert NaN to bigint", "cannot convert infinity to bigint")
+
+
+def first_non_finite(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,
                      keys: Sequence[SeriesKey] | None) -> dict[str, Any] | None:
-    """The earliest row of ``keys`` in ``period`` whose decimal column holds 'NaN', an
-    infinity or a value its declared ``NUMERIC(p, s)`` cannot hold, as ``{"column",
-    "value", "wide", <chunk key columns>, <time column>}`` (``wide``: the value is finite),
-    or None: what a seal names when it fails on one (:data:`UNSEALABLE_VALUE`)."""
-    decimals = [c for c in spec.columns if c.kind == "decimal" and c.precision is not None and c.scale is not None]
+    """The earliest row of ``keys`` in ``period`` whose decimal column holds 'NaN' or an
+    infinity, as ``{"column", "value", <chunk key columns>, <time column>}``, or None: what
+    a seal names when :func:`select_rows` fails on one (:data:`NON_FINITE_CAST`)."""
+    decimals = [c.name for c in spec.columns if c.kind == "decimal"]
     if not decimals:
         return None
     time_col = spec.time_column or "timestamp"
     shown = [*spec.chunk_by, time_col]
-
-    def bad(c: Column) -> str:
-        name = f"t.{quote_ident(c.name)}"
-        return f"{name} IN ('NaN', 'Infinity', '-Infinity') OR abs({name}) >= 1e{(c.precision or 0) - (c.scale or 0)}"
-
-    texts = ", ".join(f"CASE WHEN {bad(c)} THEN t.{quote_ident(c.name)}::text END" for c in decimals)
+    bad = " OR ".join(f"t.{quote_ident(n)} IN ('NaN', 'Infinity', '-Infinity')" for n in decimals)
+    texts = ", ".join(f"t.{quote_ident(n)}::text" for n in decimals)
     q = Query()
     cur.execute(f"SELECT {', '.join(f't.{quote_ident(n)}' for n in shown)}, ARRAY[{texts}] "
-                f"FROM {qualified_table(spec, settings)} t WHERE {_period_rows(q, spec, period, keys)} "
-                f"AND ({' OR '.join(f'({bad(c)})' for c in decimals)}) ORDER BY t.{quote_ident(time_col)} LIMIT 1",
-                parameters=tuple(q.params) or None)
+                f"FROM {qualified_table(spec, settings)} t WHERE {_period_rows(q, spec, period, keys)} AND ({bad}) "
+                f"ORDER BY t.{quote_ident(time_col)} LIMIT 1", parameters=tuple(q.params) or None)
     row = cur.fetchone()
     if row is None:
         return None
-    at, value = next((i, v) for i, v in enumerate(row[-1]) if v is not None)
-    return {"column": decimals[at].name, "value": value,
-            "wide": value.lower() not in ("nan", "infinity", "-infinity"), **dict(zip(shown, row[:-1], strict=True))}
+    values = list(row[-1])
+    at = next(i for i, v in enumerate(values) if v is not None and v.lower() in ("nan", "infinity", "-infinity"))
+    return {"column": decimals[at], "value": values[at], **dict(zip(shown, row[:-1], strict=True))}
 
 
 def delete_rows(cur: Any, settings: Settings, spec: TableSpec, period: dt.date,

@@ -35,7 +35,7 @@ from .._sql.args import parse_range
 from .._sql.names import chunk_table, qualified_table
 from .._sql.quote import quote_ident
 from ..config import parse_age
-from ..errors import RegimeIOError, UsageError, WriteError
+from ..errors import WIDEN, RegimeIOError, SchemaError, UsageError, WriteError
 from ..tables import TABLES, TableSpec
 from ..types import DateLike
 from . import chunk_merge
@@ -232,6 +232,8 @@ def seal(db: Database, older_than: AgeLike | None = None, *, tables: Iterable[st
     done: list[SealedPeriod] = []
     for spec in specs:
         plan = _plan(db, spec, limit_ts, wanted)
+        if plan:
+            _check_stored_types(db, spec)
         if not dry_run:
             guard.extend_horizon_first(db, spec, plan)
         for period in sorted(plan):
@@ -368,36 +370,54 @@ def _seal_group(db: Database, spec: TableSpec, period: dt.date, keys: list[group
             finally:
                 cur.close()
     except adbc_driver_manager.Error as err:
-        if any(text in str(err) for text in store.UNSEALABLE_VALUE):
-            found = _unsealable_error(db, spec, period, None if whole_period else keys)
+        if any(text in str(err) for text in store.NON_FINITE_CAST):
+            found = _non_finite_error(db, spec, period, None if whole_period else keys)
             if found is not None:
                 raise found from None
         raise move_error(err, db, spec, "seal") from err
     return rows.num_rows, len(by_series), before, after
 
 
-def _unsealable_error(db: Database, spec: TableSpec, period: dt.date,
+def _non_finite_error(db: Database, spec: TableSpec, period: dt.date,
                       keys: list[groups.SeriesKey] | None) -> WriteError | None:
-    """The seal of ``period`` met a value another tool stored that chunks cannot hold (a
-    'NaN' or an infinity, which exact decimals do not have; a value wider than the
-    declared NUMERIC, in a column altered by hand): the error naming the earliest such
-    row, looked up after the rollback (a seal that succeeds pays nothing for it)."""
+    """The seal of ``period`` met a 'NaN' or an infinity another tool stored in a decimal
+    column (chunks hold exact decimals, which have neither): the error naming the earliest
+    such row, looked up after the rollback (a seal that succeeds pays nothing for it)."""
     with db.connection() as conn:
         cur = conn.cursor()
         try:
-            row = store.first_unsealable(cur, db.settings, spec, period, keys)
+            row = store.first_non_finite(cur, db.settings, spec, period, keys)
         finally:
             cur.close()
     if row is None:
         return None
     where = ", ".join(f"{k} {row[k]}" for k in (*spec.chunk_by, spec.time_column or "timestamp"))
-    column = row["column"]
-    why = (f"wider than its declared {spec.column(column).pg_type} (was the column altered by another tool?)"
-           if row["wide"] else "which the sealed tier's exact decimals cannot hold (stored by another tool: "
-                                "regime_io's writers refuse it)")
-    return WriteError(f"{spec.key}: cannot seal {period:%Y-%m}: column {column} holds {row['value']!r} ({where}), "
-                      f"{why}; correct or delete the row, then seal again. The rows this seal was moving stay in "
-                      "the row tier, unchanged", table=spec.key, column=column, value=row["value"])
+    return WriteError(f"{spec.key}: cannot seal {period:%Y-%m}: column {row['column']} holds {row['value']!r} "
+                      f"({where}), which the sealed tier's exact decimals cannot hold (stored by another tool: "
+                      "regime_io's writers refuse it); correct or delete the row, then seal again. The rows "
+                      "this seal was moving stay in the row tier, unchanged", table=spec.key, column=row["column"],
+                      value=row["value"])
+
+
+def _check_stored_types(db: Database, spec: TableSpec) -> None:
+    """Refuse to move rows of a table whose decimal columns another tool altered: the seal
+    reads each as its declared ``NUMERIC(p, s)`` (exact unscaled integers), which would
+    round the digits of a column widened to more decimals (1.2346 in a NUMERIC(14,4)
+    sealed as 1.23) or overflow on one widened to more. One catalog lookup per table."""
+    with db.connection() as conn:
+        cur = conn.cursor()
+        try:
+            stored = store.stored_decimal_types(cur, db.settings, spec)
+        finally:
+            cur.close()
+    altered = [(name, kind) for name, kind in stored.items() if kind.lower() != spec.column(name).pg_type.lower()]
+    if altered:
+        name, kind = altered[0]
+        raise SchemaError(f"{spec.key}: column {name} of table {db.settings.table_name(spec.key)!r} is {kind}, but "
+                          f"regime_io declares {spec.column(name).pg_type}: sealing would round or refuse its values "
+                          "(was it altered by another tool?); nothing was moved. Restore the declared type, or "
+                          "widen the price columns with {fix} (docs/schema.md, \"Changing the price scale\")",
+                          table=spec.key, column=name, value=kind, fixes=(WIDEN,))
 
 
 def _heap_bytes(cur: Any, db: Database, spec: TableSpec, period: dt.date, keys: list[groups.SeriesKey]) -> int:
@@ -550,7 +570,10 @@ def repair_sealed(db: Database, *, tables: Iterable[str] | str | None = None, dr
     """
     done: list[SealedPeriod] = []
     for spec in _specs(db, tables):
-        for period, series in sealed_overlaps(db, spec).items():
+        overlaps = sealed_overlaps(db, spec)
+        if overlaps:
+            _check_stored_types(db, spec)
+        for period, series in overlaps.items():
             if dry_run:
                 done.append(SealedPeriod(spec.key, period, len(series), sum(series.values()), 0, 0))
                 continue
