@@ -157,3 +157,27 @@ def test_a_seal_names_a_nan_another_tool_stored_on_both_engines(pg: PostgreSQLIn
                                                  r"BBB, timeframe 1m, timestamp 2024-01-08 09:16:00\)"):
                 p.seal("2024-02-01", tables=["bars"])
             assert run(f"SELECT count(*) FROM {table}")[0][0] == 9
+
+
+def test_a_seal_refuses_a_price_column_altered_by_hand_on_both_engines(pg: PostgreSQLIntegration,
+                                                                       citus_pg: PostgreSQLIntegration, sql,
+                                                                       citus: Any) -> None:
+    """The declared-type check reads the coordinator's catalog, as a plain server's: a
+    close widened to NUMERIC(14,4) by hand is refused before a month moves (the seal
+    would round 100.1234 to 100.12)."""
+    from regime_io import SchemaError
+
+    with psycopg.connect(citus.url(), autocommit=True) as conn:
+        def on_citus(query: str) -> list[Any]:
+            cur = conn.execute(query)
+            return cur.fetchall() if cur.description else []
+
+        for run, p in ((sql, pg), (on_citus, citus_pg)):
+            p.save_market_data(bars(SYMBOLS, ["1m"], T0, 3))
+            table = p.db.table("market_data")
+            run(f"ALTER TABLE {table} ALTER COLUMN close TYPE NUMERIC(14,4)")
+            run(f"UPDATE {table} SET close = 100.1234 WHERE symbol = 'AAA'")
+            with pytest.raises(SchemaError, match=r"column close of table '\w+' is numeric\(14,4\), but regime_io "
+                                                  r"declares NUMERIC\(10,2\)"):
+                p.seal("2024-02-01", tables=["bars"])
+            assert run(f"SELECT count(*) FROM {table}")[0][0] == 9
