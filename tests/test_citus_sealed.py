@@ -5,6 +5,7 @@ chunks, compared with the plain server (tests/_citus.py starts the cluster)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import polars as pl
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 from polars.testing import assert_frame_equal
 
-from regime_io import PostgreSQLIntegration
+from regime_io import PostgreSQLIntegration, SchemaError, WriteError
 from regime_io._tiers import chunk_bytes
 from tests._reading_data import bars, regimes_1min
 
@@ -137,47 +138,45 @@ def test_patches_are_stored_external_on_every_shard(citus_pg: PostgreSQLIntegrat
         assert got == {"xe"}, got  # patch: the default (x), payload: still EXTERNAL
 
 
-def test_a_seal_names_a_nan_another_tool_stored_on_both_engines(pg: PostgreSQLIntegration,
-                                                                citus_pg: PostgreSQLIntegration, sql,
-                                                                citus: Any) -> None:
-    """The seal's NaN lookup (after the rollback) runs on the coordinator as on a plain
-    server: the same WriteError, the rows left in the row tier."""
-    from regime_io import WriteError
-
+@pytest.fixture
+def unsealed_bars(pg: PostgreSQLIntegration, citus_pg: PostgreSQLIntegration, sql,
+                  citus: Any) -> Iterator[list[tuple[Callable[[str], list[Any]], PostgreSQLIntegration]]]:
+    """Both engines with three minutes of January's bars in the row tier, each with a
+    function running SQL on its server (as another tool would)."""
     with psycopg.connect(citus.url(), autocommit=True) as conn:
         def on_citus(query: str) -> list[Any]:
             cur = conn.execute(query)
             return cur.fetchall() if cur.description else []
 
-        for run, p in ((sql, pg), (on_citus, citus_pg)):
+        both = [(sql, pg), (on_citus, citus_pg)]
+        for _, p in both:
             p.save_market_data(bars(SYMBOLS, ["1m"], T0, 3))
-            table = p.db.table("market_data")
-            run(f"UPDATE {table} SET low = 'NaN' WHERE symbol = 'BBB' AND timestamp = '{T0 + dt.timedelta(minutes=1)}'")
-            with pytest.raises(WriteError, match=r"market_data: cannot seal 2024-01: column low holds 'NaN' \(symbol "
-                                                 r"BBB, timeframe 1m, timestamp 2024-01-08 09:16:00\)"):
-                p.seal("2024-02-01", tables=["bars"])
-            assert run(f"SELECT count(*) FROM {table}")[0][0] == 9
+        yield both
 
 
-def test_a_seal_refuses_a_price_column_altered_by_hand_on_both_engines(pg: PostgreSQLIntegration,
-                                                                       citus_pg: PostgreSQLIntegration, sql,
-                                                                       citus: Any) -> None:
+def test_a_seal_names_a_nan_another_tool_stored_on_both_engines(
+        unsealed_bars: list[tuple[Callable[[str], list[Any]], PostgreSQLIntegration]]) -> None:
+    """The seal's NaN lookup (after the rollback) runs on the coordinator as on a plain
+    server: the same WriteError, the rows left in the row tier."""
+    for run, p in unsealed_bars:
+        table = p.db.table("market_data")
+        run(f"UPDATE {table} SET low = 'NaN' WHERE symbol = 'BBB' AND timestamp = '{T0 + dt.timedelta(minutes=1)}'")
+        with pytest.raises(WriteError, match=r"market_data: cannot seal 2024-01: column low holds 'NaN' \(symbol "
+                                             r"BBB, timeframe 1m, timestamp 2024-01-08 09:16:00\)"):
+            p.seal("2024-02-01", tables=["bars"])
+        assert run(f"SELECT count(*) FROM {table}")[0][0] == 9
+
+
+def test_a_seal_refuses_a_price_column_altered_by_hand_on_both_engines(
+        unsealed_bars: list[tuple[Callable[[str], list[Any]], PostgreSQLIntegration]]) -> None:
     """The declared-type check reads the coordinator's catalog, as a plain server's: a
     close widened to NUMERIC(14,4) by hand is refused before a month moves (the seal
     would round 100.1234 to 100.12)."""
-    from regime_io import SchemaError
-
-    with psycopg.connect(citus.url(), autocommit=True) as conn:
-        def on_citus(query: str) -> list[Any]:
-            cur = conn.execute(query)
-            return cur.fetchall() if cur.description else []
-
-        for run, p in ((sql, pg), (on_citus, citus_pg)):
-            p.save_market_data(bars(SYMBOLS, ["1m"], T0, 3))
-            table = p.db.table("market_data")
-            run(f"ALTER TABLE {table} ALTER COLUMN close TYPE NUMERIC(14,4)")
-            run(f"UPDATE {table} SET close = 100.1234 WHERE symbol = 'AAA'")
-            with pytest.raises(SchemaError, match=r"column close of table '\w+' is numeric\(14,4\), but regime_io "
-                                                  r"declares NUMERIC\(10,2\)"):
-                p.seal("2024-02-01", tables=["bars"])
-            assert run(f"SELECT count(*) FROM {table}")[0][0] == 9
+    for run, p in unsealed_bars:
+        table = p.db.table("market_data")
+        run(f"ALTER TABLE {table} ALTER COLUMN close TYPE NUMERIC(14,4)")
+        run(f"UPDATE {table} SET close = 100.1234 WHERE symbol = 'AAA'")
+        with pytest.raises(SchemaError, match=r"column close of table '\w+' is numeric\(14,4\), but regime_io "
+                                              r"declares NUMERIC\(10,2\)"):
+            p.seal("2024-02-01", tables=["bars"])
+        assert run(f"SELECT count(*) FROM {table}")[0][0] == 9

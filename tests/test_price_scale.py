@@ -18,6 +18,7 @@ import pytest
 
 from regime_io import ConfigError, DataQualityWarning, PostgreSQLIntegration, ReadError, SchemaError, WriteError
 from regime_io.config import Settings, load_settings, settings_replace
+from regime_io.server import diagnose
 from regime_io.tables import TABLES, table_spec
 
 T0 = dt.datetime(2024, 1, 2, 9, 15)
@@ -107,8 +108,6 @@ def test_columns_are_created_at_the_scale(scale6: PostgreSQLIntegration, sql: An
 
 
 def test_doctor_shows_the_stored_scale_and_warns_of_another_configured(scale6: PostgreSQLIntegration) -> None:
-    from regime_io.server import diagnose
-
     checks = {c.name: c for c in diagnose(scale6.settings).checks}
     assert (checks["price scale"].status, checks["price scale"].detail) == ("ok", "6 (NUMERIC(14,6))")
     other = {c.name: c for c in diagnose(settings_replace(scale6.settings, price_scale=2)).checks}["price scale"]
@@ -304,8 +303,6 @@ def test_sealing_a_column_another_tool_altered_is_refused(pg: PostgreSQLIntegrat
     """A column altered by hand: the seal (and repair_sealed, which moves rows as a seal
     does) reads it as the declared NUMERIC(10,2), which would overflow on the wider value
     and round 100.1234 to 100.12 without a word."""
-    from regime_io import SchemaError
-
     feb = dt.datetime(2024, 2, 1, 9, 15)
     pg.save_market_data(pl.concat([_bars([100.25, 101.5]), _bars([102.0], start=feb)]))
     assert pg.seal(dt.date(2024, 2, 1)).rows_moved == 2  # January, before the ALTER
