@@ -365,17 +365,24 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
             # the row tier's month read moved between ~38 and ~59 ms from block to block of
             # one run, which the scan-vs-eager ratio of two blocks took for scan()'s cost
             # (0.73-1.40 over five runs of one library).
+            # "inside": the eager read run by a bare IO plugin, scan()'s floor: polars runs a
+            # plugin's source on its own thread, and on 2 cores that read took 1.08-1.11x
+            # the same read on the calling thread (a 34 ms row-tier month, 3 x 40 rounds),
+            # while the plugin yielding a frame already read added only 0.05x.
             ready = reading.get_market_data(db, symbols[0], start, end)
+            eager = partial(reading.get_market_data, db, symbols[0], start, end)
             figures.update({f"history.scan_{part}.{tier}": fig for part, fig in alternated_times(
-                {"month": partial(_scan_collect, db, symbols[0], start, end),
-                 "eager": partial(reading.get_market_data, db, symbols[0], start, end),
-                 "plugin": partial(_plugin_collect, ready, symbols[0], start, end)},
+                {"month": partial(_scan_collect, db, symbols[0], start, end), "eager": eager,
+                 "plugin": partial(_plugin_collect, ready.clone, ready.schema, symbols[0], start, end),
+                 "inside": partial(_plugin_collect, eager, ready.schema, symbols[0], start, end)},
                 rounds=repeats * _ALTERNATED_ROUNDS["read_month"], rows=expected[key],
                 labels={"month": f"regime_io scan() filtered to {what} and collected, {tier} tier",
                         "eager": f"regime_io get_market_data, {tier} tier, {what} (the eager read scan() is held "
                                  "against)",
                         "plugin": f"polars IO plugin yielding the eager frame of {what}, filtered and collected "
-                                  "(the overhead scan() pays on top of the read)"}).items()})
+                                  "(the plugin machinery alone)",
+                        "inside": f"polars IO plugin running the eager read of {what}, filtered and collected "
+                                  "(scan()'s floor: the read on polars' thread)"}).items()})
         if copy:
             run = _copy_out(server, range_query(db, symbols, start, end))
             figures[f"history.{key}.copy"] = _read_figure(
@@ -741,13 +748,15 @@ def _delete_floor(db: Any, maint: Maintenance, bars: pl.DataFrame) -> Figure:
         maint.truncate()
 
 
-def _plugin_collect(frame: pl.DataFrame, symbol: str, start: dt.datetime, end: dt.datetime) -> pl.DataFrame:
-    """What polars' IO-plugin machinery costs alone: a source that yields a frame already
-    read, under the filter scan() gets (its predicate parsed, so polars filters nothing)."""
+def _plugin_collect(read: Callable[[], pl.DataFrame], schema: Any, symbol: str, start: dt.datetime,
+                    end: dt.datetime) -> pl.DataFrame:
+    """What polars' IO-plugin machinery costs: a source that yields ``read()`` (a frame
+    already read, or the eager read itself), under the filter scan() gets (its predicate
+    parsed, so polars filters nothing)."""
     def source(with_columns: Any, predicate: Any, n_rows: Any, batch_size: Any) -> Any:
-        yield frame
+        yield read()
 
-    return (register_io_source(source, schema=frame.schema)
+    return (register_io_source(source, schema=schema)
             .filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(start, end)).collect())
 
 

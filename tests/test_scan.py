@@ -315,3 +315,25 @@ def test_scan_streams_with_bounded_memory(pg: PostgreSQLIntegration, sql: Any) -
     # ~170 MB as polars frames; a full read would grow RSS by more than that.
     assert seen == rows and data_bytes > 150_000_000
     assert rss.growth < data_bytes / 2, f"peak RSS grew {rss.growth / 1e6:.0f} MB for {data_bytes / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("sealed", ["by another process", "by this one"])
+def test_a_one_symbol_month_is_read_at_once_over_either_tier(pg: PostgreSQLIntegration, sealed: str,
+                                                             caplog: pytest.LogCaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One symbol over at most a month is read as the eager reader reads it (no chunk lookup
+    first), also when another process sealed it: this process does not know the table has
+    chunks, so the row read's guard must trip and the read go to the chunks."""
+    monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0)  # a month's worth, not a few rows
+    _fill(pg)
+    with PostgreSQLIntegration(settings=pg.settings) as other:
+        sealer = other if sealed == "by another process" else pg
+        assert sealer.seal(dt.date(2024, 2, 1)).rows_moved > 0
+        expected = other.get_market_data("A", T1, T2)
+    caplog.set_level(logging.DEBUG, logger="regime_io")
+    got = pg.scan("bars").filter((pl.col("symbol") == "A") & pl.col("timestamp").is_between(T1, T2)).collect()
+    assert_frame_equal(got, expected)
+    assert got.get_column("timestamp").dt.month().unique().sort().to_list() == [1, 2]  # both tiers
+    sent = [r.getMessage() for r in caplog.records if r.name == "regime_io._conn.engines"]
+    # No stream's lookup of the chunks' fingerprint first (one statement less).
+    assert not any(s.startswith("lookup: SELECT (SELECT coalesce(md5(") for s in sent), sent
