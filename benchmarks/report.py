@@ -354,11 +354,14 @@ def _history_targets(figures: Mapping[str, Figure], add: Any) -> None:
     seal_line = "sealed: seal the bars (rows -> chunks)"
     add(seal_line, value(seal), 1.0, unit="s",
         where=f"{seal['rows']:,} bars" if is_measured(seal) and seal and seal.get("rows") else "")
-    # A seal reads every row it moves out of the row tier: COPY-out of them is its floor.
-    copy_all = figures.get("history.read_all.copy")
-    delete = figures.get("history.floor.seal_delete")
-    add("seal floor: COPY-out of the bars the seal reads + DELETE of them",
-        None if value(copy_all) is None or value(delete) is None else value(copy_all) + value(delete), 1.0,
+    # A seal reads every row it moves out of the row tier (COPY-out of them), stores them as
+    # chunks (the backfill's floor: encode + COPY the payloads) and deletes them: its floor.
+    # (Without the chunks' part the floor sat at 0.99-1.02 s on the 2026-12-06 machine, a
+    # coin toss against the 1 s limit for a seal of ~2 s.)
+    parts = [value(figures.get(k)) for k in ("history.read_all.copy", "history.floor.backfill",
+                                              "history.floor.seal_delete")]
+    add("seal floor: COPY-out of the bars the seal reads + encoding and storing their chunks + DELETE of them",
+        None if any(p is None for p in parts) else sum(p for p in parts if p is not None), 1.0,
         unit="s", floor_of=(seal_line,))
     latest = figures.get("history.latest.sealed")
     add("sealed: latest row of 1 symbol, p50 warm", value(latest), 1.0, unit="ms")
