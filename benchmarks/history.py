@@ -52,7 +52,6 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from polars.io.plugins import register_io_source
 from psycopg import sql
 
 from regime_io._read import readers as reading
@@ -67,7 +66,7 @@ from regime_io._write.validate import validate
 
 from .data import ConsecutiveBars
 from .measure import Figure, alternated_latency, alternated_times, latency, time_it, unavailable
-from .reads import _copy_out, range_query
+from .reads import _copy_out, plugin_collect, range_query
 from .server import BenchServer
 from .writes import DECIMALS, Maintenance
 
@@ -373,8 +372,8 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
             eager = partial(reading.get_market_data, db, symbols[0], start, end)
             figures.update({f"history.scan_{part}.{tier}": fig for part, fig in alternated_times(
                 {"month": partial(_scan_collect, db, symbols[0], start, end), "eager": eager,
-                 "plugin": partial(_plugin_collect, ready.clone, ready.schema, symbols[0], start, end),
-                 "inside": partial(_plugin_collect, eager, ready.schema, symbols[0], start, end)},
+                 "plugin": partial(plugin_collect, ready.clone, ready.schema, symbols[0], start, end),
+                 "inside": partial(plugin_collect, eager, ready.schema, symbols[0], start, end)},
                 rounds=repeats * _ALTERNATED_ROUNDS["read_month"], rows=expected[key],
                 labels={"month": f"regime_io scan() filtered to {what} and collected, {tier} tier",
                         "eager": f"regime_io get_market_data, {tier} tier, {what} (the eager read scan() is held "
@@ -746,18 +745,6 @@ def _delete_floor(db: Any, maint: Maintenance, bars: pl.DataFrame) -> Figure:
                        rows=bars.height, label=f"floor: DELETE the {bars.height:,} rows a seal moves (one statement)")
     finally:
         maint.truncate()
-
-
-def _plugin_collect(read: Callable[[], pl.DataFrame], schema: Any, symbol: str, start: dt.datetime,
-                    end: dt.datetime) -> pl.DataFrame:
-    """What polars' IO-plugin machinery costs: a source that yields ``read()`` (a frame
-    already read, or the eager read itself), under the filter scan() gets (its predicate
-    parsed, so polars filters nothing)."""
-    def source(with_columns: Any, predicate: Any, n_rows: Any, batch_size: Any) -> Any:
-        yield read()
-
-    return (register_io_source(source, schema=schema)
-            .filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(start, end)).collect())
 
 
 def _row_tier(server: BenchServer, db: Any, maint: Maintenance, bars: pl.DataFrame, slices: dict[str, Any],

@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 
 import polars as pl
+from polars.io.plugins import register_io_source
 from psycopg import sql
 
 from regime_io import synthetic
@@ -34,7 +35,7 @@ from .measure import Figure, latency, time_it, unavailable
 from .server import BenchServer
 from .writes import COLUMNS, DECIMALS, table_ident
 
-__all__ = ["range_query", "run_latest", "run_range_reads", "run_regimes"]
+__all__ = ["plugin_collect", "range_query", "run_latest", "run_range_reads", "run_regimes"]
 
 log = logging.getLogger(__name__)
 
@@ -225,3 +226,15 @@ def run_regimes(server: BenchServer, *, days: int, symbols: int, rolling_symbols
         label=f"regime_io save_rolling_market_regime, {len(live_names)} rows/call (one per symbol), window 375 min")
     db.close()
     return figures
+
+
+def plugin_collect(read: Callable[[], pl.DataFrame], schema: Any, symbol: str, start: dt.datetime,
+                   end: dt.datetime) -> pl.DataFrame:
+    """What polars' IO-plugin machinery costs: a source that yields ``read()`` (a frame
+    already read, or the eager read itself), under the filter scan() gets (its predicate
+    parsed, so polars filters nothing)."""
+    def source(with_columns: Any, predicate: Any, n_rows: Any, batch_size: Any) -> Any:
+        yield read()
+
+    return (register_io_source(source, schema=schema)
+            .filter((pl.col("symbol") == symbol) & pl.col("timestamp").is_between(start, end)).collect())

@@ -122,7 +122,7 @@ def expected_figures(scale_sizes: list[int]) -> list[str]:
     fixed += ["history.alternated.read_day_row.row", "history.alternated.read_day_row.arcticdb"]
     for size in sorted(scale_sizes):
         fixed += [f"scale.{size}.ingest", f"scale.{size}.one_day_read", f"scale.{size}.one_day_read_ref",
-                  f"scale.{size}.scan_one_day"]
+                  f"scale.{size}.scan_one_day", f"scale.{size}.scan_one_day_inside"]
     return fixed
 
 
@@ -228,14 +228,20 @@ def evaluate_targets(figures: Mapping[str, Figure]) -> list[dict[str, Any]]:
     else:
         add(growth, None, 20, unit="%")
     scans = _scale_points(figures, "scan_one_day")
+    scan_line = "scan() of a 1-symbol day vs get_market_data of that day (pushdown)"
     if scans:
         size, scan = scans[-1]
         eager = figures.get(f"scale.{size}.one_day_read")
-        add("scan() of a 1-symbol day vs get_market_data of that day (pushdown)",
-            None if not is_measured(eager) or eager is None else scan["p50"] / eager["p50"], 1.5,
+        eager_p50 = eager["p50"] if is_measured(eager) and eager is not None else None
+        add(scan_line, None if eager_p50 is None else scan["p50"] / eager_p50, 1.5,
             where=f"{size:,} rows" + (", calls in turn" if "note" in scan else ""))
+        inside = figures.get(f"scale.{size}.scan_one_day_inside")
+        if inside is not None:  # (results from before 2026-12-06 have no floor)
+            add("scan floor: get_market_data of that day run inside a bare polars IO plugin vs get_market_data",
+                None if eager_p50 is None or not is_measured(inside) else inside["p50"] / eager_p50, 1.5,
+                where=f"{size:,} rows, calls in turn", floor_of=(scan_line,))
     else:
-        add("scan() of a 1-symbol day vs get_market_data of that day (pushdown)", None, 1.5)
+        add(scan_line, None, 1.5)
     stream = figures.get("memory.stream_read")
     add("streaming read, peak RSS", value(stream), 500, unit="MB", where=_where(stream))
     _history_targets(figures, add)
