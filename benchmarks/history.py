@@ -364,10 +364,9 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
             # the row tier's month read moved between ~38 and ~59 ms from block to block of
             # one run, which the scan-vs-eager ratio of two blocks took for scan()'s cost
             # (0.73-1.40 over five runs of one library).
-            # "inside": the eager read run by a bare IO plugin, scan()'s floor: polars runs a
-            # plugin's source on its own thread, and on 2 cores that read took 1.08-1.11x
-            # the same read on the calling thread (a 34 ms row-tier month, 3 x 40 rounds),
-            # while the plugin yielding a frame already read added only 0.05x.
+            # "inside": the eager read run by a bare IO plugin (in its call, as scan() reads
+            # its first frame), scan()'s floor; "plugin": the plugin yielding a frame already
+            # read (0.05x of a 34 ms row-tier month, 3 x 40 rounds).
             ready = reading.get_market_data(db, symbols[0], start, end)
             eager = partial(reading.get_market_data, db, symbols[0], start, end)
             figures.update({f"history.scan_{part}.{tier}": fig for part, fig in alternated_times(
@@ -381,7 +380,7 @@ def _reads(server: BenchServer, db: Any, slices: dict[str, Any], expected: dict[
                         "plugin": f"polars IO plugin yielding the eager frame of {what}, filtered and collected "
                                   "(the plugin machinery alone)",
                         "inside": f"polars IO plugin running the eager read of {what}, filtered and collected "
-                                  "(scan()'s floor: the read on polars' thread)"}).items()})
+                                  "(scan()'s floor)"}).items()})
         if copy:
             run = _copy_out(server, range_query(db, symbols, start, end))
             figures[f"history.{key}.copy"] = _read_figure(

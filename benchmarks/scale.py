@@ -126,15 +126,14 @@ def _one_day(db: Any, reference: Any, stream: BarStream, *, size: int, rows: int
 
     if not collect().equals(got):
         raise RuntimeError("scan() of the 1-day filter differs from get_market_data")
-    # scan()'s floor: the same read run by a bare polars IO plugin (polars calls a source on
-    # its own thread; the read of a 1,440-row day took 1.31x there, 1.08x on the calling thread).
+    # scan()'s floor: the same read run by a bare polars IO plugin (benchmarks.reads.plugin_collect).
     keys = {"one_day_read": read, "one_day_read_ref": read_reference, "scan_one_day": collect,
             "scan_one_day_inside": partial(plugin_collect, read, got.schema, symbol, day_start, day_end)}
     labels = {"one_day_read": read_label,
               "one_day_read_ref": "the same read on the reference table (the smallest size's rows, another schema)",
               "scan_one_day": f"scan('market_data') filtered to 1 symbol x 1 day, collected, table of {rows:,} rows",
               "scan_one_day_inside": "polars IO plugin running the same get_market_data, filtered and collected "
-                                     "(scan()'s floor: the read on polars' thread)"}
+                                     "(scan()'s floor)"}
     timed = alternated_latency(keys, calls=calls, labels=labels)
     out = {f"scale.{size}.{k}": fig for k, fig in timed.items()}
     for fig in out.values():

@@ -25,7 +25,6 @@ from tests._helpers import insert_ten_second_bars
 START = dt.datetime(2024, 1, 31, 12, 0)  # 2,000 minutes: crosses into February
 T1, T2 = dt.datetime(2024, 1, 31, 20, 0), dt.datetime(2024, 2, 1, 3, 30)
 EXPIRIES = [dt.date(2024, 2, 1), dt.date(2024, 2, 8)]
-_POLARS_2 = int(pl.__version__.split(".")[0]) >= 2
 # LazyFrame.collect_batches is polars >= 1.34 (the floor, .ci/floors, is 1.31).
 needs_collect_batches = pytest.mark.skipif(not hasattr(pl.LazyFrame, "collect_batches"),
                                            reason="LazyFrame.collect_batches needs polars >= 1.34")
@@ -156,10 +155,10 @@ def test_misuse_is_a_usage_error(pg: PostgreSQLIntegration) -> None:
         pg.scan("prices")
     with pytest.raises(UsageError, match="time-series"):
         pg.scan("results")
-    # polars 1.x wraps what an IO source raises at collect() in its ComputeError (the
-    # message kept); polars 2 raises the source's own exception.
-    raised = UsageError if _POLARS_2 else pl.exceptions.ComputeError
-    with pytest.raises(raised, match="timeframe 'tick' is not an accepted value"):
+    # Raised in the source's call (the plan and the first read run there), which polars 1.x
+    # and 2 pass on as is (1.x wraps what a source raises while its frames are pulled in
+    # its ComputeError).
+    with pytest.raises(UsageError, match="timeframe 'tick' is not an accepted value"):
         pg.scan("bars").filter(pl.col("timeframe") == "tick").collect()
 
 
@@ -337,3 +336,27 @@ def test_a_one_symbol_month_is_read_at_once_over_either_tier(pg: PostgreSQLInteg
     sent = [r.getMessage() for r in caplog.records if r.name == "regime_io._conn.engines"]
     # No stream's lookup of the chunks' fingerprint first (one statement less).
     assert not any(s.startswith("lookup: SELECT (SELECT coalesce(md5(") for s in sent), sent
+
+
+def test_the_first_frame_is_read_on_the_thread_that_collects(pg: PostgreSQLIntegration,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """polars calls the source on the collecting thread and pulls its frames on a thread of
+    its own (the streaming engine), where the same read ran slower on 2 cores: the first
+    piece is read in the call. Later pieces are still read as polars pulls them."""
+    import threading
+
+    from regime_io._read import scan as scanning
+
+    _fill(pg)
+    read_on: list[str] = []
+    tables = scanning._tables
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        for table in tables(*args, **kwargs):
+            read_on.append(threading.current_thread().name)
+            yield table
+
+    monkeypatch.setattr(scanning, "_tables", recording)
+    got = pg.scan("bars").filter(pl.col("symbol") == "A").collect()
+    assert_frame_equal(got, pg.get_market_data("A"))
+    assert read_on and read_on[0] == threading.current_thread().name, read_on
