@@ -35,7 +35,8 @@ Rows come back in the eager readers' order and schema (same dtypes; same values 
 row tier and the sealed chunks). Batches stream: one symbol over at most a month is read at
 once, as the eager readers read it; a longer range with nothing sealed is one ADBC stream;
 a range with sealed chunks is read one symbol (one symbol-month when the order is
-time-major) at a time, each piece merged over both tiers.
+time-major) at a time, each piece merged over both tiers. The first piece is read when
+polars calls the source, on the thread that collects; the others as polars pulls them.
 
 Example:
     >>> lf = scan(db, "bars")                                        # doctest: +SKIP
