@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, UsageError
 from regime_io._read import readers as reading
+from regime_io._read import scan as scanning
 from tests._helpers import insert_ten_second_bars
 
 START = dt.datetime(2024, 1, 31, 12, 0)  # 2,000 minutes: crosses into February
@@ -343,10 +345,6 @@ def test_the_first_frame_is_read_on_the_thread_that_collects(pg: PostgreSQLInteg
     """polars calls the source on the collecting thread and pulls its frames on a thread of
     its own (the streaming engine), where the same read ran slower on 2 cores: the first
     piece is read in the call. Later pieces are still read as polars pulls them."""
-    import threading
-
-    from regime_io._read import scan as scanning
-
     _fill(pg)
     read_on: list[str] = []
     tables = scanning._tables

@@ -607,7 +607,7 @@ def _source(db: Database, spec: TableSpec, exact: bool, full: list[str], as_of: 
                batch_size: int | None) -> Iterator[pl.DataFrame]:
         # Polars calls the source on the thread that collects and pulls its frames on a
         # thread of its own, where the same read ran slower on 2 cores (a 41,760-row
-        # row-tier month: 1.12-1.19x the eager read pulled there, 1.03-1.04x read in the
+        # row-tier month: 1.12-1.22x the eager read pulled there, 1.03-1.04x read in the
         # call; 3 x 40 alternated rounds): the first frame is read here, the rest as pulled.
         pulled = frames(with_columns, predicate, n_rows, batch_size)
         first = next(pulled, None)
