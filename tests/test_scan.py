@@ -215,8 +215,6 @@ def test_an_unreadable_predicate_pushes_less_and_answers_right(
     """polars documents Expr.meta.serialize(format="json") as unstable across versions: a
     shape the parser does not know (injected here into the client-side parser) pushes
     less, polars filters the rest, one warning says so, and the answer is unchanged."""
-    from regime_io._read import scan as scanning
-
     _fill(pg)
     assert pg.seal(dt.date(2024, 2, 1)).rows_moved > 0  # January sealed, February in rows
     if fault == "whole predicate":
@@ -245,8 +243,6 @@ def test_an_unreadable_predicate_pushes_less_and_answers_right(
 
 def test_scan_without_explain_names(pg: PostgreSQLIntegration, monkeypatch: pytest.MonkeyPatch) -> None:
     """polars before explain_name (1.20 .. 1.44) gets no such keyword; .ci/floors runs the real one."""
-    from regime_io._read import scan as scanning
-
     _fill(pg)
     real = scanning.register_io_source
 
