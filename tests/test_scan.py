@@ -314,13 +314,8 @@ def test_scan_streams_with_bounded_memory(pg: PostgreSQLIntegration, sql: Any) -
     assert rss.growth < data_bytes / 2, f"peak RSS grew {rss.growth / 1e6:.0f} MB for {data_bytes / 1e6:.0f} MB"
 
 
-@pytest.mark.parametrize("sealed", ["by another process", "by this one"])
-def test_a_one_symbol_month_is_read_at_once_over_either_tier(pg: PostgreSQLIntegration, sealed: str,
-                                                             caplog: pytest.LogCaptureFixture,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """One symbol over at most a month is read as the eager reader reads it (no chunk lookup
-    first), also when another process sealed it: this process does not know the table has
-    chunks, so the row read's guard must trip and the read go to the chunks."""
+def _one_month_read_at_once(pg: PostgreSQLIntegration, sealed: str, caplog: pytest.LogCaptureFixture,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reading, "SMALL_RANGE_ROWS", 0)  # a month's worth, not a few rows
     _fill(pg)
     with PostgreSQLIntegration(settings=pg.settings) as other:
@@ -334,6 +329,24 @@ def test_a_one_symbol_month_is_read_at_once_over_either_tier(pg: PostgreSQLInteg
     sent = [r.getMessage() for r in caplog.records if r.name == "regime_io._conn.engines"]
     # No stream's lookup of the chunks' fingerprint first (one statement less).
     assert not any(s.startswith("lookup: SELECT (SELECT coalesce(md5(") for s in sent), sent
+
+
+@pytest.mark.parametrize("sealed", ["by another process", "by this one"])
+def test_a_one_symbol_month_is_read_at_once_over_either_tier(pg: PostgreSQLIntegration, sealed: str,
+                                                             caplog: pytest.LogCaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """One symbol over at most a month is read as the eager reader reads it (no chunk lookup
+    first), also when another process sealed it: this process does not know the table has
+    chunks, so the row read's guard must trip and the read go to the chunks."""
+    _one_month_read_at_once(pg, sealed, caplog, monkeypatch)
+
+
+@pytest.mark.citus
+def test_a_one_symbol_month_sealed_by_another_process_on_citus(citus_pg: PostgreSQLIntegration,
+                                                               caplog: pytest.LogCaptureFixture,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same on distributed tables: the guard of the row read trips on the coordinator."""
+    _one_month_read_at_once(citus_pg, "by another process", caplog, monkeypatch)
 
 
 def test_the_first_frame_is_read_on_the_thread_that_collects(pg: PostgreSQLIntegration,
