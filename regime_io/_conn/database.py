@@ -23,8 +23,9 @@ from adbc_driver_manager.dbapi import Connection
 
 from .._sql.names import metadata_table, qualified_table
 from .._sql.query import Query
+from .._sql.quote import literal
 from ..config import Settings
-from ..errors import PoolClosedError, ReadError
+from ..errors import PoolClosedError, PoolTimeoutError, ReadError
 from ..tables import DEFAULT_PRICE_SCALE, TableKey, TableSpec, table_spec
 from .engines import read_lookup
 from .partitions import PartitionCache
@@ -32,6 +33,20 @@ from .pool import ConnectionPool, LookupConnection, LookupPool, resolve_server
 from .replicas import Replica, ReplicaSet, choose
 
 __all__ = ["Database"]
+
+
+def _end_snapshot(conn: Connection) -> None:
+    """End a :meth:`Database.snapshot_connections` transaction (read-only: ROLLBACK
+    loses nothing, and also ends one a failed statement aborted), back in the pool's mode."""
+    with contextlib.suppress(Exception):
+        cur = conn.cursor()
+        try:
+            cur.execute("ROLLBACK")
+        finally:
+            cur.close()
+    # A connection still in autocommit fails the pool's own commit/rollback and is closed.
+    with contextlib.suppress(Exception):
+        conn.adbc_connection.set_autocommit(False)
 
 
 P = TypeVar("P", ConnectionPool, LookupPool)
@@ -210,6 +225,46 @@ class Database:
                     conn.adbc_connection.set_autocommit(False)
                 raise
             conn.adbc_connection.set_autocommit(False)
+
+    @contextmanager
+    def snapshot_connections(self, n: int) -> Iterator[list[Connection]]:
+        """Up to ``n`` pooled read connections to one server (a replica's when configured,
+        else the primary's), each in a read-only ``REPEATABLE READ`` transaction on the same
+        snapshot (exported by the first, imported by the others, as ``pg_dump --jobs``
+        does): statements run on them at once see the same rows, as one statement would.
+
+        The first connection is waited for as usual; the others only if free now (one
+        read holding a connection while waiting for another could wait forever on a
+        pool at ``max_connections``), so the list may be shorter than ``n``. The
+        transactions end when the block does; the connections go back to the pool.
+        """
+        replica = self.replica("connection")
+        pool = self.pool if replica is None else replica.pool
+        with contextlib.ExitStack() as stack:
+            conns = [stack.enter_context(pool.connection())]
+            for _ in range(n - 1):
+                try:
+                    conns.append(stack.enter_context(pool.connection(wait=False)))
+                except PoolTimeoutError:
+                    break
+            cursors = []
+            for conn in conns:
+                # Our own BEGIN/COMMIT in autocommit (the driver's BEGIN would come first and
+                # fix the isolation level); behind a transaction pooler the explicit
+                # transaction keeps one server session for its statements.
+                conn.adbc_connection.set_autocommit(True)
+                stack.callback(_end_snapshot, conn)
+                cur = conn.cursor()
+                cursors.append(cur)
+                cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if len(conns) > 1:
+                cursors[0].execute("SELECT pg_export_snapshot()")
+                (snapshot,) = cursors[0].fetchone() or ("",)
+                for cur in cursors[1:]:
+                    cur.execute(f"SET TRANSACTION SNAPSHOT {literal(str(snapshot))}")
+            for cur in cursors:
+                cur.close()
+            yield conns
 
     @contextmanager
     def lookup_connection(self) -> Iterator[LookupConnection]:

@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -228,6 +228,60 @@ def read_adbc(db: Database, q: Query, sql: str, *, what: str, table: str | None 
 
     return pooled_read(db, run, what=what, table=table)
 
+
+
+# Statements a large read runs at once (one snapshot, one connection each). Two: on the
+# 2-core machine of docs/performance.md, every bar of the benchmark table (1M rows, 10
+# symbols) took 0.76 s as one statement and 0.54 s as two of five symbols each; the
+# server's formatting of the rows (one core per statement) is most of that time.
+TOGETHER = 2
+
+
+def together(db: Database) -> int:
+    """How many statements one read may run at once: :data:`TOGETHER`, or 1 on Citus
+    (the coordinator already spreads a statement over the workers' shards, and an
+    exported snapshot does not reach the transactions it opens on them)."""
+    return 1 if db.settings.citus else TOGETHER
+
+
+def read_adbc_together(db: Database, statements: Sequence[tuple[Query, str]], *, what: str,
+                       table: str | None = None) -> list[pa.Table]:
+    """The answers of several statements of one read, run at once on pooled connections
+    that share one snapshot (:meth:`~regime_io._conn.database.Database.snapshot_connections`):
+    together they see the rows one statement would. The caller's thread runs the first,
+    worker threads the others (the driver fetches without the GIL); with fewer connections
+    free than statements, a connection runs the rest one after the other, still in the
+    same snapshot. Values are inlined, as for any large read (the driver then streams the
+    result through ``COPY``)."""
+    texts = [q.inline(sql) for q, sql in statements]
+    for text in texts:
+        log.debug("adbc (together): %s", text)
+
+    def fetch(conn: Any, mine: Sequence[str]) -> list[pa.Table]:
+        out = []
+        for text in mine:
+            cur = conn.cursor()
+            try:
+                cur.execute(text)
+                out.append(cur.fetch_arrow_table())
+            finally:
+                cur.close()
+        return out
+
+    def run() -> list[pa.Table]:
+        with db.snapshot_connections(len(texts)) as conns:
+            shares = [texts[i::len(conns)] for i in range(len(conns))]
+            others = [_fetchers().submit(fetch, conn, share) for conn, share in zip(conns[1:], shares[1:],
+                                                                                     strict=True)]
+            try:
+                got = [fetch(conns[0], shares[0])]
+            finally:
+                wait(others)  # the connections go back to the pool only when idle
+            got += [f.result() for f in others]
+        # share i holds statements i, i + len(conns), ...: back in the statements' order
+        return [got[i % len(got)][i // len(got)] for i in range(len(texts))]
+
+    return pooled_read(db, run, what=what, table=table)
 
 
 def read_lookup(db: Database, q: Query, sql: str, *, what: str, table: str | None = None,

@@ -139,7 +139,7 @@ class _Pool(Generic[C]):
     # -- public -------------------------------------------------------------------------
 
     @contextmanager
-    def connection(self, *, pipeline: bool = False) -> Iterator[C]:
+    def connection(self, *, pipeline: bool = False, wait: bool = True) -> Iterator[C]:
         """A connection in a transaction: commit on success, roll back on error.
 
         Parameters:
@@ -149,15 +149,19 @@ class _Pool(Generic[C]):
                 ``COMMIT`` travels with the statements still pending, so a block whose
                 results are read once costs two round trips, not one per statement
                 (regime_io._conn.pipeline).
+            wait: False: raise ``PoolTimeoutError`` at once when no connection is free
+                (a caller already holding one must not wait for another: two such callers
+                at ``max_connections`` would wait for each other).
 
         Raises:
-            PoolTimeoutError: every connection stayed busy for ``connection_timeout`` seconds.
+            PoolTimeoutError: every connection stayed busy for ``connection_timeout`` seconds
+                (at once with ``wait=False``).
             ServerUnavailableError: the server cannot be reached (after the retries), or the
                 connection died during the block (nothing was committed, unless the commit
                 itself was cut off: then the message says the outcome is unknown).
             ServerError: the server refuses the login (bad password, unknown database).
         """
-        conn = self._acquire()
+        conn = self._acquire(self.timeout if wait else 0.0)
         committing = False
         pipe: contextlib.AbstractContextManager[Any] | None = None
         control: Any = None
@@ -244,8 +248,8 @@ class _Pool(Generic[C]):
             self._open = 0
             self._pid = os.getpid()
 
-    def _acquire(self) -> C:
-        deadline = time.monotonic() + self.timeout
+    def _acquire(self, timeout: float) -> C:
+        deadline = time.monotonic() + timeout
         conn: C | None
         while True:
             with self._lock:
@@ -262,7 +266,7 @@ class _Pool(Generic[C]):
                     if remaining <= 0:
                         raise PoolTimeoutError(
                             f"no free connection in the {self.name} pool after "
-                            f"{self.timeout:g}s (connection_timeout): all "
+                            f"{timeout:g}s (connection_timeout): all "
                             f"{self.max_size} are in use (max_connections); release "
                             "connections sooner (nested 'with' blocks?) or raise max_connections"
                         )

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -603,7 +604,12 @@ def range_read(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
         return as_read(table, spec, schema, exact=exact,
                        constants=symbol_left_out(symbols, names))
 
-    return RowRead(build, decode, what=what, inline=not small)
+    # Large reads of several symbols: statements over runs of them, run at once (the router);
+    # their answers one after the other are this one's, as it is ordered by symbol first.
+    split = (partial(range_read, db, spec, rng=rng, exact=exact, extra=extra, what=what)
+             if len(symbols) > 1 and range_order(spec)[0] == "symbol"
+             and rows_bound(spec, symbols, rng) >= SPLIT_ROWS else None)
+    return RowRead(build, decode, what=what, inline=not small, scope=Scope(symbols, rng, extra), split=split)
 
 
 # Range reads that can return at most this many one-minute bars (symbols x minutes in the
@@ -612,19 +618,33 @@ def range_read(db: Database, spec: TableSpec, symbols: list[str], rng: TimeRange
 SMALL_RANGE_ROWS = 20_000
 
 
+# Range reads of two symbols or more that can return at least this many one-minute bars
+# (:func:`rows_bound`) may run as statements over groups of the symbols, at once: the
+# router asks the catalog how many rows to expect (its ``TOGETHER_ROWS``).
+SPLIT_ROWS = 200_000
+
+
+def rows_bound(spec: TableSpec, symbols: list[str], rng: TimeRange) -> float:
+    """The most rows a range read can return when the table is keyed by (symbol[,
+    timeframe], time) and holds minute bars of one timeframe (symbols x minutes); infinite
+    when another key column (option bars: a row per contract and minute) voids the bound.
+    Several timeframes, or bars finer than a minute, make it optimistic; the cost of that
+    is only a slower path, never a wrong result."""
+    if set(spec.primary_key) - {"symbol", "timeframe", spec.time_column}:
+        return float("inf")
+    minutes = (rng.end - rng.start).total_seconds() / 60 + 1
+    return len(symbols) * minutes
+
+
 def is_small_range(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
     """True when the range holds few rows for sure, judged from the table's key: a table
     keyed by (symbol[, timeframe], time) holds one row per symbol and minute for one
     timeframe of minute bars, so symbols x minutes bounds the read.
 
-    Any other key column (option bars: one row per contract and minute) voids the bound:
-    such reads always stream through COPY. Several timeframes, or bars finer than a minute,
-    make the bound optimistic; the cost is then only the slower path, never a wrong result.
+    Any other key column (option bars: one row per contract and minute) voids the bound
+    (:func:`rows_bound`): such reads always stream through COPY.
     """
-    if set(spec.primary_key) - {"symbol", "timeframe", spec.time_column}:
-        return False
-    minutes = (rng.end - rng.start).total_seconds() / 60 + 1
-    return len(symbols) * minutes <= SMALL_RANGE_ROWS
+    return rows_bound(spec, symbols, rng) <= SMALL_RANGE_ROWS
 
 
 def _read_resampled(db: Database, spec: TableSpec, groups: dict[str, list[str]], rng: TimeRange, *,

@@ -40,7 +40,7 @@ from .._conn.driver_errors import DRIVER_ERRORS, is_connection_error, maintenanc
 from .._conn.engines import read_lookups
 from .._frames import conform
 from .._sql.names import catalog_table
-from .._sql.query import Query
+from .._sql.query import Query, TimeRange
 from .._sql.quote import literal, qualified, quote_ident
 from ..errors import UsageError
 from ..tables import TABLES, TableKey, TableSpec, table_spec
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CATALOG_SCHEMA", "SERIES_TABLES", "catalog_sql", "fill_catalog", "read_catalog", "record_deletes",
     "record_writes", "refresh", "removed_sql", "series_columns", "series_counts", "series_stats",
-    "subtract_sql",
+    "subtract_sql", "window_rows",
 ]
 
 log = logging.getLogger(__name__)
@@ -329,6 +329,24 @@ def _selected(tables: str | Iterable[str] | None) -> list[TableKey]:
         if spec.key not in keys:
             keys.append(spec.key)
     return keys
+
+
+def window_rows(db: Database, spec: TableSpec, symbols: Sequence[str], window: TimeRange) -> list[tuple[str, float]]:
+    """Each of ``symbols`` in the server's collation order (the order of a read's answer)
+    with the rows the catalog expects of it in ``window``: its series' row counts (both
+    tiers) times the part of each series' span inside the window, as if the rows were
+    spread evenly. An estimate: rows written by other tools count after :func:`refresh`."""
+    q = Query()
+    start, end = q.param(window.start), q.param(window.end)
+    span = "extract(epoch FROM c.last_ts - c.first_ts)"
+    inside = f"extract(epoch FROM least(c.last_ts, {end}) - greatest(c.first_ts, {start}))"
+    sql = (f"SELECT u.v AS symbol, coalesce(sum(c.row_count * CASE WHEN {span} > 0 "
+           f"THEN greatest(0, {inside}) / {span} "
+           f"ELSE (c.first_ts >= {start} AND c.first_ts < {end})::int END), 0)::float8 AS n "
+           f"FROM unnest({q.param(list(symbols))}::text[]) AS u(v) LEFT JOIN {catalog_table(db.settings)} c "
+           f"ON c.table_key = {q.param(spec.key)} AND c.symbol = u.v GROUP BY u.v ORDER BY u.v")
+    found = read_lookups(db, [(q, sql)], what="rows expected", table=spec.key)[0]
+    return list(zip(found.column("symbol").to_pylist(), found.column("n").to_pylist(), strict=True))
 
 
 def read_catalog(db: Database, table: str | Sequence[str] | None = None) -> pa.Table:

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._conn.copy import copy_into, session_table
-from .._conn.engines import pooled_read, read_adbc, read_cx, read_lookup
+from .._conn.engines import pooled_read, read_adbc, read_adbc_together, read_cx, read_lookup, together
 from .._frames import constant
 from .._sql.names import chunk_table, history_table
 from .._sql.query import Query, TimeRange
@@ -41,6 +41,7 @@ from .._sql.quote import literal, quote_ident
 from ..errors import ReadError
 from ..tables import TableSpec
 from . import sealed_format as chunks
+from .catalog import window_rows
 from .knowledge import ABSENT, KNOWN_FROM, KNOWN_TO, key_row, stored_known_from
 from .rows import as_declared, declared_select
 from .sealed_read import (
@@ -123,18 +124,62 @@ class RowRead:
     ``decode(table, columns)``: the driver's answer in the reader's types. ``inline``:
     values inlined into the SQL, so the ADBC driver streams the result through ``COPY``
     (large ranges) instead of holding it in libpq first (bound parameters).
+
+    ``split(symbols)``: the same read of some of ``symbols`` (its answer ordered by symbol
+    first), for a read large enough that statements over groups of its symbols, run at
+    once in one snapshot (:func:`~regime_io._conn.engines.read_adbc_together`), pay for
+    their round trips; None: one statement.
     """
 
     build: Callable[[list[str], Relation | None], tuple[Query, str]]
     decode: Callable[[pa.Table, list[str]], pa.Table]
     what: str
     inline: bool = False
+    scope: Scope | None = None
+    split: Callable[[list[str]], RowRead] | None = None
 
     def run(self, db: Database, spec: TableSpec, columns: Sequence[str], relation: Relation | None) -> pa.Table:
-        q, sql = self.build(list(columns), relation)
+        names = list(columns)
+        groups = _symbol_groups(db, spec, self.scope) if self.split is not None else []
+        if len(groups) > 1:
+            assert self.split is not None
+            reads = [self.split(group) for group in groups]
+            tables = read_adbc_together(db, [read.build(names, relation) for read in reads],
+                                        what=self.what, table=spec.key)
+            return pa.concat_tables([read.decode(t, names) for read, t in zip(reads, tables, strict=True)])
+        q, sql = self.build(names, relation)
         if self.inline:
             q, sql = Query(), q.inline(sql)
-        return self.decode(read_adbc(db, q, sql, what=self.what, table=spec.key), list(columns))
+        return self.decode(read_adbc(db, q, sql, what=self.what, table=spec.key), names)
+
+
+# A read the catalog expects to return fewer rows than this runs as one statement: below
+# it, the lookup, the snapshot's round trips and the second thread cost more than the
+# second core saves.
+TOGETHER_ROWS = 50_000
+
+
+def _symbol_groups(db: Database, spec: TableSpec, scope: Scope | None) -> list[list[str]]:
+    """The scope's symbols in runs of consecutive symbols in the server's collation order
+    (the order of the answer, so the runs' answers one after the other are the whole
+    read's), one per statement the read runs at once, about even in the rows the catalog
+    expects of each; one run when the read is expected small, or runs one statement."""
+    n = together(db)
+    if scope is None or scope.symbols is None or len(scope.symbols) < 2 or n < 2:
+        return []
+    expected = window_rows(db, spec, scope.symbols, scope.window)
+    total = sum(rows for _, rows in expected)
+    if total < TOGETHER_ROWS:
+        return []
+    groups: list[list[str]] = [[]]
+    seen = 0.0
+    for symbol, rows in expected:
+        # A new run when this symbol's rows lie more past the run's share than within it.
+        if groups[-1] and len(groups) < n and seen + rows / 2 > total * len(groups) / n:
+            groups.append([])
+        groups[-1].append(symbol)
+        seen += rows
+    return groups
 
 
 def _changed(err: BaseException) -> bool:
