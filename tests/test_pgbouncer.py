@@ -27,6 +27,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import ConfigError, PostgreSQLIntegration, UnknownSymbolWarning, UsageError
+from regime_io._read import readers
+from regime_io._tiers import router
 from regime_io.config import Settings, load_settings
 from tests import _pgbouncer
 from tests._helpers import drivers_reading
@@ -222,6 +224,24 @@ def test_readers_and_writers_at_once_share_two_server_connections(pgb: PostgreSQ
 
     assert _in_threads(work, len(symbols)) == []
     assert pgb.get_market_data(symbols, "2024-04-01", "2024-04-30").height == 6 * 6 * 30
+
+
+def test_a_large_read_is_one_statement_behind_the_pooler(pgb: PostgreSQLIntegration, through: Through,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Statements run at once share a snapshot opened by a ``BEGIN`` the driver sends in two
+    exchanges, which the pooler may hand to two server sessions: behind it, one statement."""
+    monkeypatch.setattr(readers, "SPLIT_ROWS", 0)
+    monkeypatch.setattr(router, "TOGETHER_ROWS", 1)
+    pgb.save_market_data(_three_months())
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+    got = pgb.get_market_data(["AAA", "BBB"], "2024-01-01", "2024-03-31")
+    assert got.height == _three_months().height
+    assert not [r for r in caplog.records if r.getMessage().startswith("adbc (together)")]
+    direct = through(None, direct=True)
+    caplog.clear()
+    assert_frame_equal(direct.get_market_data(["AAA", "BBB"], "2024-01-01", "2024-03-31"), got)
+    assert [r for r in caplog.records if r.getMessage().startswith("adbc (together)")]  # the same read, directly
 
 
 # -- writes and sealing -------------------------------------------------------------------

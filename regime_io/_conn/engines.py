@@ -238,10 +238,12 @@ TOGETHER = 2
 
 
 def together(db: Database) -> int:
-    """How many statements one read may run at once: :data:`TOGETHER`, or 1 on Citus
-    (the coordinator already spreads a statement over the workers' shards, and an
-    exported snapshot does not reach the transactions it opens on them)."""
-    return 1 if db.settings.citus else TOGETHER
+    """How many statements one read may run at once: :data:`TOGETHER`; 1 on Citus (the
+    coordinator already spreads a statement over the workers' shards, and an exported
+    snapshot does not reach the transactions it opens on them) and behind a transaction
+    pooler (the driver sends the ``BEGIN`` that opens the shared snapshot in two exchanges,
+    which the pooler may hand to two server sessions)."""
+    return 1 if db.settings.citus or db.settings.pooler == "transaction" else TOGETHER
 
 
 def read_adbc_together(db: Database, statements: Sequence[tuple[Query, str]], *, what: str,
