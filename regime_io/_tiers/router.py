@@ -167,7 +167,12 @@ def _symbol_groups(db: Database, spec: TableSpec, scope: Scope | None) -> list[l
     n = together(db)
     if scope is None or scope.symbols is None or len(scope.symbols) < 2 or n < 2:
         return []
-    expected = window_rows(db, spec, scope.symbols, scope.window)
+    try:
+        expected = window_rows(db, spec, scope.symbols, scope.window)
+    except ReadError as err:
+        if "does not exist" not in str(err):
+            raise
+        return []  # no catalog (schema not initialised): the row read's own error names the table
     total = sum(rows for _, rows in expected)
     if total < TOGETHER_ROWS:
         return []
