@@ -20,7 +20,7 @@ from regime_io._read import readers
 from regime_io._sql.query import Query
 from regime_io._tiers import router
 from regime_io.config import Settings, settings_replace
-from tests._reading_data import bars
+from tests._reading_data import bars, options
 
 T0 = dt.datetime(2024, 1, 29, 9, 15)
 SYMBOLS = ["bbb", "AAA", "Ccc"]  # mixed case: the groups follow the server's collation, not Python's
@@ -164,3 +164,21 @@ def test_a_large_read_of_a_schema_never_initialised_names_the_table(settings: Se
         pg.get_market_data(SYMBOLS, *RANGE)
     message = str(info.value)
     assert "get_market_data failed" in message and "mr_market_data" in message and "initialize_database()" in message
+
+
+def test_option_bars_of_several_symbols_read_at_once_as_in_one_statement(pg: PostgreSQLIntegration,
+                                                                         small_split: None,
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Option bars come symbol first, then time (then the contract): runs of symbols still
+    answer in order."""
+    expiries = [dt.date(2024, 2, 29), dt.date(2024, 3, 28)]
+    pg.save_options_data(pl.concat([options(s, expiries, [100.0, 105.0], T0, 200, seed=k)
+                                    for k, s in enumerate(["AAA", "BBB", "CCC"])]))
+    caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+    got = pg.get_options_data(["AAA", "BBB", "CCC"], *RANGE)
+    assert len(together(caplog)) == 2
+    monkeypatch.setattr(router, "TOGETHER_ROWS", float("inf"))
+    want = pg.get_options_data(["AAA", "BBB", "CCC"], *RANGE)
+    assert got.height == 3 * 2 * 2 * 2 * 200
+    assert_frame_equal(got, want)
