@@ -15,9 +15,11 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from regime_io import PostgreSQLIntegration, ReadError
+from regime_io._conn import database
 from regime_io._conn.engines import read_adbc_together
 from regime_io._read import readers
 from regime_io._sql.query import Query
+from regime_io._sql.quote import literal
 from regime_io._tiers import router
 from regime_io.config import Settings, settings_replace
 from tests._reading_data import bars, options
@@ -102,23 +104,30 @@ def test_a_sealed_month_and_rows_are_merged_as_before(loaded: PostgreSQLIntegrat
     assert_frame_equal(got, want)
 
 
-def test_the_statements_share_one_snapshot(pg: PostgreSQLIntegration, settings: Settings) -> None:
+def test_the_statements_share_one_snapshot(pg: PostgreSQLIntegration, settings: Settings,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     pg.save_market_data(bars(["AAA"], ["1m"], T0, 10))
     table = f'"{settings.schema}"."{settings.table_name("market_data")}"'
     count = f"SELECT count(*) FROM {table}"
+
+    def commit_in_between(value: str) -> str:
+        # Quoting the exported snapshot's id for the second connection: the first one holds
+        # its snapshot, the second has not taken one. A write commits right here.
+        pg.save_market_data(bars(["BBB"], ["1m"], T0, 5))
+        return literal(value)
+
+    monkeypatch.setattr(database, "literal", commit_in_between)
     with pg.db.snapshot_connections(2) as conns:
         assert len(conns) == 2
-        # Committed after the snapshot was taken, before either connection read anything.
-        pg.save_market_data(bars(["BBB"], ["1m"], T0, 5))
         seen = []
         for conn in conns:
             cur = conn.cursor()
             cur.execute(count)
             seen.append(cur.fetchone()[0])
             cur.close()
-    assert seen == [10, 10]
+    assert seen == [10, 10]  # the second connection too: it imported the first one's snapshot
     with psycopg.connect(pg.db.resolved.url(redact=False)) as conn:
-        assert conn.execute(count).fetchone() == (15,)
+        assert conn.execute(count).fetchone() == (15,)  # the write did commit while they were set up
 
 
 def test_with_one_connection_free_the_statements_run_in_turn(settings: Settings, small_split: None,
