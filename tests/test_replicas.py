@@ -186,6 +186,20 @@ def test_readers_use_the_replica_and_writers_the_primary(cluster: Cluster, db: D
         cur.close()
 
 
+def test_a_large_read_shares_one_snapshot_on_the_replica(cluster: Cluster, db: Database) -> None:
+    """A large read's statements run at once share a snapshot exported on the replica
+    (a hot standby exports and imports snapshots, as ``pg_dump --jobs`` relies on)."""
+    _write_bars(cluster, db, "NIFTY", 50)
+    cluster.wait_for_replay()
+    with db.snapshot_connections(2) as conns:
+        assert len(conns) == 2
+        for conn in conns:
+            cur = conn.cursor()
+            cur.execute(f"SELECT pg_is_in_recovery(), count(*) FROM {db.table('market_data')}")
+            assert cur.fetchone() == (True, 50)
+            cur.close()
+
+
 def test_round_robin_spreads_reads_over_the_replicas(cluster: Cluster, primary_settings: Settings) -> None:
     # The same replica twice (two spellings of its address) is enough to see the rotation.
     second = f"postgresql://localhost:{REPLICA_PORT}/postgres?host={cluster.replica_sockets}&application_name=r2"
