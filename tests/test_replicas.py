@@ -28,9 +28,12 @@ from polars.testing import assert_frame_equal
 from regime_io import PostgreSQLIntegration
 from regime_io._conn import embedded as embedded
 from regime_io._conn import replicas as replicas
+from regime_io._read import readers
+from regime_io._tiers import router
 from regime_io.config import Secret, Settings, load_settings, settings_replace
 from regime_io.database import Database
 from regime_io.tables import TABLES
+from tests._reading_data import bars
 
 REPLICA_PORT = 5433
 
@@ -198,6 +201,30 @@ def test_a_large_read_shares_one_snapshot_on_the_replica(cluster: Cluster, db: D
             cur.execute(f"SELECT pg_is_in_recovery(), count(*) FROM {db.table('market_data')}")
             assert cur.fetchone() == (True, 50)
             cur.close()
+
+
+def test_a_large_read_from_the_replica_runs_together_and_answers_as_the_primary(
+        cluster: Cluster, primary_settings: Settings, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The seam: writes (and the catalog) on the primary, a large read on the replica split
+    into two statements in one snapshot there, the same frame as the primary's one statement."""
+    monkeypatch.setattr(readers, "SPLIT_ROWS", 0)
+    monkeypatch.setattr(router, "TOGETHER_ROWS", 1)
+    with PostgreSQLIntegration(settings=primary_settings) as primary, PostgreSQLIntegration(
+            settings=settings_replace(primary_settings, read_replicas=(Secret(cluster.replica_url),))) as pg:
+        pg.initialize_database()
+        pg.save_market_data(bars(["AAA", "BBB", "CCC"], ["1m"], dt.datetime(2024, 3, 1, 9, 15), 400))
+        cluster.wait_for_replay()
+        caplog.set_level(logging.DEBUG, logger="regime_io._conn.engines")
+        got = pg.get_market_data(["AAA", "BBB", "CCC"], "2024-03-01", "2024-03-31")
+        assert len([r for r in caplog.records if r.getMessage().startswith("adbc (together)")]) == 2
+        with pg.db.read_connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT pg_is_in_recovery()")
+            assert cur.fetchone() == (True,)  # the reads went to the replica
+            cur.close()
+        assert got.height == 1200
+        assert_frame_equal(got, primary.get_market_data(["AAA", "BBB", "CCC"], "2024-03-01", "2024-03-31"))
 
 
 def test_round_robin_spreads_reads_over_the_replicas(cluster: Cluster, primary_settings: Settings) -> None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._conn.engines import read_lookup, read_lookups
+from .._conn.engines import read_lookups
 from .._frames import VIEWS, check_index_col, check_return_type, conform, convert, with_index
 from .._schema.timezones import check_time_kind
 from .._sql.args import (
@@ -55,6 +55,7 @@ from .._tiers.router import (
     RowRead,
     Scope,
     SqlBuilder,
+    collation_order,
     merge_latest,
     newest_chunks_queries,
     newest_sealed_rows,
@@ -726,12 +727,7 @@ def option_filters(spec: TableSpec, *, expiry: Any, strikes: Any, option_type: A
 
 def sorted_symbols(db: Database, symbols: list[str]) -> list[str]:
     """``symbols`` in the server's collation order (the order range reads return them in)."""
-    if len(symbols) < 2:
-        return symbols
-    q = Query()
-    table = read_lookup(db, q, f"SELECT v FROM unnest({q.param(symbols)}::text[]) AS u(v) ORDER BY v",
-                        what="collation order")
-    return [str(v) for v in table.column("v").to_pylist()]
+    return collation_order(db, symbols)
 
 
 def _regime_rows(db: Database, symbol: str, start_date: DateLike | None, end_date: DateLike | None, *,

@@ -67,6 +67,7 @@ __all__ = [
     "RowRead",
     "Scope",
     "SqlBuilder",
+    "collation_order",
     "guarded",
     "is_changed",
     "known_sealed",
@@ -518,12 +519,19 @@ def is_changed(err: BaseException) -> bool:
 # Merging rows and decoded chunks
 
 
-def _collation_ranks(db: Database, values: list[str]) -> dict[str, int]:
-    """Each text value's position in the server's collation order (ORDER BY of the rows)."""
+def collation_order(db: Database, values: list[str]) -> list[str]:
+    """``values`` in the server's collation order (the ORDER BY of the rows a read returns)."""
+    if len(values) < 2:
+        return values
     q = Query()
     table = read_lookup(db, q, f"SELECT v FROM unnest({q.param(values)}::text[]) AS u(v) ORDER BY v",
                         what="collation order")
-    return {v: i for i, v in enumerate(table.column("v").to_pylist())}
+    return [str(v) for v in table.column("v").to_pylist()]
+
+
+def _collation_ranks(db: Database, values: list[str]) -> dict[str, int]:
+    """Each text value's position in the server's collation order."""
+    return {v: i for i, v in enumerate(collation_order(db, values))}
 
 
 def merge_sorted(db: Database, spec: TableSpec, rows: pa.Table, sealed: pa.Table, order: Sequence[str]) -> pa.Table:
