@@ -51,6 +51,7 @@ import io
 import itertools
 import json
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
@@ -83,7 +84,7 @@ from ..errors import ReadError, UsageError
 from ..tables import TableSpec
 from ..types import DateLike, SymbolCase
 from .decode import as_read, reader_schema
-from .readers import is_small_range, sorted_symbols
+from .readers import is_small_range, rows_bound, sorted_symbols
 from .sqltext import range_order, select_list, symbol_left_out
 from .zones import zoned
 
@@ -534,7 +535,7 @@ def _one_month(spec: TableSpec, symbols: list[str], rng: TimeRange) -> bool:
     without the stream's chunk lookup first (a 41,760-row month of a table never sealed:
     1.033x the eager read streamed, 1.015x at once, the source run on the calling thread,
     40 alternated rounds; a sealed month: 1 round trip instead of 2)."""
-    return (len(symbols) == 1 and not set(spec.primary_key) - {"symbol", "timeframe", spec.time_column}
+    return (len(symbols) == 1 and math.isfinite(rows_bound(spec, symbols, rng))
             and rng.end - rng.start <= dt.timedelta(days=31))
 
 
